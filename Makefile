@@ -1,0 +1,60 @@
+# squall — the commands users and CI drive.  Everything installs what it needs first.
+#   make run        deps, release build, start the demo on http://127.0.0.1:8888
+#   make test       deps, ASan+UBSan build, every test through ctest
+#   make tsan-test  the threaded tests under ThreadSanitizer
+#   make bench      release build, then the benchmarks in bench/
+
+JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE    ?= cmake
+RELEASE  := build/release
+ASAN     := build/asan
+TSAN     := build/tsan
+PORT     ?= 8888
+
+# Debian packages the build and the tests need.  `make deps` installs only the missing ones.
+DEB_PKGS := build-essential cmake pkg-config libcmocka-dev python3 procps
+
+.PHONY: all deps build run test tsan-test bench clean format
+
+all: build
+
+deps:
+	@missing=""; \
+	for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "squall: installing missing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends $$missing; \
+	fi
+
+build: deps
+	$(CMAKE) -S . -B $(RELEASE) -DCMAKE_BUILD_TYPE=Release -DSQ_BUILD_TESTS=OFF
+	$(CMAKE) --build $(RELEASE) -j $(JOBS)
+
+run: build
+	@echo "squall: starting the demo on http://127.0.0.1:$(PORT) (Ctrl-C stops it)"
+	exec $(RELEASE)/examples/echo_server $(PORT)
+
+test: deps
+	$(CMAKE) -S . -B $(ASAN) -DCMAKE_BUILD_TYPE=Debug -DSQ_SANITIZE=address,undefined
+	$(CMAKE) --build $(ASAN) -j $(JOBS)
+	cd $(ASAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --output-on-failure -j $(JOBS)
+
+tsan-test: deps
+	$(CMAKE) -S . -B $(TSAN) -DCMAKE_BUILD_TYPE=Debug -DSQ_SANITIZE=thread
+	$(CMAKE) --build $(TSAN) -j $(JOBS)
+	cd $(TSAN) && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -L threads -j $(JOBS)
+
+bench: build
+	bench/run.sh $(RELEASE)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build

@@ -1,0 +1,13 @@
+/* squall.h — everything: the loop, coroutines, futures, streams, executor and sync. */
+#ifndef SQUALL_H
+#define SQUALL_H
+
+#include "squall/error.h"
+#include "squall/loop.h"
+#include "squall/coro.h"
+#include "squall/future.h"
+#include "squall/stream.h"
+#include "squall/executor.h"
+#include "squall/sync.h"
+
+#endif

@@ -1,0 +1,42 @@
+/* squall/error.h — error codes and logging shared by every layer.
+ *
+ * squall reports errors as negative errno values (-ECONNRESET, -ETIMEDOUT …).  The few
+ * conditions errno has no name for get squall codes of their own in the same negative
+ * space, far below any errno.  There is no global error state.
+ */
+#ifndef SQUALL_ERROR_H
+#define SQUALL_ERROR_H
+
+#include <errno.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum {
+    SQ_ENOTCORO = -20001,      /* a suspending call was made outside a coroutine */
+    SQ_ECLOSED = -20002,       /* the stream was closed (Tornado's StreamClosedError) */
+    SQ_EBUSY_READ = -20003,    /* a read is already pending on this stream */
+    SQ_ELOOPCLOSED = -20004,   /* the loop or executor is shutting down */
+    SQ_ERESOLVE = -20005,      /* a host name could not be resolved */
+};
+
+/* A static, human-readable description of a negative errno or squall code. */
+const char *sq_strerror(int err);
+
+enum { SQ_LOG_DEBUG, SQ_LOG_INFO, SQ_LOG_WARNING, SQ_LOG_ERROR, SQ_LOG_OFF };
+
+typedef void (*sq_log_fn)(int level, const char *msg, void *arg);
+/* Log through the installed handler (default: one line on stderr, "squall: LEVEL: msg").
+ * Messages below the current level are dropped. */
+void sq_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Install a log handler (NULL restores the stderr one). */
+void sq_log_set_handler(sq_log_fn fn, void *arg);
+/* Drop messages below `level` (default SQ_LOG_INFO; SQ_LOG_OFF silences everything). */
+void sq_log_set_level(int level);
+int sq_log_get_level(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,37 @@
+/* squall/executor.h — a thread pool for blocking work (Tornado's run_on_executor).
+ *
+ * Jobs run on worker threads; their futures are completed on the loop thread that
+ * submitted them, through sq_add_callback_threadsafe().  A job must not touch the loop.
+ */
+#ifndef SQUALL_EXECUTOR_H
+#define SQUALL_EXECUTOR_H
+
+#include <stddef.h>
+
+#include "squall/future.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sq_executor sq_executor;
+/* Runs on a worker thread; its return value becomes the future's value (status 0). */
+typedef void *(*sq_job_fn)(void *arg);
+
+/* A pool of `threads` workers (0: 4 per CPU, at least 4).  NULL with errno on failure. */
+sq_executor *sq_executor_new(size_t threads);
+/* Wait for running jobs, fail queued ones with -ECANCELED, join the workers, free. */
+void sq_executor_free(sq_executor *ex);
+size_t sq_executor_threads(const sq_executor *ex);
+/* Queue fn(arg).  The future resolves on `loop` (NULL: the current loop) with fn's return
+ * value; cancelling it before a worker picks it up skips the job.  NULL on -ENOMEM. */
+sq_future *sq_executor_submit(sq_executor *ex, sq_loop *loop, sq_job_fn fn, void *arg);
+/* The process-wide default pool, created on first use. */
+sq_executor *sq_executor_default(void);
+/* sq_executor_submit() on the default pool and the current loop. */
+sq_future *sq_run_in_executor(sq_job_fn fn, void *arg);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,127 @@
+/* squall/stream.h — buffered non-blocking streams over an fd, TCP servers and clients.
+ *
+ * In the spirit of Tornado's IOStream.  Every operation comes in two forms: a *_future()
+ * call usable from plain callbacks, and a suspending call for coroutines built on it.
+ * One read may be pending at a time; writes queue in order.  Read results point into the
+ * stream's own buffer and stay valid until the next read on that stream (zero copy).
+ *
+ * Errors: -ECONNRESET, -EPIPE and other socket errors as they happen; SQ_ECLOSED once the
+ * stream is closed (by either side) and the request cannot be satisfied; -EMSGSIZE when a
+ * read would need more than its max_bytes; SQ_EBUSY_READ for a second concurrent read.
+ */
+#ifndef SQUALL_STREAM_H
+#define SQUALL_STREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include "squall/future.h"
+#include "squall/loop.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sq_stream sq_stream;
+typedef void (*sq_stream_close_cb)(sq_stream *s, void *arg);
+
+/* Default high-water mark for pending (not yet written) bytes: 1 MiB. */
+#define SQ_STREAM_DEFAULT_HIGH_WATER (1u << 20)
+/* Default cap on read_until_close and on buffered read data: 100 MiB (Tornado's). */
+#define SQ_STREAM_DEFAULT_MAX_BUFFER (100u << 20)
+
+/* Wrap `fd` (made non-blocking here).  The stream owns the fd from now on.
+ * NULL with errno set on failure. */
+sq_stream *sq_stream_new(sq_loop *loop, int fd);
+/* Close the fd now: pending reads and writes fail with SQ_ECLOSED and the close callback
+ * runs.  The memory stays valid until sq_stream_free().  Idempotent. */
+void sq_stream_close(sq_stream *s);
+/* Close if needed and free the stream.  Call it once, after the last use. */
+void sq_stream_free(sq_stream *s);
+bool sq_stream_closed(const sq_stream *s);
+/* The error that closed the stream (0 for a clean EOF or a local close). */
+int sq_stream_error(const sq_stream *s);
+int sq_stream_fd(const sq_stream *s);
+sq_loop *sq_stream_loop(const sq_stream *s);
+/* Called once when the stream closes for any reason (peer EOF seen, error, local close). */
+void sq_stream_set_close_callback(sq_stream *s, sq_stream_close_cb cb, void *arg);
+/* Writers suspend (sq_stream_write) while more than `bytes` are pending. */
+void sq_stream_set_high_water(sq_stream *s, size_t bytes);
+/* Bytes accepted by write but not yet handed to the kernel. */
+size_t sq_stream_pending(const sq_stream *s);
+/* Largest value sq_stream_pending() has reached (to verify backpressure). */
+size_t sq_stream_pending_peak(const sq_stream *s);
+void *sq_stream_get_data(const sq_stream *s);
+void sq_stream_set_data(sq_stream *s, void *data);
+
+/* --- reads (futures): status = length, value = const char * into the stream buffer ----- */
+
+/* Up to and including the first `delim` (dlen bytes).  -EMSGSIZE if max_bytes (0: the
+ * stream's max buffer) pass without it. */
+sq_future *sq_stream_read_until_future(sq_stream *s, const void *delim, size_t dlen,
+                                       size_t max_bytes);
+/* Exactly n bytes; with `partial`, whatever is available (at least 1 byte, at most n). */
+sq_future *sq_stream_read_bytes_future(sq_stream *s, size_t n, bool partial);
+/* Everything until the peer closes (at most max_bytes; 0: the stream's max buffer). */
+sq_future *sq_stream_read_until_close_future(sq_stream *s, size_t max_bytes);
+
+/* --- reads (coroutines): return the length (>= 0) or a negative error; *data is set ---- */
+
+ssize_t sq_stream_read_until(sq_stream *s, const void *delim, size_t dlen, size_t max_bytes,
+                             const char **data);
+ssize_t sq_stream_read_bytes(sq_stream *s, size_t n, bool partial, const char **data);
+ssize_t sq_stream_read_until_close(sq_stream *s, size_t max_bytes, const char **data);
+
+/* --- writes ---------------------------------------------------------------------------- */
+
+/* Queue bytes (copied if they cannot be written at once).  The future resolves (status =
+ * len) when they have been handed to the kernel, or fails with the stream's error. */
+sq_future *sq_stream_write_future(sq_stream *s, const void *data, size_t len);
+/* Coroutine write: queue the bytes and, while more than the high-water mark is pending,
+ * suspend until this write has reached the kernel.  Returns 0 or a negative error. */
+int sq_stream_write(sq_stream *s, const void *data, size_t len);
+/* Suspend until every pending byte has reached the kernel. */
+int sq_stream_drain(sq_stream *s);
+
+/* --- TCP ------------------------------------------------------------------------------- */
+
+typedef struct sq_tcp_server sq_tcp_server;
+/* Coroutine per connection: runs on its own coroutine; the stream is freed when it returns. */
+typedef void (*sq_stream_handler)(sq_stream *s, const struct sockaddr *peer, void *arg);
+/* Raw accept: the callee owns the accepted (non-blocking, TCP_NODELAY) fd. */
+typedef void (*sq_accept_handler)(sq_tcp_server *srv, int fd, const struct sockaddr *peer,
+                                  socklen_t peerlen, void *arg);
+
+typedef struct sq_tcp_options {
+    int backlog;      /* listen backlog; default 4096 (the kernel caps it at somaxconn) */
+    bool reuseport;   /* SO_REUSEPORT, for several processes on one port */
+    bool ipv6_only;   /* with an IPv6 address: do not also accept IPv4 */
+    bool no_nodelay;  /* leave Nagle on for accepted sockets (TCP_NODELAY is the default) */
+    sq_accept_handler on_accept; /* if set, used instead of the coroutine handler */
+} sq_tcp_options;
+
+/* Listen on host:port (host NULL or "" = every address, IPv6 and IPv4; port 0 = ephemeral)
+ * and run handler(stream, peer, arg) on a new coroutine for each connection.  Connections
+ * are accepted in batches until EAGAIN.  On failure returns NULL and sets *err (if given). */
+sq_tcp_server *sq_tcp_listen(sq_loop *loop, const char *host, int port,
+                             const sq_tcp_options *opts, sq_stream_handler handler, void *arg,
+                             int *err);
+/* The bound port (useful with port 0). */
+int sq_tcp_server_port(const sq_tcp_server *srv);
+/* Stop accepting and close the listening sockets; established streams are untouched. */
+void sq_tcp_server_close(sq_tcp_server *srv);
+
+/* Connect to host:port within `timeout` seconds (<= 0: no limit).  Names are resolved on
+ * the executor, never on the loop.  The future's value is a new sq_stream the caller owns;
+ * errors: -ECONNREFUSED, -ETIMEDOUT, -EHOSTUNREACH, SQ_ERESOLVE …  */
+sq_future *sq_tcp_connect_future(sq_loop *loop, const char *host, int port, double timeout);
+/* Coroutine form: the connected stream, or NULL with *err set. */
+sq_stream *sq_tcp_connect(const char *host, int port, double timeout, int *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

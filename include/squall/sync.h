@@ -1,0 +1,82 @@
+/* squall/sync.h — coordination between coroutines of one loop (Tornado's tornado.locks and
+ * tornado.queues).  Not thread-safe: every object belongs to one loop thread.
+ *
+ * Waiting calls take a timeout in seconds; SQ_FOREVER (or any negative value) waits without
+ * limit.  They return 0, -ETIMEDOUT, -ECANCELED, or SQ_ENOTCORO outside a coroutine.
+ */
+#ifndef SQUALL_SYNC_H
+#define SQUALL_SYNC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "squall/future.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SQ_FOREVER (-1.0)
+
+/* --- event: a flag coroutines wait on ---------------------------------------------------- */
+typedef struct sq_event sq_event;
+sq_event *sq_event_new(sq_loop *loop);
+void sq_event_free(sq_event *ev);
+void sq_event_set(sq_event *ev);   /* wake every waiter; later waits return at once */
+void sq_event_clear(sq_event *ev);
+bool sq_event_is_set(const sq_event *ev);
+int sq_event_wait(sq_event *ev, double timeout);
+
+/* --- condition: notify one or all waiters ------------------------------------------------ */
+typedef struct sq_condition sq_condition;
+sq_condition *sq_condition_new(sq_loop *loop);
+void sq_condition_free(sq_condition *c);
+int sq_condition_wait(sq_condition *c, double timeout);
+void sq_condition_notify(sq_condition *c, size_t n);
+void sq_condition_notify_all(sq_condition *c);
+
+/* --- semaphore --------------------------------------------------------------------------- */
+typedef struct sq_semaphore sq_semaphore;
+sq_semaphore *sq_semaphore_new(sq_loop *loop, size_t value);
+/* A semaphore whose release beyond its initial value is an error (-EOVERFLOW). */
+sq_semaphore *sq_bounded_semaphore_new(sq_loop *loop, size_t value);
+void sq_semaphore_free(sq_semaphore *s);
+int sq_semaphore_acquire(sq_semaphore *s, double timeout);
+int sq_semaphore_release(sq_semaphore *s);
+size_t sq_semaphore_value(const sq_semaphore *s);
+
+/* --- lock: a semaphore of one, waiters served in FIFO order ------------------------------ */
+typedef struct sq_lock sq_lock;
+sq_lock *sq_lock_new(sq_loop *loop);
+void sq_lock_free(sq_lock *l);
+int sq_lock_acquire(sq_lock *l, double timeout);
+/* Returns -EPERM if the lock is not held. */
+int sq_lock_release(sq_lock *l);
+bool sq_lock_locked(const sq_lock *l);
+
+/* --- queue: bounded FIFO of pointers between coroutines ----------------------------------- */
+typedef struct sq_queue sq_queue;
+/* maxsize 0 = unbounded. */
+sq_queue *sq_queue_new(sq_loop *loop, size_t maxsize);
+/* Free the queue (items still inside are not freed: they are the caller's). */
+void sq_queue_free(sq_queue *q);
+/* Suspend while the queue is full.  Returns 0, -ETIMEDOUT … */
+int sq_queue_put(sq_queue *q, void *item, double timeout);
+/* Never suspends: -EAGAIN when full. */
+int sq_queue_put_nowait(sq_queue *q, void *item);
+/* Suspend while the queue is empty; the item is stored in *item. */
+int sq_queue_get(sq_queue *q, void **item, double timeout);
+/* Never suspends: -EAGAIN when empty. */
+int sq_queue_get_nowait(sq_queue *q, void **item);
+/* Mark one item from get() as processed; -EINVAL if called more often than get(). */
+int sq_queue_task_done(sq_queue *q);
+/* Suspend until every item ever put has been marked task_done. */
+int sq_queue_join(sq_queue *q, double timeout);
+size_t sq_queue_size(const sq_queue *q);
+bool sq_queue_empty(const sq_queue *q);
+bool sq_queue_full(const sq_queue *q);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,416 @@
+/* Stackful coroutines: mmap'ed stacks with a guard region, a per-thread pool, a hand-written
+ * register switch (switch-<arch>.S) or ucontext, and sanitizer fiber annotations so that
+ * ASan and TSan follow the stack switches. */
+#define _GNU_SOURCE
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SQ_ASAN 1
+#endif
+#if __has_feature(thread_sanitizer)
+#define SQ_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) && !defined(SQ_ASAN)
+#define SQ_ASAN 1
+#endif
+#if defined(__SANITIZE_THREAD__) && !defined(SQ_TSAN)
+#define SQ_TSAN 1
+#endif
+#ifdef SQ_ASAN
+#include <sanitizer/common_interface_defs.h>
+#endif
+#ifdef SQ_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
+#ifdef SQ_CORO_UCONTEXT
+#include <ucontext.h>
+#endif
+
+enum { CORO_READY, CORO_RUNNING, CORO_SUSPENDED, CORO_DONE };
+
+#define GUARD_SIZE (32u * 1024u)
+
+struct sq_coro {
+    void *sp;     /* the coroutine's saved stack pointer while it is not running */
+    void *ret_sp; /* the resumer's, while the coroutine runs */
+    sq_loop *loop;
+    sq_task_fn fn;
+    void *arg;
+    sq_future *done;
+    char *map;        /* mmap base: guard region first, then the stack, then this struct */
+    size_t map_size;
+    size_t stack_size;   /* usable bytes between the guard and this struct */
+    size_t size_setting; /* sq_coro_get_stack_size() when it was made */
+    sq_coro *next; /* ready queue or pool link */
+    const char *name;
+    unsigned char state;
+    bool queued;
+#ifdef SQ_ASAN
+    void *fake_stack;
+    const void *ret_bottom;
+    size_t ret_size;
+#endif
+#ifdef SQ_TSAN
+    void *fiber;
+    void *ret_fiber;
+#endif
+#ifdef SQ_CORO_UCONTEXT
+    ucontext_t ctx, ret_ctx;
+#endif
+};
+
+void sq__coro_switch(void **save_sp, void *new_sp);
+void sq__coro_boot(void);
+void sq__coro_main(sq_coro *c) __attribute__((noreturn, used));
+
+static size_t stack_size_setting = SQ_CORO_DEFAULT_STACK_SIZE;
+static size_t pool_limit = 1024;
+static _Thread_local sq_coro *tls_current;
+static _Thread_local sq_coro *tls_pool;
+static _Thread_local size_t tls_pool_len;
+static _Thread_local bool tls_altstack;
+
+static void stack_free(sq_coro *c);
+
+static size_t page_size(void)
+{
+    static size_t ps;
+    if (!ps) ps = (size_t)sysconf(_SC_PAGESIZE);
+    return ps;
+}
+
+void sq_coro_set_stack_size(size_t bytes)
+{
+    size_t ps = page_size();
+    if (bytes < 16 * 1024) bytes = 16 * 1024;
+    stack_size_setting = (bytes + ps - 1) / ps * ps;
+    while (tls_pool && tls_pool->size_setting != stack_size_setting) {
+        sq_coro *c = tls_pool;
+        tls_pool = c->next;
+        tls_pool_len--;
+        stack_free(c);
+    }
+}
+
+size_t sq_coro_get_stack_size(void) { return stack_size_setting; }
+void sq_coro_set_pool_limit(size_t n) { pool_limit = n; }
+
+/* --- stack overflow: the guard region faults, and this handler names the cause --------- */
+
+static struct sigaction old_segv, old_bus;
+
+static void write_str(const char *s)
+{
+    ssize_t r = write(2, s, strlen(s));
+    (void)r;
+}
+
+static void fault_handler(int sig, siginfo_t *si, void *uctx)
+{
+    sq_coro *c = tls_current;
+    char *addr = si->si_addr;
+    if (c && addr >= c->map && addr < c->map + GUARD_SIZE + page_size()) {
+        char num[32];
+        snprintf(num, sizeof num, "%zu", c->stack_size);
+        write_str("squall: coroutine stack overflow in coroutine '");
+        write_str(c->name ? c->name : "?");
+        write_str("' (stack of ");
+        write_str(num);
+        write_str(" bytes); raise it with sq_coro_set_stack_size()\n");
+        abort();
+    }
+    struct sigaction *old = sig == SIGSEGV ? &old_segv : &old_bus;
+    if ((old->sa_flags & SA_SIGINFO) && old->sa_sigaction) {
+        old->sa_sigaction(sig, si, uctx);
+    } else if (old->sa_handler != SIG_DFL && old->sa_handler != SIG_IGN) {
+        old->sa_handler(sig);
+    } else {
+        /* Default action: restore it and return; the faulting instruction faults again. */
+        signal(sig, SIG_DFL);
+    }
+}
+
+static void install_fault_handler_once(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = fault_handler;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &old_segv);
+    sigaction(SIGBUS, &sa, &old_bus);
+}
+
+static void install_fault_handler(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, install_fault_handler_once);
+    if (!tls_altstack) {
+        /* The handler must run somewhere other than the stack that just overflowed. */
+        stack_t ss = {0}, old;
+        if (sigaltstack(NULL, &old) == 0 && !(old.ss_flags & SS_DISABLE) && old.ss_size >= 32768) {
+            tls_altstack = true;
+            return;
+        }
+        ss.ss_size = 64 * 1024;
+        ss.ss_sp = malloc(ss.ss_size); /* lives as long as the thread */
+        if (ss.ss_sp && sigaltstack(&ss, NULL) == 0) tls_altstack = true;
+    }
+}
+
+/* --- stacks -------------------------------------------------------------------------------- */
+
+static sq_coro *stack_alloc(void)
+{
+    size_t ps = page_size();
+    size_t hdr = (sizeof(sq_coro) + 63) & ~(size_t)63;
+    size_t map_size = GUARD_SIZE + stack_size_setting + ((hdr + ps - 1) / ps * ps);
+    char *map = mmap(NULL, map_size, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    if (map == MAP_FAILED) return NULL;
+    if (mprotect(map, GUARD_SIZE, PROT_NONE) < 0) {
+        munmap(map, map_size);
+        return NULL;
+    }
+    sq_coro *c = (sq_coro *)((uintptr_t)(map + map_size - hdr) & ~(uintptr_t)63);
+    memset(c, 0, sizeof *c);
+    c->map = map;
+    c->map_size = map_size;
+    c->stack_size = (size_t)((char *)c - (map + GUARD_SIZE));
+    c->size_setting = stack_size_setting;
+#ifdef SQ_TSAN
+    c->fiber = __tsan_create_fiber(0);
+#endif
+    return c;
+}
+
+static void stack_free(sq_coro *c)
+{
+#ifdef SQ_TSAN
+    __tsan_destroy_fiber(c->fiber);
+#endif
+    munmap(c->map, c->map_size);
+}
+
+static void recycle(sq_coro *c)
+{
+    if (tls_pool_len < pool_limit && c->size_setting == stack_size_setting) {
+        c->next = tls_pool;
+        tls_pool = c;
+        tls_pool_len++;
+        return;
+    }
+    stack_free(c);
+}
+
+/* --- lifecycle ------------------------------------------------------------------------------- */
+
+static void *stack_top(sq_coro *c) { return (void *)((uintptr_t)c & ~(uintptr_t)15); }
+
+#ifdef SQ_CORO_UCONTEXT
+static void uc_entry(unsigned hi, unsigned lo)
+{
+    sq__coro_main((sq_coro *)(((uintptr_t)hi << 32) | (uintptr_t)lo));
+}
+#endif
+
+sq_coro *sq_coro_create(sq_loop *loop, sq_task_fn fn, void *arg)
+{
+    install_fault_handler();
+    sq_coro *c = tls_pool;
+    if (c) {
+        tls_pool = c->next;
+        tls_pool_len--;
+    } else if (!(c = stack_alloc())) {
+        return NULL;
+    }
+    c->loop = loop ? loop : sq_loop_current();
+    c->fn = fn;
+    c->arg = arg;
+    c->done = NULL;
+    c->next = NULL;
+    c->name = NULL;
+    c->state = CORO_READY;
+    c->queued = false;
+#ifdef SQ_ASAN
+    c->fake_stack = NULL;
+#endif
+#ifdef SQ_CORO_UCONTEXT
+    getcontext(&c->ctx);
+    c->ctx.uc_stack.ss_sp = c->map + GUARD_SIZE;
+    c->ctx.uc_stack.ss_size = c->stack_size;
+    c->ctx.uc_link = NULL;
+    makecontext(&c->ctx, (void (*)(void))uc_entry, 2, (unsigned)((uintptr_t)c >> 32),
+                (unsigned)(uintptr_t)c);
+#else
+    void **top = stack_top(c);
+#if defined(__x86_64__)
+    /* Popped by sq__coro_switch: r15 r14 r13 r12 rbx rbp, then "ret" into sq__coro_boot. */
+    void **sp = top - 9;
+    memset(sp, 0, 9 * sizeof *sp);
+    sp[3] = c;                     /* r12 */
+    sp[6] = (void *)sq__coro_boot; /* return address */
+#elif defined(__aarch64__)
+    void **sp = top - 20; /* 160-byte frame: x19..x30, d8..d15 */
+    memset(sp, 0, 20 * sizeof *sp);
+    sp[0] = c;                      /* x19 */
+    sp[11] = (void *)sq__coro_boot; /* x30 */
+#else
+#error "no context switch for this architecture: build with SQ_CORO_UCONTEXT"
+#endif
+    c->sp = sp;
+#endif
+    return c;
+}
+
+void sq__coro_main(sq_coro *c)
+{
+#ifdef SQ_ASAN
+    __sanitizer_finish_switch_fiber(NULL, &c->ret_bottom, &c->ret_size);
+#endif
+    void *result = c->fn(c->arg);
+    if (c->done) {
+        sq_future *f = c->done;
+        c->done = NULL;
+        sq_future_set_result(f, result);
+        sq_future_release(f);
+    }
+    c->state = CORO_DONE;
+#ifdef SQ_ASAN
+    __sanitizer_start_switch_fiber(NULL, c->ret_bottom, c->ret_size);
+#endif
+#ifdef SQ_TSAN
+    __tsan_switch_to_fiber(c->ret_fiber, 0);
+#endif
+#ifdef SQ_CORO_UCONTEXT
+    setcontext(&c->ret_ctx);
+#else
+    sq__coro_switch(&c->sp, c->ret_sp);
+#endif
+    __builtin_unreachable();
+}
+
+bool sq_coro_resume(sq_coro *c)
+{
+    if (tls_current) {
+        sq_log(SQ_LOG_ERROR, "sq_coro_resume: called from inside a coroutine; use sq_coro_wake");
+        return c->state != CORO_DONE;
+    }
+    if (c->state == CORO_DONE || c->state == CORO_RUNNING) return c->state != CORO_DONE;
+    tls_current = c;
+    c->state = CORO_RUNNING;
+#ifdef SQ_ASAN
+    void *fake = NULL;
+    __sanitizer_start_switch_fiber(&fake, c->map + GUARD_SIZE, c->stack_size);
+#endif
+#ifdef SQ_TSAN
+    c->ret_fiber = __tsan_get_current_fiber();
+    __tsan_switch_to_fiber(c->fiber, 0);
+#endif
+#ifdef SQ_CORO_UCONTEXT
+    swapcontext(&c->ret_ctx, &c->ctx);
+#else
+    sq__coro_switch(&c->ret_sp, c->sp);
+#endif
+#ifdef SQ_ASAN
+    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#endif
+    tls_current = NULL;
+    if (c->state == CORO_DONE) {
+        recycle(c);
+        return false;
+    }
+    return true;
+}
+
+int sq_coro_suspend(void)
+{
+    sq_coro *c = tls_current;
+    if (!c) return SQ_ENOTCORO;
+    c->state = CORO_SUSPENDED;
+#ifdef SQ_ASAN
+    __sanitizer_start_switch_fiber(&c->fake_stack, c->ret_bottom, c->ret_size);
+#endif
+#ifdef SQ_TSAN
+    __tsan_switch_to_fiber(c->ret_fiber, 0);
+#endif
+#ifdef SQ_CORO_UCONTEXT
+    swapcontext(&c->ctx, &c->ret_ctx);
+#else
+    sq__coro_switch(&c->sp, c->ret_sp);
+#endif
+#ifdef SQ_ASAN
+    __sanitizer_finish_switch_fiber(c->fake_stack, &c->ret_bottom, &c->ret_size);
+#endif
+    return 0;
+}
+
+void sq_coro_wake(sq_coro *c)
+{
+    if (c->queued || c->state == CORO_DONE) return;
+    c->queued = true;
+    c->next = NULL;
+    sq_loop *loop = c->loop;
+    if (loop->ready_tail)
+        loop->ready_tail->next = c;
+    else
+        loop->ready_head = c;
+    loop->ready_tail = c;
+}
+
+size_t sq__coro_run_ready(sq_loop *loop)
+{
+    /* Run the coroutines queued so far; ones woken meanwhile wait for the next pass. */
+    sq_coro *list = loop->ready_head;
+    loop->ready_head = loop->ready_tail = NULL;
+    size_t n = 0;
+    while (list) {
+        sq_coro *c = list;
+        list = c->next;
+        c->next = NULL;
+        c->queued = false;
+        sq_task_fn fn = c->fn;
+        uint64_t t0 = sq__slow_begin(loop);
+        sq_coro_resume(c);
+        sq__slow_end(loop, t0, "coroutine", (const void *)fn);
+        n++;
+    }
+    return n;
+}
+
+sq_coro *sq_coro_self(void) { return tls_current; }
+bool sq_in_coro(void) { return tls_current != NULL; }
+sq_loop *sq_coro_loop(const sq_coro *c) { return c->loop; }
+void sq_coro_set_name(sq_coro *c, const char *name) { c->name = name; }
+
+sq_future *sq_spawn(sq_loop *loop, sq_task_fn fn, void *arg)
+{
+    if (!loop) loop = sq_loop_current();
+    sq_future *f = sq_future_new(loop);
+    if (!f) return NULL;
+    sq_coro *c = sq_coro_create(loop, fn, arg);
+    if (!c) {
+        sq_future_release(f);
+        return NULL;
+    }
+    c->done = sq_future_retain(f);
+    sq_coro_wake(c);
+    return f;
+}
+
+int sq_go(sq_loop *loop, sq_task_fn fn, void *arg)
+{
+    sq_coro *c = sq_coro_create(loop, fn, arg);
+    if (!c) return -ENOMEM;
+    sq_coro_wake(c);
+    return 0;
+}

@@ -1,0 +1,354 @@
+/* Futures, await, gather, timeouts and sleep. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+enum { F_PENDING, F_DONE };
+
+typedef struct cb_node {
+    sq_future_cb cb;
+    void *arg;
+    struct cb_node *next;
+} cb_node;
+
+#define INLINE_CBS 2
+
+struct sq_future {
+    sq_loop *loop;
+    int32_t refs;
+    unsigned char state;
+    bool cancelled;
+    unsigned char ninline;
+    int64_t status;
+    void *value;
+    sq_cancel_fn cancel_fn;
+    void *cancel_arg;
+    struct {
+        sq_future_cb cb;
+        void *arg;
+    } inl[INLINE_CBS];
+    cb_node *more; /* callbacks beyond the inline ones, in order; doubles as free-list link */
+};
+
+#define FUTURE_POOL_MAX 4096
+
+sq_future *sq_future_new(sq_loop *loop)
+{
+    if (!loop) loop = sq_loop_current();
+    if (!loop) loop = sq_loop_default();
+    sq_future *f = loop->future_free;
+    if (f) {
+        loop->future_free = (sq_future *)f->more;
+        loop->future_free_len--;
+    } else if (!(f = malloc(sizeof *f))) {
+        return NULL;
+    }
+    memset(f, 0, sizeof *f);
+    f->loop = loop;
+    f->refs = 1;
+    return f;
+}
+
+void sq__future_pool_drain(sq_loop *loop)
+{
+    while (loop->future_free) {
+        sq_future *f = loop->future_free;
+        loop->future_free = (sq_future *)f->more;
+        free(f);
+    }
+    loop->future_free_len = 0;
+}
+
+sq_future *sq_future_retain(sq_future *f)
+{
+    if (f) f->refs++;
+    return f;
+}
+
+void sq_future_release(sq_future *f)
+{
+    if (!f || --f->refs > 0) return;
+    cb_node *n = f->more;
+    while (n) {
+        cb_node *next = n->next;
+        free(n);
+        n = next;
+    }
+    sq_loop *loop = f->loop;
+    if (loop->future_free_len < FUTURE_POOL_MAX) {
+        f->more = (cb_node *)loop->future_free;
+        loop->future_free = f;
+        loop->future_free_len++;
+    } else {
+        free(f);
+    }
+}
+
+bool sq_future_done(const sq_future *f) { return f->state == F_DONE; }
+bool sq_future_cancelled(const sq_future *f) { return f->cancelled; }
+int64_t sq_future_status(const sq_future *f) { return f->state == F_DONE ? f->status : 0; }
+void *sq_future_value(const sq_future *f) { return f->state == F_DONE ? f->value : NULL; }
+sq_loop *sq_future_loop(const sq_future *f) { return f->loop; }
+
+void sq_future_set_cancel_hook(sq_future *f, sq_cancel_fn fn, void *arg)
+{
+    f->cancel_fn = fn;
+    f->cancel_arg = arg;
+}
+
+int sq_future_resolve(sq_future *f, int64_t status, void *value)
+{
+    if (f->state == F_DONE) return -EALREADY;
+    f->state = F_DONE;
+    f->status = status;
+    f->value = value;
+    f->cancel_fn = NULL;
+    /* Callbacks may drop the last other reference: hold one while they run. */
+    f->refs++;
+    for (unsigned i = 0; i < f->ninline; i++) f->inl[i].cb(f, f->inl[i].arg);
+    f->ninline = 0;
+    cb_node *n = f->more;
+    f->more = NULL;
+    while (n) {
+        cb_node *next = n->next;
+        n->cb(f, n->arg);
+        free(n);
+        n = next;
+    }
+    sq_future_release(f);
+    return 0;
+}
+
+int sq_future_set_result(sq_future *f, void *value) { return sq_future_resolve(f, 0, value); }
+
+int sq_future_set_error(sq_future *f, int err)
+{
+    return sq_future_resolve(f, err < 0 ? err : -EINVAL, NULL);
+}
+
+int sq_future_cancel(sq_future *f)
+{
+    if (f->state == F_DONE) return -EALREADY;
+    sq_cancel_fn fn = f->cancel_fn;
+    void *arg = f->cancel_arg;
+    f->refs++;
+    f->cancelled = true;
+    sq_future_resolve(f, -ECANCELED, NULL);
+    if (fn) fn(f, arg);
+    sq_future_release(f);
+    return 0;
+}
+
+int sq_future_add_done_callback(sq_future *f, sq_future_cb cb, void *arg)
+{
+    if (f->state == F_DONE) {
+        cb(f, arg);
+        return 0;
+    }
+    if (f->ninline < INLINE_CBS && !f->more) {
+        f->inl[f->ninline].cb = cb;
+        f->inl[f->ninline].arg = arg;
+        f->ninline++;
+        return 0;
+    }
+    cb_node *n = malloc(sizeof *n);
+    if (!n) return -ENOMEM;
+    n->cb = cb;
+    n->arg = arg;
+    n->next = NULL;
+    cb_node **p = &f->more;
+    while (*p) p = &(*p)->next;
+    *p = n;
+    return 0;
+}
+
+int sq_future_remove_done_callback(sq_future *f, sq_future_cb cb, void *arg)
+{
+    for (unsigned i = 0; i < f->ninline; i++) {
+        if (f->inl[i].cb == cb && f->inl[i].arg == arg) {
+            memmove(&f->inl[i], &f->inl[i + 1], (f->ninline - i - 1) * sizeof f->inl[0]);
+            f->ninline--;
+            /* Keep order: pull the first overflow callback into the inline slots. */
+            if (f->more) {
+                cb_node *n = f->more;
+                f->inl[f->ninline].cb = n->cb;
+                f->inl[f->ninline].arg = n->arg;
+                f->ninline++;
+                f->more = n->next;
+                free(n);
+            }
+            return 0;
+        }
+    }
+    for (cb_node **p = &f->more; *p; p = &(*p)->next) {
+        if ((*p)->cb == cb && (*p)->arg == arg) {
+            cb_node *n = *p;
+            *p = n->next;
+            free(n);
+            return 0;
+        }
+    }
+    return -ENOENT;
+}
+
+/* --- awaiting ----------------------------------------------------------------------------- */
+
+static void wake_waiter(sq_future *f, void *arg) { sq_coro_wake(arg); }
+
+int64_t sq_await(sq_future *f, void **value)
+{
+    if (value) *value = NULL;
+    if (!f) return -ENOMEM;
+    sq_coro *self = sq_coro_self();
+    if (f->state != F_DONE) {
+        if (!self) {
+            sq_log(SQ_LOG_ERROR, "sq_await: called outside a coroutine; it would block forever "
+                                 "(run the code with sq_spawn or sq_go)");
+            sq_future_release(f);
+            return SQ_ENOTCORO;
+        }
+        int r = sq_future_add_done_callback(f, wake_waiter, self);
+        if (r < 0) {
+            sq_future_release(f);
+            return r;
+        }
+        while (f->state != F_DONE) sq_coro_suspend();
+    }
+    int64_t status = f->status;
+    if (value) *value = f->value;
+    sq_future_release(f);
+    return status;
+}
+
+int sq_gather(sq_future **fs, size_t n, void **values, int64_t *statuses)
+{
+    /* Every future is already running: awaiting them one after another costs the longest
+     * of them, not the sum. */
+    int first = 0;
+    for (size_t i = 0; i < n; i++) {
+        void *v = NULL;
+        int64_t st = sq_await(fs[i], &v);
+        if (values) values[i] = v;
+        if (statuses) statuses[i] = st;
+        if (st < 0 && !first) first = (int)st;
+    }
+    return first;
+}
+
+/* --- timeouts -------------------------------------------------------------------------------- */
+
+typedef struct timeout_state {
+    sq_future *inner; /* our reference to the awaited future */
+    sq_future *outer; /* the producer's reference to the returned future */
+    sq_call *timer;
+} timeout_state;
+
+static void timeout_finish(timeout_state *st)
+{
+    sq_future_release(st->inner);
+    sq_future_release(st->outer);
+    free(st);
+}
+
+static void timeout_inner_done(sq_future *inner, void *arg)
+{
+    timeout_state *st = arg;
+    if (st->timer) sq_call_cancel(st->timer);
+    st->timer = NULL;
+    sq_future_resolve(st->outer, inner->status, inner->value);
+    timeout_finish(st);
+}
+
+static void timeout_fired(void *arg)
+{
+    timeout_state *st = arg;
+    st->timer = NULL; /* the handle died when it fired */
+    sq_future_resolve(st->outer, -ETIMEDOUT, NULL);
+    /* Cancelling the inner future runs timeout_inner_done, which releases everything; if
+     * it was not cancellable (already done) the callback ran before we got here. */
+    sq_future_cancel(st->inner);
+}
+
+static void timeout_outer_cancelled(sq_future *outer, void *arg)
+{
+    timeout_state *st = arg;
+    sq_future_cancel(st->inner);
+}
+
+sq_future *sq_with_timeout(sq_future *f, double seconds)
+{
+    if (!f) return NULL;
+    sq_future *out = sq_future_new(f->loop);
+    timeout_state *st = malloc(sizeof *st);
+    if (!out || !st) {
+        free(st);
+        sq_future_release(out);
+        sq_future_release(f);
+        return NULL;
+    }
+    if (f->state == F_DONE) {
+        sq_future_resolve(out, f->status, f->value);
+        sq_future_release(f);
+        free(st);
+        return out;
+    }
+    st->inner = f;
+    st->outer = sq_future_retain(out);
+    st->timer = sq_call_later(f->loop, seconds, timeout_fired, st);
+    sq_future_set_cancel_hook(out, timeout_outer_cancelled, st);
+    if (sq_future_add_done_callback(f, timeout_inner_done, st) < 0) {
+        sq_call_cancel(st->timer);
+        sq_future_set_cancel_hook(out, NULL, NULL);
+        sq_future_set_error(out, -ENOMEM);
+        timeout_finish(st);
+    }
+    return out;
+}
+
+/* --- sleeping ------------------------------------------------------------------------------ */
+
+static void sleep_fired(void *arg)
+{
+    sq_future *f = arg;
+    sq_future_resolve(f, 0, NULL);
+    sq_future_release(f); /* the timer's reference */
+}
+
+static void sleep_cancelled(sq_future *f, void *arg)
+{
+    sq_call_cancel(arg);
+    sq_future_release(f); /* the timer's reference: it will never fire now */
+}
+
+sq_future *sq_sleep_future(sq_loop *loop, double seconds)
+{
+    sq_future *f = sq_future_new(loop);
+    if (!f) return NULL;
+    sq_call *c = sq_call_later(f->loop, seconds, sleep_fired, f);
+    if (!c) {
+        sq_future_release(f);
+        return NULL;
+    }
+    sq_future_retain(f);
+    sq_future_set_cancel_hook(f, sleep_cancelled, c);
+    return f;
+}
+
+int sq_sleep(double seconds)
+{
+    sq_coro *self = sq_coro_self();
+    if (!self) {
+        sq_log(SQ_LOG_ERROR, "sq_sleep: called outside a coroutine (it suspends only coroutines)");
+        return SQ_ENOTCORO;
+    }
+    return (int)sq_await(sq_sleep_future(sq_coro_loop(self), seconds), NULL);
+}
+
+int sq_yield(void)
+{
+    sq_coro *self = sq_coro_self();
+    if (!self) return SQ_ENOTCORO;
+    sq_coro_wake(self);
+    return sq_coro_suspend();
+}

@@ -1,0 +1,113 @@
+/* Internal declarations shared between squall's layers.  Not installed, not public. */
+#ifndef SQUALL_INTERNAL_H
+#define SQUALL_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "squall.h"
+
+#define SQ__NS_PER_SEC 1000000000ull
+#define SQ__LIKELY(x) __builtin_expect(!!(x), 1)
+#define SQ__UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* --- backend interface: five calls, as in redis' ae ------------------------------------- */
+typedef struct sq__backend {
+    const char *name;
+    int (*init)(sq_loop *loop);            /* allocate loop->backend_data */
+    void (*destroy)(sq_loop *loop);
+    /* Make the kernel's interest for io equal to `events` (0 removes it). */
+    int (*ctl)(sq_loop *loop, sq_io *io, unsigned events);
+    /* Wait up to timeout_ms (-1 forever) and call sq__io_dispatch() for each ready watcher. */
+    int (*poll)(sq_loop *loop, int timeout_ms);
+    /* Forget any not-yet-dispatched readiness of io (it was stopped mid-batch). */
+    void (*invalidate)(sq_loop *loop, sq_io *io);
+} sq__backend;
+
+extern const sq__backend sq__backend_epoll;
+
+typedef struct sq__cb {
+    sq_callback_fn fn;
+    void *arg;
+} sq__cb;
+
+/* Ring buffer of callbacks. */
+typedef struct sq__cbq {
+    sq__cb *items;
+    size_t head, len, cap; /* cap is a power of two */
+} sq__cbq;
+
+typedef struct sq__call_pool sq__call_pool;
+
+struct sq_loop {
+    const sq__backend *backend;
+    void *backend_data;
+    uint64_t now_ns;
+    uint64_t slow_ns; /* 0 = slow-callback warning off */
+    bool running, stop;
+
+    /* timers: binary min-heap keyed by (deadline, seq) */
+    sq_timer **heap;
+    size_t heap_len, heap_cap;
+    uint64_t timer_seq;
+
+    sq__cbq callbacks;
+
+    /* coroutines ready to run, intrusive FIFO */
+    sq_coro *ready_head, *ready_tail;
+
+    /* thread-safe callbacks */
+    pthread_mutex_t ts_lock;
+    sq__cb *ts_items;
+    size_t ts_len, ts_cap;
+    atomic_bool ts_signaled;
+    int wake_fd;
+    sq_io wake_io;
+
+    /* signals (self-pipe) */
+    int sig_pipe[2];
+    sq_io sig_io;
+
+    /* free lists */
+    void *call_free;
+    sq_future *future_free;
+    size_t future_free_len;
+};
+
+/* Called by backends for each ready watcher. */
+void sq__io_dispatch(sq_loop *loop, sq_io *io, unsigned events);
+
+/* Slow-callback accounting: coarse clock, cheap enough for every callback. */
+uint64_t sq__coarse_ns(void);
+void sq__slow_check(sq_loop *loop, uint64_t start_ns, const char *kind, const void *fn);
+static inline uint64_t sq__slow_begin(const sq_loop *loop)
+{
+    return loop->slow_ns ? sq__coarse_ns() : 0;
+}
+static inline void sq__slow_end(sq_loop *loop, uint64_t start, const char *kind, const void *fn)
+{
+    if (loop->slow_ns) sq__slow_check(loop, start, kind, fn);
+}
+
+/* Coroutines: the loop runs its ready queue through this. */
+size_t sq__coro_run_ready(sq_loop *loop);
+/* Free per-thread coroutine resources owned by loop (pool is per thread). */
+void sq__future_pool_drain(sq_loop *loop);
+
+/* Drop the signal handlers and self-pipe of a loop being freed. */
+void sq__signal_loop_closed(sq_loop *loop);
+
+/* A monotonic clock in ns. */
+uint64_t sq__mono_ns(void);
+
+static inline uint64_t sq__sec_to_ns(double s)
+{
+    if (!(s > 0)) return 0;
+    if (s > 1e9) s = 1e9; /* about 31 years: "never" without overflowing */
+    return (uint64_t)(s * 1e9 + 0.5);
+}
+
+#endif

@@ -1,0 +1,550 @@
+/* The event loop core: iteration, timers (min-heap), callbacks, thread-safe callbacks,
+ * periodic callbacks and the slow-callback warning.  The backend (epoll.c) only waits. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static _Thread_local sq_loop *current_loop;
+static sq_loop *default_loop;
+static pthread_mutex_t default_lock = PTHREAD_MUTEX_INITIALIZER;
+
+uint64_t sq__mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * SQ__NS_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t sq__coarse_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * SQ__NS_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
+void sq__slow_check(sq_loop *loop, uint64_t start_ns, const char *kind, const void *fn)
+{
+    uint64_t took = sq__coarse_ns() - start_ns;
+    if (took < loop->slow_ns) return;
+    Dl_info info;
+    const char *name = NULL;
+    if (fn && dladdr(fn, &info) && info.dli_sname) name = info.dli_sname;
+    char addr[32];
+    if (!name) {
+        snprintf(addr, sizeof addr, "%p", fn);
+        name = addr;
+    }
+    sq_log(SQ_LOG_WARNING, "slow callback: %s %s held the loop for %.1f ms (threshold %.0f ms)",
+           kind, name, (double)took / 1e6, (double)loop->slow_ns / 1e6);
+}
+
+/* --- callback ring ------------------------------------------------------------------------ */
+
+static int cbq_push(sq__cbq *q, sq_callback_fn fn, void *arg)
+{
+    if (q->len == q->cap) {
+        size_t ncap = q->cap ? q->cap * 2 : 64;
+        sq__cb *n = malloc(ncap * sizeof *n);
+        if (!n) return -ENOMEM;
+        for (size_t i = 0; i < q->len; i++) n[i] = q->items[(q->head + i) & (q->cap - 1)];
+        free(q->items);
+        q->items = n;
+        q->cap = ncap;
+        q->head = 0;
+    }
+    q->items[(q->head + q->len) & (q->cap - 1)] = (sq__cb){fn, arg};
+    q->len++;
+    return 0;
+}
+
+static sq__cb cbq_pop(sq__cbq *q)
+{
+    sq__cb cb = q->items[q->head];
+    q->head = (q->head + 1) & (q->cap - 1);
+    q->len--;
+    return cb;
+}
+
+int sq_add_callback(sq_loop *loop, sq_callback_fn fn, void *arg)
+{
+    return cbq_push(&loop->callbacks, fn, arg);
+}
+
+/* --- thread-safe callbacks ---------------------------------------------------------------- */
+
+int sq_add_callback_threadsafe(sq_loop *loop, sq_callback_fn fn, void *arg)
+{
+    pthread_mutex_lock(&loop->ts_lock);
+    if (loop->ts_len == loop->ts_cap) {
+        size_t ncap = loop->ts_cap ? loop->ts_cap * 2 : 64;
+        sq__cb *n = realloc(loop->ts_items, ncap * sizeof *n);
+        if (!n) {
+            pthread_mutex_unlock(&loop->ts_lock);
+            return -ENOMEM;
+        }
+        loop->ts_items = n;
+        loop->ts_cap = ncap;
+    }
+    loop->ts_items[loop->ts_len++] = (sq__cb){fn, arg};
+    pthread_mutex_unlock(&loop->ts_lock);
+    /* Only the first producer after a drain pays for the eventfd write. */
+    if (!atomic_exchange_explicit(&loop->ts_signaled, true, memory_order_acq_rel)) {
+        uint64_t one = 1;
+        ssize_t r;
+        do r = write(loop->wake_fd, &one, sizeof one);
+        while (r < 0 && errno == EINTR);
+    }
+    return 0;
+}
+
+static void wake_cb(sq_loop *loop, sq_io *io, unsigned events)
+{
+    uint64_t v;
+    ssize_t r;
+    do r = read(loop->wake_fd, &v, sizeof v);
+    while (r < 0 && errno == EINTR);
+    atomic_store_explicit(&loop->ts_signaled, false, memory_order_release);
+    /* Swap the batch out under the lock; run it without holding the lock. */
+    for (;;) {
+        pthread_mutex_lock(&loop->ts_lock);
+        sq__cb *items = loop->ts_items;
+        size_t n = loop->ts_len;
+        loop->ts_items = NULL;
+        loop->ts_len = loop->ts_cap = 0;
+        pthread_mutex_unlock(&loop->ts_lock);
+        if (!n) {
+            free(items);
+            return;
+        }
+        for (size_t i = 0; i < n; i++) {
+            uint64_t t0 = sq__slow_begin(loop);
+            items[i].fn(items[i].arg);
+            sq__slow_end(loop, t0, "threadsafe callback", (const void *)items[i].fn);
+        }
+        free(items);
+    }
+}
+
+/* --- loop lifetime ------------------------------------------------------------------------ */
+
+sq_loop *sq_loop_new(const sq_loop_options *opts)
+{
+    sq_loop *loop = calloc(1, sizeof *loop);
+    if (!loop) return NULL;
+    loop->backend = &sq__backend_epoll;
+    if (opts && opts->backend && strcmp(opts->backend, loop->backend->name) != 0) {
+        free(loop);
+        errno = ENOTSUP;
+        return NULL;
+    }
+    double slow = opts && opts->slow_callback_warning != 0 ? opts->slow_callback_warning : 0.1;
+    loop->slow_ns = slow > 0 ? sq__sec_to_ns(slow) : 0;
+    loop->sig_pipe[0] = loop->sig_pipe[1] = -1;
+    pthread_mutex_init(&loop->ts_lock, NULL);
+    int err = loop->backend->init(loop);
+    if (err < 0) goto fail;
+    loop->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (loop->wake_fd < 0) {
+        err = -errno;
+        loop->backend->destroy(loop);
+        goto fail;
+    }
+    sq_io_init(&loop->wake_io, loop->wake_fd, wake_cb, loop);
+    if ((err = sq_io_start(loop, &loop->wake_io, SQ_READ)) < 0) {
+        close(loop->wake_fd);
+        loop->backend->destroy(loop);
+        goto fail;
+    }
+    loop->now_ns = sq__mono_ns();
+    if (!current_loop) current_loop = loop;
+    return loop;
+fail:
+    pthread_mutex_destroy(&loop->ts_lock);
+    free(loop);
+    errno = -err;
+    return NULL;
+}
+
+void sq_loop_free(sq_loop *loop)
+{
+    if (!loop) return;
+    /* Run what is still queued so that nothing handed to the loop is silently lost. */
+    while (loop->callbacks.len || loop->ready_head) sq_loop_run_once(loop, false);
+    wake_cb(loop, &loop->wake_io, SQ_READ);
+    sq__signal_loop_closed(loop);
+    sq_io_stop(loop, &loop->wake_io);
+    close(loop->wake_fd);
+    loop->backend->destroy(loop);
+    for (size_t i = 0; i < loop->heap_len; i++) loop->heap[i]->heap_index = SIZE_MAX;
+    free(loop->heap);
+    free(loop->callbacks.items);
+    free(loop->ts_items);
+    while (loop->call_free) {
+        void *next = *(void **)loop->call_free;
+        free(loop->call_free);
+        loop->call_free = next;
+    }
+    sq__future_pool_drain(loop);
+    pthread_mutex_destroy(&loop->ts_lock);
+    if (current_loop == loop) current_loop = NULL;
+    pthread_mutex_lock(&default_lock);
+    if (default_loop == loop) default_loop = NULL;
+    pthread_mutex_unlock(&default_lock);
+    free(loop);
+}
+
+sq_loop *sq_loop_default(void)
+{
+    pthread_mutex_lock(&default_lock);
+    if (!default_loop) default_loop = sq_loop_new(NULL);
+    sq_loop *l = default_loop;
+    pthread_mutex_unlock(&default_lock);
+    if (l && !current_loop) current_loop = l;
+    return l;
+}
+
+sq_loop *sq_loop_current(void) { return current_loop; }
+void sq_loop_make_current(sq_loop *loop) { current_loop = loop; }
+bool sq_loop_is_running(const sq_loop *loop) { return loop->running; }
+double sq_loop_time(const sq_loop *loop) { return (double)loop->now_ns / 1e9; }
+uint64_t sq_loop_now_ns(const sq_loop *loop) { return loop->now_ns; }
+void sq_loop_update_time(sq_loop *loop) { loop->now_ns = sq__mono_ns(); }
+const char *sq_loop_backend_name(const sq_loop *loop) { return loop->backend->name; }
+
+void sq_loop_set_slow_callback_warning(sq_loop *loop, double seconds)
+{
+    loop->slow_ns = seconds > 0 ? sq__sec_to_ns(seconds) : 0;
+}
+
+void sq_loop_stop(sq_loop *loop) { loop->stop = true; }
+
+/* --- fd watchers -------------------------------------------------------------------------- */
+
+void sq_io_init(sq_io *io, int fd, sq_io_cb cb, void *data)
+{
+    io->fd = fd;
+    io->events = 0;
+    io->cb = cb;
+    io->data = data;
+    io->sq__registered = 0;
+}
+
+int sq_io_start(sq_loop *loop, sq_io *io, unsigned events)
+{
+    events &= SQ_READ | SQ_WRITE;
+    if (!events) return sq_io_stop(loop, io);
+    io->events = events;
+    if (io->sq__registered == events) return 0;
+    int r = loop->backend->ctl(loop, io, events);
+    if (r == 0) io->sq__registered = events;
+    return r;
+}
+
+int sq_io_stop(sq_loop *loop, sq_io *io)
+{
+    io->events = 0;
+    if (!io->sq__registered) return 0;
+    int r = loop->backend->ctl(loop, io, 0);
+    io->sq__registered = 0;
+    loop->backend->invalidate(loop, io);
+    return r;
+}
+
+void sq__io_dispatch(sq_loop *loop, sq_io *io, unsigned events)
+{
+    uint64_t t0 = sq__slow_begin(loop);
+    io->cb(loop, io, events);
+    sq__slow_end(loop, t0, "fd watcher", (const void *)io->cb);
+}
+
+/* --- timers: binary min-heap ---------------------------------------------------------------- */
+
+static inline bool timer_less(const sq_timer *a, const sq_timer *b)
+{
+    return a->deadline < b->deadline || (a->deadline == b->deadline && a->seq < b->seq);
+}
+
+static void heap_set(sq_loop *loop, size_t i, sq_timer *t)
+{
+    loop->heap[i] = t;
+    t->heap_index = i;
+}
+
+static void heap_up(sq_loop *loop, size_t i)
+{
+    sq_timer *t = loop->heap[i];
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (!timer_less(t, loop->heap[p])) break;
+        heap_set(loop, i, loop->heap[p]);
+        i = p;
+    }
+    heap_set(loop, i, t);
+}
+
+static void heap_down(sq_loop *loop, size_t i)
+{
+    sq_timer *t = loop->heap[i];
+    size_t n = loop->heap_len;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n) break;
+        if (c + 1 < n && timer_less(loop->heap[c + 1], loop->heap[c])) c++;
+        if (!timer_less(loop->heap[c], t)) break;
+        heap_set(loop, i, loop->heap[c]);
+        i = c;
+    }
+    heap_set(loop, i, t);
+}
+
+static void heap_remove(sq_loop *loop, sq_timer *t)
+{
+    size_t i = t->heap_index;
+    sq_timer *last = loop->heap[--loop->heap_len];
+    t->heap_index = SIZE_MAX;
+    if (last == t) return;
+    heap_set(loop, i, last);
+    if (i > 0 && timer_less(last, loop->heap[(i - 1) / 2]))
+        heap_up(loop, i);
+    else
+        heap_down(loop, i);
+}
+
+static int heap_insert(sq_loop *loop, sq_timer *t)
+{
+    if (loop->heap_len == loop->heap_cap) {
+        size_t ncap = loop->heap_cap ? loop->heap_cap * 2 : 64;
+        sq_timer **n = realloc(loop->heap, ncap * sizeof *n);
+        if (!n) return -ENOMEM;
+        loop->heap = n;
+        loop->heap_cap = ncap;
+    }
+    t->seq = loop->timer_seq++;
+    loop->heap[loop->heap_len] = t;
+    t->heap_index = loop->heap_len++;
+    heap_up(loop, t->heap_index);
+    return 0;
+}
+
+void sq_timer_init(sq_loop *loop, sq_timer *t, sq_timer_cb cb, void *data)
+{
+    memset(t, 0, sizeof *t);
+    t->loop = loop;
+    t->cb = cb;
+    t->data = data;
+    t->heap_index = SIZE_MAX;
+}
+
+static void timer_arm(sq_timer *t, uint64_t deadline)
+{
+    sq_loop *loop = t->loop;
+    if (t->heap_index != SIZE_MAX) heap_remove(loop, t);
+    t->deadline = deadline;
+    if (heap_insert(loop, t) < 0) sq_log(SQ_LOG_ERROR, "timer: out of memory, timer dropped");
+}
+
+void sq_timer_start(sq_timer *t, double delay, double repeat)
+{
+    t->repeat = sq__sec_to_ns(repeat);
+    timer_arm(t, t->loop->now_ns + sq__sec_to_ns(delay));
+}
+
+void sq_timer_start_at(sq_timer *t, double when)
+{
+    t->repeat = 0;
+    uint64_t d = when > 0 ? (uint64_t)(when * 1e9) : 0;
+    timer_arm(t, d);
+}
+
+void sq_timer_stop(sq_timer *t)
+{
+    if (t->heap_index != SIZE_MAX) heap_remove(t->loop, t);
+    t->repeat = 0;
+}
+
+bool sq_timer_active(const sq_timer *t) { return t->heap_index != SIZE_MAX; }
+
+static void run_timers(sq_loop *loop)
+{
+    uint64_t limit = loop->timer_seq; /* timers armed while firing wait for the next pass */
+    while (loop->heap_len) {
+        sq_timer *t = loop->heap[0];
+        if (t->deadline > loop->now_ns || t->seq >= limit) break;
+        heap_remove(loop, t);
+        if (t->repeat) {
+            uint64_t next = t->deadline + t->repeat;
+            if (next <= loop->now_ns) next = loop->now_ns + t->repeat;
+            t->deadline = next;
+            heap_insert(loop, t);
+        }
+        uint64_t t0 = sq__slow_begin(loop);
+        t->cb(loop, t);
+        sq__slow_end(loop, t0, "timer", (const void *)t->cb);
+    }
+}
+
+/* --- one-shot calls (Tornado's call_later) ---------------------------------------------- */
+
+struct sq_call {
+    sq_timer timer; /* first: the free list links through it */
+    sq_callback_fn fn;
+    void *arg;
+};
+
+static void call_fire(sq_loop *loop, sq_timer *t)
+{
+    sq_call *c = (sq_call *)t;
+    sq_callback_fn fn = c->fn;
+    void *arg = c->arg;
+    *(void **)c = loop->call_free; /* the handle dies before the callback runs */
+    loop->call_free = c;
+    fn(arg);
+}
+
+static sq_call *call_new(sq_loop *loop, sq_callback_fn fn, void *arg)
+{
+    sq_call *c = loop->call_free;
+    if (c)
+        loop->call_free = *(void **)c;
+    else if (!(c = malloc(sizeof *c)))
+        return NULL;
+    sq_timer_init(loop, &c->timer, call_fire, NULL);
+    c->fn = fn;
+    c->arg = arg;
+    return c;
+}
+
+sq_call *sq_call_later(sq_loop *loop, double delay, sq_callback_fn fn, void *arg)
+{
+    sq_call *c = call_new(loop, fn, arg);
+    if (c) sq_timer_start(&c->timer, delay, 0);
+    return c;
+}
+
+sq_call *sq_call_at(sq_loop *loop, double when, sq_callback_fn fn, void *arg)
+{
+    sq_call *c = call_new(loop, fn, arg);
+    if (c) sq_timer_start_at(&c->timer, when);
+    return c;
+}
+
+void sq_call_cancel(sq_call *c)
+{
+    if (!c) return;
+    sq_loop *loop = c->timer.loop;
+    sq_timer_stop(&c->timer);
+    *(void **)c = loop->call_free;
+    loop->call_free = c;
+}
+
+/* --- periodic callbacks ------------------------------------------------------------------- */
+
+static double periodic_delay(sq_periodic *p)
+{
+    double d = p->interval;
+    if (p->jitter > 0) d *= 1.0 + p->jitter * ((double)rand() / RAND_MAX - 0.5);
+    return d;
+}
+
+static void periodic_fire(sq_loop *loop, sq_timer *t)
+{
+    sq_periodic *p = (sq_periodic *)t;
+    /* Schedule from the previous deadline so runs do not drift; skip runs that were missed. */
+    uint64_t step = sq__sec_to_ns(periodic_delay(p));
+    uint64_t next = t->deadline + step;
+    if (next <= loop->now_ns) next = loop->now_ns + step;
+    timer_arm(t, next);
+    p->fn(p->arg);
+}
+
+void sq_periodic_init(sq_loop *loop, sq_periodic *p, double interval, sq_callback_fn fn,
+                      void *arg)
+{
+    memset(p, 0, sizeof *p);
+    sq_timer_init(loop, &p->timer, periodic_fire, p);
+    p->interval = interval > 0 ? interval : 0.001;
+    p->fn = fn;
+    p->arg = arg;
+}
+
+void sq_periodic_set_jitter(sq_periodic *p, double jitter)
+{
+    p->jitter = jitter < 0 ? 0 : jitter >= 1 ? 0.999 : jitter;
+}
+
+void sq_periodic_start(sq_periodic *p)
+{
+    p->running = true;
+    sq_timer_start(&p->timer, periodic_delay(p), 0);
+}
+
+void sq_periodic_stop(sq_periodic *p)
+{
+    p->running = false;
+    sq_timer_stop(&p->timer);
+}
+
+/* --- iteration ---------------------------------------------------------------------------- */
+
+static int poll_timeout(sq_loop *loop, bool block)
+{
+    if (!block || loop->stop || loop->callbacks.len || loop->ready_head) return 0;
+    if (!loop->heap_len) return -1;
+    uint64_t d = loop->heap[0]->deadline;
+    if (d <= loop->now_ns) return 0;
+    uint64_t ms = (d - loop->now_ns + 999999) / 1000000; /* round up: never wake early */
+    return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
+int sq_loop_run_once(sq_loop *loop, bool block)
+{
+    sq_loop *prev = current_loop;
+    current_loop = loop;
+    int r = loop->backend->poll(loop, poll_timeout(loop, block));
+    if (r <= 0) loop->now_ns = sq__mono_ns(); /* a backend that saw events refreshed it */
+    run_timers(loop);
+    /* Only the callbacks queued before this pass: one that re-queues itself cannot starve IO. */
+    for (size_t n = loop->callbacks.len; n > 0 && loop->callbacks.len; n--) {
+        sq__cb cb = cbq_pop(&loop->callbacks);
+        uint64_t t0 = sq__slow_begin(loop);
+        cb.fn(cb.arg);
+        sq__slow_end(loop, t0, "callback", (const void *)cb.fn);
+    }
+    sq__coro_run_ready(loop);
+    current_loop = prev ? prev : loop;
+    return r < 0 ? r : 0;
+}
+
+int sq_loop_run(sq_loop *loop) { return sq_loop_run_until(loop, NULL); }
+
+int sq_loop_run_until(sq_loop *loop, sq_future *fut)
+{
+    if (loop->running) {
+        sq_log(SQ_LOG_ERROR, "sq_loop_run: the loop is already running");
+        return -EBUSY;
+    }
+    sq_loop *prev = current_loop;
+    current_loop = loop;
+    loop->running = true;
+    loop->stop = false;
+    loop->now_ns = sq__mono_ns();
+    int r = 0;
+    while (!loop->stop && !(fut && sq_future_done(fut))) {
+        r = sq_loop_run_once(loop, true);
+        if (r < 0 && r != -EINTR) break;
+        r = 0;
+    }
+    loop->running = false;
+    loop->stop = false;
+    current_loop = prev ? prev : loop;
+    return r;
+}

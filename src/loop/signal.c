@@ -1,0 +1,112 @@
+/* Signals delivered on the loop thread through a self-pipe: the handler only writes the
+ * signal number to a non-blocking pipe, which works whatever threads the process has. */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define NSIG_MAX 65
+
+static struct {
+    sq_loop *loop;
+    sq_signal_cb cb;
+    void *arg;
+    struct sigaction old;
+} handlers[NSIG_MAX];
+static volatile sig_atomic_t write_fds[NSIG_MAX];
+
+static void on_signal(int signum)
+{
+    int saved = errno;
+    if (signum > 0 && signum < NSIG_MAX && write_fds[signum] > 0) {
+        unsigned char b = (unsigned char)signum;
+        ssize_t r = write(write_fds[signum], &b, 1);
+        (void)r; /* a full pipe already holds a wake-up */
+    }
+    errno = saved;
+}
+
+static void sig_read_cb(sq_loop *loop, sq_io *io, unsigned events)
+{
+    unsigned char buf[64];
+    ssize_t n;
+    while ((n = read(loop->sig_pipe[0], buf, sizeof buf)) > 0) {
+        for (ssize_t i = 0; i < n; i++) {
+            int s = buf[i];
+            if (s < NSIG_MAX && handlers[s].loop == loop && handlers[s].cb)
+                handlers[s].cb(loop, s, handlers[s].arg);
+        }
+    }
+}
+
+static int ensure_pipe(sq_loop *loop)
+{
+    if (loop->sig_pipe[0] >= 0) return 0;
+    if (pipe2(loop->sig_pipe, O_NONBLOCK | O_CLOEXEC) < 0) return -errno;
+    sq_io_init(&loop->sig_io, loop->sig_pipe[0], sig_read_cb, loop);
+    return sq_io_start(loop, &loop->sig_io, SQ_READ);
+}
+
+int sq_signal_add(sq_loop *loop, int signum, sq_signal_cb cb, void *arg)
+{
+    if (signum <= 0 || signum >= NSIG_MAX || signum == SIGKILL || signum == SIGSTOP)
+        return -EINVAL;
+    if (handlers[signum].loop && handlers[signum].loop != loop) return -EBUSY;
+    int r = ensure_pipe(loop);
+    if (r < 0) return r;
+    bool had = handlers[signum].loop != NULL;
+    handlers[signum].loop = loop;
+    handlers[signum].cb = cb;
+    handlers[signum].arg = arg;
+    write_fds[signum] = loop->sig_pipe[1];
+    if (had) return 0;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(signum, &sa, &handlers[signum].old) < 0) {
+        handlers[signum].loop = NULL;
+        write_fds[signum] = 0;
+        return -errno;
+    }
+    return 0;
+}
+
+int sq_signal_remove(sq_loop *loop, int signum)
+{
+    if (signum <= 0 || signum >= NSIG_MAX || handlers[signum].loop != loop) return -ENOENT;
+    sigaction(signum, &handlers[signum].old, NULL);
+    write_fds[signum] = 0;
+    handlers[signum].loop = NULL;
+    handlers[signum].cb = NULL;
+    return 0;
+}
+
+void sq__signal_loop_closed(sq_loop *loop)
+{
+    for (int s = 1; s < NSIG_MAX; s++)
+        if (handlers[s].loop == loop) sq_signal_remove(loop, s);
+    if (loop->sig_pipe[0] >= 0) {
+        sq_io_stop(loop, &loop->sig_io);
+        close(loop->sig_pipe[0]);
+        close(loop->sig_pipe[1]);
+        loop->sig_pipe[0] = loop->sig_pipe[1] = -1;
+    }
+}
+
+static void stop_cb(sq_loop *loop, int signum, void *arg)
+{
+    sq_log(SQ_LOG_INFO, "received %s, stopping", strsignal(signum));
+    sq_loop_stop(loop);
+}
+
+int sq_loop_stop_on_signals(sq_loop *loop)
+{
+    int r = sq_signal_add(loop, SIGINT, stop_cb, NULL);
+    if (r == 0) r = sq_signal_add(loop, SIGTERM, stop_cb, NULL);
+    return r;
+}

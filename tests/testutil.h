@@ -1,0 +1,26 @@
+/* Helpers shared by squall's cmocka tests. */
+#ifndef SQ_TESTUTIL_H
+#define SQ_TESTUTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "squall.h"
+
+/* Wall-clock monotonic seconds, for timing bounds. */
+double sq_test_now(void);
+/* Spawn fn(arg) on `loop` and run the loop until it returns; returns fn's result.
+ * Fails the test if the loop does not finish within `limit` seconds. */
+void *sq_test_run_coro(sq_loop *loop, sq_task_fn fn, void *arg, double limit);
+/* Raise the soft RLIMIT_NOFILE to the hard limit; returns the new soft limit. */
+long sq_test_raise_fd_limit(void);
+/* Path of a file in the build tree ($SQ_BUILD_DIR/rel), in a static buffer. */
+const char *sq_test_build_path(const char *rel);
+/* Resident set size of this process in bytes (from /proc/self/statm). */
+size_t sq_test_rss(void);
+
+#endif
