@@ -9,12 +9,14 @@ CMAKE    ?= cmake
 RELEASE  := build/release
 ASAN     := build/asan
 TSAN     := build/tsan
+FUZZ     := build/fuzz
+FUZZ_SECONDS ?= 10
 PORT     ?= 8888
 
 # Debian packages the build and the tests need.  `make deps` installs only the missing ones.
-DEB_PKGS := build-essential cmake pkg-config libcmocka-dev python3 procps
+DEB_PKGS := build-essential cmake pkg-config libcmocka-dev python3 procps clang libclang-rt-14-dev
 
-.PHONY: all deps build run test tsan-test bench clean format
+.PHONY: all deps build run test tsan-test fuzz fuzz-build fuzz-run bench clean format check-aarch64
 
 all: build
 
@@ -44,6 +46,20 @@ test: deps
 	cd $(ASAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j $(JOBS)
+	$(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=$(FUZZ_SECONDS)
+
+# libFuzzer targets (clang), each run briefly by `make test` and longer by `make fuzz`.
+fuzz-build: deps
+	CC=clang $(CMAKE) -S . -B $(FUZZ) -DCMAKE_BUILD_TYPE=Debug -DSQ_SANITIZE=address,undefined \
+	  -DSQ_FUZZ=ON -DSQ_BUILD_TESTS=OFF -DSQ_BUILD_EXAMPLES=OFF -DSQ_BUILD_BENCH=OFF \
+	  -DSQ_FUZZ_SECONDS=$(FUZZ_SECONDS)
+	$(CMAKE) --build $(FUZZ) -j $(JOBS)
+
+fuzz-run: fuzz-build
+	cd $(FUZZ) && ctest --output-on-failure -L fuzz -j $(JOBS)
+
+fuzz:
+	$(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=300
 
 tsan-test: deps
 	$(CMAKE) -S . -B $(TSAN) -DCMAKE_BUILD_TYPE=Debug -DSQ_SANITIZE=thread
@@ -58,3 +74,16 @@ format:
 
 clean:
 	rm -rf build
+
+# The aarch64 context switch, cross-compiled and run under qemu-user (not part of `make test`:
+# it needs a cross toolchain).
+check-aarch64:
+	@for p in gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user; do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || missing="$$missing $$p"; \
+	done; if [ -n "$$missing" ]; then apt-get update && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y --no-install-recommends $$missing; fi
+	mkdir -p build/aarch64
+	aarch64-linux-gnu-gcc -O2 -static -Iinclude -Isrc src/loop/*.c src/coro/coro.c \
+	  src/coro/switch-aarch64.S src/future/*.c src/util/*.c tests/arch/switch_check.c \
+	  -o build/aarch64/switch_check -lpthread
+	qemu-aarch64 build/aarch64/switch_check
