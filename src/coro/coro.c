@@ -214,12 +214,24 @@ static void recycle(sq_coro *c)
 
 /* --- lifecycle ------------------------------------------------------------------------------- */
 
+#ifndef SQ_CORO_UCONTEXT
 static void *stack_top(sq_coro *c) { return (void *)((uintptr_t)c & ~(uintptr_t)15); }
-
-#ifdef SQ_CORO_UCONTEXT
+#else
 static void uc_entry(unsigned hi, unsigned lo)
 {
     sq__coro_main((sq_coro *)(((uintptr_t)hi << 32) | (uintptr_t)lo));
+}
+
+/* Apart from sq_coro_create: getcontext() "returns twice", which -Wclobbered (-O2) flags
+ * for every local of the function that calls it. */
+static __attribute__((noinline)) void uc_prepare(sq_coro *c)
+{
+    getcontext(&c->ctx);
+    c->ctx.uc_stack.ss_sp = c->map + GUARD_SIZE;
+    c->ctx.uc_stack.ss_size = c->stack_size;
+    c->ctx.uc_link = NULL;
+    makecontext(&c->ctx, (void (*)(void))uc_entry, 2, (unsigned)((uintptr_t)c >> 32),
+                (unsigned)(uintptr_t)c);
 }
 #endif
 
@@ -245,12 +257,7 @@ sq_coro *sq_coro_create(sq_loop *loop, sq_task_fn fn, void *arg)
     c->fake_stack = NULL;
 #endif
 #ifdef SQ_CORO_UCONTEXT
-    getcontext(&c->ctx);
-    c->ctx.uc_stack.ss_sp = c->map + GUARD_SIZE;
-    c->ctx.uc_stack.ss_size = c->stack_size;
-    c->ctx.uc_link = NULL;
-    makecontext(&c->ctx, (void (*)(void))uc_entry, 2, (unsigned)((uintptr_t)c >> 32),
-                (unsigned)(uintptr_t)c);
+    uc_prepare(c);
 #else
     void **top = stack_top(c);
 #if defined(__x86_64__)

@@ -95,14 +95,16 @@ int sq_add_callback_threadsafe(sq_loop *loop, sq_callback_fn fn, void *arg)
         loop->ts_cap = ncap;
     }
     loop->ts_items[loop->ts_len++] = (sq__cb){fn, arg};
-    pthread_mutex_unlock(&loop->ts_lock);
-    /* Only the first producer after a drain pays for the eventfd write. */
+    /* Only the first producer after a drain pays for the eventfd write.  It happens under the
+     * lock: once the item is visible the loop may run it and be freed (an executor job's
+     * completion often ends the program), so nothing may touch `loop` after the unlock. */
     if (!atomic_exchange_explicit(&loop->ts_signaled, true, memory_order_acq_rel)) {
         uint64_t one = 1;
         ssize_t r;
         do r = write(loop->wake_fd, &one, sizeof one);
         while (r < 0 && errno == EINTR);
     }
+    pthread_mutex_unlock(&loop->ts_lock);
     return 0;
 }
 
@@ -135,6 +137,8 @@ static void wake_cb(sq_loop *loop, sq_io *io, unsigned events)
 }
 
 /* --- loop lifetime ------------------------------------------------------------------------ */
+
+static void call_fire(sq_loop *loop, sq_timer *t);
 
 sq_loop *sq_loop_new(const sq_loop_options *opts)
 {
@@ -177,14 +181,20 @@ fail:
 void sq_loop_free(sq_loop *loop)
 {
     if (!loop) return;
-    /* Run what is still queued so that nothing handed to the loop is silently lost. */
-    while (loop->callbacks.len || loop->ready_head) sq_loop_run_once(loop, false);
+    /* Run what is still queued so that nothing handed to the loop is silently lost (bounded:
+     * a callback that re-queues itself forever must not hang the free). */
+    for (int i = 0; i < 64 && (loop->callbacks.len || loop->ready_head); i++)
+        sq_loop_run_once(loop, false);
     wake_cb(loop, &loop->wake_io, SQ_READ);
     sq__signal_loop_closed(loop);
     sq_io_stop(loop, &loop->wake_io);
     close(loop->wake_fd);
     loop->backend->destroy(loop);
-    for (size_t i = 0; i < loop->heap_len; i++) loop->heap[i]->heap_index = SIZE_MAX;
+    for (size_t i = 0; i < loop->heap_len; i++) {
+        sq_timer *t = loop->heap[i];
+        t->heap_index = SIZE_MAX;
+        if (t->cb == call_fire) free(t); /* a pending sq_call: its handle belongs to the loop */
+    }
     free(loop->heap);
     free(loop->callbacks.items);
     free(loop->ts_items);
@@ -499,6 +509,9 @@ static int poll_timeout(sq_loop *loop, bool block)
 {
     if (!block || loop->stop || loop->callbacks.len || loop->ready_head) return 0;
     if (!loop->heap_len) return -1;
+    /* The previous pass may have run long: measure from the real time, or the next timer
+     * would fire late by as long as that pass took. */
+    loop->now_ns = sq__mono_ns();
     uint64_t d = loop->heap[0]->deadline;
     if (d <= loop->now_ns) return 0;
     uint64_t ms = (d - loop->now_ns + 999999) / 1000000; /* round up: never wake early */

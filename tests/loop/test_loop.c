@@ -1,0 +1,475 @@
+/* The loop: callbacks, fd watchers, stop, run_until, signals and the slow-callback warning. */
+#define _GNU_SOURCE
+#include "testutil.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0) {}
+}
+
+static void stop_loop(void *arg) { sq_loop_stop(arg); }
+
+/* Run `loop` with a guard: fails the test if it is still running after `limit` seconds. */
+static void limit_hit(void *arg)
+{
+    *(int *)arg = 1;
+    sq_loop_stop(sq_loop_current());
+}
+static void run_guarded(sq_loop *loop, double limit)
+{
+    int timed_out = 0;
+    sq_call *guard = sq_call_later(loop, limit, limit_hit, &timed_out);
+    assert_int_equal(sq_loop_run(loop), 0);
+    if (timed_out) fail_msg("loop still running after %.1f s", limit);
+    sq_call_cancel(guard);
+}
+
+/* --- callbacks ------------------------------------------------------------------------ */
+
+static int order[1000], norder;
+static void record(void *arg) { order[norder++] = (int)(intptr_t)arg; }
+
+static void test_callbacks_fifo(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    norder = 0;
+    /* More than the ring's first capacity, so that it grows while keeping order. */
+    for (int i = 0; i < 300; i++)
+        assert_int_equal(sq_add_callback(loop, record, (void *)(intptr_t)i), 0);
+    assert_int_equal(sq_loop_run_once(loop, false), 0);
+    assert_int_equal(norder, 300);
+    for (int i = 0; i < 300; i++) assert_int_equal(order[i], i);
+    sq_loop_free(loop);
+}
+
+static struct {
+    sq_loop *loop;
+    long spins;
+    int timer_fired, io_fired;
+    int pipefd[2];
+    sq_io io;
+} starve;
+
+static void spin(void *arg)
+{
+    starve.spins++;
+    if (starve.timer_fired && starve.io_fired) {
+        sq_loop_stop(starve.loop);
+        return;
+    }
+    if (starve.spins > 50 * 1000 * 1000) { /* would mean IO or timers starve */
+        sq_loop_stop(starve.loop);
+        return;
+    }
+    sq_add_callback(starve.loop, spin, NULL); /* re-adds itself forever */
+}
+
+static void starve_timer(void *arg) { starve.timer_fired = 1; }
+static void starve_io(sq_loop *loop, sq_io *io, unsigned events)
+{
+    char b;
+    if (read(io->fd, &b, 1) == 1) starve.io_fired = 1;
+}
+static void starve_write(void *arg)
+{
+    assert_int_equal(write(starve.pipefd[1], "x", 1), 1);
+}
+
+static void test_self_readding_callback_does_not_starve(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    memset(&starve, 0, sizeof starve);
+    starve.loop = loop;
+    assert_int_equal(pipe2(starve.pipefd, O_NONBLOCK | O_CLOEXEC), 0);
+    sq_io_init(&starve.io, starve.pipefd[0], starve_io, NULL);
+    assert_int_equal(sq_io_start(loop, &starve.io, SQ_READ), 0);
+    sq_add_callback(loop, spin, NULL);
+    sq_call_later(loop, 0.02, starve_timer, NULL);
+    sq_call_later(loop, 0.01, starve_write, NULL);
+    double t0 = sq_test_now();
+    run_guarded(loop, 10);
+    assert_true(starve.timer_fired);
+    assert_true(starve.io_fired);
+    assert_true(sq_test_now() - t0 < 2.0);
+    print_message("callback re-added itself %ld times while a timer and a read arrived\n",
+                  starve.spins);
+    sq_io_stop(loop, &starve.io);
+    close(starve.pipefd[0]);
+    close(starve.pipefd[1]);
+    sq_loop_free(loop);
+}
+
+/* --- fd watchers ---------------------------------------------------------------------------- */
+
+typedef struct {
+    int calls;
+    unsigned events;
+    sq_io *other; /* stopped by this watcher's callback */
+    int drain;    /* read the fd empty */
+} io_probe;
+
+static void probe_cb(sq_loop *loop, sq_io *io, unsigned events)
+{
+    io_probe *p = io->data;
+    p->calls++;
+    p->events |= events;
+    if (p->drain) {
+        char buf[64];
+        while (read(io->fd, buf, sizeof buf) > 0) {}
+    }
+    if (p->other) sq_io_stop(loop, p->other);
+}
+
+static void test_io_read_write_readiness(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    int fds[2];
+    assert_int_equal(pipe2(fds, O_NONBLOCK | O_CLOEXEC), 0);
+    io_probe rp = {0}, wp = {0};
+    sq_io rio, wio;
+    sq_io_init(&rio, fds[0], probe_cb, &rp);
+    sq_io_init(&wio, fds[1], probe_cb, &wp);
+
+    /* Read side: quiet until something is written. */
+    assert_int_equal(sq_io_start(loop, &rio, SQ_READ), 0);
+    assert_int_equal(rio.events, SQ_READ);
+    sq_loop_run_once(loop, false);
+    assert_int_equal(rp.calls, 0);
+    assert_int_equal(write(fds[1], "hi", 2), 2);
+    sq_loop_run_once(loop, true);
+    assert_int_equal(rp.calls, 1);
+    assert_true(rp.events & SQ_READ);
+    assert_false(rp.events & SQ_WRITE);
+    /* Level-triggered: still readable, called again; drained, quiet again. */
+    sq_loop_run_once(loop, false);
+    assert_int_equal(rp.calls, 2);
+    char buf[8];
+    assert_int_equal(read(fds[0], buf, sizeof buf), 2);
+    sq_loop_run_once(loop, false);
+    assert_int_equal(rp.calls, 2);
+
+    /* Write side: an empty pipe is writable at once. */
+    assert_int_equal(sq_io_start(loop, &wio, SQ_WRITE), 0);
+    sq_loop_run_once(loop, true);
+    assert_int_equal(wp.calls, 1);
+    assert_true(wp.events & SQ_WRITE);
+
+    /* Stopped watchers are not called; a stopped watcher can be started again. */
+    assert_int_equal(sq_io_stop(loop, &wio), 0);
+    assert_int_equal(wio.events, 0);
+    assert_int_equal(sq_io_stop(loop, &wio), 0); /* twice is harmless */
+    sq_loop_run_once(loop, false);
+    assert_int_equal(wp.calls, 1);
+    assert_int_equal(sq_io_start(loop, &wio, SQ_WRITE), 0);
+    sq_loop_run_once(loop, false);
+    assert_int_equal(wp.calls, 2);
+    sq_io_stop(loop, &wio);
+
+    /* The writer closing wakes the reader with a hang-up. */
+    rp = (io_probe){0};
+    close(fds[1]);
+    sq_loop_run_once(loop, true);
+    assert_int_equal(rp.calls, 1);
+    assert_true(rp.events & SQ_HUP);
+    sq_io_stop(loop, &rio);
+    close(fds[0]);
+
+    /* A regular file cannot be watched by epoll: a clear error, not a crash. */
+    FILE *tmp = tmpfile();
+    assert_non_null(tmp);
+    sq_io fio;
+    sq_io_init(&fio, fileno(tmp), probe_cb, &rp);
+    assert_int_equal(sq_io_start(loop, &fio, SQ_READ), -EPERM);
+    fclose(tmp);
+    sq_io_init(&fio, 12345, probe_cb, &rp);
+    assert_int_equal(sq_io_start(loop, &fio, SQ_READ), -EBADF);
+    sq_loop_free(loop);
+}
+
+/* Two watchers ready in the same epoll batch; whichever runs first stops the other, which
+ * must then not be called — its fd may already be closed and reused. */
+static void test_io_stop_mid_batch(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    int a[2], b[2];
+    assert_int_equal(pipe2(a, O_NONBLOCK | O_CLOEXEC), 0);
+    assert_int_equal(pipe2(b, O_NONBLOCK | O_CLOEXEC), 0);
+    io_probe pa = {.drain = 1}, pb = {.drain = 1};
+    sq_io ia, ib;
+    sq_io_init(&ia, a[0], probe_cb, &pa);
+    sq_io_init(&ib, b[0], probe_cb, &pb);
+    pa.other = &ib;
+    pb.other = &ia;
+    assert_int_equal(sq_io_start(loop, &ia, SQ_READ), 0);
+    assert_int_equal(sq_io_start(loop, &ib, SQ_READ), 0);
+    assert_int_equal(write(a[1], "x", 1), 1);
+    assert_int_equal(write(b[1], "x", 1), 1);
+    sq_loop_run_once(loop, true);
+    assert_int_equal(pa.calls + pb.calls, 1);
+    /* The one that ran drained its pipe; the other is stopped though still readable. */
+    sq_loop_run_once(loop, false);
+    assert_int_equal(pa.calls + pb.calls, 1);
+    sq_io_stop(loop, &ia);
+    sq_io_stop(loop, &ib);
+    for (int i = 0; i < 2; i++) {
+        close(a[i]);
+        close(b[i]);
+    }
+    sq_loop_free(loop);
+}
+
+/* --- stop and run_until ------------------------------------------------------------------ */
+
+static int ran_after_stop;
+static void after_stop(void *arg) { ran_after_stop++; }
+static void check_running(void *arg) { *(int *)arg = sq_loop_is_running(sq_loop_current()); }
+
+static void test_loop_stop(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    assert_false(sq_loop_is_running(loop));
+    assert_string_equal(sq_loop_backend_name(loop), "epoll");
+    int running = 0;
+    sq_add_callback(loop, check_running, &running);
+    sq_call_later(loop, 0.02, stop_loop, loop);
+    double t0 = sq_test_now();
+    assert_int_equal(sq_loop_run(loop), 0);
+    double took = sq_test_now() - t0;
+    assert_true(running);
+    assert_false(sq_loop_is_running(loop));
+    assert_true(took >= 0.019);
+    assert_true(took < 1.0);
+    /* Stop from a callback: the loop returns after the current iteration, and the loop can
+     * be run again afterwards. */
+    ran_after_stop = 0;
+    sq_add_callback(loop, stop_loop, loop);
+    sq_call_later(loop, 0.05, after_stop, NULL);
+    assert_int_equal(sq_loop_run(loop), 0);
+    assert_int_equal(ran_after_stop, 0);
+    sq_call_later(loop, 0.1, stop_loop, loop);
+    assert_int_equal(sq_loop_run(loop), 0);
+    assert_int_equal(ran_after_stop, 1);
+    /* The clock moves forward. */
+    double a = sq_loop_time(loop);
+    sleep_ms(5);
+    sq_loop_update_time(loop);
+    assert_true(sq_loop_time(loop) - a >= 0.004);
+    assert_true(sq_loop_now_ns(loop) >= (uint64_t)(a * 1e9));
+    sq_loop_free(loop);
+}
+
+static void resolve_it(void *arg) { sq_future_set_result(arg, (void *)"done"); }
+
+static void test_run_until_future(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    sq_future *f = sq_future_new(loop);
+    sq_call_later(loop, 0.05, resolve_it, f);
+    sq_call *far = sq_call_later(loop, 30, stop_loop, loop); /* must not be waited for */
+    double t0 = sq_test_now();
+    assert_int_equal(sq_loop_run_until(loop, f), 0);
+    double took = sq_test_now() - t0;
+    assert_true(sq_future_done(f));
+    assert_string_equal(sq_future_value(f), "done");
+    assert_true(took >= 0.045);
+    assert_true(took < 1.0);
+    /* Already done: returns at once; the future is not consumed. */
+    assert_int_equal(sq_loop_run_until(loop, f), 0);
+    assert_string_equal(sq_future_value(f), "done");
+    sq_future_release(f);
+    /* sq_loop_stop ends run_until before its future is done. */
+    f = sq_future_new(loop);
+    sq_add_callback(loop, stop_loop, loop);
+    assert_int_equal(sq_loop_run_until(loop, f), 0);
+    assert_false(sq_future_done(f));
+    sq_future_release(f);
+    sq_call_cancel(far);
+    sq_loop_free(loop);
+}
+
+/* --- signals ------------------------------------------------------------------------------- */
+
+static struct {
+    int signum;
+    void *arg;
+    int on_loop;
+    int calls;
+} sig;
+
+static void on_usr1(sq_loop *loop, int signum, void *arg)
+{
+    sig.signum = signum;
+    sig.arg = arg;
+    sig.on_loop = sq_loop_is_running(loop);
+    sig.calls++;
+    sq_loop_stop(loop);
+}
+
+static void raise_usr1(void *arg) { raise(SIGUSR1); }
+
+static void test_signal_delivered_on_loop(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    memset(&sig, 0, sizeof sig);
+    assert_int_equal(sq_signal_add(loop, SIGUSR1, on_usr1, &sig), 0);
+    /* Raised outside the loop: the handler only notes it; the callback runs on the loop. */
+    raise(SIGUSR1);
+    assert_int_equal(sig.calls, 0);
+    run_guarded(loop, 5);
+    assert_int_equal(sig.calls, 1);
+    assert_int_equal(sig.signum, SIGUSR1);
+    assert_ptr_equal(sig.arg, &sig);
+    assert_true(sig.on_loop);
+    /* Raised from a callback while the loop runs. */
+    sq_add_callback(loop, raise_usr1, NULL);
+    run_guarded(loop, 5);
+    assert_int_equal(sig.calls, 2);
+    /* Bad signal numbers are refused. */
+    assert_int_equal(sq_signal_add(loop, SIGKILL, on_usr1, NULL), -EINVAL);
+    assert_int_equal(sq_signal_add(loop, 0, on_usr1, NULL), -EINVAL);
+    assert_int_equal(sq_signal_remove(loop, SIGUSR1), 0);
+    assert_int_equal(sq_signal_remove(loop, SIGUSR1), -ENOENT);
+    sq_loop_free(loop);
+}
+
+static int info_logs;
+static void count_log(int level, const char *msg, void *arg)
+{
+    if (strstr(msg, "stopping")) info_logs++;
+}
+static void raise_term(void *arg) { raise(SIGTERM); }
+
+static void test_stop_on_signals(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    info_logs = 0;
+    sq_log_set_handler(count_log, NULL);
+    assert_int_equal(sq_loop_stop_on_signals(loop), 0);
+    sq_call_later(loop, 0.02, raise_term, NULL);
+    int timed_out = 0;
+    sq_call *guard = sq_call_later(loop, 5, limit_hit, &timed_out);
+    double t0 = sq_test_now();
+    assert_int_equal(sq_loop_run(loop), 0);
+    assert_false(timed_out);
+    assert_true(sq_test_now() - t0 < 2.0);
+    sq_call_cancel(guard);
+    assert_int_equal(info_logs, 1);
+    sq_log_set_handler(NULL, NULL);
+    /* sq_loop_free restores the dispositions it changed. */
+    sq_loop_free(loop);
+    struct sigaction sa;
+    sigaction(SIGTERM, NULL, &sa);
+    assert_true(sa.sa_handler == SIG_DFL);
+    sigaction(SIGINT, NULL, &sa);
+    assert_true(sa.sa_handler == SIG_DFL);
+}
+
+/* --- slow-callback warning ------------------------------------------------------------------- */
+
+static struct {
+    int warnings;
+    int other;
+    char last[1024];
+} logs;
+
+static void capture_log(int level, const char *msg, void *arg)
+{
+    if (level == SQ_LOG_WARNING) {
+        logs.warnings++;
+        snprintf(logs.last, sizeof logs.last, "%s", msg);
+    } else {
+        logs.other++;
+    }
+}
+
+static void block_cb(void *arg) { sleep_ms((int)(intptr_t)arg); }
+static void fast_cb(void *arg) { (void)arg; }
+
+static double logged_ms(void)
+{
+    const char *p = strstr(logs.last, "for ");
+    double ms = -1;
+    if (p) sscanf(p, "for %lf ms", &ms);
+    return ms;
+}
+
+static void test_slow_callback_warning(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    memset(&logs, 0, sizeof logs);
+    sq_log_set_handler(capture_log, NULL);
+
+    /* A fast callback logs nothing. */
+    for (int i = 0; i < 100; i++) sq_add_callback(loop, fast_cb, NULL);
+    sq_loop_run_once(loop, false);
+    assert_int_equal(logs.warnings, 0);
+
+    /* One that holds the loop 150 ms is named, with how long it took. */
+    sq_add_callback(loop, block_cb, (void *)(intptr_t)150);
+    sq_loop_run_once(loop, false);
+    assert_int_equal(logs.warnings, 1);
+    print_message("logged: %s\n", logs.last);
+    assert_non_null(strstr(logs.last, "slow callback"));
+    double ms = logged_ms();
+    assert_true(ms >= 140 && ms < 2000);
+
+    /* The threshold is configurable ... */
+    sq_loop_set_slow_callback_warning(loop, 0.02);
+    sq_add_callback(loop, block_cb, (void *)(intptr_t)40);
+    sq_loop_run_once(loop, false);
+    assert_int_equal(logs.warnings, 2);
+    assert_true(logged_ms() >= 30);
+    sq_add_callback(loop, block_cb, (void *)(intptr_t)1);
+    sq_loop_run_once(loop, false);
+    assert_int_equal(logs.warnings, 2);
+
+    /* ... and negative disables it. */
+    sq_loop_set_slow_callback_warning(loop, -1);
+    sq_add_callback(loop, block_cb, (void *)(intptr_t)150);
+    sq_loop_run_once(loop, false);
+    assert_int_equal(logs.warnings, 2);
+    sq_loop_free(loop);
+
+    /* The same through sq_loop_options. */
+    loop = sq_loop_new(&(sq_loop_options){.slow_callback_warning = -1});
+    sq_add_callback(loop, block_cb, (void *)(intptr_t)150);
+    sq_loop_run_once(loop, false);
+    assert_int_equal(logs.warnings, 2);
+    sq_loop_free(loop);
+
+    /* Timers and fd watchers are watched too. */
+    loop = sq_loop_new(&(sq_loop_options){.slow_callback_warning = 0.05});
+    sq_call_later(loop, 0, block_cb, (void *)(intptr_t)100);
+    sq_loop_run_once(loop, false);
+    assert_int_equal(logs.warnings, 3);
+    assert_non_null(strstr(logs.last, "slow callback"));
+    sq_loop_free(loop);
+
+    assert_int_equal(logs.other, 0);
+    sq_log_set_handler(NULL, NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_callbacks_fifo),
+        cmocka_unit_test(test_self_readding_callback_does_not_starve),
+        cmocka_unit_test(test_io_read_write_readiness),
+        cmocka_unit_test(test_io_stop_mid_batch),
+        cmocka_unit_test(test_loop_stop),
+        cmocka_unit_test(test_run_until_future),
+        cmocka_unit_test(test_signal_delivered_on_loop),
+        cmocka_unit_test(test_stop_on_signals),
+        cmocka_unit_test(test_slow_callback_warning),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,440 @@
+/* Timers: deadline order, FIFO among equal deadlines, mass scheduling and cancelling,
+ * repeating timers, sq_call_at, and periodic callbacks (interval, skipping, jitter). */
+#define _GNU_SOURCE
+#include "testutil.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* A deterministic PRNG so that failures reproduce. */
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static uint32_t rng(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 11);
+}
+
+static void shuffle(int *a, int n)
+{
+    for (int i = n - 1; i > 0; i--) {
+        int j = (int)(rng() % (uint32_t)(i + 1));
+        int t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+    }
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0) {}
+}
+
+/* Runs the loop until *flag is set, failing after `limit` seconds. */
+static void limit_hit(void *arg) { *(int *)arg = 1; }
+static void run_until_flag(sq_loop *loop, volatile int *flag, double limit)
+{
+    int timed_out = 0;
+    sq_call *guard = sq_call_later(loop, limit, limit_hit, &timed_out);
+    while (!*flag && !timed_out) assert_int_equal(sq_loop_run_once(loop, true), 0);
+    if (timed_out) fail_msg("loop did not reach its goal within %.1f s", limit);
+    sq_call_cancel(guard);
+}
+
+/* --- deadline order ------------------------------------------------------------------ */
+
+#define ORDER_N 200
+
+static struct {
+    int fired[ORDER_N];
+    int nfired;
+    int delay_ms[ORDER_N];
+} ord;
+
+static void record_order(void *arg) { ord.fired[ord.nfired++] = (int)(intptr_t)arg; }
+
+static void test_deadline_order(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    memset(&ord, 0, sizeof ord);
+    int idx[ORDER_N];
+    for (int i = 0; i < ORDER_N; i++) {
+        idx[i] = i;
+        ord.delay_ms[i] = (i / 4) % 25; /* groups of equal deadlines, 0..24 ms */
+    }
+    shuffle(idx, ORDER_N);
+    /* The loop clock is cached, so every timer armed here measures from the same "now":
+     * equal delays are equal deadlines. */
+    for (int k = 0; k < ORDER_N; k++) {
+        int i = idx[k];
+        assert_non_null(sq_call_later(loop, ord.delay_ms[i] / 1000.0, record_order,
+                                      (void *)(intptr_t)i));
+    }
+    double t0 = sq_test_now();
+    while (ord.nfired < ORDER_N && sq_test_now() - t0 < 5) sq_loop_run_once(loop, true);
+    assert_int_equal(ord.nfired, ORDER_N);
+    /* Sorted by deadline; among equal deadlines, in the order they were scheduled. */
+    int pos[ORDER_N];
+    for (int k = 0; k < ORDER_N; k++) pos[idx[k]] = k;
+    for (int k = 1; k < ORDER_N; k++) {
+        int a = ord.fired[k - 1], b = ord.fired[k];
+        assert_true(ord.delay_ms[a] <= ord.delay_ms[b]);
+        if (ord.delay_ms[a] == ord.delay_ms[b]) assert_true(pos[a] < pos[b]);
+    }
+    sq_loop_free(loop);
+}
+
+/* Equal deadlines by sq_timer_start_at as well: strictly FIFO. */
+static void test_equal_deadlines_fifo(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    memset(&ord, 0, sizeof ord);
+    double when = sq_loop_time(loop) + 0.01;
+    for (int i = 0; i < 100; i++)
+        assert_non_null(sq_call_at(loop, when, record_order, (void *)(intptr_t)i));
+    double t0 = sq_test_now();
+    while (ord.nfired < 100 && sq_test_now() - t0 < 5) sq_loop_run_once(loop, true);
+    assert_int_equal(ord.nfired, 100);
+    for (int i = 0; i < 100; i++) assert_int_equal(ord.fired[i], i);
+    sq_loop_free(loop);
+}
+
+/* --- 100,000 timers, half cancelled ------------------------------------------------------ */
+
+#define MASS_N 100000
+
+static struct {
+    unsigned char *hits;
+    int fired;
+    int target;
+    sq_loop *loop;
+} mass;
+
+static void mass_fire(void *arg)
+{
+    size_t i = (size_t)(uintptr_t)arg;
+    mass.hits[i]++;
+    if (++mass.fired == mass.target) sq_loop_stop(mass.loop);
+}
+
+static void stop_loop(void *arg) { sq_loop_stop(arg); }
+
+static void test_mass_schedule_cancel(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    sq_call **calls = calloc(MASS_N, sizeof *calls);
+    mass.hits = calloc(MASS_N, 1);
+    assert_non_null(calls);
+    assert_non_null(mass.hits);
+    mass.fired = 0;
+    mass.target = MASS_N / 2;
+    mass.loop = loop;
+    for (size_t i = 0; i < MASS_N; i++) {
+        double delay = (double)(rng() % 50001) / 1e6; /* 0 .. 50 ms */
+        calls[i] = sq_call_later(loop, delay, mass_fire, (void *)(uintptr_t)i);
+        assert_non_null(calls[i]);
+    }
+    /* Cancel the even ones, in a scrambled order so that the heap is cut in many places. */
+    int *idx = malloc(sizeof(int) * (MASS_N / 2));
+    for (int k = 0; k < MASS_N / 2; k++) idx[k] = 2 * k;
+    shuffle(idx, MASS_N / 2);
+    for (int k = 0; k < MASS_N / 2; k++) sq_call_cancel(calls[idx[k]]);
+    free(idx);
+
+    sq_call *guard = sq_call_later(loop, 20.0, stop_loop, loop);
+    assert_int_equal(sq_loop_run(loop), 0);
+    sq_call_cancel(guard);
+    assert_int_equal(mass.fired, MASS_N / 2);
+    /* Past every deadline: nothing else fires. */
+    sq_call_later(loop, 0.06, stop_loop, loop);
+    assert_int_equal(sq_loop_run(loop), 0);
+    assert_int_equal(mass.fired, MASS_N / 2);
+    for (size_t i = 0; i < MASS_N; i++) {
+        if (mass.hits[i] != (i % 2 ? 1 : 0))
+            fail_msg("timer %zu fired %d times (expected %d)", i, mass.hits[i], (int)(i % 2));
+    }
+    free(mass.hits);
+    free(calls);
+    sq_loop_free(loop);
+}
+
+/* --- sq_timer ----------------------------------------------------------------------------- */
+
+typedef struct {
+    int count;
+    int stop_at;
+    double times[16];
+    int done;
+} rep_state;
+
+static void repeat_cb(sq_loop *loop, sq_timer *t)
+{
+    rep_state *st = t->data;
+    if (st->count < 16) st->times[st->count] = sq_test_now();
+    st->count++;
+    if (st->count == st->stop_at) {
+        sq_timer_stop(t); /* from inside its own callback */
+        assert_false(sq_timer_active(t));
+        st->done = 1;
+    }
+}
+
+static void test_timer_repeat_and_stop_inside(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    rep_state st = {.stop_at = 5};
+    sq_timer t;
+    sq_timer_init(loop, &t, repeat_cb, &st);
+    assert_false(sq_timer_active(&t));
+    double t0 = sq_test_now();
+    sq_timer_start(&t, 0.01, 0.01);
+    assert_true(sq_timer_active(&t));
+    run_until_flag(loop, &st.done, 5);
+    double took = sq_test_now() - t0;
+    assert_int_equal(st.count, 5);
+    assert_true(took >= 0.049);
+    assert_true(took < 1.0);
+    for (int i = 1; i < 5; i++) assert_true(st.times[i] >= st.times[i - 1]);
+    /* Stopped means stopped: nothing more fires. */
+    sq_call_later(loop, 0.05, stop_loop, loop);
+    sq_loop_run(loop);
+    assert_int_equal(st.count, 5);
+    assert_false(sq_timer_active(&t));
+    sq_timer_stop(&t); /* stopping an inactive timer is harmless */
+
+    /* A one-shot timer stopped from its own callback, and re-arming moves a timer. */
+    rep_state one = {.stop_at = 1};
+    sq_timer_init(loop, &t, repeat_cb, &one);
+    sq_timer_start(&t, 10.0, 0);
+    sq_timer_start(&t, 0.01, 0); /* moved from 10 s to 10 ms */
+    t0 = sq_test_now();
+    run_until_flag(loop, &one.done, 5);
+    assert_true(sq_test_now() - t0 < 1.0);
+    assert_int_equal(one.count, 1);
+    assert_false(sq_timer_active(&t));
+    sq_loop_free(loop);
+}
+
+static double call_at_fired;
+static void call_at_cb(void *arg)
+{
+    call_at_fired = sq_loop_time(arg);
+    sq_loop_stop(arg);
+}
+
+static void test_call_at(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    call_at_fired = 0;
+    double when = sq_loop_time(loop) + 0.05;
+    double t0 = sq_test_now();
+    assert_non_null(sq_call_at(loop, when, call_at_cb, loop));
+    sq_call *guard = sq_call_later(loop, 5, stop_loop, loop);
+    sq_loop_run(loop);
+    sq_call_cancel(guard);
+    assert_true(call_at_fired >= when);
+    assert_true(sq_test_now() - t0 >= 0.045);
+    assert_true(sq_test_now() - t0 < 1.0);
+
+    /* A time in the past fires on the next iteration. */
+    call_at_fired = 0;
+    assert_non_null(sq_call_at(loop, sq_loop_time(loop) - 10, call_at_cb, loop));
+    sq_loop_run_once(loop, false);
+    assert_true(call_at_fired > 0);
+
+    /* A cancelled sq_call_at never fires. */
+    call_at_fired = 0;
+    sq_call_cancel(sq_call_at(loop, sq_loop_time(loop) + 0.01, call_at_cb, loop));
+    sq_call_later(loop, 0.05, stop_loop, loop);
+    sq_loop_run(loop);
+    assert_true(call_at_fired == 0);
+    sq_loop_free(loop);
+}
+
+/* --- periodic callbacks ------------------------------------------------------------------- */
+
+#define MAX_TICKS 512
+
+typedef struct {
+    sq_periodic *p;
+    double ticks[MAX_TICKS];
+    uint64_t deadlines[MAX_TICKS]; /* the next deadline, as armed when the tick ran */
+    int n;
+    int block_on; /* tick number that blocks the loop for block_ms, or -1 */
+    int block_ms;
+    double block_end;
+} tick_state;
+
+static void tick(void *arg)
+{
+    tick_state *st = arg;
+    if (st->n < MAX_TICKS) {
+        st->ticks[st->n] = sq_test_now();
+        st->deadlines[st->n] = st->p->timer.deadline;
+    }
+    if (st->n == st->block_on) {
+        sleep_ms(st->block_ms);
+        st->block_end = sq_test_now();
+    }
+    st->n++;
+}
+
+static tick_state *tick_new(sq_loop *loop, sq_periodic *p, double interval)
+{
+    tick_state *st = calloc(1, sizeof *st);
+    assert_non_null(st);
+    st->p = p;
+    st->block_on = -1;
+    sq_periodic_init(loop, p, interval, tick, st);
+    return st;
+}
+
+static void run_for(sq_loop *loop, double seconds)
+{
+    sq_call_later(loop, seconds, stop_loop, loop);
+    assert_int_equal(sq_loop_run(loop), 0);
+}
+
+static void test_periodic_interval(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    sq_periodic p;
+    tick_state *st = tick_new(loop, &p, 0.02);
+    double t0 = sq_test_now();
+    sq_periodic_start(&p);
+    run_for(loop, 0.5);
+    sq_periodic_stop(&p);
+    double took = sq_test_now() - t0;
+    /* 0.5 s / 20 ms = 25 ticks; a loaded machine may lose a few, never gain. */
+    print_message("periodic 20 ms over %.3f s: %d ticks\n", took, st->n);
+    assert_true(st->n >= 15);
+    assert_true(st->n <= 26);
+    assert_true(st->ticks[0] - t0 >= 0.018);
+    double mean = (st->ticks[st->n - 1] - st->ticks[0]) / (st->n - 1);
+    assert_true(mean >= 0.019);
+    assert_true(mean < 0.035);
+    /* Stopped: no more ticks. */
+    int n = st->n;
+    run_for(loop, 0.06);
+    assert_int_equal(st->n, n);
+    free(st);
+    sq_loop_free(loop);
+}
+
+static void test_periodic_skips_missed_runs(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    sq_loop_set_slow_callback_warning(loop, -1); /* the block below is deliberate */
+    sq_periodic p;
+    tick_state *st = tick_new(loop, &p, 0.01);
+    st->block_on = 2;
+    st->block_ms = 100;
+    sq_periodic_start(&p);
+    run_for(loop, 0.3);
+    sq_periodic_stop(&p);
+    assert_true(st->block_end > 0);
+    /* Missed runs are skipped: at most one catch-up tick right after the block, not ten. */
+    int burst = 0, after = 0;
+    for (int i = st->block_on + 1; i < st->n && i < MAX_TICKS; i++) {
+        if (st->ticks[i] < st->block_end + 0.005) burst++;
+        if (st->ticks[i] < st->block_end + 0.1) after++;
+    }
+    print_message("after a 100 ms block: %d ticks within 5 ms, %d within 100 ms (total %d)\n",
+                  burst, after, st->n);
+    assert_true(burst <= 2);
+    assert_true(after <= 12);
+    assert_true(after >= 5);
+    /* Total: about 30 ticks in 300 ms, less the ~9 skipped. */
+    assert_true(st->n <= 25);
+    free(st);
+    sq_loop_free(loop);
+}
+
+static void test_periodic_jitter(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    sq_periodic p;
+    tick_state *st = tick_new(loop, &p, 0.02);
+    sq_periodic_set_jitter(&p, 0.5); /* each step in [15, 25] ms */
+    sq_periodic_start(&p);
+    run_for(loop, 0.6);
+    sq_periodic_stop(&p);
+    assert_true(st->n >= 10);
+    /* Scheduled steps (deadline to deadline) are exact; actual ticks get slack. */
+    double lo = 1, hi = 0;
+    int out = 0;
+    for (int i = 1; i < st->n && i < MAX_TICKS; i++) {
+        double step = (double)(st->deadlines[i] - st->deadlines[i - 1]) / 1e9;
+        if (step < lo) lo = step;
+        if (step > hi) hi = step;
+        assert_true(step >= 0.015 - 1e-6);
+        if (step > 0.025 + 1e-6) out++; /* only after a missed run (a stall over 15 ms) */
+        double actual = st->ticks[i] - st->ticks[i - 1];
+        assert_true(actual >= 0.005);
+        assert_true(actual < 0.25);
+    }
+    print_message("jitter 0.5 on 20 ms: %d ticks, steps %.1f..%.1f ms, %d stretched by stalls\n",
+                  st->n, lo * 1e3, hi * 1e3, out);
+    assert_true(out <= st->n / 10);
+    assert_true(hi - lo > 0.001); /* it does vary */
+    /* Jitter is clamped into [0, 1). */
+    sq_periodic_set_jitter(&p, -3);
+    assert_true(p.jitter == 0);
+    sq_periodic_set_jitter(&p, 7);
+    assert_true(p.jitter < 1);
+    free(st);
+    sq_loop_free(loop);
+}
+
+
+/* --- a slow pass does not delay the next timer, and pending calls die with the loop ------ */
+
+static double late_fired;
+static void late_timer(void *arg)
+{
+    late_fired = sq_test_now();
+    sq_loop_stop(arg);
+}
+static void block_100ms(void *arg) { sleep_ms(100); }
+
+static void test_timer_after_slow_pass(void **state)
+{
+    sq_loop *loop = sq_loop_new(&(sq_loop_options){.slow_callback_warning = -1});
+    late_fired = 0;
+    double t0 = sq_test_now();
+    sq_call_later(loop, 0.08, late_timer, loop);
+    sq_add_callback(loop, block_100ms, NULL);
+    sq_call *guard = sq_call_later(loop, 5, stop_loop, loop);
+    sq_loop_run(loop);
+    sq_call_cancel(guard);
+    /* Due at 80 ms, overdue when the 100 ms callback returns: it fires right then, not
+     * 80 ms later as a poll timeout computed from the stale clock would have it. */
+    double at = late_fired - t0;
+    print_message("timer due at 80 ms fired at %.1f ms after a 100 ms callback\n", at * 1e3);
+    assert_true(at >= 0.099);
+    assert_true(at < 0.16);
+
+    /* Calls still pending when the loop is freed are freed with it (LeakSanitizer checks). */
+    sq_call_later(loop, 100, stop_loop, loop);
+    sq_call_at(loop, sq_loop_time(loop) + 100, stop_loop, loop);
+    sq_loop_free(loop);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_deadline_order),
+        cmocka_unit_test(test_equal_deadlines_fifo),
+        cmocka_unit_test(test_mass_schedule_cancel),
+        cmocka_unit_test(test_timer_repeat_and_stop_inside),
+        cmocka_unit_test(test_call_at),
+        cmocka_unit_test(test_periodic_interval),
+        cmocka_unit_test(test_periodic_skips_missed_runs),
+        cmocka_unit_test(test_periodic_jitter),
+        cmocka_unit_test(test_timer_after_slow_pass),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
