@@ -272,8 +272,9 @@ int sq_io_stop(sq_loop *loop, sq_io *io)
 void sq__io_dispatch(sq_loop *loop, sq_io *io, unsigned events)
 {
     uint64_t t0 = sq__slow_begin(loop);
-    io->cb(loop, io, events);
-    sq__slow_end(loop, t0, "fd watcher", (const void *)io->cb);
+    sq_io_cb cb = io->cb; /* the callback may free the watcher's memory */
+    cb(loop, io, events);
+    sq__slow_end(loop, t0, "fd watcher", (const void *)cb);
 }
 
 /* --- timers: binary min-heap ---------------------------------------------------------------- */
@@ -397,8 +398,9 @@ static void run_timers(sq_loop *loop)
             heap_insert(loop, t);
         }
         uint64_t t0 = sq__slow_begin(loop);
-        t->cb(loop, t);
-        sq__slow_end(loop, t0, "timer", (const void *)t->cb);
+        sq_timer_cb cb = t->cb; /* the callback may free the timer's memory */
+        cb(loop, t);
+        sq__slow_end(loop, t0, "timer", (const void *)cb);
     }
 }
 
