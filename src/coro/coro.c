@@ -238,6 +238,9 @@ static __attribute__((noinline)) void uc_prepare(sq_coro *c)
 sq_coro *sq_coro_create(sq_loop *loop, sq_task_fn fn, void *arg)
 {
     install_fault_handler();
+    if (!loop) loop = sq_loop_current();
+    if (!loop) loop = sq_loop_default(); /* as every other NULL-loop call does */
+    if (!loop) return NULL;
     sq_coro *c = tls_pool;
     if (c) {
         tls_pool = c->next;
@@ -245,7 +248,7 @@ sq_coro *sq_coro_create(sq_loop *loop, sq_task_fn fn, void *arg)
     } else if (!(c = stack_alloc())) {
         return NULL;
     }
-    c->loop = loop ? loop : sq_loop_current();
+    c->loop = loop;
     c->fn = fn;
     c->arg = arg;
     c->done = NULL;

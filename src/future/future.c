@@ -106,10 +106,15 @@ int sq_future_resolve(sq_future *f, int64_t status, void *value)
     f->cancel_fn = NULL;
     /* Callbacks may drop the last other reference: hold one while they run. */
     f->refs++;
-    for (unsigned i = 0; i < f->ninline; i++) f->inl[i].cb(f, f->inl[i].arg);
+    /* Detach every callback before running any: one that removes itself (or another) from f
+     * meanwhile must not shift the inline slots under this loop and make it skip one. */
+    unsigned ninl = f->ninline;
+    __typeof__(f->inl) inl;
+    memcpy(inl, f->inl, sizeof inl);
     f->ninline = 0;
     cb_node *n = f->more;
     f->more = NULL;
+    for (unsigned i = 0; i < ninl; i++) inl[i].cb(f, inl[i].arg);
     while (n) {
         cb_node *next = n->next;
         n->cb(f, n->arg);

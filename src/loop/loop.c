@@ -108,32 +108,35 @@ int sq_add_callback_threadsafe(sq_loop *loop, sq_callback_fn fn, void *arg)
     return 0;
 }
 
-static void wake_cb(sq_loop *loop, sq_io *io, unsigned events)
+static bool ts_run_batch(sq_loop *loop)
 {
     uint64_t v;
     ssize_t r;
     do r = read(loop->wake_fd, &v, sizeof v);
     while (r < 0 && errno == EINTR);
     atomic_store_explicit(&loop->ts_signaled, false, memory_order_release);
-    /* Swap the batch out under the lock; run it without holding the lock. */
-    for (;;) {
-        pthread_mutex_lock(&loop->ts_lock);
-        sq__cb *items = loop->ts_items;
-        size_t n = loop->ts_len;
-        loop->ts_items = NULL;
-        loop->ts_len = loop->ts_cap = 0;
-        pthread_mutex_unlock(&loop->ts_lock);
-        if (!n) {
-            free(items);
-            return;
-        }
-        for (size_t i = 0; i < n; i++) {
-            uint64_t t0 = sq__slow_begin(loop);
-            items[i].fn(items[i].arg);
-            sq__slow_end(loop, t0, "threadsafe callback", (const void *)items[i].fn);
-        }
-        free(items);
+    /* Swap the batch out under the lock; run it without holding the lock.  One batch per
+     * wake-up: callbacks queued meanwhile (even by this batch) signal the eventfd again and
+     * run on the next iteration, so a callback that re-queues itself cannot starve IO and
+     * timers.  Returns whether there was anything to run. */
+    pthread_mutex_lock(&loop->ts_lock);
+    sq__cb *items = loop->ts_items;
+    size_t n = loop->ts_len;
+    loop->ts_items = NULL;
+    loop->ts_len = loop->ts_cap = 0;
+    pthread_mutex_unlock(&loop->ts_lock);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t t0 = sq__slow_begin(loop);
+        items[i].fn(items[i].arg);
+        sq__slow_end(loop, t0, "threadsafe callback", (const void *)items[i].fn);
     }
+    free(items);
+    return n > 0;
+}
+
+static void wake_cb(sq_loop *loop, sq_io *io, unsigned events)
+{
+    (void)ts_run_batch(loop);
 }
 
 /* --- loop lifetime ------------------------------------------------------------------------ */
@@ -185,7 +188,8 @@ void sq_loop_free(sq_loop *loop)
      * a callback that re-queues itself forever must not hang the free). */
     for (int i = 0; i < 64 && (loop->callbacks.len || loop->ready_head); i++)
         sq_loop_run_once(loop, false);
-    wake_cb(loop, &loop->wake_io, SQ_READ);
+    for (int i = 0; i < 64 && ts_run_batch(loop); i++) {
+    }
     sq__signal_loop_closed(loop);
     sq_io_stop(loop, &loop->wake_io);
     close(loop->wake_fd);
@@ -255,7 +259,10 @@ int sq_io_start(sq_loop *loop, sq_io *io, unsigned events)
     io->events = events;
     if (io->sq__registered == events) return 0;
     int r = loop->backend->ctl(loop, io, events);
-    if (r == 0) io->sq__registered = events;
+    if (r == 0)
+        io->sq__registered = events;
+    else
+        io->events = io->sq__registered; /* refused: the interest is what the kernel holds */
     return r;
 }
 

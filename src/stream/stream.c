@@ -415,6 +415,19 @@ static void start_read(sq_stream *s)
     leave(s);
 }
 
+/* Cancelling the pending read (sq_with_timeout does) gives the stream back, so that a later
+ * read is accepted and the bytes that arrive go to it, not to a future nobody awaits.  `s` is
+ * alive whenever this runs: resolving drops the hook, and the read is always resolved
+ * before the stream is freed (do_close fails it). */
+static void read_cancelled(sq_future *f, void *arg)
+{
+    sq_stream *s = arg;
+    if (s->rfut != f) return;
+    s->rfut = NULL;
+    s->rkind = R_NONE;
+    sq_future_release(f); /* the stream's reference; sq_future_cancel holds its own */
+}
+
 /* Common entry of every read: the one-pending-read rule, the lazy consume, the future. */
 static sq_future *begin_read(sq_stream *s, int kind, bool *busy)
 {
@@ -439,6 +452,7 @@ static sq_future *begin_read(sq_stream *s, int kind, bool *busy)
     s->rkind = kind;
     s->rfut = sq_future_retain(f);
     s->scanned = 0;
+    sq_future_set_cancel_hook(f, read_cancelled, s);
     return f;
 }
 

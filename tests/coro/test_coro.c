@@ -47,6 +47,20 @@ static void test_spawn_and_go(void **state)
     sq_loop_free(loop);
 }
 
+/* With no current loop, sq_go(NULL, ...) and sq_spawn(NULL, ...) use the default loop, as
+ * every other NULL-loop call does, instead of queueing on no loop at all. */
+static void test_go_without_current_loop(void **state)
+{
+    assert_null(sq_loop_current());
+    go_ran = 0;
+    assert_int_equal(sq_go(NULL, set_flag, &go_ran), 0);
+    sq_loop *loop = sq_loop_default();
+    assert_non_null(loop);
+    sq_loop_run_once(loop, false);
+    assert_int_equal(go_ran, 1);
+    sq_loop_free(loop);
+}
+
 /* --- yield ------------------------------------------------------------------------------ */
 
 static char trace[64];
@@ -286,6 +300,7 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "--overflow") == 0) return overflow_child();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_spawn_and_go),
+        cmocka_unit_test(test_go_without_current_loop),
         cmocka_unit_test(test_yield_interleaves),
         cmocka_unit_test(test_deep_recursion),
         cmocka_unit_test(test_stack_pool_reuse),

@@ -97,6 +97,29 @@ static void test_done_callbacks_and_cancel(void **state)
     sq_loop_free(loop);
 }
 
+/* A done callback that removes itself while the future resolves (common in tear-down code)
+ * must not make the resolution skip another callback. */
+static void self_removing_cb(sq_future *f, void *arg)
+{
+    sq_future_remove_done_callback(f, self_removing_cb, arg);
+    cb_calls += 1000;
+}
+
+static void test_callback_removed_during_resolve(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    cb_calls = 0;
+    sq_future *f = sq_future_new(loop);
+    assert_int_equal(sq_future_add_done_callback(f, self_removing_cb, NULL), 0);
+    assert_int_equal(sq_future_add_done_callback(f, count_cb, (void *)(intptr_t)1), 0);
+    assert_int_equal(sq_future_add_done_callback(f, count_cb, (void *)(intptr_t)10), 0);
+    assert_int_equal(sq_future_add_done_callback(f, count_cb, (void *)(intptr_t)100), 0);
+    assert_int_equal(sq_future_set_result(f, NULL), 0);
+    assert_int_equal(cb_calls, 1111);
+    sq_future_release(f);
+    sq_loop_free(loop);
+}
+
 static void *returns_arg(void *arg) { return arg; }
 
 static void test_spawn_result(void **state)
@@ -114,6 +137,7 @@ int main(void)
         cmocka_unit_test(test_with_timeout),
         cmocka_unit_test(test_await_outside_coroutine),
         cmocka_unit_test(test_done_callbacks_and_cancel),
+        cmocka_unit_test(test_callback_removed_during_resolve),
         cmocka_unit_test(test_spawn_result),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -227,6 +227,54 @@ static void test_io_stop_mid_batch(void **state)
     sq_loop_free(loop);
 }
 
+/* A registration the backend refuses leaves the watcher's interest as it was. */
+static void test_io_start_failure_keeps_interest(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC); /* epoll refuses it with EPERM */
+    assert_true(fd >= 0);
+    io_probe pr = {0};
+    sq_io io;
+    sq_io_init(&io, fd, probe_cb, &pr);
+    assert_int_equal(sq_io_start(loop, &io, SQ_READ), -EPERM);
+    assert_int_equal(io.events, 0);
+    assert_int_equal(sq_io_start(loop, &io, SQ_READ), -EPERM); /* still tried, still refused */
+    assert_int_equal(sq_io_stop(loop, &io), 0);
+    close(fd);
+    sq_loop_free(loop);
+}
+
+/* A thread-safe callback that queues itself again must not keep the loop from its timers. */
+static struct {
+    sq_loop *loop;
+    long runs;
+    int timer_fired;
+} ts_spin;
+static void ts_spin_cb(void *arg)
+{
+    if (ts_spin.timer_fired || ++ts_spin.runs >= 2000000) return;
+    assert_int_equal(sq_add_callback_threadsafe(ts_spin.loop, ts_spin_cb, NULL), 0);
+}
+static void ts_spin_timer(void *arg)
+{
+    ts_spin.timer_fired = 1;
+    sq_loop_stop(ts_spin.loop);
+}
+
+static void test_threadsafe_self_requeue_does_not_starve(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    memset(&ts_spin, 0, sizeof ts_spin);
+    ts_spin.loop = loop;
+    sq_call_later(loop, 0.01, ts_spin_timer, NULL);
+    assert_int_equal(sq_add_callback_threadsafe(loop, ts_spin_cb, NULL), 0);
+    run_guarded(loop, 30);
+    assert_true(ts_spin.timer_fired);
+    /* The chain was still going when the timer fired: it did not run to its end first. */
+    assert_true(ts_spin.runs < 2000000);
+    sq_loop_free(loop);
+}
+
 /* --- stop and run_until ------------------------------------------------------------------ */
 
 static int ran_after_stop;
@@ -465,6 +513,8 @@ int main(void)
         cmocka_unit_test(test_self_readding_callback_does_not_starve),
         cmocka_unit_test(test_io_read_write_readiness),
         cmocka_unit_test(test_io_stop_mid_batch),
+        cmocka_unit_test(test_io_start_failure_keeps_interest),
+        cmocka_unit_test(test_threadsafe_self_requeue_does_not_starve),
         cmocka_unit_test(test_loop_stop),
         cmocka_unit_test(test_run_until_future),
         cmocka_unit_test(test_signal_delivered_on_loop),

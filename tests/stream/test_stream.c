@@ -444,6 +444,77 @@ static void test_outside_coroutine(void **state)
     sq_loop_free(loop);
 }
 
+/* --- cancelled reads -------------------------------------------------------------------- */
+
+/* Cancelling a pending read (what sq_with_timeout does when it times out) gives the stream
+ * back: the next read is accepted and receives the bytes that arrive afterwards. */
+static void test_cancelled_read_releases_stream(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    pair p = make_pair(loop);
+    sq_future *r1 = sq_stream_read_until_future(p.b, "\n", 1, 0);
+    assert_false(sq_future_done(r1));
+    sq_loop_run_once(loop, false);
+    assert_int_equal(sq_future_cancel(r1), 0);
+    assert_int_equal(sq_future_status(r1), -ECANCELED);
+    sq_future_release(r1);
+
+    sq_future *r2 = sq_stream_read_until_future(p.b, "\n", 1, 0);
+    assert_false(sq_future_done(r2)); /* not SQ_EBUSY_READ */
+    sq_future_release(sq_stream_write_future(p.a, "hi\n", 3));
+    for (int i = 0; i < 100 && !sq_future_done(r2); i++) sq_loop_run_once(loop, false);
+    assert_true(sq_future_done(r2));
+    assert_int_equal(sq_future_status(r2), 3);
+    assert_memory_equal(sq_future_value(r2), "hi\n", 3);
+    sq_future_release(r2);
+    sq_stream_free(p.a);
+    sq_stream_free(p.b);
+    sq_loop_free(loop);
+}
+
+static void *timed_out_reader(void *arg)
+{
+    pair *p = arg;
+    int64_t r = sq_await(sq_with_timeout(sq_stream_read_bytes_future(p->b, 4, false), 0.02), NULL);
+    assert_int_equal(r, -ETIMEDOUT);
+    assert_int_equal(sq_stream_write(p->a, "late", 4), 0);
+    const char *d = NULL;
+    assert_int_equal(sq_stream_read_bytes(p->b, 4, false, &d), 4);
+    assert_memory_equal(d, "late", 4);
+    return NULL;
+}
+
+static void test_read_after_timeout(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    pair p = make_pair(loop);
+    sq_test_run_coro(loop, timed_out_reader, &p, 10);
+    sq_stream_free(p.a);
+    sq_stream_free(p.b);
+    sq_loop_free(loop);
+}
+
+/* --- an fd epoll refuses --------------------------------------------------------------- */
+
+/* epoll rejects /dev/null with -EPERM.  Every read must say so; none may hang because the
+ * first failed registration was remembered as if it had succeeded. */
+static void test_unpollable_fd_reads_fail(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    assert_true(fd >= 0);
+    sq_stream *s = sq_stream_new(loop, fd);
+    assert_non_null(s);
+    for (int i = 0; i < 2; i++) {
+        sq_future *f = sq_stream_read_bytes_future(s, 1, true);
+        assert_true(sq_future_done(f));
+        assert_int_equal(sq_future_status(f), -EPERM);
+        sq_future_release(f);
+    }
+    sq_stream_free(s);
+    sq_loop_free(loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -458,6 +529,9 @@ int main(void)
         cmocka_unit_test(test_callbacks_reenter),
         cmocka_unit_test(test_pipe_epipe),
         cmocka_unit_test(test_outside_coroutine),
+        cmocka_unit_test(test_cancelled_read_releases_stream),
+        cmocka_unit_test(test_read_after_timeout),
+        cmocka_unit_test(test_unpollable_fd_reads_fail),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
