@@ -33,8 +33,8 @@ typedef void (*sq_stream_close_cb)(sq_stream *s, void *arg);
 /* Default cap on read_until_close and on buffered read data: 100 MiB (Tornado's). */
 #define SQ_STREAM_DEFAULT_MAX_BUFFER (100u << 20)
 
-/* Wrap `fd` (made non-blocking here).  The stream owns the fd from now on.
- * NULL with errno set on failure. */
+/* Wrap `fd` (made non-blocking here).  On success the stream owns the fd and closes it;
+ * on failure (NULL, errno set) the fd is left open and still the caller's. */
 sq_stream *sq_stream_new(sq_loop *loop, int fd);
 /* Close the fd now: pending reads and writes fail with SQ_ECLOSED and the close callback
  * runs.  The memory stays valid until sq_stream_free().  Idempotent. */
