@@ -302,7 +302,8 @@ sq_future *sq_with_timeout(sq_future *f, double seconds)
     st->outer = sq_future_retain(out);
     st->timer = sq_call_later(f->loop, seconds, timeout_fired, st);
     sq_future_set_cancel_hook(out, timeout_outer_cancelled, st);
-    if (sq_future_add_done_callback(f, timeout_inner_done, st) < 0) {
+    if (!st->timer || sq_future_add_done_callback(f, timeout_inner_done, st) < 0) {
+        /* Without its timer or its callback the timeout would silently not apply. */
         sq_call_cancel(st->timer);
         sq_future_set_cancel_hook(out, NULL, NULL);
         sq_future_set_error(out, -ENOMEM);

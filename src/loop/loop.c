@@ -379,7 +379,7 @@ void sq_timer_start(sq_timer *t, double delay, double repeat)
 void sq_timer_start_at(sq_timer *t, double when)
 {
     t->repeat = 0;
-    uint64_t d = when > 0 ? (uint64_t)(when * 1e9) : 0;
+    uint64_t d = sq__sec_to_ns(when); /* clamped: a huge `when` must not overflow */
     timer_arm(t, d);
 }
 

@@ -47,7 +47,13 @@ static int ensure_pipe(sq_loop *loop)
     if (loop->sig_pipe[0] >= 0) return 0;
     if (pipe2(loop->sig_pipe, O_NONBLOCK | O_CLOEXEC) < 0) return -errno;
     sq_io_init(&loop->sig_io, loop->sig_pipe[0], sig_read_cb, loop);
-    return sq_io_start(loop, &loop->sig_io, SQ_READ);
+    int r = sq_io_start(loop, &loop->sig_io, SQ_READ);
+    if (r < 0) {
+        close(loop->sig_pipe[0]);
+        close(loop->sig_pipe[1]);
+        loop->sig_pipe[0] = loop->sig_pipe[1] = -1;
+    }
+    return r;
 }
 
 int sq_signal_add(sq_loop *loop, int signum, sq_signal_cb cb, void *arg)
