@@ -16,7 +16,7 @@ if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then pin="taskset -c 0
   echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(uname -m), command: make bench"
   echo
   echo '```'
-  for b in coro_switch timers coro_rss; do
+  for b in coro_switch timers coro_rss http_parse; do
     if [ -x "$build/bench/$b" ]; then
       $pin "$build/bench/$b" $quick
     else
