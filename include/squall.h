@@ -1,4 +1,5 @@
-/* squall.h — everything: the loop, coroutines, futures, streams, executor and sync. */
+/* squall.h — everything: the loop, coroutines, futures, streams, executor, sync and the
+ * HTTP/1.1 request parser. */
 #ifndef SQUALL_H
 #define SQUALL_H
 
@@ -9,5 +10,6 @@
 #include "squall/stream.h"
 #include "squall/executor.h"
 #include "squall/sync.h"
+#include "squall/http_parser.h"
 
 #endif
