@@ -1,0 +1,133 @@
+/* squall/httputil.h — parsers and formatters around HTTP (Tornado's tornado.httputil):
+ * percent-decoding, query strings and url-encoded forms, multipart/form-data, cookies,
+ * signed cookies and HTTP dates.
+ *
+ * Everything here reads untrusted bytes, so each parser has limits and a fuzz target.
+ * Results are arrays of slices or of decoded copies as each function says; nothing keeps
+ * a pointer to its input unless documented.  Errors are negative errno values:
+ * -EINVAL malformed input, -E2BIG a limit exceeded, -ENOMEM.
+ */
+#ifndef SQUALL_HTTPUTIL_H
+#define SQUALL_HTTPUTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* --- percent-encoding ------------------------------------------------------------------ */
+
+/* Decode %XX escapes (and '+' as space when `plus_as_space`) from src[0..len) into dst,
+ * which must hold len bytes (decoding never grows).  dst may equal src.  Returns the
+ * decoded length, or -EINVAL for a malformed escape (a '%' not followed by two hex digits). */
+ssize_t sq_url_unescape(char *dst, const char *src, size_t len, bool plus_as_space);
+/* Encode for a query component: unreserved bytes stay, space becomes '+' when
+ * `plus_for_space`, everything else %XX.  Writes at most dstlen bytes including a NUL;
+ * returns the full length needed (excluding the NUL), like snprintf. */
+size_t sq_url_escape(char *dst, size_t dstlen, const char *src, size_t len, bool plus_for_space);
+
+/* --- arguments: query strings and application/x-www-form-urlencoded bodies --------------- */
+
+/* One name=value pair, decoded, NUL-terminated, owned by the sq_args it belongs to.
+ * For files from multipart bodies, filename and content_type are set (else NULL). */
+typedef struct sq_arg {
+    char *name;
+    size_t name_len;
+    char *value; /* the bytes (a file's contents for an uploaded file) */
+    size_t value_len;
+    char *filename;     /* multipart files only */
+    char *content_type; /* multipart parts that declared one */
+} sq_arg;
+
+/* An ordered multimap of arguments (repeated names keep every value, in order). */
+typedef struct sq_args {
+    sq_arg *items;
+    size_t len, cap;
+} sq_args;
+
+typedef struct sq_form_limits {
+    size_t max_args;       /* pairs or parts; default 1,000 (-E2BIG beyond) */
+    size_t max_part_size;  /* multipart: bytes in one part; default 100 MiB */
+    size_t max_header_size; /* multipart: bytes of one part's headers; default 16 KiB */
+} sq_form_limits;
+
+void sq_args_init(sq_args *a);
+void sq_args_free(sq_args *a);
+/* Append a copy of name and value.  Returns 0 or -ENOMEM. */
+int sq_args_add(sq_args *a, const char *name, size_t name_len, const char *value,
+                size_t value_len);
+/* The last value for `name` (Tornado's get_argument), or NULL. */
+const sq_arg *sq_args_get(const sq_args *a, const char *name);
+/* Every value for `name`: fills out[0..max) and returns how many there are in total. */
+size_t sq_args_get_all(const sq_args *a, const char *name, const sq_arg **out, size_t max);
+
+/* Parse "a=1&b=2&a=3" (query string or url-encoded body) and append to `out`.  Pairs
+ * without '=' get an empty value; empty pairs ("&&") are skipped.  Returns the number of
+ * pairs added, -EINVAL for a malformed escape, -E2BIG past limits->max_args. */
+int sq_parse_qs(const char *s, size_t len, sq_args *out, const sq_form_limits *limits);
+
+/* Extract the boundary parameter from a multipart/form-data Content-Type value (quoted or
+ * not).  Sets *boundary/*blen as a slice of `content_type`.  Returns 0 or -EINVAL. */
+int sq_multipart_boundary(const char *content_type, size_t len, const char **boundary,
+                          size_t *blen);
+/* Parse a whole multipart/form-data body.  Each part with a Content-Disposition of
+ * form-data and a name is appended (fields as values; files with filename and
+ * content_type).  Returns the number of parts added, -EINVAL when malformed (missing
+ * boundary lines, no final boundary, bad part headers), -E2BIG past a limit. */
+int sq_parse_multipart(const char *body, size_t len, const char *boundary, size_t blen,
+                       sq_args *out, const sq_form_limits *limits);
+
+/* --- cookies ----------------------------------------------------------------------------- */
+
+/* Parse a Cookie request header ("a=1; b=2") into `out` (values are not percent-decoded;
+ * surrounding double quotes are removed).  Lenient like browsers: pairs without '=' and
+ * invalid names are skipped, never an error.  Returns the number of cookies added, or
+ * -E2BIG past limits->max_args. */
+int sq_parse_cookie_header(const char *s, size_t len, sq_args *out, const sq_form_limits *limits);
+
+typedef struct sq_cookie_options {
+    const char *domain;
+    const char *path;      /* default "/" */
+    time_t expires;        /* absolute time; 0 = session cookie */
+    long max_age;          /* seconds; < 0 = not sent */
+    bool secure;
+    bool http_only;
+    const char *same_site; /* "Strict", "Lax", "None" or NULL */
+} sq_cookie_options;
+
+/* Format a Set-Cookie header value into dst (snprintf semantics: returns the length
+ * needed).  Returns -EINVAL if name is not a token, or value/domain/path contain bytes not
+ * allowed in a cookie (CTLs, ';', ',', whitespace, '"', '\\') — nothing is silently mangled. */
+ssize_t sq_format_set_cookie(char *dst, size_t dstlen, const char *name, const char *value,
+                             const sq_cookie_options *opts);
+
+/* Signed cookies: value|timestamp|HMAC-SHA256(secret, name|value|timestamp), with the value
+ * base64url-encoded.  sq_sign_cookie_value writes a NUL-terminated signed value (returns
+ * its length, or the length needed, snprintf-style; -EINVAL on bad arguments).
+ * sq_verify_cookie_value checks the signature in constant time and the age (max_age_days;
+ * <= 0 means 31) against `now` and writes the decoded value to dst (NUL-terminated).
+ * Returns the value's length, or -EINVAL for a tampered/malformed value, -ETIMEDOUT when
+ * expired (or dated in the future by more than a day), -E2BIG if dst is too small. */
+ssize_t sq_sign_cookie_value(char *dst, size_t dstlen, const char *secret, const char *name,
+                             const char *value, size_t value_len, time_t now);
+ssize_t sq_verify_cookie_value(char *dst, size_t dstlen, const char *secret, const char *name,
+                               const char *signed_value, size_t len, double max_age_days,
+                               time_t now);
+
+/* --- dates ------------------------------------------------------------------------------- */
+
+/* IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") into dst (at least 30 bytes). */
+void sq_http_date(char dst[30], time_t t);
+/* Parse an HTTP date (IMF-fixdate, and the obsolete RFC 850 and asctime forms). Returns
+ * 0 and sets *out, or -EINVAL. */
+int sq_parse_http_date(const char *s, size_t len, time_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
