@@ -14,8 +14,8 @@ FUZZ_SECONDS ?= 10
 PORT     ?= 8888
 
 # Debian packages the build and the tests need.  `make deps` installs only the missing ones.
-DEB_PKGS := build-essential cmake pkg-config libcmocka-dev libssl-dev python3 procps clang \
-            libclang-rt-14-dev
+DEB_PKGS := build-essential cmake pkg-config libcmocka-dev libssl-dev zlib1g-dev libpcre2-dev \
+            libjansson-dev python3 procps curl clang libclang-rt-14-dev
 
 .PHONY: all deps build run test tsan-test fuzz fuzz-build fuzz-run bench clean format check-aarch64
 

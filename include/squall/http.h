@@ -1,0 +1,159 @@
+/* squall/http.h — the HTTP/1.1 server: connections, requests and responses.
+ *
+ * The server parses requests with squall/http_parser.h and calls one handler function per
+ * request, on a pooled coroutine: the handler may suspend (sq_sleep, sq_await, reading the
+ * body, sq_http_flush) without holding up other connections.  When the handler returns,
+ * the response is finished for it unless it called sq_http_detach().  Requests on one
+ * connection are answered in order; responses finished in the same loop pass (pipelining)
+ * leave in one writev.  An idle keep-alive connection holds no coroutine.
+ *
+ * This is the layer under squall/web.h (applications, routes, handler classes); use it
+ * directly for the lowest overhead.  All calls belong to the loop thread.
+ */
+#ifndef SQUALL_HTTP_H
+#define SQUALL_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "squall/future.h"
+#include "squall/http_parser.h"
+#include "squall/loop.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A byte slice; not NUL-terminated unless said so. */
+typedef struct sq_str {
+    const char *ptr;
+    size_t len;
+} sq_str;
+
+/* Defaults (documented limits; every one is configurable in sq_http_settings). */
+#define SQ_HTTP_DEFAULT_MAX_BODY_SIZE (100u << 20) /* 413 beyond */
+#define SQ_HTTP_DEFAULT_HEADER_TIMEOUT 30.0        /* s to receive a whole head: 408 */
+#define SQ_HTTP_DEFAULT_IDLE_TIMEOUT 75.0          /* s a keep-alive connection may idle */
+#define SQ_HTTP_DEFAULT_BODY_TIMEOUT 60.0          /* s without body bytes: connection closed */
+#define SQ_HTTP_DEFAULT_MAX_CONNECTIONS 100000
+#define SQ_HTTP_GZIP_MIN_LENGTH 1024
+
+typedef struct sq_http_settings {
+    size_t max_request_line; /* 0: SQ_HTTP_DEFAULT_MAX_REQUEST_LINE (8 KiB), 414 */
+    size_t max_header_size;  /* 0: SQ_HTTP_DEFAULT_MAX_HEADER_SIZE (64 KiB), 431 */
+    size_t max_body_size;    /* 0: SQ_HTTP_DEFAULT_MAX_BODY_SIZE (100 MiB), 413 */
+    size_t max_connections;  /* 0: SQ_HTTP_DEFAULT_MAX_CONNECTIONS; past it, accepting pauses */
+    double header_timeout;   /* 0: default; negative: none */
+    double idle_timeout;     /* 0: default; negative: none */
+    double body_timeout;     /* 0: default; negative: none */
+    bool xheaders;           /* trust X-Real-Ip / X-Forwarded-For / X-Forwarded-Proto */
+    bool gzip;               /* gzip text-like bodies >= 1 KiB when the client accepts it */
+    bool no_keep_alive;      /* close every connection after one response */
+    const char *server_name; /* Server header; NULL: "squall", "": no Server header */
+    bool reuseport;          /* SO_REUSEPORT on listening sockets (sq_fork_processes) */
+    bool access_log;         /* one line per request through sq_log (see squall/web.h) */
+} sq_http_settings;
+
+typedef struct sq_http_server sq_http_server;
+typedef struct sq_http_request sq_http_request;
+typedef struct sq_http_conn sq_http_conn;
+
+/* Called once per request, on its own coroutine. */
+typedef void (*sq_http_handler_fn)(sq_http_request *req, void *arg);
+
+/* The request as parsed.  Slices point into the connection's buffer and stay valid until
+ * the response is finished.  Treat every field as read-only. */
+struct sq_http_request {
+    sq_str method;
+    sq_str uri;   /* the request-target as sent */
+    sq_str path;  /* without the query; not percent-decoded */
+    sq_str query; /* after '?', empty if none */
+    sq_str host;  /* Host header or absolute-form authority */
+    int version_minor; /* HTTP/1.<minor> */
+    const sq_http_header *headers;
+    size_t nheaders;
+    const char *remote_ip; /* NUL-terminated; X-Real-Ip / X-Forwarded-For with xheaders */
+    const char *protocol;  /* "http" or "https" (X-Forwarded-Proto with xheaders) */
+    int64_t content_length; /* -1 when absent (chunked or no body) */
+    bool chunked;
+    bool keep_alive;
+    double start_time; /* loop time when the head was complete */
+    sq_http_conn *conn;
+    sq_http_server *server;
+    void *data; /* for the layer above (squall/web.h) or the user */
+};
+
+/* --- server ---------------------------------------------------------------------------- */
+
+/* A server calling handler(req, arg) for each request.  settings may be NULL (defaults).
+ * NULL with errno set on failure. */
+sq_http_server *sq_http_server_new(sq_loop *loop, const sq_http_settings *settings,
+                                   sq_http_handler_fn handler, void *arg);
+/* Listen on host:port (host NULL: every address; port 0: ephemeral).  May be called more
+ * than once.  Returns 0 or a negative errno (-EADDRINUSE …). */
+int sq_http_server_listen(sq_http_server *srv, const char *host, int port);
+/* The port of the first listening socket. */
+int sq_http_server_port(const sq_http_server *srv);
+/* Graceful shutdown: stop accepting, close idle connections, let requests in flight finish
+ * for up to `deadline` seconds, then close the rest.  The future resolves when every
+ * connection is gone.  The caller owns it. */
+sq_future *sq_http_server_shutdown(sq_http_server *srv, double deadline);
+/* Close everything now and free the server (after shutdown, or at exit). */
+void sq_http_server_free(sq_http_server *srv);
+/* Connections currently open. */
+size_t sq_http_server_connections(const sq_http_server *srv);
+
+/* --- request ------------------------------------------------------------------------------ */
+
+/* First header named `name` (case-insensitive); {NULL, 0} when absent. */
+sq_str sq_http_header_get(const sq_http_request *req, const char *name);
+
+/* Read the whole body (Content-Length or chunked).  Suspends the handler until it has
+ * arrived; the result stays valid until the response is finished.  Returns its length, or
+ * -E2BIG when it exceeds max_body_size (a 413 has then been queued and the connection will
+ * close), SQ_ECLOSED / -ETIMEDOUT if the client went away, -EINVAL on a malformed chunked
+ * body (400).  Sends "100 Continue" first when the client asked for it.  Repeated calls
+ * return the same body. */
+ssize_t sq_http_read_body(sq_http_request *req, const char **data);
+/* Streaming alternative (Tornado's stream_request_body): the next piece of the body, valid
+ * until the next call; 0 at the end.  The body is never held whole in memory, so
+ * max_body_size does not apply.  Errors as above. */
+ssize_t sq_http_read_body_chunk(sq_http_request *req, const char **data);
+
+/* --- response ------------------------------------------------------------------------------ */
+
+/* Status code and reason (NULL: the standard phrase).  -EINVAL for a code outside
+ * 100-599 or a reason with CR/LF; -EALREADY once headers were sent. */
+int sq_http_set_status(sq_http_request *req, int code, const char *reason);
+int sq_http_get_status(const sq_http_request *req);
+/* Replace / append / remove a response header.  -EINVAL when the name is not a token or
+ * the value contains CR, LF or NUL (nothing is sent); -EALREADY once headers were sent. */
+int sq_http_set_header(sq_http_request *req, const char *name, const char *value);
+int sq_http_add_header(sq_http_request *req, const char *name, const char *value);
+int sq_http_clear_header(sq_http_request *req, const char *name);
+/* Append to the response body buffer.  -EALREADY after finish. */
+int sq_http_write(sq_http_request *req, const void *data, size_t len);
+/* Send what is buffered: the headers first (Transfer-Encoding: chunked, since the length
+ * is not known yet) then the body so far.  Suspends while the connection's output is above
+ * its high-water mark.  Returns 0 or the connection's error. */
+int sq_http_flush(sq_http_request *req);
+/* Finish the response: Content-Length when nothing was flushed, else the last chunk.  No
+ * body is sent for HEAD, 1xx, 204 and 304.  Idempotent. */
+int sq_http_finish(sq_http_request *req);
+bool sq_http_finished(const sq_http_request *req);
+/* Keep the request open after the handler returns (Tornado's @asynchronous): finish it
+ * later with sq_http_finish() from a callback or another coroutine. */
+void sq_http_detach(sq_http_request *req);
+/* Called if the client closes the connection before the response is finished. */
+void sq_http_on_connection_close(sq_http_request *req, void (*cb)(sq_http_request *, void *),
+                                 void *arg);
+
+/* The standard reason phrase for a status code ("Unknown" if none). */
+const char *sq_http_reason(int code);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

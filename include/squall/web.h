@@ -1,0 +1,151 @@
+/* squall/web.h — the web framework: applications, routes, handler classes (Tornado's
+ * tornado.web).
+ *
+ *   static void hello(sq_handler *h) { sq_write(h, "Hello, world"); }
+ *   static const sq_route routes[] = {
+ *       { "/", &(sq_handler_class){ .get = hello } },
+ *       { 0 },
+ *   };
+ *   sq_app *app = sq_app_new(routes, NULL);
+ *   sq_app_listen(app, 8888, NULL);
+ *   sq_loop_run(sq_loop_default());
+ *
+ * Every handler method runs on a pooled coroutine and may suspend; the request finishes
+ * when the method returns (unless sq_handler_detach()).  Strings handed out by the
+ * sq_get_* calls are NUL-terminated, decoded, and owned by the request: valid until it
+ * finishes.  All calls belong to the loop thread.
+ */
+#ifndef SQUALL_WEB_H
+#define SQUALL_WEB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "squall/http.h"
+#include "squall/httputil.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sq_app sq_app;
+typedef struct sq_handler sq_handler;
+typedef void (*sq_handler_fn)(sq_handler *h);
+
+/* A handler class: per-method functions (NULL: 405 with an Allow header listing the others;
+ * HEAD falls back to GET with the body suppressed), hooks, and the size of the zeroed
+ * per-request state sq_handler_state() returns. */
+typedef struct sq_handler_class {
+    sq_handler_fn get, post, put, delete_, patch, head, options;
+    sq_handler_fn initialize; /* first, with sq_handler_init_arg() from the route */
+    sq_handler_fn prepare;    /* before the method; may finish the request itself */
+    sq_handler_fn on_finish;  /* after the response is finished */
+    sq_handler_fn on_connection_close; /* the client left before the response was done */
+    /* If set, the body is streamed to it piece by piece (Tornado's stream_request_body)
+     * before the method runs, instead of being read whole. */
+    void (*data_received)(sq_handler *h, const char *data, size_t len);
+    /* Writes the error page for sq_send_error() (default: a small HTML page; details only
+     * when the app's debug setting is on). */
+    void (*write_error)(sq_handler *h, int status, const char *detail);
+    size_t state_size;
+} sq_handler_class;
+
+/* A route: an anchored PCRE2 pattern matched against the path (not the query), its class,
+ * an optional name for sq_reverse_url() and an argument for the class's initialize. */
+typedef struct sq_route {
+    const char *pattern;
+    const sq_handler_class *cls;
+    const char *name;
+    void *init_arg;
+} sq_route;
+
+typedef struct sq_app_settings {
+    bool debug;                /* error pages show details */
+    const char *cookie_secret; /* required for signed cookies */
+    bool no_access_log;        /* the access log is on by default */
+    sq_http_settings http;     /* server settings (limits, gzip, xheaders …) */
+    sq_form_limits form;       /* argument and multipart limits */
+    const sq_handler_class *default_handler; /* for unmatched paths (default: 404 page) */
+} sq_app_settings;
+
+/* Compile the routes (JIT) and build the app.  `routes` ends with an entry whose pattern
+ * is NULL; it must outlive the app.  NULL with errno set (EINVAL for a bad pattern, which
+ * is also logged with its offset). */
+sq_app *sq_app_new(const sq_route *routes, const sq_app_settings *settings);
+/* Listen on host:port (host NULL: every address) with the current loop. */
+int sq_app_listen(sq_app *app, int port, const char *host);
+/* The underlying HTTP server (port, shutdown …), NULL before sq_app_listen. */
+sq_http_server *sq_app_server(sq_app *app);
+void sq_app_free(sq_app *app);
+/* Build the path of the route named `name`, filling its groups with the n args given
+ * (percent-encoded).  snprintf semantics; -ENOENT for an unknown name, -EINVAL for a
+ * wrong number of args. */
+ssize_t sq_reverse_url(const sq_app *app, const char *name, char *dst, size_t dstlen,
+                       const char *const *args, size_t n);
+
+/* --- the handler ---------------------------------------------------------------------------- */
+
+sq_http_request *sq_handler_request(sq_handler *h);
+sq_app *sq_handler_app(sq_handler *h);
+void *sq_handler_state(sq_handler *h);
+void *sq_handler_init_arg(sq_handler *h);
+/* Positional (i from 0) and named path groups, percent-decoded; NULL when absent. */
+const char *sq_path_arg(sq_handler *h, size_t i);
+const char *sq_path_kwarg(sq_handler *h, const char *name);
+
+/* Query and body arguments (url-encoded or multipart), last value wins; `def` if absent. */
+const char *sq_get_argument(sq_handler *h, const char *name, const char *def);
+size_t sq_get_arguments(sq_handler *h, const char *name, const char **out, size_t max);
+const char *sq_get_query_argument(sq_handler *h, const char *name, const char *def);
+const char *sq_get_body_argument(sq_handler *h, const char *name, const char *def);
+/* An uploaded file (multipart), or NULL. */
+const sq_arg *sq_get_file(sq_handler *h, const char *name);
+/* The request body (read whole on first use unless the class streams it). */
+sq_str sq_get_body(sq_handler *h);
+
+const char *sq_get_cookie(sq_handler *h, const char *name, const char *def);
+int sq_set_cookie(sq_handler *h, const char *name, const char *value,
+                  const sq_cookie_options *opts);
+int sq_clear_cookie(sq_handler *h, const char *name, const sq_cookie_options *opts);
+/* Signed with the app's cookie_secret; a tampered or expired cookie reads as NULL. */
+const char *sq_get_signed_cookie(sq_handler *h, const char *name, double max_age_days);
+int sq_set_signed_cookie(sq_handler *h, const char *name, const char *value,
+                         const sq_cookie_options *opts);
+
+/* Response.  Each returns 0 or a negative errno (-EINVAL for CR/LF in a header value …). */
+int sq_write(sq_handler *h, const char *s);
+int sq_write_bytes(sq_handler *h, const void *data, size_t len);
+int sq_writef(sq_handler *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Serialize a jansson value (void * to keep jansson out of this header; pass a json_t *),
+ * set Content-Type: application/json, and drop the reference (it steals it). */
+int sq_write_json(sq_handler *h, void *json);
+int sq_flush(sq_handler *h);
+int sq_finish(sq_handler *h);
+int sq_set_status(sq_handler *h, int code, const char *reason);
+int sq_set_header(sq_handler *h, const char *name, const char *value);
+int sq_add_header(sq_handler *h, const char *name, const char *value);
+int sq_clear_header(sq_handler *h, const char *name);
+/* 302 (or 301 when permanent) with Location; finishes the request. */
+int sq_redirect(sq_handler *h, const char *url, bool permanent);
+/* Discard what was written and send an error page through the class's write_error.
+ * `detail` is shown only in debug mode. */
+int sq_send_error(sq_handler *h, int status, const char *detail);
+/* Mark the handler failed (the C form of raising an exception): when the method returns,
+ * a 500 (or `status`) is sent unless something was already flushed. */
+void sq_handler_fail(sq_handler *h, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Keep the request open after the method returns; finish it later with sq_finish(). */
+void sq_handler_detach(sq_handler *h);
+
+/* --- static files ------------------------------------------------------------------------------ */
+
+/* A class serving files below the directory given as the route's init_arg, from the route's
+ * first path group: ETag / Last-Modified with 304, single byte ranges (206, 416), content
+ * types by extension, sendfile, and no way out of the root (403/404). */
+extern const sq_handler_class sq_static_file_handler;
+
+#ifdef __cplusplus
+}
+#endif
+#endif
