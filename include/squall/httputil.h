@@ -5,7 +5,8 @@
  * Everything here reads untrusted bytes, so each parser has limits and a fuzz target.
  * Results are arrays of slices or of decoded copies as each function says; nothing keeps
  * a pointer to its input unless documented.  Errors are negative errno values:
- * -EINVAL malformed input, -E2BIG a limit exceeded, -ENOMEM.
+ * -EINVAL malformed input, -E2BIG a limit exceeded, -ENOMEM.  A parser that fails leaves
+ * its sq_args as it found it (whatever it had appended is removed again).
  */
 #ifndef SQUALL_HTTPUTIL_H
 #define SQUALL_HTTPUTIL_H
@@ -34,7 +35,8 @@ size_t sq_url_escape(char *dst, size_t dstlen, const char *src, size_t len, bool
 /* --- arguments: query strings and application/x-www-form-urlencoded bodies --------------- */
 
 /* One name=value pair, decoded, NUL-terminated, owned by the sq_args it belongs to.
- * For files from multipart bodies, filename and content_type are set (else NULL). */
+ * For multipart parts, filename is set when the part had a filename parameter (possibly
+ * empty: a file input with no file chosen), content_type when it had a Content-Type. */
 typedef struct sq_arg {
     char *name;
     size_t name_len;
@@ -50,6 +52,7 @@ typedef struct sq_args {
     size_t len, cap;
 } sq_args;
 
+/* Limits for one parse call; a NULL pointer or a zero field means the default. */
 typedef struct sq_form_limits {
     size_t max_args;       /* pairs or parts; default 1,000 (-E2BIG beyond) */
     size_t max_part_size;  /* multipart: bytes in one part; default 100 MiB */
@@ -67,18 +70,24 @@ const sq_arg *sq_args_get(const sq_args *a, const char *name);
 size_t sq_args_get_all(const sq_args *a, const char *name, const sq_arg **out, size_t max);
 
 /* Parse "a=1&b=2&a=3" (query string or url-encoded body) and append to `out`.  Pairs
- * without '=' get an empty value; empty pairs ("&&") are skipped.  Returns the number of
- * pairs added, -EINVAL for a malformed escape, -E2BIG past limits->max_args. */
+ * without '=' get an empty value; empty pairs ("&&") are skipped; only '&' separates; '+'
+ * is a space.  Returns the number of pairs added, -EINVAL for a malformed escape, -E2BIG
+ * when the input holds more than limits->max_args pairs. */
 int sq_parse_qs(const char *s, size_t len, sq_args *out, const sq_form_limits *limits);
 
 /* Extract the boundary parameter from a multipart/form-data Content-Type value (quoted or
- * not).  Sets *boundary/*blen as a slice of `content_type`.  Returns 0 or -EINVAL. */
+ * not).  Sets *boundary and *blen as a slice of `content_type`.  Returns 0, or -EINVAL
+ * when the media type is not multipart/form-data or the boundary is missing, repeated or
+ * not 1-70 RFC 2046 bchars. */
 int sq_multipart_boundary(const char *content_type, size_t len, const char **boundary,
                           size_t *blen);
 /* Parse a whole multipart/form-data body.  Each part with a Content-Disposition of
- * form-data and a name is appended (fields as values; files with filename and
- * content_type).  Returns the number of parts added, -EINVAL when malformed (missing
- * boundary lines, no final boundary, bad part headers), -E2BIG past a limit. */
+ * form-data and a non-empty name is appended (fields as values; files with filename and
+ * content_type); other parts are skipped but count towards max_args.  A preamble before
+ * the first boundary and an epilogue after the last are ignored; filename*=UTF-8''...
+ * (RFC 5987) is preferred to filename.  Returns the number of parts added, -EINVAL when
+ * malformed (missing boundary lines, no final boundary, bad part headers or
+ * Content-Disposition, obs-fold), -E2BIG past a limit. */
 int sq_parse_multipart(const char *body, size_t len, const char *boundary, size_t blen,
                        sq_args *out, const sq_form_limits *limits);
 
@@ -94,7 +103,8 @@ typedef struct sq_cookie_options {
     const char *domain;
     const char *path;      /* default "/" */
     time_t expires;        /* absolute time; 0 = session cookie */
-    long max_age;          /* seconds; < 0 = not sent */
+    long max_age;          /* seconds; 0 = not sent (so {0} is a session cookie); < 0
+                            * sends Max-Age=0 (delete now) */
     bool secure;
     bool http_only;
     const char *same_site; /* "Strict", "Lax", "None" or NULL */
@@ -102,13 +112,17 @@ typedef struct sq_cookie_options {
 
 /* Format a Set-Cookie header value into dst (snprintf semantics: returns the length
  * needed).  Returns -EINVAL if name is not a token, or value/domain/path contain bytes not
- * allowed in a cookie (CTLs, ';', ',', whitespace, '"', '\\') — nothing is silently mangled. */
+ * allowed in a cookie (CTLs, ';', ',', whitespace, '"', '\\', non-ASCII) — nothing is
+ * silently mangled — or same_site is not one of the three.  opts may be NULL; an empty
+ * domain is not sent, an empty path is "/". */
 ssize_t sq_format_set_cookie(char *dst, size_t dstlen, const char *name, const char *value,
                              const sq_cookie_options *opts);
 
 /* Signed cookies: value|timestamp|HMAC-SHA256(secret, name|value|timestamp), with the value
- * base64url-encoded.  sq_sign_cookie_value writes a NUL-terminated signed value (returns
- * its length, or the length needed, snprintf-style; -EINVAL on bad arguments).
+ * base64url-encoded (unpadded), the timestamp in decimal seconds (now > 0) and the MAC in
+ * lowercase hex; name must be a token and secret non-empty.  sq_sign_cookie_value writes a
+ * NUL-terminated signed value (returns its length, or the length needed, snprintf-style;
+ * -EINVAL on bad arguments).
  * sq_verify_cookie_value checks the signature in constant time and the age (max_age_days;
  * <= 0 means 31) against `now` and writes the decoded value to dst (NUL-terminated).
  * Returns the value's length, or -EINVAL for a tampered/malformed value, -ETIMEDOUT when
@@ -121,10 +135,12 @@ ssize_t sq_verify_cookie_value(char *dst, size_t dstlen, const char *secret, con
 
 /* --- dates ------------------------------------------------------------------------------- */
 
-/* IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") into dst (at least 30 bytes). */
+/* IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") into dst (at least 30 bytes); times
+ * outside the years 1-9999 are clamped into them. */
 void sq_http_date(char dst[30], time_t t);
-/* Parse an HTTP date (IMF-fixdate, and the obsolete RFC 850 and asctime forms). Returns
- * 0 and sets *out, or -EINVAL. */
+/* Parse an HTTP date (IMF-fixdate, and the obsolete RFC 850 and asctime forms; names are
+ * matched case-insensitively, the weekday is not checked, RFC 850's two-digit years 70-99
+ * are 19xx and 00-69 20xx).  Returns 0 and sets *out, or -EINVAL. */
 int sq_parse_http_date(const char *s, size_t len, time_t *out);
 
 #ifdef __cplusplus

@@ -1,0 +1,309 @@
+/* Cookies: the Cookie request header (lenient, like browsers), Set-Cookie values (strict:
+ * refuse rather than mangle) and squall's signed cookie values
+ * (base64url(value) "|" timestamp "|" hex HMAC-SHA256 over name "|" base64url(value) "|"
+ * timestamp). */
+#define _GNU_SOURCE /* memmem, memrchr */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "httputil_internal.h"
+
+static bool is_ows(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* --- the Cookie header ---------------------------------------------------------------------- */
+
+int sq_parse_cookie_header(const char *s, size_t len, sq_args *out, const sq_form_limits *limits)
+{
+    sq_form_limits lim = sq__form_limits(limits);
+    size_t start_len = out->len, added = 0, i = 0;
+    while (i < len) {
+        const char *pair = s + i;
+        const char *semi = memchr(pair, ';', len - i);
+        size_t plen = semi ? (size_t)(semi - pair) : len - i;
+        i += plen + 1;
+        const char *eq = memchr(pair, '=', plen);
+        if (!eq) continue;
+        const char *n = pair, *v = eq + 1;
+        size_t nlen = (size_t)(eq - pair), vlen = plen - nlen - 1;
+        while (nlen && is_ows(*n)) n++, nlen--;
+        while (nlen && is_ows(n[nlen - 1])) nlen--;
+        while (vlen && is_ows(*v)) v++, vlen--;
+        while (vlen && is_ows(v[vlen - 1])) vlen--;
+        bool ok = nlen > 0;
+        for (size_t k = 0; k < nlen && ok; k++) ok = sq__is_tchar((unsigned char)n[k]);
+        if (!ok) continue;
+        if (vlen >= 2 && v[0] == '"' && v[vlen - 1] == '"') v++, vlen -= 2;
+        if (added == lim.max_args) {
+            sq__args_truncate(out, start_len);
+            return -E2BIG;
+        }
+        int r = sq_args_add(out, n, nlen, v, vlen);
+        if (r < 0) {
+            sq__args_truncate(out, start_len);
+            return r;
+        }
+        added++;
+    }
+    return (int)added;
+}
+
+/* --- Set-Cookie ------------------------------------------------------------------------------ */
+
+/* RFC 6265 cookie-octet. */
+static bool is_cookie_octet(unsigned char c)
+{
+    return c == 0x21 || (c >= 0x23 && c <= 0x2b) || (c >= 0x2d && c <= 0x3a) ||
+           (c >= 0x3c && c <= 0x5b) || (c >= 0x5d && c <= 0x7e);
+}
+
+static bool all_cookie_octets(const char *s)
+{
+    for (; *s; s++)
+        if (!is_cookie_octet((unsigned char)*s)) return false;
+    return true;
+}
+
+/* Appends to a snprintf-style buffer. */
+typedef struct sbuf {
+    char *dst;
+    size_t cap, len;
+} sbuf;
+
+static void put(sbuf *b, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++, b->len++)
+        if (b->len + 1 < b->cap) b->dst[b->len] = s[i];
+}
+
+static void puts_(sbuf *b, const char *s)
+{
+    put(b, s, strlen(s));
+}
+
+ssize_t sq_format_set_cookie(char *dst, size_t dstlen, const char *name, const char *value,
+                             const sq_cookie_options *opts)
+{
+    static const sq_cookie_options defaults = {0};
+    if (!opts) opts = &defaults;
+    if (!name || !*name || !value) return -EINVAL;
+    for (const char *p = name; *p; p++)
+        if (!sq__is_tchar((unsigned char)*p)) return -EINVAL;
+    const char *path = opts->path && *opts->path ? opts->path : "/";
+    const char *domain = opts->domain && *opts->domain ? opts->domain : NULL;
+    if (!all_cookie_octets(value) || !all_cookie_octets(path) ||
+        (domain && !all_cookie_octets(domain)))
+        return -EINVAL;
+    const char *same_site = NULL;
+    if (opts->same_site) {
+        static const char *const sites[] = {"Strict", "Lax", "None"};
+        for (size_t i = 0; i < 3; i++)
+            if (strcasecmp(opts->same_site, sites[i]) == 0) same_site = sites[i];
+        if (!same_site) return -EINVAL;
+    }
+    sbuf b = {dst, dst ? dstlen : 0, 0};
+    puts_(&b, name);
+    puts_(&b, "=");
+    puts_(&b, value);
+    if (domain) {
+        puts_(&b, "; Domain=");
+        puts_(&b, domain);
+    }
+    if (opts->expires) {
+        char date[30];
+        sq_http_date(date, opts->expires);
+        puts_(&b, "; Expires=");
+        puts_(&b, date);
+    }
+    if (opts->max_age) {
+        char num[32];
+        snprintf(num, sizeof num, "; Max-Age=%ld", opts->max_age > 0 ? opts->max_age : 0L);
+        puts_(&b, num);
+    }
+    puts_(&b, "; Path=");
+    puts_(&b, path);
+    if (opts->secure) puts_(&b, "; Secure");
+    if (opts->http_only) puts_(&b, "; HttpOnly");
+    if (same_site) {
+        puts_(&b, "; SameSite=");
+        puts_(&b, same_site);
+    }
+    if (b.cap) b.dst[b.len < b.cap ? b.len : b.cap - 1] = '\0';
+    return (ssize_t)b.len;
+}
+
+/* --- signed values --------------------------------------------------------------------------- */
+
+static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/* Unpadded base64url of src into dst (room for b64_len(len) bytes). */
+static size_t b64_len(size_t len)
+{
+    return len / 3 * 4 + (len % 3 ? len % 3 + 1 : 0);
+}
+
+static void b64_encode(char *dst, const unsigned char *src, size_t len)
+{
+    size_t o = 0, i = 0;
+    for (; i + 3 <= len; i += 3) {
+        uint32_t v = (uint32_t)src[i] << 16 | (uint32_t)src[i + 1] << 8 | src[i + 2];
+        dst[o++] = b64url[v >> 18];
+        dst[o++] = b64url[v >> 12 & 63];
+        dst[o++] = b64url[v >> 6 & 63];
+        dst[o++] = b64url[v & 63];
+    }
+    if (len - i == 1) {
+        uint32_t v = (uint32_t)src[i] << 16;
+        dst[o++] = b64url[v >> 18];
+        dst[o++] = b64url[v >> 12 & 63];
+    } else if (len - i == 2) {
+        uint32_t v = (uint32_t)src[i] << 16 | (uint32_t)src[i + 1] << 8;
+        dst[o++] = b64url[v >> 18];
+        dst[o++] = b64url[v >> 12 & 63];
+        dst[o++] = b64url[v >> 6 & 63];
+    }
+}
+
+static int b64_val(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '-') return 62;
+    if (c == '_') return 63;
+    return -1;
+}
+
+/* Strict (canonical) unpadded base64url decoding; dst may be NULL to only validate.
+ * Returns the decoded length or -EINVAL. */
+static ssize_t b64_decode(char *dst, const char *src, size_t len)
+{
+    if (len % 4 == 1) return -EINVAL;
+    size_t o = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < len; i++) {
+        int v = b64_val((unsigned char)src[i]);
+        if (v < 0) return -EINVAL;
+        acc = (acc << 6 | (uint32_t)v) & 0xffffff;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (dst) dst[o] = (char)(acc >> bits & 0xff);
+            o++;
+        }
+    }
+    if (bits && (acc & ((1u << bits) - 1)))
+        return -EINVAL; /* non-zero padding bits: not the canonical encoding */
+    return (ssize_t)o;
+}
+
+#define SIG_HEX 64 /* hex of HMAC-SHA256 */
+
+/* Hex HMAC-SHA256(secret, name "|" payload) into hex[SIG_HEX]; payload is "b64|ts". */
+static int sign(char hex[SIG_HEX], const char *secret, const char *name, const char *payload,
+                size_t plen)
+{
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int maclen = 0;
+    size_t nlen = strlen(name);
+    size_t mlen = nlen + 1 + plen;
+    char *msg = malloc(mlen ? mlen : 1);
+    if (!msg) return -ENOMEM;
+    memcpy(msg, name, nlen);
+    msg[nlen] = '|';
+    memcpy(msg + nlen + 1, payload, plen);
+    unsigned char *r =
+        HMAC(EVP_sha256(), secret, (int)strlen(secret), (unsigned char *)msg, mlen, mac, &maclen);
+    free(msg);
+    if (!r || maclen != SIG_HEX / 2) return -ENOMEM;
+    static const char digits[] = "0123456789abcdef";
+    for (unsigned i = 0; i < maclen; i++) {
+        hex[2 * i] = digits[mac[i] >> 4];
+        hex[2 * i + 1] = digits[mac[i] & 15];
+    }
+    return 0;
+}
+
+static bool bad_secret_or_name(const char *secret, const char *name)
+{
+    if (!secret || !*secret || strlen(secret) > INT32_MAX || !name || !*name) return true;
+    for (const char *p = name; *p; p++)
+        if (!sq__is_tchar((unsigned char)*p)) return true;
+    return false;
+}
+
+ssize_t sq_sign_cookie_value(char *dst, size_t dstlen, const char *secret, const char *name,
+                             const char *value, size_t value_len, time_t now)
+{
+    if (bad_secret_or_name(secret, name) || (!value && value_len) || now <= 0 ||
+        value_len > (SIZE_MAX - 64) / 2)
+        return -EINVAL;
+    char ts[24];
+    int tslen = snprintf(ts, sizeof ts, "%lld", (long long)now);
+    size_t blen = b64_len(value_len);
+    size_t plen = blen + 1 + (size_t)tslen;
+    size_t total = plen + 1 + SIG_HEX;
+    char *buf = malloc(total + 1);
+    if (!buf) return -ENOMEM;
+    b64_encode(buf, (const unsigned char *)value, value_len);
+    buf[blen] = '|';
+    memcpy(buf + blen + 1, ts, (size_t)tslen);
+    buf[plen] = '|';
+    int r = sign(buf + plen + 1, secret, name, buf, plen);
+    if (r < 0) {
+        free(buf);
+        return r;
+    }
+    buf[total] = '\0';
+    if (dstlen) {
+        size_t n = total < dstlen ? total : dstlen - 1;
+        memcpy(dst, buf, n);
+        dst[n] = '\0';
+    }
+    free(buf);
+    return (ssize_t)total;
+}
+
+ssize_t sq_verify_cookie_value(char *dst, size_t dstlen, const char *secret, const char *name,
+                               const char *signed_value, size_t len, double max_age_days,
+                               time_t now)
+{
+    if (bad_secret_or_name(secret, name) || (!signed_value && len)) return -EINVAL;
+    /* b64 "|" ts "|" sig: the last two fields have fixed forms, so split from the right */
+    if (len < SIG_HEX + 3 || signed_value[len - SIG_HEX - 1] != '|') return -EINVAL;
+    size_t plen = len - SIG_HEX - 1; /* "b64|ts" */
+    const char *bar = memrchr(signed_value, '|', plen);
+    if (!bar) return -EINVAL;
+    size_t blen = (size_t)(bar - signed_value);
+    const char *ts = bar + 1;
+    size_t tslen = plen - blen - 1;
+    if (tslen == 0 || tslen > 19 || ts[0] == '0') return -EINVAL;
+    unsigned long long t = 0; /* 19 digits cannot overflow it */
+    for (size_t i = 0; i < tslen; i++) {
+        if (ts[i] < '0' || ts[i] > '9') return -EINVAL;
+        t = t * 10 + (unsigned)(ts[i] - '0');
+    }
+    char want[SIG_HEX];
+    int r = sign(want, secret, name, signed_value, plen);
+    if (r < 0) return r;
+    if (CRYPTO_memcmp(want, signed_value + plen + 1, SIG_HEX) != 0) return -EINVAL;
+    ssize_t vlen = b64_decode(NULL, signed_value, blen);
+    if (vlen < 0) return -EINVAL; /* cannot happen for a value we signed */
+    if (!(max_age_days > 0)) max_age_days = 31;
+    double age = (double)now - (double)t;
+    if (age > max_age_days * 86400.0 || age < -86400.0) return -ETIMEDOUT;
+    if ((size_t)vlen >= dstlen) return -E2BIG;
+    b64_decode(dst, signed_value, blen);
+    dst[vlen] = '\0';
+    return vlen;
+}

@@ -1,0 +1,236 @@
+/* Percent-encoding, the argument multimap and query strings / url-encoded bodies
+ * (Tornado's parse_qs_bytes with keep_blank_values=True, but a malformed escape is an
+ * error instead of being kept as-is). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "httputil_internal.h"
+
+/* --- small helpers shared by the web files ------------------------------------------------ */
+
+int sq__hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+bool sq__is_tchar(unsigned char c)
+{
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
+    return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+sq_form_limits sq__form_limits(const sq_form_limits *l)
+{
+    sq_form_limits r = {SQ__FORM_MAX_ARGS, SQ__FORM_MAX_PART, SQ__FORM_MAX_HEADER};
+    if (l) {
+        if (l->max_args) r.max_args = l->max_args;
+        if (l->max_part_size) r.max_part_size = l->max_part_size;
+        if (l->max_header_size) r.max_header_size = l->max_header_size;
+    }
+    return r;
+}
+
+/* --- percent-encoding ---------------------------------------------------------------------- */
+
+ssize_t sq_url_unescape(char *dst, const char *src, size_t len, bool plus_as_space)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)src[i];
+        if (c == '%') {
+            if (len - i < 3) return -EINVAL;
+            int hi = sq__hexval((unsigned char)src[i + 1]);
+            int lo = sq__hexval((unsigned char)src[i + 2]);
+            if (hi < 0 || lo < 0) return -EINVAL;
+            dst[o++] = (char)(hi << 4 | lo);
+            i += 2;
+        } else if (c == '+' && plus_as_space) {
+            dst[o++] = ' ';
+        } else {
+            dst[o++] = (char)c;
+        }
+    }
+    return (ssize_t)o;
+}
+
+static bool is_unreserved(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
+}
+
+size_t sq_url_escape(char *dst, size_t dstlen, const char *src, size_t len, bool plus_for_space)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)src[i];
+        char enc[3];
+        size_t k;
+        if (is_unreserved(c)) {
+            enc[0] = (char)c;
+            k = 1;
+        } else if (c == ' ' && plus_for_space) {
+            enc[0] = '+';
+            k = 1;
+        } else {
+            enc[0] = '%';
+            enc[1] = hex[c >> 4];
+            enc[2] = hex[c & 15];
+            k = 3;
+        }
+        for (size_t j = 0; j < k; j++, n++)
+            if (n + 1 < dstlen) dst[n] = enc[j];
+    }
+    if (dstlen) dst[n < dstlen ? n : dstlen - 1] = '\0';
+    return n;
+}
+
+/* --- the argument multimap ------------------------------------------------------------------ */
+
+void sq_args_init(sq_args *a)
+{
+    a->items = NULL;
+    a->len = a->cap = 0;
+}
+
+/* Each argument is one allocation: name NUL value NUL [filename NUL] [content_type NUL]. */
+static void arg_free(sq_arg *it)
+{
+    free(it->name);
+}
+
+void sq__args_truncate(sq_args *a, size_t len)
+{
+    while (a->len > len) arg_free(&a->items[--a->len]);
+}
+
+void sq_args_free(sq_args *a)
+{
+    sq__args_truncate(a, 0);
+    free(a->items);
+    sq_args_init(a);
+}
+
+int sq__args_add_full(sq_args *a, const char *name, size_t name_len, const char *value,
+                      size_t value_len, const char *filename, size_t filename_len,
+                      const char *content_type, size_t content_type_len)
+{
+    if (a->len == a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 8;
+        sq_arg *items = realloc(a->items, cap * sizeof *items);
+        if (!items) return -ENOMEM;
+        a->items = items;
+        a->cap = cap;
+    }
+    size_t total = name_len + 1 + value_len + 1;
+    if (filename) total += filename_len + 1;
+    if (content_type) total += content_type_len + 1;
+    char *p = malloc(total);
+    if (!p) return -ENOMEM;
+    sq_arg *it = &a->items[a->len];
+    memset(it, 0, sizeof *it);
+    it->name = p;
+    it->name_len = name_len;
+    if (name_len) memcpy(p, name, name_len);
+    p[name_len] = '\0';
+    p += name_len + 1;
+    it->value = p;
+    it->value_len = value_len;
+    if (value_len) memcpy(p, value, value_len);
+    p[value_len] = '\0';
+    p += value_len + 1;
+    if (filename) {
+        it->filename = p;
+        if (filename_len) memcpy(p, filename, filename_len);
+        p[filename_len] = '\0';
+        p += filename_len + 1;
+    }
+    if (content_type) {
+        it->content_type = p;
+        if (content_type_len) memcpy(p, content_type, content_type_len);
+        p[content_type_len] = '\0';
+    }
+    a->len++;
+    return 0;
+}
+
+int sq_args_add(sq_args *a, const char *name, size_t name_len, const char *value, size_t value_len)
+{
+    return sq__args_add_full(a, name, name_len, value, value_len, NULL, 0, NULL, 0);
+}
+
+static bool name_is(const sq_arg *it, const char *name, size_t len)
+{
+    return it->name_len == len && memcmp(it->name, name, len) == 0;
+}
+
+const sq_arg *sq_args_get(const sq_args *a, const char *name)
+{
+    size_t len = strlen(name);
+    for (size_t i = a->len; i-- > 0;)
+        if (name_is(&a->items[i], name, len)) return &a->items[i];
+    return NULL;
+}
+
+size_t sq_args_get_all(const sq_args *a, const char *name, const sq_arg **out, size_t max)
+{
+    size_t len = strlen(name), n = 0;
+    for (size_t i = 0; i < a->len; i++) {
+        if (!name_is(&a->items[i], name, len)) continue;
+        if (n < max) out[n] = &a->items[i];
+        n++;
+    }
+    return n;
+}
+
+/* --- query strings --------------------------------------------------------------------------- */
+
+int sq_parse_qs(const char *s, size_t len, sq_args *out, const sq_form_limits *limits)
+{
+    sq_form_limits lim = sq__form_limits(limits);
+    size_t start_len = out->len, added = 0;
+    char *buf = NULL;
+    int rc = 0;
+    size_t i = 0;
+    while (i < len) {
+        const char *pair = s + i;
+        const char *amp = memchr(pair, '&', len - i);
+        size_t plen = amp ? (size_t)(amp - pair) : len - i;
+        i += plen + 1;
+        if (plen == 0) continue;
+        if (added == lim.max_args) {
+            rc = -E2BIG;
+            goto fail;
+        }
+        const char *eq = memchr(pair, '=', plen);
+        size_t nlen = eq ? (size_t)(eq - pair) : plen;
+        size_t vlen = eq ? plen - nlen - 1 : 0;
+        char *nb = realloc(buf, plen ? plen : 1);
+        if (!nb) {
+            rc = -ENOMEM;
+            goto fail;
+        }
+        buf = nb;
+        ssize_t dn = sq_url_unescape(buf, pair, nlen, true);
+        ssize_t dv = dn < 0 ? 0 : sq_url_unescape(buf + dn, eq ? eq + 1 : pair, vlen, true);
+        if (dn < 0 || dv < 0) {
+            rc = -EINVAL;
+            goto fail;
+        }
+        rc = sq_args_add(out, buf, (size_t)dn, buf + dn, (size_t)dv);
+        if (rc < 0) goto fail;
+        added++;
+    }
+    free(buf);
+    return (int)added;
+fail:
+    free(buf);
+    sq__args_truncate(out, start_len);
+    return rc;
+}

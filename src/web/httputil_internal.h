@@ -1,0 +1,25 @@
+/* Internals shared by the src/web/ httputil files (not part of the public API). */
+#ifndef SQ_WEB_HTTPUTIL_INTERNAL_H
+#define SQ_WEB_HTTPUTIL_INTERNAL_H
+
+#include "squall/httputil.h"
+
+/* Defaults of sq_form_limits (a NULL pointer or a zero field means the default). */
+#define SQ__FORM_MAX_ARGS   1000
+#define SQ__FORM_MAX_PART   ((size_t)100 << 20)
+#define SQ__FORM_MAX_HEADER ((size_t)16 << 10)
+
+/* `l` with defaults filled in. */
+sq_form_limits sq__form_limits(const sq_form_limits *l);
+/* Append one argument; filename/content_type may be NULL (not set).  0 or -ENOMEM. */
+int sq__args_add_full(sq_args *a, const char *name, size_t name_len, const char *value,
+                      size_t value_len, const char *filename, size_t filename_len,
+                      const char *content_type, size_t content_type_len);
+/* Drop (and free) every argument past the first `len`: undoes a failed parse. */
+void sq__args_truncate(sq_args *a, size_t len);
+/* RFC 7230 tchar. */
+bool sq__is_tchar(unsigned char c);
+/* Hex digit value or -1. */
+int sq__hexval(unsigned char c);
+
+#endif
