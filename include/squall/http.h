@@ -49,7 +49,8 @@ typedef struct sq_http_settings {
     double idle_timeout;     /* 0: default; negative: none */
     double body_timeout;     /* 0: default; negative: none */
     bool xheaders;           /* trust X-Real-Ip / X-Forwarded-For / X-Forwarded-Proto */
-    bool gzip;               /* gzip text-like bodies >= 1 KiB when the client accepts it */
+    bool gzip;               /* gzip text-like bodies >= 1 KiB when the client accepts it
+                                (not responses sent in pieces with sq_http_flush) */
     bool no_keep_alive;      /* close every connection after one response */
     const char *server_name; /* Server header; NULL: "squall", "": no Server header */
     bool reuseport;          /* SO_REUSEPORT on listening sockets (sq_fork_processes) */
@@ -100,7 +101,9 @@ int sq_http_server_port(const sq_http_server *srv);
  * for up to `deadline` seconds, then close the rest.  The future resolves when every
  * connection is gone.  The caller owns it. */
 sq_future *sq_http_server_shutdown(sq_http_server *srv, double deadline);
-/* Close everything now and free the server (after shutdown, or at exit). */
+/* Close everything now and free the server (after shutdown, or at exit).  Handlers still
+ * suspended run on when woken, on a closed connection (writes fail with SQ_ECLOSED); the
+ * loop must run until they return for their memory to be freed. */
 void sq_http_server_free(sq_http_server *srv);
 /* Connections currently open. */
 size_t sq_http_server_connections(const sq_http_server *srv);
@@ -144,7 +147,8 @@ int sq_http_flush(sq_http_request *req);
 int sq_http_finish(sq_http_request *req);
 bool sq_http_finished(const sq_http_request *req);
 /* Keep the request open after the handler returns (Tornado's @asynchronous): finish it
- * later with sq_http_finish() from a callback or another coroutine. */
+ * later with sq_http_finish() from a callback or another coroutine — also when the client
+ * has gone meanwhile, since that call is what frees the connection. */
 void sq_http_detach(sq_http_request *req);
 /* Called if the client closes the connection before the response is finished. */
 void sq_http_on_connection_close(sq_http_request *req, void (*cb)(sq_http_request *, void *),

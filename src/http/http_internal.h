@@ -1,0 +1,175 @@
+/* Internals of the HTTP/1.1 server shared by server.c (connections, reading, the request
+ * coroutine) and response.c (response heads and bodies, gzip, the Date cache). */
+#ifndef SQUALL_HTTP_INTERNAL_H
+#define SQUALL_HTTP_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "../internal.h"
+#include "squall/http.h"
+
+#define SQ__HTTP_MAX_LISTENERS 8
+#define SQ__HTTP_DISCARD_LIMIT (1u << 20)   /* unread body bytes drained for keep-alive */
+#define SQ__HTTP_HIGH_WATER    (1u << 20)   /* sq_http_flush suspends above this */
+#define SQ__HTTP_READ_MIN      4096         /* free space wanted before a read */
+#define SQ__HTTP_STREAM_BUF    (64u * 1024) /* read buffer while streaming a body */
+#define SQ__HTTP_POOL          256 /* idle connections' buffers and request objects kept for reuse */
+#define SQ__HTTP_POOL_OUT_MAX  (16u * 1024) /* larger output buffers are freed, not pooled */
+
+/* A growable byte buffer. */
+typedef struct sq__buf {
+    char *ptr;
+    size_t len, cap;
+} sq__buf;
+
+int sq__buf_reserve(sq__buf *b, size_t extra);
+int sq__buf_append(sq__buf *b, const void *data, size_t len);
+void sq__buf_free(sq__buf *b);
+
+typedef struct sq__http_listener {
+    sq_io io;
+    sq_http_server *srv;
+} sq__http_listener;
+
+struct sq_http_server {
+    sq_loop *loop;
+    sq_http_settings s; /* defaults resolved */
+    sq_http_handler_fn handler;
+    void *arg;
+    sq__http_listener ls[SQ__HTTP_MAX_LISTENERS];
+    int nls;
+    int port;
+    bool accept_paused;  /* max_connections reached */
+    bool closing;        /* shutting down: no new connections, no keep-alive */
+    size_t nconns;       /* open connections */
+    sq_http_conn *conns; /* every connection not yet freed, doubly linked */
+    size_t server_name_len;
+    /* the Date header, formatted once a second */
+    int64_t date_sec;
+    char date_line[48]; /* "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n" */
+    size_t date_len;
+    /* graceful shutdown */
+    sq_future *shutdown_fut;
+    sq_timer shutdown_timer;
+    sq_timer accept_timer; /* resumes accepting after EMFILE */
+    uint64_t writes;       /* write/writev calls on sockets (tests check batching) */
+    /* An idle connection gives its read buffer, output buffer and request object back
+     * here, so that it costs only its sq_http_conn; the next request takes them again. */
+    char *rbufs[SQ__HTTP_POOL]; /* SQ__HTTP_READ_MIN bytes each */
+    size_t nrbufs;
+    sq__buf outs[SQ__HTTP_POOL];
+    size_t nouts;
+    struct sq__http_req *reqs[SQ__HTTP_POOL];
+    size_t nreqs;
+};
+
+enum {
+    RESP_HEAD_SENT = 1u << 0, /* flushed: the rest goes out chunked */
+    RESP_FINISHED = 1u << 1,
+    RESP_HAS_CTYPE = 1u << 2,
+    RESP_HAS_CLEN = 1u << 3,
+    RESP_HAS_CENC = 1u << 4,
+    RESP_CONN_CLOSE = 1u << 5, /* the handler set Connection: close */
+    RESP_CHUNKED = 1u << 6,
+};
+
+/* The per-connection request: the public part first. */
+typedef struct sq__http_req {
+    sq_http_request pub;
+    sq_http_header headers[SQ_HTTP_DEFAULT_MAX_HEADERS];
+    char remote_ip[48];
+    /* response */
+    int status;
+    const char *reason; /* NULL: the standard phrase; else reason_buf.ptr */
+    unsigned rflags;
+    sq__buf hdrs;       /* "Name: value\r\n" lines set by the handler */
+    sq__buf body;       /* buffered body not yet sent */
+    sq__buf reason_buf; /* a custom reason phrase, NUL-terminated */
+    bool detached;
+    bool active;  /* between the head being parsed and the response being done */
+    bool is_head; /* HEAD request */
+    bool expect_continue;
+    bool continue_sent;
+    bool body_read; /* sq_http_read_body returned the whole body */
+    bool streaming; /* sq_http_read_body_chunk in use */
+    bool accept_gzip;
+    void (*on_close)(sq_http_request *, void *);
+    void *on_close_arg;
+} sq__http_req;
+
+struct sq_http_conn {
+    sq_io io;
+    sq_http_server *srv;
+    sq_http_conn *prev, *next;
+    /* input: [rpos, rlen) is unprocessed; a request's slices point at rbuf + head_off */
+    char *rbuf;
+    size_t rlen, rcap, rpos;
+    size_t parsed; /* bytes of rbuf + rpos the parser already saw */
+    /* body of the active request */
+    size_t hdr_end;      /* offset where the body starts */
+    size_t body_off;     /* first decoded body byte not yet handed out (streaming) */
+    size_t body_end;     /* end of the decoded body bytes in rbuf */
+    uint64_t body_left;  /* Content-Length bytes not yet received */
+    uint64_t body_total; /* decoded body bytes so far (chunked limit) */
+    sq_http_chunked dec;
+    bool has_body, body_done;
+    int body_error; /* -EINVAL malformed chunked, -E2BIG too large, SQ_ECLOSED */
+    /* output */
+    sq__buf out;
+    size_t opos;
+    sq_timer timer;
+    sq_coro *coro;      /* the coroutine running this connection's handlers */
+    sq_coro *waiter;    /* suspended in a body read or a flush, woken by the IO callback */
+    bool waiter_writes; /* the waiter is a flush waiting for the output to drain */
+    sq_call *flush_call;
+    sq__http_req *req;
+    uint64_t discard_left; /* unread body bytes being drained after a response */
+    char peer_ip[48];
+    bool closed;      /* fd closed; memory freed once nothing refers to it */
+    bool close_after; /* close once the output is written */
+    bool peer_eof;
+    bool in_batch; /* inside the IO callback's resume: it writes the output after */
+    bool discarding;
+    bool in_io;          /* inside a callback of ours (defer freeing) */
+    bool lingering;      /* response sent, write side shut: draining input before close */
+    bool want_whole;     /* sq_http_read_body waiting: the buffer may grow to the body */
+    unsigned char tkind; /* what the timer measures */
+    int error;           /* the error that closed the connection */
+};
+
+/* response.c */
+void sq__http_resp_reset(sq__http_req *r);
+/* Append the response (head and buffered body) to conn->out, and mark it finished. */
+int sq__http_resp_finish(sq_http_conn *c, sq__http_req *r);
+/* Append the head for a chunked response and the body so far as a chunk. */
+int sq__http_resp_flush(sq_http_conn *c, sq__http_req *r);
+/* Give the connection an output buffer from the server's pool if it has none. */
+void sq__http_out_acquire(sq_http_conn *c);
+/* A short error response with Connection: close. */
+void sq__http_error_response(sq_http_conn *c, int status);
+void sq__http_date_refresh(sq_http_server *srv);
+
+/* server.c */
+/* Write what conn->out holds; may close the connection on errors. */
+void sq__http_conn_write(sq_http_conn *c);
+bool sq__http_want_close(sq_http_conn *c, sq__http_req *r);
+bool sq__http_req_active(const sq_http_conn *c);
+/* A new connection on an accepted, non-blocking fd (owned from now on). */
+void sq__http_conn_new(sq_http_server *srv, int fd, const struct sockaddr *peer);
+/* Close the fd now (on_connection_close runs, a waiting handler wakes); idempotent. */
+void sq__http_conn_close(sq_http_conn *c, int err);
+/* Free a closed connection once nothing refers to it. */
+void sq__http_conn_release(sq_http_conn *c);
+/* Resolve the shutdown future once the last connection is gone. */
+void sq__http_shutdown_check(sq_http_server *srv);
+
+/* Free a request object and its buffers. */
+void sq__http_req_free(struct sq__http_req *r);
+
+/* listen.c */
+void sq__http_listeners_start(sq_http_server *srv);
+
+#endif

@@ -1,0 +1,281 @@
+/* Listening sockets (accept in batches, paused at max_connections) and the server's
+ * lifetime: creation, graceful shutdown, free. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "http/http_internal.h"
+
+#define ACCEPT_BATCH 256
+#define EMFILE_PAUSE 0.1
+
+/* --- listening
+ * ------------------------------------------------------------------------------------ */
+
+void sq__http_listeners_start(sq_http_server *srv)
+{
+    for (int i = 0; i < srv->nls; i++) sq_io_start(srv->loop, &srv->ls[i].io, SQ_READ);
+}
+
+static void listeners_stop(sq_http_server *srv)
+{
+    for (int i = 0; i < srv->nls; i++) sq_io_stop(srv->loop, &srv->ls[i].io);
+}
+
+static void accept_resume(sq_loop *loop, sq_timer *t)
+{
+    sq_http_server *srv = t->data;
+    if (!srv->closing && srv->nconns < srv->s.max_connections) {
+        srv->accept_paused = false;
+        sq__http_listeners_start(srv);
+    }
+}
+
+static void on_accept(sq_loop *loop, sq_io *io, unsigned events)
+{
+    sq__http_listener *l = io->data;
+    sq_http_server *srv = l->srv;
+    for (int n = 0; n < ACCEPT_BATCH; n++) {
+        if (srv->nconns >= srv->s.max_connections) {
+            srv->accept_paused = true;
+            listeners_stop(srv);
+            return;
+        }
+        struct sockaddr_storage peer;
+        socklen_t plen = sizeof peer;
+        int fd = accept4(io->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            int e = errno;
+            if (e == EAGAIN || e == EWOULDBLOCK) return;
+            if (e == EINTR || e == ECONNABORTED || e == EPROTO) continue;
+            if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+                sq_log(SQ_LOG_WARNING, "http server: accept: %s; pausing accepts", sq_strerror(-e));
+                listeners_stop(srv);
+                sq_timer_start(&srv->accept_timer, EMFILE_PAUSE, 0);
+                return;
+            }
+            sq_log(SQ_LOG_ERROR, "http server: accept: %s", sq_strerror(-e));
+            return;
+        }
+        if (peer.ss_family == AF_INET || peer.ss_family == AF_INET6) {
+            int one = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        }
+        sq__http_conn_new(srv, fd, (struct sockaddr *)&peer);
+    }
+}
+
+static int bound_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) return -errno;
+    if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return -EAFNOSUPPORT;
+}
+
+static int add_listener(sq_http_server *srv, struct sockaddr *sa, socklen_t len, bool v6only)
+{
+    if (srv->nls == SQ__HTTP_MAX_LISTENERS) return -ENFILE;
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (srv->s.reuseport) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (sa->sa_family == AF_INET6) {
+        int v = v6only ? 1 : 0;
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v, sizeof v);
+    }
+    if (bind(fd, sa, len) < 0 || listen(fd, 4096) < 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    sq__http_listener *l = &srv->ls[srv->nls];
+    l->srv = srv;
+    sq_io_init(&l->io, fd, on_accept, l);
+    if (!srv->closing && !srv->accept_paused) {
+        int e = sq_io_start(srv->loop, &l->io, SQ_READ);
+        if (e < 0) {
+            close(fd);
+            return e;
+        }
+    }
+    srv->nls++;
+    if (srv->port <= 0) srv->port = bound_port(fd);
+    return 0;
+}
+
+int sq_http_server_listen(sq_http_server *srv, const char *host, int port)
+{
+    if (port < 0 || port > 65535) return -EINVAL;
+    if (srv->closing) return SQ_ECLOSED;
+    if (!host || !*host) {
+        struct sockaddr_in6 a6 = {.sin6_family = AF_INET6,
+                                  .sin6_port = htons((uint16_t)port),
+                                  .sin6_addr = IN6ADDR_ANY_INIT};
+        int e = add_listener(srv, (struct sockaddr *)&a6, sizeof a6, false);
+        if (e == -EAFNOSUPPORT || e == -EADDRNOTAVAIL || e == -EPROTONOSUPPORT) {
+            struct sockaddr_in a4 = {.sin_family = AF_INET,
+                                     .sin_port = htons((uint16_t)port),
+                                     .sin_addr.s_addr = htonl(INADDR_ANY)};
+            e = add_listener(srv, (struct sockaddr *)&a4, sizeof a4, false);
+        }
+        return e;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    char ps[16];
+    const char *h = host;
+    char hb[256];
+    size_t hl = strlen(host);
+    if (hl >= 2 && hl < sizeof hb && host[0] == '[' && host[hl - 1] == ']') {
+        memcpy(hb, host + 1, hl - 2);
+        hb[hl - 2] = 0;
+        h = hb;
+    }
+    snprintf(ps, sizeof ps, "%d", port);
+    if (getaddrinfo(h, ps, &hints, &res) != 0) return SQ_ERESOLVE;
+    int first = 0, ok = 0;
+    int p0 = port;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        if (p0 == 0 && ok && srv->port > 0) { /* every socket takes the first one's port */
+            if (ai->ai_family == AF_INET)
+                ((struct sockaddr_in *)ai->ai_addr)->sin_port = htons((uint16_t)srv->port);
+            else if (ai->ai_family == AF_INET6)
+                ((struct sockaddr_in6 *)ai->ai_addr)->sin6_port = htons((uint16_t)srv->port);
+        }
+        int e = add_listener(srv, ai->ai_addr, ai->ai_addrlen, true);
+        if (e == 0)
+            ok++;
+        else if (!first)
+            first = e;
+    }
+    freeaddrinfo(res);
+    return ok ? 0 : first ? first : SQ_ERESOLVE;
+}
+
+int sq_http_server_port(const sq_http_server *srv)
+{
+    return srv->port;
+}
+size_t sq_http_server_connections(const sq_http_server *srv)
+{
+    return srv->nconns;
+}
+
+/* --- server lifetime
+ * -------------------------------------------------------------------------------- */
+
+sq_http_server *sq_http_server_new(sq_loop *loop, const sq_http_settings *settings,
+                                   sq_http_handler_fn handler, void *arg)
+{
+    if (!handler) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (!loop) loop = sq_loop_current();
+    if (!loop) loop = sq_loop_default();
+    sq_http_server *srv = calloc(1, sizeof *srv);
+    if (!srv) return NULL;
+    srv->loop = loop;
+    srv->handler = handler;
+    srv->arg = arg;
+    if (settings) srv->s = *settings;
+    sq_http_settings *s = &srv->s;
+    if (!s->max_request_line) s->max_request_line = SQ_HTTP_DEFAULT_MAX_REQUEST_LINE;
+    if (!s->max_header_size) s->max_header_size = SQ_HTTP_DEFAULT_MAX_HEADER_SIZE;
+    if (!s->max_body_size) s->max_body_size = SQ_HTTP_DEFAULT_MAX_BODY_SIZE;
+    if (!s->max_connections) s->max_connections = SQ_HTTP_DEFAULT_MAX_CONNECTIONS;
+    if (s->header_timeout == 0) s->header_timeout = SQ_HTTP_DEFAULT_HEADER_TIMEOUT;
+    if (s->idle_timeout == 0) s->idle_timeout = SQ_HTTP_DEFAULT_IDLE_TIMEOUT;
+    if (s->body_timeout == 0) s->body_timeout = SQ_HTTP_DEFAULT_BODY_TIMEOUT;
+    if (!s->server_name) s->server_name = "squall";
+    srv->server_name_len = strlen(s->server_name);
+    for (size_t i = 0; i < srv->server_name_len; i++)
+        if (s->server_name[i] == '\r' || s->server_name[i] == '\n') srv->server_name_len = 0;
+    srv->port = -1;
+    srv->date_sec = -1;
+    sq_timer_init(loop, &srv->shutdown_timer, NULL, srv);
+    sq_timer_init(loop, &srv->accept_timer, accept_resume, srv);
+    return srv;
+}
+
+static void close_listeners(sq_http_server *srv)
+{
+    for (int i = 0; i < srv->nls; i++) {
+        sq_io_stop(srv->loop, &srv->ls[i].io);
+        close(srv->ls[i].io.fd);
+    }
+    srv->nls = 0;
+    sq_timer_stop(&srv->accept_timer);
+}
+
+static void close_all(sq_http_server *srv, bool idle_only)
+{
+    sq_http_conn *c = srv->conns;
+    while (c) {
+        sq_http_conn *next = c->next;
+        bool idle =
+            !sq__http_req_active(c) && !c->coro && c->rlen == c->rpos && c->opos == c->out.len;
+        if (!c->closed && (!idle_only || idle)) {
+            sq__http_conn_close(c, SQ_ECLOSED);
+            sq__http_conn_release(c);
+        }
+        c = next;
+    }
+}
+
+static void shutdown_deadline(sq_loop *loop, sq_timer *t)
+{
+    sq_http_server *srv = t->data;
+    close_all(srv, false);
+}
+
+sq_future *sq_http_server_shutdown(sq_http_server *srv, double deadline)
+{
+    sq_future *f = sq_future_new(srv->loop);
+    if (!f) return NULL;
+    srv->closing = true;
+    close_listeners(srv);
+    if (srv->shutdown_fut) sq_future_release(srv->shutdown_fut);
+    srv->shutdown_fut = sq_future_retain(f);
+    srv->shutdown_timer.cb = shutdown_deadline;
+    close_all(srv, true);
+    sq__http_shutdown_check(srv);
+    if (srv->shutdown_fut) sq_timer_start(&srv->shutdown_timer, deadline > 0 ? deadline : 0, 0);
+    return f;
+}
+
+void sq_http_server_free(sq_http_server *srv)
+{
+    if (!srv) return;
+    srv->closing = true;
+    close_listeners(srv);
+    close_all(srv, false);
+    /* Connections whose handlers are still suspended live on until those return. */
+    for (sq_http_conn *c = srv->conns, *next; c; c = next) {
+        next = c->next;
+        c->srv = NULL;
+        c->prev = c->next = NULL;
+    }
+    sq_timer_stop(&srv->shutdown_timer);
+    if (srv->shutdown_fut) {
+        sq_future_set_result(srv->shutdown_fut, NULL);
+        sq_future_release(srv->shutdown_fut);
+    }
+    while (srv->nrbufs) free(srv->rbufs[--srv->nrbufs]);
+    while (srv->nouts) sq__buf_free(&srv->outs[--srv->nouts]);
+    while (srv->nreqs) sq__http_req_free(srv->reqs[--srv->nreqs]);
+    free(srv);
+}

@@ -1,0 +1,565 @@
+/* HTTP responses: status, headers, the body buffer, heads built straight into the
+ * connection's output buffer, chunked framing after a flush, gzip, and the Date cache. */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <zlib.h>
+
+#include "http/http_internal.h"
+
+/* --- buffers ------------------------------------------------------------------------------- */
+
+int sq__buf_reserve(sq__buf *b, size_t extra)
+{
+    if (b->cap - b->len >= extra) return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap - b->len < extra) cap *= 2;
+    char *p = realloc(b->ptr, cap);
+    if (!p) return -ENOMEM;
+    b->ptr = p;
+    b->cap = cap;
+    return 0;
+}
+
+int sq__buf_append(sq__buf *b, const void *data, size_t len)
+{
+    if (sq__buf_reserve(b, len) < 0) return -ENOMEM;
+    if (len) memcpy(b->ptr + b->len, data, len);
+    b->len += len;
+    return 0;
+}
+
+void sq__buf_free(sq__buf *b)
+{
+    free(b->ptr);
+    b->ptr = NULL;
+    b->len = b->cap = 0;
+}
+
+static inline char *put(char *p, const char *s, size_t n)
+{
+    memcpy(p, s, n);
+    return p + n;
+}
+#define PUTS(p, lit) put(p, lit, sizeof(lit) - 1)
+
+static char *put_u64(char *p, uint64_t v)
+{
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n) *p++ = tmp[--n];
+    return p;
+}
+
+static char *put_hex(char *p, uint64_t v)
+{
+    char tmp[20];
+    int n = 0;
+    do {
+        tmp[n++] = "0123456789abcdef"[v & 15];
+        v >>= 4;
+    } while (v);
+    while (n) *p++ = tmp[--n];
+    return p;
+}
+
+/* --- reasons ------------------------------------------------------------------------------- */
+
+const char *sq_http_reason(int code)
+{
+    switch (code) {
+    case 100:
+        return "Continue";
+    case 101:
+        return "Switching Protocols";
+    case 102:
+        return "Processing";
+    case 103:
+        return "Early Hints";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 203:
+        return "Non-Authoritative Information";
+    case 204:
+        return "No Content";
+    case 205:
+        return "Reset Content";
+    case 206:
+        return "Partial Content";
+    case 207:
+        return "Multi-Status";
+    case 300:
+        return "Multiple Choices";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 303:
+        return "See Other";
+    case 304:
+        return "Not Modified";
+    case 305:
+        return "Use Proxy";
+    case 307:
+        return "Temporary Redirect";
+    case 308:
+        return "Permanent Redirect";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 402:
+        return "Payment Required";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 406:
+        return "Not Acceptable";
+    case 407:
+        return "Proxy Authentication Required";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 410:
+        return "Gone";
+    case 411:
+        return "Length Required";
+    case 412:
+        return "Precondition Failed";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 416:
+        return "Range Not Satisfiable";
+    case 417:
+        return "Expectation Failed";
+    case 418:
+        return "I'm a teapot";
+    case 421:
+        return "Misdirected Request";
+    case 422:
+        return "Unprocessable Content";
+    case 425:
+        return "Too Early";
+    case 426:
+        return "Upgrade Required";
+    case 428:
+        return "Precondition Required";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 451:
+        return "Unavailable For Legal Reasons";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    case 507:
+        return "Insufficient Storage";
+    case 511:
+        return "Network Authentication Required";
+    default:
+        return "Unknown";
+    }
+}
+
+/* --- Date ------------------------------------------------------------------------------------ */
+
+void sq__http_date_refresh(sq_http_server *srv)
+{
+    int64_t sec = (int64_t)(sq_loop_now_ns(srv->loop) / SQ__NS_PER_SEC);
+    if (sec == srv->date_sec && srv->date_len) return;
+    srv->date_sec = sec;
+    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char mons[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    int n =
+        snprintf(srv->date_line, sizeof srv->date_line,
+                 "Date: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n", days[tm.tm_wday % 7], tm.tm_mday,
+                 mons[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    srv->date_len = n > 0 && (size_t)n < sizeof srv->date_line ? (size_t)n : 0;
+}
+
+/* --- request-side API: status and headers ------------------------------------------------- */
+
+static bool is_tchar(unsigned char ch)
+{
+    if ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z') return true;
+    if (ch >= '0' && ch <= '9') return true;
+    return ch && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
+}
+
+static bool valid_name(const char *n)
+{
+    if (!n || !*n) return false;
+    for (; *n; n++)
+        if (!is_tchar((unsigned char)*n)) return false;
+    return true;
+}
+
+static bool valid_value(const char *v)
+{
+    if (!v) return false;
+    for (; *v; v++)
+        if (*v == '\r' || *v == '\n') return false;
+    return true;
+}
+
+void sq__http_resp_reset(sq__http_req *r)
+{
+    r->status = 200;
+    r->reason = NULL;
+    r->rflags = 0;
+    r->hdrs.len = 0;
+    r->body.len = 0;
+}
+
+int sq_http_set_status(sq_http_request *req, int code, const char *reason)
+{
+    sq__http_req *r = (sq__http_req *)req;
+    if (code < 100 || code > 599) return -EINVAL;
+    if (reason && !valid_value(reason)) return -EINVAL;
+    if (r->rflags & (RESP_HEAD_SENT | RESP_FINISHED)) return -EALREADY;
+    if (reason) {
+        r->reason_buf.len = 0;
+        if (sq__buf_append(&r->reason_buf, reason, strlen(reason) + 1) < 0) return -ENOMEM;
+        r->reason = r->reason_buf.ptr;
+    } else {
+        r->reason = NULL;
+    }
+    r->status = code;
+    return 0;
+}
+
+int sq_http_get_status(const sq_http_request *req)
+{
+    return ((const sq__http_req *)req)->status;
+}
+
+static unsigned special_flag(const char *name, size_t n, const char *value)
+{
+    switch (n) {
+    case 10:
+        if (!strcasecmp(name, "connection"))
+            return value && !strcasecmp(value, "close") ? RESP_CONN_CLOSE : 0;
+        break;
+    case 12:
+        if (!strcasecmp(name, "content-type")) return RESP_HAS_CTYPE;
+        break;
+    case 14:
+        if (!strcasecmp(name, "content-length")) return RESP_HAS_CLEN;
+        break;
+    case 16:
+        if (!strcasecmp(name, "content-encoding")) return RESP_HAS_CENC;
+        break;
+    }
+    return 0;
+}
+
+/* Remove every line of `name` from the header buffer. */
+static void remove_header(sq__http_req *r, const char *name, size_t n)
+{
+    if (!r->hdrs.ptr) return;
+    char *p = r->hdrs.ptr, *end = p + r->hdrs.len;
+    while (p < end) {
+        char *eol = memchr(p, '\n', (size_t)(end - p));
+        char *next = eol ? eol + 1 : end;
+        if ((size_t)(next - p) > n && p[n] == ':' && !strncasecmp(p, name, n)) {
+            memmove(p, next, (size_t)(end - next));
+            end -= next - p;
+        } else {
+            p = next;
+        }
+    }
+    r->hdrs.len = r->hdrs.ptr ? (size_t)(end - r->hdrs.ptr) : 0;
+}
+
+static int add_header(sq__http_req *r, const char *name, const char *value, bool replace)
+{
+    if (!valid_name(name) || !valid_value(value)) return -EINVAL;
+    if (r->rflags & (RESP_HEAD_SENT | RESP_FINISHED)) return -EALREADY;
+    size_t n = strlen(name), v = strlen(value);
+    if (replace) {
+        remove_header(r, name, n);
+        unsigned f = special_flag(name, n, NULL);
+        if (f == 0 && n == 10 && !strcasecmp(name, "connection")) f = RESP_CONN_CLOSE;
+        r->rflags &= ~f;
+    }
+    if (sq__buf_reserve(&r->hdrs, n + v + 4) < 0) return -ENOMEM;
+    char *p = r->hdrs.ptr + r->hdrs.len;
+    p = put(p, name, n);
+    p = PUTS(p, ": ");
+    p = put(p, value, v);
+    p = PUTS(p, "\r\n");
+    r->hdrs.len = (size_t)(p - r->hdrs.ptr);
+    r->rflags |= special_flag(name, n, value);
+    return 0;
+}
+
+int sq_http_set_header(sq_http_request *req, const char *name, const char *value)
+{
+    return add_header((sq__http_req *)req, name, value, true);
+}
+
+int sq_http_add_header(sq_http_request *req, const char *name, const char *value)
+{
+    return add_header((sq__http_req *)req, name, value, false);
+}
+
+int sq_http_clear_header(sq_http_request *req, const char *name)
+{
+    sq__http_req *r = (sq__http_req *)req;
+    if (!valid_name(name)) return -EINVAL;
+    if (r->rflags & (RESP_HEAD_SENT | RESP_FINISHED)) return -EALREADY;
+    size_t n = strlen(name);
+    remove_header(r, name, n);
+    unsigned f = special_flag(name, n, NULL);
+    if (n == 10 && !strcasecmp(name, "connection")) f = RESP_CONN_CLOSE;
+    r->rflags &= ~f;
+    return 0;
+}
+
+int sq_http_write(sq_http_request *req, const void *data, size_t len)
+{
+    sq__http_req *r = (sq__http_req *)req;
+    if (r->rflags & RESP_FINISHED) return -EALREADY;
+    return sq__buf_append(&r->body, data, len);
+}
+
+bool sq_http_finished(const sq_http_request *req)
+{
+    return (((const sq__http_req *)req)->rflags & RESP_FINISHED) != 0;
+}
+
+/* --- gzip ------------------------------------------------------------------------------------ */
+
+static bool text_like(const char *h, size_t len)
+{
+    /* the Content-Type line the handler set, if any; else our default (text/html) */
+    if (!h) return true;
+    const char *p = h;
+    const char *end = h + len;
+    while (p < end && (*p == ' ' || *p == '\t')) p++;
+    size_t n = (size_t)(end - p);
+#define PFX(s) (n >= sizeof(s) - 1 && !strncasecmp(p, s, sizeof(s) - 1))
+    return PFX("text/") || PFX("application/json") || PFX("application/javascript") ||
+           PFX("application/xml") || PFX("image/svg+xml");
+#undef PFX
+}
+
+/* The value of header `name` in the response header buffer, or NULL. */
+static const char *resp_header(const sq__http_req *r, const char *name, size_t *vlen)
+{
+    size_t n = strlen(name);
+    if (!r->hdrs.ptr) return NULL;
+    const char *p = r->hdrs.ptr, *end = p + r->hdrs.len;
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *next = eol ? eol + 1 : end;
+        if ((size_t)(next - p) > n && p[n] == ':' && !strncasecmp(p, name, n)) {
+            const char *v = p + n + 1;
+            *vlen = (size_t)(next - v) - 2;
+            return v;
+        }
+        p = next;
+    }
+    return NULL;
+}
+
+/* Replace r->body with its gzip encoding when worth it.  Returns true if it did. */
+static bool maybe_gzip(sq_http_conn *c, sq__http_req *r)
+{
+    if (!c->srv->s.gzip || !r->accept_gzip || r->body.len < SQ_HTTP_GZIP_MIN_LENGTH) return false;
+    if (r->rflags & RESP_HAS_CENC) return false;
+    if (r->status == 206) return false;
+    size_t vlen = 0;
+    const char *ct = (r->rflags & RESP_HAS_CTYPE) ? resp_header(r, "Content-Type", &vlen) : NULL;
+    if ((r->rflags & RESP_HAS_CTYPE) && !ct) return false;
+    if (!text_like(ct, vlen)) return false;
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) return false;
+    sq__buf out = {0};
+    size_t bound = deflateBound(&z, (uLong)r->body.len);
+    if (sq__buf_reserve(&out, bound) < 0) {
+        deflateEnd(&z);
+        return false;
+    }
+    z.next_in = (Bytef *)r->body.ptr;
+    z.avail_in = (uInt)r->body.len;
+    z.next_out = (Bytef *)out.ptr;
+    z.avail_out = (uInt)bound;
+    int zr = deflate(&z, Z_FINISH);
+    out.len = bound - z.avail_out;
+    deflateEnd(&z);
+    if (zr != Z_STREAM_END) {
+        sq__buf_free(&out);
+        return false;
+    }
+    sq__buf_free(&r->body);
+    r->body = out;
+    return true;
+}
+
+void sq__http_out_acquire(sq_http_conn *c)
+{
+    sq_http_server *srv = c->srv;
+    if (!c->out.ptr && srv && srv->nouts) c->out = srv->outs[--srv->nouts];
+}
+
+/* --- heads ------------------------------------------------------------------------------------ */
+
+static bool status_has_body(int status)
+{
+    return !(status < 200 || status == 204 || status == 304);
+}
+
+/* Append the status line and headers.  `clen` >= 0: Content-Length; -1: chunked (or, for
+ * HTTP/1.0, no framing: the body ends at close); -2: no length header at all. */
+static int put_head(sq_http_conn *c, sq__http_req *r, int64_t clen, bool gz, bool close)
+{
+    sq_http_server *srv = c->srv;
+    const char *reason = r->reason ? r->reason : sq_http_reason(r->status);
+    size_t rlen = strlen(reason);
+    size_t need = 64 + rlen + srv->server_name_len + 48 + r->hdrs.len + 160;
+    sq__http_out_acquire(c);
+    if (sq__buf_reserve(&c->out, need) < 0) return -ENOMEM;
+    sq__http_date_refresh(srv);
+    char *p = c->out.ptr + c->out.len;
+    if (r->status == 200 && !r->reason) {
+        p = PUTS(p, "HTTP/1.1 200 OK\r\n");
+    } else {
+        p = PUTS(p, "HTTP/1.1 ");
+        p = put_u64(p, (uint64_t)r->status);
+        *p++ = ' ';
+        p = put(p, reason, rlen);
+        p = PUTS(p, "\r\n");
+    }
+    if (srv->server_name_len) {
+        p = PUTS(p, "Server: ");
+        p = put(p, srv->s.server_name, srv->server_name_len);
+        p = PUTS(p, "\r\n");
+    }
+    p = put(p, srv->date_line, srv->date_len);
+    if (r->hdrs.len) p = put(p, r->hdrs.ptr, r->hdrs.len);
+    bool body_allowed = status_has_body(r->status);
+    if (body_allowed && !(r->rflags & RESP_HAS_CTYPE) && (clen != 0 || r->is_head))
+        p = PUTS(p, "Content-Type: text/html; charset=UTF-8\r\n");
+    if (gz) p = PUTS(p, "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n");
+    if (clen >= 0 && body_allowed && (!(r->rflags & RESP_HAS_CLEN) || gz)) {
+        p = PUTS(p, "Content-Length: ");
+        p = put_u64(p, (uint64_t)clen);
+        p = PUTS(p, "\r\n");
+    } else if (clen == -1 && body_allowed && r->pub.version_minor >= 1) {
+        p = PUTS(p, "Transfer-Encoding: chunked\r\n");
+    }
+    if (!(r->rflags & RESP_CONN_CLOSE)) {
+        if (close)
+            p = PUTS(p, "Connection: close\r\n");
+        else if (r->pub.version_minor == 0)
+            p = PUTS(p, "Connection: keep-alive\r\n");
+    }
+    p = PUTS(p, "\r\n");
+    c->out.len = (size_t)(p - c->out.ptr);
+    return 0;
+}
+
+static int put_chunk(sq_http_conn *c, const char *data, size_t len, bool chunked)
+{
+    if (!len) return 0;
+    sq__http_out_acquire(c);
+    if (sq__buf_reserve(&c->out, len + 32) < 0) return -ENOMEM;
+    char *p = c->out.ptr + c->out.len;
+    if (chunked) {
+        p = put_hex(p, len);
+        p = PUTS(p, "\r\n");
+    }
+    p = put(p, data, len);
+    if (chunked) p = PUTS(p, "\r\n");
+    c->out.len = (size_t)(p - c->out.ptr);
+    return 0;
+}
+
+int sq__http_resp_flush(sq_http_conn *c, sq__http_req *r)
+{
+    bool no_body = r->is_head || !status_has_body(r->status);
+    if (!(r->rflags & RESP_HEAD_SENT)) {
+        bool close = sq__http_want_close(c, r);
+        if (r->pub.version_minor == 0) close = c->close_after = true; /* no chunked in 1.0 */
+        int e = put_head(c, r, -1, false, close);
+        if (e < 0) return e;
+        r->rflags |= RESP_HEAD_SENT;
+        if (r->pub.version_minor >= 1 && !no_body) r->rflags |= RESP_CHUNKED;
+    }
+    if (!no_body && put_chunk(c, r->body.ptr, r->body.len, r->rflags & RESP_CHUNKED) < 0)
+        return -ENOMEM;
+    r->body.len = 0;
+    return 0;
+}
+
+int sq__http_resp_finish(sq_http_conn *c, sq__http_req *r)
+{
+    if (r->rflags & RESP_FINISHED) return 0;
+    int e = 0;
+    if (r->rflags & RESP_HEAD_SENT) {
+        e = sq__http_resp_flush(c, r);
+        if (e == 0 && (r->rflags & RESP_CHUNKED)) e = sq__buf_append(&c->out, "0\r\n\r\n", 5);
+    } else {
+        bool no_body = r->is_head || !status_has_body(r->status);
+        bool gz = !no_body && maybe_gzip(c, r);
+        bool close = sq__http_want_close(c, r);
+        e = put_head(c, r, (int64_t)r->body.len, gz, close);
+        if (e == 0 && !no_body) e = put_chunk(c, r->body.ptr, r->body.len, false);
+    }
+    r->rflags |= RESP_FINISHED;
+    r->body.len = 0;
+    if (r->body.cap > (256u << 10)) sq__buf_free(&r->body); /* don't keep a big body around */
+    return e;
+}
+
+void sq__http_error_response(sq_http_conn *c, int status)
+{
+    sq__http_date_refresh(c->srv);
+    char head[512];
+    const char *reason = sq_http_reason(status);
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 %d %s\r\n%s%s%s%.*sContent-Type: text/plain; charset=UTF-8\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\n\r\n%d %s\n",
+                     status, reason, c->srv->server_name_len ? "Server: " : "",
+                     c->srv->server_name_len ? c->srv->s.server_name : "",
+                     c->srv->server_name_len ? "\r\n" : "", (int)c->srv->date_len,
+                     c->srv->date_line, strlen(reason) + 5, status, reason);
+    sq__http_out_acquire(c);
+    if (n > 0 && (size_t)n < sizeof head) sq__buf_append(&c->out, head, (size_t)n);
+    c->close_after = true;
+}

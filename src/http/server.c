@@ -1,0 +1,996 @@
+/* The HTTP/1.1 server: listening sockets, connections driven straight from their fd
+ * watcher (read into a per-connection buffer, one send per batch of responses), a pooled
+ * coroutine per batch of requests, request bodies (Content-Length and chunked, whole or
+ * streamed), keep-alive, pipelining, timeouts and graceful shutdown.
+ *
+ * Flow: the IO callback reads, parses every complete head in the buffer and resumes a
+ * coroutine that runs the handler for each request in turn, appending each response to the
+ * connection's output buffer.  When the coroutine ends (or suspends), the IO callback sends
+ * the whole output with one send().  A handler that suspends stops the pipeline of its
+ * connection until it finishes; the same coroutine then carries on with the next request.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "http/http_internal.h"
+
+enum { T_NONE, T_HEADER, T_IDLE, T_BODY, T_LINGER, T_WRITE };
+
+#define LINGER_SECONDS 2.0
+
+static void conn_io(sq_loop *loop, sq_io *io, unsigned events);
+static void conn_timeout(sq_loop *loop, sq_timer *t);
+static void conn_process(sq_http_conn *c);
+static void conn_after(sq_http_conn *c);
+
+/* --- timers ----------------------------------------------------------------------------------- */
+
+static void arm(sq_http_conn *c, unsigned kind, double seconds)
+{
+    if (seconds <= 0) {
+        if (c->tkind != T_NONE) sq_timer_stop(&c->timer);
+        c->tkind = T_NONE;
+        return;
+    }
+    c->tkind = (unsigned char)kind;
+    sq_timer_start(&c->timer, seconds, 0);
+}
+
+/* --- connections: lifetime ---------------------------------------------------------------------
+ */
+
+bool sq__http_req_active(const sq_http_conn *c)
+{
+    return c->req && c->req->active;
+}
+
+void sq__http_shutdown_check(sq_http_server *srv)
+{
+    if (srv->shutdown_fut && srv->nconns == 0) {
+        sq_future *f = srv->shutdown_fut;
+        srv->shutdown_fut = NULL;
+        sq_timer_stop(&srv->shutdown_timer);
+        sq_future_set_result(f, NULL);
+        sq_future_release(f);
+    }
+}
+
+static void conn_free(sq_http_conn *c)
+{
+    sq_http_server *srv = c->srv;
+    if (srv) {
+        if (c->prev)
+            c->prev->next = c->next;
+        else
+            srv->conns = c->next;
+        if (c->next) c->next->prev = c->prev;
+    }
+    sq_timer_stop(&c->timer);
+    if (c->flush_call) sq_call_cancel(c->flush_call);
+    free(c->rbuf);
+    sq__buf_free(&c->out);
+    if (c->req) sq__http_req_free(c->req);
+    free(c);
+}
+
+void sq__http_req_free(sq__http_req *r)
+{
+    sq__buf_free(&r->hdrs);
+    sq__buf_free(&r->body);
+    sq__buf_free(&r->reason_buf);
+    free(r);
+}
+
+/* The connection is idle: hand its buffers and request object to the server's pools. */
+static void conn_shrink(sq_http_conn *c)
+{
+    sq_http_server *srv = c->srv;
+    if (c->rbuf && c->rlen == c->rpos) {
+        if (c->rcap == SQ__HTTP_READ_MIN && srv->nrbufs < SQ__HTTP_POOL)
+            srv->rbufs[srv->nrbufs++] = c->rbuf;
+        else
+            free(c->rbuf);
+        c->rbuf = NULL;
+        c->rcap = c->rlen = c->rpos = c->parsed = 0;
+    }
+    if (c->out.ptr && c->opos == c->out.len) {
+        c->out.len = 0;
+        if (c->out.cap <= SQ__HTTP_POOL_OUT_MAX && srv->nouts < SQ__HTTP_POOL)
+            srv->outs[srv->nouts++] = c->out;
+        else
+            sq__buf_free(&c->out);
+        c->out = (sq__buf){0};
+        c->opos = 0;
+    }
+    if (c->req && !c->req->active) {
+        if (srv->nreqs < SQ__HTTP_POOL)
+            srv->reqs[srv->nreqs++] = c->req;
+        else
+            sq__http_req_free(c->req);
+        c->req = NULL;
+    }
+}
+
+/* Free a closed connection once nothing refers to it any more. */
+void sq__http_conn_release(sq_http_conn *c)
+{
+    if (!c->closed || c->in_io || c->coro) return;
+    if (sq__http_req_active(c) && c->req->detached) return; /* sq_http_finish() frees it */
+    conn_free(c);
+}
+
+/* Tell the handler (once) that its client went away before the response was finished. */
+static void notify_close(sq_http_conn *c)
+{
+    if (!sq__http_req_active(c) || (c->req->rflags & RESP_FINISHED) || !c->req->on_close) return;
+    void (*cb)(sq_http_request *, void *) = c->req->on_close;
+    c->req->on_close = NULL;
+    cb(&c->req->pub, c->req->on_close_arg);
+}
+
+void sq__http_conn_close(sq_http_conn *c, int err)
+{
+    if (c->closed) return;
+    c->closed = true;
+    c->error = err ? err : SQ_ECLOSED;
+    sq_http_server *srv = c->srv;
+    if (srv) {
+        sq_io_stop(srv->loop, &c->io);
+        srv->nconns--; /* before close(): a peer seeing EOF sees the count down too */
+    }
+    close(c->io.fd);
+    c->tkind = T_NONE;
+    sq_timer_stop(&c->timer);
+    if (c->flush_call) {
+        sq_call_cancel(c->flush_call);
+        c->flush_call = NULL;
+    }
+    if (srv) {
+        if (srv->accept_paused && !srv->closing && srv->nconns < srv->s.max_connections) {
+            srv->accept_paused = false;
+            sq__http_listeners_start(srv);
+        }
+    }
+    notify_close(c);
+    if (c->waiter) {
+        sq_coro *w = c->waiter;
+        c->waiter = NULL;
+        sq_coro_wake(w);
+    }
+    if (srv) sq__http_shutdown_check(srv);
+}
+
+static void format_peer(char *dst, size_t n, const struct sockaddr *sa)
+{
+    dst[0] = 0;
+    if (sa->sa_family == AF_INET) {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, dst, (socklen_t)n);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a))
+            inet_ntop(AF_INET, &a->s6_addr[12], dst, (socklen_t)n);
+        else
+            inet_ntop(AF_INET6, a, dst, (socklen_t)n);
+    } else {
+        snprintf(dst, n, "unix");
+    }
+}
+
+void sq__http_conn_new(sq_http_server *srv, int fd, const struct sockaddr *peer)
+{
+    sq_http_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        close(fd);
+        return;
+    }
+    c->srv = srv;
+    sq_io_init(&c->io, fd, conn_io, c);
+    sq_timer_init(srv->loop, &c->timer, conn_timeout, c);
+    format_peer(c->peer_ip, sizeof c->peer_ip, peer);
+    c->next = srv->conns;
+    if (srv->conns) srv->conns->prev = c;
+    srv->conns = c;
+    srv->nconns++;
+    if (sq_io_start(srv->loop, &c->io, SQ_READ) < 0) {
+        sq__http_conn_close(c, -EBADF);
+        sq__http_conn_release(c);
+        return;
+    }
+    arm(c, T_HEADER, srv->s.header_timeout);
+}
+
+/* --- output ----------------------------------------------------------------------------------- */
+
+static void update_io(sq_http_conn *c);
+
+void sq__http_conn_write(sq_http_conn *c)
+{
+    if (c->closed) return;
+    bool progress = false;
+    while (c->opos < c->out.len) {
+        if (c->srv) c->srv->writes++;
+        ssize_t n = send(c->io.fd, c->out.ptr + c->opos, c->out.len - c->opos, MSG_NOSIGNAL);
+        if (n > 0) {
+            c->opos += (size_t)n;
+            progress = true;
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+        sq__http_conn_close(c, n < 0 ? -errno : -EPIPE);
+        return;
+    }
+    if (c->opos == c->out.len) {
+        c->opos = c->out.len = 0;
+        if (c->out.cap > (256u << 10)) sq__buf_free(&c->out);
+        if (c->tkind == T_WRITE) arm(c, T_NONE, 0);
+    } else if (c->srv && (c->tkind != T_WRITE || progress)) {
+        /* a client that stops reading is dropped after body_timeout without progress */
+        arm(c, T_WRITE, c->srv->s.body_timeout);
+    }
+    if (c->waiter && c->waiter_writes && c->out.len - c->opos <= SQ__HTTP_HIGH_WATER) {
+        /* a flush waiting for the output to drain */
+        sq_coro *w = c->waiter;
+        c->waiter = NULL;
+        sq_coro_wake(w);
+    }
+    update_io(c);
+}
+
+static void flush_cb(void *arg)
+{
+    sq_http_conn *c = arg;
+    c->flush_call = NULL;
+    c->in_io = true;
+    sq__http_conn_write(c);
+    c->in_io = false;
+    sq__http_conn_release(c);
+}
+
+/* --- input -------------------------------------------------------------------------------------
+ */
+
+static size_t head_cap(const sq_http_server *srv)
+{
+    size_t a = srv->s.max_header_size, b = srv->s.max_request_line;
+    return (a > b ? a : b) + 64 + SQ__HTTP_READ_MIN;
+}
+
+/* After rbuf moved: move every slice of the active request with it.  The old address is
+ * kept as an integer: after realloc() the old pointer may not be used, even to compare. */
+static void rebase(sq_http_conn *c, uintptr_t old, size_t oldcap)
+{
+    if (!sq__http_req_active(c)) return;
+    sq__http_req *r = c->req;
+#define MV(p)                                                                                      \
+    do {                                                                                           \
+        uintptr_t u_ = (uintptr_t)(p);                                                             \
+        if (u_ >= old && u_ < old + oldcap) (p) = c->rbuf + (u_ - old);                            \
+    } while (0)
+    MV(r->pub.method.ptr);
+    MV(r->pub.uri.ptr);
+    MV(r->pub.path.ptr);
+    MV(r->pub.query.ptr);
+    MV(r->pub.host.ptr);
+    for (size_t i = 0; i < r->pub.nheaders; i++) {
+        MV(r->headers[i].name);
+        MV(r->headers[i].value);
+    }
+#undef MV
+}
+
+static int grow(sq_http_conn *c, size_t cap)
+{
+    if (cap <= c->rcap) return 0;
+    sq_http_server *srv = c->srv;
+    if (!c->rbuf && cap == SQ__HTTP_READ_MIN && srv && srv->nrbufs) {
+        c->rbuf = srv->rbufs[--srv->nrbufs];
+        c->rcap = cap;
+        return 0;
+    }
+    uintptr_t old = (uintptr_t)c->rbuf;
+    char *p = realloc(c->rbuf, cap);
+    if (!p) return -ENOMEM;
+    c->rbuf = p;
+    if (old && (uintptr_t)p != old) rebase(c, old, c->rcap);
+    c->rcap = cap;
+    return 0;
+}
+
+/* Free space to read into, growing or compacting the buffer as the state allows; 0 means
+ * do not read now. */
+static size_t read_space(sq_http_conn *c)
+{
+    sq_http_server *srv = c->srv;
+    if (!sq__http_req_active(c)) {
+        if (c->rpos && c->rpos == c->rlen) c->rpos = c->rlen = 0;
+        if (c->rcap - c->rlen < SQ__HTTP_READ_MIN && c->rpos) {
+            memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
+            c->rlen -= c->rpos;
+            c->rpos = 0;
+        }
+        if (c->rcap - c->rlen < SQ__HTTP_READ_MIN) {
+            size_t cap = c->rcap ? c->rcap * 2 : SQ__HTTP_READ_MIN;
+            size_t hc = head_cap(srv);
+            if (cap > hc) cap = hc;
+            if (cap < c->rlen + 1) cap = c->rlen + 1;
+            if (c->discarding && cap < 65536) cap = 65536;
+            grow(c, cap);
+        }
+        return c->rcap - c->rlen;
+    }
+    sq__http_req *r = c->req;
+    if (c->has_body && !c->body_done) {
+        size_t want = 0;
+        if (c->want_whole) {
+            if (r->pub.content_length >= 0)
+                want = c->body_end + (size_t)c->body_left + SQ__HTTP_READ_MIN;
+            else if (c->rcap - c->rlen < SQ__HTTP_READ_MIN)
+                want = c->rcap * 2 < c->rlen + 65536 ? c->rlen + 65536 : c->rcap * 2;
+        } else if (r->streaming || (c->waiter && !c->waiter_writes)) {
+            want = c->hdr_end + SQ__HTTP_STREAM_BUF;
+        }
+        if (want > c->rcap && grow(c, want) < 0) return 0;
+    }
+    return c->rcap - c->rlen;
+}
+
+/* Take in the body bytes that arrived at [body_end, rlen): count Content-Length bytes,
+ * decode chunked ones in place. */
+static void body_ingest(sq_http_conn *c)
+{
+    if (!c->has_body || c->body_done || c->body_error) return;
+    if (c->rlen <= c->body_end) return;
+    sq__http_req *r = c->req;
+    if (!r->pub.chunked) {
+        size_t n = c->rlen - c->body_end;
+        if (n > c->body_left) n = (size_t)c->body_left;
+        c->body_end += n;
+        c->body_left -= n;
+        c->body_total += n;
+        if (c->body_left == 0) c->body_done = true;
+        return;
+    }
+    size_t len = c->rlen - c->body_end;
+    ssize_t rest = sq_http_chunked_decode(&c->dec, c->rbuf + c->body_end, &len);
+    if (rest == -1) {
+        c->body_error = -EINVAL;
+        c->rlen = c->body_end;
+        return;
+    }
+    c->body_end += len;
+    c->body_total += len;
+    if (rest == -2) {
+        c->rlen = c->body_end;
+    } else {
+        c->rlen = c->body_end + (size_t)rest;
+        c->body_done = true;
+    }
+    if (c->want_whole && c->body_total > c->srv->s.max_body_size) c->body_error = -E2BIG;
+}
+
+/* Drain the unread body of a finished request.  Keeps what follows it. */
+static void discard_ingest(sq_http_conn *c)
+{
+    body_ingest(c);
+    if (c->body_error) {
+        c->close_after = true;
+        c->discarding = false;
+        c->rpos = c->rlen = 0;
+        return;
+    }
+    if (c->body_total > SQ__HTTP_DISCARD_LIMIT) {
+        sq__http_conn_close(c, -E2BIG);
+        return;
+    }
+    /* drop [hdr_end, body_end): the decoded body */
+    size_t keep = c->rlen - c->body_end;
+    memmove(c->rbuf + c->hdr_end, c->rbuf + c->body_end, keep);
+    c->rlen = c->hdr_end + keep;
+    c->body_end = c->hdr_end;
+    if (c->body_done) {
+        c->discarding = false;
+        c->has_body = false;
+    }
+}
+
+/* --- requests
+ * ------------------------------------------------------------------------------------- */
+
+static bool icase_has(const char *s, size_t n, const char *needle)
+{
+    size_t k = strlen(needle);
+    for (size_t i = 0; i + k <= n; i++)
+        if (!strncasecmp(s + i, needle, k)) return true;
+    return false;
+}
+
+static sq_str last_item(sq_str v)
+{
+    const char *end = v.ptr + v.len;
+    const char *p = end;
+    while (p > v.ptr && p[-1] != ',') p--;
+    while (p < end && (*p == ' ' || *p == '\t')) p++;
+    while (end > p && (end[-1] == ' ' || end[-1] == '\t')) end--;
+    return (sq_str){p, (size_t)(end - p)};
+}
+
+static void apply_xheaders(sq_http_conn *c, sq__http_req *r)
+{
+    sq_str ip = sq_http_header_get(&r->pub, "X-Real-Ip");
+    if (!ip.ptr) {
+        ip = sq_http_header_get(&r->pub, "X-Forwarded-For");
+        if (ip.ptr) ip = last_item(ip);
+    }
+    if (ip.ptr && ip.len && ip.len < sizeof r->remote_ip) {
+        char tmp[48];
+        unsigned char bin[16];
+        memcpy(tmp, ip.ptr, ip.len);
+        tmp[ip.len] = 0;
+        if (inet_pton(AF_INET, tmp, bin) == 1 || inet_pton(AF_INET6, tmp, bin) == 1) {
+            memcpy(r->remote_ip, tmp, ip.len + 1);
+            r->pub.remote_ip = r->remote_ip;
+        }
+    }
+    sq_str proto = sq_http_header_get(&r->pub, "X-Scheme");
+    if (!proto.ptr) proto = sq_http_header_get(&r->pub, "X-Forwarded-Proto");
+    if (proto.ptr) {
+        proto = last_item(proto);
+        if (proto.len == 4 && !strncasecmp(proto.ptr, "http", 4)) r->pub.protocol = "http";
+        if (proto.len == 5 && !strncasecmp(proto.ptr, "https", 5)) r->pub.protocol = "https";
+    }
+}
+
+/* Parse the next request in the buffer.  1: a request is ready (c->req active); 0: more
+ * bytes needed; -1: a malformed request (an error response is queued). */
+static int parse_next(sq_http_conn *c)
+{
+    sq_http_server *srv = c->srv;
+    if (c->rpos == c->rlen) {
+        c->rpos = c->rlen = c->parsed = 0;
+        return 0;
+    }
+    if (!c->req && srv->nreqs) c->req = srv->reqs[--srv->nreqs];
+    if (!c->req) {
+        c->req = calloc(1, sizeof *c->req);
+        if (!c->req) {
+            sq__http_conn_close(c, -ENOMEM);
+            return -1;
+        }
+    }
+    sq__http_req *r = c->req;
+    sq_http_request_head h;
+    sq_http_limits lim = {srv->s.max_request_line, srv->s.max_header_size};
+    int n = sq_http_parse_request(c->rbuf + c->rpos, c->rlen - c->rpos, c->parsed, &h, r->headers,
+                                  SQ_HTTP_DEFAULT_MAX_HEADERS, &lim);
+    if (n == 0) {
+        c->parsed = c->rlen - c->rpos;
+        return 0;
+    }
+    c->parsed = 0;
+    if (n < 0) {
+        sq__http_error_response(c, -n);
+        c->rpos = c->rlen = 0;
+        c->lingering = true; /* the rest of the input is never read: drain it before close */
+        return -1;
+    }
+    sq_http_request *q = &r->pub;
+    q->method = (sq_str){h.method, h.method_len};
+    q->uri = (sq_str){h.target, h.target_len};
+    q->path = (sq_str){h.path, h.path_len};
+    q->query = h.query ? (sq_str){h.query, h.query_len} : (sq_str){h.target + h.target_len, 0};
+    q->host = (sq_str){h.host, h.host ? h.host_len : 0};
+    q->version_minor = h.version_minor;
+    q->headers = r->headers;
+    q->nheaders = h.nheaders;
+    q->remote_ip = c->peer_ip;
+    q->protocol = "http";
+    q->content_length = h.content_length;
+    q->chunked = h.chunked;
+    q->keep_alive = h.keep_alive;
+    q->start_time = sq_loop_time(srv->loop);
+    q->conn = c;
+    q->server = srv;
+    q->data = NULL;
+    r->detached = false;
+    r->is_head = h.method_len == 4 && !memcmp(h.method, "HEAD", 4);
+    r->expect_continue = h.expect_continue;
+    r->continue_sent = false;
+    r->body_read = false;
+    r->streaming = false;
+    r->accept_gzip = false;
+    r->on_close = NULL;
+    r->on_close_arg = NULL;
+    sq__http_resp_reset(r);
+    if (srv->s.gzip) {
+        sq_str ae = sq_http_header_get(q, "Accept-Encoding");
+        r->accept_gzip = ae.ptr && icase_has(ae.ptr, ae.len, "gzip");
+    }
+    if (srv->s.xheaders) apply_xheaders(c, r);
+    c->hdr_end = c->body_off = c->body_end = c->rpos + (size_t)n;
+    c->body_total = 0;
+    c->body_error = 0;
+    c->want_whole = false;
+    if (h.chunked) {
+        c->has_body = true;
+        c->body_done = false;
+        sq_http_chunked_init(&c->dec);
+    } else if (h.content_length > 0) {
+        c->has_body = true;
+        c->body_done = false;
+        c->body_left = (uint64_t)h.content_length;
+    } else {
+        c->has_body = false;
+        c->body_done = true;
+        c->body_left = 0;
+    }
+    r->active = true;
+    body_ingest(c);
+    return 1;
+}
+
+bool sq__http_want_close(sq_http_conn *c, sq__http_req *r)
+{
+    sq_http_server *srv = c->srv;
+    if (c->close_after) return true;
+    bool close = !r->pub.keep_alive || !srv || srv->s.no_keep_alive || srv->closing ||
+                 c->peer_eof || (r->rflags & RESP_CONN_CLOSE) || c->body_error;
+    if (!close && c->has_body && !c->body_done) {
+        /* The rest of the body must be read past before the next request. */
+        if (r->expect_continue && !r->continue_sent)
+            close = true; /* the client waits for our go-ahead: never sends it */
+        else if (!r->pub.chunked && c->body_left > SQ__HTTP_DISCARD_LIMIT)
+            close = true;
+    }
+    if (close) c->close_after = true;
+    return close;
+}
+
+static void access_log(sq_http_conn *c, sq__http_req *r)
+{
+    int st = r->status;
+    double ms = (sq_loop_time(c->srv->loop) - r->pub.start_time) * 1000.0;
+    sq_log(st < 400   ? SQ_LOG_INFO
+           : st < 500 ? SQ_LOG_WARNING
+                      : SQ_LOG_ERROR,
+           "%d %.*s %.*s (%s) %.2fms", st, (int)r->pub.method.len, r->pub.method.ptr,
+           (int)r->pub.uri.len, r->pub.uri.ptr, r->pub.remote_ip, ms);
+}
+
+/* The response is finished: advance the buffer to the next request. */
+static void request_complete(sq_http_conn *c)
+{
+    sq__http_req *r = c->req;
+    if (!c->closed) {
+        if (!(r->rflags & RESP_FINISHED)) sq__http_resp_finish(c, r);
+        if (c->srv->s.access_log) access_log(c, r);
+    }
+    r->rflags |= RESP_FINISHED;
+    r->active = false;
+    if (c->closed) return;
+    if (c->close_after) {
+        /* unread input (the body, pipelined requests): drain it before closing, since
+         * closing with unread bytes sends an RST that can destroy the response in flight */
+        if (!c->body_done || c->rlen > c->body_end) c->lingering = true;
+        c->rpos = c->rlen = 0;
+        return;
+    }
+    if (c->body_done) {
+        c->rpos = c->body_end;
+        c->has_body = false;
+    } else {
+        /* unread body: everything buffered past the head is body; drain the rest */
+        c->discarding = true;
+        c->hdr_end = c->body_off = c->body_end = c->rpos = 0;
+        c->rlen = 0;
+        c->body_total = 0;
+        c->want_whole = false;
+    }
+    if (c->rpos == c->rlen) c->rpos = c->rlen = 0;
+    c->parsed = 0;
+}
+
+static void *conn_task(void *arg)
+{
+    sq_http_conn *c = arg;
+    for (;;) {
+        sq__http_req *r = c->req;
+        c->srv->handler(&r->pub, c->srv->arg);
+        if (r->detached && !(r->rflags & RESP_FINISHED) && !c->closed) break;
+        request_complete(c);
+        if (c->closed || c->close_after || c->discarding) break;
+        if (!c->in_batch && c->out.len > c->opos && !c->flush_call)
+            c->flush_call = sq_call_later(c->srv->loop, 0, flush_cb, c);
+        if (parse_next(c) <= 0) break;
+    }
+    c->coro = NULL;
+    if (!c->in_batch && !c->in_io) {
+        c->in_io = true;
+        sq__http_conn_write(c);
+        conn_after(c);
+        c->in_io = false;
+        sq__http_conn_release(c);
+    }
+    return NULL;
+}
+
+/* Start the coroutine for the requests waiting in the buffer (if it is not running). */
+static void conn_process(sq_http_conn *c)
+{
+    if (c->closed || c->coro || sq__http_req_active(c) || c->discarding || c->close_after) return;
+    int p = parse_next(c);
+    if (p <= 0) return;
+    sq_coro *co = sq_coro_create(c->srv->loop, conn_task, c);
+    if (!co) {
+        c->req->active = false;
+        sq__http_error_response(c, 503);
+        return;
+    }
+    sq_coro_set_name(co, "http request");
+    c->coro = co;
+    if (sq_in_coro()) {
+        sq_coro_wake(co);
+        return;
+    }
+    bool was = c->in_batch;
+    c->in_batch = true;
+    sq_coro_resume(co);
+    c->in_batch = was;
+}
+
+static void update_io(sq_http_conn *c)
+{
+    if (c->closed) return;
+    unsigned ev = 0;
+    if (c->opos < c->out.len) ev |= SQ_WRITE;
+    if (!c->peer_eof) {
+        bool body_wait = c->waiter && !c->waiter_writes;
+        if (c->lingering || body_wait || !sq__http_req_active(c) || c->rcap > c->rlen)
+            ev |= SQ_READ;
+    }
+    if (ev != c->io.events || !c->io.sq__registered) {
+        if (ev)
+            sq_io_start(c->srv->loop, &c->io, ev);
+        else
+            sq_io_stop(c->srv->loop, &c->io);
+    }
+}
+
+/* After a batch: close, linger, or wait for the next request. */
+static void conn_after(sq_http_conn *c)
+{
+    if (c->closed) return;
+    sq_http_server *srv = c->srv;
+    if (c->close_after && !sq__http_req_active(c) && c->opos == c->out.len) {
+        if (!c->lingering && !c->discarding) {
+            sq__http_conn_close(c, 0);
+            return;
+        }
+        if (c->tkind != T_LINGER) {
+            shutdown(c->io.fd, SHUT_WR);
+            c->lingering = true;
+            c->discarding = false;
+            arm(c, T_LINGER, LINGER_SECONDS);
+        }
+    } else if (!sq__http_req_active(c) && !c->close_after) {
+        if (c->rlen > c->rpos || c->discarding) {
+            if (c->tkind != T_HEADER) arm(c, T_HEADER, srv->s.header_timeout);
+        } else if (c->opos == c->out.len) {
+            arm(c, T_IDLE, srv->s.idle_timeout);
+            conn_shrink(c);
+        }
+    }
+    update_io(c);
+}
+
+static void on_input(sq_http_conn *c)
+{
+    if (c->discarding) {
+        discard_ingest(c);
+        if (c->closed || c->discarding) return;
+        c->rpos = c->hdr_end;
+    }
+    if (sq__http_req_active(c)) {
+        body_ingest(c);
+        if (c->waiter && !c->waiter_writes &&
+            (c->body_done || c->body_error || c->body_end > c->body_off)) {
+            sq_coro *w = c->waiter;
+            c->waiter = NULL;
+            bool was = c->in_batch;
+            c->in_batch = true;
+            sq_coro_resume(w);
+            c->in_batch = was;
+        }
+        return;
+    }
+    conn_process(c);
+}
+
+static void on_readable(sq_http_conn *c)
+{
+    bool got = false;
+    for (int i = 0; i < 8 && !c->closed; i++) {
+        size_t space = read_space(c);
+        if (!space) break;
+        ssize_t n = read(c->io.fd, c->rbuf + c->rlen, space);
+        if (n > 0) {
+            got = true;
+            if (c->lingering) continue; /* draining before close */
+            c->rlen += (size_t)n;
+            if ((size_t)n < space) break;
+            if (sq__http_req_active(c) || c->discarding) {
+                on_input(c); /* make room: the body may be consumed or dropped */
+                got = false;
+            }
+            continue;
+        }
+        if (n == 0) {
+            c->peer_eof = true;
+            break;
+        }
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+        sq__http_conn_close(c, -errno);
+        return;
+    }
+    if (c->lingering) {
+        if (c->peer_eof) sq__http_conn_close(c, 0);
+        return;
+    }
+    if (got) on_input(c);
+    if (c->closed || !c->peer_eof) return;
+    /* The peer finished sending. */
+    if (sq__http_req_active(c)) {
+        if (c->has_body && !c->body_done && !c->body_error) c->body_error = SQ_ECLOSED;
+        notify_close(c);
+        if (c->closed) return;
+        if (c->waiter) {
+            sq_coro *w = c->waiter;
+            c->waiter = NULL;
+            sq_coro_wake(w);
+        }
+        c->close_after = true;
+    } else if (!c->coro) {
+        if (c->opos == c->out.len)
+            sq__http_conn_close(c, 0);
+        else
+            c->close_after = true;
+    }
+}
+
+static void conn_io(sq_loop *loop, sq_io *io, unsigned events)
+{
+    sq_http_conn *c = io->data;
+    c->in_io = true;
+    if (events & SQ_WRITE) sq__http_conn_write(c);
+    if (!c->closed && (events & (SQ_READ | SQ_HUP | SQ_ERROR))) {
+        bool was = c->in_batch;
+        c->in_batch = true;
+        on_readable(c);
+        c->in_batch = was;
+    }
+    if (!c->closed && c->opos < c->out.len) sq__http_conn_write(c);
+    conn_after(c);
+    c->in_io = false;
+    sq__http_conn_release(c);
+}
+
+static void conn_timeout(sq_loop *loop, sq_timer *t)
+{
+    sq_http_conn *c = t->data;
+    unsigned kind = c->tkind;
+    c->tkind = T_NONE;
+    c->in_io = true;
+    switch (kind) {
+    case T_HEADER:
+        if (sq__http_req_active(c)) break;
+        if (c->rlen > c->rpos) {
+            sq__http_error_response(c, 408);
+            c->lingering = true;
+            sq__http_conn_write(c);
+            conn_after(c);
+        } else {
+            sq__http_conn_close(c, -ETIMEDOUT);
+        }
+        break;
+    case T_IDLE:
+        if (!sq__http_req_active(c) && !c->coro) sq__http_conn_close(c, -ETIMEDOUT);
+        break;
+    case T_BODY:
+        if (c->waiter && !c->waiter_writes) sq__http_conn_close(c, -ETIMEDOUT);
+        break;
+    case T_WRITE:
+        sq__http_conn_close(c, -ETIMEDOUT);
+        break;
+    case T_LINGER:
+        sq__http_conn_close(c, 0);
+        break;
+    }
+    c->in_io = false;
+    sq__http_conn_release(c);
+}
+
+/* --- request API ---------------------------------------------------------------------------------
+ */
+
+sq_str sq_http_header_get(const sq_http_request *req, const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const sq_http_header *h = &req->headers[i];
+        if (h->name_len == n && !strncasecmp(h->name, name, n))
+            return (sq_str){h->value, h->value_len};
+    }
+    return (sq_str){NULL, 0};
+}
+
+static void send_continue(sq_http_conn *c, sq__http_req *r)
+{
+    if (!r->expect_continue || r->continue_sent || (r->rflags & RESP_HEAD_SENT)) return;
+    r->continue_sent = true;
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    sq__http_out_acquire(c);
+    sq__buf_append(&c->out, cont, sizeof cont - 1);
+    sq__http_conn_write(c);
+}
+
+/* Suspend the handler until the IO callback has body bytes (or an error) for it. */
+static int wait_body(sq_http_conn *c)
+{
+    if (c->closed) return c->error;
+    if (c->peer_eof) return SQ_ECLOSED;
+    if (!sq_in_coro()) return SQ_ENOTCORO;
+    c->waiter = sq_coro_self();
+    c->waiter_writes = false;
+    arm(c, T_BODY, c->srv->s.body_timeout);
+    update_io(c);
+    sq_coro_suspend();
+    if (c->tkind == T_BODY) arm(c, T_NONE, 0);
+    if (c->closed) return c->error == SQ_ECLOSED || !c->error ? SQ_ECLOSED : c->error;
+    return 0;
+}
+
+static ssize_t body_fail(sq_http_conn *c, sq__http_req *r, int err)
+{
+    if (err == -E2BIG || err == -EINVAL) {
+        int code = err == -E2BIG ? 413 : 400;
+        if (!(r->rflags & (RESP_HEAD_SENT | RESP_FINISHED))) {
+            sq__http_resp_reset(r);
+            r->status = code;
+            const char *reason = sq_http_reason(code);
+            sq_http_set_header(&r->pub, "Content-Type", "text/plain; charset=UTF-8");
+            char msg[64];
+            int n = snprintf(msg, sizeof msg, "%d %s\n", code, reason);
+            sq_http_write(&r->pub, msg, (size_t)n);
+        }
+        c->close_after = true;
+        sq_http_finish(&r->pub);
+    }
+    return err;
+}
+
+ssize_t sq_http_read_body(sq_http_request *req, const char **data)
+{
+    sq__http_req *r = (sq__http_req *)req;
+    sq_http_conn *c = req->conn;
+    *data = "";
+    if (r->body_read) {
+        *data = c->rbuf + c->hdr_end;
+        return (ssize_t)(c->body_end - c->hdr_end);
+    }
+    if (!c->has_body) {
+        r->body_read = true;
+        return 0;
+    }
+    if (r->streaming) return -EINVAL;
+    if (c->closed) return c->error;
+    if (req->content_length > (int64_t)c->srv->s.max_body_size ||
+        (c->body_total > c->srv->s.max_body_size))
+        return body_fail(c, r, -E2BIG);
+    send_continue(c, r);
+    c->want_whole = true;
+    while (!c->body_done && !c->body_error) {
+        int e = wait_body(c);
+        if (e < 0) {
+            c->want_whole = false;
+            return e;
+        }
+    }
+    c->want_whole = false;
+    if (c->body_error) return body_fail(c, r, c->body_error);
+    r->body_read = true;
+    *data = c->rbuf + c->hdr_end;
+    return (ssize_t)(c->body_end - c->hdr_end);
+}
+
+ssize_t sq_http_read_body_chunk(sq_http_request *req, const char **data)
+{
+    sq__http_req *r = (sq__http_req *)req;
+    sq_http_conn *c = req->conn;
+    *data = "";
+    if (!c->has_body || r->body_read) return 0;
+    r->streaming = true;
+    if (c->closed) return c->error;
+    send_continue(c, r);
+    for (;;) {
+        if (c->body_off < c->body_end) {
+            *data = c->rbuf + c->body_off;
+            size_t n = c->body_end - c->body_off;
+            c->body_off = c->body_end;
+            return (ssize_t)n;
+        }
+        if (c->body_error) {
+            if (c->body_error == -E2BIG)
+                c->body_error = 0; /* no limit when streaming */
+            else
+                return body_fail(c, r, c->body_error);
+        }
+        if (c->body_done) return 0;
+        if (c->body_end == c->rlen) c->rlen = c->body_off = c->body_end = c->hdr_end;
+        int e = wait_body(c);
+        if (e < 0) return e;
+    }
+}
+
+int sq_http_flush(sq_http_request *req)
+{
+    sq__http_req *r = (sq__http_req *)req;
+    sq_http_conn *c = req->conn;
+    if (c->closed) return c->error;
+    if (r->rflags & RESP_FINISHED) return -EALREADY;
+    int e = sq__http_resp_flush(c, r);
+    if (e < 0) return e;
+    sq__http_conn_write(c);
+    while (!c->closed && c->out.len - c->opos > SQ__HTTP_HIGH_WATER && sq_in_coro()) {
+        c->waiter = sq_coro_self();
+        c->waiter_writes = true;
+        update_io(c);
+        sq_coro_suspend();
+    }
+    return c->closed ? c->error : 0;
+}
+
+int sq_http_finish(sq_http_request *req)
+{
+    sq__http_req *r = (sq__http_req *)req;
+    sq_http_conn *c = req->conn;
+    if (r->rflags & RESP_FINISHED) return 0;
+    int e = 0;
+    if (!c->closed) e = sq__http_resp_finish(c, r);
+    r->rflags |= RESP_FINISHED;
+    if (r->detached && r->active && !c->coro) {
+        /* finishing a detached request after its handler returned */
+        c->in_io = true;
+        request_complete(c);
+        if (!c->closed) {
+            if (c->close_after) c->rpos = c->rlen;
+            conn_process(c);
+            if (!c->coro || !sq_in_coro()) sq__http_conn_write(c);
+            conn_after(c);
+        }
+        c->in_io = false;
+        sq__http_conn_release(c);
+    }
+    return e;
+}
+
+void sq_http_detach(sq_http_request *req)
+{
+    ((sq__http_req *)req)->detached = true;
+}
+
+void sq_http_on_connection_close(sq_http_request *req, void (*cb)(sq_http_request *, void *),
+                                 void *arg)
+{
+    sq__http_req *r = (sq__http_req *)req;
+    r->on_close = cb;
+    r->on_close_arg = arg;
+}

@@ -1,0 +1,475 @@
+/* The HTTP/1.1 server, connections: concurrency of suspended handlers, timeouts,
+ * max_connections, xheaders, the access log, graceful shutdown, examples/hello. */
+#include "server_util.h"
+
+#include <signal.h>
+
+static void sleep_handler(sq_http_request *req, void *arg)
+{
+    if (req->path.len >= 6 && !memcmp(req->path.ptr, "/sleep", 6))
+        sq_sleep(atof(req->path.ptr + 7));
+    char buf[160];
+    int n = snprintf(buf, sizeof buf, "%s %s", req->remote_ip, req->protocol);
+    sq_http_write(req, buf, (size_t)n);
+}
+
+/* --- 100 concurrent requests to a handler sleeping 1 s ------------------------------------- */
+
+static void concurrent_client(harness *h)
+{
+    enum { N = 100 };
+    static cl cs[N];
+    double t0 = sq_test_now();
+    for (int i = 0; i < N; i++) {
+        CHECK(h, cl_open(&cs[i], h->port) == 0);
+        CHECK(h, cl_sends(&cs[i], "GET /sleep/1.0 HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
+    }
+    int ok = 0;
+    for (int i = 0; i < N; i++) {
+        resp r;
+        if (cl_response(&cs[i], &r, false) == 0 && r.status == 200) ok++;
+        resp_free(&r);
+        cl_close(&cs[i]);
+    }
+    double dt = sq_test_now() - t0;
+    CHECK(h, ok == N);
+    CHECK(h, dt >= 0.9 && dt < 3.0);
+}
+
+static void test_concurrent_sleepers(void **state)
+{
+    sq_test_raise_fd_limit();
+    run_with_client(NULL, sleep_handler, NULL, concurrent_client, NULL, 30);
+}
+
+/* --- a suspended handler holds up only its own connection's pipeline ---------------------- */
+
+static void order_client(harness *h)
+{
+    cl c;
+    resp r;
+    CHECK(h, cl_open(&c, h->port) == 0);
+    CHECK(h, cl_sends(&c,
+                      "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /sleep/0.2 HTTP/1.1\r\nHost: x\r\n\r\n"
+                      "GET /b HTTP/1.1\r\nHost: x\r\n\r\nGET /c HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
+    for (int i = 0; i < 4; i++) {
+        CHECK(h, cl_response(&c, &r, false) == 0);
+        CHECK(h, r.status == 200 && !strcmp(r.body, "127.0.0.1 http"));
+        resp_free(&r);
+    }
+    cl_close(&c);
+}
+
+static void test_pipeline_with_suspension(void **state)
+{
+    run_with_client(NULL, sleep_handler, NULL, order_client, NULL, 30);
+}
+
+/* --- timeouts ------------------------------------------------------------------------------ */
+
+static void timeout_client(harness *h)
+{
+    cl c;
+    resp r;
+    /* a partial head: 408 after header_timeout */
+    CHECK(h, cl_open(&c, h->port) == 0);
+    double t0 = sq_test_now();
+    CHECK(h, cl_sends(&c, "GET / HTTP/1.1\r\nHost:") == 0);
+    CHECK(h, cl_response(&c, &r, false) == 0);
+    CHECK(h, r.status == 408);
+    CHECK(h, sq_test_now() - t0 >= 0.25);
+    CHECK(h, cl_eof(&c));
+    resp_free(&r);
+    cl_close(&c);
+    /* idle keep-alive: closed silently */
+    CHECK(h, cl_open(&c, h->port) == 0);
+    CHECK(h, cl_sends(&c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
+    CHECK(h, cl_response(&c, &r, false) == 0);
+    resp_free(&r);
+    t0 = sq_test_now();
+    CHECK(h, cl_eof(&c) && c.len == 0);
+    double dt = sq_test_now() - t0;
+    CHECK(h, dt >= 0.3 && dt < 5);
+    cl_close(&c);
+    /* body stalls: the connection is closed */
+    CHECK(h, cl_open(&c, h->port) == 0);
+    CHECK(h, cl_sends(&c, "POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab") == 0);
+    CHECK(h, cl_eof(&c));
+    cl_close(&c);
+    /* a silent new connection is closed too */
+    CHECK(h, cl_open(&c, h->port) == 0);
+    CHECK(h, cl_eof(&c) && c.len == 0);
+    cl_close(&c);
+    for (int i = 0; i < 200 && sq_http_server_connections(h->srv) != 0; i++) usleep(10000);
+    CHECK(h, sq_http_server_connections(h->srv) == 0);
+}
+
+static void body_reader(sq_http_request *req, void *arg)
+{
+    const char *d;
+    ssize_t n = sq_http_read_body(req, &d);
+    if (n >= 0) sq_http_write(req, d, (size_t)n);
+}
+
+static void test_timeouts(void **state)
+{
+    sq_http_settings s = {.header_timeout = 0.3, .idle_timeout = 0.4, .body_timeout = 0.3};
+    run_with_client(&s, body_reader, NULL, timeout_client, NULL, 30);
+}
+
+/* --- max_connections ------------------------------------------------------------------------ */
+
+static void maxconn_client(harness *h)
+{
+    cl a, b, c;
+    resp r;
+    CHECK(h, cl_open(&a, h->port) == 0);
+    CHECK(h, cl_open(&b, h->port) == 0);
+    CHECK(h, cl_sends(&a, "GET /1 HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
+    CHECK(h, cl_response(&a, &r, false) == 0 && r.status == 200);
+    resp_free(&r);
+    CHECK(h, cl_sends(&b, "GET /2 HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
+    CHECK(h, cl_response(&b, &r, false) == 0 && r.status == 200);
+    resp_free(&r);
+    /* the third connects (the kernel's backlog) but is not served yet */
+    CHECK(h, cl_open(&c, h->port) == 0);
+    CHECK(h, cl_sends(&c, "GET /3 HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
+    struct timeval tv = {0, 300000};
+    setsockopt(c.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    CHECK(h, cl_fill(&c) < 0 && errno == EAGAIN);
+    CHECK(h, sq_http_server_connections(h->srv) == 2);
+    tv.tv_sec = 10;
+    setsockopt(c.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    cl_close(&a);
+    CHECK(h, cl_response(&c, &r, false) == 0 && r.status == 200);
+    resp_free(&r);
+    cl_close(&b);
+    cl_close(&c);
+}
+
+static void test_max_connections(void **state)
+{
+    sq_http_settings s = {.max_connections = 2};
+    run_with_client(&s, sleep_handler, NULL, maxconn_client, NULL, 30);
+}
+
+/* --- xheaders -------------------------------------------------------------------------------- */
+
+static void xheaders_client(harness *h)
+{
+    static const struct {
+        const char *hdrs, *want;
+    } cases[] = {
+        {"X-Real-Ip: 10.0.0.1\r\n", "10.0.0.1 http"},
+        {"X-Forwarded-For: 1.2.3.4, 5.6.7.8\r\n", "5.6.7.8 http"},
+        {"X-Forwarded-For: 1.2.3.4\r\nX-Real-Ip: 2001:db8::1\r\n", "2001:db8::1 http"},
+        {"X-Real-Ip: not-an-ip\r\n", "127.0.0.1 http"},
+        {"X-Forwarded-Proto: https\r\n", "127.0.0.1 https"},
+        {"X-Forwarded-Proto: gopher\r\n", "127.0.0.1 http"},
+        {"X-Scheme: https\r\n", "127.0.0.1 https"},
+    };
+    cl c;
+    CHECK(h, cl_open(&c, h->port) == 0);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char req[256];
+        resp r;
+        snprintf(req, sizeof req, "GET / HTTP/1.1\r\nHost: x\r\n%s\r\n", cases[i].hdrs);
+        CHECK(h, cl_sends(&c, req) == 0);
+        CHECK(h, cl_response(&c, &r, false) == 0);
+        if (strcmp(r.body, cases[i].want) && !h->failures++)
+            snprintf(h->failmsg, sizeof h->failmsg, "case %zu: '%s'", i, r.body);
+        resp_free(&r);
+    }
+    cl_close(&c);
+}
+
+static void test_xheaders(void **state)
+{
+    sq_http_settings s = {.xheaders = true};
+    run_with_client(&s, sleep_handler, NULL, xheaders_client, NULL, 30);
+}
+
+/* --- access log --------------------------------------------------------------------------------
+ */
+
+typedef struct logbuf {
+    char lines[8][256];
+    int levels[8];
+    int n;
+} logbuf;
+
+static void capture(int level, const char *msg, void *arg)
+{
+    logbuf *lb = arg;
+    if (lb->n < 8) {
+        snprintf(lb->lines[lb->n], sizeof lb->lines[0], "%s", msg);
+        lb->levels[lb->n++] = level;
+    }
+}
+
+static void status_handler(sq_http_request *req, void *arg)
+{
+    sq_http_set_status(req, atoi(req->path.ptr + 1), NULL);
+}
+
+static void log_client(harness *h)
+{
+    cl c;
+    resp r;
+    CHECK(h, cl_open(&c, h->port) == 0);
+    CHECK(h,
+          cl_sends(&c, "GET /200?q=1 HTTP/1.1\r\nHost: x\r\n\r\nPOST /404 HTTP/1.1\r\nHost: x\r\n"
+                       "Content-Length: 0\r\n\r\nGET /503 HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
+    for (int i = 0; i < 3; i++) {
+        CHECK(h, cl_response(&c, &r, false) == 0);
+        resp_free(&r);
+    }
+    cl_close(&c);
+}
+
+static void test_access_log(void **state)
+{
+    logbuf lb = {0};
+    sq_log_set_handler(capture, &lb);
+    sq_http_settings s = {.access_log = true};
+    run_with_client(&s, status_handler, NULL, log_client, NULL, 30);
+    sq_log_set_handler(NULL, NULL);
+    assert_int_equal(lb.n, 3);
+    double ms;
+    char tail[8];
+    assert_int_equal(sscanf(lb.lines[0], "200 GET /200?q=1 (127.0.0.1) %lfm%1s", &ms, tail), 2);
+    assert_int_equal(lb.levels[0], SQ_LOG_INFO);
+    assert_non_null(strstr(lb.lines[1], "404 POST /404 (127.0.0.1) "));
+    assert_int_equal(lb.levels[1], SQ_LOG_WARNING);
+    assert_non_null(strstr(lb.lines[2], "503 GET /503 (127.0.0.1) "));
+    assert_int_equal(lb.levels[2], SQ_LOG_ERROR);
+}
+
+/* --- graceful shutdown ---------------------------------------------------------------------------
+ */
+
+typedef struct shut_ctx {
+    sq_http_server *srv;
+    sq_future *fut;
+    int requests_started;
+    bool slow_done;
+} shut_ctx;
+
+static void shut_handler(sq_http_request *req, void *arg)
+{
+    shut_ctx *sc = arg;
+    sc->requests_started++;
+    if (req->path.len > 1 && req->path.ptr[1] == 's') {
+        sq_sleep(0.3);
+        sc->slow_done = true;
+    }
+    sq_http_write(req, "done", 4);
+}
+
+static void *shut_client_thread(void *arg)
+{
+    int port = *(int *)arg;
+    cl a, b;
+    resp r;
+    int ok = 0;
+    if (cl_open(&a, port) == 0 && cl_open(&b, port) == 0) {
+        cl_sends(&b, "GET /x HTTP/1.1\r\nHost: x\r\n\r\n"); /* b goes idle after this */
+        if (cl_response(&b, &r, false) == 0) ok++;
+        resp_free(&r);
+        cl_sends(&a, "GET /s HTTP/1.1\r\nHost: x\r\n\r\n");
+        if (cl_response(&a, &r, false) == 0 && r.status == 200 &&
+            strstr(r.head, "Connection: close"))
+            ok++;
+        resp_free(&r);
+        if (cl_eof(&a)) ok++;
+        if (cl_eof(&b)) ok++;
+    }
+    cl_close(&a);
+    cl_close(&b);
+    return (void *)(intptr_t)ok;
+}
+
+static void start_shutdown(void *arg)
+{
+    shut_ctx *sc = arg;
+    sc->fut = sq_http_server_shutdown(sc->srv, 5.0);
+}
+
+static void test_shutdown(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    shut_ctx sc = {0};
+    sc.srv = sq_http_server_new(loop, NULL, shut_handler, &sc);
+    assert_int_equal(sq_http_server_listen(sc.srv, "127.0.0.1", 0), 0);
+    int port = sq_http_server_port(sc.srv);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, shut_client_thread, &port), 0);
+    /* wait until the slow request runs, then shut down */
+    double t0 = sq_test_now();
+    while (sc.requests_started < 2 && sq_test_now() - t0 < 10) sq_loop_run_once(loop, true);
+    assert_int_equal(sc.requests_started, 2);
+    start_shutdown(&sc);
+    assert_non_null(sc.fut);
+    assert_false(sq_future_done(sc.fut));
+    sq_call *guard = sq_call_later(loop, 10, stop_loop, loop);
+    sq_loop_run_until(loop, sc.fut);
+    sq_call_cancel(guard);
+    assert_true(sq_future_done(sc.fut));
+    assert_true(sc.slow_done);
+    assert_int_equal(sq_http_server_connections(sc.srv), 0);
+    void *ok;
+    pthread_join(t, &ok);
+    assert_int_equal((int)(intptr_t)ok, 4);
+    /* no new connections */
+    cl c;
+    assert_int_not_equal(cl_open(&c, port), 0);
+    cl_close(&c);
+    sq_future_release(sc.fut);
+    sq_http_server_free(sc.srv);
+    sq_loop_free(loop);
+}
+
+/* --- examples/hello ------------------------------------------------------------------------------
+ */
+
+static void test_hello_example(void **state)
+{
+    const char *bin = sq_test_build_path("examples/hello");
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(pfd[1], 1);
+        close(pfd[0]);
+        close(pfd[1]);
+        execl(bin, bin, "0", (char *)NULL);
+        _exit(127);
+    }
+    close(pfd[1]);
+    char line[64] = {0};
+    size_t n = 0;
+    while (n < sizeof line - 1) {
+        ssize_t k = read(pfd[0], line + n, 1);
+        if (k <= 0 || line[n] == '\n') break;
+        n++;
+    }
+    int port = 0;
+    assert_int_equal(sscanf(line, "listening on port %d", &port), 1);
+    char cmd[256], out[512];
+    snprintf(cmd, sizeof cmd, "curl -sS -i http://127.0.0.1:%d/", port);
+    assert_int_equal(run_cmd(cmd, out, sizeof out), 0);
+    assert_non_null(strstr(out, "HTTP/1.1 200 OK\r\n"));
+    assert_non_null(strstr(out, "Content-Type: text/plain\r\n"));
+    assert_non_null(strstr(out, "\r\n\r\nHello, World!"));
+    kill(pid, SIGTERM);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0); /* LeakSanitizer would have made it fail */
+    close(pfd[0]);
+}
+
+/* --- freeing the server while a handler sleeps: the handler finishes harmlessly ------------- */
+
+typedef struct orphan_ctx {
+    int started, finished, write_err, closed_cbs;
+} orphan_ctx;
+
+static void orphan_gone(sq_http_request *req, void *arg)
+{
+    ((orphan_ctx *)arg)->closed_cbs++;
+}
+
+static void orphan_handler(sq_http_request *req, void *arg)
+{
+    orphan_ctx *oc = arg;
+    oc->started++;
+    sq_http_on_connection_close(req, orphan_gone, oc);
+    sq_sleep(0.2);
+    sq_http_write(req, "x", 1);
+    oc->write_err = sq_http_flush(req);
+    oc->finished++;
+}
+
+static void *orphan_client(void *arg)
+{
+    cl c;
+    if (cl_open(&c, *(int *)arg) == 0) {
+        cl_sends(&c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        cl_eof(&c);
+    }
+    cl_close(&c);
+    return NULL;
+}
+
+static void test_free_with_handler_running(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    orphan_ctx oc = {0};
+    sq_http_server *srv = sq_http_server_new(loop, NULL, orphan_handler, &oc);
+    assert_int_equal(sq_http_server_listen(srv, "127.0.0.1", 0), 0);
+    int port = sq_http_server_port(srv);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, orphan_client, &port), 0);
+    double t0 = sq_test_now();
+    while (!oc.started && sq_test_now() - t0 < 10) sq_loop_run_once(loop, true);
+    assert_int_equal(oc.started, 1);
+    sq_http_server_free(srv);
+    assert_int_equal(oc.closed_cbs, 1);
+    pthread_join(t, NULL);
+    t0 = sq_test_now();
+    while (!oc.finished && sq_test_now() - t0 < 10) sq_loop_run_once(loop, true);
+    assert_int_equal(oc.finished, 1);
+    assert_int_equal(oc.write_err, SQ_ECLOSED);
+    sq_loop_free(loop);
+}
+
+/* --- a client that never reads its response is dropped after body_timeout ----------------- */
+
+static void flood_handler(sq_http_request *req, void *arg)
+{
+    static char block[64 * 1024];
+    for (int i = 0; i < 256; i++) {
+        sq_http_write(req, block, sizeof block);
+        if (sq_http_flush(req) < 0) return;
+    }
+}
+
+static void stalled_reader_client(harness *h)
+{
+    cl c;
+    CHECK(h, cl_open(&c, h->port) == 0);
+    int small = 4096;
+    setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    CHECK(h, cl_sends(&c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
+    double t0 = sq_test_now();
+    while (sq_http_server_connections(h->srv) == 0 && sq_test_now() - t0 < 10) usleep(1000);
+    while (sq_http_server_connections(h->srv) != 0 && sq_test_now() - t0 < 10) usleep(20000);
+    CHECK(h, sq_http_server_connections(h->srv) == 0);
+    CHECK(h, sq_test_now() - t0 >= 0.3);
+    cl_close(&c);
+}
+
+static void test_stalled_reader(void **state)
+{
+    sq_http_settings s = {.body_timeout = 0.4};
+    run_with_client(&s, flood_handler, NULL, stalled_reader_client, NULL, 30);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_concurrent_sleepers),
+        cmocka_unit_test(test_pipeline_with_suspension),
+        cmocka_unit_test(test_timeouts),
+        cmocka_unit_test(test_max_connections),
+        cmocka_unit_test(test_xheaders),
+        cmocka_unit_test(test_access_log),
+        cmocka_unit_test(test_shutdown),
+        cmocka_unit_test(test_hello_example),
+        cmocka_unit_test(test_free_with_handler_running),
+        cmocka_unit_test(test_stalled_reader),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
