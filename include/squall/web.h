@@ -40,13 +40,14 @@ typedef struct sq_handler_class {
     sq_handler_fn get, post, put, delete_, patch, head, options;
     sq_handler_fn initialize; /* first, with sq_handler_init_arg() from the route */
     sq_handler_fn prepare;    /* before the method; may finish the request itself */
-    sq_handler_fn on_finish;  /* after the response is finished */
+    sq_handler_fn on_finish;  /* after the response is finished (request still readable;
+                                 for a detached request it runs inside sq_finish()) */
     sq_handler_fn on_connection_close; /* the client left before the response was done */
     /* If set, the body is streamed to it piece by piece (Tornado's stream_request_body)
      * before the method runs, instead of being read whole. */
     void (*data_received)(sq_handler *h, const char *data, size_t len);
-    /* Writes the error page for sq_send_error() (default: a small HTML page; details only
-     * when the app's debug setting is on). */
+    /* Writes the error page for sq_send_error() (default: a small HTML page).  `detail` is
+     * NULL unless the app's debug setting is on. */
     void (*write_error)(sq_handler *h, int status, const char *detail);
     size_t state_size;
 } sq_handler_class;
@@ -80,7 +81,8 @@ sq_http_server *sq_app_server(sq_app *app);
 void sq_app_free(sq_app *app);
 /* Build the path of the route named `name`, filling its groups with the n args given
  * (percent-encoded).  snprintf semantics; -ENOENT for an unknown name, -EINVAL for a
- * wrong number of args. */
+ * wrong number of args or a pattern that cannot be reversed (nested or non-capturing
+ * groups, quantifiers or classes outside groups). */
 ssize_t sq_reverse_url(const sq_app *app, const char *name, char *dst, size_t dstlen,
                        const char *const *args, size_t n);
 
@@ -90,11 +92,13 @@ sq_http_request *sq_handler_request(sq_handler *h);
 sq_app *sq_handler_app(sq_handler *h);
 void *sq_handler_state(sq_handler *h);
 void *sq_handler_init_arg(sq_handler *h);
-/* Positional (i from 0) and named path groups, percent-decoded; NULL when absent. */
+/* Path groups, percent-decoded: the i-th capturing group (from 0; named groups count too)
+ * and named groups by name.  NULL when absent or when the group did not participate. */
 const char *sq_path_arg(sq_handler *h, size_t i);
 const char *sq_path_kwarg(sq_handler *h, const char *name);
 
-/* Query and body arguments (url-encoded or multipart), last value wins; `def` if absent. */
+/* Query and body arguments (url-encoded or multipart; body values come after the query's),
+ * last value wins; `def` if absent.  Uploaded files are not arguments (sq_get_file). */
 const char *sq_get_argument(sq_handler *h, const char *name, const char *def);
 size_t sq_get_arguments(sq_handler *h, const char *name, const char **out, size_t max);
 const char *sq_get_query_argument(sq_handler *h, const char *name, const char *def);
@@ -135,14 +139,16 @@ int sq_send_error(sq_handler *h, int status, const char *detail);
  * a 500 (or `status`) is sent unless something was already flushed. */
 void sq_handler_fail(sq_handler *h, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* Keep the request open after the method returns; finish it later with sq_finish(). */
+/* Keep the request open after the method returns; finish it later with sq_finish()
+ * (also when the client left: that is what ends the request and runs on_finish). */
 void sq_handler_detach(sq_handler *h);
 
 /* --- static files ------------------------------------------------------------------------------ */
 
 /* A class serving files below the directory given as the route's init_arg, from the route's
  * first path group: ETag / Last-Modified with 304, single byte ranges (206, 416), content
- * types by extension, sendfile, and no way out of the root (403/404). */
+ * types by extension, and no way out of the root (403/404).  Files over 1 MiB are read and
+ * flushed in chunks (chunked encoding), never held whole. */
 extern const sq_handler_class sq_static_file_handler;
 
 #ifdef __cplusplus

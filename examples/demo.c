@@ -1,0 +1,256 @@
+/* demo: a tour of squall's web framework (what `make run` starts).
+ *
+ *   $ build/release/examples/demo [port] [static-dir]
+ *   listening on port 8888
+ *
+ * Then open http://127.0.0.1:8888/ — every route is linked from there.  Try
+ * `curl localhost:8888/sync & curl localhost:8888/` (the second one waits: /sync blocks the
+ * loop) against `curl localhost:8888/async & curl localhost:8888/` (it does not).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <squall.h>
+#include <squall/executor.h>
+#include <squall/web.h>
+
+/* --- / ---------------------------------------------------------------------------------- */
+
+static void index_get(sq_handler *h)
+{
+    char user[64];
+    const char *args[] = {"42"};
+    if (sq_reverse_url(sq_handler_app(h), "user", user, sizeof user, args, 1) < 0)
+        strcpy(user, "/user/42");
+    sq_writef(h,
+              "<!doctype html><html><head><title>squall demo</title>"
+              "<link rel=\"stylesheet\" href=\"/static/style.css\"></head><body>"
+              "<h1>Hello, world</h1><p>squall: Tornado-style web serving in C.</p><ul>"
+              "<li><a href=\"/sync\">/sync</a> blocks the whole loop for 1 s (what not to do)</li>"
+              "<li><a href=\"/async\">/async</a> sleeps 1 s without blocking anyone</li>"
+              "<li><a href=\"/offload?n=35\">/offload?n=35</a> naive Fibonacci on the thread "
+              "pool</li>"
+              "<li><a href=\"/json\">/json</a> a JSON document</li>"
+              "<li><a href=\"%s\">%s</a> a path argument</li>"
+              "<li><a href=\"/form\">/form</a> a form with a file upload</li>"
+              "<li><a href=\"/cookie\">/cookie</a> a visit counter in a signed cookie</li>"
+              "<li><a href=\"/static/hello.txt\">/static/hello.txt</a> a static file</li>"
+              "</ul></body></html>",
+              user, user);
+}
+
+/* --- /sync and /async ----------------------------------------------------------------------- */
+
+/* What NOT to do: sleep(1) blocks the event loop, so every other connection waits too.
+ * (The loop logs a slow-callback warning for it.) */
+static void sync_get(sq_handler *h)
+{
+    sleep(1);
+    sq_write(h, "slept 1 s and blocked everyone meanwhile\n");
+}
+
+/* The right way: only this request's coroutine sleeps. */
+static void async_get(sq_handler *h)
+{
+    sq_sleep(1.0);
+    sq_write(h, "slept 1 s without blocking anyone\n");
+}
+
+/* --- /offload -------------------------------------------------------------------------------- */
+
+static uint64_t fib(unsigned n)
+{
+    return n < 2 ? n : fib(n - 1) + fib(n - 2);
+}
+
+/* Runs on a worker thread: must not touch the loop or the handler. */
+static void *fib_job(void *arg)
+{
+    return (void *)(uintptr_t)fib((unsigned)(uintptr_t)arg);
+}
+
+static void offload_get(sq_handler *h)
+{
+    const char *s = sq_get_argument(h, "n", "35");
+    char *end;
+    errno = 0;
+    long n = strtol(s, &end, 10);
+    if (errno || end == s || *end || n < 0) {
+        sq_send_error(h, 400, "n must be a non-negative integer");
+        return;
+    }
+    if (n > 45) n = 45; /* naive fib(45) already takes seconds */
+    double t0 = sq_loop_time(sq_loop_current());
+    void *v = NULL;
+    int64_t rc = sq_await(sq_run_in_executor(fib_job, (void *)(uintptr_t)n), &v);
+    if (rc < 0) {
+        sq_handler_fail(h, 503, "executor: %s", sq_strerror((int)rc));
+        return;
+    }
+    sq_loop_update_time(sq_loop_current());
+    sq_writef(h,
+              "fib(%ld) = %llu, computed on the executor in %.3f s while the loop served "
+              "others\n",
+              n, (unsigned long long)(uintptr_t)v, sq_loop_time(sq_loop_current()) - t0);
+}
+
+/* --- /json and /user -------------------------------------------------------------------------- */
+
+static void json_get(sq_handler *h)
+{
+    sq_http_request *req = sq_handler_request(h);
+    sq_write_json(h, json_pack("{s:s, s:s#, s:s, s:[i,i,i], s:b}", "framework", "squall", "path",
+                               req->path.ptr, (int)req->path.len, "remote_ip", req->remote_ip,
+                               "numbers", 1, 2, 3, "fast", 1));
+}
+
+static void user_get(sq_handler *h)
+{
+    sq_write_json(h, json_pack("{s:s}", "id", sq_path_arg(h, 0)));
+}
+
+/* --- /form ------------------------------------------------------------------------------------ */
+
+static void form_get(sq_handler *h)
+{
+    sq_write(h, "<!doctype html><html><head><title>form</title>"
+                "<link rel=\"stylesheet\" href=\"/static/style.css\"></head><body>"
+                "<h1>Upload</h1><form method=\"post\" enctype=\"multipart/form-data\">"
+                "<p><label>Name <input name=\"name\" value=\"squall\"></label></p>"
+                "<p><input type=\"file\" name=\"file\"></p>"
+                "<p><button>Send</button></p></form></body></html>");
+}
+
+static void write_html_escaped(sq_handler *h, const char *s)
+{
+    for (; *s; s++) {
+        switch (*s) {
+        case '<':
+            sq_write(h, "&lt;");
+            break;
+        case '>':
+            sq_write(h, "&gt;");
+            break;
+        case '&':
+            sq_write(h, "&amp;");
+            break;
+        case '"':
+            sq_write(h, "&quot;");
+            break;
+        default:
+            sq_write_bytes(h, s, 1);
+        }
+    }
+}
+
+static void form_post(sq_handler *h)
+{
+    const char *name = sq_get_body_argument(h, "name", "(none)");
+    const sq_arg *f = sq_get_file(h, "file");
+    sq_write(h, "<!doctype html><html><body><h1>Received</h1><p>name: ");
+    write_html_escaped(h, name);
+    if (f) {
+        sq_write(h, "</p><p>file: ");
+        write_html_escaped(h, f->filename);
+        sq_writef(h, " (%zu bytes, ", f->value_len);
+        write_html_escaped(h, f->content_type ? f->content_type : "no type");
+        sq_write(h, ")");
+    } else {
+        sq_write(h, "</p><p>no file");
+    }
+    sq_write(h, "</p><p><a href=\"/form\">again</a></p></body></html>");
+}
+
+/* --- /cookie ---------------------------------------------------------------------------------- */
+
+static void cookie_get(sq_handler *h)
+{
+    const char *v = sq_get_signed_cookie(h, "visits", 31);
+    long visits = v ? strtol(v, NULL, 10) : 0;
+    visits++;
+    char buf[32];
+    snprintf(buf, sizeof buf, "%ld", visits);
+    sq_cookie_options o = {.path = "/", .http_only = true, .same_site = "Lax"};
+    sq_set_signed_cookie(h, "visits", buf, &o);
+    sq_writef(h,
+              "You have been here %ld time%s (a signed cookie: edit it and the count "
+              "restarts).\n",
+              visits, visits == 1 ? "" : "s");
+}
+
+/* --- main ------------------------------------------------------------------------------------- */
+
+static bool is_dir(const char *p)
+{
+    struct stat st;
+    return p && stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* The static folder: argv[2], else examples/demo/static below the working directory (what
+ * `make run` uses), else next to the source tree as seen from build/<dir>/examples/demo. */
+static const char *static_dir(int argc, char **argv)
+{
+    static char buf[PATH_MAX];
+    if (argc > 2) {
+        snprintf(buf, sizeof buf, "%s/examples/demo/static", argv[2]);
+        if (is_dir(buf)) return buf;
+        return argv[2];
+    }
+    if (is_dir("examples/demo/static")) return "examples/demo/static";
+    char exe[PATH_MAX - 64];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) *slash = '\0';
+        snprintf(buf, sizeof buf, "%s/../../../examples/demo/static", exe);
+        if (is_dir(buf)) return buf;
+    }
+    return "examples/demo/static";
+}
+
+int main(int argc, char **argv)
+{
+    int port = argc > 1 ? atoi(argv[1]) : 8888;
+    const char *dir = static_dir(argc, argv);
+    const sq_route routes[] = {
+        {"/", &(sq_handler_class){.get = index_get}, "index", NULL},
+        {"/sync", &(sq_handler_class){.get = sync_get}, NULL, NULL},
+        {"/async", &(sq_handler_class){.get = async_get}, NULL, NULL},
+        {"/offload", &(sq_handler_class){.get = offload_get}, NULL, NULL},
+        {"/json", &(sq_handler_class){.get = json_get}, NULL, NULL},
+        {"/user/([0-9]+)", &(sq_handler_class){.get = user_get}, "user", NULL},
+        {"/form", &(sq_handler_class){.get = form_get, .post = form_post}, NULL, NULL},
+        {"/cookie", &(sq_handler_class){.get = cookie_get}, NULL, NULL},
+        {"/static/(.*)", &sq_static_file_handler, "static", (void *)dir},
+        {NULL, NULL, NULL, NULL},
+    };
+    sq_app_settings settings = {
+        /* A fixed secret is fine for a demo; a real app reads it from its configuration. */
+        .cookie_secret = "squall-demo-secret-do-not-use-in-production",
+        .http = {.gzip = true},
+    };
+    sq_loop *loop = sq_loop_default();
+    sq_app *app = sq_app_new(routes, &settings);
+    if (!app) return 1;
+    int rc = sq_app_listen(app, port, NULL);
+    if (rc < 0) {
+        fprintf(stderr, "demo: cannot listen on port %d: %s\n", port, sq_strerror(rc));
+        sq_app_free(app);
+        return 1;
+    }
+    printf("listening on port %d\n", sq_http_server_port(sq_app_server(app)));
+    fflush(stdout);
+    sq_loop_stop_on_signals(loop);
+    rc = sq_loop_run(loop);
+    sq_app_free(app);
+    return rc < 0 ? 1 : 0;
+}

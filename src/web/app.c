@@ -1,0 +1,1066 @@
+/* The web framework: applications, routes, dispatch and the handler API (Tornado's
+ * tornado.web.Application and RequestHandler).
+ *
+ * Each request runs on the HTTP server's coroutine: match the path against the routes
+ * (PCRE2, JIT, anchored at both ends), take a handler from the app's free list, then
+ * initialize -> prepare -> [body streaming] -> method -> finish -> on_finish.  The response
+ * body is buffered here, not in the server, so that sq_send_error() can still discard it
+ * while nothing has been flushed.
+ */
+#define _GNU_SOURCE
+#define PCRE2_CODE_UNIT_WIDTH 8
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <pcre2.h>
+
+#include "squall/coro.h"
+#include "squall/error.h"
+#include "squall/web.h"
+#include "web/web_internal.h"
+
+#define SQ__POOL_MAX     1024        /* idle handlers kept per app */
+#define SQ__OUT_KEEP     (64u << 10) /* output buffer capacity kept by a pooled handler */
+#define SQ__ARENA_INLINE 512         /* bytes of arena inside each handler */
+#define SQ__ARENA_BLOCK  4096
+
+typedef struct compiled_route {
+    pcre2_code *code;
+    uint32_t ngroups;
+    uint32_t name_count, name_entry_size;
+    PCRE2_SPTR name_table;
+} compiled_route;
+
+typedef struct root_cache {
+    struct root_cache *next;
+    char *root;
+    char *real;
+} root_cache;
+
+struct sq_app {
+    const sq_route *routes;
+    compiled_route *compiled;
+    size_t nroutes;
+    uint32_t max_groups;
+    pcre2_match_data *md;
+    sq_app_settings settings;
+    char *cookie_secret;
+    sq_http_server *server;
+    size_t state_max; /* largest state_size of any class */
+    sq_handler *pool;
+    size_t npool;
+    root_cache *roots;
+};
+
+typedef struct arena_block {
+    struct arena_block *next;
+    _Alignas(max_align_t) char data[];
+} arena_block;
+
+struct sq_handler {
+    sq_app *app;
+    const sq_handler_class *cls;
+    const sq_route *route;
+    const compiled_route *cr;
+    sq_http_request *req;
+    sq_handler *next_free;
+    /* path groups: decoded copies in the arena */
+    char **args;
+    size_t *arg_lens;
+    size_t nargs;
+    /* buffered response body */
+    char *out;
+    size_t out_len, out_cap;
+    /* lazily parsed arguments and cookies */
+    sq_args qargs, bargs, cookies;
+    const char *body;
+    size_t body_len;
+    bool q_parsed, b_parsed, c_parsed, body_read;
+    bool is_head, flushed, finished, detached, method_done, ended, in_close_cb;
+    int fail_status;
+    char *fail_msg;
+    /* arena */
+    char *arena_ptr;
+    size_t arena_left;
+    arena_block *blocks;
+    _Alignas(max_align_t) char arena_inline[SQ__ARENA_INLINE];
+    _Alignas(max_align_t) unsigned char state[];
+};
+
+static void not_found_prepare(sq_handler *h)
+{
+    sq_send_error(h, 404, NULL);
+}
+static const sq_handler_class not_found_class = {.prepare = not_found_prepare};
+
+extern const sq_handler_class sq_static_file_handler;
+
+/* --- arena ------------------------------------------------------------------------------ */
+
+void *sq__handler_alloc(sq_handler *h, size_t n)
+{
+    n = (n + 15) & ~(size_t)15;
+    if (n <= h->arena_left) {
+        void *p = h->arena_ptr;
+        h->arena_ptr += n;
+        h->arena_left -= n;
+        return p;
+    }
+    size_t sz = n > SQ__ARENA_BLOCK / 2 ? n : SQ__ARENA_BLOCK;
+    arena_block *b = malloc(sizeof *b + sz);
+    if (!b) return NULL;
+    b->next = h->blocks;
+    h->blocks = b;
+    if (sz > n) {
+        h->arena_ptr = b->data + n;
+        h->arena_left = sz - n;
+    }
+    return b->data;
+}
+
+static char *arena_strndup(sq_handler *h, const char *s, size_t n)
+{
+    char *p = sq__handler_alloc(h, n + 1);
+    if (!p) return NULL;
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+/* --- app -------------------------------------------------------------------------------- */
+
+static bool compile_route(const sq_route *r, compiled_route *cr)
+{
+    int err;
+    PCRE2_SIZE off;
+    cr->code = pcre2_compile((PCRE2_SPTR)r->pattern, PCRE2_ZERO_TERMINATED,
+                             PCRE2_ANCHORED | PCRE2_ENDANCHORED, &err, &off, NULL);
+    if (!cr->code) {
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(err, msg, sizeof msg);
+        sq_log(SQ_LOG_ERROR, "web: bad route pattern \"%s\" at offset %zu: %s", r->pattern,
+               (size_t)off, (const char *)msg);
+        return false;
+    }
+    (void)pcre2_jit_compile(cr->code, PCRE2_JIT_COMPLETE); /* interpreter if no JIT */
+    pcre2_pattern_info(cr->code, PCRE2_INFO_CAPTURECOUNT, &cr->ngroups);
+    pcre2_pattern_info(cr->code, PCRE2_INFO_NAMECOUNT, &cr->name_count);
+    pcre2_pattern_info(cr->code, PCRE2_INFO_NAMEENTRYSIZE, &cr->name_entry_size);
+    pcre2_pattern_info(cr->code, PCRE2_INFO_NAMETABLE, &cr->name_table);
+    return true;
+}
+
+sq_app *sq_app_new(const sq_route *routes, const sq_app_settings *settings)
+{
+    sq_app *app = calloc(1, sizeof *app);
+    if (!app) return NULL;
+    if (settings) app->settings = *settings;
+    app->routes = routes;
+    size_t n = 0;
+    while (routes && routes[n].pattern) n++;
+    app->nroutes = n;
+    app->compiled = calloc(n ? n : 1, sizeof *app->compiled);
+    if (!app->compiled) goto nomem;
+    if (app->settings.cookie_secret) {
+        app->cookie_secret = strdup(app->settings.cookie_secret);
+        if (!app->cookie_secret) goto nomem;
+        app->settings.cookie_secret = app->cookie_secret;
+    }
+    const sq_handler_class *dh = app->settings.default_handler;
+    if (dh) app->state_max = dh->state_size;
+    for (size_t i = 0; i < n; i++) {
+        if (!routes[i].cls) {
+            sq_log(SQ_LOG_ERROR, "web: route \"%s\" has no handler class", routes[i].pattern);
+            sq_app_free(app);
+            errno = EINVAL;
+            return NULL;
+        }
+        if (!compile_route(&routes[i], &app->compiled[i])) {
+            sq_app_free(app);
+            errno = EINVAL;
+            return NULL;
+        }
+        if (app->compiled[i].ngroups > app->max_groups) app->max_groups = app->compiled[i].ngroups;
+        if (routes[i].cls->state_size > app->state_max) app->state_max = routes[i].cls->state_size;
+    }
+    app->md = pcre2_match_data_create(app->max_groups + 1, NULL);
+    if (!app->md) goto nomem;
+    return app;
+nomem:
+    sq_app_free(app);
+    errno = ENOMEM;
+    return NULL;
+}
+
+static void dispatch(sq_http_request *req, void *arg);
+
+int sq_app_listen(sq_app *app, int port, const char *host)
+{
+    if (!app) return -EINVAL;
+    if (!app->server) {
+        sq_loop *loop = sq_loop_current();
+        if (!loop) loop = sq_loop_default();
+        sq_http_settings hs = app->settings.http;
+        hs.access_log = !app->settings.no_access_log;
+        app->server = sq_http_server_new(loop, &hs, dispatch, app);
+        if (!app->server) return errno ? -errno : -ENOMEM;
+    }
+    return sq_http_server_listen(app->server, host, port);
+}
+
+sq_http_server *sq_app_server(sq_app *app)
+{
+    return app ? app->server : NULL;
+}
+
+void sq_app_free(sq_app *app)
+{
+    if (!app) return;
+    if (app->server) sq_http_server_free(app->server);
+    for (size_t i = 0; i < app->nroutes && app->compiled; i++)
+        pcre2_code_free(app->compiled[i].code);
+    free(app->compiled);
+    pcre2_match_data_free(app->md);
+    while (app->pool) {
+        sq_handler *h = app->pool;
+        app->pool = h->next_free;
+        free(h->out);
+        free(h);
+    }
+    while (app->roots) {
+        root_cache *r = app->roots;
+        app->roots = r->next;
+        free(r->root);
+        free(r->real);
+        free(r);
+    }
+    free(app->cookie_secret);
+    free(app);
+}
+
+const char *sq__app_static_root(sq_app *app, const char *root)
+{
+    for (root_cache *r = app->roots; r; r = r->next)
+        if (strcmp(r->root, root) == 0) return r->real;
+    char *real = realpath(root, NULL);
+    if (!real) return NULL;
+    root_cache *r = calloc(1, sizeof *r);
+    if (!r || !(r->root = strdup(root))) {
+        free(r);
+        free(real);
+        errno = ENOMEM;
+        return NULL;
+    }
+    r->real = real;
+    r->next = app->roots;
+    app->roots = r;
+    return real;
+}
+
+/* --- reverse_url ------------------------------------------------------------------------ */
+
+static void put(char *dst, size_t dstlen, size_t *pos, const char *s, size_t n)
+{
+    if (*pos < dstlen) {
+        size_t room = dstlen - *pos - 1;
+        memcpy(dst + *pos, s, n < room ? n : room);
+    }
+    *pos += n;
+}
+
+ssize_t sq_reverse_url(const sq_app *app, const char *name, char *dst, size_t dstlen,
+                       const char *const *args, size_t n)
+{
+    if (!app || !name) return -EINVAL;
+    const sq_route *r = NULL;
+    for (size_t i = 0; i < app->nroutes; i++)
+        if (app->routes[i].name && strcmp(app->routes[i].name, name) == 0) {
+            r = &app->routes[i];
+            break;
+        }
+    if (!r) return -ENOENT;
+    const char *p = r->pattern;
+    size_t plen = strlen(p);
+    if (plen && p[0] == '^') p++, plen--;
+    if (plen && p[plen - 1] == '$' && (plen < 2 || p[plen - 2] != '\\')) plen--;
+    size_t pos = 0, group = 0;
+    for (size_t i = 0; i < plen; i++) {
+        char c = p[i];
+        if (c == '\\') {
+            if (i + 1 >= plen) return -EINVAL;
+            char e = p[++i];
+            if ((e >= 'a' && e <= 'z') || (e >= 'A' && e <= 'Z') || (e >= '0' && e <= '9'))
+                return -EINVAL; /* \d, \w … are classes, not literals */
+            put(dst, dstlen, &pos, &e, 1);
+        } else if (c == '(') {
+            /* A capturing group that is not nested: replaced by the next argument. */
+            if (i + 1 < plen && p[i + 1] == '?') {
+                bool named =
+                    (i + 2 < plen && (p[i + 2] == '<' || p[i + 2] == '\'' || p[i + 2] == 'P')) &&
+                    !(i + 3 < plen && p[i + 2] == '<' && (p[i + 3] == '=' || p[i + 3] == '!'));
+                if (!named) return -EINVAL;
+            }
+            size_t j = i + 1;
+            for (; j < plen; j++) {
+                if (p[j] == '\\') {
+                    j++;
+                    continue;
+                }
+                if (p[j] == '(') return -EINVAL;
+                if (p[j] == ')') break;
+            }
+            if (j >= plen) return -EINVAL;
+            if (group >= n) return -EINVAL;
+            const char *a = args[group] ? args[group] : "";
+            size_t alen = strlen(a);
+            size_t need = sq_url_escape(NULL, 0, a, alen, false);
+            char tmp[256];
+            char *buf = need < sizeof tmp ? tmp : malloc(need + 1);
+            if (!buf) return -ENOMEM;
+            sq_url_escape(buf, need + 1, a, alen, false);
+            put(dst, dstlen, &pos, buf, need);
+            if (buf != tmp) free(buf);
+            group++;
+            i = j;
+        } else if (strchr("?*+{}[]|^$)", c)) {
+            return -EINVAL;
+        } else {
+            put(dst, dstlen, &pos, &c, 1);
+        }
+    }
+    if (group != n) return -EINVAL;
+    if (dstlen) dst[pos < dstlen ? pos : dstlen - 1] = '\0';
+    return (ssize_t)pos;
+}
+
+/* --- handler pool and lifecycle -------------------------------------------------------- */
+
+static sq_handler *handler_get(sq_app *app)
+{
+    sq_handler *h = app->pool;
+    if (h) {
+        app->pool = h->next_free;
+        app->npool--;
+        char *out = h->out;
+        size_t cap = h->out_cap;
+        memset(h, 0, sizeof *h + app->state_max);
+        h->out = out;
+        h->out_cap = cap;
+    } else {
+        h = calloc(1, sizeof *h + app->state_max);
+        if (!h) return NULL;
+    }
+    h->app = app;
+    h->arena_ptr = h->arena_inline;
+    h->arena_left = sizeof h->arena_inline;
+    return h;
+}
+
+static void handler_put(sq_handler *h)
+{
+    sq_app *app = h->app;
+    sq_args_free(&h->qargs);
+    sq_args_free(&h->bargs);
+    sq_args_free(&h->cookies);
+    free(h->fail_msg);
+    h->fail_msg = NULL;
+    while (h->blocks) {
+        arena_block *b = h->blocks;
+        h->blocks = b->next;
+        free(b);
+    }
+    if (h->out_cap > SQ__OUT_KEEP) {
+        free(h->out);
+        h->out = NULL;
+        h->out_cap = 0;
+    }
+    h->out_len = 0;
+    if (app->npool >= SQ__POOL_MAX) {
+        free(h->out);
+        free(h);
+        return;
+    }
+    h->next_free = app->pool;
+    app->pool = h;
+    app->npool++;
+}
+
+/* on_finish, then give the handler back.  Runs once, after the response is finished and
+ * the method has returned. */
+static void end_request(sq_handler *h)
+{
+    if (h->ended) return;
+    h->ended = true;
+    if (h->cls->on_finish) h->cls->on_finish(h);
+    h->req->data = NULL;
+    handler_put(h);
+}
+
+static int push_out(sq_handler *h)
+{
+    if (!h->out_len) return 0;
+    /* For HEAD the server counts the body for Content-Length but does not send it. */
+    int rc = sq_http_write(h->req, h->out, h->out_len);
+    h->out_len = 0;
+    return rc;
+}
+
+static void conn_closed(sq_http_request *req, void *arg)
+{
+    sq_handler *h = arg;
+    if (h->ended || !h->cls->on_connection_close) return;
+    h->in_close_cb = true;
+    h->cls->on_connection_close(h);
+    if (!h->ended) h->in_close_cb = false;
+}
+
+static void finish_later(void *arg)
+{
+    sq_http_finish(arg);
+}
+
+static sq_handler_fn method_fn(const sq_handler_class *c, sq_str m, bool *is_head)
+{
+#define M(s) (m.len == sizeof(s) - 1 && memcmp(m.ptr, s, m.len) == 0)
+    *is_head = false;
+    if (M("GET")) return c->get;
+    if (M("POST")) return c->post;
+    if (M("HEAD")) {
+        *is_head = true;
+        return c->head ? c->head : c->get;
+    }
+    if (M("PUT")) return c->put;
+    if (M("DELETE")) return c->delete_;
+    if (M("PATCH")) return c->patch;
+    if (M("OPTIONS")) return c->options;
+    return NULL;
+#undef M
+}
+
+static void send_405(sq_handler *h)
+{
+    const sq_handler_class *c = h->cls;
+    char allow[64] = "";
+    size_t n = 0;
+    const struct {
+        bool on;
+        const char *name;
+    } ms[] = {
+        {c->get != NULL, "GET"},         {c->get || c->head, "HEAD"},
+        {c->post != NULL, "POST"},       {c->put != NULL, "PUT"},
+        {c->delete_ != NULL, "DELETE"},  {c->patch != NULL, "PATCH"},
+        {c->options != NULL, "OPTIONS"},
+    };
+    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
+        if (ms[i].on)
+            n += (size_t)snprintf(allow + n, sizeof allow - n, "%s%s", n ? ", " : "", ms[i].name);
+    sq_http_set_header(h->req, "Allow", allow);
+    sq_send_error(h, 405, NULL);
+}
+
+static void stream_body(sq_handler *h)
+{
+    for (int guard = 0;; guard++) {
+        const char *data;
+        ssize_t n = sq_http_read_body_chunk(h->req, &data);
+        if (n == 0) break;
+        if (n < 0) {
+            /* The server has answered (400) or the client is gone: no method call. */
+            h->finished = true;
+            break;
+        }
+        h->cls->data_received(h, data, (size_t)n);
+        if (h->finished || h->fail_status) break;
+        (void)guard;
+    }
+    h->body_read = true;
+}
+
+static void handle_failure(sq_handler *h)
+{
+    int status = h->fail_status;
+    const char *msg = h->fail_msg ? h->fail_msg : "handler failed";
+    if (h->finished) return;
+    if (h->flushed) {
+        /* Too late for an error page: end the response as it is. */
+        sq_finish(h);
+        return;
+    }
+    sq_send_error(h, status, msg);
+}
+
+static void dispatch(sq_http_request *req, void *arg)
+{
+    sq_app *app = arg;
+    const sq_route *route = NULL;
+    const compiled_route *cr = NULL;
+    for (size_t i = 0; i < app->nroutes; i++) {
+        int rc = pcre2_match(app->compiled[i].code, (PCRE2_SPTR)req->path.ptr, req->path.len, 0, 0,
+                             app->md, NULL);
+        if (rc >= 0) {
+            route = &app->routes[i];
+            cr = &app->compiled[i];
+            break;
+        }
+    }
+    sq_handler *h = handler_get(app);
+    if (!h) {
+        sq_log(SQ_LOG_ERROR, "web: out of memory for a handler");
+        sq_http_set_status(req, 503, NULL);
+        return;
+    }
+    h->req = req;
+    req->data = h;
+    h->route = route;
+    h->cr = cr;
+    h->cls =
+        route ? route->cls
+              : (app->settings.default_handler ? app->settings.default_handler : &not_found_class);
+    if (cr && cr->ngroups) {
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(app->md);
+        h->nargs = cr->ngroups;
+        h->args = sq__handler_alloc(h, h->nargs * sizeof *h->args);
+        h->arg_lens = sq__handler_alloc(h, h->nargs * sizeof *h->arg_lens);
+        if (!h->args || !h->arg_lens) {
+            h->nargs = 0;
+        }
+        for (size_t g = 0; g < h->nargs; g++) {
+            PCRE2_SIZE s = ov[2 * (g + 1)], e = ov[2 * (g + 1) + 1];
+            h->args[g] = NULL;
+            h->arg_lens[g] = 0;
+            if (s == PCRE2_UNSET) continue;
+            char *d = arena_strndup(h, req->path.ptr + s, e - s);
+            if (!d) continue;
+            ssize_t dl = sq_url_unescape(d, d, e - s, false);
+            if (dl < 0)
+                dl = (ssize_t)(e - s); /* malformed escape: keep the raw bytes */
+            else
+                d[dl] = '\0';
+            h->args[g] = d;
+            h->arg_lens[g] = (size_t)dl;
+        }
+    }
+    const sq_handler_class *c = h->cls;
+    sq_handler_fn fn = method_fn(c, req->method, &h->is_head);
+
+    if (c->initialize) c->initialize(h);
+    if (c->on_connection_close) sq_http_on_connection_close(req, conn_closed, h);
+    if (!h->finished && !h->fail_status && c->prepare) c->prepare(h);
+    if (!h->finished && !h->fail_status) {
+        if (!fn) {
+            send_405(h);
+        } else {
+            if (c->data_received) stream_body(h);
+            if (!h->finished && !h->fail_status) fn(h);
+        }
+    }
+    if (h->fail_status) handle_failure(h);
+    h->method_done = true;
+    if (h->finished) {
+        sq_http_finish(req); /* idempotent: also covers a response the server answered */
+        end_request(h);
+    } else if (h->detached) {
+        sq_http_detach(req);
+    } else {
+        sq_finish(h);
+    }
+}
+
+/* --- handler accessors -------------------------------------------------------------------- */
+
+sq_http_request *sq_handler_request(sq_handler *h)
+{
+    return h->req;
+}
+sq_app *sq_handler_app(sq_handler *h)
+{
+    return h->app;
+}
+void *sq_handler_state(sq_handler *h)
+{
+    return h->cls->state_size ? h->state : NULL;
+}
+void *sq_handler_init_arg(sq_handler *h)
+{
+    return h->route ? h->route->init_arg : NULL;
+}
+bool sq__handler_is_head(sq_handler *h)
+{
+    return h->is_head;
+}
+
+const char *sq_path_arg(sq_handler *h, size_t i)
+{
+    return i < h->nargs ? h->args[i] : NULL;
+}
+
+size_t sq__path_arg_len(sq_handler *h, size_t i)
+{
+    return i < h->nargs && h->args[i] ? h->arg_lens[i] : 0;
+}
+
+const char *sq_path_kwarg(sq_handler *h, const char *name)
+{
+    const compiled_route *cr = h->cr;
+    if (!cr || !name) return NULL;
+    for (uint32_t i = 0; i < cr->name_count; i++) {
+        PCRE2_SPTR e = cr->name_table + (size_t)i * cr->name_entry_size;
+        unsigned g = ((unsigned)e[0] << 8) | e[1];
+        if (strcmp((const char *)e + 2, name) == 0 && g >= 1) return sq_path_arg(h, g - 1);
+    }
+    return NULL;
+}
+
+/* --- arguments ---------------------------------------------------------------------------- */
+
+static void parse_query(sq_handler *h)
+{
+    if (h->q_parsed) return;
+    h->q_parsed = true;
+    sq_args_init(&h->qargs);
+    if (h->req->query.len) {
+        int rc =
+            sq_parse_qs(h->req->query.ptr, h->req->query.len, &h->qargs, &h->app->settings.form);
+        if (rc < 0) sq_log(SQ_LOG_WARNING, "web: invalid query string: %s", sq_strerror(rc));
+    }
+}
+
+sq_str sq_get_body(sq_handler *h)
+{
+    if (!h->body_read) {
+        h->body_read = true;
+        if (h->cls->data_received) return (sq_str){"", 0}; /* streamed to the class */
+        const char *data = NULL;
+        ssize_t n = sq_http_read_body(h->req, &data);
+        if (n < 0) {
+            if (n != SQ_ENOTCORO) h->finished = true; /* the server answered, or nobody left */
+            return (sq_str){"", 0};
+        }
+        h->body = data;
+        h->body_len = (size_t)n;
+    }
+    return (sq_str){h->body ? h->body : "", h->body_len};
+}
+
+static bool ctype_is(sq_str v, const char *t)
+{
+    size_t n = strlen(t);
+    return v.len >= n && strncasecmp(v.ptr, t, n) == 0 &&
+           (v.len == n || v.ptr[n] == ';' || v.ptr[n] == ' ' || v.ptr[n] == '\t');
+}
+
+static void parse_body_args(sq_handler *h)
+{
+    if (h->b_parsed) return;
+    h->b_parsed = true;
+    sq_args_init(&h->bargs);
+    if (h->cls->data_received) return; /* streamed: the class has the body */
+    sq_str ct = sq_http_header_get(h->req, "Content-Type");
+    if (!ct.ptr) return;
+    bool form = ctype_is(ct, "application/x-www-form-urlencoded");
+    bool multi = !form && ctype_is(ct, "multipart/form-data");
+    if (!form && !multi) return;
+    sq_str body = sq_get_body(h);
+    int rc = 0;
+    if (form) {
+        rc = sq_parse_qs(body.ptr, body.len, &h->bargs, &h->app->settings.form);
+    } else {
+        const char *b;
+        size_t blen;
+        rc = sq_multipart_boundary(ct.ptr, ct.len, &b, &blen);
+        if (rc == 0)
+            rc = sq_parse_multipart(body.ptr, body.len, b, blen, &h->bargs, &h->app->settings.form);
+    }
+    if (rc < 0) sq_log(SQ_LOG_WARNING, "web: invalid form body: %s", sq_strerror(rc));
+}
+
+/* The last non-file value for name in a, or NULL. */
+static const char *args_last(const sq_args *a, const char *name)
+{
+    for (size_t i = a->len; i-- > 0;)
+        if (!a->items[i].filename && strcmp(a->items[i].name, name) == 0) return a->items[i].value;
+    return NULL;
+}
+
+static size_t args_collect(const sq_args *a, const char *name, const char **out, size_t max,
+                           size_t n)
+{
+    for (size_t i = 0; i < a->len; i++) {
+        if (a->items[i].filename || strcmp(a->items[i].name, name) != 0) continue;
+        if (n < max) out[n] = a->items[i].value;
+        n++;
+    }
+    return n;
+}
+
+const char *sq_get_query_argument(sq_handler *h, const char *name, const char *def)
+{
+    parse_query(h);
+    const char *v = args_last(&h->qargs, name);
+    return v ? v : def;
+}
+
+const char *sq_get_body_argument(sq_handler *h, const char *name, const char *def)
+{
+    parse_body_args(h);
+    const char *v = args_last(&h->bargs, name);
+    return v ? v : def;
+}
+
+const char *sq_get_argument(sq_handler *h, const char *name, const char *def)
+{
+    /* Query values come before body values; the last one wins. */
+    const char *v = sq_get_body_argument(h, name, NULL);
+    return v ? v : sq_get_query_argument(h, name, def);
+}
+
+size_t sq_get_arguments(sq_handler *h, const char *name, const char **out, size_t max)
+{
+    parse_query(h);
+    parse_body_args(h);
+    size_t n = args_collect(&h->qargs, name, out, max, 0);
+    return args_collect(&h->bargs, name, out, max, n);
+}
+
+const sq_arg *sq_get_file(sq_handler *h, const char *name)
+{
+    parse_body_args(h);
+    for (size_t i = h->bargs.len; i-- > 0;)
+        if (h->bargs.items[i].filename && strcmp(h->bargs.items[i].name, name) == 0)
+            return &h->bargs.items[i];
+    return NULL;
+}
+
+/* --- cookies ------------------------------------------------------------------------------ */
+
+static void parse_cookies(sq_handler *h)
+{
+    if (h->c_parsed) return;
+    h->c_parsed = true;
+    sq_args_init(&h->cookies);
+    const sq_http_request *req = h->req;
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const sq_http_header *hd = &req->headers[i];
+        if (hd->name_len != 6 || strncasecmp(hd->name, "Cookie", 6) != 0) continue;
+        int rc =
+            sq_parse_cookie_header(hd->value, hd->value_len, &h->cookies, &h->app->settings.form);
+        if (rc < 0) sq_log(SQ_LOG_WARNING, "web: too many cookies: %s", sq_strerror(rc));
+    }
+}
+
+static const sq_arg *cookie_find(sq_handler *h, const char *name)
+{
+    parse_cookies(h);
+    /* Browsers send the most specific cookie first; that is the one to use. */
+    for (size_t i = 0; i < h->cookies.len; i++)
+        if (strcmp(h->cookies.items[i].name, name) == 0) return &h->cookies.items[i];
+    return NULL;
+}
+
+const char *sq_get_cookie(sq_handler *h, const char *name, const char *def)
+{
+    const sq_arg *a = cookie_find(h, name);
+    return a ? a->value : def;
+}
+
+int sq_set_cookie(sq_handler *h, const char *name, const char *value, const sq_cookie_options *opts)
+{
+    char buf[1024];
+    ssize_t n = sq_format_set_cookie(buf, sizeof buf, name, value ? value : "", opts);
+    if (n < 0) return (int)n;
+    char *p = buf;
+    if ((size_t)n >= sizeof buf) {
+        p = malloc((size_t)n + 1);
+        if (!p) return -ENOMEM;
+        sq_format_set_cookie(p, (size_t)n + 1, name, value ? value : "", opts);
+    }
+    int rc = sq_http_add_header(h->req, "Set-Cookie", p);
+    if (p != buf) free(p);
+    return rc;
+}
+
+int sq_clear_cookie(sq_handler *h, const char *name, const sq_cookie_options *opts)
+{
+    sq_cookie_options o = {0};
+    if (opts) o = *opts;
+    o.expires = time(NULL) - 365 * 24 * 3600;
+    o.max_age = -1; /* Max-Age=0 */
+    return sq_set_cookie(h, name, "", &o);
+}
+
+static const char *secret_or_log(sq_handler *h)
+{
+    const char *s = h->app->settings.cookie_secret;
+    if (!s || !*s) sq_log(SQ_LOG_ERROR, "web: signed cookies need the app's cookie_secret");
+    return s && *s ? s : NULL;
+}
+
+const char *sq_get_signed_cookie(sq_handler *h, const char *name, double max_age_days)
+{
+    const char *secret = secret_or_log(h);
+    if (!secret) return NULL;
+    const sq_arg *a = cookie_find(h, name);
+    if (!a) return NULL;
+    char *dst = sq__handler_alloc(h, a->value_len + 1);
+    if (!dst) return NULL;
+    ssize_t n = sq_verify_cookie_value(dst, a->value_len + 1, secret, name, a->value, a->value_len,
+                                       max_age_days, time(NULL));
+    return n < 0 ? NULL : dst;
+}
+
+int sq_set_signed_cookie(sq_handler *h, const char *name, const char *value,
+                         const sq_cookie_options *opts)
+{
+    const char *secret = secret_or_log(h);
+    if (!secret) return -EINVAL;
+    if (!value) value = "";
+    size_t vlen = strlen(value);
+    time_t now = time(NULL);
+    char buf[512];
+    ssize_t n = sq_sign_cookie_value(buf, sizeof buf, secret, name, value, vlen, now);
+    if (n < 0) return (int)n;
+    char *p = buf;
+    if ((size_t)n >= sizeof buf) {
+        p = malloc((size_t)n + 1);
+        if (!p) return -ENOMEM;
+        n = sq_sign_cookie_value(p, (size_t)n + 1, secret, name, value, vlen, now);
+    }
+    int rc = n < 0 ? (int)n : sq_set_cookie(h, name, p, opts);
+    if (p != buf) free(p);
+    return rc;
+}
+
+/* --- response ----------------------------------------------------------------------------- */
+
+static int out_reserve(sq_handler *h, size_t more)
+{
+    if (h->out_cap - h->out_len >= more) return 0;
+    size_t cap = h->out_cap ? h->out_cap : 1024;
+    while (cap - h->out_len < more) {
+        if (cap > SIZE_MAX / 2) return -ENOMEM;
+        cap *= 2;
+    }
+    char *p = realloc(h->out, cap);
+    if (!p) return -ENOMEM;
+    h->out = p;
+    h->out_cap = cap;
+    return 0;
+}
+
+int sq_write_bytes(sq_handler *h, const void *data, size_t len)
+{
+    if (h->finished) return -EALREADY;
+    if (!len) return 0;
+    int rc = out_reserve(h, len);
+    if (rc < 0) return rc;
+    memcpy(h->out + h->out_len, data, len);
+    h->out_len += len;
+    return 0;
+}
+
+int sq_write(sq_handler *h, const char *s)
+{
+    return sq_write_bytes(h, s, s ? strlen(s) : 0);
+}
+
+int sq_writef(sq_handler *h, const char *fmt, ...)
+{
+    if (h->finished) return -EALREADY;
+    va_list ap;
+    va_start(ap, fmt);
+    char tmp[256];
+    va_list ap2;
+    va_copy(ap2, ap);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap2);
+    va_end(ap2);
+    int rc = 0;
+    if (n < 0) {
+        rc = -EINVAL;
+    } else if ((size_t)n < sizeof tmp) {
+        rc = sq_write_bytes(h, tmp, (size_t)n);
+    } else if ((rc = out_reserve(h, (size_t)n + 1)) == 0) {
+        vsnprintf(h->out + h->out_len, (size_t)n + 1, fmt, ap);
+        h->out_len += (size_t)n;
+    }
+    va_end(ap);
+    return rc;
+}
+
+static int json_out(const char *buf, size_t size, void *data)
+{
+    return sq_write_bytes(data, buf, size) == 0 ? 0 : -1;
+}
+
+int sq_write_json(sq_handler *h, void *json)
+{
+    json_t *j = json;
+    if (!j) return -EINVAL;
+    int rc = -EALREADY;
+    if (!h->finished) {
+        size_t before = h->out_len;
+        if (json_dump_callback(j, json_out, h, JSON_COMPACT | JSON_ENCODE_ANY) != 0) {
+            h->out_len = before;
+            rc = -ENOMEM;
+        } else {
+            rc = sq_http_set_header(h->req, "Content-Type", "application/json");
+        }
+    }
+    json_decref(j);
+    return rc;
+}
+
+int sq_flush(sq_handler *h)
+{
+    if (h->finished) return -EALREADY;
+    int rc = push_out(h);
+    h->flushed = true;
+    int rc2 = sq_http_flush(h->req);
+    return rc < 0 ? rc : rc2;
+}
+
+int sq_finish(sq_handler *h)
+{
+    if (h->finished) return 0;
+    int rc = push_out(h);
+    h->finished = true;
+    sq_http_request *req = h->req;
+    if (h->method_done) {
+        /* A detached request finishing after its method returned: the server recycles the
+         * request inside sq_http_finish(), so on_finish runs just before it (the response
+         * is complete by then; the request is still readable). */
+        bool defer = h->in_close_cb;
+        end_request(h);
+        /* Inside the server's close notification the connection must not be freed under
+         * it: finish on the next loop pass instead. */
+        if (defer && sq_add_callback(sq_loop_current(), finish_later, req) == 0) return rc;
+    }
+    int rc2 = sq_http_finish(req);
+    return rc < 0 ? rc : rc2;
+}
+
+int sq_set_status(sq_handler *h, int code, const char *reason)
+{
+    return sq_http_set_status(h->req, code, reason);
+}
+
+int sq_set_header(sq_handler *h, const char *name, const char *value)
+{
+    return sq_http_set_header(h->req, name, value);
+}
+
+int sq_add_header(sq_handler *h, const char *name, const char *value)
+{
+    return sq_http_add_header(h->req, name, value);
+}
+
+int sq_clear_header(sq_handler *h, const char *name)
+{
+    return sq_http_clear_header(h->req, name);
+}
+
+int sq_redirect(sq_handler *h, const char *url, bool permanent)
+{
+    if (h->finished || h->flushed) return -EALREADY;
+    if (!url) return -EINVAL;
+    int rc = sq_http_set_header(h->req, "Location", url);
+    if (rc < 0) return rc;
+    rc = sq_http_set_status(h->req, permanent ? 301 : 302, NULL);
+    if (rc < 0) return rc;
+    h->out_len = 0;
+    return sq_finish(h);
+}
+
+static void write_escaped(sq_handler *h, const char *s)
+{
+    for (const char *p = s; *p;) {
+        size_t n = strcspn(p, "<>&\"'");
+        sq_write_bytes(h, p, n);
+        p += n;
+        if (!*p) break;
+        switch (*p++) {
+        case '<':
+            sq_write(h, "&lt;");
+            break;
+        case '>':
+            sq_write(h, "&gt;");
+            break;
+        case '&':
+            sq_write(h, "&amp;");
+            break;
+        case '"':
+            sq_write(h, "&quot;");
+            break;
+        default:
+            sq_write(h, "&#39;");
+            break;
+        }
+    }
+}
+
+int sq_send_error(sq_handler *h, int status, const char *detail)
+{
+    if (h->finished) return -EALREADY;
+    if (h->flushed) {
+        sq_log(SQ_LOG_ERROR, "web: cannot send error %d: the response was already flushed", status);
+        return sq_finish(h);
+    }
+    h->out_len = 0;
+    if (sq_http_set_status(h->req, status, NULL) < 0) {
+        status = 500;
+        sq_http_set_status(h->req, status, NULL);
+    }
+    /* Headers for the discarded body must not describe the error page. */
+    sq_http_clear_header(h->req, "Content-Type");
+    sq_http_clear_header(h->req, "Content-Disposition");
+    sq_http_clear_header(h->req, "Content-Range");
+    sq_http_clear_header(h->req, "ETag");
+    sq_http_clear_header(h->req, "Last-Modified");
+    const char *shown = h->app->settings.debug ? detail : NULL;
+    if (h->cls->write_error) {
+        h->cls->write_error(h, status, shown);
+    } else {
+        const char *reason = sq_http_reason(status);
+        sq_http_set_header(h->req, "Content-Type", "text/html; charset=UTF-8");
+        sq_writef(h, "<html><title>%d: %s</title><body>%d: %s", status, reason, status, reason);
+        if (shown) {
+            sq_write(h, "<pre>");
+            write_escaped(h, shown);
+            sq_write(h, "</pre>");
+        }
+        sq_write(h, "</body></html>");
+    }
+    return sq_finish(h);
+}
+
+void sq_handler_fail(sq_handler *h, int status, const char *fmt, ...)
+{
+    if (status < 400 || status > 599) status = 500;
+    char *msg = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    if (fmt && vasprintf(&msg, fmt, ap) < 0) msg = NULL;
+    va_end(ap);
+    sq_log(SQ_LOG_ERROR, "web: %.*s %.*s failed (%d): %s", (int)h->req->method.len,
+           h->req->method.ptr, (int)h->req->uri.len, h->req->uri.ptr, status,
+           msg ? msg : "(no message)");
+    if (h->fail_status) {
+        free(msg); /* the first failure is the one reported */
+        return;
+    }
+    h->fail_status = status;
+    h->fail_msg = msg;
+    if (h->method_done) handle_failure(h); /* failing from a detached callback */
+}
+
+void sq_handler_detach(sq_handler *h)
+{
+    h->detached = true;
+}

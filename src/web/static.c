@@ -1,0 +1,314 @@
+/* The static file handler (Tornado's StaticFileHandler): files below the route's init_arg
+ * directory, from the route's first path group.
+ *
+ * Safety: the decoded relative path may not be absolute, hold a NUL or a ".." component;
+ * the resolved path (realpath, so symlinks are followed) must still be inside the resolved
+ * root, else 403.  Validators: ETag ("size-mtime" in hex) and Last-Modified, answered with
+ * 304 for If-None-Match / If-Modified-Since.  One byte range per request (206 / 416).
+ */
+#define _GNU_SOURCE
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "squall/error.h"
+#include "squall/web.h"
+#include "web/web_internal.h"
+
+#define STATIC_CHUNK (256u << 10) /* bytes per pread */
+#define STATIC_WHOLE (1u << 20)   /* up to this, one response with Content-Length */
+
+static const struct {
+    const char *ext;
+    const char *type;
+} mime_types[] = {
+    {"html", "text/html; charset=UTF-8"},
+    {"htm", "text/html; charset=UTF-8"},
+    {"css", "text/css; charset=UTF-8"},
+    {"js", "text/javascript; charset=UTF-8"},
+    {"mjs", "text/javascript; charset=UTF-8"},
+    {"json", "application/json"},
+    {"txt", "text/plain; charset=UTF-8"},
+    {"md", "text/markdown; charset=UTF-8"},
+    {"csv", "text/csv; charset=UTF-8"},
+    {"xml", "application/xml"},
+    {"svg", "image/svg+xml"},
+    {"png", "image/png"},
+    {"jpg", "image/jpeg"},
+    {"jpeg", "image/jpeg"},
+    {"gif", "image/gif"},
+    {"webp", "image/webp"},
+    {"avif", "image/avif"},
+    {"ico", "image/x-icon"},
+    {"bmp", "image/bmp"},
+    {"wasm", "application/wasm"},
+    {"pdf", "application/pdf"},
+    {"zip", "application/zip"},
+    {"gz", "application/gzip"},
+    {"tar", "application/x-tar"},
+    {"woff", "font/woff"},
+    {"woff2", "font/woff2"},
+    {"ttf", "font/ttf"},
+    {"otf", "font/otf"},
+    {"mp3", "audio/mpeg"},
+    {"ogg", "audio/ogg"},
+    {"wav", "audio/wav"},
+    {"mp4", "video/mp4"},
+    {"webm", "video/webm"},
+    {"map", "application/json"},
+};
+
+static const char *content_type(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *dot = strrchr(slash ? slash : path, '.');
+    if (dot && dot[1])
+        for (size_t i = 0; i < sizeof mime_types / sizeof mime_types[0]; i++)
+            if (strcasecmp(dot + 1, mime_types[i].ext) == 0) return mime_types[i].type;
+    return "application/octet-stream";
+}
+
+/* A relative path that stays below its root on its own: no leading '/', no ".." part. */
+static bool safe_relative(const char *rel, size_t len)
+{
+    if (strlen(rel) != len) return false; /* a NUL decoded from %00 */
+    if (rel[0] == '/') return false;
+    for (const char *p = rel; *p;) {
+        size_t n = strcspn(p, "/");
+        if (n == 2 && p[0] == '.' && p[1] == '.') return false;
+        p += n;
+        if (*p == '/') p++;
+    }
+    return true;
+}
+
+static bool etag_listed(sq_str list, const char *etag)
+{
+    size_t elen = strlen(etag);
+    const char *p = list.ptr, *end = list.ptr + list.len;
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == '\t' || *p == ',')) p++;
+        const char *s = p;
+        while (p < end && *p != ',') p++;
+        const char *e = p;
+        while (e > s && (e[-1] == ' ' || e[-1] == '\t')) e--;
+        if (e - s == 1 && *s == '*') return true;
+        if (e - s >= 2 && s[0] == 'W' && s[1] == '/') s += 2; /* weak comparison */
+        if ((size_t)(e - s) == elen && memcmp(s, etag, elen) == 0) return true;
+    }
+    return false;
+}
+
+static bool parse_u64(const char **pp, const char *end, uint64_t *out)
+{
+    const char *p = *pp;
+    uint64_t v = 0;
+    if (p >= end || *p < '0' || *p > '9') return false;
+    for (; p < end && *p >= '0' && *p <= '9'; p++) {
+        if (v > (UINT64_MAX - 9) / 10) return false;
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    *pp = p;
+    *out = v;
+    return true;
+}
+
+/* One range of "bytes=…".  1: satisfiable ([*start, *end] set), 0: ignore the header
+ * (malformed, or several ranges), -1: unsatisfiable (416). */
+static int parse_range(sq_str v, uint64_t size, uint64_t *start, uint64_t *end)
+{
+    const char *p = v.ptr, *e = v.ptr + v.len;
+    while (e > p && (e[-1] == ' ' || e[-1] == '\t')) e--;
+    if (e - p < 6 || strncasecmp(p, "bytes=", 6) != 0) return 0;
+    p += 6;
+    while (p < e && *p == ' ') p++;
+    for (const char *q = p; q < e; q++)
+        if (*q == ',') return 0;
+    uint64_t a, b;
+    if (p < e && *p == '-') {
+        p++;
+        if (!parse_u64(&p, e, &b) || p != e) return 0;
+        if (b == 0 || size == 0) return -1;
+        *start = b >= size ? 0 : size - b;
+        *end = size - 1;
+        return 1;
+    }
+    if (!parse_u64(&p, e, &a) || p >= e || *p != '-') return 0;
+    p++;
+    if (p == e) {
+        b = UINT64_MAX;
+    } else {
+        if (!parse_u64(&p, e, &b) || p != e) return 0;
+        if (b < a) return 0;
+    }
+    if (a >= size) return -1;
+    *start = a;
+    *end = b >= size ? size - 1 : b;
+    return 1;
+}
+
+static void static_get(sq_handler *h)
+{
+    sq_http_request *req = sq_handler_request(h);
+    const char *root = sq_handler_init_arg(h);
+    if (!root) {
+        sq_handler_fail(h, 500, "static: the route has no root directory (init_arg)");
+        return;
+    }
+    const char *rel = sq_path_arg(h, 0);
+    size_t rel_len = sq__path_arg_len(h, 0);
+    if (!rel) rel = "", rel_len = 0;
+    if (!safe_relative(rel, rel_len)) {
+        sq_send_error(h, 403, "path outside the static root");
+        return;
+    }
+    const char *real_root = sq__app_static_root(sq_handler_app(h), root);
+    if (!real_root) {
+        sq_log(SQ_LOG_ERROR, "static: root %s: %s", root, strerror(errno));
+        sq_send_error(h, 404, NULL);
+        return;
+    }
+    size_t root_len = strlen(real_root);
+    char *full = sq__handler_alloc(h, root_len + rel_len + 2);
+    if (!full) {
+        sq_handler_fail(h, 500, "static: out of memory");
+        return;
+    }
+    memcpy(full, real_root, root_len);
+    full[root_len] = '/';
+    memcpy(full + root_len + 1, rel, rel_len + 1);
+    char *real = realpath(full, NULL);
+    if (!real) {
+        sq_send_error(h, errno == EACCES ? 403 : 404, NULL);
+        return;
+    }
+    bool inside = strncmp(real, real_root, root_len) == 0 &&
+                  (real[root_len] == '/' || (root_len == 1 && real_root[0] == '/')) &&
+                  real[root_len + (root_len == 1 ? 0 : 1)] != '\0';
+    int fd = inside ? open(real, O_RDONLY | O_CLOEXEC) : -1;
+    int open_err = errno;
+    struct stat st;
+    if (!inside || fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        /* outside the root, a directory, a device …: forbidden; vanished: not found */
+        int status = inside && fd < 0 && open_err == ENOENT ? 404 : 403;
+        if (fd >= 0) close(fd);
+        free(real);
+        sq_send_error(h, status, "not a file below the static root");
+        return;
+    }
+
+    char etag[64], lm[30];
+    snprintf(etag, sizeof etag, "\"%" PRIx64 "-%" PRIx64 "\"", (uint64_t)st.st_size,
+             (uint64_t)st.st_mtime);
+    sq_http_date(lm, st.st_mtime);
+    sq_set_header(h, "ETag", etag);
+    sq_set_header(h, "Last-Modified", lm);
+    sq_set_header(h, "Accept-Ranges", "bytes");
+
+    bool not_modified = false;
+    sq_str inm = sq_http_header_get(req, "If-None-Match");
+    if (inm.ptr) {
+        not_modified = etag_listed(inm, etag);
+    } else {
+        sq_str ims = sq_http_header_get(req, "If-Modified-Since");
+        time_t t;
+        if (ims.ptr && sq_parse_http_date(ims.ptr, ims.len, &t) == 0 && st.st_mtime <= t)
+            not_modified = true;
+    }
+    if (not_modified) {
+        close(fd);
+        free(real);
+        sq_set_status(h, 304, NULL);
+        return;
+    }
+
+    uint64_t size = (uint64_t)st.st_size, start = 0, end = size ? size - 1 : 0;
+    bool partial = false;
+    sq_str range = sq_http_header_get(req, "Range");
+    sq_str if_range = sq_http_header_get(req, "If-Range");
+    if (range.ptr && if_range.ptr) {
+        /* Only a validator that still matches allows the partial answer. */
+        time_t t;
+        bool ok = (if_range.len == strlen(etag) && memcmp(if_range.ptr, etag, if_range.len) == 0) ||
+                  (sq_parse_http_date(if_range.ptr, if_range.len, &t) == 0 && t == st.st_mtime);
+        if (!ok) range.ptr = NULL;
+    }
+    if (range.ptr) {
+        int r = parse_range(range, size, &start, &end);
+        if (r < 0) {
+            char cr[64];
+            snprintf(cr, sizeof cr, "bytes */%" PRIu64, size);
+            close(fd);
+            free(real);
+            sq_set_status(h, 416, NULL);
+            sq_set_header(h, "Content-Range", cr);
+            sq_set_header(h, "Content-Type", "text/plain; charset=UTF-8");
+            return;
+        }
+        if (r > 0) {
+            char cr[96];
+            snprintf(cr, sizeof cr, "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, start, end, size);
+            sq_set_status(h, 206, NULL);
+            sq_set_header(h, "Content-Range", cr);
+            partial = true;
+        }
+    }
+    sq_set_header(h, "Content-Type", content_type(real));
+    free(real);
+    uint64_t len = size ? end - start + 1 : 0;
+    (void)partial;
+
+    if (sq__handler_is_head(h)) {
+        char cl[32];
+        snprintf(cl, sizeof cl, "%" PRIu64, len);
+        sq_set_header(h, "Content-Length", cl);
+        close(fd);
+        return;
+    }
+    /* Up to STATIC_WHOLE the range is read whole before anything is written, so a read
+     * error still gets a clean 500.  Past it, it is flushed chunk by chunk (never held
+     * whole); an error then can only cut the response short. */
+    bool stream = len > STATIC_WHOLE;
+    size_t bufsz = stream ? STATIC_CHUNK : (size_t)len;
+    char *buf = bufsz ? malloc(bufsz) : NULL;
+    if (bufsz && !buf) {
+        close(fd);
+        sq_handler_fail(h, 500, "static: out of memory");
+        return;
+    }
+    uint64_t off = start, left = len;
+    size_t have = 0; /* bytes in buf */
+    while (left > 0) {
+        size_t want = left < bufsz - have ? (size_t)left : bufsz - have;
+        ssize_t n = pread(fd, buf + have, want, (off_t)off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            sq_handler_fail(h, 500, "static: reading a file: %s",
+                            n < 0 ? strerror(errno) : "file shrank");
+            have = 0;
+            break;
+        }
+        have += (size_t)n;
+        off += (uint64_t)n;
+        left -= (uint64_t)n;
+        if (stream) {
+            if (sq_http_write(req, buf, have) < 0 || sq_flush(h) < 0) break; /* client gone */
+            have = 0;
+        }
+    }
+    if (have) sq_http_write(req, buf, have);
+    free(buf);
+    close(fd);
+}
+
+const sq_handler_class sq_static_file_handler = {
+    .get = static_get,
+};
