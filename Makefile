@@ -39,7 +39,7 @@ build: deps
 
 run: build
 	@echo "squall: starting the demo on http://127.0.0.1:$(PORT) (Ctrl-C stops it)"
-	exec $(RELEASE)/examples/echo_server $(PORT)
+	exec $(RELEASE)/examples/demo $(PORT)
 
 test: deps
 	$(CMAKE) -S . -B $(ASAN) -DCMAKE_BUILD_TYPE=Debug -DSQ_SANITIZE=address,undefined

@@ -42,7 +42,7 @@ static void run(const char *req, size_t len, long iters)
 {
     sq_http_header headers[32];
     sq_http_request_head h;
-    volatile long sink = 0;
+    long sink = 0; /* consumed below so the parse cannot be optimised away */
 
     for (int round = 0; round < 2; round++) { /* the first round warms up */
         double t0 = now();
@@ -70,6 +70,7 @@ static void run(const char *req, size_t len, long iters)
                    "(%.2f GB/s); %.1f ns/request in 16-byte pieces\n",
                    len, h.nheaders, one_shot, (double)len / one_shot, pieces);
     }
+    if (sink == 42) puts("");
 }
 
 int main(int argc, char **argv)

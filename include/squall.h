@@ -1,5 +1,5 @@
-/* squall.h — everything: the loop, coroutines, futures, streams, executor, sync and the
- * HTTP/1.1 request parser. */
+/* squall.h — everything: the loop, coroutines, futures, streams, executor, sync, the HTTP
+ * parser and utilities, the HTTP/1.1 server and the web framework. */
 #ifndef SQUALL_H
 #define SQUALL_H
 
@@ -11,5 +11,8 @@
 #include "squall/executor.h"
 #include "squall/sync.h"
 #include "squall/http_parser.h"
+#include "squall/httputil.h"
+#include "squall/http.h"
+#include "squall/web.h"
 
 #endif
