@@ -157,6 +157,17 @@ void sq_http_on_connection_close(sq_http_request *req, void (*cb)(sq_http_reques
 /* The standard reason phrase for a status code ("Unknown" if none). */
 const char *sq_http_reason(int code);
 
+/* --- several processes ------------------------------------------------------------------- */
+
+/* Tornado's fork_processes: fork `n` workers (0: one per CPU) and return, in each worker,
+ * its id in [0, n).  Call it before creating loops or threads; each worker then listens
+ * with settings.reuseport (or on a socket bound before the fork).  The parent never
+ * returns: it restarts a worker that dies from a signal or exits non-zero, up to
+ * `max_restarts` times in all (then it stops the others and exits 1), forwards SIGINT and
+ * SIGTERM to the workers, and exits 0 once every worker has exited cleanly.
+ * Returns a negative errno only if the first fork fails. */
+int sq_fork_processes(int n, int max_restarts);
+
 #ifdef __cplusplus
 }
 #endif
