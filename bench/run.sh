@@ -24,5 +24,12 @@ if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then pin="taskset -c 0
     fi
   done
   echo '```'
+  if command -v wrk >/dev/null && command -v nginx >/dev/null; then
+    echo
+    "$here/http_compare.sh" "$build" "$([ -n "$quick" ] && echo 3 || echo 10)"
+  else
+    echo
+    echo "(wrk or nginx missing: the HTTP comparison was skipped)"
+  fi
 } | tee "$out"
 echo "written to $out"
