@@ -2,7 +2,7 @@
 #   make run        deps, release build, start the demo on http://127.0.0.1:8888
 #   make test       deps, ASan+UBSan build, every test through ctest
 #   make tsan-test  the threaded tests under ThreadSanitizer
-#   make bench      release build, then the benchmarks in bench/
+#   make bench      installs wrk and nginx-light, release build, the benchmarks in bench/
 
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE    ?= cmake
@@ -17,13 +17,22 @@ PORT     ?= 8888
 DEB_PKGS := build-essential cmake pkg-config libcmocka-dev libssl-dev zlib1g-dev libpcre2-dev \
             libjansson-dev python3 procps curl clang libclang-rt-14-dev
 
-.PHONY: all deps build run test tsan-test fuzz fuzz-build fuzz-run bench clean format check-aarch64
+.PHONY: all deps bench-deps install-pkgs build run test tsan-test fuzz fuzz-build fuzz-run bench clean format check-aarch64
 
 all: build
 
+# What `make bench` needs on top (load generator and the peers it is compared with).
+BENCH_PKGS := wrk nginx-light
+
 deps:
+	@$(MAKE) --no-print-directory install-pkgs PKGS="$(DEB_PKGS)"
+
+bench-deps:
+	@$(MAKE) --no-print-directory install-pkgs PKGS="$(DEB_PKGS) $(BENCH_PKGS)"
+
+install-pkgs:
 	@missing=""; \
-	for p in $(DEB_PKGS); do \
+	for p in $(PKGS); do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -67,7 +76,7 @@ tsan-test: deps
 	$(CMAKE) --build $(TSAN) -j $(JOBS)
 	cd $(TSAN) && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -L threads -j $(JOBS)
 
-bench: build
+bench: bench-deps build
 	bench/run.sh $(RELEASE)
 
 format:
