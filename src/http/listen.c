@@ -244,11 +244,16 @@ static void shutdown_deadline(sq_loop *loop, sq_timer *t)
 
 sq_future *sq_http_server_shutdown(sq_http_server *srv, double deadline)
 {
+    if (srv->shutdown_fut) {
+        /* already shutting down: the same future (the earlier caller's must resolve too),
+         * with the new deadline */
+        sq_timer_start(&srv->shutdown_timer, deadline > 0 ? deadline : 0, 0);
+        return sq_future_retain(srv->shutdown_fut);
+    }
     sq_future *f = sq_future_new(srv->loop);
     if (!f) return NULL;
     srv->closing = true;
     close_listeners(srv);
-    if (srv->shutdown_fut) sq_future_release(srv->shutdown_fut);
     srv->shutdown_fut = sq_future_retain(f);
     srv->shutdown_timer.cb = shutdown_deadline;
     close_all(srv, true);

@@ -510,10 +510,20 @@ static int put_chunk(sq_http_conn *c, const char *data, size_t len, bool chunked
     return 0;
 }
 
+/* A body goes out: its framing is ours (the real length, or chunked), never a Content-Length
+ * the handler set, which would disagree with it (gzip) or conflict with chunked. */
+static void drop_handler_clen(sq__http_req *r)
+{
+    if (!(r->rflags & RESP_HAS_CLEN)) return;
+    remove_header(r, "Content-Length", 14);
+    r->rflags &= ~RESP_HAS_CLEN;
+}
+
 int sq__http_resp_flush(sq_http_conn *c, sq__http_req *r)
 {
     bool no_body = r->is_head || !status_has_body(r->status);
     if (!(r->rflags & RESP_HEAD_SENT)) {
+        if (!no_body) drop_handler_clen(r);
         bool close = sq__http_want_close(c, r);
         if (r->pub.version_minor == 0) close = c->close_after = true; /* no chunked in 1.0 */
         int e = put_head(c, r, -1, false, close);
@@ -536,6 +546,7 @@ int sq__http_resp_finish(sq_http_conn *c, sq__http_req *r)
         if (e == 0 && (r->rflags & RESP_CHUNKED)) e = sq__buf_append(&c->out, "0\r\n\r\n", 5);
     } else {
         bool no_body = r->is_head || !status_has_body(r->status);
+        if (!no_body) drop_handler_clen(r);
         bool gz = !no_body && maybe_gzip(c, r);
         bool close = sq__http_want_close(c, r);
         e = put_head(c, r, (int64_t)r->body.len, gz, close);

@@ -159,7 +159,11 @@ void sq__http_conn_close(sq_http_conn *c, int err)
             sq__http_listeners_start(srv);
         }
     }
+    /* the callback may finish a detached request: the caller releases the connection */
+    bool was_io = c->in_io;
+    c->in_io = true;
     notify_close(c);
+    c->in_io = was_io;
     if (c->waiter) {
         sq_coro *w = c->waiter;
         c->waiter = NULL;
@@ -604,7 +608,9 @@ static void *conn_task(void *arg)
     for (;;) {
         sq__http_req *r = c->req;
         c->srv->handler(&r->pub, c->srv->arg);
-        if (r->detached && !(r->rflags & RESP_FINISHED) && !c->closed) break;
+        /* detached: sq_http_finish() completes it, also on a closed connection (the
+         * request object must outlive the handler until then) */
+        if (r->detached && !(r->rflags & RESP_FINISHED)) break;
         request_complete(c);
         if (c->closed || c->close_after || c->discarding) break;
         if (!c->in_batch && c->out.len > c->opos && !c->flush_call)
@@ -967,7 +973,9 @@ int sq_http_finish(sq_http_request *req)
     if (!c->closed) e = sq__http_resp_finish(c, r);
     r->rflags |= RESP_FINISHED;
     if (r->detached && r->active && !c->coro) {
-        /* finishing a detached request after its handler returned */
+        /* finishing a detached request after its handler returned; maybe from inside one of
+         * our callbacks (on_connection_close), which then frees the connection itself */
+        bool was_io = c->in_io;
         c->in_io = true;
         request_complete(c);
         if (!c->closed) {
@@ -976,8 +984,11 @@ int sq_http_finish(sq_http_request *req)
             if (!c->coro || !sq_in_coro()) sq__http_conn_write(c);
             conn_after(c);
         }
-        c->in_io = false;
+        c->in_io = was_io;
         sq__http_conn_release(c);
+    } else if (!c->closed && !c->in_batch && c->out.len > c->opos && !c->flush_call) {
+        /* the handler may run on for long: send the response now, not when it returns */
+        c->flush_call = sq_call_later(c->srv->loop, 0, flush_cb, c);
     }
     return e;
 }

@@ -58,6 +58,8 @@ struct sq_app {
     sq_handler *pool;
     size_t npool;
     root_cache *roots;
+    size_t live;  /* handlers taken from the pool and not yet given back */
+    bool freeing; /* sq_app_free() was called: the last handler given back frees the app */
 };
 
 typedef struct arena_block {
@@ -221,10 +223,8 @@ sq_http_server *sq_app_server(sq_app *app)
     return app ? app->server : NULL;
 }
 
-void sq_app_free(sq_app *app)
+static void app_destroy(sq_app *app)
 {
-    if (!app) return;
-    if (app->server) sq_http_server_free(app->server);
     for (size_t i = 0; i < app->nroutes && app->compiled; i++)
         pcre2_code_free(app->compiled[i].code);
     free(app->compiled);
@@ -244,6 +244,17 @@ void sq_app_free(sq_app *app)
     }
     free(app->cookie_secret);
     free(app);
+}
+
+void sq_app_free(sq_app *app)
+{
+    if (!app) return;
+    if (app->server) sq_http_server_free(app->server);
+    app->server = NULL;
+    /* Handlers still suspended run on (on a closed connection) and need the app until
+     * they are given back. */
+    app->freeing = true;
+    if (!app->live) app_destroy(app);
 }
 
 const char *sq__app_static_root(sq_app *app, const char *root)
@@ -359,6 +370,7 @@ static sq_handler *handler_get(sq_app *app)
         if (!h) return NULL;
     }
     h->app = app;
+    app->live++;
     h->arena_ptr = h->arena_inline;
     h->arena_left = sizeof h->arena_inline;
     return h;
@@ -383,9 +395,11 @@ static void handler_put(sq_handler *h)
         h->out_cap = 0;
     }
     h->out_len = 0;
-    if (app->npool >= SQ__POOL_MAX) {
+    app->live--;
+    if (app->npool >= SQ__POOL_MAX || app->freeing) {
         free(h->out);
         free(h);
+        if (app->freeing && !app->live) app_destroy(app);
         return;
     }
     h->next_free = app->pool;
@@ -540,9 +554,10 @@ static void dispatch(sq_http_request *req, void *arg)
             char *d = arena_strndup(h, req->path.ptr + s, e - s);
             if (!d) continue;
             ssize_t dl = sq_url_unescape(d, d, e - s, false);
-            if (dl < 0)
-                dl = (ssize_t)(e - s); /* malformed escape: keep the raw bytes */
-            else
+            if (dl < 0) { /* malformed escape: keep the raw bytes (decoding was in place) */
+                memcpy(d, req->path.ptr + s, e - s);
+                dl = (ssize_t)(e - s);
+            } else
                 d[dl] = '\0';
             h->args[g] = d;
             h->arg_lens[g] = (size_t)dl;
@@ -669,6 +684,8 @@ static void parse_body_args(sq_handler *h)
     bool multi = !form && ctype_is(ct, "multipart/form-data");
     if (!form && !multi) return;
     sq_str body = sq_get_body(h);
+    /* reading the body may have moved the connection's buffer: take the slice again */
+    ct = sq_http_header_get(h->req, "Content-Type");
     int rc = 0;
     if (form) {
         rc = sq_parse_qs(body.ptr, body.len, &h->bargs, &h->app->settings.form);

@@ -249,6 +249,95 @@ static void test_detach(void **state)
     run_with_client(NULL, detach_handler, NULL, detach_client, NULL, 30);
 }
 
+/* A detached request finished from its on_connection_close callback (the client left):
+ * the connection must be freed once, after the callback has returned. */
+typedef struct gone_ctx {
+    int closes, finished;
+    sq_http_request *req;
+} gone_ctx;
+
+static void gone_finish(sq_http_request *req, void *arg)
+{
+    gone_ctx *g = arg;
+    g->closes++;
+    sq_http_finish(req);
+    g->finished++;
+}
+
+static void detach_gone_handler(sq_http_request *req, void *arg)
+{
+    harness *h = arg;
+    gone_ctx *g = h->ctx;
+    sq_http_detach(req);
+    sq_http_on_connection_close(req, gone_finish, g);
+    if (req->path.len > 1 && req->path.ptr[1] == 's') {
+        /* detached, then the client goes away while the handler still sleeps */
+        g->req = req;
+        sq_sleep(0.2);
+    }
+}
+
+static void detach_gone_client(harness *h)
+{
+    cl c;
+    for (int i = 0; i < 2; i++) {
+        CHECK(h, cl_open(&c, h->port) == 0);
+        CHECK(h, cl_sends(&c, i ? "GET /s HTTP/1.1\r\nHost: x\r\n\r\n"
+                                : "GET / HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
+        usleep(50000);
+        cl_close(&c);
+        usleep(300000);
+    }
+}
+
+static void finish_orphan(void *arg)
+{
+    gone_ctx *g = arg;
+    if (g->req) sq_http_finish(g->req); /* after its handler returned, client long gone */
+    g->req = NULL;
+}
+
+static void test_detach_finish_on_close(void **state)
+{
+    gone_ctx g = {0};
+    run_with_client(NULL, detach_gone_handler, NULL, detach_gone_client, &g, 30);
+    assert_int_equal(g.closes, 2);
+    assert_int_equal(g.finished, 2);
+}
+
+/* A detached handler whose client leaves while it is still suspended: the request object
+ * stays valid for the sq_http_finish() that comes after the handler has returned. */
+static void detach_sleep_handler(sq_http_request *req, void *arg)
+{
+    harness *h = arg;
+    gone_ctx *g = h->ctx;
+    sq_http_detach(req);
+    g->req = req;
+    sq_sleep(0.2);
+    sq_call_later(sq_loop_current(), 0.05, finish_orphan, g);
+    g->finished++;
+}
+
+static void detach_sleep_client(harness *h)
+{
+    cl c;
+    CHECK(h, cl_open(&c, h->port) == 0);
+    CHECK(h, cl_sends(&c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
+    usleep(50000);
+    struct linger lg = {1, 0}; /* reset: the server sees an error, not just EOF */
+    setsockopt(c.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    cl_close(&c);
+    usleep(400000);
+}
+
+static void test_detach_client_gone_while_suspended(void **state)
+{
+    gone_ctx g = {0};
+    run_with_client(NULL, detach_sleep_handler, NULL, detach_sleep_client, &g, 30);
+    assert_int_equal(g.finished, 1);
+    assert_null(g.req);
+}
+
 /* --- gzip
  * ----------------------------------------------------------------------------------------- */
 
@@ -292,6 +381,95 @@ static void test_gzip(void **state)
 {
     sq_http_settings s = {.gzip = true};
     run_with_client(&s, gzip_handler, NULL, gzip_client, NULL, 30);
+}
+
+/* A Content-Length the handler set must not survive next to another framing: gzip (the
+ * length changes) or a flush (chunked). */
+static void clen_handler(sq_http_request *req, void *arg)
+{
+    static char text[4096];
+    for (size_t i = 0; i < sizeof text; i++) text[i] = (char)('a' + (i / 7) % 26);
+    sq_http_set_header(req, "Content-Type", "text/plain");
+    sq_http_set_header(req, "Content-Length", "4096");
+    if (req->path.len > 1 && req->path.ptr[1] == 'f') {
+        sq_http_write(req, text, 2048);
+        sq_http_flush(req);
+        sq_http_write(req, text + 2048, 2048);
+        return;
+    }
+    sq_http_write(req, text, sizeof text);
+}
+
+static int count_hdr(const char *head, const char *name)
+{
+    int n = 0;
+    size_t k = strlen(name);
+    for (const char *p = head; (p = strcasestr(p, name)) != NULL; p += k) n++;
+    return n;
+}
+
+static void clen_client(harness *h)
+{
+    cl c;
+    resp r;
+    CHECK(h, cl_open(&c, h->port) == 0);
+    CHECK(h, cl_sends(&c, "GET /g HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n") == 0);
+    CHECK(h, cl_response(&c, &r, false) == 0);
+    CHECK(h, r.status == 200 && strcasestr(r.head, "Content-Encoding: gzip"));
+    CHECK(h, count_hdr(r.head, "\r\nContent-Length:") == 1);
+    CHECK(h, r.body_len < 4096);
+    resp_free(&r);
+    CHECK(h, cl_sends(&c, "GET /f HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
+    CHECK(h, cl_response(&c, &r, false) == 0);
+    CHECK(h, r.status == 200 && r.chunked && r.body_len == 4096);
+    CHECK(h, count_hdr(r.head, "\r\nContent-Length:") == 0);
+    resp_free(&r);
+    /* the connection is still in step */
+    CHECK(h, cl_sends(&c, "GET /p HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
+    CHECK(h, cl_response(&c, &r, false) == 0);
+    CHECK(h, r.status == 200 && r.body_len == 4096);
+    resp_free(&r);
+    cl_close(&c);
+}
+
+static void test_handler_content_length(void **state)
+{
+    sq_http_settings s = {.gzip = true};
+    run_with_client(&s, clen_handler, NULL, clen_client, NULL, 30);
+}
+
+/* A handler that finishes, then keeps working (woken by a timer, not by its connection):
+ * the response leaves at once, not when the handler returns. */
+static volatile int early_done;
+
+static void finish_early_handler(sq_http_request *req, void *arg)
+{
+    sq_sleep(0.05);
+    sq_http_write(req, "early", 5);
+    sq_http_finish(req);
+    sq_sleep(0.6); /* background work after the response */
+    early_done = 1;
+}
+
+static void finish_early_client(harness *h)
+{
+    cl c;
+    resp r;
+    CHECK(h, cl_open(&c, h->port) == 0);
+    double t0 = sq_test_now();
+    CHECK(h, cl_sends(&c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
+    CHECK(h, cl_response(&c, &r, false) == 0);
+    CHECK(h, r.status == 200 && !strcmp(r.body, "early"));
+    CHECK(h, sq_test_now() - t0 < 0.4);
+    resp_free(&r);
+    cl_close(&c);
+    for (int i = 0; i < 500 && !early_done; i++) usleep(10000);
+    CHECK(h, early_done);
+}
+
+static void test_finish_sends_now(void **state)
+{
+    run_with_client(NULL, finish_early_handler, NULL, finish_early_client, NULL, 30);
 }
 
 /* --- flush backpressure and streaming echo -------------------------------------------------- */
@@ -443,7 +621,11 @@ int main(void)
         cmocka_unit_test(test_100_continue),
         cmocka_unit_test(test_streaming_upload),
         cmocka_unit_test(test_detach),
+        cmocka_unit_test(test_detach_finish_on_close),
+        cmocka_unit_test(test_detach_client_gone_while_suspended),
         cmocka_unit_test(test_gzip),
+        cmocka_unit_test(test_finish_sends_now),
+        cmocka_unit_test(test_handler_content_length),
         cmocka_unit_test(test_flush_backpressure),
         cmocka_unit_test(test_byte_at_a_time),
         cmocka_unit_test(test_garbage),

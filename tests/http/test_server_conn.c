@@ -425,6 +425,45 @@ static void test_free_with_handler_running(void **state)
     sq_loop_free(loop);
 }
 
+/* --- shutdown asked twice: both futures resolve ------------------------------------------ */
+
+static void twice_handler(sq_http_request *req, void *arg)
+{
+    sq_http_write(req, "x", 1);
+}
+
+static void test_shutdown_twice(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    sq_http_server *srv = sq_http_server_new(loop, NULL, twice_handler, NULL);
+    assert_non_null(srv);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    struct sockaddr_un { sa_family_t f; } peer = {AF_UNIX};
+    sq__http_conn_new(srv, sv[0], (struct sockaddr *)&peer);
+    /* half a head: the connection is busy, so shutdown waits for its deadline */
+    assert_int_equal(write(sv[1], "GET / HTTP/1.1\r\n", 16), 16);
+    for (int i = 0; i < 5; i++) sq_loop_run_once(loop, false);
+    assert_int_equal(sq_http_server_connections(srv), 1);
+    sq_future *f1 = sq_http_server_shutdown(srv, 0.2);
+    sq_future *f2 = sq_http_server_shutdown(srv, 0.2);
+    assert_non_null(f1);
+    assert_non_null(f2);
+    double t0 = sq_test_now();
+    while (!(sq_future_done(f1) && sq_future_done(f2)) && sq_test_now() - t0 < 2) {
+        sq_loop_run_once(loop, false);
+        usleep(1000);
+    }
+    assert_true(sq_future_done(f2));
+    assert_true(sq_future_done(f1));
+    sq_future_release(f1);
+    sq_future_release(f2);
+    sq_http_server_free(srv);
+    close(sv[1]);
+    for (int i = 0; i < 5; i++) sq_loop_run_once(loop, false);
+    sq_loop_free(loop);
+}
+
 /* --- a client that never reads its response is dropped after body_timeout ----------------- */
 
 static void flood_handler(sq_http_request *req, void *arg)
@@ -467,6 +506,7 @@ int main(void)
         cmocka_unit_test(test_xheaders),
         cmocka_unit_test(test_access_log),
         cmocka_unit_test(test_shutdown),
+        cmocka_unit_test(test_shutdown_twice),
         cmocka_unit_test(test_hello_example),
         cmocka_unit_test(test_free_with_handler_running),
         cmocka_unit_test(test_stalled_reader),

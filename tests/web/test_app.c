@@ -50,7 +50,7 @@ static void test_routing(void **state)
     sq_app_settings st = {.no_access_log = true};
     sq_app *app = sq_app_new(routing_routes, &st);
     assert_non_null(app);
-    wt_run run = {.n = 9,
+    wt_run run = {.n = 10,
                   .reqs = {
                       WT_GET("/"),
                       WT_GET("/user/42"),
@@ -61,6 +61,7 @@ static void test_routing(void **state)
                       WT_GET("/nope"),
                       WT_GET("/opt/b"),
                       WT_GET("/x/"),
+                      WT_GET("/enc/a%41%zz"),
                   }};
     wt_serve(loop, app, &run);
     wt_resp *r = run.resp;
@@ -78,6 +79,7 @@ static void test_routing(void **state)
                         "<html><title>404: Not Found</title><body>404: Not Found</body></html>");
     assert_string_equal(r[7].body, "x=(null) y=b");
     assert_int_equal(r[8].status, 404); /* anchored at the start too */
+    assert_string_equal(r[9].body, "[a%41%zz]"); /* malformed escape: the raw bytes */
     wt_free(&run);
     sq_app_free(app);
     sq_loop_free(loop);
@@ -467,9 +469,23 @@ static void test_arguments(void **state)
              "POST /args?a=q1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
              "Content-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: %zu\r\n\r\n%s",
              strlen(MP_BODY), MP_BODY);
+    /* a multipart body much larger than the first read: the buffer grows while the handler
+     * waits for it */
+    size_t big_n = 200000;
+    const char *bh = "--XyZ\r\nContent-Disposition: form-data; name=\"up\"; filename=\"b\"\r\n\r\n";
+    const char *bt = "\r\n--XyZ--\r\n";
+    size_t blen = strlen(bh) + big_n + strlen(bt);
+    char *big = malloc(blen + 512);
+    int hl = snprintf(big, 512,
+                      "POST /args HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                      "Content-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: %zu"
+                      "\r\n\r\n%s",
+                      blen, bh);
+    memset(big + hl, 'Z', big_n);
+    strcpy(big + hl + big_n, bt);
     streamed_bytes = 0;
     wt_run run = {
-        .n = 5,
+        .n = 6,
         .reqs = {
             WT_GET("/args?a=1&a=2&b=%20x"),
             "POST /args?a=q HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
@@ -481,6 +497,7 @@ static void test_arguments(void **state)
             "POST /stream HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
             "Transfer-Encoding: chunked\r\nContent-Type: application/x-www-form-urlencoded"
             "\r\n\r\n3\r\na=1\r\n4\r\n2345\r\n0\r\n\r\n",
+            big,
         }};
     wt_serve(loop, app, &run);
     wt_resp *r = run.resp;
@@ -492,6 +509,9 @@ static void test_arguments(void **state)
                                    "file=f.txt type=text/plain size=5 data=HELLO "
                                    "up-as-arg=absent");
     assert_string_equal(r[4].body, "streamed=7 body-arg=-");
+    assert_int_equal(r[5].status, 200);
+    assert_non_null(strstr(r[5].body, "file=b type=- size=200000 data=ZZZ"));
+    free(big);
     wt_free(&run);
     sq_app_free(app);
     sq_loop_free(loop);
@@ -772,6 +792,62 @@ static void test_connection_close(void **state)
     sq_loop_free(loop);
 }
 
+/* --- the app is freed while a handler sleeps: the handler finishes harmlessly ------------ */
+
+static int af_started, af_done, af_finish_calls;
+static void af_get(sq_handler *h)
+{
+    af_started++;
+    sq_sleep(0.2);
+    sq_write(h, "late");
+    af_done++;
+}
+static void af_finish(sq_handler *h)
+{
+    af_finish_calls++;
+}
+
+static void *af_client(void *arg)
+{
+    int fd = wt_connect(*(int *)arg);
+    const char *req = "GET /s HTTP/1.1\r\nHost: t\r\n\r\n";
+    if (fd >= 0) {
+        char buf[256];
+        send(fd, req, strlen(req), MSG_NOSIGNAL);
+        while (recv(fd, buf, sizeof buf, 0) > 0) {
+        }
+        close(fd);
+    }
+    return NULL;
+}
+
+static void test_free_app_with_handler_running(void **state)
+{
+    const sq_route rs[] = {
+        {"/s", &(sq_handler_class){.get = af_get, .on_finish = af_finish}, NULL, NULL},
+        {NULL, NULL, NULL, NULL},
+    };
+    sq_loop *loop = wt_loop();
+    sq_app_settings st = {.no_access_log = true};
+    sq_app *app = sq_app_new(rs, &st);
+    assert_int_equal(sq_app_listen(app, 0, "127.0.0.1"), 0);
+    int port = sq_http_server_port(sq_app_server(app));
+    af_started = af_done = af_finish_calls = 0;
+    pthread_t t;
+    pthread_create(&t, NULL, af_client, &port);
+    double t0 = sq_test_now();
+    while (!af_started && sq_test_now() - t0 < 10) sq_loop_run_once(loop, true);
+    assert_int_equal(af_started, 1);
+    sq_app_free(app);
+    pthread_join(t, NULL);
+    t0 = sq_test_now();
+    while (!af_done && sq_test_now() - t0 < 10) sq_loop_run_once(loop, true);
+    for (int i = 0; i < 5; i++) sq_loop_run_once(loop, false);
+    assert_int_equal(af_done, 1);
+    assert_int_equal(af_finish_calls, 1);
+    sq_loop_free(loop);
+}
+
 /* --- reverse_url (no server) ------------------------------------------------------------- */
 
 static void test_reverse_url(void **state)
@@ -822,6 +898,7 @@ int main(void)
         cmocka_unit_test(test_cookies),          cmocka_unit_test(test_default_handler),
         cmocka_unit_test(test_concurrent_sleep), cmocka_unit_test(test_pipelining),
         cmocka_unit_test(test_connection_close),
+        cmocka_unit_test(test_free_app_with_handler_running),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
