@@ -110,7 +110,9 @@ size_t sq_http_server_connections(const sq_http_server *srv);
 
 /* --- request ------------------------------------------------------------------------------ */
 
-/* First header named `name` (case-insensitive); {NULL, 0} when absent. */
+/* First header named `name` (case-insensitive); {NULL, 0} when absent.  The slice is a copy
+ * of a pointer into the read buffer, which reading the body may move: call it again after
+ * sq_http_read_body*() rather than keeping it (the request's own fields are kept current). */
 sq_str sq_http_header_get(const sq_http_request *req, const char *name);
 
 /* Read the whole body (Content-Length or chunked).  Suspends the handler until it has

@@ -87,6 +87,7 @@ struct sq_handler {
     size_t body_len;
     bool q_parsed, b_parsed, c_parsed, body_read;
     bool is_head, flushed, finished, detached, method_done, ended, in_close_cb;
+    bool *ended_flag; /* set while on_connection_close runs: end_request reports through it */
     int fail_status;
     char *fail_msg;
     /* arena */
@@ -413,6 +414,7 @@ static void end_request(sq_handler *h)
 {
     if (h->ended) return;
     h->ended = true;
+    if (h->ended_flag) *h->ended_flag = true;
     if (h->cls->on_finish) h->cls->on_finish(h);
     h->req->data = NULL;
     handler_put(h);
@@ -431,9 +433,16 @@ static void conn_closed(sq_http_request *req, void *arg)
 {
     sq_handler *h = arg;
     if (h->ended || !h->cls->on_connection_close) return;
+    /* The callback may finish the request, which can free h: learn that through a flag on
+     * this stack, never by reading h afterwards. */
+    bool ended = false;
+    h->ended_flag = &ended;
     h->in_close_cb = true;
     h->cls->on_connection_close(h);
-    if (!h->ended) h->in_close_cb = false;
+    if (!ended) {
+        h->in_close_cb = false;
+        h->ended_flag = NULL;
+    }
 }
 
 static void finish_later(void *arg)
