@@ -129,39 +129,17 @@ static void form_get(sq_handler *h)
                 "<p><button>Send</button></p></form></body></html>");
 }
 
-static void write_html_escaped(sq_handler *h, const char *s)
-{
-    for (; *s; s++) {
-        switch (*s) {
-        case '<':
-            sq_write(h, "&lt;");
-            break;
-        case '>':
-            sq_write(h, "&gt;");
-            break;
-        case '&':
-            sq_write(h, "&amp;");
-            break;
-        case '"':
-            sq_write(h, "&quot;");
-            break;
-        default:
-            sq_write_bytes(h, s, 1);
-        }
-    }
-}
-
 static void form_post(sq_handler *h)
 {
     const char *name = sq_get_body_argument(h, "name", "(none)");
     const sq_arg *f = sq_get_file(h, "file");
     sq_write(h, "<!doctype html><html><body><h1>Received</h1><p>name: ");
-    write_html_escaped(h, name);
+    sq_write_escaped(h, name);
     if (f) {
         sq_write(h, "</p><p>file: ");
-        write_html_escaped(h, f->filename);
+        sq_write_escaped(h, f->filename);
         sq_writef(h, " (%zu bytes, ", f->value_len);
-        write_html_escaped(h, f->content_type ? f->content_type : "no type");
+        sq_write_escaped(h, f->content_type ? f->content_type : "no type");
         sq_write(h, ")");
     } else {
         sq_write(h, "</p><p>no file");

@@ -121,6 +121,8 @@ int sq_set_signed_cookie(sq_handler *h, const char *name, const char *value,
 int sq_write(sq_handler *h, const char *s);
 int sq_write_bytes(sq_handler *h, const void *data, size_t len);
 int sq_writef(sq_handler *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Write `s` with < > & " ' replaced by HTML entities (Tornado's xhtml_escape). */
+int sq_write_escaped(sq_handler *h, const char *s);
 /* Serialize a jansson value (void * to keep jansson out of this header; pass a json_t *),
  * set Content-Type: application/json, and drop the reference (it steals it). */
 int sq_write_json(sq_handler *h, void *json);

@@ -1004,31 +1004,20 @@ int sq_redirect(sq_handler *h, const char *url, bool permanent)
     return sq_finish(h);
 }
 
-static void write_escaped(sq_handler *h, const char *s)
+int sq_write_escaped(sq_handler *h, const char *s)
 {
-    for (const char *p = s; *p;) {
+    int rc = 0;
+    for (const char *p = s; *p && rc == 0;) {
         size_t n = strcspn(p, "<>&\"'");
-        sq_write_bytes(h, p, n);
+        rc = sq_write_bytes(h, p, n);
         p += n;
-        if (!*p) break;
-        switch (*p++) {
-        case '<':
-            sq_write(h, "&lt;");
-            break;
-        case '>':
-            sq_write(h, "&gt;");
-            break;
-        case '&':
-            sq_write(h, "&amp;");
-            break;
-        case '"':
-            sq_write(h, "&quot;");
-            break;
-        default:
-            sq_write(h, "&#39;");
-            break;
-        }
+        if (!*p || rc < 0) break;
+        const char *ent = *p == '<' ? "&lt;" : *p == '>' ? "&gt;" : *p == '&' ? "&amp;"
+                          : *p == '"' ? "&quot;" : "&#39;";
+        p++;
+        rc = sq_write(h, ent);
     }
+    return rc;
 }
 
 int sq_send_error(sq_handler *h, int status, const char *detail)
@@ -1058,7 +1047,7 @@ int sq_send_error(sq_handler *h, int status, const char *detail)
         sq_writef(h, "<html><title>%d: %s</title><body>%d: %s", status, reason, status, reason);
         if (shown) {
             sq_write(h, "<pre>");
-            write_escaped(h, shown);
+            sq_write_escaped(h, shown);
             sq_write(h, "</pre>");
         }
         sq_write(h, "</body></html>");

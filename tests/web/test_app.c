@@ -34,11 +34,17 @@ static void opt_get(sq_handler *h)
               sq_path_arg(h, 1) ? sq_path_arg(h, 1) : "(null)");
 }
 
+static void esc_get(sq_handler *h)
+{
+    sq_write_escaped(h, sq_path_arg(h, 0));
+}
+
 static const sq_route routing_routes[] = {
     {"/", &(sq_handler_class){.get = hello_get}, NULL, NULL},
     {"/user/([0-9]+)", &(sq_handler_class){.get = user_get}, NULL, NULL},
     {"/kw/(?P<a>[a-z]+)/(?<b>[0-9]+)", &(sq_handler_class){.get = kw_get}, NULL, NULL},
     {"/enc/(.*)", &(sq_handler_class){.get = enc_get}, NULL, NULL},
+    {"/esc/(.*)", &(sq_handler_class){.get = esc_get}, NULL, NULL},
     {"/opt/(a)?(b)?", &(sq_handler_class){.get = opt_get}, NULL, NULL},
     {"/user/.*", &(sq_handler_class){.get = hello_get}, NULL, NULL}, /* shadowed for digits */
     {NULL, NULL, NULL, NULL},
@@ -50,7 +56,7 @@ static void test_routing(void **state)
     sq_app_settings st = {.no_access_log = true};
     sq_app *app = sq_app_new(routing_routes, &st);
     assert_non_null(app);
-    wt_run run = {.n = 10,
+    wt_run run = {.n = 11,
                   .reqs = {
                       WT_GET("/"),
                       WT_GET("/user/42"),
@@ -62,6 +68,7 @@ static void test_routing(void **state)
                       WT_GET("/opt/b"),
                       WT_GET("/x/"),
                       WT_GET("/enc/a%41%zz"),
+                      WT_GET("/esc/%3Cb%3E%26%22x%22%27"),
                   }};
     wt_serve(loop, app, &run);
     wt_resp *r = run.resp;
@@ -80,6 +87,7 @@ static void test_routing(void **state)
     assert_string_equal(r[7].body, "x=(null) y=b");
     assert_int_equal(r[8].status, 404); /* anchored at the start too */
     assert_string_equal(r[9].body, "[a%41%zz]"); /* malformed escape: the raw bytes */
+    assert_string_equal(r[10].body, "&lt;b&gt;&amp;&quot;x&quot;&#39;"); /* sq_write_escaped */
     wt_free(&run);
     sq_app_free(app);
     sq_loop_free(loop);
