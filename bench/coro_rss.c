@@ -41,14 +41,20 @@ static void *sleeper(void *arg)
     return NULL;
 }
 
-static void measure(void *arg) { rss_parked = rss(); }
+static void measure(void *arg)
+{
+    rss_parked = rss();
+}
 
 static void check_done(void *arg)
 {
     if (completed == n) sq_loop_stop(arg);
 }
 
-static void stop(void *arg) { sq_loop_stop(arg); }
+static void stop(void *arg)
+{
+    sq_loop_stop(arg);
+}
 
 int main(int argc, char **argv)
 {
@@ -78,8 +84,8 @@ int main(int argc, char **argv)
     double per = ((double)rss_parked - (double)rss0) / (double)n / 1024.0;
     printf("coro_rss: %.1f KiB RSS per parked coroutine (%ld in sq_sleep, %.1f MiB total, "
            "stack %zu KiB each, target <= 16 KiB) %s\n",
-           per, n, ((double)rss_parked - (double)rss0) / 1048576.0,
-           sq_coro_get_stack_size() / 1024, per <= 16 ? "OK" : "OVER TARGET");
+           per, n, ((double)rss_parked - (double)rss0) / 1048576.0, sq_coro_get_stack_size() / 1024,
+           per <= 16 ? "OK" : "OVER TARGET");
     printf("coro_rss: %ld of %ld woke and completed in %.2f s\n", completed, n, took);
     sq_loop_free(loop);
     return started == n && completed == n ? 0 : 1;

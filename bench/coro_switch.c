@@ -53,7 +53,8 @@ static double bench_raw(sq_loop *loop, double seconds, long *trips_out)
         trips += chunk;
     } while ((t = now()) - t0 < seconds);
     raw_stop = 1;
-    while (sq_coro_resume(c)) {}
+    while (sq_coro_resume(c)) {
+    }
     *trips_out = trips;
     return (t - t0) * 1e9 / (2.0 * (double)trips);
 }

@@ -10,14 +10,14 @@
 
 #include "squall.h"
 
-#define SQ__NS_PER_SEC 1000000000ull
-#define SQ__LIKELY(x) __builtin_expect(!!(x), 1)
+#define SQ__NS_PER_SEC  1000000000ull
+#define SQ__LIKELY(x)   __builtin_expect(!!(x), 1)
 #define SQ__UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 /* --- backend interface: five calls, as in redis' ae ------------------------------------- */
 typedef struct sq__backend {
     const char *name;
-    int (*init)(sq_loop *loop);            /* allocate loop->backend_data */
+    int (*init)(sq_loop *loop); /* allocate loop->backend_data */
     void (*destroy)(sq_loop *loop);
     /* Make the kernel's interest for io equal to `events` (0 removes it). */
     int (*ctl)(sq_loop *loop, sq_io *io, unsigned events);

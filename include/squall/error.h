@@ -14,11 +14,11 @@ extern "C" {
 #endif
 
 enum {
-    SQ_ENOTCORO = -20001,      /* a suspending call was made outside a coroutine */
-    SQ_ECLOSED = -20002,       /* the stream was closed (Tornado's StreamClosedError) */
-    SQ_EBUSY_READ = -20003,    /* a read is already pending on this stream */
-    SQ_ELOOPCLOSED = -20004,   /* the loop or executor is shutting down */
-    SQ_ERESOLVE = -20005,      /* a host name could not be resolved */
+    SQ_ENOTCORO = -20001,    /* a suspending call was made outside a coroutine */
+    SQ_ECLOSED = -20002,     /* the stream was closed (Tornado's StreamClosedError) */
+    SQ_EBUSY_READ = -20003,  /* a read is already pending on this stream */
+    SQ_ELOOPCLOSED = -20004, /* the loop or executor is shutting down */
+    SQ_ERESOLVE = -20005,    /* a host name could not be resolved */
 };
 
 /* A static, human-readable description of a negative errno or squall code. */

@@ -20,8 +20,8 @@ extern "C" {
 
 /* Documented defaults (Tornado's for headers; nginx's order of magnitude for the line). */
 #define SQ_HTTP_DEFAULT_MAX_REQUEST_LINE (8u * 1024u)  /* 414 beyond */
-#define SQ_HTTP_DEFAULT_MAX_HEADER_SIZE (64u * 1024u)  /* 431 beyond: whole header section */
-#define SQ_HTTP_DEFAULT_MAX_HEADERS 100                /* 431 beyond */
+#define SQ_HTTP_DEFAULT_MAX_HEADER_SIZE  (64u * 1024u) /* 431 beyond: whole header section */
+#define SQ_HTTP_DEFAULT_MAX_HEADERS      100           /* 431 beyond */
 
 typedef struct sq_http_header {
     const char *name;
@@ -56,7 +56,7 @@ typedef struct sq_http_request_head {
     size_t query_len;
     const char *host; /* authority of an absolute-form target, else the Host header; may be NULL */
     size_t host_len;
-    int version_minor; /* HTTP/1.<minor>: 0 or 1 */
+    int version_minor;       /* HTTP/1.<minor>: 0 or 1 */
     sq_http_header *headers; /* caller's array, filled in order */
     size_t nheaders;
     /* Derived from the headers, validated: */
@@ -83,8 +83,8 @@ typedef struct sq_http_request_head {
  * limits outrank the other errors; 414 is certain after max_request_line + 2 bytes of request
  * line without its end, 431 after max_header_size + 1 bytes of head without its end (when both
  * apply, the one certain first).  The limits do not count the leading empty lines. */
-int sq_http_parse_request(const char *buf, size_t len, size_t prev_len,
-                          sq_http_request_head *out, sq_http_header *headers, size_t max_headers,
+int sq_http_parse_request(const char *buf, size_t len, size_t prev_len, sq_http_request_head *out,
+                          sq_http_header *headers, size_t max_headers,
                           const sq_http_limits *limits);
 
 /* Case-insensitive header lookup; returns the first match or NULL. */

@@ -54,16 +54,15 @@ typedef struct sq_args {
 
 /* Limits for one parse call; a NULL pointer or a zero field means the default. */
 typedef struct sq_form_limits {
-    size_t max_args;       /* pairs or parts; default 1,000 (-E2BIG beyond) */
-    size_t max_part_size;  /* multipart: bytes in one part; default 100 MiB */
+    size_t max_args;        /* pairs or parts; default 1,000 (-E2BIG beyond) */
+    size_t max_part_size;   /* multipart: bytes in one part; default 100 MiB */
     size_t max_header_size; /* multipart: bytes of one part's headers; default 16 KiB */
 } sq_form_limits;
 
 void sq_args_init(sq_args *a);
 void sq_args_free(sq_args *a);
 /* Append a copy of name and value.  Returns 0 or -ENOMEM. */
-int sq_args_add(sq_args *a, const char *name, size_t name_len, const char *value,
-                size_t value_len);
+int sq_args_add(sq_args *a, const char *name, size_t name_len, const char *value, size_t value_len);
 /* The last value for `name` (Tornado's get_argument), or NULL. */
 const sq_arg *sq_args_get(const sq_args *a, const char *name);
 /* Every value for `name`: fills out[0..max) and returns how many there are in total. */
@@ -101,10 +100,10 @@ int sq_parse_cookie_header(const char *s, size_t len, sq_args *out, const sq_for
 
 typedef struct sq_cookie_options {
     const char *domain;
-    const char *path;      /* default "/" */
-    time_t expires;        /* absolute time; 0 = session cookie */
-    long max_age;          /* seconds; 0 = not sent (so {0} is a session cookie); < 0
-                            * sends Max-Age=0 (delete now) */
+    const char *path; /* default "/" */
+    time_t expires;   /* absolute time; 0 = session cookie */
+    long max_age;     /* seconds; 0 = not sent (so {0} is a session cookie); < 0
+                       * sends Max-Age=0 (delete now) */
     bool secure;
     bool http_only;
     const char *same_site; /* "Strict", "Lax", "None" or NULL */

@@ -70,7 +70,7 @@ struct sq_periodic {
 
 /* Tunables, read by sq_loop_new(); zero fields take the documented defaults. */
 typedef struct sq_loop_options {
-    const char *backend;         /* "epoll" (default; the only one on Linux today) */
+    const char *backend;          /* "epoll" (default; the only one on Linux today) */
     double slow_callback_warning; /* seconds a callback may hold the loop before it is logged;
                                      default 0.1, negative disables */
 } sq_loop_options;
@@ -149,8 +149,7 @@ int sq_add_callback_threadsafe(sq_loop *loop, sq_callback_fn fn, void *arg);
 
 /* --- periodic callbacks --------------------------------------------------------------- */
 
-void sq_periodic_init(sq_loop *loop, sq_periodic *p, double interval, sq_callback_fn fn,
-                      void *arg);
+void sq_periodic_init(sq_loop *loop, sq_periodic *p, double interval, sq_callback_fn fn, void *arg);
 /* jitter in [0, 1): each run lands within interval * (1 +/- jitter/2). */
 void sq_periodic_set_jitter(sq_periodic *p, double jitter);
 void sq_periodic_start(sq_periodic *p);

@@ -96,19 +96,18 @@ typedef void (*sq_accept_handler)(sq_tcp_server *srv, int fd, const struct socka
                                   socklen_t peerlen, void *arg);
 
 typedef struct sq_tcp_options {
-    int backlog;      /* listen backlog; default 4096 (the kernel caps it at somaxconn) */
-    bool reuseport;   /* SO_REUSEPORT, for several processes on one port */
-    bool ipv6_only;   /* with an IPv6 address: do not also accept IPv4 */
-    bool no_nodelay;  /* leave Nagle on for accepted sockets (TCP_NODELAY is the default) */
+    int backlog;     /* listen backlog; default 4096 (the kernel caps it at somaxconn) */
+    bool reuseport;  /* SO_REUSEPORT, for several processes on one port */
+    bool ipv6_only;  /* with an IPv6 address: do not also accept IPv4 */
+    bool no_nodelay; /* leave Nagle on for accepted sockets (TCP_NODELAY is the default) */
     sq_accept_handler on_accept; /* if set, used instead of the coroutine handler */
 } sq_tcp_options;
 
 /* Listen on host:port (host NULL or "" = every address, IPv6 and IPv4; port 0 = ephemeral)
  * and run handler(stream, peer, arg) on a new coroutine for each connection.  Connections
  * are accepted in batches until EAGAIN.  On failure returns NULL and sets *err (if given). */
-sq_tcp_server *sq_tcp_listen(sq_loop *loop, const char *host, int port,
-                             const sq_tcp_options *opts, sq_stream_handler handler, void *arg,
-                             int *err);
+sq_tcp_server *sq_tcp_listen(sq_loop *loop, const char *host, int port, const sq_tcp_options *opts,
+                             sq_stream_handler handler, void *arg, int *err);
 /* The bound port (useful with port 0). */
 int sq_tcp_server_port(const sq_tcp_server *srv);
 /* Stop accepting and close the listening sockets; established streams are untouched. */

@@ -22,7 +22,7 @@ extern "C" {
 typedef struct sq_event sq_event;
 sq_event *sq_event_new(sq_loop *loop);
 void sq_event_free(sq_event *ev);
-void sq_event_set(sq_event *ev);   /* wake every waiter; later waits return at once */
+void sq_event_set(sq_event *ev); /* wake every waiter; later waits return at once */
 void sq_event_clear(sq_event *ev);
 bool sq_event_is_set(const sq_event *ev);
 int sq_event_wait(sq_event *ev, double timeout);

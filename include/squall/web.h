@@ -38,10 +38,10 @@ typedef void (*sq_handler_fn)(sq_handler *h);
  * per-request state sq_handler_state() returns. */
 typedef struct sq_handler_class {
     sq_handler_fn get, post, put, delete_, patch, head, options;
-    sq_handler_fn initialize; /* first, with sq_handler_init_arg() from the route */
-    sq_handler_fn prepare;    /* before the method; may finish the request itself */
-    sq_handler_fn on_finish;  /* after the response is finished (request still readable;
-                                 for a detached request it runs inside sq_finish()) */
+    sq_handler_fn initialize;          /* first, with sq_handler_init_arg() from the route */
+    sq_handler_fn prepare;             /* before the method; may finish the request itself */
+    sq_handler_fn on_finish;           /* after the response is finished (request still readable;
+                                          for a detached request it runs inside sq_finish()) */
     sq_handler_fn on_connection_close; /* the client left before the response was done */
     /* If set, the body is streamed to it piece by piece (Tornado's stream_request_body)
      * before the method runs, instead of being read whole. */
@@ -62,11 +62,11 @@ typedef struct sq_route {
 } sq_route;
 
 typedef struct sq_app_settings {
-    bool debug;                /* error pages show details */
-    const char *cookie_secret; /* required for signed cookies */
-    bool no_access_log;        /* the access log is on by default */
-    sq_http_settings http;     /* server settings (limits, gzip, xheaders …) */
-    sq_form_limits form;       /* argument and multipart limits */
+    bool debug;                              /* error pages show details */
+    const char *cookie_secret;               /* required for signed cookies */
+    bool no_access_log;                      /* the access log is on by default */
+    sq_http_settings http;                   /* server settings (limits, gzip, xheaders …) */
+    sq_form_limits form;                     /* argument and multipart limits */
     const sq_handler_class *default_handler; /* for unmatched paths (default: 404 page) */
 } sq_app_settings;
 
@@ -145,7 +145,8 @@ void sq_handler_fail(sq_handler *h, int status, const char *fmt, ...)
  * (also when the client left: that is what ends the request and runs on_finish). */
 void sq_handler_detach(sq_handler *h);
 
-/* --- static files ------------------------------------------------------------------------------ */
+/* --- static files ------------------------------------------------------------------------------
+ */
 
 /* A class serving files below the directory given as the route's init_arg, from the route's
  * first path group: ETag / Last-Modified with 304, single byte ranges (206, 416), content

@@ -46,11 +46,11 @@ struct sq_coro {
     sq_task_fn fn;
     void *arg;
     sq_future *done;
-    char *map;        /* mmap base: guard region first, then the stack, then this struct */
+    char *map; /* mmap base: guard region first, then the stack, then this struct */
     size_t map_size;
     size_t stack_size;   /* usable bytes between the guard and this struct */
     size_t size_setting; /* sq_coro_get_stack_size() when it was made */
-    sq_coro *next; /* ready queue or pool link */
+    sq_coro *next;       /* ready queue or pool link */
     const char *name;
     unsigned char state;
     bool queued;
@@ -101,8 +101,14 @@ void sq_coro_set_stack_size(size_t bytes)
     }
 }
 
-size_t sq_coro_get_stack_size(void) { return stack_size_setting; }
-void sq_coro_set_pool_limit(size_t n) { pool_limit = n; }
+size_t sq_coro_get_stack_size(void)
+{
+    return stack_size_setting;
+}
+void sq_coro_set_pool_limit(size_t n)
+{
+    pool_limit = n;
+}
 
 /* --- stack overflow: the guard region faults, and this handler names the cause --------- */
 
@@ -215,7 +221,10 @@ static void recycle(sq_coro *c)
 /* --- lifecycle ------------------------------------------------------------------------------- */
 
 #ifndef SQ_CORO_UCONTEXT
-static void *stack_top(sq_coro *c) { return (void *)((uintptr_t)c & ~(uintptr_t)15); }
+static void *stack_top(sq_coro *c)
+{
+    return (void *)((uintptr_t)c & ~(uintptr_t)15);
+}
 #else
 static void uc_entry(unsigned hi, unsigned lo)
 {
@@ -397,10 +406,22 @@ size_t sq__coro_run_ready(sq_loop *loop)
     return n;
 }
 
-sq_coro *sq_coro_self(void) { return tls_current; }
-bool sq_in_coro(void) { return tls_current != NULL; }
-sq_loop *sq_coro_loop(const sq_coro *c) { return c->loop; }
-void sq_coro_set_name(sq_coro *c, const char *name) { c->name = name; }
+sq_coro *sq_coro_self(void)
+{
+    return tls_current;
+}
+bool sq_in_coro(void)
+{
+    return tls_current != NULL;
+}
+sq_loop *sq_coro_loop(const sq_coro *c)
+{
+    return c->loop;
+}
+void sq_coro_set_name(sq_coro *c, const char *name)
+{
+    c->name = name;
+}
 
 sq_future *sq_spawn(sq_loop *loop, sq_task_fn fn, void *arg)
 {

@@ -85,11 +85,26 @@ void sq_future_release(sq_future *f)
     }
 }
 
-bool sq_future_done(const sq_future *f) { return f->state == F_DONE; }
-bool sq_future_cancelled(const sq_future *f) { return f->cancelled; }
-int64_t sq_future_status(const sq_future *f) { return f->state == F_DONE ? f->status : 0; }
-void *sq_future_value(const sq_future *f) { return f->state == F_DONE ? f->value : NULL; }
-sq_loop *sq_future_loop(const sq_future *f) { return f->loop; }
+bool sq_future_done(const sq_future *f)
+{
+    return f->state == F_DONE;
+}
+bool sq_future_cancelled(const sq_future *f)
+{
+    return f->cancelled;
+}
+int64_t sq_future_status(const sq_future *f)
+{
+    return f->state == F_DONE ? f->status : 0;
+}
+void *sq_future_value(const sq_future *f)
+{
+    return f->state == F_DONE ? f->value : NULL;
+}
+sq_loop *sq_future_loop(const sq_future *f)
+{
+    return f->loop;
+}
 
 void sq_future_set_cancel_hook(sq_future *f, sq_cancel_fn fn, void *arg)
 {
@@ -125,7 +140,10 @@ int sq_future_resolve(sq_future *f, int64_t status, void *value)
     return 0;
 }
 
-int sq_future_set_result(sq_future *f, void *value) { return sq_future_resolve(f, 0, value); }
+int sq_future_set_result(sq_future *f, void *value)
+{
+    return sq_future_resolve(f, 0, value);
+}
 
 int sq_future_set_error(sq_future *f, int err)
 {
@@ -199,7 +217,10 @@ int sq_future_remove_done_callback(sq_future *f, sq_future_cb cb, void *arg)
 
 /* --- awaiting ----------------------------------------------------------------------------- */
 
-static void wake_waiter(sq_future *f, void *arg) { sq_coro_wake(arg); }
+static void wake_waiter(sq_future *f, void *arg)
+{
+    sq_coro_wake(arg);
+}
 
 int64_t sq_await(sq_future *f, void **value)
 {

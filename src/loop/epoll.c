@@ -10,8 +10,8 @@
 
 typedef struct epoll_data_s {
     int epfd;
-    int nready;                   /* events of the batch being dispatched */
-    int cursor;                   /* index of the one being dispatched */
+    int nready; /* events of the batch being dispatched */
+    int cursor; /* index of the one being dispatched */
     struct epoll_event events[MAX_EVENTS];
 } epoll_state;
 

@@ -226,20 +226,44 @@ sq_loop *sq_loop_default(void)
     return l;
 }
 
-sq_loop *sq_loop_current(void) { return current_loop; }
-void sq_loop_make_current(sq_loop *loop) { current_loop = loop; }
-bool sq_loop_is_running(const sq_loop *loop) { return loop->running; }
-double sq_loop_time(const sq_loop *loop) { return (double)loop->now_ns / 1e9; }
-uint64_t sq_loop_now_ns(const sq_loop *loop) { return loop->now_ns; }
-void sq_loop_update_time(sq_loop *loop) { loop->now_ns = sq__mono_ns(); }
-const char *sq_loop_backend_name(const sq_loop *loop) { return loop->backend->name; }
+sq_loop *sq_loop_current(void)
+{
+    return current_loop;
+}
+void sq_loop_make_current(sq_loop *loop)
+{
+    current_loop = loop;
+}
+bool sq_loop_is_running(const sq_loop *loop)
+{
+    return loop->running;
+}
+double sq_loop_time(const sq_loop *loop)
+{
+    return (double)loop->now_ns / 1e9;
+}
+uint64_t sq_loop_now_ns(const sq_loop *loop)
+{
+    return loop->now_ns;
+}
+void sq_loop_update_time(sq_loop *loop)
+{
+    loop->now_ns = sq__mono_ns();
+}
+const char *sq_loop_backend_name(const sq_loop *loop)
+{
+    return loop->backend->name;
+}
 
 void sq_loop_set_slow_callback_warning(sq_loop *loop, double seconds)
 {
     loop->slow_ns = seconds > 0 ? sq__sec_to_ns(seconds) : 0;
 }
 
-void sq_loop_stop(sq_loop *loop) { loop->stop = true; }
+void sq_loop_stop(sq_loop *loop)
+{
+    loop->stop = true;
+}
 
 /* --- fd watchers -------------------------------------------------------------------------- */
 
@@ -389,7 +413,10 @@ void sq_timer_stop(sq_timer *t)
     t->repeat = 0;
 }
 
-bool sq_timer_active(const sq_timer *t) { return t->heap_index != SIZE_MAX; }
+bool sq_timer_active(const sq_timer *t)
+{
+    return t->heap_index != SIZE_MAX;
+}
 
 static void run_timers(sq_loop *loop)
 {
@@ -485,8 +512,7 @@ static void periodic_fire(sq_loop *loop, sq_timer *t)
     p->fn(p->arg);
 }
 
-void sq_periodic_init(sq_loop *loop, sq_periodic *p, double interval, sq_callback_fn fn,
-                      void *arg)
+void sq_periodic_init(sq_loop *loop, sq_periodic *p, double interval, sq_callback_fn fn, void *arg)
 {
     memset(p, 0, sizeof *p);
     sq_timer_init(loop, &p->timer, periodic_fire, p);
@@ -546,7 +572,10 @@ int sq_loop_run_once(sq_loop *loop, bool block)
     return r < 0 ? r : 0;
 }
 
-int sq_loop_run(sq_loop *loop) { return sq_loop_run_until(loop, NULL); }
+int sq_loop_run(sq_loop *loop)
+{
+    return sq_loop_run_until(loop, NULL);
+}
 
 int sq_loop_run_until(sq_loop *loop, sq_future *fut)
 {

@@ -58,8 +58,7 @@ static int ensure_pipe(sq_loop *loop)
 
 int sq_signal_add(sq_loop *loop, int signum, sq_signal_cb cb, void *arg)
 {
-    if (signum <= 0 || signum >= NSIG_MAX || signum == SIGKILL || signum == SIGSTOP)
-        return -EINVAL;
+    if (signum <= 0 || signum >= NSIG_MAX || signum == SIGKILL || signum == SIGSTOP) return -EINVAL;
     if (handlers[signum].loop && handlers[signum].loop != loop) return -EBUSY;
     int r = ensure_pipe(loop);
     if (r < 0) return r;

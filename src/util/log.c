@@ -8,13 +8,20 @@
 const char *sq_strerror(int err)
 {
     switch (err) {
-    case 0: return "success";
-    case SQ_ENOTCORO: return "suspending call made outside a coroutine";
-    case SQ_ECLOSED: return "stream closed";
-    case SQ_EBUSY_READ: return "a read is already pending on this stream";
-    case SQ_ELOOPCLOSED: return "loop or executor is shutting down";
-    case SQ_ERESOLVE: return "host name could not be resolved";
-    default: break;
+    case 0:
+        return "success";
+    case SQ_ENOTCORO:
+        return "suspending call made outside a coroutine";
+    case SQ_ECLOSED:
+        return "stream closed";
+    case SQ_EBUSY_READ:
+        return "a read is already pending on this stream";
+    case SQ_ELOOPCLOSED:
+        return "loop or executor is shutting down";
+    case SQ_ERESOLVE:
+        return "host name could not be resolved";
+    default:
+        break;
     }
     if (err < 0 && err > -4096) return strerror(-err);
     return "unknown error";
@@ -30,8 +37,14 @@ void sq_log_set_handler(sq_log_fn fn, void *arg)
     log_arg = arg;
 }
 
-void sq_log_set_level(int level) { log_level = level; }
-int sq_log_get_level(void) { return log_level; }
+void sq_log_set_level(int level)
+{
+    log_level = level;
+}
+int sq_log_get_level(void)
+{
+    return log_level;
+}
 
 void sq_log(int level, const char *fmt, ...)
 {

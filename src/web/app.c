@@ -1012,8 +1012,11 @@ int sq_write_escaped(sq_handler *h, const char *s)
         rc = sq_write_bytes(h, p, n);
         p += n;
         if (!*p || rc < 0) break;
-        const char *ent = *p == '<' ? "&lt;" : *p == '>' ? "&gt;" : *p == '&' ? "&amp;"
-                          : *p == '"' ? "&quot;" : "&#39;";
+        const char *ent = *p == '<'   ? "&lt;"
+                          : *p == '>' ? "&gt;"
+                          : *p == '&' ? "&amp;"
+                          : *p == '"' ? "&quot;"
+                                      : "&#39;";
         p++;
         rc = sq_write(h, ent);
     }

@@ -187,7 +187,10 @@ static void *park_sleep(void *arg)
     return NULL;
 }
 
-static void stop_loop(void *arg) { sq_loop_stop(arg); }
+static void stop_loop(void *arg)
+{
+    sq_loop_stop(arg);
+}
 
 static void park_done(void *arg)
 {
@@ -299,14 +302,10 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "--overflow") == 0) return overflow_child();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_spawn_and_go),
-        cmocka_unit_test(test_go_without_current_loop),
-        cmocka_unit_test(test_yield_interleaves),
-        cmocka_unit_test(test_deep_recursion),
-        cmocka_unit_test(test_stack_pool_reuse),
-        cmocka_unit_test(test_ten_thousand_sleepers),
-        cmocka_unit_test(test_stack_size_setting),
-        cmocka_unit_test(test_stack_overflow_message),
+        cmocka_unit_test(test_spawn_and_go),       cmocka_unit_test(test_go_without_current_loop),
+        cmocka_unit_test(test_yield_interleaves),  cmocka_unit_test(test_deep_recursion),
+        cmocka_unit_test(test_stack_pool_reuse),   cmocka_unit_test(test_ten_thousand_sleepers),
+        cmocka_unit_test(test_stack_size_setting), cmocka_unit_test(test_stack_overflow_message),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -64,7 +64,10 @@ static void test_await_outside_coroutine(void **state)
 }
 
 static int cb_calls;
-static void count_cb(sq_future *f, void *arg) { cb_calls += (int)(intptr_t)arg; }
+static void count_cb(sq_future *f, void *arg)
+{
+    cb_calls += (int)(intptr_t)arg;
+}
 
 static void test_done_callbacks_and_cancel(void **state)
 {
@@ -120,7 +123,10 @@ static void test_callback_removed_during_resolve(void **state)
     sq_loop_free(loop);
 }
 
-static void *returns_arg(void *arg) { return arg; }
+static void *returns_arg(void *arg)
+{
+    return arg;
+}
 
 static void test_spawn_result(void **state)
 {

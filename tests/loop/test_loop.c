@@ -13,10 +13,14 @@
 static void sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0) {}
+    while (nanosleep(&ts, &ts) != 0) {
+    }
 }
 
-static void stop_loop(void *arg) { sq_loop_stop(arg); }
+static void stop_loop(void *arg)
+{
+    sq_loop_stop(arg);
+}
 
 /* Run `loop` with a guard: fails the test if it is still running after `limit` seconds. */
 static void limit_hit(void *arg)
@@ -36,7 +40,10 @@ static void run_guarded(sq_loop *loop, double limit)
 /* --- callbacks ------------------------------------------------------------------------ */
 
 static int order[1000], norder;
-static void record(void *arg) { order[norder++] = (int)(intptr_t)arg; }
+static void record(void *arg)
+{
+    order[norder++] = (int)(intptr_t)arg;
+}
 
 static void test_callbacks_fifo(void **state)
 {
@@ -73,7 +80,10 @@ static void spin(void *arg)
     sq_add_callback(starve.loop, spin, NULL); /* re-adds itself forever */
 }
 
-static void starve_timer(void *arg) { starve.timer_fired = 1; }
+static void starve_timer(void *arg)
+{
+    starve.timer_fired = 1;
+}
 static void starve_io(sq_loop *loop, sq_io *io, unsigned events)
 {
     char b;
@@ -124,7 +134,8 @@ static void probe_cb(sq_loop *loop, sq_io *io, unsigned events)
     p->events |= events;
     if (p->drain) {
         char buf[64];
-        while (read(io->fd, buf, sizeof buf) > 0) {}
+        while (read(io->fd, buf, sizeof buf) > 0) {
+        }
     }
     if (p->other) sq_io_stop(loop, p->other);
 }
@@ -278,8 +289,14 @@ static void test_threadsafe_self_requeue_does_not_starve(void **state)
 /* --- stop and run_until ------------------------------------------------------------------ */
 
 static int ran_after_stop;
-static void after_stop(void *arg) { ran_after_stop++; }
-static void check_running(void *arg) { *(int *)arg = sq_loop_is_running(sq_loop_current()); }
+static void after_stop(void *arg)
+{
+    ran_after_stop++;
+}
+static void check_running(void *arg)
+{
+    *(int *)arg = sq_loop_is_running(sq_loop_current());
+}
 
 static void test_loop_stop(void **state)
 {
@@ -315,7 +332,10 @@ static void test_loop_stop(void **state)
     sq_loop_free(loop);
 }
 
-static void resolve_it(void *arg) { sq_future_set_result(arg, (void *)"done"); }
+static void resolve_it(void *arg)
+{
+    sq_future_set_result(arg, (void *)"done");
+}
 
 static void test_run_until_future(void **state)
 {
@@ -362,7 +382,10 @@ static void on_usr1(sq_loop *loop, int signum, void *arg)
     sq_loop_stop(loop);
 }
 
-static void raise_usr1(void *arg) { raise(SIGUSR1); }
+static void raise_usr1(void *arg)
+{
+    raise(SIGUSR1);
+}
 
 static void test_signal_delivered_on_loop(void **state)
 {
@@ -394,7 +417,10 @@ static void count_log(int level, const char *msg, void *arg)
 {
     if (strstr(msg, "stopping")) info_logs++;
 }
-static void raise_term(void *arg) { raise(SIGTERM); }
+static void raise_term(void *arg)
+{
+    raise(SIGTERM);
+}
 
 static void test_stop_on_signals(void **state)
 {
@@ -439,8 +465,14 @@ static void capture_log(int level, const char *msg, void *arg)
     }
 }
 
-static void block_cb(void *arg) { sleep_ms((int)(intptr_t)arg); }
-static void fast_cb(void *arg) { (void)arg; }
+static void block_cb(void *arg)
+{
+    sleep_ms((int)(intptr_t)arg);
+}
+static void fast_cb(void *arg)
+{
+    (void)arg;
+}
 
 static double logged_ms(void)
 {

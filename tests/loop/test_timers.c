@@ -30,11 +30,15 @@ static void shuffle(int *a, int n)
 static void sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0) {}
+    while (nanosleep(&ts, &ts) != 0) {
+    }
 }
 
 /* Runs the loop until *flag is set, failing after `limit` seconds. */
-static void limit_hit(void *arg) { *(int *)arg = 1; }
+static void limit_hit(void *arg)
+{
+    *(int *)arg = 1;
+}
 static void run_until_flag(sq_loop *loop, volatile int *flag, double limit)
 {
     int timed_out = 0;
@@ -54,7 +58,10 @@ static struct {
     int delay_ms[ORDER_N];
 } ord;
 
-static void record_order(void *arg) { ord.fired[ord.nfired++] = (int)(intptr_t)arg; }
+static void record_order(void *arg)
+{
+    ord.fired[ord.nfired++] = (int)(intptr_t)arg;
+}
 
 static void test_deadline_order(void **state)
 {
@@ -70,8 +77,8 @@ static void test_deadline_order(void **state)
      * equal delays are equal deadlines. */
     for (int k = 0; k < ORDER_N; k++) {
         int i = idx[k];
-        assert_non_null(sq_call_later(loop, ord.delay_ms[i] / 1000.0, record_order,
-                                      (void *)(intptr_t)i));
+        assert_non_null(
+            sq_call_later(loop, ord.delay_ms[i] / 1000.0, record_order, (void *)(intptr_t)i));
     }
     double t0 = sq_test_now();
     while (ord.nfired < ORDER_N && sq_test_now() - t0 < 5) sq_loop_run_once(loop, true);
@@ -120,7 +127,10 @@ static void mass_fire(void *arg)
     if (++mass.fired == mass.target) sq_loop_stop(mass.loop);
 }
 
-static void stop_loop(void *arg) { sq_loop_stop(arg); }
+static void stop_loop(void *arg)
+{
+    sq_loop_stop(arg);
+}
 
 static void test_mass_schedule_cancel(void **state)
 {
@@ -389,7 +399,6 @@ static void test_periodic_jitter(void **state)
     sq_loop_free(loop);
 }
 
-
 /* --- a slow pass does not delay the next timer, and pending calls die with the loop ------ */
 
 static double late_fired;
@@ -398,7 +407,10 @@ static void late_timer(void *arg)
     late_fired = sq_test_now();
     sq_loop_stop(arg);
 }
-static void block_100ms(void *arg) { sleep_ms(100); }
+static void block_100ms(void *arg)
+{
+    sleep_ms(100);
+}
 
 static void test_timer_after_slow_pass(void **state)
 {

@@ -85,7 +85,7 @@ static void test_routing(void **state)
     assert_string_equal(r[6].body,
                         "<html><title>404: Not Found</title><body>404: Not Found</body></html>");
     assert_string_equal(r[7].body, "x=(null) y=b");
-    assert_int_equal(r[8].status, 404); /* anchored at the start too */
+    assert_int_equal(r[8].status, 404);          /* anchored at the start too */
     assert_string_equal(r[9].body, "[a%41%zz]"); /* malformed escape: the raw bytes */
     assert_string_equal(r[10].body, "&lt;b&gt;&amp;&quot;x&quot;&#39;"); /* sq_write_escaped */
     wt_free(&run);
@@ -899,12 +899,18 @@ static void test_reverse_url(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_reverse_url),      cmocka_unit_test(test_bad_pattern),
-        cmocka_unit_test(test_routing),          cmocka_unit_test(test_methods),
-        cmocka_unit_test(test_lifecycle),        cmocka_unit_test(test_responses),
-        cmocka_unit_test(test_responses_debug),  cmocka_unit_test(test_arguments),
-        cmocka_unit_test(test_cookies),          cmocka_unit_test(test_default_handler),
-        cmocka_unit_test(test_concurrent_sleep), cmocka_unit_test(test_pipelining),
+        cmocka_unit_test(test_reverse_url),
+        cmocka_unit_test(test_bad_pattern),
+        cmocka_unit_test(test_routing),
+        cmocka_unit_test(test_methods),
+        cmocka_unit_test(test_lifecycle),
+        cmocka_unit_test(test_responses),
+        cmocka_unit_test(test_responses_debug),
+        cmocka_unit_test(test_arguments),
+        cmocka_unit_test(test_cookies),
+        cmocka_unit_test(test_default_handler),
+        cmocka_unit_test(test_concurrent_sleep),
+        cmocka_unit_test(test_pipelining),
         cmocka_unit_test(test_connection_close),
         cmocka_unit_test(test_free_app_with_handler_running),
     };

@@ -565,8 +565,7 @@ static void test_format_set_cookie(void **state)
     assert_string_equal(out, "x=1; Path=/; Secure; SameSite=None");
 
     /* refused: bad names, bad bytes anywhere, unknown SameSite */
-    const char *bad_names[] = {"",    "a b", "a;b",  "a=b", "a\r\nb",
-                               "a,b", "a\"", "\x01", "é",   "(x)"};
+    const char *bad_names[] = {"", "a b", "a;b", "a=b", "a\r\nb", "a,b", "a\"", "\x01", "é", "(x)"};
     for (size_t i = 0; i < sizeof bad_names / sizeof *bad_names; i++)
         assert_int_equal(sq_format_set_cookie(out, sizeof out, bad_names[i], "v", NULL), -EINVAL);
     assert_int_equal(sq_format_set_cookie(out, sizeof out, NULL, "v", NULL), -EINVAL);
