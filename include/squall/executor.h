@@ -24,7 +24,9 @@ sq_executor *sq_executor_new(size_t threads);
 void sq_executor_free(sq_executor *ex);
 size_t sq_executor_threads(const sq_executor *ex);
 /* Queue fn(arg).  The future resolves on `loop` (NULL: the current loop) with fn's return
- * value; cancelling it before a worker picks it up skips the job.  NULL on -ENOMEM. */
+ * value; cancelling it before a worker picks it up skips the job.  NULL on -ENOMEM.
+ * Call it on `loop`'s own thread: the future is created there and futures are not
+ * thread-safe. */
 sq_future *sq_executor_submit(sq_executor *ex, sq_loop *loop, sq_job_fn fn, void *arg);
 /* The process-wide default pool, created on first use. */
 sq_executor *sq_executor_default(void);
