@@ -33,12 +33,12 @@ typedef struct sq_str {
 } sq_str;
 
 /* Defaults (documented limits; every one is configurable in sq_http_settings). */
-#define SQ_HTTP_DEFAULT_MAX_BODY_SIZE (100u << 20) /* 413 beyond */
-#define SQ_HTTP_DEFAULT_HEADER_TIMEOUT 30.0        /* s to receive a whole head: 408 */
-#define SQ_HTTP_DEFAULT_IDLE_TIMEOUT 75.0          /* s a keep-alive connection may idle */
-#define SQ_HTTP_DEFAULT_BODY_TIMEOUT 60.0          /* s without body bytes: connection closed */
+#define SQ_HTTP_DEFAULT_MAX_BODY_SIZE   (100u << 20) /* 413 beyond */
+#define SQ_HTTP_DEFAULT_HEADER_TIMEOUT  30.0         /* s to receive a whole head: 408 */
+#define SQ_HTTP_DEFAULT_IDLE_TIMEOUT    75.0         /* s a keep-alive connection may idle */
+#define SQ_HTTP_DEFAULT_BODY_TIMEOUT    60.0         /* s without body bytes: connection closed */
 #define SQ_HTTP_DEFAULT_MAX_CONNECTIONS 100000
-#define SQ_HTTP_GZIP_MIN_LENGTH 1024
+#define SQ_HTTP_GZIP_MIN_LENGTH         1024
 
 typedef struct sq_http_settings {
     size_t max_request_line; /* 0: SQ_HTTP_DEFAULT_MAX_REQUEST_LINE (8 KiB), 414 */
@@ -68,15 +68,15 @@ typedef void (*sq_http_handler_fn)(sq_http_request *req, void *arg);
  * the response is finished.  Treat every field as read-only. */
 struct sq_http_request {
     sq_str method;
-    sq_str uri;   /* the request-target as sent */
-    sq_str path;  /* without the query; not percent-decoded */
-    sq_str query; /* after '?', empty if none */
-    sq_str host;  /* Host header or absolute-form authority */
+    sq_str uri;        /* the request-target as sent */
+    sq_str path;       /* without the query; not percent-decoded */
+    sq_str query;      /* after '?', empty if none */
+    sq_str host;       /* Host header or absolute-form authority */
     int version_minor; /* HTTP/1.<minor> */
     const sq_http_header *headers;
     size_t nheaders;
-    const char *remote_ip; /* NUL-terminated; X-Real-Ip / X-Forwarded-For with xheaders */
-    const char *protocol;  /* "http" or "https" (X-Forwarded-Proto with xheaders) */
+    const char *remote_ip;  /* NUL-terminated; X-Real-Ip / X-Forwarded-For with xheaders */
+    const char *protocol;   /* "http" or "https" (X-Forwarded-Proto with xheaders) */
     int64_t content_length; /* -1 when absent (chunked or no body) */
     bool chunked;
     bool keep_alive;
@@ -144,6 +144,18 @@ int sq_http_write(sq_http_request *req, const void *data, size_t len);
  * is not known yet) then the body so far.  Suspends while the connection's output is above
  * its high-water mark.  Returns 0 or the connection's error. */
 int sq_http_flush(sq_http_request *req);
+/* Send `len` bytes of `fd` from `offset` as (the rest of) the response body with
+ * sendfile(2), suspending the calling coroutine while the socket is full (a client that
+ * takes nothing for body_timeout is dropped).  When nothing was flushed yet and the
+ * response has no other body, it gets Content-Length: len + the bytes buffered with
+ * sq_http_write (not chunked) and is then complete: later writes are dropped.  After an
+ * sq_http_flush it goes out as one more chunk.  For HEAD (and 204/304) only the head with
+ * the length is sent.  The caller keeps ownership of fd (its file offset is not moved).
+ * Returns 0 or a negative errno: SQ_ECLOSED (or the connection's error) if the client
+ * left, -EIO when the file is shorter than offset + len, -EALREADY after finish,
+ * SQ_ENOTCORO outside a coroutine.  After an error mid-body the connection is closed, never
+ * finished as if complete.  Must be called from the request's handler coroutine. */
+int sq_http_sendfile(sq_http_request *req, int fd, off_t offset, size_t len);
 /* Finish the response: Content-Length when nothing was flushed, else the last chunk.  No
  * body is sent for HEAD, 1xx, 204 and 304.  Idempotent. */
 int sq_http_finish(sq_http_request *req);

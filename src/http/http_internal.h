@@ -74,6 +74,7 @@ enum {
     RESP_HAS_CENC = 1u << 4,
     RESP_CONN_CLOSE = 1u << 5, /* the handler set Connection: close */
     RESP_CHUNKED = 1u << 6,
+    RESP_BODY_DONE = 1u << 7, /* the whole Content-Length body went out (sendfile) */
 };
 
 /* The per-connection request: the public part first. */
@@ -124,6 +125,7 @@ struct sq_http_conn {
     sq_coro *coro;      /* the coroutine running this connection's handlers */
     sq_coro *waiter;    /* suspended in a body read or a flush, woken by the IO callback */
     bool waiter_writes; /* the waiter is a flush waiting for the output to drain */
+    bool sendfile_wait; /* the waiter is sq_http_sendfile waiting for the socket: SQ_WRITE */
     sq_call *flush_call;
     sq__http_req *req;
     uint64_t discard_left; /* unread body bytes being drained after a response */
@@ -146,6 +148,11 @@ void sq__http_resp_reset(sq__http_req *r);
 int sq__http_resp_finish(sq_http_conn *c, sq__http_req *r);
 /* Append the head for a chunked response and the body so far as a chunk. */
 int sq__http_resp_flush(sq_http_conn *c, sq__http_req *r);
+/* Append the head for a body of body.len + extra bytes with Content-Length (no gzip) and
+ * the buffered body; the response is then RESP_HEAD_SENT | RESP_BODY_DONE. */
+int sq__http_resp_head_len(sq_http_conn *c, sq__http_req *r, uint64_t extra);
+/* Append a chunk header ("hex\r\n") for `len` bytes; the caller sends them and "\r\n". */
+int sq__http_put_chunk_header(sq_http_conn *c, size_t len);
 /* Give the connection an output buffer from the server's pool if it has none. */
 void sq__http_out_acquire(sq_http_conn *c);
 /* A short error response with Connection: close. */

@@ -521,7 +521,8 @@ static void drop_handler_clen(sq__http_req *r)
 
 int sq__http_resp_flush(sq_http_conn *c, sq__http_req *r)
 {
-    bool no_body = r->is_head || !status_has_body(r->status);
+    /* after a Content-Length body went out whole (sendfile), later writes are dropped */
+    bool no_body = r->is_head || !status_has_body(r->status) || (r->rflags & RESP_BODY_DONE);
     if (!(r->rflags & RESP_HEAD_SENT)) {
         if (!no_body) drop_handler_clen(r);
         bool close = sq__http_want_close(c, r);
@@ -534,6 +535,29 @@ int sq__http_resp_flush(sq_http_conn *c, sq__http_req *r)
     if (!no_body && put_chunk(c, r->body.ptr, r->body.len, r->rflags & RESP_CHUNKED) < 0)
         return -ENOMEM;
     r->body.len = 0;
+    return 0;
+}
+
+int sq__http_resp_head_len(sq_http_conn *c, sq__http_req *r, uint64_t extra)
+{
+    bool no_body = r->is_head || !status_has_body(r->status);
+    if (!no_body) drop_handler_clen(r);
+    bool close = sq__http_want_close(c, r);
+    int e = put_head(c, r, (int64_t)(r->body.len + extra), false, close);
+    if (e == 0 && !no_body) e = put_chunk(c, r->body.ptr, r->body.len, false);
+    if (e < 0) return e;
+    r->rflags |= RESP_HEAD_SENT | RESP_BODY_DONE;
+    r->body.len = 0;
+    return 0;
+}
+
+int sq__http_put_chunk_header(sq_http_conn *c, size_t len)
+{
+    sq__http_out_acquire(c);
+    if (sq__buf_reserve(&c->out, 24) < 0) return -ENOMEM;
+    char *p = put_hex(c->out.ptr + c->out.len, len);
+    p = PUTS(p, "\r\n");
+    c->out.len = (size_t)(p - c->out.ptr);
     return 0;
 }
 

@@ -17,6 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -657,7 +660,7 @@ static void update_io(sq_http_conn *c)
 {
     if (c->closed) return;
     unsigned ev = 0;
-    if (c->opos < c->out.len) ev |= SQ_WRITE;
+    if (c->opos < c->out.len || c->sendfile_wait) ev |= SQ_WRITE;
     if (!c->peer_eof) {
         bool body_wait = c->waiter && !c->waiter_writes;
         if (c->lingering || body_wait || !sq__http_req_active(c) || c->rcap > c->rlen)
@@ -963,6 +966,129 @@ int sq_http_flush(sq_http_request *req)
         sq_coro_suspend();
     }
     return c->closed ? c->error : 0;
+}
+
+/* Write conn->out completely, suspending the handler while the socket is full. */
+static int drain_out(sq_http_conn *c)
+{
+    sq__http_conn_write(c);
+    while (!c->closed && c->opos < c->out.len) {
+        sq_coro *self = sq_coro_self();
+        c->waiter = self;
+        c->waiter_writes = true;
+        update_io(c);
+        sq_coro_suspend();
+        if (c->waiter == self) c->waiter = NULL;
+    }
+    return c->closed ? c->error : 0;
+}
+
+/* sendfile() to a socket whose peer has gone raises SIGPIPE (there is no MSG_NOSIGNAL for
+ * it): a server must never die of a vanished client.  As sq_stream does for pipes. */
+static void sendfile_ignore_sigpipe(void)
+{
+    static atomic_bool done;
+    if (atomic_exchange(&done, true)) return;
+    struct sigaction old;
+    if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_DFL &&
+        !(old.sa_flags & SA_SIGINFO)) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = SIG_IGN;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGPIPE, &sa, NULL);
+    }
+}
+
+/* An error in the middle of a body: the response can only be cut short. */
+static int sendfile_fail(sq_http_conn *c, int err)
+{
+    if (err == -EPIPE || err == -ECONNRESET) err = SQ_ECLOSED;
+    sq__http_conn_close(c, err);
+    return err;
+}
+
+#define SENDFILE_FALLBACK_CHUNK (64u * 1024)
+
+int sq_http_sendfile(sq_http_request *req, int fd, off_t offset, size_t len)
+{
+    sq__http_req *r = (sq__http_req *)req;
+    sq_http_conn *c = req->conn;
+    if (c->closed) return c->error;
+    if (r->rflags & (RESP_FINISHED | RESP_BODY_DONE)) return -EALREADY;
+    if (!sq_in_coro()) return SQ_ENOTCORO;
+    if (fd < 0 || offset < 0) return -EINVAL;
+    bool no_body = r->is_head || r->status < 200 || r->status == 204 || r->status == 304;
+    bool chunked = false;
+    int e;
+    if (!(r->rflags & RESP_HEAD_SENT)) {
+        e = sq__http_resp_head_len(c, r, len); /* Content-Length: buffered + len */
+    } else {
+        e = sq__http_resp_flush(c, r); /* what was buffered since the last flush */
+        chunked = (r->rflags & RESP_CHUNKED) && !no_body;
+        if (e == 0 && chunked && len) e = sq__http_put_chunk_header(c, len);
+    }
+    if (e < 0) return e;
+    e = drain_out(c);
+    if (e < 0) return e;
+    if (no_body || !len) return 0;
+
+    sendfile_ignore_sigpipe();
+    off_t off = offset;
+    size_t left = len;
+    bool fallback = false, sent = false;
+    while (left > 0) {
+        if (c->closed) return c->error;
+        if (fallback) {
+            /* a file sendfile() cannot read: through the output buffer, a piece at a time */
+            size_t want = left < SENDFILE_FALLBACK_CHUNK ? left : SENDFILE_FALLBACK_CHUNK;
+            sq__http_out_acquire(c);
+            if (sq__buf_reserve(&c->out, want) < 0) return sendfile_fail(c, -ENOMEM);
+            ssize_t n = pread(fd, c->out.ptr + c->out.len, want, off);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) return sendfile_fail(c, -errno);
+            if (n == 0) return sendfile_fail(c, -EIO); /* the file is shorter than len */
+            c->out.len += (size_t)n;
+            off += n;
+            left -= (size_t)n;
+            e = drain_out(c);
+            if (e < 0) return e;
+            continue;
+        }
+        size_t want = left < 0x7ffff000u ? left : 0x7ffff000u;
+        if (c->srv) c->srv->writes++;
+        ssize_t n = sendfile(c->io.fd, fd, &off, want);
+        if (n > 0) {
+            left -= (size_t)n;
+            sent = true;
+            continue;
+        }
+        if (n == 0) return sendfile_fail(c, -EIO); /* the file is shorter than len */
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            /* wait for the socket like a flush above the high-water mark; a client that
+             * takes nothing for body_timeout is dropped (T_WRITE closes the connection) */
+            sq_coro *self = sq_coro_self();
+            c->waiter = self;
+            c->waiter_writes = true;
+            c->sendfile_wait = true;
+            arm(c, T_WRITE, c->srv->s.body_timeout);
+            update_io(c);
+            sq_coro_suspend();
+            c->sendfile_wait = false;
+            if (c->waiter == self) c->waiter = NULL;
+            continue;
+        }
+        if ((errno == EINVAL || errno == ENOSYS) && !sent) {
+            fallback = true;
+            continue;
+        }
+        return sendfile_fail(c, -errno);
+    }
+    if (c->tkind == T_WRITE) arm(c, T_NONE, 0);
+    update_io(c);
+    if (chunked && sq__buf_append(&c->out, "\r\n", 2) < 0) return sendfile_fail(c, -ENOMEM);
+    return 0;
 }
 
 int sq_http_finish(sq_http_request *req)

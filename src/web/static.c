@@ -5,6 +5,8 @@
  * the resolved path (realpath, so symlinks are followed) must still be inside the resolved
  * root, else 403.  Validators: ETag ("size-mtime" in hex) and Last-Modified, answered with
  * 304 for If-None-Match / If-Modified-Since.  One byte range per request (206 / 416).
+ * Bodies of 16 KiB and more go out with sendfile(2) (sq_http_sendfile), smaller ones
+ * through the response buffer.
  */
 #define _GNU_SOURCE
 
@@ -23,8 +25,7 @@
 #include "squall/web.h"
 #include "web/web_internal.h"
 
-#define STATIC_CHUNK (256u << 10) /* bytes per pread */
-#define STATIC_WHOLE (1u << 20)   /* up to this, one response with Content-Length */
+#define STATIC_SENDFILE_MIN (16u << 10) /* from this size on, bodies go out with sendfile(2) */
 
 static const struct {
     const char *ext;
@@ -273,11 +274,19 @@ static void static_get(sq_handler *h)
         close(fd);
         return;
     }
-    /* Up to STATIC_WHOLE the range is read whole before anything is written, so a read
-     * error still gets a clean 500.  Past it, it is flushed chunk by chunk (never held
-     * whole); an error then can only cut the response short. */
-    bool stream = len > STATIC_WHOLE;
-    size_t bufsz = stream ? STATIC_CHUNK : (size_t)len;
+    if (len >= STATIC_SENDFILE_MIN) {
+        /* Straight from the page cache to the socket: sendfile(2), Content-Length: len.
+         * An error then can only cut the response short (the server closes the
+         * connection). */
+        int rc = sq_http_sendfile(req, fd, (off_t)start, (size_t)len);
+        if (rc < 0 && rc != SQ_ECLOSED)
+            sq_log(SQ_LOG_WARNING, "static: sending a file: %s", sq_strerror(rc));
+        close(fd);
+        return;
+    }
+    /* A small range is read whole before anything is written, so a read error still gets
+     * a clean 500. */
+    size_t bufsz = (size_t)len;
     char *buf = bufsz ? malloc(bufsz) : NULL;
     if (bufsz && !buf) {
         close(fd);
@@ -287,8 +296,7 @@ static void static_get(sq_handler *h)
     uint64_t off = start, left = len;
     size_t have = 0; /* bytes in buf */
     while (left > 0) {
-        size_t want = left < bufsz - have ? (size_t)left : bufsz - have;
-        ssize_t n = pread(fd, buf + have, want, (off_t)off);
+        ssize_t n = pread(fd, buf + have, (size_t)left, (off_t)off);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
             sq_handler_fail(h, 500, "static: reading a file: %s",
@@ -299,10 +307,6 @@ static void static_get(sq_handler *h)
         have += (size_t)n;
         off += (uint64_t)n;
         left -= (uint64_t)n;
-        if (stream) {
-            if (sq_http_write(req, buf, have) < 0 || sq_flush(h) < 0) break; /* client gone */
-            have = 0;
-        }
     }
     if (have) sq_http_write(req, buf, have);
     free(buf);

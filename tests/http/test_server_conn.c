@@ -439,7 +439,9 @@ static void test_shutdown_twice(void **state)
     assert_non_null(srv);
     int sv[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
-    struct sockaddr_un { sa_family_t f; } peer = {AF_UNIX};
+    struct sockaddr_un {
+        sa_family_t f;
+    } peer = {AF_UNIX};
     sq__http_conn_new(srv, sv[0], (struct sockaddr *)&peer);
     /* half a head: the connection is busy, so shutdown waits for its deadline */
     assert_int_equal(write(sv[1], "GET / HTTP/1.1\r\n", 16), 16);

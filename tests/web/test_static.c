@@ -42,7 +42,7 @@ static int setup(void **state)
     if (symlink(p, link) < 0) return -1;
     snprintf(link, sizeof link, "%s/inside.txt", rootdir);
     if (symlink("hello.txt", link) < 0) return -1;
-    /* a 3 MiB file: streamed in chunks */
+    /* a 3 MiB file: sent with sendfile(2) */
     snprintf(p, sizeof p, "%s/big.bin", rootdir);
     size_t big = 3u << 20;
     char *data = malloc(big);
@@ -240,18 +240,41 @@ static void test_traversal(void **state)
 
 static void test_big_file(void **state)
 {
-    wt_run run = {.n = 2,
-                  .reqs = {WT_GET("/static/big.bin"),
-                           RANGE("bytes=0-0") /* keeps the run honest: small after big */}};
+    /* large bodies go out with sendfile(2): one Content-Length response, never chunked */
+    wt_run run = {
+        .n = 4,
+        .reqs = {WT_GET("/static/big.bin"),
+                 RANGE("bytes=0-0") /* keeps the run honest: small after big */,
+                 "GET /static/big.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                 "Range: bytes=1000000-2100000\r\n\r\n",
+                 "HEAD /static/big.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"}};
     serve(&run);
     wt_resp *r = run.resp;
+    char v[128];
     assert_int_equal(r[0].status, 200);
+    assert_true(wt_header(&r[0], "Content-Length", v, sizeof v));
+    assert_string_equal(v, "3145728");
+    assert_int_equal(wt_header_count(&r[0], "Transfer-Encoding"), 0);
     assert_int_equal(r[0].body_len, 3u << 20);
     bool ok = true;
     for (size_t i = 0; i < r[0].body_len && ok; i++) ok = r[0].body[i] == (char)('a' + i % 26);
     assert_true(ok);
     assert_int_equal(r[1].status, 206);
     assert_string_equal(r[1].body, "0");
+    assert_int_equal(r[2].status, 206);
+    assert_true(wt_header(&r[2], "Content-Range", v, sizeof v));
+    assert_string_equal(v, "bytes 1000000-2100000/3145728");
+    assert_true(wt_header(&r[2], "Content-Length", v, sizeof v));
+    assert_string_equal(v, "1100001");
+    assert_int_equal(wt_header_count(&r[2], "Transfer-Encoding"), 0);
+    assert_int_equal(r[2].body_len, 1100001);
+    for (size_t i = 0; i < r[2].body_len && ok; i++)
+        ok = r[2].body[i] == (char)('a' + (1000000 + i) % 26);
+    assert_true(ok);
+    assert_int_equal(r[3].status, 200);
+    assert_true(wt_header(&r[3], "Content-Length", v, sizeof v));
+    assert_string_equal(v, "3145728");
+    assert_int_equal(r[3].body_len, 0);
     wt_free(&run);
 }
 
