@@ -100,6 +100,10 @@ void sq__future_pool_drain(sq_loop *loop);
 /* Drop the signal handlers and self-pipe of a loop being freed. */
 void sq__signal_loop_closed(sq_loop *loop);
 
+/* Ignore SIGPIPE if it still has its default action: writes to pipes and sendfile() to
+ * sockets cannot pass MSG_NOSIGNAL, and a vanished peer must not kill the process. */
+void sq__ignore_sigpipe_once(void);
+
 /* A monotonic clock in ns. */
 uint64_t sq__mono_ns(void);
 

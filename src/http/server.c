@@ -983,23 +983,6 @@ static int drain_out(sq_http_conn *c)
     return c->closed ? c->error : 0;
 }
 
-/* sendfile() to a socket whose peer has gone raises SIGPIPE (there is no MSG_NOSIGNAL for
- * it): a server must never die of a vanished client.  As sq_stream does for pipes. */
-static void sendfile_ignore_sigpipe(void)
-{
-    static atomic_bool done;
-    if (atomic_exchange(&done, true)) return;
-    struct sigaction old;
-    if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_DFL &&
-        !(old.sa_flags & SA_SIGINFO)) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = SIG_IGN;
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGPIPE, &sa, NULL);
-    }
-}
-
 /* An error in the middle of a body: the response can only be cut short. */
 static int sendfile_fail(sq_http_conn *c, int err)
 {
@@ -1033,7 +1016,8 @@ int sq_http_sendfile(sq_http_request *req, int fd, off_t offset, size_t len)
     if (e < 0) return e;
     if (no_body || !len) return 0;
 
-    sendfile_ignore_sigpipe();
+    /* sendfile() has no MSG_NOSIGNAL: a vanished client must not kill the server. */
+    sq__ignore_sigpipe_once();
     off_t off = offset;
     size_t left = len;
     bool fallback = false, sent = false;

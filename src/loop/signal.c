@@ -115,3 +115,19 @@ int sq_loop_stop_on_signals(sq_loop *loop)
     if (r == 0) r = sq_signal_add(loop, SIGTERM, stop_cb, NULL);
     return r;
 }
+
+void sq__ignore_sigpipe_once(void)
+{
+    static atomic_bool done;
+    if (atomic_exchange(&done, true)) return;
+    /* Only a default disposition is changed: an application's own handler stays. */
+    struct sigaction old;
+    if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_DFL &&
+        !(old.sa_flags & SA_SIGINFO)) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = SIG_IGN;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGPIPE, &sa, NULL);
+    }
+}

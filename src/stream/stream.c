@@ -114,21 +114,6 @@ static int set_interest(sq_stream *s, unsigned ev)
     return sq_io_start(s->loop, &s->io, ev);
 }
 
-static void ignore_sigpipe_once(void)
-{
-    static atomic_bool done;
-    if (atomic_exchange(&done, true)) return;
-    struct sigaction old;
-    if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_DFL &&
-        !(old.sa_flags & SA_SIGINFO)) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = SIG_IGN;
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGPIPE, &sa, NULL);
-    }
-}
-
 sq_stream *sq_stream_new(sq_loop *loop, int fd)
 {
     if (!loop) loop = sq_loop_current();
@@ -146,7 +131,7 @@ sq_stream *sq_stream_new(sq_loop *loop, int fd)
     s->is_socket = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
     /* Writing to a pipe whose reader is gone raises SIGPIPE; sockets use MSG_NOSIGNAL, but
      * pipes cannot, and a server must never die of a vanished peer. */
-    if (!s->is_socket) ignore_sigpipe_once();
+    if (!s->is_socket) sq__ignore_sigpipe_once();
     s->loop = loop;
     s->fd = fd;
     s->max_buffer = SQ_STREAM_DEFAULT_MAX_BUFFER;
