@@ -2,7 +2,7 @@
 #   make run        deps, release build, start the demo on http://127.0.0.1:8888
 #   make test       deps, ASan+UBSan build, every test through ctest
 #   make tsan-test  the threaded tests under ThreadSanitizer
-#   make bench      installs wrk and nginx-light, release build, the benchmarks in bench/
+#   make bench      installs wrk, nginx-light, h2o, nodejs, python3-tornado, gnuplot-nox, release build, the benchmarks in bench/
 
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE    ?= cmake
@@ -22,7 +22,7 @@ DEB_PKGS := build-essential cmake pkg-config libcmocka-dev libssl-dev zlib1g-dev
 all: build
 
 # What `make bench` needs on top (load generator and the peers it is compared with).
-BENCH_PKGS := wrk nginx-light
+BENCH_PKGS := wrk nginx-light h2o nodejs python3-tornado gnuplot-nox
 
 deps:
 	@$(MAKE) --no-print-directory install-pkgs PKGS="$(DEB_PKGS)"
