@@ -100,6 +100,16 @@ void sq__future_pool_drain(sq_loop *loop);
 /* Drop the signal handlers and self-pipe of a loop being freed. */
 void sq__signal_loop_closed(sq_loop *loop);
 
+/* A growable byte buffer (doubling, at least 256 bytes; -ENOMEM instead of overflowing). */
+typedef struct sq__buf {
+    char *ptr;
+    size_t len, cap;
+} sq__buf;
+
+int sq__buf_reserve(sq__buf *b, size_t extra);
+int sq__buf_append(sq__buf *b, const void *data, size_t len);
+void sq__buf_free(sq__buf *b);
+
 /* Ignore SIGPIPE if it still has its default action: writes to pipes and sendfile() to
  * sockets cannot pass MSG_NOSIGNAL, and a vanished peer must not kill the process. */
 void sq__ignore_sigpipe_once(void);

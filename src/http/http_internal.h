@@ -19,16 +19,6 @@
 #define SQ__HTTP_POOL          256 /* idle connections' buffers and request objects kept for reuse */
 #define SQ__HTTP_POOL_OUT_MAX  (16u * 1024) /* larger output buffers are freed, not pooled */
 
-/* A growable byte buffer. */
-typedef struct sq__buf {
-    char *ptr;
-    size_t len, cap;
-} sq__buf;
-
-int sq__buf_reserve(sq__buf *b, size_t extra);
-int sq__buf_append(sq__buf *b, const void *data, size_t len);
-void sq__buf_free(sq__buf *b);
-
 typedef struct sq__http_listener {
     sq_io io;
     sq_http_server *srv;

@@ -25,6 +25,7 @@
 #include "squall/coro.h"
 #include "squall/error.h"
 #include "squall/web.h"
+#include "internal.h"
 #include "web/web_internal.h"
 
 #define SQ__POOL_MAX     1024        /* idle handlers kept per app */
@@ -79,8 +80,7 @@ struct sq_handler {
     size_t *arg_lens;
     size_t nargs;
     /* buffered response body */
-    char *out;
-    size_t out_len, out_cap;
+    sq__buf out;
     /* lazily parsed arguments and cookies */
     sq_args qargs, bargs, cookies;
     const char *body;
@@ -233,7 +233,7 @@ static void app_destroy(sq_app *app)
     while (app->pool) {
         sq_handler *h = app->pool;
         app->pool = h->next_free;
-        free(h->out);
+        free(h->out.ptr);
         free(h);
     }
     while (app->roots) {
@@ -361,11 +361,9 @@ static sq_handler *handler_get(sq_app *app)
     if (h) {
         app->pool = h->next_free;
         app->npool--;
-        char *out = h->out;
-        size_t cap = h->out_cap;
+        sq__buf out = h->out; /* keep the pooled buffer */
         memset(h, 0, sizeof *h + app->state_max);
         h->out = out;
-        h->out_cap = cap;
     } else {
         h = calloc(1, sizeof *h + app->state_max);
         if (!h) return NULL;
@@ -390,15 +388,11 @@ static void handler_put(sq_handler *h)
         h->blocks = b->next;
         free(b);
     }
-    if (h->out_cap > SQ__OUT_KEEP) {
-        free(h->out);
-        h->out = NULL;
-        h->out_cap = 0;
-    }
-    h->out_len = 0;
+    if (h->out.cap > SQ__OUT_KEEP) sq__buf_free(&h->out);
+    h->out.len = 0;
     app->live--;
     if (app->npool >= SQ__POOL_MAX || app->freeing) {
-        free(h->out);
+        free(h->out.ptr);
         free(h);
         if (app->freeing && !app->live) app_destroy(app);
         return;
@@ -422,10 +416,10 @@ static void end_request(sq_handler *h)
 
 static int push_out(sq_handler *h)
 {
-    if (!h->out_len) return 0;
+    if (!h->out.len) return 0;
     /* For HEAD the server counts the body for Content-Length but does not send it. */
-    int rc = sq_http_write(h->req, h->out, h->out_len);
-    h->out_len = 0;
+    int rc = sq_http_write(h->req, h->out.ptr, h->out.len);
+    h->out.len = 0;
     return rc;
 }
 
@@ -866,29 +860,14 @@ int sq_set_signed_cookie(sq_handler *h, const char *name, const char *value,
 
 /* --- response ----------------------------------------------------------------------------- */
 
-static int out_reserve(sq_handler *h, size_t more)
-{
-    if (h->out_cap - h->out_len >= more) return 0;
-    size_t cap = h->out_cap ? h->out_cap : 1024;
-    while (cap - h->out_len < more) {
-        if (cap > SIZE_MAX / 2) return -ENOMEM;
-        cap *= 2;
-    }
-    char *p = realloc(h->out, cap);
-    if (!p) return -ENOMEM;
-    h->out = p;
-    h->out_cap = cap;
-    return 0;
-}
-
 int sq_write_bytes(sq_handler *h, const void *data, size_t len)
 {
     if (h->finished) return -EALREADY;
     if (!len) return 0;
-    int rc = out_reserve(h, len);
+    int rc = sq__buf_reserve(&h->out, len);
     if (rc < 0) return rc;
-    memcpy(h->out + h->out_len, data, len);
-    h->out_len += len;
+    memcpy(h->out.ptr + h->out.len, data, len);
+    h->out.len += len;
     return 0;
 }
 
@@ -912,9 +891,9 @@ int sq_writef(sq_handler *h, const char *fmt, ...)
         rc = -EINVAL;
     } else if ((size_t)n < sizeof tmp) {
         rc = sq_write_bytes(h, tmp, (size_t)n);
-    } else if ((rc = out_reserve(h, (size_t)n + 1)) == 0) {
-        vsnprintf(h->out + h->out_len, (size_t)n + 1, fmt, ap);
-        h->out_len += (size_t)n;
+    } else if ((rc = sq__buf_reserve(&h->out, (size_t)n + 1)) == 0) {
+        vsnprintf(h->out.ptr + h->out.len, (size_t)n + 1, fmt, ap);
+        h->out.len += (size_t)n;
     }
     va_end(ap);
     return rc;
@@ -931,9 +910,9 @@ int sq_write_json(sq_handler *h, void *json)
     if (!j) return -EINVAL;
     int rc = -EALREADY;
     if (!h->finished) {
-        size_t before = h->out_len;
+        size_t before = h->out.len;
         if (json_dump_callback(j, json_out, h, JSON_COMPACT | JSON_ENCODE_ANY) != 0) {
-            h->out_len = before;
+            h->out.len = before;
             rc = -ENOMEM;
         } else {
             rc = sq_http_set_header(h->req, "Content-Type", "application/json");
@@ -1000,7 +979,7 @@ int sq_redirect(sq_handler *h, const char *url, bool permanent)
     if (rc < 0) return rc;
     rc = sq_http_set_status(h->req, permanent ? 301 : 302, NULL);
     if (rc < 0) return rc;
-    h->out_len = 0;
+    h->out.len = 0;
     return sq_finish(h);
 }
 
@@ -1030,7 +1009,7 @@ int sq_send_error(sq_handler *h, int status, const char *detail)
         sq_log(SQ_LOG_ERROR, "web: cannot send error %d: the response was already flushed", status);
         return sq_finish(h);
     }
-    h->out_len = 0;
+    h->out.len = 0;
     if (sq_http_set_status(h->req, status, NULL) < 0) {
         status = 500;
         sq_http_set_status(h->req, status, NULL);
