@@ -592,6 +592,7 @@ static bool append_pending(sq_stream *s, const char *p, size_t len)
         if (s->wstart && s->wcap - pend >= len && s->wstart >= pend) {
             memmove(s->wbuf, s->wbuf + s->wstart, pend);
         } else {
+            if (len > SIZE_MAX / 2 - pend) return false; /* doubling would overflow */
             size_t cap = s->wcap ? s->wcap : 4096;
             while (cap < pend + len) cap *= 2;
             char *nb = malloc(cap);
