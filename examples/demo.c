@@ -22,6 +22,8 @@
 #include <squall/executor.h>
 #include <squall/web.h>
 
+#include "demo.h"
+
 /* --- / ---------------------------------------------------------------------------------- */
 
 static void index_get(sq_handler *h)
