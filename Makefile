@@ -15,7 +15,8 @@ PORT     ?= 8888
 
 # Debian packages the build and the tests need.  `make deps` installs only the missing ones.
 DEB_PKGS := build-essential cmake pkg-config libcmocka-dev libssl-dev zlib1g-dev libpcre2-dev \
-            libjansson-dev python3 procps curl clang libclang-rt-14-dev
+            libjansson-dev python3 procps curl clang libclang-rt-14-dev \
+            libcurl4-openssl-dev nginx-light
 
 .PHONY: all deps bench-deps install-pkgs build run test tsan-test fuzz fuzz-build fuzz-run bench clean format check-aarch64
 

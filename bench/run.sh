@@ -31,5 +31,9 @@ if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then pin="taskset -c 0
     echo
     echo "(wrk or nginx missing: the HTTP comparison was skipped)"
   fi
+  if command -v nginx >/dev/null; then
+    echo
+    "$here/fetch_compare.sh" "$build" "$([ -n "$quick" ] && echo 3 || echo 10)"
+  fi
 } | tee "$out"
 echo "written to $out"

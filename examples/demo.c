@@ -38,6 +38,8 @@ static void index_get(sq_handler *h)
               "<h1>Hello, world</h1><p>squall: Tornado-style web serving in C.</p><ul>"
               "<li><a href=\"/sync\">/sync</a> blocks the whole loop for 1 s (what not to do)</li>"
               "<li><a href=\"/async\">/async</a> sleeps 1 s without blocking anyone</li>"
+              "<li><a href=\"/gather\">/gather</a> fetches /async three times at once with "
+              "the HTTP client: about 1 s in all</li>"
               "<li><a href=\"/offload?n=35\">/offload?n=35</a> naive Fibonacci on the thread "
               "pool</li>"
               "<li><a href=\"/json\">/json</a> a JSON document</li>"
@@ -205,6 +207,7 @@ int main(int argc, char **argv)
         {"/", &(sq_handler_class){.get = index_get}, "index", NULL},
         {"/sync", &(sq_handler_class){.get = sync_get}, NULL, NULL},
         {"/async", &(sq_handler_class){.get = async_get}, NULL, NULL},
+        {"/gather", &demo_gather_handler, NULL, NULL},
         {"/offload", &(sq_handler_class){.get = offload_get}, NULL, NULL},
         {"/json", &(sq_handler_class){.get = json_get}, NULL, NULL},
         {"/user/([0-9]+)", &(sq_handler_class){.get = user_get}, "user", NULL},

@@ -14,5 +14,6 @@
 #include "squall/httputil.h"
 #include "squall/http.h"
 #include "squall/web.h"
+#include "squall/client.h"
 
 #endif

@@ -5,4 +5,7 @@
 
 #include <squall.h>
 
+/* /gather: three concurrent sq_fetch calls of /async (examples/demo/gather.c). */
+extern const sq_handler_class demo_gather_handler;
+
 #endif

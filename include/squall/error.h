@@ -19,6 +19,12 @@ enum {
     SQ_EBUSY_READ = -20003,  /* a read is already pending on this stream */
     SQ_ELOOPCLOSED = -20004, /* the loop or executor is shutting down */
     SQ_ERESOLVE = -20005,    /* a host name could not be resolved */
+    /* HTTP client (squall/client.h) */
+    SQ_ETLS = -20101,           /* TLS handshake or certificate verification failed */
+    SQ_EREDIRECTS = -20102,     /* more redirects than the request allows */
+    SQ_EHTTP = -20103,          /* the server answered with an HTTP status >= 400 */
+    SQ_EQUEUE_TIMEOUT = -20104, /* a fetch waited too long for a free slot (max_clients) */
+    SQ_ECURL = -20105,          /* another libcurl failure (details logged at debug level) */
 };
 
 /* A static, human-readable description of a negative errno or squall code. */

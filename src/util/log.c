@@ -20,6 +20,16 @@ const char *sq_strerror(int err)
         return "loop or executor is shutting down";
     case SQ_ERESOLVE:
         return "host name could not be resolved";
+    case SQ_ETLS:
+        return "TLS handshake or certificate verification failed";
+    case SQ_EREDIRECTS:
+        return "too many redirects";
+    case SQ_EHTTP:
+        return "HTTP error status (>= 400)";
+    case SQ_EQUEUE_TIMEOUT:
+        return "timed out waiting in the HTTP client's queue";
+    case SQ_ECURL:
+        return "HTTP client (libcurl) failure";
     default:
         break;
     }

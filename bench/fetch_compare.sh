@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# HTTP clients side by side: squall's sq_fetch (bench/fetch_load.c), Tornado's
+# AsyncHTTPClient (simple_httpclient, max_clients 100) and Node's built-in fetch, each doing
+# 100 concurrent keep-alive GETs of a small response ("Hello, World!", `return 200`) from
+# nginx (1 worker) for SECONDS, one client after the other.  nginx is pinned to CPU 0 and the
+# client to CPU 1; client CPU time per request is utime+stime of the client process over its
+# run (getrusage / process.cpuUsage, measured by the client itself).  Clients that are not
+# installed get a "not installed" row.
+# Writes the table to $SQ_BENCH_RESULTS/fetch.md (default bench/results).
+# Usage: bench/fetch_compare.sh BUILD_DIR [SECONDS]
+set -euo pipefail
+build=${1:?usage: bench/fetch_compare.sh BUILD_DIR [SECONDS]}
+secs=${2:-10}
+here=$(cd "$(dirname "$0")" && pwd)
+results=${SQ_BENCH_RESULTS:-$here/results}
+mkdir -p "$results"
+tmp=$(mktemp -d)
+nginx_pid=""
+cleanup() {
+  if [ -n "$nginx_pid" ]; then kill "$nginx_pid" 2>/dev/null || true; wait "$nginx_pid" 2>/dev/null || true; fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+python=/usr/bin/python3
+conc=100
+pin0="" pin1=""
+if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then pin0="taskset -c 0"; pin1="taskset -c 1"; fi
+
+command -v nginx >/dev/null || { echo "nginx not installed: nothing to fetch from" >&2; exit 1; }
+[ -x "$build/bench/fetch_load" ] || { echo "$build/bench/fetch_load not built" >&2; exit 1; }
+
+# A free loopback port (bound to 0, then released).
+port=$("$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat > "$tmp/nginx.conf" <<CONF
+worker_processes 1;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path $tmp/body; proxy_temp_path $tmp/proxy; fastcgi_temp_path $tmp/fcgi;
+  uwsgi_temp_path $tmp/uwsgi; scgi_temp_path $tmp/scgi;
+  server {
+    listen 127.0.0.1:$port backlog=4096;
+    location / { default_type text/plain; return 200 "Hello, World!"; }
+  }
+}
+CONF
+$pin0 nginx -p "$tmp" -c "$tmp/nginx.conf" -g "daemon off; pid $tmp/nginx.pid; error_log $tmp/error.log;" &
+nginx_pid=$!
+url="http://127.0.0.1:$port/"
+for i in $(seq 100); do
+  curl -sf -o /dev/null "$url" && break
+  sleep 0.1
+done
+[ "$(curl -s "$url")" = "Hello, World!" ] || { echo "nginx did not start: $(cat "$tmp/error.log" 2>/dev/null)" >&2; exit 1; }
+
+declare -A RPS US
+# row KEY NAME COMMAND...: run one client, print its table row.
+row() {
+  local key=$1 name=$2; shift 2
+  local out
+  if ! out=$($pin1 "$@" 2>"$tmp/$key.err"); then
+    printf '| %s | - | - | - | failed: %s |\n' "$name" "$(tail -1 "$tmp/$key.err" | tr '|' '/')"
+    return 0
+  fi
+  local line reqs errs rps us
+  line=$(echo "$out" | grep -E '^[a-z]+: requests ' | tail -1)
+  reqs=$(echo "$line" | awk '{print $3}')
+  errs=$(echo "$line" | awk '{print $5}')
+  rps=$(echo "$line" | awk '{print $9}')
+  us=$(echo "$line" | awk '{print $11}')
+  RPS[$key]=$rps
+  US[$key]=$us
+  printf '| %s | %s | %s | %s | %s |\n' "$name" "$rps" "$us" "$reqs" "$errs"
+}
+
+{
+  echo "HTTP clients: $conc concurrent keep-alive GETs of a 13-byte response from nginx (1 worker), ${secs} s each; client on CPU 1, nginx on CPU 0"
+  echo
+  echo '| client | requests/s | client CPU µs/request | requests | errors |'
+  echo '|---|---|---|---|---|'
+  row squall "squall sq_fetch (libcurl multi)" "$build/bench/fetch_load" "$url" "$secs" "$conc"
+  if [ -x "$python" ] && "$python" -c 'import tornado, sys; sys.exit(int(tornado.version_info[0] < 6))' 2>/dev/null; then
+    row tornado "Tornado $("$python" -c 'import tornado; print(tornado.version)') AsyncHTTPClient (simple)" \
+      "$python" "$here/fetch_tornado.py" "$url" "$secs" "$conc"
+  else
+    echo '| Tornado AsyncHTTPClient | - | - | - | not installed (python3-tornado 6) |'
+  fi
+  if command -v node >/dev/null; then
+    row node "Node.js $(node --version) fetch" node "$here/fetch_node.mjs" "$url" "$secs" "$conc"
+  else
+    echo '| Node.js fetch | - | - | - | not installed |'
+  fi
+  echo
+  summary="summary:"
+  if [ -n "${RPS[squall]:-}" ] && [ -n "${RPS[tornado]:-}" ]; then
+    summary+=$(awk -v a="${RPS[squall]}" -v b="${RPS[tornado]}" -v c="${US[squall]}" -v d="${US[tornado]}" \
+      'BEGIN {if (b > 0 && c > 0) printf " squall %.1fx Tornado requests/s, %.1fx less CPU per request;", a / b, d / c}')
+  fi
+  if [ -n "${RPS[squall]:-}" ] && [ -n "${RPS[node]:-}" ]; then
+    summary+=$(awk -v a="${RPS[squall]}" -v b="${RPS[node]}" -v c="${US[squall]}" -v d="${US[node]}" \
+      'BEGIN {if (b > 0 && c > 0) printf " %.1fx Node fetch requests/s, %.1fx less CPU per request", a / b, d / c}')
+  fi
+  echo "$summary"
+} | tee "$tmp/table"
+{
+  echo "# HTTP client comparison"
+  echo
+  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(uname -m), command: bench/fetch_compare.sh $build $secs"
+  echo
+  cat "$tmp/table"
+} > "$results/fetch.md"

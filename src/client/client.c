@@ -1,0 +1,444 @@
+/* HTTP client: libcurl's multi-socket API driven by the squall loop.
+ *
+ * libcurl tells us which sockets to watch (CURLMOPT_SOCKETFUNCTION: one sq_io each) and
+ * when to call it back (CURLMOPT_TIMERFUNCTION: the client's one sq_timer); we answer with
+ * curl_multi_socket_action() and then collect finished transfers with
+ * curl_multi_info_read().  Futures are resolved only there, outside libcurl's callbacks, so
+ * that done callbacks may start new fetches.  Fetches beyond max_clients wait in a FIFO.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/client_internal.h"
+
+#define EASY_POOL_MAX 64
+
+/* A socket libcurl asked us to watch. */
+typedef struct sockw {
+    sq_io io;
+    sq_http_client *c;
+    struct sockw *prev, *next;
+} sockw;
+
+struct sq_http_client {
+    sq_loop *loop;
+    CURLM *multi;
+    sq_timer timer;
+    sq_http_client_settings settings;
+    sq_fetch_request defaults;
+    bool has_defaults;
+    unsigned in_curl;      /* > 0 while inside curl_multi_socket_action */
+    sq__xfer *active_head; /* added to the multi handle */
+    sq__xfer *queue_head, *queue_tail;
+    size_t nactive, nqueued;
+    sq__xfer *cancels; /* cancelled inside libcurl: removed once it returns */
+    sockw *socks;
+    CURL *pool[EASY_POOL_MAX]; /* reset easy handles for reuse */
+    size_t npool;
+    bool is_default;
+    sq_http_client *next_default;
+};
+
+/* The default client of each loop on this thread (loops are per thread). */
+static __thread sq_http_client *default_clients;
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static CURLcode global_rc;
+
+static void global_init(void)
+{
+    global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+/* --- transfers ---------------------------------------------------------------------------------
+ */
+
+static void easy_put(sq_http_client *c, CURL *e)
+{
+    if (!e) return;
+    if (c->npool < EASY_POOL_MAX) {
+        curl_easy_reset(e);
+        c->pool[c->npool++] = e;
+    } else {
+        curl_easy_cleanup(e);
+    }
+}
+
+static void xfer_free(sq__xfer *x)
+{
+    easy_put(x->client, x->easy);
+    curl_slist_free_all(x->hdrs);
+    sq__buf_free(&x->body);
+    sq__buf_free(&x->head);
+    free(x->url);
+    free(x);
+}
+
+static void list_unlink(sq__xfer **head, sq__xfer **tail, sq__xfer *x)
+{
+    if (x->prev)
+        x->prev->next = x->next;
+    else
+        *head = x->next;
+    if (x->next)
+        x->next->prev = x->prev;
+    else if (tail)
+        *tail = x->prev;
+    x->prev = x->next = NULL;
+}
+
+/* Take x out of the client (multi handle or queue); it is then ours alone. */
+static void xfer_detach(sq__xfer *x)
+{
+    sq_http_client *c = x->client;
+    if (x->state == SQ__X_ACTIVE) {
+        curl_multi_remove_handle(c->multi, x->easy);
+        list_unlink(&c->active_head, NULL, x);
+        c->nactive--;
+    } else if (x->state == SQ__X_QUEUED) {
+        sq_timer_stop(&x->queue_timer);
+        list_unlink(&c->queue_head, &c->queue_tail, x);
+        c->nqueued--;
+    }
+    x->state = SQ__X_NEW;
+}
+
+/* Resolve x's future with err (and response r), then free x.  A future already resolved
+ * (cancelled) gives the response back. */
+static void xfer_complete(sq__xfer *x, int err, sq_fetch_response *r)
+{
+    sq_future *f = x->fut;
+    x->fut = NULL;
+    sq_future_set_cancel_hook(f, NULL, NULL);
+    xfer_free(x);
+    if (sq_future_resolve(f, err, r) < 0) sq_fetch_response_free(r);
+    sq_future_release(f);
+}
+
+static void pump(sq_http_client *c);
+
+static int xfer_start(sq__xfer *x)
+{
+    sq_http_client *c = x->client;
+    sq_loop_update_time(c->loop);
+    x->started_ns = sq_loop_now_ns(c->loop);
+    if (curl_multi_add_handle(c->multi, x->easy) != CURLM_OK) return SQ_ECURL;
+    x->state = SQ__X_ACTIVE;
+    x->prev = NULL;
+    x->next = c->active_head;
+    if (c->active_head) c->active_head->prev = x;
+    c->active_head = x;
+    c->nactive++;
+    return 0;
+}
+
+/* Start queued fetches while there are free slots. */
+static void pump(sq_http_client *c)
+{
+    while (c->nactive < c->settings.max_clients && c->queue_head) {
+        sq__xfer *x = c->queue_head;
+        xfer_detach(x);
+        int r = xfer_start(x);
+        if (r < 0) xfer_complete(x, r, NULL);
+    }
+}
+
+static void queue_timed_out(sq_loop *loop, sq_timer *t)
+{
+    sq__xfer *x = t->data;
+    xfer_detach(x);
+    xfer_complete(x, SQ_EQUEUE_TIMEOUT, NULL);
+}
+
+static void on_cancel(sq_future *f, void *arg)
+{
+    sq__xfer *x = arg;
+    sq_http_client *c = x->client;
+    if (c->in_curl && x->state == SQ__X_ACTIVE) {
+        /* Inside libcurl (a streaming callback cancelled it): libcurl forbids removing a
+         * handle from there, so fail its callbacks now and remove it once libcurl returns. */
+        if (!x->cancel_pending) {
+            x->cancel_pending = true;
+            x->abort_err = -ECANCELED;
+            x->next_cancel = c->cancels;
+            c->cancels = x;
+        }
+        return;
+    }
+    xfer_detach(x);
+    xfer_complete(x, -ECANCELED, NULL); /* the future is already resolved: just frees */
+    pump(c);
+}
+
+/* After libcurl returned: deferred cancels first, then every finished transfer. */
+static void collect(sq_http_client *c)
+{
+    while (c->cancels) {
+        sq__xfer *x = c->cancels;
+        c->cancels = x->next_cancel;
+        xfer_detach(x); /* also drops a pending "done" message of its handle */
+        xfer_complete(x, -ECANCELED, NULL);
+    }
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(c->multi, &left))) {
+        if (m->msg != CURLMSG_DONE) continue;
+        sq__xfer *x = NULL;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+        CURLcode rc = m->data.result;
+        int err = sq__xfer_error(x, rc);
+        sq_fetch_response *r = NULL;
+        if (err == 0) {
+            r = sq__response_build(x);
+            if (!r) {
+                err = -ENOMEM;
+            } else if (r->code >= 400) {
+                r->error = SQ_EHTTP;
+                if (x->raise_error) err = SQ_EHTTP;
+            }
+        }
+        xfer_detach(x);
+        xfer_complete(x, err, r);
+    }
+    pump(c);
+}
+
+static void drive(sq_http_client *c, curl_socket_t fd, int flags)
+{
+    int running;
+    c->in_curl++;
+    curl_multi_socket_action(c->multi, fd, flags, &running);
+    c->in_curl--;
+    collect(c);
+}
+
+/* --- libcurl's socket and timer callbacks ------------------------------------------------------
+ */
+
+static void on_io(sq_loop *loop, sq_io *io, unsigned events)
+{
+    sockw *w = io->data;
+    sq_http_client *c = w->c; /* w may be freed inside drive() */
+    int flags = 0;
+    if (events & (SQ_READ | SQ_HUP)) flags |= CURL_CSELECT_IN;
+    if (events & SQ_WRITE) flags |= CURL_CSELECT_OUT;
+    if (events & SQ_ERROR) flags |= CURL_CSELECT_ERR;
+    drive(c, io->fd, flags);
+}
+
+static void sockw_free(sq_http_client *c, sockw *w)
+{
+    sq_io_stop(c->loop, &w->io);
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        c->socks = w->next;
+    if (w->next) w->next->prev = w->prev;
+    free(w);
+}
+
+static int on_curl_socket(CURL *e, curl_socket_t s, int what, void *arg, void *sockp)
+{
+    sq_http_client *c = arg;
+    sockw *w = sockp;
+    if (what == CURL_POLL_REMOVE) {
+        if (w) sockw_free(c, w);
+        return 0;
+    }
+    if (!w) {
+        if (!(w = calloc(1, sizeof *w))) return -1;
+        sq_io_init(&w->io, s, on_io, w);
+        w->c = c;
+        w->next = c->socks;
+        if (c->socks) c->socks->prev = w;
+        c->socks = w;
+        curl_multi_assign(c->multi, s, w);
+    }
+    unsigned ev = ((what & CURL_POLL_IN) ? SQ_READ : 0) | ((what & CURL_POLL_OUT) ? SQ_WRITE : 0);
+    return sq_io_start(c->loop, &w->io, ev) < 0 ? -1 : 0;
+}
+
+static void timer_fired(sq_loop *loop, sq_timer *t)
+{
+    drive(t->data, CURL_SOCKET_TIMEOUT, 0);
+}
+
+/* timeout_ms 0 means "call socket_action(TIMEOUT) soon": a zero-delay timer does it on the
+ * loop's next pass rather than recursively from inside libcurl, and unlike a queued
+ * callback it can be cancelled when the client is freed. */
+static int on_curl_timer(CURLM *m, long timeout_ms, void *arg)
+{
+    sq_http_client *c = arg;
+    if (timeout_ms < 0)
+        sq_timer_stop(&c->timer);
+    else
+        sq_timer_start(&c->timer, (double)timeout_ms / 1000.0, 0);
+    return 0;
+}
+
+/* --- the client ------------------------------------------------------------------------------ */
+
+sq_http_client *sq_http_client_new(sq_loop *loop, const sq_http_client_settings *settings)
+{
+    pthread_once(&global_once, global_init);
+    if (global_rc != CURLE_OK) {
+        errno = EIO;
+        return NULL;
+    }
+    if (!loop) loop = sq_loop_current();
+    if (!loop) loop = sq_loop_default();
+    sq_http_client *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->loop = loop;
+    if (settings) c->settings = *settings;
+    if (!c->settings.max_clients) c->settings.max_clients = SQ_FETCH_DEFAULT_MAX_CLIENTS;
+    if (!c->settings.max_body_size) c->settings.max_body_size = SQ_FETCH_DEFAULT_MAX_BODY_SIZE;
+    if (c->settings.defaults) {
+        /* Strings stay the caller's (documented); callbacks are per request. */
+        c->defaults = *c->settings.defaults;
+        c->defaults.body = NULL;
+        c->defaults.body_len = 0;
+        c->defaults.body_producer = NULL;
+        c->defaults.streaming_callback = NULL;
+        c->defaults.header_callback = NULL;
+        c->has_defaults = true;
+        c->settings.defaults = &c->defaults;
+    }
+    if (!(c->multi = curl_multi_init())) {
+        free(c);
+        errno = ENOMEM;
+        return NULL;
+    }
+    sq_timer_init(loop, &c->timer, timer_fired, c);
+    curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+    curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
+    curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+    curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+    /* Keep enough idle connections for every slot to find its own again. */
+    curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, (long)c->settings.max_clients);
+    curl_multi_setopt(c->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+    return c;
+}
+
+void sq_http_client_free(sq_http_client *c)
+{
+    if (!c) return;
+    if (c->is_default) {
+        for (sq_http_client **p = &default_clients; *p; p = &(*p)->next_default) {
+            if (*p == c) {
+                *p = c->next_default;
+                break;
+            }
+        }
+    }
+    c->cancels = NULL;
+    while (c->active_head || c->queue_head) {
+        sq__xfer *x = c->active_head ? c->active_head : c->queue_head;
+        xfer_detach(x);
+        xfer_complete(x, -ECANCELED, NULL);
+    }
+    curl_multi_cleanup(c->multi);
+    while (c->socks) sockw_free(c, c->socks); /* any libcurl did not report removed */
+    sq_timer_stop(&c->timer);
+    for (size_t i = 0; i < c->npool; i++) curl_easy_cleanup(c->pool[i]);
+    free(c);
+}
+
+sq_http_client *sq_http_client_default(sq_loop *loop)
+{
+    if (!loop) loop = sq_loop_current();
+    if (!loop) loop = sq_loop_default();
+    for (sq_http_client *c = default_clients; c; c = c->next_default)
+        if (c->loop == loop) return c;
+    sq_http_client *c = sq_http_client_new(loop, NULL);
+    if (!c) return NULL;
+    c->is_default = true;
+    c->next_default = default_clients;
+    default_clients = c;
+    return c;
+}
+
+size_t sq_http_client_active(const sq_http_client *c)
+{
+    return c->nactive;
+}
+size_t sq_http_client_queued(const sq_http_client *c)
+{
+    return c->nqueued;
+}
+
+sq_future *sq_http_client_fetch(sq_http_client *c, const char *url, const sq_fetch_request *req)
+{
+    sq_future *f = sq_future_new(c->loop);
+    if (!f) return NULL;
+    sq__xfer *x = calloc(1, sizeof *x);
+    if (!x) {
+        sq_future_release(f);
+        return NULL;
+    }
+    x->client = c;
+    x->easy = c->npool ? c->pool[--c->npool] : curl_easy_init();
+    int r = x->easy ? sq__xfer_setup(x, url, req, c->settings.defaults, &c->settings) : -ENOMEM;
+    if (r < 0) {
+        xfer_free(x);
+        sq_future_set_error(f, r);
+        return f;
+    }
+    x->fut = sq_future_retain(f);
+    sq_future_set_cancel_hook(f, on_cancel, x);
+    sq_loop_update_time(c->loop); /* the cached clock may be a long callback old */
+    x->enqueued_ns = sq_loop_now_ns(c->loop);
+    if (c->nactive < c->settings.max_clients && !c->queue_head) {
+        if ((r = xfer_start(x)) < 0) xfer_complete(x, r, NULL);
+        return f;
+    }
+    /* Queue (FIFO) with its own timeout, distinct from the request's. */
+    x->state = SQ__X_QUEUED;
+    x->prev = c->queue_tail;
+    x->next = NULL;
+    if (c->queue_tail)
+        c->queue_tail->next = x;
+    else
+        c->queue_head = x;
+    c->queue_tail = x;
+    c->nqueued++;
+    sq_timer_init(c->loop, &x->queue_timer, queue_timed_out, x);
+    if (x->queue_timeout > 0) sq_timer_start(&x->queue_timer, x->queue_timeout, 0);
+    return f;
+}
+
+sq_future *sq_fetch(const char *url, const sq_fetch_request *req)
+{
+    sq_http_client *c = sq_http_client_default(NULL);
+    if (!c) return NULL;
+    return sq_http_client_fetch(c, url, req);
+}
+
+int sq_fetch_sync(const char *url, const sq_fetch_request *req, sq_fetch_response **out)
+{
+    if (out) *out = NULL;
+    sq_loop *prev = sq_loop_current();
+    sq_loop *loop = sq_loop_new(NULL);
+    if (!loop) return errno ? -errno : -ENOMEM;
+    sq_loop_make_current(loop);
+    int rc = -ENOMEM;
+    sq_http_client *c = sq_http_client_new(loop, NULL);
+    sq_future *f = c ? sq_http_client_fetch(c, url, req) : NULL;
+    if (f) {
+        int lr = sq_loop_run_until(loop, f);
+        if (!sq_future_done(f)) sq_future_cancel(f);
+        rc = lr < 0 && !sq_future_status(f) ? lr : (int)sq_future_status(f);
+        sq_fetch_response *r = sq_future_value(f);
+        if (out)
+            *out = r;
+        else
+            sq_fetch_response_free(r);
+        sq_future_release(f);
+    }
+    sq_http_client_free(c);
+    sq_loop_make_current(prev);
+    sq_loop_free(loop);
+    return rc;
+}

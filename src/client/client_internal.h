@@ -1,0 +1,53 @@
+/* Internals of the HTTP client (squall/client.h), shared by the files in src/client. */
+#ifndef SQUALL_CLIENT_INTERNAL_H
+#define SQUALL_CLIENT_INTERNAL_H
+
+#include <curl/curl.h>
+
+#include "internal.h"
+
+typedef struct sq__xfer sq__xfer;
+
+/* One fetch, from sq_http_client_fetch() until its future is resolved. */
+struct sq__xfer {
+    sq_http_client *client;
+    sq_future *fut; /* our reference */
+    CURL *easy;
+    struct curl_slist *hdrs;
+    sq__xfer *prev, *next; /* in the client's active list or queue */
+    sq__xfer *next_cancel; /* in the client's list of cancels deferred out of libcurl */
+    enum { SQ__X_NEW, SQ__X_QUEUED, SQ__X_ACTIVE } state;
+    bool cancel_pending;
+    int abort_err; /* set by our callbacks: the error to report instead of libcurl's */
+    sq_timer queue_timer;
+    double queue_timeout; /* s; <= 0: none */
+    uint64_t enqueued_ns, started_ns;
+    char *url;
+    size_t max_body;
+    bool raise_error;
+    sq_fetch_body_producer producer;
+    void *producer_arg;
+    sq_fetch_streaming_cb streaming;
+    void *streaming_arg;
+    sq_fetch_header_cb header_cb;
+    void *header_arg;
+    sq__buf body;
+    sq__buf head; /* raw header lines of the latest response */
+    char errbuf[CURL_ERROR_SIZE];
+};
+
+/* Configure x->easy (already allocated) from the request and the client's defaults.
+ * Returns 0, -EINVAL (bad method/body combination, bad URL) or -ENOMEM. */
+int sq__xfer_setup(sq__xfer *x, const char *url, const sq_fetch_request *req,
+                   const sq_fetch_request *defaults, const sq_http_client_settings *settings);
+/* The squall error for a finished transfer. */
+int sq__xfer_error(sq__xfer *x, CURLcode rc);
+/* libcurl callbacks installed by sq__xfer_setup. */
+size_t sq__xfer_on_write(char *p, size_t size, size_t n, void *arg);
+size_t sq__xfer_on_header(char *p, size_t size, size_t n, void *arg);
+size_t sq__xfer_on_read(char *p, size_t size, size_t n, void *arg);
+/* Build the response of a finished transfer (takes x->body and x->head).  NULL on
+ * -ENOMEM. */
+sq_fetch_response *sq__response_build(sq__xfer *x);
+
+#endif

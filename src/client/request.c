@@ -1,0 +1,289 @@
+/* HTTP client: a request's options as libcurl easy-handle settings, the transfer's data
+ * callbacks, and libcurl's result codes as squall errors. */
+#define _GNU_SOURCE
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "client/client_internal.h"
+
+/* A field of the request, else of the client's defaults, else 0. */
+#define PICK(f) ((req && req->f) ? req->f : (defs && defs->f) ? defs->f : 0)
+
+static const char *const known_methods[] = {"GET",   "HEAD",   "POST",    "PUT",
+                                            "PATCH", "DELETE", "OPTIONS", NULL};
+
+static bool method_known(const char *m)
+{
+    for (size_t i = 0; known_methods[i]; i++)
+        if (strcmp(m, known_methods[i]) == 0) return true;
+    return false;
+}
+
+static bool method_has_body(const char *m)
+{
+    return strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0;
+}
+
+static long ms(double s, double def)
+{
+    if (s == 0) s = def;
+    if (s < 0) return 0; /* libcurl: no limit (connect: its own 300 s) */
+    if (s > 1e6) s = 1e6;
+    long v = (long)(s * 1000 + 0.5);
+    return v > 0 ? v : 1;
+}
+
+#define SET(opt, val)                                                                              \
+    do {                                                                                           \
+        if (curl_easy_setopt(e, opt, val) != CURLE_OK) goto bad;                                   \
+    } while (0)
+
+int sq__xfer_setup(sq__xfer *x, const char *url, const sq_fetch_request *req,
+                   const sq_fetch_request *defs, const sq_http_client_settings *settings)
+{
+    CURL *e = x->easy;
+    if (!url || !*url) return -EINVAL;
+    if (!(x->url = strdup(url))) return -ENOMEM;
+
+    const void *body = req ? req->body : NULL;
+    size_t body_len = req ? req->body_len : 0;
+    sq_fetch_body_producer producer = req ? req->body_producer : NULL;
+    bool has_body = body || producer;
+    const char *method = PICK(method);
+    if (!method) method = has_body ? "POST" : "GET";
+    if (!PICK(allow_nonstandard_methods)) {
+        /* Tornado's checks: a typo in a method or a body on GET is a bug, not a request. */
+        if (!method_known(method) || method_has_body(method) != has_body) return -EINVAL;
+    }
+
+    x->raise_error = !PICK(no_raise_error);
+    x->max_body = settings->max_body_size;
+    if (req) {
+        x->producer = req->body_producer;
+        x->producer_arg = req->body_producer_arg;
+        x->streaming = req->streaming_callback;
+        x->streaming_arg = req->streaming_arg;
+        x->header_cb = req->header_callback;
+        x->header_arg = req->header_arg;
+    }
+
+    SET(CURLOPT_URL, url);
+    SET(CURLOPT_PRIVATE, x);
+    SET(CURLOPT_NOSIGNAL, 1L);
+    SET(CURLOPT_ERRORBUFFER, x->errbuf);
+    SET(CURLOPT_PROTOCOLS_STR, "http,https");
+    SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    SET(CURLOPT_WRITEFUNCTION, sq__xfer_on_write);
+    SET(CURLOPT_WRITEDATA, x);
+    SET(CURLOPT_HEADERFUNCTION, sq__xfer_on_header);
+    SET(CURLOPT_HEADERDATA, x);
+    /* HTTP/2 when an https server offers it through ALPN; cleartext stays HTTP/1.1. */
+    SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    /* Concurrent https fetches to one host wait for the first connection to learn whether
+     * it multiplexes rather than each opening its own. */
+    if (strncasecmp(url, "https:", 6) == 0) SET(CURLOPT_PIPEWAIT, 1L);
+
+    /* Method and body. */
+    if (strcmp(method, "HEAD") == 0) {
+        SET(CURLOPT_NOBODY, 1L);
+    } else if (producer) {
+        SET(CURLOPT_POST, 1L);
+        SET(CURLOPT_READFUNCTION, sq__xfer_on_read);
+        SET(CURLOPT_READDATA, x);
+        /* Unknown length: HTTP/1.1 chunked. */
+        SET(CURLOPT_POSTFIELDSIZE_LARGE, body_len ? (curl_off_t)body_len : (curl_off_t)-1);
+    } else if (body) {
+        SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+        SET(CURLOPT_COPYPOSTFIELDS, body_len ? (const char *)body : "");
+    } else if (strcmp(method, "POST") == 0) {
+        SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
+        SET(CURLOPT_COPYPOSTFIELDS, "");
+    } else {
+        SET(CURLOPT_HTTPGET, 1L);
+    }
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 && strcmp(method, "POST") != 0)
+        SET(CURLOPT_CUSTOMREQUEST, method);
+
+    /* Headers: the caller's, and no "Expect: 100-continue" round trip for bodies. */
+    const char *const *hdrs = PICK(headers);
+    for (size_t i = 0; hdrs && hdrs[i]; i++) {
+        struct curl_slist *n = curl_slist_append(x->hdrs, hdrs[i]);
+        if (!n) return -ENOMEM;
+        x->hdrs = n;
+    }
+    if (has_body) {
+        struct curl_slist *n = curl_slist_append(x->hdrs, "Expect:");
+        if (!n) return -ENOMEM;
+        x->hdrs = n;
+    }
+    if (x->hdrs) SET(CURLOPT_HTTPHEADER, x->hdrs);
+
+    double ct = PICK(connect_timeout), rt = PICK(request_timeout);
+    SET(CURLOPT_CONNECTTIMEOUT_MS, ms(ct, SQ_FETCH_DEFAULT_CONNECT_TIMEOUT));
+    SET(CURLOPT_TIMEOUT_MS, ms(rt, SQ_FETCH_DEFAULT_REQUEST_TIMEOUT));
+    /* Queue timeout: the client's, else Tornado's min(connect, request timeout). */
+    double qt = settings->queue_timeout;
+    if (qt == 0) {
+        double c = ct ? ct : SQ_FETCH_DEFAULT_CONNECT_TIMEOUT;
+        double r = rt ? rt : SQ_FETCH_DEFAULT_REQUEST_TIMEOUT;
+        qt = c < 0 ? r : r < 0 ? c : (c < r ? c : r);
+    }
+    x->queue_timeout = qt;
+
+    bool follow = !PICK(no_follow_redirects);
+    int maxr = PICK(max_redirects);
+    SET(CURLOPT_FOLLOWLOCATION, follow ? 1L : 0L);
+    SET(CURLOPT_MAXREDIRS, (long)(maxr > 0 ? maxr : SQ_FETCH_DEFAULT_MAX_REDIRECTS));
+
+    const char *ua = PICK(user_agent);
+    SET(CURLOPT_USERAGENT, ua ? ua : SQ_FETCH_DEFAULT_USER_AGENT);
+    if (!PICK(no_decompress)) SET(CURLOPT_ACCEPT_ENCODING, "gzip");
+
+    const char *user = PICK(auth_username);
+    if (user) {
+        const char *pw = PICK(auth_password);
+        SET(CURLOPT_USERNAME, user);
+        SET(CURLOPT_PASSWORD, pw ? pw : "");
+        SET(CURLOPT_HTTPAUTH,
+            PICK(auth_mode) == SQ_FETCH_AUTH_DIGEST ? CURLAUTH_DIGEST : CURLAUTH_BASIC);
+    }
+
+    const char *proxy = PICK(proxy_host);
+    /* "" also keeps libcurl from reading http_proxy & co. from the environment. */
+    SET(CURLOPT_PROXY, proxy ? proxy : "");
+    if (proxy) {
+        int port = PICK(proxy_port);
+        if (port) SET(CURLOPT_PROXYPORT, (long)port);
+        const char *pu = PICK(proxy_username), *pp = PICK(proxy_password);
+        if (pu) SET(CURLOPT_PROXYUSERNAME, pu);
+        if (pp) SET(CURLOPT_PROXYPASSWORD, pp);
+    }
+
+    if (PICK(no_validate_cert)) {
+        SET(CURLOPT_SSL_VERIFYPEER, 0L);
+        SET(CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+    const char *ca = PICK(ca_certs), *cert = PICK(client_cert), *key = PICK(client_key);
+    if (ca) SET(CURLOPT_CAINFO, ca);
+    if (cert) SET(CURLOPT_SSLCERT, cert);
+    if (key) SET(CURLOPT_SSLKEY, key);
+    return 0;
+bad:
+    return -EINVAL;
+}
+
+/* --- data callbacks (run inside curl_multi_socket_action, on the loop thread) ------------- */
+
+size_t sq__xfer_on_write(char *p, size_t size, size_t n, void *arg)
+{
+    sq__xfer *x = arg;
+    size_t len = size * n;
+    if (x->abort_err) return 0; /* anything but len makes libcurl fail the transfer */
+    if (x->streaming) {
+        int r = x->streaming(p, len, x->streaming_arg);
+        if (r < 0) {
+            x->abort_err = r;
+            return 0;
+        }
+        return len;
+    }
+    if (len > x->max_body - x->body.len || x->body.len > x->max_body) {
+        x->abort_err = -E2BIG;
+        return 0;
+    }
+    if (sq__buf_append(&x->body, p, len) < 0) {
+        x->abort_err = -ENOMEM;
+        return 0;
+    }
+    return len;
+}
+
+size_t sq__xfer_on_header(char *p, size_t size, size_t n, void *arg)
+{
+    sq__xfer *x = arg;
+    size_t len = size * n;
+    if (x->abort_err) return 0;
+    if (x->header_cb) x->header_cb(p, len, x->header_arg);
+    /* A status line starts a new response (1xx, each redirect, a proxy's CONNECT): keep
+     * only the latest one's headers. */
+    if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) x->head.len = 0;
+    if (len > 256 * 1024 - x->head.len || sq__buf_append(&x->head, p, len) < 0) {
+        x->abort_err = -E2BIG;
+        return 0;
+    }
+    return len;
+}
+
+size_t sq__xfer_on_read(char *p, size_t size, size_t n, void *arg)
+{
+    sq__xfer *x = arg;
+    if (x->abort_err) return CURL_READFUNC_ABORT;
+    ssize_t r = x->producer(p, size * n, x->producer_arg);
+    if (r < 0) {
+        x->abort_err = (int)r;
+        return CURL_READFUNC_ABORT;
+    }
+    return (size_t)r > size * n ? size * n : (size_t)r;
+}
+
+/* --- errors ----------------------------------------------------------------------------------- */
+
+static int os_error(sq__xfer *x, int fallback)
+{
+    long oe = 0;
+    curl_easy_getinfo(x->easy, CURLINFO_OS_ERRNO, &oe);
+    return oe > 0 && oe < 4096 ? -(int)oe : fallback;
+}
+
+int sq__xfer_error(sq__xfer *x, CURLcode rc)
+{
+    if (x->abort_err) return x->abort_err;
+    switch (rc) {
+    case CURLE_OK:
+        return 0;
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+        return SQ_ERESOLVE;
+    case CURLE_COULDNT_CONNECT:
+        return os_error(x, -ECONNREFUSED);
+    case CURLE_OPERATION_TIMEDOUT:
+        return -ETIMEDOUT;
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+    case CURLE_SSL_ENGINE_INITFAILED:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_SSL_SHUTDOWN_FAILED:
+    case CURLE_SSL_CLIENTCERT:
+    case CURLE_USE_SSL_FAILED:
+        return SQ_ETLS;
+    case CURLE_TOO_MANY_REDIRECTS:
+        return SQ_EREDIRECTS;
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+        return SQ_ECLOSED;
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+        return os_error(x, -ECONNRESET);
+    case CURLE_URL_MALFORMAT:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_BAD_FUNCTION_ARGUMENT:
+        return -EINVAL;
+    case CURLE_OUT_OF_MEMORY:
+        return -ENOMEM;
+    case CURLE_FILESIZE_EXCEEDED:
+        return -E2BIG;
+    default:
+        sq_log(SQ_LOG_DEBUG, "fetch %s: libcurl error %d: %s (%s)", x->url, (int)rc,
+               curl_easy_strerror(rc), x->errbuf);
+        return SQ_ECURL;
+    }
+}

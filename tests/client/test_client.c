@@ -1,0 +1,984 @@
+/* The HTTP client (squall/client.h) against squall's own server (in process, same loop) and
+ * against nginx started on a loopback port: methods and bodies, streaming both ways,
+ * redirects, gzip, timeouts, refused and unresolvable hosts, HTTP errors, connection reuse,
+ * the max_clients queue, cancellation, and the blocking sq_fetch_sync. */
+#include "nginx_util.h"
+#include "testutil.h"
+
+#include <string.h>
+#include <zlib.h>
+
+static sq_loop *loop;
+static sq_app *app;
+static int port; /* squall's */
+static ngx_server ngx;
+static bool have_nginx;
+
+/* --- squall's routes -------------------------------------------------------------------------- */
+
+static void hello_get(sq_handler *h)
+{
+    const char *i = sq_get_argument(h, "i", NULL);
+    const char *d = sq_get_argument(h, "d", NULL);
+    if (d) sq_sleep(atof(d));
+    if (i)
+        sq_writef(h, "hello %s", i);
+    else
+        sq_write(h, "Hello");
+}
+
+static void echo_any(sq_handler *h)
+{
+    sq_http_request *r = sq_handler_request(h);
+    char m[32];
+    snprintf(m, sizeof m, "%.*s", (int)r->method.len, r->method.ptr);
+    sq_set_header(h, "X-Method", m);
+    sq_str ua = sq_http_header_get(r, "User-Agent");
+    char uabuf[128];
+    snprintf(uabuf, sizeof uabuf, "%.*s", (int)ua.len, ua.ptr ? ua.ptr : "");
+    sq_set_header(h, "X-Agent", uabuf);
+    sq_str xt = sq_http_header_get(r, "X-Test");
+    if (xt.ptr) {
+        char b[64];
+        snprintf(b, sizeof b, "%.*s", (int)xt.len, xt.ptr);
+        sq_set_header(h, "X-Test-Echo", b);
+    }
+    sq_str b = sq_get_body(h);
+    sq_write_bytes(h, b.ptr, b.len);
+}
+
+static void slow_get(sq_handler *h)
+{
+    sq_sleep(atof(sq_get_argument(h, "s", "1")));
+    sq_write(h, "slow");
+}
+
+static void redirect_get(sq_handler *h)
+{
+    int n = atoi(sq_path_arg(h, 0));
+    if (n <= 0) {
+        sq_write(h, "done");
+        return;
+    }
+    char to[64];
+    snprintf(to, sizeof to, "/redirect/%d", n - 1);
+    sq_redirect(h, to, false);
+}
+
+static void gzip_text(char *buf, size_t cap)
+{
+    size_t off = 0;
+    for (int i = 0; off + 40 < cap; i++)
+        off += (size_t)sprintf(buf + off, "squall gzip line %d\n", i);
+    buf[off] = '\0';
+}
+
+static char gz_expected[20000];
+
+static void gzip_get(sq_handler *h)
+{
+    sq_set_header(h, "Content-Type", "text/plain");
+    sq_write(h, gz_expected);
+}
+
+typedef struct upload_state {
+    size_t n;
+    uint64_t sum;
+} upload_state;
+
+static void upload_data(sq_handler *h, const char *data, size_t len)
+{
+    upload_state *st = sq_handler_state(h);
+    st->n += len;
+    for (size_t i = 0; i < len; i++) st->sum += (unsigned char)data[i];
+}
+
+static void upload_post(sq_handler *h)
+{
+    upload_state *st = sq_handler_state(h);
+    sq_writef(h, "%zu %llu", st->n, (unsigned long long)st->sum);
+}
+
+#define BIG_CHUNK (64 * 1024)
+#define BIG_N     64
+
+static void big_get(sq_handler *h)
+{
+    static char chunk[BIG_CHUNK];
+    memset(chunk, 'b', sizeof chunk);
+    sq_set_header(h, "Content-Type", "application/octet-stream");
+    for (int i = 0; i < BIG_N; i++) {
+        sq_write_bytes(h, chunk, sizeof chunk);
+        if (sq_flush(h) < 0) return;
+    }
+}
+
+static void status_get(sq_handler *h)
+{
+    sq_set_status(h, atoi(sq_path_arg(h, 0)), NULL);
+    sq_write(h, "status body");
+}
+
+static void auth_get(sq_handler *h)
+{
+    sq_str a = sq_http_header_get(sq_handler_request(h), "Authorization");
+    sq_write_bytes(h, a.ptr ? a.ptr : "", a.len);
+}
+
+static const sq_route routes[] = {
+    {"/hello", &(sq_handler_class){.get = hello_get}, NULL, NULL},
+    {"/echo",
+     &(sq_handler_class){.get = echo_any,
+                         .post = echo_any,
+                         .put = echo_any,
+                         .patch = echo_any,
+                         .delete_ = echo_any},
+     NULL, NULL},
+    {"/slow", &(sq_handler_class){.get = slow_get}, NULL, NULL},
+    {"/redirect/([0-9]+)", &(sq_handler_class){.get = redirect_get}, NULL, NULL},
+    {"/gzip", &(sq_handler_class){.get = gzip_get}, NULL, NULL},
+    {"/upload",
+     &(sq_handler_class){.post = upload_post,
+                         .put = upload_post,
+                         .data_received = upload_data,
+                         .state_size = sizeof(upload_state)},
+     NULL, NULL},
+    {"/big", &(sq_handler_class){.get = big_get}, NULL, NULL},
+    {"/status/([0-9]+)", &(sq_handler_class){.get = status_get}, NULL, NULL},
+    {"/auth", &(sq_handler_class){.get = auth_get}, NULL, NULL},
+    {NULL, NULL, NULL, NULL},
+};
+
+static char *url(const char *path)
+{
+    static char bufs[8][256];
+    static int next;
+    char *b = bufs[next++ % 8];
+    snprintf(b, 256, "http://127.0.0.1:%d%s", port, path);
+    return b;
+}
+
+static char *ngx_url(const char *path)
+{
+    static char bufs[8][256];
+    static int next;
+    char *b = bufs[next++ % 8];
+    snprintf(b, 256, "http://127.0.0.1:%d%s", ngx.port, path);
+    return b;
+}
+
+/* Await a fetch: its status; the response (if any) in *out. */
+static int fetch(const char *u, const sq_fetch_request *req, sq_fetch_response **out)
+{
+    sq_fetch_response *r = NULL;
+    int64_t st = sq_await(sq_fetch(u, req), (void **)&r);
+    *out = r;
+    return (int)st;
+}
+
+static void run(sq_task_fn fn, double limit)
+{
+    sq_test_run_coro(loop, fn, NULL, limit);
+}
+
+/* --- basics against squall
+ * ------------------------------------------------------------------------ */
+
+static void *basic_coro(void *arg)
+{
+    sq_fetch_response *r;
+    assert_int_equal(fetch(url("/hello"), NULL, &r), 0);
+    assert_int_equal(r->code, 200);
+    assert_string_equal(r->reason, "OK");
+    assert_int_equal(r->body_len, 5);
+    assert_string_equal(r->body, "Hello");
+    assert_int_equal(r->http_version, 11);
+    assert_int_equal(r->error, 0);
+    assert_string_equal(r->effective_url, url("/hello"));
+    assert_string_equal(r->url, url("/hello"));
+    assert_non_null(sq_fetch_response_header(r, "content-length"));
+    assert_string_equal(sq_fetch_response_header(r, "Content-Length"), "5");
+    assert_null(sq_fetch_response_header(r, "X-Nope"));
+    assert_true(r->time.total > 0 && r->time.total < 5);
+    assert_true(r->time.starttransfer <= r->time.total);
+    assert_true(r->time.connect <= r->time.starttransfer);
+    assert_true(r->request_time >= r->time.total);
+    sq_fetch_response_free(r);
+
+    /* POST with a body, headers, user agent. */
+    const char *hdrs[] = {"X-Test: 42", NULL};
+    sq_fetch_request post = {.method = "POST",
+                             .body = "a=1&b=\0two",
+                             .body_len = 10,
+                             .headers = hdrs,
+                             .user_agent = "squall-test"};
+    assert_int_equal(fetch(url("/echo"), &post, &r), 0);
+    assert_int_equal(r->code, 200);
+    assert_int_equal(r->body_len, 10);
+    assert_memory_equal(r->body, "a=1&b=\0two", 10);
+    assert_string_equal(sq_fetch_response_header(r, "X-Method"), "POST");
+    assert_string_equal(sq_fetch_response_header(r, "X-Agent"), "squall-test");
+    assert_string_equal(sq_fetch_response_header(r, "X-Test-Echo"), "42");
+    sq_fetch_response_free(r);
+
+    /* A body alone implies POST; PUT, PATCH, DELETE; default user agent. */
+    assert_int_equal(fetch(url("/echo"), &(sq_fetch_request){.body = "x", .body_len = 1}, &r), 0);
+    assert_string_equal(sq_fetch_response_header(r, "X-Method"), "POST");
+    assert_string_equal(sq_fetch_response_header(r, "X-Agent"), SQ_FETCH_DEFAULT_USER_AGENT);
+    sq_fetch_response_free(r);
+    const char *methods[] = {"PUT", "PATCH"};
+    for (int i = 0; i < 2; i++) {
+        sq_fetch_request q = {.method = methods[i], .body = "payload", .body_len = 7};
+        assert_int_equal(fetch(url("/echo"), &q, &r), 0);
+        assert_string_equal(sq_fetch_response_header(r, "X-Method"), methods[i]);
+        assert_string_equal(r->body, "payload");
+        sq_fetch_response_free(r);
+    }
+    assert_int_equal(fetch(url("/echo"), &(sq_fetch_request){.method = "DELETE"}, &r), 0);
+    assert_string_equal(sq_fetch_response_header(r, "X-Method"), "DELETE");
+    sq_fetch_response_free(r);
+    /* An empty POST body is a body. */
+    assert_int_equal(fetch(url("/echo"), &(sq_fetch_request){.method = "POST", .body = ""}, &r), 0);
+    assert_int_equal(r->body_len, 0);
+    sq_fetch_response_free(r);
+
+    /* Tornado's request checks, and their escape hatch. */
+    assert_int_equal(fetch(url("/echo"), &(sq_fetch_request){.method = "GET", .body = "x"}, &r),
+                     -EINVAL);
+    assert_null(r);
+    assert_int_equal(fetch(url("/echo"), &(sq_fetch_request){.method = "POST"}, &r), -EINVAL);
+    assert_int_equal(fetch(url("/echo"), &(sq_fetch_request){.method = "FROB"}, &r), -EINVAL);
+    assert_int_equal(fetch("", NULL, &r), -EINVAL);
+    assert_int_equal(fetch("ftp://127.0.0.1/x", NULL, &r), -EINVAL);
+    sq_fetch_request odd = {.method = "FROB", .allow_nonstandard_methods = true};
+    assert_int_equal(fetch(url("/echo"), &odd, &r), SQ_EHTTP);
+    assert_int_equal(r->code, 405);
+    sq_fetch_response_free(r);
+
+    /* HTTP errors carry the response; no_raise_error makes them plain responses. */
+    assert_int_equal(fetch(url("/status/404"), NULL, &r), SQ_EHTTP);
+    assert_non_null(r);
+    assert_int_equal(r->code, 404);
+    assert_int_equal(r->error, SQ_EHTTP);
+    assert_string_equal(r->reason, "Not Found");
+    assert_string_equal(r->body, "status body");
+    sq_fetch_response_free(r);
+    assert_int_equal(fetch(url("/status/503"), &(sq_fetch_request){.no_raise_error = true}, &r), 0);
+    assert_int_equal(r->code, 503);
+    assert_int_equal(r->error, SQ_EHTTP);
+    sq_fetch_response_free(r);
+    assert_int_equal(fetch(url("/status/204"), NULL, &r), 0);
+    assert_int_equal(r->code, 204);
+    assert_int_equal(r->body_len, 0);
+    sq_fetch_response_free(r);
+
+    /* HEAD: headers only. */
+    assert_int_equal(fetch(url("/hello"), &(sq_fetch_request){.method = "HEAD"}, &r), 0);
+    assert_int_equal(r->code, 200);
+    assert_int_equal(r->body_len, 0);
+    sq_fetch_response_free(r);
+
+    /* Through a proxy: squall's server gets the absolute-form request for a host that
+     * would not resolve here, and answers it by path. */
+    sq_fetch_request px = {.proxy_host = "127.0.0.1", .proxy_port = port};
+    assert_int_equal(fetch("http://nonexistent.invalid/hello?i=proxied", &px, &r), 0);
+    assert_string_equal(r->body, "hello proxied");
+    sq_fetch_response_free(r);
+
+    /* Basic auth reaches the server as an Authorization header. */
+    sq_fetch_request au = {.auth_username = "Aladdin", .auth_password = "open sesame"};
+    assert_int_equal(fetch(url("/auth"), &au, &r), 0);
+    assert_string_equal(r->body, "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+    sq_fetch_response_free(r);
+    return NULL;
+}
+
+static void test_basic(void **state)
+{
+    run(basic_coro, 30);
+}
+
+/* --- redirects -----------------------------------------------------------------------------------
+ */
+
+static void *redirect_coro(void *arg)
+{
+    sq_fetch_response *r;
+    assert_int_equal(fetch(url("/redirect/3"), NULL, &r), 0);
+    assert_int_equal(r->code, 200);
+    assert_string_equal(r->body, "done");
+    assert_int_equal(r->redirects, 3);
+    assert_string_equal(r->effective_url, url("/redirect/0"));
+    assert_string_equal(r->url, url("/redirect/3"));
+    sq_fetch_response_free(r);
+    /* The default limit is 5. */
+    assert_int_equal(fetch(url("/redirect/5"), NULL, &r), 0);
+    sq_fetch_response_free(r);
+    assert_int_equal(fetch(url("/redirect/6"), NULL, &r), SQ_EREDIRECTS);
+    assert_null(r);
+    assert_int_equal(fetch(url("/redirect/3"), &(sq_fetch_request){.max_redirects = 2}, &r),
+                     SQ_EREDIRECTS);
+    /* Not followed: the 302 as it is (not an error: it is below 400). */
+    assert_int_equal(
+        fetch(url("/redirect/3"), &(sq_fetch_request){.no_follow_redirects = true}, &r), 0);
+    assert_int_equal(r->code, 302);
+    assert_string_equal(sq_fetch_response_header(r, "Location"), "/redirect/2");
+    assert_int_equal(r->redirects, 0);
+    sq_fetch_response_free(r);
+    return NULL;
+}
+
+static void test_redirects(void **state)
+{
+    run(redirect_coro, 30);
+}
+
+/* --- gzip
+ * ----------------------------------------------------------------------------------------- */
+
+static void *gzip_coro(void *arg)
+{
+    sq_fetch_response *r;
+    assert_int_equal(fetch(url("/gzip"), NULL, &r), 0);
+    assert_string_equal(sq_fetch_response_header(r, "Content-Encoding"), "gzip");
+    assert_int_equal(r->body_len, strlen(gz_expected));
+    assert_string_equal(r->body, gz_expected);
+    /* Content-Length is the compressed size. */
+    assert_true(atol(sq_fetch_response_header(r, "Content-Length")) < (long)r->body_len / 2);
+    sq_fetch_response_free(r);
+    /* Without decompression nothing asks for gzip, so the server sends it plain. */
+    assert_int_equal(fetch(url("/gzip"), &(sq_fetch_request){.no_decompress = true}, &r), 0);
+    assert_null(sq_fetch_response_header(r, "Content-Encoding"));
+    assert_string_equal(r->body, gz_expected);
+    sq_fetch_response_free(r);
+    /* Asked for explicitly but not decoded: the raw gzip bytes. */
+    const char *ae[] = {"Accept-Encoding: gzip", NULL};
+    sq_fetch_request raw = {.no_decompress = true, .headers = ae};
+    assert_int_equal(fetch(url("/gzip"), &raw, &r), 0);
+    assert_true(r->body_len > 2 && (unsigned char)r->body[0] == 0x1f &&
+                (unsigned char)r->body[1] == 0x8b);
+    sq_fetch_response_free(r);
+    return NULL;
+}
+
+static void test_gzip(void **state)
+{
+    run(gzip_coro, 30);
+}
+
+/* --- streaming
+ * ------------------------------------------------------------------------------------ */
+
+typedef struct producer {
+    size_t total, sent, piece;
+    uint64_t sum;
+    int calls;
+} producer;
+
+static ssize_t produce(char *buf, size_t len, void *arg)
+{
+    producer *p = arg;
+    size_t n = p->total - p->sent;
+    if (n > p->piece) n = p->piece;
+    if (n > len) n = len;
+    for (size_t i = 0; i < n; i++) {
+        buf[i] = (char)('a' + (p->sent + i) % 26);
+        p->sum += (unsigned char)buf[i];
+    }
+    p->sent += n;
+    p->calls++;
+    return (ssize_t)n;
+}
+
+static ssize_t produce_fail(char *buf, size_t len, void *arg)
+{
+    producer *p = arg;
+    if (p->sent >= 10000) return -EPIPE;
+    return produce(buf, len, arg);
+}
+
+typedef struct sink {
+    size_t bytes;
+    int pieces;
+    int status_lines;
+    bool saw_200;
+    size_t abort_after;
+} sink;
+
+static int on_piece(const char *data, size_t len, void *arg)
+{
+    sink *s = arg;
+    for (size_t i = 0; i < len; i++)
+        if (data[i] != 'b') return -EILSEQ;
+    s->bytes += len;
+    s->pieces++;
+    if (s->abort_after && s->bytes >= s->abort_after) return -ENOSPC;
+    return 0;
+}
+
+static void on_header_line(const char *line, size_t len, void *arg)
+{
+    sink *s = arg;
+    if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
+        s->status_lines++;
+        if (len >= 12 && memcmp(line + 9, "200", 3) == 0) s->saw_200 = true;
+    }
+}
+
+static void *stream_coro(void *arg)
+{
+    sq_fetch_response *r;
+    /* Upload of unknown length (chunked), then of a known length. */
+    for (int known = 0; known < 2; known++) {
+        producer p = {.total = 1 << 20, .piece = 7000};
+        sq_fetch_request q = {.method = "POST",
+                              .body_producer = produce,
+                              .body_producer_arg = &p,
+                              .body_len = known ? p.total : 0};
+        assert_int_equal(fetch(url("/upload"), &q, &r), 0);
+        char expect[64];
+        snprintf(expect, sizeof expect, "%zu %llu", p.total, (unsigned long long)p.sum);
+        assert_string_equal(r->body, expect);
+        assert_true(p.calls > 100);
+        sq_fetch_response_free(r);
+    }
+    /* A producer's error aborts the fetch with it. */
+    producer pf = {.total = 1 << 20, .piece = 1000};
+    sq_fetch_request qf = {
+        .method = "PUT", .body_producer = produce_fail, .body_producer_arg = &pf};
+    assert_int_equal(fetch(url("/upload"), &qf, &r), -EPIPE);
+    assert_null(r);
+
+    /* Download in pieces: nothing is kept. */
+    sink s = {0};
+    sq_fetch_request d = {.streaming_callback = on_piece,
+                          .streaming_arg = &s,
+                          .header_callback = on_header_line,
+                          .header_arg = &s};
+    assert_int_equal(fetch(url("/big"), &d, &r), 0);
+    assert_int_equal(r->code, 200);
+    assert_int_equal(r->body_len, 0);
+    assert_int_equal(s.bytes, (size_t)BIG_CHUNK * BIG_N);
+    assert_true(s.pieces > 1);
+    assert_int_equal(s.status_lines, 1);
+    assert_true(s.saw_200);
+    sq_fetch_response_free(r);
+    /* The same body whole. */
+    assert_int_equal(fetch(url("/big"), NULL, &r), 0);
+    assert_int_equal(r->body_len, (size_t)BIG_CHUNK * BIG_N);
+    sq_fetch_response_free(r);
+    /* A streaming callback's error aborts the fetch with it. */
+    sink s2 = {.abort_after = 100000};
+    d.streaming_arg = &s2;
+    d.header_callback = NULL;
+    assert_int_equal(fetch(url("/big"), &d, &r), -ENOSPC);
+    assert_null(r);
+    /* Redirects: each response's status line reaches the header callback. */
+    sink s3 = {0};
+    sq_fetch_request h3 = {.header_callback = on_header_line, .header_arg = &s3};
+    assert_int_equal(fetch(url("/redirect/2"), &h3, &r), 0);
+    assert_int_equal(s3.status_lines, 3);
+    sq_fetch_response_free(r);
+    return NULL;
+}
+
+static void test_streaming(void **state)
+{
+    run(stream_coro, 60);
+}
+
+/* --- failures
+ * ------------------------------------------------------------------------------------- */
+
+/* A "server" that answers anything with a plain-text line and hangs up. */
+static void plain_accept(sq_loop *l, sq_io *io, unsigned events)
+{
+    int fd = accept4(io->fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0) return;
+    static const char msg[] = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
+    if (write(fd, msg, sizeof msg - 1) < 0) { /* the client will see a TLS failure anyway */
+    }
+    close(fd);
+}
+
+static void *failure_coro(void *arg)
+{
+    sq_fetch_response *r;
+    /* Request timeout. */
+    double t0 = sq_test_now();
+    assert_int_equal(fetch(url("/slow?s=1"), &(sq_fetch_request){.request_timeout = 0.3}, &r),
+                     -ETIMEDOUT);
+    double dt = sq_test_now() - t0;
+    assert_null(r);
+    assert_true(dt >= 0.25 && dt < 2.0);
+
+    /* Connection refused: a port that was bound and closed. */
+    char u[128];
+    snprintf(u, sizeof u, "http://127.0.0.1:%d/", ngx_free_port());
+    assert_int_equal(fetch(u, NULL, &r), -ECONNREFUSED);
+    assert_null(r);
+
+    /* A name under the reserved .invalid TLD never resolves. */
+    assert_int_equal(fetch("http://nonexistent.invalid/", NULL, &r), SQ_ERESOLVE);
+    assert_null(r);
+
+    /* TLS to a server that answers in plain text fails as TLS. */
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t salen = sizeof sa;
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(lfd, 8), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &salen), 0);
+    sq_io lio;
+    sq_io_init(&lio, lfd, plain_accept, NULL);
+    sq_io_start(loop, &lio, SQ_READ);
+    snprintf(u, sizeof u, "https://127.0.0.1:%d/hello", ntohs(sa.sin_port));
+    assert_int_equal(fetch(u, &(sq_fetch_request){.request_timeout = 5}, &r), SQ_ETLS);
+    sq_io_stop(loop, &lio);
+    close(lfd);
+
+    /* A body larger than the client's max_body_size. */
+    sq_http_client *c = sq_http_client_new(NULL, &(sq_http_client_settings){.max_body_size = 1000});
+    assert_non_null(c);
+    assert_int_equal(sq_await(sq_http_client_fetch(c, url("/big"), NULL), (void **)&r), -E2BIG);
+    assert_null(r);
+    assert_int_equal(sq_await(sq_http_client_fetch(c, url("/hello"), NULL), (void **)&r), 0);
+    sq_fetch_response_free(r);
+    sq_http_client_free(c);
+    return NULL;
+}
+
+static void test_failures(void **state)
+{
+    run(failure_coro, 30);
+}
+
+/* --- reuse, queue, cancellation
+ * --------------------------------------------------------------------- */
+
+static void *reuse_coro(void *arg)
+{
+    sq_http_client *c = sq_http_client_new(NULL, NULL);
+    long conns = 0;
+    size_t before = sq_http_server_connections(sq_app_server(app));
+    for (int i = 0; i < 100; i++) {
+        sq_fetch_response *r = NULL;
+        assert_int_equal(sq_await(sq_http_client_fetch(c, url("/hello"), NULL), (void **)&r), 0);
+        assert_string_equal(r->body, "Hello");
+        conns += r->num_connects;
+        if (i == 50) assert_int_equal(sq_http_server_connections(sq_app_server(app)), before + 1);
+        sq_fetch_response_free(r);
+    }
+    assert_int_equal(conns, 1);
+    sq_http_client_free(c);
+    return NULL;
+}
+
+static void test_reuse(void **state)
+{
+    run(reuse_coro, 30);
+}
+
+#define NCONC 1000
+
+static int ticks;
+
+static void tick(void *arg)
+{
+    ticks++;
+}
+
+static void *concurrent_coro(void *arg)
+{
+    sq_test_raise_fd_limit();
+    sq_http_client *c = sq_http_client_new(NULL, &(sq_http_client_settings){.max_clients = 100});
+    static sq_future *fs[NCONC];
+    static void *vals[NCONC];
+    static int64_t sts[NCONC];
+    char path[64];
+    for (int i = 0; i < NCONC; i++) {
+        /* Each takes >= 20 ms on the server: ten waves of 100, so >= 0.2 s in all. */
+        snprintf(path, sizeof path, "/hello?i=%d&d=0.02", i);
+        fs[i] = sq_http_client_fetch(c, url(path), NULL);
+    }
+    assert_int_equal(sq_http_client_active(c), 100);
+    assert_int_equal(sq_http_client_queued(c), NCONC - 100);
+    sq_periodic p;
+    ticks = 0;
+    sq_periodic_init(loop, &p, 0.01, tick, NULL);
+    sq_periodic_start(&p);
+    double t0 = sq_test_now();
+    assert_int_equal(sq_gather(fs, NCONC, vals, sts), 0);
+    double dt = sq_test_now() - t0;
+    sq_periodic_stop(&p);
+    long conns = 0;
+    char expect[64];
+    for (int i = 0; i < NCONC; i++) {
+        sq_fetch_response *r = vals[i];
+        assert_int_equal(sts[i], 0);
+        snprintf(expect, sizeof expect, "hello %d", i);
+        assert_string_equal(r->body, expect);
+        conns += r->num_connects;
+        sq_fetch_response_free(r);
+    }
+    /* Slots are reused: at most one connection per slot (plus a few re-opened). */
+    assert_true(conns >= 100 && conns <= 200);
+    /* The loop kept ticking while the fetches ran: about one tick per 10 ms. */
+    print_message("1000 fetches in %.2f s, %d ticks, %ld connections\n", dt, ticks, conns);
+    assert_true(dt >= 0.2);
+    assert_true(ticks >= (int)(dt / 0.01 / 4));
+    assert_true(ticks >= 5);
+    assert_int_equal(sq_http_client_active(c), 0);
+    assert_int_equal(sq_http_client_queued(c), 0);
+    sq_http_client_free(c);
+    return NULL;
+}
+
+static void test_concurrent(void **state)
+{
+    run(concurrent_coro, 60);
+}
+
+static void *queue_coro(void *arg)
+{
+    sq_http_client *c = sq_http_client_new(
+        NULL, &(sq_http_client_settings){.max_clients = 1, .queue_timeout = 0.2});
+    sq_future *slow = sq_http_client_fetch(c, url("/slow?s=0.6"), NULL);
+    sq_future *waits = sq_http_client_fetch(c, url("/hello"), NULL);
+    assert_int_equal(sq_http_client_queued(c), 1);
+    sq_fetch_response *r = NULL;
+    double t0 = sq_test_now();
+    assert_int_equal(sq_await(waits, (void **)&r), SQ_EQUEUE_TIMEOUT);
+    assert_true(sq_test_now() - t0 < 0.5);
+    assert_null(r);
+    assert_int_equal(sq_await(slow, (void **)&r), 0);
+    assert_string_equal(r->body, "slow");
+    assert_true(r->time.queue < 0.05);
+    sq_fetch_response_free(r);
+
+    /* Without a queue timeout a queued fetch waits its turn; time.queue says how long. */
+    sq_http_client_free(c);
+    c = sq_http_client_new(NULL, &(sq_http_client_settings){.max_clients = 1, .queue_timeout = -1});
+    slow = sq_http_client_fetch(c, url("/slow?s=0.3"), NULL);
+    waits = sq_http_client_fetch(c, url("/hello"), NULL);
+    assert_int_equal(sq_await(waits, (void **)&r), 0);
+    assert_true(r->time.queue >= 0.25);
+    assert_true(r->request_time >= r->time.queue);
+    sq_fetch_response_free(r);
+    assert_int_equal(sq_await(slow, (void **)&r), 0);
+    sq_fetch_response_free(r);
+    sq_http_client_free(c);
+    return NULL;
+}
+
+static void test_queue(void **state)
+{
+    run(queue_coro, 30);
+}
+
+static int cancel_from_cb(const char *data, size_t len, void *arg)
+{
+    sq_future_cancel(*(sq_future **)arg);
+    return 0;
+}
+
+static void *cancel_coro(void *arg)
+{
+    sq_http_client *c = sq_http_client_new(NULL, &(sq_http_client_settings){.max_clients = 1});
+    /* An active fetch and a queued one, both cancelled. */
+    sq_future *a = sq_http_client_fetch(c, url("/slow?s=1"), NULL);
+    sq_future *b = sq_http_client_fetch(c, url("/slow?s=1"), NULL);
+    sq_sleep(0.1);
+    assert_int_equal(sq_http_client_active(c), 1);
+    assert_int_equal(sq_http_client_queued(c), 1);
+    double t0 = sq_test_now();
+    assert_int_equal(sq_future_cancel(b), 0);
+    assert_int_equal(sq_http_client_queued(c), 0);
+    assert_int_equal(sq_future_cancel(a), 0);
+    assert_int_equal(sq_http_client_active(c), 0);
+    assert_int_equal(sq_await(a, NULL), -ECANCELED);
+    assert_int_equal(sq_await(b, NULL), -ECANCELED);
+    assert_true(sq_test_now() - t0 < 0.5);
+    /* Cancelled from inside libcurl (a streaming callback): deferred, then removed. */
+    sq_future *f = NULL;
+    sq_fetch_request q = {.streaming_callback = cancel_from_cb, .streaming_arg = &f};
+    f = sq_http_client_fetch(c, url("/big"), &q);
+    sq_future_retain(f);
+    assert_int_equal(sq_await(f, NULL), -ECANCELED);
+    sq_sleep(0.05);
+    assert_int_equal(sq_http_client_active(c), 0);
+    sq_future_release(f);
+    /* The client still works, and sq_with_timeout cancels a fetch. */
+    sq_fetch_response *r = NULL;
+    assert_int_equal(sq_await(sq_with_timeout(sq_http_client_fetch(c, url("/slow?s=1"), NULL), 0.1),
+                              (void **)&r),
+                     -ETIMEDOUT);
+    assert_int_equal(sq_http_client_active(c), 0);
+    assert_int_equal(sq_await(sq_http_client_fetch(c, url("/hello"), NULL), (void **)&r), 0);
+    sq_fetch_response_free(r);
+    /* Freeing a client with fetches in flight cancels them. */
+    a = sq_http_client_fetch(c, url("/slow?s=1"), NULL);
+    b = sq_http_client_fetch(c, url("/slow?s=1"), NULL);
+    sq_http_client_free(c);
+    assert_int_equal(sq_await(a, NULL), -ECANCELED);
+    assert_int_equal(sq_await(b, NULL), -ECANCELED);
+    return NULL;
+}
+
+static void test_cancel(void **state)
+{
+    run(cancel_coro, 30);
+}
+
+/* --- client defaults ----------------------------------------------------------------------------
+ */
+
+static void *defaults_coro(void *arg)
+{
+    const char *hdrs[] = {"X-Test: from-defaults", NULL};
+    sq_fetch_request defs = {
+        .user_agent = "defaults-agent", .headers = hdrs, .no_raise_error = true};
+    sq_http_client *c = sq_http_client_new(NULL, &(sq_http_client_settings){.defaults = &defs});
+    sq_fetch_response *r = NULL;
+    assert_int_equal(sq_await(sq_http_client_fetch(c, url("/echo"), NULL), (void **)&r), 0);
+    assert_string_equal(sq_fetch_response_header(r, "X-Agent"), "defaults-agent");
+    assert_string_equal(sq_fetch_response_header(r, "X-Test-Echo"), "from-defaults");
+    sq_fetch_response_free(r);
+    sq_fetch_request own = {.user_agent = "own"};
+    assert_int_equal(sq_await(sq_http_client_fetch(c, url("/echo"), &own), (void **)&r), 0);
+    assert_string_equal(sq_fetch_response_header(r, "X-Agent"), "own");
+    sq_fetch_response_free(r);
+    assert_int_equal(sq_await(sq_http_client_fetch(c, url("/status/500"), NULL), (void **)&r), 0);
+    assert_int_equal(r->code, 500);
+    sq_fetch_response_free(r);
+    sq_http_client_free(c);
+    return NULL;
+}
+
+static void test_defaults(void **state)
+{
+    run(defaults_coro, 30);
+}
+
+/* --- against nginx -------------------------------------------------------------------------------
+ */
+
+#define NGX_BIG (8u << 20)
+
+static const char ngx_locations[] =
+    "    location = /r1 { return 302 /r2; }\n"
+    "    location = /r2 { return 301 /small.txt; }\n"
+    "    location = /loop { return 302 /loop; }\n"
+    "    location = /post { client_body_in_single_buffer on; return 200 \"posted\\n\"; }\n"
+    "    location = /text.txt { gzip on; gzip_min_length 1000; gzip_types text/plain; }\n";
+
+static char ngx_text[20000];
+
+static void *nginx_coro(void *arg)
+{
+    sq_fetch_response *r;
+    assert_int_equal(fetch(ngx_url("/small.txt"), NULL, &r), 0);
+    assert_int_equal(r->code, 200);
+    assert_string_equal(r->body, "small file\n");
+    assert_non_null(strstr(sq_fetch_response_header(r, "Server"), "nginx"));
+    sq_fetch_response_free(r);
+
+    /* Redirect chain 302 -> 301 -> file. */
+    assert_int_equal(fetch(ngx_url("/r1"), NULL, &r), 0);
+    assert_int_equal(r->redirects, 2);
+    assert_string_equal(r->body, "small file\n");
+    assert_string_equal(r->effective_url, ngx_url("/small.txt"));
+    sq_fetch_response_free(r);
+    assert_int_equal(fetch(ngx_url("/r1"), &(sq_fetch_request){.max_redirects = 1}, &r),
+                     SQ_EREDIRECTS);
+    assert_int_equal(fetch(ngx_url("/loop"), NULL, &r), SQ_EREDIRECTS);
+    assert_int_equal(fetch(ngx_url("/r1"), &(sq_fetch_request){.no_follow_redirects = true}, &r),
+                     0);
+    assert_int_equal(r->code, 302);
+    assert_string_equal(r->reason, "Moved Temporarily");
+    sq_fetch_response_free(r);
+
+    /* gzip. */
+    assert_int_equal(fetch(ngx_url("/text.txt"), NULL, &r), 0);
+    assert_string_equal(sq_fetch_response_header(r, "Content-Encoding"), "gzip");
+    assert_int_equal(r->body_len, strlen(ngx_text));
+    assert_string_equal(r->body, ngx_text);
+    sq_fetch_response_free(r);
+
+    /* A large file streamed. */
+    sink s = {0};
+    sq_fetch_request d = {.streaming_callback = on_piece, .streaming_arg = &s};
+    assert_int_equal(fetch(ngx_url("/big.bin"), &d, &r), 0);
+    assert_int_equal(s.bytes, NGX_BIG);
+    sq_fetch_response_free(r);
+
+    /* POST, plain and streamed. */
+    assert_int_equal(fetch(ngx_url("/post"), &(sq_fetch_request){.body = "hi", .body_len = 2}, &r),
+                     0);
+    assert_string_equal(r->body, "posted\n");
+    sq_fetch_response_free(r);
+    producer p = {.total = 300000, .piece = 5000};
+    sq_fetch_request up = {.method = "POST", .body_producer = produce, .body_producer_arg = &p};
+    assert_int_equal(fetch(ngx_url("/post"), &up, &r), 0);
+    assert_string_equal(r->body, "posted\n");
+    assert_int_equal(p.sent, p.total);
+    sq_fetch_response_free(r);
+
+    /* Errors. */
+    assert_int_equal(fetch(ngx_url("/missing"), NULL, &r), SQ_EHTTP);
+    assert_int_equal(r->code, 404);
+    sq_fetch_response_free(r);
+    assert_int_equal(fetch(ngx_url("/small.txt"), &(sq_fetch_request){.method = "DELETE"}, &r),
+                     SQ_EHTTP);
+    assert_int_equal(r->code, 405);
+    sq_fetch_response_free(r);
+
+    /* 100 sequential fetches, one connection. */
+    sq_http_client *c = sq_http_client_new(NULL, NULL);
+    long conns = 0;
+    for (int i = 0; i < 100; i++) {
+        assert_int_equal(
+            sq_await(sq_http_client_fetch(c, ngx_url("/small.txt"), NULL), (void **)&r), 0);
+        conns += r->num_connects;
+        sq_fetch_response_free(r);
+    }
+    assert_int_equal(conns, 1);
+    sq_http_client_free(c);
+    return NULL;
+}
+
+static void test_nginx(void **state)
+{
+    if (!have_nginx) skip();
+    run(nginx_coro, 60);
+}
+
+/* https: certificate validation, HTTP/2 through ALPN, multiplexing on one connection. */
+static void *tls_coro(void *arg)
+{
+    char u[128];
+    snprintf(u, sizeof u, "https://127.0.0.1:%d/small.txt", ngx.tls_port);
+    sq_fetch_response *r = NULL;
+    /* Self-signed: not trusted by the system's CAs. */
+    assert_int_equal(fetch(u, NULL, &r), SQ_ETLS);
+    assert_null(r);
+    assert_int_equal(fetch(u, &(sq_fetch_request){.no_validate_cert = true}, &r), 0);
+    assert_string_equal(r->body, "small file\n");
+    sq_fetch_response_free(r);
+    sq_fetch_request ca = {.ca_certs = ngx.cert};
+    assert_int_equal(fetch(u, &ca, &r), 0);
+    assert_int_equal(r->http_version, 20);
+    assert_true(r->time.appconnect > 0);
+    assert_string_equal(r->body, "small file\n");
+    sq_fetch_response_free(r);
+
+    /* 20 at once on a fresh client: HTTP/2 carries them all on one connection. */
+    sq_http_client *c =
+        sq_http_client_new(NULL, &(sq_http_client_settings){.max_clients = 20, .defaults = &ca});
+    sq_future *fs[20];
+    void *vals[20];
+    int64_t sts[20];
+    for (int i = 0; i < 20; i++) fs[i] = sq_http_client_fetch(c, u, NULL);
+    assert_int_equal(sq_gather(fs, 20, vals, sts), 0);
+    long conns = 0;
+    for (int i = 0; i < 20; i++) {
+        r = vals[i];
+        assert_int_equal(r->http_version, 20);
+        assert_string_equal(r->body, "small file\n");
+        conns += r->num_connects;
+        sq_fetch_response_free(r);
+    }
+    assert_int_equal(conns, 1);
+    sq_http_client_free(c);
+    return NULL;
+}
+
+static void test_tls(void **state)
+{
+    if (!have_nginx || !ngx.tls_port) skip();
+    run(tls_coro, 30);
+}
+
+/* The blocking form, from plain code (no coroutine), on its own private loop. */
+static void test_sync(void **state)
+{
+    sq_fetch_response *r = NULL;
+    assert_int_equal(sq_fetch_sync("http://nonexistent.invalid/", NULL, &r), SQ_ERESOLVE);
+    assert_null(r);
+    char u[128];
+    snprintf(u, sizeof u, "http://127.0.0.1:%d/", ngx_free_port());
+    assert_int_equal(sq_fetch_sync(u, NULL, NULL), -ECONNREFUSED);
+    assert_ptr_equal(sq_loop_current(), loop); /* left as it was */
+    if (!have_nginx) skip();
+    assert_int_equal(sq_fetch_sync(ngx_url("/small.txt"), NULL, &r), 0);
+    assert_string_equal(r->body, "small file\n");
+    sq_fetch_response_free(r);
+    assert_int_equal(sq_fetch_sync(ngx_url("/missing"), NULL, &r), SQ_EHTTP);
+    assert_int_equal(r->code, 404);
+    sq_fetch_response_free(r);
+    assert_int_equal(sq_fetch_sync(ngx_url("/missing"), NULL, NULL), SQ_EHTTP);
+    assert_ptr_equal(sq_loop_current(), loop);
+}
+
+/* --- fixture
+ * --------------------------------------------------------------------------------------- */
+
+static int setup(void **state)
+{
+    loop = sq_loop_default();
+    gzip_text(gz_expected, sizeof gz_expected);
+    sq_app_settings st = {.no_access_log = true, .http = {.gzip = true}};
+    app = sq_app_new(routes, &st);
+    if (!app || sq_app_listen(app, 0, "127.0.0.1") < 0) return -1;
+    port = sq_http_server_port(sq_app_server(app));
+
+    const char *skip_nginx = getenv("SQ_TEST_NO_NGINX");
+    if (!(skip_nginx && *skip_nginx) && ngx_start(&ngx, ngx_locations)) {
+        char html[300];
+        snprintf(html, sizeof html, "%s/html", ngx.dir);
+        ngx_write_file(html, "small.txt", "small file\n", 11);
+        gzip_text(ngx_text, sizeof ngx_text);
+        ngx_write_file(html, "text.txt", ngx_text, strlen(ngx_text));
+        char *big = malloc(NGX_BIG);
+        memset(big, 'b', NGX_BIG);
+        ngx_write_file(html, "big.bin", big, NGX_BIG);
+        free(big);
+        have_nginx = true;
+    } else {
+        print_message("nginx not available: its half of the tests is skipped\n");
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    ngx_stop(&ngx);
+    sq_http_client_free(sq_http_client_default(loop));
+    sq_future *f = sq_http_server_shutdown(sq_app_server(app), 1.0);
+    sq_loop_run_until(loop, f);
+    sq_future_release(f);
+    /* Handlers of fetches that were cancelled or timed out still sleep (at most 1 s): let
+     * them finish so that their memory is freed. */
+    f = sq_sleep_future(loop, 1.1);
+    sq_loop_run_until(loop, f);
+    sq_future_release(f);
+    sq_app_free(app);
+    for (int i = 0; i < 10; i++) sq_loop_run_once(loop, false);
+    sq_loop_free(loop);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_basic),      cmocka_unit_test(test_redirects),
+        cmocka_unit_test(test_gzip),       cmocka_unit_test(test_streaming),
+        cmocka_unit_test(test_failures),   cmocka_unit_test(test_reuse),
+        cmocka_unit_test(test_concurrent), cmocka_unit_test(test_queue),
+        cmocka_unit_test(test_cancel),     cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_nginx),      cmocka_unit_test(test_tls),
+        cmocka_unit_test(test_sync),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
