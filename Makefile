@@ -18,12 +18,12 @@ DEB_PKGS := build-essential cmake pkg-config libcmocka-dev libssl-dev zlib1g-dev
             libjansson-dev python3 procps curl clang libclang-rt-14-dev \
             libcurl4-openssl-dev nginx-light
 
-.PHONY: all deps bench-deps install-pkgs build run test tsan-test fuzz fuzz-build fuzz-run bench clean format check-aarch64
+.PHONY: all deps bench-deps install-pkgs build run test tsan-test fuzz fuzz-build fuzz-run bench bench-quick clean format check-aarch64
 
 all: build
 
 # What `make bench` needs on top (load generator and the peers it is compared with).
-BENCH_PKGS := wrk nginx-light h2o nodejs python3-tornado gnuplot-nox
+BENCH_PKGS := wrk nginx-light h2o nodejs python3-tornado gnuplot-nox valgrind strace
 
 deps:
 	@$(MAKE) --no-print-directory install-pkgs PKGS="$(DEB_PKGS)"
@@ -79,6 +79,10 @@ tsan-test: deps
 
 bench: bench-deps build
 	bench/run.sh $(RELEASE)
+
+# The same, each part briefly (under 3 minutes in all): a check that everything runs.
+bench-quick: bench-deps build
+	bench/run.sh $(RELEASE) --quick
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

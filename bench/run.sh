@@ -1,19 +1,27 @@
 #!/usr/bin/env bash
-# Runs squall's benchmarks from a release build and writes bench/results/latest.md.
+# Runs squall's benchmarks from a release build and writes bench/results/latest.md (every
+# table), beside the tables each script writes there: http.md + http.png (throughput and CPU
+# per request against nginx, h2o, Node.js, Tornado), callgrind.md (instructions per request),
+# syscalls.md (strace counts per request), mem.md (bytes per idle connection and per parked
+# request), c10k.md (10,000 connections under wrk).  SQ_BENCH_RESULTS overrides the directory.
+# --quick runs each part briefly (about 70 s in all on the 2-core development machine) to check
+# that everything works; `make bench-quick` runs that.
 # Usage: bench/run.sh BUILD_DIR [--quick]
 # Servers and load generators are pinned (taskset) when the machine has two cores or more.
 set -euo pipefail
 build=${1:?usage: bench/run.sh BUILD_DIR [--quick]}
 quick=${2:-}
 here=$(cd "$(dirname "$0")" && pwd)
-out="$here/results/latest.md"
+results=${SQ_BENCH_RESULTS:-$here/results}
+mkdir -p "$results"
+out="$results/latest.md"
 pin=""
 if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then pin="taskset -c 0"; fi
 
 {
   echo "# squall micro-benchmarks"
   echo
-  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(uname -m), command: make bench"
+  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(uname -m), command: make bench$([ -n "$quick" ] && echo -quick)"
   echo
   echo '```'
   for b in coro_switch timers coro_rss http_parse; do
@@ -26,7 +34,7 @@ if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then pin="taskset -c 0
   echo '```'
   if command -v wrk >/dev/null && command -v nginx >/dev/null; then
     echo
-    "$here/http_compare.sh" "$build" "$([ -n "$quick" ] && echo 3 || echo 10)"
+    "$here/http_compare.sh" "$build" "$([ -n "$quick" ] && echo 2 || echo 10)"
   else
     echo
     echo "(wrk or nginx missing: the HTTP comparison was skipped)"
@@ -34,6 +42,19 @@ if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then pin="taskset -c 0
   if command -v nginx >/dev/null; then
     echo
     "$here/fetch_compare.sh" "$build" "$([ -n "$quick" ] && echo 3 || echo 10)"
+  fi
+  if [ -x "$build/bench/http_load" ]; then
+    echo
+    "$here/http_callgrind.sh" "$build" "$([ -n "$quick" ] && echo 5000 || echo 20000)"
+    echo
+    "$here/http_syscalls.sh" "$build" "$([ -n "$quick" ] && echo 5000 || echo 20000)"
+    echo
+    "$here/http_mem.sh" "$build" 10000 "$([ -n "$quick" ] && echo 3 || echo 6)"
+    echo
+    "$here/http_c10k.sh" "$build" "$([ -n "$quick" ] && echo 3 || echo 10)" 10000
+  else
+    echo
+    echo "(bench/http_load not built: callgrind, syscalls, memory and C10K were skipped)"
   fi
 } | tee "$out"
 echo "written to $out"

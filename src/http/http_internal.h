@@ -18,6 +18,8 @@
 #define SQ__HTTP_STREAM_BUF    (64u * 1024) /* read buffer while streaming a body */
 #define SQ__HTTP_POOL          256 /* idle connections' buffers and request objects kept for reuse */
 #define SQ__HTTP_POOL_OUT_MAX  (16u * 1024) /* larger output buffers are freed, not pooled */
+#define SQ__HTTP_INLINE_HEADERS 32 /* header slots inside the request object; past them the head
+                                      is parsed again into a heap array of the full count */
 
 typedef struct sq__http_listener {
     sq_io io;
@@ -70,7 +72,9 @@ enum {
 /* The per-connection request: the public part first. */
 typedef struct sq__http_req {
     sq_http_request pub;
-    sq_http_header headers[SQ_HTTP_DEFAULT_MAX_HEADERS];
+    sq_http_header *headers; /* headers_inline or headers_big */
+    sq_http_header *headers_big; /* SQ_HTTP_DEFAULT_MAX_HEADERS slots, made on first need */
+    sq_http_header headers_inline[SQ__HTTP_INLINE_HEADERS];
     char remote_ip[48];
     /* response */
     int status;
@@ -89,17 +93,10 @@ typedef struct sq__http_req {
     bool accept_gzip;
     void (*on_close)(sq_http_request *, void *);
     void *on_close_arg;
-} sq__http_req;
-
-struct sq_http_conn {
-    sq_io io;
-    sq_http_server *srv;
-    sq_http_conn *prev, *next;
-    /* input: [rpos, rlen) is unprocessed; a request's slices point at rbuf + head_off */
-    char *rbuf;
-    size_t rlen, rcap, rpos;
-    size_t parsed; /* bytes of rbuf + rpos the parser already saw */
-    /* body of the active request */
+    sq_call *flush_call; /* a write of the output on the next loop pass (cancelled when the
+                            connection gives this object back) */
+    /* the request body, in the connection's read buffer (this object stays with the
+     * connection until the body is read or drained) */
     size_t hdr_end;      /* offset where the body starts */
     size_t body_off;     /* first decoded body byte not yet handed out (streaming) */
     size_t body_end;     /* end of the decoded body bytes in rbuf */
@@ -107,29 +104,41 @@ struct sq_http_conn {
     uint64_t body_total; /* decoded body bytes so far (chunked limit) */
     sq_http_chunked dec;
     bool has_body, body_done;
-    int body_error; /* -EINVAL malformed chunked, -E2BIG too large, SQ_ECLOSED */
+    bool want_whole; /* sq_http_read_body waiting: the buffer may grow to the body */
+    int body_error;  /* -EINVAL malformed chunked, -E2BIG too large, SQ_ECLOSED */
+} sq__http_req;
+
+/* A connection.  Small on purpose: an idle keep-alive connection holds only this (its read
+ * buffer, output buffer and request object go back to the server's pools), so every field
+ * counts; what only an active request needs lives in sq__http_req. */
+struct sq_http_conn {
+    sq_io io;
+    sq_http_server *srv;
+    sq_http_conn *prev, *next;
+    /* input: [rpos, rlen) is unprocessed; a request's slices point at rbuf + head_off */
+    char *rbuf;
+    size_t rlen, rcap, rpos;
     /* output */
     sq__buf out;
     size_t opos;
     sq_timer timer;
-    sq_coro *coro;      /* the coroutine running this connection's handlers */
-    sq_coro *waiter;    /* suspended in a body read or a flush, woken by the IO callback */
-    bool waiter_writes; /* the waiter is a flush waiting for the output to drain */
-    bool sendfile_wait; /* the waiter is sq_http_sendfile waiting for the socket: SQ_WRITE */
-    sq_call *flush_call;
+    sq_coro *coro;   /* the coroutine running this connection's handlers */
+    sq_coro *waiter; /* suspended in a body read or a flush, woken by the IO callback */
     sq__http_req *req;
-    uint64_t discard_left; /* unread body bytes being drained after a response */
-    char peer_ip[48];
-    bool closed;      /* fd closed; memory freed once nothing refers to it */
-    bool close_after; /* close once the output is written */
-    bool peer_eof;
-    bool in_batch; /* inside the IO callback's resume: it writes the output after */
-    bool discarding;
-    bool in_io;          /* inside a callback of ours (defer freeing) */
-    bool lingering;      /* response sent, write side shut: draining input before close */
-    bool want_whole;     /* sq_http_read_body waiting: the buffer may grow to the body */
-    unsigned char tkind; /* what the timer measures */
-    int error;           /* the error that closed the connection */
+    uint32_t parsed; /* bytes of rbuf + rpos the parser already saw (a hint: may be less) */
+    int error;       /* the error that closed the connection */
+    unsigned char tkind;       /* what the timer measures */
+    unsigned char peer_family; /* AF_INET, AF_INET6 (peer_addr) or AF_UNIX */
+    bool waiter_writes : 1;    /* the waiter is a flush waiting for the output to drain */
+    bool sendfile_wait : 1;    /* the waiter is sq_http_sendfile waiting for SQ_WRITE */
+    bool closed : 1;           /* fd closed; memory freed once nothing refers to it */
+    bool close_after : 1;      /* close once the output is written */
+    bool peer_eof : 1;
+    bool in_batch : 1; /* inside the IO callback's resume: it writes the output after */
+    bool discarding : 1;
+    bool in_io : 1;     /* inside a callback of ours (defer freeing) */
+    bool lingering : 1; /* response sent, write side shut: draining input before close */
+    unsigned char peer_addr[16]; /* the peer's address (4 bytes for IPv4), formatted per request */
 };
 
 /* response.c */

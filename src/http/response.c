@@ -187,7 +187,26 @@ static bool is_tchar(unsigned char ch)
 {
     if ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z') return true;
     if (ch >= '0' && ch <= '9') return true;
-    return ch && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
+    switch (ch) {
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '.':
+    case '^':
+    case '_':
+    case '`':
+    case '|':
+    case '~':
+        return true;
+    default:
+        return false;
+    }
 }
 
 static bool valid_name(const char *n)
@@ -280,9 +299,12 @@ static int add_header(sq__http_req *r, const char *name, const char *value, bool
     if (!valid_name(name) || !valid_value(value)) return -EINVAL;
     if (r->rflags & (RESP_HEAD_SENT | RESP_FINISHED)) return -EALREADY;
     size_t n = strlen(name), v = strlen(value);
+    /* the flag this header sets, and (replacing) the one it clears: Connection clears
+     * RESP_CONN_CLOSE whatever its value */
+    unsigned set = special_flag(name, n, value);
     if (replace) {
-        remove_header(r, name, n);
-        unsigned f = special_flag(name, n, NULL);
+        if (r->hdrs.len) remove_header(r, name, n);
+        unsigned f = set;
         if (f == 0 && n == 10 && !strcasecmp(name, "connection")) f = RESP_CONN_CLOSE;
         r->rflags &= ~f;
     }
@@ -293,7 +315,7 @@ static int add_header(sq__http_req *r, const char *name, const char *value, bool
     p = put(p, value, v);
     p = PUTS(p, "\r\n");
     r->hdrs.len = (size_t)(p - r->hdrs.ptr);
-    r->rflags |= special_flag(name, n, value);
+    r->rflags |= set;
     return 0;
 }
 

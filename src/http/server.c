@@ -43,6 +43,20 @@ static void arm(sq_http_conn *c, unsigned kind, double seconds)
         c->tkind = T_NONE;
         return;
     }
+    if (kind == T_IDLE) {
+        /* Lazy, like nginx's timers: a keep-alive connection would otherwise re-sort the
+         * timer heap after every response (two O(log n) walks over timers scattered in
+         * memory: the cost that grows with 10,000 connections).  The idle timer is armed
+         * a little late (by 1/16 of the timeout, at most 1 s) and kept as long as its
+         * deadline is still at or after now + timeout: the connection then closes between
+         * timeout and timeout + slack after its last response, never early. */
+        uint64_t want = sq_loop_now_ns(c->srv->loop) + (uint64_t)(seconds * 1e9);
+        if (c->tkind == T_IDLE && sq_timer_active(&c->timer) && c->timer.deadline >= want) return;
+        double slack = seconds / 16 < 1.0 ? seconds / 16 : 1.0;
+        c->tkind = T_IDLE;
+        sq_timer_start(&c->timer, seconds + slack, 0);
+        return;
+    }
     c->tkind = (unsigned char)kind;
     sq_timer_start(&c->timer, seconds, 0);
 }
@@ -77,7 +91,7 @@ static void conn_free(sq_http_conn *c)
         if (c->next) c->next->prev = c->prev;
     }
     sq_timer_stop(&c->timer);
-    if (c->flush_call) sq_call_cancel(c->flush_call);
+    if (c->req && c->req->flush_call) sq_call_cancel(c->req->flush_call);
     free(c->rbuf);
     sq__buf_free(&c->out);
     if (c->req) sq__http_req_free(c->req);
@@ -86,6 +100,7 @@ static void conn_free(sq_http_conn *c)
 
 void sq__http_req_free(sq__http_req *r)
 {
+    free(r->headers_big);
     sq__buf_free(&r->hdrs);
     sq__buf_free(&r->body);
     sq__buf_free(&r->reason_buf);
@@ -114,6 +129,10 @@ static void conn_shrink(sq_http_conn *c)
         c->opos = 0;
     }
     if (c->req && !c->req->active) {
+        if (c->req->flush_call) { /* nothing left to write: the output is empty */
+            sq_call_cancel(c->req->flush_call);
+            c->req->flush_call = NULL;
+        }
         if (srv->nreqs < SQ__HTTP_POOL)
             srv->reqs[srv->nreqs++] = c->req;
         else
@@ -152,9 +171,9 @@ void sq__http_conn_close(sq_http_conn *c, int err)
     close(c->io.fd);
     c->tkind = T_NONE;
     sq_timer_stop(&c->timer);
-    if (c->flush_call) {
-        sq_call_cancel(c->flush_call);
-        c->flush_call = NULL;
+    if (c->req && c->req->flush_call) {
+        sq_call_cancel(c->req->flush_call);
+        c->req->flush_call = NULL;
     }
     if (srv) {
         if (srv->accept_paused && !srv->closing && srv->nconns < srv->s.max_connections) {
@@ -175,19 +194,44 @@ void sq__http_conn_close(sq_http_conn *c, int err)
     if (srv) sq__http_shutdown_check(srv);
 }
 
-static void format_peer(char *dst, size_t n, const struct sockaddr *sa)
+/* Keep the peer's address compactly (an IPv4-mapped IPv6 address as IPv4). */
+static void store_peer(sq_http_conn *c, const struct sockaddr *sa)
 {
-    dst[0] = 0;
     if (sa->sa_family == AF_INET) {
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, dst, (socklen_t)n);
+        c->peer_family = AF_INET;
+        memcpy(c->peer_addr, &((const struct sockaddr_in *)sa)->sin_addr, 4);
     } else if (sa->sa_family == AF_INET6) {
         const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-        if (IN6_IS_ADDR_V4MAPPED(a))
-            inet_ntop(AF_INET, &a->s6_addr[12], dst, (socklen_t)n);
-        else
-            inet_ntop(AF_INET6, a, dst, (socklen_t)n);
+        if (IN6_IS_ADDR_V4MAPPED(a)) {
+            c->peer_family = AF_INET;
+            memcpy(c->peer_addr, &a->s6_addr[12], 4);
+        } else {
+            c->peer_family = AF_INET6;
+            memcpy(c->peer_addr, a, 16);
+        }
     } else {
-        snprintf(dst, n, "unix");
+        c->peer_family = AF_UNIX;
+    }
+}
+
+/* Format the peer's address into dst (48 bytes): done per request, so IPv4 is done here
+ * rather than by inet_ntop (which goes through sprintf). */
+static void format_peer(const sq_http_conn *c, char *dst)
+{
+    if (c->peer_family == AF_INET) {
+        char *p = dst;
+        for (int i = 0; i < 4; i++) {
+            unsigned v = c->peer_addr[i];
+            if (i) *p++ = '.';
+            if (v >= 100) *p++ = (char)('0' + v / 100);
+            if (v >= 10) *p++ = (char)('0' + v / 10 % 10);
+            *p++ = (char)('0' + v % 10);
+        }
+        *p = 0;
+    } else if (c->peer_family == AF_INET6) {
+        if (!inet_ntop(AF_INET6, c->peer_addr, dst, 48)) dst[0] = 0;
+    } else {
+        memcpy(dst, "unix", 5);
     }
 }
 
@@ -201,7 +245,7 @@ void sq__http_conn_new(sq_http_server *srv, int fd, const struct sockaddr *peer)
     c->srv = srv;
     sq_io_init(&c->io, fd, conn_io, c);
     sq_timer_init(srv->loop, &c->timer, conn_timeout, c);
-    format_peer(c->peer_ip, sizeof c->peer_ip, peer);
+    store_peer(c, peer);
     c->next = srv->conns;
     if (srv->conns) srv->conns->prev = c;
     srv->conns = c;
@@ -255,7 +299,7 @@ void sq__http_conn_write(sq_http_conn *c)
 static void flush_cb(void *arg)
 {
     sq_http_conn *c = arg;
-    c->flush_call = NULL;
+    if (c->req) c->req->flush_call = NULL;
     c->in_io = true;
     sq__http_conn_write(c);
     c->in_io = false;
@@ -335,15 +379,15 @@ static size_t read_space(sq_http_conn *c)
         return c->rcap - c->rlen;
     }
     sq__http_req *r = c->req;
-    if (c->has_body && !c->body_done) {
+    if (r->has_body && !r->body_done) {
         size_t want = 0;
-        if (c->want_whole) {
+        if (r->want_whole) {
             if (r->pub.content_length >= 0)
-                want = c->body_end + (size_t)c->body_left + SQ__HTTP_READ_MIN;
+                want = r->body_end + (size_t)r->body_left + SQ__HTTP_READ_MIN;
             else if (c->rcap - c->rlen < SQ__HTTP_READ_MIN)
                 want = c->rcap * 2 < c->rlen + 65536 ? c->rlen + 65536 : c->rcap * 2;
         } else if (r->streaming || (c->waiter && !c->waiter_writes)) {
-            want = c->hdr_end + SQ__HTTP_STREAM_BUF;
+            want = r->hdr_end + SQ__HTTP_STREAM_BUF;
         }
         if (want > c->rcap && grow(c, want) < 0) return 0;
     }
@@ -354,58 +398,59 @@ static size_t read_space(sq_http_conn *c)
  * decode chunked ones in place. */
 static void body_ingest(sq_http_conn *c)
 {
-    if (!c->has_body || c->body_done || c->body_error) return;
-    if (c->rlen <= c->body_end) return;
+    if (!c->req->has_body || c->req->body_done || c->req->body_error) return;
+    if (c->rlen <= c->req->body_end) return;
     sq__http_req *r = c->req;
     if (!r->pub.chunked) {
-        size_t n = c->rlen - c->body_end;
-        if (n > c->body_left) n = (size_t)c->body_left;
-        c->body_end += n;
-        c->body_left -= n;
-        c->body_total += n;
-        if (c->body_left == 0) c->body_done = true;
+        size_t n = c->rlen - c->req->body_end;
+        if (n > c->req->body_left) n = (size_t)c->req->body_left;
+        c->req->body_end += n;
+        c->req->body_left -= n;
+        c->req->body_total += n;
+        if (c->req->body_left == 0) c->req->body_done = true;
         return;
     }
-    size_t len = c->rlen - c->body_end;
-    ssize_t rest = sq_http_chunked_decode(&c->dec, c->rbuf + c->body_end, &len);
+    size_t len = c->rlen - c->req->body_end;
+    ssize_t rest = sq_http_chunked_decode(&c->req->dec, c->rbuf + c->req->body_end, &len);
     if (rest == -1) {
-        c->body_error = -EINVAL;
-        c->rlen = c->body_end;
+        c->req->body_error = -EINVAL;
+        c->rlen = c->req->body_end;
         return;
     }
-    c->body_end += len;
-    c->body_total += len;
+    c->req->body_end += len;
+    c->req->body_total += len;
     if (rest == -2) {
-        c->rlen = c->body_end;
+        c->rlen = c->req->body_end;
     } else {
-        c->rlen = c->body_end + (size_t)rest;
-        c->body_done = true;
+        c->rlen = c->req->body_end + (size_t)rest;
+        c->req->body_done = true;
     }
-    if (c->want_whole && c->body_total > c->srv->s.max_body_size) c->body_error = -E2BIG;
+    if (c->req->want_whole && c->req->body_total > c->srv->s.max_body_size)
+        c->req->body_error = -E2BIG;
 }
 
 /* Drain the unread body of a finished request.  Keeps what follows it. */
 static void discard_ingest(sq_http_conn *c)
 {
     body_ingest(c);
-    if (c->body_error) {
+    if (c->req->body_error) {
         c->close_after = true;
         c->discarding = false;
         c->rpos = c->rlen = 0;
         return;
     }
-    if (c->body_total > SQ__HTTP_DISCARD_LIMIT) {
+    if (c->req->body_total > SQ__HTTP_DISCARD_LIMIT) {
         sq__http_conn_close(c, -E2BIG);
         return;
     }
     /* drop [hdr_end, body_end): the decoded body */
-    size_t keep = c->rlen - c->body_end;
-    memmove(c->rbuf + c->hdr_end, c->rbuf + c->body_end, keep);
-    c->rlen = c->hdr_end + keep;
-    c->body_end = c->hdr_end;
-    if (c->body_done) {
+    size_t keep = c->rlen - c->req->body_end;
+    memmove(c->rbuf + c->req->hdr_end, c->rbuf + c->req->body_end, keep);
+    c->rlen = c->req->hdr_end + keep;
+    c->req->body_end = c->req->hdr_end;
+    if (c->req->body_done) {
         c->discarding = false;
-        c->has_body = false;
+        c->req->has_body = false;
     }
 }
 
@@ -476,10 +521,23 @@ static int parse_next(sq_http_conn *c)
     sq__http_req *r = c->req;
     sq_http_request_head h;
     sq_http_limits lim = {srv->s.max_request_line, srv->s.max_header_size};
+    r->headers = r->headers_inline;
     int n = sq_http_parse_request(c->rbuf + c->rpos, c->rlen - c->rpos, c->parsed, &h, r->headers,
-                                  SQ_HTTP_DEFAULT_MAX_HEADERS, &lim);
+                                  SQ__HTTP_INLINE_HEADERS, &lim);
+    if (n == -431 && SQ__HTTP_INLINE_HEADERS < SQ_HTTP_DEFAULT_MAX_HEADERS) {
+        /* more headers than the request object holds (or a head too large: the full count
+         * gives the final answer) */
+        if (!r->headers_big)
+            r->headers_big = malloc(SQ_HTTP_DEFAULT_MAX_HEADERS * sizeof *r->headers_big);
+        if (r->headers_big) {
+            r->headers = r->headers_big;
+            n = sq_http_parse_request(c->rbuf + c->rpos, c->rlen - c->rpos, c->parsed, &h,
+                                      r->headers, SQ_HTTP_DEFAULT_MAX_HEADERS, &lim);
+        }
+    }
     if (n == 0) {
-        c->parsed = c->rlen - c->rpos;
+        size_t seen = c->rlen - c->rpos;
+        c->parsed = seen > UINT32_MAX ? UINT32_MAX : (uint32_t)seen;
         return 0;
     }
     c->parsed = 0;
@@ -498,7 +556,8 @@ static int parse_next(sq_http_conn *c)
     q->version_minor = h.version_minor;
     q->headers = r->headers;
     q->nheaders = h.nheaders;
-    q->remote_ip = c->peer_ip;
+    format_peer(c, r->remote_ip);
+    q->remote_ip = r->remote_ip;
     q->protocol = "http";
     q->content_length = h.content_length;
     q->chunked = h.chunked;
@@ -522,22 +581,22 @@ static int parse_next(sq_http_conn *c)
         r->accept_gzip = ae.ptr && icase_has(ae.ptr, ae.len, "gzip");
     }
     if (srv->s.xheaders) apply_xheaders(c, r);
-    c->hdr_end = c->body_off = c->body_end = c->rpos + (size_t)n;
-    c->body_total = 0;
-    c->body_error = 0;
-    c->want_whole = false;
+    r->hdr_end = r->body_off = r->body_end = c->rpos + (size_t)n;
+    r->body_total = 0;
+    r->body_error = 0;
+    r->want_whole = false;
     if (h.chunked) {
-        c->has_body = true;
-        c->body_done = false;
-        sq_http_chunked_init(&c->dec);
+        r->has_body = true;
+        r->body_done = false;
+        sq_http_chunked_init(&r->dec);
     } else if (h.content_length > 0) {
-        c->has_body = true;
-        c->body_done = false;
-        c->body_left = (uint64_t)h.content_length;
+        r->has_body = true;
+        r->body_done = false;
+        r->body_left = (uint64_t)h.content_length;
     } else {
-        c->has_body = false;
-        c->body_done = true;
-        c->body_left = 0;
+        r->has_body = false;
+        r->body_done = true;
+        r->body_left = 0;
     }
     r->active = true;
     body_ingest(c);
@@ -549,12 +608,12 @@ bool sq__http_want_close(sq_http_conn *c, sq__http_req *r)
     sq_http_server *srv = c->srv;
     if (c->close_after) return true;
     bool close = !r->pub.keep_alive || !srv || srv->s.no_keep_alive || srv->closing ||
-                 c->peer_eof || (r->rflags & RESP_CONN_CLOSE) || c->body_error;
-    if (!close && c->has_body && !c->body_done) {
+                 c->peer_eof || (r->rflags & RESP_CONN_CLOSE) || r->body_error;
+    if (!close && r->has_body && !r->body_done) {
         /* The rest of the body must be read past before the next request. */
         if (r->expect_continue && !r->continue_sent)
             close = true; /* the client waits for our go-ahead: never sends it */
-        else if (!r->pub.chunked && c->body_left > SQ__HTTP_DISCARD_LIMIT)
+        else if (!r->pub.chunked && r->body_left > SQ__HTTP_DISCARD_LIMIT)
             close = true;
     }
     if (close) c->close_after = true;
@@ -587,20 +646,20 @@ static void request_complete(sq_http_conn *c)
     if (c->close_after) {
         /* unread input (the body, pipelined requests): drain it before closing, since
          * closing with unread bytes sends an RST that can destroy the response in flight */
-        if (!c->body_done || c->rlen > c->body_end) c->lingering = true;
+        if (!r->body_done || c->rlen > r->body_end) c->lingering = true;
         c->rpos = c->rlen = 0;
         return;
     }
-    if (c->body_done) {
-        c->rpos = c->body_end;
-        c->has_body = false;
+    if (r->body_done) {
+        c->rpos = r->body_end;
+        r->has_body = false;
     } else {
         /* unread body: everything buffered past the head is body; drain the rest */
         c->discarding = true;
-        c->hdr_end = c->body_off = c->body_end = c->rpos = 0;
+        r->hdr_end = r->body_off = r->body_end = c->rpos = 0;
         c->rlen = 0;
-        c->body_total = 0;
-        c->want_whole = false;
+        r->body_total = 0;
+        r->want_whole = false;
     }
     if (c->rpos == c->rlen) c->rpos = c->rlen = 0;
     c->parsed = 0;
@@ -617,8 +676,8 @@ static void *conn_task(void *arg)
         if (r->detached && !(r->rflags & RESP_FINISHED)) break;
         request_complete(c);
         if (c->closed || c->close_after || c->discarding) break;
-        if (!c->in_batch && c->out.len > c->opos && !c->flush_call)
-            c->flush_call = sq_call_later(c->srv->loop, 0, flush_cb, c);
+        if (!c->in_batch && c->out.len > c->opos && !r->flush_call)
+            r->flush_call = sq_call_later(c->srv->loop, 0, flush_cb, c);
         if (parse_next(c) <= 0) break;
     }
     c->coro = NULL;
@@ -706,12 +765,12 @@ static void on_input(sq_http_conn *c)
     if (c->discarding) {
         discard_ingest(c);
         if (c->closed || c->discarding) return;
-        c->rpos = c->hdr_end;
+        c->rpos = c->req->hdr_end;
     }
     if (sq__http_req_active(c)) {
         body_ingest(c);
         if (c->waiter && !c->waiter_writes &&
-            (c->body_done || c->body_error || c->body_end > c->body_off)) {
+            (c->req->body_done || c->req->body_error || c->req->body_end > c->req->body_off)) {
             sq_coro *w = c->waiter;
             c->waiter = NULL;
             bool was = c->in_batch;
@@ -759,7 +818,8 @@ static void on_readable(sq_http_conn *c)
     if (c->closed || !c->peer_eof) return;
     /* The peer finished sending. */
     if (sq__http_req_active(c)) {
-        if (c->has_body && !c->body_done && !c->body_error) c->body_error = SQ_ECLOSED;
+        if (c->req->has_body && !c->req->body_done && !c->req->body_error)
+            c->req->body_error = SQ_ECLOSED;
         notify_close(c);
         if (c->closed) return;
         if (c->waiter) {
@@ -893,32 +953,32 @@ ssize_t sq_http_read_body(sq_http_request *req, const char **data)
     sq_http_conn *c = req->conn;
     *data = "";
     if (r->body_read) {
-        *data = c->rbuf + c->hdr_end;
-        return (ssize_t)(c->body_end - c->hdr_end);
+        *data = c->rbuf + r->hdr_end;
+        return (ssize_t)(r->body_end - r->hdr_end);
     }
-    if (!c->has_body) {
+    if (!r->has_body) {
         r->body_read = true;
         return 0;
     }
     if (r->streaming) return -EINVAL;
     if (c->closed) return c->error;
     if (req->content_length > (int64_t)c->srv->s.max_body_size ||
-        (c->body_total > c->srv->s.max_body_size))
+        (r->body_total > c->srv->s.max_body_size))
         return body_fail(c, r, -E2BIG);
     send_continue(c, r);
-    c->want_whole = true;
-    while (!c->body_done && !c->body_error) {
+    r->want_whole = true;
+    while (!r->body_done && !r->body_error) {
         int e = wait_body(c);
         if (e < 0) {
-            c->want_whole = false;
+            r->want_whole = false;
             return e;
         }
     }
-    c->want_whole = false;
-    if (c->body_error) return body_fail(c, r, c->body_error);
+    r->want_whole = false;
+    if (r->body_error) return body_fail(c, r, r->body_error);
     r->body_read = true;
-    *data = c->rbuf + c->hdr_end;
-    return (ssize_t)(c->body_end - c->hdr_end);
+    *data = c->rbuf + r->hdr_end;
+    return (ssize_t)(r->body_end - r->hdr_end);
 }
 
 ssize_t sq_http_read_body_chunk(sq_http_request *req, const char **data)
@@ -926,25 +986,25 @@ ssize_t sq_http_read_body_chunk(sq_http_request *req, const char **data)
     sq__http_req *r = (sq__http_req *)req;
     sq_http_conn *c = req->conn;
     *data = "";
-    if (!c->has_body || r->body_read) return 0;
+    if (!r->has_body || r->body_read) return 0;
     r->streaming = true;
     if (c->closed) return c->error;
     send_continue(c, r);
     for (;;) {
-        if (c->body_off < c->body_end) {
-            *data = c->rbuf + c->body_off;
-            size_t n = c->body_end - c->body_off;
-            c->body_off = c->body_end;
+        if (r->body_off < r->body_end) {
+            *data = c->rbuf + r->body_off;
+            size_t n = r->body_end - r->body_off;
+            r->body_off = r->body_end;
             return (ssize_t)n;
         }
-        if (c->body_error) {
-            if (c->body_error == -E2BIG)
-                c->body_error = 0; /* no limit when streaming */
+        if (r->body_error) {
+            if (r->body_error == -E2BIG)
+                r->body_error = 0; /* no limit when streaming */
             else
-                return body_fail(c, r, c->body_error);
+                return body_fail(c, r, r->body_error);
         }
-        if (c->body_done) return 0;
-        if (c->body_end == c->rlen) c->rlen = c->body_off = c->body_end = c->hdr_end;
+        if (r->body_done) return 0;
+        if (r->body_end == c->rlen) c->rlen = r->body_off = r->body_end = r->hdr_end;
         int e = wait_body(c);
         if (e < 0) return e;
     }
@@ -1097,9 +1157,9 @@ int sq_http_finish(sq_http_request *req)
         }
         c->in_io = was_io;
         sq__http_conn_release(c);
-    } else if (!c->closed && !c->in_batch && c->out.len > c->opos && !c->flush_call) {
+    } else if (!c->closed && !c->in_batch && c->out.len > c->opos && !r->flush_call) {
         /* the handler may run on for long: send the response now, not when it returns */
-        c->flush_call = sq_call_later(c->srv->loop, 0, flush_cb, c);
+        r->flush_call = sq_call_later(c->srv->loop, 0, flush_cb, c);
     }
     return e;
 }

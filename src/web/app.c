@@ -35,6 +35,8 @@
 
 typedef struct compiled_route {
     pcre2_code *code;
+    size_t literal_len; /* a pattern without metacharacters matches by memcmp */
+    bool literal;
     uint32_t ngroups;
     uint32_t name_count, name_entry_size;
     PCRE2_SPTR name_table;
@@ -158,6 +160,10 @@ static bool compile_route(const sq_route *r, compiled_route *cr)
     pcre2_pattern_info(cr->code, PCRE2_INFO_NAMECOUNT, &cr->name_count);
     pcre2_pattern_info(cr->code, PCRE2_INFO_NAMEENTRYSIZE, &cr->name_entry_size);
     pcre2_pattern_info(cr->code, PCRE2_INFO_NAMETABLE, &cr->name_table);
+    /* "/json", "/static/app.css": no regex metacharacters, so an anchored match is equality
+     * (the compiled code is kept: it has no groups to report) */
+    cr->literal = !strpbrk(r->pattern, "\\^$.|?*+()[]{}");
+    cr->literal_len = strlen(r->pattern);
     return true;
 }
 
@@ -520,6 +526,16 @@ static void dispatch(sq_http_request *req, void *arg)
     const sq_route *route = NULL;
     const compiled_route *cr = NULL;
     for (size_t i = 0; i < app->nroutes; i++) {
+        const compiled_route *c = &app->compiled[i];
+        if (c->literal) {
+            if (req->path.len == c->literal_len &&
+                !memcmp(req->path.ptr, app->routes[i].pattern, c->literal_len)) {
+                route = &app->routes[i];
+                cr = c;
+                break;
+            }
+            continue;
+        }
         int rc = pcre2_match(app->compiled[i].code, (PCRE2_SPTR)req->path.ptr, req->path.len, 0, 0,
                              app->md, NULL);
         if (rc >= 0) {
@@ -904,6 +920,91 @@ static int json_out(const char *buf, size_t size, void *data)
     return sq_write_bytes(data, buf, size) == 0 ? 0 : -1;
 }
 
+/* Compact JSON straight into the output buffer, for the common documents: objects, arrays,
+ * integers, true/false/null and strings of printable ASCII without '"' or '\\' (which need
+ * no escaping).  Anything else (reals, escapes, UTF-8, deep nesting) returns 1 and the caller
+ * uses jansson's json_dump_callback, whose output this matches byte for byte; it costs several
+ * thousand instructions even for a one-key object (a loop-detection table keyed by
+ * snprintf("%p") per container, a callback per token), which the profile of /json showed. */
+static int json_fast(sq__buf *b, json_t *j, int depth)
+{
+    if (depth > 32) return 1;
+    char num[24];
+    switch (json_typeof(j)) {
+    case JSON_OBJECT: {
+        if (sq__buf_append(b, "{", 1) < 0) return -ENOMEM;
+        const char *key;
+        json_t *v;
+        bool first = true;
+        json_object_foreach (j, key, v) {
+            size_t n = json_object_iter_key_len(json_object_key_to_iter(key));
+            for (size_t i = 0; i < n; i++)
+                if ((unsigned char)key[i] < 0x20 || (unsigned char)key[i] > 0x7e ||
+                    key[i] == '"' || key[i] == '\\')
+                    return 1;
+            if (sq__buf_reserve(b, n + 4) < 0) return -ENOMEM;
+            char *p = b->ptr + b->len;
+            if (!first) *p++ = ',';
+            *p++ = '"';
+            memcpy(p, key, n);
+            p += n;
+            *p++ = '"';
+            *p++ = ':';
+            b->len = (size_t)(p - b->ptr);
+            first = false;
+            int rc = json_fast(b, v, depth + 1);
+            if (rc) return rc;
+        }
+        return sq__buf_append(b, "}", 1) < 0 ? -ENOMEM : 0;
+    }
+    case JSON_ARRAY: {
+        if (sq__buf_append(b, "[", 1) < 0) return -ENOMEM;
+        size_t n = json_array_size(j);
+        for (size_t i = 0; i < n; i++) {
+            if (i && sq__buf_append(b, ",", 1) < 0) return -ENOMEM;
+            int rc = json_fast(b, json_array_get(j, i), depth + 1);
+            if (rc) return rc;
+        }
+        return sq__buf_append(b, "]", 1) < 0 ? -ENOMEM : 0;
+    }
+    case JSON_STRING: {
+        const char *str = json_string_value(j);
+        size_t n = json_string_length(j);
+        for (size_t i = 0; i < n; i++)
+            if ((unsigned char)str[i] < 0x20 || (unsigned char)str[i] > 0x7e || str[i] == '"' ||
+                str[i] == '\\')
+                return 1;
+        if (sq__buf_reserve(b, n + 2) < 0) return -ENOMEM;
+        char *p = b->ptr + b->len;
+        *p++ = '"';
+        memcpy(p, str, n);
+        p += n;
+        *p++ = '"';
+        b->len = (size_t)(p - b->ptr);
+        return 0;
+    }
+    case JSON_INTEGER: {
+        json_int_t v = json_integer_value(j);
+        unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+        char *p = num + sizeof num;
+        do {
+            *--p = (char)('0' + u % 10);
+            u /= 10;
+        } while (u);
+        if (v < 0) *--p = '-';
+        return sq__buf_append(b, p, (size_t)(num + sizeof num - p)) < 0 ? -ENOMEM : 0;
+    }
+    case JSON_TRUE:
+        return sq__buf_append(b, "true", 4) < 0 ? -ENOMEM : 0;
+    case JSON_FALSE:
+        return sq__buf_append(b, "false", 5) < 0 ? -ENOMEM : 0;
+    case JSON_NULL:
+        return sq__buf_append(b, "null", 4) < 0 ? -ENOMEM : 0;
+    default:
+        return 1; /* reals: jansson's formatting */
+    }
+}
+
 int sq_write_json(sq_handler *h, void *json)
 {
     json_t *j = json;
@@ -911,7 +1012,10 @@ int sq_write_json(sq_handler *h, void *json)
     int rc = -EALREADY;
     if (!h->finished) {
         size_t before = h->out.len;
-        if (json_dump_callback(j, json_out, h, JSON_COMPACT | JSON_ENCODE_ANY) != 0) {
+        int fast = json_fast(&h->out, j, 0);
+        if (fast) h->out.len = before; /* 1: not for the fast path; < 0: out of memory */
+        if (fast < 0 ||
+            (fast > 0 && json_dump_callback(j, json_out, h, JSON_COMPACT | JSON_ENCODE_ANY) != 0)) {
             h->out.len = before;
             rc = -ENOMEM;
         } else {

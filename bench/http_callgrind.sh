@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# User-space instructions per request, counted by valgrind --tool=callgrind (noise-free, unlike
+# CPU time): squall's examples/hello, bench/web_bench /plaintext and /json, and nginx (one
+# process: master_process off, access_log off, `return 200 "Hello, World!"`).  Each server
+# runs under callgrind, gets a warm-up of requests, has its counters zeroed (callgrind_control
+# -z), then answers exactly N keep-alive requests from bench/http_load (50 connections, one
+# request in flight on each), and the counters are dumped (callgrind_control -d): Ir / N is
+# the figure.  Kernel work (the syscalls) is not counted here: see bench/http_syscalls.sh.
+# Writes $SQ_BENCH_RESULTS/callgrind.md (default bench/results).
+# Usage: bench/http_callgrind.sh BUILD_DIR [N]
+set -euo pipefail
+build=${1:?usage: bench/http_callgrind.sh BUILD_DIR [N]}
+n=${2:-20000}
+here=$(cd "$(dirname "$0")" && pwd)
+results=${SQ_BENCH_RESULTS:-$here/results}
+mkdir -p "$results"
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+load=$build/bench/http_load
+conns=50
+
+if ! command -v valgrind >/dev/null || ! command -v callgrind_control >/dev/null; then
+  echo "(valgrind missing: instruction counts skipped)" | tee "$results/callgrind.md"
+  exit 0
+fi
+
+wait_http() { # PORT PATH: until the server answers (valgrind starts slowly: up to 60 s)
+  local i
+  for i in $(seq 300); do
+    curl -sf -o /dev/null "http://127.0.0.1:$1$2" && return 0
+    sleep 0.2
+  done
+  return 1
+}
+
+declare -A IR
+# measure KEY PORT PATH CMD...: start CMD under callgrind, count N requests; prints Ir/request.
+measure() {
+  local key=$1 port=$2 path=$3; shift 3
+  valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.$key.%p" "$@" \
+    > "$tmp/$key.out" 2> "$tmp/$key.err" &
+  local vp=$!
+  pids+=("$vp")
+  if ! wait_http "$port" "$path"; then
+    echo "$key did not start under valgrind: $(tail -3 "$tmp/$key.err")" >&2
+    kill "$vp" 2>/dev/null || true
+    return 0
+  fi
+  "$load" count "$port" "$path" 2000 "$conns" > /dev/null
+  callgrind_control -z "$vp" > /dev/null 2>&1
+  "$load" count "$port" "$path" "$n" "$conns" > "$tmp/$key.load"
+  callgrind_control -d "$vp" > /dev/null 2>&1
+  kill "$vp" 2>/dev/null || true
+  wait "$vp" 2>/dev/null || true
+  # the dump after zeroing is the file with a .N suffix
+  local f ir
+  f=$(ls "$tmp"/cg."$key".*.[0-9]* 2>/dev/null | head -1 || true)
+  ir=$([ -n "$f" ] && awk '/^summary:/ {print $2}' "$f" || true)
+  if grep -q "ok=$n " "$tmp/$key.load" && [ -n "$ir" ]; then
+    IR[$key]=$(awk -v i="$ir" -v n="$n" 'BEGIN {printf "%.0f", i / n}')
+  fi
+}
+
+cat > "$tmp/nginx.conf" <<CONF
+master_process off;
+worker_processes 1;
+daemon off;
+pid $tmp/nginx.pid;
+error_log $tmp/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  server {
+    listen 127.0.0.1:18111;
+    location / { default_type text/plain; return 200 "Hello, World!"; }
+  }
+}
+CONF
+
+measure hello 18112 / "$build/examples/hello" 18112
+measure plaintext 18113 /plaintext "$build/bench/web_bench" 18113
+measure json 18114 /json "$build/bench/web_bench" 18114
+if command -v nginx >/dev/null; then
+  measure nginx 18111 / nginx -c "$tmp/nginx.conf" -p "$tmp"
+fi
+
+ratio() { awk -v a="${1:-}" -v b="${2:-}" 'BEGIN {if (a != "" && b + 0 > 0) printf "%.2f", a / b; else print "n/a"}'; }
+{
+  echo "user-space instructions per request (callgrind Ir over $n keep-alive requests, $conns connections; kernel not included)"
+  echo
+  echo '| server | instructions/request | vs nginx |'
+  echo '|---|---|---|'
+  for k in nginx hello plaintext json; do
+    case $k in
+      nginx) name="nginx (1 process)" ;;
+      hello) name="squall hello (HTTP layer)" ;;
+      plaintext) name="squall web /plaintext" ;;
+      json) name="squall web /json" ;;
+    esac
+    printf '| %s | %s | %s |\n' "$name" "${IR[$k]:-failed}" "$(ratio "${IR[$k]:-}" "${IR[nginx]:-}")"
+  done
+  echo
+  echo "summary: instructions/request: squall hello $(ratio "${IR[hello]:-}" "${IR[nginx]:-}")x nginx;" \
+    "web /json $(ratio "${IR[json]:-}" "${IR[plaintext]:-}")x web /plaintext," \
+    "$(ratio "${IR[json]:-}" "${IR[hello]:-}")x hello"
+} | tee "$results/callgrind.md"

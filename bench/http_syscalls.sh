@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# System calls per request, counted by `strace -c -f -p` attached to the serving process while
+# bench/http_load sends an exact number of requests (wrk cannot stop at a count): N keep-alive
+# requests over 50 connections with one request in flight on each, and N requests pipelined 16
+# deep over 50 connections.  Every syscall the server makes while attached counts (epoll_wait,
+# reads, writes, timers if any), divided by N.  strace slows the server, which lets more events
+# gather per epoll_wait; the same holds for nginx (one process, access_log off), measured the
+# same way beside it.  Targets: <= 2.2 syscalls per keep-alive request, <= 0.3 pipelined.
+# Writes $SQ_BENCH_RESULTS/syscalls.md (default bench/results).
+# Usage: bench/http_syscalls.sh BUILD_DIR [N]
+set -euo pipefail
+build=${1:?usage: bench/http_syscalls.sh BUILD_DIR [N]}
+n=${2:-20000}
+here=$(cd "$(dirname "$0")" && pwd)
+results=${SQ_BENCH_RESULTS:-$here/results}
+mkdir -p "$results"
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+load=$build/bench/http_load
+conns=50
+
+if ! command -v strace >/dev/null; then
+  echo "(strace missing: syscall counts skipped)" | tee "$results/syscalls.md"
+  exit 0
+fi
+# strace -p needs ptrace rights over the server: fine for our own children unless
+# kernel.yama.ptrace_scope is 2 or more (then only root may attach).
+if [ "$(cat /proc/sys/kernel/yama/ptrace_scope 2>/dev/null || echo 0)" -ge 2 ] && [ "$(id -u)" -ne 0 ]; then
+  echo "(ptrace_scope forbids strace -p: syscall counts skipped)" | tee "$results/syscalls.md"
+  exit 0
+fi
+
+wait_http() {
+  local i
+  for i in $(seq 150); do
+    curl -sf -o /dev/null "http://127.0.0.1:$1$2" && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+declare -A PER DETAIL
+# count KEY PID PORT PATH DEPTH: syscalls per request over N requests.
+count() {
+  local key=$1 pid=$2 port=$3 path=$4 depth=$5
+  "$load" count "$port" "$path" 2000 "$conns" "$depth" > /dev/null # warm-up
+  strace -c -f -p "$pid" -o "$tmp/$key.strace" 2> "$tmp/$key.strace.err" &
+  local sp=$!
+  # strace prints nothing when attached: give it a moment
+  sleep 0.5
+  "$load" count "$port" "$path" "$n" "$conns" "$depth" > "$tmp/$key.load"
+  kill -INT "$sp" 2>/dev/null || true
+  wait "$sp" 2>/dev/null || true
+  local total
+  total=$(awk '$NF == "total" {print $4}' "$tmp/$key.strace")
+  if grep -q "ok=$n " "$tmp/$key.load" && [ -n "$total" ]; then
+    PER[$key]=$(awk -v t="$total" -v n="$n" 'BEGIN {printf "%.3f", t / n}')
+    # the calls of each syscall, per request: "read 1.00, sendto 1.00, epoll_wait 0.12"
+    DETAIL[$key]=$(awk -v n="$n" '$1 ~ /^[0-9.]+$/ && NF >= 5 {
+        if ($NF != "total" && $4 / n >= 0.005) { printf "%s%s %.2f", sep, $NF, $4 / n; sep = ", " } }' \
+      "$tmp/$key.strace")
+  fi
+}
+
+taskset -c 0 "$build/examples/hello" 18121 > "$tmp/hello.out" 2>&1 &
+hello_pid=$!
+pids+=($!)
+taskset -c 0 "$build/bench/web_bench" 18122 > "$tmp/web.out" 2>&1 &
+web_pid=$!
+pids+=($!)
+nginx_pid=""
+if command -v nginx >/dev/null; then
+  cat > "$tmp/nginx.conf" <<CONF
+master_process off;
+worker_processes 1;
+daemon off;
+pid $tmp/nginx.pid;
+error_log $tmp/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  server {
+    listen 127.0.0.1:18123;
+    location / { default_type text/plain; return 200 "Hello, World!"; }
+  }
+}
+CONF
+  taskset -c 0 nginx -c "$tmp/nginx.conf" -p "$tmp" &
+  nginx_pid=$!
+  pids+=($!)
+fi
+wait_http 18121 / || { echo "examples/hello did not start" >&2; exit 1; }
+wait_http 18122 /plaintext || { echo "bench/web_bench did not start" >&2; exit 1; }
+[ -z "$nginx_pid" ] || wait_http 18123 / || nginx_pid=""
+
+[ -z "$nginx_pid" ] || count nginx "$nginx_pid" 18123 / 1
+[ -z "$nginx_pid" ] || count nginx_pipe "$nginx_pid" 18123 / 16
+count hello "$hello_pid" 18121 / 1
+count hello_pipe "$hello_pid" 18121 / 16
+count web "$web_pid" 18122 /plaintext 1
+
+verdict() { # VALUE LIMIT
+  awk -v v="${1:-}" -v l="$2" 'BEGIN {if (v == "") print "n/a"; else if (v <= l) print "met"; else print "MISSED"}'
+}
+{
+  echo "system calls per request (strace -c -f -p on the server, $n requests from bench/http_load, $conns connections)"
+  echo
+  echo '| server | mode | syscalls/request | target | result | breakdown per request |'
+  echo '|---|---|---|---|---|---|'
+  row() { # KEY NAME MODE TARGET
+    local v=${PER[$1]:-}
+    printf '| %s | %s | %s | %s | %s | %s |\n' "$2" "$3" "${v:-failed}" "$4" \
+      "$([ "$4" = "-" ] && echo "-" || verdict "$v" "${4#<= }")" "${DETAIL[$1]:-}"
+  }
+  [ -z "$nginx_pid" ] || row nginx "nginx (1 process)" keep-alive "-"
+  [ -z "$nginx_pid" ] || row nginx_pipe "nginx (1 process)" "pipelined x16" "-"
+  row hello "squall hello" keep-alive "<= 2.2"
+  row hello_pipe "squall hello" "pipelined x16" "<= 0.3"
+  row web "squall web /plaintext" keep-alive "-"
+  echo
+  echo "summary: squall syscalls/request: keep-alive ${PER[hello]:-n/a} (target <= 2.2) $(verdict "${PER[hello]:-}" 2.2)," \
+    "pipelined ${PER[hello_pipe]:-n/a} (target <= 0.3) $(verdict "${PER[hello_pipe]:-}" 0.3);" \
+    "nginx ${PER[nginx]:-n/a} and ${PER[nginx_pipe]:-n/a}"
+} | tee "$results/syscalls.md"

@@ -1,0 +1,68 @@
+/* web_bench: the web-framework server the benchmarks measure (bench/http_compare.sh,
+ * bench/http_mem.sh), with the access log off as it is for nginx there.
+ *
+ *   web_bench [PORT]      PORT defaults to 8888; 0 picks a free port
+ *
+ *   GET /plaintext   "Hello, World!" as text/plain (the web layer's answer to examples/hello)
+ *   GET /json        {"message":"Hello, World!"}: a jansson object built and serialized for
+ *                    every request (nothing cached)
+ *   GET /sleep?s=N   sleeps N seconds (default 2) on its coroutine, then answers "slept":
+ *                    the shape of a long-polling request that stays parked meanwhile
+ *
+ * The first line on stdout is "listening on port N".  SIGINT or SIGTERM stops it.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <jansson.h>
+#include <squall.h>
+#include <squall/web.h>
+
+static void plaintext_get(sq_handler *h)
+{
+    sq_set_header(h, "Content-Type", "text/plain");
+    sq_write(h, "Hello, World!");
+}
+
+static void json_get(sq_handler *h)
+{
+    sq_write_json(h, json_pack("{s:s}", "message", "Hello, World!"));
+}
+
+static void sleep_get(sq_handler *h)
+{
+    double s = atof(sq_get_query_argument(h, "s", "2"));
+    if (s < 0 || s > 600) s = 2;
+    sq_sleep(s);
+    sq_set_header(h, "Content-Type", "text/plain");
+    sq_write(h, "slept");
+}
+
+int main(int argc, char **argv)
+{
+    int port = argc > 1 ? atoi(argv[1]) : 8888;
+    static const sq_handler_class plaintext = {.get = plaintext_get}, json = {.get = json_get},
+                                  sleeper = {.get = sleep_get};
+    static const sq_route routes[] = {
+        {"/plaintext", &plaintext, NULL, NULL},
+        {"/json", &json, NULL, NULL},
+        {"/sleep", &sleeper, NULL, NULL},
+        {NULL, NULL, NULL, NULL},
+    };
+    sq_app_settings settings = {.no_access_log = true};
+    sq_loop *loop = sq_loop_default();
+    sq_app *app = sq_app_new(routes, &settings);
+    if (!app) return 1;
+    int rc = sq_app_listen(app, port, "127.0.0.1");
+    if (rc < 0) {
+        fprintf(stderr, "web_bench: cannot listen on port %d: %s\n", port, sq_strerror(rc));
+        sq_app_free(app);
+        return 1;
+    }
+    printf("listening on port %d\n", sq_http_server_port(sq_app_server(app)));
+    fflush(stdout);
+    sq_loop_stop_on_signals(loop);
+    rc = sq_loop_run(loop);
+    sq_app_free(app);
+    return rc < 0 ? 1 : 0;
+}

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Smoke test for the bench scripts beside bench/http_compare.sh, each for about a second
+# against this build: bench/http_syscalls.sh (strace counts), bench/http_mem.sh (idle and
+# parked connections, a few hundred), bench/http_c10k.sh (a few hundred connections) and
+# bench/http_callgrind.sh (skipped for sanitizer builds: valgrind cannot run them).  Each
+# must exit 0 and write its table with a summary line.  A script whose tool or peer is
+# missing (strace, wrk, valgrind, nginx) skips itself; this test then only checks that it
+# said so.  Results go to a temporary directory, not bench/results.
+set -euo pipefail
+build=${SQ_BUILD_DIR:?SQ_BUILD_DIR not set}
+src=${SQ_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+if [ ! -x "$build/bench/http_load" ] || [ ! -x "$build/bench/web_bench" ]; then
+  echo "skipped: bench/http_load or bench/web_bench not built"
+  exit 0
+fi
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+fail=0
+# check NAME FILE CMD...: run a script, then look for its table (or its skip note).
+check() {
+  local name=$1 file=$2; shift 2
+  local rc=0 t0=$SECONDS
+  SQ_BENCH_RESULTS=$out "$@" > "$out/$name.stdout" 2> "$out/$name.stderr" || rc=$?
+  echo "== $name (exit $rc, $((SECONDS - t0)) s)"
+  cat "$out/$name.stdout"
+  if [ "$rc" -ne 0 ]; then
+    echo "FAIL: $name exited $rc"; cat "$out/$name.stderr"; fail=1; return
+  fi
+  if grep -q '^(.*skipped' "$out/$file" 2>/dev/null; then return; fi
+  if ! grep -q '^| ' "$out/$file" 2>/dev/null || ! grep -q '^summary: ' "$out/$file"; then
+    echo "FAIL: $name: no table or summary in $file"; cat "$out/$name.stderr"; fail=1
+  elif grep -q '| failed |' "$out/$file"; then
+    echo "FAIL: $name: a measurement failed"; cat "$out/$name.stderr"; fail=1
+  fi
+}
+check syscalls syscalls.md "$src/bench/http_syscalls.sh" "$build" 300
+check mem mem.md "$src/bench/http_mem.sh" "$build" 300 1
+if command -v wrk >/dev/null; then
+  check c10k c10k.md "$src/bench/http_c10k.sh" "$build" 1 300
+else
+  echo "c10k skipped: wrk not installed"
+fi
+if grep -q '^SQ_SANITIZE:[A-Z]*=..*' "$build/CMakeCache.txt" 2>/dev/null; then
+  echo "callgrind skipped: sanitizer build"
+else
+  check callgrind callgrind.md "$src/bench/http_callgrind.sh" "$build" 300
+fi
+[ "$fail" -eq 0 ] && echo "OK"
+exit "$fail"

@@ -1,0 +1,171 @@
+/* The server's memory-saving layout keeps behaviour: the connection object stays small (an
+ * idle keep-alive connection costs little more than it), the request object holds 32 header
+ * slots and parses a head with more into a heap array of the full count (100, then 431), the
+ * peer's address, kept in binary, is formatted for every request (IPv4 and IPv6), and the idle
+ * timer, re-armed lazily, still closes no earlier than idle_timeout after the last response. */
+#include "server_util.h"
+
+/* Answers "<nheaders> <value of X-Last or -> <remote_ip>", after sleeping for /sleep. */
+static void echo_handler(sq_http_request *req, void *arg)
+{
+    (void)arg;
+    if (req->path.len == 6 && !memcmp(req->path.ptr, "/sleep", 6)) sq_sleep(0.05);
+    sq_str last = sq_http_header_get(req, "X-Last");
+    char buf[256];
+    int n = snprintf(buf, sizeof buf, "%zu %.*s %s", req->nheaders, last.ptr ? (int)last.len : 1,
+                     last.ptr ? last.ptr : "-", req->remote_ip);
+    sq_http_write(req, buf, (size_t)n);
+}
+
+static void test_conn_is_small(void **state)
+{
+    (void)state;
+    /* 232 bytes is a 240-byte malloc chunk: with the timer heap slot, <= 256 per idle
+     * connection (bench/http_mem.sh measures it) */
+    assert_true(sizeof(struct sq_http_conn) <= 232);
+}
+
+/* A head of `n` headers (Host, n - 2 fillers, X-Last: end). */
+static char *head_with(size_t n, const char *path)
+{
+    size_t cap = 64 + n * 32;
+    char *s = malloc(cap);
+    size_t len = (size_t)snprintf(s, cap, "GET %s HTTP/1.1\r\nHost: x\r\n", path);
+    for (size_t i = 0; i + 2 < n; i++)
+        len += (size_t)snprintf(s + len, cap - len, "F%zu: %zu\r\n", i, i);
+    snprintf(s + len, cap - len, "X-Last: end\r\n\r\n");
+    return s;
+}
+
+static void many_headers_client(harness *h)
+{
+    static const struct {
+        size_t n;
+        const char *path;
+        int status;
+        const char *body;
+    } cases[] = {
+        {2, "/", 200, "2 end 127.0.0.1"},
+        {32, "/", 200, "32 end 127.0.0.1"},
+        {33, "/", 200, "33 end 127.0.0.1"},
+        {40, "/sleep", 200, "40 end 127.0.0.1"}, /* slices stay valid across a suspension */
+        {100, "/", 200, "100 end 127.0.0.1"},
+        {3, "/", 200, "3 end 127.0.0.1"}, /* back to the inline slots */
+        {101, "/", 431, NULL},
+    };
+    cl c;
+    CHECK(h, cl_open(&c, h->port) == 0);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *req = head_with(cases[i].n, cases[i].path);
+        resp r;
+        CHECK(h, cl_sends(&c, req) == 0);
+        free(req);
+        if (cl_response(&c, &r, false) != 0) {
+            CHECK(h, !"no response");
+            break;
+        }
+        if ((r.status != cases[i].status || (cases[i].body && strcmp(r.body, cases[i].body))) &&
+            !h->failures++)
+            snprintf(h->failmsg, sizeof h->failmsg, "case %zu: %d '%s'", i, r.status, r.body);
+        resp_free(&r);
+    }
+    cl_close(&c);
+}
+
+static void test_many_headers(void **state)
+{
+    (void)state;
+    run_with_client(NULL, echo_handler, NULL, many_headers_client, NULL, 30);
+}
+
+/* Two pipelined requests over IPv6 loopback: the address is formatted each time. */
+static void test_ipv6_peer(void **state)
+{
+    (void)state;
+    int probe = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    if (probe < 0 || bind(probe, (struct sockaddr *)&a, sizeof a) < 0) {
+        if (probe >= 0) close(probe);
+        skip();
+    }
+    close(probe);
+    sq_loop *loop = sq_loop_new(NULL);
+    sq_http_server *srv = sq_http_server_new(loop, NULL, echo_handler, NULL);
+    assert_int_equal(sq_http_server_listen(srv, "::1", 0), 0);
+    a.sin6_port = htons((uint16_t)sq_http_server_port(srv));
+    int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    assert_true(fd >= 0);
+    connect(fd, (struct sockaddr *)&a, sizeof a);
+    static const char reqs[] = "GET / HTTP/1.1\r\nHost: x\r\nX-Last: a\r\n\r\n"
+                               "GET / HTTP/1.1\r\nHost: x\r\nX-Last: b\r\n\r\n";
+    size_t sent = 0;
+    char buf[2048];
+    size_t len = 0;
+    double t0 = sq_test_now();
+    while (sq_test_now() - t0 < 10) {
+        sq_loop_run_once(loop, false);
+        if (sent < sizeof reqs - 1) {
+            ssize_t n = send(fd, reqs + sent, sizeof reqs - 1 - sent, MSG_NOSIGNAL);
+            if (n > 0) sent += (size_t)n;
+        }
+        ssize_t n = recv(fd, buf + len, sizeof buf - 1 - len, 0);
+        if (n > 0) len += (size_t)n;
+        buf[len] = 0;
+        if (strstr(buf, "2 a ::1") && strstr(buf, "2 b ::1")) break;
+        usleep(1000);
+    }
+    close(fd);
+    sq_http_server_free(srv);
+    for (int i = 0; i < 10; i++) sq_loop_run_once(loop, false);
+    sq_loop_free(loop);
+    assert_non_null(strstr(buf, "2 a ::1"));
+    assert_non_null(strstr(buf, "2 b ::1"));
+}
+
+/* Requests every 0.1 s for a second with idle_timeout 0.5 s: the lazily re-armed idle timer
+ * never closes the connection while it is in use, and closes it no earlier than 0.5 s after
+ * the last response (and not much later: the slack is 1/16 of the timeout). */
+static void idle_client(harness *h)
+{
+    cl c;
+    CHECK(h, cl_open(&c, h->port) == 0);
+    double last = 0;
+    for (int i = 0; i < 10; i++) {
+        resp r;
+        CHECK(h, cl_sends(&c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
+        if (cl_response(&c, &r, false) != 0) {
+            CHECK(h, !"connection closed while in use");
+            cl_close(&c);
+            return;
+        }
+        CHECK(h, r.status == 200);
+        resp_free(&r);
+        last = sq_test_now();
+        usleep(100 * 1000);
+    }
+    bool eof = cl_eof(&c); /* blocks until the server closes (10 s receive timeout) */
+    double idle = sq_test_now() - last;
+    CHECK(h, eof);
+    if ((idle < 0.49 || idle > 3.0) && !h->failures++)
+        snprintf(h->failmsg, sizeof h->failmsg, "closed after %.3f s idle", idle);
+    cl_close(&c);
+}
+
+static void test_lazy_idle_timeout(void **state)
+{
+    (void)state;
+    sq_http_settings s = {.idle_timeout = 0.5};
+    run_with_client(&s, echo_handler, NULL, idle_client, NULL, 30);
+}
+
+int main(void)
+{
+    (void)run_cmd; /* a helper of server_util.h this file does not need */
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_conn_is_small),
+        cmocka_unit_test(test_many_headers),
+        cmocka_unit_test(test_ipv6_peer),
+        cmocka_unit_test(test_lazy_idle_timeout),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
