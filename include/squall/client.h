@@ -17,7 +17,8 @@
  * future (sq_await, sq_gather, sq_future_value) and is freed with sq_fetch_response_free().
  * A fetch future that is dropped unawaited should be cancelled first (sq_future_cancel):
  * a cancelled fetch carries no response.  Callbacks in a request (streaming, header, body
- * producer) run on the loop thread, inside libcurl: they must not free the client.
+ * producer) run on the loop thread, inside libcurl; they, like a fetch future's done
+ * callbacks, may start fetches, cancel them and free the client.
  * All calls belong to the loop thread, except sq_fetch_sync().
  */
 #ifndef SQUALL_CLIENT_H
@@ -144,10 +145,13 @@ typedef struct sq_http_client_settings {
 sq_http_client *sq_http_client_new(sq_loop *loop, const sq_http_client_settings *settings);
 /* Cancel every pending fetch (-ECANCELED), close the connections, free the client.  Call it
  * before freeing its loop; safe for the default client too (the next sq_fetch makes a new
- * one).  Not from inside a fetch's callbacks. */
+ * one).  Called from a callback that runs inside the client (a request callback, a fetch
+ * future's done callback), the client is freed when that returns; meanwhile its transfers
+ * stop and a fetch on it fails at once with -ECANCELED.  A second call is a no-op. */
 void sq_http_client_free(sq_http_client *c);
 /* The loop's default client (the one sq_fetch uses), created on first use with the default
- * settings.  NULL on -ENOMEM. */
+ * settings.  It is not freed with its loop: free it (sq_http_client_free) before
+ * sq_loop_free, like any client.  NULL on -ENOMEM. */
 sq_http_client *sq_http_client_default(sq_loop *loop);
 /* Fetches running / waiting in the queue. */
 size_t sq_http_client_active(const sq_http_client *c);
@@ -158,7 +162,8 @@ size_t sq_http_client_queued(const sq_http_client *c);
  * as value, or a negative error: SQ_ERESOLVE (host name not resolved), -ECONNREFUSED,
  * -ETIMEDOUT (connect or request timeout), SQ_EQUEUE_TIMEOUT, SQ_ETLS (handshake or
  * certificate), SQ_EREDIRECTS, SQ_ECLOSED (server closed without answering),
- * -ECONNRESET, -E2BIG (body over max_body_size), -EINVAL (bad URL or request),
+ * -ECONNRESET, -EPROTO (the reply is not valid HTTP, or its gzip is broken), -E2BIG (body
+ * over max_body_size, or over 256 KiB of headers), -EINVAL (bad URL or request),
  * -ECANCELED, SQ_ECURL (another libcurl failure, logged at debug level) — or SQ_EHTTP for
  * a status >= 400, in which case the value IS a response, owned by the caller as well.
  * Cancelling the future stops the transfer.  NULL only on -ENOMEM. */
@@ -166,7 +171,8 @@ sq_future *sq_http_client_fetch(sq_http_client *c, const char *url, const sq_fet
 /* sq_http_client_fetch on the current loop's default client. */
 sq_future *sq_fetch(const char *url, const sq_fetch_request *req);
 /* Blocking fetch for scripts and tests: runs a private loop and client until done (the
- * calling thread's current loop is left as it was).  Returns the future's status as above;
+ * calling thread's current loop is left as it was; a default client that callbacks made
+ * for the private loop is freed with it).  Returns the future's status as above;
  * *out receives the response (also for SQ_EHTTP; NULL otherwise) for the caller to free. */
 int sq_fetch_sync(const char *url, const sq_fetch_request *req, sq_fetch_response **out);
 

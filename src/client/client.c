@@ -5,6 +5,13 @@
  * curl_multi_socket_action() and then collect finished transfers with
  * curl_multi_info_read().  Futures are resolved only there, outside libcurl's callbacks, so
  * that done callbacks may start new fetches.  Fetches beyond max_clients wait in a FIFO.
+ *
+ * Reentrancy.  libcurl refuses its multi calls (add/remove handle) from inside its own
+ * callbacks, so while `in_curl` a new fetch is queued and a cancelled active one is removed
+ * once libcurl returns.  User code (done callbacks, request callbacks) may free the client
+ * at any time: while client code still runs (`busy`), sq_http_client_free only marks it
+ * closing and the outermost client frame frees it on the way out.  A fetch's own cleanup
+ * is the FIRST done callback of its future, so it runs before any of the caller's.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -30,6 +37,8 @@ struct sq_http_client {
     sq_fetch_request defaults;
     bool has_defaults;
     unsigned in_curl;      /* > 0 while inside curl_multi_socket_action */
+    unsigned busy;         /* > 0 while client code that uses c after user code runs */
+    bool closing;          /* sq_http_client_free was called: freed when busy drops to 0 */
     sq__xfer *active_head; /* added to the multi handle */
     sq__xfer *queue_head, *queue_tail;
     size_t nactive, nqueued;
@@ -107,17 +116,30 @@ static void xfer_detach(sq__xfer *x)
 
 /* Resolve x's future with err (and response r), then free x.  A future already resolved
  * (cancelled) gives the response back. */
+static void on_fut_done(sq_future *f, void *arg);
+
 static void xfer_complete(sq__xfer *x, int err, sq_fetch_response *r)
 {
     sq_future *f = x->fut;
     x->fut = NULL;
-    sq_future_set_cancel_hook(f, NULL, NULL);
+    sq_future_remove_done_callback(f, on_fut_done, x); /* gone already if it ran */
     xfer_free(x);
     if (sq_future_resolve(f, err, r) < 0) sq_fetch_response_free(r);
     sq_future_release(f);
 }
 
-static void pump(sq_http_client *c);
+static void client_destroy(sq_http_client *c);
+
+static void client_enter(sq_http_client *c)
+{
+    c->busy++;
+}
+
+/* Leave a client frame; the outermost one frees a client that was freed meanwhile. */
+static void client_leave(sq_http_client *c)
+{
+    if (--c->busy == 0 && c->closing) client_destroy(c);
+}
 
 static int xfer_start(sq__xfer *x)
 {
@@ -134,10 +156,12 @@ static int xfer_start(sq__xfer *x)
     return 0;
 }
 
-/* Start queued fetches while there are free slots. */
+/* Start queued fetches while there are free slots (not from inside libcurl, which refuses
+ * curl_multi_add_handle there: drive() pumps once it returns).  Call it inside a client
+ * frame: a failed start resolves a future, whose callbacks may free the client. */
 static void pump(sq_http_client *c)
 {
-    while (c->nactive < c->settings.max_clients && c->queue_head) {
+    while (!c->in_curl && !c->closing && c->nactive < c->settings.max_clients && c->queue_head) {
         sq__xfer *x = c->queue_head;
         xfer_detach(x);
         int r = xfer_start(x);
@@ -148,11 +172,18 @@ static void pump(sq_http_client *c)
 static void queue_timed_out(sq_loop *loop, sq_timer *t)
 {
     sq__xfer *x = t->data;
+    sq_http_client *c = x->client;
+    client_enter(c);
     xfer_detach(x);
     xfer_complete(x, SQ_EQUEUE_TIMEOUT, NULL);
+    pump(c); /* only if a fetch queued from inside libcurl found free slots */
+    client_leave(c);
 }
 
-static void on_cancel(sq_future *f, void *arg)
+/* The fetch's future was resolved by someone else than xfer_complete: it was cancelled
+ * (sq_future_cancel, sq_with_timeout …).  This is the future's first done callback, so the
+ * transfer is gone before the caller's callbacks run (they may free the client). */
+static void on_fut_done(sq_future *f, void *arg)
 {
     sq__xfer *x = arg;
     sq_http_client *c = x->client;
@@ -167,9 +198,11 @@ static void on_cancel(sq_future *f, void *arg)
         }
         return;
     }
+    client_enter(c);
     xfer_detach(x);
     xfer_complete(x, -ECANCELED, NULL); /* the future is already resolved: just frees */
     pump(c);
+    client_leave(c);
 }
 
 /* After libcurl returned: deferred cancels first, then every finished transfer. */
@@ -183,7 +216,7 @@ static void collect(sq_http_client *c)
     }
     CURLMsg *m;
     int left;
-    while ((m = curl_multi_info_read(c->multi, &left))) {
+    while (!c->closing && (m = curl_multi_info_read(c->multi, &left))) {
         if (m->msg != CURLMSG_DONE) continue;
         sq__xfer *x = NULL;
         curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
@@ -208,10 +241,12 @@ static void collect(sq_http_client *c)
 static void drive(sq_http_client *c, curl_socket_t fd, int flags)
 {
     int running;
+    client_enter(c);
     c->in_curl++;
     curl_multi_socket_action(c->multi, fd, flags, &running);
     c->in_curl--;
     collect(c);
+    client_leave(c);
 }
 
 /* --- libcurl's socket and timer callbacks ------------------------------------------------------
@@ -324,15 +359,30 @@ sq_http_client *sq_http_client_new(sq_loop *loop, const sq_http_client_settings 
 
 void sq_http_client_free(sq_http_client *c)
 {
-    if (!c) return;
-    if (c->is_default) {
+    if (!c || c->closing) return;
+    c->closing = true;
+    if (c->is_default) { /* the next sq_fetch makes a new one */
         for (sq_http_client **p = &default_clients; *p; p = &(*p)->next_default) {
             if (*p == c) {
                 *p = c->next_default;
                 break;
             }
         }
+        c->is_default = false;
     }
+    if (!c->busy) {
+        client_destroy(c);
+        return;
+    }
+    /* Freed from user code that runs inside the client (a done or request callback): the
+     * outermost client frame frees it.  Meanwhile the transfers' callbacks stop at once. */
+    for (sq__xfer *x = c->active_head; x; x = x->next)
+        if (!x->abort_err) x->abort_err = -ECANCELED;
+}
+
+static void client_destroy(sq_http_client *c)
+{
+    c->busy++; /* done callbacks below may call sq_http_client_free again: a no-op */
     c->cancels = NULL;
     while (c->active_head || c->queue_head) {
         sq__xfer *x = c->active_head ? c->active_head : c->queue_head;
@@ -346,12 +396,19 @@ void sq_http_client_free(sq_http_client *c)
     free(c);
 }
 
+static sq_http_client *default_for(sq_loop *loop)
+{
+    for (sq_http_client *c = default_clients; c; c = c->next_default)
+        if (c->loop == loop) return c;
+    return NULL;
+}
+
 sq_http_client *sq_http_client_default(sq_loop *loop)
 {
     if (!loop) loop = sq_loop_current();
     if (!loop) loop = sq_loop_default();
-    for (sq_http_client *c = default_clients; c; c = c->next_default)
-        if (c->loop == loop) return c;
+    sq_http_client *d = default_for(loop);
+    if (d) return d;
     sq_http_client *c = sq_http_client_new(loop, NULL);
     if (!c) return NULL;
     c->is_default = true;
@@ -373,6 +430,10 @@ sq_future *sq_http_client_fetch(sq_http_client *c, const char *url, const sq_fet
 {
     sq_future *f = sq_future_new(c->loop);
     if (!f) return NULL;
+    if (c->closing) { /* from a done callback while the client is being freed */
+        sq_future_set_error(f, -ECANCELED);
+        return f;
+    }
     sq__xfer *x = calloc(1, sizeof *x);
     if (!x) {
         sq_future_release(f);
@@ -386,11 +447,18 @@ sq_future *sq_http_client_fetch(sq_http_client *c, const char *url, const sq_fet
         sq_future_set_error(f, r);
         return f;
     }
+    /* Our cleanup is the future's first done callback (see on_fut_done). */
+    if (sq_future_add_done_callback(f, on_fut_done, x) < 0) {
+        xfer_free(x);
+        sq_future_release(f);
+        return NULL;
+    }
     x->fut = sq_future_retain(f);
-    sq_future_set_cancel_hook(f, on_cancel, x);
     sq_loop_update_time(c->loop); /* the cached clock may be a long callback old */
     x->enqueued_ns = sq_loop_now_ns(c->loop);
-    if (c->nactive < c->settings.max_clients && !c->queue_head) {
+    /* Inside libcurl (a request callback fetches) it waits in the queue: drive() starts it
+     * as soon as libcurl returns. */
+    if (!c->in_curl && c->nactive < c->settings.max_clients && !c->queue_head) {
         if ((r = xfer_start(x)) < 0) xfer_complete(x, r, NULL);
         return f;
     }
@@ -423,8 +491,8 @@ int sq_fetch_sync(const char *url, const sq_fetch_request *req, sq_fetch_respons
     sq_loop *loop = sq_loop_new(NULL);
     if (!loop) return errno ? -errno : -ENOMEM;
     sq_loop_make_current(loop);
-    int rc = -ENOMEM;
     sq_http_client *c = sq_http_client_new(loop, NULL);
+    int rc = c ? -ENOMEM : errno ? -errno : -ENOMEM;
     sq_future *f = c ? sq_http_client_fetch(c, url, req) : NULL;
     if (f) {
         int lr = sq_loop_run_until(loop, f);
@@ -438,6 +506,10 @@ int sq_fetch_sync(const char *url, const sq_fetch_request *req, sq_fetch_respons
         sq_future_release(f);
     }
     sq_http_client_free(c);
+    /* A request callback that called sq_fetch() made a default client for this private
+     * loop: it must not outlive the loop (nor be found by a later loop at its address). */
+    sq_http_client *d;
+    while ((d = default_for(loop))) sq_http_client_free(d);
     sq_loop_make_current(prev);
     sq_loop_free(loop);
     return rc;

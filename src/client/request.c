@@ -36,13 +36,14 @@ static long ms(double s, double def)
 
 #define SET(opt, val)                                                                              \
     do {                                                                                           \
-        if (curl_easy_setopt(e, opt, val) != CURLE_OK) goto bad;                                   \
+        if ((setrc = curl_easy_setopt(e, opt, val)) != CURLE_OK) goto bad;                         \
     } while (0)
 
 int sq__xfer_setup(sq__xfer *x, const char *url, const sq_fetch_request *req,
                    const sq_fetch_request *defs, const sq_http_client_settings *settings)
 {
     CURL *e = x->easy;
+    CURLcode setrc = CURLE_OK;
     if (!url || !*url) return -EINVAL;
     if (!(x->url = strdup(url))) return -ENOMEM;
 
@@ -170,7 +171,8 @@ int sq__xfer_setup(sq__xfer *x, const char *url, const sq_fetch_request *req,
     if (key) SET(CURLOPT_SSLKEY, key);
     return 0;
 bad:
-    return -EINVAL;
+    /* libcurl copies string options (and COPYPOSTFIELDS): out of memory is not a bad URL. */
+    return setrc == CURLE_OUT_OF_MEMORY ? -ENOMEM : -EINVAL;
 }
 
 /* --- data callbacks (run inside curl_multi_socket_action, on the loop thread) ------------- */
@@ -236,6 +238,12 @@ static int os_error(sq__xfer *x, int fallback)
     return oe > 0 && oe < 4096 ? -(int)oe : fallback;
 }
 
+static bool connected(sq__xfer *x)
+{
+    char *ip = NULL;
+    return curl_easy_getinfo(x->easy, CURLINFO_PRIMARY_IP, &ip) == CURLE_OK && ip && *ip;
+}
+
 int sq__xfer_error(sq__xfer *x, CURLcode rc)
 {
     if (x->abort_err) return x->abort_err;
@@ -273,14 +281,25 @@ int sq__xfer_error(sq__xfer *x, CURLcode rc)
     case CURLE_SEND_ERROR:
     case CURLE_RECV_ERROR:
         return os_error(x, -ECONNRESET);
-    case CURLE_URL_MALFORMAT:
     case CURLE_UNSUPPORTED_PROTOCOL:
+        /* Also libcurl's answer to a reply that is not HTTP (taken for HTTP/0.9): once
+         * connected it is the server's fault, not the URL's. */
+        if (connected(x)) return -EPROTO;
+        return -EINVAL;
+    case CURLE_URL_MALFORMAT:
     case CURLE_BAD_FUNCTION_ARGUMENT:
         return -EINVAL;
     case CURLE_OUT_OF_MEMORY:
         return -ENOMEM;
     case CURLE_FILESIZE_EXCEEDED:
         return -E2BIG;
+    case CURLE_WEIRD_SERVER_REPLY: /* not HTTP, or a malformed status line or header */
+    case CURLE_BAD_CONTENT_ENCODING:
+    case CURLE_HTTP2:
+    case CURLE_HTTP3:
+        return -EPROTO;
+    case CURLE_HTTP2_STREAM: /* the server reset our stream */
+        return -ECONNRESET;
     default:
         sq_log(SQ_LOG_DEBUG, "fetch %s: libcurl error %d: %s (%s)", x->url, (int)rc,
                curl_easy_strerror(rc), x->errbuf);

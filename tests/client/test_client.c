@@ -1,10 +1,13 @@
 /* The HTTP client (squall/client.h) against squall's own server (in process, same loop) and
  * against nginx started on a loopback port: methods and bodies, streaming both ways,
  * redirects, gzip, timeouts, refused and unresolvable hosts, HTTP errors, connection reuse,
- * the max_clients queue, cancellation, and the blocking sq_fetch_sync. */
+ * the max_clients queue, cancellation, and the blocking sq_fetch_sync; replies no real server
+ * sends (a raw socket server); reentrancy: done and request callbacks that free the client,
+ * fetch or cancel from inside libcurl.  SQ_TEST_FILTER=<test name> runs one test. */
 #include "nginx_util.h"
 #include "testutil.h"
 
+#include <dirent.h>
 #include <string.h>
 #include <zlib.h>
 
@@ -276,6 +279,8 @@ static void *basic_coro(void *arg)
     assert_int_equal(fetch(url("/hello"), &(sq_fetch_request){.method = "HEAD"}, &r), 0);
     assert_int_equal(r->code, 200);
     assert_int_equal(r->body_len, 0);
+    assert_non_null(r->body);
+    assert_string_equal(r->body, ""); /* NUL-terminated even when empty */
     sq_fetch_response_free(r);
 
     /* Through a proxy: squall's server gets the absolute-form request for a host that
@@ -501,6 +506,108 @@ static void plain_accept(sq_loop *l, sq_io *io, unsigned events)
     close(fd);
 }
 
+/* A raw "server" that reads one request and answers it with the bytes in `reply`, then
+ * closes (after reading, so the close is a FIN, not a reset). */
+typedef struct raw_conn {
+    sq_io io;
+    const char *reply;
+} raw_conn;
+
+static void raw_read(sq_loop *l, sq_io *io, unsigned events)
+{
+    raw_conn *rc = io->data;
+    char buf[8192];
+    ssize_t n = read(io->fd, buf, sizeof buf);
+    if (n < 0 && errno == EAGAIN) return;
+    if (n > 0 && write(io->fd, rc->reply, strlen(rc->reply)) < 0) {
+    }
+    sq_io_stop(l, io);
+    close(io->fd);
+    free(rc);
+}
+
+static void raw_accept(sq_loop *l, sq_io *io, unsigned events)
+{
+    int fd = accept4(io->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0) return;
+    raw_conn *rc = calloc(1, sizeof *rc);
+    rc->reply = io->data;
+    sq_io_init(&rc->io, fd, raw_read, rc);
+    sq_io_start(l, &rc->io, SQ_READ);
+}
+
+/* Fetch once from a raw server answering `reply`; the status, the response in *out. */
+static int raw_fetch(const char *reply, sq_fetch_response **out)
+{
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t salen = sizeof sa;
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(lfd, 8), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &salen), 0);
+    sq_io lio;
+    sq_io_init(&lio, lfd, raw_accept, (void *)reply);
+    sq_io_start(loop, &lio, SQ_READ);
+    char u[64];
+    snprintf(u, sizeof u, "http://127.0.0.1:%d/", ntohs(sa.sin_port));
+    /* A fresh client: no connection kept from an earlier raw server on a reused port. */
+    sq_http_client *c = sq_http_client_new(NULL, NULL);
+    *out = NULL;
+    int st = (int)sq_await(sq_http_client_fetch(c, u, &(sq_fetch_request){.request_timeout = 5}),
+                           (void **)out);
+    sq_http_client_free(c);
+    sq_io_stop(loop, &lio);
+    close(lfd);
+    return st;
+}
+
+static void *protocol_coro(void *arg)
+{
+    sq_fetch_response *r;
+    /* Header block parsing: reason with spaces, empty and padded values, no-colon junk,
+     * repeated names (the first wins). */
+    assert_int_equal(raw_fetch("HTTP/1.1 299 Very  Fine Indeed\r\n"
+                               "X-Empty:\r\n"
+                               "X-Pad: \t padded value \t\r\n"
+                               "X-Twice: one\r\n"
+                               "X-Twice: two\r\n"
+                               "Content-Length: 3\r\n"
+                               "\r\n"
+                               "abc",
+                               &r),
+                     0);
+    assert_int_equal(r->code, 299);
+    assert_string_equal(r->reason, "Very  Fine Indeed");
+    assert_string_equal(sq_fetch_response_header(r, "x-empty"), "");
+    assert_string_equal(sq_fetch_response_header(r, "X-Pad"), "padded value");
+    assert_string_equal(sq_fetch_response_header(r, "X-Twice"), "one");
+    assert_int_equal(r->nheaders, 5);
+    assert_int_equal(r->body_len, 3);
+    assert_string_equal(r->body, "abc");
+    sq_fetch_response_free(r);
+
+    /* Not HTTP at all: a protocol error, not "bad URL" (-EINVAL) as libcurl's code says. */
+    assert_int_equal(raw_fetch("SSH-2.0-OpenSSH_9.2\r\n", &r), -EPROTO);
+    assert_null(r);
+    /* gzip that is not gzip: a protocol error, not the catch-all SQ_ECURL. */
+    assert_int_equal(raw_fetch("HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n"
+                               "Content-Length: 10\r\n\r\nnot gzip!!",
+                               &r),
+                     -EPROTO);
+    /* Closed early: with nothing, and in the middle of the body. */
+    assert_int_equal(raw_fetch("", &r), SQ_ECLOSED);
+    assert_int_equal(raw_fetch("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort", &r),
+                     SQ_ECLOSED);
+    assert_null(r);
+    return NULL;
+}
+
+static void test_protocol(void **state)
+{
+    run(protocol_coro, 30);
+}
+
 static void *failure_coro(void *arg)
 {
     sq_fetch_response *r;
@@ -545,6 +652,16 @@ static void *failure_coro(void *arg)
     assert_null(r);
     assert_int_equal(sq_await(sq_http_client_fetch(c, url("/hello"), NULL), (void **)&r), 0);
     sq_fetch_response_free(r);
+    sq_http_client_free(c);
+    /* The limit is inclusive: a 5-byte body fits max_body_size 5, not 4. */
+    c = sq_http_client_new(NULL, &(sq_http_client_settings){.max_body_size = 5});
+    assert_int_equal(sq_await(sq_http_client_fetch(c, url("/hello"), NULL), (void **)&r), 0);
+    assert_string_equal(r->body, "Hello");
+    sq_fetch_response_free(r);
+    sq_http_client_free(c);
+    c = sq_http_client_new(NULL, &(sq_http_client_settings){.max_body_size = 4});
+    assert_int_equal(sq_await(sq_http_client_fetch(c, url("/hello"), NULL), (void **)&r), -E2BIG);
+    assert_null(r);
     sq_http_client_free(c);
     return NULL;
 }
@@ -729,6 +846,228 @@ static void *cancel_coro(void *arg)
 static void test_cancel(void **state)
 {
     run(cancel_coro, 30);
+}
+
+/* --- reentrancy: user code that frees the client or fetches from inside the client ---------- */
+
+typedef struct reentry {
+    sq_http_client *c;
+    sq_future *inner; /* a fetch started from a callback */
+    int calls;
+    int64_t status; /* of the future a done callback saw */
+} reentry;
+
+static void free_client_cb(sq_future *f, void *arg)
+{
+    reentry *re = arg;
+    re->calls++;
+    re->status = sq_future_status(f);
+    sq_fetch_response_free(sq_future_value(f));
+    sq_http_client_free(re->c);
+}
+
+static void refetch_cb(sq_future *f, void *arg)
+{
+    reentry *re = arg;
+    if (!re->calls++) re->inner = sq_http_client_fetch(re->c, url("/hello"), NULL);
+}
+
+/* Fetches once from inside libcurl (a streaming callback): the fetch must start once libcurl
+ * returns, not fail because libcurl refuses curl_multi_add_handle from its callbacks. */
+static int fetch_from_cb(const char *data, size_t len, void *arg)
+{
+    reentry *re = arg;
+    if (!re->calls++) re->inner = sq_http_client_fetch(re->c, url("/hello?i=inner"), NULL);
+    return 0;
+}
+
+/* Cancels re->inner from inside libcurl: its done callbacks then run inside libcurl too. */
+static int cancel_inner_cb(const char *data, size_t len, void *arg)
+{
+    reentry *re = arg;
+    if (!re->calls) sq_future_cancel(re->inner);
+    return 0;
+}
+
+/* Frees the client from inside libcurl: deferred until libcurl has returned. */
+static int free_from_cb(const char *data, size_t len, void *arg)
+{
+    reentry *re = arg;
+    if (!re->calls++) sq_http_client_free(re->c);
+    return 0;
+}
+
+static void *free_in_done_coro(void *arg)
+{
+    sq_fetch_response *r = NULL;
+    /* A done callback of a completed fetch frees the client while another fetch waits in
+     * the queue: the client must not touch its multi handle (or pump its queue) after. */
+    reentry re = {.c = sq_http_client_new(NULL, &(sq_http_client_settings){.max_clients = 1})};
+    sq_future *a = sq_http_client_fetch(re.c, url("/hello"), NULL);
+    sq_future *b = sq_http_client_fetch(re.c, url("/hello"), NULL);
+    assert_int_equal(sq_future_add_done_callback(a, free_client_cb, &re), 0);
+    assert_int_equal(sq_await(b, (void **)&r), -ECANCELED);
+    assert_null(r);
+    assert_int_equal(re.calls, 1);
+    assert_int_equal(re.status, 0);
+    sq_future_release(a);
+    return NULL;
+}
+
+static void *free_in_cancel_coro(void *arg)
+{
+    /* A done callback of a CANCELLED fetch frees the client: the fetch's own cleanup must
+     * not run after it on freed memory. */
+    reentry re = {.c = sq_http_client_new(NULL, NULL)};
+    sq_future *a = sq_http_client_fetch(re.c, url("/slow?s=1"), NULL);
+    sq_future *b = sq_http_client_fetch(re.c, url("/slow?s=1"), NULL);
+    sq_sleep(0.05);
+    assert_int_equal(sq_future_add_done_callback(a, free_client_cb, &re), 0);
+    assert_int_equal(sq_future_cancel(a), 0);
+    assert_int_equal(re.calls, 1);
+    assert_int_equal(re.status, -ECANCELED);
+    assert_int_equal(sq_await(b, NULL), -ECANCELED); /* freeing the client cancelled it */
+    sq_future_release(a);
+
+    /* Same through sq_with_timeout, on a queued fetch. */
+    re = (reentry){.c = sq_http_client_new(NULL, &(sq_http_client_settings){.max_clients = 1})};
+    a = sq_http_client_fetch(re.c, url("/slow?s=1"), NULL);
+    b = sq_http_client_fetch(re.c, url("/slow?s=1"), NULL);
+    assert_int_equal(sq_future_add_done_callback(b, free_client_cb, &re), 0);
+    assert_int_equal(sq_await(sq_with_timeout(b, 0.1), NULL), -ETIMEDOUT);
+    assert_int_equal(re.calls, 1);
+    assert_int_equal(sq_await(a, NULL), -ECANCELED);
+    return NULL;
+}
+
+static void *fetch_in_cb_coro(void *arg)
+{
+    sq_fetch_response *r = NULL;
+    /* A fetch started from inside a streaming callback runs (it used to fail with
+     * SQ_ECURL: libcurl refuses curl_multi_add_handle from its callbacks). */
+    reentry re = {.c = sq_http_client_new(NULL, NULL)};
+    sq_fetch_request q = {.streaming_callback = fetch_from_cb, .streaming_arg = &re};
+    assert_int_equal(sq_await(sq_http_client_fetch(re.c, url("/big"), &q), (void **)&r), 0);
+    sq_fetch_response_free(r);
+    assert_non_null(re.inner);
+    assert_int_equal(sq_await(re.inner, (void **)&r), 0);
+    assert_string_equal(r->body, "hello inner");
+    sq_fetch_response_free(r);
+    /* …even with every slot taken: it queues and starts in turn. */
+    sq_http_client_free(re.c);
+    re = (reentry){.c = sq_http_client_new(NULL, &(sq_http_client_settings){.max_clients = 1})};
+    assert_int_equal(sq_await(sq_http_client_fetch(re.c, url("/big"), &q), (void **)&r), 0);
+    sq_fetch_response_free(r);
+    assert_int_equal(sq_await(re.inner, (void **)&r), 0);
+    assert_string_equal(r->body, "hello inner");
+    sq_fetch_response_free(r);
+    sq_http_client_free(re.c);
+    return NULL;
+}
+
+static void *free_in_cb_coro(void *arg)
+{
+    sq_fetch_response *r = NULL;
+    /* The client freed from inside libcurl: its fetch ends cancelled, nothing crashes. */
+    reentry re = {.c = sq_http_client_new(NULL, NULL)};
+    sq_fetch_request qf = {.streaming_callback = free_from_cb, .streaming_arg = &re};
+    sq_future *a = sq_http_client_fetch(re.c, url("/big"), &qf);
+    sq_future *b = sq_http_client_fetch(re.c, url("/slow?s=1"), NULL);
+    assert_int_equal(sq_await(a, (void **)&r), -ECANCELED);
+    assert_null(r);
+    assert_int_equal(sq_await(b, NULL), -ECANCELED);
+    assert_int_equal(re.calls, 1);
+
+    /* A streaming callback cancels another fetch whose done callback frees the client: all
+     * of it inside libcurl. */
+    re = (reentry){.c = sq_http_client_new(NULL, NULL)};
+    sq_fetch_request qc = {.streaming_callback = cancel_inner_cb, .streaming_arg = &re};
+    re.inner = sq_http_client_fetch(re.c, url("/slow?s=1"), NULL);
+    assert_int_equal(sq_future_add_done_callback(re.inner, free_client_cb, &re), 0);
+    a = sq_http_client_fetch(re.c, url("/big"), &qc);
+    assert_int_equal(sq_await(a, (void **)&r), -ECANCELED);
+    assert_null(r);
+    assert_int_equal(re.calls, 1);
+    assert_int_equal(re.status, -ECANCELED);
+    assert_int_equal(sq_await(re.inner, NULL), -ECANCELED);
+    return NULL;
+}
+
+static void *fetch_while_freeing_coro(void *arg)
+{
+    /* A fetch on a client being freed (from a done callback) fails at once, cancelled. */
+    reentry re = {.c = sq_http_client_new(NULL, NULL)};
+    sq_future *a = sq_http_client_fetch(re.c, url("/slow?s=1"), NULL);
+    assert_int_equal(sq_future_add_done_callback(a, refetch_cb, &re), 0);
+    sq_http_client_free(re.c);
+    assert_int_equal(re.calls, 1);
+    assert_non_null(re.inner);
+    assert_true(sq_future_done(re.inner));
+    assert_int_equal(sq_future_status(re.inner), -ECANCELED);
+    sq_future_release(re.inner);
+    assert_int_equal(sq_await(a, NULL), -ECANCELED);
+    return NULL;
+}
+
+static void test_free_in_done(void **state)
+{
+    run(free_in_done_coro, 30);
+}
+static void test_free_in_cancel(void **state)
+{
+    run(free_in_cancel_coro, 30);
+}
+static void test_fetch_in_cb(void **state)
+{
+    run(fetch_in_cb_coro, 30);
+}
+static void test_free_in_cb(void **state)
+{
+    run(free_in_cb_coro, 30);
+}
+static void test_fetch_while_freeing(void **state)
+{
+    run(fetch_while_freeing_coro, 30);
+}
+
+static int open_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) return -1;
+    while (readdir(d)) n++;
+    closedir(d);
+    return n;
+}
+
+static void fetch_in_header_cb(const char *line, size_t len, void *arg)
+{
+    int *n = arg;
+    if ((*n)++ == 0) sq_future_release(sq_fetch(ngx_url("/small.txt"), NULL));
+}
+
+/* sq_fetch_sync's private loop must not leave a default client behind (a request callback
+ * that used sq_fetch made one): LeakSanitizer would report it, and a later loop allocated
+ * at the same address would pick up a client bound to the freed loop. */
+static void test_sync_default_client(void **state)
+{
+    /* Against nginx: squall's server runs on `loop`, which a blocking fetch does not run. */
+    if (!have_nginx) skip();
+    int n = 0;
+    sq_fetch_response *r = NULL;
+    sq_fetch_request q = {.header_callback = fetch_in_header_cb, .header_arg = &n};
+    int fds = open_fds();
+    assert_int_equal(sq_fetch_sync(ngx_url("/small.txt"), &q, &r), 0);
+    assert_true(n > 0);
+    assert_string_equal(r->body, "small file\n");
+    sq_fetch_response_free(r);
+    /* The inner fetch's client (and its connection) went with the private loop. */
+    assert_int_equal(open_fds(), fds);
+    assert_ptr_equal(sq_loop_current(), loop);
+    /* This thread's own default client is still the one of `loop`. */
+    sq_http_client *d = sq_http_client_default(NULL);
+    assert_non_null(d);
+    assert_ptr_equal(d, sq_http_client_default(loop));
 }
 
 /* --- client defaults ----------------------------------------------------------------------------
@@ -972,13 +1311,28 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_basic),      cmocka_unit_test(test_redirects),
-        cmocka_unit_test(test_gzip),       cmocka_unit_test(test_streaming),
-        cmocka_unit_test(test_failures),   cmocka_unit_test(test_reuse),
-        cmocka_unit_test(test_concurrent), cmocka_unit_test(test_queue),
-        cmocka_unit_test(test_cancel),     cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_nginx),      cmocka_unit_test(test_tls),
+        cmocka_unit_test(test_basic),
+        cmocka_unit_test(test_redirects),
+        cmocka_unit_test(test_gzip),
+        cmocka_unit_test(test_streaming),
+        cmocka_unit_test(test_failures),
+        cmocka_unit_test(test_protocol),
+        cmocka_unit_test(test_reuse),
+        cmocka_unit_test(test_concurrent),
+        cmocka_unit_test(test_queue),
+        cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_nginx),
+        cmocka_unit_test(test_tls),
         cmocka_unit_test(test_sync),
+        /* Regressions: reentrancy (each crashed under ASan or failed before its fix). */
+        cmocka_unit_test(test_free_in_done),
+        cmocka_unit_test(test_free_in_cancel),
+        cmocka_unit_test(test_fetch_in_cb),
+        cmocka_unit_test(test_free_in_cb),
+        cmocka_unit_test(test_fetch_while_freeing),
+        cmocka_unit_test(test_sync_default_client),
     };
+    if (getenv("SQ_TEST_FILTER")) cmocka_set_test_filter(getenv("SQ_TEST_FILTER")); /* one */
     return cmocka_run_group_tests(tests, setup, teardown);
 }
