@@ -17,6 +17,9 @@ PORT     ?= 8888
 DEB_PKGS := build-essential cmake pkg-config libcmocka-dev libssl-dev zlib1g-dev libpcre2-dev \
             libjansson-dev python3 procps curl clang libclang-rt-14-dev \
             libcurl4-openssl-dev nginx-light
+# The WebSocket tests' real peers: Node.js with npm (ws and playwright-core from tests/node),
+# headless Chromium, Python's websockets.  NodeSource's nodejs ships npm itself.
+DEB_PKGS += nodejs chromium python3-websockets $(if $(shell command -v npm 2>/dev/null),,npm)
 
 .PHONY: all deps bench-deps install-pkgs build run test tsan-test fuzz fuzz-build fuzz-run bench bench-quick clean format check-aarch64
 
@@ -54,6 +57,8 @@ run: build
 test: deps
 	$(CMAKE) -S . -B $(ASAN) -DCMAKE_BUILD_TYPE=Debug -DSQ_SANITIZE=address,undefined
 	$(CMAKE) --build $(ASAN) -j $(JOBS)
+	@if [ ! -d tests/node/node_modules ] || [ tests/node/package-lock.json -nt tests/node/node_modules ]; then \
+	  cd tests/node && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund && touch node_modules; fi
 	cd $(ASAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j $(JOBS)

@@ -43,6 +43,8 @@ if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then pin="taskset -c 0
     echo
     "$here/fetch_compare.sh" "$build" "$([ -n "$quick" ] && echo 3 || echo 10)"
   fi
+  echo
+  "$here/ws_compare.sh" "$build" "$([ -n "$quick" ] && echo 3 || echo 10)"
   if [ -x "$build/bench/http_load" ]; then
     echo
     "$here/http_callgrind.sh" "$build" "$([ -n "$quick" ] && echo 5000 || echo 20000)"

@@ -47,6 +47,10 @@ static void index_get(sq_handler *h)
               "<li><a href=\"/form\">/form</a> a form with a file upload</li>"
               "<li><a href=\"/cookie\">/cookie</a> a visit counter in a signed cookie</li>"
               "<li><a href=\"/static/hello.txt\">/static/hello.txt</a> a static file</li>"
+              "<li><a href=\"/chat\">/chat</a> a chat room over a WebSocket; long-polling "
+              "clients use /chat/poll and /chat/send</li>"
+              "<li>/ws/prime a WebSocket that tells whether the numbers sent are prime "
+              "(large ones tested on the thread pool)</li>"
               "</ul></body></html>",
               user, user);
 }
@@ -214,6 +218,11 @@ int main(int argc, char **argv)
         {"/form", &(sq_handler_class){.get = form_get, .post = form_post}, NULL, NULL},
         {"/cookie", &(sq_handler_class){.get = cookie_get}, NULL, NULL},
         {"/static/(.*)", &sq_static_file_handler, "static", (void *)dir},
+        {"/ws/prime", &sq_websocket_handler, NULL, (void *)&demo_prime_ws},
+        {"/ws/chat", &sq_websocket_handler, NULL, (void *)&demo_chat_ws},
+        {"/chat", &demo_chat_page, NULL, NULL},
+        {"/chat/poll", &demo_chat_poll, NULL, NULL},
+        {"/chat/send", &demo_chat_send, NULL, NULL},
         {NULL, NULL, NULL, NULL},
     };
     sq_app_settings settings = {

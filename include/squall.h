@@ -14,6 +14,7 @@
 #include "squall/httputil.h"
 #include "squall/http.h"
 #include "squall/web.h"
+#include "squall/websocket.h"
 #include "squall/client.h"
 
 #endif

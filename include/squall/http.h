@@ -164,6 +164,17 @@ bool sq_http_finished(const sq_http_request *req);
  * later with sq_http_finish() from a callback or another coroutine — also when the client
  * has gone meanwhile, since that call is what frees the connection. */
 void sq_http_detach(sq_http_request *req);
+/* Take the connection away from the HTTP server, for a protocol upgrade (Tornado's
+ * HTTP1Connection.detach): send the response queued so far (e.g. a 101 head set with
+ * sq_http_set_status/sq_http_set_header; it is finished here), suspending the calling
+ * handler coroutine until it reached the kernel, then hand the socket over.  *fd is the
+ * caller's from now on (the server no longer watches or counts it); the bytes already
+ * received after this request are copied into a malloc'd *extra (NULL/0 when none; the
+ * caller frees it).  The request counts as finished; its memory is released when the
+ * handler returns.  Returns 0, SQ_ECLOSED (or the connection's error) if the client left,
+ * -EALREADY if the request was already finished or detached, -EINVAL while a request body
+ * is still unread, -ENOMEM, SQ_ENOTCORO outside the handler's coroutine. */
+int sq_http_detach_connection(sq_http_request *req, int *fd, char **extra, size_t *extra_len);
 /* Called if the client closes the connection before the response is finished. */
 void sq_http_on_connection_close(sq_http_request *req, void (*cb)(sq_http_request *, void *),
                                  void *arg);

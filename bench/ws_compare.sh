@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# WebSocket echo: squall (bench/ws_echo.c) beside Node.js (npm ws, bench/ws_echo_node.js)
+# and Tornado 6 (bench/ws_echo_tornado.py), none compressing.  bench/ws_load.c opens 100
+# connections; each sends a 64-byte text message, waits for the echo and sends the next,
+# for SECONDS.  Servers are pinned to CPU 0, the load generator to CPU 1; server CPU per
+# message is utime+stime from /proc/<pid>/stat over the run divided by the round trips.
+# Then the idle figure: IDLE_CONNS (default 10,000) idle WebSocket connections held open to a
+# fresh squall ws_echo, and its VmRSS growth per connection (after a warm-up of 200
+# connections opened and dropped, so that pools sized by concurrency are not counted).
+# Peers that are not installed get a "not installed" row.  Writes the report to
+# $SQ_BENCH_RESULTS/ws.md (default bench/results).
+# Usage: bench/ws_compare.sh BUILD_DIR [SECONDS] [IDLE_CONNS]
+set -euo pipefail
+build=${1:?usage: bench/ws_compare.sh BUILD_DIR [SECONDS] [IDLE_CONNS]}
+secs=${2:-10}
+idle_n=${3:-10000}
+here=$(cd "$(dirname "$0")" && pwd)
+src=$(cd "$here/.." && pwd)
+results=${SQ_BENCH_RESULTS:-$here/results}
+mkdir -p "$results"
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+tck=$(getconf CLK_TCK)
+python=/usr/bin/python3
+conns=100
+size=64
+pin_server="" pin_load=""
+if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+  pin_server="taskset -c 0" pin_load="taskset -c 1"
+fi
+load="$build/bench/ws_load"
+echo_bin="$build/bench/ws_echo"
+if [ ! -x "$load" ] || [ ! -x "$echo_bin" ]; then
+  echo "(bench/ws_load or bench/ws_echo not built in $build: the WebSocket comparison was skipped)"
+  exit 0
+fi
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+# start NAME CMD...: start a server printing "listening on port N"; sets PID and PORT
+# (both empty when it does not come up within 15 s).
+start() {
+  local name=$1; shift
+  $pin_server "$@" > "$tmp/$name.out" 2> "$tmp/$name.err" &
+  PID=$!
+  pids+=("$PID")
+  PORT=""
+  local i
+  for i in $(seq 150); do
+    PORT=$(awk '/^listening on port / {print $4; exit}' "$tmp/$name.out")
+    [ -n "$PORT" ] && return 0
+    kill -0 "$PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "$name did not start: $(tail -3 "$tmp/$name.err")" >&2
+  PID=""
+}
+
+declare -A US RATE
+# row KEY NAME PID PORT: one load run; prints a table row.
+row() {
+  local key=$1 name=$2 pid=$3 port=$4
+  if [ -z "$pid" ]; then
+    printf '| %s | - | - | %s |\n' "$name" "${SKIP[$key]:-failed to start}"
+    return 0
+  fi
+  local before after out rt rate errs us
+  before=$(cpu_ticks "$pid")
+  out=$($pin_load "$load" -p "$port" -c "$conns" -s "$size" -d "$secs" 2>&1) || true
+  after=$(cpu_ticks "$pid")
+  rt=$(echo "$out" | awk '/^round_trips/ {print $2}')
+  rate=$(echo "$out" | awk '/^round_trips/ {print $6}')
+  errs=$(echo "$out" | awk '/^round_trips/ {print $8}')
+  if [ -z "$rt" ]; then
+    printf '| %s | - | - | load failed: %s |\n' "$name" "$(echo "$out" | tail -1)"
+    return 0
+  fi
+  us=$(awk -v t=$((after - before)) -v hz="$tck" -v n="$rt" \
+    'BEGIN {if (n > 0) printf "%.2f", t / hz / n * 1e6; else print "nan"}')
+  US[$key]=$us
+  RATE[$key]=$rate
+  printf '| %s | %s | %s | %s |\n' "$name" "$rate" "$us" "$errs"
+}
+
+declare -A SKIP
+squall_pid="" node_pid="" tornado_pid="" squall_port="" node_port="" tornado_port=""
+start squall "$echo_bin" 0
+squall_pid=$PID squall_port=$PORT
+
+node_ws="$src/tests/node/node_modules/ws"
+if command -v node >/dev/null; then
+  if [ ! -d "$node_ws" ] && command -v npm >/dev/null; then
+    (cd "$src/tests/node" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund) \
+      > "$tmp/npm.log" 2>&1 || true
+  fi
+  if [ -d "$node_ws" ]; then
+    start node node "$here/ws_echo_node.js" 0
+    node_pid=$PID node_port=$PORT
+    node_name="Node.js $(node --version) ws $(node -p "require('$node_ws/package.json').version")"
+  else
+    SKIP[node]="npm ws not installed (cd tests/node && npm ci)"
+  fi
+else
+  SKIP[node]="not installed"
+fi
+node_name=${node_name:-Node.js ws}
+
+if [ -x "$python" ] && "$python" -c 'import tornado, sys; sys.exit(int(tornado.version_info[0] < 6))' 2>/dev/null; then
+  start tornado "$python" "$here/ws_echo_tornado.py" 0
+  tornado_pid=$PID tornado_port=$PORT
+  tornado_name="Tornado $("$python" -c 'import tornado; print(tornado.version)') (1 process)"
+else
+  SKIP[tornado]="not installed (python3-tornado 6)"
+fi
+tornado_name=${tornado_name:-Tornado}
+
+{
+  echo "WebSocket echo, no compression: $conns connections, $size-byte text messages, one in"
+  echo "flight per connection, ${secs} s each; bench/ws_load on CPU 1, server on CPU 0"
+  echo
+  echo '| server | round trips/s | server CPU µs/message | errors |'
+  echo '|---|---|---|---|'
+  row squall "squall" "$squall_pid" "$squall_port"
+  row node "$node_name" "$node_pid" "$node_port"
+  row tornado "$tornado_name" "$tornado_pid" "$tornado_port"
+  echo
+  if [ -n "${US[squall]:-}" ] && [ -n "${US[node]:-}" ]; then
+    awk -v s="${US[squall]}" -v n="${US[node]}" -v t="${US[tornado]:-}" 'BEGIN {
+      if (n + 0 > 0) printf "summary: squall CPU per message = %.2f x Node ws (target <= 0.5)", s / n
+      if (t + 0 > 0) printf ", %.2f x Tornado", s / t
+      printf "\n" }'
+  else
+    echo "summary: squall ${US[squall]:-?} µs/message (no Node.js figure to compare with)"
+  fi
+
+  # Idle connections: a fresh squall server, so that the echo run's buffers do not count.
+  for p in "$squall_pid" "$node_pid" "$tornado_pid"; do
+    [ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true
+  done
+  start squall_idle "$echo_bin" 0
+  if [ -n "$PID" ]; then
+    idle_pid=$PID idle_port=$PORT
+    $pin_load "$load" -p "$idle_port" -i 200 -d 0.2 > /dev/null 2>&1 || true
+    sleep 0.5
+    base_kib=$(rss_kib "$idle_pid")
+    $pin_load "$load" -p "$idle_port" -i "$idle_n" -d 600 > "$tmp/idle.out" 2> "$tmp/idle.err" &
+    load_pid=$!
+    pids+=("$load_pid")
+    for i in $(seq 900); do
+      grep -q '^ready' "$tmp/idle.out" && break
+      kill -0 "$load_pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if grep -q '^ready' "$tmp/idle.out"; then
+      sleep 1
+      held_kib=$(rss_kib "$idle_pid")
+      awk -v n="$idle_n" -v a="$base_kib" -v b="$held_kib" 'BEGIN {
+        per = (b - a) * 1024 / n
+        printf "idle: %d idle WebSocket connections to squall (no compression): VmRSS %d KiB -> %d KiB, %.0f bytes per connection (target <= 1024)\n", n, a, b, per }'
+    else
+      echo "idle: the $idle_n connections did not open: $(tail -2 "$tmp/idle.err")"
+    fi
+    kill "$load_pid" 2>/dev/null || true
+  else
+    echo "idle: squall ws_echo did not start"
+  fi
+} > "$tmp/report"
+
+{
+  echo "## WebSocket"
+  echo
+  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(uname -m); command: bench/ws_compare.sh $build $secs $idle_n"
+  echo
+  cat "$tmp/report"
+} > "$results/ws.md"
+cat "$tmp/report"

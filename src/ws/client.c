@@ -1,0 +1,443 @@
+/* sq_ws_connect: the client side (Tornado's websocket_connect).  A coroutine resolves the
+ * URL and connects with sq_tcp_connect (names are resolved on the executor), takes the
+ * socket from the stream, sends the handshake with a random key, reads and checks the 101
+ * (at most 64 KiB of head), then hands the socket to the connection core. */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "squall/coro.h"
+#include "squall/stream.h"
+#include "ws/ws_internal.h"
+
+#define DEFAULT_CONNECT_TIMEOUT 20.0
+
+typedef struct connect_op {
+    sq_loop *loop;
+    sq_future *fut;
+    char *host; /* without brackets */
+    int port;
+    char *request;
+    size_t request_len;
+    char accept[29];
+    char *protocols; /* what we offered, NUL-separated, double NUL at the end */
+    bool offered_deflate;
+    double timeout;
+    double deadline; /* loop time: connect_timeout covers the TCP connect and the handshake */
+    sq_ws_settings settings;
+} connect_op;
+
+static void op_free(connect_op *op)
+{
+    free(op->host);
+    free(op->request);
+    free(op->protocols);
+    free(op);
+}
+
+/* ws://host[:port][/path][?query] into host, port and the request target. */
+static int parse_url(const char *url, char **host, int *port, char **target)
+{
+    const char *p;
+    if (!strncasecmp(url, "wss://", 6)) return -EPROTONOSUPPORT;
+    if (strncasecmp(url, "ws://", 5)) return -EINVAL;
+    p = url + 5;
+    const char *hs, *he;
+    if (*p == '[') {
+        hs = p + 1;
+        he = strchr(hs, ']');
+        if (!he) return -EINVAL;
+        p = he + 1;
+    } else {
+        hs = p;
+        while (*p && *p != ':' && *p != '/' && *p != '?' && *p != '#') p++;
+        he = p;
+    }
+    if (he == hs) return -EINVAL;
+    for (const char *c = hs; c < he; c++)
+        if ((unsigned char)*c <= ' ' || *c == '@' || *c == '/') return -EINVAL;
+    *port = 80;
+    if (*p == ':') {
+        p++;
+        long v = 0;
+        const char *st = p;
+        while (*p >= '0' && *p <= '9' && v <= 65535) v = v * 10 + (*p++ - '0');
+        if (p == st || v < 1 || v > 65535) return -EINVAL;
+        *port = (int)v;
+    }
+    if (*p && *p != '/' && *p != '?' && *p != '#') return -EINVAL;
+    size_t tl = strcspn(p, "#");
+    for (size_t i = 0; i < tl; i++)
+        if ((unsigned char)p[i] <= ' ' || p[i] == 0x7f) return -EINVAL;
+    *host = strndup(hs, (size_t)(he - hs));
+    if (tl == 0 || *p == '?') {
+        *target = malloc(tl + 2);
+        if (*target) {
+            (*target)[0] = '/';
+            memcpy(*target + 1, p, tl);
+            (*target)[tl + 1] = 0;
+        }
+    } else {
+        *target = strndup(p, tl);
+    }
+    if (!*host || !*target) {
+        free(*host);
+        free(*target);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+static bool header_ok(const char *s)
+{
+    for (; *s; s++)
+        if (*s == '\r' || *s == '\n') return false;
+    return true;
+}
+
+static int build_request(connect_op *op, const char *target, const sq_ws_connect_options *o)
+{
+    char key[25];
+    sq__ws_make_key(key);
+    sq__ws_accept_key(key, 24, op->accept);
+    sq__buf b = {0};
+    char line[512];
+    bool v6 = strchr(op->host, ':') != NULL;
+    /* the target and the host can be longer than `line`: appended as they are */
+    sq__buf_append(&b, "GET ", 4);
+    sq__buf_append(&b, target, strlen(target));
+    sq__buf_append(&b, " HTTP/1.1\r\nHost: ", 17);
+    if (v6) sq__buf_append(&b, "[", 1);
+    sq__buf_append(&b, op->host, strlen(op->host));
+    if (v6) sq__buf_append(&b, "]", 1);
+    int n;
+    if (op->port != 80) {
+        n = snprintf(line, sizeof line, ":%d", op->port);
+        sq__buf_append(&b, line, (size_t)n);
+    }
+    n = snprintf(line, sizeof line,
+                 "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                 "Sec-WebSocket-Version: 13\r\n",
+                 key);
+    if (sq__buf_append(&b, line, (size_t)n) < 0) goto nomem;
+    if (o && o->origin) {
+        if (!header_ok(o->origin)) goto inval;
+        sq__buf_append(&b, "Origin: ", 8);
+        sq__buf_append(&b, o->origin, strlen(o->origin));
+        sq__buf_append(&b, "\r\n", 2);
+    }
+    if (o && o->nsubprotocols) {
+        size_t total = 1;
+        for (size_t i = 0; i < o->nsubprotocols; i++) total += strlen(o->subprotocols[i]) + 1;
+        op->protocols = calloc(1, total);
+        if (!op->protocols) goto nomem;
+        char *q = op->protocols;
+        sq__buf_append(&b, "Sec-WebSocket-Protocol: ", 24);
+        for (size_t i = 0; i < o->nsubprotocols; i++) {
+            const char *s = o->subprotocols[i];
+            if (!header_ok(s) || !*s || strchr(s, ',')) goto inval;
+            if (i) sq__buf_append(&b, ", ", 2);
+            sq__buf_append(&b, s, strlen(s));
+            strcpy(q, s);
+            q += strlen(s) + 1;
+        }
+        sq__buf_append(&b, "\r\n", 2);
+    }
+    if (!(o && o->no_compression)) {
+        char offer[128];
+        size_t ol = sq__ws_pmd_offer(&op->settings, offer, sizeof offer);
+        sq__buf_append(&b, "Sec-WebSocket-Extensions: ", 26);
+        sq__buf_append(&b, offer, ol);
+        sq__buf_append(&b, "\r\n", 2);
+        op->offered_deflate = true;
+    }
+    for (size_t i = 0; o && i < o->nheaders; i++) {
+        const char *hd = o->headers[i];
+        if (!header_ok(hd) || !strchr(hd, ':')) goto inval;
+        sq__buf_append(&b, hd, strlen(hd));
+        sq__buf_append(&b, "\r\n", 2);
+    }
+    /* a failed append above leaves a short request: check the whole thing once */
+    if (sq__buf_append(&b, "\r\n", 2) < 0 || !b.len || !memmem(b.ptr, b.len, "\r\n\r\n", 4))
+        goto nomem;
+    op->request = b.ptr;
+    op->request_len = b.len;
+    return 0;
+nomem:
+    sq__buf_free(&b);
+    return -ENOMEM;
+inval:
+    sq__buf_free(&b);
+    return -EINVAL;
+}
+
+/* --- waiting for the socket from a coroutine -------------------------------------------------- */
+
+typedef struct fd_wait {
+    sq_io io;
+    sq_future *f;
+} fd_wait;
+
+static void fd_ready(sq_loop *loop, sq_io *io, unsigned events)
+{
+    fd_wait *w = io->data;
+    sq_io_stop(loop, io);
+    sq_future_set_result(w->f, NULL);
+}
+
+static int wait_fd(sq_loop *loop, int fd, unsigned events, double deadline)
+{
+    double left = deadline - sq_loop_time(loop);
+    if (left <= 0) return -ETIMEDOUT;
+    fd_wait w;
+    w.f = sq_future_new(loop);
+    if (!w.f) return -ENOMEM;
+    sq_io_init(&w.io, fd, fd_ready, &w);
+    int e = sq_io_start(loop, &w.io, events);
+    if (e < 0) {
+        sq_future_release(w.f);
+        return e;
+    }
+    sq_future *t = sq_with_timeout(sq_future_retain(w.f), left);
+    int64_t st = t ? sq_await(t, NULL) : -ENOMEM;
+    sq_io_stop(loop, &w.io);
+    sq_future_release(w.f);
+    return st < 0 ? (int)st : 0;
+}
+
+/* --- the response ------------------------------------------------------------------------------
+ */
+
+static bool exact_offered(const connect_op *op, const char *p, size_t n)
+{
+    for (const char *q = op->protocols; q && *q; q += strlen(q) + 1)
+        if (strlen(q) == n && !memcmp(q, p, n)) return true;
+    return false;
+}
+
+/* Check the head [buf, buf+len) (ending in CRLFCRLF).  0 with the negotiated parameters. */
+static int check_response(connect_op *op, const char *buf, size_t len, sq__ws_pmd *pmd,
+                          bool *deflate, char **proto)
+{
+    const char *end = buf + len;
+    const char *eol = memmem(buf, len, "\r\n", 2);
+    int status = 0;
+    /* "HTTP/1.1 101" then SP or the end of the line; buf is not NUL-terminated (no sscanf) */
+    if (eol && eol - buf >= 12 && !memcmp(buf, "HTTP/1.", 7) && buf[7] >= '0' && buf[7] <= '9' &&
+        buf[8] == ' ') {
+        for (int i = 9; i < 12; i++)
+            status = buf[i] >= '0' && buf[i] <= '9' ? status * 10 + (buf[i] - '0') : -1000;
+        if (status < 0 || (eol - buf > 12 && buf[12] != ' ')) status = 0;
+    }
+    if (!eol || status != 101 || buf[7] != '1') {
+        sq_log(SQ_LOG_WARNING, "websocket: handshake with %s answered with status %d", op->host,
+               status);
+        return -EPROTO;
+    }
+    bool upgrade = false, connection = false, accept = false;
+    *deflate = false;
+    *proto = NULL;
+    for (const char *p = eol + 2; p < end;) {
+        const char *le = memmem(p, (size_t)(end - p), "\r\n", 2);
+        if (!le || le == p) break;
+        /* obs-fold (a line starting with SP/HT continues the previous one): a server must
+         * not send it (RFC 7230 3.2.4); refused rather than misread as a separate field */
+        if (*p == ' ' || *p == '\t') return -EPROTO;
+        const char *colon = memchr(p, ':', (size_t)(le - p));
+        if (!colon || colon == p) return -EPROTO;
+        size_t nl = (size_t)(colon - p);
+        const char *v = colon + 1, *ve = le;
+        while (v < ve && (*v == ' ' || *v == '\t')) v++;
+        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+        size_t vl = (size_t)(ve - v);
+#define NAME(s) (nl == sizeof(s) - 1 && !strncasecmp(p, s, nl))
+        if (NAME("Upgrade")) {
+            upgrade |= sq__ws_has_token(v, vl, "websocket");
+        } else if (NAME("Connection")) {
+            connection |= sq__ws_has_token(v, vl, "upgrade");
+        } else if (NAME("Sec-WebSocket-Accept")) {
+            if (accept) return -EPROTO;
+            accept = vl == 28 && !memcmp(v, op->accept, 28);
+            if (!accept) return -EPROTO;
+        } else if (NAME("Sec-WebSocket-Extensions")) {
+            if (!op->offered_deflate || *deflate) return -EPROTO;
+            if (sq__ws_pmd_response(v, vl, pmd) < 0) return -EPROTO;
+            *deflate = true;
+        } else if (NAME("Sec-WebSocket-Protocol")) {
+            if (*proto || !exact_offered(op, v, vl)) return -EPROTO;
+            *proto = strndup(v, vl);
+            if (!*proto) return -ENOMEM;
+        }
+#undef NAME
+        p = le + 2;
+    }
+    if (!upgrade || !connection || !accept) return -EPROTO;
+    return 0;
+}
+
+static int send_all(connect_op *op, int fd, double deadline)
+{
+    size_t off = 0;
+    while (off < op->request_len) {
+        ssize_t n = send(fd, op->request + off, op->request_len - off, MSG_NOSIGNAL);
+        if (n > 0) {
+            off += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            int e = wait_fd(op->loop, fd, SQ_WRITE, deadline);
+            if (e < 0) return e;
+            continue;
+        }
+        return n < 0 ? -errno : -EPIPE;
+    }
+    return 0;
+}
+
+static int handshake(connect_op *op, int fd, sq_ws **out)
+{
+    double deadline = op->deadline;
+    int e = send_all(op, fd, deadline);
+    if (e < 0) return e;
+    sq__buf in = {0};
+    size_t head = 0;
+    while (!head) {
+        if (sq__buf_reserve(&in, 4096) < 0) {
+            e = -ENOMEM;
+            goto out;
+        }
+        ssize_t n = recv(fd, in.ptr + in.len, in.cap - in.len, 0);
+        if (n > 0) {
+            size_t from = in.len > 3 ? in.len - 3 : 0;
+            in.len += (size_t)n;
+            const char *h = memmem(in.ptr + from, in.len - from, "\r\n\r\n", 4);
+            if (h) head = (size_t)(h - in.ptr) + 4;
+            if (!head && in.len > SQ__WS_MAX_HANDSHAKE) {
+                e = -EPROTO;
+                goto out;
+            }
+            continue;
+        }
+        if (n == 0) {
+            e = -EPROTO; /* closed before answering */
+            goto out;
+        }
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            e = -errno;
+            goto out;
+        }
+        e = wait_fd(op->loop, fd, SQ_READ, deadline);
+        if (e < 0) goto out;
+    }
+    sq__ws_pmd pmd;
+    bool deflate;
+    char *proto = NULL;
+    e = check_response(op, in.ptr, head, &pmd, &deflate, &proto);
+    if (e < 0) {
+        free(proto);
+        goto out;
+    }
+    sq_ws *ws = sq__ws_new(op->loop, fd, NULL, &op->settings);
+    if (!ws || (deflate && sq__ws_set_deflate(ws, &pmd) < 0) ||
+        sq__ws_set_initial(ws, in.ptr + head, in.len - head) < 0) {
+        free(proto);
+        if (ws) sq__ws_discard(ws, false); /* the caller closes fd */
+        e = -ENOMEM;
+        goto out;
+    }
+    sq__ws_set_subprotocol(ws, proto);
+    sq__ws_set_remote_ip(ws, op->host);
+    sq__ws_client_start(ws);
+    *out = ws;
+out:
+    sq__buf_free(&in);
+    return e;
+}
+
+static void *connect_task(void *arg)
+{
+    connect_op *op = arg;
+    int err = 0;
+    sq_ws *ws = NULL;
+    op->deadline = sq_loop_time(op->loop) + op->timeout;
+    sq_stream *s = sq_tcp_connect(op->host, op->port, op->timeout, &err);
+    if (s) {
+        int fd = dup(sq_stream_fd(s));
+        sq_stream_free(s);
+        if (fd < 0) {
+            err = -errno;
+        } else {
+            err = handshake(op, fd, &ws);
+            if (err < 0) close(fd);
+        }
+    }
+    if (sq_future_done(op->fut)) {
+        sq_ws_free(ws); /* cancelled meanwhile */
+    } else if (ws) {
+        sq_future_set_result(op->fut, ws);
+    } else {
+        sq_future_set_error(op->fut, err ? err : -EPROTO);
+    }
+    sq_future_release(op->fut);
+    op_free(op);
+    return NULL;
+}
+
+sq_future *sq_ws_connect_future(sq_loop *loop, const char *url, const sq_ws_connect_options *opts)
+{
+    if (!loop) loop = sq_loop_current();
+    sq_future *f = sq_future_new(loop);
+    if (!f) return NULL;
+    connect_op *op = calloc(1, sizeof *op);
+    char *target = NULL;
+    int e = op ? parse_url(url, &op->host, &op->port, &target) : -ENOMEM;
+    if (e == 0) {
+        op->loop = loop;
+        op->timeout =
+            opts && opts->connect_timeout > 0 ? opts->connect_timeout : DEFAULT_CONNECT_TIMEOUT;
+        if (opts) op->settings = opts->settings;
+        e = build_request(op, target, opts);
+    }
+    free(target);
+    if (e == 0) {
+        op->fut = sq_future_retain(f);
+        if (sq_go(loop, connect_task, op) < 0) {
+            sq_future_release(f);
+            e = -ENOMEM;
+        }
+    }
+    if (e < 0) {
+        if (op) op_free(op);
+        sq_future_set_error(f, e);
+    }
+    return f;
+}
+
+sq_ws *sq_ws_connect(const char *url, const sq_ws_connect_options *opts, int *err)
+{
+    int dummy;
+    if (!err) err = &dummy;
+    *err = 0;
+    if (!sq_in_coro()) {
+        *err = SQ_ENOTCORO;
+        return NULL;
+    }
+    sq_future *f = sq_ws_connect_future(sq_coro_loop(sq_coro_self()), url, opts);
+    if (!f) {
+        *err = -ENOMEM;
+        return NULL;
+    }
+    void *v = NULL;
+    int64_t st = sq_await(f, &v);
+    if (st < 0) {
+        *err = (int)st;
+        return NULL;
+    }
+    return v;
+}
