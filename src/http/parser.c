@@ -532,6 +532,12 @@ int sq_http_parse_request(const char *buf, size_t len, size_t prev_len, sq_http_
         start++;
     }
 
+    /* A first byte that cannot start a method (a TLS ClientHello, binary junk) can never
+     * become a request, whatever follows: answer 400 now rather than wait for a head end
+     * that may never come (nginx does the same).  Deciding on one byte keeps the result
+     * independent of how the input was split. */
+    if (!tchar_tab[(uint8_t)buf[start]]) return -400;
+
     /* Seen part of this head before: unless its end has arrived now, only the limits can
      * decide anything, and they cost O(1) (O(max_request_line) once, crossing that size). */
     if (prev_len > start) {

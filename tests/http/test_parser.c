@@ -233,6 +233,10 @@ static const bad_case bad[] = {
     {"bad method token", R("GE(T / HTTP/1.1\r\n" HOST "\r\n"), -400},
     {"method with @", R("G@T / HTTP/1.1\r\n" HOST "\r\n"), -400},
     {"empty method", R(" / HTTP/1.1\r\n" HOST "\r\n"), -400},
+    /* Bytes that cannot start a request are refused at once: a TLS ClientHello sent to a
+     * plain port never brings a CRLF, and must not wait out the header timeout. */
+    {"TLS ClientHello", R("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"), -400},
+    {"NUL first byte", R("\0GET / HTTP/1.1\r\n" HOST "\r\n"), -400},
     {"two spaces after method", R("GET  / HTTP/1.1\r\n" HOST "\r\n"), -400},
     {"two spaces before version", R("GET /  HTTP/1.1\r\n" HOST "\r\n"), -400},
     {"tab separator", R("GET\t/ HTTP/1.1\r\n" HOST "\r\n"), -400},
