@@ -9,49 +9,20 @@
 # Writes the table to $SQ_BENCH_RESULTS/fetch.md (default bench/results).
 # Usage: bench/fetch_compare.sh BUILD_DIR [SECONDS]
 set -euo pipefail
-build=${1:?usage: bench/fetch_compare.sh BUILD_DIR [SECONDS]}
+. "$(dirname "$0")/lib.sh"
+bench_init "BUILD_DIR [SECONDS]" "$@"
 secs=${2:-10}
-here=$(cd "$(dirname "$0")" && pwd)
-results=${SQ_BENCH_RESULTS:-$here/results}
-mkdir -p "$results"
-tmp=$(mktemp -d)
-nginx_pid=""
-cleanup() {
-  if [ -n "$nginx_pid" ]; then kill "$nginx_pid" 2>/dev/null || true; wait "$nginx_pid" 2>/dev/null || true; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-python=/usr/bin/python3
 conc=100
-pin0="" pin1=""
-if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then pin0="taskset -c 0"; pin1="taskset -c 1"; fi
 
 command -v nginx >/dev/null || { echo "nginx not installed: nothing to fetch from" >&2; exit 1; }
 [ -x "$build/bench/fetch_load" ] || { echo "$build/bench/fetch_load not built" >&2; exit 1; }
 
 # A free loopback port (bound to 0, then released).
 port=$("$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat > "$tmp/nginx.conf" <<CONF
-worker_processes 1;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_temp_path $tmp/body; proxy_temp_path $tmp/proxy; fastcgi_temp_path $tmp/fcgi;
-  uwsgi_temp_path $tmp/uwsgi; scgi_temp_path $tmp/scgi;
-  server {
-    listen 127.0.0.1:$port backlog=4096;
-    location / { default_type text/plain; return 200 "Hello, World!"; }
-  }
-}
-CONF
-$pin0 nginx -p "$tmp" -c "$tmp/nginx.conf" -g "daemon off; pid $tmp/nginx.pid; error_log $tmp/error.log;" &
-nginx_pid=$!
+bench_nginx_conf "$port backlog=4096" 4096 "" "keepalive_requests 1000000;"
+bench_nginx_start
 url="http://127.0.0.1:$port/"
-for i in $(seq 100); do
-  curl -sf -o /dev/null "$url" && break
-  sleep 0.1
-done
+wait_http "$port" / 10 || true
 [ "$(curl -s "$url")" = "Hello, World!" ] || { echo "nginx did not start: $(cat "$tmp/error.log" 2>/dev/null)" >&2; exit 1; }
 
 declare -A RPS US
@@ -59,7 +30,7 @@ declare -A RPS US
 row() {
   local key=$1 name=$2; shift 2
   local out
-  if ! out=$($pin1 "$@" 2>"$tmp/$key.err"); then
+  if ! out=$($pin_load "$@" 2>"$tmp/$key.err"); then
     printf '| %s | - | - | - | failed: %s |\n' "$name" "$(tail -1 "$tmp/$key.err" | tr '|' '/')"
     return 0
   fi
@@ -80,7 +51,7 @@ row() {
   echo '| client | requests/s | client CPU µs/request | requests | errors |'
   echo '|---|---|---|---|---|'
   row squall "squall sq_fetch (libcurl multi)" "$build/bench/fetch_load" "$url" "$secs" "$conc"
-  if [ -x "$python" ] && "$python" -c 'import tornado, sys; sys.exit(int(tornado.version_info[0] < 6))' 2>/dev/null; then
+  if has_tornado6; then
     row tornado "Tornado $("$python" -c 'import tornado; print(tornado.version)') AsyncHTTPClient (simple)" \
       "$python" "$here/fetch_tornado.py" "$url" "$secs" "$conc"
   else
@@ -106,7 +77,7 @@ row() {
 {
   echo "# HTTP client comparison"
   echo
-  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(uname -m), command: bench/fetch_compare.sh $build $secs"
+  echo "$(bench_stamp), command: bench/fetch_compare.sh $build $secs"
   echo
   cat "$tmp/table"
 } > "$results/fetch.md"

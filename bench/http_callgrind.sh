@@ -9,19 +9,9 @@
 # Writes $SQ_BENCH_RESULTS/callgrind.md (default bench/results).
 # Usage: bench/http_callgrind.sh BUILD_DIR [N]
 set -euo pipefail
-build=${1:?usage: bench/http_callgrind.sh BUILD_DIR [N]}
+. "$(dirname "$0")/lib.sh"
+bench_init "BUILD_DIR [N]" "$@"
 n=${2:-20000}
-here=$(cd "$(dirname "$0")" && pwd)
-results=${SQ_BENCH_RESULTS:-$here/results}
-mkdir -p "$results"
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
 load=$build/bench/http_load
 conns=50
 
@@ -29,15 +19,6 @@ if ! command -v valgrind >/dev/null || ! command -v callgrind_control >/dev/null
   echo "(valgrind missing: instruction counts skipped)" | tee "$results/callgrind.md"
   exit 0
 fi
-
-wait_http() { # PORT PATH: until the server answers (valgrind starts slowly: up to 60 s)
-  local i
-  for i in $(seq 300); do
-    curl -sf -o /dev/null "http://127.0.0.1:$1$2" && return 0
-    sleep 0.2
-  done
-  return 1
-}
 
 declare -A IR
 # measure KEY PORT PATH CMD...: start CMD under callgrind, count N requests; prints Ir/request.
@@ -47,7 +28,7 @@ measure() {
     > "$tmp/$key.out" 2> "$tmp/$key.err" &
   local vp=$!
   pids+=("$vp")
-  if ! wait_http "$port" "$path"; then
+  if ! wait_http "$port" "$path" 60; then # valgrind starts slowly
     echo "$key did not start under valgrind: $(tail -3 "$tmp/$key.err")" >&2
     kill "$vp" 2>/dev/null || true
     return 0
@@ -67,21 +48,7 @@ measure() {
   fi
 }
 
-cat > "$tmp/nginx.conf" <<CONF
-master_process off;
-worker_processes 1;
-daemon off;
-pid $tmp/nginx.pid;
-error_log $tmp/error.log;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  server {
-    listen 127.0.0.1:18111;
-    location / { default_type text/plain; return 200 "Hello, World!"; }
-  }
-}
-CONF
+bench_nginx_conf 18111 1024 "master_process off;"
 
 measure hello 18112 / "$build/examples/hello" 18112
 measure plaintext 18113 /plaintext "$build/bench/web_bench" 18113
@@ -90,7 +57,6 @@ if command -v nginx >/dev/null; then
   measure nginx 18111 / nginx -c "$tmp/nginx.conf" -p "$tmp"
 fi
 
-ratio() { awk -v a="${1:-}" -v b="${2:-}" 'BEGIN {if (a != "" && b + 0 > 0) printf "%.2f", a / b; else print "n/a"}'; }
 {
   echo "user-space instructions per request (callgrind Ir over $n keep-alive requests, $conns connections; kernel not included)"
   echo

@@ -13,23 +13,9 @@
 # is installed, a bar chart of plaintext server CPU µs/request to http.png there.
 # Usage: bench/http_compare.sh BUILD_DIR [SECONDS]
 set -euo pipefail
-build=${1:?usage: bench/http_compare.sh BUILD_DIR [SECONDS]}
+. "$(dirname "$0")/lib.sh"
+bench_init "BUILD_DIR [SECONDS]" "$@"
 secs=${2:-10}
-here=$(cd "$(dirname "$0")" && pwd)
-results=${SQ_BENCH_RESULTS:-$here/results}
-mkdir -p "$results"
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-tck=$(getconf CLK_TCK)
-python=/usr/bin/python3
-
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # Results by key, for the summary and the chart.
 declare -A RPS US
@@ -43,61 +29,30 @@ run() {
   fi
   local before after out
   before=$(cpu_ticks "$pid")
-  out=$(taskset -c 1 wrk -t1 -c100 -d"${secs}s" --latency "$@" "http://127.0.0.1:$port$path")
+  out=$($pin_load wrk -t1 -c100 -d"${secs}s" --latency "$@" "http://127.0.0.1:$port$path")
   after=$(cpu_ticks "$pid")
-  local reqs rps p50 p99 errs
-  reqs=$(echo "$out" | awk '/requests in/ {print $1}')
-  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-  p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
-  p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
+  wrk_parse "$out"
+  local rps=$WRK_RPS p50=$WRK_P50 p99=$WRK_P99 errs us
   errs=$(echo "$out" | awk '/Socket errors|Non-2xx/ {printf "%s ", $0}')
   # wrk times a batch only when its script is static; pipeline.lua returns its 16-request batch
   # from request(), and wrk's percentiles then come out broken (a 99% of 0.00us): not shown.
   case $key in *_pipe) p50="n/a (1)" p99="n/a (1)" ;; esac
-  local us
-  us=$(awk -v t=$((after - before)) -v hz="$tck" -v n="$reqs" \
-    'BEGIN {if (n > 0) printf "%.2f", t / hz / n * 1e6; else print "nan"}')
+  us=$(cpu_us_per $((after - before)) "$WRK_REQS")
   RPS[$key]=$rps
   US[$key]=$us
   printf '| %s | %s | %s | %s | %s | %s |\n' "$name" "$rps" "$us" "$p50" "$p99" "${errs:-none}"
-}
-
-# wait_http PORT PATH: until the server answers (up to 15 s).
-wait_http() {
-  local i
-  for i in $(seq 150); do
-    curl -sf -o /dev/null "http://127.0.0.1:$1$2" && return 0
-    sleep 0.1
-  done
-  return 1
 }
 
 declare -A SKIP
 nginx_worker="" hello_pid="" demo_pid="" h2o_pid="" node_pid="" tornado_pid=""
 
 # nginx: one worker, the same body and Content-Type as hello.
-cat > "$tmp/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $tmp/nginx.pid;
-error_log $tmp/error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  server {
-    listen 127.0.0.1:18081 reuseport backlog=4096;
-    location / { default_type text/plain; return 200 "Hello, World!"; }
-  }
-}
-CONF
-taskset -c 0 nginx -c "$tmp/nginx.conf" -p "$tmp" &
-pids+=($!)
-taskset -c 0 "$build/examples/hello" 18082 > "$tmp/hello.out" 2>&1 &
-hello_pid=$!
-pids+=($!)
-taskset -c 0 "$build/bench/web_bench" 18083 > "$tmp/web.out" 2>&1 &
-demo_pid=$!
-pids+=($!)
+bench_nginx_conf "18081 reuseport backlog=4096" 4096
+bench_nginx_start
+bench_spawn hello "$build/examples/hello" 18082
+hello_pid=$PID
+bench_spawn web "$build/bench/web_bench" 18083
+demo_pid=$PID
 
 # h2o: one thread serving hello.txt (exactly "Hello, World!", no newline) as
 # the index of /, text/plain by its extension, no gzip; no access log.
@@ -119,29 +74,27 @@ hosts:
         file.index: ['hello.txt']
         file.send-gzip: OFF
 CONF
-  taskset -c 0 h2o -c "$tmp/h2o.conf" > "$tmp/h2o.out" 2>&1 &
-  h2o_pid=$!
-  pids+=($!)
+  bench_spawn h2o h2o -c "$tmp/h2o.conf"
+  h2o_pid=$PID
 else
   SKIP[h2o]="not installed"
 fi
 
 # Node.js: http.createServer, the same body and Content-Type.
 if command -v node >/dev/null; then
-  taskset -c 0 node -e '
+  bench_spawn node node -e '
     const http = require("http");
     http.createServer((req, res) => {
       res.writeHead(200, {"Content-Type": "text/plain", "Content-Length": "13"});
       res.end("Hello, World!");
-    }).listen(18085, "127.0.0.1");' > "$tmp/node.out" 2>&1 &
-  node_pid=$!
-  pids+=($!)
+    }).listen(18085, "127.0.0.1");'
+  node_pid=$PID
 else
   SKIP[node]="not installed"
 fi
 
 # Tornado 6: one process, one RequestHandler.
-if [ -x "$python" ] && "$python" -c 'import tornado, sys; sys.exit(int(tornado.version_info[0] < 6))' 2>/dev/null; then
+if has_tornado6; then
   cat > "$tmp/tornado_hello.py" <<'PY'
 import asyncio
 import tornado.web
@@ -158,9 +111,8 @@ async def main():
 
 asyncio.run(main())
 PY
-  taskset -c 0 "$python" "$tmp/tornado_hello.py" > "$tmp/tornado.out" 2>&1 &
-  tornado_pid=$!
-  pids+=($!)
+  bench_spawn tornado "$python" "$tmp/tornado_hello.py"
+  tornado_pid=$PID
 else
   SKIP[tornado]="not installed (python3-tornado 6)"
 fi
@@ -206,15 +158,8 @@ fi
   run nginx_pipe "nginx, pipelined x16" "$nginx_worker" 18081 / -s "$here/pipeline.lua"
   run hello_pipe "squall, pipelined x16" "$hello_pid" 18082 / -s "$here/pipeline.lua"
 
-  ratio() { # ratio A B: A / B with 2 decimals, or n/a
-    awk -v a="${1:-}" -v b="${2:-}" 'BEGIN {if (a != "" && b + 0 > 0) printf "%.2f", a / b; else print "n/a"}'
-  }
   json_ratio=$(ratio "${US[json]:-}" "${US[web]:-}")
-  json_ok=$(awk -v r="$json_ratio" 'BEGIN {if (r == "n/a") print "n/a"; else if (r <= 1.1) print "met"; else print "MISSED"}')
-  verdict() { # RATIO OP LIMIT
-    awk -v r="$1" -v op="$2" -v l="$3" 'BEGIN {if (r == "n/a") print "n/a";
-      else if ((op == "<=" && r <= l) || (op == ">=" && r >= l)) print "met"; else print "MISSED"}'
-  }
+  json_ok=$(verdict "$json_ratio" '<=' 1.1)
   plain_r=$(ratio "${US[hello]:-}" "${US[nginx]:-}")
   pipe_r=$(ratio "${US[hello_pipe]:-}" "${US[nginx_pipe]:-}")
   tornado_r=$(ratio "${RPS[hello]:-}" "${RPS[tornado]:-}")

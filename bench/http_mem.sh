@@ -13,48 +13,14 @@
 # Writes $SQ_BENCH_RESULTS/mem.md (default bench/results).
 # Usage: bench/http_mem.sh BUILD_DIR [N] [SLEEP_SECONDS]
 set -euo pipefail
-build=${1:?usage: bench/http_mem.sh BUILD_DIR [N] [SLEEP_SECONDS]}
+. "$(dirname "$0")/lib.sh"
+bench_init "BUILD_DIR [N] [SLEEP_SECONDS]" "$@"
 n=${2:-10000}
 sleep_s=${3:-6}
-here=$(cd "$(dirname "$0")" && pwd)
-results=${SQ_BENCH_RESULTS:-$here/results}
-mkdir -p "$results"
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  exec 4>&- 2>/dev/null || true
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-if [ "$(ulimit -n)" -lt $((n + 200)) ]; then
-  echo "fd limit $(ulimit -n) too low for $n connections: lowering N to $(($(ulimit -n) - 200))" >&2
-  n=$(($(ulimit -n) - 200))
-fi
+# close the write end of a holder's fifo (fd 4) before killing the rest
+trap 'exec 4>&- 2>/dev/null || true; bench_cleanup' EXIT
+bench_fit_fds n 200 "lowering N to"
 load=$build/bench/http_load
-
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-
-wait_http() {
-  local i
-  for i in $(seq 150); do
-    curl -sf -o /dev/null "http://127.0.0.1:$1$2" && return 0
-    sleep 0.1
-  done
-  return 1
-}
-
-# wait_line FILE REGEX SECONDS: until a line of FILE matches.
-wait_line() {
-  local i
-  for i in $(seq $(($3 * 10))); do
-    grep -Eq "$2" "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
 
 # hold KEY PID PORT PATH: start a holder with N connections; RSS figures in BYTES[KEY].
 declare -A BYTES OKS NOTE
@@ -64,7 +30,7 @@ hold() {
   "$load" count "$port" "${path%%\?*}$([ "$key" = suspended ] && echo '?s=0')" 200 10 > /dev/null
   sleep 0.3
   local before after
-  before=$(rss_kb "$pid")
+  before=$(rss_kib "$pid")
   mkfifo "$tmp/$key.in"
   "$load" hold "$port" "$path" "$n" < "$tmp/$key.in" > "$tmp/$key.out" 2> "$tmp/$key.err" &
   local hp=$!
@@ -74,11 +40,11 @@ hold() {
     # every request written; the server reads them within a moment and parks them all
     if wait_line "$tmp/$key.out" '^sent ' 120; then
       sleep 1
-      after=$(rss_kb "$pid")
+      after=$(rss_kib "$pid")
     fi
     wait_line "$tmp/$key.out" '^answered ' $((sleep_s + 120)) || true
   else
-    wait_line "$tmp/$key.out" '^answered ' 120 && sleep 0.5 && after=$(rss_kb "$pid")
+    wait_line "$tmp/$key.out" '^answered ' 120 && sleep 0.5 && after=$(rss_kib "$pid")
   fi
   OKS[$key]=$(sed -n 's/^answered \([0-9]*\) ok=\([0-9]*\) bad=\([0-9]*\) in \(.*\) s$/\2 of \1 answered 200 in \4 s/p' "$tmp/$key.out")
   if [ -n "${after:-}" ]; then
@@ -89,37 +55,18 @@ hold() {
   if [ -s "$tmp/$key.err" ]; then NOTE[$key]="$(sort "$tmp/$key.err" | uniq -c | head -3 | tr '\n' ' ')"; fi
 }
 
-taskset -c 0 "$build/examples/hello" 18131 > "$tmp/hello.out" 2>&1 &
-hello_pid=$!
-pids+=($!)
-taskset -c 0 "$build/bench/web_bench" 18132 > "$tmp/web.out" 2>&1 &
-web_pid=$!
-pids+=($!)
-taskset -c 0 "$build/bench/web_bench" 18134 > "$tmp/web2.out" 2>&1 &
-sleep_pid=$!
-pids+=($!)
+bench_spawn hello "$build/examples/hello" 18131
+hello_pid=$PID
+bench_spawn web "$build/bench/web_bench" 18132
+web_pid=$PID
+bench_spawn web2 "$build/bench/web_bench" 18134
+sleep_pid=$PID
 nginx_pid=""
 if command -v nginx >/dev/null; then
-  cat > "$tmp/nginx.conf" <<CONF
-master_process off;
-worker_processes 1;
-worker_rlimit_nofile $((n + 1000));
-daemon off;
-pid $tmp/nginx.pid;
-error_log $tmp/error.log;
-events { worker_connections $((n + 1000)); }
-http {
-  access_log off;
-  keepalive_timeout 120s;
-  server {
-    listen 127.0.0.1:18133 backlog=4096;
-    location / { default_type text/plain; return 200 "Hello, World!"; }
-  }
-}
-CONF
-  taskset -c 0 nginx -c "$tmp/nginx.conf" -p "$tmp" &
-  nginx_pid=$!
-  pids+=($!)
+  bench_nginx_conf "18133 backlog=4096" $((n + 1000)) \
+    "master_process off; worker_rlimit_nofile $((n + 1000));" "keepalive_timeout 120s;"
+  bench_nginx_start
+  nginx_pid=$PID
 fi
 wait_http 18131 / || { echo "examples/hello did not start" >&2; exit 1; }
 wait_http 18132 /plaintext || { echo "bench/web_bench did not start" >&2; exit 1; }
@@ -131,9 +78,6 @@ hold web "$web_pid" 18132 /plaintext
 [ -z "$nginx_pid" ] || hold nginx "$nginx_pid" 18133 /
 hold suspended "$sleep_pid" 18134 "/sleep?s=$sleep_s"
 
-verdict() { # BYTES LIMIT [all-ok]
-  awk -v v="${1:-}" -v l="$2" 'BEGIN {if (v == "") print "n/a"; else if (v <= l) print "met"; else print "MISSED"}'
-}
 all_ok() { case "${OKS[$1]:-}" in "$n of $n answered"*) echo yes ;; *) echo no ;; esac; }
 {
   echo "memory: growth of the server's RSS with $n connections held open by bench/http_load"
@@ -143,15 +87,15 @@ all_ok() { case "${OKS[$1]:-}" in "$n of $n answered"*) echo yes ;; *) echo no ;
   [ -z "$nginx_pid" ] || printf '| idle keep-alive | nginx (1 process) | %s | - | - | %s |\n' \
     "${BYTES[nginx]:-failed}" "${OKS[nginx]:-}"
   printf '| idle keep-alive | squall hello | %s | <= 256 | %s | %s |\n' "${BYTES[hello]:-failed}" \
-    "$(verdict "${BYTES[hello]:-}" 256)" "${OKS[hello]:-}"
+    "$(verdict "${BYTES[hello]:-}" "<=" 256)" "${OKS[hello]:-}"
   printf '| idle keep-alive | squall web /plaintext | %s | <= 256 | %s | %s |\n' "${BYTES[web]:-failed}" \
-    "$(verdict "${BYTES[web]:-}" 256)" "${OKS[web]:-}"
-  s_ok=$(verdict "${BYTES[suspended]:-}" 16384)
+    "$(verdict "${BYTES[web]:-}" "<=" 256)" "${OKS[web]:-}"
+  s_ok=$(verdict "${BYTES[suspended]:-}" "<=" 16384)
   [ "$(all_ok suspended)" = yes ] || s_ok="MISSED (not all answered 200)"
   printf '| %s parked in sq_sleep(%s s) | squall web /sleep | %s | <= 16384 | %s | %s |\n' "$n" "$sleep_s" \
     "${BYTES[suspended]:-failed}" "$s_ok" "${OKS[suspended]:-} ${NOTE[suspended]:-}"
   echo
   echo "summary: idle keep-alive connection: squall hello ${BYTES[hello]:-n/a} B, web ${BYTES[web]:-n/a} B" \
-    "(target <= 256) $(verdict "${BYTES[hello]:-}" 256), nginx ${BYTES[nginx]:-n/a} B;" \
+    "(target <= 256) $(verdict "${BYTES[hello]:-}" "<=" 256), nginx ${BYTES[nginx]:-n/a} B;" \
     "parked request: ${BYTES[suspended]:-n/a} B (target <= 16384) $s_ok"
 } | tee "$results/mem.md"

@@ -9,19 +9,9 @@
 # Writes $SQ_BENCH_RESULTS/syscalls.md (default bench/results).
 # Usage: bench/http_syscalls.sh BUILD_DIR [N]
 set -euo pipefail
-build=${1:?usage: bench/http_syscalls.sh BUILD_DIR [N]}
+. "$(dirname "$0")/lib.sh"
+bench_init "BUILD_DIR [N]" "$@"
 n=${2:-20000}
-here=$(cd "$(dirname "$0")" && pwd)
-results=${SQ_BENCH_RESULTS:-$here/results}
-mkdir -p "$results"
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
 load=$build/bench/http_load
 conns=50
 
@@ -35,15 +25,6 @@ if [ "$(cat /proc/sys/kernel/yama/ptrace_scope 2>/dev/null || echo 0)" -ge 2 ] &
   echo "(ptrace_scope forbids strace -p: syscall counts skipped)" | tee "$results/syscalls.md"
   exit 0
 fi
-
-wait_http() {
-  local i
-  for i in $(seq 150); do
-    curl -sf -o /dev/null "http://127.0.0.1:$1$2" && return 0
-    sleep 0.1
-  done
-  return 1
-}
 
 declare -A PER DETAIL
 # count KEY PID PORT PATH DEPTH: syscalls per request over N requests.
@@ -68,32 +49,15 @@ count() {
   fi
 }
 
-taskset -c 0 "$build/examples/hello" 18121 > "$tmp/hello.out" 2>&1 &
-hello_pid=$!
-pids+=($!)
-taskset -c 0 "$build/bench/web_bench" 18122 > "$tmp/web.out" 2>&1 &
-web_pid=$!
-pids+=($!)
+bench_spawn hello "$build/examples/hello" 18121
+hello_pid=$PID
+bench_spawn web "$build/bench/web_bench" 18122
+web_pid=$PID
 nginx_pid=""
 if command -v nginx >/dev/null; then
-  cat > "$tmp/nginx.conf" <<CONF
-master_process off;
-worker_processes 1;
-daemon off;
-pid $tmp/nginx.pid;
-error_log $tmp/error.log;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  server {
-    listen 127.0.0.1:18123;
-    location / { default_type text/plain; return 200 "Hello, World!"; }
-  }
-}
-CONF
-  taskset -c 0 nginx -c "$tmp/nginx.conf" -p "$tmp" &
-  nginx_pid=$!
-  pids+=($!)
+  bench_nginx_conf 18123 1024 "master_process off;"
+  bench_nginx_start
+  nginx_pid=$PID
 fi
 wait_http 18121 / || { echo "examples/hello did not start" >&2; exit 1; }
 wait_http 18122 /plaintext || { echo "bench/web_bench did not start" >&2; exit 1; }
@@ -105,9 +69,6 @@ count hello "$hello_pid" 18121 / 1
 count hello_pipe "$hello_pid" 18121 / 16
 count web "$web_pid" 18122 /plaintext 1
 
-verdict() { # VALUE LIMIT
-  awk -v v="${1:-}" -v l="$2" 'BEGIN {if (v == "") print "n/a"; else if (v <= l) print "met"; else print "MISSED"}'
-}
 {
   echo "system calls per request (strace -c -f -p on the server, $n requests from bench/http_load, $conns connections)"
   echo
@@ -116,7 +77,7 @@ verdict() { # VALUE LIMIT
   row() { # KEY NAME MODE TARGET
     local v=${PER[$1]:-}
     printf '| %s | %s | %s | %s | %s | %s |\n' "$2" "$3" "${v:-failed}" "$4" \
-      "$([ "$4" = "-" ] && echo "-" || verdict "$v" "${4#<= }")" "${DETAIL[$1]:-}"
+      "$([ "$4" = "-" ] && echo "-" || verdict "$v" "<=" "${4#<= }")" "${DETAIL[$1]:-}"
   }
   [ -z "$nginx_pid" ] || row nginx "nginx (1 process)" keep-alive "-"
   [ -z "$nginx_pid" ] || row nginx_pipe "nginx (1 process)" "pipelined x16" "-"
@@ -124,7 +85,7 @@ verdict() { # VALUE LIMIT
   row hello_pipe "squall hello" "pipelined x16" "<= 0.3"
   row web "squall web /plaintext" keep-alive "-"
   echo
-  echo "summary: squall syscalls/request: keep-alive ${PER[hello]:-n/a} (target <= 2.2) $(verdict "${PER[hello]:-}" 2.2)," \
-    "pipelined ${PER[hello_pipe]:-n/a} (target <= 0.3) $(verdict "${PER[hello_pipe]:-}" 0.3);" \
+  echo "summary: squall syscalls/request: keep-alive ${PER[hello]:-n/a} (target <= 2.2) $(verdict "${PER[hello]:-}" "<=" 2.2)," \
+    "pipelined ${PER[hello_pipe]:-n/a} (target <= 0.3) $(verdict "${PER[hello_pipe]:-}" "<=" 0.3);" \
     "nginx ${PER[nginx]:-n/a} and ${PER[nginx_pipe]:-n/a}"
 } | tee "$results/syscalls.md"

@@ -11,57 +11,18 @@
 # $SQ_BENCH_RESULTS/ws.md (default bench/results).
 # Usage: bench/ws_compare.sh BUILD_DIR [SECONDS] [IDLE_CONNS]
 set -euo pipefail
-build=${1:?usage: bench/ws_compare.sh BUILD_DIR [SECONDS] [IDLE_CONNS]}
+. "$(dirname "$0")/lib.sh"
+bench_init "BUILD_DIR [SECONDS] [IDLE_CONNS]" "$@"
 secs=${2:-10}
 idle_n=${3:-10000}
-here=$(cd "$(dirname "$0")" && pwd)
-src=$(cd "$here/.." && pwd)
-results=${SQ_BENCH_RESULTS:-$here/results}
-mkdir -p "$results"
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-tck=$(getconf CLK_TCK)
-python=/usr/bin/python3
 conns=100
 size=64
-pin_server="" pin_load=""
-if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
-  pin_server="taskset -c 0" pin_load="taskset -c 1"
-fi
 load="$build/bench/ws_load"
 echo_bin="$build/bench/ws_echo"
 if [ ! -x "$load" ] || [ ! -x "$echo_bin" ]; then
   echo "(bench/ws_load or bench/ws_echo not built in $build: the WebSocket comparison was skipped)"
   exit 0
 fi
-
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-
-# start NAME CMD...: start a server printing "listening on port N"; sets PID and PORT
-# (both empty when it does not come up within 15 s).
-start() {
-  local name=$1; shift
-  $pin_server "$@" > "$tmp/$name.out" 2> "$tmp/$name.err" &
-  PID=$!
-  pids+=("$PID")
-  PORT=""
-  local i
-  for i in $(seq 150); do
-    PORT=$(awk '/^listening on port / {print $4; exit}' "$tmp/$name.out")
-    [ -n "$PORT" ] && return 0
-    kill -0 "$PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "$name did not start: $(tail -3 "$tmp/$name.err")" >&2
-  PID=""
-}
 
 declare -A US RATE
 # row KEY NAME PID PORT: one load run; prints a table row.
@@ -82,8 +43,7 @@ row() {
     printf '| %s | - | - | load failed: %s |\n' "$name" "$(echo "$out" | tail -1)"
     return 0
   fi
-  us=$(awk -v t=$((after - before)) -v hz="$tck" -v n="$rt" \
-    'BEGIN {if (n > 0) printf "%.2f", t / hz / n * 1e6; else print "nan"}')
+  us=$(cpu_us_per $((after - before)) "$rt")
   US[$key]=$us
   RATE[$key]=$rate
   printf '| %s | %s | %s | %s |\n' "$name" "$rate" "$us" "$errs"
@@ -91,7 +51,7 @@ row() {
 
 declare -A SKIP
 squall_pid="" node_pid="" tornado_pid="" squall_port="" node_port="" tornado_port=""
-start squall "$echo_bin" 0
+bench_start_listening squall "$echo_bin" 0
 squall_pid=$PID squall_port=$PORT
 
 node_ws="$src/tests/node/node_modules/ws"
@@ -101,7 +61,7 @@ if command -v node >/dev/null; then
       > "$tmp/npm.log" 2>&1 || true
   fi
   if [ -d "$node_ws" ]; then
-    start node node "$here/ws_echo_node.js" 0
+    bench_start_listening node node "$here/ws_echo_node.js" 0
     node_pid=$PID node_port=$PORT
     node_name="Node.js $(node --version) ws $(node -p "require('$node_ws/package.json').version")"
   else
@@ -112,8 +72,8 @@ else
 fi
 node_name=${node_name:-Node.js ws}
 
-if [ -x "$python" ] && "$python" -c 'import tornado, sys; sys.exit(int(tornado.version_info[0] < 6))' 2>/dev/null; then
-  start tornado "$python" "$here/ws_echo_tornado.py" 0
+if has_tornado6; then
+  bench_start_listening tornado "$python" "$here/ws_echo_tornado.py" 0
   tornado_pid=$PID tornado_port=$PORT
   tornado_name="Tornado $("$python" -c 'import tornado; print(tornado.version)') (1 process)"
 else
@@ -144,7 +104,7 @@ tornado_name=${tornado_name:-Tornado}
   for p in "$squall_pid" "$node_pid" "$tornado_pid"; do
     [ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true
   done
-  start squall_idle "$echo_bin" 0
+  bench_start_listening squall_idle "$echo_bin" 0
   if [ -n "$PID" ]; then
     idle_pid=$PID idle_port=$PORT
     $pin_load "$load" -p "$idle_port" -i 200 -d 0.2 > /dev/null 2>&1 || true
@@ -153,12 +113,7 @@ tornado_name=${tornado_name:-Tornado}
     $pin_load "$load" -p "$idle_port" -i "$idle_n" -d 600 > "$tmp/idle.out" 2> "$tmp/idle.err" &
     load_pid=$!
     pids+=("$load_pid")
-    for i in $(seq 900); do
-      grep -q '^ready' "$tmp/idle.out" && break
-      kill -0 "$load_pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    if grep -q '^ready' "$tmp/idle.out"; then
+    if wait_line "$tmp/idle.out" '^ready' 90 "$load_pid"; then
       sleep 1
       held_kib=$(rss_kib "$idle_pid")
       awk -v n="$idle_n" -v a="$base_kib" -v b="$held_kib" 'BEGIN {
@@ -176,7 +131,7 @@ tornado_name=${tornado_name:-Tornado}
 {
   echo "## WebSocket"
   echo
-  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(uname -m); command: bench/ws_compare.sh $build $secs $idle_n"
+  echo "$(bench_stamp); command: bench/ws_compare.sh $build $secs $idle_n"
   echo
   cat "$tmp/report"
 } > "$results/ws.md"

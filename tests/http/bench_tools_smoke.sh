@@ -7,25 +7,17 @@
 # missing (strace, wrk, valgrind, nginx) skips itself; this test then only checks that it
 # said so.  Results go to a temporary directory, not bench/results.
 set -euo pipefail
-build=${SQ_BUILD_DIR:?SQ_BUILD_DIR not set}
-src=${SQ_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+. "$(dirname "$0")/../bench_smoke_lib.sh"
 if [ ! -x "$build/bench/http_load" ] || [ ! -x "$build/bench/web_bench" ]; then
   echo "skipped: bench/http_load or bench/web_bench not built"
   exit 0
 fi
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
 fail=0
-# check NAME FILE CMD...: run a script, then look for its table (or its skip note).
+SMOKE_HEADING=1
+# check NAME FILE SCRIPT ARGS...: run bench/SCRIPT, then look for its table (or its skip note).
 check() {
   local name=$1 file=$2; shift 2
-  local rc=0 t0=$SECONDS
-  SQ_BENCH_RESULTS=$out "$@" > "$out/$name.stdout" 2> "$out/$name.stderr" || rc=$?
-  echo "== $name (exit $rc, $((SECONDS - t0)) s)"
-  cat "$out/$name.stdout"
-  if [ "$rc" -ne 0 ]; then
-    echo "FAIL: $name exited $rc"; cat "$out/$name.stderr"; fail=1; return
-  fi
+  smoke_run "$name" "$@" || { fail=1; return; }
   if grep -q '^(.*skipped' "$out/$file" 2>/dev/null; then return; fi
   if ! grep -q '^| ' "$out/$file" 2>/dev/null || ! grep -q '^summary: ' "$out/$file"; then
     echo "FAIL: $name: no table or summary in $file"; cat "$out/$name.stderr"; fail=1
@@ -33,17 +25,17 @@ check() {
     echo "FAIL: $name: a measurement failed"; cat "$out/$name.stderr"; fail=1
   fi
 }
-check syscalls syscalls.md "$src/bench/http_syscalls.sh" "$build" 300
-check mem mem.md "$src/bench/http_mem.sh" "$build" 300 1
+check syscalls syscalls.md http_syscalls.sh "$build" 300
+check mem mem.md http_mem.sh "$build" 300 1
 if command -v wrk >/dev/null; then
-  check c10k c10k.md "$src/bench/http_c10k.sh" "$build" 1 300
+  check c10k c10k.md http_c10k.sh "$build" 1 300
 else
   echo "c10k skipped: wrk not installed"
 fi
 if grep -q '^SQ_SANITIZE:[A-Z]*=..*' "$build/CMakeCache.txt" 2>/dev/null; then
   echo "callgrind skipped: sanitizer build"
 else
-  check callgrind callgrind.md "$src/bench/http_callgrind.sh" "$build" 300
+  check callgrind callgrind.md http_callgrind.sh "$build" 300
 fi
 [ "$fail" -eq 0 ] && echo "OK"
 exit "$fail"

@@ -5,26 +5,18 @@
 # Tornado missing just gives their "not installed" rows.  Results go to a temporary
 # directory, not bench/results.
 set -euo pipefail
-build=${SQ_BUILD_DIR:?SQ_BUILD_DIR not set}
-src=${SQ_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
-rc=0
-SQ_BENCH_RESULTS=$out "$src/bench/ws_compare.sh" "$build" 1 300 > "$out/stdout" 2> "$out/stderr" || rc=$?
-cat "$out/stdout"
-if [ "$rc" -ne 0 ]; then
-  echo "FAIL: bench/ws_compare.sh exited $rc"; cat "$out/stderr"; exit 1
-fi
-grep -q '^| server | round trips/s | server CPU µs/message | errors |' "$out/stdout" \
-  || { echo "FAIL: no table header"; exit 1; }
-grep -Eq '^\| squall \| [0-9]+ \| [0-9]+\.[0-9]+ \| 0 \|' "$out/stdout" \
-  || { echo "FAIL: no squall row with numbers and no errors"; exit 1; }
+. "$(dirname "$0")/../bench_smoke_lib.sh"
+smoke_run ws ws_compare.sh "$build" 1 300 || exit 1
+report=$out/ws.stdout
+expect_line "$report" '^\| server \| round trips/s \| server CPU µs/message \| errors \|' \
+  "no table header"
+expect_line "$report" '^\| squall \| [0-9]+ \| [0-9]+\.[0-9]+ \| 0 \|' \
+  "no squall row with numbers and no errors"
 if command -v node >/dev/null && [ -d "$src/tests/node/node_modules/ws" ]; then
-  grep -Eq '^\| Node\.js .* \| [0-9]+ \| [0-9]+\.[0-9]+ \| 0 \|' "$out/stdout" \
-    || { echo "FAIL: no Node.js row with numbers"; exit 1; }
+  expect_line "$report" '^\| Node\.js .* \| [0-9]+ \| [0-9]+\.[0-9]+ \| 0 \|' "no Node.js row with numbers"
 fi
-grep -q '^summary: ' "$out/stdout" || { echo "FAIL: no summary line"; exit 1; }
-grep -Eq '^idle: 300 idle WebSocket connections .* -?[0-9]+ bytes per connection' "$out/stdout" \
-  || { echo "FAIL: no idle figure"; exit 1; }
+expect_line "$report" '^summary: ' "no summary line"
+expect_line "$report" '^idle: 300 idle WebSocket connections .* -?[0-9]+ bytes per connection' \
+  "no idle figure"
 [ -s "$out/ws.md" ] || { echo "FAIL: ws.md not written"; exit 1; }
 echo "OK"

@@ -1,0 +1,186 @@
+# Shared helpers of the bench/*.sh scripts; sourced, not run:
+#   set -euo pipefail
+#   . "$(dirname "$0")/lib.sh"
+#   bench_init "BUILD_DIR [SECONDS]" "$@"
+# Every helper works on the globals bench_init sets (tmp, pids, pin_server, ...).  Servers are
+# started in the background with their PID in PID and in the pids array, which the EXIT trap
+# kills.  All ports are on 127.0.0.1.
+
+# bench_init USAGE ARGS...: checks that BUILD_DIR (the first of ARGS) is given, else prints
+# "usage: bench/<script> USAGE" and exits 1.  Sets
+#   build       the build directory (first argument)
+#   here, src   bench/ and the source tree, as absolute paths
+#   results     $SQ_BENCH_RESULTS or bench/results (created)
+#   tmp         a fresh temporary directory, removed at exit with every PID in pids killed
+#   tck         clock ticks per second (for cpu_ticks)
+#   python      the system python3
+#   pin_server, pin_load   "taskset -c 0" and "taskset -c 1" on 2 cores or more, else empty
+bench_init() {
+  local usage=$1
+  shift
+  if [ -z "${1:-}" ]; then
+    echo "usage: bench/$(basename "$0") $usage" >&2
+    exit 1
+  fi
+  build=$1
+  here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+  src=$(cd "$here/.." && pwd)
+  results=${SQ_BENCH_RESULTS:-$here/results}
+  mkdir -p "$results"
+  tmp=$(mktemp -d)
+  pids=()
+  trap bench_cleanup EXIT
+  tck=$(getconf CLK_TCK)
+  python=/usr/bin/python3
+  pin_server="" pin_load=""
+  if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+    pin_server="taskset -c 0" pin_load="taskset -c 1"
+  fi
+}
+
+# bench_cleanup: the EXIT trap: kills and reaps every PID in pids, removes $tmp.
+bench_cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$tmp"
+}
+
+# bench_stamp: "2026-01-01 12:00 UTC, 2 cores, x86_64", for report headers.
+bench_stamp() {
+  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(uname -m)"
+}
+
+# has_tornado6: true when $python imports Tornado 6 or later.
+has_tornado6() {
+  [ -x "$python" ] \
+    && "$python" -c 'import tornado, sys; sys.exit(int(tornado.version_info[0] < 6))' 2>/dev/null
+}
+
+# bench_fit_fds VAR RESERVE [VERB]: raises the soft fd limit to the hard one; when the limit
+# is still below $VAR + RESERVE, says so on stderr and lowers VAR to limit - RESERVE.
+bench_fit_fds() {
+  local var=$1 reserve=$2 verb=${3:-using} limit
+  ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+  limit=$(ulimit -n)
+  if [ "$limit" -lt $((${!var} + reserve)) ]; then
+    echo "fd limit $limit too low for ${!var} connections: $verb $((limit - reserve))" >&2
+    printf -v "$var" '%s' $((limit - reserve))
+  fi
+}
+
+# cpu_ticks PID: user + system CPU time of PID so far, in clock ticks (/proc/PID/stat).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# rss_kib PID: resident set size of PID in KiB (VmRSS of /proc/PID/status).
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+# cpu_us_per TICKS N: TICKS of CPU time spread over N operations, in µs per operation
+# (2 decimals; "nan" when N is 0).
+cpu_us_per() {
+  awk -v t="$1" -v hz="$tck" -v n="$2" \
+    'BEGIN {if (n > 0) printf "%.2f", t / hz / n * 1e6; else print "nan"}'
+}
+
+# ratio A B: A / B with 2 decimals, or n/a when A is empty or B is not positive.
+ratio() {
+  awk -v a="${1:-}" -v b="${2:-}" 'BEGIN {if (a != "" && b + 0 > 0) printf "%.2f", a / b; else print "n/a"}'
+}
+
+# verdict VALUE OP LIMIT: "met" when VALUE OP LIMIT holds (OP is <= or >=), "MISSED" when
+# not, "n/a" when VALUE is empty or n/a.
+verdict() {
+  awk -v v="${1:-}" -v op="$2" -v l="$3" 'BEGIN {if (v == "" || v == "n/a") print "n/a";
+    else if ((op == "<=" && v <= l) || (op == ">=" && v >= l)) print "met"; else print "MISSED"}'
+}
+
+# bench_spawn NAME CMD...: starts CMD pinned to the server CPU, stdout to $tmp/NAME.out and
+# stderr to $tmp/NAME.err; sets PID and adds it to pids.
+bench_spawn() {
+  local name=$1
+  shift
+  $pin_server "$@" > "$tmp/$name.out" 2> "$tmp/$name.err" &
+  PID=$!
+  pids+=("$PID")
+}
+
+# wait_line FILE REGEX SECONDS [PID]: until a line of FILE matches the extended REGEX (true),
+# SECONDS pass or PID, when given, exits (false).
+wait_line() {
+  local i
+  for i in $(seq $(($3 * 10))); do
+    grep -Eq "$2" "$1" 2>/dev/null && return 0
+    [ -z "${4:-}" ] || kill -0 "$4" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
+# bench_start_listening NAME CMD...: bench_spawn for a server that prints "listening on port
+# N" once it listens; sets PID and PORT, both empty (and a note on stderr) when that line has
+# not come within 15 s or the server exited.
+bench_start_listening() {
+  local name=$1
+  bench_spawn "$@"
+  PORT=""
+  if wait_line "$tmp/$name.out" '^listening on port ' 15 "$PID"; then
+    PORT=$(awk '/^listening on port / {print $4; exit}' "$tmp/$name.out")
+    return 0
+  fi
+  echo "$name did not start: $(tail -3 "$tmp/$name.err")" >&2
+  PID=""
+}
+
+# wait_http PORT PATH [SECONDS]: until http://127.0.0.1:PORT/PATH answers 2xx (true) or
+# SECONDS (default 15) pass (false).
+wait_http() {
+  local i
+  for i in $(seq $((${3:-15} * 10))); do
+    curl -sf -o /dev/null "http://127.0.0.1:$1$2" && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# bench_nginx_conf LISTEN CONNECTIONS [MAIN] [HTTP]: writes $tmp/nginx.conf, an nginx with
+# one worker in the foreground (pid, error log and temp files in $tmp, no access log) that
+# answers every request with 200 "Hello, World!" as text/plain, like examples/hello.  LISTEN
+# is the port plus listen options ("18081 backlog=4096"), CONNECTIONS the
+# worker_connections; MAIN and HTTP are extra directives for the main and http blocks.
+bench_nginx_conf() {
+  cat > "$tmp/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $tmp/nginx.pid;
+error_log $tmp/error.log;
+${3:-}
+events { worker_connections $2; }
+http {
+  access_log off;
+  client_body_temp_path $tmp/body; proxy_temp_path $tmp/proxy; fastcgi_temp_path $tmp/fcgi;
+  uwsgi_temp_path $tmp/uwsgi; scgi_temp_path $tmp/scgi;
+  ${4:-}
+  server {
+    listen 127.0.0.1:$1;
+    location / { default_type text/plain; return 200 "Hello, World!"; }
+  }
+}
+CONF
+}
+
+# bench_nginx_start: starts nginx on $tmp/nginx.conf pinned to the server CPU (its output
+# not redirected); sets PID (the master's, or the only process with master_process off).
+bench_nginx_start() {
+  $pin_server nginx -c "$tmp/nginx.conf" -p "$tmp" &
+  PID=$!
+  pids+=("$PID")
+}
+
+# wrk_parse OUTPUT: reads a `wrk --latency` report into WRK_REQS (requests done), WRK_RPS,
+# WRK_P50 and WRK_P99 (each empty when missing).
+wrk_parse() {
+  WRK_REQS=$(echo "$1" | awk '/requests in/ {print $1}')
+  WRK_RPS=$(echo "$1" | awk '/Requests\/sec/ {print $2}')
+  WRK_P50=$(echo "$1" | awk '$1 == "50%" {print $2}')
+  WRK_P99=$(echo "$1" | awk '$1 == "99%" {print $2}')
+}
