@@ -50,7 +50,9 @@ static void arm(sq_http_conn *c, unsigned kind, double seconds)
          * a little late (by 1/16 of the timeout, at most 1 s) and kept as long as its
          * deadline is still at or after now + timeout: the connection then closes between
          * timeout and timeout + slack after its last response, never early. */
-        uint64_t want = sq_loop_now_ns(c->srv->loop) + (uint64_t)(seconds * 1e9);
+        /* sq__sec_to_ns clamps like sq_timer_start: a huge timeout ("never") must not
+         * overflow the conversion */
+        uint64_t want = sq_loop_now_ns(c->srv->loop) + sq__sec_to_ns(seconds);
         if (c->tkind == T_IDLE && sq_timer_active(&c->timer) && c->timer.deadline >= want) return;
         double slack = seconds / 16 < 1.0 ? seconds / 16 : 1.0;
         c->tkind = T_IDLE;
@@ -302,6 +304,9 @@ static void flush_cb(void *arg)
     if (c->req) c->req->flush_call = NULL;
     c->in_io = true;
     sq__http_conn_write(c);
+    /* This write may be the one that completes the output (the socket made room after the
+     * poll): then nothing else would close, linger or arm the idle timer. */
+    conn_after(c);
     c->in_io = false;
     sq__http_conn_release(c);
 }
