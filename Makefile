@@ -1,6 +1,6 @@
 # squall — the commands users and CI drive.  Everything installs what it needs first.
-#   make run        deps, release build, start the demo on http://127.0.0.1:8888
-#   make test       deps, ASan+UBSan build, every test through ctest
+#   make run        build deps, release build, start the demo on http://127.0.0.1:8888
+#   make test       build + test deps, ASan+UBSan build, every test through ctest, fuzz briefly
 #   make tsan-test  the threaded tests under ThreadSanitizer
 #   make bench      installs wrk, nginx-light, h2o, nodejs, python3-tornado, gnuplot-nox, release build, the benchmarks in bench/
 
@@ -13,26 +13,37 @@ FUZZ     := build/fuzz
 FUZZ_SECONDS ?= 10
 PORT     ?= 8888
 
-# Debian packages the build and the tests need.  `make deps` installs only the missing ones.
+# Debian packages the library, the examples and the demo need (`make run`).
 DEB_PKGS := build-essential cmake pkg-config libcmocka-dev libssl-dev zlib1g-dev libpcre2-dev \
-            libjansson-dev python3 procps curl clang libclang-rt-14-dev \
-            libcurl4-openssl-dev nginx-light
-# The WebSocket tests' real peers: Node.js with npm (ws and playwright-core from tests/node),
-# headless Chromium, Python's websockets.  NodeSource's nodejs ships npm itself.
-DEB_PKGS += nodejs chromium python3-websockets $(if $(shell command -v npm 2>/dev/null),,npm)
+            libjansson-dev libcurl4-openssl-dev
+# What `make test` needs on top: clang for the fuzz targets, and the real peers the tests
+# talk to (curl, Python's websockets, nginx, Node.js with npm for ws and playwright-core
+# from tests/node, headless Chromium).  NodeSource's nodejs ships npm itself.
+NPM_PKG   := $(if $(shell command -v npm 2>/dev/null),,npm)
+TEST_PKGS := python3 procps curl clang libclang-rt-14-dev nginx-light python3-websockets \
+             nodejs chromium $(NPM_PKG)
+# What `make bench` needs on top of both (load generator and the peers it is compared with).
+BENCH_PKGS := wrk nginx-light h2o nodejs python3-tornado gnuplot-nox valgrind strace
 
-.PHONY: all deps bench-deps install-pkgs build run test tsan-test fuzz fuzz-build fuzz-run bench bench-quick clean format check-aarch64
+.PHONY: all deps test-deps bench-deps node-modules install-pkgs build run test tsan-test fuzz \
+        fuzz-build fuzz-run bench bench-quick clean format check-aarch64
 
 all: build
-
-# What `make bench` needs on top (load generator and the peers it is compared with).
-BENCH_PKGS := wrk nginx-light h2o nodejs python3-tornado gnuplot-nox valgrind strace
 
 deps:
 	@$(MAKE) --no-print-directory install-pkgs PKGS="$(DEB_PKGS)"
 
+test-deps:
+	@$(MAKE) --no-print-directory install-pkgs PKGS="$(DEB_PKGS) $(TEST_PKGS)"
+
 bench-deps:
-	@$(MAKE) --no-print-directory install-pkgs PKGS="$(DEB_PKGS) $(BENCH_PKGS)"
+	@$(MAKE) --no-print-directory install-pkgs PKGS="$(DEB_PKGS) $(TEST_PKGS) $(BENCH_PKGS)"
+
+# npm's ws and playwright-core, pinned by tests/node/package-lock.json (the browser is
+# Debian's chromium: nothing is downloaded besides the npm packages).
+node-modules:
+	@if [ ! -d tests/node/node_modules ] || [ tests/node/package-lock.json -nt tests/node/node_modules ]; then \
+	  cd tests/node && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund && touch node_modules; fi
 
 install-pkgs:
 	@missing=""; \
@@ -54,18 +65,17 @@ run: build
 	@echo "squall: starting the demo on http://127.0.0.1:$(PORT) (Ctrl-C stops it)"
 	exec $(RELEASE)/examples/demo $(PORT)
 
-test: deps
+test: test-deps
 	$(CMAKE) -S . -B $(ASAN) -DCMAKE_BUILD_TYPE=Debug -DSQ_SANITIZE=address,undefined
 	$(CMAKE) --build $(ASAN) -j $(JOBS)
-	@if [ ! -d tests/node/node_modules ] || [ tests/node/package-lock.json -nt tests/node/node_modules ]; then \
-	  cd tests/node && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund && touch node_modules; fi
+	@$(MAKE) --no-print-directory node-modules
 	cd $(ASAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j $(JOBS)
 	$(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=$(FUZZ_SECONDS)
 
 # libFuzzer targets (clang), each run briefly by `make test` and longer by `make fuzz`.
-fuzz-build: deps
+fuzz-build: test-deps
 	CC=clang $(CMAKE) -S . -B $(FUZZ) -DCMAKE_BUILD_TYPE=Debug -DSQ_SANITIZE=address,undefined \
 	  -DSQ_FUZZ=ON -DSQ_BUILD_TESTS=OFF -DSQ_BUILD_EXAMPLES=OFF -DSQ_BUILD_BENCH=OFF \
 	  -DSQ_FUZZ_SECONDS=$(FUZZ_SECONDS)
@@ -77,16 +87,16 @@ fuzz-run: fuzz-build
 fuzz:
 	$(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=300
 
-tsan-test: deps
+tsan-test: test-deps
 	$(CMAKE) -S . -B $(TSAN) -DCMAKE_BUILD_TYPE=Debug -DSQ_SANITIZE=thread
 	$(CMAKE) --build $(TSAN) -j $(JOBS)
 	cd $(TSAN) && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -L threads -j $(JOBS)
 
-bench: bench-deps build
+bench: bench-deps build node-modules
 	bench/run.sh $(RELEASE)
 
 # The same, each part briefly (under 3 minutes in all): a check that everything runs.
-bench-quick: bench-deps build
+bench-quick: bench-deps build node-modules
 	bench/run.sh $(RELEASE) --quick
 
 format:
