@@ -243,6 +243,14 @@ int main(int argc, char **argv)
     fflush(stdout);
     sq_loop_stop_on_signals(loop);
     rc = sq_loop_run(loop);
+    /* Stopped by SIGINT or SIGTERM: stop accepting and give the requests in flight (long
+     * polls too) up to 2 s before their connections are closed; every handler then runs to
+     * its end.  A second signal cuts the wait short. */
+    sq_future *down = rc < 0 ? NULL : sq_http_server_shutdown(sq_app_server(app), 2.0);
+    if (down) {
+        sq_loop_run_until(loop, down);
+        sq_future_release(down);
+    }
     sq_app_free(app);
     return rc < 0 ? 1 : 0;
 }

@@ -202,17 +202,37 @@ async def chat_limits():
     print("ok: chat message over 4 KiB closes with 1009")
 
 
+def pending_poll():
+    """A long poll still waiting when the demo is told to stop: the demo shuts down
+    gracefully (up to 2 s for requests in flight, then their connections close and their
+    handlers end), exits 0 and leaks nothing."""
+    try:
+        get("/chat/poll?timeout=30", timeout=40)
+    except Exception:
+        pass
+
+
+stopped_after = None
 try:
     asyncio.run(prime())
     asyncio.run(chat())
     asyncio.run(chat_limits())
+    poller = threading.Thread(target=pending_poll)
+    poller.start()
+    time.sleep(0.3)
 finally:
+    t0 = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     try:
         out, err = proc.communicate(timeout=15)
     except subprocess.TimeoutExpired:
         proc.kill()
         out, err = proc.communicate()
+    stopped_after = time.monotonic() - t0
+poller.join(10)
+ok(not poller.is_alive(), "the pending poll ended when the demo stopped")
+ok(stopped_after < 6, f"graceful stop took {stopped_after:.2f} s (2 s grace for the poll)")
+print(f"ok: SIGTERM with a long poll pending: exit after {stopped_after:.2f} s")
 ok(proc.returncode == 0, f"demo exit status {proc.returncode}: {err[-3000:]}")
 ok("Sanitizer" not in err and "runtime error" not in err, f"sanitizer report: {err[-3000:]}")
 print(f"OK ({checks} checks)")
