@@ -29,7 +29,7 @@ void *sq_test_run_coro(sq_loop *loop, sq_task_fn fn, void *arg, double limit)
     sq_loop_run_until(loop, f);
     if (!timed_out) sq_call_cancel(guard);
     if (timed_out) fail_msg("coroutine did not finish within %.1f s", limit);
-    void *v = sq_future_value(f);
+    void *v = sq_future_take_value(f);
     sq_future_release(f);
     return v;
 }

@@ -13,10 +13,12 @@
  * HTTP/2 (multiplexed) is used for https URLs whose server offers it through ALPN — plain
  * http:// stays HTTP/1.1.
  *
- * Ownership: the response a fetch future carries belongs to whoever takes it from the
- * future (sq_await, sq_gather, sq_future_value) and is freed with sq_fetch_response_free().
- * A fetch future that is dropped unawaited should be cancelled first (sq_future_cancel):
- * a cancelled fetch carries no response.  Callbacks in a request (streaming, header, body
+ * Ownership: the response a fetch future carries (also with SQ_EHTTP) belongs to the
+ * future until taken — by sq_await/sq_gather with a value pointer or sq_future_take_value —
+ * and the taker frees it with sq_fetch_response_free(); sq_future_value() only peeks.  A
+ * response nobody takes is freed with the future, so fire-and-forget
+ * `sq_future_release(sq_fetch(url, NULL))` and `sq_await(f, NULL)` leak nothing (a fetch
+ * released while pending still runs to completion; cancel it to stop it).  Callbacks in a request (streaming, header, body
  * producer) run on the loop thread, inside libcurl; they, like a fetch future's done
  * callbacks, may start fetches, cancel them and free the client.
  * All calls belong to the loop thread, except sq_fetch_sync().
@@ -165,7 +167,8 @@ size_t sq_http_client_queued(const sq_http_client *c);
  * -ECONNRESET, -EPROTO (the reply is not valid HTTP, or its gzip is broken), -E2BIG (body
  * over max_body_size, or over 256 KiB of headers), -EINVAL (bad URL or request),
  * -ECANCELED, SQ_ECURL (another libcurl failure, logged at debug level) — or SQ_EHTTP for
- * a status >= 400, in which case the value IS a response, owned by the caller as well.
+ * a status >= 400, in which case the value IS a response as well.  The response is owned
+ * by the future until taken (see "Ownership" above).
  * Cancelling the future stops the transfer.  NULL only on -ENOMEM. */
 sq_future *sq_http_client_fetch(sq_http_client *c, const char *url, const sq_fetch_request *req);
 /* sq_http_client_fetch on the current loop's default client. */

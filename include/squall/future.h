@@ -4,6 +4,10 @@
  * value.  It is reference counted: whoever is handed a future owns one reference and gives
  * it up with sq_future_release() — or by awaiting it: sq_await() and sq_gather() CONSUME the
  * references they are given, so `sq_await(sq_sleep_future(loop, 1.0), NULL)` leaks nothing.
+ * A value may be OWNED memory (a fetch response, a connected stream): its producer sets a
+ * free function, and the future frees the value when it dies unless someone took it —
+ * sq_await()/sq_gather() with a value pointer, or sq_future_take_value().  So a future
+ * dropped unawaited, awaited with NULL, or released while pending leaks nothing.
  * All calls belong to the loop thread.
  */
 #ifndef SQUALL_FUTURE_H
@@ -42,9 +46,17 @@ void sq_future_set_cancel_hook(sq_future *f, sq_cancel_fn fn, void *arg);
 
 bool sq_future_done(const sq_future *f);
 bool sq_future_cancelled(const sq_future *f);
-/* Status and value of a done future (0 / NULL while pending). */
+/* Status and value of a done future (0 / NULL while pending).  sq_future_value() only
+ * peeks: an owned value still belongs to the future (freed with it; take it to keep it). */
 int64_t sq_future_status(const sq_future *f);
 void *sq_future_value(const sq_future *f);
+/* Consumers: the value of a done future, with its ownership — the future forgets it and
+ * will not free it (the caller frees an owned value).  NULL while pending. */
+void *sq_future_take_value(sq_future *f);
+/* Producers: how to free the value if nobody takes it.  When the last reference goes while
+ * the future still holds a non-NULL value, fn(value) is called.  A cancelled future has no
+ * value; a producer whose resolve fails (-EALREADY) still owns its value. */
+void sq_future_set_value_free(sq_future *f, void (*fn)(void *value));
 sq_loop *sq_future_loop(const sq_future *f);
 
 /* Call cb(f, arg) once f is done — at once if it already is.  Returns 0 or -ENOMEM. */
@@ -53,15 +65,18 @@ int sq_future_add_done_callback(sq_future *f, sq_future_cb cb, void *arg);
 int sq_future_remove_done_callback(sq_future *f, sq_future_cb cb, void *arg);
 
 /* Suspend the calling coroutine until f is done; return its status and store its value in
- * *value (if non-NULL).  CONSUMES the caller's reference to f.  Outside a coroutine it
+ * *value (if non-NULL) — TAKING an owned value, which the caller then frees; with NULL an
+ * owned value is freed with f.  CONSUMES the caller's reference to f.  Outside a coroutine it
  * logs an error and returns SQ_ENOTCORO instead of blocking. */
 int64_t sq_await(sq_future *f, void **value);
 /* Wait for all n futures (total time is the longest, not the sum).  CONSUMES them.
- * values/statuses, if non-NULL, receive each one's result.  Returns 0 if all succeeded,
+ * values/statuses, if non-NULL, receive each one's result (owned values are taken, as by
+ * sq_await; with values NULL they are freed with their futures).  Returns 0 if all succeeded,
  * else the first error in array order.  NULL entries count as -ENOMEM failures. */
 int sq_gather(sq_future **fs, size_t n, void **values, int64_t *statuses);
 /* A future that resolves like f, or with -ETIMEDOUT after `seconds` — in which case f is
- * cancelled.  CONSUMES f; the caller owns the returned future.  NULL on -ENOMEM. */
+ * cancelled.  An owned value moves from f to the returned future (with its free function).
+ * CONSUMES f; the caller owns the returned future.  NULL on -ENOMEM. */
 sq_future *sq_with_timeout(sq_future *f, double seconds);
 /* A future resolved with status 0 after `seconds`; cancelling it drops the timer. */
 sq_future *sq_sleep_future(sq_loop *loop, double seconds);

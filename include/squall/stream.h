@@ -114,9 +114,11 @@ int sq_tcp_server_port(const sq_tcp_server *srv);
 void sq_tcp_server_close(sq_tcp_server *srv);
 
 /* Connect to host:port within `timeout` seconds (<= 0: no limit).  Names are resolved on
- * the executor, never on the loop.  The future's value is a new sq_stream the caller owns;
- * errors: -ECONNREFUSED, -ETIMEDOUT, -EHOSTUNREACH, SQ_ERESOLVE …  Await it or cancel it:
- * a future released while still pending would leak the stream it later connects. */
+ * the executor, never on the loop.  The future's value is a new sq_stream owned by the
+ * future until taken (sq_await/sq_gather with a value pointer, sq_future_take_value; the
+ * taker frees it with sq_stream_free()); sq_future_value() only peeks.  A stream nobody
+ * takes — the future dropped, awaited with NULL, or released while pending — is closed
+ * with the future.  Errors: -ECONNREFUSED, -ETIMEDOUT, -EHOSTUNREACH, SQ_ERESOLVE … */
 sq_future *sq_tcp_connect_future(sq_loop *loop, const char *host, int port, double timeout);
 /* Coroutine form: the connected stream, or NULL with *err set. */
 sq_stream *sq_tcp_connect(const char *host, int port, double timeout, int *err);

@@ -167,8 +167,10 @@ typedef struct sq_ws_connect_options {
 } sq_ws_connect_options;
 
 /* Connect to a ws:// URL (wss:// returns -EPROTONOSUPPORT for now) and perform the
- * handshake.  The future's value is a new sq_ws the caller owns (free it with
- * sq_ws_free()); errors: -EINVAL for a bad URL, SQ_ERESOLVE, -ECONNREFUSED, -ETIMEDOUT,
+ * handshake.  The future's value is a new sq_ws owned by the future until taken (sq_await/
+ * sq_gather with a value pointer, sq_future_take_value; the taker frees it with
+ * sq_ws_free()); sq_future_value() only peeks, and a connection nobody takes is freed with
+ * the future.  Errors: -EINVAL for a bad URL, SQ_ERESOLVE, -ECONNREFUSED, -ETIMEDOUT,
  * -EPROTO when the server answers with anything but a valid 101 (the status is logged).
  * opts may be NULL. */
 sq_future *sq_ws_connect_future(sq_loop *loop, const char *url, const sq_ws_connect_options *opts);

@@ -118,6 +118,11 @@ static void xfer_detach(sq__xfer *x)
  * (cancelled) gives the response back. */
 static void on_fut_done(sq_future *f, void *arg);
 
+static void response_value_free(void *r)
+{
+    sq_fetch_response_free(r);
+}
+
 static void xfer_complete(sq__xfer *x, int err, sq_fetch_response *r)
 {
     sq_future *f = x->fut;
@@ -430,6 +435,7 @@ sq_future *sq_http_client_fetch(sq_http_client *c, const char *url, const sq_fet
 {
     sq_future *f = sq_future_new(c->loop);
     if (!f) return NULL;
+    sq_future_set_value_free(f, response_value_free); /* a response nobody takes */
     if (c->closing) { /* from a done callback while the client is being freed */
         sq_future_set_error(f, -ECANCELED);
         return f;
@@ -498,11 +504,7 @@ int sq_fetch_sync(const char *url, const sq_fetch_request *req, sq_fetch_respons
         int lr = sq_loop_run_until(loop, f);
         if (!sq_future_done(f)) sq_future_cancel(f);
         rc = lr < 0 && !sq_future_status(f) ? lr : (int)sq_future_status(f);
-        sq_fetch_response *r = sq_future_value(f);
-        if (out)
-            *out = r;
-        else
-            sq_fetch_response_free(r);
+        if (out) *out = sq_future_take_value(f); /* else it is freed with f */
         sq_future_release(f);
     }
     sq_http_client_free(c);

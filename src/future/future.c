@@ -22,6 +22,7 @@ struct sq_future {
     unsigned char ninline;
     int64_t status;
     void *value;
+    void (*value_free)(void *value); /* frees an untaken value when the future dies */
     sq_cancel_fn cancel_fn;
     void *cancel_arg;
     struct {
@@ -69,6 +70,11 @@ sq_future *sq_future_retain(sq_future *f)
 void sq_future_release(sq_future *f)
 {
     if (!f || --f->refs > 0) return;
+    if (f->value && f->value_free) {
+        void *v = f->value;
+        f->value = NULL;
+        f->value_free(v); /* nobody took it */
+    }
     cb_node *n = f->more;
     while (n) {
         cb_node *next = n->next;
@@ -100,6 +106,33 @@ int64_t sq_future_status(const sq_future *f)
 void *sq_future_value(const sq_future *f)
 {
     return f->state == F_DONE ? f->value : NULL;
+}
+void *sq_future_take_value(sq_future *f)
+{
+    if (!f || f->state != F_DONE) return NULL;
+    void *v = f->value;
+    f->value = NULL;
+    return v;
+}
+void sq_future_set_value_free(sq_future *f, void (*fn)(void *value))
+{
+    f->value_free = fn;
+}
+
+/* The value a consumer receives from a done f: an owned one (f has a free function) is
+ * taken, so f will not free it; a plain one is only read, so other holders still see it. */
+static void *claim_value(sq_future *f)
+{
+    if (!f->value_free) return f->value;
+    return sq_future_take_value(f);
+}
+
+/* Resolve `to` like the done `from`, moving an owned value (and how to free it) along. */
+static void forward_result(sq_future *to, sq_future *from)
+{
+    if (to->state == F_DONE) return; /* the value stays with `from`, freed with it */
+    if (from->value_free) to->value_free = from->value_free;
+    sq_future_resolve(to, from->status, claim_value(from));
 }
 sq_loop *sq_future_loop(const sq_future *f)
 {
@@ -242,7 +275,7 @@ int64_t sq_await(sq_future *f, void **value)
         while (f->state != F_DONE) sq_coro_suspend();
     }
     int64_t status = f->status;
-    if (value) *value = f->value;
+    if (value) *value = claim_value(f);
     sq_future_release(f);
     return status;
 }
@@ -254,7 +287,7 @@ int sq_gather(sq_future **fs, size_t n, void **values, int64_t *statuses)
     int first = 0;
     for (size_t i = 0; i < n; i++) {
         void *v = NULL;
-        int64_t st = sq_await(fs[i], &v);
+        int64_t st = sq_await(fs[i], values ? &v : NULL);
         if (values) values[i] = v;
         if (statuses) statuses[i] = st;
         if (st < 0 && !first) first = (int)st;
@@ -282,7 +315,7 @@ static void timeout_inner_done(sq_future *inner, void *arg)
     timeout_state *st = arg;
     if (st->timer) sq_call_cancel(st->timer);
     st->timer = NULL;
-    sq_future_resolve(st->outer, inner->status, inner->value);
+    forward_result(st->outer, inner);
     timeout_finish(st);
 }
 
@@ -314,7 +347,7 @@ sq_future *sq_with_timeout(sq_future *f, double seconds)
         return NULL;
     }
     if (f->state == F_DONE) {
-        sq_future_resolve(out, f->status, f->value);
+        forward_result(out, f);
         sq_future_release(f);
         free(st);
         return out;

@@ -490,12 +490,18 @@ static void resolved(sq_future *f, void *arg)
     try_next(op);
 }
 
+static void stream_value_free(void *s)
+{
+    sq_stream_free(s);
+}
+
 sq_future *sq_tcp_connect_future(sq_loop *loop, const char *host, int port, double timeout)
 {
     if (!loop) loop = sq_loop_current();
     if (!loop) loop = sq_loop_default();
     sq_future *f = sq_future_new(loop);
     if (!f) return NULL;
+    sq_future_set_value_free(f, stream_value_free); /* a stream nobody takes is closed */
     if (!host || !*host || port <= 0 || port > 65535) {
         sq_future_set_error(f, -EINVAL);
         return f;

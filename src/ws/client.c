@@ -389,11 +389,17 @@ static void *connect_task(void *arg)
     return NULL;
 }
 
+static void ws_value_free(void *ws)
+{
+    sq_ws_free(ws);
+}
+
 sq_future *sq_ws_connect_future(sq_loop *loop, const char *url, const sq_ws_connect_options *opts)
 {
     if (!loop) loop = sq_loop_current();
     sq_future *f = sq_future_new(loop);
     if (!f) return NULL;
+    sq_future_set_value_free(f, ws_value_free); /* a connection nobody takes is freed */
     connect_op *op = calloc(1, sizeof *op);
     char *target = NULL;
     int e = op ? parse_url(url, &op->host, &op->port, &target) : -ENOMEM;

@@ -848,6 +848,63 @@ static void test_cancel(void **state)
     run(cancel_coro, 30);
 }
 
+/* --- ownership: a response nobody takes is freed with its future (LSan checks) ---------- */
+
+typedef struct seen {
+    int calls;
+    int64_t status;
+    bool had_response;
+} seen;
+
+static void seen_cb(sq_future *f, void *arg)
+{
+    seen *s = arg;
+    s->calls++;
+    s->status = sq_future_status(f);
+    s->had_response = sq_future_value(f) != NULL; /* a peek: the future keeps it */
+}
+
+static void *fire_and_forget_coro(void *arg)
+{
+    /* Completed, peeked at, dropped. */
+    sq_future *f = sq_fetch(url("/hello"), NULL);
+    assert_int_equal(sq_await(sq_future_retain(f), NULL), 0);
+    sq_fetch_response *r = sq_future_value(f);
+    assert_non_null(r);
+    assert_int_equal(r->code, 200);
+    sq_future_release(f);
+    /* Released while pending: it completes later and the response goes with the future. */
+    seen s = {0};
+    f = sq_fetch(url("/hello?d=0.05"), NULL);
+    assert_int_equal(sq_future_add_done_callback(f, seen_cb, &s), 0);
+    sq_future_release(f);
+    for (int i = 0; i < 200 && !s.calls; i++) sq_sleep(0.01);
+    assert_int_equal(s.calls, 1);
+    assert_int_equal(s.status, 0);
+    assert_true(s.had_response);
+    /* Pure fire and forget: the teardown's leak check covers it. */
+    sq_future_release(sq_fetch(url("/hello"), NULL));
+    /* Awaited without a value pointer, also with SQ_EHTTP (which carries a response). */
+    assert_int_equal(sq_await(sq_fetch(url("/hello"), NULL), NULL), 0);
+    assert_int_equal(sq_await(sq_fetch(url("/status/404"), NULL), NULL), SQ_EHTTP);
+    /* Through sq_with_timeout and sq_gather without values. */
+    assert_int_equal(sq_await(sq_with_timeout(sq_fetch(url("/hello"), NULL), 5.0), NULL), 0);
+    sq_future *fs[2] = {sq_fetch(url("/hello"), NULL), sq_fetch(url("/status/500"), NULL)};
+    assert_int_equal(sq_gather(fs, 2, NULL, NULL), SQ_EHTTP);
+    /* Taken through sq_with_timeout: the caller owns it, the futures do not free it. */
+    r = NULL;
+    assert_int_equal(sq_await(sq_with_timeout(sq_fetch(url("/hello"), NULL), 5.0), (void **)&r), 0);
+    assert_int_equal(r->code, 200);
+    sq_fetch_response_free(r);
+    sq_sleep(0.1); /* let the fire-and-forget fetch finish */
+    return NULL;
+}
+
+static void test_fire_and_forget(void **state)
+{
+    run(fire_and_forget_coro, 30);
+}
+
 /* --- reentrancy: user code that frees the client or fetches from inside the client ---------- */
 
 typedef struct reentry {
@@ -862,7 +919,7 @@ static void free_client_cb(sq_future *f, void *arg)
     reentry *re = arg;
     re->calls++;
     re->status = sq_future_status(f);
-    sq_fetch_response_free(sq_future_value(f));
+    sq_fetch_response_free(sq_future_take_value(f));
     sq_http_client_free(re->c);
 }
 
@@ -1321,6 +1378,7 @@ int main(void)
         cmocka_unit_test(test_concurrent),
         cmocka_unit_test(test_queue),
         cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_fire_and_forget),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_nginx),
         cmocka_unit_test(test_tls),

@@ -1,4 +1,6 @@
 /* Futures, await, gather, with_timeout, sleep, cancellation. */
+#include <stdlib.h>
+
 #include "testutil.h"
 
 static void *sleeper(void *arg)
@@ -136,6 +138,191 @@ static void test_spawn_result(void **state)
     sq_loop_free(loop);
 }
 
+/* --- owned values: freed with the future unless taken ----------------------------------- */
+
+static int freed; /* values freed by owned_free */
+
+static void owned_free(void *v)
+{
+    freed++;
+    free(v);
+}
+
+static sq_future *owned_future(sq_loop *loop)
+{
+    sq_future *f = sq_future_new(loop);
+    assert_non_null(f);
+    sq_future_set_value_free(f, owned_free);
+    return f;
+}
+
+static void test_owned_value_freed_untaken(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    freed = 0;
+    /* Resolved and dropped: the future frees it (also with an error status, like SQ_EHTTP). */
+    sq_future *f = owned_future(loop);
+    assert_int_equal(sq_future_set_result(f, malloc(16)), 0);
+    assert_non_null(sq_future_value(f)); /* a peek does not take it */
+    sq_future_release(f);
+    assert_int_equal(freed, 1);
+    f = owned_future(loop);
+    assert_int_equal(sq_future_resolve(f, -EIO, malloc(16)), 0);
+    sq_future_release(f);
+    assert_int_equal(freed, 2);
+    /* Released while pending (a producer holds the other reference), completed later. */
+    f = owned_future(loop);
+    sq_future *producer = sq_future_retain(f);
+    sq_future_release(f);
+    assert_int_equal(freed, 2);
+    sq_future_set_result(producer, malloc(16));
+    assert_int_equal(freed, 2); /* still referenced */
+    sq_future_release(producer);
+    assert_int_equal(freed, 3);
+    /* Never resolved, or resolved with NULL: nothing to free. */
+    sq_future_release(owned_future(loop));
+    f = owned_future(loop);
+    sq_future_set_result(f, NULL);
+    sq_future_release(f);
+    assert_int_equal(freed, 3);
+    /* Awaited with NULL (done already, so no coroutine is needed). */
+    f = owned_future(loop);
+    sq_future_set_result(f, malloc(16));
+    assert_int_equal(sq_await(f, NULL), 0);
+    assert_int_equal(freed, 4);
+    sq_loop_free(loop);
+}
+
+static void test_owned_value_taken(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    freed = 0;
+    sq_future *f = owned_future(loop);
+    assert_null(sq_future_take_value(f)); /* pending */
+    void *mem = malloc(16);
+    sq_future_set_result(f, mem);
+    assert_ptr_equal(sq_future_take_value(f), mem);
+    assert_null(sq_future_value(f)); /* forgotten */
+    assert_null(sq_future_take_value(f));
+    sq_future_release(f);
+    assert_int_equal(freed, 0);
+    free(mem);
+    /* sq_await with a value pointer takes it. */
+    f = owned_future(loop);
+    mem = malloc(16);
+    sq_future_set_result(f, mem);
+    void *v = NULL;
+    assert_int_equal(sq_await(f, &v), 0);
+    assert_ptr_equal(v, mem);
+    assert_int_equal(freed, 0);
+    owned_free(v);
+    /* sq_gather takes with values, frees with NULL. */
+    sq_future *fs[3];
+    void *vals[3];
+    for (int i = 0; i < 3; i++) {
+        fs[i] = owned_future(loop);
+        sq_future_set_result(fs[i], malloc(8));
+    }
+    assert_int_equal(sq_gather(fs, 3, vals, NULL), 0);
+    assert_int_equal(freed, 1);
+    for (int i = 0; i < 3; i++) owned_free(vals[i]);
+    for (int i = 0; i < 3; i++) {
+        fs[i] = owned_future(loop);
+        sq_future_set_result(fs[i], malloc(8));
+    }
+    assert_int_equal(sq_gather(fs, 3, NULL, NULL), 0);
+    assert_int_equal(freed, 7);
+    /* A plain value (no free function) is only read by sq_await: other holders see it. */
+    f = sq_future_new(loop);
+    sq_future_set_result(f, (void *)"plain");
+    assert_int_equal(sq_await(sq_future_retain(f), &v), 0);
+    assert_string_equal(v, "plain");
+    assert_string_equal(sq_future_value(f), "plain");
+    sq_future_release(f);
+    sq_loop_free(loop);
+}
+
+static void test_owned_value_cancelled(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    freed = 0;
+    sq_future *f = owned_future(loop);
+    sq_future *producer = sq_future_retain(f);
+    assert_int_equal(sq_future_cancel(f), 0);
+    assert_null(sq_future_value(f));
+    sq_future_release(f);
+    /* The producer's late result is refused: it keeps (and frees) its value. */
+    void *mem = malloc(16);
+    assert_int_equal(sq_future_set_result(producer, mem), -EALREADY);
+    free(mem);
+    sq_future_release(producer);
+    assert_int_equal(freed, 0);
+    sq_loop_free(loop);
+}
+
+static void test_owned_value_through_timeout(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    freed = 0;
+    /* Inner wins, outer dropped untaken: freed once, by the outer. */
+    sq_future *inner = owned_future(loop);
+    sq_future *producer = sq_future_retain(inner);
+    sq_future *out = sq_with_timeout(inner, 10.0);
+    void *mem = malloc(16);
+    sq_future_set_result(producer, mem);
+    assert_true(sq_future_done(out));
+    assert_ptr_equal(sq_future_value(out), mem);
+    assert_null(sq_future_value(producer)); /* moved out of the inner future */
+    sq_future_release(producer);
+    assert_int_equal(freed, 0);
+    sq_future_release(out);
+    assert_int_equal(freed, 1);
+    /* Inner wins, outer taken: never freed by the futures. */
+    inner = owned_future(loop);
+    producer = sq_future_retain(inner);
+    out = sq_with_timeout(inner, 10.0);
+    mem = malloc(16);
+    sq_future_set_result(producer, mem);
+    sq_future_release(producer);
+    void *v = NULL;
+    assert_int_equal(sq_await(out, &v), 0);
+    assert_ptr_equal(v, mem);
+    assert_int_equal(freed, 1);
+    free(v);
+    /* Inner done before sq_with_timeout: same. */
+    inner = owned_future(loop);
+    sq_future_set_result(inner, malloc(16));
+    out = sq_with_timeout(inner, 10.0);
+    assert_non_null(sq_future_value(out));
+    sq_future_release(out);
+    assert_int_equal(freed, 2);
+    /* The timeout wins: the inner future is cancelled, so the producer's later result is
+     * refused and stays the producer's; the outer has no value. */
+    inner = owned_future(loop);
+    producer = sq_future_retain(inner);
+    out = sq_with_timeout(inner, 0.02);
+    sq_loop_run_until(loop, out);
+    assert_int_equal(sq_future_status(out), -ETIMEDOUT);
+    assert_null(sq_future_value(out));
+    assert_true(sq_future_cancelled(producer));
+    mem = malloc(16);
+    assert_int_equal(sq_future_set_result(producer, mem), -EALREADY);
+    free(mem);
+    sq_future_release(producer);
+    sq_future_release(out);
+    assert_int_equal(freed, 2);
+    /* Outer cancelled: the inner is cancelled too, nothing is freed twice. */
+    inner = owned_future(loop);
+    producer = sq_future_retain(inner);
+    out = sq_with_timeout(inner, 10.0);
+    assert_int_equal(sq_future_cancel(out), 0);
+    assert_true(sq_future_cancelled(producer));
+    sq_future_release(out);
+    sq_future_release(producer);
+    assert_int_equal(freed, 2);
+    sq_loop_free(loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -145,6 +332,10 @@ int main(void)
         cmocka_unit_test(test_done_callbacks_and_cancel),
         cmocka_unit_test(test_callback_removed_during_resolve),
         cmocka_unit_test(test_spawn_result),
+        cmocka_unit_test(test_owned_value_freed_untaken),
+        cmocka_unit_test(test_owned_value_taken),
+        cmocka_unit_test(test_owned_value_cancelled),
+        cmocka_unit_test(test_owned_value_through_timeout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

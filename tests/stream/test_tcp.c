@@ -471,6 +471,75 @@ static void test_emfile_pauses(void **state)
     sq_loop_free(loop);
 }
 
+/* A connect future nobody takes the stream from — released while pending, awaited with
+ * NULL, or peeked at and released — closes the stream with itself: no fd, no memory leaks. */
+typedef struct connect_seen {
+    int calls;
+    bool had_stream;
+} connect_seen;
+
+static void connect_seen_cb(sq_future *f, void *arg)
+{
+    connect_seen *cs = arg;
+    cs->calls++;
+    cs->had_stream = sq_future_status(f) == 0 && sq_future_value(f) != NULL;
+}
+
+static void *dropped_connect_coro(void *arg)
+{
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(lfd, 64), 0); /* never accepts: the kernel completes handshakes */
+    socklen_t len = sizeof a;
+    getsockname(lfd, (struct sockaddr *)&a, &len);
+    int port = ntohs(a.sin_port);
+    int err = 0;
+    sq_stream *s = sq_tcp_connect("127.0.0.1", port, 5, &err); /* warm up lazy fds */
+    assert_non_null(s);
+    sq_stream_free(s);
+    int base = open_fds();
+    assert_true(base > 0);
+    /* Taken: the caller owns one more fd until it frees the stream. */
+    s = sq_tcp_connect("127.0.0.1", port, 5, &err);
+    assert_non_null(s);
+    assert_int_equal(open_fds(), base + 1);
+    sq_stream_free(s);
+    assert_int_equal(open_fds(), base);
+    /* Released while pending; it connects later. */
+    for (int i = 0; i < 3; i++) {
+        connect_seen cs = {0};
+        sq_future *f = sq_tcp_connect_future(NULL, "127.0.0.1", port, 5);
+        assert_non_null(f);
+        assert_false(sq_future_done(f));
+        assert_int_equal(sq_future_add_done_callback(f, connect_seen_cb, &cs), 0);
+        sq_future_release(f);
+        for (int k = 0; k < 300 && !cs.calls; k++) sq_sleep(0.01);
+        assert_int_equal(cs.calls, 1);
+        assert_true(cs.had_stream);
+        assert_int_equal(open_fds(), base);
+    }
+    /* Awaited with NULL. */
+    assert_int_equal(sq_await(sq_tcp_connect_future(NULL, "127.0.0.1", port, 5), NULL), 0);
+    assert_int_equal(open_fds(), base);
+    /* Done, peeked at, released. */
+    sq_future *f = sq_tcp_connect_future(NULL, "127.0.0.1", port, 5);
+    assert_int_equal(sq_await(sq_future_retain(f), NULL), 0);
+    assert_non_null(sq_future_value(f));
+    assert_int_equal(open_fds(), base + 1);
+    sq_future_release(f);
+    assert_int_equal(open_fds(), base);
+    close(lfd);
+    return NULL;
+}
+
+static void test_connect_future_dropped(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    sq_test_run_coro(loop, dropped_connect_coro, NULL, 20);
+    sq_loop_free(loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -482,6 +551,7 @@ int main(void)
         cmocka_unit_test(test_raw_accept),
         cmocka_unit_test(test_listen_errors),
         cmocka_unit_test(test_emfile_pauses),
+        cmocka_unit_test(test_connect_future_dropped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

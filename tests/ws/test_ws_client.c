@@ -81,6 +81,11 @@ typedef struct bad_env {
     int port;
 } bad_env;
 
+static void count_done(sq_future *f, void *arg)
+{
+    *(int *)arg += sq_future_status(f) == 0 && sq_future_value(f) ? 1 : 100;
+}
+
 static void *errors_task(void *arg)
 {
     bad_env *b = arg;
@@ -138,6 +143,15 @@ static void *errors_task(void *arg)
     assert_true(sq_ws_closed(ws));
     assert_int_equal(sq_ws_send(ws, "x", 1, false), SQ_ECLOSED);
     sq_ws_free(ws);
+    /* A connection nobody takes is freed with its future (LSan checks): awaited with NULL,
+     * and released while pending. */
+    assert_int_equal(sq_await(sq_ws_connect_future(NULL, url, NULL), NULL), 0);
+    int done = 0;
+    sq_future *f = sq_ws_connect_future(NULL, url, NULL);
+    assert_int_equal(sq_future_add_done_callback(f, count_done, &done), 0);
+    sq_future_release(f);
+    for (int i = 0; i < 300 && !done; i++) sq_sleep(0.01);
+    assert_int_equal(done, 1);
     return NULL;
 }
 
