@@ -17,12 +17,14 @@ conc=100
 command -v nginx >/dev/null || { echo "nginx not installed: nothing to fetch from" >&2; exit 1; }
 [ -x "$build/bench/fetch_load" ] || { echo "$build/bench/fetch_load not built" >&2; exit 1; }
 
-# A free loopback port (bound to 0, then released).
-port=$("$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-bench_nginx_conf "$port backlog=4096" 4096 "" "keepalive_requests 1000000;"
-bench_nginx_start
+# nginx on a free loopback port (bench_start_free retries should it be taken meanwhile).
+start_nginx() {
+  bench_nginx_conf "$1 backlog=4096" 4096 "" "keepalive_requests 1000000;"
+  bench_nginx_start
+}
+bench_start_free start_nginx / 10 || true
+port=${PORT:-0}
 url="http://127.0.0.1:$port/"
-wait_http "$port" / 10 || true
 [ "$(curl -s "$url")" = "Hello, World!" ] || { echo "nginx did not start: $(cat "$tmp/error.log" 2>/dev/null)" >&2; exit 1; }
 
 declare -A RPS US

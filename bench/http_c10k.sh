@@ -32,23 +32,28 @@ run() {
     "${WRK_P50:--}" "${WRK_P99:--}" "${errs:-none}"
 }
 
-bench_spawn hello "$build/examples/hello" 18141
-nginx_ok=""
-if command -v nginx >/dev/null; then
-  bench_nginx_conf "18142 backlog=4096" $((conns + 2000)) "worker_rlimit_nofile $((conns + 2000));"
+# Ephemeral ports: hello gets port 0 and prints its own, nginx a free_port.
+bench_start_listening hello "$build/examples/hello" 0
+hello_port=$PORT
+[ -n "$PID" ] || { echo "examples/hello did not start" >&2; exit 1; }
+# start_nginx PORT: nginx (one worker) on PORT.
+start_nginx() {
+  bench_nginx_conf "$1 backlog=4096" $((conns + 2000)) "worker_rlimit_nofile $((conns + 2000));"
   bench_nginx_start
-  nginx_ok=1
+}
+nginx_ok="" nginx_port=""
+if command -v nginx >/dev/null && bench_start_free start_nginx /; then
+  nginx_ok=1 nginx_port=$PORT
 fi
-wait_http 18141 / || { echo "examples/hello did not start" >&2; exit 1; }
-[ -z "$nginx_ok" ] || wait_http 18142 / || nginx_ok=""
+wait_http "$hello_port" / || { echo "examples/hello did not start" >&2; exit 1; }
 
 {
   echo "C10K: wrk -t1 -c$conns -d${secs}s, keep-alive, server on CPU 0, wrk on CPU 1"
   echo
   echo '| server | connections | requests | requests/s | p50 | p99 | errors |'
   echo '|---|---|---|---|---|---|---|'
-  [ -z "$nginx_ok" ] || run nginx "nginx (1 worker)" 18142
-  run hello "squall hello" 18141
+  [ -z "$nginx_ok" ] || run nginx "nginx (1 worker)" "$nginx_port"
+  run hello "squall hello" "$hello_port"
   echo
   v=MISSED
   [ "${ERRS[hello]:-}" = none ] && v=met

@@ -21,18 +21,38 @@ if ! command -v valgrind >/dev/null || ! command -v callgrind_control >/dev/null
 fi
 
 declare -A IR
-# measure KEY PORT PATH CMD...: start CMD under callgrind, count N requests; prints Ir/request.
+# measure KEY PREPARE PATH CMD...: start CMD under callgrind, count N requests; sets IR[KEY]
+# to the instructions per request.  Ports are ephemeral: with PREPARE "-", CMD is one of
+# squall's servers given port 0, and its port comes from the "listening on port N" line it
+# prints; otherwise `PREPARE PORT` is run first with a free_port (it writes the server's
+# configuration), and should the server exit before answering (the port was taken in
+# between), once more with another port.
 measure() {
-  local key=$1 port=$2 path=$3; shift 3
-  valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.$key.%p" "$@" \
-    > "$tmp/$key.out" 2> "$tmp/$key.err" &
-  local vp=$!
-  pids+=("$vp")
-  if ! wait_http "$port" "$path" 60; then # valgrind starts slowly
-    echo "$key did not start under valgrind: $(tail -3 "$tmp/$key.err")" >&2
+  local key=$1 prepare=$2 path=$3 port="" vp try; shift 3
+  for try in 1 2; do
+    if [ "$prepare" != - ]; then
+      port=$(free_port)
+      "$prepare" "$port"
+    fi
+    rm -f "$tmp/cg.$key".*
+    valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.$key.%p" "$@" \
+      > "$tmp/$key.out" 2> "$tmp/$key.err" &
+    vp=$!
+    pids+=("$vp")
+    if [ "$prepare" = - ] && wait_line "$tmp/$key.out" '^listening on port ' 60 "$vp"; then
+      port=$(awk '/^listening on port / {print $4; exit}' "$tmp/$key.out")
+    fi
+    # valgrind starts slowly
+    if [ -n "$port" ] && wait_http "$port" "$path" 60 "$vp" && kill -0 "$vp" 2>/dev/null; then
+      break
+    fi
     kill "$vp" 2>/dev/null || true
-    return 0
-  fi
+    wait "$vp" 2>/dev/null || true
+    if [ "$prepare" = - ] || [ "$try" -eq 2 ]; then
+      echo "$key did not start under valgrind: $(tail -3 "$tmp/$key.err")" >&2
+      return 0
+    fi
+  done
   "$load" count "$port" "$path" 2000 "$conns" > /dev/null
   callgrind_control -z "$vp" > /dev/null 2>&1
   "$load" count "$port" "$path" "$n" "$conns" > "$tmp/$key.load"
@@ -48,13 +68,14 @@ measure() {
   fi
 }
 
-bench_nginx_conf 18111 1024 "master_process off;"
+# nginx_conf PORT: nginx as one process on PORT.
+nginx_conf() { bench_nginx_conf "$1" 1024 "master_process off;"; }
 
-measure hello 18112 / "$build/examples/hello" 18112
-measure plaintext 18113 /plaintext "$build/bench/web_bench" 18113
-measure json 18114 /json "$build/bench/web_bench" 18114
+measure hello - / "$build/examples/hello" 0
+measure plaintext - /plaintext "$build/bench/web_bench" 0
+measure json - /json "$build/bench/web_bench" 0
 if command -v nginx >/dev/null; then
-  measure nginx 18111 / nginx -c "$tmp/nginx.conf" -p "$tmp"
+  measure nginx nginx_conf / nginx -c "$tmp/nginx.conf" -p "$tmp"
 fi
 
 {

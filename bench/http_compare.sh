@@ -45,19 +45,21 @@ run() {
 
 declare -A SKIP
 nginx_worker="" hello_pid="" demo_pid="" h2o_pid="" node_pid="" tornado_pid=""
+hello_port="" web_port="" nginx_port="" h2o_port="" node_port="" tornado_port=""
+
+# Every port is ephemeral: squall's servers get port 0 and print theirs; the others are
+# started on a free_port each by these functions (PORT as their argument), through
+# bench_start_free, which retries with another port should that one be taken meanwhile.
 
 # nginx: one worker, the same body and Content-Type as hello.
-bench_nginx_conf "18081 reuseport backlog=4096" 4096
-bench_nginx_start
-bench_spawn hello "$build/examples/hello" 18082
-hello_pid=$PID
-bench_spawn web "$build/bench/web_bench" 18083
-demo_pid=$PID
+start_nginx() {
+  bench_nginx_conf "$1 reuseport backlog=4096" 4096
+  bench_nginx_start
+}
 
 # h2o: one thread serving hello.txt (exactly "Hello, World!", no newline) as
 # the index of /, text/plain by its extension, no gzip; no access log.
-if command -v h2o >/dev/null; then
-  printf 'Hello, World!' > "$tmp/hello.txt"
+start_h2o() {
   cat > "$tmp/h2o.conf" <<CONF
 num-threads: 1
 user: $(id -un)
@@ -65,7 +67,7 @@ pid-file: $tmp/h2o.pid
 error-log: $tmp/h2o-error.log
 listen:
   host: 127.0.0.1
-  port: 18084
+  port: $1
 hosts:
   default:
     paths:
@@ -75,28 +77,52 @@ hosts:
         file.send-gzip: OFF
 CONF
   bench_spawn h2o h2o -c "$tmp/h2o.conf"
-  h2o_pid=$PID
-else
-  SKIP[h2o]="not installed"
-fi
+}
 
 # Node.js: http.createServer, the same body and Content-Type.
-if command -v node >/dev/null; then
+start_node() {
   bench_spawn node node -e '
     const http = require("http");
     http.createServer((req, res) => {
       res.writeHead(200, {"Content-Type": "text/plain", "Content-Length": "13"});
       res.end("Hello, World!");
-    }).listen(18085, "127.0.0.1");'
-  node_pid=$PID
+    }).listen(Number(process.argv[1]), "127.0.0.1");' "$1"
+}
+
+# Tornado 6: one process, one RequestHandler.
+start_tornado() {
+  bench_spawn tornado "$python" "$tmp/tornado_hello.py" "$1"
+}
+
+if bench_start_free start_nginx /; then
+  nginx_port=$PORT
+else
+  echo "nginx did not start: $(cat "$tmp/error.log" 2>/dev/null)" >&2
+  exit 1
+fi
+bench_start_listening hello "$build/examples/hello" 0
+hello_pid=$PID hello_port=$PORT
+[ -n "$hello_pid" ] || { echo "examples/hello did not start" >&2; exit 1; }
+bench_start_listening web "$build/bench/web_bench" 0
+demo_pid=$PID web_port=$PORT
+
+if command -v h2o >/dev/null; then
+  printf 'Hello, World!' > "$tmp/hello.txt"
+  bench_start_free start_h2o / && h2o_pid=$PID h2o_port=$PORT
+else
+  SKIP[h2o]="not installed"
+fi
+
+if command -v node >/dev/null; then
+  bench_start_free start_node / && node_pid=$PID node_port=$PORT
 else
   SKIP[node]="not installed"
 fi
 
-# Tornado 6: one process, one RequestHandler.
 if has_tornado6; then
   cat > "$tmp/tornado_hello.py" <<'PY'
 import asyncio
+import sys
 import tornado.web
 
 class Hello(tornado.web.RequestHandler):
@@ -106,29 +132,28 @@ class Hello(tornado.web.RequestHandler):
 
 async def main():
     app = tornado.web.Application([(r"/", Hello)])
-    app.listen(18086, address="127.0.0.1", backlog=4096)
+    app.listen(int(sys.argv[1]), address="127.0.0.1", backlog=4096)
     await asyncio.Event().wait()
 
 asyncio.run(main())
 PY
-  bench_spawn tornado "$python" "$tmp/tornado_hello.py"
-  tornado_pid=$PID
+  bench_start_free start_tornado / && tornado_pid=$PID tornado_port=$PORT
 else
   SKIP[tornado]="not installed (python3-tornado 6)"
 fi
 
-# Wait for every server; one that does not answer gets an empty PID and a "failed" row.
-wait_http 18081 / || { echo "nginx did not start: $(cat "$tmp/error.log" 2>/dev/null)" >&2; exit 1; }
-wait_http 18082 / || { echo "examples/hello did not start" >&2; exit 1; }
-wait_http 18083 /json || { SKIP[json]="failed to start"; SKIP[web]="failed to start"; demo_pid=""; }
-for s in h2o:18084 node:18085 tornado:18086; do
-  name=${s%%:*} port=${s##*:}
-  pidvar=${name}_pid
-  [ -n "${!pidvar}" ] || continue
-  if ! wait_http "$port" /; then
-    SKIP[$name]="failed to start"
-    printf -v "$pidvar" '%s' ""
-  elif [ "$(curl -s "http://127.0.0.1:$port/")" != "Hello, World!" ]; then
+# Check every server; one that does not answer gets an empty PID and a "failed" row.
+[ -n "$demo_pid" ] && wait_http "$web_port" /json \
+  || { SKIP[json]="failed to start"; SKIP[web]="failed to start"; demo_pid=""; }
+for name in h2o node tornado; do
+  pidvar=${name}_pid portvar=${name}_port
+  port=${!portvar}
+  if [ -z "${!pidvar}" ]; then
+    # installed (no SKIP yet) but bench_start_free failed
+    [ -n "${SKIP[$name]:-}" ] || SKIP[$name]="failed to start"
+    continue
+  fi
+  if [ "$(curl -s "http://127.0.0.1:$port/")" != "Hello, World!" ]; then
     SKIP[$name]="wrong body"
     printf -v "$pidvar" '%s' ""
   fi
@@ -148,15 +173,15 @@ fi
   echo
   echo '| server | requests/s | server CPU µs/request | p50 | p99 | errors |'
   echo '|---|---|---|---|---|---|'
-  run nginx "nginx (1 worker)" "$nginx_worker" 18081 /
-  run h2o "h2o (1 thread, static file)" "$h2o_pid" 18084 /
-  run node "Node.js http" "$node_pid" 18085 /
-  run tornado "Tornado 6 (1 process)" "$tornado_pid" 18086 /
-  run hello "squall hello" "$hello_pid" 18082 /
-  run web "squall web /plaintext" "$demo_pid" 18083 /plaintext
-  run json "squall web /json" "$demo_pid" 18083 /json
-  run nginx_pipe "nginx, pipelined x16" "$nginx_worker" 18081 / -s "$here/pipeline.lua"
-  run hello_pipe "squall, pipelined x16" "$hello_pid" 18082 / -s "$here/pipeline.lua"
+  run nginx "nginx (1 worker)" "$nginx_worker" "$nginx_port" /
+  run h2o "h2o (1 thread, static file)" "$h2o_pid" "$h2o_port" /
+  run node "Node.js http" "$node_pid" "$node_port" /
+  run tornado "Tornado 6 (1 process)" "$tornado_pid" "$tornado_port" /
+  run hello "squall hello" "$hello_pid" "$hello_port" /
+  run web "squall web /plaintext" "$demo_pid" "$web_port" /plaintext
+  run json "squall web /json" "$demo_pid" "$web_port" /json
+  run nginx_pipe "nginx, pipelined x16" "$nginx_worker" "$nginx_port" / -s "$here/pipeline.lua"
+  run hello_pipe "squall, pipelined x16" "$hello_pid" "$hello_port" / -s "$here/pipeline.lua"
 
   json_ratio=$(ratio "${US[json]:-}" "${US[web]:-}")
   json_ok=$(verdict "$json_ratio" '<=' 1.1)

@@ -55,28 +55,34 @@ hold() {
   if [ -s "$tmp/$key.err" ]; then NOTE[$key]="$(sort "$tmp/$key.err" | uniq -c | head -3 | tr '\n' ' ')"; fi
 }
 
-bench_spawn hello "$build/examples/hello" 18131
-hello_pid=$PID
-bench_spawn web "$build/bench/web_bench" 18132
-web_pid=$PID
-bench_spawn web2 "$build/bench/web_bench" 18134
-sleep_pid=$PID
-nginx_pid=""
-if command -v nginx >/dev/null; then
-  bench_nginx_conf "18133 backlog=4096" $((n + 1000)) \
+# Ephemeral ports: squall's servers get port 0 and print theirs, nginx a free_port.
+bench_start_listening hello "$build/examples/hello" 0
+hello_pid=$PID hello_port=$PORT
+[ -n "$hello_pid" ] || { echo "examples/hello did not start" >&2; exit 1; }
+bench_start_listening web "$build/bench/web_bench" 0
+web_pid=$PID web_port=$PORT
+[ -n "$web_pid" ] || { echo "bench/web_bench did not start" >&2; exit 1; }
+bench_start_listening web2 "$build/bench/web_bench" 0
+sleep_pid=$PID sleep_port=$PORT
+[ -n "$sleep_pid" ] || { echo "bench/web_bench did not start" >&2; exit 1; }
+# start_nginx PORT: nginx as one process on PORT.
+start_nginx() {
+  bench_nginx_conf "$1 backlog=4096" $((n + 1000)) \
     "master_process off; worker_rlimit_nofile $((n + 1000));" "keepalive_timeout 120s;"
   bench_nginx_start
-  nginx_pid=$PID
+}
+nginx_pid="" nginx_port=""
+if command -v nginx >/dev/null && bench_start_free start_nginx /; then
+  nginx_pid=$PID nginx_port=$PORT
 fi
-wait_http 18131 / || { echo "examples/hello did not start" >&2; exit 1; }
-wait_http 18132 /plaintext || { echo "bench/web_bench did not start" >&2; exit 1; }
-wait_http 18134 /plaintext || { echo "bench/web_bench did not start" >&2; exit 1; }
-[ -z "$nginx_pid" ] || wait_http 18133 / || nginx_pid=""
+wait_http "$hello_port" / || { echo "examples/hello did not start" >&2; exit 1; }
+wait_http "$web_port" /plaintext || { echo "bench/web_bench did not start" >&2; exit 1; }
+wait_http "$sleep_port" /plaintext || { echo "bench/web_bench did not start" >&2; exit 1; }
 
-hold hello "$hello_pid" 18131 /
-hold web "$web_pid" 18132 /plaintext
-[ -z "$nginx_pid" ] || hold nginx "$nginx_pid" 18133 /
-hold suspended "$sleep_pid" 18134 "/sleep?s=$sleep_s"
+hold hello "$hello_pid" "$hello_port" /
+hold web "$web_pid" "$web_port" /plaintext
+[ -z "$nginx_pid" ] || hold nginx "$nginx_pid" "$nginx_port" /
+hold suspended "$sleep_pid" "$sleep_port" "/sleep?s=$sleep_s"
 
 all_ok() { case "${OKS[$1]:-}" in "$n of $n answered"*) echo yes ;; *) echo no ;; esac; }
 {

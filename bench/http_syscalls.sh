@@ -49,25 +49,30 @@ count() {
   fi
 }
 
-bench_spawn hello "$build/examples/hello" 18121
-hello_pid=$PID
-bench_spawn web "$build/bench/web_bench" 18122
-web_pid=$PID
-nginx_pid=""
-if command -v nginx >/dev/null; then
-  bench_nginx_conf 18123 1024 "master_process off;"
+# Ephemeral ports: squall's servers get port 0 and print theirs, nginx a free_port.
+bench_start_listening hello "$build/examples/hello" 0
+hello_pid=$PID hello_port=$PORT
+[ -n "$hello_pid" ] || { echo "examples/hello did not start" >&2; exit 1; }
+bench_start_listening web "$build/bench/web_bench" 0
+web_pid=$PID web_port=$PORT
+[ -n "$web_pid" ] || { echo "bench/web_bench did not start" >&2; exit 1; }
+# start_nginx PORT: nginx as one process on PORT.
+start_nginx() {
+  bench_nginx_conf "$1" 1024 "master_process off;"
   bench_nginx_start
-  nginx_pid=$PID
+}
+nginx_pid="" nginx_port=""
+if command -v nginx >/dev/null && bench_start_free start_nginx /; then
+  nginx_pid=$PID nginx_port=$PORT
 fi
-wait_http 18121 / || { echo "examples/hello did not start" >&2; exit 1; }
-wait_http 18122 /plaintext || { echo "bench/web_bench did not start" >&2; exit 1; }
-[ -z "$nginx_pid" ] || wait_http 18123 / || nginx_pid=""
+wait_http "$hello_port" / || { echo "examples/hello did not start" >&2; exit 1; }
+wait_http "$web_port" /plaintext || { echo "bench/web_bench did not start" >&2; exit 1; }
 
-[ -z "$nginx_pid" ] || count nginx "$nginx_pid" 18123 / 1
-[ -z "$nginx_pid" ] || count nginx_pipe "$nginx_pid" 18123 / 16
-count hello "$hello_pid" 18121 / 1
-count hello_pipe "$hello_pid" 18121 / 16
-count web "$web_pid" 18122 /plaintext 1
+[ -z "$nginx_pid" ] || count nginx "$nginx_pid" "$nginx_port" / 1
+[ -z "$nginx_pid" ] || count nginx_pipe "$nginx_pid" "$nginx_port" / 16
+count hello "$hello_pid" "$hello_port" / 1
+count hello_pipe "$hello_pid" "$hello_port" / 16
+count web "$web_pid" "$web_port" /plaintext 1
 
 {
   echo "system calls per request (strace -c -f -p on the server, $n requests from bench/http_load, $conns connections)"

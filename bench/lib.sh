@@ -4,7 +4,9 @@
 #   bench_init "BUILD_DIR [SECONDS]" "$@"
 # Every helper works on the globals bench_init sets (tmp, pids, pin_server, ...).  Servers are
 # started in the background with their PID in PID and in the pids array, which the EXIT trap
-# kills.  All ports are on 127.0.0.1.
+# kills.  All ports are on 127.0.0.1 and ephemeral, never fixed: squall's own servers are given
+# port 0 and print the port they got (bench_start_listening); the others get a free_port
+# (bench_start_free), so that two runs on one machine (two `make test`) never collide.
 
 # bench_init USAGE ARGS...: checks that BUILD_DIR (the first of ARGS) is given, else prints
 # "usage: bench/<script> USAGE" and exits 1.  Sets
@@ -117,8 +119,8 @@ wait_line() {
 }
 
 # bench_start_listening NAME CMD...: bench_spawn for a server that prints "listening on port
-# N" once it listens; sets PID and PORT, both empty (and a note on stderr) when that line has
-# not come within 15 s or the server exited.
+# N" once it listens (squall's programs given port 0); sets PID and PORT, both empty (and a
+# note on stderr) when that line has not come within 15 s or the server exited.
 bench_start_listening() {
   local name=$1
   bench_spawn "$@"
@@ -131,21 +133,53 @@ bench_start_listening() {
   PID=""
 }
 
-# wait_http PORT PATH [SECONDS]: until http://127.0.0.1:PORT/PATH answers 2xx (true) or
-# SECONDS (default 15) pass (false).
+# wait_http PORT PATH [SECONDS] [PID]: until http://127.0.0.1:PORT/PATH answers 2xx (true),
+# SECONDS (default 15) pass or PID, when given, exits (false).  Each try gives up after 5 s.
 wait_http() {
   local i
   for i in $(seq $((${3:-15} * 10))); do
-    curl -sf -o /dev/null "http://127.0.0.1:$1$2" && return 0
+    curl -sf -m 5 -o /dev/null "http://127.0.0.1:$1$2" && return 0
+    [ -z "${4:-}" ] || kill -0 "$4" 2>/dev/null || return 1
     sleep 0.1
   done
+  return 1
+}
+
+# free_port: prints a TCP port that is free on 127.0.0.1 (the kernel's pick for a bind to port
+# 0, released at once), for a server that cannot be given port 0 and tell its port.  Another
+# process may take the port before that server binds it: bench_start_free then retries.
+free_port() {
+  "${python:-python3}" -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
+}
+
+# bench_start_free START PATH [SECONDS]: picks a free_port, runs `START PORT` (a function that
+# starts a server on 127.0.0.1:PORT in the background, setting PID), then waits up to SECONDS
+# (default 15) for http://127.0.0.1:PORT/PATH to answer 2xx.  When the server exits instead
+# (its bind failed: the port was taken in between), tries once more with another port.  Sets
+# PORT and PID; on failure returns 1 with both empty (a server still running stays in pids).
+bench_start_free() {
+  local start=$1 path=$2 secs=${3:-15} try
+  for try in 1 2; do
+    PORT=$(free_port)
+    "$start" "$PORT"
+    if wait_http "$PORT" "$path" "$secs" "$PID" && kill -0 "$PID" 2>/dev/null; then
+      return 0
+    fi
+    # still running but not answering: another port would not help
+    kill -0 "$PID" 2>/dev/null && break
+    [ "$try" -eq 2 ] || echo "$start: the server on port $PORT exited; trying another port" >&2
+  done
+  PORT="" PID=""
   return 1
 }
 
 # bench_nginx_conf LISTEN CONNECTIONS [MAIN] [HTTP]: writes $tmp/nginx.conf, an nginx with
 # one worker in the foreground (pid, error log and temp files in $tmp, no access log) that
 # answers every request with 200 "Hello, World!" as text/plain, like examples/hello.  LISTEN
-# is the port plus listen options ("18081 backlog=4096"), CONNECTIONS the
+# is the port plus listen options ("$port backlog=4096"), CONNECTIONS the
 # worker_connections; MAIN and HTTP are extra directives for the main and http blocks.
 bench_nginx_conf() {
   cat > "$tmp/nginx.conf" <<CONF
