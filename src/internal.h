@@ -114,6 +114,17 @@ void sq__buf_free(sq__buf *b);
  * sockets cannot pass MSG_NOSIGNAL, and a vanished peer must not kill the process. */
 void sq__ignore_sigpipe_once(void);
 
+/* Listening sockets for host:port, shared by sq_tcp_listen and the HTTP server: host NULL
+ * or "" gives one dual-stack IPv6 socket (IPv4 where IPv6 is unavailable; o->ipv6_only makes
+ * it IPv6 only), a numeric address one socket (v6-only as o->ipv6_only says), a name one
+ * socket per address it resolves to (IPv6 ones v6-only).  With port 0 every socket takes the
+ * port the first one got.  Sockets are non-blocking, close-on-exec, SO_REUSEADDR (and
+ * SO_REUSEPORT with o->reuseport) and listen with `backlog`.  At most `max` fds go to fds[];
+ * returns how many (>= 1) and sets *bound to the port, or a negative errno (SQ_ERESOLVE,
+ * -EADDRINUSE, -ENFILE when max is 0 …) with nothing left open. */
+int sq__tcp_listen_fds(const char *host, int port, const sq_tcp_options *o, int backlog, int *fds,
+                       int max, int *bound);
+
 /* A monotonic clock in ns. */
 uint64_t sq__mono_ns(void);
 

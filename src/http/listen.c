@@ -1,11 +1,8 @@
 /* Listening sockets (accept in batches, paused at max_connections) and the server's
  * lifetime: creation, graceful shutdown, free. */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -72,97 +69,32 @@ static void on_accept(sq_loop *loop, sq_io *io, unsigned events)
     }
 }
 
-static int bound_port(int fd)
-{
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) return -errno;
-    if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-    return -EAFNOSUPPORT;
-}
-
-static int add_listener(sq_http_server *srv, struct sockaddr *sa, socklen_t len, bool v6only)
-{
-    if (srv->nls == SQ__HTTP_MAX_LISTENERS) return -ENFILE;
-    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -errno;
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (srv->s.reuseport) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-    if (sa->sa_family == AF_INET6) {
-        int v = v6only ? 1 : 0;
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v, sizeof v);
-    }
-    if (bind(fd, sa, len) < 0 || listen(fd, 4096) < 0) {
-        int e = -errno;
-        close(fd);
-        return e;
-    }
-    sq__http_listener *l = &srv->ls[srv->nls];
-    l->srv = srv;
-    sq_io_init(&l->io, fd, on_accept, l);
-    if (!srv->closing && !srv->accept_paused) {
-        int e = sq_io_start(srv->loop, &l->io, SQ_READ);
-        if (e < 0) {
-            close(fd);
-            return e;
-        }
-    }
-    srv->nls++;
-    if (srv->port <= 0) srv->port = bound_port(fd);
-    return 0;
-}
-
 int sq_http_server_listen(sq_http_server *srv, const char *host, int port)
 {
     if (port < 0 || port > 65535) return -EINVAL;
     if (srv->closing) return SQ_ECLOSED;
-    if (!host || !*host) {
-        struct sockaddr_in6 a6 = {.sin6_family = AF_INET6,
-                                  .sin6_port = htons((uint16_t)port),
-                                  .sin6_addr = IN6ADDR_ANY_INIT};
-        int e = add_listener(srv, (struct sockaddr *)&a6, sizeof a6, false);
-        if (e == -EAFNOSUPPORT || e == -EADDRNOTAVAIL || e == -EPROTONOSUPPORT) {
-            struct sockaddr_in a4 = {.sin_family = AF_INET,
-                                     .sin_port = htons((uint16_t)port),
-                                     .sin_addr.s_addr = htonl(INADDR_ANY)};
-            e = add_listener(srv, (struct sockaddr *)&a4, sizeof a4, false);
+    /* The sockets themselves are the stream layer's (sq_tcp_listen binds the same way); an
+     * explicit IPv6 address takes IPv6 only, as in nginx and Tornado. */
+    sq_tcp_options o = {.reuseport = srv->s.reuseport, .ipv6_only = host && *host};
+    int fds[SQ__HTTP_MAX_LISTENERS], bound;
+    int n =
+        sq__tcp_listen_fds(host, port, &o, 4096, fds, SQ__HTTP_MAX_LISTENERS - srv->nls, &bound);
+    if (n < 0) return n;
+    for (int i = 0; i < n; i++) {
+        sq__http_listener *l = &srv->ls[srv->nls];
+        l->srv = srv;
+        sq_io_init(&l->io, fds[i], on_accept, l);
+        if (!srv->closing && !srv->accept_paused) {
+            int e = sq_io_start(srv->loop, &l->io, SQ_READ);
+            if (e < 0) {
+                while (i < n) close(fds[i++]);
+                return e;
+            }
         }
-        return e;
+        srv->nls++;
     }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC,
-                             .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-    struct addrinfo *res = NULL;
-    char ps[16];
-    const char *h = host;
-    char hb[256];
-    size_t hl = strlen(host);
-    if (hl >= 2 && hl < sizeof hb && host[0] == '[' && host[hl - 1] == ']') {
-        memcpy(hb, host + 1, hl - 2);
-        hb[hl - 2] = 0;
-        h = hb;
-    }
-    snprintf(ps, sizeof ps, "%d", port);
-    if (getaddrinfo(h, ps, &hints, &res) != 0) return SQ_ERESOLVE;
-    int first = 0, ok = 0;
-    int p0 = port;
-    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        if (p0 == 0 && ok && srv->port > 0) { /* every socket takes the first one's port */
-            if (ai->ai_family == AF_INET)
-                ((struct sockaddr_in *)ai->ai_addr)->sin_port = htons((uint16_t)srv->port);
-            else if (ai->ai_family == AF_INET6)
-                ((struct sockaddr_in6 *)ai->ai_addr)->sin6_port = htons((uint16_t)srv->port);
-        }
-        int e = add_listener(srv, ai->ai_addr, ai->ai_addrlen, true);
-        if (e == 0)
-            ok++;
-        else if (!first)
-            first = e;
-    }
-    freeaddrinfo(res);
-    return ok ? 0 : first ? first : SQ_ERESOLVE;
+    if (srv->port <= 0) srv->port = bound;
+    return 0;
 }
 
 int sq_http_server_port(const sq_http_server *srv)

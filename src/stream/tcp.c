@@ -217,25 +217,72 @@ static bool parse_numeric(const char *host, int port, struct sockaddr_storage *s
     return false;
 }
 
-static int add_listener(sq_tcp_server *srv, struct sockaddr *sa, socklen_t len, int backlog)
+/* Open one listening socket and record it; with port 0 and several addresses, every socket
+ * takes the port the first one got. */
+static int listen_one(struct sockaddr *sa, socklen_t len, const sq_tcp_options *o, int backlog,
+                      int *fds, int *n, int *port)
 {
-    if (srv->nls == MAX_LISTENERS) return 0;
-    /* With port 0 and several addresses, every socket takes the port the first one got. */
-    if (srv->nls && srv->port > 0) set_port(sa, srv->port);
-    int fd = open_listener(sa, len, &srv->opts, backlog);
+    if (*n && *port > 0) set_port(sa, *port);
+    int fd = open_listener(sa, len, o, backlog);
     if (fd < 0) return fd;
-    listener *l = &srv->ls[srv->nls++];
-    l->fd = fd;
-    l->srv = srv;
-    sq_io_init(&l->io, fd, on_accept_ready, l);
-    if (srv->port <= 0) srv->port = bound_port(fd);
+    fds[(*n)++] = fd;
+    if (*port <= 0) *port = bound_port(fd);
     return 0;
+}
+
+int sq__tcp_listen_fds(const char *host, int port, const sq_tcp_options *o, int backlog, int *fds,
+                       int max, int *bound)
+{
+    int n = 0, e = 0;
+    *bound = port;
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if (max <= 0) return -ENFILE;
+    if (!host || !*host) {
+        /* Every address: one dual-stack IPv6 socket, or IPv4 where IPv6 is unavailable. */
+        struct sockaddr_in6 a6 = {.sin6_family = AF_INET6,
+                                  .sin6_port = htons((uint16_t)port),
+                                  .sin6_addr = IN6ADDR_ANY_INIT};
+        e = listen_one((struct sockaddr *)&a6, sizeof a6, o, backlog, fds, &n, bound);
+        if (e == -EAFNOSUPPORT || e == -EADDRNOTAVAIL || e == -EPROTONOSUPPORT) {
+            struct sockaddr_in a4 = {.sin_family = AF_INET,
+                                     .sin_port = htons((uint16_t)port),
+                                     .sin_addr.s_addr = htonl(INADDR_ANY)};
+            e = listen_one((struct sockaddr *)&a4, sizeof a4, o, backlog, fds, &n, bound);
+        }
+    } else if (parse_numeric(host, port, &ss, &len)) {
+        e = listen_one((struct sockaddr *)&ss, len, o, backlog, fds, &n, bound);
+    } else {
+        /* A name to bind to: resolved here, once, at start-up (Tornado's bind_sockets does
+         * the same); only connections resolve on the executor. */
+        struct addrinfo hints = {
+            .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+        struct addrinfo *res = NULL;
+        char portstr[16];
+        snprintf(portstr, sizeof portstr, "%d", port);
+        if (getaddrinfo(host, portstr, &hints, &res) != 0) return SQ_ERESOLVE;
+        /* The IPv6 sockets must not also claim the IPv4 port the name gave us. */
+        sq_tcp_options v6only = *o;
+        v6only.ipv6_only = true;
+        int first_err = 0;
+        for (struct addrinfo *ai = res; ai && n < max; ai = ai->ai_next) {
+            int r = listen_one(ai->ai_addr, ai->ai_addrlen, &v6only, backlog, fds, &n, bound);
+            if (r < 0 && !first_err) first_err = r;
+        }
+        freeaddrinfo(res);
+        e = n ? 0 : first_err ? first_err : SQ_ERESOLVE;
+    }
+    if (e == 0 && *bound < 0) e = *bound;
+    if (e < 0) {
+        while (n) close(fds[--n]);
+        return e;
+    }
+    return n;
 }
 
 sq_tcp_server *sq_tcp_listen(sq_loop *loop, const char *host, int port, const sq_tcp_options *opts,
                              sq_stream_handler handler, void *arg, int *err)
 {
-    int e = 0;
     if (!loop) loop = sq_loop_current();
     if (!loop) loop = sq_loop_default();
     if (port < 0 || port > 65535 || (!handler && !(opts && opts->on_accept))) {
@@ -251,51 +298,17 @@ sq_tcp_server *sq_tcp_listen(sq_loop *loop, const char *host, int port, const sq
     srv->handler = handler;
     srv->arg = arg;
     if (opts) srv->opts = *opts;
-    srv->port = port;
     sq_timer_init(loop, &srv->resume_timer, resume_accepting, srv);
     int backlog = srv->opts.backlog > 0 ? srv->opts.backlog : DEFAULT_BACKLOG;
-    struct sockaddr_storage ss;
-    socklen_t len;
-
-    if (!host || !*host) {
-        /* Every address: one dual-stack IPv6 socket, or IPv4 where IPv6 is unavailable. */
-        struct sockaddr_in6 a6 = {.sin6_family = AF_INET6,
-                                  .sin6_port = htons((uint16_t)port),
-                                  .sin6_addr = IN6ADDR_ANY_INIT};
-        e = add_listener(srv, (struct sockaddr *)&a6, sizeof a6, backlog);
-        if (e == -EAFNOSUPPORT || e == -EADDRNOTAVAIL || e == -EPROTONOSUPPORT) {
-            struct sockaddr_in a4 = {.sin_family = AF_INET,
-                                     .sin_port = htons((uint16_t)port),
-                                     .sin_addr.s_addr = htonl(INADDR_ANY)};
-            e = add_listener(srv, (struct sockaddr *)&a4, sizeof a4, backlog);
-        }
-    } else if (parse_numeric(host, port, &ss, &len)) {
-        e = add_listener(srv, (struct sockaddr *)&ss, len, backlog);
-    } else {
-        /* A name to bind to: resolved here, once, at start-up (Tornado's bind_sockets does
-         * the same); only connections resolve on the executor. */
-        struct addrinfo hints = {
-            .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
-        struct addrinfo *res = NULL;
-        char portstr[16];
-        snprintf(portstr, sizeof portstr, "%d", port);
-        int g = getaddrinfo(host, portstr, &hints, &res);
-        if (g != 0) {
-            e = SQ_ERESOLVE;
-        } else {
-            int first_err = 0;
-            for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-                /* The IPv6 sockets must not also claim the IPv4 port the name gave us. */
-                srv->opts.ipv6_only = true;
-                int r = add_listener(srv, ai->ai_addr, ai->ai_addrlen, backlog);
-                if (r < 0 && !first_err) first_err = r;
-            }
-            srv->opts.ipv6_only = opts ? opts->ipv6_only : false;
-            freeaddrinfo(res);
-            e = srv->nls ? 0 : first_err ? first_err : SQ_ERESOLVE;
-        }
+    int fds[MAX_LISTENERS];
+    int e = sq__tcp_listen_fds(host, port, &srv->opts, backlog, fds, MAX_LISTENERS, &srv->port);
+    for (int i = 0; i < e; i++) {
+        listener *l = &srv->ls[srv->nls++];
+        l->fd = fds[i];
+        l->srv = srv;
+        sq_io_init(&l->io, fds[i], on_accept_ready, l);
     }
-    if (e == 0 && srv->port < 0) e = srv->port;
+    if (e > 0) e = 0;
     for (int i = 0; e == 0 && i < srv->nls; i++) e = sq_io_start(loop, &srv->ls[i].io, SQ_READ);
     if (e < 0) {
         server_destroy(srv);
