@@ -37,6 +37,9 @@ typedef struct sq_str {
 #define SQ_HTTP_DEFAULT_HEADER_TIMEOUT  30.0         /* s to receive a whole head: 408 */
 #define SQ_HTTP_DEFAULT_IDLE_TIMEOUT    75.0         /* s a keep-alive connection may idle */
 #define SQ_HTTP_DEFAULT_BODY_TIMEOUT    60.0         /* s without body bytes: connection closed */
+#define SQ_HTTP_DEFAULT_BODY_MIN_RATE   1024.0       /* B/s a body must average (see below) */
+#define SQ_HTTP_DEFAULT_WRITE_TIMEOUT   60.0         /* s without output progress: closed */
+#define SQ_HTTP_DEFAULT_WRITE_HIGH_WATER (64u << 10) /* pending output that pauses reading */
 #define SQ_HTTP_DEFAULT_MAX_CONNECTIONS 100000
 #define SQ_HTTP_GZIP_MIN_LENGTH         1024
 
@@ -48,6 +51,18 @@ typedef struct sq_http_settings {
     double header_timeout;   /* 0: default; negative: none */
     double idle_timeout;     /* 0: default; negative: none */
     double body_timeout;     /* 0: default; negative: none */
+    /* The whole body must arrive within body_timeout + received / body_min_rate seconds of
+     * the head (Apache's MinRate): a client trickling a byte every few seconds is closed
+     * even though each gap is shorter than body_timeout.  0: default; negative: no bound. */
+    double body_min_rate;
+    /* Pending output that made no progress (the client stopped reading) for this long
+     * closes the connection, whatever other deadline it has.  0: default; negative: none. */
+    double write_timeout;
+    /* Backpressure: while more than this many bytes of output wait for the client, the
+     * connection reads and parses no further request and sq_http_flush suspends; both
+     * resume once it drained to half of it.  Bounds the memory of a client that sends
+     * (pipelines) but never reads.  0: SQ_HTTP_DEFAULT_WRITE_HIGH_WATER. */
+    size_t write_high_water;
     bool xheaders;           /* trust X-Real-Ip / X-Forwarded-For / X-Forwarded-Proto */
     bool gzip;               /* gzip text-like bodies >= 1 KiB when the client accepts it
                                 (not responses sent in pieces with sq_http_flush) */

@@ -58,6 +58,7 @@ enum {
 #define SQ_WS_DEFAULT_MAX_MESSAGE_SIZE (10u << 20) /* Tornado's default: 1009 beyond */
 #define SQ_WS_DEFAULT_CLOSE_TIMEOUT    5.0         /* s to wait for the peer's close frame */
 #define SQ_WS_DEFAULT_HIGH_WATER       (1u << 20)  /* sq_ws_write suspends above this */
+#define SQ_WS_DEFAULT_WRITE_TIMEOUT    60.0        /* s without output progress: dropped */
 
 /* Settings shared by the server (in sq_ws_class) and the client (in sq_ws_connect_options).
  * Zero means the default everywhere. */
@@ -67,7 +68,13 @@ typedef struct sq_ws_settings {
     double ping_timeout;     /* s without any frame from the peer after a ping before the
                                 connection is closed as dead; 0: max(3 * interval, 30) */
     double close_timeout;    /* 0: SQ_WS_DEFAULT_CLOSE_TIMEOUT */
-    size_t high_water;       /* 0: SQ_WS_DEFAULT_HIGH_WATER */
+    /* Backpressure: while more than this many bytes wait to be sent, no frame is read
+     * (and so no pong generated), sq_ws_send returns 1 and sq_ws_write suspends; reading
+     * resumes once the output drained to half of it.  0: SQ_WS_DEFAULT_HIGH_WATER. */
+    size_t high_water;
+    /* Pending output that made no progress for this long (the peer stopped reading) drops
+     * the connection (close code 1006).  0: SQ_WS_DEFAULT_WRITE_TIMEOUT; negative: none. */
+    double write_timeout;
     /* permessage-deflate.  Server: accepted when the client offers it and this is set
      * (off by default, as in Tornado: each compressed connection costs zlib state).
      * Client: offered unless sq_ws_connect_options.no_compression is set. */
@@ -117,7 +124,10 @@ extern const sq_handler_class sq_websocket_handler;
  * SQ_ECLOSED (or the socket's error) if the connection closed first.  The caller owns the
  * future; NULL on -ENOMEM.  Never crashes on a closed connection: the future fails. */
 sq_future *sq_ws_write_message(sq_ws *ws, const void *data, size_t len, bool binary);
-/* Fire-and-forget form: 0 when queued, SQ_ECLOSED once closing/closed, -ENOMEM. */
+/* Fire-and-forget form: 0 when queued; 1 when queued but more than high_water bytes are now
+ * waiting for this peer (Node's write() returning false): stop sending to it, drop it or
+ * close it (a coroutine can use sq_ws_write instead, which waits).  SQ_ECLOSED once
+ * closing/closed, -ENOMEM. */
 int sq_ws_send(sq_ws *ws, const void *data, size_t len, bool binary);
 /* Coroutine form: queue it and, while more than high_water bytes are pending, suspend
  * until it reaches the kernel.  0 or a negative error (SQ_ECLOSED …). */

@@ -13,7 +13,6 @@
 
 #define SQ__HTTP_MAX_LISTENERS 8
 #define SQ__HTTP_DISCARD_LIMIT (1u << 20)   /* unread body bytes drained for keep-alive */
-#define SQ__HTTP_HIGH_WATER    (1u << 20)   /* sq_http_flush suspends above this */
 #define SQ__HTTP_READ_MIN      4096         /* free space wanted before a read */
 #define SQ__HTTP_STREAM_BUF    (64u * 1024) /* read buffer while streaming a body */
 #define SQ__HTTP_POOL          256 /* idle connections' buffers and request objects kept for reuse */
@@ -105,6 +104,7 @@ typedef struct sq__http_req {
     sq_http_chunked dec;
     bool has_body, body_done;
     bool want_whole; /* sq_http_read_body waiting: the buffer may grow to the body */
+    bool body_logged; /* the access log told why the body read failed */
     int body_error;  /* -EINVAL malformed chunked, -E2BIG too large, SQ_ECLOSED */
 } sq__http_req;
 
@@ -138,6 +138,7 @@ struct sq_http_conn {
     bool discarding : 1;
     bool in_io : 1;     /* inside a callback of ours (defer freeing) */
     bool lingering : 1; /* response sent, write side shut: draining input before close */
+    bool rpaused : 1;   /* output above write_high_water: no new request is read or parsed */
     unsigned char peer_addr[16]; /* the peer's address (4 bytes for IPv4), formatted per request */
 };
 

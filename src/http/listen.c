@@ -132,6 +132,9 @@ sq_http_server *sq_http_server_new(sq_loop *loop, const sq_http_settings *settin
     if (s->header_timeout == 0) s->header_timeout = SQ_HTTP_DEFAULT_HEADER_TIMEOUT;
     if (s->idle_timeout == 0) s->idle_timeout = SQ_HTTP_DEFAULT_IDLE_TIMEOUT;
     if (s->body_timeout == 0) s->body_timeout = SQ_HTTP_DEFAULT_BODY_TIMEOUT;
+    if (s->body_min_rate == 0) s->body_min_rate = SQ_HTTP_DEFAULT_BODY_MIN_RATE;
+    if (s->write_timeout == 0) s->write_timeout = SQ_HTTP_DEFAULT_WRITE_TIMEOUT;
+    if (!s->write_high_water) s->write_high_water = SQ_HTTP_DEFAULT_WRITE_HIGH_WATER;
     if (!s->server_name) s->server_name = "squall";
     srv->server_name_len = strlen(s->server_name);
     for (size_t i = 0; i < srv->server_name_len; i++)

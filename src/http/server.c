@@ -36,8 +36,18 @@ static void conn_after(sq_http_conn *c);
 
 /* --- timers ----------------------------------------------------------------------------------- */
 
+static size_t out_pending(const sq_http_conn *c)
+{
+    return c->out.len - c->opos;
+}
+
+/* One timer per connection, one purpose at a time; but while output is pending, its write
+ * deadline stands: no header, body or idle deadline replaces it (a client that pipelines
+ * but never reads would otherwise keep pushing it back forever).  The deadline that was
+ * displaced is armed afresh by conn_after() once the output has drained. */
 static void arm(sq_http_conn *c, unsigned kind, double seconds)
 {
+    if (c->tkind == T_WRITE && kind != T_WRITE && out_pending(c) && !c->closed) return;
     if (seconds <= 0) {
         if (c->tkind != T_NONE) sq_timer_stop(&c->timer);
         c->tkind = T_NONE;
@@ -284,12 +294,20 @@ void sq__http_conn_write(sq_http_conn *c)
     if (c->opos == c->out.len) {
         c->opos = c->out.len = 0;
         if (c->out.cap > (256u << 10)) sq__buf_free(&c->out);
-        if (c->tkind == T_WRITE) arm(c, T_NONE, 0);
+        if (c->tkind == T_WRITE) {
+            c->tkind = T_NONE;
+            sq_timer_stop(&c->timer);
+        }
     } else if (c->srv && (c->tkind != T_WRITE || progress)) {
-        /* a client that stops reading is dropped after body_timeout without progress */
-        arm(c, T_WRITE, c->srv->s.body_timeout);
+        /* a client that stops reading is dropped after write_timeout without progress */
+        arm(c, T_WRITE, c->srv->s.write_timeout);
     }
-    if (c->waiter && c->waiter_writes && c->out.len - c->opos <= SQ__HTTP_HIGH_WATER) {
+    size_t hw = c->srv ? c->srv->s.write_high_water : SQ_HTTP_DEFAULT_WRITE_HIGH_WATER;
+    if (out_pending(c) > hw)
+        c->rpaused = true;
+    else if (c->rpaused && out_pending(c) <= hw / 2)
+        c->rpaused = false; /* conn_after() goes on with the requests already read */
+    if (c->waiter && c->waiter_writes && out_pending(c) <= hw / 2) {
         /* a flush waiting for the output to drain */
         sq_coro *w = c->waiter;
         c->waiter = NULL;
@@ -589,6 +607,7 @@ static int parse_next(sq_http_conn *c)
     r->hdr_end = r->body_off = r->body_end = c->rpos + (size_t)n;
     r->body_total = 0;
     r->body_error = 0;
+    r->body_logged = false;
     r->want_whole = false;
     if (h.chunked) {
         r->has_body = true;
@@ -683,6 +702,11 @@ static void *conn_task(void *arg)
         if (c->closed || c->close_after || c->discarding) break;
         if (!c->in_batch && c->out.len > c->opos && !r->flush_call)
             r->flush_call = sq_call_later(c->srv->loop, 0, flush_cb, c);
+        if (out_pending(c) > c->srv->s.write_high_water) {
+            /* backpressure: the next requests wait (unparsed, unread) for the output */
+            c->rpaused = true;
+            break;
+        }
         if (parse_next(c) <= 0) break;
     }
     c->coro = NULL;
@@ -700,6 +724,8 @@ static void *conn_task(void *arg)
 static void conn_process(sq_http_conn *c)
 {
     if (c->closed || c->coro || sq__http_req_active(c) || c->discarding || c->close_after) return;
+    if (out_pending(c) > c->srv->s.write_high_water) c->rpaused = true;
+    if (c->rpaused) return;
     int p = parse_next(c);
     if (p <= 0) return;
     sq_coro *co = sq_coro_create(c->srv->loop, conn_task, c);
@@ -727,8 +753,13 @@ static void update_io(sq_http_conn *c)
     if (c->opos < c->out.len || c->sendfile_wait) ev |= SQ_WRITE;
     if (!c->peer_eof) {
         bool body_wait = c->waiter && !c->waiter_writes;
-        if (c->lingering || body_wait || !sq__http_req_active(c) || c->rcap > c->rlen)
+        if (c->lingering) {
+            /* an error response (400 …) goes out first: until then nothing is read */
+            if (c->opos == c->out.len) ev |= SQ_READ;
+        } else if (body_wait ||
+                   (!c->rpaused && (!sq__http_req_active(c) || c->rcap > c->rlen))) {
             ev |= SQ_READ;
+        }
     }
     if (ev != c->io.events || !c->io.sq__registered) {
         if (ev)
@@ -743,6 +774,18 @@ static void conn_after(sq_http_conn *c)
 {
     if (c->closed) return;
     sq_http_server *srv = c->srv;
+    if (!c->rpaused && !c->coro && !sq__http_req_active(c) && c->rlen > c->rpos &&
+        !c->discarding && !c->close_after && !c->lingering) {
+        /* the output drained below the low-water mark: go on with the requests that
+         * were read before reading paused */
+        bool was = c->in_batch;
+        c->in_batch = true;
+        conn_process(c);
+        c->in_batch = was;
+        if (c->closed) return;
+        if (!c->coro) sq__http_conn_write(c);
+        if (c->closed) return;
+    }
     if (c->close_after && !sq__http_req_active(c) && c->opos == c->out.len) {
         if (!c->lingering && !c->discarding) {
             sq__http_conn_close(c, 0);
@@ -917,15 +960,37 @@ static void send_continue(sq_http_conn *c, sq__http_req *r)
     sq__http_conn_write(c);
 }
 
+/* How long the next wait for body bytes may last: body_timeout, cut to what is left of the
+ * whole body's deadline (body_timeout + received / body_min_rate after the head); 0 when
+ * that deadline has passed, negative for no limit. */
+static double body_wait_limit(sq_http_conn *c)
+{
+    const sq_http_settings *s = &c->srv->s;
+    double wait = s->body_timeout;
+    if (s->body_timeout > 0 && s->body_min_rate > 0) {
+        double deadline = c->req->pub.start_time + s->body_timeout +
+                          (double)c->req->body_total / s->body_min_rate;
+        double left = deadline - sq_loop_time(c->srv->loop);
+        if (left <= 0) return 0;
+        if (left < wait) wait = left;
+    }
+    return wait;
+}
+
 /* Suspend the handler until the IO callback has body bytes (or an error) for it. */
 static int wait_body(sq_http_conn *c)
 {
     if (c->closed) return c->error;
     if (c->peer_eof) return SQ_ECLOSED;
     if (!sq_in_coro()) return SQ_ENOTCORO;
+    double wait = body_wait_limit(c);
+    if (wait == 0) {
+        sq__http_conn_close(c, -ETIMEDOUT);
+        return -ETIMEDOUT;
+    }
     c->waiter = sq_coro_self();
     c->waiter_writes = false;
-    arm(c, T_BODY, c->srv->s.body_timeout);
+    arm(c, T_BODY, wait);
     update_io(c);
     sq_coro_suspend();
     if (c->tkind == T_BODY) arm(c, T_NONE, 0);
@@ -948,7 +1013,25 @@ static ssize_t body_fail(sq_http_conn *c, sq__http_req *r, int err)
         }
         c->close_after = true;
         sq_http_finish(&r->pub);
+        return err;
     }
+    /* The client left, or sent too slowly: there is nobody to answer.  The request is over
+     * (the connection closes without a response, never a 200 for half a body); the access
+     * log says what happened. */
+    if (!r->body_logged && c->srv && c->srv->s.access_log) {
+        r->body_logged = true;
+        double ms = ((double)sq__mono_ns() / 1e9 - r->pub.start_time) * 1000.0;
+        char of[32] = "";
+        if (r->pub.content_length >= 0)
+            snprintf(of, sizeof of, " of %lld", (long long)r->pub.content_length);
+        sq_log(SQ_LOG_WARNING, "%d %.*s %.*s (%s) %.2fms: %s (%llu%s body bytes received)",
+               err == -ETIMEDOUT ? 408 : 400, (int)r->pub.method.len, r->pub.method.ptr,
+               (int)r->pub.uri.len, r->pub.uri.ptr, r->pub.remote_ip, ms,
+               err == -ETIMEDOUT ? "the body came too slowly: connection closed"
+                                 : "the client left before the body was complete",
+               (unsigned long long)r->body_total, of);
+    }
+    sq__http_conn_close(c, err);
     return err;
 }
 
@@ -976,7 +1059,7 @@ ssize_t sq_http_read_body(sq_http_request *req, const char **data)
         int e = wait_body(c);
         if (e < 0) {
             r->want_whole = false;
-            return e;
+            return body_fail(c, r, e);
         }
     }
     r->want_whole = false;
@@ -1011,7 +1094,7 @@ ssize_t sq_http_read_body_chunk(sq_http_request *req, const char **data)
         if (r->body_done) return 0;
         if (r->body_end == c->rlen) c->rlen = r->body_off = r->body_end = r->hdr_end;
         int e = wait_body(c);
-        if (e < 0) return e;
+        if (e < 0) return body_fail(c, r, e);
     }
 }
 
@@ -1024,7 +1107,7 @@ int sq_http_flush(sq_http_request *req)
     int e = sq__http_resp_flush(c, r);
     if (e < 0) return e;
     sq__http_conn_write(c);
-    while (!c->closed && c->out.len - c->opos > SQ__HTTP_HIGH_WATER && sq_in_coro()) {
+    while (!c->closed && out_pending(c) > c->srv->s.write_high_water && sq_in_coro()) {
         c->waiter = sq_coro_self();
         c->waiter_writes = true;
         update_io(c);
@@ -1121,7 +1204,7 @@ int sq_http_sendfile(sq_http_request *req, int fd, off_t offset, size_t len)
             c->waiter = self;
             c->waiter_writes = true;
             c->sendfile_wait = true;
-            arm(c, T_WRITE, c->srv->s.body_timeout);
+            arm(c, T_WRITE, c->srv->s.write_timeout);
             update_io(c);
             sq_coro_suspend();
             c->sendfile_wait = false;

@@ -38,7 +38,9 @@ typedef struct ws_wq {
 typedef struct ws_timers {
     sq_timer close_t;
     sq_timer ping_t;
+    sq_timer write_t; /* armed while output is pending: checks for progress */
     uint64_t ping_sent, last_rx;
+    uint64_t write_progress; /* loop time of the last send that moved output */
 } ws_timers;
 
 struct sq_ws {
@@ -54,6 +56,7 @@ struct sq_ws {
     uint32_t wq_head, wq_len, wq_cap;
     uint32_t pend_off, pend_len;
     uint8_t *pend;   /* input after a ready message, not yet parsed */
+    uint8_t *pong;   /* the latest ping's payload (pong[0] = length), answered once per pass */
     sq_coro *coro;   /* server: the coroutine running on_message */
     sq_coro *reader; /* client: suspended in sq_ws_read_message */
     ws_timers *tm;
@@ -77,6 +80,7 @@ struct sq_ws {
     bool notified;   /* on_close ran */
     bool free_req;   /* client: sq_ws_free() was called; freed once nothing uses it */
     bool reading;    /* client: a sq_ws_read_message() call is on a stack (maybe suspended) */
+    bool rpaused;    /* more than high_water bytes pending: no frame is read */
     char remote_ip[46];
     _Alignas(max_align_t) unsigned char state[];
 };
@@ -100,6 +104,11 @@ static double close_timeout(const sq_ws *ws)
 static size_t high_water(const sq_ws *ws)
 {
     return ws->set->high_water ? ws->set->high_water : SQ_WS_DEFAULT_HIGH_WATER;
+}
+
+static double write_timeout(const sq_ws *ws)
+{
+    return ws->set->write_timeout == 0 ? SQ_WS_DEFAULT_WRITE_TIMEOUT : ws->set->write_timeout;
 }
 
 /* --- lifetime ------------------------------------------------------------------------------------
@@ -128,6 +137,7 @@ static void timers_stop(sq_ws *ws)
     if (!ws->tm) return;
     sq_timer_stop(&ws->tm->close_t);
     sq_timer_stop(&ws->tm->ping_t);
+    sq_timer_stop(&ws->tm->write_t);
 }
 
 static void ws_free(sq_ws *ws)
@@ -138,6 +148,7 @@ static void ws_free(sq_ws *ws)
     sq__buf_free(&ws->out);
     free(ws->wq);
     free(ws->pend);
+    free(ws->pong);
     if (ws->tx) {
         sq__ws_tx_free(ws->tx);
         free(ws->tx);
@@ -227,6 +238,8 @@ static void ws_drop(sq_ws *ws, int err)
     free(ws->pend);
     ws->pend = NULL;
     ws->pend_off = ws->pend_len = 0;
+    free(ws->pong);
+    ws->pong = NULL;
     if (ws->tx) sq__ws_tx_free(ws->tx);
     /* done callbacks run here: one may free a client connection (sq_ws_free sees in_io and
      * defers) */
@@ -297,6 +310,25 @@ static void ping_timer_cb(sq_loop *loop, sq_timer *t)
     ws_leave(ws, was);
 }
 
+/* The peer stopped reading: pending output has not moved for write_timeout. */
+static void write_timer_cb(sq_loop *loop, sq_timer *t)
+{
+    sq_ws *ws = t->data;
+    if (ws->closed || ws->opos == ws->out.len) return;
+    double to = write_timeout(ws);
+    uint64_t now = sq_loop_now_ns(loop), due = ws->tm->write_progress + sq__sec_to_ns(to);
+    if (now < due) { /* it moved meanwhile: check again when the new deadline comes */
+        sq_timer_start(&ws->tm->write_t, (double)(due - now) / 1e9, 0);
+        return;
+    }
+    sq_log(SQ_LOG_DEBUG, "websocket: %s took none of our output for %.1f s: dropping it",
+           ws->remote_ip[0] ? ws->remote_ip : "the peer", to);
+    bool was = ws->in_io;
+    ws->in_io = true;
+    ws_drop(ws, -ETIMEDOUT);
+    ws_leave(ws, was);
+}
+
 static int timers_get(sq_ws *ws)
 {
     if (ws->tm) return 0;
@@ -304,7 +336,23 @@ static int timers_get(sq_ws *ws)
     if (!ws->tm) return -ENOMEM;
     sq_timer_init(ws->loop, &ws->tm->close_t, close_timer_cb, ws);
     sq_timer_init(ws->loop, &ws->tm->ping_t, ping_timer_cb, ws);
+    sq_timer_init(ws->loop, &ws->tm->write_t, write_timer_cb, ws);
     return 0;
+}
+
+/* After a send: note progress, and keep a write deadline armed while output is pending
+ * (lazily: armed once, pushed back only when it fires; no heap work per send). */
+static void write_deadline(sq_ws *ws, bool progress)
+{
+    bool pending = ws->opos < ws->out.len;
+    if (!pending && !ws->tm) return;
+    if (!(write_timeout(ws) > 0) || timers_get(ws) < 0) return;
+    if (progress || !sq_timer_active(&ws->tm->write_t))
+        ws->tm->write_progress = sq_loop_now_ns(ws->loop);
+    if (pending && !sq_timer_active(&ws->tm->write_t))
+        sq_timer_start(&ws->tm->write_t, write_timeout(ws), 0);
+    else if (!pending && sq_timer_active(&ws->tm->write_t))
+        sq_timer_stop(&ws->tm->write_t);
 }
 
 static void start_pings(sq_ws *ws)
@@ -321,8 +369,8 @@ static void ws_update_io(sq_ws *ws)
     if (ws->closed) return;
     unsigned ev = 0;
     bool pend = ws->pend_off < ws->pend_len;
-    if (ws->lingering ||
-        (!ws->input_done && !ws->coro && !ws->msg_ready && !ws->delivered && !pend))
+    if (ws->lingering || (!ws->input_done && !ws->coro && !ws->msg_ready && !ws->delivered &&
+                          !pend && !ws->rpaused))
         ev |= SQ_READ;
     if (ws->opos < ws->out.len) ev |= SQ_WRITE;
     if (ev == ws->io.events && ws->io.sq__registered) return;
@@ -347,16 +395,32 @@ static void maybe_linger(sq_ws *ws)
     ws_update_io(ws);
 }
 
+
+/* Queue one pong for the latest of the pings read since the last one (RFC 6455 5.5.3
+ * allows it): a ping flood cannot queue a pong per ping.  Done before a message is handed
+ * over (so a pong is not queued behind the answer to a later message) and before a send. */
+static void queue_pong(sq_ws *ws)
+{
+    if (!ws->pong) return;
+    if (!ws->close_sent && !ws->closed)
+        queue_frame(ws, SQ__WS_OP_PONG, ws->pong + 1, ws->pong[0], false);
+    free(ws->pong);
+    ws->pong = NULL;
+}
+
 static void ws_flush(sq_ws *ws)
 {
     if (ws->closed || ws->in_flush) return;
     ws->in_flush = true;
+    queue_pong(ws);
+    bool progress = false;
     for (;;) {
         while (ws->opos < ws->out.len) {
             ssize_t n =
                 send(ws->io.fd, ws->out.ptr + ws->opos, ws->out.len - ws->opos, MSG_NOSIGNAL);
             if (n > 0) {
                 ws->opos += (size_t)n;
+                progress = true;
                 continue;
             }
             if (n < 0 && errno == EINTR) continue;
@@ -388,6 +452,12 @@ static void ws_flush(sq_ws *ws)
         if (!resolved || ws->opos == ws->out.len) break;
     }
     ws->in_flush = false;
+    size_t pending = ws->out.len - ws->opos, hw = high_water(ws);
+    if (pending > hw)
+        ws->rpaused = true;
+    else if (pending <= hw / 2)
+        ws->rpaused = false;
+    write_deadline(ws, progress);
     maybe_linger(ws);
     ws_update_io(ws);
 }
@@ -439,6 +509,11 @@ int sq_ws_send(sq_ws *ws, const void *data, size_t len, bool binary)
     int e = queue_frame(ws, binary ? SQ__WS_OP_BINARY : SQ__WS_OP_TEXT, data, len, true);
     if (e < 0) return e;
     kick_flush(ws);
+    if (ws->closed) return 0; /* sent what it could; the drop is reported elsewhere */
+    if (sq_ws_pending(ws) > high_water(ws)) {
+        ws->rpaused = true; /* read no more until it drains (in_io may defer the flush) */
+        return 1;
+    }
     return 0;
 }
 
@@ -465,7 +540,8 @@ int sq_ws_write(sq_ws *ws, const void *data, size_t len, bool binary)
 {
     int e = sq_ws_send(ws, data, len, binary);
     if (e < 0) return e;
-    if (sq_ws_pending(ws) <= high_water(ws) || !sq_in_coro()) return 0;
+    if (e == 0 || !sq_in_coro()) return 0;
+    /* over high_water: wait until everything queued so far reached the kernel */
     sq_future *f = sq_future_new(ws->loop);
     if (!f) return -ENOMEM;
     if (push_future(ws, sq_future_retain(f)) < 0) {
@@ -522,7 +598,15 @@ static void on_event(sq_ws *ws, int ev)
     sq__ws_rx *rx = &ws->rx;
     switch (ev) {
     case SQ__WS_EV_PING:
-        if (!ws->close_sent) queue_frame(ws, SQ__WS_OP_PONG, rx->ctrl, rx->clen, false);
+        if (!ws->close_sent) {
+            if (!ws->pong) ws->pong = malloc(1 + sizeof rx->ctrl);
+            if (!ws->pong) {
+                ws_drop(ws, -ENOMEM);
+                return;
+            }
+            ws->pong[0] = rx->clen;
+            memcpy(ws->pong + 1, rx->ctrl, rx->clen);
+        }
         if (ws->cls && ws->cls->on_ping) ws->cls->on_ping(ws, (const char *)rx->ctrl, rx->clen);
         break;
     case SQ__WS_EV_PONG:
@@ -646,6 +730,7 @@ static void start_task(sq_ws *ws)
 static void dispatch(sq_ws *ws)
 {
     if (ws->closed || ws->coro) return;
+    queue_pong(ws);
     if (ws->cls) {
         if (ws->msg_ready || (ws->pend && !ws->input_done)) start_task(ws);
     } else if (ws->msg_ready && ws->reader) {
@@ -658,8 +743,8 @@ static void dispatch(sq_ws *ws)
 static void on_readable(sq_ws *ws)
 {
     for (int i = 0; i < READS_MAX && !ws->closed; i++) {
-        if (!ws->lingering &&
-            (ws->input_done || ws->coro || ws->msg_ready || ws->delivered || ws->pend))
+        if (!ws->lingering && (ws->input_done || ws->coro || ws->msg_ready || ws->delivered ||
+                               ws->pend || ws->rpaused))
             break;
         ssize_t n = read(ws->io.fd, scratch, SCRATCH);
         if (n > 0) {

@@ -537,7 +537,7 @@ static void test_flush_backpressure(void **state)
 {
     peak_pending = 0;
     run_with_client(NULL, big_flush_handler, NULL, big_flush_client, NULL, 60);
-    assert_true(peak_pending <= SQ__HTTP_HIGH_WATER + (128u << 10));
+    assert_true(peak_pending <= SQ_HTTP_DEFAULT_WRITE_HIGH_WATER + (128u << 10));
 }
 
 /* --- byte at a time: incremental parsing and body decoding across reads ------------------ */

@@ -466,7 +466,7 @@ static void test_shutdown_twice(void **state)
     sq_loop_free(loop);
 }
 
-/* --- a client that never reads its response is dropped after body_timeout ----------------- */
+/* --- a client that never reads its response is dropped after write_timeout ---------------- */
 
 static void flood_handler(sq_http_request *req, void *arg)
 {
@@ -494,7 +494,7 @@ static void stalled_reader_client(harness *h)
 
 static void test_stalled_reader(void **state)
 {
-    sq_http_settings s = {.body_timeout = 0.4};
+    sq_http_settings s = {.write_timeout = 0.4};
     run_with_client(&s, flood_handler, NULL, stalled_reader_client, NULL, 30);
 }
 
