@@ -85,6 +85,13 @@ static void *fib_job(void *arg)
     return (void *)(uintptr_t)fib((unsigned)(uintptr_t)arg);
 }
 
+/* fib runs on a pool of its own, one thread per CPU, with at most OFFLOAD_QUEUE requests
+ * waiting for a thread: past that the demo answers 503 at once.  Unbounded, 30 concurrent
+ * fib(45) would queue up for tens of seconds (and in the default pool, delay /ws/prime's
+ * jobs behind them). */
+#define OFFLOAD_QUEUE 4
+static sq_executor *offload_pool;
+
 static void offload_get(sq_handler *h)
 {
     const char *s = sq_get_argument(h, "n", "35");
@@ -98,7 +105,20 @@ static void offload_get(sq_handler *h)
     if (n > 45) n = 45; /* naive fib(45) already takes seconds */
     double t0 = sq_loop_time(sq_loop_current());
     void *v = NULL;
-    int64_t rc = sq_await(sq_run_in_executor(fib_job, (void *)(uintptr_t)n), &v);
+    if (!offload_pool) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        offload_pool = sq_executor_new(cpus > 0 ? (size_t)cpus : 1);
+        if (offload_pool) sq_executor_set_max_queued(offload_pool, OFFLOAD_QUEUE);
+    }
+    sq_future *f = offload_pool ? sq_executor_submit(offload_pool, sq_loop_current(), fib_job,
+                                                     (void *)(uintptr_t)n)
+                                : NULL;
+    int64_t rc = f ? sq_await(f, &v) : -ENOMEM;
+    if (rc == -EAGAIN) {
+        sq_set_header(h, "Retry-After", "1");
+        sq_send_error(h, 503, "the executor is busy: try again later");
+        return;
+    }
     if (rc < 0) {
         sq_handler_fail(h, 503, "executor: %s", sq_strerror((int)rc));
         return;
@@ -203,9 +223,21 @@ static const char *static_dir(int argc, char **argv)
     return "examples/demo/static";
 }
 
+/* SQUALL_DEMO_WRITE_TIMEOUT (seconds): how long a client may leave our output unread
+ * before it is dropped, for HTTP and both WebSocket routes (tests shorten it). */
+static double write_timeout_from_env(void)
+{
+    const char *s = getenv("SQUALL_DEMO_WRITE_TIMEOUT");
+    double t = s ? strtod(s, NULL) : 0;
+    return t > 0 ? t : 0;
+}
+
 int main(int argc, char **argv)
 {
     int port = argc > 1 ? atoi(argv[1]) : 8888;
+    double wt = write_timeout_from_env();
+    demo_prime_ws.settings.write_timeout = wt;
+    demo_chat_ws.settings.write_timeout = wt;
     const char *dir = static_dir(argc, argv);
     const sq_route routes[] = {
         {"/", &(sq_handler_class){.get = index_get}, "index", NULL},
@@ -228,7 +260,7 @@ int main(int argc, char **argv)
     sq_app_settings settings = {
         /* A fixed secret is fine for a demo; a real app reads it from its configuration. */
         .cookie_secret = "squall-demo-secret-do-not-use-in-production",
-        .http = {.gzip = true},
+        .http = {.gzip = true, .write_timeout = wt},
     };
     sq_loop *loop = sq_loop_default();
     sq_app *app = sq_app_new(routes, &settings);
@@ -252,5 +284,7 @@ int main(int argc, char **argv)
         sq_future_release(down);
     }
     sq_app_free(app);
+    demo_client_free();
+    if (offload_pool) sq_executor_free(offload_pool);
     return rc < 0 ? 1 : 0;
 }

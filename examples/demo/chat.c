@@ -31,7 +31,9 @@
 #define CHAT_HISTORY      200
 #define CHAT_MAX_TEXT     4096
 #define CHAT_POLL_TIMEOUT 30.0
-#define CHAT_SLOW_CLIENT  (1u << 20) /* bytes queued to a WebSocket before we drop it */
+/* Bytes queued to one WebSocket beyond what its socket holds: a broadcast finding more
+ * closes it as too slow, and the history replay waits while there is more. */
+#define CHAT_SLOW_CLIENT (64u << 10)
 
 typedef struct chat_msg {
     uint64_t id;
@@ -104,11 +106,10 @@ static const chat_msg *chat_publish(const char *ip, const char *text, size_t len
     size_t jlen = strlen(json);
     for (chat_conn *c = chat.conns, *next; c; c = next) {
         next = c->next;
-        /* A reader that does not keep up is dropped rather than buffered without bound. */
-        if (sq_ws_pending(c->ws) > CHAT_SLOW_CLIENT)
+        /* A reader that does not keep up is dropped rather than buffered without bound:
+         * sq_ws_send says 1 once more than high_water (CHAT_SLOW_CLIENT) is queued. */
+        if (sq_ws_send(c->ws, json, jlen, false) == 1)
             sq_ws_close(c->ws, SQ_WS_CLOSE_POLICY, "too slow");
-        else
-            sq_ws_send(c->ws, json, jlen, false);
     }
     if (chat.arrived) sq_condition_notify_all(chat.arrived);
     return m;
@@ -116,17 +117,24 @@ static const chat_msg *chat_publish(const char *ip, const char *text, size_t len
 
 /* --- /ws/chat ---------------------------------------------------------------------------- */
 
+/* Replay the history, oldest first, then join the room.  The replay uses the awaitable
+ * write: it goes at the pace the client reads, with at most CHAT_SLOW_CLIENT queued (the
+ * same bound a broadcast applies), and a client that reads nothing is dropped by the write
+ * timeout.  Messages published meanwhile are part of the replay (the loop reads last_id
+ * afresh), so joining afterwards loses none and repeats none. */
 static void chat_ws_open(sq_ws *ws)
 {
     chat_conn *c = sq_ws_state(ws);
+    for (uint64_t id = chat_first_id(); id <= chat.last_id && !sq_ws_closed(ws); id++) {
+        if (id < chat_first_id()) id = chat_first_id(); /* the ring moved on while we waited */
+        const chat_msg *m = chat_at(id);
+        if (sq_ws_write(ws, m->json, strlen(m->json), false) < 0) break;
+    }
+    if (sq_ws_closed(ws)) return; /* on_close sees c->ws NULL: never joined */
     c->ws = ws;
     c->next = chat.conns;
     if (chat.conns) chat.conns->prev = c;
     chat.conns = c;
-    for (uint64_t id = chat_first_id(); id <= chat.last_id; id++) {
-        const chat_msg *m = chat_at(id);
-        sq_ws_send(ws, m->json, strlen(m->json), false);
-    }
 }
 
 static void chat_ws_message(sq_ws *ws, const char *data, size_t len, bool binary)
@@ -150,13 +158,16 @@ static void chat_ws_close(sq_ws *ws)
     if (c->next) c->next->prev = c->prev;
 }
 
-const sq_ws_class demo_chat_ws = {
+sq_ws_class demo_chat_ws = {
     .open = chat_ws_open,
     .on_message = chat_ws_message,
     .on_close = chat_ws_close,
     .state_size = sizeof(chat_conn),
     /* Chat text compresses well, and pings find peers that vanished without a FIN. */
-    .settings = {.max_message_size = CHAT_MAX_TEXT, .ping_interval = 30, .compression = true},
+    .settings = {.max_message_size = CHAT_MAX_TEXT,
+                 .ping_interval = 30,
+                 .compression = true,
+                 .high_water = CHAT_SLOW_CLIENT},
 };
 
 /* --- /chat/poll and /chat/send ------------------------------------------------------------ */

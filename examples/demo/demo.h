@@ -8,14 +8,17 @@
 
 /* /gather: three concurrent sq_fetch calls of /async (examples/demo/gather.c). */
 extern const sq_handler_class demo_gather_handler;
+/* The HTTP client /gather uses (created on first use), and its release at exit. */
+sq_http_client *demo_client(void);
+void demo_client_free(void);
 
 /* prime.c — /ws/prime: answers whether each number sent is prime (large ones on the
  * executor). */
-extern const sq_ws_class demo_prime_ws;
+extern sq_ws_class demo_prime_ws;
 
 /* chat.c — one chat room over WebSockets and long polling: /ws/chat (demo_chat_ws), the
  * page /chat, GET /chat/poll?cursor=N[&timeout=S] and POST /chat/send (field "text"). */
-extern const sq_ws_class demo_chat_ws;
+extern sq_ws_class demo_chat_ws;
 extern const sq_handler_class demo_chat_page, demo_chat_poll, demo_chat_send;
 
 #endif

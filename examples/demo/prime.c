@@ -99,10 +99,13 @@ static int parse_u64(const char *data, size_t len, uint64_t *out)
     return 0;
 }
 
+/* The awaitable write: while the client is not reading, this handler waits here, and
+ * with it the reading of further numbers (backpressure), instead of queueing answers
+ * without bound. */
 static void send_json(sq_ws *ws, json_t *j)
 {
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    if (s) sq_ws_send(ws, s, strlen(s), false);
+    if (s) sq_ws_write(ws, s, strlen(s), false);
     free(s);
     json_decref(j);
 }
@@ -142,7 +145,7 @@ static void prime_message(sq_ws *ws, const char *data, size_t len, bool binary)
     send_json(ws, json_pack("{s:s, s:b, s:s}", "n", num, "prime", prime, "on", on));
 }
 
-const sq_ws_class demo_prime_ws = {
+sq_ws_class demo_prime_ws = {
     .on_message = prime_message,
     .settings = {.max_message_size = 1024, .ping_interval = 30},
 };

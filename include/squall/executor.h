@@ -28,6 +28,10 @@ size_t sq_executor_threads(const sq_executor *ex);
  * Call it on `loop`'s own thread: the future is created there and futures are not
  * thread-safe. */
 sq_future *sq_executor_submit(sq_executor *ex, sq_loop *loop, sq_job_fn fn, void *arg);
+/* Bound the jobs waiting for a free worker (0, the default: no bound).  Past it,
+ * sq_executor_submit still returns a future, already failed with -EAGAIN: shed the load
+ * (answer 503) rather than let the queue delay every later job without limit. */
+void sq_executor_set_max_queued(sq_executor *ex, size_t max);
 /* The process-wide default pool, created on first use. */
 sq_executor *sq_executor_default(void);
 /* sq_executor_submit() on the default pool and the current loop. */

@@ -33,15 +33,15 @@ typedef struct sq_str {
 } sq_str;
 
 /* Defaults (documented limits; every one is configurable in sq_http_settings). */
-#define SQ_HTTP_DEFAULT_MAX_BODY_SIZE   (100u << 20) /* 413 beyond */
-#define SQ_HTTP_DEFAULT_HEADER_TIMEOUT  30.0         /* s to receive a whole head: 408 */
-#define SQ_HTTP_DEFAULT_IDLE_TIMEOUT    75.0         /* s a keep-alive connection may idle */
-#define SQ_HTTP_DEFAULT_BODY_TIMEOUT    60.0         /* s without body bytes: connection closed */
-#define SQ_HTTP_DEFAULT_BODY_MIN_RATE   1024.0       /* B/s a body must average (see below) */
-#define SQ_HTTP_DEFAULT_WRITE_TIMEOUT   60.0         /* s without output progress: closed */
-#define SQ_HTTP_DEFAULT_WRITE_HIGH_WATER (64u << 10) /* pending output that pauses reading */
-#define SQ_HTTP_DEFAULT_MAX_CONNECTIONS 100000
-#define SQ_HTTP_GZIP_MIN_LENGTH         1024
+#define SQ_HTTP_DEFAULT_MAX_BODY_SIZE    (100u << 20) /* 413 beyond */
+#define SQ_HTTP_DEFAULT_HEADER_TIMEOUT   30.0         /* s to receive a whole head: 408 */
+#define SQ_HTTP_DEFAULT_IDLE_TIMEOUT     75.0         /* s a keep-alive connection may idle */
+#define SQ_HTTP_DEFAULT_BODY_TIMEOUT     60.0         /* s without body bytes: connection closed */
+#define SQ_HTTP_DEFAULT_BODY_MIN_RATE    1024.0       /* B/s a body must average (see below) */
+#define SQ_HTTP_DEFAULT_WRITE_TIMEOUT    60.0         /* s without output progress: closed */
+#define SQ_HTTP_DEFAULT_WRITE_HIGH_WATER (64u << 10)  /* pending output that pauses reading */
+#define SQ_HTTP_DEFAULT_MAX_CONNECTIONS  100000
+#define SQ_HTTP_GZIP_MIN_LENGTH          1024
 
 typedef struct sq_http_settings {
     size_t max_request_line; /* 0: SQ_HTTP_DEFAULT_MAX_REQUEST_LINE (8 KiB), 414 */

@@ -46,8 +46,8 @@ enum {
     SQ_WS_CLOSE_GOING_AWAY = 1001,
     SQ_WS_CLOSE_PROTOCOL_ERROR = 1002, /* unmasked client frame, reserved bits, bad opcode … */
     SQ_WS_CLOSE_UNSUPPORTED = 1003,
-    SQ_WS_CLOSE_NO_STATUS = 1005, /* reported when the peer's close frame had no code */
-    SQ_WS_CLOSE_ABNORMAL = 1006,  /* reported when the connection dropped without a close */
+    SQ_WS_CLOSE_NO_STATUS = 1005,    /* reported when the peer's close frame had no code */
+    SQ_WS_CLOSE_ABNORMAL = 1006,     /* reported when the connection dropped without a close */
     SQ_WS_CLOSE_INVALID_DATA = 1007, /* invalid UTF-8 in a text message */
     SQ_WS_CLOSE_POLICY = 1008,
     SQ_WS_CLOSE_TOO_BIG = 1009, /* message over max_message_size */
@@ -79,10 +79,10 @@ typedef struct sq_ws_settings {
      * (off by default, as in Tornado: each compressed connection costs zlib state).
      * Client: offered unless sq_ws_connect_options.no_compression is set. */
     bool compression;
-    int compression_level;         /* zlib level 1-9; 0: 6 */
-    bool no_context_takeover;      /* ask for / use *_no_context_takeover for our side: no
-                                      zlib state kept between our messages */
-    int max_window_bits;           /* 8-15 for our compressor; 0: 15 */
+    int compression_level;    /* zlib level 1-9; 0: 6 */
+    bool no_context_takeover; /* ask for / use *_no_context_takeover for our side: no
+                                 zlib state kept between our messages */
+    int max_window_bits;      /* 8-15 for our compressor; 0: 15 */
 } sq_ws_settings;
 
 /* A WebSocket handler class (server side).  Every callback is optional. */
@@ -168,12 +168,12 @@ const char *sq_ws_remote_ip(const sq_ws *ws);
 typedef struct sq_ws_connect_options {
     const char *const *subprotocols; /* offered, in order of preference */
     size_t nsubprotocols;
-    const char *origin;        /* Origin header to send; NULL: none */
+    const char *origin;         /* Origin header to send; NULL: none */
     const char *const *headers; /* extra "Name: value" lines, nheaders of them */
     size_t nheaders;
-    double connect_timeout;    /* s for TCP connect + handshake; 0: 20 s */
-    bool no_compression;       /* do not offer permessage-deflate */
-    sq_ws_settings settings;   /* .compression is ignored here (see no_compression) */
+    double connect_timeout;  /* s for TCP connect + handshake; 0: 20 s */
+    bool no_compression;     /* do not offer permessage-deflate */
+    sq_ws_settings settings; /* .compression is ignored here (see no_compression) */
 } sq_ws_connect_options;
 
 /* Connect to a ws:// URL (wss:// returns -EPROTONOSUPPORT for now) and perform the

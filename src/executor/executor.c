@@ -34,6 +34,8 @@ struct sq_executor {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     job *head, *tail;
+    size_t nqueued;    /* jobs waiting for a worker */
+    size_t max_queued; /* 0: no bound */
     bool shutdown;
     size_t nthreads;
     pthread_t *threads;
@@ -79,6 +81,7 @@ static void *worker_main(void *arg)
         }
         ex->head = j->next;
         if (!ex->head) ex->tail = NULL;
+        ex->nqueued--;
         pthread_mutex_unlock(&ex->lock);
 
         int expected = JOB_QUEUED;
@@ -135,6 +138,7 @@ void sq_executor_free(sq_executor *ex)
     ex->shutdown = true;
     job *queued = ex->head;
     ex->head = ex->tail = NULL;
+    ex->nqueued = 0;
     pthread_cond_broadcast(&ex->cond);
     pthread_mutex_unlock(&ex->lock);
 
@@ -186,7 +190,9 @@ sq_future *sq_executor_submit(sq_executor *ex, sq_loop *loop, sq_job_fn fn, void
 
     pthread_mutex_lock(&ex->lock);
     bool closed = ex->shutdown;
-    if (!closed) {
+    bool full = !closed && ex->max_queued && ex->nqueued >= ex->max_queued;
+    if (!closed && !full) {
+        ex->nqueued++;
         if (ex->tail) {
             ex->tail->next = j;
         } else {
@@ -196,9 +202,9 @@ sq_future *sq_executor_submit(sq_executor *ex, sq_loop *loop, sq_job_fn fn, void
         pthread_cond_signal(&ex->cond);
     }
     pthread_mutex_unlock(&ex->lock);
-    if (closed) { /* submitted from a done callback of sq_executor_free() */
+    if (closed || full) { /* full, or submitted from a done callback of sq_executor_free() */
         sq_future_set_cancel_hook(f, NULL, NULL);
-        sq_future_set_error(f, SQ_ELOOPCLOSED);
+        sq_future_set_error(f, full ? -EAGAIN : SQ_ELOOPCLOSED);
         sq_future_release(j->fut);
         free(j);
     }
@@ -226,4 +232,11 @@ sq_future *sq_run_in_executor(sq_job_fn fn, void *arg)
     sq_executor *ex = sq_executor_default();
     if (!ex) return NULL;
     return sq_executor_submit(ex, NULL, fn, arg);
+}
+
+void sq_executor_set_max_queued(sq_executor *ex, size_t max)
+{
+    pthread_mutex_lock(&ex->lock);
+    ex->max_queued = max;
+    pthread_mutex_unlock(&ex->lock);
 }

@@ -756,8 +756,7 @@ static void update_io(sq_http_conn *c)
         if (c->lingering) {
             /* an error response (400 …) goes out first: until then nothing is read */
             if (c->opos == c->out.len) ev |= SQ_READ;
-        } else if (body_wait ||
-                   (!c->rpaused && (!sq__http_req_active(c) || c->rcap > c->rlen))) {
+        } else if (body_wait || (!c->rpaused && (!sq__http_req_active(c) || c->rcap > c->rlen))) {
             ev |= SQ_READ;
         }
     }
@@ -774,8 +773,8 @@ static void conn_after(sq_http_conn *c)
 {
     if (c->closed) return;
     sq_http_server *srv = c->srv;
-    if (!c->rpaused && !c->coro && !sq__http_req_active(c) && c->rlen > c->rpos &&
-        !c->discarding && !c->close_after && !c->lingering) {
+    if (!c->rpaused && !c->coro && !sq__http_req_active(c) && c->rlen > c->rpos && !c->discarding &&
+        !c->close_after && !c->lingering) {
         /* the output drained below the low-water mark: go on with the requests that
          * were read before reading paused */
         bool was = c->in_batch;

@@ -88,6 +88,7 @@ struct sq_handler {
     const char *body;
     size_t body_len;
     bool q_parsed, b_parsed, c_parsed, body_read;
+    bool body_failed; /* reading the body failed: the server answered or the client left */
     bool is_head, flushed, finished, detached, method_done, ended, in_close_cb;
     bool *ended_flag; /* set while on_connection_close runs: end_request reports through it */
     int fail_status;
@@ -587,6 +588,13 @@ static void dispatch(sq_http_request *req, void *arg)
 
     if (c->initialize) c->initialize(h);
     if (c->on_connection_close) sq_http_on_connection_close(req, conn_closed, h);
+    /* As in Tornado, a method runs only after its whole body arrived and was well formed:
+     * a malformed chunked body gets 400, an oversized one 413, a client that leaves
+     * mid-body nothing; in each case no method (and no prepare) runs.  Streaming classes
+     * (data_received) see the body as it comes instead. */
+    if (fn && !c->data_received && !h->finished && !h->fail_status &&
+        (req->content_length > 0 || req->chunked))
+        sq_get_body(h);
     if (!h->finished && !h->fail_status && c->prepare) c->prepare(h);
     if (!h->finished && !h->fail_status) {
         if (!fn) {
@@ -675,7 +683,10 @@ sq_str sq_get_body(sq_handler *h)
         const char *data = NULL;
         ssize_t n = sq_http_read_body(h->req, &data);
         if (n < 0) {
-            if (n != SQ_ENOTCORO) h->finished = true; /* the server answered, or nobody left */
+            if (n != SQ_ENOTCORO) {
+                h->finished = true; /* the server answered, or nobody is left to answer */
+                h->body_failed = true;
+            }
             return (sq_str){"", 0};
         }
         h->body = data;
@@ -703,6 +714,7 @@ static void parse_body_args(sq_handler *h)
     bool multi = !form && ctype_is(ct, "multipart/form-data");
     if (!form && !multi) return;
     sq_str body = sq_get_body(h);
+    if (h->body_failed) return; /* said by the server already (400/413, or the access log) */
     /* reading the body may have moved the connection's buffer: take the slice again */
     ct = sq_http_header_get(h->req, "Content-Type");
     int rc = 0;

@@ -369,8 +369,8 @@ static void ws_update_io(sq_ws *ws)
     if (ws->closed) return;
     unsigned ev = 0;
     bool pend = ws->pend_off < ws->pend_len;
-    if (ws->lingering || (!ws->input_done && !ws->coro && !ws->msg_ready && !ws->delivered &&
-                          !pend && !ws->rpaused))
+    if (ws->lingering ||
+        (!ws->input_done && !ws->coro && !ws->msg_ready && !ws->delivered && !pend && !ws->rpaused))
         ev |= SQ_READ;
     if (ws->opos < ws->out.len) ev |= SQ_WRITE;
     if (ev == ws->io.events && ws->io.sq__registered) return;
@@ -394,7 +394,6 @@ static void maybe_linger(sq_ws *ws)
     arm_close_timer(ws, t);
     ws_update_io(ws);
 }
-
 
 /* Queue one pong for the latest of the pings read since the last one (RFC 6455 5.5.3
  * allows it): a ping flood cannot queue a pong per ping.  Done before a message is handed

@@ -204,6 +204,17 @@ static void ws_get(sq_handler *h)
     sq__ws_server_start(ws, h);
 }
 
+/* Runs before the web layer reads a request body: a handshake never has one, and waiting
+ * for it (or for its end) would only delay the 400 that ws_get answers anyway. */
+static void ws_initialize(sq_handler *h)
+{
+    sq_http_request *req = sq_handler_request(h);
+    bool get = req->method.len == 3 && !memcmp(req->method.ptr, "GET", 3);
+    if (get && (req->content_length > 0 || req->chunked))
+        reject(h, 400, "a WebSocket handshake has no body");
+}
+
 const sq_handler_class sq_websocket_handler = {
     .get = ws_get,
+    .initialize = ws_initialize,
 };
