@@ -33,7 +33,7 @@
 #define CHAT_POLL_TIMEOUT 30.0
 /* Bytes queued to one WebSocket beyond what its socket holds: a broadcast finding more
  * closes it as too slow, and the history replay waits while there is more. */
-#define CHAT_SLOW_CLIENT (64u << 10)
+#define CHAT_SLOW_CLIENT (32u << 10)
 
 typedef struct chat_msg {
     uint64_t id;

@@ -27,7 +27,8 @@
 
 enum { T_NONE, T_HEADER, T_IDLE, T_BODY, T_LINGER, T_WRITE };
 
-#define LINGER_SECONDS 2.0
+#define LINGER_SECONDS   2.0
+#define LINGER_MAX_BYTES (4u << 20) /* input drained before an error close, at most */
 
 static void conn_io(sq_loop *loop, sq_io *io, unsigned events);
 static void conn_timeout(sq_loop *loop, sq_timer *t);
@@ -773,17 +774,23 @@ static void conn_after(sq_http_conn *c)
 {
     if (c->closed) return;
     sq_http_server *srv = c->srv;
-    if (!c->rpaused && !c->coro && !sq__http_req_active(c) && c->rlen > c->rpos && !c->discarding &&
-        !c->close_after && !c->lingering) {
-        /* the output drained below the low-water mark: go on with the requests that
-         * were read before reading paused */
+    /* The output drained below the low-water mark: go on with the requests that were read
+     * before reading paused.  No event would come for them (they are in our buffer, not
+     * the socket's), so batch after batch until they are done, the output is above the
+     * mark again, or a handler suspends. */
+    while (!c->rpaused && !c->coro && !sq__http_req_active(c) && c->rlen > c->rpos &&
+           !c->discarding && !c->close_after && !c->lingering) {
+        size_t before = c->rpos;
         bool was = c->in_batch;
         c->in_batch = true;
         conn_process(c);
         c->in_batch = was;
         if (c->closed) return;
-        if (!c->coro) sq__http_conn_write(c);
+        if (c->coro) break;
+        bool moved = c->rpos != before || c->rlen == 0;
+        sq__http_conn_write(c);
         if (c->closed) return;
+        if (!moved) break; /* an incomplete head: wait for its bytes */
     }
     if (c->close_after && !sq__http_req_active(c) && c->opos == c->out.len) {
         if (!c->lingering && !c->discarding) {
@@ -794,6 +801,7 @@ static void conn_after(sq_http_conn *c)
             shutdown(c->io.fd, SHUT_WR);
             c->lingering = true;
             c->discarding = false;
+            c->parsed = 0; /* counts the bytes drained from now on */
             arm(c, T_LINGER, LINGER_SECONDS);
         }
     } else if (!sq__http_req_active(c) && !c->close_after) {
@@ -839,7 +847,15 @@ static void on_readable(sq_http_conn *c)
         ssize_t n = read(c->io.fd, c->rbuf + c->rlen, space);
         if (n > 0) {
             got = true;
-            if (c->lingering) continue; /* draining before close */
+            if (c->lingering) { /* draining before close: for 2 s and 4 MiB at most */
+                c->parsed = (size_t)n > LINGER_MAX_BYTES - c->parsed ? LINGER_MAX_BYTES
+                                                                     : c->parsed + (uint32_t)n;
+                if (c->parsed >= LINGER_MAX_BYTES) {
+                    sq__http_conn_close(c, 0);
+                    return;
+                }
+                continue;
+            }
             c->rlen += (size_t)n;
             if ((size_t)n < space) break;
             if (sq__http_req_active(c) || c->discarding) {
@@ -925,6 +941,7 @@ static void conn_timeout(sq_loop *loop, sq_timer *t)
         if (c->waiter && !c->waiter_writes) sq__http_conn_close(c, -ETIMEDOUT);
         break;
     case T_WRITE:
+        sq__reset_on_close(c->io.fd); /* the kernel drops what the client never took */
         sq__http_conn_close(c, -ETIMEDOUT);
         break;
     case T_LINGER:

@@ -21,6 +21,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <linux/tcp.h> /* struct tcp_info with tcpi_bytes_acked */
+#include <netinet/in.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -40,7 +44,8 @@ typedef struct ws_timers {
     sq_timer ping_t;
     sq_timer write_t; /* armed while output is pending: checks for progress */
     uint64_t ping_sent, last_rx;
-    uint64_t write_progress; /* loop time of the last send that moved output */
+    uint64_t acked; /* the kernel's count of our bytes the peer acknowledged */
+    bool progress;  /* output moved since the write timer was last armed (not TCP) */
 } ws_timers;
 
 struct sq_ws {
@@ -310,21 +315,48 @@ static void ping_timer_cb(sq_loop *loop, sq_timer *t)
     ws_leave(ws, was);
 }
 
-/* The peer stopped reading: pending output has not moved for write_timeout. */
+/* Bytes of ours the peer has acknowledged, from the kernel (TCP); -1 for other sockets. */
+static int64_t acked_bytes(const sq_ws *ws)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof ti;
+    memset(&ti, 0, sizeof ti);
+    if (getsockopt(ws->io.fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 ||
+        len < offsetof(struct tcp_info, tcpi_bytes_acked) + sizeof ti.tcpi_bytes_acked)
+        return -1;
+    return (int64_t)ti.tcpi_bytes_acked;
+}
+
+/* Output still on its way: in our buffer or in the kernel's (sent, not yet acknowledged). */
+static bool output_outstanding(const sq_ws *ws)
+{
+    if (ws->opos < ws->out.len) return true;
+    int q = 0;
+    return ioctl(ws->io.fd, SIOCOUTQ, &q) == 0 && q > 0;
+}
+
+/* Every write_timeout while output is outstanding: has the peer taken any of it?  On TCP
+ * the measure is the kernel's count of acknowledged bytes, not our buffer: a peer that
+ * makes us answer (pings) without reading fills the kernel's buffer (megabytes on a fast
+ * link) long before ours, and would otherwise look busy for as long. */
 static void write_timer_cb(sq_loop *loop, sq_timer *t)
 {
     sq_ws *ws = t->data;
-    if (ws->closed || ws->opos == ws->out.len) return;
+    if (ws->closed || !output_outstanding(ws)) return; /* all delivered: idle again */
+    int64_t acked = acked_bytes(ws);
+    bool moved = acked >= 0 ? (uint64_t)acked != ws->tm->acked : ws->tm->progress;
+    if (acked >= 0) ws->tm->acked = (uint64_t)acked;
+    ws->tm->progress = false;
     double to = write_timeout(ws);
-    uint64_t now = sq_loop_now_ns(loop), due = ws->tm->write_progress + sq__sec_to_ns(to);
-    if (now < due) { /* it moved meanwhile: check again when the new deadline comes */
-        sq_timer_start(&ws->tm->write_t, (double)(due - now) / 1e9, 0);
+    if (moved) {
+        sq_timer_start(&ws->tm->write_t, to, 0);
         return;
     }
     sq_log(SQ_LOG_DEBUG, "websocket: %s took none of our output for %.1f s: dropping it",
            ws->remote_ip[0] ? ws->remote_ip : "the peer", to);
     bool was = ws->in_io;
     ws->in_io = true;
+    sq__reset_on_close(ws->io.fd); /* the kernel drops what the peer never took */
     ws_drop(ws, -ETIMEDOUT);
     ws_leave(ws, was);
 }
@@ -340,19 +372,20 @@ static int timers_get(sq_ws *ws)
     return 0;
 }
 
-/* After a send: note progress, and keep a write deadline armed while output is pending
- * (lazily: armed once, pushed back only when it fires; no heap work per send). */
+/* After a flush that sent or left something: make sure the write timer runs.  Lazily: it
+ * is armed once and only looks at progress when it fires, so a busy connection costs no
+ * timer work per message. */
 static void write_deadline(sq_ws *ws, bool progress)
 {
-    bool pending = ws->opos < ws->out.len;
-    if (!pending && !ws->tm) return;
+    if (!progress && ws->opos == ws->out.len) return;
     if (!(write_timeout(ws) > 0) || timers_get(ws) < 0) return;
-    if (progress || !sq_timer_active(&ws->tm->write_t))
-        ws->tm->write_progress = sq_loop_now_ns(ws->loop);
-    if (pending && !sq_timer_active(&ws->tm->write_t))
+    if (progress) ws->tm->progress = true;
+    if (!sq_timer_active(&ws->tm->write_t)) {
+        int64_t acked = acked_bytes(ws);
+        ws->tm->acked = acked >= 0 ? (uint64_t)acked : 0;
+        ws->tm->progress = false;
         sq_timer_start(&ws->tm->write_t, write_timeout(ws), 0);
-    else if (!pending && sq_timer_active(&ws->tm->write_t))
-        sq_timer_stop(&ws->tm->write_t);
+    }
 }
 
 static void start_pings(sq_ws *ws)
