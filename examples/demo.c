@@ -236,6 +236,8 @@ int main(int argc, char **argv)
 {
     int port = argc > 1 ? atoi(argv[1]) : 8888;
     double wt = write_timeout_from_env();
+    /* Thousands of clients (long polls, WebSockets) need more than Debian's 1024 files. */
+    sq_raise_fd_limit();
     demo_prime_ws.settings.write_timeout = wt;
     demo_chat_ws.settings.write_timeout = wt;
     const char *dir = static_dir(argc, argv);

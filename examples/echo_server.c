@@ -40,19 +40,10 @@ static void echo(sq_stream *s, const struct sockaddr *peer, void *arg)
     nlive--;
 }
 
-static void raise_fd_limit(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-}
-
 int main(int argc, char **argv)
 {
     int port = argc > 1 ? atoi(argv[1]) : 8888;
-    raise_fd_limit();
+    sq_raise_fd_limit();
     sq_loop *loop = sq_loop_new(NULL);
     if (!loop) {
         perror("echo_server: sq_loop_new");

@@ -129,6 +129,13 @@ void sq__reset_on_close(int fd);
  * -EADDRINUSE, -ENFILE when max is 0 …) with nothing left open. */
 int sq__tcp_listen_fds(const char *host, int port, const sq_tcp_options *o, int backlog, int *fds,
                        int max, int *bound);
+/* A TCP server over `n` listening sockets already bound (owned from now on, closed on
+ * failure too): the accept loop (batches, EMFILE pause, pause/resume) for a layer that
+ * takes each fd itself through o->on_accept (the HTTP server).  NULL with *err. */
+sq_tcp_server *sq__tcp_server_from_fds(sq_loop *loop, const int *fds, int n,
+                                       const sq_tcp_options *o, void *arg, int *err);
+/* Its listening sockets. */
+int sq__tcp_server_nfds(const sq_tcp_server *srv);
 
 /* A monotonic clock in ns. */
 uint64_t sq__mono_ns(void);

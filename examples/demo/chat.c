@@ -202,6 +202,10 @@ static void chat_poll_get(sq_handler *h)
         write_error_json(h, 400, "cursor must be a message id (a non-negative integer)");
         return;
     }
+    /* A cursor from the future (a client that saw an earlier run of the demo): answer at
+     * once with the whole history, so that it resynchronises instead of waiting forever
+     * for ids it believes it has seen. */
+    if (cursor > chat.last_id) cursor = 0;
     double timeout = strtod(sq_get_query_argument(h, "timeout", "30"), NULL);
     if (!(timeout >= 0.1)) timeout = isnan(timeout) ? CHAT_POLL_TIMEOUT : 0.1;
     if (timeout > CHAT_POLL_TIMEOUT) timeout = CHAT_POLL_TIMEOUT;

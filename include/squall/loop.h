@@ -166,6 +166,12 @@ int sq_signal_remove(sq_loop *loop, int signum);
 /* SIGINT and SIGTERM stop the loop cleanly (what the examples use). */
 int sq_loop_stop_on_signals(sq_loop *loop);
 
+/* Raise this process's soft limit on open files to its hard limit, as a server should at
+ * start: Debian's default soft limit (1024) makes accept() fail with EMFILE past about a
+ * thousand connections, and the server then pauses accepting.  Returns the soft limit now
+ * in force, or a negative errno (the limit is then unchanged). */
+long sq_raise_fd_limit(void);
+
 #ifdef __cplusplus
 }
 #endif

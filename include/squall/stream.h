@@ -112,6 +112,10 @@ sq_tcp_server *sq_tcp_listen(sq_loop *loop, const char *host, int port, const sq
 int sq_tcp_server_port(const sq_tcp_server *srv);
 /* Stop accepting and close the listening sockets; established streams are untouched. */
 void sq_tcp_server_close(sq_tcp_server *srv);
+/* Stop accepting for now (a connection limit reached); new connections wait in the
+ * kernel's backlog until sq_tcp_server_resume().  Both are idempotent. */
+void sq_tcp_server_pause(sq_tcp_server *srv);
+void sq_tcp_server_resume(sq_tcp_server *srv);
 
 /* Connect to host:port within `timeout` seconds (<= 0: no limit).  Names are resolved on
  * the executor, never on the loop.  The future's value is a new sq_stream owned by the

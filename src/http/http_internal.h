@@ -17,21 +17,19 @@
 #define SQ__HTTP_STREAM_BUF    (64u * 1024) /* read buffer while streaming a body */
 #define SQ__HTTP_POOL          256 /* idle connections' buffers and request objects kept for reuse */
 #define SQ__HTTP_POOL_OUT_MAX  (16u * 1024) /* larger output buffers are freed, not pooled */
-#define SQ__HTTP_INLINE_HEADERS 32 /* header slots inside the request object; past them the head
-                                      is parsed again into a heap array of the full count */
-
-typedef struct sq__http_listener {
-    sq_io io;
-    sq_http_server *srv;
-} sq__http_listener;
+#define SQ__HTTP_INLINE_HEADERS                                                                    \
+    32 /* header slots inside the request object; past them the head                               \
+          is parsed again into a heap array of the full count */
 
 struct sq_http_server {
     sq_loop *loop;
     sq_http_settings s; /* defaults resolved */
     sq_http_handler_fn handler;
     void *arg;
-    sq__http_listener ls[SQ__HTTP_MAX_LISTENERS];
-    int nls;
+    /* the accept loops: the stream layer's TCP servers, one per listen call */
+    sq_tcp_server *tcp[SQ__HTTP_MAX_LISTENERS];
+    int ntcp;
+    int nls; /* listening sockets in all of them (at most SQ__HTTP_MAX_LISTENERS) */
     int port;
     bool accept_paused;  /* max_connections reached */
     bool closing;        /* shutting down: no new connections, no keep-alive */
@@ -45,8 +43,7 @@ struct sq_http_server {
     /* graceful shutdown */
     sq_future *shutdown_fut;
     sq_timer shutdown_timer;
-    sq_timer accept_timer; /* resumes accepting after EMFILE */
-    uint64_t writes;       /* write/writev calls on sockets (tests check batching) */
+    uint64_t writes; /* write/writev calls on sockets (tests check batching) */
     /* An idle connection gives its read buffer, output buffer and request object back
      * here, so that it costs only its sq_http_conn; the next request takes them again. */
     char *rbufs[SQ__HTTP_POOL]; /* SQ__HTTP_READ_MIN bytes each */
@@ -71,7 +68,7 @@ enum {
 /* The per-connection request: the public part first. */
 typedef struct sq__http_req {
     sq_http_request pub;
-    sq_http_header *headers; /* headers_inline or headers_big */
+    sq_http_header *headers;     /* headers_inline or headers_big */
     sq_http_header *headers_big; /* SQ_HTTP_DEFAULT_MAX_HEADERS slots, made on first need */
     sq_http_header headers_inline[SQ__HTTP_INLINE_HEADERS];
     char remote_ip[48];
@@ -103,9 +100,9 @@ typedef struct sq__http_req {
     uint64_t body_total; /* decoded body bytes so far (chunked limit) */
     sq_http_chunked dec;
     bool has_body, body_done;
-    bool want_whole; /* sq_http_read_body waiting: the buffer may grow to the body */
+    bool want_whole;  /* sq_http_read_body waiting: the buffer may grow to the body */
     bool body_logged; /* the access log told why the body read failed */
-    int body_error;  /* -EINVAL malformed chunked, -E2BIG too large, SQ_ECLOSED */
+    int body_error;   /* -EINVAL malformed chunked, -E2BIG too large, SQ_ECLOSED */
 } sq__http_req;
 
 /* A connection.  Small on purpose: an idle keep-alive connection holds only this (its read
@@ -125,9 +122,9 @@ struct sq_http_conn {
     sq_coro *coro;   /* the coroutine running this connection's handlers */
     sq_coro *waiter; /* suspended in a body read or a flush, woken by the IO callback */
     sq__http_req *req;
-    uint32_t parsed; /* bytes of rbuf + rpos the parser already saw (a hint: may be less) */
-    int error;       /* the error that closed the connection */
-    unsigned char tkind;       /* what the timer measures */
+    uint32_t parsed;     /* bytes of rbuf + rpos the parser already saw (a hint: may be less) */
+    int error;           /* the error that closed the connection */
+    unsigned char tkind; /* what the timer measures */
     unsigned char peer_family; /* AF_INET, AF_INET6 (peer_addr) or AF_UNIX */
     bool waiter_writes : 1;    /* the waiter is a flush waiting for the output to drain */
     bool sendfile_wait : 1;    /* the waiter is sq_http_sendfile waiting for SQ_WRITE */

@@ -10,62 +10,30 @@
 
 #include "http/http_internal.h"
 
-#define ACCEPT_BATCH 256
-#define EMFILE_PAUSE 0.1
-
 /* --- listening
  * ------------------------------------------------------------------------------------ */
 
+/* Accepting is the stream layer's (sq_tcp_server: batches, the EMFILE pause): one accept
+ * loop in the project.  What is HTTP's is the connection limit, through pause/resume. */
+
 void sq__http_listeners_start(sq_http_server *srv)
 {
-    for (int i = 0; i < srv->nls; i++) sq_io_start(srv->loop, &srv->ls[i].io, SQ_READ);
+    for (int i = 0; i < srv->ntcp; i++) sq_tcp_server_resume(srv->tcp[i]);
 }
 
 static void listeners_stop(sq_http_server *srv)
 {
-    for (int i = 0; i < srv->nls; i++) sq_io_stop(srv->loop, &srv->ls[i].io);
+    for (int i = 0; i < srv->ntcp; i++) sq_tcp_server_pause(srv->tcp[i]);
 }
 
-static void accept_resume(sq_loop *loop, sq_timer *t)
+static void on_accept(sq_tcp_server *t, int fd, const struct sockaddr *peer, socklen_t plen,
+                      void *arg)
 {
-    sq_http_server *srv = t->data;
-    if (!srv->closing && srv->nconns < srv->s.max_connections) {
-        srv->accept_paused = false;
-        sq__http_listeners_start(srv);
-    }
-}
-
-static void on_accept(sq_loop *loop, sq_io *io, unsigned events)
-{
-    sq__http_listener *l = io->data;
-    sq_http_server *srv = l->srv;
-    for (int n = 0; n < ACCEPT_BATCH; n++) {
-        if (srv->nconns >= srv->s.max_connections) {
-            srv->accept_paused = true;
-            listeners_stop(srv);
-            return;
-        }
-        struct sockaddr_storage peer;
-        socklen_t plen = sizeof peer;
-        int fd = accept4(io->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            int e = errno;
-            if (e == EAGAIN || e == EWOULDBLOCK) return;
-            if (e == EINTR || e == ECONNABORTED || e == EPROTO) continue;
-            if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
-                sq_log(SQ_LOG_WARNING, "http server: accept: %s; pausing accepts", sq_strerror(-e));
-                listeners_stop(srv);
-                sq_timer_start(&srv->accept_timer, EMFILE_PAUSE, 0);
-                return;
-            }
-            sq_log(SQ_LOG_ERROR, "http server: accept: %s", sq_strerror(-e));
-            return;
-        }
-        if (peer.ss_family == AF_INET || peer.ss_family == AF_INET6) {
-            int one = 1;
-            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        }
-        sq__http_conn_new(srv, fd, (struct sockaddr *)&peer);
+    sq_http_server *srv = arg;
+    sq__http_conn_new(srv, fd, peer);
+    if (srv->nconns >= srv->s.max_connections && !srv->accept_paused) {
+        srv->accept_paused = true; /* resumed as connections close (sq__http_conn_close) */
+        listeners_stop(srv);
     }
 }
 
@@ -75,24 +43,20 @@ int sq_http_server_listen(sq_http_server *srv, const char *host, int port)
     if (srv->closing) return SQ_ECLOSED;
     /* The sockets themselves are the stream layer's (sq_tcp_listen binds the same way); an
      * explicit IPv6 address takes IPv6 only, as in nginx and Tornado. */
-    sq_tcp_options o = {.reuseport = srv->s.reuseport, .ipv6_only = host && *host};
+    sq_tcp_options o = {.reuseport = srv->s.reuseport,
+                        .ipv6_only = host && *host,
+                        .backlog = 4096,
+                        .on_accept = on_accept};
     int fds[SQ__HTTP_MAX_LISTENERS], bound;
-    int n =
-        sq__tcp_listen_fds(host, port, &o, 4096, fds, SQ__HTTP_MAX_LISTENERS - srv->nls, &bound);
+    int n = sq__tcp_listen_fds(host, port, &o, o.backlog, fds, SQ__HTTP_MAX_LISTENERS - srv->nls,
+                               &bound);
     if (n < 0) return n;
-    for (int i = 0; i < n; i++) {
-        sq__http_listener *l = &srv->ls[srv->nls];
-        l->srv = srv;
-        sq_io_init(&l->io, fds[i], on_accept, l);
-        if (!srv->closing && !srv->accept_paused) {
-            int e = sq_io_start(srv->loop, &l->io, SQ_READ);
-            if (e < 0) {
-                while (i < n) close(fds[i++]);
-                return e;
-            }
-        }
-        srv->nls++;
-    }
+    int e;
+    sq_tcp_server *t = sq__tcp_server_from_fds(srv->loop, fds, n, &o, srv, &e);
+    if (!t) return e;
+    if (srv->accept_paused) sq_tcp_server_pause(t);
+    srv->tcp[srv->ntcp++] = t;
+    srv->nls += n;
     if (srv->port <= 0) srv->port = bound;
     return 0;
 }
@@ -142,18 +106,13 @@ sq_http_server *sq_http_server_new(sq_loop *loop, const sq_http_settings *settin
     srv->port = -1;
     srv->date_sec = -1;
     sq_timer_init(loop, &srv->shutdown_timer, NULL, srv);
-    sq_timer_init(loop, &srv->accept_timer, accept_resume, srv);
     return srv;
 }
 
 static void close_listeners(sq_http_server *srv)
 {
-    for (int i = 0; i < srv->nls; i++) {
-        sq_io_stop(srv->loop, &srv->ls[i].io);
-        close(srv->ls[i].io.fd);
-    }
-    srv->nls = 0;
-    sq_timer_stop(&srv->accept_timer);
+    for (int i = 0; i < srv->ntcp; i++) sq_tcp_server_close(srv->tcp[i]);
+    srv->ntcp = srv->nls = 0;
 }
 
 static void close_all(sq_http_server *srv, bool idle_only)

@@ -690,10 +690,16 @@ static void request_complete(sq_http_conn *c)
     c->parsed = 0;
 }
 
+/* Pipelined requests answered in one go (or time spent in this loop pass) before the
+ * coroutine yields to the loop, so that one connection's deep pipeline cannot hold
+ * everyone else up. */
+#define REQS_PER_PASS 64
+#define PASS_NS       (2u * 1000 * 1000)
+
 static void *conn_task(void *arg)
 {
     sq_http_conn *c = arg;
-    for (;;) {
+    for (unsigned n = 1;; n++) {
         sq__http_req *r = c->req;
         c->srv->handler(&r->pub, c->srv->arg);
         /* detached: sq_http_finish() completes it, also on a closed connection (the
@@ -707,6 +713,11 @@ static void *conn_task(void *arg)
             /* backpressure: the next requests wait (unparsed, unread) for the output */
             c->rpaused = true;
             break;
+        }
+        if (c->rlen > c->rpos && (n & 7) == 0 && /* the clock every 8th request: cheap */
+            (n % REQS_PER_PASS == 0 || sq__mono_ns() - sq_loop_now_ns(c->srv->loop) > PASS_NS)) {
+            sq_yield(); /* the output so far goes out meanwhile (the IO callback writes) */
+            if (c->closed || c->close_after) break;
         }
         if (parse_next(c) <= 0) break;
     }

@@ -2,7 +2,9 @@
  * signal number to a non-blocking pipe, which works whatever threads the process has. */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -130,4 +132,16 @@ void sq__ignore_sigpipe_once(void)
         sigemptyset(&sa.sa_mask);
         sigaction(SIGPIPE, &sa, NULL);
     }
+}
+
+long sq_raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0) return -errno;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t want = rl.rlim_max;
+        rl.rlim_cur = want;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0) return -errno;
+    }
+    return rl.rlim_cur > (rlim_t)LONG_MAX ? LONG_MAX : (long)rl.rlim_cur;
 }

@@ -14,8 +14,8 @@
 #include "internal.h"
 
 #define MAX_LISTENERS   8
-#define ACCEPT_BATCH    4096 /* accepts per wake-up; level-triggered epoll brings us back */
-#define EMFILE_PAUSE    0.1  /* seconds to stop accepting when out of descriptors */
+#define ACCEPT_BATCH    256 /* accepts per wake-up; level-triggered epoll brings us back */
+#define EMFILE_PAUSE    0.1 /* seconds to stop accepting when out of descriptors */
 #define DEFAULT_BACKLOG 4096
 
 /* --- server ---------------------------------------------------------------------------- */
@@ -35,7 +35,8 @@ struct sq_tcp_server {
     void *arg;
     sq_tcp_options opts;
     sq_timer resume_timer;
-    bool paused;
+    bool paused;      /* out of descriptors: resumed by resume_timer */
+    bool user_paused; /* sq_tcp_server_pause() */
     bool emfile_logged;
     bool want_free;
     unsigned depth;
@@ -73,11 +74,37 @@ static void server_destroy(sq_tcp_server *srv)
     free(srv);
 }
 
+/* Watch the listening sockets unless something pauses accepting. */
+static void update_listening(sq_tcp_server *srv)
+{
+    bool on = !srv->paused && !srv->user_paused && !srv->want_free;
+    for (int i = 0; i < srv->nls; i++) {
+        if (on)
+            sq_io_start(srv->loop, &srv->ls[i].io, SQ_READ);
+        else
+            sq_io_stop(srv->loop, &srv->ls[i].io);
+    }
+}
+
 static void resume_accepting(sq_loop *loop, sq_timer *t)
 {
     sq_tcp_server *srv = t->data;
     srv->paused = false;
-    for (int i = 0; i < srv->nls; i++) sq_io_start(loop, &srv->ls[i].io, SQ_READ);
+    update_listening(srv);
+}
+
+void sq_tcp_server_pause(sq_tcp_server *srv)
+{
+    if (srv->user_paused) return;
+    srv->user_paused = true;
+    update_listening(srv);
+}
+
+void sq_tcp_server_resume(sq_tcp_server *srv)
+{
+    if (!srv->user_paused) return;
+    srv->user_paused = false;
+    update_listening(srv);
 }
 
 /* Out of descriptors: the pending connection stays in the queue and the listener stays
@@ -90,7 +117,7 @@ static void pause_accepting(sq_tcp_server *srv, int err)
         srv->emfile_logged = true;
     }
     srv->paused = true;
-    for (int i = 0; i < srv->nls; i++) sq_io_stop(srv->loop, &srv->ls[i].io);
+    update_listening(srv);
     sq_timer_start(&srv->resume_timer, EMFILE_PAUSE, 0);
 }
 
@@ -126,7 +153,7 @@ static void on_accept_ready(sq_loop *loop, sq_io *io, unsigned events)
     listener *l = io->data;
     sq_tcp_server *srv = l->srv;
     srv->depth++;
-    for (int n = 0; n < ACCEPT_BATCH && !srv->want_free && !srv->paused; n++) {
+    for (int n = 0; n < ACCEPT_BATCH && !srv->want_free && !srv->paused && !srv->user_paused; n++) {
         struct sockaddr_storage peer;
         socklen_t plen = sizeof peer;
         int fd = accept4(l->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -280,12 +307,15 @@ int sq__tcp_listen_fds(const char *host, int port, const sq_tcp_options *o, int 
     return n;
 }
 
-sq_tcp_server *sq_tcp_listen(sq_loop *loop, const char *host, int port, const sq_tcp_options *opts,
-                             sq_stream_handler handler, void *arg, int *err)
+/* A server over listening sockets: bound here (fds NULL) or handed in (owned from then). */
+static sq_tcp_server *server_new(sq_loop *loop, const char *host, int port, const int *fds_in,
+                                 int nfds_in, const sq_tcp_options *opts, sq_stream_handler handler,
+                                 void *arg, int *err)
 {
     if (!loop) loop = sq_loop_current();
     if (!loop) loop = sq_loop_default();
-    if (port < 0 || port > 65535 || (!handler && !(opts && opts->on_accept))) {
+    if (port < 0 || port > 65535 || nfds_in > MAX_LISTENERS ||
+        (!handler && !(opts && opts->on_accept))) {
         if (err) *err = -EINVAL;
         return NULL;
     }
@@ -301,7 +331,14 @@ sq_tcp_server *sq_tcp_listen(sq_loop *loop, const char *host, int port, const sq
     sq_timer_init(loop, &srv->resume_timer, resume_accepting, srv);
     int backlog = srv->opts.backlog > 0 ? srv->opts.backlog : DEFAULT_BACKLOG;
     int fds[MAX_LISTENERS];
-    int e = sq__tcp_listen_fds(host, port, &srv->opts, backlog, fds, MAX_LISTENERS, &srv->port);
+    int e;
+    if (fds_in) {
+        memcpy(fds, fds_in, (size_t)nfds_in * sizeof *fds);
+        e = nfds_in;
+        srv->port = nfds_in ? bound_port(fds[0]) : -1;
+    } else {
+        e = sq__tcp_listen_fds(host, port, &srv->opts, backlog, fds, MAX_LISTENERS, &srv->port);
+    }
     for (int i = 0; i < e; i++) {
         listener *l = &srv->ls[srv->nls++];
         l->fd = fds[i];
@@ -317,6 +354,23 @@ sq_tcp_server *sq_tcp_listen(sq_loop *loop, const char *host, int port, const sq
     }
     if (err) *err = 0;
     return srv;
+}
+
+sq_tcp_server *sq_tcp_listen(sq_loop *loop, const char *host, int port, const sq_tcp_options *opts,
+                             sq_stream_handler handler, void *arg, int *err)
+{
+    return server_new(loop, host, port, NULL, 0, opts, handler, arg, err);
+}
+
+sq_tcp_server *sq__tcp_server_from_fds(sq_loop *loop, const int *fds, int n,
+                                       const sq_tcp_options *opts, void *arg, int *err)
+{
+    return server_new(loop, NULL, 0, fds, n, opts, NULL, arg, err);
+}
+
+int sq__tcp_server_nfds(const sq_tcp_server *srv)
+{
+    return srv->nls;
 }
 
 int sq_tcp_server_port(const sq_tcp_server *srv)

@@ -31,8 +31,14 @@
 #include "squall/coro.h"
 #include "ws/ws_internal.h"
 
-#define SCRATCH   (64u * 1024)
-#define READS_MAX 16 /* reads per readable event, so that one peer cannot hold the loop */
+#define SCRATCH (64u * 1024)
+/* Work per wake-up, so that one busy peer cannot hold the loop: at most READS_MAX reads
+ * (256 KiB), and on_message runs for at most MSGS_PER_PASS messages, or PASS_NS of this
+ * loop pass, before the coroutine yields to the loop (the others' events run) and goes on
+ * at the next pass. */
+#define READS_MAX     4
+#define MSGS_PER_PASS 32
+#define PASS_NS       (2u * 1000 * 1000)
 
 typedef struct ws_wq {
     uint64_t end;
@@ -86,6 +92,7 @@ struct sq_ws {
     bool free_req;   /* client: sq_ws_free() was called; freed once nothing uses it */
     bool reading;    /* client: a sq_ws_read_message() call is on a stack (maybe suspended) */
     bool rpaused;    /* more than high_water bytes pending: no frame is read */
+    uint8_t burst;   /* messages handled in this loop pass (MSGS_PER_PASS) */
     char remote_ip[46];
     _Alignas(max_align_t) unsigned char state[];
 };
@@ -726,6 +733,12 @@ static void *msg_task(void *arg)
         ws->msg_ready = false;
         ws->cls->on_message(ws, ws->rx.msg.ptr, ws->rx.msg.len, ws->rx.msg_binary);
         sq__ws_rx_msg_done(&ws->rx);
+        bool more = !ws->closed && (ws->pend || ws->msg_ready);
+        if (more &&
+            (++ws->burst >= MSGS_PER_PASS || sq__mono_ns() - sq_loop_now_ns(ws->loop) > PASS_NS)) {
+            sq_yield(); /* the rest of this peer's messages at the next loop pass */
+            ws->burst = 0;
+        }
     }
     ws->msg_ready = false;
     ws->coro = NULL;
@@ -774,6 +787,7 @@ static void dispatch(sq_ws *ws)
 
 static void on_readable(sq_ws *ws)
 {
+    ws->burst = 0;
     for (int i = 0; i < READS_MAX && !ws->closed; i++) {
         if (!ws->lingering && (ws->input_done || ws->coro || ws->msg_ready || ws->delivered ||
                                ws->pend || ws->rpaused))

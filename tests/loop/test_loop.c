@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -538,6 +539,23 @@ static void test_slow_callback_warning(void **state)
     sq_log_set_handler(NULL, NULL);
 }
 
+/* sq_raise_fd_limit: the soft limit goes up to the hard one (a server's first step). */
+static void test_raise_fd_limit(void **state)
+{
+    struct rlimit rl;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    struct rlimit low = rl;
+    if (rl.rlim_max > 256) low.rlim_cur = 256;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    long got = sq_raise_fd_limit();
+    struct rlimit now;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &now), 0);
+    assert_true(now.rlim_cur == rl.rlim_max);
+    assert_true(got > 0 && (rlim_t)got == now.rlim_cur);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    (void)state;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -552,6 +570,7 @@ int main(void)
         cmocka_unit_test(test_signal_delivered_on_loop),
         cmocka_unit_test(test_stop_on_signals),
         cmocka_unit_test(test_slow_callback_warning),
+        cmocka_unit_test(test_raise_fd_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

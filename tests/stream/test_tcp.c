@@ -351,6 +351,52 @@ static void test_raw_accept(void **state)
     sq_loop_free(loop);
 }
 
+/* sq_tcp_server_pause/resume: a paused server accepts nothing (connections wait in the
+ * backlog), and takes them once resumed. */
+static int paused_accepts;
+
+static void count_accept(sq_tcp_server *srv, int fd, const struct sockaddr *peer, socklen_t plen,
+                         void *arg)
+{
+    paused_accepts++;
+    close(fd);
+}
+
+static void *pause_task(void *arg)
+{
+    sq_tcp_server *srv = arg;
+    int port = sq_tcp_server_port(srv);
+    sq_tcp_server_pause(srv);
+    sq_tcp_server_pause(srv); /* idempotent */
+    int fds[3];
+    for (int i = 0; i < 3; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        assert_int_equal(connect(fds[i], (struct sockaddr *)&a, sizeof a), 0); /* backlog */
+    }
+    sq_sleep(0.2);
+    assert_int_equal(paused_accepts, 0);
+    sq_tcp_server_resume(srv);
+    for (int i = 0; i < 200 && paused_accepts < 3; i++) sq_sleep(0.01);
+    assert_int_equal(paused_accepts, 3);
+    for (int i = 0; i < 3; i++) close(fds[i]);
+    return NULL;
+}
+
+static void test_pause_resume(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    sq_tcp_options opts = {.on_accept = count_accept};
+    int err;
+    paused_accepts = 0;
+    sq_tcp_server *srv = sq_tcp_listen(loop, "127.0.0.1", 0, &opts, NULL, NULL, &err);
+    assert_non_null(srv);
+    sq_test_run_coro(loop, pause_task, srv, 10);
+    sq_tcp_server_close(srv);
+    sq_loop_free(loop);
+}
+
 static void test_listen_errors(void **state)
 {
     sq_loop *loop = sq_loop_new(NULL);
@@ -549,6 +595,7 @@ int main(void)
         cmocka_unit_test(test_ipv6),
         cmocka_unit_test(test_connect_timeout),
         cmocka_unit_test(test_raw_accept),
+        cmocka_unit_test(test_pause_resume),
         cmocka_unit_test(test_listen_errors),
         cmocka_unit_test(test_emfile_pauses),
         cmocka_unit_test(test_connect_future_dropped),

@@ -33,9 +33,17 @@ def check(cond, what):
 
 
 log = tempfile.TemporaryFile(mode="w+")
+import resource
+
+
+def low_fd_limit():  # Debian's default soft limit: the demo must raise it itself
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))
+
+
 proc = subprocess.Popen([os.path.join(BUILD, "examples", "demo"), "0",
                          os.path.join(SRC, "examples", "demo", "static")],
-                        stdout=subprocess.PIPE, stderr=log, text=True)
+                        stdout=subprocess.PIPE, stderr=log, text=True, preexec_fn=low_fd_limit)
 line = proc.stdout.readline()
 assert line.startswith("listening on port "), line
 port = int(line.split()[-1])
@@ -71,6 +79,11 @@ def get(path, timeout=30):
 
 
 try:
+    with open(f"/proc/{proc.pid}/limits") as f:
+        lim = [l.split()[3:5] for l in f if l.startswith("Max open files")][0]
+    print(f"the demo's open-file limit: soft {lim[0]}, hard {lim[1]}")
+    check(lim[0] == lim[1], "the demo raised its soft open-file limit to the hard one")
+
     form_head = (b"POST /form HTTP/1.1\r\nHost: t\r\n"
                  b"Content-Type: application/x-www-form-urlencoded\r\n")
     for size in (b"zz", b"f" * 18):

@@ -174,6 +174,14 @@ async def chat():
         took = time.monotonic() - t0
         ok(r == {"messages": [], "cursor": start + 3}, f"empty poll {r}")
         ok(0.4 <= took < 5, f"empty poll took {took:.2f} s")
+        # A cursor from the future (a client of an earlier run of the demo): the whole
+        # history at once, and the current cursor, so that it resynchronises.
+        t0 = time.monotonic()
+        r = poll(cursor=start + 1000, timeout=20)
+        took = time.monotonic() - t0
+        ok(took < 2 and r["cursor"] == start + 3 and
+           [x["text"] for x in r["messages"]][-3:] == ["hello from a ✓", "via form", "via json"],
+           f"future cursor {r} in {took:.2f} s")
 
         # Limits and errors.
         st, m = send_text("x" * 5000)
