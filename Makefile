@@ -2,6 +2,7 @@
 #   make run        build deps, release build, start the demo on http://127.0.0.1:8888
 #   make test       build + test deps, ASan+UBSan build, every test through ctest, fuzz briefly
 #   make tsan-test  the threaded tests under ThreadSanitizer
+#   make soak       10 minutes of mixed load on the ASan demo: RSS and fds flat, clean exit
 #   make bench      installs wrk, nginx-light, h2o, nodejs, python3-tornado, gnuplot-nox, release build, the benchmarks in bench/
 
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
@@ -26,7 +27,7 @@ TEST_PKGS := python3 procps curl clang libclang-rt-14-dev nginx-light python3-we
 # What `make bench` needs on top of both (load generator and the peers it is compared with).
 BENCH_PKGS := wrk nginx-light h2o nodejs python3-tornado gnuplot-nox valgrind strace
 
-.PHONY: all deps test-deps bench-deps node-modules install-pkgs build run test tsan-test fuzz \
+.PHONY: soak all deps test-deps bench-deps node-modules install-pkgs build run test tsan-test fuzz \
         fuzz-build fuzz-run bench bench-quick clean format check-aarch64
 
 all: build
@@ -87,6 +88,14 @@ fuzz-run: fuzz-build
 
 fuzz:
 	$(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=300
+
+# SOAK_SECONDS of every kind of client at once against the ASan build of the demo
+# (tests/soak/soak.py); `make test` runs a 20-second version.
+SOAK_SECONDS ?= 600
+soak: test-deps
+	$(CMAKE) -S . -B $(ASAN) -DCMAKE_BUILD_TYPE=Debug -DSQ_SANITIZE=address,undefined
+	$(CMAKE) --build $(ASAN) -j $(JOBS)
+	SQ_BUILD_DIR=$(ASAN) SQ_SOURCE_DIR=$(CURDIR) /usr/bin/python3 tests/soak/soak.py --seconds $(SOAK_SECONDS)
 
 tsan-test: test-deps
 	$(CMAKE) -S . -B $(TSAN) -DCMAKE_BUILD_TYPE=Debug -DSQ_SANITIZE=thread
