@@ -20,17 +20,15 @@ import http.client
 import os
 import random
 import select
-import signal
 import socket
 import struct
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 
-BUILD = os.environ["SQ_BUILD_DIR"]
-SRC = os.environ["SQ_SOURCE_DIR"]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "web"))
+from demo_util import check, finish, rss_kb, small_socket, start, stop, ws_handshake  # noqa: E402
+
 ap = argparse.ArgumentParser()
 ap.add_argument("--seconds", type=float, default=600)
 ap.add_argument("--tolerance", type=float, default=5.0)
@@ -52,16 +50,7 @@ def bad(kind, what):
             unexpected.append((kind, str(what)[:200]))
 
 
-env = dict(os.environ)
-env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=4:detect_leaks=1"
-env["SQUALL_DEMO_WRITE_TIMEOUT"] = "5"
-log = tempfile.TemporaryFile(mode="w+")
-proc = subprocess.Popen([os.path.join(BUILD, "examples", "demo"), "0",
-                         os.path.join(SRC, "examples", "demo", "static")],
-                        stdout=subprocess.PIPE, stderr=log, text=True, env=env)
-line = proc.stdout.readline()
-assert line.startswith("listening on port "), line
-PORT = int(line.split()[-1])
+proc, PORT = start("demo", write_timeout=5)  # the never-readers cycle
 T0 = time.monotonic()
 DEADLINE = T0 + args.seconds
 
@@ -230,36 +219,18 @@ def slowloris():
         s.close()
 
 
-def small_socket():
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    s.connect(("127.0.0.1", PORT))
-    return s
-
-
-def ws_handshake(s, path):
-    s.sendall((f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        b = s.recv(1)
-        if not b:
-            raise OSError("closed in handshake")
-        head += b
-
-
 def never_reader(kind):
     ping = bytes([0x89, 0x80 | 125]) + b"\x01\x02\x03\x04" + b"p" * 125
     while running():
         try:
-            s = small_socket()
+            s = small_socket(PORT)
             if kind == "pipeline":
                 payload = b"GET /json HTTP/1.1\r\nHost: x\r\n\r\n" * 256
             elif kind == "ping":
-                ws_handshake(s, "/ws/prime")
+                ws_handshake(s, PORT, "/ws/prime")
                 payload = ping * 64
             else:  # a chat member that never reads its history or broadcasts
-                ws_handshake(s, "/ws/chat")
+                ws_handshake(s, PORT, "/ws/chat")
                 payload = b""
             s.setblocking(False)
             t = time.monotonic()
@@ -311,10 +282,7 @@ def guarded(fn, *a):
 
 
 def rss_fds():
-    with open(f"/proc/{proc.pid}/status") as f:
-        rss = next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
-    fds = len(os.listdir(f"/proc/{proc.pid}/fd"))
-    return rss, fds
+    return rss_kb(proc.pid), len(os.listdir(f"/proc/{proc.pid}/fd"))
 
 
 workers = [keepalive, keepalive, pipelined, uploads, static_ranges, ws_chat, ws_chat, long_polls,
@@ -335,15 +303,6 @@ while time.monotonic() < DEADLINE and proc.poll() is None:
         print(f"{samples[-1][0]:6.1f} s  rss {rss / 1024:7.1f} MB  fds {fds:4d}", flush=True)
 for t in threads:
     t.join(60)
-
-failures = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
-
 
 check(proc.poll() is None, "the demo ran through the soak")
 # Flat: the run is cut into ten periods (a minute each in the 10-minute run); from the
@@ -369,17 +328,5 @@ for kind in ("keepalive", "pipelined", "uploads", "static", "ws_chat", "long_pol
     check(counts.get(kind, 0) > 0, f"{kind} ran ({counts.get(kind, 0)})")
 check(not unexpected, f"no unexpected status or error ({len(unexpected)}): {unexpected[:5]}")
 
-proc.send_signal(signal.SIGTERM)
-try:
-    rc = proc.wait(60)
-except subprocess.TimeoutExpired:
-    proc.kill()
-    rc = proc.wait()
-log.seek(0)
-text = log.read()
-check(rc == 0, f"the demo exited cleanly on SIGTERM (status {rc})")
-check("LeakSanitizer" not in text and "AddressSanitizer" not in text, "no sanitizer report")
-if rc != 0 or "Sanitizer" in text:
-    print(text[-4000:])
-print(f"{len(failures)} failed" if failures else "all passed")
-sys.exit(1 if failures else 0)
+stop(proc)
+finish()

@@ -16,99 +16,25 @@ import http.client
 import multiprocessing
 import os
 import select
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 
-BUILD = os.environ["SQ_BUILD_DIR"]
-SRC = os.environ["SQ_SOURCE_DIR"]
-STATIC = os.path.join(SRC, "examples", "demo", "static")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from demo_util import check, finish, rss_kb, small_socket, start, stop, ws_frame  # noqa: E402
+from demo_util import ws_open as _ws_open  # noqa: E402
+
 FLOOD_SECONDS = 8.0
 RSS_LIMIT_MB = 64
 P99_LIMIT_MS = 50
 WRITE_TIMEOUT = 1.0
 
-failures = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
-
-
-def start(program="demo", write_timeout=None):
-    env = dict(os.environ)
-    # ASan keeps freed blocks in a quarantine (256 MB by default): RSS would grow with any
-    # churn, leak or not.  A small one keeps the measure about the server's own memory.
-    env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=4:detect_leaks=1"
-    if write_timeout:
-        env["SQUALL_DEMO_WRITE_TIMEOUT"] = str(write_timeout)
-    log = tempfile.TemporaryFile(mode="w+")
-    args = [os.path.join(BUILD, "examples", program), "0"]
-    if program == "demo":
-        args.append(STATIC)
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
-    line = proc.stdout.readline()
-    assert line.startswith("listening on port "), line
-    proc.log = log
-    return proc, int(line.split()[-1])
-
-
-def stop(proc):
-    proc.send_signal(signal.SIGTERM)
-    try:
-        rc = proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        rc = proc.wait()
-    proc.log.seek(0)
-    log = proc.log.read()
-    check(rc == 0, f"server exited cleanly on SIGTERM (status {rc})")
-    if rc != 0:
-        print(log[-4000:])
-    return log
-
 
 def rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    return 0.0
-
-
-def small_socket(port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: the window
-    s.connect(("127.0.0.1", port))
-    return s
+    return rss_kb(pid) / 1024.0
 
 
 def ws_open(port, path):
-    """A raw WebSocket handshake; returns the socket (the 101 head read, nothing more)."""
-    s = small_socket(port)
-    s.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-               "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-               "Sec-WebSocket-Version: 13\r\n\r\n").encode())
-    head = b""
-    s.settimeout(10)
-    while b"\r\n\r\n" not in head:
-        b = s.recv(1)
-        assert b, "closed during the handshake"
-        head += b
-    assert head.startswith(b"HTTP/1.1 101"), head
-    return s
-
-
-def ws_frame(opcode, payload):
-    mask = b"\x01\x02\x03\x04"
-    masked = bytes(c ^ mask[i % 4] for i, c in enumerate(payload))
-    assert len(payload) < 126
-    return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + masked
+    return _ws_open(port, path, small=True)
 
 
 def closed_by_peer(s):
@@ -260,5 +186,4 @@ def run(case):
 if __name__ == "__main__":
     multiprocessing.set_start_method("fork")
     run(sys.argv[1])
-    print(f"{len(failures)} failed" if failures else "all passed")
-    sys.exit(1 if failures else 0)
+    finish()

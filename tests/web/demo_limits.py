@@ -13,27 +13,14 @@
 """
 import http.client
 import os
-import signal
+import resource
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 
-BUILD = os.environ["SQ_BUILD_DIR"]
-SRC = os.environ["SQ_SOURCE_DIR"]
-failures = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
-
-
-log = tempfile.TemporaryFile(mode="w+")
-import resource
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from demo_util import check, finish, log_text, start, stop  # noqa: E402
 
 
 def low_fd_limit():  # Debian's default soft limit: the demo must raise it itself
@@ -41,12 +28,7 @@ def low_fd_limit():  # Debian's default soft limit: the demo must raise it itsel
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))
 
 
-proc = subprocess.Popen([os.path.join(BUILD, "examples", "demo"), "0",
-                         os.path.join(SRC, "examples", "demo", "static")],
-                        stdout=subprocess.PIPE, stderr=log, text=True, preexec_fn=low_fd_limit)
-line = proc.stdout.readline()
-assert line.startswith("listening on port "), line
-port = int(line.split()[-1])
+proc, port = start("demo", preexec_fn=low_fd_limit)
 
 
 def raw(request, half_close=False, timeout=10):
@@ -94,8 +76,7 @@ try:
     resp = raw(form_head + b"Content-Length: 8\r\n\r\nname=ab", half_close=True)
     check(resp == b"", f"a truncated body gets no response (got {resp[:40]!r})")
     time.sleep(0.2)
-    log.seek(0)
-    text = log.read()
+    text = log_text(proc)
     check("POST /form" in text and "the client left before the body was complete (7 of 8" in text,
           "the access log says the client left")
     check("invalid form body" not in text, "no 'invalid form body' for a failed read")
@@ -146,16 +127,6 @@ try:
     check(good == 100, f"all 100 /gather fetched their 3 upstreams ({good})")
     check(took < 10, f"100 concurrent /gather in {took:.2f} s < 10 s")
 finally:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        rc = proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        rc = proc.wait()
-    check(rc == 0, f"the demo exited cleanly ({rc})")
-    if rc != 0:
-        log.seek(0)
-        print(log.read()[-3000:])
+    stop(proc)
 
-print(f"{len(failures)} failed" if failures else "all passed")
-sys.exit(1 if failures else 0)
+finish()

@@ -13,55 +13,17 @@ import multiprocessing
 import os
 import select
 import socket
-import struct
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from backpressure import check, failures, start, stop  # noqa: E402
+from demo_util import check, finish, start, stop, ws_frame, ws_open, ws_read_frame  # noqa: E402
 
 P99_LIMIT_MS = 50
 
 
-def ws_open(port, path, deflate=False):
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    ext = "Sec-WebSocket-Extensions: permessage-deflate\r\n" if deflate else ""
-    s.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-               "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-               f"Sec-WebSocket-Version: 13\r\n{ext}\r\n").encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        b = s.recv(1)
-        assert b, "closed during the handshake"
-        head += b
-    assert head.startswith(b"HTTP/1.1 101"), head
-    return s
-
-
 def frame(payload, opcode=0x1):
-    mask = b"\x01\x02\x03\x04"
-    n = len(payload)
-    head = bytes([0x80 | opcode])
-    head += bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + struct.pack("!H", n)
-    m = (mask * (n // 4 + 1))[:n]
-    return head + mask + bytes(a ^ b for a, b in zip(payload, m))
-
-
-def read_frame(s):
-    def need(k):
-        b = b""
-        while len(b) < k:
-            c = s.recv(k - len(b))
-            assert c, "closed"
-            b += c
-        return b
-    h = need(2)
-    n = h[1] & 0x7F
-    if n == 126:
-        n = struct.unpack("!H", need(2))[0]
-    elif n == 127:
-        n = struct.unpack("!Q", need(8))[0]
-    return h[0] & 0x0F, need(n)
+    return ws_frame(opcode, payload)
 
 
 def chat_flood(port, count, out):
@@ -145,7 +107,7 @@ def probe(port, until):
     while not until() and time.monotonic() - t0 < 120:
         a = time.monotonic()
         ws.sendall(frame(b"97"))
-        op, data = read_frame(ws)
+        op, data = ws_read_frame(ws)
         assert op == 1 and b'"prime":true' in data, data
         b = time.monotonic()
         hc.request("GET", "/json")
@@ -185,5 +147,4 @@ if __name__ == "__main__":
     multiprocessing.set_start_method("fork")
     run("chat flood (20,000 x 4 KB into /ws/chat)", chat_flood, (20000,))
     run("pipeline flood (GET /json x 4096 per send)", pipeline_flood, (6.0,))
-    print(f"{len(failures)} failed" if failures else "all passed")
-    sys.exit(1 if failures else 0)
+    finish()
