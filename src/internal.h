@@ -48,6 +48,8 @@ struct sq_loop {
     uint64_t now_ns;
     uint64_t slow_ns; /* 0 = slow-callback warning off */
     bool running, stop;
+    bool in_pass;            /* inside sq_loop_run_once: a nested run is refused */
+    bool nested_logged;      /* the refusal was logged (once per loop) */
 
     /* timers: binary min-heap keyed by (deadline, seq) */
     sq_timer **heap;
@@ -58,6 +60,9 @@ struct sq_loop {
 
     /* coroutines ready to run, intrusive FIFO */
     sq_coro *ready_head, *ready_tail;
+    /* every live coroutine of this loop (created and not finished), freed with the loop */
+    sq_coro *coros, *coros_tail;
+    uint32_t coro_round;
 
     /* thread-safe callbacks */
     pthread_mutex_t ts_lock;
@@ -94,6 +99,21 @@ static inline void sq__slow_end(sq_loop *loop, uint64_t start, const char *kind,
 
 /* Coroutines: the loop runs its ready queue through this. */
 size_t sq__coro_run_ready(sq_loop *loop);
+/* Loop teardown: cancel the future each suspended coroutine of `loop` awaits (queueing it);
+ * returns how many were queued.  Then sq__coro_discard_all() frees those that never
+ * finished: their await and spawn references are released and their stacks unmapped. */
+size_t sq__coro_cancel_waits(sq_loop *loop);
+void sq__coro_discard_all(sq_loop *loop);
+/* Free this thread's pool of idle stacks (at its last loop free; at thread exit anyway). */
+void sq__coro_pool_release(void);
+/* Install the stack-overflow handler (once per process). */
+void sq__coro_fault_check(void);
+/* sq_await records the future a coroutine is suspended on; teardown drops its reference. */
+void sq__coro_set_awaiting(sq_coro *c, sq_future *f);
+void sq__future_abandon_await(sq_future *f, sq_coro *c);
+/* Give a pending sq_call a function that releases what its argument holds, called instead of
+ * the callback if the loop is freed before the call fires. */
+void sq__call_set_dispose(sq_call *c, sq_callback_fn dispose);
 /* Free per-thread coroutine resources owned by loop (pool is per thread). */
 void sq__future_pool_drain(sq_loop *loop);
 

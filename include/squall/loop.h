@@ -78,7 +78,13 @@ typedef struct sq_loop_options {
 /* Create a loop.  Returns NULL with errno set on failure.  The first loop created on a
  * thread becomes that thread's current loop (sq_loop_current()). */
 sq_loop *sq_loop_new(const sq_loop_options *opts);
-/* Free a loop that is not running.  Watchers and timers still registered are dropped. */
+/* Free a loop that is not running (refused, with a log line, from inside its own callbacks).
+ * Queued callbacks run first.  Each coroutine still suspended has the future it awaits
+ * cancelled (sq_sleep/sq_await return -ECANCELED) so it can return and free what it holds;
+ * one still unfinished after a few rounds is discarded (its stack unmapped; what only it
+ * referenced leaks).  Pending sq_calls and sleep/timeout futures are freed, watchers and
+ * timers dropped; futures of this loop must not be used afterwards.  The thread's last
+ * loop also releases its pool of idle coroutine stacks (thread exit does in any case). */
 void sq_loop_free(sq_loop *loop);
 /* The process-wide default loop, created on first use (on the calling thread). */
 sq_loop *sq_loop_default(void);
@@ -90,7 +96,9 @@ void sq_loop_make_current(sq_loop *loop);
 int sq_loop_run(sq_loop *loop);
 /* Run until `fut` is done (or sq_loop_stop()).  Does not consume `fut`. */
 int sq_loop_run_until(sq_loop *loop, sq_future *fut);
-/* Run one iteration; if `block`, wait for at least one event or timer. */
+/* Run one iteration; if `block`, wait for at least one event or timer.  From inside a
+ * callback or coroutine of the same loop it runs nothing and returns -EBUSY (logged once per
+ * loop); sq_loop_run and sq_loop_run_until refuse the same way. */
 int sq_loop_run_once(sq_loop *loop, bool block);
 /* Make sq_loop_run() return after the current iteration. */
 void sq_loop_stop(sq_loop *loop);

@@ -26,6 +26,7 @@
 #define SQ_TSAN 1
 #endif
 #ifdef SQ_ASAN
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #endif
 #ifdef SQ_TSAN
@@ -48,12 +49,15 @@ struct sq_coro {
     sq_future *done;
     char *map; /* mmap base: guard region first, then the stack, then this struct */
     size_t map_size;
-    size_t stack_size;   /* usable bytes between the guard and this struct */
-    size_t size_setting; /* sq_coro_get_stack_size() when it was made */
-    sq_coro *next;       /* ready queue or pool link */
+    size_t stack_size;      /* usable bytes between the guard and this struct */
+    size_t size_setting;    /* sq_coro_get_stack_size() when it was made */
+    sq_coro *next;          /* ready queue or pool link */
+    sq_coro *lprev, *lnext; /* the loop's list of live (created, unfinished) coroutines */
+    sq_future *awaiting;    /* the future sq_await is suspended on (it holds a reference) */
     const char *name;
     unsigned char state;
     bool queued;
+    uint32_t visit; /* the last teardown round (sq__coro_cancel_waits) that looked at it */
 #ifdef SQ_ASAN
     void *fake_stack;
     const void *ret_bottom;
@@ -78,6 +82,8 @@ static _Thread_local sq_coro *tls_current;
 static _Thread_local sq_coro *tls_pool;
 static _Thread_local size_t tls_pool_len;
 static _Thread_local bool tls_altstack;
+static _Thread_local void *tls_altstack_mem; /* ours to free at thread exit, if we made it */
+static _Thread_local bool tls_key_set;
 
 static void stack_free(sq_coro *c);
 
@@ -112,6 +118,8 @@ void sq_coro_set_pool_limit(size_t n)
 
 /* --- stack overflow: the guard region faults, and this handler names the cause --------- */
 
+static pthread_mutex_t fault_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool fault_installed;
 static struct sigaction old_segv, old_bus;
 
 static void write_str(const char *s)
@@ -145,32 +153,83 @@ static void fault_handler(int sig, siginfo_t *si, void *uctx)
     }
 }
 
-static void install_fault_handler_once(void)
+void sq__coro_fault_check(void)
 {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = fault_handler;
-    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGSEGV, &sa, &old_segv);
-    sigaction(SIGBUS, &sa, &old_bus);
+    pthread_mutex_lock(&fault_lock);
+    if (!fault_installed) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = fault_handler;
+        sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGSEGV, &sa, &old_segv);
+        sigaction(SIGBUS, &sa, &old_bus);
+        fault_installed = true;
+    }
+    pthread_mutex_unlock(&fault_lock);
+}
+
+/* Per-thread resources (the stack pool, the signal stack) are released at thread exit by
+ * this key's destructor; the main thread's pool goes at its last sq_loop_free. */
+static pthread_key_t thread_key;
+
+static void thread_exit(void *unused)
+{
+    (void)unused;
+    sq__coro_pool_release();
+    if (tls_altstack_mem) {
+        stack_t cur, off = {.ss_flags = SS_DISABLE};
+        if (sigaltstack(NULL, &cur) == 0 && cur.ss_sp == tls_altstack_mem) sigaltstack(&off, NULL);
+        free(tls_altstack_mem);
+        tls_altstack_mem = NULL;
+        tls_altstack = false;
+    }
+    tls_key_set = false;
+}
+
+static void thread_key_create(void)
+{
+    pthread_key_create(&thread_key, thread_exit);
+}
+
+static void thread_register(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    if (tls_key_set) return;
+    pthread_once(&once, thread_key_create);
+    pthread_setspecific(thread_key, &thread_key); /* non-NULL: the destructor runs */
+    tls_key_set = true;
 }
 
 static void install_fault_handler(void)
 {
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, install_fault_handler_once);
-    if (!tls_altstack) {
-        /* The handler must run somewhere other than the stack that just overflowed. */
-        stack_t ss = {0}, old;
-        if (sigaltstack(NULL, &old) == 0 && !(old.ss_flags & SS_DISABLE) && old.ss_size >= 32768) {
-            tls_altstack = true;
-            return;
-        }
-        ss.ss_size = 64 * 1024;
-        ss.ss_sp = malloc(ss.ss_size); /* lives as long as the thread */
-        if (ss.ss_sp && sigaltstack(&ss, NULL) == 0) tls_altstack = true;
+    if (tls_altstack) return;
+    thread_register();
+    sq__coro_fault_check();
+    /* The handler must run somewhere other than the stack that just overflowed. */
+    stack_t ss = {0}, old;
+    if (sigaltstack(NULL, &old) == 0 && !(old.ss_flags & SS_DISABLE) && old.ss_size >= 32768) {
+        tls_altstack = true;
+        return;
     }
+    ss.ss_size = 64 * 1024;
+    ss.ss_sp = malloc(ss.ss_size); /* freed at thread exit (thread_exit) */
+    if (ss.ss_sp && sigaltstack(&ss, NULL) == 0) {
+        tls_altstack = true;
+        tls_altstack_mem = ss.ss_sp;
+    } else {
+        free(ss.ss_sp);
+    }
+}
+
+void sq__coro_pool_release(void)
+{
+    while (tls_pool) {
+        sq_coro *c = tls_pool;
+        tls_pool = c->next;
+        stack_free(c);
+    }
+    tls_pool_len = 0;
 }
 
 /* --- stacks -------------------------------------------------------------------------------- */
@@ -205,6 +264,42 @@ static void stack_free(sq_coro *c)
     __tsan_destroy_fiber(c->fiber);
 #endif
     munmap(c->map, c->map_size);
+}
+
+/* A stack given up while frames were still on it: clear what ASan poisoned for them, or the
+ * next user of that memory would trip over stale redzones. */
+static void stack_discard(sq_coro *c)
+{
+#ifdef SQ_ASAN
+    __asan_unpoison_memory_region(c->map + GUARD_SIZE, c->stack_size);
+#endif
+    stack_free(c);
+}
+
+static void loop_link(sq_coro *c)
+{
+    sq_loop *loop = c->loop;
+    c->lnext = NULL;
+    c->lprev = loop->coros_tail;
+    if (loop->coros_tail)
+        loop->coros_tail->lnext = c;
+    else
+        loop->coros = c;
+    loop->coros_tail = c;
+}
+
+static void loop_unlink(sq_coro *c)
+{
+    sq_loop *loop = c->loop;
+    if (c->lprev)
+        c->lprev->lnext = c->lnext;
+    else
+        loop->coros = c->lnext;
+    if (c->lnext)
+        c->lnext->lprev = c->lprev;
+    else
+        loop->coros_tail = c->lprev;
+    c->lprev = c->lnext = NULL;
 }
 
 static void recycle(sq_coro *c)
@@ -265,6 +360,9 @@ sq_coro *sq_coro_create(sq_loop *loop, sq_task_fn fn, void *arg)
     c->name = NULL;
     c->state = CORO_READY;
     c->queued = false;
+    c->awaiting = NULL;
+    c->visit = 0;
+    loop_link(c);
 #ifdef SQ_ASAN
     c->fake_stack = NULL;
 #endif
@@ -345,6 +443,7 @@ bool sq_coro_resume(sq_coro *c)
 #endif
     tls_current = NULL;
     if (c->state == CORO_DONE) {
+        loop_unlink(c);
         recycle(c);
         return false;
     }
@@ -444,4 +543,53 @@ int sq_go(sq_loop *loop, sq_task_fn fn, void *arg)
     if (!c) return -ENOMEM;
     sq_coro_wake(c);
     return 0;
+}
+
+/* --- loop teardown --------------------------------------------- */
+
+void sq__coro_set_awaiting(sq_coro *c, sq_future *f)
+{
+    c->awaiting = f;
+}
+
+size_t sq__coro_cancel_waits(sq_loop *loop)
+{
+    /* Each live coroutine is visited once: it moves to the tail of the list, so the list may
+     * change under the callbacks that a cancellation runs (coroutines created, finished). */
+    uint32_t round = ++loop->coro_round ? loop->coro_round : ++loop->coro_round;
+    size_t n = 0;
+    sq_coro *c;
+    while ((c = loop->coros) && c->visit != round) {
+        c->visit = round;
+        loop_unlink(c);
+        loop_link(c);
+        if (c->state != CORO_SUSPENDED || c->queued || !c->awaiting) continue;
+        sq_future *f = sq_future_retain(c->awaiting);
+        sq_future_cancel(f); /* resolves it: its waiter is queued (unless it was done) */
+        sq_future_release(f);
+        if (c->queued) n++;
+    }
+    return n;
+}
+
+void sq__coro_discard_all(sq_loop *loop)
+{
+    sq_coro *c;
+    /* First detach every coroutine from what could still wake it, then drop the references
+     * they held, then their stacks. */
+    for (c = loop->coros; c; c = c->lnext) {
+        if (c->awaiting) sq__future_abandon_await(c->awaiting, c);
+        c->awaiting = NULL;
+        c->queued = false;
+    }
+    loop->ready_head = loop->ready_tail = NULL;
+    while ((c = loop->coros)) {
+        loop_unlink(c);
+        if (c->done) {
+            sq_future *f = c->done;
+            c->done = NULL;
+            sq_future_release(f);
+        }
+        stack_discard(c);
+    }
 }

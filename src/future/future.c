@@ -272,12 +272,20 @@ int64_t sq_await(sq_future *f, void **value)
             sq_future_release(f);
             return r;
         }
+        sq__coro_set_awaiting(self, f);
         while (f->state != F_DONE) sq_coro_suspend();
+        sq__coro_set_awaiting(self, NULL);
     }
     int64_t status = f->status;
     if (value) *value = claim_value(f);
     sq_future_release(f);
     return status;
+}
+
+void sq__future_abandon_await(sq_future *f, sq_coro *c)
+{
+    sq_future_remove_done_callback(f, wake_waiter, c);
+    sq_future_release(f);
 }
 
 int sq_gather(sq_future **fs, size_t n, void **values, int64_t *statuses)
@@ -329,6 +337,15 @@ static void timeout_fired(void *arg)
     sq_future_cancel(st->inner);
 }
 
+/* The loop is freed with the timeout pending: drop what the timeout holds. */
+static void timeout_dispose(void *arg)
+{
+    timeout_state *st = arg;
+    sq_future_remove_done_callback(st->inner, timeout_inner_done, st);
+    sq_future_set_cancel_hook(st->outer, NULL, NULL);
+    timeout_finish(st);
+}
+
 static void timeout_outer_cancelled(sq_future *outer, void *arg)
 {
     timeout_state *st = arg;
@@ -355,6 +372,7 @@ sq_future *sq_with_timeout(sq_future *f, double seconds)
     st->inner = f;
     st->outer = sq_future_retain(out);
     st->timer = sq_call_later(f->loop, seconds, timeout_fired, st);
+    if (st->timer) sq__call_set_dispose(st->timer, timeout_dispose);
     sq_future_set_cancel_hook(out, timeout_outer_cancelled, st);
     if (!st->timer || sq_future_add_done_callback(f, timeout_inner_done, st) < 0) {
         /* Without its timer or its callback the timeout would silently not apply. */
@@ -381,6 +399,14 @@ static void sleep_cancelled(sq_future *f, void *arg)
     sq_future_release(f); /* the timer's reference: it will never fire now */
 }
 
+/* The loop is freed before the sleep ended: only the timer's reference goes. */
+static void sleep_dispose(void *arg)
+{
+    sq_future *f = arg;
+    sq_future_set_cancel_hook(f, NULL, NULL); /* the call it names is being freed */
+    sq_future_release(f);
+}
+
 sq_future *sq_sleep_future(sq_loop *loop, double seconds)
 {
     sq_future *f = sq_future_new(loop);
@@ -392,6 +418,7 @@ sq_future *sq_sleep_future(sq_loop *loop, double seconds)
     }
     sq_future_retain(f);
     sq_future_set_cancel_hook(f, sleep_cancelled, c);
+    sq__call_set_dispose(c, sleep_dispose);
     return f;
 }
 

@@ -14,6 +14,7 @@
 #include "internal.h"
 
 static _Thread_local sq_loop *current_loop;
+static _Thread_local unsigned tls_nloops; /* loops created on this thread and not yet freed */
 static sq_loop *default_loop;
 static pthread_mutex_t default_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -143,6 +144,13 @@ static void wake_cb(sq_loop *loop, sq_io *io, unsigned events)
 
 static void call_fire(sq_loop *loop, sq_timer *t);
 
+struct sq_call {
+    sq_timer timer; /* first: the free list links through it */
+    sq_callback_fn fn;
+    void *arg;
+    sq_callback_fn dispose; /* frees what arg holds if the loop is freed first, or NULL */
+};
+
 sq_loop *sq_loop_new(const sq_loop_options *opts)
 {
     sq_loop *loop = calloc(1, sizeof *loop);
@@ -173,6 +181,7 @@ sq_loop *sq_loop_new(const sq_loop_options *opts)
     }
     loop->now_ns = sq__mono_ns();
     if (!current_loop) current_loop = loop;
+    tls_nloops++;
     return loop;
 fail:
     pthread_mutex_destroy(&loop->ts_lock);
@@ -181,25 +190,60 @@ fail:
     return NULL;
 }
 
+/* One bounded pass for teardown: callbacks and ready coroutines, no IO and no timers. */
+static void teardown_pass(sq_loop *loop)
+{
+    for (size_t n = loop->callbacks.len; n > 0 && loop->callbacks.len; n--) {
+        sq__cb cb = cbq_pop(&loop->callbacks);
+        cb.fn(cb.arg);
+    }
+    sq__coro_run_ready(loop);
+}
+
 void sq_loop_free(sq_loop *loop)
 {
     if (!loop) return;
+    if (loop->running || loop->in_pass) {
+        sq_log(SQ_LOG_ERROR, "sq_loop_free: the loop is running (stop it and free it after "
+                             "sq_loop_run returns); not freed");
+        return;
+    }
     /* Run what is still queued so that nothing handed to the loop is silently lost (bounded:
      * a callback that re-queues itself forever must not hang the free). */
     for (int i = 0; i < 64 && (loop->callbacks.len || loop->ready_head); i++)
         sq_loop_run_once(loop, false);
     for (int i = 0; i < 64 && ts_run_batch(loop); i++) {
     }
+    /* Coroutines still suspended: cancel what each awaits, so that it returns and frees what
+     * it holds (asyncio.run does the same).  A few rounds, for cleanup code that awaits;
+     * those that still do not finish are discarded, their stacks unmapped. */
+    loop->in_pass = true;
+    for (int i = 0; i < 16; i++) {
+        size_t woken = sq__coro_cancel_waits(loop);
+        if (!woken && !loop->ready_head && !loop->callbacks.len) break;
+        teardown_pass(loop);
+    }
+    sq__coro_discard_all(loop);
+    loop->in_pass = false;
     sq__signal_loop_closed(loop);
     sq_io_stop(loop, &loop->wake_io);
     close(loop->wake_fd);
     loop->backend->destroy(loop);
-    for (size_t i = 0; i < loop->heap_len; i++) {
-        sq_timer *t = loop->heap[i];
-        t->heap_index = SIZE_MAX;
-        if (t->cb == call_fire) free(t); /* a pending sq_call: its handle belongs to the loop */
+    /* Pending calls: their handles belong to the loop; a call whose argument holds
+     * references (a sleep, a timeout) releases them through its dispose function. */
+    sq_timer **heap = loop->heap;
+    size_t nheap = loop->heap_len;
+    loop->heap = NULL;
+    loop->heap_len = loop->heap_cap = 0;
+    for (size_t i = 0; i < nheap; i++) heap[i]->heap_index = SIZE_MAX;
+    for (size_t i = 0; i < nheap; i++) {
+        sq_timer *t = heap[i];
+        if (t->cb != call_fire) continue;
+        sq_call *c = (sq_call *)t;
+        if (c->dispose) c->dispose(c->arg);
+        free(c);
     }
-    free(loop->heap);
+    free(heap);
     free(loop->callbacks.items);
     free(loop->ts_items);
     while (loop->call_free) {
@@ -214,6 +258,8 @@ void sq_loop_free(sq_loop *loop)
     if (default_loop == loop) default_loop = NULL;
     pthread_mutex_unlock(&default_lock);
     free(loop);
+    /* The thread's last loop: its idle coroutine stacks have nobody left to serve. */
+    if (tls_nloops > 0 && --tls_nloops == 0) sq__coro_pool_release();
 }
 
 sq_loop *sq_loop_default(void)
@@ -440,12 +486,6 @@ static void run_timers(sq_loop *loop)
 
 /* --- one-shot calls (Tornado's call_later) ---------------------------------------------- */
 
-struct sq_call {
-    sq_timer timer; /* first: the free list links through it */
-    sq_callback_fn fn;
-    void *arg;
-};
-
 static void call_fire(sq_loop *loop, sq_timer *t)
 {
     sq_call *c = (sq_call *)t;
@@ -466,7 +506,13 @@ static sq_call *call_new(sq_loop *loop, sq_callback_fn fn, void *arg)
     sq_timer_init(loop, &c->timer, call_fire, NULL);
     c->fn = fn;
     c->arg = arg;
+    c->dispose = NULL;
     return c;
+}
+
+void sq__call_set_dispose(sq_call *c, sq_callback_fn dispose)
+{
+    c->dispose = dispose;
 }
 
 sq_call *sq_call_later(sq_loop *loop, double delay, sq_callback_fn fn, void *arg)
@@ -553,8 +599,24 @@ static int poll_timeout(sq_loop *loop, bool block)
     return ms > INT_MAX ? INT_MAX : (int)ms;
 }
 
+/* A nested run would dispatch callbacks and resume coroutines under the feet of the ones
+ * running: refused, and said once per loop. */
+static int refuse_nested(sq_loop *loop, const char *fn)
+{
+    if (!loop->nested_logged) {
+        loop->nested_logged = true;
+        sq_log(SQ_LOG_ERROR,
+               "%s: called from inside a callback or coroutine of the same loop; refused "
+               "(-EBUSY).  Return to the loop instead (or sq_await / sq_sleep in a coroutine)",
+               fn);
+    }
+    return -EBUSY;
+}
+
 int sq_loop_run_once(sq_loop *loop, bool block)
 {
+    if (SQ__UNLIKELY(loop->in_pass)) return refuse_nested(loop, "sq_loop_run_once");
+    loop->in_pass = true;
     sq_loop *prev = current_loop;
     current_loop = loop;
     int r = loop->backend->poll(loop, poll_timeout(loop, block));
@@ -569,6 +631,7 @@ int sq_loop_run_once(sq_loop *loop, bool block)
     }
     sq__coro_run_ready(loop);
     current_loop = prev ? prev : loop;
+    loop->in_pass = false;
     return r < 0 ? r : 0;
 }
 
@@ -579,6 +642,7 @@ int sq_loop_run(sq_loop *loop)
 
 int sq_loop_run_until(sq_loop *loop, sq_future *fut)
 {
+    if (loop->in_pass) return refuse_nested(loop, "sq_loop_run");
     if (loop->running) {
         sq_log(SQ_LOG_ERROR, "sq_loop_run: the loop is already running");
         return -EBUSY;

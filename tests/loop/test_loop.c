@@ -556,6 +556,74 @@ static void test_raise_fd_limit(void **state)
     (void)state;
 }
 
+/* --- nested runs are refused ---------------------------------------------------------- */
+
+typedef struct nested {
+    sq_loop *loop;
+    int once_rc, run_rc, until_rc, coro_rc;
+    int inner_ran; /* a callback queued for the nested pass: it must wait for the outer loop */
+    int errors;    /* error lines logged */
+    int busy_logs; /* of which about the nested run */
+} nested;
+
+static void nested_log(int level, const char *msg, void *arg)
+{
+    nested *n = arg;
+    if (level == SQ_LOG_ERROR) n->errors++;
+    if (strstr(msg, "refused") && strstr(msg, "same loop")) n->busy_logs++;
+}
+
+static void mark_inner(void *arg)
+{
+    ((nested *)arg)->inner_ran++;
+}
+
+static void nested_from_callback(void *arg)
+{
+    nested *n = arg;
+    sq_add_callback(n->loop, mark_inner, n);
+    n->once_rc = sq_loop_run_once(n->loop, false);
+    n->run_rc = sq_loop_run(n->loop);
+    n->until_rc = sq_loop_run_until(n->loop, NULL);
+    assert_int_equal(n->inner_ran, 0); /* not run re-entrantly */
+}
+
+static void *nested_from_coro(void *arg)
+{
+    nested *n = arg;
+    n->coro_rc = sq_loop_run_once(n->loop, true); /* would block inside the coroutine */
+    return NULL;
+}
+
+static void test_nested_run_refused(void **state)
+{
+    nested n = {0};
+    n.loop = sq_loop_new(NULL);
+    sq_log_set_handler(nested_log, &n);
+    /* From a callback of a loop driven by sq_loop_run_once ... */
+    sq_add_callback(n.loop, nested_from_callback, &n);
+    assert_int_equal(sq_loop_run_once(n.loop, false), 0);
+    assert_int_equal(n.once_rc, -EBUSY);
+    assert_int_equal(n.run_rc, -EBUSY);
+    assert_int_equal(n.until_rc, -EBUSY);
+    /* ... and from a coroutine of a loop driven by sq_loop_run_until. */
+    sq_future *f = sq_spawn(n.loop, nested_from_coro, &n);
+    double t0 = sq_test_now();
+    assert_int_equal(sq_loop_run_until(n.loop, f), 0);
+    assert_true(sq_test_now() - t0 < 5.0);
+    sq_future_release(f);
+    assert_int_equal(n.coro_rc, -EBUSY);
+    sq_log_set_handler(NULL, NULL);
+    assert_int_equal(n.busy_logs, 1); /* said once, not once per attempt */
+    assert_int_equal(n.errors, 1);
+    /* the queued callback ran in the outer loop's next pass, and the loop still works */
+    assert_int_equal(n.inner_ran, 1);
+    sq_add_callback(n.loop, mark_inner, &n);
+    assert_int_equal(sq_loop_run_once(n.loop, false), 0);
+    assert_int_equal(n.inner_ran, 2);
+    sq_loop_free(n.loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -571,6 +639,7 @@ int main(void)
         cmocka_unit_test(test_stop_on_signals),
         cmocka_unit_test(test_slow_callback_warning),
         cmocka_unit_test(test_raise_fd_limit),
+        cmocka_unit_test(test_nested_run_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
