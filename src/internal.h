@@ -108,6 +108,10 @@ void sq__coro_discard_all(sq_loop *loop);
 void sq__coro_pool_release(void);
 /* Install the stack-overflow handler (once per process). */
 void sq__coro_fault_check(void);
+/* If this thread's "running coroutine" was left by a longjmp, abandon it and repair the
+ * thread's and its loop's state (sq__loop_abandoned). */
+void sq__coro_recover(void);
+void sq__loop_abandoned(sq_loop *loop);
 /* sq_await records the future a coroutine is suspended on; teardown drops its reference. */
 void sq__coro_set_awaiting(sq_coro *c, sq_future *f);
 void sq__future_abandon_await(sq_future *f, sq_coro *c);

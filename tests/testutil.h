@@ -14,7 +14,8 @@
 /* Wall-clock monotonic seconds, for timing bounds. */
 double sq_test_now(void);
 /* Spawn fn(arg) on `loop` and run the loop until it returns; returns fn's result.
- * Fails the test if the loop does not finish within `limit` seconds. */
+ * Fails the test if the loop does not finish within `limit` seconds.  A failed assertion
+ * inside fn aborts only this test: squall abandons the coroutine cmocka's longjmp left. */
 void *sq_test_run_coro(sq_loop *loop, sq_task_fn fn, void *arg, double limit);
 /* Raise the soft RLIMIT_NOFILE to the hard limit; returns the new soft limit. */
 long sq_test_raise_fd_limit(void);

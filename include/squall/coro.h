@@ -5,6 +5,10 @@
  * aarch64 (ucontext elsewhere).  Overflowing a stack ends the process with the message
  * "squall: coroutine stack overflow", never with silent corruption.
  *
+ * A coroutine left by longjmp (a failed cmocka assertion inside it) is abandoned: squall
+ * notices at the next loop or coroutine call on that thread, logs it, and makes the thread
+ * and the loop usable again; the abandoned stack is unmapped when its loop is freed.
+ *
  * Most code never touches this layer directly: sq_spawn()/sq_go() start a coroutine on a
  * loop, and suspending calls (sq_await, sq_sleep, stream reads …) park it until the loop
  * wakes it.

@@ -153,6 +153,7 @@ struct sq_call {
 
 sq_loop *sq_loop_new(const sq_loop_options *opts)
 {
+    sq__coro_recover(); /* so that a loop left by a longjmp is not kept current */
     sq_loop *loop = calloc(1, sizeof *loop);
     if (!loop) return NULL;
     loop->backend = &sq__backend_epoll;
@@ -203,6 +204,7 @@ static void teardown_pass(sq_loop *loop)
 void sq_loop_free(sq_loop *loop)
 {
     if (!loop) return;
+    sq__coro_recover();
     if (loop->running || loop->in_pass) {
         sq_log(SQ_LOG_ERROR, "sq_loop_free: the loop is running (stop it and free it after "
                              "sq_loop_run returns); not freed");
@@ -260,6 +262,15 @@ void sq_loop_free(sq_loop *loop)
     free(loop);
     /* The thread's last loop: its idle coroutine stacks have nobody left to serve. */
     if (tls_nloops > 0 && --tls_nloops == 0) sq__coro_pool_release();
+}
+
+void sq__loop_abandoned(sq_loop *loop)
+{
+    /* The jump skipped the ends of sq_loop_run_until and sq_loop_run_once. */
+    loop->running = false;
+    loop->in_pass = false;
+    loop->stop = false;
+    if (current_loop == loop) current_loop = NULL;
 }
 
 sq_loop *sq_loop_default(void)
@@ -615,7 +626,10 @@ static int refuse_nested(sq_loop *loop, const char *fn)
 
 int sq_loop_run_once(sq_loop *loop, bool block)
 {
-    if (SQ__UNLIKELY(loop->in_pass)) return refuse_nested(loop, "sq_loop_run_once");
+    if (SQ__UNLIKELY(loop->in_pass)) {
+        sq__coro_recover();
+        if (loop->in_pass) return refuse_nested(loop, "sq_loop_run_once");
+    }
     loop->in_pass = true;
     sq_loop *prev = current_loop;
     current_loop = loop;
@@ -642,6 +656,7 @@ int sq_loop_run(sq_loop *loop)
 
 int sq_loop_run_until(sq_loop *loop, sq_future *fut)
 {
+    sq__coro_recover();
     if (loop->in_pass) return refuse_nested(loop, "sq_loop_run");
     if (loop->running) {
         sq_log(SQ_LOG_ERROR, "sq_loop_run: the loop is already running");
