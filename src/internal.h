@@ -50,6 +50,7 @@ struct sq_loop {
     bool running, stop;
     bool in_pass;            /* inside sq_loop_run_once: a nested run is refused */
     bool nested_logged;      /* the refusal was logged (once per loop) */
+    uint64_t fault_check_ns; /* when the stack-overflow handler was last re-asserted */
 
     /* timers: binary min-heap keyed by (deadline, seq) */
     sq_timer **heap;
@@ -106,7 +107,8 @@ size_t sq__coro_cancel_waits(sq_loop *loop);
 void sq__coro_discard_all(sq_loop *loop);
 /* Free this thread's pool of idle stacks (at its last loop free; at thread exit anyway). */
 void sq__coro_pool_release(void);
-/* Install the stack-overflow handler (once per process). */
+/* Make sure the stack-overflow handler is the installed SIGSEGV/SIGBUS one (re-installing
+ * it over, and chaining to, any handler installed since). */
 void sq__coro_fault_check(void);
 /* If this thread's "running coroutine" was left by a longjmp, abandon it and repair the
  * thread's and its loop's state (sq__loop_abandoned). */

@@ -3,7 +3,10 @@
  * Each coroutine runs on its own stack, mmap'ed with a PROT_NONE guard page below it and
  * pooled per thread for reuse.  Switching is a hand-written register swap on x86-64 and
  * aarch64 (ucontext elsewhere).  Overflowing a stack ends the process with the message
- * "squall: coroutine stack overflow", never with silent corruption.
+ * "squall: coroutine stack overflow", never with silent corruption: the SIGSEGV/SIGBUS
+ * handler runs on an alternate signal stack, is re-installed when a loop starts running
+ * (and about once a second while it runs) if another handler replaced it, and passes
+ * every fault that is not a guard-page hit on to the handler it replaced.
  *
  * A coroutine left by longjmp (a failed cmocka assertion inside it) is abandoned: squall
  * notices at the next loop or coroutine call on that thread, logs it, and makes the thread

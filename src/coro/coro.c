@@ -120,9 +120,14 @@ void sq_coro_set_pool_limit(size_t n)
 
 /* --- stack overflow: the guard region faults, and this handler names the cause --------- */
 
+/* The handler is re-asserted (sq__coro_fault_check) whenever the loop starts running and
+ * about once a second while it runs, so one installed later by someone else (a crash
+ * reporter, a test framework) does not silently take the overflow message away; whatever
+ * handler ours replaced still gets every fault that is not a guard hit. */
 static pthread_mutex_t fault_lock = PTHREAD_MUTEX_INITIALIZER;
-static bool fault_installed;
-static struct sigaction old_segv, old_bus;
+static struct sigaction old_segv, old_bus; /* what ours chains to */
+static _Thread_local int tls_in_fault;
+static atomic_bool fault_wanted; /* a coroutine was created: keep the handler installed */
 
 static void write_str(const char *s)
 {
@@ -130,8 +135,27 @@ static void write_str(const char *s)
     (void)r;
 }
 
+static void chain_fault(int sig, siginfo_t *si, void *uctx)
+{
+    struct sigaction *old = sig == SIGSEGV ? &old_segv : &old_bus;
+    if (tls_in_fault > 1) {
+        /* The handler we chained to chained back to us: end the ping-pong; returning
+         * re-executes the fault under the default action. */
+        signal(sig, SIG_DFL);
+    } else if ((old->sa_flags & SA_SIGINFO) && old->sa_sigaction) {
+        old->sa_sigaction(sig, si, uctx);
+    } else if (!(old->sa_flags & SA_SIGINFO) && old->sa_handler != SIG_DFL &&
+               old->sa_handler != SIG_IGN) {
+        old->sa_handler(sig);
+    } else {
+        /* Default action: restore it and return; the faulting instruction faults again. */
+        signal(sig, SIG_DFL);
+    }
+}
+
 static void fault_handler(int sig, siginfo_t *si, void *uctx)
 {
+    tls_in_fault++;
     sq_coro *c = tls_current;
     char *addr = si->si_addr;
     if (c && addr >= c->map && addr < c->map + GUARD_SIZE + page_size()) {
@@ -144,29 +168,26 @@ static void fault_handler(int sig, siginfo_t *si, void *uctx)
         write_str(" bytes); raise it with sq_coro_set_stack_size()\n");
         abort();
     }
-    struct sigaction *old = sig == SIGSEGV ? &old_segv : &old_bus;
-    if ((old->sa_flags & SA_SIGINFO) && old->sa_sigaction) {
-        old->sa_sigaction(sig, si, uctx);
-    } else if (old->sa_handler != SIG_DFL && old->sa_handler != SIG_IGN) {
-        old->sa_handler(sig);
-    } else {
-        /* Default action: restore it and return; the faulting instruction faults again. */
-        signal(sig, SIG_DFL);
-    }
+    chain_fault(sig, si, uctx);
+    tls_in_fault--;
 }
 
 void sq__coro_fault_check(void)
 {
+    static const int sigs[] = {SIGSEGV, SIGBUS};
+    /* Only once coroutines are in use: a loop alone leaves the process's handlers alone. */
+    if (!atomic_load_explicit(&fault_wanted, memory_order_relaxed)) return;
     pthread_mutex_lock(&fault_lock);
-    if (!fault_installed) {
-        struct sigaction sa;
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        struct sigaction cur, sa;
+        if (sigaction(sigs[i], NULL, &cur) != 0) continue;
+        if ((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == fault_handler) continue;
         memset(&sa, 0, sizeof sa);
         sa.sa_sigaction = fault_handler;
         sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
         sigemptyset(&sa.sa_mask);
-        sigaction(SIGSEGV, &sa, &old_segv);
-        sigaction(SIGBUS, &sa, &old_bus);
-        fault_installed = true;
+        *(sigs[i] == SIGSEGV ? &old_segv : &old_bus) = cur;
+        sigaction(sigs[i], &sa, NULL);
     }
     pthread_mutex_unlock(&fault_lock);
 }
@@ -207,6 +228,7 @@ static void install_fault_handler(void)
 {
     if (tls_altstack) return;
     thread_register();
+    atomic_store_explicit(&fault_wanted, true, memory_order_relaxed);
     sq__coro_fault_check();
     /* The handler must run somewhere other than the stack that just overflowed. */
     stack_t ss = {0}, old;
@@ -244,6 +266,7 @@ static sq_coro *stack_alloc(void)
     char *map = mmap(NULL, map_size, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
     if (map == MAP_FAILED) return NULL;
+    sq__coro_fault_check(); /* a new stack is rare enough to re-assert the handler here */
     if (mprotect(map, GUARD_SIZE, PROT_NONE) < 0) {
         munmap(map, map_size);
         return NULL;

@@ -631,6 +631,10 @@ int sq_loop_run_once(sq_loop *loop, bool block)
         if (loop->in_pass) return refuse_nested(loop, "sq_loop_run_once");
     }
     loop->in_pass = true;
+    if (SQ__UNLIKELY(loop->now_ns - loop->fault_check_ns > SQ__NS_PER_SEC)) {
+        loop->fault_check_ns = loop->now_ns;
+        sq__coro_fault_check();
+    }
     sq_loop *prev = current_loop;
     current_loop = loop;
     int r = loop->backend->poll(loop, poll_timeout(loop, block));
@@ -662,6 +666,8 @@ int sq_loop_run_until(sq_loop *loop, sq_future *fut)
         sq_log(SQ_LOG_ERROR, "sq_loop_run: the loop is already running");
         return -EBUSY;
     }
+    loop->fault_check_ns = loop->now_ns = sq__mono_ns();
+    sq__coro_fault_check();
     sq_loop *prev = current_loop;
     current_loop = loop;
     loop->running = true;

@@ -266,7 +266,40 @@ static int overflow_child(void)
     return 0; /* not reached: the overflow ends the process */
 }
 
-static void test_stack_overflow_message(void **state)
+/* Someone else's SIGSEGV handler, installed after squall's (a crash reporter, say). */
+static void other_segv(int sig)
+{
+    static const char msg[] = "other SIGSEGV handler\n";
+    ssize_t r = write(2, msg, sizeof msg - 1);
+    (void)r;
+    _exit(3);
+}
+
+static void install_other_handler(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = other_segv;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, NULL);
+}
+
+/* --overflow-other: squall's handler is installed (the first coroutine), then replaced; the
+ * overflow must still be named.  --fault-other: a fault that is no guard hit goes on to the
+ * other handler. */
+static int overflow_other_child(bool overflow_it)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    sq_future *f = sq_spawn(loop, overflow_it ? overflow : double_it, (void *)(intptr_t)1);
+    install_other_handler();
+    sq_loop_run_until(loop, f);
+    volatile uintptr_t bad = 16; /* a plain bad pointer, opaque to the compiler */
+    if (!overflow_it) *(volatile int *)bad = 1;
+    return 0; /* not reached */
+}
+
+/* Run this binary with `arg` in a child; its stderr goes to out. */
+static int run_child(const char *arg, char *out, size_t outlen)
 {
     int pfd[2];
     assert_int_equal(pipe(pfd), 0);
@@ -277,35 +310,65 @@ static void test_stack_overflow_message(void **state)
         close(pfd[0]);
         dup2(pfd[1], 2);
         close(pfd[1]);
-        execl("/proc/self/exe", "test_coro", "--overflow", (char *)NULL);
+        execl("/proc/self/exe", "test_coro", arg, (char *)NULL);
         _exit(127);
     }
     close(pfd[1]);
-    char out[8192];
     size_t len = 0;
     ssize_t n;
-    while (len < sizeof out - 1 && (n = read(pfd[0], out + len, sizeof out - 1 - len)) > 0)
+    while (len < outlen - 1 && (n = read(pfd[0], out + len, outlen - 1 - len)) > 0)
         len += (size_t)n;
     out[len] = 0;
     close(pfd[0]);
     int status = 0;
     assert_int_equal(waitpid(pid, &status, 0), pid);
-    print_message("child: %s, stderr: %.200s\n",
-                  WIFSIGNALED(status) ? strsignal(WTERMSIG(status)) : "exited", out);
+    print_message("child %s: %s %d, stderr: %.200s\n", arg, WIFSIGNALED(status) ? "signal" : "exit",
+                  WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), out);
+    return status;
+}
+
+static void test_stack_overflow_message(void **state)
+{
+    char out[8192];
+    int status = run_child("--overflow", out, sizeof out);
     assert_true(WIFSIGNALED(status));
     assert_true(WTERMSIG(status) == SIGABRT || WTERMSIG(status) == SIGSEGV);
     assert_non_null(strstr(out, "coroutine stack overflow"));
     assert_non_null(strstr(out, "overflower"));
 }
 
+static void test_overflow_after_other_handler(void **state)
+{
+    char out[8192];
+    int status = run_child("--overflow-other", out, sizeof out);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGABRT);
+    assert_non_null(strstr(out, "coroutine stack overflow"));
+    assert_non_null(strstr(out, "overflower"));
+    assert_null(strstr(out, "other SIGSEGV handler"));
+    /* and the other handler still gets the faults that are its business */
+    status = run_child("--fault-other", out, sizeof out);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 3);
+    assert_non_null(strstr(out, "other SIGSEGV handler"));
+    assert_null(strstr(out, "coroutine stack overflow"));
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "--overflow") == 0) return overflow_child();
+    if (argc > 1 && strcmp(argv[1], "--overflow-other") == 0) return overflow_other_child(true);
+    if (argc > 1 && strcmp(argv[1], "--fault-other") == 0) return overflow_other_child(false);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_spawn_and_go),       cmocka_unit_test(test_go_without_current_loop),
-        cmocka_unit_test(test_yield_interleaves),  cmocka_unit_test(test_deep_recursion),
-        cmocka_unit_test(test_stack_pool_reuse),   cmocka_unit_test(test_ten_thousand_sleepers),
-        cmocka_unit_test(test_stack_size_setting), cmocka_unit_test(test_stack_overflow_message),
+        cmocka_unit_test(test_spawn_and_go),
+        cmocka_unit_test(test_go_without_current_loop),
+        cmocka_unit_test(test_yield_interleaves),
+        cmocka_unit_test(test_deep_recursion),
+        cmocka_unit_test(test_stack_pool_reuse),
+        cmocka_unit_test(test_ten_thousand_sleepers),
+        cmocka_unit_test(test_stack_size_setting),
+        cmocka_unit_test(test_stack_overflow_message),
+        cmocka_unit_test(test_overflow_after_other_handler),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
