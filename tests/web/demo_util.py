@@ -26,13 +26,14 @@ def finish():
     raise SystemExit(1 if failures else 0)
 
 
-def start(program="demo", write_timeout=None, preexec_fn=None):
+def start(program="demo", write_timeout=None, preexec_fn=None, asan_extra=""):
     """Start build/…/examples/<program> on port 0; returns (process, port).  Its stderr (the
     access log) goes to a temporary file, read back by stop()."""
     env = dict(os.environ)
     # ASan keeps freed blocks in a quarantine (256 MB by default): RSS would grow with any
     # churn, leak or not.  A small one keeps the measure about the server's own memory.
-    env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=4:detect_leaks=1"
+    env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=4:detect_leaks=1"
+                           + asan_extra)
     if write_timeout:
         env["SQUALL_DEMO_WRITE_TIMEOUT"] = str(write_timeout)
     log = tempfile.TemporaryFile(mode="w+")
