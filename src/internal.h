@@ -163,6 +163,12 @@ sq_tcp_server *sq__tcp_server_from_fds(sq_loop *loop, const int *fds, int n,
 /* Its listening sockets. */
 int sq__tcp_server_nfds(const sq_tcp_server *srv);
 
+/* The web layer's way into the HTTP server's response headers: remove every header named
+ * `name` whose value `match` accepts (before the head is sent).  Returns how many. */
+struct sq_http_request;
+int sq__http_remove_headers(struct sq_http_request *req, const char *name,
+                            bool (*match)(const char *value, size_t len, void *arg), void *arg);
+
 /* A monotonic clock in ns. */
 uint64_t sq__mono_ns(void);
 

@@ -294,6 +294,36 @@ static void remove_header(sq__http_req *r, const char *name, size_t n)
     r->hdrs.len = r->hdrs.ptr ? (size_t)(end - r->hdrs.ptr) : 0;
 }
 
+int sq__http_remove_headers(sq_http_request *req, const char *name,
+                            bool (*match)(const char *value, size_t len, void *arg), void *arg)
+{
+    sq__http_req *r = (sq__http_req *)req;
+    if (!r->hdrs.ptr || (r->rflags & (RESP_HEAD_SENT | RESP_FINISHED))) return 0;
+    size_t n = strlen(name);
+    int removed = 0;
+    char *p = r->hdrs.ptr, *end = p + r->hdrs.len;
+    while (p < end) {
+        char *eol = memchr(p, '\n', (size_t)(end - p));
+        char *next = eol ? eol + 1 : end;
+        bool named = (size_t)(next - p) > n && p[n] == ':' && !strncasecmp(p, name, n);
+        if (named) {
+            const char *v = p + n + 1;
+            while (v < next && *v == ' ') v++;
+            const char *ve = next;
+            while (ve > v && (ve[-1] == '\n' || ve[-1] == '\r')) ve--;
+            if (match(v, (size_t)(ve - v), arg)) {
+                memmove(p, next, (size_t)(end - next));
+                end -= next - p;
+                removed++;
+                continue;
+            }
+        }
+        p = next;
+    }
+    r->hdrs.len = (size_t)(end - r->hdrs.ptr);
+    return removed;
+}
+
 static int add_header(sq__http_req *r, const char *name, const char *value, bool replace)
 {
     if (!valid_name(name) || !valid_value(value)) return -EINVAL;
@@ -578,16 +608,29 @@ int sq__http_resp_finish(sq_http_conn *c, sq__http_req *r)
 void sq__http_error_response(sq_http_conn *c, int status)
 {
     sq__http_date_refresh(c->srv);
-    char head[512];
     const char *reason = sq_http_reason(status);
-    int n = snprintf(head, sizeof head,
-                     "HTTP/1.1 %d %s\r\n%s%s%s%.*sContent-Type: text/plain; charset=UTF-8\r\n"
-                     "Content-Length: %zu\r\nConnection: close\r\n\r\n%d %s\n",
-                     status, reason, c->srv->server_name_len ? "Server: " : "",
-                     c->srv->server_name_len ? c->srv->s.server_name : "",
-                     c->srv->server_name_len ? "\r\n" : "", (int)c->srv->date_len,
-                     c->srv->date_line, strlen(reason) + 5, status, reason);
+    size_t sn = c->srv->server_name_len;
+    /* Built piece by piece: a long server_name (any length is allowed) must not make the
+     * head overflow a fixed buffer and the response silently vanish. */
+    char tail[160];
+    int tn = snprintf(tail, sizeof tail,
+                      "Content-Type: text/plain; charset=UTF-8\r\nContent-Length: %zu\r\n"
+                      "Connection: close\r\n\r\n%d %s\n",
+                      strlen(reason) + 5, status, reason);
+    char first[64];
+    int fn = snprintf(first, sizeof first, "HTTP/1.1 %d %s\r\n", status, reason);
     sq__http_out_acquire(c);
-    if (n > 0 && (size_t)n < sizeof head) sq__buf_append(&c->out, head, (size_t)n);
+    sq__buf *o = &c->out;
+    if (fn > 0 && tn > 0 &&
+        sq__buf_reserve(o, (size_t)fn + sn + 10 + c->srv->date_len + (size_t)tn) == 0) {
+        sq__buf_append(o, first, (size_t)fn);
+        if (sn) {
+            sq__buf_append(o, "Server: ", 8);
+            sq__buf_append(o, c->srv->s.server_name, sn);
+            sq__buf_append(o, "\r\n", 2);
+        }
+        sq__buf_append(o, c->srv->date_line, c->srv->date_len);
+        sq__buf_append(o, tail, (size_t)tn);
+    }
     c->close_after = true;
 }

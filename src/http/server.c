@@ -464,7 +464,13 @@ static void discard_ingest(sq_http_conn *c)
         return;
     }
     if (c->req->body_total > SQ__HTTP_DISCARD_LIMIT) {
-        sq__http_conn_close(c, -E2BIG);
+        /* Too much to drain for keep-alive: close, but through the lingering close (the
+         * response may still be in flight, and closing with unread input sends a reset
+         * that can destroy it). */
+        c->close_after = true;
+        c->discarding = false;
+        c->lingering = true;
+        c->rpos = c->rlen = 0;
         return;
     }
     /* drop [hdr_end, body_end): the decoded body */
@@ -704,7 +710,11 @@ static void *conn_task(void *arg)
         c->srv->handler(&r->pub, c->srv->arg);
         /* detached: sq_http_finish() completes it, also on a closed connection (the
          * request object must outlive the handler until then) */
-        if (r->detached && !(r->rflags & RESP_FINISHED)) break;
+        if (r->detached && !(r->rflags & RESP_FINISHED)) {
+            /* finished later by someone else; if never, the idle timeout ends it */
+            arm(c, T_IDLE, c->srv->s.idle_timeout);
+            break;
+        }
         request_complete(c);
         if (c->closed || c->close_after || c->discarding) break;
         if (!c->in_batch && c->out.len > c->opos && !r->flush_call)
@@ -946,7 +956,19 @@ static void conn_timeout(sq_loop *loop, sq_timer *t)
         }
         break;
     case T_IDLE:
-        if (!sq__http_req_active(c) && !c->coro) sq__http_conn_close(c, -ETIMEDOUT);
+        if (!sq__http_req_active(c) && !c->coro) {
+            sq__http_conn_close(c, -ETIMEDOUT);
+        } else if (sq__http_req_active(c) && c->req->detached && !c->coro &&
+                   !(c->req->rflags & RESP_FINISHED)) {
+            /* a detached request nobody finished: the connection goes (its on_close runs;
+             * a late sq_http_finish() is still safe and frees it) */
+            sq_log(SQ_LOG_WARNING,
+                   "http: a detached request (%.*s %.*s) was not finished within "
+                   "the idle timeout: closing its connection",
+                   (int)c->req->pub.method.len, c->req->pub.method.ptr, (int)c->req->pub.uri.len,
+                   c->req->pub.uri.ptr);
+            sq__http_conn_close(c, -ETIMEDOUT);
+        }
         break;
     case T_BODY:
         if (c->waiter && !c->waiter_writes) sq__http_conn_close(c, -ETIMEDOUT);

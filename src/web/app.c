@@ -10,6 +10,7 @@
 #define _GNU_SOURCE
 #define PCRE2_CODE_UNIT_WIDTH 8
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -819,6 +820,36 @@ const char *sq_get_cookie(sq_handler *h, const char *name, const char *def)
     return a ? a->value : def;
 }
 
+/* The value of attribute `attr` ("; Path=") in a Set-Cookie value, as a slice. */
+static sq_str cookie_attr(const char *v, size_t len, const char *attr)
+{
+    size_t al = strlen(attr);
+    for (size_t i = 0; i + al <= len; i++) {
+        if (strncasecmp(v + i, attr, al)) continue;
+        size_t s = i + al, e = s;
+        while (e < len && v[e] != ';') e++;
+        return (sq_str){v + s, e - s};
+    }
+    return (sq_str){NULL, 0};
+}
+
+static bool same_slice(sq_str a, sq_str b)
+{
+    return a.len == b.len && (!a.len || !memcmp(a.ptr, b.ptr, a.len));
+}
+
+/* A Set-Cookie for the same cookie: name, Path and Domain equal (what a browser keys on). */
+static bool same_cookie(const char *v, size_t len, void *arg)
+{
+    const char *mine = arg;
+    size_t ml = strlen(mine);
+    const char *eq = memchr(mine, '=', ml);
+    size_t nl = eq ? (size_t)(eq - mine) + 1 : ml;
+    if (len < nl || memcmp(v, mine, nl)) return false;
+    return same_slice(cookie_attr(v, len, "; Path="), cookie_attr(mine, ml, "; Path=")) &&
+           same_slice(cookie_attr(v, len, "; Domain="), cookie_attr(mine, ml, "; Domain="));
+}
+
 int sq_set_cookie(sq_handler *h, const char *name, const char *value, const sq_cookie_options *opts)
 {
     char buf[1024];
@@ -830,6 +861,9 @@ int sq_set_cookie(sq_handler *h, const char *name, const char *value, const sq_c
         if (!p) return -ENOMEM;
         sq_format_set_cookie(p, (size_t)n + 1, name, value ? value : "", opts);
     }
+    /* setting a cookie again replaces it (Tornado keeps one per name): a second
+     * Set-Cookie for it would leave the browser to pick one */
+    sq__http_remove_headers(h->req, "Set-Cookie", same_cookie, p);
     int rc = sq_http_add_header(h->req, "Set-Cookie", p);
     if (p != buf) free(p);
     return rc;
@@ -948,11 +982,12 @@ static int json_fast(sq__buf *b, json_t *j, int depth)
         const char *key;
         json_t *v;
         bool first = true;
-        json_object_foreach (j, key, v) {
+        json_object_foreach(j, key, v)
+        {
             size_t n = json_object_iter_key_len(json_object_key_to_iter(key));
             for (size_t i = 0; i < n; i++)
-                if ((unsigned char)key[i] < 0x20 || (unsigned char)key[i] > 0x7e ||
-                    key[i] == '"' || key[i] == '\\')
+                if ((unsigned char)key[i] < 0x20 || (unsigned char)key[i] > 0x7e || key[i] == '"' ||
+                    key[i] == '\\')
                     return 1;
             if (sq__buf_reserve(b, n + 4) < 0) return -ENOMEM;
             char *p = b->ptr + b->len;
@@ -1087,10 +1122,85 @@ int sq_clear_header(sq_handler *h, const char *name)
     return sq_http_clear_header(h->req, name);
 }
 
+/* RFC 3986 5.2.4: remove "." and ".." segments from the path in [p, p + n), in place;
+ * returns the new length (the path stays absolute). */
+static size_t remove_dot_segments(char *p, size_t n)
+{
+    size_t out = 0, i = 0;
+    while (i < n) {
+        size_t e = i + 1;
+        while (e < n && p[e] != '/') e++; /* [i, e) is "/segment" */
+        size_t seg = e - i;
+        if (seg == 2 && p[i + 1] == '.') {
+            if (e == n) p[out++] = '/';
+        } else if (seg == 3 && p[i + 1] == '.' && p[i + 2] == '.') {
+            while (out > 0 && p[--out] != '/') {
+            }
+            if (e == n) p[out++] = '/';
+        } else {
+            memmove(p + out, p + i, seg);
+            out += seg;
+        }
+        i = e;
+    }
+    if (out == 0) p[out++] = '/';
+    return out;
+}
+
+/* A Location for `url` as an absolute path: a relative reference ("x", "../x", "?q") is
+ * resolved against the request's path (RFC 3986 5.2), as browsers would; an absolute URL,
+ * a network-path ("//host/…") or an absolute path (dot segments removed) is kept.
+ * Allocated in the handler's arena; NULL on -ENOMEM. */
+static const char *resolve_location(sq_handler *h, const char *url)
+{
+    size_t ul = strlen(url);
+    size_t k = 0;
+    while (k < ul && (isalnum((unsigned char)url[k]) || strchr("+-.", url[k]))) k++;
+    if ((k > 0 && k < ul && url[k] == ':' && isalpha((unsigned char)url[0])) ||
+        (ul >= 2 && url[0] == '/' && url[1] == '/'))
+        return url; /* scheme:… or //authority… */
+    sq_str path = h->req->path, query = h->req->query;
+    size_t cap = path.len + ul + query.len + 4;
+    char *d = sq__handler_alloc(h, cap);
+    if (!d) return NULL;
+    size_t n = 0;
+    if (url[0] == '/') {
+        n = 0;
+    } else if (url[0] == '?' || url[0] == '#' || ul == 0) {
+        memcpy(d, path.ptr, path.len);
+        n = path.len;
+        if (url[0] == '#' || ul == 0) {
+            if (query.len) {
+                d[n++] = '?';
+                memcpy(d + n, query.ptr, query.len);
+                n += query.len;
+            }
+        }
+        memcpy(d + n, url, ul);
+        d[n + ul] = 0;
+        return d;
+    } else { /* merge: the base path without its last segment */
+        size_t cut = path.len;
+        while (cut > 0 && path.ptr[cut - 1] != '/') cut--;
+        if (cut == 0) d[n++] = '/';
+        memcpy(d + n, path.ptr, cut);
+        n += cut;
+    }
+    memcpy(d + n, url, ul);
+    n += ul;
+    size_t pe = strcspn(d, "?#");
+    size_t np = remove_dot_segments(d, pe);
+    memmove(d + np, d + pe, n - pe);
+    d[np + (n - pe)] = 0;
+    return d;
+}
+
 int sq_redirect(sq_handler *h, const char *url, bool permanent)
 {
     if (h->finished || h->flushed) return -EALREADY;
     if (!url) return -EINVAL;
+    url = resolve_location(h, url);
+    if (!url) return -ENOMEM;
     int rc = sq_http_set_header(h->req, "Location", url);
     if (rc < 0) return rc;
     rc = sq_http_set_status(h->req, permanent ? 301 : 302, NULL);

@@ -631,6 +631,28 @@ int sq_ws_close(sq_ws *ws, int code, const char *reason)
 
 /* --- input ------------------------------------------------------------------------------------ */
 
+/* A peer's protocol violation is its problem, not the server's: at debug level, and at
+ * most one line a second per thread (with the count of those not logged), so a flood of
+ * bad frames cannot flood the log. */
+static void log_violation(const sq_ws *ws, unsigned code)
+{
+    static __thread uint64_t last_ns;
+    static __thread unsigned suppressed;
+    uint64_t now = sq_loop_now_ns(ws->loop);
+    if (last_ns && now - last_ns < 1000000000u) {
+        suppressed++;
+        return;
+    }
+    last_ns = now;
+    if (suppressed)
+        sq_log(SQ_LOG_DEBUG, "websocket: closing %s with %u (protocol violation; %u more since)",
+               ws->remote_ip[0] ? ws->remote_ip : "the connection", code, suppressed);
+    else
+        sq_log(SQ_LOG_DEBUG, "websocket: closing %s with %u (protocol violation)",
+               ws->remote_ip[0] ? ws->remote_ip : "the connection", code);
+    suppressed = 0;
+}
+
 /* Handle a parser event other than a message. */
 static void on_event(sq_ws *ws, int ev)
 {
@@ -670,8 +692,7 @@ static void on_event(sq_ws *ws, int ev)
             ws->close_code = rx->error;
             send_close(ws, rx->error, NULL, 0);
         }
-        sq_log(SQ_LOG_INFO, "websocket: closing %s with %u (protocol violation)",
-               ws->remote_ip[0] ? ws->remote_ip : "the connection", (unsigned)rx->error);
+        log_violation(ws, rx->error);
         maybe_linger(ws);
         break;
     }

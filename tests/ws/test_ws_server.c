@@ -362,12 +362,33 @@ static void *violations_task(void *arg)
     return NULL;
 }
 
+/* Protocol violations are the peer's problem: logged at debug level, at most one line a
+ * second (a flood of bad frames cannot flood the log). */
+static int viol_info, viol_debug;
+
+static void viol_log(int level, const char *msg, void *arg)
+{
+    if (!strstr(msg, "protocol violation")) return;
+    if (level >= SQ_LOG_INFO) viol_info++;
+    if (level == SQ_LOG_DEBUG) viol_debug++;
+}
+
 static void test_violations(void **st)
 {
     wsenv e;
     wsenv_start(&e);
+    viol_info = viol_debug = 0;
+    int level = sq_log_get_level();
+    sq_log_set_level(SQ_LOG_DEBUG);
+    sq_log_set_handler(viol_log, NULL);
+    double t0 = sq_test_now();
     sq_test_run_coro(e.loop, violations_task, &e, 40);
+    double took = sq_test_now() - t0;
+    sq_log_set_handler(NULL, NULL);
+    sq_log_set_level(level);
     wsenv_stop(&e);
+    assert_int_equal(viol_info, 0); /* eight violations above, none at info level */
+    assert_true(viol_debug >= 1 && viol_debug <= (int)took + 2);
     (void)st;
 }
 

@@ -1,0 +1,146 @@
+/* HTTP server defects found in the reliability round (issue 17): error responses with a
+ * long server_name, a large unread chunked body closed through the lingering drain, and a
+ * detached request nobody finishes. */
+#include "server_util.h"
+
+static void ok_handler(sq_http_request *req, void *arg)
+{
+    sq_http_write(req, "ok", 2);
+}
+
+/* --- a long server_name: error responses still go out ------------------------------------------
+ */
+
+static char long_name[2001];
+
+static void long_name_client(harness *h)
+{
+    cl c;
+    CHECK(h, cl_open(&c, h->port) == 0);
+    CHECK(h, cl_sends(&c, "BAD\x01 / HTTP/1.1\r\n\r\n") == 0);
+    resp r;
+    CHECK(h, cl_response(&c, &r, false) == 0);
+    CHECK(h, r.status == 400);
+    CHECK(h, strstr(r.head, "Server: xxxxxxxxxx") != NULL);
+    resp_free(&r);
+    cl_close(&c);
+    /* and a normal response */
+    CHECK(h, cl_open(&c, h->port) == 0);
+    CHECK(h, cl_sends(&c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
+    CHECK(h, cl_response(&c, &r, false) == 0);
+    CHECK(h, r.status == 200 && r.body_len == 2);
+    resp_free(&r);
+    cl_close(&c);
+}
+
+static void test_long_server_name(void **state)
+{
+    memset(long_name, 'x', sizeof long_name - 1);
+    sq_http_settings s = {.server_name = long_name};
+    run_with_client(&s, ok_handler, NULL, long_name_client, NULL, 30);
+}
+
+/* --- an unread chunked body over 1 MiB: the response survives the close
+ * --------------------------- */
+
+static void big_chunked_client(harness *h)
+{
+    cl c;
+    CHECK(h, cl_open(&c, h->port) == 0);
+    CHECK(h, cl_sends(&c, "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n") == 0);
+    /* 2 MiB in 64 KiB chunks, sent while the handler has already answered without reading */
+    static char chunk[65536 + 16];
+    int hl = snprintf(chunk, sizeof chunk, "10000\r\n");
+    memset(chunk + hl, 'z', 65536);
+    memcpy(chunk + hl + 65536, "\r\n", 2);
+    size_t clen = (size_t)hl + 65536 + 2;
+    bool sent_all = true;
+    for (int i = 0; i < 32; i++)
+        if (cl_send(&c, chunk, clen) < 0) {
+            sent_all = false;
+            break;
+        }
+    if (sent_all) cl_sends(&c, "0\r\n\r\n");
+    resp r;
+    CHECK(h, cl_response(&c, &r, false) == 0);
+    CHECK(h, r.status == 200 && r.body_len == 2 && !memcmp(r.body, "ok", 2));
+    /* and the server closes (the rest was too much to drain), without a reset */
+    char b[256];
+    ssize_t n;
+    while ((n = recv(c.fd, b, sizeof b, 0)) > 0) {
+    }
+    CHECK(h, n == 0);
+    resp_free(&r);
+    cl_close(&c);
+}
+
+static void test_unread_chunked_body_lingers(void **state)
+{
+    run_with_client(NULL, ok_handler, NULL, big_chunked_client, NULL, 30);
+}
+
+/* --- a detached request never finished: the idle timeout closes its connection -------------------
+ */
+
+static sq_http_request *parked;
+static int closed_cb;
+
+static void on_gone(sq_http_request *req, void *arg)
+{
+    closed_cb++;
+}
+
+static void detach_handler(sq_http_request *req, void *arg)
+{
+    parked = req;
+    sq_http_on_connection_close(req, on_gone, NULL);
+    sq_http_detach(req); /* and nobody ever finishes it */
+}
+
+static int finished_late;
+
+static void finish_late(void *arg)
+{
+    sq_http_finish(parked); /* after the close: safe, and it frees the connection */
+    __atomic_store_n(&finished_late, 1, __ATOMIC_SEQ_CST);
+}
+
+static void detached_client(harness *h)
+{
+    cl c;
+    CHECK(h, cl_open(&c, h->port) == 0);
+    CHECK(h, cl_sends(&c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
+    double t0 = sq_test_now();
+    char b[64];
+    ssize_t n = recv(c.fd, b, sizeof b, 0); /* blocks until the server closes */
+    double took = sq_test_now() - t0;
+    CHECK(h, n == 0);
+    CHECK(h, took >= 0.4 && took < 5.0);
+    cl_close(&c);
+    sq_add_callback_threadsafe(h->loop, finish_late, NULL);
+    for (int i = 0; i < 500 && !__atomic_load_n(&finished_late, __ATOMIC_SEQ_CST); i++)
+        usleep(10000);
+    CHECK(h, finished_late);
+}
+
+static void test_detached_idle_timeout(void **state)
+{
+    closed_cb = 0;
+    finished_late = 0;
+    parked = NULL;
+    sq_http_settings s = {.idle_timeout = 0.5};
+    run_with_client(&s, detach_handler, NULL, detached_client, NULL, 30);
+    assert_int_equal(closed_cb, 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_long_server_name),
+        cmocka_unit_test(test_unread_chunked_body_lingers),
+        cmocka_unit_test(test_detached_idle_timeout),
+    };
+    (void)run_cmd;
+    (void)cl_eof;
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
