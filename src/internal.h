@@ -169,6 +169,27 @@ struct sq_http_request;
 int sq__http_remove_headers(struct sq_http_request *req, const char *name,
                             bool (*match)(const char *value, size_t len, void *arg), void *arg);
 
+/* A connection taken over from the HTTP server by an upgrade (a WebSocket), still tracked by
+ * it so that the server's graceful shutdown and free reach it: the server asks it to close
+ * (`shutdown`, e.g. a close frame with 1001) and waits for it within the shutdown deadline,
+ * and drops it (`abort`) at the deadline or when freed.  The upgraded layer embeds this and
+ * removes it when the connection is gone. */
+typedef struct sq__http_upgraded sq__http_upgraded;
+typedef struct sq__http_upgraded_ops {
+    void (*shutdown)(sq__http_upgraded *u);
+    void (*abort)(sq__http_upgraded *u);
+} sq__http_upgraded_ops;
+struct sq__http_upgraded {
+    sq__http_upgraded *prev, *next;
+    struct sq_http_server *srv; /* NULL once removed (or the server is gone) */
+    const sq__http_upgraded_ops *ops;
+};
+/* Track u on the server of `req` (the request that was upgraded); removed again by
+ * sq__http_upgraded_remove (idempotent), which may resolve a pending shutdown. */
+void sq__http_upgraded_add(struct sq_http_request *req, sq__http_upgraded *u,
+                           const sq__http_upgraded_ops *ops);
+void sq__http_upgraded_remove(sq__http_upgraded *u);
+
 /* A monotonic clock in ns. */
 uint64_t sq__mono_ns(void);
 

@@ -35,6 +35,7 @@ struct sq_http_server {
     bool closing;        /* shutting down: no new connections, no keep-alive */
     size_t nconns;       /* open connections */
     sq_http_conn *conns; /* every connection not yet freed, doubly linked */
+    sq__http_upgraded *upgraded; /* upgraded connections (WebSockets), doubly linked */
     size_t server_name_len;
     /* the Date header, formatted once a second */
     int64_t date_sec;

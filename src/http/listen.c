@@ -130,10 +130,52 @@ static void close_all(sq_http_server *srv, bool idle_only)
     }
 }
 
+/* --- upgraded connections ---------------------------------------------------------------- */
+
+void sq__http_upgraded_add(sq_http_request *req, sq__http_upgraded *u,
+                           const sq__http_upgraded_ops *ops)
+{
+    sq_http_server *srv = req->server;
+    u->ops = ops;
+    u->prev = NULL;
+    u->srv = srv;
+    if (!srv) return;
+    u->next = srv->upgraded;
+    if (srv->upgraded) srv->upgraded->prev = u;
+    srv->upgraded = u;
+    if (srv->closing && ops->shutdown) ops->shutdown(u); /* upgraded while shutting down */
+}
+
+void sq__http_upgraded_remove(sq__http_upgraded *u)
+{
+    sq_http_server *srv = u->srv;
+    if (!srv) return;
+    if (u->prev)
+        u->prev->next = u->next;
+    else
+        srv->upgraded = u->next;
+    if (u->next) u->next->prev = u->prev;
+    u->prev = u->next = NULL;
+    u->srv = NULL;
+    sq__http_shutdown_check(srv);
+}
+
+/* Ask (graceful) or force (abort) every upgraded connection to close.  The callbacks may
+ * remove their own entry (and only it): the next one is taken first. */
+static void upgraded_each(sq_http_server *srv, bool abort)
+{
+    for (sq__http_upgraded *u = srv->upgraded, *next; u; u = next) {
+        next = u->next;
+        void (*fn)(sq__http_upgraded *) = abort ? u->ops->abort : u->ops->shutdown;
+        if (fn) fn(u);
+    }
+}
+
 static void shutdown_deadline(sq_loop *loop, sq_timer *t)
 {
     sq_http_server *srv = t->data;
     close_all(srv, false);
+    upgraded_each(srv, true);
 }
 
 sq_future *sq_http_server_shutdown(sq_http_server *srv, double deadline)
@@ -151,6 +193,7 @@ sq_future *sq_http_server_shutdown(sq_http_server *srv, double deadline)
     srv->shutdown_fut = sq_future_retain(f);
     srv->shutdown_timer.cb = shutdown_deadline;
     close_all(srv, true);
+    upgraded_each(srv, false); /* WebSockets: close 1001, answered within the deadline */
     sq__http_shutdown_check(srv);
     if (srv->shutdown_fut) sq_timer_start(&srv->shutdown_timer, deadline > 0 ? deadline : 0, 0);
     return f;
@@ -162,6 +205,14 @@ void sq_http_server_free(sq_http_server *srv)
     srv->closing = true;
     close_listeners(srv);
     close_all(srv, false);
+    upgraded_each(srv, true);
+    /* whatever an abort could not remove at once forgets the server */
+    for (sq__http_upgraded *u = srv->upgraded, *next; u; u = next) {
+        next = u->next;
+        u->prev = u->next = NULL;
+        u->srv = NULL;
+    }
+    srv->upgraded = NULL;
     /* Connections whose handlers are still suspended live on until those return. */
     for (sq_http_conn *c = srv->conns, *next; c; c = next) {
         next = c->next;

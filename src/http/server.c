@@ -84,7 +84,7 @@ bool sq__http_req_active(const sq_http_conn *c)
 
 void sq__http_shutdown_check(sq_http_server *srv)
 {
-    if (srv->shutdown_fut && srv->nconns == 0) {
+    if (srv->shutdown_fut && srv->nconns == 0 && !srv->upgraded) {
         sq_future *f = srv->shutdown_fut;
         srv->shutdown_fut = NULL;
         sq_timer_stop(&srv->shutdown_timer);

@@ -72,27 +72,28 @@ struct sq_ws {
     sq_coro *reader; /* client: suspended in sq_ws_read_message */
     ws_timers *tm;
     sq__ws_tx *tx;
+    sq__http_upgraded up; /* server: tracked by the HTTP server (graceful shutdown) */
     sq_handler *handler;
     void *data;
     char *subprotocol;
     char *close_reason;
     int error;
     uint16_t close_code;
-    bool closed;     /* fd closed */
-    bool close_sent; /* our close frame is queued */
-    bool close_rcvd;
-    bool input_done; /* no more frames are parsed (close received or a violation) */
-    bool lingering;  /* write side shut: waiting for the peer's EOF */
-    bool msg_ready;  /* rx.msg holds a message not yet handed over */
-    bool delivered;  /* client: rx.msg was returned by the last read */
-    bool in_io;      /* a callback of ours is on the stack: defer flushing and freeing */
-    bool in_flush;
-    bool cb_pending; /* a deferred release is queued */
-    bool notified;   /* on_close ran */
-    bool free_req;   /* client: sq_ws_free() was called; freed once nothing uses it */
-    bool reading;    /* client: a sq_ws_read_message() call is on a stack (maybe suspended) */
-    bool rpaused;    /* more than high_water bytes pending: no frame is read */
-    uint8_t burst;   /* messages handled in this loop pass (MSGS_PER_PASS) */
+    bool closed : 1;     /* fd closed */
+    bool close_sent : 1; /* our close frame is queued */
+    bool close_rcvd : 1;
+    bool input_done : 1; /* no more frames are parsed (close received or a violation) */
+    bool lingering : 1;  /* write side shut: waiting for the peer's EOF */
+    bool msg_ready : 1;  /* rx.msg holds a message not yet handed over */
+    bool delivered : 1;  /* client: rx.msg was returned by the last read */
+    bool in_io : 1;      /* a callback of ours is on the stack: defer flushing and freeing */
+    bool in_flush : 1;
+    bool cb_pending : 1; /* a deferred release is queued */
+    bool notified : 1;   /* on_close ran */
+    bool free_req : 1;   /* client: sq_ws_free() was called; freed once nothing uses it */
+    bool reading : 1;    /* client: a sq_ws_read_message() call is on a stack (maybe suspended) */
+    bool rpaused : 1;    /* more than high_water bytes pending: no frame is read */
+    uint8_t burst;       /* messages handled in this loop pass (MSGS_PER_PASS) */
     char remote_ip[46];
     _Alignas(max_align_t) unsigned char state[];
 };
@@ -241,6 +242,7 @@ static void ws_drop(sq_ws *ws, int err)
     ws->closed = true;
     ws->error = err ? err : SQ_ECLOSED;
     if (!ws->close_code) ws->close_code = SQ_WS_CLOSE_ABNORMAL;
+    sq__http_upgraded_remove(&ws->up);
     sq_io_stop(ws->loop, &ws->io);
     close(ws->io.fd);
     ws->io.fd = -1;
@@ -889,8 +891,28 @@ int sq__ws_set_initial(sq_ws *ws, const char *data, size_t len)
     return 0;
 }
 
+/* The HTTP server shuts down gracefully: the close handshake with 1001 (going away); the
+ * server waits for it up to its deadline, then aborts. */
+static void up_shutdown(sq__http_upgraded *u)
+{
+    sq_ws *ws = (sq_ws *)((char *)u - offsetof(sq_ws, up));
+    if (!ws->closed && !ws->close_sent) sq_ws_close(ws, SQ_WS_CLOSE_GOING_AWAY, "server shutdown");
+}
+
+static void up_abort(sq__http_upgraded *u)
+{
+    sq_ws *ws = (sq_ws *)((char *)u - offsetof(sq_ws, up));
+    bool was = ws->in_io;
+    ws->in_io = true;
+    ws_drop(ws, SQ_ECLOSED);
+    ws_leave(ws, was);
+}
+
+static const sq__http_upgraded_ops up_ops = {.shutdown = up_shutdown, .abort = up_abort};
+
 void sq__ws_server_start(sq_ws *ws, sq_handler *h)
 {
+    sq__http_upgraded_add(sq_handler_request(h), &ws->up, &up_ops);
     ws->handler = h;
     /* open() may suspend and send: while it runs, the handshake coroutine stands where a
      * running on_message would (no frames are read, the connection is not freed), but the

@@ -81,6 +81,7 @@ def pipeline_flood(port, seconds, out):
     s = socket.create_connection(("127.0.0.1", port))
     s.setblocking(False)
     burst = b"GET /json HTTP/1.1\r\nHost: x\r\n\r\n" * 4096
+    pending = b""
     t0 = time.monotonic()
     while time.monotonic() - t0 < seconds:
         r, w, _ = select.select([s], [s], [], 0.05)
@@ -90,8 +91,10 @@ def pipeline_flood(port, seconds, out):
             except BlockingIOError:
                 pass
         if w:
+            if not pending:
+                pending = burst
             try:
-                s.send(burst)
+                pending = pending[s.send(pending):]  # a partial send goes on where it ended
             except BlockingIOError:
                 pass
     out.put(time.monotonic() - t0)

@@ -417,7 +417,9 @@ static void test_idle_memory(void **st)
             "idle WebSocket connection: sizeof(struct sq_ws) = %zu, RSS %.0f bytes each "
             "(%d connections)\n",
             sq__ws_sizeof(), per, n2);
-    assert_true(sq__ws_sizeof() <= 512);
+    /* 528: the backpressure flags, the coalesced pong and the HTTP server's shutdown registry
+     * (a graceful shutdown reaches every WebSocket) cost 16 bytes over the first 512 */
+    assert_true(sq__ws_sizeof() <= 528);
 #ifndef SQ_SANITIZED
     /* the target is 1 KiB; ASan's redzones and quarantine (freed HTTP connections stay
      * resident) make the figure meaningless in sanitizer builds */
