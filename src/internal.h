@@ -48,9 +48,10 @@ struct sq_loop {
     uint64_t now_ns;
     uint64_t slow_ns; /* 0 = slow-callback warning off */
     bool running, stop;
-    bool in_pass;            /* inside sq_loop_run_once: a nested run is refused */
-    bool nested_logged;      /* the refusal was logged (once per loop) */
-    uint64_t fault_check_ns; /* when the stack-overflow handler was last re-asserted */
+    bool in_pass;                /* inside sq_loop_run_once: a nested run is refused */
+    bool nested_logged;          /* the refusal was logged (once per loop) */
+    uint64_t fault_check_ns;     /* when the stack-overflow handler was last re-asserted */
+    struct sq__at_free *at_free; /* sq__loop_at_free hooks, newest first */
 
     /* timers: binary min-heap keyed by (deadline, seq) */
     sq_timer **heap;
@@ -189,6 +190,12 @@ struct sq__http_upgraded {
 void sq__http_upgraded_add(struct sq_http_request *req, sq__http_upgraded *u,
                            const sq__http_upgraded_ops *ops);
 void sq__http_upgraded_remove(sq__http_upgraded *u);
+
+/* Run fn(arg) first thing in sq_loop_free: for an object of a higher layer that belongs to
+ * the loop without its user holding it (the loop's default HTTP client).  0 or -ENOMEM;
+ * sq__loop_at_free_cancel removes it again (when the object is freed first). */
+int sq__loop_at_free(sq_loop *loop, void (*fn)(void *), void *arg);
+void sq__loop_at_free_cancel(sq_loop *loop, void (*fn)(void *), void *arg);
 
 /* A monotonic clock in ns. */
 uint64_t sq__mono_ns(void);

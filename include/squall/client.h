@@ -18,10 +18,10 @@
  * and the taker frees it with sq_fetch_response_free(); sq_future_value() only peeks.  A
  * response nobody takes is freed with the future, so fire-and-forget
  * `sq_future_release(sq_fetch(url, NULL))` and `sq_await(f, NULL)` leak nothing (a fetch
- * released while pending still runs to completion; cancel it to stop it).  Callbacks in a request (streaming, header, body
- * producer) run on the loop thread, inside libcurl; they, like a fetch future's done
- * callbacks, may start fetches, cancel them and free the client.
- * All calls belong to the loop thread, except sq_fetch_sync().
+ * released while pending still runs to completion; cancel it to stop it).  Callbacks in a request
+ * (streaming, header, body producer) run on the loop thread, inside libcurl; they, like a fetch
+ * future's done callbacks, may start fetches, cancel them and free the client. All calls belong to
+ * the loop thread, except sq_fetch_sync().
  */
 #ifndef SQUALL_CLIENT_H
 #define SQUALL_CLIENT_H
@@ -75,6 +75,10 @@ typedef struct sq_fetch_request {
                                              (0: unknown, sent chunked) */
     sq_fetch_body_producer body_producer; /* instead of body: streamed upload */
     void *body_producer_arg;
+    /* With a producer: start the body over (a 307/308 redirect, which must resend it);
+     * return 0 when the producer will produce it again from its first byte, a negative
+     * errno otherwise.  Without it such a redirect fails the fetch with -ESPIPE. */
+    int (*body_rewind)(void *arg);
     double connect_timeout;    /* s; 0: 20 s; negative: none */
     double request_timeout;    /* s; 0: 20 s; negative: none */
     bool no_follow_redirects;  /* return 3xx responses as they are */
@@ -152,8 +156,8 @@ sq_http_client *sq_http_client_new(sq_loop *loop, const sq_http_client_settings 
  * stop and a fetch on it fails at once with -ECANCELED.  A second call is a no-op. */
 void sq_http_client_free(sq_http_client *c);
 /* The loop's default client (the one sq_fetch uses), created on first use with the default
- * settings.  It is not freed with its loop: free it (sq_http_client_free) before
- * sq_loop_free, like any client.  NULL on -ENOMEM. */
+ * settings.  It belongs to the loop: sq_loop_free frees it (its pending fetches fail with
+ * -ECANCELED); freeing it earlier is fine too.  NULL on -ENOMEM. */
 sq_http_client *sq_http_client_default(sq_loop *loop);
 /* Fetches running / waiting in the queue. */
 size_t sq_http_client_active(const sq_http_client *c);

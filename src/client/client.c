@@ -217,7 +217,7 @@ static void collect(sq_http_client *c)
         sq__xfer *x = c->cancels;
         c->cancels = x->next_cancel;
         xfer_detach(x); /* also drops a pending "done" message of its handle */
-        xfer_complete(x, -ECANCELED, NULL);
+        xfer_complete(x, x->abort_err ? x->abort_err : -ECANCELED, NULL);
     }
     CURLMsg *m;
     int left;
@@ -279,6 +279,32 @@ static void sockw_free(sq_http_client *c, sockw *w)
     free(w);
 }
 
+/* The loop's sq_io_start (a test replaces it to make a registration fail). */
+static int (*io_start)(sq_loop *, sq_io *, unsigned) = sq_io_start;
+
+void sq__client_set_io_start(int (*fn)(sq_loop *, sq_io *, unsigned))
+{
+    io_start = fn ? fn : sq_io_start;
+}
+
+/* A socket of this transfer cannot be watched: nothing would ever wake it before its
+ * timeout.  Fail it as soon as libcurl returns (it may not be removed from in here); the
+ * other transfers go on (returning -1 would make libcurl abort them all). */
+static int socket_failed(sq_http_client *c, CURL *e, int err)
+{
+    sq__xfer *x = NULL;
+    curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&x);
+    sq_log(SQ_LOG_WARNING, "http client: cannot watch a socket of %s: %s",
+           x && x->url ? x->url : "a fetch", sq_strerror(err));
+    if (x && !x->cancel_pending) {
+        x->cancel_pending = true;
+        x->abort_err = err;
+        x->next_cancel = c->cancels;
+        c->cancels = x;
+    }
+    return 0;
+}
+
 static int on_curl_socket(CURL *e, curl_socket_t s, int what, void *arg, void *sockp)
 {
     sq_http_client *c = arg;
@@ -288,7 +314,7 @@ static int on_curl_socket(CURL *e, curl_socket_t s, int what, void *arg, void *s
         return 0;
     }
     if (!w) {
-        if (!(w = calloc(1, sizeof *w))) return -1;
+        if (!(w = calloc(1, sizeof *w))) return socket_failed(c, e, -ENOMEM);
         sq_io_init(&w->io, s, on_io, w);
         w->c = c;
         w->next = c->socks;
@@ -297,7 +323,8 @@ static int on_curl_socket(CURL *e, curl_socket_t s, int what, void *arg, void *s
         curl_multi_assign(c->multi, s, w);
     }
     unsigned ev = ((what & CURL_POLL_IN) ? SQ_READ : 0) | ((what & CURL_POLL_OUT) ? SQ_WRITE : 0);
-    return sq_io_start(c->loop, &w->io, ev) < 0 ? -1 : 0;
+    int r = io_start(c->loop, &w->io, ev);
+    return r < 0 ? socket_failed(c, e, r) : 0;
 }
 
 static void timer_fired(sq_loop *loop, sq_timer *t)
@@ -362,11 +389,17 @@ sq_http_client *sq_http_client_new(sq_loop *loop, const sq_http_client_settings 
     return c;
 }
 
+static void default_client_free(void *arg)
+{
+    sq_http_client_free(arg);
+}
+
 void sq_http_client_free(sq_http_client *c)
 {
     if (!c || c->closing) return;
     c->closing = true;
     if (c->is_default) { /* the next sq_fetch makes a new one */
+        sq__loop_at_free_cancel(c->loop, default_client_free, c);
         for (sq_http_client **p = &default_clients; *p; p = &(*p)->next_default) {
             if (*p == c) {
                 *p = c->next_default;
@@ -416,6 +449,10 @@ sq_http_client *sq_http_client_default(sq_loop *loop)
     if (d) return d;
     sq_http_client *c = sq_http_client_new(loop, NULL);
     if (!c) return NULL;
+    if (sq__loop_at_free(loop, default_client_free, c) < 0) { /* freed with its loop */
+        sq_http_client_free(c);
+        return NULL;
+    }
     c->is_default = true;
     c->next_default = default_clients;
     default_clients = c;

@@ -27,6 +27,7 @@ struct sq__xfer {
     bool raise_error;
     sq_fetch_body_producer producer;
     void *producer_arg;
+    int (*rewind)(void *arg);
     sq_fetch_streaming_cb streaming;
     void *streaming_arg;
     sq_fetch_header_cb header_cb;
@@ -35,6 +36,9 @@ struct sq__xfer {
     sq__buf head; /* raw header lines of the latest response */
     char errbuf[CURL_ERROR_SIZE];
 };
+
+/* Tests: replace the client's sq_io_start (NULL restores it), to make a registration fail. */
+void sq__client_set_io_start(int (*fn)(sq_loop *, sq_io *, unsigned));
 
 /* Configure x->easy (already allocated) from the request and the client's defaults.
  * Returns 0, -EINVAL (bad method/body combination, bad URL) or -ENOMEM. */
@@ -46,6 +50,8 @@ int sq__xfer_error(sq__xfer *x, CURLcode rc);
 size_t sq__xfer_on_write(char *p, size_t size, size_t n, void *arg);
 size_t sq__xfer_on_header(char *p, size_t size, size_t n, void *arg);
 size_t sq__xfer_on_read(char *p, size_t size, size_t n, void *arg);
+/* CURLOPT_SEEKFUNCTION: a rewind to the start through the request's body_rewind. */
+int sq__xfer_on_seek(void *arg, curl_off_t offset, int origin);
 /* Build the response of a finished transfer (takes x->body and x->head).  NULL on
  * -ENOMEM. */
 sq_fetch_response *sq__response_build(sq__xfer *x);

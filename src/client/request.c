@@ -2,6 +2,7 @@
  * callbacks, and libcurl's result codes as squall errors. */
 #define _GNU_SOURCE
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -63,6 +64,7 @@ int sq__xfer_setup(sq__xfer *x, const char *url, const sq_fetch_request *req,
     if (req) {
         x->producer = req->body_producer;
         x->producer_arg = req->body_producer_arg;
+        x->rewind = req->body_rewind;
         x->streaming = req->streaming_callback;
         x->streaming_arg = req->streaming_arg;
         x->header_cb = req->header_callback;
@@ -92,6 +94,8 @@ int sq__xfer_setup(sq__xfer *x, const char *url, const sq_fetch_request *req,
         SET(CURLOPT_POST, 1L);
         SET(CURLOPT_READFUNCTION, sq__xfer_on_read);
         SET(CURLOPT_READDATA, x);
+        SET(CURLOPT_SEEKFUNCTION, sq__xfer_on_seek);
+        SET(CURLOPT_SEEKDATA, x);
         /* Unknown length: HTTP/1.1 chunked. */
         SET(CURLOPT_POSTFIELDSIZE_LARGE, body_len ? (curl_off_t)body_len : (curl_off_t)-1);
     } else if (body) {
@@ -229,6 +233,18 @@ size_t sq__xfer_on_read(char *p, size_t size, size_t n, void *arg)
     return (size_t)r > size * n ? size * n : (size_t)r;
 }
 
+int sq__xfer_on_seek(void *arg, curl_off_t offset, int origin)
+{
+    sq__xfer *x = arg;
+    if (offset != 0 || origin != SEEK_SET || !x->rewind) return CURL_SEEKFUNC_CANTSEEK;
+    int r = x->rewind(x->producer_arg);
+    if (r < 0) {
+        x->abort_err = r;
+        return CURL_SEEKFUNC_FAIL;
+    }
+    return CURL_SEEKFUNC_OK;
+}
+
 /* --- errors ----------------------------------------------------------------------------------- */
 
 static int os_error(sq__xfer *x, int fallback)
@@ -293,6 +309,8 @@ int sq__xfer_error(sq__xfer *x, CURLcode rc)
         return -ENOMEM;
     case CURLE_FILESIZE_EXCEEDED:
         return -E2BIG;
+    case CURLE_SEND_FAIL_REWIND: /* a streamed body to send again, and no body_rewind */
+        return -ESPIPE;
     case CURLE_WEIRD_SERVER_REPLY: /* not HTTP, or a malformed status line or header */
     case CURLE_BAD_CONTENT_ENCODING:
     case CURLE_HTTP2:

@@ -201,6 +201,33 @@ static void teardown_pass(sq_loop *loop)
     sq__coro_run_ready(loop);
 }
 
+struct sq__at_free {
+    struct sq__at_free *next;
+    void (*fn)(void *);
+    void *arg;
+};
+
+int sq__loop_at_free(sq_loop *loop, void (*fn)(void *), void *arg)
+{
+    struct sq__at_free *h = malloc(sizeof *h);
+    if (!h) return -ENOMEM;
+    *h = (struct sq__at_free){loop->at_free, fn, arg};
+    loop->at_free = h;
+    return 0;
+}
+
+void sq__loop_at_free_cancel(sq_loop *loop, void (*fn)(void *), void *arg)
+{
+    for (struct sq__at_free **p = &loop->at_free; *p; p = &(*p)->next) {
+        if ((*p)->fn == fn && (*p)->arg == arg) {
+            struct sq__at_free *h = *p;
+            *p = h->next;
+            free(h);
+            return;
+        }
+    }
+}
+
 void sq_loop_free(sq_loop *loop)
 {
     if (!loop) return;
@@ -209,6 +236,14 @@ void sq_loop_free(sq_loop *loop)
         sq_log(SQ_LOG_ERROR, "sq_loop_free: the loop is running (stop it and free it after "
                              "sq_loop_run returns); not freed");
         return;
+    }
+    /* What belongs to the loop in the layers above (its default HTTP client) goes first: its
+     * pending work resolves through the queue drained below. */
+    while (loop->at_free) {
+        struct sq__at_free *h = loop->at_free;
+        loop->at_free = h->next;
+        h->fn(h->arg);
+        free(h);
     }
     /* Run what is still queued so that nothing handed to the loop is silently lost (bounded:
      * a callback that re-queues itself forever must not hang the free). */

@@ -7,6 +7,9 @@
 #include "nginx_util.h"
 #include "testutil.h"
 
+/* src/client/client_internal.h: a test's way to make a socket registration fail */
+void sq__client_set_io_start(int (*fn)(sq_loop *, sq_io *, unsigned));
+
 #include <dirent.h>
 #include <string.h>
 #include <zlib.h>
@@ -48,6 +51,13 @@ static void echo_any(sq_handler *h)
     }
     sq_str b = sq_get_body(h);
     sq_write_bytes(h, b.ptr, b.len);
+}
+
+/* 307: the same method and body, sent again to /upload. */
+static void r307_post(sq_handler *h)
+{
+    sq_set_header(h, "Location", sq_get_query_argument(h, "to", "/upload"));
+    sq_set_status(h, atoi(sq_get_query_argument(h, "code", "307")), NULL);
 }
 
 static void slow_get(sq_handler *h)
@@ -138,6 +148,7 @@ static const sq_route routes[] = {
                          .delete_ = echo_any},
      NULL, NULL},
     {"/slow", &(sq_handler_class){.get = slow_get}, NULL, NULL},
+    {"/r307", &(sq_handler_class){.post = r307_post}, NULL, NULL},
     {"/redirect/([0-9]+)", &(sq_handler_class){.get = redirect_get}, NULL, NULL},
     {"/gzip", &(sq_handler_class){.get = gzip_get}, NULL, NULL},
     {"/upload",
@@ -395,6 +406,14 @@ static ssize_t produce(char *buf, size_t len, void *arg)
     return (ssize_t)n;
 }
 
+static int rewind_producer(void *arg)
+{
+    producer *p = arg;
+    p->sent = 0;
+    p->sum = 0;
+    return 0;
+}
+
 static ssize_t produce_fail(char *buf, size_t len, void *arg)
 {
     producer *p = arg;
@@ -445,6 +464,25 @@ static void *stream_coro(void *arg)
         snprintf(expect, sizeof expect, "%zu %llu", p.total, (unsigned long long)p.sum);
         assert_string_equal(r->body, expect);
         assert_true(p.calls > 100);
+        sq_fetch_response_free(r);
+    }
+    /* A streamed upload meeting a 307/308 must send its body again: with body_rewind the
+     * producer starts over and the target gets the whole body; without, -ESPIPE. */
+    for (int code = 307; code <= 308; code++) {
+        char u[64];
+        snprintf(u, sizeof u, "/r307?code=%d", code);
+        producer p = {.total = 100000, .piece = 7000};
+        sq_fetch_request q = {.body_producer = produce, .body_producer_arg = &p};
+        assert_int_equal(fetch(url(u), &q, &r), -ESPIPE);
+        assert_null(r);
+        producer p2 = {.total = 100000, .piece = 7000};
+        sq_fetch_request q2 = {
+            .body_producer = produce, .body_producer_arg = &p2, .body_rewind = rewind_producer};
+        assert_int_equal(fetch(url(u), &q2, &r), 0);
+        assert_int_equal(r->code, 200);
+        char expect[64];
+        snprintf(expect, sizeof expect, "%zu %llu", p2.total, (unsigned long long)p2.sum);
+        assert_string_equal(r->body, expect);
         sq_fetch_response_free(r);
     }
     /* A producer's error aborts the fetch with it. */
@@ -669,6 +707,70 @@ static void *failure_coro(void *arg)
 static void test_failures(void **state)
 {
     run(failure_coro, 30);
+}
+
+/* A socket the loop cannot watch fails its fetch at once (not after its timeout), and the
+ * client goes on working. */
+static int failing_io_start(sq_loop *l, sq_io *io, unsigned events)
+{
+    return -ENOSPC; /* what epoll_ctl says past max_user_watches */
+}
+
+static void *registration_coro(void *arg)
+{
+    sq_http_client *c = sq_http_client_new(NULL, NULL);
+    sq_fetch_response *r = NULL;
+    sq__client_set_io_start(failing_io_start);
+    double t0 = sq_test_now();
+    int64_t st =
+        sq_await(sq_http_client_fetch(c, url("/hello"), &(sq_fetch_request){.request_timeout = 20}),
+                 (void **)&r);
+    double took = sq_test_now() - t0;
+    sq__client_set_io_start(NULL);
+    assert_int_equal(st, -ENOSPC);
+    assert_null(r);
+    assert_true(took < 2.0);
+    assert_int_equal(sq_await(sq_http_client_fetch(c, url("/hello"), NULL), (void **)&r), 0);
+    assert_string_equal(r->body, "Hello");
+    sq_fetch_response_free(r);
+    sq_http_client_free(c);
+    return NULL;
+}
+
+static void test_socket_registration_fails(void **state)
+{
+    run(registration_coro, 30);
+}
+
+/* The default client belongs to its loop: a loop freed with it still allocated (and a fetch
+ * still pending on it) frees it; LeakSanitizer checks at exit. */
+static void *default_client_coro(void *arg)
+{
+    int *p = arg;
+    char u[64];
+    snprintf(u, sizeof u, "http://127.0.0.1:%d/hello", *p);
+    sq_fetch_response *r = NULL;
+    assert_int_equal(sq_await(sq_fetch(u, NULL), (void **)&r), 0);
+    assert_string_equal(r->body, "Hello");
+    sq_fetch_response_free(r);
+    snprintf(u, sizeof u, "http://127.0.0.1:%d/slow?s=30", *p);
+    sq_future_release(sq_fetch(u, NULL)); /* still running when the loop goes */
+    return NULL;
+}
+
+static void test_default_client_freed_with_loop(void **state)
+{
+    sq_loop *l = sq_loop_new(NULL);
+    sq_loop *prev = sq_loop_current();
+    sq_loop_make_current(l);
+    sq_app *a = sq_app_new(routes, &(sq_app_settings){.no_access_log = true});
+    assert_int_equal(sq_app_listen(a, 0, "127.0.0.1"), 0);
+    int p = sq_http_server_port(sq_app_server(a));
+    sq_test_run_coro(l, default_client_coro, &p, 20);
+    for (int i = 0; i < 10; i++) sq_loop_run_once(l, false);
+    sq_app_free(a);
+    sq_loop_free(l); /* the default client and its pending fetch go with it */
+    sq_loop_make_current(prev);
 }
 
 /* --- reuse, queue, cancellation
@@ -1373,6 +1475,8 @@ int main(void)
         cmocka_unit_test(test_gzip),
         cmocka_unit_test(test_streaming),
         cmocka_unit_test(test_failures),
+        cmocka_unit_test(test_socket_registration_fails),
+        cmocka_unit_test(test_default_client_freed_with_loop),
         cmocka_unit_test(test_protocol),
         cmocka_unit_test(test_reuse),
         cmocka_unit_test(test_concurrent),
