@@ -141,10 +141,7 @@ void sq__buf_free(sq__buf *b);
  * sockets cannot pass MSG_NOSIGNAL, and a vanished peer must not kill the process. */
 void sq__ignore_sigpipe_once(void);
 
-/* Make the next close() of this socket reset the connection (SO_LINGER 0) instead of
- * queueing a FIN behind unsent data: for a peer dropped because it stopped reading, whose
- * kernel-side buffers would otherwise stay allocated until they drained (never). */
-void sq__reset_on_close(int fd);
+
 
 /* Listening sockets for host:port, shared by sq_tcp_listen and the HTTP server: host NULL
  * or "" gives one dual-stack IPv6 socket (IPv4 where IPv6 is unavailable; o->ipv6_only makes

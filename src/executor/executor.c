@@ -28,6 +28,8 @@ typedef struct job {
     void *result;
     int status;
     atomic_int state;
+    struct sq_executor *ex;
+    bool counted; /* still counted in ex->nqueued (under ex->lock) */
 } job;
 
 struct sq_executor {
@@ -62,8 +64,14 @@ static void job_cancel_hook(sq_future *f, void *arg)
 {
     job *j = arg;
     int expected = JOB_QUEUED;
-    /* If a worker already has it, it runs to the end; its result is then dropped. */
-    atomic_compare_exchange_strong(&j->state, &expected, JOB_CANCELLED);
+    /* If a worker already has it, it runs to the end; its result is then dropped.  A job
+     * cancelled in the queue no longer counts against max_queued (it will be skipped). */
+    pthread_mutex_lock(&j->ex->lock);
+    if (atomic_compare_exchange_strong(&j->state, &expected, JOB_CANCELLED) && j->counted) {
+        j->counted = false;
+        j->ex->nqueued--;
+    }
+    pthread_mutex_unlock(&j->ex->lock);
 }
 
 /* --- the worker side ---------------------------------------------------------------------- */
@@ -81,7 +89,8 @@ static void *worker_main(void *arg)
         }
         ex->head = j->next;
         if (!ex->head) ex->tail = NULL;
-        ex->nqueued--;
+        if (j->counted) ex->nqueued--;
+        j->counted = false;
         pthread_mutex_unlock(&ex->lock);
 
         int expected = JOB_QUEUED;
@@ -179,6 +188,8 @@ sq_future *sq_executor_submit(sq_executor *ex, sq_loop *loop, sq_job_fn fn, void
         return NULL;
     }
     j->next = NULL;
+    j->ex = ex;
+    j->counted = false;
     j->loop = sq_future_loop(f);
     j->fut = sq_future_retain(f);
     j->fn = fn;
@@ -193,6 +204,7 @@ sq_future *sq_executor_submit(sq_executor *ex, sq_loop *loop, sq_job_fn fn, void
     bool full = !closed && ex->max_queued && ex->nqueued >= ex->max_queued;
     if (!closed && !full) {
         ex->nqueued++;
+        j->counted = true;
         if (ex->tail) {
             ex->tail->next = j;
         } else {

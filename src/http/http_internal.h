@@ -10,6 +10,7 @@
 
 #include "../internal.h"
 #include "squall/http.h"
+#include "../transport/transport.h"
 
 #define SQ__HTTP_MAX_LISTENERS 8
 #define SQ__HTTP_DISCARD_LIMIT (1u << 20)   /* unread body bytes drained for keep-alive */
@@ -31,10 +32,10 @@ struct sq_http_server {
     int ntcp;
     int nls; /* listening sockets in all of them (at most SQ__HTTP_MAX_LISTENERS) */
     int port;
-    bool accept_paused;  /* max_connections reached */
-    bool closing;        /* shutting down: no new connections, no keep-alive */
-    size_t nconns;       /* open connections */
-    sq_http_conn *conns; /* every connection not yet freed, doubly linked */
+    bool accept_paused;          /* max_connections reached */
+    bool closing;                /* shutting down: no new connections, no keep-alive */
+    size_t nconns;               /* open connections */
+    sq_http_conn *conns;         /* every connection not yet freed, doubly linked */
     sq__http_upgraded *upgraded; /* upgraded connections (WebSockets), doubly linked */
     size_t server_name_len;
     /* the Date header, formatted once a second */
@@ -103,6 +104,7 @@ typedef struct sq__http_req {
     bool has_body, body_done;
     bool want_whole;  /* sq_http_read_body waiting: the buffer may grow to the body */
     bool body_logged; /* the access log told why the body read failed */
+    double body_t0;   /* loop time of the first wait for body bytes (body_min_rate) */
     int body_error;   /* -EINVAL malformed chunked, -E2BIG too large, SQ_ECLOSED */
 } sq__http_req;
 
@@ -123,9 +125,11 @@ struct sq_http_conn {
     sq_coro *coro;   /* the coroutine running this connection's handlers */
     sq_coro *waiter; /* suspended in a body read or a flush, woken by the IO callback */
     sq__http_req *req;
-    uint32_t parsed;     /* bytes of rbuf + rpos the parser already saw (a hint: may be less) */
-    int error;           /* the error that closed the connection */
-    unsigned char tkind; /* what the timer measures */
+    sq__tp *tp;                /* the transport: NULL for a plain socket */
+    uint16_t parsed;           /* bytes of rbuf + rpos the parser already saw (a hint: may be less);
+                                  while lingering, the KiB drained */
+    int16_t error;             /* the error that closed the connection (errno or a squall code) */
+    unsigned char tkind;       /* what the timer measures */
     unsigned char peer_family; /* AF_INET, AF_INET6 (peer_addr) or AF_UNIX */
     bool waiter_writes : 1;    /* the waiter is a flush waiting for the output to drain */
     bool sendfile_wait : 1;    /* the waiter is sq_http_sendfile waiting for SQ_WRITE */
@@ -134,9 +138,10 @@ struct sq_http_conn {
     bool peer_eof : 1;
     bool in_batch : 1; /* inside the IO callback's resume: it writes the output after */
     bool discarding : 1;
-    bool in_io : 1;     /* inside a callback of ours (defer freeing) */
-    bool lingering : 1; /* response sent, write side shut: draining input before close */
-    bool rpaused : 1;   /* output above write_high_water: no new request is read or parsed */
+    bool in_io : 1;       /* inside a callback of ours (defer freeing) */
+    bool lingering : 1;   /* response sent, write side shut: draining input before close */
+    bool rpaused : 1;     /* output above write_high_water: no new request is read or parsed */
+    bool abort_close : 1; /* close with a reset (the client stopped reading) */
     unsigned char peer_addr[16]; /* the peer's address (4 bytes for IPv4), formatted per request */
 };
 

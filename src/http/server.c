@@ -19,7 +19,6 @@
 #include <strings.h>
 #include <signal.h>
 #include <stdatomic.h>
-#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -175,13 +174,14 @@ void sq__http_conn_close(sq_http_conn *c, int err)
 {
     if (c->closed) return;
     c->closed = true;
-    c->error = err ? err : SQ_ECLOSED;
+    c->error = (int16_t)(err ? err : SQ_ECLOSED);
     sq_http_server *srv = c->srv;
     if (srv) {
         sq_io_stop(srv->loop, &c->io);
         srv->nconns--; /* before close(): a peer seeing EOF sees the count down too */
     }
-    close(c->io.fd);
+    sq__tp_close(c->io.fd, c->tp, c->abort_close);
+    c->tp = NULL;
     c->tkind = T_NONE;
     sq_timer_stop(&c->timer);
     if (c->req && c->req->flush_call) {
@@ -252,7 +252,7 @@ void sq__http_conn_new(sq_http_server *srv, int fd, const struct sockaddr *peer)
 {
     sq_http_conn *c = calloc(1, sizeof *c);
     if (!c) {
-        close(fd);
+        sq__tp_close(fd, NULL, false);
         return;
     }
     c->srv = srv;
@@ -274,6 +274,7 @@ void sq__http_conn_new(sq_http_server *srv, int fd, const struct sockaddr *peer)
 /* --- output ----------------------------------------------------------------------------------- */
 
 static void update_io(sq_http_conn *c);
+static double body_wait_limit(sq_http_conn *c);
 
 void sq__http_conn_write(sq_http_conn *c)
 {
@@ -281,15 +282,14 @@ void sq__http_conn_write(sq_http_conn *c)
     bool progress = false;
     while (c->opos < c->out.len) {
         if (c->srv) c->srv->writes++;
-        ssize_t n = send(c->io.fd, c->out.ptr + c->opos, c->out.len - c->opos, MSG_NOSIGNAL);
+        ssize_t n = sq__tp_write(c->io.fd, c->tp, c->out.ptr + c->opos, c->out.len - c->opos, true);
         if (n > 0) {
             c->opos += (size_t)n;
             progress = true;
             continue;
         }
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-        sq__http_conn_close(c, n < 0 ? -errno : -EPIPE);
+        if (n == -EAGAIN) break;
+        sq__http_conn_close(c, n < 0 ? (int)n : -EPIPE);
         return;
     }
     if (c->opos == c->out.len) {
@@ -298,6 +298,16 @@ void sq__http_conn_write(sq_http_conn *c)
         if (c->tkind == T_WRITE) {
             c->tkind = T_NONE;
             sq_timer_stop(&c->timer);
+            /* the write deadline displaced a handler's wait for body bytes: its own deadline
+             * again (conn_after re-arms the others) */
+            if (c->waiter && !c->waiter_writes && c->srv) {
+                double w = body_wait_limit(c);
+                if (w == 0) {
+                    sq__http_conn_close(c, -ETIMEDOUT);
+                    return;
+                }
+                arm(c, T_BODY, w);
+            }
         }
     } else if (c->srv && (c->tkind != T_WRITE || progress)) {
         /* a client that stops reading is dropped after write_timeout without progress */
@@ -567,7 +577,7 @@ static int parse_next(sq_http_conn *c)
     }
     if (n == 0) {
         size_t seen = c->rlen - c->rpos;
-        c->parsed = seen > UINT32_MAX ? UINT32_MAX : (uint32_t)seen;
+        c->parsed = seen > UINT16_MAX ? UINT16_MAX : (uint16_t)seen;
         return 0;
     }
     c->parsed = 0;
@@ -615,6 +625,7 @@ static int parse_next(sq_http_conn *c)
     r->body_total = 0;
     r->body_error = 0;
     r->body_logged = false;
+    r->body_t0 = 0;
     r->want_whole = false;
     if (h.chunked) {
         r->has_body = true;
@@ -773,6 +784,7 @@ static void update_io(sq_http_conn *c)
     if (c->closed) return;
     unsigned ev = 0;
     if (c->opos < c->out.len || c->sendfile_wait) ev |= SQ_WRITE;
+    ev |= sq__tp_want(c->tp); /* a TLS handshake in progress */
     if (!c->peer_eof) {
         bool body_wait = c->waiter && !c->waiter_writes;
         if (c->lingering) {
@@ -813,13 +825,19 @@ static void conn_after(sq_http_conn *c)
         if (c->closed) return;
         if (!moved) break; /* an incomplete head: wait for its bytes */
     }
+    if (c->peer_eof && !c->rpaused && !c->coro && !sq__http_req_active(c) && c->rlen > c->rpos &&
+        !c->close_after && !c->lingering) {
+        /* an incomplete head, and the client has finished sending: it will never complete */
+        c->rpos = c->rlen = 0;
+        c->close_after = true;
+    }
     if (c->close_after && !sq__http_req_active(c) && c->opos == c->out.len) {
         if (!c->lingering && !c->discarding) {
             sq__http_conn_close(c, 0);
             return;
         }
         if (c->tkind != T_LINGER) {
-            shutdown(c->io.fd, SHUT_WR);
+            sq__tp_shutdown(c->io.fd, c->tp);
             c->lingering = true;
             c->discarding = false;
             c->parsed = 0; /* counts the bytes drained from now on */
@@ -865,13 +883,13 @@ static void on_readable(sq_http_conn *c)
     for (int i = 0; i < 8 && !c->closed; i++) {
         size_t space = read_space(c);
         if (!space) break;
-        ssize_t n = read(c->io.fd, c->rbuf + c->rlen, space);
+        ssize_t n = sq__tp_read(c->io.fd, c->tp, c->rbuf + c->rlen, space);
         if (n > 0) {
             got = true;
             if (c->lingering) { /* draining before close: for 2 s and 4 MiB at most */
-                c->parsed = (size_t)n > LINGER_MAX_BYTES - c->parsed ? LINGER_MAX_BYTES
-                                                                     : c->parsed + (uint32_t)n;
-                if (c->parsed >= LINGER_MAX_BYTES) {
+                size_t kib = c->parsed + ((size_t)n + 1023) / 1024;
+                c->parsed = kib > UINT16_MAX ? UINT16_MAX : (uint16_t)kib;
+                if (kib >= LINGER_MAX_BYTES / 1024) {
                     sq__http_conn_close(c, 0);
                     return;
                 }
@@ -889,9 +907,8 @@ static void on_readable(sq_http_conn *c)
             c->peer_eof = true;
             break;
         }
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-        sq__http_conn_close(c, -errno);
+        if (n == -EAGAIN) break;
+        sq__http_conn_close(c, (int)n);
         return;
     }
     if (c->lingering) {
@@ -913,10 +930,14 @@ static void on_readable(sq_http_conn *c)
         }
         c->close_after = true;
     } else if (!c->coro) {
-        if (c->opos == c->out.len)
+        if (c->rlen > c->rpos && !c->discarding) {
+            /* requests read before the end of stream (pipelined, maybe paused by
+             * backpressure): conn_after answers them, then the connection closes */
+        } else if (c->opos == c->out.len) {
             sq__http_conn_close(c, 0);
-        else
+        } else {
             c->close_after = true;
+        }
     }
 }
 
@@ -974,7 +995,7 @@ static void conn_timeout(sq_loop *loop, sq_timer *t)
         if (c->waiter && !c->waiter_writes) sq__http_conn_close(c, -ETIMEDOUT);
         break;
     case T_WRITE:
-        sq__reset_on_close(c->io.fd); /* the kernel drops what the client never took */
+        c->abort_close = true; /* the kernel drops what the client never took */
         sq__http_conn_close(c, -ETIMEDOUT);
         break;
     case T_LINGER:
@@ -1017,8 +1038,11 @@ static double body_wait_limit(sq_http_conn *c)
     const sq_http_settings *s = &c->srv->s;
     double wait = s->body_timeout;
     if (s->body_timeout > 0 && s->body_min_rate > 0) {
-        double deadline = c->req->pub.start_time + s->body_timeout +
-                          (double)c->req->body_total / s->body_min_rate;
+        /* from the first wait for body bytes: the handler's own work before it reads, or the
+         * client's wait for 100 Continue, does not count against the client */
+        if (c->req->body_t0 == 0) c->req->body_t0 = sq_loop_time(c->srv->loop);
+        double deadline =
+            c->req->body_t0 + s->body_timeout + (double)c->req->body_total / s->body_min_rate;
         double left = deadline - sq_loop_time(c->srv->loop);
         if (left <= 0) return 0;
         if (left < wait) wait = left;
@@ -1108,6 +1132,7 @@ ssize_t sq_http_read_body(sq_http_request *req, const char **data)
         int e = wait_body(c);
         if (e < 0) {
             r->want_whole = false;
+            if (e == SQ_ENOTCORO) return e; /* the caller's mistake, not the client's */
             return body_fail(c, r, e);
         }
     }
@@ -1143,7 +1168,7 @@ ssize_t sq_http_read_body_chunk(sq_http_request *req, const char **data)
         if (r->body_done) return 0;
         if (r->body_end == c->rlen) c->rlen = r->body_off = r->body_end = r->hdr_end;
         int e = wait_body(c);
-        if (e < 0) return body_fail(c, r, e);
+        if (e < 0) return e == SQ_ENOTCORO ? e : body_fail(c, r, e);
     }
 }
 
@@ -1213,8 +1238,6 @@ int sq_http_sendfile(sq_http_request *req, int fd, off_t offset, size_t len)
     if (e < 0) return e;
     if (no_body || !len) return 0;
 
-    /* sendfile() has no MSG_NOSIGNAL: a vanished client must not kill the server. */
-    sq__ignore_sigpipe_once();
     off_t off = offset;
     size_t left = len;
     bool fallback = false, sent = false;
@@ -1236,17 +1259,15 @@ int sq_http_sendfile(sq_http_request *req, int fd, off_t offset, size_t len)
             if (e < 0) return e;
             continue;
         }
-        size_t want = left < 0x7ffff000u ? left : 0x7ffff000u;
         if (c->srv) c->srv->writes++;
-        ssize_t n = sendfile(c->io.fd, fd, &off, want);
+        ssize_t n = sq__tp_sendfile(c->io.fd, c->tp, fd, &off, left);
         if (n > 0) {
             left -= (size_t)n;
             sent = true;
             continue;
         }
         if (n == 0) return sendfile_fail(c, -EIO); /* the file is shorter than len */
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        if (n == -EAGAIN) {
             /* wait for the socket like a flush above the high-water mark; a client that
              * takes nothing for body_timeout is dropped (T_WRITE closes the connection) */
             sq_coro *self = sq_coro_self();
@@ -1260,11 +1281,11 @@ int sq_http_sendfile(sq_http_request *req, int fd, off_t offset, size_t len)
             if (c->waiter == self) c->waiter = NULL;
             continue;
         }
-        if ((errno == EINVAL || errno == ENOSYS) && !sent) {
+        if (n == -EOPNOTSUPP && !sent) { /* this file or this transport: copy it */
             fallback = true;
             continue;
         }
-        return sendfile_fail(c, -errno);
+        return sendfile_fail(c, (int)n);
     }
     if (c->tkind == T_WRITE) arm(c, T_NONE, 0);
     update_io(c);

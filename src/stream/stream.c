@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "transport/transport.h"
 
 enum { R_NONE, R_UNTIL, R_BYTES, R_CLOSE };
 
@@ -44,6 +45,7 @@ struct sq_stream {
     sq_loop *loop;
     int fd;
     sq_io io;
+    sq__tp *tp; /* the transport: NULL for a plain fd */
     bool is_socket;
     bool closed;
     bool close_cb_ran;
@@ -109,6 +111,7 @@ static int close_error(const sq_stream *s)
 static int set_interest(sq_stream *s, unsigned ev)
 {
     if (s->closed) return close_error(s);
+    ev |= sq__tp_want(s->tp); /* a TLS handshake in progress */
     if (ev == s->io.events) return 0;
     if (!ev) return sq_io_stop(s->loop, &s->io);
     return sq_io_start(s->loop, &s->io, ev);
@@ -225,7 +228,8 @@ static void do_close(sq_stream *s, int err, bool eof)
     enter(s);
     s->error = err;
     sq_io_stop(s->loop, &s->io);
-    close(s->fd);
+    sq__tp_close(s->fd, s->tp, false);
+    s->tp = NULL;
     s->closed = true;
     /* Unwritten bytes will never reach the kernel now. */
     s->wstart = s->wend = 0;
@@ -360,7 +364,7 @@ static void do_read(sq_stream *s)
             }
         }
         size_t space = s->rcap - s->rend;
-        ssize_t n = read(s->fd, s->rbuf + s->rend, space);
+        ssize_t n = sq__tp_read(s->fd, s->tp, s->rbuf + s->rend, space);
         if (n > 0) {
             s->rend += (size_t)n;
             s->last_read_full = (size_t)n == space;
@@ -374,9 +378,8 @@ static void do_read(sq_stream *s)
             do_close(s, 0, true);
             return;
         }
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-        do_close(s, -errno, false);
+        if (n == -EAGAIN) return;
+        do_close(s, (int)n, false);
         return;
     }
 }
@@ -536,13 +539,8 @@ ssize_t sq_stream_read_until_close(sq_stream *s, size_t max_bytes, const char **
 
 static ssize_t sys_write(sq_stream *s, const void *buf, size_t len)
 {
-    for (;;) {
-        ssize_t n = s->is_socket ? send(s->fd, buf, len, MSG_NOSIGNAL) : write(s->fd, buf, len);
-        if (n >= 0) return n;
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
-        return -errno;
-    }
+    ssize_t n = sq__tp_write(s->fd, s->tp, buf, len, s->is_socket);
+    return n == -EAGAIN ? 0 : n;
 }
 
 /* Resolve the write futures whose bytes have all reached the kernel. */

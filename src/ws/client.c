@@ -12,6 +12,7 @@
 
 #include "squall/coro.h"
 #include "squall/stream.h"
+#include "transport/transport.h"
 #include "ws/ws_internal.h"
 
 #define DEFAULT_CONNECT_TIMEOUT 20.0
@@ -283,18 +284,17 @@ static int send_all(connect_op *op, int fd, double deadline)
 {
     size_t off = 0;
     while (off < op->request_len) {
-        ssize_t n = send(fd, op->request + off, op->request_len - off, MSG_NOSIGNAL);
+        ssize_t n = sq__tp_write(fd, NULL, op->request + off, op->request_len - off, true);
         if (n > 0) {
             off += (size_t)n;
             continue;
         }
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        if (n == -EAGAIN) {
             int e = wait_fd(op->loop, fd, SQ_WRITE, deadline);
             if (e < 0) return e;
             continue;
         }
-        return n < 0 ? -errno : -EPIPE;
+        return n < 0 ? (int)n : -EPIPE;
     }
     return 0;
 }
@@ -311,7 +311,7 @@ static int handshake(connect_op *op, int fd, sq_ws **out)
             e = -ENOMEM;
             goto out;
         }
-        ssize_t n = recv(fd, in.ptr + in.len, in.cap - in.len, 0);
+        ssize_t n = sq__tp_read(fd, NULL, in.ptr + in.len, in.cap - in.len);
         if (n > 0) {
             size_t from = in.len > 3 ? in.len - 3 : 0;
             in.len += (size_t)n;
@@ -327,9 +327,8 @@ static int handshake(connect_op *op, int fd, sq_ws **out)
             e = -EPROTO; /* closed before answering */
             goto out;
         }
-        if (errno == EINTR) continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK) {
-            e = -errno;
+        if (n != -EAGAIN) {
+            e = (int)n;
             goto out;
         }
         e = wait_fd(op->loop, fd, SQ_READ, deadline);

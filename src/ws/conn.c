@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "squall/coro.h"
+#include "transport/transport.h"
 #include "ws/ws_internal.h"
 
 #define SCRATCH (64u * 1024)
@@ -73,6 +74,7 @@ struct sq_ws {
     ws_timers *tm;
     sq__ws_tx *tx;
     sq__http_upgraded up; /* server: tracked by the HTTP server (graceful shutdown) */
+    sq__tp *tp;           /* the transport: NULL for a plain socket */
     sq_handler *handler;
     void *data;
     char *subprotocol;
@@ -92,8 +94,11 @@ struct sq_ws {
     bool notified : 1;   /* on_close ran */
     bool free_req : 1;   /* client: sq_ws_free() was called; freed once nothing uses it */
     bool reading : 1;    /* client: a sq_ws_read_message() call is on a stack (maybe suspended) */
-    bool rpaused : 1;    /* more than high_water bytes pending: no frame is read */
-    uint8_t burst;       /* messages handled in this loop pass (MSGS_PER_PASS) */
+    bool rpaused : 1;
+    bool abort_close : 1;
+        /* close with a reset (the peer stopped reading) */ /* more than high_water bytes pending:
+                                                               no frame is read */
+    uint8_t burst; /* messages handled in this loop pass (MSGS_PER_PASS) */
     char remote_ip[46];
     _Alignas(max_align_t) unsigned char state[];
 };
@@ -173,7 +178,7 @@ static void ws_free(sq_ws *ws)
 
 void sq__ws_discard(sq_ws *ws, bool close_fd)
 {
-    if (close_fd) close(ws->io.fd);
+    if (close_fd) sq__tp_close(ws->io.fd, ws->tp, false);
     ws_free(ws);
 }
 
@@ -244,7 +249,8 @@ static void ws_drop(sq_ws *ws, int err)
     if (!ws->close_code) ws->close_code = SQ_WS_CLOSE_ABNORMAL;
     sq__http_upgraded_remove(&ws->up);
     sq_io_stop(ws->loop, &ws->io);
-    close(ws->io.fd);
+    sq__tp_close(ws->io.fd, ws->tp, ws->abort_close);
+    ws->tp = NULL;
     ws->io.fd = -1;
     timers_stop(ws);
     sq__buf_free(&ws->out);
@@ -306,6 +312,9 @@ static void ping_timer_cb(sq_loop *loop, sq_timer *t)
     bool was = ws->in_io;
     ws->in_io = true;
     double next = interval;
+    /* While our own backpressure keeps us from reading, the peer's pong may sit unread: not
+     * its fault.  Whether it takes our bytes at all is the write deadline's business. */
+    if (ws->rpaused) tm->last_rx = now;
     if (tm->ping_sent && tm->last_rx < tm->ping_sent) {
         if (now - tm->ping_sent >= to_ns) {
             sq_log(SQ_LOG_INFO, "websocket: no answer to a ping from %s for %.1f s: closing",
@@ -365,7 +374,7 @@ static void write_timer_cb(sq_loop *loop, sq_timer *t)
            ws->remote_ip[0] ? ws->remote_ip : "the peer", to);
     bool was = ws->in_io;
     ws->in_io = true;
-    sq__reset_on_close(ws->io.fd); /* the kernel drops what the peer never took */
+    ws->abort_close = true; /* the kernel drops what the peer never took */
     ws_drop(ws, -ETIMEDOUT);
     ws_leave(ws, was);
 }
@@ -415,6 +424,7 @@ static void ws_update_io(sq_ws *ws)
         (!ws->input_done && !ws->coro && !ws->msg_ready && !ws->delivered && !pend && !ws->rpaused))
         ev |= SQ_READ;
     if (ws->opos < ws->out.len) ev |= SQ_WRITE;
+    ev |= sq__tp_want(ws->tp); /* a TLS handshake in progress */
     if (ev == ws->io.events && ws->io.sq__registered) return;
     if (ev)
         sq_io_start(ws->loop, &ws->io, ev);
@@ -430,7 +440,7 @@ static void maybe_linger(sq_ws *ws)
     if (ws->closed || ws->lingering || !ws->input_done || !ws->close_sent) return;
     if (ws->opos < ws->out.len) return;
     ws->lingering = true;
-    shutdown(ws->io.fd, SHUT_WR);
+    sq__tp_shutdown(ws->io.fd, ws->tp);
     double t = close_timeout(ws);
     if (ws->close_rcvd && t > 2.0) t = 2.0;
     arm_close_timer(ws, t);
@@ -457,17 +467,16 @@ static void ws_flush(sq_ws *ws)
     bool progress = false;
     for (;;) {
         while (ws->opos < ws->out.len) {
-            ssize_t n =
-                send(ws->io.fd, ws->out.ptr + ws->opos, ws->out.len - ws->opos, MSG_NOSIGNAL);
+            ssize_t n = sq__tp_write(ws->io.fd, ws->tp, ws->out.ptr + ws->opos,
+                                     ws->out.len - ws->opos, true);
             if (n > 0) {
                 ws->opos += (size_t)n;
                 progress = true;
                 continue;
             }
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+            if (n == -EAGAIN) break;
             ws->in_flush = false;
-            ws_drop(ws, n < 0 ? -errno : -EPIPE);
+            ws_drop(ws, n < 0 ? (int)n : -EPIPE);
             return;
         }
         uint64_t done = ws->out_base + ws->opos;
@@ -493,8 +502,10 @@ static void ws_flush(sq_ws *ws)
         if (!resolved || ws->opos == ws->out.len) break;
     }
     ws->in_flush = false;
+    /* A server stops reading a peer it cannot write to; a client does not (it is the one
+     * waiting for answers: pausing both ends could deadlock them). */
     size_t pending = ws->out.len - ws->opos, hw = high_water(ws);
-    if (pending > hw)
+    if (pending > hw && ws->cls)
         ws->rpaused = true;
     else if (pending <= hw / 2)
         ws->rpaused = false;
@@ -552,7 +563,7 @@ int sq_ws_send(sq_ws *ws, const void *data, size_t len, bool binary)
     kick_flush(ws);
     if (ws->closed) return 0; /* sent what it could; the drop is reported elsewhere */
     if (sq_ws_pending(ws) > high_water(ws)) {
-        ws->rpaused = true; /* read no more until it drains (in_io may defer the flush) */
+        if (ws->cls) ws->rpaused = true; /* read no more until it drains (in_io may defer) */
         return 1;
     }
     return 0;
@@ -815,7 +826,7 @@ static void on_readable(sq_ws *ws)
         if (!ws->lingering && (ws->input_done || ws->coro || ws->msg_ready || ws->delivered ||
                                ws->pend || ws->rpaused))
             break;
-        ssize_t n = read(ws->io.fd, scratch, SCRATCH);
+        ssize_t n = sq__tp_read(ws->io.fd, ws->tp, scratch, SCRATCH);
         if (n > 0) {
             if (ws->tm) ws->tm->last_rx = sq_loop_now_ns(ws->loop);
             if (ws->lingering) continue; /* discarded */
@@ -827,8 +838,7 @@ static void on_readable(sq_ws *ws)
             ws_drop(ws, ws->lingering || ws->close_rcvd ? 0 : SQ_ECLOSED);
             return;
         }
-        if (errno == EINTR) continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK) ws_drop(ws, -errno);
+        if (n != -EAGAIN) ws_drop(ws, (int)n);
         return;
     }
 }

@@ -417,9 +417,10 @@ static void test_idle_memory(void **st)
             "idle WebSocket connection: sizeof(struct sq_ws) = %zu, RSS %.0f bytes each "
             "(%d connections)\n",
             sq__ws_sizeof(), per, n2);
-    /* 528: the backpressure flags, the coalesced pong and the HTTP server's shutdown registry
-     * (a graceful shutdown reaches every WebSocket) cost 16 bytes over the first 512 */
-    assert_true(sq__ws_sizeof() <= 528);
+    /* 544: the backpressure flags, the coalesced pong, the HTTP server's shutdown registry
+     * (a graceful shutdown reaches every WebSocket) and the transport pointer (TLS) cost 32
+     * bytes over the first 512; the target that matters is RSS per idle connection (1 KiB) */
+    assert_true(sq__ws_sizeof() <= 544);
 #ifndef SQ_SANITIZED
     /* the target is 1 KiB; ASan's redzones and quarantine (freed HTTP connections stay
      * resident) make the figure meaningless in sanitizer builds */
