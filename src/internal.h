@@ -52,6 +52,7 @@ struct sq_loop {
     bool nested_logged;          /* the refusal was logged (once per loop) */
     uint64_t fault_check_ns;     /* when the stack-overflow handler was last re-asserted */
     struct sq__at_free *at_free; /* sq__loop_at_free hooks, newest first */
+    bool freeing;                /* inside sq_loop_free: nothing new may attach to it */
 
     /* timers: binary min-heap keyed by (deadline, seq) */
     sq_timer **heap;
@@ -141,8 +142,6 @@ void sq__buf_free(sq__buf *b);
  * sockets cannot pass MSG_NOSIGNAL, and a vanished peer must not kill the process. */
 void sq__ignore_sigpipe_once(void);
 
-
-
 /* Listening sockets for host:port, shared by sq_tcp_listen and the HTTP server: host NULL
  * or "" gives one dual-stack IPv6 socket (IPv4 where IPv6 is unavailable; o->ipv6_only makes
  * it IPv6 only), a numeric address one socket (v6-only as o->ipv6_only says), a name one
@@ -183,7 +182,10 @@ struct sq__http_upgraded {
     const sq__http_upgraded_ops *ops;
 };
 /* Track u on the server of `req` (the request that was upgraded); removed again by
- * sq__http_upgraded_remove (idempotent), which may resolve a pending shutdown. */
+ * sq__http_upgraded_remove (idempotent), which may resolve a pending shutdown.  Called
+ * after sq__http_upgrade_begin (before sq_http_detach_connection, so that a shutdown does
+ * not resolve in between); u NULL: the upgrade failed. */
+void sq__http_upgrade_begin(struct sq_http_request *req);
 void sq__http_upgraded_add(struct sq_http_request *req, sq__http_upgraded *u,
                            const sq__http_upgraded_ops *ops);
 void sq__http_upgraded_remove(sq__http_upgraded *u);

@@ -447,6 +447,10 @@ sq_http_client *sq_http_client_default(sq_loop *loop)
     if (!loop) loop = sq_loop_default();
     sq_http_client *d = default_for(loop);
     if (d) return d;
+    if (loop->freeing) { /* no new default client for a loop being freed: it would outlive it */
+        errno = ESHUTDOWN;
+        return NULL;
+    }
     sq_http_client *c = sq_http_client_new(loop, NULL);
     if (!c) return NULL;
     if (sq__loop_at_free(loop, default_client_free, c) < 0) { /* freed with its loop */

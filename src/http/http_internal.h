@@ -37,6 +37,8 @@ struct sq_http_server {
     size_t nconns;               /* open connections */
     sq_http_conn *conns;         /* every connection not yet freed, doubly linked */
     sq__http_upgraded *upgraded; /* upgraded connections (WebSockets), doubly linked */
+    sq__http_upgraded *asked;    /* those a graceful shutdown asked to close */
+    size_t upgrading;            /* detached for an upgrade, not yet registered */
     size_t server_name_len;
     /* the Date header, formatted once a second */
     int64_t date_sec;

@@ -132,18 +132,34 @@ static void close_all(sq_http_server *srv, bool idle_only)
 
 /* --- upgraded connections ---------------------------------------------------------------- */
 
+void sq__http_upgrade_begin(sq_http_request *req)
+{
+    if (req->server) req->server->upgrading++;
+}
+
 void sq__http_upgraded_add(sq_http_request *req, sq__http_upgraded *u,
                            const sq__http_upgraded_ops *ops)
 {
     sq_http_server *srv = req->server;
+    if (srv && srv->upgrading) srv->upgrading--; /* counted since sq_http_detach_connection */
+    if (!u) {                                    /* the upgrade failed after the detach */
+        if (srv) sq__http_shutdown_check(srv);
+        return;
+    }
     u->ops = ops;
     u->prev = NULL;
     u->srv = srv;
     if (!srv) return;
+    if (srv->closing && ops->shutdown) { /* upgraded while shutting down: asked at once */
+        u->next = srv->asked;
+        if (srv->asked) srv->asked->prev = u;
+        srv->asked = u;
+        ops->shutdown(u);
+        return;
+    }
     u->next = srv->upgraded;
     if (srv->upgraded) srv->upgraded->prev = u;
     srv->upgraded = u;
-    if (srv->closing && ops->shutdown) ops->shutdown(u); /* upgraded while shutting down */
 }
 
 void sq__http_upgraded_remove(sq__http_upgraded *u)
@@ -152,22 +168,41 @@ void sq__http_upgraded_remove(sq__http_upgraded *u)
     if (!srv) return;
     if (u->prev)
         u->prev->next = u->next;
-    else
+    else if (srv->upgraded == u)
         srv->upgraded = u->next;
+    else if (srv->asked == u)
+        srv->asked = u->next;
     if (u->next) u->next->prev = u->prev;
     u->prev = u->next = NULL;
     u->srv = NULL;
     sq__http_shutdown_check(srv);
 }
 
-/* Ask (graceful) or force (abort) every upgraded connection to close.  The callbacks may
- * remove their own entry (and only it): the next one is taken first. */
-static void upgraded_each(sq_http_server *srv, bool abort)
+/* Graceful: each connection moves to the `asked` list, then is asked to close; the callback
+ * may remove any entry (its own or others, through user code), so the next one is always
+ * taken afresh from the head. */
+static void upgraded_shutdown(sq_http_server *srv)
 {
-    for (sq__http_upgraded *u = srv->upgraded, *next; u; u = next) {
-        next = u->next;
-        void (*fn)(sq__http_upgraded *) = abort ? u->ops->abort : u->ops->shutdown;
-        if (fn) fn(u);
+    sq__http_upgraded *u;
+    while ((u = srv->upgraded)) {
+        srv->upgraded = u->next;
+        if (u->next) u->next->prev = NULL;
+        u->next = srv->asked;
+        u->prev = NULL;
+        if (srv->asked) srv->asked->prev = u;
+        srv->asked = u;
+        if (u->ops->shutdown) u->ops->shutdown(u);
+    }
+}
+
+/* Forced: drop every one, the head each time (an abort removes its own entry; one that did
+ * not is unlinked here, so this ends). */
+static void upgraded_abort(sq_http_server *srv)
+{
+    sq__http_upgraded *u;
+    while ((u = srv->upgraded ? srv->upgraded : srv->asked)) {
+        if (u->ops->abort) u->ops->abort(u);
+        if (u == srv->upgraded || u == srv->asked) sq__http_upgraded_remove(u);
     }
 }
 
@@ -175,7 +210,7 @@ static void shutdown_deadline(sq_loop *loop, sq_timer *t)
 {
     sq_http_server *srv = t->data;
     close_all(srv, false);
-    upgraded_each(srv, true);
+    upgraded_abort(srv);
 }
 
 sq_future *sq_http_server_shutdown(sq_http_server *srv, double deadline)
@@ -193,7 +228,7 @@ sq_future *sq_http_server_shutdown(sq_http_server *srv, double deadline)
     srv->shutdown_fut = sq_future_retain(f);
     srv->shutdown_timer.cb = shutdown_deadline;
     close_all(srv, true);
-    upgraded_each(srv, false); /* WebSockets: close 1001, answered within the deadline */
+    upgraded_shutdown(srv); /* WebSockets: close 1001, answered within the deadline */
     sq__http_shutdown_check(srv);
     if (srv->shutdown_fut) sq_timer_start(&srv->shutdown_timer, deadline > 0 ? deadline : 0, 0);
     return f;
@@ -205,14 +240,7 @@ void sq_http_server_free(sq_http_server *srv)
     srv->closing = true;
     close_listeners(srv);
     close_all(srv, false);
-    upgraded_each(srv, true);
-    /* whatever an abort could not remove at once forgets the server */
-    for (sq__http_upgraded *u = srv->upgraded, *next; u; u = next) {
-        next = u->next;
-        u->prev = u->next = NULL;
-        u->srv = NULL;
-    }
-    srv->upgraded = NULL;
+    upgraded_abort(srv);
     /* Connections whose handlers are still suspended live on until those return. */
     for (sq_http_conn *c = srv->conns, *next; c; c = next) {
         next = c->next;

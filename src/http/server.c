@@ -83,7 +83,7 @@ bool sq__http_req_active(const sq_http_conn *c)
 
 void sq__http_shutdown_check(sq_http_server *srv)
 {
-    if (srv->shutdown_fut && srv->nconns == 0 && !srv->upgraded) {
+    if (srv->shutdown_fut && srv->nconns == 0 && !srv->upgraded && !srv->asked && !srv->upgrading) {
         sq_future *f = srv->shutdown_fut;
         srv->shutdown_fut = NULL;
         sq_timer_stop(&srv->shutdown_timer);
@@ -313,6 +313,8 @@ void sq__http_conn_write(sq_http_conn *c)
         /* a client that stops reading is dropped after write_timeout without progress */
         arm(c, T_WRITE, c->srv->s.write_timeout);
     }
+    if (progress && c->tkind == T_IDLE && c->srv && sq__http_req_active(c) && c->req->detached)
+        arm(c, T_IDLE, c->srv->s.idle_timeout); /* a detached response still flowing */
     size_t hw = c->srv ? c->srv->s.write_high_water : SQ_HTTP_DEFAULT_WRITE_HIGH_WATER;
     if (out_pending(c) > hw)
         c->rpaused = true;
@@ -649,8 +651,11 @@ bool sq__http_want_close(sq_http_conn *c, sq__http_req *r)
 {
     sq_http_server *srv = c->srv;
     if (c->close_after) return true;
-    bool close = !r->pub.keep_alive || !srv || srv->s.no_keep_alive || srv->closing ||
-                 c->peer_eof || (r->rflags & RESP_CONN_CLOSE) || r->body_error;
+    /* the client finished sending: this is its last answer, unless more requests it sent
+     * before its end of stream are still waiting in the buffer */
+    bool last = c->peer_eof && !(r->body_done && c->rlen > r->body_end);
+    bool close = !r->pub.keep_alive || !srv || srv->s.no_keep_alive || srv->closing || last ||
+                 (r->rflags & RESP_CONN_CLOSE) || r->body_error;
     if (!close && r->has_body && !r->body_done) {
         /* The rest of the body must be read past before the next request. */
         if (r->expect_continue && !r->continue_sent)
@@ -722,8 +727,9 @@ static void *conn_task(void *arg)
         /* detached: sq_http_finish() completes it, also on a closed connection (the
          * request object must outlive the handler until then) */
         if (r->detached && !(r->rflags & RESP_FINISHED)) {
-            /* finished later by someone else; if never, the idle timeout ends it */
-            arm(c, T_IDLE, c->srv->s.idle_timeout);
+            /* finished later by someone else; if never, the idle timeout ends it (pushed
+             * back by every write that makes progress: a stream that still flows lives) */
+            if (!c->closed && c->srv) arm(c, T_IDLE, c->srv->s.idle_timeout);
             break;
         }
         request_complete(c);
@@ -844,7 +850,8 @@ static void conn_after(sq_http_conn *c)
             arm(c, T_LINGER, LINGER_SECONDS);
         }
     } else if (!sq__http_req_active(c) && !c->close_after) {
-        if (c->rlen > c->rpos || c->discarding) {
+        /* (not while a coroutine that yielded goes on with the pipeline: it is no slow head) */
+        if ((c->rlen > c->rpos && !c->coro) || c->discarding) {
             if (c->tkind != T_HEADER) arm(c, T_HEADER, srv->s.header_timeout);
         } else if (c->opos == c->out.len) {
             arm(c, T_IDLE, srv->s.idle_timeout);

@@ -209,6 +209,7 @@ struct sq__at_free {
 
 int sq__loop_at_free(sq_loop *loop, void (*fn)(void *), void *arg)
 {
+    if (loop->freeing) return -ESHUTDOWN;
     struct sq__at_free *h = malloc(sizeof *h);
     if (!h) return -ENOMEM;
     *h = (struct sq__at_free){loop->at_free, fn, arg};
@@ -238,7 +239,9 @@ void sq_loop_free(sq_loop *loop)
         return;
     }
     /* What belongs to the loop in the layers above (its default HTTP client) goes first: its
-     * pending work resolves through the queue drained below. */
+     * pending work resolves through the queue drained below.  From here on nothing new may
+     * attach itself (sq__loop_at_free refuses), so this ends. */
+    loop->freeing = true;
     while (loop->at_free) {
         struct sq__at_free *h = loop->at_free;
         loop->at_free = h->next;

@@ -316,11 +316,13 @@ static sq_tcp_server *server_new(sq_loop *loop, const char *host, int port, cons
     if (!loop) loop = sq_loop_default();
     if (port < 0 || port > 65535 || nfds_in > MAX_LISTENERS ||
         (!handler && !(opts && opts->on_accept))) {
+        for (int i = 0; fds_in && i < nfds_in; i++) close(fds_in[i]);
         if (err) *err = -EINVAL;
         return NULL;
     }
     sq_tcp_server *srv = calloc(1, sizeof *srv);
     if (!srv) {
+        for (int i = 0; fds_in && i < nfds_in; i++) close(fds_in[i]);
         if (err) *err = -ENOMEM;
         return NULL;
     }

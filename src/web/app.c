@@ -1188,6 +1188,7 @@ static const char *resolve_location(sq_handler *h, const char *url)
     }
     memcpy(d + n, url, ul);
     n += ul;
+    d[n] = 0;
     size_t pe = strcspn(d, "?#");
     size_t np = remove_dot_segments(d, pe);
     memmove(d + np, d + pe, n - pe);

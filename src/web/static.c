@@ -175,7 +175,7 @@ static int open_beneath(const char *root, const char *rel, int *err)
     struct open_how how = {.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
                            .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS};
     int fd = (int)syscall(SYS_openat2, dfd, rel, &how, sizeof how);
-    if (fd < 0 && errno == ENOSYS) {
+    if (fd < 0 && (errno == ENOSYS || errno == EPERM)) { /* no openat2 (or a seccomp filter) */
         /* the component walk */
         char part[NAME_MAX + 1];
         const char *p = rel;
@@ -242,20 +242,16 @@ static void static_get(sq_handler *h)
     memcpy(full, real_root, root_len);
     full[root_len] = '/';
     memcpy(full + root_len + 1, rel, rel_len + 1);
-    char *real = strdup(full); /* for the content type (by extension) */
-    if (!real) {
-        sq_handler_fail(h, 500, "static: out of memory");
-        return;
-    }
+    const char *real = full; /* for the content type (by extension) */
     int open_err = 0;
     int fd = rel_len ? open_beneath(real_root, rel, &open_err) : (open_err = EISDIR, -1);
     bool inside = fd >= 0 || (open_err != EXDEV && open_err != ELOOP);
+    bool missing = open_err == ENOENT || open_err == ENOTDIR || open_err == ENAMETOOLONG;
     struct stat st;
     if (!inside || fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
         /* outside the root, a directory, a device …: forbidden; vanished: not found */
-        int status = inside && fd < 0 && open_err == ENOENT ? 404 : 403;
+        int status = inside && fd < 0 && missing ? 404 : 403;
         if (fd >= 0) close(fd);
-        free(real);
         sq_send_error(h, status, "not a file below the static root");
         return;
     }
@@ -280,7 +276,6 @@ static void static_get(sq_handler *h)
     }
     if (not_modified) {
         close(fd);
-        free(real);
         sq_set_status(h, 304, NULL);
         return;
     }
@@ -302,7 +297,6 @@ static void static_get(sq_handler *h)
             char cr[64];
             snprintf(cr, sizeof cr, "bytes */%" PRIu64, size);
             close(fd);
-            free(real);
             sq_set_status(h, 416, NULL);
             sq_set_header(h, "Content-Range", cr);
             sq_set_header(h, "Content-Type", "text/plain; charset=UTF-8");
@@ -317,7 +311,6 @@ static void static_get(sq_handler *h)
         }
     }
     sq_set_header(h, "Content-Type", content_type(real));
-    free(real);
     uint64_t len = size ? end - start + 1 : 0;
     (void)partial;
 

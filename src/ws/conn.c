@@ -96,8 +96,8 @@ struct sq_ws {
     bool reading : 1;    /* client: a sq_ws_read_message() call is on a stack (maybe suspended) */
     bool rpaused : 1;
     bool abort_close : 1;
-        /* close with a reset (the peer stopped reading) */ /* more than high_water bytes pending:
-                                                               no frame is read */
+    /* close with a reset (the peer stopped reading) */ /* more than high_water bytes pending:
+                                                           no frame is read */
     uint8_t burst; /* messages handled in this loop pass (MSGS_PER_PASS) */
     char remote_ip[46];
     _Alignas(max_align_t) unsigned char state[];

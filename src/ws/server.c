@@ -175,8 +175,11 @@ static void ws_get(sq_handler *h)
     int fd;
     char *extra;
     size_t extra_len;
+    /* counted as an upgrade in flight until registered (a graceful shutdown waits for it) */
+    sq__http_upgrade_begin(req);
     int e = sq_http_detach_connection(req, &fd, &extra, &extra_len);
     if (e < 0) {
+        sq__http_upgraded_add(req, NULL, NULL);
         free(proto);
         if (e != -ENOMEM) return; /* the client left: nothing to answer */
         /* the 101 was not sent (detach closes the connection when it was): answer 500 */
@@ -190,6 +193,7 @@ static void ws_get(sq_handler *h)
     if (!ws || (deflate && sq__ws_set_deflate(ws, &pmd) < 0) ||
         sq__ws_set_initial(ws, extra, extra_len) < 0) {
         sq_log(SQ_LOG_ERROR, "websocket: out of memory for a connection");
+        sq__http_upgraded_add(req, NULL, NULL);
         free(extra);
         free(proto);
         if (ws)

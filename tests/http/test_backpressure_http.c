@@ -175,12 +175,90 @@ static void test_truncated_body_not_answered(void **state)
     assert_null(strstr(logged, "200 POST"));
 }
 
+/* --- a body wait displaced by the write deadline keeps its own deadline --------------------- */
+
+static int streamed_result;
+
+static void stream_then_read(sq_http_request *req, void *arg)
+{
+    static char block[256 * 1024];
+    memset(block, 's', sizeof block);
+    sq_http_write(req, block, sizeof block); /* more than the socket takes at once */
+    sq_http_flush(req);
+    const char *d;
+    ssize_t n;
+    while ((n = sq_http_read_body_chunk(req, &d)) > 0) {
+    }
+    streamed_result = (int)n;
+}
+
+static void stall_after_output_client(harness *h)
+{
+    cl c;
+    CHECK(h, cl_open(&c, h->port) == 0);
+    CHECK(h, cl_sends(&c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n0123456789") ==
+                 0);
+    /* take all the output, then send nothing more: the body deadline must still hold */
+    double t0 = sq_test_now();
+    char b[65536];
+    ssize_t n;
+    while ((n = recv(c.fd, b, sizeof b, 0)) > 0) {
+    }
+    double took = sq_test_now() - t0;
+    CHECK(h, n == 0);
+    CHECK(h, took < 5.0);
+    cl_close(&c);
+}
+
+static void test_body_deadline_after_write_deadline(void **state)
+{
+    streamed_result = 1;
+    sq_http_settings s = {.body_timeout = 1.0};
+    run_with_client(&s, stream_then_read, NULL, stall_after_output_client, NULL, 30);
+    assert_int_equal(streamed_result, -ETIMEDOUT);
+}
+
+/* --- requests read before a half-close are answered ------------------------------------------ */
+
+static void halfclose_client(harness *h)
+{
+    cl c;
+    CHECK(h, cl_open(&c, h->port) == 0);
+    /* 1,000 pipelined requests for 16 KiB answers (16 MB: more than the kernel buffers, so
+     * the server pauses with requests still in its buffer), then the end of our stream:
+     * every answer must still come, and then the close */
+    for (int i = 0; i < 1000; i++)
+        CHECK(h, cl_sends(&c, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
+    shutdown(c.fd, SHUT_WR);
+    usleep(300 * 1000);
+    int ok = 0;
+    for (int i = 0; i < 1000; i++) {
+        resp r;
+        if (cl_response(&c, &r, false) < 0) break;
+        if (r.status == 200 && r.body_len == 16 * 1024) ok++;
+        resp_free(&r);
+    }
+    if (ok != 1000) fprintf(stderr, "half-close: %d of 1000 answers, %d handled\n", ok, handled);
+    CHECK(h, ok == 1000);
+    char b[64];
+    CHECK(h, recv(c.fd, b, sizeof b, 0) == 0);
+    cl_close(&c);
+}
+
+static void test_half_close_answers_buffered_requests(void **state)
+{
+    handled = 0;
+    run_with_client(NULL, big_handler, NULL, halfclose_client, NULL, 60);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pipeline_stops_while_unread),
         cmocka_unit_test(test_slow_body_min_rate),
         cmocka_unit_test(test_truncated_body_not_answered),
+        cmocka_unit_test(test_body_deadline_after_write_deadline),
+        cmocka_unit_test(test_half_close_answers_buffered_requests),
     };
     (void)run_cmd;
     (void)cl_eof;
