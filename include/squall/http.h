@@ -67,7 +67,8 @@ typedef struct sq_http_settings {
     bool gzip;               /* gzip text-like bodies >= 1 KiB when the client accepts it
                                 (not responses sent in pieces with sq_http_flush) */
     bool no_keep_alive;      /* close every connection after one response */
-    const char *server_name; /* Server header; NULL: "squall", "": no Server header */
+    const char *server_name; /* Server header; NULL: "squall", "": no Server header; any
+                                length; CR or LF: sq_http_server_new fails with EINVAL */
     bool reuseport;          /* SO_REUSEPORT on listening sockets (sq_fork_processes) */
     bool access_log;         /* one line per request through sq_log (see squall/web.h) */
 } sq_http_settings;

@@ -101,8 +101,12 @@ sq_http_server *sq_http_server_new(sq_loop *loop, const sq_http_settings *settin
     if (!s->write_high_water) s->write_high_water = SQ_HTTP_DEFAULT_WRITE_HIGH_WATER;
     if (!s->server_name) s->server_name = "squall";
     srv->server_name_len = strlen(s->server_name);
-    for (size_t i = 0; i < srv->server_name_len; i++)
-        if (s->server_name[i] == '\r' || s->server_name[i] == '\n') srv->server_name_len = 0;
+    /* a header value with CR/LF would split the response: refused, not silently dropped */
+    if (strpbrk(s->server_name, "\r\n")) {
+        free(srv);
+        errno = EINVAL;
+        return NULL;
+    }
     srv->port = -1;
     srv->date_sec = -1;
     sq_timer_init(loop, &srv->shutdown_timer, NULL, srv);

@@ -38,6 +38,13 @@ static void test_long_server_name(void **state)
     memset(long_name, 'x', sizeof long_name - 1);
     sq_http_settings s = {.server_name = long_name};
     run_with_client(&s, ok_handler, NULL, long_name_client, NULL, 30);
+    /* a name that would split the head is refused at once, not dropped silently */
+    sq_loop *l = sq_loop_new(NULL);
+    errno = 0;
+    assert_null(sq_http_server_new(l, &(sq_http_settings){.server_name = "a\r\nX-Evil: 1"},
+                                   ok_handler, NULL));
+    assert_int_equal(errno, EINVAL);
+    sq_loop_free(l);
 }
 
 /* --- an unread chunked body over 1 MiB: the response survives the close
