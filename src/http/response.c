@@ -277,51 +277,48 @@ static unsigned special_flag(const char *name, size_t n, const char *value)
 }
 
 /* Remove every line of `name` from the header buffer. */
-static void remove_header(sq__http_req *r, const char *name, size_t n)
+/* Remove the headers named `name` (n bytes) whose value `match` accepts (NULL: all of
+ * them).  Returns how many. */
+static int remove_matching(sq__http_req *r, const char *name, size_t n,
+                           bool (*match)(const char *value, size_t len, void *arg), void *arg)
 {
-    if (!r->hdrs.ptr) return;
+    if (!r->hdrs.ptr) return 0;
+    int removed = 0;
     char *p = r->hdrs.ptr, *end = p + r->hdrs.len;
     while (p < end) {
         char *eol = memchr(p, '\n', (size_t)(end - p));
         char *next = eol ? eol + 1 : end;
-        if ((size_t)(next - p) > n && p[n] == ':' && !strncasecmp(p, name, n)) {
+        bool hit = (size_t)(next - p) > n && p[n] == ':' && !strncasecmp(p, name, n);
+        if (hit && match) {
+            const char *v = p + n + 1;
+            while (v < next && *v == ' ') v++;
+            const char *ve = next;
+            while (ve > v && (ve[-1] == '\n' || ve[-1] == '\r')) ve--;
+            hit = match(v, (size_t)(ve - v), arg);
+        }
+        if (hit) {
             memmove(p, next, (size_t)(end - next));
             end -= next - p;
+            removed++;
         } else {
             p = next;
         }
     }
-    r->hdrs.len = r->hdrs.ptr ? (size_t)(end - r->hdrs.ptr) : 0;
+    r->hdrs.len = (size_t)(end - r->hdrs.ptr);
+    return removed;
+}
+
+static void remove_header(sq__http_req *r, const char *name, size_t n)
+{
+    remove_matching(r, name, n, NULL, NULL);
 }
 
 int sq__http_remove_headers(sq_http_request *req, const char *name,
                             bool (*match)(const char *value, size_t len, void *arg), void *arg)
 {
     sq__http_req *r = (sq__http_req *)req;
-    if (!r->hdrs.ptr || (r->rflags & (RESP_HEAD_SENT | RESP_FINISHED))) return 0;
-    size_t n = strlen(name);
-    int removed = 0;
-    char *p = r->hdrs.ptr, *end = p + r->hdrs.len;
-    while (p < end) {
-        char *eol = memchr(p, '\n', (size_t)(end - p));
-        char *next = eol ? eol + 1 : end;
-        bool named = (size_t)(next - p) > n && p[n] == ':' && !strncasecmp(p, name, n);
-        if (named) {
-            const char *v = p + n + 1;
-            while (v < next && *v == ' ') v++;
-            const char *ve = next;
-            while (ve > v && (ve[-1] == '\n' || ve[-1] == '\r')) ve--;
-            if (match(v, (size_t)(ve - v), arg)) {
-                memmove(p, next, (size_t)(end - next));
-                end -= next - p;
-                removed++;
-                continue;
-            }
-        }
-        p = next;
-    }
-    r->hdrs.len = (size_t)(end - r->hdrs.ptr);
-    return removed;
+    if (r->rflags & (RESP_HEAD_SENT | RESP_FINISHED)) return 0;
+    return remove_matching(r, name, strlen(name), match, arg);
 }
 
 static int add_header(sq__http_req *r, const char *name, const char *value, bool replace)

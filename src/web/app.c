@@ -982,12 +982,11 @@ static int json_fast(sq__buf *b, json_t *j, int depth)
         const char *key;
         json_t *v;
         bool first = true;
-        json_object_foreach(j, key, v)
-        {
+        json_object_foreach (j, key, v) {
             size_t n = json_object_iter_key_len(json_object_key_to_iter(key));
             for (size_t i = 0; i < n; i++)
-                if ((unsigned char)key[i] < 0x20 || (unsigned char)key[i] > 0x7e || key[i] == '"' ||
-                    key[i] == '\\')
+                if ((unsigned char)key[i] < 0x20 || (unsigned char)key[i] > 0x7e ||
+                    key[i] == '"' || key[i] == '\\')
                     return 1;
             if (sq__buf_reserve(b, n + 4) < 0) return -ENOMEM;
             char *p = b->ptr + b->len;
@@ -1160,26 +1159,20 @@ static const char *resolve_location(sq_handler *h, const char *url)
         (ul >= 2 && url[0] == '/' && url[1] == '/'))
         return url; /* scheme:… or //authority… */
     sq_str path = h->req->path, query = h->req->query;
-    size_t cap = path.len + ul + query.len + 4;
-    char *d = sq__handler_alloc(h, cap);
+    char *d = sq__handler_alloc(h, path.len + ul + query.len + 4);
     if (!d) return NULL;
+    /* the base the reference is appended to */
     size_t n = 0;
-    if (url[0] == '/') {
-        n = 0;
-    } else if (url[0] == '?' || url[0] == '#' || ul == 0) {
+    bool same_doc = url[0] == '?' || url[0] == '#' || ul == 0;
+    if (same_doc) { /* the request's own path (and query, unless a new one is given) */
         memcpy(d, path.ptr, path.len);
         n = path.len;
-        if (url[0] == '#' || ul == 0) {
-            if (query.len) {
-                d[n++] = '?';
-                memcpy(d + n, query.ptr, query.len);
-                n += query.len;
-            }
+        if (url[0] != '?' && query.len) {
+            d[n++] = '?';
+            memcpy(d + n, query.ptr, query.len);
+            n += query.len;
         }
-        memcpy(d + n, url, ul);
-        d[n + ul] = 0;
-        return d;
-    } else { /* merge: the base path without its last segment */
+    } else if (url[0] != '/') { /* merge: the base path without its last segment */
         size_t cut = path.len;
         while (cut > 0 && path.ptr[cut - 1] != '/') cut--;
         if (cut == 0) d[n++] = '/';
@@ -1189,6 +1182,7 @@ static const char *resolve_location(sq_handler *h, const char *url)
     memcpy(d + n, url, ul);
     n += ul;
     d[n] = 0;
+    if (same_doc) return d;
     size_t pe = strcspn(d, "?#");
     size_t np = remove_dot_segments(d, pe);
     memmove(d + np, d + pe, n - pe);

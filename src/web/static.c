@@ -242,7 +242,6 @@ static void static_get(sq_handler *h)
     memcpy(full, real_root, root_len);
     full[root_len] = '/';
     memcpy(full + root_len + 1, rel, rel_len + 1);
-    const char *real = full; /* for the content type (by extension) */
     int open_err = 0;
     int fd = rel_len ? open_beneath(real_root, rel, &open_err) : (open_err = EISDIR, -1);
     bool inside = fd >= 0 || (open_err != EXDEV && open_err != ELOOP);
@@ -310,7 +309,7 @@ static void static_get(sq_handler *h)
             partial = true;
         }
     }
-    sq_set_header(h, "Content-Type", content_type(real));
+    sq_set_header(h, "Content-Type", content_type(full));
     uint64_t len = size ? end - start + 1 : 0;
     (void)partial;
 

@@ -90,15 +90,13 @@ struct sq_ws {
     bool delivered : 1;  /* client: rx.msg was returned by the last read */
     bool in_io : 1;      /* a callback of ours is on the stack: defer flushing and freeing */
     bool in_flush : 1;
-    bool cb_pending : 1; /* a deferred release is queued */
-    bool notified : 1;   /* on_close ran */
-    bool free_req : 1;   /* client: sq_ws_free() was called; freed once nothing uses it */
-    bool reading : 1;    /* client: a sq_ws_read_message() call is on a stack (maybe suspended) */
-    bool rpaused : 1;
-    bool abort_close : 1;
-    /* close with a reset (the peer stopped reading) */ /* more than high_water bytes pending:
-                                                           no frame is read */
-    uint8_t burst; /* messages handled in this loop pass (MSGS_PER_PASS) */
+    bool cb_pending : 1;  /* a deferred release is queued */
+    bool notified : 1;    /* on_close ran */
+    bool free_req : 1;    /* client: sq_ws_free() was called; freed once nothing uses it */
+    bool reading : 1;     /* client: a sq_ws_read_message() call is on a stack (maybe suspended) */
+    bool rpaused : 1;     /* server: more than high_water pending, no frame is read */
+    bool abort_close : 1; /* close with a reset (the peer stopped reading) */
+    uint8_t burst;        /* messages handled in this loop pass (MSGS_PER_PASS) */
     char remote_ip[46];
     _Alignas(max_align_t) unsigned char state[];
 };
