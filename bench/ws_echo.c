@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 #include <squall.h>
 #include <squall/websocket.h>
@@ -28,11 +27,7 @@ int main(int argc, char **argv)
 {
     int port = argc > 1 ? atoi(argv[1]) : 0;
     bool compress = argc > 2 && strcmp(argv[2], "--compress") == 0;
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
+    sq_raise_fd_limit();
     const sq_route routes[] = {
         {"/.*", &sq_websocket_handler, NULL, (void *)(compress ? &echo_deflate_ws : &echo_ws)},
         {NULL, NULL, NULL, NULL},

@@ -3,7 +3,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,16 +34,6 @@ void *sq_test_run_coro(sq_loop *loop, sq_task_fn fn, void *arg, double limit)
     return v;
 }
 
-long sq_test_raise_fd_limit(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) < 0) return -1;
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-    getrlimit(RLIMIT_NOFILE, &rl);
-    return (long)rl.rlim_cur;
-}
-
 const char *sq_test_build_path(const char *rel)
 {
     static char buf[4096];
@@ -60,4 +50,38 @@ size_t sq_test_rss(void)
     if (fscanf(f, "%lu %lu", &size, &rss) != 2) rss = 0;
     fclose(f);
     return (size_t)rss * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+int sq_test_run_self(const char *arg, bool with_stdout, bool no_leak_check, char *out,
+                     size_t outlen)
+{
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(pfd[0]);
+        if (with_stdout) dup2(pfd[1], 1);
+        dup2(pfd[1], 2);
+        close(pfd[1]);
+        if (no_leak_check) {
+            const char *asan = getenv("ASAN_OPTIONS");
+            char opts[1024];
+            snprintf(opts, sizeof opts, "%s%sdetect_leaks=0", asan ? asan : "", asan ? ":" : "");
+            setenv("ASAN_OPTIONS", opts, 1);
+        }
+        execl("/proc/self/exe", "test", arg, (char *)NULL);
+        _exit(127);
+    }
+    close(pfd[1]);
+    size_t len = 0;
+    ssize_t n;
+    while (len < outlen - 1 && (n = read(pfd[0], out + len, outlen - 1 - len)) > 0)
+        len += (size_t)n;
+    out[len] = 0;
+    close(pfd[0]);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return status;
 }

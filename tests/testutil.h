@@ -4,6 +4,7 @@
 
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,11 +18,14 @@ double sq_test_now(void);
  * Fails the test if the loop does not finish within `limit` seconds.  A failed assertion
  * inside fn aborts only this test: squall abandons the coroutine cmocka's longjmp left. */
 void *sq_test_run_coro(sq_loop *loop, sq_task_fn fn, void *arg, double limit);
-/* Raise the soft RLIMIT_NOFILE to the hard limit; returns the new soft limit. */
-long sq_test_raise_fd_limit(void);
 /* Path of a file in the build tree ($SQ_BUILD_DIR/rel), in a static buffer. */
 const char *sq_test_build_path(const char *rel);
 /* Resident set size of this process in bytes (from /proc/self/statm). */
 size_t sq_test_rss(void);
+/* Run this test binary again as a child, with `arg` as its one argument: its stderr (and its
+ * stdout with `with_stdout`) is read into out (NUL-terminated); `no_leak_check` turns
+ * LeakSanitizer off in the child.  Returns the child's waitpid status. */
+int sq_test_run_self(const char *arg, bool with_stdout, bool no_leak_check, char *out,
+                     size_t outlen);
 
 #endif

@@ -810,7 +810,7 @@ static void tick(void *arg)
 
 static void *concurrent_coro(void *arg)
 {
-    sq_test_raise_fd_limit();
+    sq_raise_fd_limit();
     sq_http_client *c = sq_http_client_new(NULL, &(sq_http_client_settings){.max_clients = 100});
     static sq_future *fs[NCONC];
     static void *vals[NCONC];

@@ -301,27 +301,7 @@ static int overflow_other_child(bool overflow_it)
 /* Run this binary with `arg` in a child; its stderr goes to out. */
 static int run_child(const char *arg, char *out, size_t outlen)
 {
-    int pfd[2];
-    assert_int_equal(pipe(pfd), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        close(pfd[0]);
-        dup2(pfd[1], 2);
-        close(pfd[1]);
-        execl("/proc/self/exe", "test_coro", arg, (char *)NULL);
-        _exit(127);
-    }
-    close(pfd[1]);
-    size_t len = 0;
-    ssize_t n;
-    while (len < outlen - 1 && (n = read(pfd[0], out + len, outlen - 1 - len)) > 0)
-        len += (size_t)n;
-    out[len] = 0;
-    close(pfd[0]);
-    int status = 0;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
+    int status = sq_test_run_self(arg, false, false, out, outlen);
     print_message("child %s: %s %d, stderr: %.200s\n", arg, WIFSIGNALED(status) ? "signal" : "exit",
                   WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), out);
     return status;

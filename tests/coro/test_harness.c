@@ -90,35 +90,10 @@ static int child_main(void)
 
 static void test_failure_in_coroutine_aborts_only_that_test(void **state)
 {
-    int pfd[2];
-    assert_int_equal(pipe(pfd), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        close(pfd[0]);
-        dup2(pfd[1], 1);
-        dup2(pfd[1], 2);
-        close(pfd[1]);
-        /* The failed tests never reach their sq_loop_free: their loops leak by design. */
-        const char *asan = getenv("ASAN_OPTIONS");
-        char opts[1024];
-        snprintf(opts, sizeof opts, "%s%sdetect_leaks=0", asan ? asan : "", asan ? ":" : "");
-        setenv("ASAN_OPTIONS", opts, 1);
-        execl("/proc/self/exe", "test_harness", "--child", (char *)NULL);
-        _exit(127);
-    }
-    close(pfd[1]);
     static char out[65536];
-    size_t len = 0;
-    ssize_t n;
     double t0 = sq_test_now();
-    while (len < sizeof out - 1 && (n = read(pfd[0], out + len, sizeof out - 1 - len)) > 0)
-        len += (size_t)n;
-    out[len] = 0;
-    close(pfd[0]);
-    int status = 0;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
+    /* the failed tests never reach their sq_loop_free: their loops leak by design */
+    int status = sq_test_run_self("--child", true, true, out, sizeof out);
     print_message("child output:\n%s\n", out);
     assert_true(sq_test_now() - t0 < 60.0);
     assert_true(WIFEXITED(status)); /* no crash, no hang */

@@ -38,7 +38,7 @@ static void concurrent_client(harness *h)
 
 static void test_concurrent_sleepers(void **state)
 {
-    sq_test_raise_fd_limit();
+    sq_raise_fd_limit();
     run_with_client(NULL, sleep_handler, NULL, concurrent_client, NULL, 30);
 }
 

@@ -86,7 +86,7 @@ static char *slurp(const char *path)
 
 static void test_c10k_echo(void **state)
 {
-    long lim = sq_test_raise_fd_limit();
+    long lim = sq_raise_fd_limit();
     if (lim < NCONN + 100) {
         print_message("fd hard limit %ld is below %d: skipping\n", lim, NCONN + 100);
         skip();

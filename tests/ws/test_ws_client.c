@@ -232,7 +232,7 @@ static void *many_task(void *arg)
 
 static void test_200_clients(void **st)
 {
-    sq_test_raise_fd_limit();
+    sq_raise_fd_limit();
     wsenv e;
     wsenv_start(&e);
     many m = {&e, 200};
@@ -398,7 +398,7 @@ static void open_idle(wsenv *e, idle_run *r, int n)
 
 static void test_idle_memory(void **st)
 {
-    long lim = sq_test_raise_fd_limit();
+    long lim = sq_raise_fd_limit();
     int n1 = 500, n2 = 2000;
     if (lim < 2 * (n1 + n2) + 100) {
         fprintf(stderr, "fd limit %ld too low: skipped\n", lim);
