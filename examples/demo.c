@@ -3,6 +3,10 @@
  *   $ build/release/examples/demo [port] [static-dir]
  *   listening on port 8888
  *
+ * It serves HTTPS on 8443 too (SQUALL_DEMO_HTTPS_PORT: another port, "off": none), with
+ * SQUALL_DEMO_TLS_CERT and SQUALL_DEMO_TLS_KEY (PEM files) or else a self-signed
+ * certificate made at first start next to the build (build/<dir>/demo-tls/).
+ *
  * Then open http://127.0.0.1:8888/ — every route is linked from there.  Try
  * `curl localhost:8888/sync & curl localhost:8888/` (the second one waits: /sync blocks the
  * loop) against `curl localhost:8888/async & curl localhost:8888/` (it does not).
@@ -23,6 +27,7 @@
 #include <squall/web.h>
 
 #include "demo.h"
+#include "tls_cert.h"
 
 /* --- / ---------------------------------------------------------------------------------- */
 
@@ -232,6 +237,39 @@ static double write_timeout_from_env(void)
     return t > 0 ? t : 0;
 }
 
+/* The HTTPS side: the certificate from the environment, or the demo's own self-signed one
+ * (made at first start in build/<dir>/demo-tls).  NULL when HTTPS is off or impossible. */
+static sq_tls_context *demo_tls(void)
+{
+    const char *cert = getenv("SQUALL_DEMO_TLS_CERT"), *key = getenv("SQUALL_DEMO_TLS_KEY");
+    char cert_buf[PATH_MAX], key_buf[PATH_MAX], fp[DEMO_TLS_FINGERPRINT_LEN] = "";
+    if (!cert || !key) {
+        char dir[PATH_MAX - 64];
+        ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
+        if (n <= 0) return NULL;
+        dir[n] = '\0';
+        char *slash = strrchr(dir, '/'); /* build/<dir>/examples/demo -> build/<dir>/demo-tls */
+        if (slash) *slash = '\0';
+        slash = strrchr(dir, '/');
+        if (slash) *slash = '\0';
+        char where[PATH_MAX];
+        snprintf(where, sizeof where, "%s/demo-tls", dir);
+        if (demo_tls_cert_ensure(where, cert_buf, sizeof cert_buf, key_buf, sizeof key_buf, fp) < 0)
+            return NULL;
+        cert = cert_buf;
+        key = key_buf;
+    }
+    int err;
+    sq_tls_context *tls =
+        sq_tls_server_context_new(&(sq_tls_options){.cert_file = cert, .key_file = key}, &err);
+    if (!tls) {
+        fprintf(stderr, "demo: no HTTPS: %s (%s)\n", sq_strerror(err), sq_tls_last_error());
+        return NULL;
+    }
+    printf("certificate %s%s%s\n", cert, *fp ? ", SHA-256 fingerprint " : "", fp);
+    return tls;
+}
+
 int main(int argc, char **argv)
 {
     int port = argc > 1 ? atoi(argv[1]) : 8888;
@@ -274,16 +312,33 @@ int main(int argc, char **argv)
         return 1;
     }
     printf("listening on port %d\n", sq_http_server_port(sq_app_server(app)));
+    /* HTTPS beside it: 8443, or an ephemeral port when HTTP has one (tests) */
+    const char *hp = getenv("SQUALL_DEMO_HTTPS_PORT");
+    int https_port = hp ? atoi(hp) : port == 0 ? 0 : 8443;
+    sq_tls_context *tls = hp && !strcmp(hp, "off") ? NULL : demo_tls();
+    if (tls) {
+        rc = sq_app_listen_tls(app, https_port, NULL, tls);
+        if (rc < 0)
+            fprintf(stderr, "demo: no HTTPS: cannot listen on port %d: %s\n", https_port,
+                    sq_strerror(rc));
+        else
+            printf("https on port %d\n", sq_http_server_port(sq_app_tls_server(app)));
+        sq_tls_context_free(tls); /* the server keeps its reference */
+    }
     fflush(stdout);
     sq_loop_stop_on_signals(loop);
     rc = sq_loop_run(loop);
     /* Stopped by SIGINT or SIGTERM: stop accepting and give the requests in flight (long
      * polls too) up to 2 s before their connections are closed; every handler then runs to
      * its end.  A second signal cuts the wait short. */
-    sq_future *down = rc < 0 ? NULL : sq_http_server_shutdown(sq_app_server(app), 2.0);
-    if (down) {
-        sq_loop_run_until(loop, down);
-        sq_future_release(down);
+    sq_http_server *servers[] = {sq_app_server(app), sq_app_tls_server(app)};
+    sq_future *down[2] = {NULL, NULL};
+    for (int i = 0; i < 2 && rc >= 0; i++)
+        if (servers[i]) down[i] = sq_http_server_shutdown(servers[i], 2.0); /* both at once */
+    for (int i = 0; i < 2; i++) {
+        if (!down[i]) continue;
+        sq_loop_run_until(loop, down[i]);
+        sq_future_release(down[i]);
     }
     sq_app_free(app);
     demo_client_free();

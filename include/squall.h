@@ -8,6 +8,7 @@
 #include "squall/coro.h"
 #include "squall/future.h"
 #include "squall/stream.h"
+#include "squall/tls.h"
 #include "squall/executor.h"
 #include "squall/sync.h"
 #include "squall/http_parser.h"

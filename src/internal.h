@@ -125,6 +125,12 @@ void sq__call_set_dispose(sq_call *c, sq_callback_fn dispose);
 /* Free per-thread coroutine resources owned by loop (pool is per thread). */
 void sq__future_pool_drain(sq_loop *loop);
 
+/* Take the socket, its transport (TLS) and the bytes read but not consumed out of an idle
+ * stream, which is then closed without closing the fd (sq_stream_free it).  -EBUSY while a
+ * read, a write or a handshake is in progress. */
+struct sq__tp;
+int sq__stream_release(sq_stream *s, int *fd, struct sq__tp **tp, char **extra, size_t *extra_len);
+
 /* Drop the signal handlers and self-pipe of a loop being freed. */
 void sq__signal_loop_closed(sq_loop *loop);
 
@@ -186,6 +192,10 @@ struct sq__http_upgraded {
  * after sq__http_upgrade_begin (before sq_http_detach_connection, so that a shutdown does
  * not resolve in between); u NULL: the upgrade failed. */
 void sq__http_upgrade_begin(struct sq_http_request *req);
+/* sq_http_detach_connection for the protocols of our own: the transport goes with the fd
+ * (*tp NULL on a plain connection). */
+int sq__http_detach(struct sq_http_request *req, int *fd, struct sq__tp **tp, char **extra,
+                    size_t *extra_len);
 void sq__http_upgraded_add(struct sq_http_request *req, sq__http_upgraded *u,
                            const sq__http_upgraded_ops *ops);
 void sq__http_upgraded_remove(sq__http_upgraded *u);

@@ -21,6 +21,7 @@
 #include "squall/future.h"
 #include "squall/http_parser.h"
 #include "squall/loop.h"
+#include "squall/tls.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -71,6 +72,12 @@ typedef struct sq_http_settings {
                                 length; CR or LF: sq_http_server_new fails with EINVAL */
     bool reuseport;          /* SO_REUSEPORT on listening sockets (sq_fork_processes) */
     bool access_log;         /* one line per request through sq_log (see squall/web.h) */
+    /* HTTPS (Tornado's ssl_options): every connection starts with a TLS handshake, which
+     * must complete within tls_handshake_timeout (0: header_timeout).  The server keeps a
+     * reference to the context.  Requests then say protocol "https"; a plain-HTTP request
+     * on the port gets a cleartext 400, as nginx answers it. */
+    sq_tls_context *tls;
+    double tls_handshake_timeout;
 } sq_http_settings;
 
 typedef struct sq_http_server sq_http_server;

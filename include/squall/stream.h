@@ -20,6 +20,7 @@
 
 #include "squall/future.h"
 #include "squall/loop.h"
+#include "squall/tls.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -101,6 +102,11 @@ typedef struct sq_tcp_options {
     bool ipv6_only;  /* with an IPv6 address: do not also accept IPv4 */
     bool no_nodelay; /* leave Nagle on for accepted sockets (TCP_NODELAY is the default) */
     sq_accept_handler on_accept; /* if set, used instead of the coroutine handler */
+    /* TLS: each connection's handshake completes (within tls_handshake_timeout, default
+     * 10 s) before the handler runs; one that fails is logged at debug level and dropped.
+     * The server keeps a reference to the context.  Not with on_accept. */
+    sq_tls_context *tls;
+    double tls_handshake_timeout;
 } sq_tcp_options;
 
 /* Listen on host:port (host NULL or "" = every address, IPv6 and IPv4; port 0 = ephemeral)
@@ -126,6 +132,28 @@ void sq_tcp_server_resume(sq_tcp_server *srv);
 sq_future *sq_tcp_connect_future(sq_loop *loop, const char *host, int port, double timeout);
 /* Coroutine form: the connected stream, or NULL with *err set. */
 sq_stream *sq_tcp_connect(const char *host, int port, double timeout, int *err);
+/* Connect and complete a TLS handshake as a client, both within `timeout`.  `ctx` NULL: a
+ * shared client context that verifies the server against the system CA store; otherwise
+ * one from sq_tls_client_context_new (a CA file, no verification, a client certificate,
+ * ALPN).  The certificate must match `host` (a name or an IP address), which is also sent
+ * as SNI.  Errors as sq_tcp_connect, and SQ_ETLS (sq_tls_last_error() says why). */
+sq_stream *sq_tcp_connect_tls(const char *host, int port, double timeout, sq_tls_context *ctx,
+                              int *err);
+
+/* --- TLS on a stream --------------------------------------------------------------------- */
+
+/* Start TLS on a connected socket stream (STARTTLS; Tornado's IOStream.start_tls), as the
+ * context's role: a server context accepts, a client context connects to server_hostname
+ * (checked against the certificate and sent as SNI; NULL: no name check).  No read may be
+ * pending and no bytes buffered either way (-EBUSY).  Resolves with 0 once the handshake is
+ * done; on failure the stream closes with SQ_ETLS (sq_tls_last_error() says why) or the
+ * socket's error.  Cancelling it (sq_with_timeout) closes the stream. */
+sq_future *sq_stream_start_tls_future(sq_stream *s, sq_tls_context *ctx, const char *server_hostname);
+/* Coroutine form: 0 or a negative error. */
+int sq_stream_start_tls(sq_stream *s, sq_tls_context *ctx, const char *server_hostname);
+bool sq_stream_is_tls(const sq_stream *s);
+/* The ALPN protocol the handshake chose (not NUL-terminated: *len bytes), or NULL. */
+const char *sq_stream_alpn(const sq_stream *s, size_t *len);
 
 #ifdef __cplusplus
 }

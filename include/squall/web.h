@@ -76,8 +76,15 @@ typedef struct sq_app_settings {
 sq_app *sq_app_new(const sq_route *routes, const sq_app_settings *settings);
 /* Listen on host:port (host NULL: every address) with the current loop. */
 int sq_app_listen(sq_app *app, int port, const char *host);
+/* Serve HTTPS on host:port too, with the same routes (Tornado: a second HTTPServer with
+ * ssl_options on the same Application): a second server with the app's HTTP settings and
+ * `tls`, which it keeps a reference to.  (Setting settings.http.tls instead makes
+ * sq_app_listen itself serve HTTPS.)  Call it again for more addresses. */
+int sq_app_listen_tls(sq_app *app, int port, const char *host, sq_tls_context *tls);
 /* The underlying HTTP server (port, shutdown …), NULL before sq_app_listen. */
 sq_http_server *sq_app_server(sq_app *app);
+/* The HTTPS server of sq_app_listen_tls, NULL before it. */
+sq_http_server *sq_app_tls_server(sq_app *app);
 void sq_app_free(sq_app *app);
 /* Build the path of the route named `name`, filling its groups with the n args given
  * (percent-encoded).  snprintf semantics; -ENOENT for an unknown name, -EINVAL for a

@@ -174,14 +174,17 @@ typedef struct sq_ws_connect_options {
     double connect_timeout;  /* s for TCP connect + handshake; 0: 20 s */
     bool no_compression;     /* do not offer permessage-deflate */
     sq_ws_settings settings; /* .compression is ignored here (see no_compression) */
+    /* wss://: the client context (a CA file, a client certificate, no verification); NULL:
+     * verify the server against the system CA store. */
+    sq_tls_context *tls;
 } sq_ws_connect_options;
 
-/* Connect to a ws:// URL (wss:// returns -EPROTONOSUPPORT for now) and perform the
- * handshake.  The future's value is a new sq_ws owned by the future until taken (sq_await/
+/* Connect to a ws:// or wss:// URL and perform the handshake.  The future's value is a new sq_ws owned by the future until taken (sq_await/
  * sq_gather with a value pointer, sq_future_take_value; the taker frees it with
  * sq_ws_free()); sq_future_value() only peeks, and a connection nobody takes is freed with
  * the future.  Errors: -EINVAL for a bad URL, SQ_ERESOLVE, -ECONNREFUSED, -ETIMEDOUT,
- * -EPROTO when the server answers with anything but a valid 101 (the status is logged).
+ * -EPROTO when the server answers with anything but a valid 101 (the status is logged),
+ * SQ_ETLS when the TLS handshake or the server's certificate fails (sq_tls_last_error()).
  * opts may be NULL. */
 sq_future *sq_ws_connect_future(sq_loop *loop, const char *url, const sq_ws_connect_options *opts);
 /* Coroutine form: the connection, or NULL with *err set. */

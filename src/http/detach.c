@@ -54,9 +54,21 @@ static void detach_fd(sq_http_conn *c)
 
 int sq_http_detach_connection(sq_http_request *req, int *fd, char **extra, size_t *extra_len)
 {
+    *fd = -1;
+    *extra = NULL;
+    *extra_len = 0;
+    /* a raw fd is no use on a TLS connection: its bytes go through the cipher */
+    if (req->conn->tp) return -EOPNOTSUPP;
+    sq__tp *tp;
+    return sq__http_detach(req, fd, &tp, extra, extra_len);
+}
+
+int sq__http_detach(sq_http_request *req, int *fd, sq__tp **tp, char **extra, size_t *extra_len)
+{
     sq__http_req *r = (sq__http_req *)req;
     sq_http_conn *c = req->conn;
     *fd = -1;
+    *tp = NULL;
     *extra = NULL;
     *extra_len = 0;
     if (c->closed) return c->error ? c->error : SQ_ECLOSED;
@@ -86,6 +98,9 @@ int sq_http_detach_connection(sq_http_request *req, int *fd, char **extra, size_
                ((double)sq__mono_ns() / 1e9 - req->start_time) * 1000.0);
     c->rpos = c->rlen = c->parsed = 0;
     *fd = c->io.fd;
+    *tp = c->tp;
+    sq__tp_attach(c->tp, NULL, NULL);
+    c->tp = NULL;
     detach_fd(c);
     return 0;
 }

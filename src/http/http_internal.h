@@ -162,6 +162,8 @@ int sq__http_put_chunk_header(sq_http_conn *c, size_t len);
 void sq__http_out_acquire(sq_http_conn *c);
 /* A short error response with Connection: close. */
 void sq__http_error_response(sq_http_conn *c, int status);
+/* The same with a text of our own as the body (a constant, under 160 bytes). */
+void sq__http_error_text(sq_http_conn *c, int status, const char *text);
 void sq__http_date_refresh(sq_http_server *srv);
 
 /* server.c */

@@ -99,6 +99,7 @@ sq_http_server *sq_http_server_new(sq_loop *loop, const sq_http_settings *settin
     if (s->body_min_rate == 0) s->body_min_rate = SQ_HTTP_DEFAULT_BODY_MIN_RATE;
     if (s->write_timeout == 0) s->write_timeout = SQ_HTTP_DEFAULT_WRITE_TIMEOUT;
     if (!s->write_high_water) s->write_high_water = SQ_HTTP_DEFAULT_WRITE_HIGH_WATER;
+    if (s->tls_handshake_timeout == 0) s->tls_handshake_timeout = s->header_timeout;
     if (!s->server_name) s->server_name = "squall";
     srv->server_name_len = strlen(s->server_name);
     /* a header value with CR/LF would split the response: refused, not silently dropped */
@@ -109,6 +110,12 @@ sq_http_server *sq_http_server_new(sq_loop *loop, const sq_http_settings *settin
     }
     srv->port = -1;
     srv->date_sec = -1;
+    if (s->tls && !sq_tls_context_is_server(s->tls)) {
+        free(srv);
+        errno = EINVAL; /* a client context has no certificate to present */
+        return NULL;
+    }
+    sq_tls_context_ref(s->tls);
     sq_timer_init(loop, &srv->shutdown_timer, NULL, srv);
     return srv;
 }
@@ -259,5 +266,6 @@ void sq_http_server_free(sq_http_server *srv)
     while (srv->nrbufs) free(srv->rbufs[--srv->nrbufs]);
     while (srv->nouts) sq__buf_free(&srv->outs[--srv->nouts]);
     while (srv->nreqs) sq__http_req_free(srv->reqs[--srv->nreqs]);
+    sq_tls_context_free(srv->s.tls);
     free(srv);
 }

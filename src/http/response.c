@@ -604,16 +604,26 @@ int sq__http_resp_finish(sq_http_conn *c, sq__http_req *r)
 
 void sq__http_error_response(sq_http_conn *c, int status)
 {
+    sq__http_error_text(c, status, NULL);
+}
+
+void sq__http_error_text(sq_http_conn *c, int status, const char *text)
+{
     sq__http_date_refresh(c->srv);
     const char *reason = sq_http_reason(status);
     size_t sn = c->srv->server_name_len;
     /* Built piece by piece: a long server_name (any length is allowed) must not make the
      * head overflow a fixed buffer and the response silently vanish. */
-    char tail[160];
-    int tn = snprintf(tail, sizeof tail,
-                      "Content-Type: text/plain; charset=UTF-8\r\nContent-Length: %zu\r\n"
-                      "Connection: close\r\n\r\n%d %s\n",
-                      strlen(reason) + 5, status, reason);
+    char tail[256];
+    int tn = text ? snprintf(tail, sizeof tail,
+                             "Content-Type: text/plain; charset=UTF-8\r\nContent-Length: %zu\r\n"
+                             "Connection: close\r\n\r\n%s",
+                             strlen(text), text)
+                  : snprintf(tail, sizeof tail,
+                             "Content-Type: text/plain; charset=UTF-8\r\nContent-Length: %zu\r\n"
+                             "Connection: close\r\n\r\n%d %s\n",
+                             strlen(reason) + 5, status, reason);
+    if (tn >= (int)sizeof tail) tn = -1; /* a text too long for the error page: no page */
     char first[64];
     int fn = snprintf(first, sizeof first, "HTTP/1.1 %d %s\r\n", status, reason);
     sq__http_out_acquire(c);

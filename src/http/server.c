@@ -24,7 +24,7 @@
 
 #include "http/http_internal.h"
 
-enum { T_NONE, T_HEADER, T_IDLE, T_BODY, T_LINGER, T_WRITE };
+enum { T_NONE, T_HEADER, T_IDLE, T_BODY, T_LINGER, T_WRITE, T_HANDSHAKE };
 
 #define LINGER_SECONDS   2.0
 #define LINGER_MAX_BYTES (4u << 20) /* input drained before an error close, at most */
@@ -259,6 +259,17 @@ void sq__http_conn_new(sq_http_server *srv, int fd, const struct sockaddr *peer)
     sq_io_init(&c->io, fd, conn_io, c);
     sq_timer_init(srv->loop, &c->timer, conn_timeout, c);
     store_peer(c, peer);
+    if (srv->s.tls) {
+        int err;
+        c->tp = sq__tls_new(srv->s.tls, fd, NULL, &err);
+        if (!c->tp) {
+            sq_log(SQ_LOG_ERROR, "https: cannot start TLS on a connection: %s", sq_tls_last_error());
+            sq__tp_close(fd, NULL, false);
+            free(c);
+            return;
+        }
+        sq__tp_attach(c->tp, srv->loop, &c->io);
+    }
     c->next = srv->conns;
     if (srv->conns) srv->conns->prev = c;
     srv->conns = c;
@@ -268,7 +279,10 @@ void sq__http_conn_new(sq_http_server *srv, int fd, const struct sockaddr *peer)
         sq__http_conn_release(c);
         return;
     }
-    arm(c, T_HEADER, srv->s.header_timeout);
+    if (c->tp)
+        arm(c, T_HANDSHAKE, srv->s.tls_handshake_timeout);
+    else
+        arm(c, T_HEADER, srv->s.header_timeout);
 }
 
 /* --- output ----------------------------------------------------------------------------------- */
@@ -600,7 +614,7 @@ static int parse_next(sq_http_conn *c)
     q->nheaders = h.nheaders;
     format_peer(c, r->remote_ip);
     q->remote_ip = r->remote_ip;
-    q->protocol = "http";
+    q->protocol = c->tp ? "https" : "http";
     q->content_length = h.content_length;
     q->chunked = h.chunked;
     q->keep_alive = h.keep_alive;
@@ -790,7 +804,6 @@ static void update_io(sq_http_conn *c)
     if (c->closed) return;
     unsigned ev = 0;
     if (c->opos < c->out.len || c->sendfile_wait) ev |= SQ_WRITE;
-    ev |= sq__tp_want(c->tp); /* a TLS handshake in progress */
     if (!c->peer_eof) {
         bool body_wait = c->waiter && !c->waiter_writes;
         if (c->lingering) {
@@ -800,6 +813,7 @@ static void update_io(sq_http_conn *c)
             ev |= SQ_READ;
         }
     }
+    ev = sq__tp_poll(c->tp, ev); /* TLS: a handshake, a record half written */
     if (ev != c->io.events || !c->io.sq__registered) {
         if (ev)
             sq_io_start(c->srv->loop, &c->io, ev);
@@ -948,10 +962,46 @@ static void on_readable(sq_http_conn *c)
     }
 }
 
+/* A TLS handshake step.  Returns true when the connection may go on to HTTP. */
+static bool conn_handshake(sq_http_conn *c)
+{
+    int e = sq__tp_handshake(c->tp);
+    if (e == -EAGAIN) return false;
+    if (e == 0) {
+        arm(c, T_HEADER, c->srv->s.header_timeout);
+        return true;
+    }
+    if (e == -EPROTO) {
+        /* plain HTTP on the TLS port: answer it in clear text, as nginx does */
+        sq__tp_free(c->tp, true);
+        c->tp = NULL;
+        sq__http_error_text(c, 400, "The plain HTTP request was sent to HTTPS port\n");
+        c->lingering = true;
+        sq__http_conn_write(c);
+        return false;
+    }
+    /* a failed handshake concerns this client only: debug level, once */
+    char ip[48];
+    format_peer(c, ip);
+    sq_log(SQ_LOG_DEBUG, "https: TLS handshake with %s failed: %s", ip,
+           e == SQ_ETLS ? sq_tls_last_error() : sq_strerror(e));
+    sq__http_conn_close(c, e);
+    return false;
+}
+
 static void conn_io(sq_loop *loop, sq_io *io, unsigned events)
 {
     sq_http_conn *c = io->data;
     c->in_io = true;
+    if (SQ__UNLIKELY(c->tp != NULL)) {
+        events = sq__tp_ready(c->tp, events);
+        if (sq__tp_handshaking(c->tp) && !conn_handshake(c)) {
+            if (!c->closed) conn_after(c);
+            c->in_io = false;
+            sq__http_conn_release(c);
+            return;
+        }
+    }
     if (events & SQ_WRITE) sq__http_conn_write(c);
     if (!c->closed && (events & (SQ_READ | SQ_HUP | SQ_ERROR))) {
         bool was = c->in_batch;
@@ -982,6 +1032,9 @@ static void conn_timeout(sq_loop *loop, sq_timer *t)
         } else {
             sq__http_conn_close(c, -ETIMEDOUT);
         }
+        break;
+    case T_HANDSHAKE:
+        sq__http_conn_close(c, -ETIMEDOUT); /* a TLS handshake that never completed */
         break;
     case T_IDLE:
         if (!sq__http_req_active(c) && !c->coro) {

@@ -46,6 +46,8 @@ struct sq_stream {
     int fd;
     sq_io io;
     sq__tp *tp; /* the transport: NULL for a plain fd */
+    unsigned want;     /* SQ_READ/SQ_WRITE the stream wants (the kernel's interest may differ: TLS) */
+    sq_future *hs_fut; /* sq_stream_start_tls: the handshake in progress */
     bool is_socket;
     bool closed;
     bool close_cb_ran;
@@ -86,6 +88,7 @@ struct sq_stream {
 
 static void on_io(sq_loop *loop, sq_io *io, unsigned events);
 static void stream_destroy(sq_stream *s);
+static void tls_step(sq_stream *s);
 
 static inline void enter(sq_stream *s)
 {
@@ -111,7 +114,8 @@ static int close_error(const sq_stream *s)
 static int set_interest(sq_stream *s, unsigned ev)
 {
     if (s->closed) return close_error(s);
-    ev |= sq__tp_want(s->tp); /* a TLS handshake in progress */
+    s->want = ev;
+    ev = sq__tp_poll(s->tp, ev); /* TLS: a handshake, a record half written */
     if (ev == s->io.events) return 0;
     if (!ev) return sq_io_stop(s->loop, &s->io);
     return sq_io_start(s->loop, &s->io, ev);
@@ -241,6 +245,12 @@ static void do_close(sq_stream *s, int err, bool eof)
             fail_read(s, close_error(s));
     }
     fail_writers(s, close_error(s));
+    if (s->hs_fut) {
+        sq_future *f = s->hs_fut;
+        s->hs_fut = NULL;
+        sq_future_set_error(f, close_error(s));
+        sq_future_release(f);
+    }
     if (!s->close_cb_ran) {
         s->close_cb_ran = true;
         if (s->close_cb) s->close_cb(s, s->close_arg);
@@ -396,7 +406,7 @@ static void start_read(sq_stream *s)
             else
                 fail_read(s, close_error(s));
         } else {
-            int r = set_interest(s, s->io.events | SQ_READ);
+            int r = set_interest(s, s->want | SQ_READ);
             if (r < 0) fail_read(s, r);
         }
     }
@@ -646,7 +656,7 @@ static int queue_write(sq_stream *s, const void *data, size_t len)
     }
     if (!len) return 0;
     if (!append_pending(s, p, len)) return -ENOMEM;
-    int r = set_interest(s, s->io.events | SQ_WRITE);
+    int r = set_interest(s, s->want | SQ_WRITE);
     if (r < 0) {
         do_close(s, r, false);
         return r;
@@ -719,8 +729,10 @@ static void on_io(sq_loop *loop, sq_io *io, unsigned events)
 {
     sq_stream *s = io->data;
     enter(s);
-    unsigned want = s->io.events;
-    if ((events & SQ_WRITE) && pending_bytes(s)) {
+    events = sq__tp_ready(s->tp, events);
+    unsigned want = s->want;
+    if (s->hs_fut) tls_step(s);
+    if (!s->closed && (events & SQ_WRITE) && pending_bytes(s)) {
         if (flush(s) == 0) resolve_writers(s);
     }
     if (!s->closed && (events & SQ_READ)) {
@@ -730,7 +742,7 @@ static void on_io(sq_loop *loop, sq_io *io, unsigned events)
             want &= ~(unsigned)SQ_READ; /* readable with nobody asking: stop listening */
     }
     if (!s->closed) {
-        want = (want & s->io.events) | (s->rkind != R_NONE ? SQ_READ : 0);
+        want = (want & s->want) | (s->rkind != R_NONE ? SQ_READ : 0);
         if (pending_bytes(s))
             want |= SQ_WRITE;
         else
@@ -739,4 +751,111 @@ static void on_io(sq_loop *loop, sq_io *io, unsigned events)
         if (r < 0) do_close(s, r, false);
     }
     leave(s);
+}
+
+/* --- TLS ------------------------------------------------------------------------------- */
+
+/* Drive the handshake sq_stream_start_tls began; resolve its future when it is over. */
+static void tls_step(sq_stream *s)
+{
+    int e = sq__tp_handshake(s->tp);
+    if (e == -EAGAIN) {
+        int r = set_interest(s, s->want);
+        if (r < 0) do_close(s, r, false);
+        return;
+    }
+    if (e < 0) {
+        if (e == -EPROTO) e = SQ_ETLS; /* the peer's first bytes were no TLS handshake */
+        do_close(s, e, false);         /* fails hs_fut with e */
+        return;
+    }
+    sq_future *f = s->hs_fut;
+    s->hs_fut = NULL;
+    int r = set_interest(s, s->want);
+    sq_future_resolve(f, 0, NULL);
+    sq_future_release(f);
+    if (r < 0) do_close(s, r, false);
+}
+
+/* Cancelling the handshake (a timeout) leaves a stream that is neither plain nor TLS: close
+ * it. */
+static void tls_cancelled(sq_future *f, void *arg)
+{
+    sq_stream *s = arg;
+    if (s->hs_fut != f) return;
+    s->hs_fut = NULL;
+    sq_future_release(f);
+    do_close(s, -ECANCELED, false);
+}
+
+sq_future *sq_stream_start_tls_future(sq_stream *s, sq_tls_context *ctx, const char *server_hostname)
+{
+    sq_future *f = sq_future_new(s->loop);
+    if (!f) return NULL;
+    int e = 0;
+    if (s->closed)
+        e = close_error(s);
+    else if (!ctx || !s->is_socket)
+        e = -EINVAL;
+    else if (s->tp || s->hs_fut)
+        e = -EALREADY;
+    else if (s->rkind != R_NONE || pending_bytes(s) || s->rend > s->rstart + s->consume)
+        e = -EBUSY; /* bytes in flight either side of the switch would be ambiguous */
+    if (!e) {
+        s->tp = sq__tls_new(ctx, s->fd, server_hostname, &e);
+        if (s->tp) sq__tp_attach(s->tp, s->loop, &s->io);
+    }
+    if (e) {
+        sq_future_set_error(f, e);
+        return f;
+    }
+    s->hs_fut = sq_future_retain(f);
+    sq_future_set_cancel_hook(f, tls_cancelled, s);
+    enter(s);
+    tls_step(s);
+    leave(s);
+    return f;
+}
+
+int sq_stream_start_tls(sq_stream *s, sq_tls_context *ctx, const char *server_hostname)
+{
+    if (!check_coro("sq_stream_start_tls")) return SQ_ENOTCORO;
+    sq_future *f = sq_stream_start_tls_future(s, ctx, server_hostname);
+    return f ? (int)sq_await(f, NULL) : -ENOMEM;
+}
+
+bool sq_stream_is_tls(const sq_stream *s)
+{
+    return sq__tp_is_tls(s->tp);
+}
+
+const char *sq_stream_alpn(const sq_stream *s, size_t *len)
+{
+    return sq__tls_alpn(s->tp, len);
+}
+
+int sq__stream_release(sq_stream *s, int *fd, sq__tp **tp, char **extra, size_t *extra_len)
+{
+    *fd = -1;
+    *tp = NULL;
+    *extra = NULL;
+    *extra_len = 0;
+    if (s->closed) return close_error(s);
+    if (s->rkind != R_NONE || s->hs_fut || pending_bytes(s)) return -EBUSY;
+    size_t from = s->rstart + s->consume;
+    if (s->rend > from) {
+        *extra = malloc(s->rend - from);
+        if (!*extra) return -ENOMEM;
+        memcpy(*extra, s->rbuf + from, s->rend - from);
+        *extra_len = s->rend - from;
+    }
+    sq_io_stop(s->loop, &s->io);
+    *fd = s->fd;
+    *tp = s->tp;
+    sq__tp_attach(s->tp, NULL, NULL);
+    s->tp = NULL;
+    s->fd = -1;
+    s->closed = true; /* nothing to close: the caller owns the socket now */
+    s->close_cb_ran = true;
+    return 0;
 }

@@ -46,14 +46,25 @@ typedef struct conn {
     sq_stream *stream;
     sq_stream_handler handler;
     void *arg;
+    sq_tls_context *tls; /* a reference, or NULL */
+    double tls_timeout;
     struct sockaddr_storage peer;
 } conn;
 
 static void *conn_main(void *arg)
 {
     conn *c = arg;
-    c->handler(c->stream, (const struct sockaddr *)&c->peer, c->arg);
+    int e = 0;
+    if (c->tls) {
+        sq_future *f = sq_stream_start_tls_future(c->stream, c->tls, NULL);
+        e = f ? (int)sq_await(sq_with_timeout(f, c->tls_timeout), NULL) : -ENOMEM;
+        if (e < 0)
+            sq_log(SQ_LOG_DEBUG, "tcp server: TLS handshake failed: %s",
+                   e == SQ_ETLS ? sq_tls_last_error() : sq_strerror(e));
+    }
+    if (e == 0) c->handler(c->stream, (const struct sockaddr *)&c->peer, c->arg);
     sq_stream_free(c->stream);
+    sq_tls_context_free(c->tls);
     free(c);
     return NULL;
 }
@@ -71,6 +82,7 @@ static void server_destroy(sq_tcp_server *srv)
         sq_io_stop(srv->loop, &srv->ls[i].io);
         close(srv->ls[i].fd);
     }
+    sq_tls_context_free(srv->opts.tls);
     free(srv);
 }
 
@@ -140,10 +152,13 @@ static void handle_conn(sq_tcp_server *srv, int fd, struct sockaddr_storage *pee
     c->stream = s;
     c->handler = srv->handler;
     c->arg = srv->arg;
+    c->tls = sq_tls_context_ref(srv->opts.tls);
+    c->tls_timeout = srv->opts.tls_handshake_timeout > 0 ? srv->opts.tls_handshake_timeout : 10.0;
     memcpy(&c->peer, peer, plen < sizeof c->peer ? plen : sizeof c->peer);
     if (sq_go(srv->loop, conn_main, c) < 0) {
         sq_log(SQ_LOG_ERROR, "tcp server: cannot start a coroutine; dropping the connection");
         sq_stream_free(s);
+        sq_tls_context_free(c->tls);
         free(c);
     }
 }
@@ -330,6 +345,7 @@ static sq_tcp_server *server_new(sq_loop *loop, const char *host, int port, cons
     srv->handler = handler;
     srv->arg = arg;
     if (opts) srv->opts = *opts;
+    sq_tls_context_ref(srv->opts.tls);
     sq_timer_init(loop, &srv->resume_timer, resume_accepting, srv);
     int backlog = srv->opts.backlog > 0 ? srv->opts.backlog : DEFAULT_BACKLOG;
     int fds[MAX_LISTENERS];
@@ -628,4 +644,62 @@ sq_stream *sq_tcp_connect(const char *host, int port, double timeout, int *err)
     int64_t st = sq_await(sq_tcp_connect_future(sq_coro_loop(self), host, port, timeout), &v);
     if (err) *err = st < 0 ? (int)st : 0;
     return st < 0 ? NULL : v;
+}
+
+/* The client context sq_tcp_connect_tls uses when given none: the system CA store. */
+static sq_tls_context *default_client;
+static pthread_once_t default_client_once = PTHREAD_ONCE_INIT;
+static int default_client_err;
+
+static void default_client_init(void)
+{
+    default_client = sq_tls_client_context_new(NULL, &default_client_err);
+}
+
+sq_stream *sq_tcp_connect_tls(const char *host, int port, double timeout, sq_tls_context *ctx,
+                              int *err)
+{
+    sq_coro *self = sq_coro_self();
+    if (!self) {
+        sq_log(SQ_LOG_ERROR, "sq_tcp_connect_tls: called outside a coroutine");
+        if (err) *err = SQ_ENOTCORO;
+        return NULL;
+    }
+    sq_loop *loop = sq_coro_loop(self);
+    if (!ctx) {
+        pthread_once(&default_client_once, default_client_init);
+        ctx = default_client;
+        if (!ctx) {
+            if (err) *err = default_client_err;
+            return NULL;
+        }
+    }
+    if (!host || sq_tls_context_is_server(ctx)) {
+        if (err) *err = -EINVAL;
+        return NULL;
+    }
+    double t0 = sq_loop_time(loop);
+    sq_stream *s = sq_tcp_connect(host, port, timeout, err);
+    if (!s) return NULL;
+    /* the name the certificate must carry: "[::1]" is checked as ::1 */
+    char name[256];
+    size_t n = strlen(host);
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
+        host++;
+        n -= 2;
+    }
+    snprintf(name, sizeof name, "%.*s", (int)n, host);
+    sq_future *f = sq_stream_start_tls_future(s, ctx, name);
+    if (f && timeout > 0) {
+        double left = timeout - (sq_loop_time(loop) - t0);
+        f = sq_with_timeout(f, left > 0.001 ? left : 0.001);
+    }
+    int e = f ? (int)sq_await(f, NULL) : -ENOMEM;
+    if (e == -ECANCELED) e = -ETIMEDOUT;
+    if (e < 0) {
+        sq_stream_free(s);
+        s = NULL;
+    }
+    if (err) *err = e;
+    return s;
 }

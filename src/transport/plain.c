@@ -30,6 +30,6 @@ void sq__tp_close(int fd, sq__tp *tp, bool reset)
         struct linger lg = {.l_onoff = 1, .l_linger = 0};
         setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     }
-    if (tp && tp->ops->free) tp->ops->free(tp);
+    if (tp) tp->ops->free(tp, reset);
     close(fd);
 }

@@ -9,7 +9,7 @@
  * ssl_recv/ssl_send after the handshake).
  *
  * Conventions: every call returns a count or a negative errno, never -1 with errno;
- * -EAGAIN means "not now, wait for the events sq__tp_want() names"; EINTR is retried
+ * -EAGAIN means "not now, wait for the events sq__tp_poll() names"; EINTR is retried
  * inside. */
 #ifndef SQUALL_TRANSPORT_H
 #define SQUALL_TRANSPORT_H
@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "squall/loop.h"
+#include "squall/tls.h"
 
 typedef struct sq__tp sq__tp;
 
@@ -33,9 +34,24 @@ typedef struct sq__tp_ops {
      * writes it instead). */
     ssize_t (*sendfile)(sq__tp *t, int in_fd, off_t *off, size_t len);
     int (*shutdown)(sq__tp *t);
-    void (*free)(sq__tp *t);
-    /* SQ_READ/SQ_WRITE the transport itself waits for (a handshake in progress), or 0. */
-    unsigned (*want)(const sq__tp *t);
+    /* Free the transport (the caller closes the fd); `reset`: an abortive close, nothing
+     * more is written (no TLS close_notify). */
+    void (*free)(sq__tp *t, bool reset);
+    /* The handshake: 0 once done, -EAGAIN (wait for sq__tp_poll's events), -EPROTO when the
+     * peer's first bytes are no handshake at all (plain HTTP on a TLS port), SQ_ETLS with the
+     * reason in sq_tls_last_error(), or -errno. */
+    int (*handshake)(sq__tp *t);
+    /* The kernel events to wait for when the caller wants `ev` (SQ_READ to read, SQ_WRITE to
+     * write): a read may wait for the socket to take bytes (and a write for bytes to come)
+     * while the transport is mid-handshake or mid-record.  When the caller wants to read and
+     * the transport already holds decrypted bytes the kernel will not signal, it schedules
+     * the watcher's callback with SQ_READ (see sq__tp_attach). */
+    unsigned (*poll)(sq__tp *t, unsigned ev);
+    /* The readiness the kernel reported, as the caller's reads and writes see it. */
+    unsigned (*ready)(const sq__tp *t, unsigned ev);
+    /* The watcher whose callback runs when the transport holds bytes to read. */
+    void (*attach)(sq__tp *t, sq_loop *loop, sq_io *io);
+    bool (*handshaking)(const sq__tp *t);
 } sq__tp_ops;
 
 struct sq__tp {
@@ -88,10 +104,49 @@ static inline int sq__tp_shutdown(int fd, sq__tp *tp)
     return shutdown(fd, SHUT_WR) < 0 ? -errno : 0;
 }
 
-/* What the transport itself waits for before the caller's own I/O can go on. */
-static inline unsigned sq__tp_want(const sq__tp *tp)
+/* The kernel events to wait for, given those the caller wants (see sq__tp_ops.poll). */
+static inline unsigned sq__tp_poll(sq__tp *tp, unsigned ev)
 {
-    return tp && tp->ops->want ? tp->ops->want(tp) : 0;
+    return tp ? tp->ops->poll(tp, ev) : ev;
+}
+
+/* Kernel readiness translated for the caller (see sq__tp_ops.ready). */
+static inline unsigned sq__tp_ready(const sq__tp *tp, unsigned ev)
+{
+    return tp ? tp->ops->ready(tp, ev) : ev;
+}
+
+/* True while a handshake is in progress: drive it with sq__tp_handshake. */
+static inline bool sq__tp_handshaking(const sq__tp *tp)
+{
+    return tp && tp->ops->handshaking(tp);
+}
+
+static inline int sq__tp_handshake(sq__tp *tp)
+{
+    return tp ? tp->ops->handshake(tp) : 0;
+}
+
+static inline void sq__tp_attach(sq__tp *tp, sq_loop *loop, sq_io *io)
+{
+    if (tp) tp->ops->attach(tp, loop, io);
+}
+
+/* --- TLS (tls.c) ---------------------------------------------------------------------------- */
+
+/* A TLS transport over the connected socket fd, as the context's role (server: accepting;
+ * client: connecting to `hostname`, which is checked against the certificate and sent as
+ * SNI unless NULL).  The handshake starts at the first sq__tp_handshake, read or write.
+ * NULL with *err: -ENOMEM, SQ_ETLS. */
+sq__tp *sq__tls_new(sq_tls_context *ctx, int fd, const char *hostname, int *err);
+/* The ALPN protocol the handshake chose ("h2", "http/1.1"), or NULL. */
+const char *sq__tls_alpn(const sq__tp *tp, size_t *len);
+bool sq__tp_is_tls(const sq__tp *tp);
+
+/* Free the transport, leaving the fd open (a connection going on in plain text). */
+static inline void sq__tp_free(sq__tp *tp, bool reset)
+{
+    if (tp) tp->ops->free(tp, reset);
 }
 
 /* Close the connection and free the transport.  `reset`: an abortive close (SO_LINGER 0),

@@ -58,6 +58,7 @@ struct sq_app {
     sq_app_settings settings;
     char *cookie_secret;
     sq_http_server *server;
+    sq_http_server *tls_server; /* sq_app_listen_tls: HTTPS beside plain HTTP */
     size_t state_max; /* largest state_size of any class */
     sq_handler *pool;
     size_t npool;
@@ -227,9 +228,29 @@ int sq_app_listen(sq_app *app, int port, const char *host)
     return sq_http_server_listen(app->server, host, port);
 }
 
+int sq_app_listen_tls(sq_app *app, int port, const char *host, sq_tls_context *tls)
+{
+    if (!app || !tls) return -EINVAL;
+    if (!app->tls_server) {
+        sq_loop *loop = sq_loop_current();
+        if (!loop) loop = sq_loop_default();
+        sq_http_settings hs = app->settings.http;
+        hs.access_log = !app->settings.no_access_log;
+        hs.tls = tls;
+        app->tls_server = sq_http_server_new(loop, &hs, dispatch, app);
+        if (!app->tls_server) return errno ? -errno : -ENOMEM;
+    }
+    return sq_http_server_listen(app->tls_server, host, port);
+}
+
 sq_http_server *sq_app_server(sq_app *app)
 {
     return app ? app->server : NULL;
+}
+
+sq_http_server *sq_app_tls_server(sq_app *app)
+{
+    return app ? app->tls_server : NULL;
 }
 
 static void app_destroy(sq_app *app)
@@ -259,7 +280,8 @@ void sq_app_free(sq_app *app)
 {
     if (!app) return;
     if (app->server) sq_http_server_free(app->server);
-    app->server = NULL;
+    if (app->tls_server) sq_http_server_free(app->tls_server);
+    app->server = app->tls_server = NULL;
     /* Handlers still suspended run on (on a closed connection) and need the app until
      * they are given back. */
     app->freeing = true;

@@ -29,11 +29,14 @@ typedef struct connect_op {
     bool offered_deflate;
     double timeout;
     double deadline; /* loop time: connect_timeout covers the TCP connect and the handshake */
+    bool tls;        /* wss:// */
+    sq_tls_context *tls_ctx; /* a reference, or NULL: the system CA store */
     sq_ws_settings settings;
 } connect_op;
 
 static void op_free(connect_op *op)
 {
+    sq_tls_context_free(op->tls_ctx);
     free(op->host);
     free(op->request);
     free(op->protocols);
@@ -41,12 +44,12 @@ static void op_free(connect_op *op)
 }
 
 /* ws://host[:port][/path][?query] into host, port and the request target. */
-static int parse_url(const char *url, char **host, int *port, char **target)
+static int parse_url(const char *url, char **host, int *port, char **target, bool *tls)
 {
     const char *p;
-    if (!strncasecmp(url, "wss://", 6)) return -EPROTONOSUPPORT;
-    if (strncasecmp(url, "ws://", 5)) return -EINVAL;
-    p = url + 5;
+    *tls = !strncasecmp(url, "wss://", 6);
+    if (!*tls && strncasecmp(url, "ws://", 5)) return -EINVAL;
+    p = url + (*tls ? 6 : 5);
     const char *hs, *he;
     if (*p == '[') {
         hs = p + 1;
@@ -61,7 +64,7 @@ static int parse_url(const char *url, char **host, int *port, char **target)
     if (he == hs) return -EINVAL;
     for (const char *c = hs; c < he; c++)
         if ((unsigned char)*c <= ' ' || *c == '@' || *c == '/') return -EINVAL;
-    *port = 80;
+    *port = *tls ? 443 : 80;
     if (*p == ':') {
         p++;
         long v = 0;
@@ -116,7 +119,7 @@ static int build_request(connect_op *op, const char *target, const sq_ws_connect
     sq__buf_append(&b, op->host, strlen(op->host));
     if (v6) sq__buf_append(&b, "]", 1);
     int n;
-    if (op->port != 80) {
+    if (op->port != (op->tls ? 443 : 80)) {
         n = snprintf(line, sizeof line, ":%d", op->port);
         sq__buf_append(&b, line, (size_t)n);
     }
@@ -174,40 +177,6 @@ nomem:
 inval:
     sq__buf_free(&b);
     return -EINVAL;
-}
-
-/* --- waiting for the socket from a coroutine -------------------------------------------------- */
-
-typedef struct fd_wait {
-    sq_io io;
-    sq_future *f;
-} fd_wait;
-
-static void fd_ready(sq_loop *loop, sq_io *io, unsigned events)
-{
-    fd_wait *w = io->data;
-    sq_io_stop(loop, io);
-    sq_future_set_result(w->f, NULL);
-}
-
-static int wait_fd(sq_loop *loop, int fd, unsigned events, double deadline)
-{
-    double left = deadline - sq_loop_time(loop);
-    if (left <= 0) return -ETIMEDOUT;
-    fd_wait w;
-    w.f = sq_future_new(loop);
-    if (!w.f) return -ENOMEM;
-    sq_io_init(&w.io, fd, fd_ready, &w);
-    int e = sq_io_start(loop, &w.io, events);
-    if (e < 0) {
-        sq_future_release(w.f);
-        return e;
-    }
-    sq_future *t = sq_with_timeout(sq_future_retain(w.f), left);
-    int64_t st = t ? sq_await(t, NULL) : -ENOMEM;
-    sq_io_stop(loop, &w.io);
-    sq_future_release(w.f);
-    return st < 0 ? (int)st : 0;
 }
 
 /* --- the response ------------------------------------------------------------------------------
@@ -280,83 +249,61 @@ static int check_response(connect_op *op, const char *buf, size_t len, sq__ws_pm
     return 0;
 }
 
-static int send_all(connect_op *op, int fd, double deadline)
+/* Await f, giving up at the connect deadline. */
+static int64_t await_deadline(connect_op *op, sq_future *f, void **value)
 {
-    size_t off = 0;
-    while (off < op->request_len) {
-        ssize_t n = sq__tp_write(fd, NULL, op->request + off, op->request_len - off, true);
-        if (n > 0) {
-            off += (size_t)n;
-            continue;
-        }
-        if (n == -EAGAIN) {
-            int e = wait_fd(op->loop, fd, SQ_WRITE, deadline);
-            if (e < 0) return e;
-            continue;
-        }
-        return n < 0 ? (int)n : -EPIPE;
-    }
-    return 0;
+    double left = op->deadline - sq_loop_time(op->loop);
+    if (!f) return -ENOMEM;
+    f = sq_with_timeout(f, left > 0.001 ? left : 0.001);
+    return f ? sq_await(f, value) : -ENOMEM;
 }
 
-static int handshake(connect_op *op, int fd, sq_ws **out)
+/* Send the upgrade request on the connected stream, read the 101, and hand the socket (and
+ * its TLS transport) to the connection core. */
+static int handshake(connect_op *op, sq_stream *s, sq_ws **out)
 {
-    double deadline = op->deadline;
-    int e = send_all(op, fd, deadline);
-    if (e < 0) return e;
-    sq__buf in = {0};
-    size_t head = 0;
-    while (!head) {
-        if (sq__buf_reserve(&in, 4096) < 0) {
-            e = -ENOMEM;
-            goto out;
-        }
-        ssize_t n = sq__tp_read(fd, NULL, in.ptr + in.len, in.cap - in.len);
-        if (n > 0) {
-            size_t from = in.len > 3 ? in.len - 3 : 0;
-            in.len += (size_t)n;
-            const char *h = memmem(in.ptr + from, in.len - from, "\r\n\r\n", 4);
-            if (h) head = (size_t)(h - in.ptr) + 4;
-            if (!head && in.len > SQ__WS_MAX_HANDSHAKE) {
-                e = -EPROTO;
-                goto out;
-            }
-            continue;
-        }
-        if (n == 0) {
-            e = -EPROTO; /* closed before answering */
-            goto out;
-        }
-        if (n != -EAGAIN) {
-            e = (int)n;
-            goto out;
-        }
-        e = wait_fd(op->loop, fd, SQ_READ, deadline);
-        if (e < 0) goto out;
-    }
+    int64_t st = await_deadline(op, sq_stream_write_future(s, op->request, op->request_len), NULL);
+    if (st < 0) return (int)st;
+    void *v = NULL;
+    st = await_deadline(op, sq_stream_read_until_future(s, "\r\n\r\n", 4, SQ__WS_MAX_HANDSHAKE),
+                        &v);
+    if (st == -EMSGSIZE || st == SQ_ECLOSED) return -EPROTO; /* no valid answer */
+    if (st < 0) return (int)st;
     sq__ws_pmd pmd;
     bool deflate;
     char *proto = NULL;
-    e = check_response(op, in.ptr, head, &pmd, &deflate, &proto);
+    int e = check_response(op, v, (size_t)st, &pmd, &deflate, &proto);
     if (e < 0) {
         free(proto);
-        goto out;
+        return e;
+    }
+    int fd;
+    sq__tp *tp;
+    char *extra;
+    size_t extra_len;
+    e = sq__stream_release(s, &fd, &tp, &extra, &extra_len);
+    if (e < 0) {
+        free(proto);
+        return e;
     }
     sq_ws *ws = sq__ws_new(op->loop, fd, NULL, &op->settings);
+    if (ws) sq__ws_set_transport(ws, tp);
     if (!ws || (deflate && sq__ws_set_deflate(ws, &pmd) < 0) ||
-        sq__ws_set_initial(ws, in.ptr + head, in.len - head) < 0) {
+        sq__ws_set_initial(ws, extra, extra_len) < 0) {
         free(proto);
-        if (ws) sq__ws_discard(ws, false); /* the caller closes fd */
-        e = -ENOMEM;
-        goto out;
+        free(extra);
+        if (ws)
+            sq__ws_discard(ws, true);
+        else
+            sq__tp_close(fd, tp, false);
+        return -ENOMEM;
     }
+    free(extra);
     sq__ws_set_subprotocol(ws, proto);
     sq__ws_set_remote_ip(ws, op->host);
     sq__ws_client_start(ws);
     *out = ws;
-out:
-    sq__buf_free(&in);
-    return e;
+    return 0;
 }
 
 static void *connect_task(void *arg)
@@ -365,16 +312,11 @@ static void *connect_task(void *arg)
     int err = 0;
     sq_ws *ws = NULL;
     op->deadline = sq_loop_time(op->loop) + op->timeout;
-    sq_stream *s = sq_tcp_connect(op->host, op->port, op->timeout, &err);
+    sq_stream *s = op->tls ? sq_tcp_connect_tls(op->host, op->port, op->timeout, op->tls_ctx, &err)
+                           : sq_tcp_connect(op->host, op->port, op->timeout, &err);
     if (s) {
-        int fd = dup(sq_stream_fd(s));
-        sq_stream_free(s);
-        if (fd < 0) {
-            err = -errno;
-        } else {
-            err = handshake(op, fd, &ws);
-            if (err < 0) close(fd);
-        }
+        err = handshake(op, s, &ws);
+        sq_stream_free(s); /* its socket went to ws, or is closed with it */
     }
     if (sq_future_done(op->fut)) {
         sq_ws_free(ws); /* cancelled meanwhile */
@@ -401,9 +343,15 @@ sq_future *sq_ws_connect_future(sq_loop *loop, const char *url, const sq_ws_conn
     sq_future_set_value_free(f, ws_value_free); /* a connection nobody takes is freed */
     connect_op *op = calloc(1, sizeof *op);
     char *target = NULL;
-    int e = op ? parse_url(url, &op->host, &op->port, &target) : -ENOMEM;
+    int e = op ? parse_url(url, &op->host, &op->port, &target, &op->tls) : -ENOMEM;
     if (e == 0) {
         op->loop = loop;
+        if (opts && opts->tls) {
+            if (sq_tls_context_is_server(opts->tls)) e = -EINVAL;
+            op->tls_ctx = sq_tls_context_ref(opts->tls);
+        }
+    }
+    if (e == 0) {
         op->timeout =
             opts && opts->connect_timeout > 0 ? opts->connect_timeout : DEFAULT_CONNECT_TIMEOUT;
         if (opts) op->settings = opts->settings;

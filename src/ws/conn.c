@@ -148,6 +148,12 @@ sq_ws *sq__ws_new(sq_loop *loop, int fd, const sq_ws_class *cls, const sq_ws_set
     return ws;
 }
 
+void sq__ws_set_transport(sq_ws *ws, sq__tp *tp)
+{
+    ws->tp = tp;
+    sq__tp_attach(tp, ws->loop, &ws->io);
+}
+
 static void timers_stop(sq_ws *ws)
 {
     if (!ws->tm) return;
@@ -176,7 +182,10 @@ static void ws_free(sq_ws *ws)
 
 void sq__ws_discard(sq_ws *ws, bool close_fd)
 {
-    if (close_fd) sq__tp_close(ws->io.fd, ws->tp, false);
+    if (close_fd)
+        sq__tp_close(ws->io.fd, ws->tp, false);
+    else
+        sq__tp_free(ws->tp, true); /* the caller closes the fd */
     ws_free(ws);
 }
 
@@ -422,7 +431,7 @@ static void ws_update_io(sq_ws *ws)
         (!ws->input_done && !ws->coro && !ws->msg_ready && !ws->delivered && !pend && !ws->rpaused))
         ev |= SQ_READ;
     if (ws->opos < ws->out.len) ev |= SQ_WRITE;
-    ev |= sq__tp_want(ws->tp); /* a TLS handshake in progress */
+    ev = sq__tp_poll(ws->tp, ev); /* TLS: a record half written, bytes OpenSSL holds */
     if (ev == ws->io.events && ws->io.sq__registered) return;
     if (ev)
         sq_io_start(ws->loop, &ws->io, ev);
@@ -848,6 +857,7 @@ static void ws_io(sq_loop *loop, sq_io *io, unsigned events)
     sq_ws *ws = io->data;
     bool was = ws->in_io;
     ws->in_io = true;
+    events = sq__tp_ready(ws->tp, events);
     if (events & SQ_WRITE) ws_flush(ws);
     if (!ws->closed && (events & (SQ_READ | SQ_HUP | SQ_ERROR))) on_readable(ws);
     ws_leave(ws, was);

@@ -173,11 +173,12 @@ static void ws_get(sq_handler *h)
     if (deflate) sq_set_header(h, "Sec-WebSocket-Extensions", ext_resp);
 
     int fd;
+    sq__tp *tp;
     char *extra;
     size_t extra_len;
     /* counted as an upgrade in flight until registered (a graceful shutdown waits for it) */
     sq__http_upgrade_begin(req);
-    int e = sq_http_detach_connection(req, &fd, &extra, &extra_len);
+    int e = sq__http_detach(req, &fd, &tp, &extra, &extra_len);
     if (e < 0) {
         sq__http_upgraded_add(req, NULL, NULL);
         free(proto);
@@ -190,6 +191,7 @@ static void ws_get(sq_handler *h)
         return;
     }
     sq_ws *ws = sq__ws_new(sq_coro_loop(sq_coro_self()), fd, cls, NULL);
+    if (ws) sq__ws_set_transport(ws, tp);
     if (!ws || (deflate && sq__ws_set_deflate(ws, &pmd) < 0) ||
         sq__ws_set_initial(ws, extra, extra_len) < 0) {
         sq_log(SQ_LOG_ERROR, "websocket: out of memory for a connection");
@@ -199,7 +201,7 @@ static void ws_get(sq_handler *h)
         if (ws)
             sq__ws_discard(ws, true); /* never opened: no on_close */
         else
-            close(fd);
+            sq__tp_close(fd, tp, false);
         return;
     }
     free(extra);

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "../internal.h"
+#include "../transport/transport.h"
 #include "squall/websocket.h"
 
 #define SQ__WS_GUID          "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -146,6 +147,8 @@ void sq__ws_set_subprotocol(sq_ws *ws, char *proto);
 void sq__ws_set_remote_ip(sq_ws *ws, const char *ip);
 /* Bytes received after the handshake head (copied). */
 int sq__ws_set_initial(sq_ws *ws, const char *data, size_t len);
+/* The connection's transport (TLS), NULL for a plain socket; freed with the connection. */
+void sq__ws_set_transport(sq_ws *ws, sq__tp *tp);
 /* Server: run open() on the calling (handshake) coroutine with the handler set, then
  * start driving the connection from the loop. */
 void sq__ws_server_start(sq_ws *ws, sq_handler *h);
