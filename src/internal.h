@@ -130,6 +130,11 @@ void sq__future_pool_drain(sq_loop *loop);
  * read, a write or a handshake is in progress. */
 struct sq__tp;
 int sq__stream_release(sq_stream *s, int *fd, struct sq__tp **tp, char **extra, size_t *extra_len);
+/* The reverse: a stream over a connected socket and its transport (NULL: plain), with
+ * `extra` (copied) as the first bytes to read.  NULL on -ENOMEM (fd and tp left as they
+ * were). */
+sq_stream *sq__stream_adopt(sq_loop *loop, int fd, struct sq__tp *tp, const char *extra,
+                            size_t extra_len);
 
 /* Drop the signal handlers and self-pipe of a loop being freed. */
 void sq__signal_loop_closed(sq_loop *loop);

@@ -21,6 +21,7 @@
 #include "squall/future.h"
 #include "squall/http_parser.h"
 #include "squall/loop.h"
+#include "squall/stream.h"
 #include "squall/tls.h"
 
 #ifdef __cplusplus
@@ -196,8 +197,13 @@ void sq_http_detach(sq_http_request *req);
  * caller frees it).  The request counts as finished; its memory is released when the
  * handler returns.  Returns 0, SQ_ECLOSED (or the connection's error) if the client left,
  * -EALREADY if the request was already finished or detached, -EINVAL while a request body
- * is still unread, -ENOMEM, SQ_ENOTCORO outside the handler's coroutine. */
+ * is still unread, -ENOMEM, SQ_ENOTCORO outside the handler's coroutine; -EOPNOTSUPP on
+ * an HTTPS connection (its bytes go through the cipher: use sq_http_detach_stream). */
 int sq_http_detach_connection(sq_http_request *req, int *fd, char **extra, size_t *extra_len);
+/* The same, handing over a stream (Tornado's detach() returns an IOStream): plain or TLS,
+ * with the bytes received after this request already in its read buffer.  The caller frees
+ * it with sq_stream_free.  Errors as sq_http_detach_connection (never -EOPNOTSUPP). */
+int sq_http_detach_stream(sq_http_request *req, sq_stream **out);
 /* Called if the client closes the connection before the response is finished. */
 void sq_http_on_connection_close(sq_http_request *req, void (*cb)(sq_http_request *, void *),
                                  void *arg);

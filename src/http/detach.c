@@ -63,6 +63,25 @@ int sq_http_detach_connection(sq_http_request *req, int *fd, char **extra, size_
     return sq__http_detach(req, fd, &tp, extra, extra_len);
 }
 
+int sq_http_detach_stream(sq_http_request *req, sq_stream **out)
+{
+    *out = NULL;
+    int fd;
+    sq__tp *tp;
+    char *extra;
+    size_t extra_len;
+    sq_loop *loop = req->server ? req->server->loop : sq_coro_loop(sq_coro_self());
+    int e = sq__http_detach(req, &fd, &tp, &extra, &extra_len);
+    if (e < 0) return e;
+    *out = sq__stream_adopt(loop, fd, tp, extra, extra_len);
+    free(extra);
+    if (!*out) {
+        sq__tp_close(fd, tp, false); /* the response is out: the client sees the close */
+        return -ENOMEM;
+    }
+    return 0;
+}
+
 int sq__http_detach(sq_http_request *req, int *fd, sq__tp **tp, char **extra, size_t *extra_len)
 {
     sq__http_req *r = (sq__http_req *)req;

@@ -859,3 +859,21 @@ int sq__stream_release(sq_stream *s, int *fd, sq__tp **tp, char **extra, size_t 
     s->close_cb_ran = true;
     return 0;
 }
+
+sq_stream *sq__stream_adopt(sq_loop *loop, int fd, sq__tp *tp, const char *extra, size_t extra_len)
+{
+    sq_stream *s = sq_stream_new(loop, fd);
+    if (!s) return NULL;
+    if (extra_len) {
+        if (!reserve(s, extra_len)) {
+            s->closed = s->close_cb_ran = true; /* the fd stays the caller's */
+            sq_stream_free(s);
+            return NULL;
+        }
+        memcpy(s->rbuf + s->rend, extra, extra_len);
+        s->rend += extra_len;
+    }
+    s->tp = tp;
+    sq__tp_attach(tp, s->loop, &s->io);
+    return s;
+}

@@ -243,6 +243,8 @@ static sq_tls_context *context_new(const sq_tls_options *o, bool server, int *er
                                (o->no_tickets ? SSL_OP_NO_TICKET : 0));
     SSL_CTX_set_mode(x, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                             SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* one read(2) takes whatever has arrived, not a record header and then its body */
+    SSL_CTX_set_read_ahead(x, 1);
     if ((o->ciphers && SSL_CTX_set_cipher_list(x, o->ciphers) != 1) ||
         (o->ciphersuites && SSL_CTX_set_ciphersuites(x, o->ciphersuites) != 1)) {
         e = tls_fail(NULL, "bad cipher list");
@@ -374,14 +376,16 @@ static ssize_t tls_read(sq__tp *tp, void *buf, size_t len)
     }
     if (t->failed) return SQ_ETLS;
     size_t got = 0;
-    /* record after record until the caller's buffer is full or the socket runs dry: a short
-     * read then means what it means on a plain socket (nothing more for now) */
+    /* Record after record while OpenSSL holds more (decrypted bytes, or raw ones it read
+     * ahead) and the caller's buffer has room.  Then stop without asking the kernel again:
+     * if the socket has more, level-triggered epoll says so, as after a short plain read. */
     while (got < len) {
         size_t n = 0;
         ERR_clear_error();
         int r = SSL_read_ex(t->ssl, (char *)buf + got, len - got, &n);
         if (r == 1) {
             got += n;
+            if (!SSL_has_pending(t->ssl)) break;
             continue;
         }
         ssize_t e = io_error(t, r, &t->rd_want);
