@@ -996,7 +996,9 @@ static void conn_io(sq_loop *loop, sq_io *io, unsigned events)
     if (SQ__UNLIKELY(c->tp != NULL)) {
         events = sq__tp_ready(c->tp, events);
         if (sq__tp_handshaking(c->tp) && !conn_handshake(c)) {
-            if (!c->closed) conn_after(c);
+            /* still handshaking: only the handshake's events and deadline (conn_after
+             * would arm the idle timer); plain HTTP answered: linger as after any 400 */
+            if (!c->closed) c->tp ? update_io(c) : conn_after(c);
             c->in_io = false;
             sq__http_conn_release(c);
             return;
