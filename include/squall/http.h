@@ -42,6 +42,7 @@ typedef struct sq_str {
 #define SQ_HTTP_DEFAULT_BODY_MIN_RATE    1024.0       /* B/s a body must average (see below) */
 #define SQ_HTTP_DEFAULT_WRITE_TIMEOUT    60.0         /* s without output progress: closed */
 #define SQ_HTTP_DEFAULT_WRITE_HIGH_WATER (64u << 10)  /* pending output that pauses reading */
+#define SQ_HTTP_DEFAULT_H2_MAX_STREAMS   128          /* HTTP/2 concurrent streams per connection */
 #define SQ_HTTP_DEFAULT_MAX_CONNECTIONS  100000
 #define SQ_HTTP_GZIP_MIN_LENGTH          1024
 
@@ -79,6 +80,11 @@ typedef struct sq_http_settings {
      * on the port gets a cleartext 400, as nginx answers it. */
     sq_tls_context *tls;
     double tls_handshake_timeout;
+    /* HTTP/2 (nghttp2) is on by default: "h2" is offered by ALPN on TLS (before
+     * "http/1.1"), and a plain connection that starts with the HTTP/2 preface speaks h2c
+     * (prior knowledge).  The same handler serves every stream, each on its own coroutine. */
+    bool no_http2;
+    unsigned http2_max_concurrent_streams; /* 0: SQ_HTTP_DEFAULT_H2_MAX_STREAMS (128) */
 } sq_http_settings;
 
 typedef struct sq_http_server sq_http_server;
@@ -96,7 +102,8 @@ struct sq_http_request {
     sq_str path;       /* without the query; not percent-decoded */
     sq_str query;      /* after '?', empty if none */
     sq_str host;       /* Host header or absolute-form authority */
-    int version_minor; /* HTTP/1.<minor> */
+    int version_minor; /* HTTP/1.<minor> (0 for HTTP/2) */
+    int version_major; /* 1, or 2 for a request on an HTTP/2 stream */
     const sq_http_header *headers;
     size_t nheaders;
     const char *remote_ip;  /* NUL-terminated; X-Real-Ip / X-Forwarded-For with xheaders */

@@ -57,8 +57,9 @@ int sq_http_detach_connection(sq_http_request *req, int *fd, char **extra, size_
     *fd = -1;
     *extra = NULL;
     *extra_len = 0;
-    /* a raw fd is no use on a TLS connection: its bytes go through the cipher */
-    if (req->conn->tp) return -EOPNOTSUPP;
+    /* a raw fd is no use on a TLS connection (its bytes go through the cipher) nor on an
+     * HTTP/2 stream */
+    if (req->conn->tp || ((sq__http_req *)req)->h2) return -EOPNOTSUPP;
     sq__tp *tp;
     return sq__http_detach(req, fd, &tp, extra, extra_len);
 }
@@ -90,6 +91,7 @@ int sq__http_detach(sq_http_request *req, int *fd, sq__tp **tp, char **extra, si
     *tp = NULL;
     *extra = NULL;
     *extra_len = 0;
+    if (r->h2) return -EOPNOTSUPP; /* a stream of an HTTP/2 connection (RFC 8441 is not here) */
     if (c->closed) return c->error ? c->error : SQ_ECLOSED;
     if (!r->active || r->detached || (r->rflags & RESP_FINISHED)) return -EALREADY;
     if (!sq_in_coro()) return SQ_ENOTCORO;

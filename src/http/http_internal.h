@@ -18,6 +18,18 @@
 #define SQ__HTTP_STREAM_BUF    (64u * 1024) /* read buffer while streaming a body */
 #define SQ__HTTP_POOL          256 /* idle connections' buffers and request objects kept for reuse */
 #define SQ__HTTP_POOL_OUT_MAX  (16u * 1024) /* larger output buffers are freed, not pooled */
+/* What a connection's one timer measures. */
+enum {
+    SQ__T_NONE,
+    SQ__T_HEADER,
+    SQ__T_IDLE,
+    SQ__T_BODY,
+    SQ__T_LINGER,
+    SQ__T_WRITE,
+    SQ__T_HANDSHAKE,
+    SQ__T_STALL, /* HTTP/2: response data waits for the peer's flow-control window */
+};
+
 #define SQ__HTTP_INLINE_HEADERS                                                                    \
     32 /* header slots inside the request object; past them the head                               \
           is parsed again into a heap array of the full count */
@@ -84,6 +96,7 @@ typedef struct sq__http_req {
     sq__buf body;       /* buffered body not yet sent */
     sq__buf reason_buf; /* a custom reason phrase, NUL-terminated */
     bool detached;
+    bool h2;      /* a stream of an HTTP/2 connection (h2.c), not the connection's request */
     bool active;  /* between the head being parsed and the response being done */
     bool is_head; /* HEAD request */
     bool expect_continue;
@@ -126,7 +139,10 @@ struct sq_http_conn {
     sq_timer timer;
     sq_coro *coro;   /* the coroutine running this connection's handlers */
     sq_coro *waiter; /* suspended in a body read or a flush, woken by the IO callback */
-    sq__http_req *req;
+    union {
+        sq__http_req *req;  /* HTTP/1.1: the request being served (or a pooled object) */
+        struct sq__h2 *h2;  /* HTTP/2 (h2_mode): the session; each stream has its request */
+    };
     sq__tp *tp;                /* the transport: NULL for a plain socket */
     uint16_t parsed;           /* bytes of rbuf + rpos the parser already saw (a hint: may be less);
                                   while lingering, the KiB drained */
@@ -144,6 +160,7 @@ struct sq_http_conn {
     bool lingering : 1;   /* response sent, write side shut: draining input before close */
     bool rpaused : 1;     /* output above write_high_water: no new request is read or parsed */
     bool abort_close : 1; /* close with a reset (the client stopped reading) */
+    bool h2_mode : 1;     /* the connection speaks HTTP/2 (c->h2) */
     unsigned char peer_addr[16]; /* the peer's address (4 bytes for IPv4), formatted per request */
 };
 
@@ -182,6 +199,33 @@ void sq__http_shutdown_check(sq_http_server *srv);
 
 /* Free a request object and its buffers. */
 void sq__http_req_free(struct sq__http_req *r);
+/* The connection's timer: `kind` for `seconds` (see server.c's arm()). */
+void sq__http_arm(sq_http_conn *c, unsigned kind, double seconds);
+/* Register the events the connection's state calls for. */
+void sq__http_update_io(sq_http_conn *c);
+/* The peer's address as text (48 bytes), X-Real-Ip and friends applied to a request. */
+void sq__http_format_peer(const sq_http_conn *c, char *dst);
+void sq__http_apply_xheaders(sq_http_conn *c, sq__http_req *r);
+/* response.c: replace r->body by its gzip encoding when the settings and the client allow
+ * and it is worth it; true if it did. */
+bool sq__http_maybe_gzip(sq_http_conn *c, sq__http_req *r);
+
+/* h2.c: HTTP/2 connections (see there) */
+typedef struct sq__h2 sq__h2;
+int sq__h2_start(sq_http_conn *c, const char *data, size_t len);
+void sq__h2_io(sq_http_conn *c, unsigned events);
+void sq__h2_timeout(sq_http_conn *c, unsigned kind);
+void sq__h2_goaway(sq_http_conn *c);
+void sq__h2_conn_closed(sq_http_conn *c);
+bool sq__h2_busy(const sq_http_conn *c);
+bool sq__h2_idle(const sq_http_conn *c);
+void sq__h2_free(sq_http_conn *c);
+ssize_t sq__h2_read_body(sq__http_req *r, const char **data);
+ssize_t sq__h2_read_body_chunk(sq__http_req *r, const char **data);
+int sq__h2_flush(sq__http_req *r);
+int sq__h2_sendfile(sq__http_req *r, int fd, off_t offset, size_t len);
+int sq__h2_finish(sq__http_req *r);
+void sq__h2_detached_finished(sq__http_req *r);
 
 /* listen.c */
 void sq__http_listeners_start(sq_http_server *srv);

@@ -131,6 +131,11 @@ static void close_all(sq_http_server *srv, bool idle_only)
     sq_http_conn *c = srv->conns;
     while (c) {
         sq_http_conn *next = c->next;
+        if (c->h2_mode && idle_only && !c->closed) {
+            sq__h2_goaway(c); /* no new streams; closes once those in flight are done */
+            c = next;
+            continue;
+        }
         bool idle =
             !sq__http_req_active(c) && !c->coro && c->rlen == c->rpos && c->opos == c->out.len;
         if (!c->closed && (!idle_only || idle)) {

@@ -417,7 +417,7 @@ static const char *resp_header(const sq__http_req *r, const char *name, size_t *
 }
 
 /* Replace r->body with its gzip encoding when worth it.  Returns true if it did. */
-static bool maybe_gzip(sq_http_conn *c, sq__http_req *r)
+bool sq__http_maybe_gzip(sq_http_conn *c, sq__http_req *r)
 {
     if (!c->srv->s.gzip || !r->accept_gzip || r->body.len < SQ_HTTP_GZIP_MIN_LENGTH) return false;
     if (r->rflags & RESP_HAS_CENC) return false;
@@ -591,7 +591,7 @@ int sq__http_resp_finish(sq_http_conn *c, sq__http_req *r)
     } else {
         bool no_body = r->is_head || !status_has_body(r->status);
         if (!no_body) drop_handler_clen(r);
-        bool gz = !no_body && maybe_gzip(c, r);
+        bool gz = !no_body && sq__http_maybe_gzip(c, r);
         bool close = sq__http_want_close(c, r);
         e = put_head(c, r, (int64_t)r->body.len, gz, close);
         if (e == 0 && !no_body) e = put_chunk(c, r->body.ptr, r->body.len, false);

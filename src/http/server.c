@@ -24,7 +24,15 @@
 
 #include "http/http_internal.h"
 
-enum { T_NONE, T_HEADER, T_IDLE, T_BODY, T_LINGER, T_WRITE, T_HANDSHAKE };
+enum {
+    T_NONE = SQ__T_NONE,
+    T_HEADER = SQ__T_HEADER,
+    T_IDLE = SQ__T_IDLE,
+    T_BODY = SQ__T_BODY,
+    T_LINGER = SQ__T_LINGER,
+    T_WRITE = SQ__T_WRITE,
+    T_HANDSHAKE = SQ__T_HANDSHAKE,
+};
 
 #define LINGER_SECONDS   2.0
 #define LINGER_MAX_BYTES (4u << 20) /* input drained before an error close, at most */
@@ -78,7 +86,7 @@ static void arm(sq_http_conn *c, unsigned kind, double seconds)
 
 bool sq__http_req_active(const sq_http_conn *c)
 {
-    return c->req && c->req->active;
+    return !c->h2_mode && c->req && c->req->active;
 }
 
 void sq__http_shutdown_check(sq_http_server *srv)
@@ -103,10 +111,14 @@ static void conn_free(sq_http_conn *c)
         if (c->next) c->next->prev = c->prev;
     }
     sq_timer_stop(&c->timer);
-    if (c->req && c->req->flush_call) sq_call_cancel(c->req->flush_call);
+    if (c->h2_mode) {
+        sq__h2_free(c);
+    } else {
+        if (c->req && c->req->flush_call) sq_call_cancel(c->req->flush_call);
+        if (c->req) sq__http_req_free(c->req);
+    }
     free(c->rbuf);
     sq__buf_free(&c->out);
-    if (c->req) sq__http_req_free(c->req);
     free(c);
 }
 
@@ -158,6 +170,7 @@ void sq__http_conn_release(sq_http_conn *c)
 {
     if (!c->closed || c->in_io || c->coro) return;
     if (sq__http_req_active(c) && c->req->detached) return; /* sq_http_finish() frees it */
+    if (c->h2_mode && sq__h2_busy(c)) return; /* streams' handlers still run */
     conn_free(c);
 }
 
@@ -184,7 +197,9 @@ void sq__http_conn_close(sq_http_conn *c, int err)
     c->tp = NULL;
     c->tkind = T_NONE;
     sq_timer_stop(&c->timer);
-    if (c->req && c->req->flush_call) {
+    if (c->h2_mode) {
+        sq__h2_conn_closed(c);
+    } else if (c->req && c->req->flush_call) {
         sq_call_cancel(c->req->flush_call);
         c->req->flush_call = NULL;
     }
@@ -229,7 +244,7 @@ static void store_peer(sq_http_conn *c, const struct sockaddr *sa)
 
 /* Format the peer's address into dst (48 bytes): done per request, so IPv4 is done here
  * rather than by inet_ntop (which goes through sprintf). */
-static void format_peer(const sq_http_conn *c, char *dst)
+void sq__http_format_peer(const sq_http_conn *c, char *dst)
 {
     if (c->peer_family == AF_INET) {
         char *p = dst;
@@ -269,6 +284,7 @@ void sq__http_conn_new(sq_http_server *srv, int fd, const struct sockaddr *peer)
             return;
         }
         sq__tp_attach(c->tp, srv->loop, &c->io);
+        sq__tls_set_h2(c->tp, !srv->s.no_http2);
     }
     c->next = srv->conns;
     if (srv->conns) srv->conns->prev = c;
@@ -531,7 +547,7 @@ static sq_str last_item(sq_str v)
     return (sq_str){p, (size_t)(end - p)};
 }
 
-static void apply_xheaders(sq_http_conn *c, sq__http_req *r)
+void sq__http_apply_xheaders(sq_http_conn *c, sq__http_req *r)
 {
     sq_str ip = sq_http_header_get(&r->pub, "X-Real-Ip");
     if (!ip.ptr) {
@@ -610,9 +626,10 @@ static int parse_next(sq_http_conn *c)
     q->query = h.query ? (sq_str){h.query, h.query_len} : (sq_str){h.target + h.target_len, 0};
     q->host = (sq_str){h.host, h.host ? h.host_len : 0};
     q->version_minor = h.version_minor;
+    q->version_major = 1;
     q->headers = r->headers;
     q->nheaders = h.nheaders;
-    format_peer(c, r->remote_ip);
+    sq__http_format_peer(c, r->remote_ip);
     q->remote_ip = r->remote_ip;
     q->protocol = c->tp ? "https" : "http";
     q->content_length = h.content_length;
@@ -636,7 +653,7 @@ static int parse_next(sq_http_conn *c)
         sq_str ae = sq_http_header_get(q, "Accept-Encoding");
         r->accept_gzip = ae.ptr && icase_has(ae.ptr, ae.len, "gzip");
     }
-    if (srv->s.xheaders) apply_xheaders(c, r);
+    if (srv->s.xheaders) sq__http_apply_xheaders(c, r);
     r->hdr_end = r->body_off = r->body_end = c->rpos + (size_t)n;
     r->body_total = 0;
     r->body_error = 0;
@@ -774,11 +791,37 @@ static void *conn_task(void *arg)
 }
 
 /* Start the coroutine for the requests waiting in the buffer (if it is not running). */
+/* A plain connection that starts with the HTTP/2 client preface speaks h2c (prior
+ * knowledge).  Returns true when the connection switched (or waits for the rest of the
+ * preface). */
+static bool h2c_preface(sq_http_conn *c)
+{
+    static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    if (c->srv->s.no_http2 || c->tp || c->rpos != 0 || !c->rlen || c->rbuf[0] != 'P')
+        return false;
+    size_t n = c->rlen < 24 ? c->rlen : 24;
+    if (memcmp(c->rbuf, preface, n) != 0) return false;
+    if (c->rlen < 24) return true; /* the rest of the preface is on its way */
+    if (c->req) { /* a pooled request object: HTTP/2 streams bring their own */
+        sq__http_req_free(c->req);
+        c->req = NULL;
+    }
+    char *buf = c->rbuf;
+    size_t len = c->rlen;
+    c->rbuf = NULL;
+    c->rlen = c->rcap = c->rpos = c->parsed = 0;
+    int e = sq__h2_start(c, buf, len);
+    free(buf);
+    if (e < 0) sq__http_conn_close(c, e);
+    return true;
+}
+
 static void conn_process(sq_http_conn *c)
 {
     if (c->closed || c->coro || sq__http_req_active(c) || c->discarding || c->close_after) return;
     if (out_pending(c) > c->srv->s.write_high_water) c->rpaused = true;
     if (c->rpaused) return;
+    if (SQ__UNLIKELY(c->rlen > c->rpos && c->rbuf[c->rpos] == 'P') && h2c_preface(c)) return;
     int p = parse_next(c);
     if (p <= 0) return;
     sq_coro *co = sq_coro_create(c->srv->loop, conn_task, c);
@@ -799,10 +842,32 @@ static void conn_process(sq_http_conn *c)
     c->in_batch = was;
 }
 
+void sq__http_arm(sq_http_conn *c, unsigned kind, double seconds)
+{
+    arm(c, kind, seconds);
+}
+
+void sq__http_update_io(sq_http_conn *c)
+{
+    update_io(c);
+}
+
 static void update_io(sq_http_conn *c)
 {
     if (c->closed) return;
     unsigned ev = 0;
+    if (c->h2_mode) { /* HTTP/2: read unless the output is above the high-water mark */
+        if (c->opos < c->out.len) ev |= SQ_WRITE;
+        if (!c->peer_eof && !c->rpaused) ev |= SQ_READ;
+        ev = sq__tp_poll(c->tp, ev);
+        if (ev != c->io.events || !c->io.sq__registered) {
+            if (ev)
+                sq_io_start(c->srv->loop, &c->io, ev);
+            else
+                sq_io_stop(c->srv->loop, &c->io);
+        }
+        return;
+    }
     if (c->opos < c->out.len || c->sendfile_wait) ev |= SQ_WRITE;
     if (!c->peer_eof) {
         bool body_wait = c->waiter && !c->waiter_writes;
@@ -825,7 +890,7 @@ static void update_io(sq_http_conn *c)
 /* After a batch: close, linger, or wait for the next request. */
 static void conn_after(sq_http_conn *c)
 {
-    if (c->closed) return;
+    if (c->closed || c->h2_mode) return;
     sq_http_server *srv = c->srv;
     /* The output drained below the low-water mark: go on with the requests that were read
      * before reading paused.  No event would come for them (they are in our buffer, not
@@ -937,7 +1002,7 @@ static void on_readable(sq_http_conn *c)
         return;
     }
     if (got) on_input(c);
-    if (c->closed || !c->peer_eof) return;
+    if (c->closed || !c->peer_eof || c->h2_mode) return;
     /* The peer finished sending. */
     if (sq__http_req_active(c)) {
         if (c->req->has_body && !c->req->body_done && !c->req->body_error)
@@ -968,6 +1033,13 @@ static bool conn_handshake(sq_http_conn *c)
     int e = sq__tp_handshake(c->tp);
     if (e == -EAGAIN) return false;
     if (e == 0) {
+        size_t n;
+        const char *alpn = sq__tls_alpn(c->tp, &n);
+        if (alpn && n == 2 && !memcmp(alpn, "h2", 2) && !c->srv->s.no_http2) {
+            e = sq__h2_start(c, NULL, 0);
+            if (e < 0) sq__http_conn_close(c, e);
+            return !c->closed;
+        }
         arm(c, T_HEADER, c->srv->s.header_timeout);
         return true;
     }
@@ -982,7 +1054,7 @@ static bool conn_handshake(sq_http_conn *c)
     }
     /* a failed handshake concerns this client only: debug level, once */
     char ip[48];
-    format_peer(c, ip);
+    sq__http_format_peer(c, ip);
     sq_log(SQ_LOG_DEBUG, "https: TLS handshake with %s failed: %s", ip,
            e == SQ_ETLS ? sq_tls_last_error() : sq_strerror(e));
     sq__http_conn_close(c, e);
@@ -1004,6 +1076,12 @@ static void conn_io(sq_loop *loop, sq_io *io, unsigned events)
             return;
         }
     }
+    if (c->h2_mode) {
+        sq__h2_io(c, events);
+        c->in_io = false;
+        sq__http_conn_release(c);
+        return;
+    }
     if (events & SQ_WRITE) sq__http_conn_write(c);
     if (!c->closed && (events & (SQ_READ | SQ_HUP | SQ_ERROR))) {
         bool was = c->in_batch;
@@ -1023,6 +1101,10 @@ static void conn_timeout(sq_loop *loop, sq_timer *t)
     unsigned kind = c->tkind;
     c->tkind = T_NONE;
     c->in_io = true;
+    if (c->h2_mode && kind != T_WRITE) {
+        sq__h2_timeout(c, kind);
+        kind = T_NONE;
+    }
     switch (kind) {
     case T_HEADER:
         if (sq__http_req_active(c)) break;
@@ -1173,6 +1255,7 @@ static ssize_t body_fail(sq_http_conn *c, sq__http_req *r, int err)
 ssize_t sq_http_read_body(sq_http_request *req, const char **data)
 {
     sq__http_req *r = (sq__http_req *)req;
+    if (r->h2) return sq__h2_read_body(r, data);
     sq_http_conn *c = req->conn;
     *data = "";
     if (r->body_read) {
@@ -1208,6 +1291,7 @@ ssize_t sq_http_read_body(sq_http_request *req, const char **data)
 ssize_t sq_http_read_body_chunk(sq_http_request *req, const char **data)
 {
     sq__http_req *r = (sq__http_req *)req;
+    if (r->h2) return sq__h2_read_body_chunk(r, data);
     sq_http_conn *c = req->conn;
     *data = "";
     if (!r->has_body || r->body_read) return 0;
@@ -1237,6 +1321,7 @@ ssize_t sq_http_read_body_chunk(sq_http_request *req, const char **data)
 int sq_http_flush(sq_http_request *req)
 {
     sq__http_req *r = (sq__http_req *)req;
+    if (r->h2) return sq__h2_flush(r);
     sq_http_conn *c = req->conn;
     if (c->closed) return c->error;
     if (r->rflags & RESP_FINISHED) return -EALREADY;
@@ -1280,6 +1365,7 @@ static int sendfile_fail(sq_http_conn *c, int err)
 int sq_http_sendfile(sq_http_request *req, int fd, off_t offset, size_t len)
 {
     sq__http_req *r = (sq__http_req *)req;
+    if (r->h2) return sq__h2_sendfile(r, fd, offset, len);
     sq_http_conn *c = req->conn;
     if (c->closed) return c->error;
     if (r->rflags & (RESP_FINISHED | RESP_BODY_DONE)) return -EALREADY;
@@ -1360,6 +1446,11 @@ int sq_http_finish(sq_http_request *req)
     sq__http_req *r = (sq__http_req *)req;
     sq_http_conn *c = req->conn;
     if (r->rflags & RESP_FINISHED) return 0;
+    if (r->h2) {
+        int e = sq__h2_finish(r);
+        if (r->detached) sq__h2_detached_finished(r); /* after its handler returned */
+        return e;
+    }
     int e = 0;
     if (!c->closed) e = sq__http_resp_finish(c, r);
     r->rflags |= RESP_FINISHED;

@@ -47,6 +47,7 @@ typedef struct sq__tls {
     bool handshaking : 1;
     bool checked_first : 1; /* server: the first byte was a TLS record */
     bool failed : 1;        /* a fatal error: no close_notify, no further I/O */
+    bool h2 : 1;            /* the server above speaks HTTP/2: ALPN may choose "h2" */
     int pending;            /* an error to report after the bytes already returned */
 } sq__tls;
 
@@ -90,9 +91,23 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
                        const unsigned char *in, unsigned inlen, void *arg)
 {
     sq_tls_context *c = arg;
-    static const unsigned char http11[] = "\x08http/1.1";
-    const unsigned char *ours = c->alpn ? c->alpn : http11;
-    unsigned ours_len = c->alpn ? c->alpn_len : sizeof http11 - 1;
+    const sq__tls *t = SSL_get_app_data(ssl);
+    bool h2 = t && t->h2;
+    /* no list of the context's own: what the server above speaks */
+    static const unsigned char both[] = "\x02h2\x08http/1.1";
+    const unsigned char *ours = c->alpn ? c->alpn : h2 ? both : both + 3;
+    unsigned ours_len = c->alpn ? c->alpn_len : h2 ? sizeof both - 1 : sizeof both - 4;
+    unsigned char filtered[256];
+    if (c->alpn && !h2 && ours_len <= sizeof filtered) { /* "h2" only where it is spoken */
+        unsigned n = 0;
+        for (unsigned i = 0; i < ours_len; i += 1u + ours[i])
+            if (!(ours[i] == 2 && !memcmp(ours + i + 1, "h2", 2))) {
+                memcpy(filtered + n, ours + i, 1u + ours[i]);
+                n += 1u + ours[i];
+            }
+        ours = filtered;
+        ours_len = n;
+    }
     unsigned char *o;
     /* server preference order: the first of ours the client offers */
     if (SSL_select_next_proto(&o, outlen, ours, ours_len, in, inlen) != OPENSSL_NPN_NEGOTIATED)
@@ -594,6 +609,7 @@ sq__tp *sq__tls_new(sq_tls_context *ctx, int fd, const char *hostname, int *err)
     }
     t->base.ops = &tls_ops;
     t->base.fd = fd;
+    SSL_set_app_data(t->ssl, t);
     t->ctx = sq_tls_context_ref(ctx);
     t->handshaking = true;
     if (ctx->server) {
@@ -627,4 +643,9 @@ const char *sq__tls_alpn(const sq__tp *tp, size_t *len)
     if (!n) return NULL;
     if (len) *len = n;
     return (const char *)p;
+}
+
+void sq__tls_set_h2(sq__tp *tp, bool on)
+{
+    if (sq__tp_is_tls(tp)) ((sq__tls *)tp)->h2 = on;
 }

@@ -1,0 +1,1090 @@
+/* HTTP/2 on a server connection (nghttp2 does the framing, HPACK and flow control).
+ *
+ * A connection switches to HTTP/2 when TLS chose "h2" by ALPN, or when a plain connection
+ * starts with the client preface (h2c by prior knowledge).  From then on its bytes still
+ * take the connection's one path — sq__tp_read into nghttp2_session_mem_recv, and
+ * nghttp2_session_mem_send into the connection's output buffer, written by
+ * sq__http_conn_write with its backpressure and write deadline — and every stream is a
+ * request of its own: an sq__http_req embedded in the stream, served by the server's handler
+ * on its own coroutine, so the streams of a connection proceed concurrently.  The request
+ * API (sq_http_read_body, sq_http_flush, sq_http_sendfile, sq_http_finish) branches here for
+ * such requests; headers, status and body buffering are shared with HTTP/1.1.
+ *
+ * Memory stays bounded: a response body waits in its stream's buffer only up to the write
+ * high-water mark (the handler suspends above it, as with HTTP/1.1); request bodies are
+ * credited back to the peer's window only as the handler takes them; nothing is read while
+ * the output is above the high-water mark; nghttp2 bounds queued control frames (PING and
+ * SETTINGS floods), CONTINUATION frames and stream resets (rapid reset). */
+#define _GNU_SOURCE
+#include <nghttp2/nghttp2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <ctype.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "http/http_internal.h"
+
+#define H2_READ_BUF    (16u * 1024) /* bytes read per call (on the stack) */
+#define H2_READS_MAX   8            /* reads per IO callback: others get their turn */
+#define H2_FILE_CHUNK  (64u * 1024) /* sq_http_sendfile reads the file this much at a time */
+#define H2_WINDOW      (256u * 1024) /* each stream's receive window */
+#define H2_RESETS_BURST 200          /* stream resets allowed at once … */
+#define H2_RESETS_RATE  33           /* … and per second after that (nginx/h2o-like) */
+
+typedef struct sq__h2_stream sq__h2_stream;
+
+struct sq__h2 {
+    sq_http_conn *c;
+    nghttp2_session *ng;
+    sq__h2_stream *streams; /* every stream object not yet freed */
+    unsigned nopen;         /* streams nghttp2 has open */
+    unsigned ncoros;        /* streams whose handler still runs (or is detached) */
+    unsigned out_streams;   /* streams with response bytes waiting for the peer's window */
+    uint64_t progress_ns;   /* when the last DATA bytes were taken */
+    bool in_recv;           /* inside nghttp2_session_mem_recv: no mem_send now */
+    bool want_send;
+    bool goaway;            /* GOAWAY sent: close once the streams are done */
+};
+
+struct sq__h2_stream {
+    sq__http_req r; /* first: a stream is its request */
+    sq__h2 *h2;
+    sq__h2_stream *prev, *next;
+    int32_t id;
+    sq_coro *coro;   /* the handler's coroutine (NULL once it returned) */
+    sq_coro *waiter; /* the handler, suspended for body bytes or for the window */
+    bool waiter_writes;
+    bool open;        /* nghttp2 knows the stream */
+    bool started;     /* the handler was started */
+    bool in_done;     /* the request body is complete */
+    bool submitted;   /* the response head is submitted */
+    bool out_eof;     /* the response body is complete */
+    bool deferred;    /* nghttp2 waits for resume_data */
+    bool counted_out; /* counted in h2->out_streams */
+    int in_error;
+    uint32_t close_code;
+    sq__buf hb; /* the header block: name\0value\0 pairs, pseudo-headers first */
+    uint32_t *hoff; /* offsets in hb of each regular header's name (its value follows) */
+    size_t nh, hcap;
+    size_t hsize; /* header list size (RFC 7541 4.1), for max_header_size */
+    int32_t pm, pp, pa, ps; /* offsets of :method, :path, :authority, :scheme values (-1) */
+    sq__buf in;             /* request body bytes not yet taken */
+    size_t in_off;
+    size_t unconsumed; /* received, not yet given back to the peer's window */
+    sq__buf out;       /* response bytes nghttp2 has not taken yet */
+    size_t out_off;
+};
+
+static void h2_send(sq__h2 *h2);
+static void stream_maybe_free(sq__h2_stream *st);
+
+static inline sq__h2_stream *as_stream(sq__http_req *r)
+{
+    return (sq__h2_stream *)r;
+}
+
+static size_t high_water(const sq__h2 *h2)
+{
+    return h2->c->srv ? h2->c->srv->s.write_high_water : SQ_HTTP_DEFAULT_WRITE_HIGH_WATER;
+}
+
+static size_t out_pending(const sq_http_conn *c)
+{
+    return c->out.len - c->opos;
+}
+
+static void wake(sq__h2_stream *st)
+{
+    if (!st->waiter) return;
+    sq_coro *w = st->waiter;
+    st->waiter = NULL;
+    sq_coro_wake(w);
+}
+
+/* --- stream objects ----------------------------------------------------------------------- */
+
+static void stream_unlink_free(sq__h2_stream *st)
+{
+    sq__h2 *h2 = st->h2;
+    if (st->prev)
+        st->prev->next = st->next;
+    else
+        h2->streams = st->next;
+    if (st->next) st->next->prev = st->prev;
+    if (st->counted_out) h2->out_streams--;
+    sq__buf_free(&st->hb);
+    free(st->hoff);
+    sq__buf_free(&st->in);
+    sq__buf_free(&st->out);
+    free(st->r.headers_big);
+    sq__buf_free(&st->r.hdrs);
+    sq__buf_free(&st->r.body);
+    sq__buf_free(&st->r.reason_buf);
+    free(st);
+}
+
+/* Free the stream once nghttp2 is done with it and its handler has returned. */
+static void stream_maybe_free(sq__h2_stream *st)
+{
+    if (st->open || st->coro || (st->started && st->r.detached && !(st->r.rflags & RESP_FINISHED)))
+        return;
+    sq_http_conn *c = st->h2->c;
+    stream_unlink_free(st);
+    /* the last stream of a closed connection: the connection can go */
+    if (c->closed) sq__http_conn_release(c);
+}
+
+static sq__h2_stream *stream_new(sq__h2 *h2, int32_t id)
+{
+    sq__h2_stream *st = calloc(1, sizeof *st);
+    if (!st) return NULL;
+    st->h2 = h2;
+    st->id = id;
+    st->open = true;
+    st->pm = st->pp = st->pa = st->ps = -1;
+    st->r.headers = st->r.headers_inline;
+    st->r.h2 = true;
+    st->next = h2->streams;
+    if (h2->streams) h2->streams->prev = st;
+    h2->streams = st;
+    return st;
+}
+
+/* --- requests ------------------------------------------------------------------------------- */
+
+static const char *hb_at(const sq__h2_stream *st, int32_t off)
+{
+    return off < 0 ? NULL : st->hb.ptr + off;
+}
+
+/* The stream's request from its header block: pseudo-headers into the request line's
+ * fields, regular headers into the header array (as HTTP/1.1 requests have them). */
+static int build_request(sq__h2_stream *st, bool end_stream)
+{
+    sq__h2 *h2 = st->h2;
+    sq_http_conn *c = h2->c;
+    sq_http_server *srv = c->srv;
+    sq__http_req *r = &st->r;
+    sq_http_request *q = &r->pub;
+    const char *m = hb_at(st, st->pm), *p = hb_at(st, st->pp);
+    if (!m || !p || !*p) return -EINVAL; /* (CONNECT without :path is not served) */
+    if (st->nh > SQ__HTTP_INLINE_HEADERS) {
+        if (st->nh > SQ_HTTP_DEFAULT_MAX_HEADERS) return -E2BIG;
+        r->headers_big = calloc(SQ_HTTP_DEFAULT_MAX_HEADERS, sizeof *r->headers_big);
+        if (!r->headers_big) return -ENOMEM;
+        r->headers = r->headers_big;
+    }
+    int64_t clen = -1;
+    for (size_t i = 0; i < st->nh; i++) {
+        const char *name = st->hb.ptr + st->hoff[i];
+        size_t nl = strlen(name);
+        const char *value = name + nl + 1;
+        r->headers[i] = (sq_http_header){name, nl, value, strlen(value)};
+        if (nl == 14 && !memcmp(name, "content-length", 14)) {
+            char *end;
+            long long v = strtoll(value, &end, 10);
+            if (*end || v < 0) return -EINVAL;
+            clen = v;
+        }
+    }
+    q->method = (sq_str){m, strlen(m)};
+    q->uri = (sq_str){p, strlen(p)};
+    const char *qm = strchr(p, '?');
+    q->path = (sq_str){p, qm ? (size_t)(qm - p) : strlen(p)};
+    q->query = qm ? (sq_str){qm + 1, strlen(qm + 1)} : (sq_str){p + strlen(p), 0};
+    const char *a = hb_at(st, st->pa);
+    if (a) {
+        q->host = (sq_str){a, strlen(a)};
+    } else {
+        sq_str h = {NULL, 0};
+        for (size_t i = 0; i < st->nh; i++)
+            if (r->headers[i].name_len == 4 && !memcmp(r->headers[i].name, "host", 4))
+                h = (sq_str){r->headers[i].value, r->headers[i].value_len};
+        q->host = h;
+    }
+    q->version_major = 2;
+    q->version_minor = 0;
+    q->headers = r->headers;
+    q->nheaders = st->nh;
+    sq__http_format_peer(c, r->remote_ip);
+    q->remote_ip = r->remote_ip;
+    q->protocol = c->tp ? "https" : "http";
+    q->content_length = clen;
+    q->chunked = false;
+    q->keep_alive = true;
+    q->start_time = sq_loop_time(srv->loop);
+    q->conn = c;
+    q->server = srv;
+    q->data = NULL;
+    r->is_head = q->method.len == 4 && !memcmp(m, "HEAD", 4);
+    sq__http_resp_reset(r);
+    if (srv->s.gzip) {
+        sq_str ae = sq_http_header_get(q, "Accept-Encoding");
+        r->accept_gzip = ae.ptr && strcasestr(ae.ptr, "gzip");
+    }
+    if (srv->s.xheaders) sq__http_apply_xheaders(c, r);
+    r->has_body = !end_stream;
+    r->body_done = end_stream;
+    st->in_done = end_stream;
+    r->active = true;
+    return 0;
+}
+
+static void *stream_task(void *arg);
+
+static void start_stream(sq__h2_stream *st)
+{
+    sq__h2 *h2 = st->h2;
+    sq_coro *co = sq_coro_create(h2->c->srv->loop, stream_task, st);
+    if (!co) {
+        nghttp2_submit_rst_stream(h2->ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_REFUSED_STREAM);
+        return;
+    }
+    sq_coro_set_name(co, "http2 stream");
+    st->coro = co;
+    st->started = true;
+    h2->ncoros++;
+    sq_coro_wake(co); /* runs after this read: never inside nghttp2's callbacks */
+}
+
+/* --- responses ------------------------------------------------------------------------------- */
+
+static bool status_has_body(int status)
+{
+    return !(status < 200 || status == 204 || status == 304);
+}
+
+/* Connection-specific headers have no place in HTTP/2 (RFC 9113 8.2.2). */
+static bool hop_by_hop(const char *name, size_t n)
+{
+    return (n == 10 && !strncasecmp(name, "connection", n)) ||
+           (n == 10 && !strncasecmp(name, "keep-alive", n)) ||
+           (n == 17 && !strncasecmp(name, "transfer-encoding", n)) ||
+           (n == 7 && !strncasecmp(name, "upgrade", n)) ||
+           (n == 16 && !strncasecmp(name, "proxy-connection", n));
+}
+
+static ssize_t data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length,
+                         uint32_t *flags, nghttp2_data_source *src, void *user)
+{
+    sq__h2_stream *st = src->ptr;
+    sq__h2 *h2 = st->h2;
+    size_t avail = st->out.len - st->out_off;
+    size_t n = avail < length ? avail : length;
+    if (n) {
+        memcpy(buf, st->out.ptr + st->out_off, n);
+        st->out_off += n;
+        h2->progress_ns = sq_loop_now_ns(h2->c->srv->loop);
+        if (st->out_off == st->out.len) {
+            st->out_off = st->out.len = 0;
+            if (st->out.cap > (256u << 10)) sq__buf_free(&st->out);
+        }
+    }
+    size_t left = st->out.len - st->out_off;
+    if (!left && st->counted_out) {
+        st->counted_out = false;
+        h2->out_streams--;
+    }
+    if (st->waiter && st->waiter_writes && left <= high_water(h2) / 2) wake(st);
+    if (!left && st->out_eof) {
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+        return (ssize_t)n;
+    }
+    if (!n) {
+        st->deferred = true;
+        return NGHTTP2_ERR_DEFERRED;
+    }
+    return (ssize_t)n;
+}
+
+/* Move what the handler wrote (r->body) to the stream's output, for nghttp2 to take. */
+static int take_body(sq__h2_stream *st)
+{
+    sq__http_req *r = &st->r;
+    if (!r->body.len) return 0;
+    if (!st->out.len) {
+        sq__buf t = st->out; /* swap: no copy */
+        st->out = r->body;
+        r->body = t;
+        r->body.len = 0;
+        st->out_off = 0;
+    } else {
+        if (sq__buf_append(&st->out, r->body.ptr, r->body.len) < 0) return -ENOMEM;
+        r->body.len = 0;
+    }
+    if (!st->counted_out) {
+        st->counted_out = true;
+        st->h2->out_streams++;
+    }
+    return 0;
+}
+
+static void nv_add(nghttp2_nv *nv, size_t *n, const char *name, size_t nl, const char *value,
+                   size_t vl)
+{
+    nv[*n] = (nghttp2_nv){(uint8_t *)name, (uint8_t *)value, nl, vl, NGHTTP2_NV_FLAG_NONE};
+    (*n)++;
+}
+
+/* Submit the response head.  `clen` >= 0: a content-length; -1: none (the end of the
+ * stream ends the body). */
+static int submit_head(sq__h2_stream *st, int64_t clen, bool gz, bool no_body)
+{
+    sq__h2 *h2 = st->h2;
+    sq_http_server *srv = h2->c->srv;
+    sq__http_req *r = &st->r;
+    sq__http_date_refresh(srv);
+    /* header lines "Name: value\r\n" -> lowercase name / value pairs */
+    size_t lines = 0;
+    for (size_t i = 0; i < r->hdrs.len; i++) lines += r->hdrs.ptr[i] == '\n';
+    nghttp2_nv nvs[16], *nv = nvs;
+    size_t cap = lines + 8, n = 0;
+    if (cap > 16 && !(nv = malloc(cap * sizeof *nv))) return -ENOMEM;
+    char *lower = r->hdrs.len ? malloc(r->hdrs.len) : NULL;
+    if (r->hdrs.len && !lower) {
+        if (nv != nvs) free(nv);
+        return -ENOMEM;
+    }
+    unsigned code = (unsigned)r->status % 1000u;
+    char status[3] = {(char)('0' + code / 100), (char)('0' + code / 10 % 10), (char)('0' + code % 10)};
+    nv_add(nv, &n, ":status", 7, status, 3);
+    if (srv->server_name_len)
+        nv_add(nv, &n, "server", 6, srv->s.server_name, srv->server_name_len);
+    nv_add(nv, &n, "date", 4, srv->date_line + 6, srv->date_len - 8); /* "Date: " … "\r\n" */
+    if (r->hdrs.len) memcpy(lower, r->hdrs.ptr, r->hdrs.len);
+    for (char *p = lower, *end = lower + r->hdrs.len; p && p < end;) {
+        char *eol = memchr(p, '\n', (size_t)(end - p));
+        char *next = eol ? eol + 1 : end;
+        char *colon = memchr(p, ':', (size_t)(next - p));
+        if (colon) {
+            size_t nl = (size_t)(colon - p);
+            for (size_t i = 0; i < nl; i++) p[i] = (char)tolower((unsigned char)p[i]);
+            const char *v = colon + 1;
+            while (v < next && *v == ' ') v++;
+            const char *ve = next;
+            while (ve > v && (ve[-1] == '\n' || ve[-1] == '\r')) ve--;
+            if (!hop_by_hop(p, nl) && !(gz && nl == 14 && !memcmp(p, "content-length", 14)))
+                nv_add(nv, &n, p, nl, v, (size_t)(ve - v));
+        }
+        p = next;
+    }
+    bool body_allowed = status_has_body(r->status);
+    if (body_allowed && !(r->rflags & RESP_HAS_CTYPE) && (clen != 0 || r->is_head))
+        nv_add(nv, &n, "content-type", 12, "text/html; charset=UTF-8", 24);
+    if (gz) {
+        nv_add(nv, &n, "content-encoding", 16, "gzip", 4);
+        nv_add(nv, &n, "vary", 4, "Accept-Encoding", 15);
+    }
+    char lenbuf[24];
+    if (clen >= 0 && body_allowed && (!(r->rflags & RESP_HAS_CLEN) || gz)) {
+        int ln = snprintf(lenbuf, sizeof lenbuf, "%lld", (long long)clen);
+        nv_add(nv, &n, "content-length", 14, lenbuf, (size_t)ln);
+    }
+    nghttp2_data_provider prd = {.source.ptr = st, .read_callback = data_read};
+    int rv = nghttp2_submit_response(h2->ng, st->id, nv, n, no_body ? NULL : &prd);
+    if (nv != nvs) free(nv);
+    free(lower);
+    if (rv != 0) return rv == NGHTTP2_ERR_NOMEM ? -ENOMEM : -EPROTO;
+    st->submitted = true;
+    r->rflags |= RESP_HEAD_SENT;
+    if (no_body) st->out_eof = true;
+    return 0;
+}
+
+static void resume(sq__h2_stream *st)
+{
+    if (st->deferred && st->open) {
+        st->deferred = false;
+        nghttp2_session_resume_data(st->h2->ng, st->id);
+    }
+}
+
+static bool no_body(const sq__http_req *r)
+{
+    return r->is_head || !status_has_body(r->status);
+}
+
+int sq__h2_finish(sq__http_req *r)
+{
+    sq__h2_stream *st = as_stream(r);
+    if (r->rflags & RESP_FINISHED) return 0;
+    r->rflags |= RESP_FINISHED;
+    if (!st->open || st->h2->c->closed) return 0;
+    int e = 0;
+    if (!st->submitted) {
+        bool nb = no_body(r);
+        bool gz = !nb && sq__http_maybe_gzip(st->h2->c, r);
+        int64_t clen = (int64_t)r->body.len;
+        if (nb) r->body.len = 0;
+        e = take_body(st);
+        st->out_eof = true;
+        if (e == 0) e = submit_head(st, clen, gz, nb || clen == 0);
+    } else {
+        if (!no_body(r) && !(r->rflags & RESP_BODY_DONE)) e = take_body(st);
+        r->body.len = 0;
+        st->out_eof = true;
+        resume(st);
+    }
+    h2_send(st->h2);
+    return e;
+}
+
+/* Wait (the handler's coroutine) until woken or `seconds` pass; -ETIMEDOUT then. */
+static void wait_timeout(sq_loop *loop, sq_timer *t)
+{
+    sq__h2_stream *st = t->data;
+    wake(st);
+}
+
+static int suspend_for(sq__h2_stream *st, bool writes, double seconds)
+{
+    if (!sq_in_coro()) return SQ_ENOTCORO;
+    sq_loop *loop = st->h2->c->srv ? st->h2->c->srv->loop : sq_coro_loop(sq_coro_self());
+    sq_timer t;
+    sq_timer_init(loop, &t, wait_timeout, st);
+    if (seconds > 0) sq_timer_start(&t, seconds, 0);
+    st->waiter = sq_coro_self();
+    st->waiter_writes = writes;
+    sq_coro_suspend();
+    bool timed_out = st->waiter != NULL; /* woken by the timer, not by progress */
+    st->waiter = NULL;
+    sq_timer_stop(&t);
+    return timed_out && seconds > 0 && !sq_timer_active(&t) ? -ETIMEDOUT : 0;
+}
+
+static int stream_error(const sq__h2_stream *st)
+{
+    if (st->h2->c->closed) return st->h2->c->error ? st->h2->c->error : SQ_ECLOSED;
+    return SQ_ECLOSED; /* reset by the peer */
+}
+
+/* Wait until the stream's output is below the high-water mark. */
+static int wait_window(sq__h2_stream *st)
+{
+    sq__h2 *h2 = st->h2;
+    while (st->open && !h2->c->closed && st->out.len - st->out_off > high_water(h2)) {
+        int e = suspend_for(st, true, h2->c->srv->s.write_timeout);
+        if (e == -ETIMEDOUT) {
+            /* the peer left its window shut: this stream is given up */
+            nghttp2_submit_rst_stream(h2->ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
+            h2_send(h2);
+            return -ETIMEDOUT;
+        }
+        if (e < 0) return e;
+    }
+    return st->open && !h2->c->closed ? 0 : stream_error(st);
+}
+
+int sq__h2_flush(sq__http_req *r)
+{
+    sq__h2_stream *st = as_stream(r);
+    if (!st->open || st->h2->c->closed) return stream_error(st);
+    if (r->rflags & RESP_FINISHED) return -EALREADY;
+    int e = 0;
+    bool nb = no_body(r) || (r->rflags & RESP_BODY_DONE);
+    if (!st->submitted) e = submit_head(st, -1, false, false);
+    if (e == 0 && !nb) e = take_body(st);
+    r->body.len = 0;
+    if (e < 0) return e;
+    resume(st);
+    h2_send(st->h2);
+    return wait_window(st);
+}
+
+int sq__h2_sendfile(sq__http_req *r, int fd, off_t offset, size_t len)
+{
+    sq__h2_stream *st = as_stream(r);
+    if (!st->open || st->h2->c->closed) return stream_error(st);
+    if (r->rflags & (RESP_FINISHED | RESP_BODY_DONE)) return -EALREADY;
+    if (!sq_in_coro()) return SQ_ENOTCORO;
+    if (fd < 0 || offset < 0) return -EINVAL;
+    int e = 0;
+    bool nb = no_body(r);
+    if (!st->submitted) {
+        e = submit_head(st, (int64_t)(r->body.len + len), false, false);
+        r->rflags |= RESP_BODY_DONE; /* the length is told: nothing more after the file */
+    }
+    if (e == 0 && !nb) e = take_body(st);
+    r->body.len = 0;
+    if (e < 0) return e;
+    if (nb) return 0;
+    while (len > 0) {
+        size_t want = len < H2_FILE_CHUNK ? len : H2_FILE_CHUNK;
+        if (sq__buf_reserve(&st->out, want) < 0) return -ENOMEM;
+        ssize_t n = pread(fd, st->out.ptr + st->out.len, want, offset);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            /* the file is shorter than told (or unreadable): the response cannot end well */
+            nghttp2_submit_rst_stream(st->h2->ng, NGHTTP2_FLAG_NONE, st->id,
+                                      NGHTTP2_INTERNAL_ERROR);
+            h2_send(st->h2);
+            return n < 0 ? -errno : -EIO;
+        }
+        st->out.len += (size_t)n;
+        if (!st->counted_out) {
+            st->counted_out = true;
+            st->h2->out_streams++;
+        }
+        offset += n;
+        len -= (size_t)n;
+        resume(st);
+        h2_send(st->h2);
+        e = wait_window(st);
+        if (e < 0) return e;
+    }
+    return 0;
+}
+
+/* --- request bodies ------------------------------------------------------------------------ */
+
+/* Give `n` received bytes back to the peer's window. */
+static void consume(sq__h2_stream *st, size_t n)
+{
+    if (!n) return;
+    if (n > st->unconsumed) n = st->unconsumed;
+    st->unconsumed -= n;
+    if (st->open)
+        nghttp2_session_consume(st->h2->ng, st->id, n);
+    else
+        nghttp2_session_consume_connection(st->h2->ng, n);
+    h2_send(st->h2);
+}
+
+static int body_wait(sq__h2_stream *st)
+{
+    sq_http_server *srv = st->h2->c->srv;
+    int e = suspend_for(st, false, srv->s.body_timeout);
+    if (e == -ETIMEDOUT) {
+        nghttp2_submit_rst_stream(st->h2->ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
+        h2_send(st->h2);
+    }
+    return e;
+}
+
+static ssize_t body_fail(sq__h2_stream *st, int err)
+{
+    sq__http_req *r = &st->r;
+    if (err == -E2BIG && !(r->rflags & (RESP_HEAD_SENT | RESP_FINISHED))) {
+        sq__http_resp_reset(r);
+        r->status = 413;
+        sq_http_set_header(&r->pub, "Content-Type", "text/plain; charset=UTF-8");
+        sq_http_write(&r->pub, "413 Payload Too Large\n", 22);
+        sq_http_finish(&r->pub);
+    }
+    if (st->open && !st->in_done)
+        nghttp2_submit_rst_stream(st->h2->ng, NGHTTP2_FLAG_NONE, st->id,
+                                  err == -E2BIG ? NGHTTP2_NO_ERROR : NGHTTP2_CANCEL);
+    h2_send(st->h2);
+    return err;
+}
+
+ssize_t sq__h2_read_body(sq__http_req *r, const char **data)
+{
+    sq__h2_stream *st = as_stream(r);
+    sq_http_server *srv = st->h2->c->srv;
+    *data = "";
+    if (r->body_read) {
+        *data = st->in.ptr ? st->in.ptr : "";
+        return (ssize_t)st->in.len;
+    }
+    if (!r->has_body) {
+        r->body_read = true;
+        return 0;
+    }
+    if (r->streaming) return -EINVAL;
+    if (r->pub.content_length > (int64_t)srv->s.max_body_size) return body_fail(st, -E2BIG);
+    r->want_whole = true;
+    consume(st, st->unconsumed); /* the whole body is wanted: open the window for it */
+    while (!st->in_done && !st->in_error) {
+        if (!st->open || st->h2->c->closed) return stream_error(st);
+        int e = body_wait(st);
+        if (e < 0) return e;
+    }
+    r->want_whole = false;
+    if (st->in_error) return body_fail(st, st->in_error);
+    r->body_read = true;
+    *data = st->in.ptr ? st->in.ptr : "";
+    return (ssize_t)st->in.len;
+}
+
+ssize_t sq__h2_read_body_chunk(sq__http_req *r, const char **data)
+{
+    sq__h2_stream *st = as_stream(r);
+    *data = "";
+    if (!r->has_body || r->body_read) return 0;
+    r->streaming = true;
+    for (;;) {
+        if (st->in_off < st->in.len) {
+            *data = st->in.ptr + st->in_off;
+            size_t n = st->in.len - st->in_off;
+            st->in_off = st->in.len;
+            consume(st, n);
+            return (ssize_t)n;
+        }
+        st->in_off = st->in.len = 0;
+        if (st->in_error && st->in_error != -E2BIG) return body_fail(st, st->in_error);
+        if (st->in_done) return 0;
+        if (!st->open || st->h2->c->closed) return stream_error(st);
+        int e = body_wait(st);
+        if (e < 0) return e;
+    }
+}
+
+/* --- the handler's coroutine ------------------------------------------------------------------ */
+
+static void access_log(sq__h2_stream *st)
+{
+    sq__http_req *r = &st->r;
+    int code = r->status;
+    double ms = ((double)sq__mono_ns() / 1e9 - r->pub.start_time) * 1000.0;
+    sq_log(code < 400 ? SQ_LOG_INFO : code < 500 ? SQ_LOG_WARNING : SQ_LOG_ERROR,
+           "%d %.*s %.*s (%s) %.2fms h2", code, (int)r->pub.method.len, r->pub.method.ptr,
+           (int)r->pub.uri.len, r->pub.uri.ptr, r->pub.remote_ip, ms);
+}
+
+/* The response is done (the handler returned, or a detached request finished). */
+static void stream_complete(sq__h2_stream *st)
+{
+    sq__h2 *h2 = st->h2;
+    sq__http_req *r = &st->r;
+    if (!(r->rflags & RESP_FINISHED)) sq__h2_finish(r);
+    r->active = false;
+    if (!h2->c->closed) {
+        if (h2->c->srv && h2->c->srv->s.access_log) access_log(st);
+        /* the request body was not read to its end: tell the client to stop sending */
+        if (st->open && !st->in_done) {
+            nghttp2_submit_rst_stream(h2->ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
+            h2_send(h2);
+        }
+    }
+}
+
+static void *stream_task(void *arg)
+{
+    sq__h2_stream *st = arg;
+    sq__h2 *h2 = st->h2;
+    sq_http_conn *c = h2->c;
+    if (!c->closed && st->open && c->srv) c->srv->handler(&st->r.pub, c->srv->arg);
+    st->coro = NULL;
+    if (st->r.detached && !(st->r.rflags & RESP_FINISHED)) return NULL; /* sq_http_finish ends it */
+    h2->ncoros--;
+    stream_complete(st);
+    stream_maybe_free(st);
+    return NULL;
+}
+
+void sq__h2_detached_finished(sq__http_req *r)
+{
+    sq__h2_stream *st = as_stream(r);
+    if (st->coro) return; /* the handler still runs: it completes the request */
+    st->h2->ncoros--;
+    stream_complete(st);
+    stream_maybe_free(st);
+}
+
+/* --- nghttp2 callbacks ------------------------------------------------------------------------ */
+
+static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, void *user)
+{
+    sq__h2 *h2 = user;
+    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+    if (h2->goaway || !h2->c->srv || h2->c->srv->closing) {
+        nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_REFUSED_STREAM);
+        return 0;
+    }
+    sq__h2_stream *st = stream_new(h2, frame->hd.stream_id);
+    if (!st) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
+    nghttp2_session_set_stream_user_data(ng, frame->hd.stream_id, st);
+    h2->nopen++;
+    return 0;
+}
+
+static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint8_t *name,
+                     size_t nl, const uint8_t *value, size_t vl, uint8_t flags, void *user)
+{
+    sq__h2 *h2 = user;
+    if (frame->hd.type != NGHTTP2_HEADERS) return 0;
+    sq__h2_stream *st = nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id);
+    if (!st || st->started) return 0; /* trailers: ignored */
+    st->hsize += nl + vl + 32;
+    if (st->hsize > h2->c->srv->s.max_header_size || st->nh >= SQ_HTTP_DEFAULT_MAX_HEADERS)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* too big: the stream is reset */
+    int32_t off = (int32_t)st->hb.len;
+    if (sq__buf_reserve(&st->hb, nl + vl + 2) < 0) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    char *p = st->hb.ptr + st->hb.len;
+    memcpy(p, name, nl);
+    p[nl] = 0;
+    memcpy(p + nl + 1, value, vl);
+    p[nl + 1 + vl] = 0;
+    st->hb.len += nl + vl + 2;
+    if (nl && name[0] == ':') {
+        int32_t voff = off + (int32_t)nl + 1;
+        if (nl == 7 && !memcmp(name, ":method", 7)) st->pm = voff;
+        else if (nl == 5 && !memcmp(name, ":path", 5)) st->pp = voff;
+        else if (nl == 10 && !memcmp(name, ":authority", 10)) st->pa = voff;
+        else if (nl == 7 && !memcmp(name, ":scheme", 7)) st->ps = voff;
+        return 0;
+    }
+    if (st->nh == st->hcap) {
+        size_t cap = st->hcap ? st->hcap * 2 : 16;
+        uint32_t *h = realloc(st->hoff, cap * sizeof *h);
+        if (!h) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        st->hoff = h;
+        st->hcap = cap;
+    }
+    st->hoff[st->nh++] = (uint32_t)off;
+    return 0;
+}
+
+static void request_ended(sq__h2_stream *st)
+{
+    st->in_done = true;
+    st->r.body_done = true;
+    wake(st);
+}
+
+static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *user)
+{
+    sq__h2 *h2 = user;
+    sq__h2_stream *st = nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id);
+    bool end = frame->hd.flags & NGHTTP2_FLAG_END_STREAM;
+    switch (frame->hd.type) {
+    case NGHTTP2_HEADERS:
+        if (!st) return 0;
+        if (!st->started && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+            int e = build_request(st, end);
+            if (e < 0) {
+                nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, st->id,
+                                          e == -ENOMEM ? NGHTTP2_INTERNAL_ERROR
+                                                       : NGHTTP2_PROTOCOL_ERROR);
+                return 0;
+            }
+            start_stream(st);
+        } else if (end) {
+            request_ended(st); /* trailers end the body */
+        }
+        break;
+    case NGHTTP2_DATA:
+        if (st && end) request_ended(st);
+        break;
+    default:
+        break;
+    }
+    (void)h2;
+    return 0;
+}
+
+static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t *data,
+                         size_t len, void *user)
+{
+    sq__h2 *h2 = user;
+    sq__h2_stream *st = nghttp2_session_get_stream_user_data(ng, id);
+    if (!st || !st->started || st->in_error || st->r.rflags & RESP_FINISHED) {
+        nghttp2_session_consume(ng, id, len); /* nobody will read it */
+        return 0;
+    }
+    if (!st->r.streaming && st->in.len + len > h2->c->srv->s.max_body_size) {
+        st->in_error = -E2BIG;
+        nghttp2_session_consume(ng, id, len);
+        wake(st);
+        return 0;
+    }
+    if (sq__buf_append(&st->in, data, len) < 0) {
+        st->in_error = -ENOMEM;
+        nghttp2_session_consume(ng, id, len);
+        wake(st);
+        return 0;
+    }
+    st->unconsumed += len;
+    if (st->r.want_whole) consume(st, len); /* reading it all: keep the window open */
+    wake(st);
+    return 0;
+}
+
+static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void *user)
+{
+    sq__h2 *h2 = user;
+    sq__h2_stream *st = nghttp2_session_get_stream_user_data(ng, id);
+    if (!st) return 0;
+    nghttp2_session_set_stream_user_data(ng, id, NULL);
+    st->open = false;
+    st->close_code = code;
+    h2->nopen--;
+    if (st->unconsumed) { /* what was never read still counts against the connection */
+        nghttp2_session_consume_connection(ng, st->unconsumed);
+        st->unconsumed = 0;
+    }
+    if (st->counted_out) {
+        st->counted_out = false;
+        h2->out_streams--;
+    }
+    sq__http_req *r = &st->r;
+    if (st->started && !(r->rflags & RESP_FINISHED) && r->on_close) {
+        void (*cb)(sq_http_request *, void *) = r->on_close;
+        r->on_close = NULL;
+        cb(&r->pub, r->on_close_arg);
+    }
+    wake(st);
+    stream_maybe_free(st);
+    return 0;
+}
+
+/* --- the connection --------------------------------------------------------------------------- */
+
+static void h2_arm(sq__h2 *h2)
+{
+    sq_http_conn *c = h2->c;
+    if (c->closed || !c->srv) return;
+    if (out_pending(c)) return; /* conn_write keeps the write deadline */
+    if (h2->out_streams) {
+        /* data waits for the peer's window: it must move within write_timeout */
+        if (c->tkind != SQ__T_STALL) {
+            h2->progress_ns = sq_loop_now_ns(c->srv->loop);
+            sq__http_arm(c, SQ__T_STALL, c->srv->s.write_timeout);
+        }
+    } else if (!h2->nopen && !h2->ncoros) {
+        sq__http_arm(c, SQ__T_IDLE, c->srv->s.idle_timeout);
+    } else if (c->tkind == SQ__T_STALL || c->tkind == SQ__T_IDLE) {
+        sq__http_arm(c, SQ__T_NONE, 0);
+    }
+}
+
+/* Hand nghttp2's frames to the connection's output and write it; close when both sides
+ * are done (after a GOAWAY). */
+static void h2_send(sq__h2 *h2)
+{
+    sq_http_conn *c = h2->c;
+    if (c->closed) return;
+    if (h2->in_recv) {
+        h2->want_send = true;
+        return;
+    }
+    size_t hw = high_water(h2);
+    while (out_pending(c) < hw) {
+        const uint8_t *data;
+        ssize_t n = nghttp2_session_mem_send(h2->ng, &data);
+        if (n < 0) {
+            sq__http_conn_close(c, -EPROTO);
+            return;
+        }
+        if (n == 0) break;
+        sq__http_out_acquire(c);
+        if (sq__buf_append(&c->out, data, (size_t)n) < 0) {
+            sq__http_conn_close(c, -ENOMEM);
+            return;
+        }
+    }
+    if (out_pending(c)) sq__http_conn_write(c);
+    if (c->closed) return;
+    if (!nghttp2_session_want_read(h2->ng) && !nghttp2_session_want_write(h2->ng) &&
+        !out_pending(c)) {
+        sq__http_conn_close(c, 0);
+        return;
+    }
+    if (h2->goaway && !h2->nopen && !h2->ncoros && !out_pending(c) &&
+        !nghttp2_session_want_write(h2->ng)) {
+        sq__http_conn_close(c, 0);
+        return;
+    }
+    h2_arm(h2);
+    sq__http_update_io(c);
+}
+
+static ssize_t mem_recv(sq__h2 *h2, const uint8_t *data, size_t len)
+{
+    h2->in_recv = true;
+    ssize_t rv = nghttp2_session_mem_recv(h2->ng, data, len);
+    h2->in_recv = false;
+    return rv;
+}
+
+static void fatal(sq__h2 *h2, ssize_t rv)
+{
+    sq_http_conn *c = h2->c;
+    sq_log(SQ_LOG_DEBUG, "http2: closing a connection: %s", nghttp2_strerror((int)rv));
+    /* nghttp2 queued a GOAWAY with the reason: try to send it, then close */
+    h2->goaway = true;
+    const uint8_t *data;
+    ssize_t n;
+    while ((n = nghttp2_session_mem_send(h2->ng, &data)) > 0) {
+        sq__http_out_acquire(c);
+        if (sq__buf_append(&c->out, data, (size_t)n) < 0) break;
+    }
+    if (out_pending(c)) sq__http_conn_write(c);
+    sq__http_conn_close(c, rv == NGHTTP2_ERR_FLOODED ? -EMSGSIZE : -EPROTO);
+}
+
+void sq__h2_io(sq_http_conn *c, unsigned events)
+{
+    sq__h2 *h2 = c->h2;
+    if (events & SQ_WRITE) {
+        sq__http_conn_write(c);
+        if (c->closed) return;
+    }
+    if ((events & (SQ_READ | SQ_HUP | SQ_ERROR)) && !c->rpaused) {
+        uint8_t buf[H2_READ_BUF];
+        for (int i = 0; i < H2_READS_MAX && !c->closed && !c->rpaused; i++) {
+            ssize_t n = sq__tp_read(c->io.fd, c->tp, buf, sizeof buf);
+            if (n > 0) {
+                ssize_t rv = mem_recv(h2, buf, (size_t)n);
+                if (rv < 0) {
+                    fatal(h2, rv);
+                    return;
+                }
+                h2_send(h2); /* answers (SETTINGS ack, WINDOW_UPDATE) before reading on */
+                if ((size_t)n < sizeof buf) break;
+                continue;
+            }
+            if (n == 0) {
+                c->peer_eof = true;
+                /* the client is gone (HTTP/2 has no half-close of the connection) */
+                sq__http_conn_close(c, 0);
+                return;
+            }
+            if (n == -EAGAIN) break;
+            sq__http_conn_close(c, (int)n);
+            return;
+        }
+    }
+    h2->want_send = false;
+    h2_send(h2);
+}
+
+void sq__h2_timeout(sq_http_conn *c, unsigned kind)
+{
+    sq__h2 *h2 = c->h2;
+    if (kind == SQ__T_STALL && h2->out_streams) {
+        uint64_t now = sq_loop_now_ns(c->srv->loop);
+        uint64_t limit = sq__sec_to_ns(c->srv->s.write_timeout);
+        if (now - h2->progress_ns < limit) { /* moved since: wait for the rest of the time */
+            sq__http_arm(c, SQ__T_STALL, (double)(h2->progress_ns + limit - now) / 1e9);
+            return;
+        }
+        sq_log(SQ_LOG_DEBUG, "http2: the peer kept its window shut for %g s: closing",
+               c->srv->s.write_timeout);
+        c->abort_close = true;
+        sq__http_conn_close(c, -ETIMEDOUT);
+        return;
+    }
+    if (kind == SQ__T_IDLE && !h2->nopen && !h2->ncoros) {
+        sq__h2_goaway(c);
+        return;
+    }
+    h2_arm(h2);
+}
+
+void sq__h2_goaway(sq_http_conn *c)
+{
+    sq__h2 *h2 = c->h2;
+    if (c->closed || h2->goaway) return;
+    h2->goaway = true;
+    nghttp2_submit_goaway(h2->ng, NGHTTP2_FLAG_NONE,
+                          nghttp2_session_get_last_proc_stream_id(h2->ng), NGHTTP2_NO_ERROR,
+                          NULL, 0);
+    h2_send(h2);
+}
+
+bool sq__h2_busy(const sq_http_conn *c)
+{
+    return c->h2 && c->h2->streams;
+}
+
+bool sq__h2_idle(const sq_http_conn *c)
+{
+    return !c->h2->nopen && !c->h2->ncoros && !out_pending(c);
+}
+
+void sq__h2_conn_closed(sq_http_conn *c)
+{
+    sq__h2 *h2 = c->h2;
+    /* every stream is over: handlers waiting for the body or the window wake to an error */
+    for (sq__h2_stream *st = h2->streams, *next; st; st = next) {
+        next = st->next;
+        if (st->open) {
+            st->open = false;
+            h2->nopen--;
+            sq__http_req *r = &st->r;
+            if (st->started && !(r->rflags & RESP_FINISHED) && r->on_close) {
+                void (*cb)(sq_http_request *, void *) = r->on_close;
+                r->on_close = NULL;
+                cb(&r->pub, r->on_close_arg);
+            }
+            wake(st);
+        }
+    }
+    for (sq__h2_stream *st = h2->streams, *next; st; st = next) {
+        next = st->next;
+        if (!st->coro && !(st->started && st->r.detached && !(st->r.rflags & RESP_FINISHED)))
+            stream_unlink_free(st);
+    }
+}
+
+void sq__h2_free(sq_http_conn *c)
+{
+    sq__h2 *h2 = c->h2;
+    if (!h2) return;
+    while (h2->streams) stream_unlink_free(h2->streams);
+    nghttp2_session_del(h2->ng);
+    free(h2);
+    c->h2 = NULL;
+}
+
+int sq__h2_start(sq_http_conn *c, const char *data, size_t len)
+{
+    sq_http_server *srv = c->srv;
+    sq__h2 *h2 = calloc(1, sizeof *h2);
+    if (!h2) return -ENOMEM;
+    h2->c = c;
+    nghttp2_session_callbacks *cbs;
+    nghttp2_option *opt;
+    if (nghttp2_session_callbacks_new(&cbs) != 0) {
+        free(h2);
+        return -ENOMEM;
+    }
+    if (nghttp2_option_new(&opt) != 0) {
+        nghttp2_session_callbacks_del(cbs);
+        free(h2);
+        return -ENOMEM;
+    }
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+    nghttp2_option_set_no_auto_window_update(opt, 1); /* credited as the handler reads */
+    nghttp2_option_set_max_settings(opt, 32);
+    nghttp2_option_set_max_outbound_ack(opt, 1000);   /* PING/SETTINGS floods */
+    nghttp2_option_set_max_continuations(opt, 8);     /* CONTINUATION floods */
+    nghttp2_option_set_stream_reset_rate_limit(opt, H2_RESETS_BURST, H2_RESETS_RATE);
+    nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
+    int rv = nghttp2_session_server_new2(&h2->ng, cbs, h2, opt);
+    nghttp2_session_callbacks_del(cbs);
+    nghttp2_option_del(opt);
+    if (rv != 0) {
+        free(h2);
+        return -ENOMEM;
+    }
+    unsigned maxs = srv->s.http2_max_concurrent_streams ? srv->s.http2_max_concurrent_streams
+                                                         : SQ_HTTP_DEFAULT_H2_MAX_STREAMS;
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, maxs},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2_WINDOW},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, (uint32_t)srv->s.max_header_size},
+        {NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 0},
+    };
+    nghttp2_submit_settings(h2->ng, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]);
+    c->h2 = h2;
+    c->h2_mode = true;
+    sq__http_arm(c, SQ__T_HEADER, srv->s.header_timeout); /* the preface and first frames */
+    if (len) {
+        ssize_t r = mem_recv(h2, (const uint8_t *)data, len);
+        if (r < 0) {
+            fatal(h2, r);
+            return 0;
+        }
+    }
+    h2_send(h2);
+    return 0;
+}
