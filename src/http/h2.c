@@ -30,6 +30,7 @@
 #define H2_READS_MAX   8            /* reads per IO callback: others get their turn */
 #define H2_FILE_CHUNK  (64u * 1024) /* sq_http_sendfile reads the file this much at a time */
 #define H2_WINDOW      (256u * 1024) /* each stream's receive window */
+#define H2_CONN_WINDOW (1u << 20)    /* the connection's */
 #define H2_RESETS_BURST 200          /* stream resets allowed at once … */
 #define H2_RESETS_RATE  33           /* … and per second after that (nginx/h2o-like) */
 
@@ -37,9 +38,11 @@ typedef struct sq__h2_stream sq__h2_stream;
 
 struct sq__h2 {
     sq_http_conn *c;
+    sq_loop *loop;
     nghttp2_session *ng;
     sq__h2_stream *streams; /* every stream object not yet freed */
     unsigned nopen;         /* streams nghttp2 has open */
+    unsigned max_streams;   /* SETTINGS_MAX_CONCURRENT_STREAMS */
     unsigned ncoros;        /* streams whose handler still runs (or is detached) */
     unsigned out_streams;   /* streams with response bytes waiting for the peer's window */
     uint64_t progress_ns;   /* when the last DATA bytes were taken */
@@ -276,7 +279,7 @@ static ssize_t data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
     if (n) {
         memcpy(buf, st->out.ptr + st->out_off, n);
         st->out_off += n;
-        h2->progress_ns = sq_loop_now_ns(h2->c->srv->loop);
+        h2->progress_ns = sq_loop_now_ns(h2->loop);
         if (st->out_off == st->out.len) {
             st->out_off = st->out.len = 0;
             if (st->out.cap > (256u << 10)) sq__buf_free(&st->out);
@@ -431,27 +434,33 @@ int sq__h2_finish(sq__http_req *r)
     return e;
 }
 
-/* Wait (the handler's coroutine) until woken or `seconds` pass; -ETIMEDOUT then. */
+/* A wait of the handler's coroutine, bounded by a timer on its own stack. */
+typedef struct wait_ctx {
+    sq_timer t;
+    sq__h2_stream *st;
+    bool fired;
+} wait_ctx;
+
 static void wait_timeout(sq_loop *loop, sq_timer *t)
 {
-    sq__h2_stream *st = t->data;
-    wake(st);
+    wait_ctx *w = t->data;
+    w->fired = true;
+    wake(w->st);
 }
 
+/* Suspend until woken (progress) or `seconds` pass (-ETIMEDOUT; <= 0: no limit). */
 static int suspend_for(sq__h2_stream *st, bool writes, double seconds)
 {
     if (!sq_in_coro()) return SQ_ENOTCORO;
-    sq_loop *loop = st->h2->c->srv ? st->h2->c->srv->loop : sq_coro_loop(sq_coro_self());
-    sq_timer t;
-    sq_timer_init(loop, &t, wait_timeout, st);
-    if (seconds > 0) sq_timer_start(&t, seconds, 0);
+    wait_ctx w = {.st = st};
+    sq_timer_init(st->h2->loop, &w.t, wait_timeout, &w);
+    if (seconds > 0) sq_timer_start(&w.t, seconds, 0);
     st->waiter = sq_coro_self();
     st->waiter_writes = writes;
     sq_coro_suspend();
-    bool timed_out = st->waiter != NULL; /* woken by the timer, not by progress */
     st->waiter = NULL;
-    sq_timer_stop(&t);
-    return timed_out && seconds > 0 && !sq_timer_active(&t) ? -ETIMEDOUT : 0;
+    sq_timer_stop(&w.t);
+    return w.fired ? -ETIMEDOUT : 0;
 }
 
 static int stream_error(const sq__h2_stream *st)
@@ -555,6 +564,7 @@ static void consume(sq__h2_stream *st, size_t n)
 static int body_wait(sq__h2_stream *st)
 {
     sq_http_server *srv = st->h2->c->srv;
+    if (!srv) return SQ_ECLOSED;
     int e = suspend_for(st, false, srv->s.body_timeout);
     if (e == -ETIMEDOUT) {
         nghttp2_submit_rst_stream(st->h2->ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
@@ -690,7 +700,9 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, voi
 {
     sq__h2 *h2 = user;
     if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
-    if (h2->goaway || !h2->c->srv || h2->c->srv->closing) {
+    /* handlers still running for streams the peer already reset count too: resetting is
+     * no way around the limit (the rapid-reset attack) */
+    if (h2->goaway || !h2->c->srv || h2->c->srv->closing || h2->ncoros >= h2->max_streams) {
         nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_REFUSED_STREAM);
         return 0;
     }
@@ -841,7 +853,7 @@ static void h2_arm(sq__h2 *h2)
     if (h2->out_streams) {
         /* data waits for the peer's window: it must move within write_timeout */
         if (c->tkind != SQ__T_STALL) {
-            h2->progress_ns = sq_loop_now_ns(c->srv->loop);
+            h2->progress_ns = sq_loop_now_ns(h2->loop);
             sq__http_arm(c, SQ__T_STALL, c->srv->s.write_timeout);
         }
     } else if (!h2->nopen && !h2->ncoros) {
@@ -956,7 +968,7 @@ void sq__h2_timeout(sq_http_conn *c, unsigned kind)
 {
     sq__h2 *h2 = c->h2;
     if (kind == SQ__T_STALL && h2->out_streams) {
-        uint64_t now = sq_loop_now_ns(c->srv->loop);
+        uint64_t now = sq_loop_now_ns(h2->loop);
         uint64_t limit = sq__sec_to_ns(c->srv->s.write_timeout);
         if (now - h2->progress_ns < limit) { /* moved since: wait for the rest of the time */
             sq__http_arm(c, SQ__T_STALL, (double)(h2->progress_ns + limit - now) / 1e9);
@@ -1037,6 +1049,9 @@ int sq__h2_start(sq_http_conn *c, const char *data, size_t len)
     sq__h2 *h2 = calloc(1, sizeof *h2);
     if (!h2) return -ENOMEM;
     h2->c = c;
+    h2->loop = srv->loop;
+    h2->max_streams = srv->s.http2_max_concurrent_streams ? srv->s.http2_max_concurrent_streams
+                                                           : SQ_HTTP_DEFAULT_H2_MAX_STREAMS;
     nghttp2_session_callbacks *cbs;
     nghttp2_option *opt;
     if (nghttp2_session_callbacks_new(&cbs) != 0) {
@@ -1066,15 +1081,16 @@ int sq__h2_start(sq_http_conn *c, const char *data, size_t len)
         free(h2);
         return -ENOMEM;
     }
-    unsigned maxs = srv->s.http2_max_concurrent_streams ? srv->s.http2_max_concurrent_streams
-                                                         : SQ_HTTP_DEFAULT_H2_MAX_STREAMS;
     nghttp2_settings_entry iv[] = {
-        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, maxs},
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, h2->max_streams},
         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2_WINDOW},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, (uint32_t)srv->s.max_header_size},
         {NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 0},
     };
     nghttp2_submit_settings(h2->ng, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]);
+    /* the connection's receive window: room for several uploads at once (each stream's
+     * bytes are credited back as its handler takes them) */
+    nghttp2_session_set_local_window_size(h2->ng, NGHTTP2_FLAG_NONE, 0, H2_CONN_WINDOW);
     c->h2 = h2;
     c->h2_mode = true;
     sq__http_arm(c, SQ__T_HEADER, srv->s.header_timeout); /* the preface and first frames */
