@@ -66,6 +66,7 @@ struct sq__h2_stream {
     bool out_eof;     /* the response body is complete */
     bool deferred;    /* nghttp2 waits for resume_data */
     bool counted_out; /* counted in h2->out_streams */
+    bool done;        /* stream_complete ran (the response is over for us) */
     int in_error;
     uint32_t close_code;
     sq__buf hb; /* the header block: name\0value\0 pairs, pseudo-headers first */
@@ -131,8 +132,7 @@ static void stream_unlink_free(sq__h2_stream *st)
 /* Free the stream once nghttp2 is done with it and its handler has returned. */
 static void stream_maybe_free(sq__h2_stream *st)
 {
-    if (st->open || st->coro || (st->started && st->r.detached && !(st->r.rflags & RESP_FINISHED)))
-        return;
+    if (st->open || st->coro || (st->started && !st->done)) return;
     sq_http_conn *c = st->h2->c;
     stream_unlink_free(st);
     /* the last stream of a closed connection: the connection can go */
@@ -357,7 +357,8 @@ static int submit_head(sq__h2_stream *st, int64_t clen, bool gz, bool no_body)
         nv_add(nv, &n, "server", 6, srv->s.server_name, srv->server_name_len);
     nv_add(nv, &n, "date", 4, srv->date_line + 6, srv->date_len - 8); /* "Date: " … "\r\n" */
     if (r->hdrs.len) memcpy(lower, r->hdrs.ptr, r->hdrs.len);
-    for (char *p = lower, *end = lower + r->hdrs.len; p && p < end;) {
+    char *end = lower ? lower + r->hdrs.len : NULL; /* (NULL + 0 is undefined) */
+    for (char *p = lower; p && p < end;) {
         char *eol = memchr(p, '\n', (size_t)(end - p));
         char *next = eol ? eol + 1 : end;
         char *colon = memchr(p, ':', (size_t)(next - p));
@@ -669,6 +670,7 @@ static void stream_complete(sq__h2_stream *st)
             h2_send(h2);
         }
     }
+    st->done = true; /* from now on stream_maybe_free may free it (not from inside h2_send) */
 }
 
 static void *stream_task(void *arg)
@@ -858,6 +860,7 @@ static void h2_arm(sq__h2 *h2)
         }
     } else if (!h2->nopen && !h2->ncoros) {
         sq__http_arm(c, SQ__T_IDLE, c->srv->s.idle_timeout);
+        sq__http_out_release(c); /* idle: no output buffer held */
     } else if (c->tkind == SQ__T_STALL || c->tkind == SQ__T_IDLE) {
         sq__http_arm(c, SQ__T_NONE, 0);
     }
@@ -874,22 +877,29 @@ static void h2_send(sq__h2 *h2)
         return;
     }
     size_t hw = high_water(h2);
-    while (out_pending(c) < hw) {
-        const uint8_t *data;
-        ssize_t n = nghttp2_session_mem_send(h2->ng, &data);
-        if (n < 0) {
-            sq__http_conn_close(c, -EPROTO);
-            return;
+    for (bool more = true; more;) {
+        more = false;
+        while (out_pending(c) < hw) {
+            const uint8_t *data;
+            ssize_t n = nghttp2_session_mem_send(h2->ng, &data);
+            if (n < 0) {
+                sq__http_conn_close(c, -EPROTO);
+                return;
+            }
+            if (n == 0) break;
+            more = true;
+            sq__http_out_acquire(c);
+            if (sq__buf_append(&c->out, data, (size_t)n) < 0) {
+                sq__http_conn_close(c, -ENOMEM);
+                return;
+            }
         }
-        if (n == 0) break;
-        sq__http_out_acquire(c);
-        if (sq__buf_append(&c->out, data, (size_t)n) < 0) {
-            sq__http_conn_close(c, -ENOMEM);
-            return;
-        }
+        if (out_pending(c)) sq__http_conn_write(c);
+        if (c->closed) return;
+        /* the socket took it all: nghttp2 may hold more (stopped at the high-water mark),
+         * and with the output empty no write event would come to ask for it */
+        if (out_pending(c)) more = false;
     }
-    if (out_pending(c)) sq__http_conn_write(c);
-    if (c->closed) return;
     if (!nghttp2_session_want_read(h2->ng) && !nghttp2_session_want_write(h2->ng) &&
         !out_pending(c)) {
         sq__http_conn_close(c, 0);
@@ -996,6 +1006,9 @@ void sq__h2_goaway(sq_http_conn *c)
                           nghttp2_session_get_last_proc_stream_id(h2->ng), NGHTTP2_NO_ERROR,
                           NULL, 0);
     h2_send(h2);
+    /* an idle connection closes at once: from sq_http_server_shutdown (not a callback of
+     * the connection's own, which releases it on return) nothing else would free it */
+    if (!c->in_io) sq__http_conn_release(c);
 }
 
 bool sq__h2_busy(const sq_http_conn *c)
@@ -1028,8 +1041,7 @@ void sq__h2_conn_closed(sq_http_conn *c)
     }
     for (sq__h2_stream *st = h2->streams, *next; st; st = next) {
         next = st->next;
-        if (!st->coro && !(st->started && st->r.detached && !(st->r.rflags & RESP_FINISHED)))
-            stream_unlink_free(st);
+        if (!st->coro && (!st->started || st->done)) stream_unlink_free(st);
     }
 }
 

@@ -177,6 +177,8 @@ int sq__http_resp_head_len(sq_http_conn *c, sq__http_req *r, uint64_t extra);
 int sq__http_put_chunk_header(sq_http_conn *c, size_t len);
 /* Give the connection an output buffer from the server's pool if it has none. */
 void sq__http_out_acquire(sq_http_conn *c);
+/* Give an empty output buffer back to the pool (an idle connection keeps none). */
+void sq__http_out_release(sq_http_conn *c);
 /* A short error response with Connection: close. */
 void sq__http_error_response(sq_http_conn *c, int status);
 /* The same with a text of our own as the body (a constant, under 160 bytes). */

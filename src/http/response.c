@@ -457,6 +457,19 @@ void sq__http_out_acquire(sq_http_conn *c)
     if (!c->out.ptr && srv && srv->nouts) c->out = srv->outs[--srv->nouts];
 }
 
+void sq__http_out_release(sq_http_conn *c)
+{
+    sq_http_server *srv = c->srv;
+    if (!c->out.ptr || c->opos != c->out.len) return;
+    c->out.len = 0;
+    if (srv && c->out.cap <= SQ__HTTP_POOL_OUT_MAX && srv->nouts < SQ__HTTP_POOL)
+        srv->outs[srv->nouts++] = c->out;
+    else
+        sq__buf_free(&c->out);
+    c->out = (sq__buf){0};
+    c->opos = 0;
+}
+
 /* --- heads ------------------------------------------------------------------------------------ */
 
 static bool status_has_body(int status)

@@ -143,15 +143,7 @@ static void conn_shrink(sq_http_conn *c)
         c->rbuf = NULL;
         c->rcap = c->rlen = c->rpos = c->parsed = 0;
     }
-    if (c->out.ptr && c->opos == c->out.len) {
-        c->out.len = 0;
-        if (c->out.cap <= SQ__HTTP_POOL_OUT_MAX && srv->nouts < SQ__HTTP_POOL)
-            srv->outs[srv->nouts++] = c->out;
-        else
-            sq__buf_free(&c->out);
-        c->out = (sq__buf){0};
-        c->opos = 0;
-    }
+    sq__http_out_release(c);
     if (c->req && !c->req->active) {
         if (c->req->flush_call) { /* nothing left to write: the output is empty */
             sq_call_cancel(c->req->flush_call);
