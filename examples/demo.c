@@ -6,6 +6,7 @@
  * It serves HTTPS on 8443 too (SQUALL_DEMO_HTTPS_PORT: another port, "off": none), with
  * SQUALL_DEMO_TLS_CERT and SQUALL_DEMO_TLS_KEY (PEM files) or else a self-signed
  * certificate made at first start next to the build (build/<dir>/demo-tls/).
+ * SQUALL_DEMO_TLS_HANDSHAKE_TIMEOUT (seconds) shortens the TLS handshake timeout.
  *
  * Then open http://127.0.0.1:8888/ — every route is linked from there.  Try
  * `curl localhost:8888/sync & curl localhost:8888/` (the second one waits: /sync blocks the
@@ -140,9 +141,10 @@ static void offload_get(sq_handler *h)
 static void json_get(sq_handler *h)
 {
     sq_http_request *req = sq_handler_request(h);
-    sq_write_json(h, json_pack("{s:s, s:s#, s:s, s:[i,i,i], s:b}", "framework", "squall", "path",
-                               req->path.ptr, (int)req->path.len, "remote_ip", req->remote_ip,
-                               "numbers", 1, 2, 3, "fast", 1));
+    sq_write_json(h, json_pack("{s:s, s:s#, s:s, s:s, s:[i,i,i], s:b}", "framework", "squall",
+                               "path", req->path.ptr, (int)req->path.len, "remote_ip",
+                               req->remote_ip, "protocol", req->protocol, "numbers", 1, 2, 3,
+                               "fast", 1));
 }
 
 static void user_get(sq_handler *h)
@@ -237,6 +239,15 @@ static double write_timeout_from_env(void)
     return t > 0 ? t : 0;
 }
 
+/* SQUALL_DEMO_TLS_HANDSHAKE_TIMEOUT (seconds): how long a TLS handshake may take before the
+ * connection is dropped (tests shorten it); unset: the header timeout (30 s). */
+static double tls_handshake_timeout_from_env(void)
+{
+    const char *s = getenv("SQUALL_DEMO_TLS_HANDSHAKE_TIMEOUT");
+    double t = s ? strtod(s, NULL) : 0;
+    return t > 0 ? t : 0;
+}
+
 /* The HTTPS side: the certificate from the environment, or the demo's own self-signed one
  * (made at first start in build/<dir>/demo-tls).  NULL when HTTPS is off or impossible. */
 static sq_tls_context *demo_tls(void)
@@ -300,7 +311,9 @@ int main(int argc, char **argv)
     sq_app_settings settings = {
         /* A fixed secret is fine for a demo; a real app reads it from its configuration. */
         .cookie_secret = "squall-demo-secret-do-not-use-in-production",
-        .http = {.gzip = true, .write_timeout = wt},
+        .http = {.gzip = true,
+                 .write_timeout = wt,
+                 .tls_handshake_timeout = tls_handshake_timeout_from_env()},
     };
     sq_loop *loop = sq_loop_default();
     sq_app *app = sq_app_new(routes, &settings);

@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -281,13 +282,28 @@ int demo_tls_cert_ensure(const char *dir, char *cert_path, size_t cert_cap, char
     if (rc == 0) rc = join(key_path, key_cap, dir, KEY_FILE);
     if (rc != 0) return rc;
 
+    /* Several demos starting at once (tests in parallel) must agree on one pair: the check
+     * and the generation happen under a lock file in the folder. */
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) return log_errno("cannot create", dir);
+    char lock_path[PATH_MAX];
+    rc = join(lock_path, sizeof lock_path, dir, ".lock");
+    if (rc != 0) return rc;
+    int lock = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock < 0) return log_errno("cannot open", lock_path);
+    while (flock(lock, LOCK_EX) != 0 && errno == EINTR) {
+    }
     int have_cert = file_exists(cert_path);
-    if (have_cert < 0) return have_cert;
-    int have_key = file_exists(key_path);
-    if (have_key < 0) return have_key;
-    if (have_cert && have_key) return load_pair(cert_path, key_path, fingerprint);
-    if (have_cert || have_key)
-        sq_log(SQ_LOG_WARNING, "demo TLS certificate: %s without %s; generating a new pair",
-               have_cert ? cert_path : key_path, have_cert ? key_path : cert_path);
-    return generate_pair(dir, cert_path, key_path, fingerprint);
+    int have_key = have_cert < 0 ? 0 : file_exists(key_path);
+    if (have_cert < 0 || have_key < 0)
+        rc = have_cert < 0 ? have_cert : have_key;
+    else if (have_cert && have_key)
+        rc = load_pair(cert_path, key_path, fingerprint);
+    else {
+        if (have_cert || have_key)
+            sq_log(SQ_LOG_WARNING, "demo TLS certificate: %s without %s; generating a new pair",
+                   have_cert ? cert_path : key_path, have_cert ? key_path : cert_path);
+        rc = generate_pair(dir, cert_path, key_path, fingerprint);
+    }
+    close(lock); /* releases the lock */
+    return rc;
 }

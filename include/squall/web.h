@@ -79,7 +79,8 @@ int sq_app_listen(sq_app *app, int port, const char *host);
 /* Serve HTTPS on host:port too, with the same routes (Tornado: a second HTTPServer with
  * ssl_options on the same Application): a second server with the app's HTTP settings and
  * `tls`, which it keeps a reference to.  (Setting settings.http.tls instead makes
- * sq_app_listen itself serve HTTPS.)  Call it again for more addresses. */
+ * sq_app_listen itself serve HTTPS.)  Call it again for more addresses, with the same
+ * context (another one is -EINVAL: several certificates are one context's SNI callback). */
 int sq_app_listen_tls(sq_app *app, int port, const char *host, sq_tls_context *tls);
 /* The underlying HTTP server (port, shutdown …), NULL before sq_app_listen. */
 sq_http_server *sq_app_server(sq_app *app);

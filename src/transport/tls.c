@@ -49,6 +49,8 @@ typedef struct sq__tls {
     bool failed : 1;        /* a fatal error: no close_notify, no further I/O */
     bool h2 : 1;            /* the server above speaks HTTP/2: ALPN may choose "h2" */
     int pending;            /* an error to report after the bytes already returned */
+    bool again : 1;         /* the next read reports an EOF or error already taken from the
+                               socket: no kernel event will say so */
 } sq__tls;
 
 /* --- errors ------------------------------------------------------------------------------- */
@@ -270,6 +272,8 @@ static sq_tls_context *context_new(const sq_tls_options *o, bool server, int *er
         /* resumption with or without client certificates needs a session id context */
         SSL_CTX_set_session_id_context(x, (const unsigned char *)"squall", 6);
         SSL_CTX_set_num_tickets(x, o->no_tickets ? 0 : 1);
+        /* no_tickets means no resumption: TLS 1.2 would otherwise resume by session id */
+        if (o->no_tickets) SSL_CTX_set_session_cache_mode(x, SSL_SESS_CACHE_OFF);
         SSL_CTX_set_alpn_select_cb(x, alpn_select, c);
         SSL_CTX_set_tlsext_servername_callback(x, sni_select);
         SSL_CTX_set_tlsext_servername_arg(x, c);
@@ -346,14 +350,16 @@ static void feed_cb(void *arg)
     sq__tls *t = arg;
     t->feed = NULL;
     sq_io *io = t->io;
-    if (io && (io->events & SQ_READ) && SSL_has_pending(t->ssl)) sq__io_dispatch(t->loop, io, SQ_READ);
+    if (io && (io->events & SQ_READ) && (t->again || SSL_has_pending(t->ssl)))
+        sq__io_dispatch(t->loop, io, SQ_READ);
 }
 
 /* The caller wants to read: if OpenSSL holds bytes the kernel will not signal, make sure the
  * watcher's callback runs. */
 static void feed_if_pending(sq__tls *t)
 {
-    if (t->feed || !t->io || t->failed || !SSL_has_pending(t->ssl)) return;
+    if (t->feed || !t->io) return;
+    if (!t->again && (t->failed || !SSL_has_pending(t->ssl))) return;
     t->feed = sq_call_later(t->loop, 0, feed_cb, t);
 }
 
@@ -384,6 +390,7 @@ static ssize_t io_error(sq__tls *t, int r, unsigned char *want)
 static ssize_t tls_read(sq__tp *tp, void *buf, size_t len)
 {
     sq__tls *t = (sq__tls *)tp;
+    t->again = false;
     if (t->pending) {
         int e = t->pending;
         t->pending = 0;
@@ -411,6 +418,7 @@ static ssize_t tls_read(sq__tp *tp, void *buf, size_t len)
         if (got) {
             if (e != -EAGAIN && e != 0) t->pending = (int)e;
             if (e == 0) t->pending = 0; /* the EOF repeats on the next call */
+            if (e != -EAGAIN) t->again = true; /* which must come without a kernel event */
             break;
         }
         return e;

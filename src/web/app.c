@@ -59,6 +59,7 @@ struct sq_app {
     char *cookie_secret;
     sq_http_server *server;
     sq_http_server *tls_server; /* sq_app_listen_tls: HTTPS beside plain HTTP */
+    const sq_tls_context *tls_ctx; /* its context (the server holds the reference) */
     size_t state_max; /* largest state_size of any class */
     sq_handler *pool;
     size_t npool;
@@ -231,6 +232,8 @@ int sq_app_listen(sq_app *app, int port, const char *host)
 int sq_app_listen_tls(sq_app *app, int port, const char *host, sq_tls_context *tls)
 {
     if (!app || !tls) return -EINVAL;
+    /* one HTTPS server per app: another certificate is the SNI callback's business */
+    if (app->tls_server && app->tls_ctx != tls) return -EINVAL;
     if (!app->tls_server) {
         sq_loop *loop = sq_loop_current();
         if (!loop) loop = sq_loop_default();
@@ -239,6 +242,7 @@ int sq_app_listen_tls(sq_app *app, int port, const char *host, sq_tls_context *t
         hs.tls = tls;
         app->tls_server = sq_http_server_new(loop, &hs, dispatch, app);
         if (!app->tls_server) return errno ? -errno : -ENOMEM;
+        app->tls_ctx = tls;
     }
     return sq_http_server_listen(app->tls_server, host, port);
 }

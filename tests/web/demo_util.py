@@ -1,11 +1,14 @@
 """Shared by the Python tests that drive the demo (or another example) as a real server:
 start it on an ephemeral port, stop it with SIGTERM, measure it, speak raw WebSocket."""
+import atexit
 import os
+import shutil
 import signal
 import socket
 import struct
 import subprocess
 import tempfile
+import threading
 
 BUILD = os.environ["SQ_BUILD_DIR"]
 SRC = os.environ["SQ_SOURCE_DIR"]
@@ -26,10 +29,32 @@ def finish():
     raise SystemExit(1 if failures else 0)
 
 
-def start(program="demo", write_timeout=None, preexec_fn=None, asan_extra=""):
+def tls_fixtures(directory=None):
+    """The test certificates of tests/tls/mkcerts.sh (ca.pem, server.pem/key …), made in
+    `directory` or in a new temporary one (removed at exit); returns the directory."""
+    if directory is None:
+        directory = tempfile.mkdtemp(prefix="squall-tls-")
+        atexit.register(shutil.rmtree, directory, True)
+    subprocess.run(["sh", os.path.join(SRC, "tests", "tls", "mkcerts.sh"), directory],
+                   check=True, timeout=60)
+    return directory
+
+
+def start(program="demo", write_timeout=None, preexec_fn=None, asan_extra="", https=None,
+          env_extra=None, static=None):
     """Start build/…/examples/<program> on port 0; returns (process, port).  Its stderr (the
-    access log) goes to a temporary file, read back by stop()."""
+    access log) goes to a temporary file, read back by stop().
+
+    https: a tls_fixtures() directory: the demo also serves HTTPS on an ephemeral port with
+    its server.pem/server.key; the port is proc.https_port.  env_extra: more environment;
+    static: the demo's static folder (default: examples/demo/static)."""
     env = dict(os.environ)
+    if env_extra:
+        env.update(env_extra)
+    if https:
+        env["SQUALL_DEMO_HTTPS_PORT"] = "0"
+        env["SQUALL_DEMO_TLS_CERT"] = os.path.join(https, "server.pem")
+        env["SQUALL_DEMO_TLS_KEY"] = os.path.join(https, "server.key")
     # ASan keeps freed blocks in a quarantine (256 MB by default): RSS would grow with any
     # churn, leak or not.  A small one keeps the measure about the server's own memory.
     env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=4:detect_leaks=1"
@@ -39,13 +64,29 @@ def start(program="demo", write_timeout=None, preexec_fn=None, asan_extra=""):
     log = tempfile.TemporaryFile(mode="w+")
     args = [os.path.join(BUILD, "examples", program), "0"]
     if program == "demo":
-        args.append(STATIC)
+        args.append(static or STATIC)
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True, env=env,
                             preexec_fn=preexec_fn)
     line = proc.stdout.readline()
     assert line.startswith("listening on port "), line
+    port = int(line.split()[-1])
     proc.log = log
-    return proc, int(line.split()[-1])
+    proc.https_port = None
+    if https:
+        # "certificate <path>", then "https on port M" (all flushed at once); a demo that
+        # could not serve HTTPS says why on stderr and prints no more: killed, not waited on
+        watchdog = threading.Timer(30, proc.kill)
+        watchdog.start()
+        try:
+            for _ in range(4):
+                line = proc.stdout.readline()
+                if not line or line.startswith("https on port "):
+                    break
+        finally:
+            watchdog.cancel()
+        assert line.startswith("https on port "), (line, log_text(proc)[-2000:])
+        proc.https_port = int(line.split()[-1])
+    return proc, port
 
 
 def log_text(proc):
