@@ -3,7 +3,9 @@
 # table), beside the tables each script writes there: http.md + http.png (throughput and CPU
 # per request against nginx, h2o, Node.js, Tornado), callgrind.md (instructions per request),
 # syscalls.md (strace counts per request), mem.md (bytes per idle connection and per parked
-# request), c10k.md (10,000 connections under wrk).  SQ_BENCH_RESULTS overrides the directory.
+# request), c10k.md (10,000 connections under wrk), h2.md (HTTP/2 over TLS and h2c against nginx
+# and h2o: CPU per request under h2load, bytes per idle connection).  SQ_BENCH_RESULTS overrides
+# the directory.
 # --quick runs each part briefly (about 70 s in all on the 2-core development machine) to check
 # that everything works; `make bench-quick` runs that.
 # Usage: bench/run.sh BUILD_DIR [--quick]
@@ -45,6 +47,14 @@ if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then pin="taskset -c 0
   fi
   echo
   "$here/ws_compare.sh" "$build" "$([ -n "$quick" ] && echo 3 || echo 10)"
+  if command -v h2load >/dev/null && command -v nginx >/dev/null; then
+    echo
+    "$here/h2_compare.sh" "$build" "$([ -n "$quick" ] && echo 1 || echo 5)" \
+      "$([ -n "$quick" ] && echo 1 || echo 3)" "$([ -n "$quick" ] && echo 200 || echo 1000)"
+  else
+    echo
+    echo "(h2load or nginx missing: the HTTP/2 comparison was skipped)"
+  fi
   if [ -x "$build/bench/http_load" ]; then
     echo
     "$here/http_callgrind.sh" "$build" "$([ -n "$quick" ] && echo 5000 || echo 20000)"

@@ -31,6 +31,8 @@
 #define H2_FILE_CHUNK  (64u * 1024) /* sq_http_sendfile reads the file this much at a time */
 #define H2_WINDOW      (256u * 1024) /* each stream's receive window */
 #define H2_CONN_WINDOW (1u << 20)    /* the connection's */
+#define H2_POOL_BUF    (16u * 1024)  /* a finished stream is kept for reuse with buffers up to this */
+#define H2_START_BATCH 32            /* handlers started inline after one read (more: woken) */
 #define H2_RESETS_BURST 200          /* stream resets allowed at once … */
 #define H2_RESETS_RATE  33           /* … and per second after that (nginx/h2o-like) */
 
@@ -46,8 +48,10 @@ struct sq__h2 {
     unsigned ncoros;        /* streams whose handler still runs (or is detached) */
     unsigned out_streams;   /* streams with response bytes waiting for the peer's window */
     uint64_t progress_ns;   /* when the last DATA bytes were taken */
-    bool in_recv;           /* inside nghttp2_session_mem_recv: no mem_send now */
-    bool want_send;
+    bool in_io;             /* inside the IO callback: it sends when it is done */
+    sq_call *send_call;     /* a send at the end of this loop pass (the streams' output) */
+    sq_coro *start[H2_START_BATCH]; /* handlers the last read started, run after it */
+    unsigned nstart;
     bool goaway;            /* GOAWAY sent: close once the streams are done */
 };
 
@@ -109,15 +113,8 @@ static void wake(sq__h2_stream *st)
 
 /* --- stream objects ----------------------------------------------------------------------- */
 
-static void stream_unlink_free(sq__h2_stream *st)
+static void stream_destroy(sq__h2_stream *st)
 {
-    sq__h2 *h2 = st->h2;
-    if (st->prev)
-        st->prev->next = st->next;
-    else
-        h2->streams = st->next;
-    if (st->next) st->next->prev = st->prev;
-    if (st->counted_out) h2->out_streams--;
     sq__buf_free(&st->hb);
     free(st->hoff);
     sq__buf_free(&st->in);
@@ -127,6 +124,31 @@ static void stream_unlink_free(sq__h2_stream *st)
     sq__buf_free(&st->r.body);
     sq__buf_free(&st->r.reason_buf);
     free(st);
+}
+
+void sq__h2_pool_free(sq_http_server *srv)
+{
+    while (srv->nh2_pool) stream_destroy(srv->h2_pool[--srv->nh2_pool]);
+}
+
+static void stream_unlink_free(sq__h2_stream *st)
+{
+    sq__h2 *h2 = st->h2;
+    if (st->prev)
+        st->prev->next = st->next;
+    else
+        h2->streams = st->next;
+    if (st->next) st->next->prev = st->prev;
+    if (st->counted_out) h2->out_streams--;
+    sq_http_server *srv = h2->c->srv;
+    /* small enough to keep: the next stream reuses the object and its buffers */
+    if (srv && srv->nh2_pool < SQ__HTTP_POOL && st->hb.cap <= H2_POOL_BUF &&
+        st->in.cap <= H2_POOL_BUF && st->out.cap <= H2_POOL_BUF && st->r.body.cap <= H2_POOL_BUF &&
+        st->r.hdrs.cap <= H2_POOL_BUF) {
+        srv->h2_pool[srv->nh2_pool++] = st;
+        return;
+    }
+    stream_destroy(st);
 }
 
 /* Free the stream once nghttp2 is done with it and its handler has returned. */
@@ -141,8 +163,32 @@ static void stream_maybe_free(sq__h2_stream *st)
 
 static sq__h2_stream *stream_new(sq__h2 *h2, int32_t id)
 {
-    sq__h2_stream *st = calloc(1, sizeof *st);
-    if (!st) return NULL;
+    sq_http_server *srv = h2->c->srv;
+    sq__h2_stream *st;
+    if (srv && srv->nh2_pool) {
+        /* a pooled one: clean, but with the buffers (emptied) of its last life */
+        st = srv->h2_pool[--srv->nh2_pool];
+        sq__buf hb = st->hb, in = st->in, out = st->out, hdrs = st->r.hdrs, body = st->r.body,
+                 reason = st->r.reason_buf;
+        uint32_t *hoff = st->hoff;
+        size_t hcap = st->hcap;
+        sq_http_header *big = st->r.headers_big;
+        memset(st, 0, sizeof *st);
+        st->hb = hb;
+        st->in = in;
+        st->out = out;
+        st->r.hdrs = hdrs;
+        st->r.body = body;
+        st->r.reason_buf = reason;
+        st->hb.len = st->in.len = st->out.len = st->r.hdrs.len = st->r.body.len = 0;
+        st->r.reason_buf.len = 0;
+        st->hoff = hoff;
+        st->hcap = hcap;
+        st->r.headers_big = big;
+    } else {
+        st = calloc(1, sizeof *st);
+        if (!st) return NULL;
+    }
     st->h2 = h2;
     st->id = id;
     st->open = true;
@@ -175,7 +221,8 @@ static int build_request(sq__h2_stream *st, bool end_stream)
     if (!m || !p || !*p) return -EINVAL; /* (CONNECT without :path is not served) */
     if (st->nh > SQ__HTTP_INLINE_HEADERS) {
         if (st->nh > SQ_HTTP_DEFAULT_MAX_HEADERS) return -E2BIG;
-        r->headers_big = calloc(SQ_HTTP_DEFAULT_MAX_HEADERS, sizeof *r->headers_big);
+        if (!r->headers_big)
+            r->headers_big = calloc(SQ_HTTP_DEFAULT_MAX_HEADERS, sizeof *r->headers_big);
         if (!r->headers_big) return -ENOMEM;
         r->headers = r->headers_big;
     }
@@ -249,7 +296,14 @@ static void start_stream(sq__h2_stream *st)
     st->coro = co;
     st->started = true;
     h2->ncoros++;
-    sq_coro_wake(co); /* runs after this read: never inside nghttp2's callbacks */
+    /* Never inside nghttp2's callbacks: the IO callback starts it right after this read
+     * (run_started), so that the answers of every stream the read started go out in one
+     * write; elsewhere it waits for its turn on the loop. */
+    if (h2->in_io && h2->nstart < H2_START_BATCH) {
+        h2->start[h2->nstart++] = co;
+        return;
+    }
+    sq_coro_wake(co);
 }
 
 /* --- responses ------------------------------------------------------------------------------- */
@@ -345,7 +399,10 @@ static int submit_head(sq__h2_stream *st, int64_t clen, bool gz, bool no_body)
     nghttp2_nv nvs[16], *nv = nvs;
     size_t cap = lines + 8, n = 0;
     if (cap > 16 && !(nv = malloc(cap * sizeof *nv))) return -ENOMEM;
-    char *lower = r->hdrs.len ? malloc(r->hdrs.len) : NULL;
+    char lower_stack[1024];
+    char *lower = r->hdrs.len <= sizeof lower_stack ? lower_stack
+                  : r->hdrs.len                     ? malloc(r->hdrs.len)
+                                                    : NULL;
     if (r->hdrs.len && !lower) {
         if (nv != nvs) free(nv);
         return -ENOMEM;
@@ -389,7 +446,7 @@ static int submit_head(sq__h2_stream *st, int64_t clen, bool gz, bool no_body)
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = data_read};
     int rv = nghttp2_submit_response(h2->ng, st->id, nv, n, no_body ? NULL : &prd);
     if (nv != nvs) free(nv);
-    free(lower);
+    if (lower != lower_stack) free(lower);
     if (rv != 0) return rv == NGHTTP2_ERR_NOMEM ? -ENOMEM : -EPROTO;
     st->submitted = true;
     r->rflags |= RESP_HEAD_SENT;
@@ -866,19 +923,37 @@ static void h2_arm(sq__h2 *h2)
     }
 }
 
+static void h2_send_now(sq__h2 *h2);
+
+static void send_cb(void *arg)
+{
+    sq__h2 *h2 = arg;
+    sq_http_conn *c = h2->c;
+    h2->send_call = NULL;
+    c->in_io = true;
+    h2_send_now(h2);
+    c->in_io = false;
+    sq__http_conn_release(c);
+}
+
+/* Ask for nghttp2's frames to be sent: by the IO callback when inside it, else once at the
+ * end of this loop pass, so that the responses of every stream that finished in the pass
+ * (and their TLS records) go out in one write. */
+static void h2_send(sq__h2 *h2)
+{
+    if (h2->c->closed || h2->in_io || h2->send_call) return;
+    h2->send_call = sq_call_later(h2->loop, 0, send_cb, h2);
+    if (!h2->send_call) h2_send_now(h2); /* no memory for the call: now, then */
+}
+
 /* Hand nghttp2's frames to the connection's output and write it; close when both sides
  * are done (after a GOAWAY). */
-static void h2_send(sq__h2 *h2)
+static void h2_send_now(sq__h2 *h2)
 {
     sq_http_conn *c = h2->c;
     if (c->closed) return;
-    if (h2->in_recv) {
-        h2->want_send = true;
-        return;
-    }
     size_t hw = high_water(h2);
-    for (bool more = true; more;) {
-        more = false;
+    for (;;) {
         while (out_pending(c) < hw) {
             const uint8_t *data;
             ssize_t n = nghttp2_session_mem_send(h2->ng, &data);
@@ -887,18 +962,19 @@ static void h2_send(sq__h2 *h2)
                 return;
             }
             if (n == 0) break;
-            more = true;
             sq__http_out_acquire(c);
             if (sq__buf_append(&c->out, data, (size_t)n) < 0) {
                 sq__http_conn_close(c, -ENOMEM);
                 return;
             }
         }
-        if (out_pending(c)) sq__http_conn_write(c);
+        if (!out_pending(c)) break; /* nghttp2 has nothing more */
+        sq__http_conn_write(c);
         if (c->closed) return;
-        /* the socket took it all: nghttp2 may hold more (stopped at the high-water mark),
-         * and with the output empty no write event would come to ask for it */
-        if (out_pending(c)) more = false;
+        if (out_pending(c)) break; /* the socket is full: its write event comes back here */
+        /* the socket took it all: nghttp2 may hold more (pulling stopped at the high-water
+         * mark, or the output was above it on entry), and with the output empty no write
+         * event would come to ask for it */
     }
     if (!nghttp2_session_want_read(h2->ng) && !nghttp2_session_want_write(h2->ng) &&
         !out_pending(c)) {
@@ -916,9 +992,10 @@ static void h2_send(sq__h2 *h2)
 
 static ssize_t mem_recv(sq__h2 *h2, const uint8_t *data, size_t len)
 {
-    h2->in_recv = true;
+    bool was = h2->in_io;
+    h2->in_io = true; /* no mem_send inside nghttp2's callbacks */
     ssize_t rv = nghttp2_session_mem_recv(h2->ng, data, len);
-    h2->in_recv = false;
+    h2->in_io = was;
     return rv;
 }
 
@@ -928,6 +1005,10 @@ static void fatal(sq__h2 *h2, ssize_t rv)
     sq_log(SQ_LOG_DEBUG, "http2: closing a connection: %s", nghttp2_strerror((int)rv));
     /* nghttp2 queued a GOAWAY with the reason: try to send it, then close */
     h2->goaway = true;
+    if (h2->send_call) {
+        sq_call_cancel(h2->send_call);
+        h2->send_call = NULL;
+    }
     const uint8_t *data;
     ssize_t n;
     while ((n = nghttp2_session_mem_send(h2->ng, &data)) > 0) {
@@ -938,6 +1019,20 @@ static void fatal(sq__h2 *h2, ssize_t rv)
     sq__http_conn_close(c, rv == NGHTTP2_ERR_FLOODED ? -EMSGSIZE : -EPROTO);
 }
 
+/* Run the handlers the last read started, still inside the IO callback (h2->in_io): what
+ * they send waits for the one write at its end.  One that suspends goes on later. */
+static void run_started(sq__h2 *h2)
+{
+    for (unsigned i = 0; i < h2->nstart; i++) {
+        sq_coro *co = h2->start[i];
+        if (h2->c->closed)
+            sq_coro_wake(co); /* runs to its end on a closed connection */
+        else
+            sq_coro_resume(co);
+    }
+    h2->nstart = 0;
+}
+
 void sq__h2_io(sq_http_conn *c, unsigned events)
 {
     sq__h2 *h2 = c->h2;
@@ -945,17 +1040,19 @@ void sq__h2_io(sq_http_conn *c, unsigned events)
         sq__http_conn_write(c);
         if (c->closed) return;
     }
+    h2->in_io = true;
     if ((events & (SQ_READ | SQ_HUP | SQ_ERROR)) && !c->rpaused) {
         uint8_t buf[H2_READ_BUF];
         for (int i = 0; i < H2_READS_MAX && !c->closed && !c->rpaused; i++) {
             ssize_t n = sq__tp_read(c->io.fd, c->tp, buf, sizeof buf);
             if (n > 0) {
                 ssize_t rv = mem_recv(h2, buf, (size_t)n);
+                run_started(h2);
                 if (rv < 0) {
+                    h2->in_io = false;
                     fatal(h2, rv);
                     return;
                 }
-                h2_send(h2); /* answers (SETTINGS ack, WINDOW_UPDATE) before reading on */
                 if ((size_t)n < sizeof buf) break;
                 continue;
             }
@@ -970,8 +1067,8 @@ void sq__h2_io(sq_http_conn *c, unsigned events)
             return;
         }
     }
-    h2->want_send = false;
-    h2_send(h2);
+    h2->in_io = false;
+    h2_send_now(h2); /* what the frames read call for (SETTINGS ack, WINDOW_UPDATE …) */
 }
 
 void sq__h2_timeout(sq_http_conn *c, unsigned kind)
@@ -1024,6 +1121,10 @@ bool sq__h2_idle(const sq_http_conn *c)
 void sq__h2_conn_closed(sq_http_conn *c)
 {
     sq__h2 *h2 = c->h2;
+    if (h2->send_call) {
+        sq_call_cancel(h2->send_call);
+        h2->send_call = NULL;
+    }
     /* every stream is over: handlers waiting for the body or the window wake to an error */
     for (sq__h2_stream *st = h2->streams, *next; st; st = next) {
         next = st->next;
@@ -1108,6 +1209,7 @@ int sq__h2_start(sq_http_conn *c, const char *data, size_t len)
     sq__http_arm(c, SQ__T_HEADER, srv->s.header_timeout); /* the preface and first frames */
     if (len) {
         ssize_t r = mem_recv(h2, (const uint8_t *)data, len);
+        run_started(h2);
         if (r < 0) {
             fatal(h2, r);
             return 0;

@@ -68,6 +68,8 @@ struct sq_http_server {
     size_t nouts;
     struct sq__http_req *reqs[SQ__HTTP_POOL];
     size_t nreqs;
+    struct sq__h2_stream *h2_pool[SQ__HTTP_POOL]; /* HTTP/2 stream objects, likewise */
+    size_t nh2_pool;
 };
 
 enum {
@@ -222,6 +224,7 @@ void sq__h2_conn_closed(sq_http_conn *c);
 bool sq__h2_busy(const sq_http_conn *c);
 bool sq__h2_idle(const sq_http_conn *c);
 void sq__h2_free(sq_http_conn *c);
+void sq__h2_pool_free(sq_http_server *srv);
 ssize_t sq__h2_read_body(sq__http_req *r, const char **data);
 ssize_t sq__h2_read_body_chunk(sq__http_req *r, const char **data);
 int sq__h2_flush(sq__http_req *r);

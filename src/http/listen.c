@@ -271,6 +271,7 @@ void sq_http_server_free(sq_http_server *srv)
     while (srv->nrbufs) free(srv->rbufs[--srv->nrbufs]);
     while (srv->nouts) sq__buf_free(&srv->outs[--srv->nouts]);
     while (srv->nreqs) sq__http_req_free(srv->reqs[--srv->nreqs]);
+    sq__h2_pool_free(srv);
     sq_tls_context_free(srv->s.tls);
     free(srv);
 }
