@@ -70,6 +70,8 @@ struct sq__h2_stream {
     bool out_eof;     /* the response body is complete */
     bool deferred;    /* nghttp2 waits for resume_data */
     bool counted_out; /* counted in h2->out_streams */
+    bool end_sent;      /* the response's last frame (END_STREAM) went out */
+    bool rst_after_end; /* then reset the stream: its request body is not wanted */
     bool done;        /* stream_complete ran (the response is over for us) */
     int in_error;
     uint32_t close_code;
@@ -631,6 +633,18 @@ static int body_wait(sq__h2_stream *st)
     return e;
 }
 
+/* The response is complete but the request body is still coming: tell the client to stop
+ * sending (RST_STREAM NO_ERROR, RFC 9113 8.1) — once the response's last frame is out,
+ * since a reset sent before it would cut the response short (on_frame_send). */
+static void stop_request_body(sq__h2_stream *st)
+{
+    if (!st->open || st->in_done) return;
+    if (st->end_sent)
+        nghttp2_submit_rst_stream(st->h2->ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
+    else
+        st->rst_after_end = true;
+}
+
 static ssize_t body_fail(sq__h2_stream *st, int err)
 {
     sq__http_req *r = &st->r;
@@ -641,9 +655,10 @@ static ssize_t body_fail(sq__h2_stream *st, int err)
         sq_http_write(&r->pub, "413 Payload Too Large\n", 22);
         sq_http_finish(&r->pub);
     }
-    if (st->open && !st->in_done)
-        nghttp2_submit_rst_stream(st->h2->ng, NGHTTP2_FLAG_NONE, st->id,
-                                  err == -E2BIG ? NGHTTP2_NO_ERROR : NGHTTP2_CANCEL);
+    if (err == -E2BIG)
+        stop_request_body(st); /* after the 413 */
+    else if (st->open && !st->in_done)
+        nghttp2_submit_rst_stream(st->h2->ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
     h2_send(st->h2);
     return err;
 }
@@ -717,15 +732,13 @@ static void stream_complete(sq__h2_stream *st)
 {
     sq__h2 *h2 = st->h2;
     sq__http_req *r = &st->r;
+    /* logged first: finishing the last stream after a GOAWAY may close the connection */
+    if (!h2->c->closed && h2->c->srv && h2->c->srv->s.access_log) access_log(st);
     if (!(r->rflags & RESP_FINISHED)) sq__h2_finish(r);
     r->active = false;
-    if (!h2->c->closed) {
-        if (h2->c->srv && h2->c->srv->s.access_log) access_log(st);
-        /* the request body was not read to its end: tell the client to stop sending */
-        if (st->open && !st->in_done) {
-            nghttp2_submit_rst_stream(h2->ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
-            h2_send(h2);
-        }
+    if (!h2->c->closed && st->open && !st->in_done) {
+        stop_request_body(st); /* the body was not read to its end */
+        h2_send(h2);
     }
     st->done = true; /* from now on stream_maybe_free may free it (not from inside h2_send) */
 }
@@ -871,6 +884,20 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
     st->unconsumed += len;
     if (st->r.want_whole) consume(st, len); /* reading it all: keep the window open */
     wake(st);
+    return 0;
+}
+
+static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *user)
+{
+    if (!(frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) return 0;
+    if (frame->hd.type != NGHTTP2_DATA && frame->hd.type != NGHTTP2_HEADERS) return 0;
+    sq__h2_stream *st = nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id);
+    if (!st) return 0;
+    st->end_sent = true;
+    if (st->rst_after_end && !st->in_done) {
+        st->rst_after_end = false;
+        nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
+    }
     return 0;
 }
 
@@ -1181,6 +1208,7 @@ int sq__h2_start(sq_http_conn *c, const char *data, size_t len)
     nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
     nghttp2_option_set_no_auto_window_update(opt, 1); /* credited as the handler reads */
     nghttp2_option_set_max_settings(opt, 32);
     nghttp2_option_set_max_outbound_ack(opt, 1000);   /* PING/SETTINGS floods */

@@ -1,0 +1,179 @@
+/* h2_test_server: the HTTP server the tests/http2 Python tests drive with curl, h2load and
+ * raw frames (Python's h2), over h2c (plain port) and h2 (TLS port, ALPN).
+ *
+ *   h2_test_server            prints "listening on port N", then "https on port M" when
+ *                             H2SRV_CERT and H2SRV_KEY name a certificate and its key
+ *
+ * Environment: H2SRV_WRITE_TIMEOUT, H2SRV_BODY_TIMEOUT (s), H2SRV_MAX_BODY (bytes),
+ * H2SRV_MAX_STREAMS (http2_max_concurrent_streams); unset: the server's defaults.
+ * H2SRV_DEBUG set: squall logs at debug level (why each connection was closed).
+ *
+ * Routes (both ports, one handler):
+ *   /big?n=BYTES  n bytes (10 MiB by default) sent in 64 KiB pieces, sq_http_flush after
+ *                 each: piece k is the 64-bit big-endian k followed by bytes 8.. of the
+ *                 block made by block_fill() (tests/http2/h2util.py makes the same)
+ *   /conns        "conns=<sq_http_server_connections> conn=<req->conn> version=<major>"
+ *   /sleep        sleeps 1 s (sq_sleep: only this stream waits), then "slept"
+ *   /echo         reads the whole body (sq_http_read_body) and sends it back
+ *   /stats        handlers running now (this one included) and finished, /big outcomes
+ *   anything else 404
+ *
+ * SIGTERM/SIGINT: graceful shutdown of both servers (5 s for the requests in flight),
+ * everything freed, "h2srv: exit …" with the counters on stderr, exit status 0. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <squall.h>
+#include <squall/http.h>
+
+#define PIECE (64u * 1024)
+
+static long running, finished, big_ok, big_failed;
+
+static void block_fill(unsigned char *b, size_t n)
+{
+    uint32_t x = 12345;
+    for (size_t i = 0; i < n; i++) {
+        x = x * 1103515245u + 12345u;
+        b[i] = (unsigned char)(x >> 16);
+    }
+}
+
+static bool path_is(const sq_http_request *req, const char *p)
+{
+    size_t n = strlen(p);
+    return req->path.len == n && !memcmp(req->path.ptr, p, n);
+}
+
+static void text(sq_http_request *req, int status, const char *s)
+{
+    sq_http_set_status(req, status, NULL);
+    sq_http_set_header(req, "Content-Type", "text/plain");
+    sq_http_write(req, s, strlen(s));
+}
+
+static void big(sq_http_request *req)
+{
+    static unsigned char block[PIECE];
+    static bool filled;
+    if (!filled) block_fill(block, PIECE);
+    filled = true;
+    size_t n = 10u << 20;
+    const char *q = memmem(req->query.ptr, req->query.len, "n=", 2);
+    if (q) n = strtoull(q + 2, NULL, 10);
+    sq_http_set_header(req, "Content-Type", "application/octet-stream");
+    unsigned char piece[PIECE];
+    memcpy(piece, block, PIECE);
+    for (uint64_t k = 0; n > 0; k++) {
+        for (int i = 0; i < 8; i++) piece[i] = (unsigned char)(k >> (56 - 8 * i));
+        size_t len = n < PIECE ? n : PIECE;
+        int e = sq_http_write(req, piece, len);
+        if (e == 0) e = sq_http_flush(req);
+        if (e < 0) {
+            big_failed++;
+            fprintf(stderr, "h2srv: /big ended early: %s\n", sq_strerror(e));
+            return;
+        }
+        n -= len;
+    }
+    big_ok++;
+}
+
+static void handler(sq_http_request *req, void *arg)
+{
+    char buf[256];
+    (void)arg;
+    running++;
+    if (path_is(req, "/big")) {
+        big(req);
+    } else if (path_is(req, "/conns")) {
+        snprintf(buf, sizeof buf, "conns=%zu conn=%p version=%d\n",
+                 sq_http_server_connections(req->server), (void *)req->conn, req->version_major);
+        text(req, 200, buf);
+    } else if (path_is(req, "/sleep")) {
+        int e = sq_sleep(1.0);
+        text(req, 200, e < 0 ? "interrupted\n" : "slept\n");
+    } else if (path_is(req, "/echo")) {
+        const char *data;
+        ssize_t n = sq_http_read_body(req, &data);
+        if (n >= 0) {
+            sq_http_set_header(req, "Content-Type", "application/octet-stream");
+            sq_http_write(req, data, (size_t)n);
+        } else if (n != -E2BIG) {
+            fprintf(stderr, "h2srv: /echo: %s\n", sq_strerror((int)n));
+        }
+    } else if (path_is(req, "/stats")) {
+        snprintf(buf, sizeof buf, "running=%ld finished=%ld big_ok=%ld big_failed=%ld\n", running,
+                 finished, big_ok, big_failed);
+        text(req, 200, buf);
+    } else {
+        text(req, 404, "not found\n");
+    }
+    running--;
+    finished++;
+}
+
+static double env_num(const char *name)
+{
+    const char *s = getenv(name);
+    return s ? strtod(s, NULL) : 0;
+}
+
+int main(void)
+{
+    if (getenv("H2SRV_DEBUG")) sq_log_set_level(SQ_LOG_DEBUG);
+    sq_loop *loop = sq_loop_new(NULL);
+    if (!loop) return 1;
+    sq_http_settings s = {
+        .write_timeout = env_num("H2SRV_WRITE_TIMEOUT"),
+        .body_timeout = env_num("H2SRV_BODY_TIMEOUT"),
+        .max_body_size = (size_t)env_num("H2SRV_MAX_BODY"),
+        .http2_max_concurrent_streams = (unsigned)env_num("H2SRV_MAX_STREAMS"),
+    };
+    sq_http_server *srv[2] = {NULL, NULL};
+    srv[0] = sq_http_server_new(loop, &s, handler, NULL);
+    int e = srv[0] ? sq_http_server_listen(srv[0], "127.0.0.1", 0) : -errno;
+    if (e < 0) {
+        fprintf(stderr, "h2srv: cannot listen: %s\n", sq_strerror(e));
+        return 1;
+    }
+    printf("listening on port %d\n", sq_http_server_port(srv[0]));
+    const char *cert = getenv("H2SRV_CERT"), *key = getenv("H2SRV_KEY");
+    if (cert && key) {
+        int err = 0;
+        s.tls =
+            sq_tls_server_context_new(&(sq_tls_options){.cert_file = cert, .key_file = key}, &err);
+        if (!s.tls) {
+            fprintf(stderr, "h2srv: no TLS: %s (%s)\n", sq_strerror(err), sq_tls_last_error());
+            return 1;
+        }
+        srv[1] = sq_http_server_new(loop, &s, handler, NULL);
+        sq_tls_context_free(s.tls); /* the server keeps its reference */
+        e = srv[1] ? sq_http_server_listen(srv[1], "127.0.0.1", 0) : -errno;
+        if (e < 0) {
+            fprintf(stderr, "h2srv: cannot listen (TLS): %s\n", sq_strerror(e));
+            return 1;
+        }
+        printf("https on port %d\n", sq_http_server_port(srv[1]));
+    }
+    fflush(stdout);
+    sq_loop_stop_on_signals(loop);
+    int rc = sq_loop_run(loop);
+    sq_future *down[2] = {NULL, NULL};
+    for (int i = 0; i < 2; i++)
+        if (srv[i]) down[i] = sq_http_server_shutdown(srv[i], 5.0);
+    for (int i = 0; i < 2; i++) {
+        if (!down[i]) continue;
+        sq_loop_run_until(loop, down[i]);
+        sq_future_release(down[i]);
+    }
+    for (int i = 0; i < 2; i++) sq_http_server_free(srv[i]);
+    sq_loop_free(loop);
+    fprintf(stderr, "h2srv: exit running=%ld finished=%ld big_ok=%ld big_failed=%ld\n", running,
+            finished, big_ok, big_failed);
+    return rc < 0 ? 1 : 0;
+}
