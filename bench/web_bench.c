@@ -1,7 +1,12 @@
 /* web_bench: the web-framework server the benchmarks measure (bench/http_compare.sh,
- * bench/http_mem.sh), with the access log off as it is for nginx there.
+ * bench/http_mem.sh, bench/https_compare.sh), with the access log off as it is for nginx there.
  *
- *   web_bench [PORT]      PORT defaults to 8888; 0 picks a free port
+ *   web_bench [PORT [CERT KEY]]
+ *                         PORT defaults to 8888; 0 picks a free port.  With CERT and KEY (PEM
+ *                         files) it serves HTTPS instead, TLS 1.3 only, as nginx does with
+ *                         `ssl_protocols TLSv1.3` in bench/https_compare.sh; session tickets
+ *                         on (the library's default).  SQ_BENCH_TLS_CERT and SQ_BENCH_TLS_KEY
+ *                         in the environment do the same.
  *
  *   GET /plaintext   "Hello, World!" as text/plain (the web layer's answer to examples/hello)
  *   GET /json        {"message":"Hello, World!"}: a jansson object built and serialized for
@@ -50,13 +55,31 @@ int main(int argc, char **argv)
         {NULL, NULL, NULL, NULL},
     };
     sq_app_settings settings = {.no_access_log = true};
+    const char *cert = argc > 3 ? argv[2] : getenv("SQ_BENCH_TLS_CERT");
+    const char *key = argc > 3 ? argv[3] : getenv("SQ_BENCH_TLS_KEY");
+    sq_tls_context *tls = NULL;
+    if (cert && *cert && key && *key) {
+        int err = 0;
+        sq_tls_options o = {.cert_file = cert, .key_file = key, .min_version = SQ_TLS_1_3};
+        tls = sq_tls_server_context_new(&o, &err);
+        if (!tls) {
+            fprintf(stderr, "web_bench: %s / %s: %s (%s)\n", cert, key, sq_strerror(err),
+                    sq_tls_last_error());
+            return 1;
+        }
+        settings.http.tls = tls; /* sq_app_listen serves HTTPS */
+    }
     sq_loop *loop = sq_loop_default();
     sq_app *app = sq_app_new(routes, &settings);
-    if (!app) return 1;
+    if (!app) {
+        sq_tls_context_free(tls);
+        return 1;
+    }
     int rc = sq_app_listen(app, port, "127.0.0.1");
     if (rc < 0) {
         fprintf(stderr, "web_bench: cannot listen on port %d: %s\n", port, sq_strerror(rc));
         sq_app_free(app);
+        sq_tls_context_free(tls);
         return 1;
     }
     printf("listening on port %d\n", sq_http_server_port(sq_app_server(app)));
@@ -64,5 +87,6 @@ int main(int argc, char **argv)
     sq_loop_stop_on_signals(loop);
     rc = sq_loop_run(loop);
     sq_app_free(app);
+    sq_tls_context_free(tls);
     return rc < 0 ? 1 : 0;
 }
