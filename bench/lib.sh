@@ -74,6 +74,53 @@ bench_fit_fds() {
 # cpu_ticks PID: user + system CPU time of PID so far, in clock ticks (/proc/PID/stat).
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
+# busy_ticks: CPU time all CPUs spent on anything but idling so far (/proc/stat: user, nice,
+# system, irq, softirq, steal), in clock ticks.
+busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+
+# child_ticks VAR: sets VAR to the user + system CPU time of this shell's children that have
+# been waited for (bash `times`; a command substitution's commands count once it returns), in
+# clock ticks.  (A variable, not output: `times` in a command substitution would report the
+# subshell's children.)
+child_ticks() {
+  times > "$tmp/.times"
+  printf -v "$1" '%s' "$(awk -v hz="$tck" 'NR == 2 {split($1, u, /[ms]/); split($2, s, /[ms]/);
+    printf "%d\n", (u[1] * 60 + u[2] + s[1] * 60 + s[2]) * hz}' "$tmp/.times")"
+}
+
+# now_s: seconds since the epoch, with nanoseconds.
+now_s() { date +%s.%N; }
+
+# other_load BUSY TICKS SECONDS: the CPU time other processes (and the hypervisor's steal)
+# took while a measurement ran, in % of one core: BUSY (busy_ticks delta over the run) minus
+# TICKS (what the server and the load generator used), over SECONDS.  A noisy neighbour
+# shows here; on a quiet machine it is a few % (interrupts, the shell).
+other_load() {
+  awk -v b="$1" -v t="$2" -v s="$3" -v hz="$tck" 'BEGIN {v = (b - t) / hz / s * 100;
+    if (v < 0) v = 0; printf "%.0f", v}'
+}
+
+# bench_measured PID CMD...: runs CMD (a load generator) with its stdout in OUT (its exit
+# status ignored); sets SRV_TICKS to the CPU time PID (the server) used meanwhile and NOISE_PCT
+# to what other processes took (other_load: busy time minus the server's and CMD's).
+bench_measured() {
+  local pid=$1 before after b0 b1 c0 c1 t0 t1
+  shift
+  child_ticks c0
+  before=$(cpu_ticks "$pid") b0=$(busy_ticks) t0=$(now_s)
+  OUT=$("$@") || true
+  after=$(cpu_ticks "$pid") b1=$(busy_ticks) t1=$(now_s)
+  child_ticks c1
+  SRV_TICKS=$((after - before))
+  NOISE_PCT=$(other_load $((b1 - b0)) $((SRV_TICKS + c1 - c0)) \
+    "$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')")
+}
+
+# try_note N: " (try N)" when N > 1, else nothing (for a table cell).
+try_note() {
+  if [ "$1" -gt 1 ]; then echo " (try $1)"; fi
+}
+
 # rss_kib PID: resident set size of PID in KiB (VmRSS of /proc/PID/status).
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
@@ -135,10 +182,11 @@ bench_start_listening() {
 
 # wait_http PORT PATH [SECONDS] [PID]: until http://127.0.0.1:PORT/PATH answers 2xx (true),
 # SECONDS (default 15) pass or PID, when given, exits (false).  Each try gives up after 5 s.
+# With BENCH_SCHEME=https, https:// (the certificate is not checked).
 wait_http() {
   local i
   for i in $(seq $((${3:-15} * 10))); do
-    curl -sf -m 5 -o /dev/null "http://127.0.0.1:$1$2" && return 0
+    curl -skf -m 5 -o /dev/null "${BENCH_SCHEME:-http}://127.0.0.1:$1$2" && return 0
     [ -z "${4:-}" ] || kill -0 "$4" 2>/dev/null || return 1
     sleep 0.1
   done
@@ -157,9 +205,10 @@ print(s.getsockname()[1])'
 
 # bench_start_free START PATH [SECONDS]: picks a free_port, runs `START PORT` (a function that
 # starts a server on 127.0.0.1:PORT in the background, setting PID), then waits up to SECONDS
-# (default 15) for http://127.0.0.1:PORT/PATH to answer 2xx.  When the server exits instead
-# (its bind failed: the port was taken in between), tries once more with another port.  Sets
-# PORT and PID; on failure returns 1 with both empty (a server still running stays in pids).
+# (default 15) for http://127.0.0.1:PORT/PATH (https:// with BENCH_SCHEME=https) to answer
+# 2xx.  When the server exits instead (its bind failed: the port was taken in between), tries
+# once more with another port.  Sets PORT and PID; on failure returns 1 with both empty (a
+# server still running stays in pids).
 bench_start_free() {
   local start=$1 path=$2 secs=${3:-15} try
   for try in 1 2; do

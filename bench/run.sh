@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Runs squall's benchmarks from a release build and writes bench/results/latest.md (every
 # table), beside the tables each script writes there: http.md + http.png (throughput and CPU
-# per request against nginx, h2o, Node.js, Tornado), callgrind.md (instructions per request),
-# syscalls.md (strace counts per request), mem.md (bytes per idle connection and per parked
-# request), c10k.md (10,000 connections under wrk), h2.md (HTTP/2 over TLS and h2c against nginx
-# and h2o: CPU per request under h2load, bytes per idle connection).  SQ_BENCH_RESULTS overrides
-# the directory.
+# per request against nginx, h2o, Node.js, Tornado), https.md (HTTPS against nginx: CPU per
+# keep-alive request and per handshake, bytes per idle TLS connection), h2.md (HTTP/2 over TLS
+# and h2c against nginx and h2o: CPU per request under h2load, bytes per idle connection),
+# callgrind.md (instructions per request), syscalls.md (strace counts per request), mem.md
+# (bytes per idle connection and per parked request), c10k.md (10,000 connections under wrk),
+# and with SQ_BENCH_BASELINE=OLD_BUILD_DIR transport.md (plain HTTP CPU per request of this
+# build against that one, bench/transport_compare.sh).  SQ_BENCH_RESULTS overrides the directory.
 # --quick runs each part briefly (about 70 s in all on the 2-core development machine) to check
 # that everything works; `make bench-quick` runs that.
 # Usage: bench/run.sh BUILD_DIR [--quick]
@@ -40,6 +42,22 @@ if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then pin="taskset -c 0
   else
     echo
     echo "(wrk or nginx missing: the HTTP comparison was skipped)"
+  fi
+  if command -v wrk >/dev/null && command -v nginx >/dev/null && [ -x "$build/bench/http_load" ]; then
+    echo
+    if [ -n "$quick" ]; then
+      "$here/https_compare.sh" "$build" 2 1 2000
+    else
+      "$here/https_compare.sh" "$build" 10 3 10000
+    fi
+  else
+    echo
+    echo "(wrk, nginx or bench/http_load missing: the HTTPS comparison was skipped)"
+  fi
+  if [ -n "${SQ_BENCH_BASELINE:-}" ]; then
+    echo
+    "$here/transport_compare.sh" "$SQ_BENCH_BASELINE" "$build" \
+      "$([ -n "$quick" ] && echo 2 || echo 10)" "$([ -n "$quick" ] && echo 1 || echo 5)"
   fi
   if command -v nginx >/dev/null; then
     echo
