@@ -887,6 +887,20 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
     return 0;
 }
 
+/* The stream ended under its handler (reset, or the connection closed): its
+ * sq_http_on_connection_close callback runs (once, unless the response was finished) and a
+ * wait for the body or the window wakes to an error. */
+static void stream_gone(sq__h2_stream *st)
+{
+    sq__http_req *r = &st->r;
+    if (st->started && !(r->rflags & RESP_FINISHED) && r->on_close) {
+        void (*cb)(sq_http_request *, void *) = r->on_close;
+        r->on_close = NULL;
+        cb(&r->pub, r->on_close_arg);
+    }
+    wake(st);
+}
+
 static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *user)
 {
     if (!(frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) return 0;
@@ -918,13 +932,7 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
         st->counted_out = false;
         h2->out_streams--;
     }
-    sq__http_req *r = &st->r;
-    if (st->started && !(r->rflags & RESP_FINISHED) && r->on_close) {
-        void (*cb)(sq_http_request *, void *) = r->on_close;
-        r->on_close = NULL;
-        cb(&r->pub, r->on_close_arg);
-    }
-    wake(st);
+    stream_gone(st);
     stream_maybe_free(st);
     return 0;
 }
@@ -1158,13 +1166,7 @@ void sq__h2_conn_closed(sq_http_conn *c)
         if (st->open) {
             st->open = false;
             h2->nopen--;
-            sq__http_req *r = &st->r;
-            if (st->started && !(r->rflags & RESP_FINISHED) && r->on_close) {
-                void (*cb)(sq_http_request *, void *) = r->on_close;
-                r->on_close = NULL;
-                cb(&r->pub, r->on_close_arg);
-            }
-            wake(st);
+            stream_gone(st);
         }
     }
     for (sq__h2_stream *st = h2->streams, *next; st; st = next) {
