@@ -47,7 +47,8 @@ typedef struct sq__tls {
     bool handshaking : 1;
     bool checked_first : 1; /* server: the first byte was a TLS record */
     bool failed : 1;        /* a fatal error: no close_notify, no further I/O */
-    bool h2 : 1;            /* the server above speaks HTTP/2: ALPN may choose "h2" */
+    bool http : 1;          /* the HTTP server is above: ALPN follows what it speaks … */
+    bool h2 : 1;            /* … and it speaks HTTP/2 */
     int pending;            /* an error to report after the bytes already returned */
     bool again : 1;         /* the next read reports an EOF or error already taken from the
                                socket: no kernel event will say so */
@@ -94,13 +95,14 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
 {
     sq_tls_context *c = arg;
     const sq__tls *t = SSL_get_app_data(ssl);
-    bool h2 = t && t->h2;
+    bool h2 = t && t->http && t->h2;
     /* no list of the context's own: what the server above speaks */
     static const unsigned char both[] = "\x02h2\x08http/1.1";
     const unsigned char *ours = c->alpn ? c->alpn : h2 ? both : both + 3;
     unsigned ours_len = c->alpn ? c->alpn_len : h2 ? sizeof both - 1 : sizeof both - 4;
     unsigned char filtered[256];
-    if (c->alpn && !h2 && ours_len <= sizeof filtered) { /* "h2" only where it is spoken */
+    if (c->alpn && t && t->http && !h2 && ours_len <= sizeof filtered) {
+        /* an HTTP server without HTTP/2: "h2" is not offered whatever the list says */
         unsigned n = 0;
         for (unsigned i = 0; i < ours_len; i += 1u + ours[i])
             if (!(ours[i] == 2 && !memcmp(ours + i + 1, "h2", 2))) {
@@ -661,5 +663,7 @@ const char *sq__tls_alpn(const sq__tp *tp, size_t *len)
 
 void sq__tls_set_h2(sq__tp *tp, bool on)
 {
-    if (sq__tp_is_tls(tp)) ((sq__tls *)tp)->h2 = on;
+    if (!sq__tp_is_tls(tp)) return;
+    ((sq__tls *)tp)->http = true;
+    ((sq__tls *)tp)->h2 = on;
 }

@@ -139,7 +139,8 @@ static inline void sq__tp_attach(sq__tp *tp, sq_loop *loop, sq_io *io)
  * SNI unless NULL).  The handshake starts at the first sq__tp_handshake, read or write.
  * NULL with *err: -ENOMEM, SQ_ETLS. */
 sq__tp *sq__tls_new(sq_tls_context *ctx, int fd, const char *hostname, int *err);
-/* A server speaking HTTP/2 above this transport: ALPN may choose "h2". */
+/* The HTTP server is above this transport, speaking HTTP/2 or not: ALPN chooses "h2" only
+ * if it does (other servers answer from the context's list as it is). */
 void sq__tls_set_h2(sq__tp *tp, bool on);
 /* The ALPN protocol the handshake chose ("h2", "http/1.1"), or NULL. */
 const char *sq__tls_alpn(const sq__tp *tp, size_t *len);

@@ -76,7 +76,11 @@ def main():
         m = re.search(r"SSL connection using (\S+)", err)
         alpn = re.search(r"ALPN: server accepted (\S+)", err)
         check(m is not None and "TLSv1.3" in m.group(1), f"TLS 1.3 negotiated ({m and m.group(1)})")
-        check(alpn is not None and alpn.group(1) == "http/1.1", f"ALPN http/1.1 ({alpn and alpn.group(1)})")
+        check(alpn is not None and alpn.group(1) == "h2", f"ALPN h2 by default ({alpn and alpn.group(1)})")
+        rc, out, err = curl(*C, "--http1.1", "-v", "-o", "/dev/null", base + "/json")
+        alpn = re.search(r"ALPN: server accepted (\S+)", err)
+        check(alpn is not None and alpn.group(1) == "http/1.1",
+              f"ALPN http/1.1 when the client asks for it ({alpn and alpn.group(1)})")
         rc, out, err = curl(*C, "--tls-max", "1.2", "-v", "-o", "/dev/null", base + "/json")
         check(rc == 0 and "TLSv1.2" in err, "TLS 1.2 accepted too (curl --tls-max 1.2)")
 
@@ -91,7 +95,7 @@ def main():
 
         # --- chunked uploads ----------------------------------------------------------
         name = "c" * 200_000
-        rc, out, err = curl(*C, "-v", "-H", "Transfer-Encoding: chunked", "--data-binary", "@-",
+        rc, out, err = curl(*C, "--http1.1", "-v", "-H", "Transfer-Encoding: chunked", "--data-binary", "@-",
                             base + "/form", stdin=("name=" + name).encode())
         check(rc == 0 and "> Transfer-Encoding: chunked" in err and
               f"name: {name}</p>".encode() in out,
@@ -99,7 +103,7 @@ def main():
         upload = os.path.join(static, "upload.bin")
         with open(upload, "wb") as f:
             f.write(os.urandom(300_000))
-        rc, out, err = curl(*C, "-v", "-H", "Transfer-Encoding: chunked", "-F", "name=up",
+        rc, out, err = curl(*C, "--http1.1", "-v", "-H", "Transfer-Encoding: chunked", "-F", "name=up",
                             "-F", f"file=@{upload};type=application/x-test", base + "/form")
         check(rc == 0 and "> Transfer-Encoding: chunked" in err and
               b"upload.bin (300000 bytes, application/x-test)" in out,
