@@ -1,11 +1,14 @@
-/* squall/http.h — the HTTP/1.1 server: connections, requests and responses.
+/* squall/http.h — the HTTP/1.1 and HTTP/2 server: connections, requests and responses.
  *
  * The server parses requests with squall/http_parser.h and calls one handler function per
  * request, on a pooled coroutine: the handler may suspend (sq_sleep, sq_await, reading the
  * body, sq_http_flush) without holding up other connections.  When the handler returns,
  * the response is finished for it unless it called sq_http_detach().  Requests on one
  * connection are answered in order; responses finished in the same loop pass (pipelining)
- * leave in one writev.  An idle keep-alive connection holds no coroutine.
+ * leave in one writev.  An idle keep-alive connection holds no coroutine.  Over HTTP/2
+ * (settings.no_http2, http2_max_concurrent_streams) each stream is a request of its own,
+ * served by the same handler on its own coroutine, so the streams of a connection run
+ * concurrently; HTTPS is settings.tls (squall/tls.h).
  *
  * This is the layer under squall/web.h (applications, routes, handler classes); use it
  * directly for the lowest overhead.  All calls belong to the loop thread.
