@@ -44,6 +44,7 @@ struct sq__h2 {
     nghttp2_session *ng;
     sq__h2_stream *streams; /* every stream object not yet freed */
     unsigned nopen;         /* streams nghttp2 has open */
+    unsigned nheads;        /* streams whose header block is not complete yet */
     unsigned max_streams;   /* SETTINGS_MAX_CONCURRENT_STREAMS */
     unsigned ncoros;        /* streams whose handler still runs (or is detached) */
     unsigned out_streams;   /* streams with response bytes waiting for the peer's window */
@@ -70,6 +71,7 @@ struct sq__h2_stream {
     bool out_eof;     /* the response body is complete */
     bool deferred;    /* nghttp2 waits for resume_data */
     bool counted_out; /* counted in h2->out_streams */
+    bool counted_head;  /* counted in h2->nheads (its header block is still coming) */
     bool end_sent;      /* the response's last frame (END_STREAM) went out */
     bool rst_after_end; /* then reset the stream: its request body is not wanted */
     bool done;        /* stream_complete ran (the response is over for us) */
@@ -142,6 +144,7 @@ static void stream_unlink_free(sq__h2_stream *st)
         h2->streams = st->next;
     if (st->next) st->next->prev = st->prev;
     if (st->counted_out) h2->out_streams--;
+    if (st->counted_head) h2->nheads--;
     sq_http_server *srv = h2->c->srv;
     /* small enough to keep: the next stream reuses the object and its buffers */
     if (srv && srv->nh2_pool < SQ__HTTP_POOL && st->hb.cap <= H2_POOL_BUF &&
@@ -285,6 +288,13 @@ static int build_request(sq__h2_stream *st, bool end_stream)
 }
 
 static void *stream_task(void *arg);
+
+static void head_done(sq__h2_stream *st)
+{
+    if (!st->counted_head) return;
+    st->counted_head = false;
+    st->h2->nheads--;
+}
 
 static void start_stream(sq__h2_stream *st)
 {
@@ -782,6 +792,8 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, voi
     if (!st) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
     nghttp2_session_set_stream_user_data(ng, frame->hd.stream_id, st);
     h2->nopen++;
+    h2->nheads++; /* until the header block is complete: header_timeout */
+    st->counted_head = true;
     return 0;
 }
 
@@ -838,6 +850,7 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
     case NGHTTP2_HEADERS:
         if (!st) return 0;
         if (!st->started && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+            head_done(st);
             int e = build_request(st, end);
             if (e < 0) {
                 nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, st->id,
@@ -924,6 +937,7 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
     st->open = false;
     st->close_code = code;
     h2->nopen--;
+    head_done(st);
     if (st->unconsumed) { /* what was never read still counts against the connection */
         nghttp2_session_consume_connection(ng, st->unconsumed);
         st->unconsumed = 0;
@@ -950,10 +964,14 @@ static void h2_arm(sq__h2 *h2)
             h2->progress_ns = sq_loop_now_ns(h2->loop);
             sq__http_arm(c, SQ__T_STALL, c->srv->s.write_timeout);
         }
+    } else if (h2->nheads) {
+        /* a header block begun and not finished (a slow or stalled client): header_timeout
+         * from when it began, not pushed back by what else the connection does */
+        if (c->tkind != SQ__T_HEADER) sq__http_arm(c, SQ__T_HEADER, c->srv->s.header_timeout);
     } else if (!h2->nopen && !h2->ncoros) {
         sq__http_arm(c, SQ__T_IDLE, c->srv->s.idle_timeout);
         sq__http_out_release(c); /* idle: no output buffer held */
-    } else if (c->tkind == SQ__T_STALL || c->tkind == SQ__T_IDLE) {
+    } else if (c->tkind == SQ__T_STALL || c->tkind == SQ__T_IDLE || c->tkind == SQ__T_HEADER) {
         sq__http_arm(c, SQ__T_NONE, 0);
     }
 }
@@ -1124,6 +1142,12 @@ void sq__h2_timeout(sq_http_conn *c, unsigned kind)
     }
     if (kind == SQ__T_IDLE && !h2->nopen && !h2->ncoros) {
         sq__h2_goaway(c);
+        return;
+    }
+    if (kind == SQ__T_HEADER && h2->nheads) {
+        sq_log(SQ_LOG_DEBUG, "http2: a header block was not complete within %g s: closing",
+               c->srv->s.header_timeout);
+        sq__http_conn_close(c, -ETIMEDOUT);
         return;
     }
     h2_arm(h2);

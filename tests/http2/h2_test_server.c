@@ -133,6 +133,8 @@ int main(void)
         .body_timeout = env_num("H2SRV_BODY_TIMEOUT"),
         .max_body_size = (size_t)env_num("H2SRV_MAX_BODY"),
         .http2_max_concurrent_streams = (unsigned)env_num("H2SRV_MAX_STREAMS"),
+        .header_timeout = env_num("H2SRV_HEADER_TIMEOUT"),
+        .idle_timeout = env_num("H2SRV_IDLE_TIMEOUT"),
     };
     sq_http_server *srv[2] = {NULL, NULL};
     srv[0] = sq_http_server_new(loop, &s, handler, NULL);
