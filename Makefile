@@ -3,7 +3,7 @@
 #   make test       build + test deps, ASan+UBSan build, every test through ctest, fuzz briefly
 #   make tsan-test  the threaded tests under ThreadSanitizer
 #   make soak       10 minutes of mixed load on the ASan demo: RSS and fds flat, clean exit
-#   make bench      installs wrk, nginx-light, h2o, nodejs, python3-tornado, gnuplot-nox, release build, the benchmarks in bench/
+#   make bench      installs wrk, h2load, nginx-light, h2o, nodejs, python3-tornado, gnuplot-nox, release build, the benchmarks in bench/
 
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE    ?= cmake
@@ -18,9 +18,10 @@ PORT     ?= 8888
 DEB_PKGS := build-essential cmake pkg-config libcmocka-dev libssl-dev zlib1g-dev libpcre2-dev \
             libjansson-dev libcurl4-openssl-dev libnghttp2-dev
 # What `make test` needs on top: clang for the fuzz targets, the real peers the tests talk
-# to (curl, the openssl CLI for s_client and test certificates, Python's websockets, nginx, Node.js with npm for ws and playwright-core from
-# tests/node, headless Chromium), and what the bench smoke tests run for a second each
-# (wrk, strace, Tornado).  NodeSource's nodejs ships npm itself.
+# to (curl, the openssl CLI for s_client and test certificates, h2load and Python's h2 for
+# HTTP/2, Python's websockets and Tornado, nginx, Node.js with npm for ws and playwright-core
+# from tests/node, headless Chromium), and what the bench smoke tests run for a second each
+# (wrk, strace).  NodeSource's nodejs ships npm itself.
 NPM_PKG   := $(if $(shell command -v npm 2>/dev/null),,npm)
 TEST_PKGS := python3 procps curl clang libclang-rt-14-dev nginx-light python3-websockets \
              nodejs chromium $(NPM_PKG) wrk strace python3-tornado openssl nghttp2-client \
