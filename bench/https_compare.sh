@@ -2,10 +2,11 @@
 # HTTPS, squall beside nginx in one run: bench/web_bench /plaintext serving HTTPS (its CERT KEY
 # arguments) and nginx with one worker (`return 200`, ssl_protocols TLSv1.3,
 # ssl_session_tickets on), both with the same ECDSA P-256 self-signed certificate, made here
-# with the openssl CLI.  Both answer "Hello, World!" as text/plain.  Servers pinned to CPU 0,
-# load generators to CPU 1; server CPU is utime+stime of /proc/<pid>/stat (nginx's worker)
-# over each run.  Measured, ROUNDS times with the order of the two servers alternating, each
-# ratio from one round, medians reported:
+# with the openssl CLI, and the same TLS 1.3 suite order (squall's default, which nginx is
+# told to prefer: both pick AES-128-GCM, X25519).  Both answer "Hello, World!" as text/plain.
+# Servers pinned to CPU 0, load generators to CPU 1; server CPU is utime+stime of
+# /proc/<pid>/stat (nginx's worker) over each run.  Measured ROUNDS times with the order of
+# the two servers alternating, each ratio from one round, medians reported:
 #   keep-alive   wrk -t1 -c100, SECONDS: server CPU µs per request.  Target: <= 0.9 x nginx.
 #                (nginx gets keepalive_requests 1000000: its default 1000 would add a
 #                handshake every 1000 requests.)
@@ -55,6 +56,12 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
   || { echo "openssl could not make the certificate: $(cat "$tmp/openssl.err")" >&2; exit 1; }
 BENCH_SCHEME=https
 
+# The TLS 1.3 suites in squall's default order (src/transport/tls.c), given to nginx too with
+# ssl_prefer_server_ciphers, so that both servers negotiate the same cipher (AES-128-GCM; with
+# OpenSSL's default order nginx would follow wrk's preference, AES-256-GCM).  The
+# "negotiated" line of the report shows what each picked.
+suites=${SQ_BENCH_TLS13_SUITES:-TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256}
+
 # start_nginx PORT: nginx over TLS; NGINX_MAIN holds the main-block extras.
 NGINX_MAIN=""
 start_nginx() {
@@ -62,6 +69,7 @@ start_nginx() {
     "worker_rlimit_nofile $((n + 1000)); $NGINX_MAIN" \
     "ssl_certificate $tmp/cert.pem; ssl_certificate_key $tmp/key.pem;
   ssl_protocols TLSv1.3; ssl_session_tickets on;
+  ssl_prefer_server_ciphers on; ssl_conf_command Ciphersuites $suites;
   keepalive_timeout 120s; keepalive_requests 1000000;"
   bench_nginx_start
 }
@@ -163,6 +171,8 @@ nginx_master=$PID nginx_port=$PORT
 nginx_worker=$(pgrep -P "$nginx_master" | head -1)
 tls_squall=$(negotiated "$squall_port")
 tls_nginx=$(negotiated "$nginx_port")
+[ "$tls_squall" = "$tls_nginx" ] \
+  || echo "note: the servers negotiate different parameters: squall $tls_squall, nginx $tls_nginx" >&2
 
 declare -a R_KA R_WC R_FULL
 rows=""
@@ -233,7 +243,7 @@ med() { # med TEST SERVER
 m_ka=$(median "${R_KA[@]}") m_wc=$(median "${R_WC[@]}") m_full=$(median "${R_FULL[@]}")
 m_mem_s=$(med mem squall) m_mem_n=$(med mem nginx)
 {
-  echo "HTTPS: squall (bench/web_bench /plaintext) vs nginx (1 worker, ssl_protocols TLSv1.3, ssl_session_tickets on), same ECDSA P-256 self-signed certificate; $(bench_stamp)"
+  echo "HTTPS: squall (bench/web_bench /plaintext) vs nginx (1 worker, ssl_protocols TLSv1.3, ssl_session_tickets on, squall's TLS 1.3 suite order preferred), same ECDSA P-256 self-signed certificate; $(bench_stamp)"
   echo "negotiated: squall $tls_squall; nginx $tls_nginx.  $rounds rounds (server order alternating), medians; wrk -t1 -c100 ${secs} s; full handshakes: $n_full connections from bench/http_load --tls close, 100 at a time; memory: $n idle TLS connections on a fresh server"
   echo
   echo '| scenario | squall | nginx | squall / nginx (median of rounds) | target | result |'
