@@ -1,5 +1,6 @@
 # squall — the commands users and CI drive.  Everything installs what it needs first.
 #   make run        build deps, release build, start the demo on http://127.0.0.1:8888
+#   make install    the library, headers, squall.pc and the CMake package (PREFIX, DESTDIR)
 #   make test       build + test deps, ASan+UBSan build, every test through ctest, fuzz briefly
 #   make tsan-test  the threaded tests under ThreadSanitizer
 #   make soak       10 minutes of mixed load on the ASan demo: RSS and fds flat, clean exit
@@ -29,7 +30,7 @@ TEST_PKGS := python3 procps curl clang libclang-rt-14-dev nginx-light python3-we
 # What `make bench` needs on top of both (load generator and the peers it is compared with).
 BENCH_PKGS := wrk nginx-light h2o nodejs python3-tornado gnuplot-nox valgrind strace
 
-.PHONY: soak all deps test-deps bench-deps node-modules install-pkgs build run test tsan-test fuzz \
+.PHONY: soak all deps test-deps bench-deps node-modules install-pkgs build run test tsan-test fuzz install \
         fuzz-build fuzz-run bench bench-quick clean format check-aarch64
 
 all: build
@@ -64,6 +65,12 @@ install-pkgs:
 build: deps
 	$(CMAKE) -S . -B $(RELEASE) -DCMAKE_BUILD_TYPE=Release -DSQ_BUILD_TESTS=OFF
 	$(CMAKE) --build $(RELEASE) -j $(JOBS)
+
+# Install the release build: libsquall.so.0 and libsquall.a, the headers, squall.pc (pkg-config)
+# and the CMake package (find_package(squall)) under PREFIX, staged under DESTDIR if set.
+PREFIX ?= /usr/local
+install: build
+	DESTDIR=$(DESTDIR) $(CMAKE) --install $(RELEASE) --prefix $(PREFIX)
 
 run: build
 	@echo "squall: starting the demo on http://127.0.0.1:$(PORT) (Ctrl-C stops it)"

@@ -13,6 +13,7 @@
 
 static void hello(sq_http_request *req, void *arg)
 {
+    (void)arg; /* the handler's argument (sq_http_server_new's last one): unused here */
     sq_http_set_header(req, "Content-Type", "text/plain");
     sq_http_write(req, "Hello, World!", 13);
 }
