@@ -76,12 +76,11 @@ struct sq__h2_stream {
     bool rst_after_end; /* then reset the stream: its request body is not wanted */
     bool done;        /* stream_complete ran (the response is over for us) */
     int in_error;
-    uint32_t close_code;
     sq__buf hb; /* the header block: name\0value\0 pairs, pseudo-headers first */
     uint32_t *hoff; /* offsets in hb of each regular header's name (its value follows) */
     size_t nh, hcap;
     size_t hsize; /* header list size (RFC 7541 4.1), for max_header_size */
-    int32_t pm, pp, pa, ps; /* offsets of :method, :path, :authority, :scheme values (-1) */
+    int32_t pm, pp, pa; /* offsets of the :method, :path and :authority values (-1) */
     sq__buf in;             /* request body bytes not yet taken */
     size_t in_off;
     size_t unconsumed; /* received, not yet given back to the peer's window */
@@ -102,10 +101,6 @@ static size_t high_water(const sq__h2 *h2)
     return h2->c->srv ? h2->c->srv->s.write_high_water : SQ_HTTP_DEFAULT_WRITE_HIGH_WATER;
 }
 
-static size_t out_pending(const sq_http_conn *c)
-{
-    return c->out.len - c->opos;
-}
 
 static void wake(sq__h2_stream *st)
 {
@@ -123,10 +118,7 @@ static void stream_destroy(sq__h2_stream *st)
     free(st->hoff);
     sq__buf_free(&st->in);
     sq__buf_free(&st->out);
-    free(st->r.headers_big);
-    sq__buf_free(&st->r.hdrs);
-    sq__buf_free(&st->r.body);
-    sq__buf_free(&st->r.reason_buf);
+    sq__http_req_free_buffers(&st->r);
     free(st);
 }
 
@@ -197,7 +189,7 @@ static sq__h2_stream *stream_new(sq__h2 *h2, int32_t id)
     st->h2 = h2;
     st->id = id;
     st->open = true;
-    st->pm = st->pp = st->pa = st->ps = -1;
+    st->pm = st->pp = st->pa = -1;
     st->r.headers = st->r.headers_inline;
     st->r.h2 = true;
     st->next = h2->streams;
@@ -320,10 +312,6 @@ static void start_stream(sq__h2_stream *st)
 
 /* --- responses ------------------------------------------------------------------------------- */
 
-static bool status_has_body(int status)
-{
-    return !(status < 200 || status == 204 || status == 304);
-}
 
 /* Connection-specific headers have no place in HTTP/2 (RFC 9113 8.2.2). */
 static bool hop_by_hop(const char *name, size_t n)
@@ -368,6 +356,14 @@ static ssize_t data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
     return (ssize_t)n;
 }
 
+/* The stream has response bytes waiting for nghttp2 (and so for the peer's window). */
+static void count_out(sq__h2_stream *st)
+{
+    if (st->counted_out) return;
+    st->counted_out = true;
+    st->h2->out_streams++;
+}
+
 /* Move what the handler wrote (r->body) to the stream's output, for nghttp2 to take. */
 static int take_body(sq__h2_stream *st)
 {
@@ -383,10 +379,7 @@ static int take_body(sq__h2_stream *st)
         if (sq__buf_append(&st->out, r->body.ptr, r->body.len) < 0) return -ENOMEM;
         r->body.len = 0;
     }
-    if (!st->counted_out) {
-        st->counted_out = true;
-        st->h2->out_streams++;
-    }
+    count_out(st);
     return 0;
 }
 
@@ -443,7 +436,7 @@ static int submit_head(sq__h2_stream *st, int64_t clen, bool gz, bool no_body)
         }
         p = next;
     }
-    bool body_allowed = status_has_body(r->status);
+    bool body_allowed = sq__http_status_has_body(r->status);
     if (body_allowed && !(r->rflags & RESP_HAS_CTYPE) && (clen != 0 || r->is_head))
         nv_add(nv, &n, "content-type", 12, "text/html; charset=UTF-8", 24);
     if (gz) {
@@ -474,10 +467,6 @@ static void resume(sq__h2_stream *st)
     }
 }
 
-static bool no_body(const sq__http_req *r)
-{
-    return r->is_head || !status_has_body(r->status);
-}
 
 int sq__h2_finish(sq__http_req *r)
 {
@@ -487,7 +476,7 @@ int sq__h2_finish(sq__http_req *r)
     if (!st->open || st->h2->c->closed) return 0;
     int e = 0;
     if (!st->submitted) {
-        bool nb = no_body(r);
+        bool nb = sq__http_resp_no_body(r);
         bool gz = !nb && sq__http_maybe_gzip(st->h2->c, r);
         int64_t clen = (int64_t)r->body.len;
         if (nb) r->body.len = 0;
@@ -495,7 +484,7 @@ int sq__h2_finish(sq__http_req *r)
         st->out_eof = true;
         if (e == 0) e = submit_head(st, clen, gz, nb || clen == 0);
     } else {
-        if (!no_body(r) && !(r->rflags & RESP_BODY_DONE)) e = take_body(st);
+        if (!sq__http_resp_no_body(r) && !(r->rflags & RESP_BODY_DONE)) e = take_body(st);
         r->body.len = 0;
         st->out_eof = true;
         resume(st);
@@ -562,7 +551,7 @@ int sq__h2_flush(sq__http_req *r)
     if (!st->open || st->h2->c->closed) return stream_error(st);
     if (r->rflags & RESP_FINISHED) return -EALREADY;
     int e = 0;
-    bool nb = no_body(r) || (r->rflags & RESP_BODY_DONE);
+    bool nb = sq__http_resp_no_body(r) || (r->rflags & RESP_BODY_DONE);
     if (!st->submitted) e = submit_head(st, -1, false, false);
     if (e == 0 && !nb) e = take_body(st);
     r->body.len = 0;
@@ -580,7 +569,7 @@ int sq__h2_sendfile(sq__http_req *r, int fd, off_t offset, size_t len)
     if (!sq_in_coro()) return SQ_ENOTCORO;
     if (fd < 0 || offset < 0) return -EINVAL;
     int e = 0;
-    bool nb = no_body(r);
+    bool nb = sq__http_resp_no_body(r);
     if (!st->submitted) {
         e = submit_head(st, (int64_t)(r->body.len + len), false, false);
         r->rflags |= RESP_BODY_DONE; /* the length is told: nothing more after the file */
@@ -602,10 +591,7 @@ int sq__h2_sendfile(sq__http_req *r, int fd, off_t offset, size_t len)
             return n < 0 ? -errno : -EIO;
         }
         st->out.len += (size_t)n;
-        if (!st->counted_out) {
-            st->counted_out = true;
-            st->h2->out_streams++;
-        }
+        count_out(st);
         offset += n;
         len -= (size_t)n;
         resume(st);
@@ -820,7 +806,6 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
         if (nl == 7 && !memcmp(name, ":method", 7)) st->pm = voff;
         else if (nl == 5 && !memcmp(name, ":path", 5)) st->pp = voff;
         else if (nl == 10 && !memcmp(name, ":authority", 10)) st->pa = voff;
-        else if (nl == 7 && !memcmp(name, ":scheme", 7)) st->ps = voff;
         return 0;
     }
     if (st->nh == st->hcap) {
@@ -935,7 +920,6 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
     if (!st) return 0;
     nghttp2_session_set_stream_user_data(ng, id, NULL);
     st->open = false;
-    st->close_code = code;
     h2->nopen--;
     head_done(st);
     if (st->unconsumed) { /* what was never read still counts against the connection */
@@ -957,7 +941,7 @@ static void h2_arm(sq__h2 *h2)
 {
     sq_http_conn *c = h2->c;
     if (c->closed || !c->srv) return;
-    if (out_pending(c)) return; /* conn_write keeps the write deadline */
+    if (sq__http_out_pending(c)) return; /* conn_write keeps the write deadline */
     if (h2->out_streams) {
         /* data waits for the peer's window: it must move within write_timeout */
         if (c->tkind != SQ__T_STALL) {
@@ -1007,7 +991,7 @@ static void h2_send_now(sq__h2 *h2)
     if (c->closed) return;
     size_t hw = high_water(h2);
     for (;;) {
-        while (out_pending(c) < hw) {
+        while (sq__http_out_pending(c) < hw) {
             const uint8_t *data;
             ssize_t n = nghttp2_session_mem_send(h2->ng, &data);
             if (n < 0) {
@@ -1021,20 +1005,20 @@ static void h2_send_now(sq__h2 *h2)
                 return;
             }
         }
-        if (!out_pending(c)) break; /* nghttp2 has nothing more */
+        if (!sq__http_out_pending(c)) break; /* nghttp2 has nothing more */
         sq__http_conn_write(c);
         if (c->closed) return;
-        if (out_pending(c)) break; /* the socket is full: its write event comes back here */
+        if (sq__http_out_pending(c)) break; /* the socket is full: its write event comes back here */
         /* the socket took it all: nghttp2 may hold more (pulling stopped at the high-water
          * mark, or the output was above it on entry), and with the output empty no write
          * event would come to ask for it */
     }
     if (!nghttp2_session_want_read(h2->ng) && !nghttp2_session_want_write(h2->ng) &&
-        !out_pending(c)) {
+        !sq__http_out_pending(c)) {
         sq__http_conn_close(c, 0);
         return;
     }
-    if (h2->goaway && !h2->nopen && !h2->ncoros && !out_pending(c) &&
+    if (h2->goaway && !h2->nopen && !h2->ncoros && !sq__http_out_pending(c) &&
         !nghttp2_session_want_write(h2->ng)) {
         sq__http_conn_close(c, 0);
         return;
@@ -1068,7 +1052,7 @@ static void fatal(sq__h2 *h2, ssize_t rv)
         sq__http_out_acquire(c);
         if (sq__buf_append(&c->out, data, (size_t)n) < 0) break;
     }
-    if (out_pending(c)) sq__http_conn_write(c);
+    if (sq__http_out_pending(c)) sq__http_conn_write(c);
     sq__http_conn_close(c, rv == NGHTTP2_ERR_FLOODED ? -EMSGSIZE : -EPROTO);
 }
 
@@ -1174,7 +1158,7 @@ bool sq__h2_busy(const sq_http_conn *c)
 
 bool sq__h2_idle(const sq_http_conn *c)
 {
-    return !c->h2->nopen && !c->h2->ncoros && !out_pending(c);
+    return !c->h2->nopen && !c->h2->ncoros && !sq__http_out_pending(c);
 }
 
 void sq__h2_conn_closed(sq_http_conn *c)

@@ -166,6 +166,22 @@ struct sq_http_conn {
     unsigned char peer_addr[16]; /* the peer's address (4 bytes for IPv4), formatted per request */
 };
 
+/* Bytes of the connection's output not yet written. */
+static inline size_t sq__http_out_pending(const sq_http_conn *c)
+{
+    return c->out.len - c->opos;
+}
+
+/* A response with this status has no body (1xx, 204, 304); nor has one to a HEAD. */
+static inline bool sq__http_status_has_body(int status)
+{
+    return !(status < 200 || status == 204 || status == 304);
+}
+static inline bool sq__http_resp_no_body(const sq__http_req *r)
+{
+    return r->is_head || !sq__http_status_has_body(r->status);
+}
+
 /* response.c */
 void sq__http_resp_reset(sq__http_req *r);
 /* Append the response (head and buffered body) to conn->out, and mark it finished. */
@@ -201,8 +217,10 @@ void sq__http_conn_release(sq_http_conn *c);
 /* Resolve the shutdown future once the last connection is gone. */
 void sq__http_shutdown_check(sq_http_server *srv);
 
-/* Free a request object and its buffers. */
+/* Free a request object and its buffers; or only the buffers (an object embedded elsewhere:
+ * an HTTP/2 stream). */
 void sq__http_req_free(struct sq__http_req *r);
+void sq__http_req_free_buffers(struct sq__http_req *r);
 /* The connection's timer: `kind` for `seconds` (see server.c's arm()). */
 void sq__http_arm(sq_http_conn *c, unsigned kind, double seconds);
 /* Register the events the connection's state calls for. */

@@ -472,10 +472,6 @@ void sq__http_out_release(sq_http_conn *c)
 
 /* --- heads ------------------------------------------------------------------------------------ */
 
-static bool status_has_body(int status)
-{
-    return !(status < 200 || status == 204 || status == 304);
-}
 
 /* Append the status line and headers.  `clen` >= 0: Content-Length; -1: chunked (or, for
  * HTTP/1.0, no framing: the body ends at close); -2: no length header at all. */
@@ -505,7 +501,7 @@ static int put_head(sq_http_conn *c, sq__http_req *r, int64_t clen, bool gz, boo
     }
     p = put(p, srv->date_line, srv->date_len);
     if (r->hdrs.len) p = put(p, r->hdrs.ptr, r->hdrs.len);
-    bool body_allowed = status_has_body(r->status);
+    bool body_allowed = sq__http_status_has_body(r->status);
     if (body_allowed && !(r->rflags & RESP_HAS_CTYPE) && (clen != 0 || r->is_head))
         p = PUTS(p, "Content-Type: text/html; charset=UTF-8\r\n");
     if (gz) p = PUTS(p, "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n");
@@ -555,7 +551,7 @@ static void drop_handler_clen(sq__http_req *r)
 int sq__http_resp_flush(sq_http_conn *c, sq__http_req *r)
 {
     /* after a Content-Length body went out whole (sendfile), later writes are dropped */
-    bool no_body = r->is_head || !status_has_body(r->status) || (r->rflags & RESP_BODY_DONE);
+    bool no_body = sq__http_resp_no_body(r) || (r->rflags & RESP_BODY_DONE);
     if (!(r->rflags & RESP_HEAD_SENT)) {
         if (!no_body) drop_handler_clen(r);
         bool close = sq__http_want_close(c, r);
@@ -573,7 +569,7 @@ int sq__http_resp_flush(sq_http_conn *c, sq__http_req *r)
 
 int sq__http_resp_head_len(sq_http_conn *c, sq__http_req *r, uint64_t extra)
 {
-    bool no_body = r->is_head || !status_has_body(r->status);
+    bool no_body = sq__http_resp_no_body(r);
     if (!no_body) drop_handler_clen(r);
     bool close = sq__http_want_close(c, r);
     int e = put_head(c, r, (int64_t)(r->body.len + extra), false, close);
@@ -602,7 +598,7 @@ int sq__http_resp_finish(sq_http_conn *c, sq__http_req *r)
         e = sq__http_resp_flush(c, r);
         if (e == 0 && (r->rflags & RESP_CHUNKED)) e = sq__buf_append(&c->out, "0\r\n\r\n", 5);
     } else {
-        bool no_body = r->is_head || !status_has_body(r->status);
+        bool no_body = sq__http_resp_no_body(r);
         if (!no_body) drop_handler_clen(r);
         bool gz = !no_body && sq__http_maybe_gzip(c, r);
         bool close = sq__http_want_close(c, r);

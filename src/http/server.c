@@ -44,10 +44,6 @@ static void conn_after(sq_http_conn *c);
 
 /* --- timers ----------------------------------------------------------------------------------- */
 
-static size_t out_pending(const sq_http_conn *c)
-{
-    return c->out.len - c->opos;
-}
 
 /* One timer per connection, one purpose at a time; but while output is pending, its write
  * deadline stands: no header, body or idle deadline replaces it (a client that pipelines
@@ -55,7 +51,7 @@ static size_t out_pending(const sq_http_conn *c)
  * displaced is armed afresh by conn_after() once the output has drained. */
 static void arm(sq_http_conn *c, unsigned kind, double seconds)
 {
-    if (c->tkind == T_WRITE && kind != T_WRITE && out_pending(c) && !c->closed) return;
+    if (c->tkind == T_WRITE && kind != T_WRITE && sq__http_out_pending(c) && !c->closed) return;
     if (seconds <= 0) {
         if (c->tkind != T_NONE) sq_timer_stop(&c->timer);
         c->tkind = T_NONE;
@@ -122,12 +118,17 @@ static void conn_free(sq_http_conn *c)
     free(c);
 }
 
-void sq__http_req_free(sq__http_req *r)
+void sq__http_req_free_buffers(sq__http_req *r)
 {
     free(r->headers_big);
     sq__buf_free(&r->hdrs);
     sq__buf_free(&r->body);
     sq__buf_free(&r->reason_buf);
+}
+
+void sq__http_req_free(sq__http_req *r)
+{
+    sq__http_req_free_buffers(r);
     free(r);
 }
 
@@ -338,11 +339,11 @@ void sq__http_conn_write(sq_http_conn *c)
     if (progress && c->tkind == T_IDLE && c->srv && sq__http_req_active(c) && c->req->detached)
         arm(c, T_IDLE, c->srv->s.idle_timeout); /* a detached response still flowing */
     size_t hw = c->srv ? c->srv->s.write_high_water : SQ_HTTP_DEFAULT_WRITE_HIGH_WATER;
-    if (out_pending(c) > hw)
+    if (sq__http_out_pending(c) > hw)
         c->rpaused = true;
-    else if (c->rpaused && out_pending(c) <= hw / 2)
+    else if (c->rpaused && sq__http_out_pending(c) <= hw / 2)
         c->rpaused = false; /* conn_after() goes on with the requests already read */
-    if (c->waiter && c->waiter_writes && out_pending(c) <= hw / 2) {
+    if (c->waiter && c->waiter_writes && sq__http_out_pending(c) <= hw / 2) {
         /* a flush waiting for the output to drain */
         sq_coro *w = c->waiter;
         c->waiter = NULL;
@@ -759,7 +760,7 @@ static void *conn_task(void *arg)
         if (c->closed || c->close_after || c->discarding) break;
         if (!c->in_batch && c->out.len > c->opos && !r->flush_call)
             r->flush_call = sq_call_later(c->srv->loop, 0, flush_cb, c);
-        if (out_pending(c) > c->srv->s.write_high_water) {
+        if (sq__http_out_pending(c) > c->srv->s.write_high_water) {
             /* backpressure: the next requests wait (unparsed, unread) for the output */
             c->rpaused = true;
             break;
@@ -811,7 +812,7 @@ static bool h2c_preface(sq_http_conn *c)
 static void conn_process(sq_http_conn *c)
 {
     if (c->closed || c->coro || sq__http_req_active(c) || c->discarding || c->close_after) return;
-    if (out_pending(c) > c->srv->s.write_high_water) c->rpaused = true;
+    if (sq__http_out_pending(c) > c->srv->s.write_high_water) c->rpaused = true;
     if (c->rpaused) return;
     if (SQ__UNLIKELY(c->rlen > c->rpos && c->rbuf[c->rpos] == 'P') && h2c_preface(c)) return;
     int p = parse_next(c);
@@ -1320,7 +1321,7 @@ int sq_http_flush(sq_http_request *req)
     int e = sq__http_resp_flush(c, r);
     if (e < 0) return e;
     sq__http_conn_write(c);
-    while (!c->closed && out_pending(c) > c->srv->s.write_high_water && sq_in_coro()) {
+    while (!c->closed && sq__http_out_pending(c) > c->srv->s.write_high_water && sq_in_coro()) {
         c->waiter = sq_coro_self();
         c->waiter_writes = true;
         update_io(c);
@@ -1363,7 +1364,7 @@ int sq_http_sendfile(sq_http_request *req, int fd, off_t offset, size_t len)
     if (r->rflags & (RESP_FINISHED | RESP_BODY_DONE)) return -EALREADY;
     if (!sq_in_coro()) return SQ_ENOTCORO;
     if (fd < 0 || offset < 0) return -EINVAL;
-    bool no_body = r->is_head || r->status < 200 || r->status == 204 || r->status == 304;
+    bool no_body = sq__http_resp_no_body(r);
     bool chunked = false;
     int e;
     if (!(r->rflags & RESP_HEAD_SENT)) {

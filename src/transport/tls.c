@@ -468,25 +468,25 @@ static ssize_t tls_writev(sq__tp *tp, const struct iovec *iov, int n)
     return (ssize_t)total;
 }
 
+/* Our close_notify, once, best effort: not after a fatal error or mid-handshake. */
+static void close_notify(sq__tls *t)
+{
+    if (t->failed || t->handshaking || (SSL_get_shutdown(t->ssl) & SSL_SENT_SHUTDOWN)) return;
+    ERR_clear_error();
+    SSL_shutdown(t->ssl);
+    ERR_clear_error();
+}
+
 static int tls_shutdown(sq__tp *tp)
 {
-    sq__tls *t = (sq__tls *)tp;
-    if (!t->failed && !t->handshaking) {
-        ERR_clear_error();
-        SSL_shutdown(t->ssl); /* close_notify, best effort */
-        ERR_clear_error();
-    }
+    close_notify((sq__tls *)tp);
     return shutdown(tp->fd, SHUT_WR) < 0 ? -errno : 0;
 }
 
 static void tls_free(sq__tp *tp, bool reset)
 {
     sq__tls *t = (sq__tls *)tp;
-    if (!reset && !t->failed && !t->handshaking && !(SSL_get_shutdown(t->ssl) & SSL_SENT_SHUTDOWN)) {
-        ERR_clear_error();
-        SSL_shutdown(t->ssl);
-        ERR_clear_error();
-    }
+    if (!reset) close_notify(t);
     if (t->feed) sq_call_cancel(t->feed);
     SSL_free(t->ssl);
     sq_tls_context_free(t->ctx);
