@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "squall/future.h"
 
@@ -54,16 +55,41 @@ int sq_lock_acquire(sq_lock *l, double timeout);
 int sq_lock_release(sq_lock *l);
 bool sq_lock_locked(const sq_lock *l);
 
-/* --- queue: bounded FIFO of pointers between coroutines ----------------------------------- */
+/* --- queue: bounded FIFO, LIFO or priority queue of pointers between coroutines ---------- */
+/* The three kinds (tornado.queues.Queue, LifoQueue, PriorityQueue) differ only in which item
+ * get() returns next; maxsize, blocking and timed put/get, the nowait forms, task_done/join
+ * and the FIFO service of waiting getters and putters are the same for all of them. */
 typedef struct sq_queue sq_queue;
 /* maxsize 0 = unbounded. */
 sq_queue *sq_queue_new(sq_loop *loop, size_t maxsize);
+/** Create a LIFO queue (tornado.queues.LifoQueue): get() returns the most recently put item.
+ *  maxsize 0 = unbounded; NULL loop: the current (else default) loop.
+ *  @return the queue (free it with sq_queue_free()), or NULL on -ENOMEM. */
+sq_queue *sq_lifo_queue_new(sq_loop *loop, size_t maxsize);
+/** Ordering of a priority queue's items: negative if `a` must come out before `b`, positive
+ *  if after, 0 if they tie. */
+typedef int (*sq_queue_cmp)(const void *a, const void *b);
+/** Create a priority queue (tornado.queues.PriorityQueue): get() returns the smallest item
+ *  first, like Python's heapq.  Items are ordered by `cmp` (if non-NULL), then by the integer
+ *  priority given to sq_queue_put_priority() (lowest first; sq_queue_put() uses 0), and items
+ *  that tie on both come out in the order they were put (stable, FIFO).  put and get cost
+ *  O(log n).  maxsize 0 = unbounded.
+ *  @return the queue (free it with sq_queue_free()), or NULL on -ENOMEM. */
+sq_queue *sq_priority_queue_new(sq_loop *loop, size_t maxsize, sq_queue_cmp cmp);
 /* Free the queue (items still inside are not freed: they are the caller's). */
 void sq_queue_free(sq_queue *q);
 /* Suspend while the queue is full.  Returns 0, -ETIMEDOUT … */
 int sq_queue_put(sq_queue *q, void *item, double timeout);
 /* Never suspends: -EAGAIN when full. */
 int sq_queue_put_nowait(sq_queue *q, void *item);
+/** Put `item` with an integer `priority` into a priority queue, suspending while it is full
+ *  (like sq_queue_put()).  Lower priorities come out first; equal ones in insertion order.
+ *  @return 0, -ETIMEDOUT, -ECANCELED (the queue was freed), -ENOMEM, SQ_ENOTCORO outside a
+ *  coroutine, or -EINVAL if `q` is not a priority queue. */
+int sq_queue_put_priority(sq_queue *q, void *item, int64_t priority, double timeout);
+/** sq_queue_put_priority() that never suspends.
+ *  @return 0, -EAGAIN when full, -ENOMEM, or -EINVAL if `q` is not a priority queue. */
+int sq_queue_put_priority_nowait(sq_queue *q, void *item, int64_t priority);
 /* Suspend while the queue is empty; the item is stored in *item. */
 int sq_queue_get(sq_queue *q, void **item, double timeout);
 /* Never suspends: -EAGAIN when empty. */

@@ -20,7 +20,8 @@ typedef struct waiter {
     struct waiter *prev, *next;
     struct waitlist *list; /* NULL once unlinked */
     sq_future *f;
-    void *item; /* a queue putter's item */
+    void *item;    /* a queue putter's item */
+    int64_t prio;  /* and its priority (priority queues) */
 } waiter;
 
 typedef struct waitlist {
@@ -316,22 +317,57 @@ bool sq_lock_locked(const sq_lock *l)
 
 /* --- queue -------------------------------------------------------------------------------- */
 
+/* One mechanism for the three kinds: the waiters, task counting and direct hand-over are
+ * shared; only where an item is stored and which one comes out next differ.  FIFO and LIFO
+ * keep bare pointers in a ring (LIFO takes from the tail); a priority queue keeps a binary
+ * min-heap of (item, priority, sequence) entries, the sequence making equal priorities come
+ * out in insertion order. */
+
+enum { Q_FIFO, Q_LIFO, Q_PRIORITY };
+
+typedef struct pq_ent {
+    void *item;
+    int64_t prio;
+    uint64_t seq;
+} pq_ent;
+
 struct sq_queue {
     sq_loop *loop;
     size_t maxsize;
-    void **items; /* ring buffer */
+    void **items; /* FIFO/LIFO ring buffer */
     size_t head, len, cap;
     size_t unfinished;
+    int kind;
+    pq_ent *heap; /* Q_PRIORITY: min-heap of len entries, cap allocated */
+    sq_queue_cmp cmp;
+    uint64_t seq;
     waitlist getters, putters, joiners;
 };
 
-sq_queue *sq_queue_new(sq_loop *loop, size_t maxsize)
+static sq_queue *queue_new(sq_loop *loop, size_t maxsize, int kind, sq_queue_cmp cmp)
 {
     sq_queue *q = calloc(1, sizeof *q);
     if (!q) return NULL;
     q->loop = pick_loop(loop);
     q->maxsize = maxsize;
+    q->kind = kind;
+    q->cmp = cmp;
     return q;
+}
+
+sq_queue *sq_queue_new(sq_loop *loop, size_t maxsize)
+{
+    return queue_new(loop, maxsize, Q_FIFO, NULL);
+}
+
+sq_queue *sq_lifo_queue_new(sq_loop *loop, size_t maxsize)
+{
+    return queue_new(loop, maxsize, Q_LIFO, NULL);
+}
+
+sq_queue *sq_priority_queue_new(sq_loop *loop, size_t maxsize, sq_queue_cmp cmp)
+{
+    return queue_new(loop, maxsize, Q_PRIORITY, cmp);
 }
 
 void sq_queue_free(sq_queue *q)
@@ -341,6 +377,7 @@ void sq_queue_free(sq_queue *q)
     wl_wake_all(&q->putters, -ECANCELED);
     wl_wake_all(&q->joiners, -ECANCELED);
     free(q->items);
+    free(q->heap);
     free(q);
 }
 
@@ -357,9 +394,63 @@ bool sq_queue_full(const sq_queue *q)
     return q->maxsize > 0 && q->len >= q->maxsize;
 }
 
-/* Append to the ring and count one more unfinished task. */
-static int queue_push(sq_queue *q, void *item)
+/* Does heap entry a come out before b? */
+static bool pq_before(const sq_queue *q, const pq_ent *a, const pq_ent *b)
 {
+    if (q->cmp) {
+        int c = q->cmp(a->item, b->item);
+        if (c) return c < 0;
+    }
+    if (a->prio != b->prio) return a->prio < b->prio;
+    return a->seq < b->seq;
+}
+
+static int pq_push(sq_queue *q, void *item, int64_t prio)
+{
+    if (q->len == q->cap) {
+        size_t ncap = q->cap ? q->cap * 2 : 8;
+        pq_ent *n = realloc(q->heap, ncap * sizeof *n);
+        if (!n) return -ENOMEM;
+        q->heap = n;
+        q->cap = ncap;
+    }
+    pq_ent e = {item, prio, q->seq++};
+    size_t i = q->len++;
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!pq_before(q, &e, &q->heap[parent])) break;
+        q->heap[i] = q->heap[parent];
+        i = parent;
+    }
+    q->heap[i] = e;
+    return 0;
+}
+
+static void *pq_pop(sq_queue *q)
+{
+    void *item = q->heap[0].item;
+    pq_ent last = q->heap[--q->len];
+    size_t i = 0, n = q->len;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n) break;
+        if (c + 1 < n && pq_before(q, &q->heap[c + 1], &q->heap[c])) c++;
+        if (!pq_before(q, &q->heap[c], &last)) break;
+        q->heap[i] = q->heap[c];
+        i = c;
+    }
+    if (n) q->heap[i] = last;
+    return item;
+}
+
+/* Store an item and count one more unfinished task. */
+static int queue_push(sq_queue *q, void *item, int64_t prio)
+{
+    if (SQ__UNLIKELY(q->kind == Q_PRIORITY)) {
+        int r = pq_push(q, item, prio);
+        if (r == 0) q->unfinished++;
+        return r;
+    }
     if (q->len == q->cap) {
         size_t ncap = q->cap ? q->cap * 2 : 8;
         void **n = malloc(ncap * sizeof *n);
@@ -376,15 +467,20 @@ static int queue_push(sq_queue *q, void *item)
     return 0;
 }
 
+/* Take the next item: the oldest (FIFO), the newest (LIFO) or the smallest (priority). */
 static void *queue_pop(sq_queue *q)
 {
-    void *item = q->items[q->head];
-    q->head = (q->head + 1) % q->cap;
-    q->len--;
-    return item;
+    if (SQ__LIKELY(q->kind == Q_FIFO)) {
+        void *item = q->items[q->head];
+        q->head = (q->head + 1) % q->cap;
+        q->len--;
+        return item;
+    }
+    if (q->kind == Q_LIFO) return q->items[(q->head + --q->len) % q->cap];
+    return pq_pop(q);
 }
 
-int sq_queue_put_nowait(sq_queue *q, void *item)
+static int queue_put_nowait(sq_queue *q, void *item, int64_t prio)
 {
     if (q->getters.head) {
         /* Waiting getters mean the queue is empty: hand the item over directly. */
@@ -393,16 +489,39 @@ int sq_queue_put_nowait(sq_queue *q, void *item)
         return 0;
     }
     if (sq_queue_full(q)) return -EAGAIN;
-    return queue_push(q, item);
+    return queue_push(q, item, prio);
+}
+
+static int queue_put(sq_queue *q, void *item, int64_t prio, double timeout)
+{
+    int r = queue_put_nowait(q, item, prio);
+    if (r != -EAGAIN) return r;
+    waiter w = {0};
+    w.item = item;
+    w.prio = prio;
+    return wl_wait(&q->putters, q->loop, timeout, &w, NULL, "sq_queue_put");
+}
+
+int sq_queue_put_nowait(sq_queue *q, void *item)
+{
+    return queue_put_nowait(q, item, 0);
 }
 
 int sq_queue_put(sq_queue *q, void *item, double timeout)
 {
-    int r = sq_queue_put_nowait(q, item);
-    if (r != -EAGAIN) return r;
-    waiter w = {0};
-    w.item = item;
-    return wl_wait(&q->putters, q->loop, timeout, &w, NULL, "sq_queue_put");
+    return queue_put(q, item, 0, timeout);
+}
+
+int sq_queue_put_priority_nowait(sq_queue *q, void *item, int64_t priority)
+{
+    if (q->kind != Q_PRIORITY) return -EINVAL;
+    return queue_put_nowait(q, item, priority);
+}
+
+int sq_queue_put_priority(sq_queue *q, void *item, int64_t priority, double timeout)
+{
+    if (q->kind != Q_PRIORITY) return -EINVAL;
+    return queue_put(q, item, priority, timeout);
 }
 
 int sq_queue_get_nowait(sq_queue *q, void **item)
@@ -422,7 +541,8 @@ int sq_queue_get_nowait(sq_queue *q, void **item)
     *item = queue_pop(q);
     /* Room was made: the oldest waiting putter moves its item in. */
     waiter *p = q->putters.head;
-    if (p && !sq_queue_full(q) && queue_push(q, p->item) == 0) wl_wake_one(&q->putters, 0, NULL);
+    if (p && !sq_queue_full(q) && queue_push(q, p->item, p->prio) == 0)
+        wl_wake_one(&q->putters, 0, NULL);
     return 0;
 }
 
