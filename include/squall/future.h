@@ -86,6 +86,60 @@ int sq_sleep(double seconds);
 /* Let every other ready coroutine and callback run, then continue. */
 int sq_yield(void);
 
+/* --- chaining and "as completed" iteration ------------------------------------------------ */
+
+/** Resolve `b` like `a` once `a` is done (tornado.concurrent.chain_future): same status, same
+ *  value.  An OWNED value (a has a free function) moves to b together with its free function,
+ *  so it keeps exactly one owner: b frees it unless someone takes it from b, and
+ *  sq_future_value(a) is NULL afterwards; a plain value is shared.  If a was cancelled, b is
+ *  cancelled (sq_future_cancelled(b), and b's own cancel hook runs).  If b is already done
+ *  when a finishes — for instance it was cancelled — a's result is dropped (an owned value
+ *  stays with a and is freed with it).  As in Tornado, cancelling b does NOT cancel a: the
+ *  chain is one way (cancel a yourself if its work should stop).  If a is already done, b is
+ *  resolved before this returns.  The chain holds its own references to both futures until
+ *  a is done; the caller keeps its references.
+ *  @return 0, -EINVAL (a or b NULL, a == b, or futures of different loops), or -ENOMEM. */
+int sq_future_chain(sq_future *a, sq_future *b);
+
+/** Iterates over futures in the order they finish (tornado.gen.WaitIterator). */
+typedef struct sq_wait_iter sq_wait_iter;
+/** Start iterating over fs[0..n-1] as they finish.  CONSUMES the references (like
+ *  sq_gather); the array itself is not kept.  Futures already done come first, in array
+ *  order; a NULL entry is produced as an -ENOMEM failure.  n may be 0.
+ *  @return the iterator (free it with sq_wait_iter_free()), or NULL on -ENOMEM (the futures
+ *  are released then too). */
+sq_wait_iter *sq_wait_iter_new(sq_future **fs, size_t n);
+/** Coroutine form: wait up to `timeout` seconds (negative, e.g. SQ_FOREVER: no limit) for the
+ *  next future to finish and report its array index, status and value.  The value is
+ *  received as by sq_await(): an owned value is taken (the caller frees it); with value NULL
+ *  it is freed with its future.  A failed future is reported normally (its negative status in
+ *  *status; the call still returns 1), so errors surface one by one.  Usage:
+ *  `while (sq_wait_iter_next(it, &i, &st, &v, SQ_FOREVER) > 0) { … }`.
+ *  @return 1 (one produced), 0 once every future has been produced, -ETIMEDOUT (nothing
+ *  finished in time; the iterator is unchanged and can be called again), -ECANCELED (the
+ *  iterator was freed meanwhile by someone else), -EBUSY (another next is pending),
+ *  -ENOMEM, or SQ_ENOTCORO outside a coroutine. */
+int sq_wait_iter_next(sq_wait_iter *it, size_t *index, int64_t *status, void **value,
+                      double timeout);
+/** Callback form: a future resolving, once the next future has finished, with status = its
+ *  array index (>= 0); sq_wait_iter_current() then gives that future.  Resolves with -ENOENT
+ *  once every future has been produced, -EBUSY if another next is pending; it is resolved at
+ *  once when a finished future is already waiting.  Cancelling it (sq_with_timeout) gives
+ *  nothing up: the next call gets the future it would have received.  Freeing the iterator
+ *  cancels it.  The caller owns the returned future; NULL on -ENOMEM. */
+sq_future *sq_wait_iter_next_future(sq_wait_iter *it);
+/** The future last produced (borrowed: valid until the next sq_wait_iter_next* call or
+ *  sq_wait_iter_free(); take its value with sq_future_take_value() to keep it), with its
+ *  array index in *index.  NULL before the first one, after the last, or for a NULL input. */
+sq_future *sq_wait_iter_current(const sq_wait_iter *it, size_t *index);
+/** True once every future has been produced. */
+bool sq_wait_iter_done(const sq_wait_iter *it);
+/** Free the iterator, early or not: its done callbacks are removed from the futures still
+ *  pending and its references released — pending futures are NOT cancelled (their producers
+ *  finish them; owned values nobody took are freed with them).  A pending next future is
+ *  cancelled (a coroutine in sq_wait_iter_next() returns -ECANCELED).  NULL is a no-op. */
+void sq_wait_iter_free(sq_wait_iter *it);
+
 #ifdef __cplusplus
 }
 #endif

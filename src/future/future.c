@@ -439,3 +439,251 @@ int sq_yield(void)
     sq_coro_wake(self);
     return sq_coro_suspend();
 }
+
+/* --- chaining (tornado.concurrent.chain_future) ---------------------------------------------- */
+
+/* Runs on a with `b` (our reference) as its argument; our reference to a is released here. */
+static void chain_done(sq_future *a, void *arg)
+{
+    sq_future *b = arg;
+    if (b->state != F_DONE) {
+        if (a->cancelled)
+            sq_future_cancel(b);
+        else
+            forward_result(b, a);
+    }
+    sq_future_release(b);
+    sq_future_release(a); /* resolve() holds its own reference while callbacks run */
+}
+
+int sq_future_chain(sq_future *a, sq_future *b)
+{
+    if (!a || !b || a == b || a->loop != b->loop) return -EINVAL;
+    sq_future_retain(a);
+    sq_future_retain(b);
+    int r = sq_future_add_done_callback(a, chain_done, b);
+    if (r < 0) {
+        sq_future_release(b);
+        sq_future_release(a);
+    }
+    return r;
+}
+
+/* --- wait iterator (tornado.gen.WaitIterator) ---------------------------------------------- */
+
+typedef struct wi_slot {
+    struct sq_wait_iter *it;
+    sq_future *f; /* our reference; NULL once released (or a NULL input) */
+} wi_slot;
+
+/* Where a coroutine in sq_wait_iter_next() wants its result: on its own stack, so that the
+ * coroutine never touches the iterator after it wakes (someone may have freed it). */
+typedef struct wi_target {
+    size_t index;
+    int64_t status;
+    void *value;
+    bool want_value;
+} wi_target;
+
+struct sq_wait_iter {
+    sq_loop *loop;
+    size_t n, produced;
+    wi_slot *slots;
+    size_t *ready; /* ring of finished, not yet produced indices (capacity n) */
+    size_t rhead, rlen;
+    sq_future *next;    /* the pending sq_wait_iter_next_future (our reference) */
+    wi_target *target;  /* its coroutine's result slot, if a coroutine waits */
+    size_t cur;         /* index of the current future; SIZE_MAX: none */
+};
+
+static void wi_drop_current(sq_wait_iter *it)
+{
+    if (it->cur == SIZE_MAX) return;
+    sq_future_release(it->slots[it->cur].f);
+    it->slots[it->cur].f = NULL;
+    it->cur = SIZE_MAX;
+}
+
+/* Produce the oldest finished index into `f` (resolved last: its callbacks may free `it`). */
+static void wi_deliver(sq_wait_iter *it, sq_future *f, wi_target *t)
+{
+    size_t i = it->ready[it->rhead];
+    it->rhead = (it->rhead + 1) % it->n;
+    it->rlen--;
+    it->produced++;
+    wi_drop_current(it);
+    it->cur = i;
+    if (t) {
+        sq_future *done = it->slots[i].f;
+        t->index = i;
+        t->status = done ? done->status : -ENOMEM;
+        t->value = done && t->want_value ? claim_value(done) : NULL;
+    }
+    sq_future_resolve(f, (int64_t)i, NULL);
+}
+
+static void wi_slot_done(sq_future *f, void *arg)
+{
+    wi_slot *slot = arg;
+    sq_wait_iter *it = slot->it;
+    it->ready[(it->rhead + it->rlen) % it->n] = (size_t)(slot - it->slots);
+    it->rlen++;
+    sq_future *next = it->next;
+    if (!next) return;
+    wi_target *t = it->target;
+    it->next = NULL;
+    it->target = NULL;
+    sq_future_set_cancel_hook(next, NULL, NULL);
+    wi_deliver(it, next, t);
+    sq_future_release(next);
+}
+
+static void wi_next_cancelled(sq_future *f, void *arg)
+{
+    sq_wait_iter *it = arg;
+    if (it->next != f) return;
+    it->next = NULL;
+    it->target = NULL;
+    sq_future_release(f);
+}
+
+sq_wait_iter *sq_wait_iter_new(sq_future **fs, size_t n)
+{
+    sq_loop *loop = NULL;
+    for (size_t i = 0; i < n && !loop; i++)
+        if (fs[i]) loop = fs[i]->loop;
+    if (!loop) loop = sq_loop_current();
+    if (!loop) loop = sq_loop_default();
+    sq_wait_iter *it = calloc(1, sizeof *it);
+    if (it) {
+        it->slots = calloc(n ? n : 1, sizeof *it->slots);
+        it->ready = calloc(n ? n : 1, sizeof *it->ready);
+    }
+    if (!it || !it->slots || !it->ready) {
+        if (it) {
+            free(it->slots);
+            free(it->ready);
+            free(it);
+        }
+        for (size_t i = 0; i < n; i++) sq_future_release(fs[i]);
+        return NULL;
+    }
+    it->loop = loop;
+    it->n = n;
+    it->cur = SIZE_MAX;
+    for (size_t i = 0; i < n; i++) {
+        wi_slot *slot = &it->slots[i];
+        slot->it = it;
+        slot->f = fs[i];
+        /* Already done (or NULL, or no memory for the callback): finished right now. */
+        if (!fs[i] || sq_future_add_done_callback(fs[i], wi_slot_done, slot) < 0) {
+            if (fs[i] && !sq_future_done(fs[i])) {
+                sq_future_release(fs[i]);
+                slot->f = NULL; /* produced as an -ENOMEM failure */
+            }
+            if (!fs[i] || !slot->f) wi_slot_done(NULL, slot);
+        }
+    }
+    return it;
+}
+
+sq_future *sq_wait_iter_next_future(sq_wait_iter *it)
+{
+    sq_future *f = sq_future_new(it->loop);
+    if (!f) return NULL;
+    if (it->next) {
+        sq_future_set_error(f, -EBUSY);
+    } else if (it->rlen) {
+        wi_deliver(it, f, NULL);
+    } else if (it->produced == it->n) {
+        wi_drop_current(it);
+        sq_future_set_error(f, -ENOENT);
+    } else {
+        wi_drop_current(it);
+        it->next = sq_future_retain(f);
+        sq_future_set_cancel_hook(f, wi_next_cancelled, it);
+    }
+    return f;
+}
+
+int sq_wait_iter_next(sq_wait_iter *it, size_t *index, int64_t *status, void **value,
+                      double timeout)
+{
+    if (value) *value = NULL;
+    if (!sq_coro_self()) {
+        sq_log(SQ_LOG_ERROR, "sq_wait_iter_next: called outside a coroutine (use "
+                             "sq_wait_iter_next_future)");
+        return SQ_ENOTCORO;
+    }
+    wi_target t = {.want_value = value != NULL};
+    if (it->next) return -EBUSY;
+    if (it->produced == it->n) {
+        wi_drop_current(it);
+        return 0;
+    }
+    sq_future *f = sq_future_new(it->loop);
+    if (!f) return -ENOMEM;
+    if (it->rlen) {
+        wi_deliver(it, f, &t);
+        sq_future_release(f);
+    } else {
+        wi_drop_current(it);
+        it->next = sq_future_retain(f);
+        it->target = &t;
+        sq_future_set_cancel_hook(f, wi_next_cancelled, it);
+        sq_future *mine = sq_future_retain(f);
+        sq_future *aw = f;
+        if (timeout >= 0) aw = sq_with_timeout(aw, timeout);
+        int64_t r = sq_await(aw, NULL);
+        if (mine->state != F_DONE) {
+            /* The await failed before parking (-ENOMEM): nobody else ran, `it` is alive. */
+            it->next = NULL;
+            it->target = NULL;
+            sq_future_set_cancel_hook(mine, NULL, NULL);
+            sq_future_release(mine);
+        }
+        sq_future_release(mine);
+        /* From here on `it` may be gone (freed while we slept: r is -ECANCELED then). */
+        if (r < 0) return (int)r;
+    }
+    if (index) *index = t.index;
+    if (status) *status = t.status;
+    if (value) *value = t.value;
+    return 1;
+}
+
+sq_future *sq_wait_iter_current(const sq_wait_iter *it, size_t *index)
+{
+    if (it->cur == SIZE_MAX) return NULL;
+    if (index) *index = it->cur;
+    return it->slots[it->cur].f;
+}
+
+bool sq_wait_iter_done(const sq_wait_iter *it)
+{
+    return it->produced == it->n;
+}
+
+void sq_wait_iter_free(sq_wait_iter *it)
+{
+    if (!it) return;
+    for (size_t i = 0; i < it->n; i++) {
+        sq_future *f = it->slots[i].f;
+        if (!f) continue;
+        it->slots[i].f = NULL;
+        if (f->state != F_DONE) sq_future_remove_done_callback(f, wi_slot_done, &it->slots[i]);
+        sq_future_release(f);
+    }
+    sq_future *next = it->next;
+    it->next = NULL;
+    it->target = NULL;
+    free(it->slots);
+    free(it->ready);
+    free(it);
+    if (next) {
+        /* A coroutine waiting in sq_wait_iter_next wakes with -ECANCELED. */
+        sq_future_set_cancel_hook(next, NULL, NULL);
+        sq_future_cancel(next);
+        sq_future_release(next);
+    }
+}
