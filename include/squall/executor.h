@@ -32,8 +32,18 @@ sq_future *sq_executor_submit(sq_executor *ex, sq_loop *loop, sq_job_fn fn, void
  * sq_executor_submit still returns a future, already failed with -EAGAIN: shed the load
  * (answer 503) rather than let the queue delay every later job without limit. */
 void sq_executor_set_max_queued(sq_executor *ex, size_t max);
-/* The process-wide default pool, created on first use. */
+/* The process-wide default pool: the one set with sq_executor_set_default(), else a
+ * built-in pool created on first use. */
 sq_executor *sq_executor_default(void);
+/** Make `ex` the default pool, the one sq_run_in_executor() (and so name resolution for
+ *  sq_tcp_connect) submits to; NULL goes back to a built-in pool created on next use.
+ *  Ownership: squall never frees a default pool.  `ex` stays the caller's, who must not free
+ *  it while it is the default; the pool it replaces is returned and is now the caller's too
+ *  (the built-in one included) — free it with sq_executor_free() once no thread can still be
+ *  submitting to it (jobs already queued on it run or are cancelled as sq_executor_free
+ *  says), or keep it.  Thread-safe.
+ *  @return the previous default pool, or NULL if none had been created yet. */
+sq_executor *sq_executor_set_default(sq_executor *ex);
 /* sq_executor_submit() on the default pool and the current loop. */
 sq_future *sq_run_in_executor(sq_job_fn fn, void *arg);
 

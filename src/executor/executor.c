@@ -223,20 +223,33 @@ sq_future *sq_executor_submit(sq_executor *ex, sq_loop *loop, sq_job_fn fn, void
     return f;
 }
 
-/* Kept in a static pointer for the life of the process (LeakSanitizer counts it as
- * reachable); freeing it at exit could block on a job that never returns. */
-static sq_executor *default_executor;
-static pthread_once_t default_once = PTHREAD_ONCE_INIT;
-
-static void default_init(void)
-{
-    default_executor = sq_executor_new(0);
-}
+/* The default pool.  Kept in a static pointer for the life of the process (LeakSanitizer
+ * counts it as reachable); freeing it at exit could block on a job that never returns.  It is
+ * read on every sq_run_in_executor(), from any loop thread: an atomic load on that path; the
+ * mutex only serialises creating the built-in pool and replacing it. */
+static _Atomic(sq_executor *) default_executor;
+static pthread_mutex_t default_lock = PTHREAD_MUTEX_INITIALIZER;
 
 sq_executor *sq_executor_default(void)
 {
-    pthread_once(&default_once, default_init);
-    return default_executor;
+    sq_executor *ex = atomic_load_explicit(&default_executor, memory_order_acquire);
+    if (SQ__LIKELY(ex != NULL)) return ex;
+    pthread_mutex_lock(&default_lock);
+    ex = atomic_load_explicit(&default_executor, memory_order_acquire);
+    if (!ex) {
+        ex = sq_executor_new(0);
+        atomic_store_explicit(&default_executor, ex, memory_order_release);
+    }
+    pthread_mutex_unlock(&default_lock);
+    return ex;
+}
+
+sq_executor *sq_executor_set_default(sq_executor *ex)
+{
+    pthread_mutex_lock(&default_lock);
+    sq_executor *old = atomic_exchange_explicit(&default_executor, ex, memory_order_acq_rel);
+    pthread_mutex_unlock(&default_lock);
+    return old;
 }
 
 sq_future *sq_run_in_executor(sq_job_fn fn, void *arg)
