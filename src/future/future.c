@@ -491,9 +491,9 @@ struct sq_wait_iter {
     wi_slot *slots;
     size_t *ready; /* ring of finished, not yet produced indices (capacity n) */
     size_t rhead, rlen;
-    sq_future *next;    /* the pending sq_wait_iter_next_future (our reference) */
-    wi_target *target;  /* its coroutine's result slot, if a coroutine waits */
-    size_t cur;         /* index of the current future; SIZE_MAX: none */
+    sq_future *next;   /* the pending sq_wait_iter_next_future (our reference) */
+    wi_target *target; /* its coroutine's result slot, if a coroutine waits */
+    size_t cur;        /* index of the current future; SIZE_MAX: none */
 };
 
 static void wi_drop_current(sq_wait_iter *it)

@@ -20,8 +20,8 @@ typedef struct waiter {
     struct waiter *prev, *next;
     struct waitlist *list; /* NULL once unlinked */
     sq_future *f;
-    void *item;    /* a queue putter's item */
-    int64_t prio;  /* and its priority (priority queues) */
+    void *item;   /* a queue putter's item */
+    int64_t prio; /* and its priority (priority queues) */
 } waiter;
 
 typedef struct waitlist {
