@@ -69,12 +69,55 @@ sq_future *sq_stream_read_bytes_future(sq_stream *s, size_t n, bool partial);
 /* Everything until the peer closes (at most max_bytes; 0: the stream's max buffer). */
 sq_future *sq_stream_read_until_close_future(sq_stream *s, size_t max_bytes);
 
+/** A compiled pattern for sq_stream_read_until_regex (PCRE2).  Immutable once made: one can
+ *  serve any number of streams, on any thread, for as long as it lives. */
+typedef struct sq_regex sq_regex;
+/** Compile `pattern` once (PCRE2 syntax over bytes, no UTF; inline options such as (?i),
+ *  (?s), (?m) apply), JIT-compiled where PCRE2 can.  Make it at startup and reuse it: reads
+ *  never compile anything.
+ *  @return the regex (free it with sq_regex_free()), or NULL with *err (if non-NULL) set to
+ *  -EINVAL (a bad pattern; PCRE2's message and offset are logged) or -ENOMEM. */
+sq_regex *sq_regex_new(const char *pattern, int *err);
+/** Free a regex.  No read may still be using it.  NULL is a no-op. */
+void sq_regex_free(sq_regex *re);
+/** Up to and including the end of the first match of `re` in the buffered data (Tornado's
+ *  read_until_regex): status = length, value = the data (into the stream buffer, as for
+ *  read_until).  The match may end anywhere in the data and may span any number of reads;
+ *  empty matches do not count (a pattern that can match "" matches its first non-empty
+ *  occurrence).  Data is searched incrementally with PCRE2 partial matching: each read
+ *  resumes from the earliest offset where a match may still begin, so a long message costs
+ *  linear time unless the pattern keeps a partial match open (`a.*b` after an `a` rescans
+ *  from that `a`).  `re` must outlive the read.
+ *  @return a future failing with -EMSGSIZE if max_bytes (0: the stream's max buffer) pass
+ *  without a match or the match ends past them (the data stays buffered, as for
+ *  read_until); -EINVAL if re is NULL; -E2BIG if the pattern hits PCRE2's match limits;
+ *  the stream errors otherwise.  NULL on -ENOMEM. */
+sq_future *sq_stream_read_until_regex_future(sq_stream *s, const sq_regex *re, size_t max_bytes);
+/** Read into the caller's `buf` (Tornado's read_into): exactly n bytes, or with `partial`
+ *  whatever is available (at least 1 byte, at most n).  Buffered bytes are copied first; the
+ *  rest is read from the socket straight into buf.  status = bytes stored, value = buf.
+ *  buf must stay valid until the future resolves.  A read_into that fails (the stream
+ *  closes before n bytes) or is cancelled (sq_with_timeout) gives the bytes it had received
+ *  back to the stream buffer, so a later read gets them: nothing is lost (buf's content is
+ *  then unspecified).  n may exceed the stream's max buffer.
+ *  @return a future with the stream errors (SQ_ECLOSED …), -EINVAL (buf NULL, n > 0),
+ *  SQ_EBUSY_READ; NULL on -ENOMEM. */
+sq_future *sq_stream_read_into_future(sq_stream *s, void *buf, size_t n, bool partial);
+
 /* --- reads (coroutines): return the length (>= 0) or a negative error; *data is set ---- */
 
 ssize_t sq_stream_read_until(sq_stream *s, const void *delim, size_t dlen, size_t max_bytes,
                              const char **data);
 ssize_t sq_stream_read_bytes(sq_stream *s, size_t n, bool partial, const char **data);
 ssize_t sq_stream_read_until_close(sq_stream *s, size_t max_bytes, const char **data);
+/** Coroutine form of sq_stream_read_until_regex_future().
+ *  @return the length through the end of the match (*data points at it), or a negative
+ *  error (-EMSGSIZE, SQ_ECLOSED …, SQ_ENOTCORO outside a coroutine). */
+ssize_t sq_stream_read_until_regex(sq_stream *s, const sq_regex *re, size_t max_bytes,
+                                   const char **data);
+/** Coroutine form of sq_stream_read_into_future().
+ *  @return the number of bytes stored in buf (n unless partial), or a negative error. */
+ssize_t sq_stream_read_into(sq_stream *s, void *buf, size_t n, bool partial);
 
 /* --- writes ---------------------------------------------------------------------------- */
 

@@ -25,9 +25,10 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "stream/regex.h"
 #include "transport/transport.h"
 
-enum { R_NONE, R_UNTIL, R_BYTES, R_CLOSE };
+enum { R_NONE, R_UNTIL, R_BYTES, R_CLOSE, R_REGEX, R_INTO };
 
 #define RBUF_INITIAL 4096u
 #define READ_MIN     4096u
@@ -65,9 +66,14 @@ struct sq_stream {
     /* the pending read */
     int rkind;
     sq_future *rfut;
-    size_t rmax;    /* R_UNTIL / R_CLOSE: max bytes; R_BYTES: n */
-    bool rpartial;  /* R_BYTES */
-    size_t scanned; /* R_UNTIL: bytes from rstart already searched for the delimiter */
+    size_t rmax;        /* R_UNTIL / R_CLOSE / R_REGEX: max bytes; R_BYTES / R_INTO: n */
+    bool rpartial;      /* R_BYTES / R_INTO */
+    size_t scanned;     /* R_UNTIL: bytes from rstart already searched for the delimiter;
+                         * R_REGEX: where (from rstart) a match may still begin */
+    const sq_regex *re; /* R_REGEX */
+    void *md;           /* its PCRE2 match data, made on first use, kept for the next ones */
+    char *into;         /* R_INTO: the caller's buffer (rmax bytes) and how much it holds */
+    size_t into_got;
     size_t dlen;
     char *delim;
     char delim_inline[DELIM_INLINE];
@@ -193,8 +199,31 @@ void sq_stream_set_high_water(sq_stream *s, size_t bytes)
 
 /* --- closing --------------------------------------------------------------------------- */
 
+/* A read_into that ends without completing gives back what it had received: it goes to the
+ * front of the (then empty) read buffer, so the next read sees it and nothing is lost. */
+static void into_put_back(sq_stream *s)
+{
+    size_t got = s->into_got;
+    s->into_got = 0;
+    if (!got) return;
+    s->rstart = s->rend = 0; /* a pending read_into has taken everything that was buffered */
+    if (s->rcap < got) {
+        char *nb = malloc(got);
+        if (!nb) {
+            sq_log(SQ_LOG_ERROR, "sq_stream_read_into: out of memory, %zu bytes lost", got);
+            return;
+        }
+        free(s->rbuf);
+        s->rbuf = nb;
+        s->rcap = got;
+    }
+    memcpy(s->rbuf, s->into, got);
+    s->rend = got;
+}
+
 static void fail_read(sq_stream *s, int err)
 {
+    if (s->rkind == R_INTO) into_put_back(s);
     sq_future *f = s->rfut;
     s->rfut = NULL;
     s->rkind = R_NONE;
@@ -210,6 +239,19 @@ static void finish_read(sq_stream *s, size_t len)
     s->rkind = R_NONE;
     s->consume = len;
     sq_future_resolve(f, (int64_t)len, s->rbuf ? s->rbuf + s->rstart : (char *)"");
+    sq_future_release(f);
+}
+
+static void finish_into(sq_stream *s)
+{
+    sq_future *f = s->rfut;
+    size_t got = s->into_got;
+    char *buf = s->into;
+    s->rfut = NULL;
+    s->rkind = R_NONE;
+    s->into = NULL;
+    s->into_got = 0;
+    sq_future_resolve(f, (int64_t)got, buf);
     sq_future_release(f);
 }
 
@@ -269,6 +311,7 @@ static void stream_destroy(sq_stream *s)
     free(s->wbuf);
     free(s->waiters);
     if (s->delim != s->delim_inline) free(s->delim);
+    sq__regex_md_free(s->md);
     free(s);
 }
 
@@ -306,6 +349,14 @@ static ssize_t read_ready(sq_stream *s)
     }
     case R_CLOSE:
         return avail > s->rmax ? -EMSGSIZE : 0;
+    case R_REGEX: {
+        if (!avail) return 0;
+        size_t end;
+        int r = sq__regex_search(s->re, &s->md, s->rbuf + s->rstart, avail, &s->scanned, &end);
+        if (r < 0) return r;
+        if (r > 0) return end > s->rmax ? -EMSGSIZE : (ssize_t)end;
+        return avail >= s->rmax ? -EMSGSIZE : 0;
+    }
     }
     return 0;
 }
@@ -361,14 +412,44 @@ static size_t read_want(const sq_stream *s)
     return want;
 }
 
+/* read_into: straight into the caller's buffer, no copy through ours. */
+static void do_read_into(sq_stream *s)
+{
+    for (int rounds = 0; rounds < 64 && s->rkind == R_INTO && !s->closed; rounds++) {
+        size_t space = s->rmax - s->into_got;
+        ssize_t n = sq__tp_read(s->fd, s->tp, s->into + s->into_got, space);
+        if (n > 0) {
+            s->into_got += (size_t)n;
+            if (s->rpartial || s->into_got == s->rmax) {
+                finish_into(s);
+                return;
+            }
+            if ((size_t)n < space) return;
+            continue;
+        }
+        if (n == 0) {
+            do_close(s, 0, true);
+            return;
+        }
+        if (n == -EAGAIN) return;
+        do_close(s, (int)n, false);
+        return;
+    }
+}
+
 /* The fd is readable and a read is pending: read until it completes or the fd runs dry. */
 static void do_read(sq_stream *s)
 {
+    if (SQ__UNLIKELY(s->rkind == R_INTO)) {
+        do_read_into(s);
+        return;
+    }
     for (int rounds = 0; rounds < 64 && s->rkind != R_NONE && !s->closed; rounds++) {
         size_t want = read_want(s);
         if (!reserve(s, want)) {
             /* The pending read cannot fit in max_buffer. */
-            if (s->rkind == R_CLOSE || s->rkind == R_UNTIL || !reserve(s, 1)) {
+            if (s->rkind == R_CLOSE || s->rkind == R_UNTIL || s->rkind == R_REGEX ||
+                !reserve(s, 1)) {
                 fail_read(s, -EMSGSIZE);
                 return;
             }
@@ -421,6 +502,10 @@ static void read_cancelled(sq_future *f, void *arg)
 {
     sq_stream *s = arg;
     if (s->rfut != f) return;
+    if (s->rkind == R_INTO) {
+        into_put_back(s);
+        s->into = NULL;
+    }
     s->rfut = NULL;
     s->rkind = R_NONE;
     sq_future_release(f); /* the stream's reference; sq_future_cancel holds its own */
@@ -508,6 +593,50 @@ sq_future *sq_stream_read_until_close_future(sq_stream *s, size_t max_bytes)
     return f;
 }
 
+sq_future *sq_stream_read_until_regex_future(sq_stream *s, const sq_regex *re, size_t max_bytes)
+{
+    bool busy;
+    if (!re) {
+        sq_future *f = sq_future_new(s->loop);
+        if (f) sq_future_set_error(f, -EINVAL);
+        return f;
+    }
+    sq_future *f = begin_read(s, R_REGEX, &busy);
+    if (!f || busy) return f;
+    s->re = re;
+    s->rmax = max_bytes ? max_bytes : s->max_buffer;
+    start_read(s);
+    return f;
+}
+
+sq_future *sq_stream_read_into_future(sq_stream *s, void *buf, size_t n, bool partial)
+{
+    bool busy;
+    if (!buf && n) {
+        sq_future *f = sq_future_new(s->loop);
+        if (f) sq_future_set_error(f, -EINVAL);
+        return f;
+    }
+    sq_future *f = begin_read(s, R_INTO, &busy);
+    if (!f || busy) return f;
+    /* What is buffered already goes first; the rest is read straight into buf. */
+    size_t avail = s->rend - s->rstart, take = avail < n ? avail : n;
+    if (take) memcpy(buf, s->rbuf + s->rstart, take);
+    s->rstart += take;
+    s->into = buf;
+    s->into_got = take;
+    s->rmax = n;
+    s->rpartial = partial;
+    if (n == 0 || (partial ? take > 0 : take == n)) {
+        enter(s);
+        finish_into(s);
+        leave(s);
+        return f;
+    }
+    start_read(s);
+    return f;
+}
+
 static ssize_t await_read(sq_future *f, const char **data)
 {
     void *v = NULL;
@@ -543,6 +672,20 @@ ssize_t sq_stream_read_until_close(sq_stream *s, size_t max_bytes, const char **
     if (data) *data = NULL;
     if (!check_coro("sq_stream_read_until_close")) return SQ_ENOTCORO;
     return await_read(sq_stream_read_until_close_future(s, max_bytes), data);
+}
+
+ssize_t sq_stream_read_until_regex(sq_stream *s, const sq_regex *re, size_t max_bytes,
+                                   const char **data)
+{
+    if (data) *data = NULL;
+    if (!check_coro("sq_stream_read_until_regex")) return SQ_ENOTCORO;
+    return await_read(sq_stream_read_until_regex_future(s, re, max_bytes), data);
+}
+
+ssize_t sq_stream_read_into(sq_stream *s, void *buf, size_t n, bool partial)
+{
+    if (!check_coro("sq_stream_read_into")) return SQ_ENOTCORO;
+    return await_read(sq_stream_read_into_future(s, buf, n, partial), NULL);
 }
 
 /* --- writing --------------------------------------------------------------------------- */
