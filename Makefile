@@ -17,7 +17,7 @@ PORT     ?= 8888
 
 # Debian packages the library, the examples and the demo need (`make run`).
 DEB_PKGS := build-essential cmake pkg-config libcmocka-dev libssl-dev zlib1g-dev libpcre2-dev \
-            libjansson-dev libcurl4-openssl-dev libnghttp2-dev
+            libjansson-dev libcurl4-openssl-dev libnghttp2-dev libhiredis-dev
 # What `make test` needs on top: clang for the fuzz targets, the real peers the tests talk
 # to (curl, the openssl CLI for s_client and test certificates, h2load and Python's h2 for
 # HTTP/2, Python's websockets and Tornado, nginx, Node.js with npm for ws and playwright-core
@@ -26,7 +26,7 @@ DEB_PKGS := build-essential cmake pkg-config libcmocka-dev libssl-dev zlib1g-dev
 NPM_PKG   := $(if $(shell command -v npm 2>/dev/null),,npm)
 TEST_PKGS := python3 procps curl clang libclang-rt-14-dev nginx-light python3-websockets \
              nodejs chromium $(NPM_PKG) wrk strace python3-tornado openssl nghttp2-client \
-             python3-h2
+             python3-h2 redis-server
 # What `make bench` needs on top of both (load generator and the peers it is compared with).
 BENCH_PKGS := wrk nginx-light h2o nodejs python3-tornado gnuplot-nox valgrind strace
 

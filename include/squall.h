@@ -1,5 +1,5 @@
 /* squall.h — everything: the loop, coroutines, futures, streams, executor, sync, the HTTP
- * parser and utilities, the HTTP/1.1 server and the web framework. */
+ * parser and utilities, the HTTP/1.1 server and the web framework, the HTTP and Redis clients. */
 #ifndef SQUALL_H
 #define SQUALL_H
 
@@ -17,5 +17,6 @@
 #include "squall/web.h"
 #include "squall/websocket.h"
 #include "squall/client.h"
+#include "squall/redis.h"
 
 #endif

@@ -25,6 +25,8 @@ enum {
     SQ_EHTTP = -20103,          /* the server answered with an HTTP status >= 400 */
     SQ_EQUEUE_TIMEOUT = -20104, /* a fetch waited too long for a free slot (max_clients) */
     SQ_ECURL = -20105,          /* another libcurl failure (details logged at debug level) */
+    /* Redis client (squall/redis.h) */
+    SQ_EREDIS = -20201, /* the server answered with an error reply (carried as the value) */
 };
 
 /* A static, human-readable description of a negative errno or squall code. */

@@ -30,6 +30,8 @@ const char *sq_strerror(int err)
         return "timed out waiting in the HTTP client's queue";
     case SQ_ECURL:
         return "HTTP client (libcurl) failure";
+    case SQ_EREDIS:
+        return "Redis error reply";
     default:
         break;
     }
