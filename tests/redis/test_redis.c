@@ -27,6 +27,8 @@ typedef struct redis_srv {
     char sock[320];
     const char *password;
     bool unix_only;
+    int tls_port;       /* also listen with TLS here (0: no) */
+    const char *fixdir; /* the TLS fixtures (server.pem, server.key, ca.pem) */
 } redis_srv;
 
 static const char *redis_bin(void)
@@ -103,6 +105,17 @@ static void srv_spawn(redis_srv *s)
     if (s->password) {
         argv[n++] = "--requirepass";
         argv[n++] = s->password;
+    }
+    char tport[16], cert[512], key[512], ca[512];
+    if (s->tls_port) {
+        snprintf(tport, sizeof tport, "%d", s->tls_port);
+        snprintf(cert, sizeof cert, "%s/server.pem", s->fixdir);
+        snprintf(key, sizeof key, "%s/server.key", s->fixdir);
+        snprintf(ca, sizeof ca, "%s/ca.pem", s->fixdir);
+        const char *more[] = {"--tls-port",         tport, "--tls-cert-file",    cert,
+                              "--tls-key-file",     key,   "--tls-ca-cert-file", ca,
+                              "--tls-auth-clients", "no"};
+        for (size_t i = 0; i < sizeof more / sizeof *more; i++) argv[n++] = more[i];
     }
     argv[n] = NULL;
     fflush(NULL);
@@ -1013,6 +1026,62 @@ static void test_loop_freed_under_clients(void **state)
     srv_stop(&s);
 }
 
+/* --- rediss:// ---------------------------------------------------------------------------- */
+
+static const char *fixtures(void)
+{
+    static char dir[1024];
+    const char *src = getenv("SQ_SOURCE_DIR"), *bld = getenv("SQ_BUILD_DIR");
+    snprintf(dir, sizeof dir, "%s/tls-fixtures", bld ? bld : ".");
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "sh '%s/tests/tls/mkcerts.sh' '%s'", src ? src : "../..", dir);
+    return system(cmd) == 0 ? dir : NULL;
+}
+
+static void *tls_coro(void *arg)
+{
+    redis_srv *s = arg;
+    char url[128], ca[1100];
+    snprintf(url, sizeof url, "rediss://127.0.0.1:%d/1", s->tls_port);
+    snprintf(ca, sizeof ca, "%s/ca.pem", s->fixdir);
+    int e;
+    sq_tls_options to = {.ca_file = ca};
+    sq_tls_context *ctx = sq_tls_client_context_new(&to, &e);
+    assert_non_null(ctx);
+    sq_redis_options o = {.tls = ctx};
+    sq_redis *r = connect_ok(url, &o);
+    sq_tls_context_free(ctx); /* the client keeps its own reference */
+    assert_true(client_db_is(r, 1));
+    expect_str(ok(r, sq_redis_cmd(r, &e, "SET %s %s", "secure", "yes"), &e), SQ_REDIS_REPLY_STATUS,
+               "OK");
+    sq_redis_reply *rep = ok(r, sq_redis_cmd(r, &e, "CLIENT INFO"), &e);
+    sq_redis_reply_free(rep);
+    sq_redis_free(r);
+    /* the system CA store does not know the test CA */
+    assert_null(sq_redis_connect(url, NULL, &e));
+    assert_int_equal(e, SQ_ETLS);
+    return NULL;
+}
+
+static void test_tls(void **state)
+{
+    NEED_REDIS();
+    const char *dir = fixtures();
+    if (!dir) fail_msg("mkcerts.sh failed");
+    redis_srv s;
+    memset(&s, 0, sizeof s);
+    snprintf(s.dir, sizeof s.dir, "/tmp/sq-redis-XXXXXX");
+    assert_non_null(mkdtemp(s.dir));
+    s.port = free_port();
+    s.tls_port = free_port();
+    s.fixdir = dir;
+    srv_spawn(&s);
+    sq_log_set_level(SQ_LOG_ERROR);
+    run(tls_coro, &s, 30);
+    sq_log_set_level(SQ_LOG_INFO);
+    srv_stop(&s);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "sub-child") == 0) return sub_child(argv[2]);
@@ -1025,6 +1094,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_timeouts),
         cmocka_unit_test(test_unix),
         cmocka_unit_test(test_auth_select),
+        cmocka_unit_test(test_tls),
         cmocka_unit_test(test_pubsub_two_processes),
         cmocka_unit_test(test_reconnect),
         cmocka_unit_test(test_early_free),
