@@ -324,6 +324,18 @@ int main(int argc, char **argv)
         sq_app_free(app);
         return 1;
     }
+    /* The chat room shared through Redis (every process and host on it sees one room), or
+     * kept in this process (the default: nothing else needs to run). */
+    const char *redis_url = getenv("SQUALL_DEMO_REDIS");
+    if (redis_url && *redis_url) {
+        rc = demo_chat_use_redis(loop, redis_url);
+        if (rc < 0) {
+            fprintf(stderr, "demo: --redis %s: %s\n", redis_url, sq_strerror(rc));
+            sq_app_free(app);
+            return 1;
+        }
+        printf("chat shared through %s\n", redis_url);
+    }
     printf("listening on port %d\n", sq_http_server_port(sq_app_server(app)));
     /* HTTPS beside it: 8443, or an ephemeral port when HTTP has one (tests) */
     const char *hp = getenv("SQUALL_DEMO_HTTPS_PORT");
@@ -354,6 +366,7 @@ int main(int argc, char **argv)
         sq_future_release(down[i]);
     }
     sq_app_free(app);
+    demo_chat_shutdown();
     demo_client_free();
     if (offload_pool) sq_executor_free(offload_pool);
     return rc < 0 ? 1 : 0;

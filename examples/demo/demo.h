@@ -20,5 +20,11 @@ extern sq_ws_class demo_prime_ws;
  * page /chat, GET /chat/poll?cursor=N[&timeout=S] and POST /chat/send (field "text"). */
 extern sq_ws_class demo_chat_ws;
 extern const sq_handler_class demo_chat_page, demo_chat_poll, demo_chat_send;
+/* Share the room through the Redis at `url` (redis://, rediss://, unix://) instead of
+ * keeping it in this process; call it in every process (after sq_fork_processes).  Starts
+ * connecting in the background; -EINVAL for a bad URL. */
+int demo_chat_use_redis(sq_loop *loop, const char *url);
+/* Close the Redis connections and free the history (at exit). */
+void demo_chat_shutdown(void);
 
 #endif
