@@ -334,9 +334,9 @@ int main(int argc, char **argv)
             sq_app_free(app);
             return 1;
         }
-        printf("chat shared through %s\n", redis_url);
     }
     printf("listening on port %d\n", sq_http_server_port(sq_app_server(app)));
+    if (redis_url && *redis_url) printf("chat shared through %s\n", redis_url);
     /* HTTPS beside it: 8443, or an ephemeral port when HTTP has one (tests) */
     const char *hp = getenv("SQUALL_DEMO_HTTPS_PORT");
     int https_port = hp ? atoi(hp) : port == 0 ? 0 : 8443;
