@@ -1,12 +1,14 @@
 /* demo: a tour of squall's web framework (what `make run` starts).
  *
- *   $ build/release/examples/demo [port] [static-dir]
+ *   $ build/release/examples/demo [--port=8888] [--processes=N] [--redis=URL] … [port] [static-dir]
  *   listening on port 8888
  *
- * It serves HTTPS on 8443 too (SQUALL_DEMO_HTTPS_PORT: another port, "off": none), with
- * SQUALL_DEMO_TLS_CERT and SQUALL_DEMO_TLS_KEY (PEM files) or else a self-signed
- * certificate made at first start next to the build (build/<dir>/demo-tls/).
- * SQUALL_DEMO_TLS_HANDSHAKE_TIMEOUT (seconds) shortens the TLS handshake timeout.
+ * `demo --help` lists the options (squall/options.h); a `--config=FILE` of `name = value`
+ * lines gives them too.  It serves HTTPS on 8443 too (--https-port: another port, "off":
+ * none), with --tls-cert and --tls-key (PEM files) or else a self-signed certificate made at
+ * first start next to the build (build/<dir>/demo-tls/).  The environment variables
+ * SQUALL_DEMO_HTTPS_PORT, SQUALL_DEMO_TLS_CERT/_KEY, SQUALL_DEMO_TLS_HANDSHAKE_TIMEOUT,
+ * SQUALL_DEMO_WRITE_TIMEOUT and SQUALL_DEMO_REDIS are the options' defaults.
  *
  * Then open http://127.0.0.1:8888/ — every route is linked from there.  Try
  * `curl localhost:8888/sync & curl localhost:8888/` (the second one waits: /sync blocks the
@@ -209,13 +211,13 @@ static bool is_dir(const char *p)
 
 /* The static folder: argv[2], else examples/demo/static below the working directory (what
  * `make run` uses), else next to the source tree as seen from build/<dir>/examples/demo. */
-static const char *static_dir(int argc, char **argv)
+static const char *static_dir(const char *given)
 {
     static char buf[PATH_MAX];
-    if (argc > 2) {
-        snprintf(buf, sizeof buf, "%s/examples/demo/static", argv[2]);
+    if (given && *given) {
+        snprintf(buf, sizeof buf, "%s/examples/demo/static", given);
         if (is_dir(buf)) return buf;
-        return argv[2];
+        return given;
     }
     if (is_dir("examples/demo/static")) return "examples/demo/static";
     char exe[PATH_MAX - 64];
@@ -230,29 +232,26 @@ static const char *static_dir(int argc, char **argv)
     return "examples/demo/static";
 }
 
-/* SQUALL_DEMO_WRITE_TIMEOUT (seconds): how long a client may leave our output unread
- * before it is dropped, for HTTP and both WebSocket routes (tests shorten it). */
-static double write_timeout_from_env(void)
+/* An environment variable as a number (the default of an option), 0 when unset or bad. */
+static double env_seconds(const char *name)
 {
-    const char *s = getenv("SQUALL_DEMO_WRITE_TIMEOUT");
+    const char *s = getenv(name);
     double t = s ? strtod(s, NULL) : 0;
     return t > 0 ? t : 0;
 }
 
-/* SQUALL_DEMO_TLS_HANDSHAKE_TIMEOUT (seconds): how long a TLS handshake may take before the
- * connection is dropped (tests shorten it); unset: the header timeout (30 s). */
-static double tls_handshake_timeout_from_env(void)
+static const char *env_or(const char *name, const char *dflt)
 {
-    const char *s = getenv("SQUALL_DEMO_TLS_HANDSHAKE_TIMEOUT");
-    double t = s ? strtod(s, NULL) : 0;
-    return t > 0 ? t : 0;
+    const char *s = getenv(name);
+    return s && *s ? s : dflt;
 }
 
 /* The HTTPS side: the certificate from the environment, or the demo's own self-signed one
  * (made at first start in build/<dir>/demo-tls).  NULL when HTTPS is off or impossible. */
-static sq_tls_context *demo_tls(void)
+static sq_tls_context *demo_tls(const char *cert, const char *key)
 {
-    const char *cert = getenv("SQUALL_DEMO_TLS_CERT"), *key = getenv("SQUALL_DEMO_TLS_KEY");
+    if (cert && !*cert) cert = NULL;
+    if (key && !*key) key = NULL;
     char cert_buf[PATH_MAX], key_buf[PATH_MAX], fp[DEMO_TLS_FINGERPRINT_LEN] = "";
     if (!cert || !key) {
         char dir[PATH_MAX - 64];
@@ -281,15 +280,92 @@ static sq_tls_context *demo_tls(void)
     return tls;
 }
 
+/* The demo's options (squall/options.h): `demo --help` lists them. */
+static struct {
+    int port, processes;
+    const char *https_port, *tls_cert, *tls_key, *redis, *static_dir;
+    double write_timeout, tls_handshake_timeout;
+} opt = {.port = 8888, .processes = 1};
+
+static sq_options *demo_options(int argc, char **argv)
+{
+    opt.https_port = env_or("SQUALL_DEMO_HTTPS_PORT", "8443");
+    opt.tls_cert = env_or("SQUALL_DEMO_TLS_CERT", "");
+    opt.tls_key = env_or("SQUALL_DEMO_TLS_KEY", "");
+    opt.redis = env_or("SQUALL_DEMO_REDIS", "");
+    opt.static_dir = "";
+    opt.write_timeout = env_seconds("SQUALL_DEMO_WRITE_TIMEOUT");
+    opt.tls_handshake_timeout = env_seconds("SQUALL_DEMO_TLS_HANDSHAKE_TIMEOUT");
+    sq_options *o = sq_options_new("demo", "squall's demo application: every route is linked "
+                                           "from http://127.0.0.1:PORT/.  Positional "
+                                           "arguments, if any, are PORT and STATIC-DIR.");
+    const sq_option list[] = {
+        {.name = "port", .type = SQ_OPT_INT, .value = &opt.port, .help = "HTTP port (0: any free one)"},
+        {.name = "https-port", .type = SQ_OPT_STRING, .value = &opt.https_port, .metavar = "PORT|off",
+         .help = "HTTPS port (0: any free one; the default is 0 when --port is 0)"},
+        {.name = "tls-cert", .type = SQ_OPT_STRING, .value = &opt.tls_cert, .metavar = "FILE",
+         .help = "PEM certificate for HTTPS (default: a self-signed one made at first start)"},
+        {.name = "tls-key", .type = SQ_OPT_STRING, .value = &opt.tls_key, .metavar = "FILE",
+         .help = "its PEM private key"},
+        {.name = "processes", .type = SQ_OPT_INT, .value = &opt.processes,
+         .help = "worker processes sharing the ports (0: one per CPU)"},
+        {.name = "redis", .type = SQ_OPT_STRING, .value = &opt.redis, .metavar = "URL",
+         .help = "share the chat through this Redis (redis://host:port/db, unix:///path); "
+                 "empty: the chat stays in each process"},
+        {.name = "static-dir", .type = SQ_OPT_STRING, .value = &opt.static_dir, .metavar = "DIR",
+         .help = "the static files (default: examples/demo/static)"},
+        {.name = "write-timeout", .type = SQ_OPT_DOUBLE, .value = &opt.write_timeout, .group = "Limits",
+         .help = "seconds a client may leave our output unread (0: the server's default)"},
+        {.name = "tls-handshake-timeout", .type = SQ_OPT_DOUBLE, .value = &opt.tls_handshake_timeout,
+         .group = "Limits", .help = "seconds a TLS handshake may take (0: the header timeout)"},
+    };
+    for (size_t i = 0; o && i < sizeof list / sizeof list[0]; i++)
+        if (sq_options_add(o, &list[i]) < 0) {
+            sq_options_free(o);
+            o = NULL;
+        }
+    if (!o || sq_options_add_logging(o) < 0) {
+        fprintf(stderr, "demo: out of memory\n");
+        exit(1);
+    }
+    sq_options_parse_or_exit(o, argc, argv);
+    /* the positional forms `demo PORT [STATIC-DIR]` (make run, older scripts) */
+    if (sq_options_nargs(o) > 0) opt.port = atoi(sq_options_arg(o, 0));
+    if (sq_options_nargs(o) > 1) opt.static_dir = sq_options_arg(o, 1);
+    if (sq_options_nargs(o) > 2) {
+        fprintf(stderr, "demo: too many arguments (--help lists the options)\n");
+        exit(2);
+    }
+    if (!sq_options_is_set(o, "https-port") && !getenv("SQUALL_DEMO_HTTPS_PORT") && opt.port == 0)
+        opt.https_port = "0";
+    return o;
+}
+
 int main(int argc, char **argv)
 {
-    int port = argc > 1 ? atoi(argv[1]) : 8888;
-    double wt = write_timeout_from_env();
+    sq_options *options = demo_options(argc, argv);
+    int port = opt.port;
+    if (opt.processes != 1) {
+        if (port == 0) {
+            fprintf(stderr, "demo: --processes needs a fixed --port (they share it)\n");
+            sq_options_free(options);
+            return 2;
+        }
+        /* The workers each listen on the same ports (SO_REUSEPORT); this process watches
+         * them, restarts one that dies, and exits with them. */
+        int rc = sq_fork_processes(opt.processes, 100);
+        if (rc < 0) {
+            fprintf(stderr, "demo: --processes: %s\n", sq_strerror(rc));
+            sq_options_free(options);
+            return 1;
+        }
+    }
+    double wt = opt.write_timeout;
     /* Thousands of clients (long polls, WebSockets) need more than Debian's 1024 files. */
     sq_raise_fd_limit();
     demo_prime_ws.settings.write_timeout = wt;
     demo_chat_ws.settings.write_timeout = wt;
-    const char *dir = static_dir(argc, argv);
+    const char *dir = static_dir(opt.static_dir);
     const sq_route routes[] = {
         {"/", &(sq_handler_class){.get = index_get}, "index", NULL},
         {"/sync", &(sq_handler_class){.get = sync_get}, NULL, NULL},
@@ -313,34 +389,40 @@ int main(int argc, char **argv)
         .cookie_secret = "squall-demo-secret-do-not-use-in-production",
         .http = {.gzip = true,
                  .write_timeout = wt,
-                 .tls_handshake_timeout = tls_handshake_timeout_from_env()},
+                 .tls_handshake_timeout = opt.tls_handshake_timeout,
+                 .reuseport = opt.processes != 1},
     };
     sq_loop *loop = sq_loop_default();
     sq_app *app = sq_app_new(routes, &settings);
-    if (!app) return 1;
+    if (!app) {
+        sq_options_free(options);
+        return 1;
+    }
     int rc = sq_app_listen(app, port, NULL);
     if (rc < 0) {
         fprintf(stderr, "demo: cannot listen on port %d: %s\n", port, sq_strerror(rc));
         sq_app_free(app);
+        sq_options_free(options);
         return 1;
     }
     /* The chat room shared through Redis (every process and host on it sees one room), or
      * kept in this process (the default: nothing else needs to run). */
-    const char *redis_url = getenv("SQUALL_DEMO_REDIS");
+    const char *redis_url = opt.redis;
     if (redis_url && *redis_url) {
         rc = demo_chat_use_redis(loop, redis_url);
         if (rc < 0) {
             fprintf(stderr, "demo: --redis %s: %s\n", redis_url, sq_strerror(rc));
             sq_app_free(app);
+            sq_options_free(options);
             return 1;
         }
     }
     printf("listening on port %d\n", sq_http_server_port(sq_app_server(app)));
     if (redis_url && *redis_url) printf("chat shared through %s\n", redis_url);
     /* HTTPS beside it: 8443, or an ephemeral port when HTTP has one (tests) */
-    const char *hp = getenv("SQUALL_DEMO_HTTPS_PORT");
-    int https_port = hp ? atoi(hp) : port == 0 ? 0 : 8443;
-    sq_tls_context *tls = hp && !strcmp(hp, "off") ? NULL : demo_tls();
+    const char *hp = opt.https_port;
+    int https_port = atoi(hp);
+    sq_tls_context *tls = !strcmp(hp, "off") ? NULL : demo_tls(opt.tls_cert, opt.tls_key);
     if (tls) {
         rc = sq_app_listen_tls(app, https_port, NULL, tls);
         if (rc < 0)
@@ -369,5 +451,6 @@ int main(int argc, char **argv)
     demo_chat_shutdown();
     demo_client_free();
     if (offload_pool) sq_executor_free(offload_pool);
+    sq_options_free(options);
     return rc < 0 ? 1 : 0;
 }

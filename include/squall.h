@@ -1,5 +1,5 @@
 /* squall.h — everything: the loop, coroutines, futures, streams, executor, sync, the HTTP
- * parser and utilities, the HTTP/1.1 server and the web framework, the HTTP and Redis clients. */
+ * parser and utilities, the HTTP/1.1 server and the web framework, the HTTP and Redis clients, options. */
 #ifndef SQUALL_H
 #define SQUALL_H
 
@@ -18,5 +18,6 @@
 #include "squall/websocket.h"
 #include "squall/client.h"
 #include "squall/redis.h"
+#include "squall/options.h"
 
 #endif

@@ -85,6 +85,11 @@ struct sq_loop {
     size_t future_free_len;
 };
 
+/* The logger's own line writer (the handler, or stderr with or without colours), for lines
+ * formatted elsewhere and longer than sq_log's 1 KiB; and whether `level` is logged. */
+void sq__log_line(int level, const char *msg);
+bool sq__log_enabled(int level);
+
 /* Called by backends for each ready watcher. */
 void sq__io_dispatch(sq_loop *loop, sq_io *io, unsigned events);
 

@@ -44,6 +44,34 @@ void sq_log_set_handler(sq_log_fn fn, void *arg);
 void sq_log_set_level(int level);
 int sq_log_get_level(void);
 
+/** Colours of the default (stderr) log handler. */
+enum {
+    SQ_LOG_COLOR_AUTO, /**< coloured when stderr is a terminal (the default) */
+    SQ_LOG_COLOR_ON,   /**< always coloured */
+    SQ_LOG_COLOR_OFF,  /**< never coloured */
+};
+/** Choose when the default handler colours its lines.  Coloured lines look like Tornado's,
+ *  `[I 261205 01:02:03 squall] message` with the bracket in the level's colour (debug blue,
+ *  info green, warning yellow, error red); plain lines stay `squall: INFO: message`. */
+void sq_log_set_color(int mode);
+/** The colour mode (SQ_LOG_COLOR_AUTO, _ON or _OFF). */
+int sq_log_get_color(void);
+
+/** Formats of the HTTP servers' access log (one line per request, see sq_http_settings). */
+enum {
+    SQ_ACCESS_LOG_TEXT,     /**< `200 GET /path (127.0.0.1) 0.12ms` (the default) */
+    SQ_ACCESS_LOG_COMBINED, /**< Apache/nginx combined: `ip - - [date] "GET /p HTTP/1.1" 200
+                                 123 "referer" "user-agent"` (quotes and control bytes as
+                                 \xHH, as nginx writes them) */
+    SQ_ACCESS_LOG_JSON,     /**< one JSON object per line: time, remote, method, uri,
+                                 version, status, bytes, duration_ms, referer, user_agent */
+};
+/** Choose the access-log line format for every server of the process (the --log-format
+ *  option).  Unknown values are ignored. */
+void sq_log_set_access_format(int format);
+/** The access-log format (SQ_ACCESS_LOG_TEXT, _COMBINED or _JSON). */
+int sq_log_get_access_format(void);
+
 #ifdef __cplusplus
 }
 #endif

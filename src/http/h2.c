@@ -369,6 +369,7 @@ static int take_body(sq__h2_stream *st)
 {
     sq__http_req *r = &st->r;
     if (!r->body.len) return 0;
+    r->body_sent += r->body.len;
     if (!st->out.len) {
         sq__buf t = st->out; /* swap: no copy */
         st->out = r->body;
@@ -591,6 +592,7 @@ int sq__h2_sendfile(sq__http_req *r, int fd, off_t offset, size_t len)
             return n < 0 ? -errno : -EIO;
         }
         st->out.len += (size_t)n;
+        r->body_sent += (uint64_t)n;
         count_out(st);
         offset += n;
         len -= (size_t)n;
@@ -713,23 +715,13 @@ ssize_t sq__h2_read_body_chunk(sq__http_req *r, const char **data)
 
 /* --- the handler's coroutine ------------------------------------------------------------------ */
 
-static void access_log(sq__h2_stream *st)
-{
-    sq__http_req *r = &st->r;
-    int code = r->status;
-    double ms = ((double)sq__mono_ns() / 1e9 - r->pub.start_time) * 1000.0;
-    sq_log(code < 400 ? SQ_LOG_INFO : code < 500 ? SQ_LOG_WARNING : SQ_LOG_ERROR,
-           "%d %.*s %.*s (%s) %.2fms h2", code, (int)r->pub.method.len, r->pub.method.ptr,
-           (int)r->pub.uri.len, r->pub.uri.ptr, r->pub.remote_ip, ms);
-}
-
 /* The response is done (the handler returned, or a detached request finished). */
 static void stream_complete(sq__h2_stream *st)
 {
     sq__h2 *h2 = st->h2;
     sq__http_req *r = &st->r;
     /* logged first: finishing the last stream after a GOAWAY may close the connection */
-    if (!h2->c->closed && h2->c->srv && h2->c->srv->s.access_log) access_log(st);
+    if (!h2->c->closed && h2->c->srv && h2->c->srv->s.access_log) sq__http_access_log(&st->r);
     if (!(r->rflags & RESP_FINISHED)) sq__h2_finish(r);
     r->active = false;
     if (!h2->c->closed && st->open && !st->in_done) {

@@ -92,6 +92,7 @@ typedef struct sq__http_req {
     char remote_ip[48];
     /* response */
     int status;
+    uint64_t body_sent; /* response body bytes handed to the output (the access log's) */
     const char *reason; /* NULL: the standard phrase; else reason_buf.ptr */
     unsigned rflags;
     sq__buf hdrs;       /* "Name: value\r\n" lines set by the handler */
@@ -184,6 +185,9 @@ static inline bool sq__http_resp_no_body(const sq__http_req *r)
 
 /* response.c */
 void sq__http_resp_reset(sq__http_req *r);
+/* One access-log line for a finished request, in the format sq_log_set_access_format chose
+ * (HTTP/1.x and HTTP/2 alike). */
+void sq__http_access_log(const sq__http_req *r);
 /* Append the response (head and buffered body) to conn->out, and mark it finished. */
 int sq__http_resp_finish(sq_http_conn *c, sq__http_req *r);
 /* Append the head for a chunked response and the body so far as a chunk. */

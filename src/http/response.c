@@ -228,6 +228,7 @@ static bool valid_value(const char *v)
 void sq__http_resp_reset(sq__http_req *r)
 {
     r->status = 200;
+    r->body_sent = 0;
     r->reason = NULL;
     r->rflags = 0;
     r->hdrs.len = 0;
@@ -563,6 +564,7 @@ int sq__http_resp_flush(sq_http_conn *c, sq__http_req *r)
     }
     if (!no_body && put_chunk(c, r->body.ptr, r->body.len, r->rflags & RESP_CHUNKED) < 0)
         return -ENOMEM;
+    if (!no_body) r->body_sent += r->body.len;
     r->body.len = 0;
     return 0;
 }
@@ -575,6 +577,7 @@ int sq__http_resp_head_len(sq_http_conn *c, sq__http_req *r, uint64_t extra)
     int e = put_head(c, r, (int64_t)(r->body.len + extra), false, close);
     if (e == 0 && !no_body) e = put_chunk(c, r->body.ptr, r->body.len, false);
     if (e < 0) return e;
+    if (!no_body) r->body_sent += r->body.len;
     r->rflags |= RESP_HEAD_SENT | RESP_BODY_DONE;
     r->body.len = 0;
     return 0;
@@ -604,6 +607,7 @@ int sq__http_resp_finish(sq_http_conn *c, sq__http_req *r)
         bool close = sq__http_want_close(c, r);
         e = put_head(c, r, (int64_t)r->body.len, gz, close);
         if (e == 0 && !no_body) e = put_chunk(c, r->body.ptr, r->body.len, false);
+        if (e == 0 && !no_body) r->body_sent += r->body.len;
     }
     r->rflags |= RESP_FINISHED;
     r->body.len = 0;

@@ -691,25 +691,13 @@ bool sq__http_want_close(sq_http_conn *c, sq__http_req *r)
     return close;
 }
 
-static void access_log(sq_http_conn *c, sq__http_req *r)
-{
-    int st = r->status;
-    /* The real clock: the loop's cached one would hide a handler that blocked the loop. */
-    double ms = ((double)sq__mono_ns() / 1e9 - r->pub.start_time) * 1000.0;
-    sq_log(st < 400   ? SQ_LOG_INFO
-           : st < 500 ? SQ_LOG_WARNING
-                      : SQ_LOG_ERROR,
-           "%d %.*s %.*s (%s) %.2fms", st, (int)r->pub.method.len, r->pub.method.ptr,
-           (int)r->pub.uri.len, r->pub.uri.ptr, r->pub.remote_ip, ms);
-}
-
 /* The response is finished: advance the buffer to the next request. */
 static void request_complete(sq_http_conn *c)
 {
     sq__http_req *r = c->req;
     if (!c->closed) {
         if (!(r->rflags & RESP_FINISHED)) sq__http_resp_finish(c, r);
-        if (c->srv->s.access_log) access_log(c, r);
+        if (c->srv->s.access_log) sq__http_access_log(r);
     }
     r->rflags |= RESP_FINISHED;
     r->active = false;
@@ -1430,6 +1418,7 @@ int sq_http_sendfile(sq_http_request *req, int fd, off_t offset, size_t len)
     }
     if (c->tkind == T_WRITE) arm(c, T_NONE, 0);
     update_io(c);
+    r->body_sent += len;
     if (chunked && sq__buf_append(&c->out, "\r\n", 2) < 0) return sendfile_fail(c, -ENOMEM);
     return 0;
 }

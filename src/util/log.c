@@ -2,6 +2,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -42,6 +44,25 @@ const char *sq_strerror(int err)
 static sq_log_fn log_fn;
 static void *log_arg;
 static int log_level = SQ_LOG_INFO;
+static int log_color = SQ_LOG_COLOR_AUTO;
+static int access_format = SQ_ACCESS_LOG_TEXT;
+
+void sq_log_set_color(int mode)
+{
+    if (mode >= SQ_LOG_COLOR_AUTO && mode <= SQ_LOG_COLOR_OFF) log_color = mode;
+}
+int sq_log_get_color(void)
+{
+    return log_color;
+}
+void sq_log_set_access_format(int format)
+{
+    if (format >= SQ_ACCESS_LOG_TEXT && format <= SQ_ACCESS_LOG_JSON) access_format = format;
+}
+int sq_log_get_access_format(void)
+{
+    return access_format;
+}
 
 void sq_log_set_handler(sq_log_fn fn, void *arg)
 {
@@ -58,19 +79,44 @@ int sq_log_get_level(void)
     return log_level;
 }
 
-void sq_log(int level, const char *fmt, ...)
+bool sq__log_enabled(int level)
+{
+    return level >= log_level && level < SQ_LOG_OFF;
+}
+
+void sq__log_line(int level, const char *msg)
 {
     static const char *const names[] = {"DEBUG", "INFO", "WARNING", "ERROR"};
-    if (level < log_level || level >= SQ_LOG_OFF) return;
+    static const char letters[] = "DIWE";
+    static const char *const colors[] = {"34", "32", "33", "31"};
+    if (!sq__log_enabled(level)) return;
+    if (log_fn) {
+        log_fn(level, msg, log_arg);
+        return;
+    }
+    static int tty = -1;
+    if (tty < 0) tty = isatty(STDERR_FILENO);
+    /* One fprintf per line so that lines from several threads do not interleave. */
+    if (log_color == SQ_LOG_COLOR_ON || (log_color == SQ_LOG_COLOR_AUTO && tty)) {
+        time_t now = time(NULL);
+        struct tm tm;
+        char stamp[32];
+        localtime_r(&now, &tm);
+        strftime(stamp, sizeof stamp, "%y%m%d %H:%M:%S", &tm);
+        fprintf(stderr, "\033[%sm[%c %s squall]\033[0m %s\n", colors[level], letters[level], stamp,
+                msg);
+    } else {
+        fprintf(stderr, "squall: %s: %s\n", names[level], msg);
+    }
+}
+
+void sq_log(int level, const char *fmt, ...)
+{
+    if (!sq__log_enabled(level)) return;
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (log_fn) {
-        log_fn(level, msg, log_arg);
-        return;
-    }
-    /* One fprintf per line so that lines from several threads do not interleave. */
-    fprintf(stderr, "squall: %s: %s\n", names[level], msg);
+    sq__log_line(level, msg);
 }

@@ -1,0 +1,236 @@
+/* squall/options.h: typed options from the command line and config files. */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+typedef struct vals {
+    int port;
+    double ratio;
+    bool debug, color;
+    const char *name;
+    int mode;
+} vals;
+
+static const char *const modes[] = {"fast", "safe", "slow", NULL};
+
+static sq_options *make(vals *v)
+{
+    *v = (vals){.port = 8888, .ratio = 0.5, .color = true, .name = "anon", .mode = 1};
+    sq_options *o = sq_options_new("prog", "A test program.");
+    assert_non_null(o);
+    assert_int_equal(sq_options_add(o, &(sq_option){.name = "port", .type = SQ_OPT_INT,
+                                                    .value = &v->port, .help = "the port"}),
+                     0);
+    assert_int_equal(sq_options_add(o, &(sq_option){.name = "ratio", .type = SQ_OPT_DOUBLE,
+                                                    .value = &v->ratio, .help = "a ratio",
+                                                    .group = "Tuning"}),
+                     0);
+    assert_int_equal(sq_options_add(o, &(sq_option){.name = "debug", .type = SQ_OPT_BOOL,
+                                                    .value = &v->debug, .help = "debug mode"}),
+                     0);
+    assert_int_equal(sq_options_add(o, &(sq_option){.name = "color", .type = SQ_OPT_BOOL,
+                                                    .value = &v->color, .help = "colours"}),
+                     0);
+    assert_int_equal(sq_options_add(o, &(sq_option){.name = "user_name", .type = SQ_OPT_STRING,
+                                                    .value = &v->name, .help = "who"}),
+                     0);
+    assert_int_equal(sq_options_add(o, &(sq_option){.name = "mode", .type = SQ_OPT_ENUM,
+                                                    .value = &v->mode, .choices = modes,
+                                                    .help = "how", .group = "Tuning"}),
+                     0);
+    return o;
+}
+
+static int parse(sq_options *o, char *err, size_t errlen, ...)
+{
+    char *argv[32] = {"prog"};
+    int argc = 1;
+    va_list ap;
+    va_start(ap, errlen);
+    for (char *a; argc < 31 && (a = va_arg(ap, char *));) argv[argc++] = a;
+    va_end(ap);
+    return sq_options_parse(o, argc, argv, err, errlen);
+}
+
+static void test_command_line(void **state)
+{
+    vals v;
+    sq_options *o = make(&v);
+    char err[256] = "";
+    assert_int_equal(parse(o, err, sizeof err, "--port=9000", "--ratio", "2.5", "--debug",
+                           "--no-color", "--user-name=ann lee", "--mode", "SLOW", "file1",
+                           "--", "--port=1", NULL),
+                     0);
+    assert_int_equal(v.port, 9000);
+    assert_true(v.ratio == 2.5);
+    assert_true(v.debug);
+    assert_false(v.color);
+    assert_string_equal(v.name, "ann lee");
+    assert_int_equal(v.mode, 2);
+    assert_int_equal(sq_options_nargs(o), 2);
+    assert_string_equal(sq_options_arg(o, 0), "file1");
+    assert_string_equal(sq_options_arg(o, 1), "--port=1"); /* after -- : positional */
+    assert_null(sq_options_arg(o, 2));
+    assert_true(sq_options_is_set(o, "port"));
+    assert_true(sq_options_is_set(o, "user-name")); /* - and _ alike */
+    /* booleans with values */
+    assert_int_equal(parse(o, err, sizeof err, "--debug=no", "--color=ON", NULL), 0);
+    assert_false(v.debug);
+    assert_true(v.color);
+    sq_options_free(o);
+}
+
+static void test_errors(void **state)
+{
+    vals v;
+    sq_options *o = make(&v);
+    char err[256];
+    struct {
+        const char *arg, *arg2, *msg;
+    } cases[] = {
+        {"--port=abc", NULL, "--port: not an integer: 'abc'"},
+        {"--port=99999999999", NULL, "--port: not an integer: '99999999999'"},
+        {"--port=", NULL, "--port: not an integer: ''"},
+        {"--ratio=nan", NULL, "--ratio: not a number: 'nan'"},
+        {"--ratio=1x", NULL, "--ratio: not a number: '1x'"},
+        {"--debug=maybe", NULL, "--debug: not a boolean"},
+        {"--mode=turbo", NULL, "--mode: 'turbo' is not one of fast, safe, slow"},
+        {"--nope", NULL, "unknown option '--nope'"},
+        {"--no-port", NULL, "unknown option '--no-port'"},
+        {"--port", NULL, "--port: a value is needed"},
+        {"--config", NULL, "--config: a file name is needed"},
+        {"--config=/nonexistent/squall.conf", NULL, "/nonexistent/squall.conf: No such file"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        err[0] = '\0';
+        int rc = parse(o, err, sizeof err, cases[i].arg, cases[i].arg2, NULL);
+        assert_true(rc < 0);
+        if (!strstr(err, cases[i].msg)) fail_msg("%s: got '%s'", cases[i].arg, err);
+    }
+    assert_int_equal(v.port, 8888); /* nothing bad was stored */
+    assert_int_equal(parse(o, err, sizeof err, "--port=1", "--help", NULL), 1);
+    assert_int_equal(parse(o, err, sizeof err, "-h", NULL), 1);
+    /* declaration errors */
+    int x = 0;
+    assert_int_equal(sq_options_add(o, &(sq_option){.name = "port", .type = SQ_OPT_INT, .value = &x}),
+                     -EEXIST);
+    assert_int_equal(sq_options_add(o, &(sq_option){.name = "help", .type = SQ_OPT_INT, .value = &x}),
+                     -EEXIST);
+    assert_int_equal(sq_options_add(o, &(sq_option){.name = "a=b", .type = SQ_OPT_INT, .value = &x}),
+                     -EINVAL);
+    assert_int_equal(sq_options_add(o, &(sq_option){.name = "e", .type = SQ_OPT_ENUM, .value = &x}),
+                     -EINVAL);
+    x = 7;
+    assert_int_equal(sq_options_add(o, &(sq_option){.name = "e", .type = SQ_OPT_ENUM, .value = &x,
+                                                    .choices = modes}),
+                     -EINVAL);
+    sq_options_free(o);
+}
+
+static char *write_file(const char *text)
+{
+    static char path[64];
+    strcpy(path, "/tmp/squall-options-XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    return path;
+}
+
+static void test_config_file(void **state)
+{
+    vals v;
+    sq_options *o = make(&v);
+    char err[256] = "", arg[128];
+    const char *path = write_file("# a comment\n"
+                                  "\n"
+                                  "port = 7000\n"
+                                  "  ratio=0.25   # trailing comment\n"
+                                  "user-name = \"two words # not a comment\"\n"
+                                  "mode = 'fast'\n"
+                                  "debug = yes\n");
+    snprintf(arg, sizeof arg, "--config=%s", path);
+    /* the file is read first wherever --config stands: the line overrides it */
+    assert_int_equal(parse(o, err, sizeof err, "--port=7100", arg, NULL), 0);
+    unlink(path);
+    assert_int_equal(v.port, 7100);
+    assert_true(v.ratio == 0.25);
+    assert_string_equal(v.name, "two words # not a comment");
+    assert_int_equal(v.mode, 0);
+    assert_true(v.debug);
+
+    path = write_file("port = 1\nbogus = 2\n");
+    assert_int_equal(sq_options_parse_file(o, path, err, sizeof err), -EINVAL);
+    char want[128];
+    snprintf(want, sizeof want, "%s:2: unknown option 'bogus'", path);
+    assert_string_equal(err, want);
+    unlink(path);
+    path = write_file("port 5\n");
+    assert_int_equal(sq_options_parse_file(o, path, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, ":1: expected 'name = value'"));
+    unlink(path);
+    path = write_file("user_name = \"open\n");
+    assert_int_equal(sq_options_parse_file(o, path, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "unterminated quote"));
+    unlink(path);
+    path = write_file("port = 12x\n");
+    assert_int_equal(sq_options_parse_file(o, path, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, ":1: --port: not an integer: '12x'"));
+    unlink(path);
+    sq_options_free(o);
+}
+
+static void test_help_and_logging(void **state)
+{
+    vals v;
+    sq_options *o = make(&v);
+    assert_int_equal(sq_options_add_logging(o), 0);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    sq_options_help(o, f);
+    fclose(f);
+    const char *want[] = {"Usage: prog [OPTIONS]", "A test program.", "Options:", "Tuning:",
+                          "Logging:", "--port=integer", "the port (default: 8888)",
+                          "--debug, --no-debug", "--mode=fast|safe|slow", "(default: safe)",
+                          "--user_name=string", "(default: anon)",
+                          "--logging=debug|info|warning|error|none", "--log-format=text|combined|json",
+                          "--config=FILE", "--help"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (!strstr(text, want[i])) fail_msg("help lacks '%s':\n%s", want[i], text);
+    /* groups in order of first appearance: Options, Tuning, Logging */
+    assert_true(strstr(text, "Options:") < strstr(text, "Tuning:"));
+    assert_true(strstr(text, "Tuning:") < strstr(text, "Logging:"));
+    free(text);
+
+    int level = sq_log_get_level(), fmt = sq_log_get_access_format(), col = sq_log_get_color();
+    char err[128];
+    assert_int_equal(parse(o, err, sizeof err, "--logging=warning", "--log-format=json",
+                           "--log-color=off", NULL),
+                     0);
+    assert_int_equal(sq_log_get_level(), SQ_LOG_WARNING);
+    assert_int_equal(sq_log_get_access_format(), SQ_ACCESS_LOG_JSON);
+    assert_int_equal(sq_log_get_color(), SQ_LOG_COLOR_OFF);
+    assert_int_equal(parse(o, err, sizeof err, "--logging=none", NULL), 0);
+    assert_int_equal(sq_log_get_level(), SQ_LOG_OFF);
+    sq_log_set_level(level);
+    sq_log_set_access_format(fmt);
+    sq_log_set_color(col);
+    sq_options_free(o);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_command_line),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_config_file),
+        cmocka_unit_test(test_help_and_logging),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
