@@ -67,7 +67,10 @@ static void index_get(sq_handler *h)
 
 /* What NOT to do: sleep(1) blocks the event loop, so every other connection waits too.
  * (The loop logs a slow-callback warning for it.) */
-static void sync_get(sq_handler *h)
+/* Not static: exported (the examples link with -rdynamic), the slow-callback warning reads
+ * "GET /sync (sync_get) held the loop for 1000.0 ms". */
+void sync_get(sq_handler *h);
+void sync_get(sq_handler *h)
 {
     sleep(1);
     sq_write(h, "slept 1 s and blocked everyone meanwhile\n");

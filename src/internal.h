@@ -47,6 +47,9 @@ struct sq_loop {
     void *backend_data;
     uint64_t now_ns;
     uint64_t slow_ns; /* 0 = slow-callback warning off */
+    /* the label of the last labelled coroutine the running callback resumed (reset by
+     * sq__slow_begin): what the slow-callback warning names */
+    const struct sq__coro_label *slow_label;
     bool running, stop;
     bool in_pass;                /* inside sq_loop_run_once: a nested run is refused */
     bool nested_logged;          /* the refusal was logged (once per loop) */
@@ -93,12 +96,28 @@ bool sq__log_enabled(int level);
 /* Called by backends for each ready watcher. */
 void sq__io_dispatch(sq_loop *loop, sq_io *io, unsigned events);
 
+/* What a coroutine is serving, for the slow-callback warning: "GET /sync (sync_get)".  The
+ * web layer keeps one per route and method (they live as long as the app) and attaches it
+ * with a pointer store; the coroutine keeps it until it is given another or finishes. */
+typedef struct sq__coro_label {
+    const char *method;  /* static */
+    const char *pattern; /* the route's pattern (NULL: no route matched) */
+    const void *fn;      /* the handler function, named with dladdr */
+} sq__coro_label;
+void sq__coro_set_label(sq_coro *c, const sq__coro_label *label);
+/* Forget a label a loop may still point at (its app is being freed). */
+void sq__loop_forget_labels(sq_loop *loop, const sq__coro_label *from, const sq__coro_label *to);
+/* "name" for a function pointer: its symbol (dladdr), else "module+0xoffset", else "%p". */
+void sq__fn_name(const void *fn, char *buf, size_t cap);
+
 /* Slow-callback accounting: coarse clock, cheap enough for every callback. */
 uint64_t sq__coarse_ns(void);
 void sq__slow_check(sq_loop *loop, uint64_t start_ns, const char *kind, const void *fn);
-static inline uint64_t sq__slow_begin(const sq_loop *loop)
+static inline uint64_t sq__slow_begin(sq_loop *loop)
 {
-    return loop->slow_ns ? sq__coarse_ns() : 0;
+    if (!loop->slow_ns) return 0;
+    loop->slow_label = NULL;
+    return sq__coarse_ns();
 }
 static inline void sq__slow_end(sq_loop *loop, uint64_t start, const char *kind, const void *fn)
 {

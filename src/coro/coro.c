@@ -57,6 +57,7 @@ struct sq_coro {
     sq_coro *lprev, *lnext; /* the loop's list of live (created, unfinished) coroutines */
     sq_future *awaiting;    /* the future sq_await is suspended on (it holds a reference) */
     const char *name;
+    const sq__coro_label *label; /* what it serves (the slow-callback warning), or NULL */
     unsigned char state;
     bool queued;
     uint32_t visit; /* the last teardown round (sq__coro_cancel_waits) that looked at it */
@@ -383,6 +384,7 @@ sq_coro *sq_coro_create(sq_loop *loop, sq_task_fn fn, void *arg)
     c->done = NULL;
     c->next = NULL;
     c->name = NULL;
+    c->label = NULL;
     c->state = CORO_READY;
     c->queued = false;
     c->awaiting = NULL;
@@ -469,6 +471,7 @@ bool sq_coro_resume(sq_coro *c)
     __sanitizer_finish_switch_fiber(fake, NULL, NULL);
 #endif
     tls_current = NULL;
+    if (c->label) c->loop->slow_label = c->label; /* the slow-callback warning names it */
     if (c->state == CORO_DONE) {
         loop_unlink(c);
         recycle(c);
@@ -548,6 +551,10 @@ sq_loop *sq_coro_loop(const sq_coro *c)
 void sq_coro_set_name(sq_coro *c, const char *name)
 {
     c->name = name;
+}
+void sq__coro_set_label(sq_coro *c, const sq__coro_label *label)
+{
+    c->label = label;
 }
 
 sq_future *sq_spawn(sq_loop *loop, sq_task_fn fn, void *arg)

@@ -32,20 +32,50 @@ uint64_t sq__coarse_ns(void)
     return (uint64_t)ts.tv_sec * SQ__NS_PER_SEC + (uint64_t)ts.tv_nsec;
 }
 
+void sq__fn_name(const void *fn, char *buf, size_t cap)
+{
+    Dl_info info;
+    if (fn && dladdr(fn, &info)) {
+        if (info.dli_sname && info.dli_saddr == fn) {
+            snprintf(buf, cap, "%s", info.dli_sname);
+            return;
+        }
+        if (info.dli_fname && info.dli_fbase) {
+            /* a static function (or one not exported: link with -rdynamic, CMake's
+             * ENABLE_EXPORTS): "module+0xoffset", for addr2line -e module 0xoffset */
+            const char *base = strrchr(info.dli_fname, '/');
+            snprintf(buf, cap, "%s+%#lx", base ? base + 1 : info.dli_fname,
+                     (unsigned long)((const char *)fn - (const char *)info.dli_fbase));
+            return;
+        }
+    }
+    snprintf(buf, cap, "%p", fn);
+}
+
 void sq__slow_check(sq_loop *loop, uint64_t start_ns, const char *kind, const void *fn)
 {
     uint64_t took = sq__coarse_ns() - start_ns;
+    const sq__coro_label *l = loop->slow_label;
+    loop->slow_label = NULL;
     if (took < loop->slow_ns) return;
-    Dl_info info;
-    const char *name = NULL;
-    if (fn && dladdr(fn, &info) && info.dli_sname) name = info.dli_sname;
-    char addr[32];
-    if (!name) {
-        snprintf(addr, sizeof addr, "%p", fn);
-        name = addr;
+    char name[256];
+    if (l) {
+        /* a coroutine serving a request: its method, route and handler */
+        char fname[160] = "";
+        if (l->fn) sq__fn_name(l->fn, fname, sizeof fname);
+        snprintf(name, sizeof name, "%s %s%s%s%s", l->method ? l->method : "?",
+                 l->pattern ? l->pattern : "(no route)", *fname ? " (" : "", fname,
+                 *fname ? ")" : "");
+    } else {
+        sq__fn_name(fn, name, sizeof name);
     }
-    sq_log(SQ_LOG_WARNING, "slow callback: %s %s held the loop for %.1f ms (threshold %.0f ms)",
-           kind, name, (double)took / 1e6, (double)loop->slow_ns / 1e6);
+    sq_log(SQ_LOG_WARNING, "slow callback: %s%s%s held the loop for %.1f ms (threshold %.0f ms)",
+           l ? "" : kind, l ? "" : " ", name, (double)took / 1e6, (double)loop->slow_ns / 1e6);
+}
+
+void sq__loop_forget_labels(sq_loop *loop, const sq__coro_label *from, const sq__coro_label *to)
+{
+    if (loop && loop->slow_label >= from && loop->slow_label < to) loop->slow_label = NULL;
 }
 
 /* --- callback ring ------------------------------------------------------------------------ */
@@ -528,8 +558,11 @@ static void run_timers(sq_loop *loop)
         }
         uint64_t t0 = sq__slow_begin(loop);
         sq_timer_cb cb = t->cb; /* the callback may free the timer's memory */
+        /* sq_call_later: the warning names the caller's function, not call_fire */
+        bool call = cb == call_fire;
+        const void *who = call ? (const void *)((sq_call *)t)->fn : (const void *)cb;
         cb(loop, t);
-        sq__slow_end(loop, t0, "timer", (const void *)cb);
+        sq__slow_end(loop, t0, call ? "call_later callback" : "timer", who);
     }
 }
 

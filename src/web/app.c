@@ -66,7 +66,13 @@ struct sq_app {
     root_cache *roots;
     size_t live;  /* handlers taken from the pool and not yet given back */
     bool freeing; /* sq_app_free() was called: the last handler given back frees the app */
+    /* the slow-callback warning's labels: (nroutes + 1) x SQ__NMETHODS, the last row for
+     * unmatched paths; a request's coroutine points at its (route, method) entry */
+    sq__coro_label *labels;
+    sq_loop *label_loop; /* the loop the servers run on (forgets the labels at free) */
 };
+
+enum { SQ__NMETHODS = 8 }; /* GET POST HEAD PUT DELETE PATCH OPTIONS, other */
 
 typedef struct arena_block {
     struct arena_block *next;
@@ -171,6 +177,8 @@ static bool compile_route(const sq_route *r, compiled_route *cr)
     return true;
 }
 
+static bool make_labels(sq_app *app);
+
 sq_app *sq_app_new(const sq_route *routes, const sq_app_settings *settings)
 {
     sq_app *app = calloc(1, sizeof *app);
@@ -206,6 +214,7 @@ sq_app *sq_app_new(const sq_route *routes, const sq_app_settings *settings)
     }
     app->md = pcre2_match_data_create(app->max_groups + 1, NULL);
     if (!app->md) goto nomem;
+    if (!make_labels(app)) goto nomem;
     return app;
 nomem:
     sq_app_free(app);
@@ -225,6 +234,7 @@ int sq_app_listen(sq_app *app, int port, const char *host)
         hs.access_log = !app->settings.no_access_log;
         app->server = sq_http_server_new(loop, &hs, dispatch, app);
         if (!app->server) return errno ? -errno : -ENOMEM;
+        app->label_loop = loop;
     }
     return sq_http_server_listen(app->server, host, port);
 }
@@ -242,6 +252,7 @@ int sq_app_listen_tls(sq_app *app, int port, const char *host, sq_tls_context *t
         hs.tls = tls;
         app->tls_server = sq_http_server_new(loop, &hs, dispatch, app);
         if (!app->tls_server) return errno ? -errno : -ENOMEM;
+        app->label_loop = loop;
         app->tls_ctx = tls;
     }
     return sq_http_server_listen(app->tls_server, host, port);
@@ -259,6 +270,12 @@ sq_http_server *sq_app_tls_server(sq_app *app)
 
 static void app_destroy(sq_app *app)
 {
+    sq_coro *self = sq_coro_self(); /* the last handler's coroutine, usually */
+    if (self) sq__coro_set_label(self, NULL);
+    if (app->labels && app->label_loop)
+        sq__loop_forget_labels(app->label_loop, app->labels,
+                               app->labels + (app->nroutes + 1) * SQ__NMETHODS);
+    free(app->labels);
     for (size_t i = 0; i < app->nroutes && app->compiled; i++)
         pcre2_code_free(app->compiled[i].code);
     free(app->compiled);
@@ -478,22 +495,51 @@ static void finish_later(void *arg)
     sq_http_finish(arg);
 }
 
-static sq_handler_fn method_fn(const sq_handler_class *c, sq_str m, bool *is_head)
+static sq_handler_fn method_fn(const sq_handler_class *c, sq_str m, bool *is_head, int *idx)
 {
 #define M(s) (m.len == sizeof(s) - 1 && memcmp(m.ptr, s, m.len) == 0)
     *is_head = false;
-    if (M("GET")) return c->get;
-    if (M("POST")) return c->post;
+    if (M("GET")) return *idx = 0, c->get;
+    if (M("POST")) return *idx = 1, c->post;
     if (M("HEAD")) {
         *is_head = true;
+        *idx = 2;
         return c->head ? c->head : c->get;
     }
-    if (M("PUT")) return c->put;
-    if (M("DELETE")) return c->delete_;
-    if (M("PATCH")) return c->patch;
-    if (M("OPTIONS")) return c->options;
+    if (M("PUT")) return *idx = 3, c->put;
+    if (M("DELETE")) return *idx = 4, c->delete_;
+    if (M("PATCH")) return *idx = 5, c->patch;
+    if (M("OPTIONS")) return *idx = 6, c->options;
+    *idx = 7;
     return NULL;
 #undef M
+}
+
+/* One label per (route, method) for the slow-callback warning ("GET /sync (sync_get)"). */
+static bool make_labels(sq_app *app)
+{
+    static const char *const names[SQ__NMETHODS] = {"GET",    "POST",  "HEAD",    "PUT",
+                                                    "DELETE", "PATCH", "OPTIONS", "(other)"};
+    app->labels = calloc((app->nroutes + 1) * SQ__NMETHODS, sizeof *app->labels);
+    if (!app->labels) return false;
+    for (size_t i = 0; i <= app->nroutes; i++) {
+        const sq_handler_class *c =
+            i < app->nroutes ? app->routes[i].cls
+                             : (app->settings.default_handler ? app->settings.default_handler
+                                                              : &not_found_class);
+        for (int k = 0; k < SQ__NMETHODS; k++) {
+            sq__coro_label *l = &app->labels[i * SQ__NMETHODS + (size_t)k];
+            bool head;
+            int idx;
+            sq_str m = {names[k], strlen(names[k])};
+            sq_handler_fn fn = method_fn(c, m, &head, &idx);
+            if (!fn) fn = c->prepare;
+            l->method = names[k];
+            l->pattern = i < app->nroutes ? app->routes[i].pattern : NULL;
+            l->fn = fn ? (const void *)fn : NULL;
+        }
+    }
+    return true;
 }
 
 static void send_405(sq_handler *h)
@@ -553,6 +599,7 @@ static void dispatch(sq_http_request *req, void *arg)
     sq_app *app = arg;
     const sq_route *route = NULL;
     const compiled_route *cr = NULL;
+    size_t ri = app->nroutes; /* the route's index (nroutes: none matched) */
     for (size_t i = 0; i < app->nroutes; i++) {
         const compiled_route *c = &app->compiled[i];
         if (c->literal) {
@@ -560,6 +607,7 @@ static void dispatch(sq_http_request *req, void *arg)
                 !memcmp(req->path.ptr, app->routes[i].pattern, c->literal_len)) {
                 route = &app->routes[i];
                 cr = c;
+                ri = i;
                 break;
             }
             continue;
@@ -569,6 +617,7 @@ static void dispatch(sq_http_request *req, void *arg)
         if (rc >= 0) {
             route = &app->routes[i];
             cr = &app->compiled[i];
+            ri = i;
             break;
         }
     }
@@ -611,7 +660,11 @@ static void dispatch(sq_http_request *req, void *arg)
         }
     }
     const sq_handler_class *c = h->cls;
-    sq_handler_fn fn = method_fn(c, req->method, &h->is_head);
+    int midx;
+    sq_handler_fn fn = method_fn(c, req->method, &h->is_head, &midx);
+    /* name what this coroutine serves for the slow-callback warning: a pointer store */
+    sq_coro *self = sq_coro_self();
+    if (self) sq__coro_set_label(self, &app->labels[ri * SQ__NMETHODS + (size_t)midx]);
 
     if (c->initialize) c->initialize(h);
     if (c->on_connection_close) sq_http_on_connection_close(req, conn_closed, h);
