@@ -1,6 +1,6 @@
 /* A TCP echo server: one coroutine per connection, echoing whatever arrives.
  *
- *   echo_server [PORT]     PORT defaults to 8888; 0 picks a free port.
+ *   echo_server [--port=N] [--logging=LEVEL] [PORT]     PORT defaults to 8888; 0: a free one.
  *
  * The first line on stdout is "listening on port N".  SIGINT or SIGTERM stops it cleanly:
  * the listener closes, open connections are closed, and everything is freed before exit.
@@ -42,7 +42,15 @@ static void echo(sq_stream *s, const struct sockaddr *peer, void *arg)
 
 int main(int argc, char **argv)
 {
-    int port = argc > 1 ? atoi(argv[1]) : 8888;
+    int port = 8888;
+    sq_options *opts = sq_options_new("echo_server", "A TCP echo server, one coroutine per client.");
+    if (!opts || sq_options_add(opts, &(sq_option){.name = "port", .type = SQ_OPT_INT, .value = &port,
+                                                   .help = "port to listen on (0: a free one)"}) < 0 ||
+        sq_options_add_logging(opts) < 0)
+        return 1;
+    sq_options_parse_or_exit(opts, argc, argv); /* --help lists the options */
+    if (sq_options_nargs(opts) > 0) port = atoi(sq_options_arg(opts, 0)); /* echo_server PORT */
+    sq_options_free(opts);
     sq_raise_fd_limit();
     sq_loop *loop = sq_loop_new(NULL);
     if (!loop) {

@@ -1,6 +1,6 @@
 /* The smallest HTTP server: "Hello, World!" on every path.
  *
- *   hello [PORT]     PORT defaults to 8888; 0 picks a free port.
+ *   hello [--port=N] [--logging=LEVEL] [PORT]     PORT defaults to 8888; 0 picks a free port.
  *
  * The first line on stdout is "listening on port N".  SIGINT or SIGTERM stops it: the
  * server is freed, then the loop, so the process exits clean under LeakSanitizer.
@@ -20,7 +20,15 @@ static void hello(sq_http_request *req, void *arg)
 
 int main(int argc, char **argv)
 {
-    int port = argc > 1 ? atoi(argv[1]) : 8888;
+    int port = 8888;
+    sq_options *opts = sq_options_new("hello", "Hello, World! on every path.");
+    if (!opts || sq_options_add(opts, &(sq_option){.name = "port", .type = SQ_OPT_INT, .value = &port,
+                                                   .help = "port to listen on (0: a free one)"}) < 0 ||
+        sq_options_add_logging(opts) < 0)
+        return 1;
+    sq_options_parse_or_exit(opts, argc, argv); /* --help lists the options */
+    if (sq_options_nargs(opts) > 0) port = atoi(sq_options_arg(opts, 0)); /* hello PORT */
+    sq_options_free(opts);
     sq_loop *loop = sq_loop_new(NULL);
     if (!loop) {
         perror("hello: sq_loop_new");
