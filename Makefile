@@ -3,6 +3,7 @@
 #   make install    the library, headers, squall.pc and the CMake package (PREFIX, DESTDIR)
 #   make test       build + test deps, ASan+UBSan build, every test through ctest, fuzz briefly
 #   make tsan-test  the threaded tests under ThreadSanitizer
+#   make cluster    redis-server + the demo on two instances of 2 processes + nginx in front (:8080)
 #   make soak       10 minutes of mixed load on the ASan demo: RSS and fds flat, clean exit
 #   make bench      installs wrk, h2load, nginx-light, h2o, nodejs, python3-tornado, gnuplot-nox, release build, the benchmarks in bench/
 
@@ -30,7 +31,7 @@ TEST_PKGS := python3 procps curl clang libclang-rt-14-dev nginx-light python3-we
 # What `make bench` needs on top of both (load generator and the peers it is compared with).
 BENCH_PKGS := wrk nginx-light h2o nodejs python3-tornado gnuplot-nox valgrind strace
 
-.PHONY: soak all deps test-deps bench-deps node-modules install-pkgs build run test tsan-test fuzz install \
+.PHONY: soak cluster all deps test-deps bench-deps node-modules install-pkgs build run test tsan-test fuzz install \
         fuzz-build fuzz-run bench bench-quick clean format check-aarch64
 
 all: build
@@ -71,6 +72,11 @@ build: deps
 PREFIX ?= /usr/local
 install: build
 	DESTDIR=$(DESTDIR) $(CMAKE) --install $(RELEASE) --prefix $(PREFIX)
+
+# The multi-host shape on one machine: examples/cluster.sh (CLUSTER_PORT, CLUSTER_PROCESSES …).
+cluster: build
+	@$(MAKE) --no-print-directory install-pkgs PKGS="redis-server nginx-light"
+	exec examples/cluster.sh $(RELEASE)
 
 run: build
 	@echo "squall: starting the demo on http://127.0.0.1:$(PORT) (Ctrl-C stops it)"
