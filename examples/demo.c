@@ -286,6 +286,8 @@ static sq_tls_context *demo_tls(const char *cert, const char *key)
 /* The demo's options (squall/options.h): `demo --help` lists them. */
 static struct {
     int port, processes;
+    bool xheaders;
+    const char *unix_socket;
     const char *https_port, *tls_cert, *tls_key, *redis, *static_dir;
     double write_timeout, tls_handshake_timeout;
 } opt = {.port = 8888, .processes = 1};
@@ -297,6 +299,7 @@ static sq_options *demo_options(int argc, char **argv)
     opt.tls_key = env_or("SQUALL_DEMO_TLS_KEY", "");
     opt.redis = env_or("SQUALL_DEMO_REDIS", "");
     opt.static_dir = "";
+    opt.unix_socket = "";
     opt.write_timeout = env_seconds("SQUALL_DEMO_WRITE_TIMEOUT");
     opt.tls_handshake_timeout = env_seconds("SQUALL_DEMO_TLS_HANDSHAKE_TIMEOUT");
     sq_options *o = sq_options_new("demo", "squall's demo application: every route is linked "
@@ -310,6 +313,10 @@ static sq_options *demo_options(int argc, char **argv)
          .help = "PEM certificate for HTTPS (default: a self-signed one made at first start)"},
         {.name = "tls-key", .type = SQ_OPT_STRING, .value = &opt.tls_key, .metavar = "FILE",
          .help = "its PEM private key"},
+        {.name = "unix-socket", .type = SQ_OPT_STRING, .value = &opt.unix_socket, .metavar = "PATH",
+         .help = "serve HTTP on this unix-domain socket too (@name: abstract), e.g. behind nginx"},
+        {.name = "xheaders", .type = SQ_OPT_BOOL, .value = &opt.xheaders,
+         .help = "trust X-Real-IP / X-Forwarded-For / -Proto from a proxy in front"},
         {.name = "processes", .type = SQ_OPT_INT, .value = &opt.processes,
          .help = "worker processes sharing the ports (0: one per CPU)"},
         {.name = "redis", .type = SQ_OPT_STRING, .value = &opt.redis, .metavar = "URL",
@@ -393,7 +400,8 @@ int main(int argc, char **argv)
         .http = {.gzip = true,
                  .write_timeout = wt,
                  .tls_handshake_timeout = opt.tls_handshake_timeout,
-                 .reuseport = opt.processes != 1},
+                 .reuseport = opt.processes != 1,
+                 .xheaders = opt.xheaders},
     };
     sq_loop *loop = sq_loop_default();
     sq_app *app = sq_app_new(routes, &settings);
@@ -407,6 +415,17 @@ int main(int argc, char **argv)
         sq_app_free(app);
         sq_options_free(options);
         return 1;
+    }
+    if (*opt.unix_socket) {
+        char host[128];
+        snprintf(host, sizeof host, "unix:%s", opt.unix_socket);
+        rc = sq_app_listen(app, 0, host);
+        if (rc < 0) {
+            fprintf(stderr, "demo: cannot listen on %s: %s\n", host, sq_strerror(rc));
+            sq_app_free(app);
+            sq_options_free(options);
+            return 1;
+        }
     }
     /* The chat room shared through Redis (every process and host on it sees one room), or
      * kept in this process (the default: nothing else needs to run). */

@@ -194,6 +194,19 @@ sq_tcp_server *sq__tcp_server_from_fds(sq_loop *loop, const int *fds, int n,
                                        const sq_tcp_options *o, void *arg, int *err);
 /* Its listening sockets. */
 int sq__tcp_server_nfds(const sq_tcp_server *srv);
+/* For a server bound to host "unix:/path" by sq__tcp_listen_fds: remove the socket file when
+ * the server closes (other hosts: nothing).  0 or -ENOMEM. */
+int sq__tcp_server_unlink_at_close(sq_tcp_server *srv, const char *host);
+/* Sockets handed in (add_sockets): 0 when every one is a listening stream socket (made
+ * non-blocking and close-on-exec), else -EINVAL / -ENOTSOCK / -EBADF (none is closed). */
+int sq__tcp_adopt_check(const int *fds, int n);
+/* sq_tcp_connect_opts_future over addresses given instead of resolved (put in happy-eyeballs
+ * order like resolved ones): for tests, which cannot make a name resolve to ::1 and
+ * 127.0.0.1 on every machine. */
+struct sockaddr_storage;
+sq_future *sq__tcp_connect_addrs_future(sq_loop *loop, const struct sockaddr_storage *addrs,
+                                        const socklen_t *lens, size_t n,
+                                        const sq_connect_options *o);
 
 /* The web layer's way into the HTTP server's response headers: remove every header named
  * `name` whose value `match` accepts (before the head is sent).  Returns how many. */

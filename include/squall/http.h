@@ -127,8 +127,15 @@ struct sq_http_request {
 sq_http_server *sq_http_server_new(sq_loop *loop, const sq_http_settings *settings,
                                    sq_http_handler_fn handler, void *arg);
 /* Listen on host:port (host NULL: every address; port 0: ephemeral).  May be called more
- * than once.  Returns 0 or a negative errno (-EADDRINUSE …). */
+ * than once.  Returns 0 or a negative errno (-EADDRINUSE …).  host "unix:/path" (or
+ * "unix:@name", abstract) listens on a unix-domain socket, port ignored: requests from it
+ * have remote_ip "unix" (a proxy's X-Real-IP still applies with xheaders). */
 int sq_http_server_listen(sq_http_server *srv, const char *host, int port);
+/** Serve already-bound listening sockets too (Tornado's add_sockets): the caller's, or from
+ *  systemd socket activation (sq_listen_fds()).  They belong to the server from now on.
+ *  @return 0, -EINVAL (not listening stream sockets, more than the server's 16 listeners),
+ *  -ENOTSOCK, -EBADF, SQ_ECLOSED (the server is shutting down) or -ENOMEM. */
+int sq_http_server_add_sockets(sq_http_server *srv, const int *fds, int n);
 /* The port of the first listening socket. */
 int sq_http_server_port(const sq_http_server *srv);
 /* Graceful shutdown: stop accepting, close idle connections, let requests in flight finish

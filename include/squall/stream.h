@@ -150,13 +150,38 @@ typedef struct sq_tcp_options {
      * The server keeps a reference to the context.  Not with on_accept. */
     sq_tls_context *tls;
     double tls_handshake_timeout;
+    int unix_mode; /**< permissions of a unix socket file bound here; 0: 0666 */
 } sq_tcp_options;
 
 /* Listen on host:port (host NULL or "" = every address, IPv6 and IPv4; port 0 = ephemeral)
  * and run handler(stream, peer, arg) on a new coroutine for each connection.  Connections
- * are accepted in batches until EAGAIN.  On failure returns NULL and sets *err (if given). */
+ * are accepted in batches until EAGAIN.  On failure returns NULL and sets *err (if given).
+ * host "unix:/path" listens on a unix-domain socket instead (port ignored; a stale socket
+ * file is replaced, the file is removed when the server closes), "unix:@name" on an
+ * abstract one (Linux). */
 sq_tcp_server *sq_tcp_listen(sq_loop *loop, const char *host, int port, const sq_tcp_options *opts,
                              sq_stream_handler handler, void *arg, int *err);
+/** Serve already-bound listening sockets (Tornado's add_sockets): sockets made by the
+ *  caller, inherited, or from systemd (sq_listen_fds()).  They are made non-blocking and
+ *  close-on-exec, and belong to the server from now on (closed with it).
+ *  @return the server, or NULL with *err (if non-NULL) = -EINVAL (n out of 1..8, an fd that
+ *  is not a listening stream socket), -ENOTSOCK, -EBADF or -ENOMEM. */
+sq_tcp_server *sq_tcp_server_from_fds(sq_loop *loop, const int *fds, int n,
+                                      const sq_tcp_options *opts, sq_stream_handler handler,
+                                      void *arg, int *err);
+/** Bind and listen on a unix-domain socket (Tornado's bind_unix_socket): `path` is a file
+ *  name, or "@name" for a Linux abstract socket.  A stale socket file is replaced (any other
+ *  file there is -EADDRINUSE); the file gets permissions `mode` (0: 0666, so that a proxy
+ *  running as another user can connect; 0600 keeps it to the owner).
+ *  @return the listening fd (non-blocking, close-on-exec), or a negative errno
+ *  (-ENAMETOOLONG beyond 107 bytes, -EINVAL, -EACCES …). */
+int sq_bind_unix_socket(const char *path, int mode, int backlog);
+/** systemd socket activation (sd_listen_fds): when LISTEN_PID is this process, the
+ *  LISTEN_FDS sockets passed from fd 3 on, made close-on-exec; the variables are then unset
+ *  (so children do not take them too).  At most `max` fds are stored.
+ *  @return how many were passed (0 without socket activation), or -EINVAL / -EBADF for a
+ *  malformed environment. */
+int sq_listen_fds(int *fds, int max);
 /* The bound port (useful with port 0). */
 int sq_tcp_server_port(const sq_tcp_server *srv);
 /* Stop accepting and close the listening sockets; established streams are untouched. */
@@ -173,6 +198,43 @@ void sq_tcp_server_resume(sq_tcp_server *srv);
  * takes — the future dropped, awaited with NULL, or released while pending — is closed
  * with the future.  Errors: -ECONNREFUSED, -ETIMEDOUT, -EHOSTUNREACH, SQ_ERESOLVE … */
 sq_future *sq_tcp_connect_future(sq_loop *loop, const char *host, int port, double timeout);
+
+/** RFC 8305's connection attempt delay: the next address is tried after this long without an
+ *  answer from the previous one (or at once when it fails). */
+#define SQ_HAPPY_EYEBALLS_DELAY 0.25
+
+/** How to connect (sq_tcp_connect_opts).  A zeroed struct: no timeout, happy eyeballs with
+ *  a 250 ms delay, any source address, no TLS. */
+typedef struct sq_connect_options {
+    double timeout;              /**< s for resolution, every attempt (and TLS); 0: none */
+    double happy_eyeballs_delay; /**< s before the next address is tried; 0: 0.25 */
+    const char *source_address;  /**< numeric address to bind before connecting (NULL: any);
+                                      addresses of the other family are skipped */
+    int source_port;             /**< with source_address: the local port (0: any) */
+    bool use_tls;                /**< TLS after connecting (sq_tcp_connect_opts only) */
+    sq_tls_context *tls;         /**< its client context (implies use_tls; NULL: the system
+                                      CA store) */
+    const char *server_hostname; /**< name for SNI and the certificate check (NULL: host) */
+} sq_connect_options;
+
+/** Connect to host:port the way browsers do (RFC 8305, happy eyeballs): the name is resolved
+ *  on the executor, its addresses ordered IPv6 first then alternating families; an attempt
+ *  starts on the first at once and on each next one when the previous fails or after
+ *  `happy_eyeballs_delay` without an answer; the first connection up wins and the others are
+ *  closed.  host may be a numeric address ("[::1]" too), a name, or "unix:/path" /
+ *  "unix:@name" for a unix-domain socket (port ignored).
+ *  @return a future resolving with the stream (owned by the future until taken; the taker
+ *  frees it), or failing with the last attempt's error (-ECONNREFUSED …), -ETIMEDOUT,
+ *  SQ_ERESOLVE, -EINVAL (a bad host, port, or a source address that is not numeric), or
+ *  -ECANCELED.  TLS fields are ignored here (see sq_tcp_connect_opts).  NULL on -ENOMEM. */
+sq_future *sq_tcp_connect_opts_future(sq_loop *loop, const char *host, int port,
+                                      const sq_connect_options *opts);
+/** Coroutine form of sq_tcp_connect_opts_future(), with the TLS handshake when opts->use_tls
+ *  or opts->tls is set (within the same timeout).
+ *  @return the stream, or NULL with *err (if non-NULL) set as the future's error, or SQ_ETLS,
+ *  or SQ_ENOTCORO outside a coroutine. */
+sq_stream *sq_tcp_connect_opts(const char *host, int port, const sq_connect_options *opts,
+                               int *err);
 /* Coroutine form: the connected stream, or NULL with *err set. */
 sq_stream *sq_tcp_connect(const char *host, int port, double timeout, int *err);
 /* Connect and complete a TLS handshake as a client, both within `timeout`.  `ctx` NULL: a

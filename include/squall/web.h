@@ -74,8 +74,12 @@ typedef struct sq_app_settings {
  * is NULL; it must outlive the app.  NULL with errno set (EINVAL for a bad pattern, which
  * is also logged with its offset). */
 sq_app *sq_app_new(const sq_route *routes, const sq_app_settings *settings);
-/* Listen on host:port (host NULL: every address) with the current loop. */
+/* Listen on host:port (host NULL: every address) with the current loop; host "unix:/path"
+ * for a unix-domain socket (see sq_http_server_listen). */
 int sq_app_listen(sq_app *app, int port, const char *host);
+/** Serve already-bound listening sockets (sq_http_server_add_sockets) with the current loop.
+ *  @return 0 or a negative errno, as sq_http_server_add_sockets(). */
+int sq_app_add_sockets(sq_app *app, const int *fds, int n);
 /* Serve HTTPS on host:port too, with the same routes (Tornado: a second HTTPServer with
  * ssl_options on the same Application): a second server with the app's HTTP settings and
  * `tls`, which it keeps a reference to.  (Setting settings.http.tls instead makes

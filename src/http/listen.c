@@ -54,10 +54,27 @@ int sq_http_server_listen(sq_http_server *srv, const char *host, int port)
     int e;
     sq_tcp_server *t = sq__tcp_server_from_fds(srv->loop, fds, n, &o, srv, &e);
     if (!t) return e;
+    sq__tcp_server_unlink_at_close(t, host); /* its unix socket file, if any */
     if (srv->accept_paused) sq_tcp_server_pause(t);
     srv->tcp[srv->ntcp++] = t;
     srv->nls += n;
     if (srv->port <= 0) srv->port = bound;
+    return 0;
+}
+
+int sq_http_server_add_sockets(sq_http_server *srv, const int *fds, int n)
+{
+    if (!srv || n > SQ__HTTP_MAX_LISTENERS - srv->nls) return -EINVAL;
+    if (srv->closing) return SQ_ECLOSED;
+    int e = sq__tcp_adopt_check(fds, n);
+    if (e < 0) return e;
+    sq_tcp_options o = {.backlog = 4096, .on_accept = on_accept};
+    sq_tcp_server *t = sq__tcp_server_from_fds(srv->loop, fds, n, &o, srv, &e);
+    if (!t) return e;
+    if (srv->accept_paused) sq_tcp_server_pause(t);
+    srv->tcp[srv->ntcp++] = t;
+    srv->nls += n;
+    if (srv->port <= 0) srv->port = sq_tcp_server_port(t);
     return 0;
 }
 

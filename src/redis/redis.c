@@ -239,33 +239,6 @@ static int read_reply(sq_redis *r, redisReply **out)
 
 /* --- connecting ------------------------------------------------------------------------------ */
 
-static int unix_connect(sq_redis *r, sq_stream **out)
-{
-    /* sq_tcp_connect takes no unix paths in this tree yet: a local connect() does not wait
-     * (EAGAIN means the server's backlog is full; the reconnect logic retries). */
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    if (strlen(r->path) >= sizeof sa.sun_path) return -ENAMETOOLONG;
-    strcpy(sa.sun_path, r->path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -errno;
-    int rc;
-    do rc = connect(fd, (struct sockaddr *)&sa, sizeof sa);
-    while (rc < 0 && errno == EINTR);
-    if (rc < 0) {
-        int e = -errno;
-        close(fd);
-        return e;
-    }
-    sq_stream *s = sq_stream_new(r->loop, fd);
-    if (!s) {
-        int e = errno ? -errno : -ENOMEM;
-        close(fd);
-        return e;
-    }
-    *out = s;
-    return 0;
-}
-
 static int send_argv(sq_redis *r, bool direct, int argc, const char **argv, const size_t *lens)
 {
     char *cmd = NULL;
@@ -303,11 +276,19 @@ static int establish(sq_redis *r)
     sq_timer_start(&r->connect_timer, timeout, 0);
     sq_stream *s = NULL;
     int e;
-    if (r->path) {
-        e = unix_connect(r, &s);
-    } else {
-        void *v;
-        int64_t st = wait_on(r, sq_tcp_connect_future(r->loop, r->host, r->port, timeout), &v);
+    {
+        /* TCP (happy eyeballs) or a unix socket: the stream layer's one way of connecting */
+        char unix_host[256];
+        const char *host = r->host;
+        if (r->path) {
+            snprintf(unix_host, sizeof unix_host, "unix:%s", r->path);
+            host = unix_host;
+        }
+        void *v = NULL;
+        int64_t st = wait_on(r,
+                             sq_tcp_connect_opts_future(r->loop, host, r->port,
+                                                        &(sq_connect_options){.timeout = timeout}),
+                             &v);
         e = st < 0 ? (int)st : 0;
         s = v;
     }

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -26,6 +28,78 @@ typedef struct listener {
     int fd;
 } listener;
 
+/* "unix:/path" or "unix:@abstract" → the address (abstract names get their leading NUL).
+ * Returns 1 for a unix host, 0 for any other, -ENAMETOOLONG / -EINVAL for a bad one. */
+static int unix_addr(const char *host, struct sockaddr_un *sa, socklen_t *len)
+{
+    if (!host || strncmp(host, "unix:", 5) != 0) return 0;
+    const char *path = host + 5;
+    size_t n = strlen(path);
+    if (!n || (path[0] == '@' && n == 1)) return -EINVAL;
+    if (n >= sizeof sa->sun_path) return -ENAMETOOLONG;
+    memset(sa, 0, sizeof *sa);
+    sa->sun_family = AF_UNIX;
+    memcpy(sa->sun_path, path, n);
+    if (path[0] == '@') sa->sun_path[0] = '\0';
+    *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (path[0] == '@' ? 0 : 1));
+    return 1;
+}
+
+int sq_bind_unix_socket(const char *path, int mode, int backlog)
+{
+    char host[sizeof(((struct sockaddr_un *)0)->sun_path) + 8];
+    if (!path || snprintf(host, sizeof host, "unix:%s", path) >= (int)sizeof host)
+        return path ? -ENAMETOOLONG : -EINVAL;
+    struct sockaddr_un sa;
+    socklen_t len;
+    int r = unix_addr(host, &sa, &len);
+    if (r <= 0) return r < 0 ? r : -EINVAL;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    if (path[0] != '@') {
+        /* a socket left by an earlier run is replaced; any other file is an error */
+        struct stat st;
+        if (lstat(path, &st) == 0) {
+            if (!S_ISSOCK(st.st_mode)) {
+                close(fd);
+                return -EADDRINUSE;
+            }
+            unlink(path);
+        }
+    }
+    if (bind(fd, (struct sockaddr *)&sa, len) < 0 ||
+        (path[0] != '@' && chmod(path, (mode_t)(mode > 0 ? mode : 0666)) < 0) ||
+        listen(fd, backlog > 0 ? backlog : DEFAULT_BACKLOG) < 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    return fd;
+}
+
+int sq_listen_fds(int *fds, int max)
+{
+    const char *pid = getenv("LISTEN_PID"), *nfds = getenv("LISTEN_FDS");
+    if (!pid || !nfds) return 0;
+    char *end;
+    long p = strtol(pid, &end, 10), n;
+    if (*end || p != (long)getpid()) return 0; /* meant for another process */
+    n = strtol(nfds, &end, 10);
+    if (*end || n < 0 || n > 1024) return -EINVAL;
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_FDNAMES");
+    int got = 0;
+    for (int fd = 3; fd < 3 + n; fd++) { /* SD_LISTEN_FDS_START */
+        int fl = fcntl(fd, F_GETFD);
+        if (fl < 0) return -EBADF;
+        fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+        if (got < max && fds) fds[got] = fd;
+        got++;
+    }
+    return got;
+}
+
 struct sq_tcp_server {
     sq_loop *loop;
     listener ls[MAX_LISTENERS];
@@ -40,6 +114,7 @@ struct sq_tcp_server {
     bool emfile_logged;
     bool want_free;
     unsigned depth;
+    char *unix_path; /* a socket file bound here (removed at close), or NULL */
 };
 
 typedef struct conn {
@@ -81,6 +156,10 @@ static void server_destroy(sq_tcp_server *srv)
     for (int i = 0; i < srv->nls; i++) {
         sq_io_stop(srv->loop, &srv->ls[i].io);
         close(srv->ls[i].fd);
+    }
+    if (srv->unix_path) { /* the socket file this server made goes with it */
+        unlink(srv->unix_path);
+        free(srv->unix_path);
     }
     sq_tls_context_free(srv->opts.tls);
     free(srv);
@@ -220,6 +299,7 @@ static int bound_port(int fd)
     if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) return -errno;
     if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
     if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    if (ss.ss_family == AF_UNIX) return 0;
     return -EAFNOSUPPORT;
 }
 
@@ -280,6 +360,16 @@ int sq__tcp_listen_fds(const char *host, int port, const sq_tcp_options *o, int 
     struct sockaddr_storage ss;
     socklen_t len;
     if (max <= 0) return -ENFILE;
+    struct sockaddr_un su;
+    int unix_host = unix_addr(host, &su, &len);
+    if (unix_host < 0) return unix_host;
+    if (unix_host) {
+        int fd = sq_bind_unix_socket(host + 5, o->unix_mode, backlog);
+        if (fd < 0) return fd;
+        fds[0] = fd;
+        *bound = 0;
+        return 1;
+    }
     if (!host || !*host) {
         /* Every address: one dual-stack IPv6 socket, or IPv4 where IPv6 is unavailable. */
         struct sockaddr_in6 a6 = {.sin6_family = AF_INET6,
@@ -356,6 +446,10 @@ static sq_tcp_server *server_new(sq_loop *loop, const char *host, int port, cons
         srv->port = nfds_in ? bound_port(fds[0]) : -1;
     } else {
         e = sq__tcp_listen_fds(host, port, &srv->opts, backlog, fds, MAX_LISTENERS, &srv->port);
+        if (e > 0 && host && !strncmp(host, "unix:/", 6) && !(srv->unix_path = strdup(host + 5))) {
+            while (e > 0) close(fds[--e]);
+            e = -ENOMEM;
+        }
     }
     for (int i = 0; i < e; i++) {
         listener *l = &srv->ls[srv->nls++];
@@ -386,6 +480,46 @@ sq_tcp_server *sq__tcp_server_from_fds(sq_loop *loop, const int *fds, int n,
     return server_new(loop, NULL, 0, fds, n, opts, NULL, arg, err);
 }
 
+int sq__tcp_adopt_check(const int *fds, int n)
+{
+    if (!fds || n <= 0 || n > MAX_LISTENERS) return -EINVAL;
+    for (int i = 0; i < n; i++) {
+        int acc = 0, type = 0;
+        socklen_t l = sizeof acc, tl = sizeof type;
+        if (getsockopt(fds[i], SOL_SOCKET, SO_ACCEPTCONN, &acc, &l) < 0 ||
+            getsockopt(fds[i], SOL_SOCKET, SO_TYPE, &type, &tl) < 0)
+            return errno == ENOTSOCK ? -ENOTSOCK : -EBADF;
+        if (!acc || type != SOCK_STREAM) return -EINVAL; /* not a listening stream socket */
+    }
+    for (int i = 0; i < n; i++) {
+        int fl = fcntl(fds[i], F_GETFL);
+        if (fl >= 0 && !(fl & O_NONBLOCK)) fcntl(fds[i], F_SETFL, fl | O_NONBLOCK);
+        fl = fcntl(fds[i], F_GETFD);
+        if (fl >= 0) fcntl(fds[i], F_SETFD, fl | FD_CLOEXEC);
+    }
+    return 0;
+}
+
+sq_tcp_server *sq_tcp_server_from_fds(sq_loop *loop, const int *fds, int n,
+                                      const sq_tcp_options *opts, sq_stream_handler handler,
+                                      void *arg, int *err)
+{
+    int e = sq__tcp_adopt_check(fds, n);
+    if (e < 0) {
+        if (err) *err = e;
+        return NULL;
+    }
+    return server_new(loop, NULL, 0, fds, n, opts, handler, arg, err);
+}
+
+int sq__tcp_server_unlink_at_close(sq_tcp_server *srv, const char *host)
+{
+    if (!host || strncmp(host, "unix:/", 6) != 0) return 0;
+    free(srv->unix_path);
+    srv->unix_path = strdup(host + 5);
+    return srv->unix_path ? 0 : -ENOMEM;
+}
+
 int sq__tcp_server_nfds(const sq_tcp_server *srv)
 {
     return srv->nls;
@@ -410,25 +544,46 @@ void sq_tcp_server_close(sq_tcp_server *srv)
 
 /* --- client ---------------------------------------------------------------------------- */
 
-typedef struct connect_op {
+/* Connecting (RFC 8305, happy eyeballs): the resolved addresses are ordered IPv6 first and
+ * then alternating families; the first attempt starts at once, each next one when the
+ * previous failed or `delay` passed without an answer, whichever comes first; the first
+ * connection up wins and every other attempt is closed.  An optional source address is bound
+ * before each connect (addresses of the other family are skipped).  The overall timeout
+ * covers resolution and every attempt. */
+
+#define MAX_ATTEMPTS 8 /* attempts in flight at once */
+
+typedef struct connect_op connect_op;
+
+typedef struct attempt {
+    sq_io io;
+    connect_op *op;
+    int fd; /* -1: slot free */
+} attempt;
+
+struct connect_op {
     sq_loop *loop;
     sq_future *fut; /* the operation's reference to the caller's future */
     char *host;
     int port;
+    double delay; /* happy eyeballs: seconds before the next attempt starts */
+    struct sockaddr_storage src;
+    socklen_t srclen; /* 0: no source address */
     /* addresses to try, in order */
     struct sockaddr_storage *addrs;
     socklen_t *lens;
     size_t naddrs, next;
-    int fd;
+    attempt at[MAX_ATTEMPTS];
+    int inflight;
     int last_err;
-    sq_io io;
-    sq_timer timer;
-    bool resolving; /* a job on the executor still writes into this struct */
-    bool finished;  /* the caller's future is resolved: only clean-up remains */
+    sq_timer timer;    /* the overall timeout */
+    sq_timer he_timer; /* the next attempt's start */
+    bool resolving;    /* a job on the executor still writes into this struct */
+    bool finished;     /* the caller's future is resolved: only clean-up remains */
     /* written by the resolver job */
     struct addrinfo *res;
     int gai_err;
-} connect_op;
+};
 
 static void op_maybe_free(connect_op *op)
 {
@@ -440,17 +595,23 @@ static void op_maybe_free(connect_op *op)
     free(op);
 }
 
-/* Resolve the caller's future (first call wins) and tear down the attempt in progress. */
+static void attempt_close(attempt *a)
+{
+    if (a->fd < 0) return;
+    sq_io_stop(a->op->loop, &a->io);
+    close(a->fd);
+    a->fd = -1;
+    a->op->inflight--;
+}
+
+/* Resolve the caller's future (first call wins) and close every attempt in progress. */
 static void op_finish(connect_op *op, int err, sq_stream *s)
 {
     if (op->finished) return;
     op->finished = true;
     sq_timer_stop(&op->timer);
-    if (op->fd >= 0) {
-        sq_io_stop(op->loop, &op->io);
-        close(op->fd);
-        op->fd = -1;
-    }
+    sq_timer_stop(&op->he_timer);
+    for (int i = 0; i < MAX_ATTEMPTS; i++) attempt_close(&op->at[i]);
     sq_future *f = op->fut;
     op->fut = NULL;
     sq_future_set_cancel_hook(f, NULL, NULL);
@@ -462,26 +623,30 @@ static void op_finish(connect_op *op, int err, sq_stream *s)
     op_maybe_free(op);
 }
 
-static void try_next(connect_op *op);
+static void start_next(connect_op *op);
 
 static void on_connected(sq_loop *loop, sq_io *io, unsigned events)
 {
-    connect_op *op = io->data;
+    attempt *a = io->data;
+    connect_op *op = a->op;
     int soerr = 0;
     socklen_t len = sizeof soerr;
-    if (getsockopt(op->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0) soerr = errno;
+    if (getsockopt(a->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0) soerr = errno;
     if (soerr == 0 && !(events & SQ_WRITE)) return; /* not yet */
-    sq_io_stop(loop, &op->io);
     if (soerr) {
-        close(op->fd);
-        op->fd = -1;
+        attempt_close(a);
         op->last_err = -soerr;
-        try_next(op);
+        start_next(op); /* a failure starts the next address at once */
         return;
     }
-    int fd = op->fd;
-    op->fd = -1;
-    set_nodelay(fd);
+    int fd = a->fd;
+    sq_io_stop(loop, &a->io);
+    a->fd = -1;
+    op->inflight--;
+    struct sockaddr_storage peer;
+    socklen_t plen = sizeof peer;
+    if (getsockname(fd, (struct sockaddr *)&peer, &plen) == 0 && peer.ss_family != AF_UNIX)
+        set_nodelay(fd);
     sq_stream *s = sq_stream_new(op->loop, fd);
     if (!s) {
         int e = -errno;
@@ -489,36 +654,65 @@ static void on_connected(sq_loop *loop, sq_io *io, unsigned events)
         op_finish(op, e ? e : -ENOMEM, NULL);
         return;
     }
-    op_finish(op, 0, s);
+    op_finish(op, 0, s); /* closes the other attempts */
 }
 
-static void try_next(connect_op *op)
+static void on_he_timer(sq_loop *loop, sq_timer *t)
 {
-    while (!op->finished && op->next < op->naddrs) {
+    start_next(t->data);
+}
+
+/* Start the next address's attempt (if any), and arm the timer for the one after it. */
+static void start_next(connect_op *op)
+{
+    while (!op->finished && op->next < op->naddrs && op->inflight < MAX_ATTEMPTS) {
         size_t i = op->next++;
         struct sockaddr *sa = (struct sockaddr *)&op->addrs[i];
+        if (op->srclen && ((struct sockaddr *)&op->src)->sa_family != sa->sa_family) continue;
         int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) {
             op->last_err = -errno;
             continue;
         }
+        if (op->srclen) {
+            int one = 1;
+            if (((struct sockaddr_in *)&op->src)->sin_port == 0)
+                setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+            else
+                setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+            if (bind(fd, (struct sockaddr *)&op->src, op->srclen) < 0) {
+                op->last_err = -errno;
+                close(fd);
+                continue;
+            }
+        }
         int r;
         do r = connect(fd, sa, op->lens[i]);
         while (r < 0 && errno == EINTR);
-        if (r == 0 || errno == EINPROGRESS) {
-            op->fd = fd;
-            sq_io_init(&op->io, fd, on_connected, op);
-            int e = sq_io_start(op->loop, &op->io, SQ_WRITE);
-            if (e == 0) return;
-            op->fd = -1;
+        if (r < 0 && errno != EINPROGRESS) {
+            op->last_err = -errno; /* refused at once (unix sockets, local ports): next */
+            close(fd);
+            continue;
+        }
+        attempt *a = NULL;
+        for (int k = 0; k < MAX_ATTEMPTS && !a; k++)
+            if (op->at[k].fd < 0) a = &op->at[k];
+        a->fd = fd;
+        a->op = op;
+        sq_io_init(&a->io, fd, on_connected, a);
+        int e = sq_io_start(op->loop, &a->io, SQ_WRITE);
+        if (e < 0) {
+            a->fd = -1;
             op->last_err = e;
             close(fd);
             continue;
         }
-        op->last_err = -errno;
-        close(fd);
+        op->inflight++;
+        if (op->next < op->naddrs) sq_timer_start(&op->he_timer, op->delay, 0);
+        return;
     }
-    if (!op->finished) op_finish(op, op->last_err ? op->last_err : SQ_ERESOLVE, NULL);
+    if (!op->finished && op->inflight == 0 && op->next >= op->naddrs)
+        op_finish(op, op->last_err ? op->last_err : SQ_ERESOLVE, NULL);
 }
 
 static void on_timeout(sq_loop *loop, sq_timer *t)
@@ -543,6 +737,36 @@ static void *resolve_job(void *arg)
     return NULL;
 }
 
+/* Take n addresses in RFC 8305 order: IPv6 first, then the families alternating (each
+ * family keeps the resolver's order); other families (unix) after them. */
+static int set_addrs(connect_op *op, const struct sockaddr_storage *in, const socklen_t *lens,
+                     size_t n)
+{
+    op->addrs = calloc(n ? n : 1, sizeof *op->addrs);
+    op->lens = calloc(n ? n : 1, sizeof *op->lens);
+    if (!op->addrs || !op->lens) return -ENOMEM;
+    size_t i6 = 0, i4 = 0;
+    for (bool six = true;; six = !six) {
+        size_t *ip = six ? &i6 : &i4, *other = six ? &i4 : &i6;
+        int fam = six ? AF_INET6 : AF_INET, ofam = six ? AF_INET : AF_INET6;
+        while (*ip < n && in[*ip].ss_family != fam) (*ip)++;
+        if (*ip >= n) {
+            while (*other < n && in[*other].ss_family != ofam) (*other)++;
+            if (*other >= n) break;
+            continue; /* this family is done: the other one goes on alone */
+        }
+        op->addrs[op->naddrs] = in[*ip];
+        op->lens[op->naddrs++] = lens[*ip];
+        (*ip)++;
+    }
+    for (size_t k = 0; k < n; k++) {
+        if (in[k].ss_family == AF_INET6 || in[k].ss_family == AF_INET) continue;
+        op->addrs[op->naddrs] = in[k];
+        op->lens[op->naddrs++] = lens[k];
+    }
+    return 0;
+}
+
 static void resolved(sq_future *f, void *arg)
 {
     connect_op *op = arg;
@@ -559,20 +783,24 @@ static void resolved(sq_future *f, void *arg)
     }
     size_t n = 0;
     for (struct addrinfo *ai = op->res; ai; ai = ai->ai_next) n++;
-    op->addrs = calloc(n, sizeof *op->addrs);
-    op->lens = calloc(n, sizeof *op->lens);
-    if (!op->addrs || !op->lens) {
-        op_finish(op, -ENOMEM, NULL);
-        return;
-    }
-    for (struct addrinfo *ai = op->res; ai; ai = ai->ai_next) {
-        if (ai->ai_addrlen > sizeof op->addrs[0]) continue;
-        memcpy(&op->addrs[op->naddrs], ai->ai_addr, ai->ai_addrlen);
-        op->lens[op->naddrs++] = ai->ai_addrlen;
+    struct sockaddr_storage *tmp = calloc(n, sizeof *tmp);
+    socklen_t *tl = calloc(n, sizeof *tl);
+    size_t k = 0;
+    for (struct addrinfo *ai = op->res; tmp && tl && ai; ai = ai->ai_next) {
+        if (ai->ai_addrlen > sizeof *tmp) continue;
+        memcpy(&tmp[k], ai->ai_addr, ai->ai_addrlen);
+        tl[k++] = ai->ai_addrlen;
     }
     freeaddrinfo(op->res);
     op->res = NULL;
-    try_next(op);
+    int e = tmp && tl ? set_addrs(op, tmp, tl, k) : -ENOMEM;
+    free(tmp);
+    free(tl);
+    if (e < 0) {
+        op_finish(op, e, NULL);
+        return;
+    }
+    start_next(op);
 }
 
 static void stream_value_free(void *s)
@@ -580,45 +808,79 @@ static void stream_value_free(void *s)
     sq_stream_free(s);
 }
 
-sq_future *sq_tcp_connect_future(sq_loop *loop, const char *host, int port, double timeout)
+/* The operation and its future; NULL op: the future already failed (returned as is). */
+static connect_op *op_new(sq_loop *loop, const sq_connect_options *o, sq_future **fp)
 {
-    if (!loop) loop = sq_loop_current();
-    if (!loop) loop = sq_loop_default();
     sq_future *f = sq_future_new(loop);
+    *fp = f;
     if (!f) return NULL;
     sq_future_set_value_free(f, stream_value_free); /* a stream nobody takes is closed */
-    if (!host || !*host || port <= 0 || port > 65535) {
-        sq_future_set_error(f, -EINVAL);
-        return f;
-    }
     connect_op *op = calloc(1, sizeof *op);
     if (!op) {
         sq_future_set_error(f, -ENOMEM);
-        return f;
+        return NULL;
     }
     op->loop = loop;
     op->fut = sq_future_retain(f);
-    op->port = port;
-    op->fd = -1;
+    for (int i = 0; i < MAX_ATTEMPTS; i++) op->at[i].fd = -1;
+    op->delay = o && o->happy_eyeballs_delay > 0 ? o->happy_eyeballs_delay : SQ_HAPPY_EYEBALLS_DELAY;
     sq_timer_init(loop, &op->timer, on_timeout, op);
+    sq_timer_init(loop, &op->he_timer, on_he_timer, op);
     sq_future_set_cancel_hook(f, on_cancel, op);
-    if (timeout > 0) sq_timer_start(&op->timer, timeout, 0);
-
-    struct sockaddr_storage ss;
-    socklen_t len;
-    if (parse_numeric(host, port, &ss, &len)) {
-        op->addrs = malloc(sizeof ss);
-        op->lens = malloc(sizeof len);
-        if (!op->addrs || !op->lens) {
-            op_finish(op, -ENOMEM, NULL);
-            return f;
+    if (o && o->timeout > 0) sq_timer_start(&op->timer, o->timeout, 0);
+    if (o && o->source_address && *o->source_address) {
+        if (!parse_numeric(o->source_address, o->source_port, &op->src, &op->srclen)) {
+            op_finish(op, -EINVAL, NULL); /* a source must be a numeric address */
+            return NULL;
         }
-        op->addrs[0] = ss;
-        op->lens[0] = len;
-        op->naddrs = 1;
-        try_next(op);
+    } else if (o && o->source_port > 0) {
+        op_finish(op, -EINVAL, NULL);
+        return NULL;
+    }
+    return op;
+}
+
+sq_future *sq__tcp_connect_addrs_future(sq_loop *loop, const struct sockaddr_storage *addrs,
+                                        const socklen_t *lens, size_t n,
+                                        const sq_connect_options *o)
+{
+    if (!loop) loop = sq_loop_current();
+    if (!loop) loop = sq_loop_default();
+    sq_future *f;
+    connect_op *op = op_new(loop, o, &f);
+    if (!op) return f;
+    int e = set_addrs(op, addrs, lens, n);
+    if (e < 0)
+        op_finish(op, e, NULL);
+    else
+        start_next(op);
+    return f;
+}
+
+sq_future *sq_tcp_connect_opts_future(sq_loop *loop, const char *host, int port,
+                                      const sq_connect_options *o)
+{
+    if (!loop) loop = sq_loop_current();
+    if (!loop) loop = sq_loop_default();
+    struct sockaddr_un su;
+    socklen_t len;
+    int unix_host = unix_addr(host, &su, &len);
+    if (unix_host < 0 || !host || !*host || (!unix_host && (port <= 0 || port > 65535))) {
+        sq_future *f = sq_future_new(loop);
+        if (f) sq_future_set_error(f, unix_host < 0 ? unix_host : -EINVAL);
         return f;
     }
+    struct sockaddr_storage ss;
+    if (unix_host) {
+        memset(&ss, 0, sizeof ss);
+        memcpy(&ss, &su, len);
+        return sq__tcp_connect_addrs_future(loop, &ss, &len, 1, o);
+    }
+    if (parse_numeric(host, port, &ss, &len)) return sq__tcp_connect_addrs_future(loop, &ss, &len, 1, o);
+    sq_future *f;
+    connect_op *op = op_new(loop, o, &f);
+    if (!op) return f;
+    op->port = port;
     op->host = strdup(host);
     sq_executor *ex = op->host ? sq_executor_default() : NULL;
     sq_future *rf = ex ? sq_executor_submit(ex, loop, resolve_job, op) : NULL;
@@ -631,19 +893,14 @@ sq_future *sq_tcp_connect_future(sq_loop *loop, const char *host, int port, doub
     return f;
 }
 
+sq_future *sq_tcp_connect_future(sq_loop *loop, const char *host, int port, double timeout)
+{
+    return sq_tcp_connect_opts_future(loop, host, port, &(sq_connect_options){.timeout = timeout});
+}
+
 sq_stream *sq_tcp_connect(const char *host, int port, double timeout, int *err)
 {
-    sq_coro *self = sq_coro_self();
-    if (!self) {
-        sq_log(SQ_LOG_ERROR, "sq_tcp_connect: called outside a coroutine "
-                             "(use sq_tcp_connect_future)");
-        if (err) *err = SQ_ENOTCORO;
-        return NULL;
-    }
-    void *v = NULL;
-    int64_t st = sq_await(sq_tcp_connect_future(sq_coro_loop(self), host, port, timeout), &v);
-    if (err) *err = st < 0 ? (int)st : 0;
-    return st < 0 ? NULL : v;
+    return sq_tcp_connect_opts(host, port, &(sq_connect_options){.timeout = timeout}, err);
 }
 
 /* The client context sq_tcp_connect_tls uses when given none: the system CA store. */
@@ -659,14 +916,24 @@ static void default_client_init(void)
 sq_stream *sq_tcp_connect_tls(const char *host, int port, double timeout, sq_tls_context *ctx,
                               int *err)
 {
+    return sq_tcp_connect_opts(host, port,
+                               &(sq_connect_options){.timeout = timeout, .tls = ctx, .use_tls = true},
+                               err);
+}
+
+sq_stream *sq_tcp_connect_opts(const char *host, int port, const sq_connect_options *o, int *err)
+{
     sq_coro *self = sq_coro_self();
     if (!self) {
-        sq_log(SQ_LOG_ERROR, "sq_tcp_connect_tls: called outside a coroutine");
+        sq_log(SQ_LOG_ERROR, "sq_tcp_connect: called outside a coroutine "
+                             "(use sq_tcp_connect_opts_future)");
         if (err) *err = SQ_ENOTCORO;
         return NULL;
     }
     sq_loop *loop = sq_coro_loop(self);
-    if (!ctx) {
+    sq_tls_context *ctx = o ? o->tls : NULL;
+    bool tls = o && (o->use_tls || o->tls);
+    if (tls && !ctx) {
         pthread_once(&default_client_once, default_client_init);
         ctx = default_client;
         if (!ctx) {
@@ -674,21 +941,32 @@ sq_stream *sq_tcp_connect_tls(const char *host, int port, double timeout, sq_tls
             return NULL;
         }
     }
-    if (!host || sq_tls_context_is_server(ctx)) {
+    if (tls && (!host || sq_tls_context_is_server(ctx))) {
         if (err) *err = -EINVAL;
         return NULL;
     }
+    double timeout = o ? o->timeout : 0;
     double t0 = sq_loop_time(loop);
-    sq_stream *s = sq_tcp_connect(host, port, timeout, err);
-    if (!s) return NULL;
+    void *v = NULL;
+    int64_t st = sq_await(sq_tcp_connect_opts_future(loop, host, port, o), &v);
+    if (st < 0) {
+        if (err) *err = (int)st;
+        return NULL;
+    }
+    sq_stream *s = v;
+    if (!tls) {
+        if (err) *err = 0;
+        return s;
+    }
     /* the name the certificate must carry: "[::1]" is checked as ::1 */
     char name[256];
-    size_t n = strlen(host);
-    if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
-        host++;
+    const char *h = o->server_hostname ? o->server_hostname : host;
+    size_t n = strlen(h);
+    if (n >= 2 && h[0] == '[' && h[n - 1] == ']') {
+        h++;
         n -= 2;
     }
-    snprintf(name, sizeof name, "%.*s", (int)n, host);
+    snprintf(name, sizeof name, "%.*s", (int)n, h);
     sq_future *f = sq_stream_start_tls_future(s, ctx, name);
     if (f && timeout > 0) {
         double left = timeout - (sq_loop_time(loop) - t0);

@@ -224,9 +224,8 @@ nomem:
 
 static void dispatch(sq_http_request *req, void *arg);
 
-int sq_app_listen(sq_app *app, int port, const char *host)
+static int app_server(sq_app *app)
 {
-    if (!app) return -EINVAL;
     if (!app->server) {
         sq_loop *loop = sq_loop_current();
         if (!loop) loop = sq_loop_default();
@@ -236,7 +235,21 @@ int sq_app_listen(sq_app *app, int port, const char *host)
         if (!app->server) return errno ? -errno : -ENOMEM;
         app->label_loop = loop;
     }
-    return sq_http_server_listen(app->server, host, port);
+    return 0;
+}
+
+int sq_app_add_sockets(sq_app *app, const int *fds, int n)
+{
+    if (!app) return -EINVAL;
+    int e = app_server(app);
+    return e < 0 ? e : sq_http_server_add_sockets(app->server, fds, n);
+}
+
+int sq_app_listen(sq_app *app, int port, const char *host)
+{
+    if (!app) return -EINVAL;
+    int e = app_server(app);
+    return e < 0 ? e : sq_http_server_listen(app->server, host, port);
 }
 
 int sq_app_listen_tls(sq_app *app, int port, const char *host, sq_tls_context *tls)
