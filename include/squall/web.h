@@ -2,8 +2,8 @@
  * tornado.web).
  *
  *   static void hello(sq_handler *h) { sq_write(h, "Hello, world"); }
- *   static const sq_route routes[] = {
- *       { "/", &(sq_handler_class){ .get = hello } },
+ *   static const sq_route routes[] = {   // pattern, class, name, init_arg
+ *       { "/", &(sq_handler_class){ .get = hello }, NULL, NULL },
  *       { 0 },
  *   };
  *   sq_app *app = sq_app_new(routes, NULL);
