@@ -1,6 +1,8 @@
 # squall — the commands users and CI drive.  Everything installs what it needs first.
 #   make run        build deps, release build, start the demo on http://127.0.0.1:8888
 #   make install    the library, headers, squall.pc and the CMake package (PREFIX, DESTDIR)
+#   make deb        Debian packages libsquall0 and libsquall-dev in build/deb/packages/
+#   make docs       the API reference from the headers (Doxygen) in build/docs/html/
 #   make test       build + test deps, ASan+UBSan build, every test through ctest, fuzz briefly
 #   make tsan-test  the threaded tests under ThreadSanitizer
 #   make cluster    redis-server + the demo on two instances of 2 processes + nginx in front (:8080)
@@ -10,6 +12,7 @@
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE    ?= cmake
 RELEASE  := build/release
+DEB      := build/deb
 ASAN     := build/asan
 TSAN     := build/tsan
 FUZZ     := build/fuzz
@@ -27,11 +30,12 @@ DEB_PKGS := build-essential cmake pkg-config libcmocka-dev libssl-dev zlib1g-dev
 NPM_PKG   := $(if $(shell command -v npm 2>/dev/null),,npm)
 TEST_PKGS := python3 procps curl clang libclang-rt-14-dev nginx-light python3-websockets \
              nodejs chromium $(NPM_PKG) wrk strace python3-tornado openssl nghttp2-client \
-             python3-h2 redis-server
+             python3-h2 redis-server doxygen dpkg-dev
 # What `make bench` needs on top of both (load generator and the peers it is compared with).
 BENCH_PKGS := wrk nginx-light h2o nodejs python3-tornado gnuplot-nox valgrind strace
 
 .PHONY: soak cluster all deps test-deps bench-deps node-modules install-pkgs build run test tsan-test fuzz install \
+        deb docs \
         fuzz-build fuzz-run bench bench-quick clean format check-aarch64
 
 all: build
@@ -77,6 +81,29 @@ install: build
 cluster: build
 	@$(MAKE) --no-print-directory install-pkgs PKGS="redis-server nginx-light"
 	exec examples/cluster.sh $(RELEASE)
+
+# Debian packages from a release build of the library configured for /usr (the multiarch
+# libdir): build/deb/packages/libsquall0_<version>-1_<arch>.deb (libsquall.so.0*) and
+# libsquall-dev_….deb (headers, libsquall.so, libsquall.a, squall.pc, the CMake package).
+# CPack's DEB generator (cmake/packaging.cmake); dpkg-shlibdeps (dpkg-dev) computes
+# libsquall0's Depends.  Install them with apt-get install ./build/deb/packages/*.deb.
+deb: deps
+	@$(MAKE) --no-print-directory install-pkgs PKGS="dpkg-dev"
+	$(CMAKE) -S . -B $(DEB) -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr \
+	  -DSQ_BUILD_TESTS=OFF -DSQ_BUILD_EXAMPLES=OFF -DSQ_BUILD_BENCH=OFF
+	$(CMAKE) --build $(DEB) -j $(JOBS)
+	rm -f $(DEB)/packages/*.deb
+	cd $(DEB) && cpack -G DEB
+	@ls -l $(DEB)/packages/*.deb
+
+# The API reference from the header comments (docs/Doxyfile): build/docs/html/index.html.
+# Doxygen warns about anything public left undocumented; the docs/doc_comments test keeps
+# it at zero warnings.
+docs:
+	@$(MAKE) --no-print-directory install-pkgs PKGS="doxygen"
+	mkdir -p build/docs
+	doxygen docs/Doxyfile
+	@echo "squall: API reference in build/docs/html/index.html"
 
 run: build
 	@echo "squall: starting the demo on http://127.0.0.1:$(PORT) (Ctrl-C stops it)"

@@ -1,4 +1,5 @@
-/* squall.h — everything: the loop, coroutines, futures, streams, executor, sync, the HTTP
+/** @file squall.h
+ * Everything: the loop, coroutines, futures, streams, executor, sync, the HTTP
  * parser and utilities, the HTTP/1.1 server and the web framework, the HTTP and Redis clients, options. */
 #ifndef SQUALL_H
 #define SQUALL_H

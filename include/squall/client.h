@@ -1,4 +1,5 @@
-/* squall/client.h — the asynchronous HTTP client (Tornado's AsyncHTTPClient), on libcurl.
+/** @file squall/client.h
+ * The asynchronous HTTP client (Tornado's AsyncHTTPClient), on libcurl.
  *
  *   sq_fetch_response *r = NULL;
  *   int64_t rc = sq_await(sq_fetch("http://127.0.0.1:8888/json", NULL), (void **)&r);
@@ -40,130 +41,148 @@ extern "C" {
 #endif
 
 /* Defaults (Tornado's). */
-#define SQ_FETCH_DEFAULT_CONNECT_TIMEOUT 20.0 /* s to connect (and finish TLS) */
-#define SQ_FETCH_DEFAULT_REQUEST_TIMEOUT 20.0 /* s for the whole transfer */
+#define SQ_FETCH_DEFAULT_CONNECT_TIMEOUT 20.0 /**< s to connect (and finish TLS) */
+#define SQ_FETCH_DEFAULT_REQUEST_TIMEOUT 20.0 /**< s for the whole transfer */
+/** redirects followed at most when max_redirects is 0 */
 #define SQ_FETCH_DEFAULT_MAX_REDIRECTS   5
-#define SQ_FETCH_DEFAULT_MAX_CLIENTS     10           /* transfers at once per client */
-#define SQ_FETCH_DEFAULT_MAX_BODY_SIZE   (100u << 20) /* response bodies kept in memory */
+#define SQ_FETCH_DEFAULT_MAX_CLIENTS     10           /**< transfers at once per client */
+#define SQ_FETCH_DEFAULT_MAX_BODY_SIZE   (100u << 20) /**< response bodies kept in memory */
+/** User-Agent sent when user_agent is NULL */
 #define SQ_FETCH_DEFAULT_USER_AGENT      "squall/0.1"
 
+/** An HTTP client: a libcurl multi handle driven by one loop, with its connection cache and its
+ * queue of waiting fetches. */
 typedef struct sq_http_client sq_http_client;
 
+/** Values of sq_fetch_request.auth_mode: HTTP basic or digest authentication. */
 enum { SQ_FETCH_AUTH_BASIC = 0, SQ_FETCH_AUTH_DIGEST = 1 };
 
-/* Streaming upload: fill buf with up to len bytes of the request body and return how many,
+/** Streaming upload: fill buf with up to len bytes of the request body and return how many,
  * 0 at the end, or a negative errno to abort the fetch with that error.  Called on the loop
  * thread whenever libcurl can send more; it must not block. */
 typedef ssize_t (*sq_fetch_body_producer)(char *buf, size_t len, void *arg);
-/* Streaming download: one piece of the (decompressed) body; the response's body then stays
+/** Streaming download: one piece of the (decompressed) body; the response's body then stays
  * empty.  Return 0 to go on or a negative errno to abort the fetch with it. */
 typedef int (*sq_fetch_streaming_cb)(const char *data, size_t len, void *arg);
-/* Each raw header line as received, status lines included ("HTTP/1.1 200 OK\r\n", then
+/** Each raw header line as received, status lines included ("HTTP/1.1 200 OK\r\n", then
  * "Name: value\r\n" …, then "\r\n"), for every response of a redirect chain. */
 typedef void (*sq_fetch_header_cb)(const char *line, size_t len, void *arg);
 
-/* One request.  A zeroed struct (or NULL) means: GET, no extra headers, 20 s connect and
+/** One request.  A zeroed struct (or NULL) means: GET, no extra headers, 20 s connect and
  * request timeouts, redirects followed (at most 5), gzip accepted and decoded, certificates
  * validated, HTTP status >= 400 reported as SQ_EHTTP.  Every field is copied (strings and
  * the body too) by the fetch call, except the callbacks' `arg`s and what they point to. */
 typedef struct sq_fetch_request {
-    const char *method;                   /* NULL: "GET" (or "POST" when a body is given) */
-    const char *const *headers;           /* "Name: value" strings, NULL-terminated; "Name:" drops
+    const char *method;                   /**< NULL: "GET" (or "POST" when a body is given) */
+    const char *const *headers;           /**< "Name: value" strings, NULL-terminated; "Name:" drops
                                              a header libcurl would add */
-    const void *body;                     /* request body (copied); NULL: none */
-    size_t body_len;                      /* its length; for a producer, the total if known
+    const void *body;                     /**< request body (copied); NULL: none */
+    size_t body_len;                      /**< its length; for a producer, the total if known
                                              (0: unknown, sent chunked) */
-    sq_fetch_body_producer body_producer; /* instead of body: streamed upload */
+    sq_fetch_body_producer body_producer; /**< instead of body: streamed upload */
+    /** argument of body_producer and body_rewind */
     void *body_producer_arg;
-    /* With a producer: start the body over (a 307/308 redirect, which must resend it);
+    /** With a producer: start the body over (a 307/308 redirect, which must resend it);
      * return 0 when the producer will produce it again from its first byte, a negative
      * errno otherwise.  Without it such a redirect fails the fetch with -ESPIPE. */
     int (*body_rewind)(void *arg);
-    double connect_timeout;    /* s; 0: 20 s; negative: none */
-    double request_timeout;    /* s; 0: 20 s; negative: none */
-    bool no_follow_redirects;  /* return 3xx responses as they are */
-    int max_redirects;         /* 0: 5; more than that fails with SQ_EREDIRECTS */
-    const char *user_agent;    /* NULL: SQ_FETCH_DEFAULT_USER_AGENT */
-    bool no_decompress;        /* do not send Accept-Encoding: gzip nor decode */
-    const char *auth_username; /* credentials for auth_mode (basic or digest) */
+    double connect_timeout;    /**< s; 0: 20 s; negative: none */
+    double request_timeout;    /**< s; 0: 20 s; negative: none */
+    bool no_follow_redirects;  /**< return 3xx responses as they are */
+    int max_redirects;         /**< 0: 5; more than that fails with SQ_EREDIRECTS */
+    const char *user_agent;    /**< NULL: SQ_FETCH_DEFAULT_USER_AGENT */
+    bool no_decompress;        /**< do not send Accept-Encoding: gzip nor decode */
+    const char *auth_username; /**< credentials for auth_mode (basic or digest) */
+    /** password for auth_username */
     const char *auth_password;
-    int auth_mode;          /* SQ_FETCH_AUTH_BASIC (default) or _DIGEST */
-    const char *proxy_host; /* HTTP proxy; NULL: none (proxy env vars are ignored) */
+    int auth_mode;          /**< SQ_FETCH_AUTH_BASIC (default) or _DIGEST */
+    const char *proxy_host; /**< HTTP proxy; NULL: none (proxy env vars are ignored) */
+    /** port of proxy_host */
     int proxy_port;
+    /** credentials for the proxy, if it wants them */
     const char *proxy_username;
+    /** password for proxy_username */
     const char *proxy_password;
-    bool no_validate_cert;   /* accept any server certificate (tests only) */
-    const char *ca_certs;    /* PEM file of CAs; NULL: the system's */
-    const char *client_cert; /* PEM client certificate, and its key */
+    bool no_validate_cert;   /**< accept any server certificate (tests only) */
+    const char *ca_certs;    /**< PEM file of CAs; NULL: the system's */
+    const char *client_cert; /**< PEM client certificate, and its key */
+    /** PEM private key of client_cert */
     const char *client_key;
-    sq_fetch_streaming_cb streaming_callback; /* body delivered in pieces, not kept */
+    sq_fetch_streaming_cb streaming_callback; /**< body delivered in pieces, not kept */
+    /** argument of streaming_callback */
     void *streaming_arg;
+    /** called with each response header line as it arrives */
     sq_fetch_header_cb header_callback;
+    /** argument of header_callback */
     void *header_arg;
-    bool allow_nonstandard_methods; /* else: known methods only, a body exactly for POST,
+    bool allow_nonstandard_methods; /**< else: known methods only, a body exactly for POST,
                                        PUT and PATCH (-EINVAL otherwise) */
-    bool no_raise_error; /* Tornado's raise_error=False: an HTTP status >= 400 resolves the
+    bool no_raise_error; /**< Tornado's raise_error=False: an HTTP status >= 400 resolves the
                             future with status 0 like any response */
 } sq_fetch_request;
 
-/* A response.  Owned by whoever took it from the future; read-only fields, freed whole by
+/** A response.  Owned by whoever took it from the future; read-only fields, freed whole by
  * sq_fetch_response_free(). */
 typedef struct sq_fetch_response {
-    int code;                      /* HTTP status of the last response */
-    const char *reason;            /* its reason phrase ("" if none), NUL-terminated */
-    const sq_http_header *headers; /* headers of the last response (NUL-terminated slices) */
+    int code;                      /**< HTTP status of the last response */
+    const char *reason;            /**< its reason phrase ("" if none), NUL-terminated */
+    const sq_http_header *headers; /**< headers of the last response (NUL-terminated slices) */
+    /** number of headers */
     size_t nheaders;
-    const char *body; /* NUL-terminated (not counted in body_len); empty when
+    const char *body; /**< NUL-terminated (not counted in body_len); empty when
                          streamed */
+    /** length of body in bytes */
     size_t body_len;
-    const char *url;           /* as requested */
-    const char *effective_url; /* after redirects */
-    int http_version;          /* 10, 11, 20 or 30 */
-    int error;                 /* 0, or SQ_EHTTP when code >= 400 */
-    long redirects;            /* redirects followed */
-    long num_connects;         /* new connections this fetch made (0: one was reused) */
-    /* Timing in seconds.  queue: waiting for a free slot (max_clients); the others are
+    const char *url;           /**< as requested */
+    const char *effective_url; /**< after redirects */
+    int http_version;          /**< 10, 11, 20 or 30 */
+    int error;                 /**< 0, or SQ_EHTTP when code >= 400 */
+    long redirects;            /**< redirects followed */
+    long num_connects;         /**< new connections this fetch made (0: one was reused) */
+    /** Timing in seconds.  queue: waiting for a free slot (max_clients); the others are
      * libcurl's, from the start of the transfer: name resolved, connected, TLS done, about
      * to send, first byte received, all done; redirect: time spent in redirects before
      * the last one.  request_time = queue + total (Tornado's). */
     struct {
         double queue, namelookup, connect, appconnect, pretransfer, starttransfer, total, redirect;
     } time;
+    /** seconds from the call to the end: time.queue + time.total */
     double request_time;
 } sq_fetch_response;
 
-/* Client settings.  Zeroed: the defaults. */
+/** Client settings.  Zeroed: the defaults. */
 typedef struct sq_http_client_settings {
-    size_t max_clients;   /* 0: 10; further fetches wait in a FIFO queue */
-    double queue_timeout; /* s a fetch may wait in that queue (then it fails with
+    size_t max_clients;   /**< 0: 10; further fetches wait in a FIFO queue */
+    double queue_timeout; /**< s a fetch may wait in that queue (then it fails with
                              SQ_EQUEUE_TIMEOUT); 0: the smaller of the request's
                              connect and request timeouts; negative: none */
-    size_t max_body_size; /* 0: 100 MiB; larger bodies fail with -E2BIG (not
+    size_t max_body_size; /**< 0: 100 MiB; larger bodies fail with -E2BIG (not
                              applied to streamed bodies) */
-    /* Fields a request leaves zero come from here.  The struct is copied by
+    /** Fields a request leaves zero come from here.  The struct is copied by
      * sq_http_client_new, the strings it points to are not (they must outlive the client);
      * body and callbacks are not inherited. */
     const sq_fetch_request *defaults;
 } sq_http_client_settings;
 
-/* A client on `loop` (NULL: the current loop).  NULL with errno set (ENOMEM, or EIO if
+/** A client on `loop` (NULL: the current loop).  NULL with errno set (ENOMEM, or EIO if
  * libcurl cannot be initialised). */
 sq_http_client *sq_http_client_new(sq_loop *loop, const sq_http_client_settings *settings);
-/* Cancel every pending fetch (-ECANCELED), close the connections, free the client.  Call it
+/** Cancel every pending fetch (-ECANCELED), close the connections, free the client.  Call it
  * before freeing its loop; safe for the default client too (the next sq_fetch makes a new
  * one).  Called from a callback that runs inside the client (a request callback, a fetch
  * future's done callback), the client is freed when that returns; meanwhile its transfers
  * stop and a fetch on it fails at once with -ECANCELED.  A second call is a no-op. */
 void sq_http_client_free(sq_http_client *c);
-/* The loop's default client (the one sq_fetch uses), created on first use with the default
+/** The loop's default client (the one sq_fetch uses), created on first use with the default
  * settings.  It belongs to the loop: sq_loop_free frees it (its pending fetches fail with
  * -ECANCELED); freeing it earlier is fine too.  NULL on -ENOMEM. */
 sq_http_client *sq_http_client_default(sq_loop *loop);
-/* Fetches running / waiting in the queue. */
+/** Fetches running / waiting in the queue. */
 size_t sq_http_client_active(const sq_http_client *c);
+/** Fetches waiting in the queue for a free slot (max_clients). */
 size_t sq_http_client_queued(const sq_http_client *c);
 
-/* Fetch `url` (http:// or https://) with request `req` (NULL: a plain GET) on client `c`.
+/** Fetch `url` (http:// or https://) with request `req` (NULL: a plain GET) on client `c`.
  * The caller owns the returned future; it resolves with status 0 and a sq_fetch_response
  * as value, or a negative error: SQ_ERESOLVE (host name not resolved), -ECONNREFUSED,
  * -ETIMEDOUT (connect or request timeout), SQ_EQUEUE_TIMEOUT, SQ_ETLS (handshake or
@@ -175,17 +194,17 @@ size_t sq_http_client_queued(const sq_http_client *c);
  * by the future until taken (see "Ownership" above).
  * Cancelling the future stops the transfer.  NULL only on -ENOMEM. */
 sq_future *sq_http_client_fetch(sq_http_client *c, const char *url, const sq_fetch_request *req);
-/* sq_http_client_fetch on the current loop's default client. */
+/** sq_http_client_fetch on the current loop's default client. */
 sq_future *sq_fetch(const char *url, const sq_fetch_request *req);
-/* Blocking fetch for scripts and tests: runs a private loop and client until done (the
+/** Blocking fetch for scripts and tests: runs a private loop and client until done (the
  * calling thread's current loop is left as it was; a default client that callbacks made
  * for the private loop is freed with it).  Returns the future's status as above;
  * *out receives the response (also for SQ_EHTTP; NULL otherwise) for the caller to free. */
 int sq_fetch_sync(const char *url, const sq_fetch_request *req, sq_fetch_response **out);
 
-/* The value of the first header `name` (case-insensitive) of the response, or NULL. */
+/** The value of the first header `name` (case-insensitive) of the response, or NULL. */
 const char *sq_fetch_response_header(const sq_fetch_response *r, const char *name);
-/* Free a response; NULL is fine. */
+/** Free a response; NULL is fine. */
 void sq_fetch_response_free(sq_fetch_response *r);
 
 #ifdef __cplusplus

@@ -1,4 +1,5 @@
-/* squall/coro.h — stackful coroutines.
+/** @file squall/coro.h
+ * Stackful coroutines.
  *
  * Each coroutine runs on its own stack, mmap'ed with a PROT_NONE guard page below it and
  * pooled per thread for reuse.  Switching is a hand-written register swap on x86-64 and
@@ -28,49 +29,52 @@
 extern "C" {
 #endif
 
+/** A stackful coroutine (opaque). */
 typedef struct sq_coro sq_coro;
-/* The body of a coroutine.  Its return value resolves the future of sq_spawn(). */
+/** The body of a coroutine.  Its return value resolves the future of sq_spawn(). */
 typedef void *(*sq_task_fn)(void *arg);
 
-/* Default usable stack size: 256 KiB of address space, of which only the pages a coroutine
+/** Default usable stack size: 256 KiB of address space, of which only the pages a coroutine
  * touches cost memory (a parked coroutine that used little stack costs 8-12 KiB of RSS). */
 #define SQ_CORO_DEFAULT_STACK_SIZE (256u * 1024u)
 
-/* Set the stack size for coroutines created from now on (rounded up to whole pages,
+/** Set the stack size for coroutines created from now on (rounded up to whole pages,
  * at least 16 KiB).  Pooled stacks of another size are released. */
 void sq_coro_set_stack_size(size_t bytes);
+/** The stack size coroutines created now get, in bytes. */
 size_t sq_coro_get_stack_size(void);
-/* How many idle stacks each thread keeps for reuse (default 1024). */
+/** How many idle stacks each thread keeps for reuse (default 1024). */
 void sq_coro_set_pool_limit(size_t n);
 
-/* Start fn(arg) as a coroutine on `loop` (NULL: the current loop).  It begins on the next
+/** Start fn(arg) as a coroutine on `loop` (NULL: the current loop).  It begins on the next
  * pass of the loop's ready queue, not inside this call.  The returned future resolves with
  * fn's return value when fn returns; the caller owns one reference (sq_await it or
  * sq_future_release it).  NULL on -ENOMEM. */
 sq_future *sq_spawn(sq_loop *loop, sq_task_fn fn, void *arg);
-/* The same, detached: nobody waits for it.  Returns 0 or -ENOMEM. */
+/** The same, detached: nobody waits for it.  Returns 0 or -ENOMEM. */
 int sq_go(sq_loop *loop, sq_task_fn fn, void *arg);
 
-/* The running coroutine, or NULL on a plain thread stack. */
+/** The running coroutine, or NULL on a plain thread stack. */
 sq_coro *sq_coro_self(void);
+/** Whether the caller runs on a coroutine (where suspending calls may be made). */
 bool sq_in_coro(void);
-/* The loop a coroutine belongs to. */
+/** The loop a coroutine belongs to. */
 sq_loop *sq_coro_loop(const sq_coro *c);
 
 /* --- low level: what sq_await is built on ------------------------------------------- */
 
-/* Create a coroutine that is not yet scheduled; run it with sq_coro_wake() or
+/** Create a coroutine that is not yet scheduled; run it with sq_coro_wake() or
  * sq_coro_resume().  Its memory returns to the pool when fn returns. */
 sq_coro *sq_coro_create(sq_loop *loop, sq_task_fn fn, void *arg);
-/* Switch into `c` from a plain thread stack (not from inside another coroutine) until it
+/** Switch into `c` from a plain thread stack (not from inside another coroutine) until it
  * suspends or finishes.  Returns true while it is still alive. */
 bool sq_coro_resume(sq_coro *c);
-/* Suspend the running coroutine until someone calls sq_coro_wake() on it.
+/** Suspend the running coroutine until someone calls sq_coro_wake() on it.
  * Returns SQ_ENOTCORO outside a coroutine. */
 int sq_coro_suspend(void);
-/* Queue a suspended coroutine on its loop's ready queue; it runs later in this iteration. */
+/** Queue a suspended coroutine on its loop's ready queue; it runs later in this iteration. */
 void sq_coro_wake(sq_coro *c);
-/* A name shown in diagnostics (stack overflow, slow callbacks).  Not copied. */
+/** A name shown in diagnostics (stack overflow, slow callbacks).  Not copied. */
 void sq_coro_set_name(sq_coro *c, const char *name);
 
 #ifdef __cplusplus

@@ -1,4 +1,5 @@
-/* squall/error.h — error codes and logging shared by every layer.
+/** @file squall/error.h
+ * Error codes and logging shared by every layer.
  *
  * squall reports errors as negative errno values (-ECONNRESET, -ETIMEDOUT …).  The few
  * conditions errno has no name for get squall codes of their own in the same negative
@@ -14,34 +15,37 @@ extern "C" {
 #endif
 
 enum {
-    SQ_ENOTCORO = -20001,    /* a suspending call was made outside a coroutine */
-    SQ_ECLOSED = -20002,     /* the stream was closed (Tornado's StreamClosedError) */
-    SQ_EBUSY_READ = -20003,  /* a read is already pending on this stream */
-    SQ_ELOOPCLOSED = -20004, /* the loop or executor is shutting down */
-    SQ_ERESOLVE = -20005,    /* a host name could not be resolved */
+    SQ_ENOTCORO = -20001,    /**< a suspending call was made outside a coroutine */
+    SQ_ECLOSED = -20002,     /**< the stream was closed (Tornado's StreamClosedError) */
+    SQ_EBUSY_READ = -20003,  /**< a read is already pending on this stream */
+    SQ_ELOOPCLOSED = -20004, /**< the loop or executor is shutting down */
+    SQ_ERESOLVE = -20005,    /**< a host name could not be resolved */
     /* HTTP client (squall/client.h) */
-    SQ_ETLS = -20101,           /* TLS handshake or certificate verification failed */
-    SQ_EREDIRECTS = -20102,     /* more redirects than the request allows */
-    SQ_EHTTP = -20103,          /* the server answered with an HTTP status >= 400 */
-    SQ_EQUEUE_TIMEOUT = -20104, /* a fetch waited too long for a free slot (max_clients) */
-    SQ_ECURL = -20105,          /* another libcurl failure (details logged at debug level) */
+    SQ_ETLS = -20101,           /**< TLS handshake or certificate verification failed */
+    SQ_EREDIRECTS = -20102,     /**< more redirects than the request allows */
+    SQ_EHTTP = -20103,          /**< the server answered with an HTTP status >= 400 */
+    SQ_EQUEUE_TIMEOUT = -20104, /**< a fetch waited too long for a free slot (max_clients) */
+    SQ_ECURL = -20105,          /**< another libcurl failure (details logged at debug level) */
     /* Redis client (squall/redis.h) */
-    SQ_EREDIS = -20201, /* the server answered with an error reply (carried as the value) */
+    SQ_EREDIS = -20201, /**< the server answered with an error reply (carried as the value) */
 };
 
-/* A static, human-readable description of a negative errno or squall code. */
+/** A static, human-readable description of a negative errno or squall code. */
 const char *sq_strerror(int err);
 
+/** Log levels, lowest first; SQ_LOG_OFF as a level silences everything. */
 enum { SQ_LOG_DEBUG, SQ_LOG_INFO, SQ_LOG_WARNING, SQ_LOG_ERROR, SQ_LOG_OFF };
 
+/** A log handler: receives the level (SQ_LOG_*) and the formatted message, without a newline. */
 typedef void (*sq_log_fn)(int level, const char *msg, void *arg);
-/* Log through the installed handler (default: one line on stderr, "squall: LEVEL: msg").
+/** Log through the installed handler (default: one line on stderr, "squall: LEVEL: msg").
  * Messages below the current level are dropped. */
 void sq_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Install a log handler (NULL restores the stderr one). */
+/** Install a log handler (NULL restores the stderr one). */
 void sq_log_set_handler(sq_log_fn fn, void *arg);
-/* Drop messages below `level` (default SQ_LOG_INFO; SQ_LOG_OFF silences everything). */
+/** Drop messages below `level` (default SQ_LOG_INFO; SQ_LOG_OFF silences everything). */
 void sq_log_set_level(int level);
+/** The current log level (SQ_LOG_*). */
 int sq_log_get_level(void);
 
 /** Colours of the default (stderr) log handler. */
@@ -62,7 +66,7 @@ enum {
     SQ_ACCESS_LOG_TEXT,     /**< `200 GET /path (127.0.0.1) 0.12ms` (the default) */
     SQ_ACCESS_LOG_COMBINED, /**< Apache/nginx combined: `ip - - [date] "GET /p HTTP/1.1" 200
                                  123 "referer" "user-agent"` (quotes and control bytes as
-                                 \xHH, as nginx writes them) */
+                                 \\xHH, as nginx writes them) */
     SQ_ACCESS_LOG_JSON,     /**< one JSON object per line: time, remote, method, uri,
                                  version, status, bytes, duration_ms, referer, user_agent */
 };

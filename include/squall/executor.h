@@ -1,4 +1,5 @@
-/* squall/executor.h — a thread pool for blocking work (Tornado's run_on_executor).
+/** @file squall/executor.h
+ * A thread pool for blocking work (Tornado's run_on_executor).
  *
  * Jobs run on worker threads; their futures are completed on the loop thread that
  * submitted them, through sq_add_callback_threadsafe().  A job must not touch the loop.
@@ -14,25 +15,27 @@
 extern "C" {
 #endif
 
+/** A pool of worker threads for blocking work (opaque). */
 typedef struct sq_executor sq_executor;
-/* Runs on a worker thread; its return value becomes the future's value (status 0). */
+/** Runs on a worker thread; its return value becomes the future's value (status 0). */
 typedef void *(*sq_job_fn)(void *arg);
 
-/* A pool of `threads` workers (0: 4 per CPU, at least 4).  NULL with errno on failure. */
+/** A pool of `threads` workers (0: 4 per CPU, at least 4).  NULL with errno on failure. */
 sq_executor *sq_executor_new(size_t threads);
-/* Wait for running jobs, fail queued ones with -ECANCELED, join the workers, free. */
+/** Wait for running jobs, fail queued ones with -ECANCELED, join the workers, free. */
 void sq_executor_free(sq_executor *ex);
+/** The number of worker threads in the pool. */
 size_t sq_executor_threads(const sq_executor *ex);
-/* Queue fn(arg).  The future resolves on `loop` (NULL: the current loop) with fn's return
+/** Queue fn(arg).  The future resolves on `loop` (NULL: the current loop) with fn's return
  * value; cancelling it before a worker picks it up skips the job.  NULL on -ENOMEM.
  * Call it on `loop`'s own thread: the future is created there and futures are not
  * thread-safe. */
 sq_future *sq_executor_submit(sq_executor *ex, sq_loop *loop, sq_job_fn fn, void *arg);
-/* Bound the jobs waiting for a free worker (0, the default: no bound).  Past it,
+/** Bound the jobs waiting for a free worker (0, the default: no bound).  Past it,
  * sq_executor_submit still returns a future, already failed with -EAGAIN: shed the load
  * (answer 503) rather than let the queue delay every later job without limit. */
 void sq_executor_set_max_queued(sq_executor *ex, size_t max);
-/* The process-wide default pool: the one set with sq_executor_set_default(), else a
+/** The process-wide default pool: the one set with sq_executor_set_default(), else a
  * built-in pool created on first use. */
 sq_executor *sq_executor_default(void);
 /** Make `ex` the default pool, the one sq_run_in_executor() (and so name resolution for
@@ -44,7 +47,7 @@ sq_executor *sq_executor_default(void);
  *  says), or keep it.  Thread-safe.
  *  @return the previous default pool, or NULL if none had been created yet. */
 sq_executor *sq_executor_set_default(sq_executor *ex);
-/* sq_executor_submit() on the default pool and the current loop. */
+/** sq_executor_submit() on the default pool and the current loop. */
 sq_future *sq_run_in_executor(sq_job_fn fn, void *arg);
 
 #ifdef __cplusplus

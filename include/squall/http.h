@@ -1,4 +1,5 @@
-/* squall/http.h — the HTTP/1.1 and HTTP/2 server: connections, requests and responses.
+/** @file squall/http.h
+ * The HTTP/1.1 and HTTP/2 server: connections, requests and responses.
  *
  * The server parses requests with squall/http_parser.h and calls one handler function per
  * request, on a pooled coroutine: the handler may suspend (sq_sleep, sq_await, reading the
@@ -31,102 +32,118 @@
 extern "C" {
 #endif
 
-/* A byte slice; not NUL-terminated unless said so. */
+/** A byte slice; not NUL-terminated unless said so. */
 typedef struct sq_str {
+    /** first byte */
     const char *ptr;
+    /** number of bytes */
     size_t len;
 } sq_str;
 
 /* Defaults (documented limits; every one is configurable in sq_http_settings). */
-#define SQ_HTTP_DEFAULT_MAX_BODY_SIZE    (100u << 20) /* 413 beyond */
-#define SQ_HTTP_DEFAULT_HEADER_TIMEOUT   30.0         /* s to receive a whole head: 408 */
-#define SQ_HTTP_DEFAULT_IDLE_TIMEOUT     75.0         /* s a keep-alive connection may idle */
-#define SQ_HTTP_DEFAULT_BODY_TIMEOUT     60.0         /* s without body bytes: connection closed */
-#define SQ_HTTP_DEFAULT_BODY_MIN_RATE    1024.0       /* B/s a body must average (see below) */
-#define SQ_HTTP_DEFAULT_WRITE_TIMEOUT    60.0         /* s without output progress: closed */
-#define SQ_HTTP_DEFAULT_WRITE_HIGH_WATER (64u << 10)  /* pending output that pauses reading */
-#define SQ_HTTP_DEFAULT_H2_MAX_STREAMS   128          /* HTTP/2 concurrent streams per connection */
+#define SQ_HTTP_DEFAULT_MAX_BODY_SIZE    (100u << 20) /**< 413 beyond */
+#define SQ_HTTP_DEFAULT_HEADER_TIMEOUT   30.0         /**< s to receive a whole head: 408 */
+#define SQ_HTTP_DEFAULT_IDLE_TIMEOUT     75.0         /**< s a keep-alive connection may idle */
+#define SQ_HTTP_DEFAULT_BODY_TIMEOUT     60.0         /**< s without body bytes: closed */
+#define SQ_HTTP_DEFAULT_BODY_MIN_RATE    1024.0       /**< B/s a body must average (see below) */
+#define SQ_HTTP_DEFAULT_WRITE_TIMEOUT    60.0         /**< s without output progress: closed */
+#define SQ_HTTP_DEFAULT_WRITE_HIGH_WATER (64u << 10)  /**< pending output that pauses reading */
+#define SQ_HTTP_DEFAULT_H2_MAX_STREAMS   128          /**< HTTP/2 streams per connection */
+/** connections a server holds at once; it pauses accepting beyond */
 #define SQ_HTTP_DEFAULT_MAX_CONNECTIONS  100000
+/** with gzip on, smaller bodies are sent uncompressed */
 #define SQ_HTTP_GZIP_MIN_LENGTH          1024
 
+/** HTTP server settings: limits, timeouts, features.  Zeroed fields take the defaults above. */
 typedef struct sq_http_settings {
-    size_t max_request_line; /* 0: SQ_HTTP_DEFAULT_MAX_REQUEST_LINE (8 KiB), 414 */
-    size_t max_header_size;  /* 0: SQ_HTTP_DEFAULT_MAX_HEADER_SIZE (64 KiB), 431 */
-    size_t max_body_size;    /* 0: SQ_HTTP_DEFAULT_MAX_BODY_SIZE (100 MiB), 413 */
-    size_t max_connections;  /* 0: SQ_HTTP_DEFAULT_MAX_CONNECTIONS; past it, accepting pauses */
-    double header_timeout;   /* 0: default; negative: none */
-    double idle_timeout;     /* 0: default; negative: none */
-    double body_timeout;     /* 0: default; negative: none */
-    /* The whole body must arrive within body_timeout + received / body_min_rate seconds of
+    size_t max_request_line; /**< 0: SQ_HTTP_DEFAULT_MAX_REQUEST_LINE (8 KiB), 414 */
+    size_t max_header_size;  /**< 0: SQ_HTTP_DEFAULT_MAX_HEADER_SIZE (64 KiB), 431 */
+    size_t max_body_size;    /**< 0: SQ_HTTP_DEFAULT_MAX_BODY_SIZE (100 MiB), 413 */
+    size_t max_connections;  /**< 0: SQ_HTTP_DEFAULT_MAX_CONNECTIONS; past it, accepting pauses */
+    double header_timeout;   /**< 0: default; negative: none */
+    double idle_timeout;     /**< 0: default; negative: none */
+    double body_timeout;     /**< 0: default; negative: none */
+    /** The whole body must arrive within body_timeout + received / body_min_rate seconds of
      * the head (Apache's MinRate): a client trickling a byte every few seconds is closed
      * even though each gap is shorter than body_timeout.  0: default; negative: no bound. */
     double body_min_rate;
-    /* Pending output that made no progress (the client stopped reading) for this long
+    /** Pending output that made no progress (the client stopped reading) for this long
      * closes the connection, whatever other deadline it has.  0: default; negative: none. */
     double write_timeout;
-    /* Backpressure: while more than this many bytes of output wait for the client, the
+    /** Backpressure: while more than this many bytes of output wait for the client, the
      * connection reads and parses no further request and sq_http_flush suspends; both
      * resume once it drained to half of it.  Bounds the memory of a client that sends
      * (pipelines) but never reads.  0: SQ_HTTP_DEFAULT_WRITE_HIGH_WATER. */
     size_t write_high_water;
-    bool xheaders;           /* trust X-Real-Ip / X-Forwarded-For / X-Forwarded-Proto */
-    bool gzip;               /* gzip text-like bodies >= 1 KiB when the client accepts it
+    bool xheaders;           /**< trust X-Real-Ip / X-Forwarded-For / X-Forwarded-Proto */
+    bool gzip;               /**< gzip text-like bodies >= 1 KiB when the client accepts it
                                 (not responses sent in pieces with sq_http_flush) */
-    bool no_keep_alive;      /* close every connection after one response */
-    const char *server_name; /* Server header; NULL: "squall", "": no Server header; any
+    bool no_keep_alive;      /**< close every connection after one response */
+    const char *server_name; /**< Server header; NULL: "squall", "": no Server header; any
                                 length; CR or LF: sq_http_server_new fails with EINVAL */
-    bool reuseport;          /* SO_REUSEPORT on listening sockets (sq_fork_processes) */
-    bool access_log;         /* one line per request through sq_log (see squall/web.h) */
-    /* HTTPS (Tornado's ssl_options): every connection starts with a TLS handshake, which
+    bool reuseport;          /**< SO_REUSEPORT on listening sockets (sq_fork_processes) */
+    bool access_log;         /**< one line per request through sq_log (see squall/web.h) */
+    /** HTTPS (Tornado's ssl_options): every connection starts with a TLS handshake, which
      * must complete within tls_handshake_timeout (0: header_timeout).  The server keeps a
      * reference to the context.  Requests then say protocol "https"; a plain-HTTP request
      * on the port gets a cleartext 400, as nginx answers it. */
     sq_tls_context *tls;
+    /** s to complete the TLS handshake; 0: the header timeout */
     double tls_handshake_timeout;
-    /* HTTP/2 (nghttp2) is on by default: "h2" is offered by ALPN on TLS (before
+    /** HTTP/2 (nghttp2) is on by default: "h2" is offered by ALPN on TLS (before
      * "http/1.1"), and a plain connection that starts with the HTTP/2 preface speaks h2c
      * (prior knowledge).  The same handler serves every stream, each on its own coroutine. */
     bool no_http2;
-    unsigned http2_max_concurrent_streams; /* 0: SQ_HTTP_DEFAULT_H2_MAX_STREAMS (128) */
+    unsigned http2_max_concurrent_streams; /**< 0: SQ_HTTP_DEFAULT_H2_MAX_STREAMS (128) */
 } sq_http_settings;
 
+/** An HTTP/1.1 and HTTP/2 server: listening sockets, connections, settings, a handler. */
 typedef struct sq_http_server sq_http_server;
+/** A request and its response in progress (struct sq_http_request). */
 typedef struct sq_http_request sq_http_request;
+/** A client connection of the server (opaque). */
 typedef struct sq_http_conn sq_http_conn;
 
-/* Called once per request, on its own coroutine. */
+/** Called once per request, on its own coroutine. */
 typedef void (*sq_http_handler_fn)(sq_http_request *req, void *arg);
 
-/* The request as parsed.  Slices point into the connection's buffer and stay valid until
+/** The request as parsed.  Slices point into the connection's buffer and stay valid until
  * the response is finished.  Treat every field as read-only. */
 struct sq_http_request {
+    /** the method as sent ("GET" …) */
     sq_str method;
-    sq_str uri;        /* the request-target as sent */
-    sq_str path;       /* without the query; not percent-decoded */
-    sq_str query;      /* after '?', empty if none */
-    sq_str host;       /* Host header or absolute-form authority */
-    int version_minor; /* HTTP/1.<minor> (0 for HTTP/2) */
-    int version_major; /* 1, or 2 for a request on an HTTP/2 stream */
+    sq_str uri;        /**< the request-target as sent */
+    sq_str path;       /**< without the query; not percent-decoded */
+    sq_str query;      /**< after '?', empty if none */
+    sq_str host;       /**< Host header or absolute-form authority */
+    int version_minor; /**< HTTP/1.minor (0 for HTTP/2) */
+    int version_major; /**< 1, or 2 for a request on an HTTP/2 stream */
+    /** the request headers, in order */
     const sq_http_header *headers;
+    /** number of headers */
     size_t nheaders;
-    const char *remote_ip;  /* NUL-terminated; X-Real-Ip / X-Forwarded-For with xheaders */
-    const char *protocol;   /* "http" or "https" (X-Forwarded-Proto with xheaders) */
-    int64_t content_length; /* -1 when absent (chunked or no body) */
+    const char *remote_ip;  /**< NUL-terminated; X-Real-Ip / X-Forwarded-For with xheaders */
+    const char *protocol;   /**< "http" or "https" (X-Forwarded-Proto with xheaders) */
+    int64_t content_length; /**< -1 when absent (chunked or no body) */
+    /** the body comes with Transfer-Encoding: chunked */
     bool chunked;
+    /** the connection stays open after this request */
     bool keep_alive;
-    double start_time; /* loop time when the head was complete */
+    double start_time; /**< loop time when the head was complete */
+    /** the connection the request came on */
     sq_http_conn *conn;
+    /** the server that accepted it */
     sq_http_server *server;
-    void *data; /* for the layer above (squall/web.h) or the user */
+    void *data; /**< for the layer above (squall/web.h) or the user */
 };
 
 /* --- server ---------------------------------------------------------------------------- */
 
-/* A server calling handler(req, arg) for each request.  settings may be NULL (defaults).
+/** A server calling handler(req, arg) for each request.  settings may be NULL (defaults).
  * NULL with errno set on failure. */
 sq_http_server *sq_http_server_new(sq_loop *loop, const sq_http_settings *settings,
                                    sq_http_handler_fn handler, void *arg);
-/* Listen on host:port (host NULL: every address; port 0: ephemeral).  May be called more
+/** Listen on host:port (host NULL: every address; port 0: ephemeral).  May be called more
  * than once.  Returns 0 or a negative errno (-EADDRINUSE …).  host "unix:/path" (or
  * "unix:@name", abstract) listens on a unix-domain socket, port ignored: requests from it
  * have remote_ip "unix" (a proxy's X-Real-IP still applies with xheaders). */
@@ -136,56 +153,59 @@ int sq_http_server_listen(sq_http_server *srv, const char *host, int port);
  *  @return 0, -EINVAL (not listening stream sockets, more than the server's 16 listeners),
  *  -ENOTSOCK, -EBADF, SQ_ECLOSED (the server is shutting down) or -ENOMEM. */
 int sq_http_server_add_sockets(sq_http_server *srv, const int *fds, int n);
-/* The port of the first listening socket. */
+/** The port of the first listening socket. */
 int sq_http_server_port(const sq_http_server *srv);
-/* Graceful shutdown: stop accepting, close idle connections, let requests in flight finish
+/** Graceful shutdown: stop accepting, close idle connections, let requests in flight finish
  * for up to `deadline` seconds, then close the rest.  The future resolves when every
  * connection is gone.  The caller owns it. */
 sq_future *sq_http_server_shutdown(sq_http_server *srv, double deadline);
-/* Close everything now and free the server (after shutdown, or at exit).  Handlers still
+/** Close everything now and free the server (after shutdown, or at exit).  Handlers still
  * suspended run on when woken, on a closed connection (writes fail with SQ_ECLOSED); the
  * loop must run until they return for their memory to be freed. */
 void sq_http_server_free(sq_http_server *srv);
-/* Connections currently open. */
+/** Connections currently open. */
 size_t sq_http_server_connections(const sq_http_server *srv);
 
 /* --- request ------------------------------------------------------------------------------ */
 
-/* First header named `name` (case-insensitive); {NULL, 0} when absent.  The slice is a copy
+/** First header named `name` (case-insensitive); {NULL, 0} when absent.  The slice is a copy
  * of a pointer into the read buffer, which reading the body may move: call it again after
  * sq_http_read_body*() rather than keeping it (the request's own fields are kept current). */
 sq_str sq_http_header_get(const sq_http_request *req, const char *name);
 
-/* Read the whole body (Content-Length or chunked).  Suspends the handler until it has
+/** Read the whole body (Content-Length or chunked).  Suspends the handler until it has
  * arrived; the result stays valid until the response is finished.  Returns its length, or
  * -E2BIG when it exceeds max_body_size (a 413 has then been queued and the connection will
  * close), SQ_ECLOSED / -ETIMEDOUT if the client went away, -EINVAL on a malformed chunked
  * body (400).  Sends "100 Continue" first when the client asked for it.  Repeated calls
  * return the same body. */
 ssize_t sq_http_read_body(sq_http_request *req, const char **data);
-/* Streaming alternative (Tornado's stream_request_body): the next piece of the body, valid
+/** Streaming alternative (Tornado's stream_request_body): the next piece of the body, valid
  * until the next call; 0 at the end.  The body is never held whole in memory, so
  * max_body_size does not apply.  Errors as above. */
 ssize_t sq_http_read_body_chunk(sq_http_request *req, const char **data);
 
 /* --- response ------------------------------------------------------------------------------ */
 
-/* Status code and reason (NULL: the standard phrase).  -EINVAL for a code outside
+/** Status code and reason (NULL: the standard phrase).  -EINVAL for a code outside
  * 100-599 or a reason with CR/LF; -EALREADY once headers were sent. */
 int sq_http_set_status(sq_http_request *req, int code, const char *reason);
+/** The response status set so far (200 unless changed). */
 int sq_http_get_status(const sq_http_request *req);
-/* Replace / append / remove a response header.  -EINVAL when the name is not a token or
+/** Replace / append / remove a response header.  -EINVAL when the name is not a token or
  * the value contains CR, LF or NUL (nothing is sent); -EALREADY once headers were sent. */
 int sq_http_set_header(sq_http_request *req, const char *name, const char *value);
+/** Append a response header (repeated names are kept); errors as sq_http_set_header(). */
 int sq_http_add_header(sq_http_request *req, const char *name, const char *value);
+/** Remove every response header of that name; errors as sq_http_set_header(). */
 int sq_http_clear_header(sq_http_request *req, const char *name);
-/* Append to the response body buffer.  -EALREADY after finish. */
+/** Append to the response body buffer.  -EALREADY after finish. */
 int sq_http_write(sq_http_request *req, const void *data, size_t len);
-/* Send what is buffered: the headers first (Transfer-Encoding: chunked, since the length
+/** Send what is buffered: the headers first (Transfer-Encoding: chunked, since the length
  * is not known yet) then the body so far.  Suspends while the connection's output is above
  * its high-water mark.  Returns 0 or the connection's error. */
 int sq_http_flush(sq_http_request *req);
-/* Send `len` bytes of `fd` from `offset` as (the rest of) the response body with
+/** Send `len` bytes of `fd` from `offset` as (the rest of) the response body with
  * sendfile(2), suspending the calling coroutine while the socket is full (a client that
  * takes nothing for body_timeout is dropped).  When nothing was flushed yet and the
  * response has no other body, it gets Content-Length: len + the bytes buffered with
@@ -197,15 +217,16 @@ int sq_http_flush(sq_http_request *req);
  * SQ_ENOTCORO outside a coroutine.  After an error mid-body the connection is closed, never
  * finished as if complete.  Must be called from the request's handler coroutine. */
 int sq_http_sendfile(sq_http_request *req, int fd, off_t offset, size_t len);
-/* Finish the response: Content-Length when nothing was flushed, else the last chunk.  No
+/** Finish the response: Content-Length when nothing was flushed, else the last chunk.  No
  * body is sent for HEAD, 1xx, 204 and 304.  Idempotent. */
 int sq_http_finish(sq_http_request *req);
+/** Whether the response has been finished (sq_http_finish()). */
 bool sq_http_finished(const sq_http_request *req);
-/* Keep the request open after the handler returns (Tornado's @asynchronous): finish it
+/** Keep the request open after the handler returns (Tornado's \@asynchronous): finish it
  * later with sq_http_finish() from a callback or another coroutine — also when the client
  * has gone meanwhile, since that call is what frees the connection. */
 void sq_http_detach(sq_http_request *req);
-/* Take the connection away from the HTTP server, for a protocol upgrade (Tornado's
+/** Take the connection away from the HTTP server, for a protocol upgrade (Tornado's
  * HTTP1Connection.detach): send the response queued so far (e.g. a 101 head set with
  * sq_http_set_status/sq_http_set_header; it is finished here), suspending the calling
  * handler coroutine until it reached the kernel, then hand the socket over.  *fd is the
@@ -217,20 +238,20 @@ void sq_http_detach(sq_http_request *req);
  * is still unread, -ENOMEM, SQ_ENOTCORO outside the handler's coroutine; -EOPNOTSUPP on
  * an HTTPS connection (its bytes go through the cipher: use sq_http_detach_stream). */
 int sq_http_detach_connection(sq_http_request *req, int *fd, char **extra, size_t *extra_len);
-/* The same, handing over a stream (Tornado's detach() returns an IOStream): plain or TLS,
+/** The same, handing over a stream (Tornado's detach() returns an IOStream): plain or TLS,
  * with the bytes received after this request already in its read buffer.  The caller frees
  * it with sq_stream_free.  Errors as sq_http_detach_connection (never -EOPNOTSUPP). */
 int sq_http_detach_stream(sq_http_request *req, sq_stream **out);
-/* Called if the client closes the connection before the response is finished. */
+/** Called if the client closes the connection before the response is finished. */
 void sq_http_on_connection_close(sq_http_request *req, void (*cb)(sq_http_request *, void *),
                                  void *arg);
 
-/* The standard reason phrase for a status code ("Unknown" if none). */
+/** The standard reason phrase for a status code ("Unknown" if none). */
 const char *sq_http_reason(int code);
 
 /* --- several processes ------------------------------------------------------------------- */
 
-/* Tornado's fork_processes: fork `n` workers (0: one per CPU) and return, in each worker,
+/** Tornado's fork_processes: fork `n` workers (0: one per CPU) and return, in each worker,
  * its id in [0, n).  Call it before creating loops or threads; each worker then listens
  * with settings.reuseport (or on a socket bound before the fork).  The parent never
  * returns: it restarts a worker that dies from a signal or exits non-zero, up to

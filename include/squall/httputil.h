@@ -1,4 +1,5 @@
-/* squall/httputil.h — parsers and formatters around HTTP (Tornado's tornado.httputil):
+/** @file squall/httputil.h
+ * Parsers and formatters around HTTP (Tornado's tornado.httputil):
  * percent-decoding, query strings and url-encoded forms, multipart/form-data, cookies,
  * signed cookies and HTTP dates.
  *
@@ -23,64 +24,73 @@ extern "C" {
 
 /* --- percent-encoding ------------------------------------------------------------------ */
 
-/* Decode %XX escapes (and '+' as space when `plus_as_space`) from src[0..len) into dst,
+/** Decode %XX escapes (and '+' as space when `plus_as_space`) from src[0..len) into dst,
  * which must hold len bytes (decoding never grows).  dst may equal src.  Returns the
  * decoded length, or -EINVAL for a malformed escape (a '%' not followed by two hex digits). */
 ssize_t sq_url_unescape(char *dst, const char *src, size_t len, bool plus_as_space);
-/* Encode for a query component: unreserved bytes stay, space becomes '+' when
+/** Encode for a query component: unreserved bytes stay, space becomes '+' when
  * `plus_for_space`, everything else %XX.  Writes at most dstlen bytes including a NUL;
  * returns the full length needed (excluding the NUL), like snprintf. */
 size_t sq_url_escape(char *dst, size_t dstlen, const char *src, size_t len, bool plus_for_space);
 
 /* --- arguments: query strings and application/x-www-form-urlencoded bodies --------------- */
 
-/* One name=value pair, decoded, NUL-terminated, owned by the sq_args it belongs to.
+/** One name=value pair, decoded, NUL-terminated, owned by the sq_args it belongs to.
  * For multipart parts, filename is set when the part had a filename parameter (possibly
  * empty: a file input with no file chosen), content_type when it had a Content-Type. */
 typedef struct sq_arg {
+    /** NUL-terminated, decoded */
     char *name;
+    /** length of name */
     size_t name_len;
-    char *value; /* the bytes (a file's contents for an uploaded file) */
+    char *value; /**< the bytes (a file's contents for an uploaded file) */
+    /** length of value (value is NUL-terminated too) */
     size_t value_len;
-    char *filename;     /* multipart files only */
-    char *content_type; /* multipart parts that declared one */
+    char *filename;     /**< multipart files only */
+    char *content_type; /**< multipart parts that declared one */
 } sq_arg;
 
-/* An ordered multimap of arguments (repeated names keep every value, in order). */
+/** An ordered multimap of arguments (repeated names keep every value, in order). */
 typedef struct sq_args {
+    /** the arguments, in order */
     sq_arg *items;
+    /** items used / allocated */
+    /** @{ */
     size_t len, cap;
+    /** @} */
 } sq_args;
 
-/* Limits for one parse call; a NULL pointer or a zero field means the default. */
+/** Limits for one parse call; a NULL pointer or a zero field means the default. */
 typedef struct sq_form_limits {
-    size_t max_args;        /* pairs or parts; default 1,000 (-E2BIG beyond) */
-    size_t max_part_size;   /* multipart: bytes in one part; default 100 MiB */
-    size_t max_header_size; /* multipart: bytes of one part's headers; default 16 KiB */
+    size_t max_args;        /**< pairs or parts; default 1,000 (-E2BIG beyond) */
+    size_t max_part_size;   /**< multipart: bytes in one part; default 100 MiB */
+    size_t max_header_size; /**< multipart: bytes of one part's headers; default 16 KiB */
 } sq_form_limits;
 
+/** Start an empty multimap (no allocation). */
 void sq_args_init(sq_args *a);
+/** Free every argument and the array; `a` is empty afterwards and may be reused. */
 void sq_args_free(sq_args *a);
-/* Append a copy of name and value.  Returns 0 or -ENOMEM. */
+/** Append a copy of name and value.  Returns 0 or -ENOMEM. */
 int sq_args_add(sq_args *a, const char *name, size_t name_len, const char *value, size_t value_len);
-/* The last value for `name` (Tornado's get_argument), or NULL. */
+/** The last value for `name` (Tornado's get_argument), or NULL. */
 const sq_arg *sq_args_get(const sq_args *a, const char *name);
-/* Every value for `name`: fills out[0..max) and returns how many there are in total. */
+/** Every value for `name`: fills out[0..max) and returns how many there are in total. */
 size_t sq_args_get_all(const sq_args *a, const char *name, const sq_arg **out, size_t max);
 
-/* Parse "a=1&b=2&a=3" (query string or url-encoded body) and append to `out`.  Pairs
+/** Parse "a=1&b=2&a=3" (query string or url-encoded body) and append to `out`.  Pairs
  * without '=' get an empty value; empty pairs ("&&") are skipped; only '&' separates; '+'
  * is a space.  Returns the number of pairs added, -EINVAL for a malformed escape, -E2BIG
  * when the input holds more than limits->max_args pairs. */
 int sq_parse_qs(const char *s, size_t len, sq_args *out, const sq_form_limits *limits);
 
-/* Extract the boundary parameter from a multipart/form-data Content-Type value (quoted or
+/** Extract the boundary parameter from a multipart/form-data Content-Type value (quoted or
  * not).  Sets *boundary and *blen as a slice of `content_type`.  Returns 0, or -EINVAL
  * when the media type is not multipart/form-data or the boundary is missing, repeated or
  * not 1-70 RFC 2046 bchars. */
 int sq_multipart_boundary(const char *content_type, size_t len, const char **boundary,
                           size_t *blen);
-/* Parse a whole multipart/form-data body.  Each part with a Content-Disposition of
+/** Parse a whole multipart/form-data body.  Each part with a Content-Disposition of
  * form-data and a non-empty name is appended (fields as values; files with filename and
  * content_type); other parts are skipped but count towards max_args.  A preamble before
  * the first boundary and an epilogue after the last are ignored; filename*=UTF-8''...
@@ -92,24 +102,28 @@ int sq_parse_multipart(const char *body, size_t len, const char *boundary, size_
 
 /* --- cookies ----------------------------------------------------------------------------- */
 
-/* Parse a Cookie request header ("a=1; b=2") into `out` (values are not percent-decoded;
+/** Parse a Cookie request header ("a=1; b=2") into `out` (values are not percent-decoded;
  * surrounding double quotes are removed).  Lenient like browsers: pairs without '=' and
  * invalid names are skipped, never an error.  Returns the number of cookies added, or
  * -E2BIG past limits->max_args. */
 int sq_parse_cookie_header(const char *s, size_t len, sq_args *out, const sq_form_limits *limits);
 
+/** Attributes of a Set-Cookie header; zeroed: a session cookie for path "/". */
 typedef struct sq_cookie_options {
+    /** Domain attribute; NULL: none (this host only) */
     const char *domain;
-    const char *path; /* default "/" */
-    time_t expires;   /* absolute time; 0 = session cookie */
-    long max_age;     /* seconds; 0 = not sent (so {0} is a session cookie); < 0
+    const char *path; /**< default "/" */
+    time_t expires;   /**< absolute time; 0 = session cookie */
+    long max_age;     /**< seconds; 0 = not sent (so {0} is a session cookie); < 0
                        * sends Max-Age=0 (delete now) */
+    /** Secure: sent over HTTPS only */
     bool secure;
+    /** HttpOnly: hidden from scripts */
     bool http_only;
-    const char *same_site; /* "Strict", "Lax", "None" or NULL */
+    const char *same_site; /**< "Strict", "Lax", "None" or NULL */
 } sq_cookie_options;
 
-/* Format a Set-Cookie header value into dst (snprintf semantics: returns the length
+/** Format a Set-Cookie header value into dst (snprintf semantics: returns the length
  * needed).  Returns -EINVAL if name is not a token, or value/domain/path contain bytes not
  * allowed in a cookie (CTLs, ';', ',', whitespace, '"', '\\', non-ASCII) — nothing is
  * silently mangled — or same_site is not one of the three.  opts may be NULL; an empty
@@ -117,7 +131,7 @@ typedef struct sq_cookie_options {
 ssize_t sq_format_set_cookie(char *dst, size_t dstlen, const char *name, const char *value,
                              const sq_cookie_options *opts);
 
-/* Signed cookies: value|timestamp|HMAC-SHA256(secret, name|value|timestamp), with the value
+/** Signed cookies: value|timestamp|HMAC-SHA256(secret, name|value|timestamp), with the value
  * base64url-encoded (unpadded), the timestamp in decimal seconds (now > 0) and the MAC in
  * lowercase hex; name must be a token and secret non-empty.  sq_sign_cookie_value writes a
  * NUL-terminated signed value (returns its length, or the length needed, snprintf-style;
@@ -128,16 +142,19 @@ ssize_t sq_format_set_cookie(char *dst, size_t dstlen, const char *name, const c
  * expired (or dated in the future by more than a day), -E2BIG if dst is too small. */
 ssize_t sq_sign_cookie_value(char *dst, size_t dstlen, const char *secret, const char *name,
                              const char *value, size_t value_len, time_t now);
+/** Check a value made by sq_sign_cookie_value() with the same secret and name, at most max_age_days
+ * old, and copy the original value into dst (NUL-terminated).  Returns its length or the errors
+ * above. */
 ssize_t sq_verify_cookie_value(char *dst, size_t dstlen, const char *secret, const char *name,
                                const char *signed_value, size_t len, double max_age_days,
                                time_t now);
 
 /* --- dates ------------------------------------------------------------------------------- */
 
-/* IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") into dst (at least 30 bytes); times
+/** IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") into dst (at least 30 bytes); times
  * outside the years 1-9999 are clamped into them. */
 void sq_http_date(char dst[30], time_t t);
-/* Parse an HTTP date (IMF-fixdate, and the obsolete RFC 850 and asctime forms; names are
+/** Parse an HTTP date (IMF-fixdate, and the obsolete RFC 850 and asctime forms; names are
  * matched case-insensitively, the weekday is not checked, RFC 850's two-digit years 70-99
  * are 19xx and 00-69 20xx).  Returns 0 and sets *out, or -EINVAL. */
 int sq_parse_http_date(const char *s, size_t len, time_t *out);

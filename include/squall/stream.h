@@ -1,4 +1,5 @@
-/* squall/stream.h — buffered non-blocking streams over an fd, TCP servers and clients.
+/** @file squall/stream.h
+ * Buffered non-blocking streams over an fd, TCP servers and clients.
  *
  * In the spirit of Tornado's IOStream.  Every operation comes in two forms: a *_future()
  * call usable from plain callbacks, and a suspending call for coroutines built on it.
@@ -26,47 +27,54 @@
 extern "C" {
 #endif
 
+/** A buffered non-blocking stream over a socket (plain or TLS). */
 typedef struct sq_stream sq_stream;
+/** Called once when the stream is closed. */
 typedef void (*sq_stream_close_cb)(sq_stream *s, void *arg);
 
-/* Default high-water mark for pending (not yet written) bytes: 1 MiB. */
+/** Default high-water mark for pending (not yet written) bytes: 1 MiB. */
 #define SQ_STREAM_DEFAULT_HIGH_WATER (1u << 20)
-/* Default cap on read_until_close and on buffered read data: 100 MiB (Tornado's). */
+/** Default cap on read_until_close and on buffered read data: 100 MiB (Tornado's). */
 #define SQ_STREAM_DEFAULT_MAX_BUFFER (100u << 20)
 
-/* Wrap `fd` (made non-blocking here).  On success the stream owns the fd and closes it;
+/** Wrap `fd` (made non-blocking here).  On success the stream owns the fd and closes it;
  * on failure (NULL, errno set) the fd is left open and still the caller's. */
 sq_stream *sq_stream_new(sq_loop *loop, int fd);
-/* Close the fd now: pending reads and writes fail with SQ_ECLOSED and the close callback
+/** Close the fd now: pending reads and writes fail with SQ_ECLOSED and the close callback
  * runs.  The memory stays valid until sq_stream_free().  Idempotent. */
 void sq_stream_close(sq_stream *s);
-/* Close if needed and free the stream.  Call it once, after the last use. */
+/** Close if needed and free the stream.  Call it once, after the last use. */
 void sq_stream_free(sq_stream *s);
+/** Whether the stream has been closed (by either side). */
 bool sq_stream_closed(const sq_stream *s);
-/* The error that closed the stream (0 for a clean EOF or a local close). */
+/** The error that closed the stream (0 for a clean EOF or a local close). */
 int sq_stream_error(const sq_stream *s);
+/** The underlying file descriptor (-1 once closed). */
 int sq_stream_fd(const sq_stream *s);
+/** The loop the stream belongs to. */
 sq_loop *sq_stream_loop(const sq_stream *s);
-/* Called once when the stream closes for any reason (peer EOF seen, error, local close). */
+/** Called once when the stream closes for any reason (peer EOF seen, error, local close). */
 void sq_stream_set_close_callback(sq_stream *s, sq_stream_close_cb cb, void *arg);
-/* Writers suspend (sq_stream_write) while more than `bytes` are pending. */
+/** Writers suspend (sq_stream_write) while more than `bytes` are pending. */
 void sq_stream_set_high_water(sq_stream *s, size_t bytes);
-/* Bytes accepted by write but not yet handed to the kernel. */
+/** Bytes accepted by write but not yet handed to the kernel. */
 size_t sq_stream_pending(const sq_stream *s);
-/* Largest value sq_stream_pending() has reached (to verify backpressure). */
+/** Largest value sq_stream_pending() has reached (to verify backpressure). */
 size_t sq_stream_pending_peak(const sq_stream *s);
+/** The user pointer set with sq_stream_set_data() (NULL by default). */
 void *sq_stream_get_data(const sq_stream *s);
+/** Attach a user pointer to the stream. */
 void sq_stream_set_data(sq_stream *s, void *data);
 
 /* --- reads (futures): status = length, value = const char * into the stream buffer ----- */
 
-/* Up to and including the first `delim` (dlen bytes).  -EMSGSIZE if max_bytes (0: the
+/** Up to and including the first `delim` (dlen bytes).  -EMSGSIZE if max_bytes (0: the
  * stream's max buffer) pass without it. */
 sq_future *sq_stream_read_until_future(sq_stream *s, const void *delim, size_t dlen,
                                        size_t max_bytes);
-/* Exactly n bytes; with `partial`, whatever is available (at least 1 byte, at most n). */
+/** Exactly n bytes; with `partial`, whatever is available (at least 1 byte, at most n). */
 sq_future *sq_stream_read_bytes_future(sq_stream *s, size_t n, bool partial);
-/* Everything until the peer closes (at most max_bytes; 0: the stream's max buffer). */
+/** Everything until the peer closes (at most max_bytes; 0: the stream's max buffer). */
 sq_future *sq_stream_read_until_close_future(sq_stream *s, size_t max_bytes);
 
 /** A compiled pattern for sq_stream_read_until_regex (PCRE2).  Immutable once made: one can
@@ -106,9 +114,13 @@ sq_future *sq_stream_read_into_future(sq_stream *s, void *buf, size_t n, bool pa
 
 /* --- reads (coroutines): return the length (>= 0) or a negative error; *data is set ---- */
 
+/** Read up to and including `delim` (dlen bytes); more than `max_bytes` without it fails
+ * (-EMSGSIZE, 0: the stream's max buffer). */
 ssize_t sq_stream_read_until(sq_stream *s, const void *delim, size_t dlen, size_t max_bytes,
                              const char **data);
+/** Read exactly `n` bytes, or, if `partial`, whatever is available (at least 1, at most n). */
 ssize_t sq_stream_read_bytes(sq_stream *s, size_t n, bool partial, const char **data);
+/** Read everything until the peer closes (at most `max_bytes`, 0: the max buffer). */
 ssize_t sq_stream_read_until_close(sq_stream *s, size_t max_bytes, const char **data);
 /** Coroutine form of sq_stream_read_until_regex_future().
  *  @return the length through the end of the match (*data points at it), or a negative
@@ -121,39 +133,42 @@ ssize_t sq_stream_read_into(sq_stream *s, void *buf, size_t n, bool partial);
 
 /* --- writes ---------------------------------------------------------------------------- */
 
-/* Queue bytes (copied if they cannot be written at once).  The future resolves (status =
+/** Queue bytes (copied if they cannot be written at once).  The future resolves (status =
  * len) when they have been handed to the kernel, or fails with the stream's error. */
 sq_future *sq_stream_write_future(sq_stream *s, const void *data, size_t len);
-/* Coroutine write: queue the bytes and, while more than the high-water mark is pending,
+/** Coroutine write: queue the bytes and, while more than the high-water mark is pending,
  * suspend until this write has reached the kernel.  Returns 0 or a negative error. */
 int sq_stream_write(sq_stream *s, const void *data, size_t len);
-/* Suspend until every pending byte has reached the kernel. */
+/** Suspend until every pending byte has reached the kernel. */
 int sq_stream_drain(sq_stream *s);
 
 /* --- TCP ------------------------------------------------------------------------------- */
 
+/** A TCP (or Unix-socket) server: listening sockets and an accept loop. */
 typedef struct sq_tcp_server sq_tcp_server;
-/* Coroutine per connection: runs on its own coroutine; the stream is freed when it returns. */
+/** Coroutine per connection: runs on its own coroutine; the stream is freed when it returns. */
 typedef void (*sq_stream_handler)(sq_stream *s, const struct sockaddr *peer, void *arg);
-/* Raw accept: the callee owns the accepted (non-blocking, TCP_NODELAY) fd. */
+/** Raw accept: the callee owns the accepted (non-blocking, TCP_NODELAY) fd. */
 typedef void (*sq_accept_handler)(sq_tcp_server *srv, int fd, const struct sockaddr *peer,
                                   socklen_t peerlen, void *arg);
 
+/** Options of sq_tcp_listen(); zeroed: the defaults. */
 typedef struct sq_tcp_options {
-    int backlog;     /* listen backlog; default 4096 (the kernel caps it at somaxconn) */
-    bool reuseport;  /* SO_REUSEPORT, for several processes on one port */
-    bool ipv6_only;  /* with an IPv6 address: do not also accept IPv4 */
-    bool no_nodelay; /* leave Nagle on for accepted sockets (TCP_NODELAY is the default) */
-    sq_accept_handler on_accept; /* if set, used instead of the coroutine handler */
-    /* TLS: each connection's handshake completes (within tls_handshake_timeout, default
+    int backlog;     /**< listen backlog; default 4096 (the kernel caps it at somaxconn) */
+    bool reuseport;  /**< SO_REUSEPORT, for several processes on one port */
+    bool ipv6_only;  /**< with an IPv6 address: do not also accept IPv4 */
+    bool no_nodelay; /**< leave Nagle on for accepted sockets (TCP_NODELAY is the default) */
+    sq_accept_handler on_accept; /**< if set, used instead of the coroutine handler */
+    /** TLS: each connection's handshake completes (within tls_handshake_timeout, default
      * 10 s) before the handler runs; one that fails is logged at debug level and dropped.
      * The server keeps a reference to the context.  Not with on_accept. */
     sq_tls_context *tls;
+    /** s for each TLS handshake; 0: 10 s */
     double tls_handshake_timeout;
     int unix_mode; /**< permissions of a unix socket file bound here; 0: 0666 */
 } sq_tcp_options;
 
-/* Listen on host:port (host NULL or "" = every address, IPv6 and IPv4; port 0 = ephemeral)
+/** Listen on host:port (host NULL or "" = every address, IPv6 and IPv4; port 0 = ephemeral)
  * and run handler(stream, peer, arg) on a new coroutine for each connection.  Connections
  * are accepted in batches until EAGAIN.  On failure returns NULL and sets *err (if given).
  * host "unix:/path" listens on a unix-domain socket instead (port ignored; a stale socket
@@ -182,16 +197,17 @@ int sq_bind_unix_socket(const char *path, int mode, int backlog);
  *  @return how many were passed (0 without socket activation), or -EINVAL / -EBADF for a
  *  malformed environment. */
 int sq_listen_fds(int *fds, int max);
-/* The bound port (useful with port 0). */
+/** The bound port (useful with port 0). */
 int sq_tcp_server_port(const sq_tcp_server *srv);
-/* Stop accepting and close the listening sockets; established streams are untouched. */
+/** Stop accepting and close the listening sockets; established streams are untouched. */
 void sq_tcp_server_close(sq_tcp_server *srv);
-/* Stop accepting for now (a connection limit reached); new connections wait in the
+/** Stop accepting for now (a connection limit reached); new connections wait in the
  * kernel's backlog until sq_tcp_server_resume().  Both are idempotent. */
 void sq_tcp_server_pause(sq_tcp_server *srv);
+/** Accept again after sq_tcp_server_pause(). */
 void sq_tcp_server_resume(sq_tcp_server *srv);
 
-/* Connect to host:port within `timeout` seconds (<= 0: no limit).  Names are resolved on
+/** Connect to host:port within `timeout` seconds (<= 0: no limit).  Names are resolved on
  * the executor, never on the loop.  The future's value is a new sq_stream owned by the
  * future until taken (sq_await/sq_gather with a value pointer, sq_future_take_value; the
  * taker frees it with sq_stream_free()); sq_future_value() only peeks.  A stream nobody
@@ -235,9 +251,9 @@ sq_future *sq_tcp_connect_opts_future(sq_loop *loop, const char *host, int port,
  *  or SQ_ENOTCORO outside a coroutine. */
 sq_stream *sq_tcp_connect_opts(const char *host, int port, const sq_connect_options *opts,
                                int *err);
-/* Coroutine form: the connected stream, or NULL with *err set. */
+/** Coroutine form: the connected stream, or NULL with *err set. */
 sq_stream *sq_tcp_connect(const char *host, int port, double timeout, int *err);
-/* Connect and complete a TLS handshake as a client, both within `timeout`.  `ctx` NULL: a
+/** Connect and complete a TLS handshake as a client, both within `timeout`.  `ctx` NULL: a
  * shared client context that verifies the server against the system CA store; otherwise
  * one from sq_tls_client_context_new (a CA file, no verification, a client certificate,
  * ALPN).  The certificate must match `host` (a name or an IP address), which is also sent
@@ -247,17 +263,18 @@ sq_stream *sq_tcp_connect_tls(const char *host, int port, double timeout, sq_tls
 
 /* --- TLS on a stream --------------------------------------------------------------------- */
 
-/* Start TLS on a connected socket stream (STARTTLS; Tornado's IOStream.start_tls), as the
+/** Start TLS on a connected socket stream (STARTTLS; Tornado's IOStream.start_tls), as the
  * context's role: a server context accepts, a client context connects to server_hostname
  * (checked against the certificate and sent as SNI; NULL: no name check).  No read may be
  * pending and no bytes buffered either way (-EBUSY).  Resolves with 0 once the handshake is
  * done; on failure the stream closes with SQ_ETLS (sq_tls_last_error() says why) or the
  * socket's error.  Cancelling it (sq_with_timeout) closes the stream. */
 sq_future *sq_stream_start_tls_future(sq_stream *s, sq_tls_context *ctx, const char *server_hostname);
-/* Coroutine form: 0 or a negative error. */
+/** Coroutine form: 0 or a negative error. */
 int sq_stream_start_tls(sq_stream *s, sq_tls_context *ctx, const char *server_hostname);
+/** Whether the stream speaks TLS. */
 bool sq_stream_is_tls(const sq_stream *s);
-/* The ALPN protocol the handshake chose (not NUL-terminated: *len bytes), or NULL. */
+/** The ALPN protocol the handshake chose (not NUL-terminated: *len bytes), or NULL. */
 const char *sq_stream_alpn(const sq_stream *s, size_t *len);
 
 #ifdef __cplusplus

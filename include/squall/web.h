@@ -1,9 +1,10 @@
-/* squall/web.h — the web framework: applications, routes, handler classes (Tornado's
+/** @file squall/web.h
+ * The web framework: applications, routes, handler classes (Tornado's
  * tornado.web).
  *
  *   static void hello(sq_handler *h) { sq_write(h, "Hello, world"); }
- *   static const sq_route routes[] = {
- *       { "/", &(sq_handler_class){ .get = hello } },
+ *   static const sq_route routes[] = {   // pattern, class, name, init_arg
+ *       { "/", &(sq_handler_class){ .get = hello }, NULL, NULL },
  *       { 0 },
  *   };
  *   sq_app *app = sq_app_new(routes, NULL);
@@ -29,69 +30,82 @@
 extern "C" {
 #endif
 
+/** A web application: routes, settings and its HTTP server(s). */
 typedef struct sq_app sq_app;
+/** The handler of one request (Tornado's RequestHandler instance). */
 typedef struct sq_handler sq_handler;
+/** A handler method or hook; runs on the request's coroutine and may suspend. */
 typedef void (*sq_handler_fn)(sq_handler *h);
 
-/* A handler class: per-method functions (NULL: 405 with an Allow header listing the others;
+/** A handler class: per-method functions (NULL: 405 with an Allow header listing the others;
  * HEAD falls back to GET with the body suppressed), hooks, and the size of the zeroed
  * per-request state sq_handler_state() returns. */
 typedef struct sq_handler_class {
+    /** the HTTP methods (delete_: DELETE); NULL: 405 */
+    /** @{ */
     sq_handler_fn get, post, put, delete_, patch, head, options;
-    sq_handler_fn initialize;          /* first, with sq_handler_init_arg() from the route */
-    sq_handler_fn prepare;             /* before the method; may finish the request itself */
-    sq_handler_fn on_finish;           /* after the response is finished (request still readable;
+    /** @} */
+    sq_handler_fn initialize;          /**< first, with sq_handler_init_arg() from the route */
+    sq_handler_fn prepare;             /**< before the method; may finish the request itself */
+    sq_handler_fn on_finish;           /**< after the response is finished (request still readable;
                                           for a detached request it runs inside sq_finish()) */
-    sq_handler_fn on_connection_close; /* the client left before the response was done */
-    /* If set, the body is streamed to it piece by piece (Tornado's stream_request_body)
+    sq_handler_fn on_connection_close; /**< the client left before the response was done */
+    /** If set, the body is streamed to it piece by piece (Tornado's stream_request_body)
      * before the method runs, instead of being read whole. */
     void (*data_received)(sq_handler *h, const char *data, size_t len);
-    /* Writes the error page for sq_send_error() (default: a small HTML page).  `detail` is
+    /** Writes the error page for sq_send_error() (default: a small HTML page).  `detail` is
      * NULL unless the app's debug setting is on. */
     void (*write_error)(sq_handler *h, int status, const char *detail);
+    /** bytes of zeroed per-request state: sq_handler_state() */
     size_t state_size;
 } sq_handler_class;
 
-/* A route: an anchored PCRE2 pattern matched against the path (not the query), its class,
+/** A route: an anchored PCRE2 pattern matched against the path (not the query), its class,
  * an optional name for sq_reverse_url() and an argument for the class's initialize. */
 typedef struct sq_route {
+    /** anchored PCRE2 pattern; NULL ends the table */
     const char *pattern;
+    /** the class serving it */
     const sq_handler_class *cls;
+    /** for sq_reverse_url(); may be NULL */
     const char *name;
+    /** for the class: sq_handler_init_arg() */
     void *init_arg;
 } sq_route;
 
+/** Application settings; zeroed: the defaults. */
 typedef struct sq_app_settings {
-    bool debug;                              /* error pages show details */
-    const char *cookie_secret;               /* required for signed cookies */
-    bool no_access_log;                      /* the access log is on by default */
-    sq_http_settings http;                   /* server settings (limits, gzip, xheaders …) */
-    sq_form_limits form;                     /* argument and multipart limits */
-    const sq_handler_class *default_handler; /* for unmatched paths (default: 404 page) */
+    bool debug;                              /**< error pages show details */
+    const char *cookie_secret;               /**< required for signed cookies */
+    bool no_access_log;                      /**< the access log is on by default */
+    sq_http_settings http;                   /**< server settings (limits, gzip, xheaders …) */
+    sq_form_limits form;                     /**< argument and multipart limits */
+    const sq_handler_class *default_handler; /**< for unmatched paths (default: 404 page) */
 } sq_app_settings;
 
-/* Compile the routes (JIT) and build the app.  `routes` ends with an entry whose pattern
+/** Compile the routes (JIT) and build the app.  `routes` ends with an entry whose pattern
  * is NULL; it must outlive the app.  NULL with errno set (EINVAL for a bad pattern, which
  * is also logged with its offset). */
 sq_app *sq_app_new(const sq_route *routes, const sq_app_settings *settings);
-/* Listen on host:port (host NULL: every address) with the current loop; host "unix:/path"
+/** Listen on host:port (host NULL: every address) with the current loop; host "unix:/path"
  * for a unix-domain socket (see sq_http_server_listen). */
 int sq_app_listen(sq_app *app, int port, const char *host);
 /** Serve already-bound listening sockets (sq_http_server_add_sockets) with the current loop.
  *  @return 0 or a negative errno, as sq_http_server_add_sockets(). */
 int sq_app_add_sockets(sq_app *app, const int *fds, int n);
-/* Serve HTTPS on host:port too, with the same routes (Tornado: a second HTTPServer with
+/** Serve HTTPS on host:port too, with the same routes (Tornado: a second HTTPServer with
  * ssl_options on the same Application): a second server with the app's HTTP settings and
  * `tls`, which it keeps a reference to.  (Setting settings.http.tls instead makes
  * sq_app_listen itself serve HTTPS.)  Call it again for more addresses, with the same
  * context (another one is -EINVAL: several certificates are one context's SNI callback). */
 int sq_app_listen_tls(sq_app *app, int port, const char *host, sq_tls_context *tls);
-/* The underlying HTTP server (port, shutdown …), NULL before sq_app_listen. */
+/** The underlying HTTP server (port, shutdown …), NULL before sq_app_listen. */
 sq_http_server *sq_app_server(sq_app *app);
-/* The HTTPS server of sq_app_listen_tls, NULL before it. */
+/** The HTTPS server of sq_app_listen_tls, NULL before it. */
 sq_http_server *sq_app_tls_server(sq_app *app);
+/** Close the servers and free the app; requests in flight are dropped.  NULL is ignored. */
 void sq_app_free(sq_app *app);
-/* Build the path of the route named `name`, filling its groups with the n args given
+/** Build the path of the route named `name`, filling its groups with the n args given
  * (percent-encoded).  snprintf semantics; -ENOENT for an unknown name, -EINVAL for a
  * wrong number of args or a pattern that cannot be reversed (nested or non-capturing
  * groups, quantifiers or classes outside groups). */
@@ -100,67 +114,88 @@ ssize_t sq_reverse_url(const sq_app *app, const char *name, char *dst, size_t ds
 
 /* --- the handler ---------------------------------------------------------------------------- */
 
+/** The HTTP request underneath. */
 sq_http_request *sq_handler_request(sq_handler *h);
+/** The application. */
 sq_app *sq_handler_app(sq_handler *h);
+/** The zeroed per-request state of the class's state_size (NULL if 0). */
 void *sq_handler_state(sq_handler *h);
+/** The route's init_arg. */
 void *sq_handler_init_arg(sq_handler *h);
-/* Path groups, percent-decoded: the i-th capturing group (from 0; named groups count too)
+/** Path groups, percent-decoded: the i-th capturing group (from 0; named groups count too)
  * and named groups by name.  NULL when absent or when the group did not participate. */
 const char *sq_path_arg(sq_handler *h, size_t i);
+/** The named group `name`, percent-decoded; NULL when absent. */
 const char *sq_path_kwarg(sq_handler *h, const char *name);
 
-/* Query and body arguments (url-encoded or multipart; body values come after the query's),
+/** Query and body arguments (url-encoded or multipart; body values come after the query's),
  * last value wins; `def` if absent.  Uploaded files are not arguments (sq_get_file). */
 const char *sq_get_argument(sq_handler *h, const char *name, const char *def);
+/** Every value of `name`, up to `max` into `out`; returns how many there are. */
 size_t sq_get_arguments(sq_handler *h, const char *name, const char **out, size_t max);
+/** An argument from the query string only; `def` if absent. */
 const char *sq_get_query_argument(sq_handler *h, const char *name, const char *def);
+/** An argument from the body only; `def` if absent. */
 const char *sq_get_body_argument(sq_handler *h, const char *name, const char *def);
-/* An uploaded file (multipart), or NULL. */
+/** An uploaded file (multipart), or NULL. */
 const sq_arg *sq_get_file(sq_handler *h, const char *name);
-/* The request body (read whole on first use unless the class streams it). */
+/** The request body (read whole on first use unless the class streams it). */
 sq_str sq_get_body(sq_handler *h);
 
+/** A request cookie's value; `def` if absent. */
 const char *sq_get_cookie(sq_handler *h, const char *name, const char *def);
+/** Add a Set-Cookie header.  0, or a negative errno (-EINVAL for a bad name or value, -ENOMEM). */
 int sq_set_cookie(sq_handler *h, const char *name, const char *value,
                   const sq_cookie_options *opts);
+/** Expire a cookie (Set-Cookie with Max-Age=0 and a past date). */
 int sq_clear_cookie(sq_handler *h, const char *name, const sq_cookie_options *opts);
-/* Signed with the app's cookie_secret; a tampered or expired cookie reads as NULL. */
+/** Signed with the app's cookie_secret; a tampered or expired cookie reads as NULL. */
 const char *sq_get_signed_cookie(sq_handler *h, const char *name, double max_age_days);
+/** Set a cookie signed with the app's cookie_secret (-EINVAL without one). */
 int sq_set_signed_cookie(sq_handler *h, const char *name, const char *value,
                          const sq_cookie_options *opts);
 
-/* Response.  Each returns 0 or a negative errno (-EINVAL for CR/LF in a header value …). */
+/** Response.  Each returns 0 or a negative errno (-EINVAL for CR/LF in a header value …). */
 int sq_write(sq_handler *h, const char *s);
+/** Append `len` bytes to the response body. */
 int sq_write_bytes(sq_handler *h, const void *data, size_t len);
+/** Append printf-formatted text to the response body. */
 int sq_writef(sq_handler *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Write `s` with < > & " ' replaced by HTML entities (Tornado's xhtml_escape). */
+/** Write `s` with < > & " ' replaced by HTML entities (Tornado's xhtml_escape). */
 int sq_write_escaped(sq_handler *h, const char *s);
-/* Serialize a jansson value (void * to keep jansson out of this header; pass a json_t *),
+/** Serialize a jansson value (void * to keep jansson out of this header; pass a json_t *),
  * set Content-Type: application/json, and drop the reference (it steals it). */
 int sq_write_json(sq_handler *h, void *json);
+/** Send the headers and what was written so far; suspends while the client is slow
+ * (backpressure). */
 int sq_flush(sq_handler *h);
+/** Finish the response (for a detached request); idempotent. */
 int sq_finish(sq_handler *h);
+/** Set the response status; `reason` NULL: the standard phrase. */
 int sq_set_status(sq_handler *h, int code, const char *reason);
+/** Replace a response header. */
 int sq_set_header(sq_handler *h, const char *name, const char *value);
+/** Append a response header (repeated names kept). */
 int sq_add_header(sq_handler *h, const char *name, const char *value);
+/** Remove a response header. */
 int sq_clear_header(sq_handler *h, const char *name);
-/* 302 (or 301 when permanent) with Location; finishes the request. */
+/** 302 (or 301 when permanent) with Location; finishes the request. */
 int sq_redirect(sq_handler *h, const char *url, bool permanent);
-/* Discard what was written and send an error page through the class's write_error.
+/** Discard what was written and send an error page through the class's write_error.
  * `detail` is shown only in debug mode. */
 int sq_send_error(sq_handler *h, int status, const char *detail);
-/* Mark the handler failed (the C form of raising an exception): when the method returns,
+/** Mark the handler failed (the C form of raising an exception): when the method returns,
  * a 500 (or `status`) is sent unless something was already flushed. */
 void sq_handler_fail(sq_handler *h, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* Keep the request open after the method returns; finish it later with sq_finish()
+/** Keep the request open after the method returns; finish it later with sq_finish()
  * (also when the client left: that is what ends the request and runs on_finish). */
 void sq_handler_detach(sq_handler *h);
 
 /* --- static files ------------------------------------------------------------------------------
  */
 
-/* A class serving files below the directory given as the route's init_arg, from the route's
+/** A class serving files below the directory given as the route's init_arg, from the route's
  * first path group: ETag / Last-Modified with 304, single byte ranges (206, 416), content
  * types by extension, and no way out of the root (403/404).  Files over 1 MiB are read and
  * flushed in chunks (chunked encoding), never held whole. */
