@@ -20,5 +20,6 @@
 #include "squall/client.h"
 #include "squall/redis.h"
 #include "squall/options.h"
+#include "squall/process.h"
 
 #endif
