@@ -20,6 +20,8 @@ double sq_test_now(void);
 void *sq_test_run_coro(sq_loop *loop, sq_task_fn fn, void *arg, double limit);
 /* Path of a file in the build tree ($SQ_BUILD_DIR/rel), in a static buffer. */
 const char *sq_test_build_path(const char *rel);
+/* Open file descriptors of this process (entries of /proc/self/fd), -1 if unreadable. */
+int sq_test_count_fds(void);
 /* Resident set size of this process in bytes (from /proc/self/statm). */
 size_t sq_test_rss(void);
 /* Run this test binary again as a child, with `arg` as its one argument: its stderr (and its

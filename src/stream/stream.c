@@ -412,6 +412,16 @@ static size_t read_want(const sq_stream *s)
     return want;
 }
 
+/* A read returned nothing (n <= 0): the peer closed, the socket ran dry (-EAGAIN: level-
+ * triggered epoll calls again), or an error closed the stream. */
+static void read_ended(sq_stream *s, ssize_t n)
+{
+    if (n == 0)
+        do_close(s, 0, true);
+    else if (n != -EAGAIN)
+        do_close(s, (int)n, false);
+}
+
 /* read_into: straight into the caller's buffer, no copy through ours. */
 static void do_read_into(sq_stream *s)
 {
@@ -427,12 +437,7 @@ static void do_read_into(sq_stream *s)
             if ((size_t)n < space) return;
             continue;
         }
-        if (n == 0) {
-            do_close(s, 0, true);
-            return;
-        }
-        if (n == -EAGAIN) return;
-        do_close(s, (int)n, false);
+        read_ended(s, n);
         return;
     }
 }
@@ -465,12 +470,7 @@ static void do_read(sq_stream *s)
             if ((size_t)n < space) return;
             continue;
         }
-        if (n == 0) {
-            do_close(s, 0, true);
-            return;
-        }
-        if (n == -EAGAIN) return;
-        do_close(s, (int)n, false);
+        read_ended(s, n);
         return;
     }
 }

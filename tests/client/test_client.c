@@ -1189,15 +1189,6 @@ static void test_fetch_while_freeing(void **state)
     run(fetch_while_freeing_coro, 30);
 }
 
-static int open_fds(void)
-{
-    int n = 0;
-    DIR *d = opendir("/proc/self/fd");
-    if (!d) return -1;
-    while (readdir(d)) n++;
-    closedir(d);
-    return n;
-}
 
 static void fetch_in_header_cb(const char *line, size_t len, void *arg)
 {
@@ -1215,13 +1206,13 @@ static void test_sync_default_client(void **state)
     int n = 0;
     sq_fetch_response *r = NULL;
     sq_fetch_request q = {.header_callback = fetch_in_header_cb, .header_arg = &n};
-    int fds = open_fds();
+    int fds = sq_test_count_fds();
     assert_int_equal(sq_fetch_sync(ngx_url("/small.txt"), &q, &r), 0);
     assert_true(n > 0);
     assert_string_equal(r->body, "small file\n");
     sq_fetch_response_free(r);
     /* The inner fetch's client (and its connection) went with the private loop. */
-    assert_int_equal(open_fds(), fds);
+    assert_int_equal(sq_test_count_fds(), fds);
     assert_ptr_equal(sq_loop_current(), loop);
     /* This thread's own default client is still the one of `loop`. */
     sq_http_client *d = sq_http_client_default(NULL);

@@ -23,15 +23,6 @@ sq_future *sq__tcp_connect_addrs_future(sq_loop *loop, const struct sockaddr_sto
                                         const socklen_t *lens, size_t n,
                                         const sq_connect_options *o);
 
-static int count_fds(void)
-{
-    int n = 0;
-    DIR *d = opendir("/proc/self/fd");
-    if (!d) return -1;
-    while (readdir(d)) n++;
-    closedir(d);
-    return n;
-}
 
 /* --- an echo server on any kind of socket ---------------------------------------------- */
 
@@ -67,7 +58,7 @@ static void *round_trip(void *arg)
 
 static void test_unix_path(void **state)
 {
-    int fds0 = count_fds();
+    int fds0 = sq_test_count_fds();
     sq_loop *loop = sq_loop_new(NULL);
     char path[64], host[80];
     snprintf(path, sizeof path, "/tmp/squall-net-%d.sock", (int)getpid());
@@ -113,7 +104,7 @@ static void test_unix_path(void **state)
     assert_null(sq_tcp_listen(loop, longname, 0, NULL, echo, NULL, &err));
     assert_int_equal(err, -ENAMETOOLONG);
     sq_loop_free(loop);
-    assert_int_equal(count_fds(), fds0);
+    assert_int_equal(sq_test_count_fds(), fds0);
 }
 
 static void test_unix_abstract_and_mode(void **state)
@@ -371,7 +362,7 @@ static void test_happy_eyeballs(void **state)
 {
     if (!have_ipv6()) skip();
     sq_loop *loop = sq_loop_new(NULL);
-    int fds0 = count_fds();
+    int fds0 = sq_test_count_fds();
     struct sockaddr_storage a4, a6;
     socklen_t l4, l6;
     int f4 = listener(AF_INET, &a4, &l4), f6 = listener(AF_INET6, &a6, &l6);
@@ -447,7 +438,7 @@ static void test_happy_eyeballs(void **state)
     close(f6);
     /* the losers and every attempt were closed: nothing left open */
     sq_loop_run_once(loop, false);
-    assert_int_equal(count_fds(), fds0);
+    assert_int_equal(sq_test_count_fds(), fds0);
     sq_loop_free(loop);
 }
 

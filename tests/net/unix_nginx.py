@@ -15,10 +15,7 @@ import demo_util as u  # noqa: E402
 check = u.check
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+free_port = u.free_port
 
 
 def curl(*args):

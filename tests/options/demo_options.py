@@ -23,10 +23,7 @@ DEMO = os.path.join(u.BUILD, "examples", "demo")
 HOSTILE_UA = 'evil "agent" \\ with\ttab and ü'
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+free_port = u.free_port
 
 
 def run(args, timeout=20):
@@ -144,16 +141,16 @@ def config_file_and_formats():
           "--logging=warning: the 404 in today's text format")
 
 
-def colours():
-    """A terminal on stderr gets coloured levels; a pipe never does (the runs above)."""
+def on_terminal(extra):
+    """The demo with stderr on a pty and `extra` options: what it wrote there once a GET /json
+    was logged, and its exit status on SIGTERM."""
     master, slave = pty.openpty()
     env = dict(os.environ)
     env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":detect_leaks=1"
-    proc = subprocess.Popen([DEMO, "--port=0", "--https-port=off", f"--static-dir={u.STATIC}"],
-                            stdout=subprocess.PIPE, stderr=slave, text=True, env=env)
+    proc = subprocess.Popen([DEMO, "--port=0", "--https-port=off", f"--static-dir={u.STATIC}"]
+                            + extra, stdout=subprocess.PIPE, stderr=slave, text=True, env=env)
     os.close(slave)
-    line = proc.stdout.readline()
-    port = int(line.split()[-1])
+    port = int(proc.stdout.readline().split()[-1])
     curl(f"http://127.0.0.1:{port}/json")
     out = b""
     deadline = time.monotonic() + 5
@@ -167,26 +164,16 @@ def colours():
     proc.send_signal(signal.SIGTERM)
     rc = proc.wait(30)
     os.close(master)
+    return out, rc
+
+
+def colours():
+    """A terminal on stderr gets coloured levels; a pipe never does (the runs above)."""
+    out, rc = on_terminal([])
     check(rc == 0, f"the demo on a terminal exited cleanly ({rc})")
     check(re.search(rb"\x1b\[32m\[I \d{6} \d\d:\d\d:\d\d squall\]\x1b\[0m 200 GET /json", out) is not None,
           f"on a terminal the INFO line is coloured ({out[-200:]!r})")
-    # --log-color=off on a terminal: plain
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([DEMO, "--port=0", "--https-port=off", "--log-color=off",
-                             f"--static-dir={u.STATIC}"],
-                            stdout=subprocess.PIPE, stderr=slave, text=True, env=env)
-    os.close(slave)
-    port = int(proc.stdout.readline().split()[-1])
-    curl(f"http://127.0.0.1:{port}/json")
-    out = b""
-    deadline = time.monotonic() + 5
-    while b"GET /json" not in out and time.monotonic() < deadline:
-        r, _, _ = select.select([master], [], [], 0.2)
-        if r:
-            out += os.read(master, 4096)
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(30)
-    os.close(master)
+    out, rc = on_terminal(["--log-color=off"])
     check(b"\x1b[" not in out and b"squall: INFO: 200 GET /json" in out,
           "--log-color=off: plain lines on a terminal")
 

@@ -10,15 +10,6 @@
 
 #include "testutil.h"
 
-static int count_fds(void)
-{
-    int n = 0;
-    DIR *d = opendir("/proc/self/fd");
-    if (!d) return -1;
-    while (readdir(d)) n++;
-    closedir(d);
-    return n;
-}
 
 #define BIG (1u << 20)
 
@@ -63,7 +54,7 @@ static void *cat_round_trip(void *arg)
 
 static void test_cat(void **state)
 {
-    int fds0 = count_fds();
+    int fds0 = sq_test_count_fds();
     sq_loop *loop = sq_loop_new(NULL);
     cat_job j = {.data = malloc(BIG)};
     for (size_t i = 0; i < BIG; i++) j.data[i] = (unsigned char)(i * 7 + i / 251);
@@ -73,7 +64,7 @@ static void test_cat(void **state)
     assert_int_equal(j.status, 0);
     free(j.data);
     sq_loop_free(loop);
-    assert_int_equal(count_fds(), fds0);
+    assert_int_equal(sq_test_count_fds(), fds0);
 }
 
 typedef struct status_job {
@@ -163,13 +154,13 @@ static void *spawn_missing(void *arg)
 
 static void test_missing_program(void **state)
 {
-    int fds0 = count_fds();
+    int fds0 = sq_test_count_fds();
     sq_loop *loop = sq_loop_new(NULL);
     int err = 0;
     sq_test_run_coro(loop, spawn_missing, &err, 10);
     assert_int_equal(err, -ENOENT);
     sq_loop_free(loop);
-    assert_int_equal(count_fds(), fds0);
+    assert_int_equal(sq_test_count_fds(), fds0);
 }
 
 static void test_timeout_escalates(void **state)
@@ -223,7 +214,7 @@ static void *many(void *arg)
 
 static void test_hundred_children(void **state)
 {
-    int fds0 = count_fds();
+    int fds0 = sq_test_count_fds();
     sq_loop *loop = sq_loop_new(NULL);
     many_job m = {0};
     sq_periodic per;
@@ -237,7 +228,7 @@ static void test_hundred_children(void **state)
     assert_true(m.took < 10.0);
     assert_true(m.ticks >= (int)(m.took / 0.02 / 4)); /* the loop kept running meanwhile */
     sq_loop_free(loop);
-    assert_int_equal(count_fds(), fds0);
+    assert_int_equal(sq_test_count_fds(), fds0);
 }
 
 static void *kill_and_free(void *arg)

@@ -30,10 +30,7 @@ import websockets  # noqa: E402
 check = u.check
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+free_port = u.free_port
 
 
 class Redis:

@@ -17,6 +17,13 @@ STATIC = os.path.join(SRC, "examples", "demo", "static")
 failures = []
 
 
+def free_port():
+    """A port free on 127.0.0.1 right now (for peers that cannot be given port 0)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def check(cond, what):
     print(("ok   " if cond else "FAIL ") + what, flush=True)
     if not cond:
