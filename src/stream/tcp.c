@@ -668,7 +668,10 @@ static void start_next(connect_op *op)
     while (!op->finished && op->next < op->naddrs && op->inflight < MAX_ATTEMPTS) {
         size_t i = op->next++;
         struct sockaddr *sa = (struct sockaddr *)&op->addrs[i];
-        if (op->srclen && ((struct sockaddr *)&op->src)->sa_family != sa->sa_family) continue;
+        if (op->srclen && ((struct sockaddr *)&op->src)->sa_family != sa->sa_family) {
+            if (!op->last_err) op->last_err = -EAFNOSUPPORT; /* no address of the source's family */
+            continue;
+        }
         int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) {
             op->last_err = -errno;
