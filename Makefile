@@ -30,7 +30,7 @@ DEB_PKGS := build-essential cmake pkg-config libcmocka-dev libssl-dev zlib1g-dev
 NPM_PKG   := $(if $(shell command -v npm 2>/dev/null),,npm)
 TEST_PKGS := python3 procps curl clang libclang-rt-14-dev nginx-light python3-websockets \
              nodejs chromium $(NPM_PKG) wrk strace python3-tornado openssl nghttp2-client \
-             python3-h2 redis-server doxygen dpkg-dev
+             python3-h2 redis-server doxygen dpkg-dev python3-jinja2
 # What `make bench` needs on top of both (load generator and the peers it is compared with).
 BENCH_PKGS := wrk nginx-light h2o nodejs python3-tornado gnuplot-nox valgrind strace
 

@@ -21,5 +21,6 @@
 #include "squall/redis.h"
 #include "squall/options.h"
 #include "squall/process.h"
+#include "squall/template.h"
 
 #endif

@@ -213,6 +213,8 @@ sq_future *sq__tcp_connect_addrs_future(sq_loop *loop, const struct sockaddr_sto
 struct sq_http_request;
 int sq__http_remove_headers(struct sq_http_request *req, const char *name,
                             bool (*match)(const char *value, size_t len, void *arg), void *arg);
+/* Whether the handler set a Content-Type on the response (sq_render leaves it alone then). */
+bool sq__http_resp_has_ctype(const struct sq_http_request *req);
 
 /* A connection taken over from the HTTP server by an upgrade (a WebSocket), still tracked by
  * it so that the server's graceful shutdown and free reach it: the server asks it to close

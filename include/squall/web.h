@@ -81,6 +81,10 @@ typedef struct sq_app_settings {
     sq_http_settings http;                   /**< server settings (limits, gzip, xheaders …) */
     sq_form_limits form;                     /**< argument and multipart limits */
     const sq_handler_class *default_handler; /**< for unmatched paths (default: 404 page) */
+    /** Folder of the templates sq_render() finds by name (squall/template.h); with `debug`
+     *  a changed file is compiled again. */
+    const char *template_path;
+    bool template_no_autoescape; /**< `{{ }}` prints as is (text templates) */
 } sq_app_settings;
 
 /** Compile the routes (JIT) and build the app.  `routes` ends with an entry whose pattern
@@ -166,6 +170,23 @@ int sq_write_escaped(sq_handler *h, const char *s);
 /** Serialize a jansson value (void * to keep jansson out of this header; pass a json_t *),
  * set Content-Type: application/json, and drop the reference (it steals it). */
 int sq_write_json(sq_handler *h, void *json);
+
+/** A loader of templates (squall/template.h). */
+typedef struct sq_templates sq_templates;
+/** Render template `name` (found under settings.template_path, compiled once and cached)
+ *  with the context `ctx` (a json_t * object, or NULL; the reference is stolen, as by
+ *  sq_write_json) and write it as the body, with Content-Type text/html unless one is set.
+ *  A template that fails to compile or render answers 500 (the message is logged, and shown
+ *  with settings.debug).
+ *  @return 0, -ENOENT (no template_path, or no such template), -EINVAL (its error),
+ *  -EALREADY (finished), -ENOMEM. */
+int sq_render(sq_handler *h, const char *name, void *ctx);
+/** sq_render() with the template given as text (compiled for this call; `extends` and
+ *  `include` still come from template_path). */
+int sq_render_string(sq_handler *h, const char *src, void *ctx);
+/** The app's template loader, to register filters with sq_templates_add_filter(); NULL
+ *  without settings.template_path.  Owned by the app. */
+sq_templates *sq_app_templates(sq_app *app);
 /** Send the headers and what was written so far; suspends while the client is slow
  * (backpressure). */
 int sq_flush(sq_handler *h);

@@ -314,6 +314,11 @@ static void remove_header(sq__http_req *r, const char *name, size_t n)
     remove_matching(r, name, n, NULL, NULL);
 }
 
+bool sq__http_resp_has_ctype(const sq_http_request *req)
+{
+    return (((const sq__http_req *)req)->rflags & RESP_HAS_CTYPE) != 0;
+}
+
 int sq__http_remove_headers(sq_http_request *req, const char *name,
                             bool (*match)(const char *value, size_t len, void *arg), void *arg)
 {

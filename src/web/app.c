@@ -25,6 +25,7 @@
 
 #include "squall/coro.h"
 #include "squall/error.h"
+#include "squall/template.h"
 #include "squall/web.h"
 #include "internal.h"
 #include "web/web_internal.h"
@@ -56,6 +57,7 @@ struct sq_app {
     uint32_t max_groups;
     pcre2_match_data *md;
     sq_app_settings settings;
+    sq_templates *templates; /* settings.template_path's loader, or NULL */
     char *cookie_secret;
     sq_http_server *server;
     sq_http_server *tls_server; /* sq_app_listen_tls: HTTPS beside plain HTTP */
@@ -190,6 +192,14 @@ sq_app *sq_app_new(const sq_route *routes, const sq_app_settings *settings)
     app->nroutes = n;
     app->compiled = calloc(n ? n : 1, sizeof *app->compiled);
     if (!app->compiled) goto nomem;
+    if (app->settings.template_path) {
+        app->templates = sq_templates_new(
+            app->settings.template_path,
+            &(sq_template_options){.debug = app->settings.debug,
+                                   .no_autoescape = app->settings.template_no_autoescape});
+        if (!app->templates) goto nomem;
+        app->settings.template_path = NULL; /* the loader keeps its own copy */
+    }
     if (app->settings.cookie_secret) {
         app->cookie_secret = strdup(app->settings.cookie_secret);
         if (!app->cookie_secret) goto nomem;
@@ -289,6 +299,7 @@ static void app_destroy(sq_app *app)
         sq__loop_forget_labels(app->label_loop, app->labels,
                                app->labels + (app->nroutes + 1) * SQ__NMETHODS);
     free(app->labels);
+    sq_templates_free(app->templates);
     for (size_t i = 0; i < app->nroutes && app->compiled; i++)
         pcre2_code_free(app->compiled[i].code);
     free(app->compiled);
@@ -1161,6 +1172,57 @@ int sq_write_json(sq_handler *h, void *json)
         }
     }
     json_decref(j);
+    return rc;
+}
+
+sq_templates *sq_app_templates(sq_app *app)
+{
+    return app ? app->templates : NULL;
+}
+
+/* Render a compiled template into the response; tpl NULL: it failed to compile (err). */
+static int render_into(sq_handler *h, sq_template *tpl, json_t *ctx, char *err, size_t errlen,
+                       int fail_rc)
+{
+    int rc = fail_rc;
+    char *text = NULL;
+    size_t len = 0;
+    if (tpl) rc = sq_template_render(tpl, ctx, &text, &len, err, errlen);
+    if (rc == 0) {
+        rc = sq_write_bytes(h, text, len);
+        if (rc == 0 && !sq__http_resp_has_ctype(h->req))
+            rc = sq_set_header(h, "Content-Type", "text/html; charset=UTF-8");
+    } else if (!h->finished) {
+        sq_log(SQ_LOG_ERROR, "template: %s", err);
+        sq_send_error(h, 500, err);
+    }
+    free(text);
+    return rc;
+}
+
+int sq_render(sq_handler *h, const char *name, void *ctx)
+{
+    json_t *c = ctx;
+    char err[512] = "no template_path in the app's settings";
+    sq_templates *t = h->app->templates;
+    sq_template *tpl = t && name ? sq_templates_get(t, name, err, sizeof err) : NULL;
+    int rc = h->finished ? -EALREADY
+                         : render_into(h, tpl, c, err, sizeof err, !t || strstr(err, "No such file") ? -ENOENT : -EINVAL);
+    json_decref(c);
+    return rc;
+}
+
+int sq_render_string(sq_handler *h, const char *src, void *ctx)
+{
+    json_t *c = ctx;
+    char err[512] = "";
+    sq_templates *own = NULL, *t = h->app->templates;
+    if (!t) t = own = sq_templates_new(NULL, NULL);
+    sq_template *tpl = t && src ? sq_template_compile(t, "<string>", src, strlen(src), err, sizeof err) : NULL;
+    int rc = !t ? -ENOMEM : h->finished ? -EALREADY : render_into(h, tpl, c, err, sizeof err, -EINVAL);
+    sq_template_free(tpl);
+    sq_templates_free(own);
+    json_decref(c);
     return rc;
 }
 

@@ -1,0 +1,97 @@
+/** @file squall/template.h
+ * Templates for HTML and text (tornado.template's role, in Jinja2's syntax), rendered against
+ * a jansson `json_t` context.
+ *
+ *     {% extends "base.html" %}
+ *     {% block body %}
+ *       <h1>{{ title | upper }}</h1>            {# escaped: autoescape is on #}
+ *       {% for row in rows %}
+ *         <tr class="{{ 'first' if loop.first else 'row' }}"><td>{{ loop.index }}</td>
+ *             <td>{{ row.name }}</td><td>{{ row.tags | length }}</td></tr>
+ *       {% else %}<tr><td>nothing</td></tr>{% endfor %}
+ *       {{ trusted_html | safe }}
+ *     {% endblock %}
+ *
+ * - `{{ expr }}` prints, HTML-escaped unless autoescape is off (per loader, or per template
+ *   region with `{% autoescape false %}…{% endautoescape %}`); `| safe` marks trusted HTML.
+ * - Expressions: literals ('text', "text", 12, 1.5, true/false/none — also True/False/None),
+ *   names, `a.b`, `a[0]`, `a["key"]`, `a[i]`, `+ - * / // %` on numbers (`~` joins as
+ *   strings), comparisons `== != < <= > >=`, `in`, `not in`, `and`, `or`, `not`, parentheses,
+ *   `x if cond else y`.  An unknown name or missing key is undefined: it prints as "" and is
+ *   false (Jinja2's default).
+ * - Filters: `escape`/`e`, `safe`, `url`/`urlencode`, `json`/`tojson`, `upper`, `lower`,
+ *   `default(x)`/`d(x)`, `length`/`count`, `join(sep)`, `trim`, `first`, `last`, `string`,
+ *   `int`, and C filters registered with sq_templates_add_filter().
+ * - Tags: `if`/`elif`/`else`/`endif`; `for x in list` (and `for k, v in object|items`) with
+ *   `loop.index`, `loop.index0`, `loop.revindex`, `loop.first`, `loop.last`, `loop.length`
+ *   and a `{% else %}` for an empty list; `set`; `include "name"`; `extends "name"` with
+ *   `block`/`endblock` (and `super()` inside a block); `raw`/`endraw`; comments `{# … #}`;
+ *   whitespace control `{%-`, `-%}`, `{{-`, `-}}`; a newline right after a tag is kept, as in
+ *   Jinja2's defaults.
+ *
+ * Templates are compiled once into a tree and cached by name in their loader; with `debug`
+ * a changed file is compiled again.  Errors say where: "page.html:3:14: unknown filter
+ * 'uper'", at compile time for syntax, names of filters and templates that do not exist.
+ */
+#ifndef SQUALL_TEMPLATE_H
+#define SQUALL_TEMPLATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** A loader: a folder of templates, their compiled cache, filters and settings (opaque). */
+typedef struct sq_templates sq_templates;
+/** One compiled template (opaque). */
+typedef struct sq_template sq_template;
+
+/** Loader settings; a zeroed struct (or NULL): autoescape on, no reloading. */
+typedef struct sq_template_options {
+    bool no_autoescape; /**< print `{{ }}` as is (for text templates) */
+    bool debug;         /**< check each file's mtime at every lookup and recompile on change */
+} sq_template_options;
+
+/** A C filter: `value | name(args…)`.  Returns a new reference (NULL: undefined).  `value`
+ *  may be NULL (undefined).  Set *safe to true when the result is HTML that must not be
+ *  escaped again.  On an error return NULL and set *err (a static message). */
+typedef json_t *(*sq_template_filter_fn)(json_t *value, json_t *const *args, size_t nargs,
+                                        void *arg, bool *safe, const char **err);
+
+/** A loader reading templates below `root` (names are relative paths; ".." and absolute
+ *  names are refused).  `root` NULL: only sq_template_compile() (no files).
+ *  @return the loader, or NULL on -ENOMEM. */
+sq_templates *sq_templates_new(const char *root, const sq_template_options *opts);
+/** Free the loader and every template it compiled (and holds in its cache). */
+void sq_templates_free(sq_templates *t);
+/** Register (or replace) filter `name`.  @return 0, -EINVAL, -ENOMEM. */
+int sq_templates_add_filter(sq_templates *t, const char *name, sq_template_filter_fn fn, void *arg);
+
+/** The compiled template `name`, from the cache or compiled now (with what it extends and
+ *  includes).  Owned by the loader.  NULL on an error, described in err (errlen bytes):
+ *  "name:line:col: message", or "name: No such file or directory". */
+sq_template *sq_templates_get(sq_templates *t, const char *name, char *err, size_t errlen);
+/** Compile `src` (len bytes) as a template called `name` (for messages; `extends` and
+ *  `include` still load files through the loader).  Free it with sq_template_free().
+ *  NULL on an error, described in err. */
+sq_template *sq_template_compile(sq_templates *t, const char *name, const char *src, size_t len,
+                                 char *err, size_t errlen);
+/** Free a template from sq_template_compile() (not one from sq_templates_get()). */
+void sq_template_free(sq_template *tpl);
+
+/** Render with `ctx` (a JSON object, borrowed; NULL: empty).  *out gets the text (malloc'd,
+ *  NUL-terminated; the caller frees it) and *len its length.
+ *  @return 0, or -EINVAL with err describing a render-time error (a filter's, a bad
+ *  operand: "page.html:7:12: cannot add string and number"), -ELOOP (extends/include nested
+ *  deeper than 32), -ENOMEM. */
+int sq_template_render(sq_template *tpl, json_t *ctx, char **out, size_t *len, char *err,
+                       size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

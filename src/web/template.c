@@ -1,0 +1,1904 @@
+/* Templates (squall/template.h): a compiler from Jinja2-style source to a tree of nodes and
+ * expressions, and a renderer walking that tree against a json_t context.
+ *
+ * Compiling: the source is cut into text, `{{ }}`, `{% %}` and `{# #}` pieces (whitespace
+ * control applied there); each tag's inside is tokenized and parsed by recursive descent.
+ * Rendering: a scope stack of names over the context, values as (json_t reference, safe
+ * flag), output into one growing buffer. */
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "internal.h"
+#include "squall/template.h"
+
+#define MAX_DEPTH 32 /* extends + include nesting */
+#define MAX_EXPR_DEPTH 64 /* parentheses, brackets, unary operators inside one expression */
+
+/* --- the tree ----------------------------------------------------------------------------- */
+
+enum {
+    E_LIT, E_NAME, E_ATTR, E_INDEX, E_FILTER, E_NOT, E_NEG, E_AND, E_OR, E_CMP, E_IN, E_NOTIN,
+    E_ARITH, E_CONCAT, E_COND, E_LIST, E_SUPER
+};
+enum { OP_EQ, OP_NE, OP_LT, OP_LE, OP_GT, OP_GE, OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_FDIV, OP_MOD };
+
+typedef struct filter_def filter_def;
+
+typedef struct expr {
+    int kind, op, line, col;
+    json_t *lit;
+    char *name;
+    struct expr *a, *b, *c;
+    struct expr **args;
+    size_t nargs;
+    const filter_def *filter;
+} expr;
+
+enum { N_TEXT, N_OUT, N_IF, N_FOR, N_SET, N_INCLUDE, N_BLOCK, N_AUTOESC };
+
+typedef struct node {
+    int kind, line, col;
+    char *text;
+    size_t len;
+    expr *e;
+    char *name, *name2; /* for: the loop variables; set: the name; block: its name */
+    struct node *body, *els, *next;
+    bool flag; /* autoescape: on or off */
+} node;
+
+struct filter_def {
+    char *name;
+    sq_template_filter_fn fn;
+    void *arg;
+    struct filter_def *next;
+};
+
+typedef struct cache_entry {
+    struct cache_entry *next;
+    sq_template *tpl;
+} cache_entry;
+
+struct sq_templates {
+    char *root;
+    sq_template_options opts;
+    filter_def *filters;
+    cache_entry *cache;
+};
+
+struct sq_template {
+    sq_templates *loader;
+    char *name;
+    node *root;
+    char *parent; /* extends */
+    node **blocks;
+    size_t nblocks;
+    bool cached; /* owned by the loader's cache */
+    struct timespec mtime;
+};
+
+static void expr_free(expr *e)
+{
+    if (!e) return;
+    json_decref(e->lit);
+    free(e->name);
+    expr_free(e->a);
+    expr_free(e->b);
+    expr_free(e->c);
+    for (size_t i = 0; i < e->nargs; i++) expr_free(e->args[i]);
+    free(e->args);
+    free(e);
+}
+
+static void nodes_free(node *n)
+{
+    while (n) {
+        node *next = n->next;
+        free(n->text);
+        free(n->name);
+        free(n->name2);
+        expr_free(n->e);
+        nodes_free(n->body);
+        nodes_free(n->els);
+        free(n);
+        n = next;
+    }
+}
+
+/* --- compiling ------------------------------------------------------------------------------ */
+
+typedef struct parser {
+    sq_templates *loader;
+    sq_template *tpl;
+    const char *src, *end;
+    const char *p;     /* in the tag being parsed */
+    const char *tend;  /* end of the tag's inside */
+    char *err;
+    size_t errlen;
+    bool failed;
+    bool autoescape;
+    int tdepth; /* templates compiled around this one (extends, include) */
+    int edepth; /* expression nesting, bounded (the parser recurses) */
+} parser;
+
+static void pos_of(const parser *ps, const char *at, int *line, int *col)
+{
+    int l = 1, c = 1;
+    for (const char *q = ps->src; q < at && q < ps->end; q++) {
+        if (*q == '\n') {
+            l++;
+            c = 1;
+        } else {
+            c++;
+        }
+    }
+    *line = l;
+    *col = c;
+}
+
+static void fail(parser *ps, const char *at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void fail(parser *ps, const char *at, const char *fmt, ...)
+{
+    if (ps->failed) return;
+    ps->failed = true;
+    int line, col;
+    pos_of(ps, at, &line, &col);
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (ps->err && ps->errlen) snprintf(ps->err, ps->errlen, "%s:%d:%d: %s", ps->tpl->name, line, col, msg);
+}
+
+/* tokens of a tag's inside */
+enum { T_END, T_NAME, T_STR, T_INT, T_FLOAT, T_OP };
+
+typedef struct tok {
+    int kind;
+    const char *s; /* where it starts */
+    size_t len;
+} tok;
+
+static void skip_ws(parser *ps)
+{
+    while (ps->p < ps->tend && isspace((unsigned char)*ps->p)) ps->p++;
+}
+
+static tok peek(parser *ps)
+{
+    skip_ws(ps);
+    const char *p = ps->p;
+    tok t = {T_END, p, 0};
+    if (p >= ps->tend) return t;
+    unsigned char c = (unsigned char)*p;
+    if (isalpha(c) || c == '_') {
+        const char *q = p;
+        while (q < ps->tend && (isalnum((unsigned char)*q) || *q == '_')) q++;
+        t = (tok){T_NAME, p, (size_t)(q - p)};
+    } else if (isdigit(c)) {
+        const char *q = p;
+        bool fl = false;
+        while (q < ps->tend && (isdigit((unsigned char)*q) || *q == '_')) q++;
+        if (q + 1 < ps->tend && *q == '.' && isdigit((unsigned char)q[1])) {
+            fl = true;
+            q++;
+            while (q < ps->tend && isdigit((unsigned char)*q)) q++;
+        }
+        if (q < ps->tend && (*q == 'e' || *q == 'E')) {
+            const char *r = q + 1;
+            if (r < ps->tend && (*r == '+' || *r == '-')) r++;
+            if (r < ps->tend && isdigit((unsigned char)*r)) {
+                fl = true;
+                q = r;
+                while (q < ps->tend && isdigit((unsigned char)*q)) q++;
+            }
+        }
+        t = (tok){fl ? T_FLOAT : T_INT, p, (size_t)(q - p)};
+    } else if (c == '\'' || c == '"') {
+        const char *q = p + 1;
+        while (q < ps->tend && *q != (char)c) q += *q == '\\' && q + 1 < ps->tend ? 2 : 1;
+        t = (tok){T_STR, p, (size_t)(q < ps->tend ? q + 1 - p : q - p)};
+    } else {
+        static const char *const two[] = {"==", "!=", "<=", ">=", "//", NULL};
+        size_t n = 1;
+        for (int i = 0; two[i]; i++)
+            if (p + 1 < ps->tend && p[0] == two[i][0] && p[1] == two[i][1]) n = 2;
+        t = (tok){T_OP, p, n};
+    }
+    return t;
+}
+
+static tok next(parser *ps)
+{
+    tok t = peek(ps);
+    ps->p = t.s + t.len;
+    return t;
+}
+
+static bool is(tok t, const char *s)
+{
+    return t.kind != T_END && t.kind != T_STR && strlen(s) == t.len && !memcmp(t.s, s, t.len);
+}
+
+static bool take(parser *ps, const char *s)
+{
+    if (!is(peek(ps), s)) return false;
+    next(ps);
+    return true;
+}
+
+static bool expect(parser *ps, const char *s)
+{
+    tok t = peek(ps);
+    if (take(ps, s)) return true;
+    fail(ps, t.s, "expected '%s', found %s%.*s%s", s, t.kind == T_END ? "the end of the tag" : "'",
+         t.kind == T_END ? 0 : (int)t.len, t.s, t.kind == T_END ? "" : "'");
+    return false;
+}
+
+static expr *mk(parser *ps, int kind, const char *at)
+{
+    expr *e = calloc(1, sizeof *e);
+    if (!e) {
+        fail(ps, at, "out of memory");
+        return NULL;
+    }
+    e->kind = kind;
+    pos_of(ps, at, &e->line, &e->col);
+    return e;
+}
+
+static json_t *str_literal(tok t)
+{
+    sq__buf b = {0};
+    for (size_t i = 1; i + 1 < t.len; i++) {
+        char c = t.s[i];
+        if (c == '\\' && i + 2 < t.len) {
+            char d = t.s[++i];
+            c = d == 'n' ? '\n' : d == 't' ? '\t' : d == 'r' ? '\r' : d;
+        }
+        if (sq__buf_append(&b, &c, 1) < 0) {
+            sq__buf_free(&b);
+            return NULL;
+        }
+    }
+    json_t *j = json_stringn(b.ptr ? b.ptr : "", b.len);
+    sq__buf_free(&b);
+    return j;
+}
+
+static expr *parse_expr(parser *ps);
+static const filter_def *find_filter(sq_templates *t, const char *name, size_t len);
+
+static expr *parse_primary(parser *ps)
+{
+    tok t = next(ps);
+    expr *e = NULL;
+    if (t.kind == T_STR) {
+        if (t.len < 2 || t.s[t.len - 1] != t.s[0]) {
+            fail(ps, t.s, "unterminated string");
+            return NULL;
+        }
+        e = mk(ps, E_LIT, t.s);
+        if (e && !(e->lit = str_literal(t))) fail(ps, t.s, "a string that is not UTF-8");
+    } else if (t.kind == T_INT || t.kind == T_FLOAT) {
+        char num[64];
+        size_t n = 0;
+        for (size_t i = 0; i < t.len && n < sizeof num - 1; i++)
+            if (t.s[i] != '_') num[n++] = t.s[i];
+        num[n] = '\0';
+        e = mk(ps, E_LIT, t.s);
+        if (e) e->lit = t.kind == T_INT ? json_integer(strtoll(num, NULL, 10)) : json_real(strtod(num, NULL));
+    } else if (t.kind == T_NAME) {
+        if (is(t, "true") || is(t, "True")) {
+            if ((e = mk(ps, E_LIT, t.s))) e->lit = json_true();
+        } else if (is(t, "false") || is(t, "False")) {
+            if ((e = mk(ps, E_LIT, t.s))) e->lit = json_false();
+        } else if (is(t, "none") || is(t, "None")) {
+            if ((e = mk(ps, E_LIT, t.s))) e->lit = json_null();
+        } else if (is(t, "super") && is(peek(ps), "(")) {
+            next(ps);
+            if (expect(ps, ")")) e = mk(ps, E_SUPER, t.s);
+        } else if ((e = mk(ps, E_NAME, t.s))) {
+            e->name = strndup(t.s, t.len);
+        }
+    } else if (is(t, "(")) {
+        e = parse_expr(ps);
+        if (!expect(ps, ")")) {
+            expr_free(e);
+            return NULL;
+        }
+    } else if (is(t, "[")) {
+        e = mk(ps, E_LIST, t.s);
+        while (e && !ps->failed && !take(ps, "]")) {
+            if (e->nargs && !expect(ps, ",")) break;
+            if (take(ps, "]")) break;
+            expr **a = realloc(e->args, (e->nargs + 1) * sizeof *a);
+            if (!a) break;
+            e->args = a;
+            e->args[e->nargs++] = parse_expr(ps);
+        }
+    } else {
+        fail(ps, t.s, t.kind == T_END ? "an expression is missing" : "unexpected '%.*s'", (int)t.len, t.s);
+    }
+    return e;
+}
+
+static expr *parse_postfix(parser *ps, expr *e)
+{
+    while (e && !ps->failed) {
+        tok t = peek(ps);
+        if (is(t, ".")) {
+            next(ps);
+            tok n = next(ps);
+            if (n.kind != T_NAME && n.kind != T_INT) {
+                fail(ps, n.s, "a name is expected after '.'");
+                break;
+            }
+            expr *a = mk(ps, E_ATTR, t.s);
+            if (!a) break;
+            a->a = e;
+            a->name = strndup(n.s, n.len);
+            e = a;
+        } else if (is(t, "[")) {
+            next(ps);
+            expr *a = mk(ps, E_INDEX, t.s);
+            if (!a) break;
+            a->a = e;
+            a->b = parse_expr(ps);
+            e = a;
+            expect(ps, "]");
+        } else {
+            break;
+        }
+    }
+    return e;
+}
+
+static expr *parse_filters(parser *ps, expr *e)
+{
+    while (e && !ps->failed && is(peek(ps), "|")) {
+        next(ps);
+        tok n = next(ps);
+        if (n.kind != T_NAME) {
+            fail(ps, n.s, "a filter name is expected after '|'");
+            break;
+        }
+        expr *f = mk(ps, E_FILTER, n.s);
+        if (!f) break;
+        f->a = e;
+        f->name = strndup(n.s, n.len);
+        f->filter = find_filter(ps->loader, n.s, n.len);
+        e = f;
+        if (!f->filter) {
+            fail(ps, n.s, "unknown filter '%.*s'", (int)n.len, n.s);
+            break;
+        }
+        if (take(ps, "(")) {
+            while (!ps->failed && !take(ps, ")")) {
+                if (f->nargs && !expect(ps, ",")) break;
+                expr **a = realloc(f->args, (f->nargs + 1) * sizeof *a);
+                if (!a) break;
+                f->args = a;
+                f->args[f->nargs++] = parse_expr(ps);
+            }
+        }
+    }
+    return e;
+}
+
+static expr *parse_unary(parser *ps)
+{
+    tok t = peek(ps);
+    if (is(t, "-")) {
+        next(ps);
+        if (++ps->edepth > MAX_EXPR_DEPTH) {
+            fail(ps, t.s, "an expression nested too deep");
+            return NULL;
+        }
+        expr *e = mk(ps, E_NEG, t.s);
+        if (e) e->a = parse_unary(ps);
+        ps->edepth--;
+        return e;
+    }
+    expr *e = parse_primary(ps);
+    e = parse_postfix(ps, e);
+    return parse_filters(ps, e);
+}
+
+static expr *binary(parser *ps, int kind, int op, const char *at, expr *a, expr *b)
+{
+    expr *e = mk(ps, kind, at);
+    if (!e) {
+        expr_free(a);
+        expr_free(b);
+        return NULL;
+    }
+    e->op = op;
+    e->a = a;
+    e->b = b;
+    return e;
+}
+
+static expr *parse_mul(parser *ps)
+{
+    expr *e = parse_unary(ps);
+    for (;;) {
+        tok t = peek(ps);
+        int op = is(t, "*") ? OP_MUL : is(t, "//") ? OP_FDIV : is(t, "/") ? OP_DIV : is(t, "%") ? OP_MOD : -1;
+        if (op < 0 || ps->failed) return e;
+        next(ps);
+        e = binary(ps, E_ARITH, op, t.s, e, parse_unary(ps));
+    }
+}
+
+static expr *parse_add(parser *ps)
+{
+    expr *e = parse_mul(ps);
+    for (;;) {
+        tok t = peek(ps);
+        int op = is(t, "+") ? OP_ADD : is(t, "-") ? OP_SUB : -1;
+        if (op < 0 || ps->failed) return e;
+        next(ps);
+        e = binary(ps, E_ARITH, op, t.s, e, parse_mul(ps));
+    }
+}
+
+static expr *parse_concat(parser *ps)
+{
+    expr *e = parse_add(ps);
+    while (!ps->failed && is(peek(ps), "~")) {
+        tok t = next(ps);
+        e = binary(ps, E_CONCAT, 0, t.s, e, parse_add(ps));
+    }
+    return e;
+}
+
+static expr *parse_cmp(parser *ps)
+{
+    expr *e = parse_concat(ps);
+    for (;;) {
+        tok t = peek(ps);
+        int op = is(t, "==") ? OP_EQ : is(t, "!=") ? OP_NE : is(t, "<=") ? OP_LE : is(t, ">=") ? OP_GE
+               : is(t, "<") ? OP_LT : is(t, ">") ? OP_GT : -1;
+        if (ps->failed) return e;
+        if (op >= 0) {
+            next(ps);
+            e = binary(ps, E_CMP, op, t.s, e, parse_concat(ps));
+        } else if (is(t, "in")) {
+            next(ps);
+            e = binary(ps, E_IN, 0, t.s, e, parse_concat(ps));
+        } else if (is(t, "not")) {
+            const char *save = ps->p;
+            next(ps);
+            if (!take(ps, "in")) {
+                ps->p = save;
+                return e;
+            }
+            e = binary(ps, E_NOTIN, 0, t.s, e, parse_concat(ps));
+        } else {
+            return e;
+        }
+    }
+}
+
+static expr *parse_not(parser *ps)
+{
+    tok t = peek(ps);
+    if (is(t, "not")) {
+        next(ps);
+        if (++ps->edepth > MAX_EXPR_DEPTH) {
+            fail(ps, t.s, "an expression nested too deep");
+            return NULL;
+        }
+        expr *e = mk(ps, E_NOT, t.s);
+        if (e) e->a = parse_not(ps);
+        ps->edepth--;
+        return e;
+    }
+    return parse_cmp(ps);
+}
+
+static expr *parse_and(parser *ps)
+{
+    expr *e = parse_not(ps);
+    while (!ps->failed && is(peek(ps), "and")) {
+        tok t = next(ps);
+        e = binary(ps, E_AND, 0, t.s, e, parse_not(ps));
+    }
+    return e;
+}
+
+static expr *parse_or(parser *ps)
+{
+    expr *e = parse_and(ps);
+    while (!ps->failed && is(peek(ps), "or")) {
+        tok t = next(ps);
+        e = binary(ps, E_OR, 0, t.s, e, parse_and(ps));
+    }
+    return e;
+}
+
+static expr *parse_expr_inner(parser *ps);
+
+static expr *parse_expr(parser *ps)
+{
+    if (++ps->edepth > MAX_EXPR_DEPTH) {
+        fail(ps, ps->p, "an expression nested too deep");
+        ps->edepth--;
+        return NULL;
+    }
+    expr *e = parse_expr_inner(ps);
+    ps->edepth--;
+    return e;
+}
+
+static expr *parse_expr_inner(parser *ps)
+{
+    expr *e = parse_or(ps);
+    tok t = peek(ps);
+    if (!ps->failed && is(t, "if")) {
+        next(ps);
+        expr *c = mk(ps, E_COND, t.s);
+        if (!c) {
+            expr_free(e);
+            return NULL;
+        }
+        c->a = e;
+        c->b = parse_or(ps);
+        if (take(ps, "else")) c->c = parse_expr(ps);
+        return c;
+    }
+    return e;
+}
+
+/* The whole inside of a tag must have been used. */
+static void tag_done(parser *ps)
+{
+    tok t = peek(ps);
+    if (t.kind != T_END) fail(ps, t.s, "unexpected '%.*s' at the end of the tag", (int)t.len, t.s);
+}
+
+/* --- tags and text ---------------------------------------------------------------------------- */
+
+typedef struct piece {
+    int kind; /* 0 text, 1 output, 2 tag, -1 end of source */
+    const char *s, *e; /* text, or the tag's inside */
+    const char *at;    /* where it starts */
+} piece;
+
+typedef struct lexer {
+    const char *p, *end;
+    bool strip_next; /* the previous tag ended with '-' */
+} lexer;
+
+static bool is_space_c(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* The next piece of source.  Comments are skipped; `{% raw %}` … `{% endraw %}` is text. */
+static piece lex(parser *ps, lexer *lx)
+{
+    for (;;) {
+        if (lx->p >= lx->end) return (piece){-1, lx->p, lx->p, lx->p};
+        const char *start = lx->p;
+        const char *q = start;
+        while (q + 1 < lx->end && !(q[0] == '{' && (q[1] == '{' || q[1] == '%' || q[1] == '#'))) q++;
+        if (q + 1 >= lx->end) q = lx->end;
+        if (q > start) {
+            const char *s = start, *e = q;
+            if (lx->strip_next)
+                while (s < e && is_space_c(*s)) s++;
+            lx->strip_next = false;
+            /* the next tag strips what comes before it with '{%-' */
+            if (q + 2 < lx->end && q[2] == '-')
+                while (e > s && is_space_c(e[-1])) e--;
+            lx->p = q;
+            if (e > s) return (piece){0, s, e, start};
+            continue;
+        }
+        lx->strip_next = false;
+        char kind = q[1];
+        const char *in = q + 2;
+        if (in < lx->end && *in == '-') in++;
+        const char *close = kind == '{' ? "}}" : kind == '%' ? "%}" : "#}";
+        const char *c = in;
+        while (c + 1 < lx->end && !(c[0] == close[0] && c[1] == close[1])) {
+            if (kind != '#' && (*c == '"' || *c == '\'')) { /* a string may hold the closer */
+                char qch = *c++;
+                while (c < lx->end && *c != qch) c += *c == '\\' ? 2 : 1;
+                if (c < lx->end) c++;
+                continue;
+            }
+            c++;
+        }
+        if (c + 1 >= lx->end) {
+            fail(ps, q, "unclosed '%c%c'", '{', kind);
+            return (piece){-1, lx->end, lx->end, q};
+        }
+        const char *ie = c;
+        if (ie > in && ie[-1] == '-') {
+            ie--;
+            lx->strip_next = true;
+        }
+        lx->p = c + 2;
+        if (kind == '#') continue;
+        if (kind == '%') {
+            /* raw: everything up to {% endraw %} is text */
+            const char *w = in;
+            while (w < ie && is_space_c(*w)) w++;
+            const char *we = ie;
+            while (we > w && is_space_c(we[-1])) we--;
+            if (we - w == 3 && !strncmp(w, "raw", 3)) {
+                const char *r = lx->p, *text = r;
+                while (r + 1 < lx->end) {
+                    if (r[0] == '{' && r[1] == '%') {
+                        const char *x = r + 2;
+                        if (x < lx->end && *x == '-') x++;
+                        while (x < lx->end && is_space_c(*x)) x++;
+                        if (lx->end - x >= 6 && !strncmp(x, "endraw", 6)) {
+                            const char *te = r;
+                            if (r[2] == '-')
+                                while (te > text && is_space_c(te[-1])) te--;
+                            const char *y = x + 6;
+                            while (y + 1 < lx->end && !(y[0] == '%' && y[1] == '}')) y++;
+                            lx->strip_next = y > x && y[-1] == '-';
+                            lx->p = y + 2 < lx->end ? y + 2 : lx->end;
+                            if (lx->strip_next)
+                                while (text < te && is_space_c(*text)) text++;
+                            return (piece){0, text, te, q};
+                        }
+                    }
+                    r++;
+                }
+                fail(ps, q, "'raw' without 'endraw'");
+                return (piece){-1, lx->end, lx->end, q};
+            }
+        }
+        return (piece){kind == '{' ? 1 : 2, in, ie, q};
+    }
+}
+
+static node *new_node(parser *ps, int kind, const char *at)
+{
+    node *n = calloc(1, sizeof *n);
+    if (!n) {
+        fail(ps, at, "out of memory");
+        return NULL;
+    }
+    n->kind = kind;
+    pos_of(ps, at, &n->line, &n->col);
+    return n;
+}
+
+/* Parse nodes until one of the `stops` tags ("endif", "else" …; NULL-terminated) or the end.
+ * Returns the list; *stop gets the tag name that ended it ("" at the end of the source). */
+static node *parse_nodes(parser *ps, lexer *lx, const char *const *stops, char *stop, size_t stoplen,
+                         int depth);
+
+static const char *tag_name(parser *ps, piece pc, tok *t)
+{
+    ps->p = pc.s;
+    ps->tend = pc.e;
+    *t = next(ps);
+    return t->kind == T_NAME ? t->s : NULL;
+}
+
+static bool tag_is(tok t, const char *s)
+{
+    return t.kind == T_NAME && strlen(s) == t.len && !memcmp(t.s, s, t.len);
+}
+
+static void add_block(parser *ps, node *n)
+{
+    sq_template *tpl = ps->tpl;
+    for (size_t i = 0; i < tpl->nblocks; i++)
+        if (!strcmp(tpl->blocks[i]->name, n->name)) {
+            fail(ps, ps->src, "block '%s' defined twice", n->name);
+            return;
+        }
+    node **b = realloc(tpl->blocks, (tpl->nblocks + 1) * sizeof *b);
+    if (!b) return;
+    tpl->blocks = b;
+    tpl->blocks[tpl->nblocks++] = n;
+}
+
+static sq_template *load(sq_templates *t, const char *name, char *err, size_t errlen, int depth);
+
+/* A template this one includes or extends failed to compile: its own message, which names
+ * its file, line and column, is the useful one; a missing file is told from here. */
+static void fail_nested(parser *ps, const char *at, const char *what, const char *name, const char *e2)
+{
+    size_t n = strlen(name);
+    if (!strncmp(e2, name, n) && e2[n] == ':' && isdigit((unsigned char)e2[n + 1])) {
+        if (!ps->failed && ps->err && ps->errlen) snprintf(ps->err, ps->errlen, "%s", e2);
+        ps->failed = true;
+        return;
+    }
+    fail(ps, at, "%s: %s", what, e2);
+}
+
+static node *parse_tag(parser *ps, lexer *lx, piece pc, int depth)
+{
+    tok t;
+    tag_name(ps, pc, &t);
+    const char *at = pc.at;
+    char stop[16];
+    if (tag_is(t, "if") || tag_is(t, "elif")) {
+        node *n = new_node(ps, N_IF, at);
+        if (!n) return NULL;
+        n->e = parse_expr(ps);
+        tag_done(ps);
+        static const char *const stops[] = {"elif", "else", "endif", NULL};
+        n->body = parse_nodes(ps, lx, stops, stop, sizeof stop, depth + 1);
+        if (ps->failed) return n;
+        if (!strcmp(stop, "elif")) {
+            /* the elif tag is parsed as an if nested in the else branch; it takes the endif */
+            n->els = parse_tag(ps, lx, (piece){2, ps->p, ps->tend, ps->p}, depth + 1);
+            if (!ps->failed) snprintf(stop, sizeof stop, "endif");
+        } else if (!strcmp(stop, "else")) {
+            static const char *const end[] = {"endif", NULL};
+            n->els = parse_nodes(ps, lx, end, stop, sizeof stop, depth + 1);
+        }
+        if (!ps->failed && strcmp(stop, "endif")) fail(ps, at, "'if' without 'endif'");
+        return n;
+    }
+    if (tag_is(t, "for")) {
+        node *n = new_node(ps, N_FOR, at);
+        if (!n) return NULL;
+        tok v = next(ps);
+        if (v.kind != T_NAME) {
+            fail(ps, v.s, "a loop variable is expected after 'for'");
+            return n;
+        }
+        n->name = strndup(v.s, v.len);
+        if (take(ps, ",")) {
+            tok v2 = next(ps);
+            if (v2.kind != T_NAME) fail(ps, v2.s, "a second loop variable is expected after ','");
+            else n->name2 = strndup(v2.s, v2.len);
+        }
+        if (!expect(ps, "in")) return n;
+        n->e = parse_expr(ps);
+        tag_done(ps);
+        static const char *const stops[] = {"else", "endfor", NULL};
+        n->body = parse_nodes(ps, lx, stops, stop, sizeof stop, depth + 1);
+        if (!ps->failed && !strcmp(stop, "else")) {
+            static const char *const end[] = {"endfor", NULL};
+            n->els = parse_nodes(ps, lx, end, stop, sizeof stop, depth + 1);
+        }
+        if (!ps->failed && strcmp(stop, "endfor")) fail(ps, at, "'for' without 'endfor'");
+        return n;
+    }
+    if (tag_is(t, "set")) {
+        node *n = new_node(ps, N_SET, at);
+        if (!n) return NULL;
+        tok v = next(ps);
+        if (v.kind != T_NAME) {
+            fail(ps, v.s, "a name is expected after 'set'");
+            return n;
+        }
+        n->name = strndup(v.s, v.len);
+        if (expect(ps, "=")) n->e = parse_expr(ps);
+        tag_done(ps);
+        return n;
+    }
+    if (tag_is(t, "include")) {
+        node *n = new_node(ps, N_INCLUDE, at);
+        if (!n) return NULL;
+        tok s = next(ps);
+        if (s.kind != T_STR) {
+            fail(ps, s.s, "'include' takes a template name in quotes");
+            return n;
+        }
+        json_t *j = str_literal(s);
+        n->name = j ? strdup(json_string_value(j)) : NULL;
+        json_decref(j);
+        tag_done(ps);
+        /* compiled now, so that a missing template is a compile-time error */
+        char e2[256] = "";
+        if (n->name && ps->loader->root && !load(ps->loader, n->name, e2, sizeof e2, ps->tdepth + 1))
+            fail_nested(ps, s.s, "include", n->name, e2);
+        return n;
+    }
+    if (tag_is(t, "block")) {
+        node *n = new_node(ps, N_BLOCK, at);
+        if (!n) return NULL;
+        tok v = next(ps);
+        if (v.kind != T_NAME) {
+            fail(ps, v.s, "a block name is expected");
+            return n;
+        }
+        n->name = strndup(v.s, v.len);
+        tag_done(ps);
+        static const char *const stops[] = {"endblock", NULL};
+        n->body = parse_nodes(ps, lx, stops, stop, sizeof stop, depth + 1);
+        if (!ps->failed && strcmp(stop, "endblock")) fail(ps, at, "'block' without 'endblock'");
+        if (!ps->failed && n->name) add_block(ps, n);
+        return n;
+    }
+    if (tag_is(t, "autoescape")) {
+        node *n = new_node(ps, N_AUTOESC, at);
+        if (!n) return NULL;
+        tok v = next(ps);
+        if (!tag_is(v, "true") && !tag_is(v, "false") && !tag_is(v, "True") && !tag_is(v, "False")) {
+            fail(ps, v.s, "'autoescape' takes true or false");
+            return n;
+        }
+        n->flag = v.s[0] == 't' || v.s[0] == 'T';
+        tag_done(ps);
+        static const char *const stops[] = {"endautoescape", NULL};
+        n->body = parse_nodes(ps, lx, stops, stop, sizeof stop, depth + 1);
+        if (!ps->failed && strcmp(stop, "endautoescape"))
+            fail(ps, at, "'autoescape' without 'endautoescape'");
+        return n;
+    }
+    if (tag_is(t, "extends")) {
+        tok s = next(ps);
+        if (s.kind != T_STR) {
+            fail(ps, s.s, "'extends' takes a template name in quotes");
+            return NULL;
+        }
+        if (ps->tpl->parent) {
+            fail(ps, at, "a second 'extends'");
+            return NULL;
+        }
+        json_t *j = str_literal(s);
+        ps->tpl->parent = j ? strdup(json_string_value(j)) : NULL;
+        json_decref(j);
+        tag_done(ps);
+        char e2[256] = "";
+        if (ps->tpl->parent && !load(ps->loader, ps->tpl->parent, e2, sizeof e2, ps->tdepth + 1))
+            fail_nested(ps, s.s, "extends", ps->tpl->parent, e2);
+        return NULL;
+    }
+    if (t.kind == T_END) fail(ps, pc.at, "an empty tag");
+    else fail(ps, t.s, "unknown tag '%.*s'", (int)t.len, t.s);
+    return NULL;
+}
+
+static node *parse_nodes(parser *ps, lexer *lx, const char *const *stops, char *stop, size_t stoplen,
+                         int depth)
+{
+    node *head = NULL, **tail = &head;
+    stop[0] = '\0';
+    if (depth > 200) {
+        fail(ps, lx->p, "tags nested too deep");
+        return NULL;
+    }
+    while (!ps->failed) {
+        piece pc = lex(ps, lx);
+        if (pc.kind < 0) break;
+        node *n = NULL;
+        if (pc.kind == 0) {
+            n = new_node(ps, N_TEXT, pc.at);
+            size_t tl = (size_t)(pc.e - pc.s);
+            if (n && !(n->text = malloc(tl + 1))) fail(ps, pc.at, "out of memory");
+            if (n && n->text) { /* memcpy, not strndup: the text may hold NUL bytes */
+                memcpy(n->text, pc.s, tl);
+                n->text[tl] = '\0';
+                n->len = tl;
+            }
+        } else if (pc.kind == 1) {
+            ps->p = pc.s;
+            ps->tend = pc.e;
+            n = new_node(ps, N_OUT, pc.at);
+            if (n) n->e = parse_expr(ps);
+            tag_done(ps);
+        } else {
+            tok t;
+            tag_name(ps, pc, &t);
+            bool stopped = false;
+            for (int i = 0; stops && stops[i]; i++)
+                if (tag_is(t, stops[i])) {
+                    snprintf(stop, stoplen, "%s", stops[i]);
+                    if (strcmp(stops[i], "elif") && strcmp(stops[i], "else")) tag_done(ps);
+                    else if (!strcmp(stops[i], "else")) tag_done(ps);
+                    stopped = true;
+                }
+            if (stopped) {
+                if (!strcmp(stop, "elif")) { /* leave the tag's inside for the caller */
+                    ps->p = t.s;
+                    ps->tend = pc.e;
+                }
+                return head;
+            }
+            static const char *const ends[] = {"endif", "endfor", "endblock", "elif", "else",
+                                               "endautoescape", "endraw", NULL};
+            for (int i = 0; ends[i]; i++)
+                if (tag_is(t, ends[i])) fail(ps, t.s, "'%s' without its opening tag", ends[i]);
+            if (!ps->failed) n = parse_tag(ps, lx, pc, depth);
+        }
+        if (n) {
+            *tail = n;
+            tail = &n->next;
+        }
+    }
+    return head;
+}
+
+static sq_template *compile(sq_templates *t, const char *name, const char *src, size_t len, char *err,
+                            size_t errlen, int depth)
+{
+    if (depth > MAX_DEPTH) {
+        if (err && errlen) snprintf(err, errlen, "%s: extends/include nested too deep (a loop?)", name);
+        return NULL;
+    }
+    sq_template *tpl = calloc(1, sizeof *tpl);
+    if (!tpl || !(tpl->name = strdup(name))) {
+        free(tpl);
+        if (err && errlen) snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    tpl->loader = t;
+    /* Jinja2's default keep_trailing_newline=False: one final newline is dropped */
+    if (len && src[len - 1] == '\n') len--;
+    parser ps = {.loader = t, .tpl = tpl, .src = src, .end = src + len, .err = err, .errlen = errlen,
+                 .tdepth = depth};
+    lexer lx = {.p = src, .end = src + len};
+    char stop[16];
+    tpl->root = parse_nodes(&ps, &lx, NULL, stop, sizeof stop, 0);
+    if (ps.failed) {
+        sq_template_free(tpl);
+        return NULL;
+    }
+    return tpl;
+}
+
+/* --- the loader --------------------------------------------------------------------------- */
+
+sq_templates *sq_templates_new(const char *root, const sq_template_options *opts)
+{
+    sq_templates *t = calloc(1, sizeof *t);
+    if (!t) return NULL;
+    if (opts) t->opts = *opts;
+    if (root && !(t->root = strdup(root))) {
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+void sq_template_free(sq_template *tpl)
+{
+    if (!tpl) return;
+    nodes_free(tpl->root);
+    free(tpl->blocks);
+    free(tpl->parent);
+    free(tpl->name);
+    free(tpl);
+}
+
+void sq_templates_free(sq_templates *t)
+{
+    if (!t) return;
+    for (cache_entry *c = t->cache, *n; c; c = n) {
+        n = c->next;
+        sq_template_free(c->tpl);
+        free(c);
+    }
+    for (filter_def *f = t->filters, *n; f; f = n) {
+        n = f->next;
+        free(f->name);
+        free(f);
+    }
+    free(t->root);
+    free(t);
+}
+
+int sq_templates_add_filter(sq_templates *t, const char *name, sq_template_filter_fn fn, void *arg)
+{
+    if (!t || !name || !*name || !fn) return -EINVAL;
+    for (filter_def *f = t->filters; f; f = f->next)
+        if (!strcmp(f->name, name)) {
+            f->fn = fn;
+            f->arg = arg;
+            return 0;
+        }
+    filter_def *f = calloc(1, sizeof *f);
+    if (!f || !(f->name = strdup(name))) {
+        free(f);
+        return -ENOMEM;
+    }
+    f->fn = fn;
+    f->arg = arg;
+    f->next = t->filters;
+    t->filters = f;
+    return 0;
+}
+
+static bool read_file(const char *path, char **out, size_t *len, struct timespec *mtime, int *e)
+{
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        *e = errno;
+        return false;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode)) {
+        *e = S_ISDIR(st.st_mode) ? EISDIR : errno;
+        fclose(f);
+        return false;
+    }
+    char *buf = malloc((size_t)st.st_size + 1);
+    size_t n = buf ? fread(buf, 1, (size_t)st.st_size, f) : 0;
+    fclose(f);
+    if (!buf) {
+        *e = ENOMEM;
+        return false;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    *mtime = st.st_mtim;
+    return true;
+}
+
+static sq_template *load(sq_templates *t, const char *name, char *err, size_t errlen, int depth)
+{
+    if (!t || !name) return NULL;
+    for (cache_entry *c = t->cache; c; c = c->next) {
+        if (strcmp(c->tpl->name, name)) continue;
+        if (!t->opts.debug) return c->tpl;
+        break;
+    }
+    if (!t->root || name[0] == '/' || strstr(name, "..")) {
+        if (err && errlen) snprintf(err, errlen, "%s: not a template name under the template path", name);
+        return NULL;
+    }
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", t->root, name);
+    char *src;
+    size_t len;
+    struct timespec mt;
+    int e;
+    if (!read_file(path, &src, &len, &mt, &e)) {
+        if (err && errlen) snprintf(err, errlen, "%s: %s", name, strerror(e));
+        return NULL;
+    }
+    for (cache_entry *c = t->cache; c; c = c->next) /* debug: unchanged, keep it */
+        if (!strcmp(c->tpl->name, name) && c->tpl->mtime.tv_sec == mt.tv_sec &&
+            c->tpl->mtime.tv_nsec == mt.tv_nsec) {
+            free(src);
+            return c->tpl;
+        }
+    sq_template *tpl = compile(t, name, src, len, err, errlen, depth);
+    free(src);
+    if (!tpl) return NULL;
+    tpl->mtime = mt;
+    tpl->cached = true;
+    for (cache_entry *c = t->cache; c; c = c->next)
+        if (!strcmp(c->tpl->name, name)) { /* replaced (debug): the old one goes */
+            sq_template_free(c->tpl);
+            c->tpl = tpl;
+            return tpl;
+        }
+    cache_entry *c = malloc(sizeof *c);
+    if (!c) {
+        sq_template_free(tpl);
+        return NULL;
+    }
+    c->tpl = tpl;
+    c->next = t->cache;
+    t->cache = c;
+    return tpl;
+}
+
+sq_template *sq_templates_get(sq_templates *t, const char *name, char *err, size_t errlen)
+{
+    return load(t, name, err, errlen, 0);
+}
+
+sq_template *sq_template_compile(sq_templates *t, const char *name, const char *src, size_t len,
+                                 char *err, size_t errlen)
+{
+    if (!t || !src) return NULL;
+    return compile(t, name ? name : "<string>", src, len, err, errlen, 0);
+}
+
+/* --- rendering ---------------------------------------------------------------------------- */
+
+typedef struct val {
+    json_t *j; /* a reference, or NULL: undefined */
+    bool safe;
+} val;
+
+typedef struct var {
+    const char *name;
+    json_t *j; /* a reference */
+} var;
+
+typedef struct loop_state {
+    size_t index, length;
+} loop_state;
+
+typedef struct rctx {
+    sq__buf out;
+    json_t *ctx;
+    var *vars;
+    size_t nvars, capvars;
+    loop_state *loops[64];
+    int nloops;
+    bool autoescape;
+    /* the block being rendered: its chain of templates (child first) and position */
+    sq_template *chain[MAX_DEPTH + 1];
+    int nchain;
+    const char *block;
+    int block_level;
+    int depth;
+    const sq_template *tpl; /* for messages */
+    char *err;
+    size_t errlen;
+    int failed;
+} rctx;
+
+static void rfail(rctx *r, const expr *e, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void rfail(rctx *r, const expr *e, int code, const char *fmt, ...)
+{
+    if (r->failed) return;
+    r->failed = code;
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (r->err && r->errlen)
+        snprintf(r->err, r->errlen, "%s:%d:%d: %s", r->tpl ? r->tpl->name : "?", e ? e->line : 0,
+                 e ? e->col : 0, msg);
+}
+
+static void out(rctx *r, const char *s, size_t n)
+{
+    if (!r->failed && sq__buf_append(&r->out, s, n) < 0) r->failed = -ENOMEM;
+}
+
+static void out_escaped(rctx *r, const char *s, size_t n)
+{
+    if (sq__buf_reserve(&r->out, n + n / 4 + 16) < 0) {
+        r->failed = -ENOMEM;
+        return;
+    }
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *rep = NULL;
+        size_t rl = 0;
+        switch (s[i]) {
+        case '&': rep = "&amp;", rl = 5; break;
+        case '<': rep = "&lt;", rl = 4; break;
+        case '>': rep = "&gt;", rl = 4; break;
+        case '"': rep = "&#34;", rl = 5; break;
+        case '\'': rep = "&#39;", rl = 5; break;
+        default: continue;
+        }
+        out(r, s + run, i - run);
+        out(r, rep, rl);
+        run = i + 1;
+    }
+    out(r, s + run, n - run);
+}
+
+/* Python's str() of a value, appended to b. */
+static int to_text(const json_t *j, sq__buf *b);
+
+static int repr_text(const json_t *j, sq__buf *b)
+{
+    if (json_is_string(j)) {
+        const char *s = json_string_value(j);
+        size_t n = json_string_length(j);
+        bool dq = memchr(s, '\'', n) && !memchr(s, '"', n);
+        char q = dq ? '"' : '\'';
+        if (sq__buf_append(b, &q, 1) < 0) return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+            if (s[i] == q || s[i] == '\\') {
+                if (sq__buf_append(b, "\\", 1) < 0) return -ENOMEM;
+            }
+            if (sq__buf_append(b, s + i, 1) < 0) return -ENOMEM;
+        }
+        return sq__buf_append(b, &q, 1);
+    }
+    return to_text(j, b);
+}
+
+static int to_text(const json_t *j, sq__buf *b)
+{
+    char num[64];
+    switch (json_typeof(j)) {
+    case JSON_STRING: return sq__buf_append(b, json_string_value(j), json_string_length(j));
+    case JSON_INTEGER: {
+        int n = snprintf(num, sizeof num, "%lld", (long long)json_integer_value(j));
+        return sq__buf_append(b, num, (size_t)n);
+    }
+    case JSON_REAL: {
+        double d = json_real_value(j);
+        int n = 0;
+        for (int p = 1; p <= 17; p++) { /* Python's repr: the shortest that reads back */
+            n = snprintf(num, sizeof num, "%.*g", p, d);
+            if (strtod(num, NULL) == d) break;
+        }
+        if (!strpbrk(num, ".eEn")) n += snprintf(num + n, sizeof num - (size_t)n, ".0");
+        return sq__buf_append(b, num, (size_t)n);
+    }
+    case JSON_TRUE: return sq__buf_append(b, "True", 4);
+    case JSON_FALSE: return sq__buf_append(b, "False", 5);
+    case JSON_NULL: return sq__buf_append(b, "None", 4);
+    case JSON_ARRAY: {
+        if (sq__buf_append(b, "[", 1) < 0) return -ENOMEM;
+        for (size_t i = 0; i < json_array_size(j); i++)
+            if ((i && sq__buf_append(b, ", ", 2) < 0) || repr_text(json_array_get(j, i), b) < 0)
+                return -ENOMEM;
+        return sq__buf_append(b, "]", 1);
+    }
+    case JSON_OBJECT: {
+        if (sq__buf_append(b, "{", 1) < 0) return -ENOMEM;
+        const char *k;
+        json_t *v;
+        bool first = true;
+        json_object_foreach((json_t *)j, k, v) {
+            json_t *ks = json_string(k);
+            int e = (!first && sq__buf_append(b, ", ", 2) < 0) || !ks || repr_text(ks, b) < 0 ||
+                    sq__buf_append(b, ": ", 2) < 0 || repr_text(v, b) < 0;
+            json_decref(ks);
+            if (e) return -ENOMEM;
+            first = false;
+        }
+        return sq__buf_append(b, "}", 1);
+    }
+    }
+    return 0;
+}
+
+static bool truthy(const json_t *j)
+{
+    if (!j) return false;
+    switch (json_typeof(j)) {
+    case JSON_STRING: return json_string_length(j) > 0;
+    case JSON_INTEGER: return json_integer_value(j) != 0;
+    case JSON_REAL: return json_real_value(j) != 0;
+    case JSON_TRUE: return true;
+    case JSON_ARRAY: return json_array_size(j) > 0;
+    case JSON_OBJECT: return json_object_size(j) > 0;
+    default: return false;
+    }
+}
+
+static val eval(rctx *r, const expr *e);
+
+static json_t *lookup(rctx *r, const char *name)
+{
+    for (size_t i = r->nvars; i-- > 0;)
+        if (!strcmp(r->vars[i].name, name)) return json_incref(r->vars[i].j);
+    if (r->nloops && !strcmp(name, "loop")) {
+        loop_state *l = r->loops[r->nloops - 1];
+        return json_pack("{s:I,s:I,s:I,s:I,s:b,s:b,s:I}", "index", (json_int_t)l->index + 1,
+                         "index0", (json_int_t)l->index, "revindex", (json_int_t)(l->length - l->index),
+                         "revindex0", (json_int_t)(l->length - l->index - 1), "first", l->index == 0,
+                         "last", l->index + 1 == l->length, "length", (json_int_t)l->length);
+    }
+    return json_incref(json_object_get(r->ctx, name));
+}
+
+static json_t *item(json_t *c, json_t *key)
+{
+    if (json_is_object(c) && json_is_string(key)) return json_incref(json_object_get(c, json_string_value(key)));
+    if (json_is_array(c) && json_is_integer(key)) {
+        json_int_t i = json_integer_value(key);
+        if (i < 0) i += (json_int_t)json_array_size(c);
+        return i >= 0 ? json_incref(json_array_get(c, (size_t)i)) : NULL;
+    }
+    return NULL;
+}
+
+static bool is_num(const json_t *j)
+{
+    return json_is_integer(j) || json_is_real(j);
+}
+
+static const char *type_name(const json_t *j)
+{
+    if (!j) return "undefined";
+    switch (json_typeof(j)) {
+    case JSON_STRING: return "string";
+    case JSON_INTEGER: case JSON_REAL: return "number";
+    case JSON_ARRAY: return "list";
+    case JSON_OBJECT: return "object";
+    case JSON_NULL: return "none";
+    default: return "boolean";
+    }
+}
+
+/* Equality as Python has it: 1 == 1.0, "1" != 1, lists and objects by content. */
+static bool equal(const json_t *a, const json_t *b)
+{
+    if (!a || !b) return a == b;
+    if (is_num(a) && is_num(b)) return json_number_value(a) == json_number_value(b);
+    if ((json_is_boolean(a) && is_num(b)) || (is_num(a) && json_is_boolean(b)))
+        return (json_is_boolean(a) ? json_is_true(a) : json_number_value(a)) ==
+               (json_is_boolean(b) ? json_is_true(b) : json_number_value(b));
+    return json_equal((json_t *)a, (json_t *)b);
+}
+
+static val mkval(json_t *j)
+{
+    return (val){j, false};
+}
+
+static void url_quote(sq__buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (isalnum(c) || c == '_' || c == '.' || c == '-' || c == '~' || c == '/') {
+            sq__buf_append(b, (char *)&c, 1);
+        } else {
+            char e[3] = {'%', hex[c >> 4], hex[c & 15]};
+            sq__buf_append(b, e, 3);
+        }
+    }
+}
+
+/* Built-in filters.  Return the new value (references), or set r->failed. */
+static val builtin_filter(rctx *r, const expr *e, val v, json_t **args, size_t nargs)
+{
+    const char *f = e->name;
+    json_t *j = v.j;
+    sq__buf b = {0};
+    val res = {NULL, false};
+    if (!strcmp(f, "safe")) {
+        res = (val){json_incref(j), true};
+    } else if (!strcmp(f, "escape") || !strcmp(f, "e")) {
+        if (v.safe) return (val){json_incref(j), true};
+        if (j && to_text(j, &b) == 0) {
+            rctx tmp = {.failed = 0};
+            out_escaped(&tmp, b.ptr ? b.ptr : "", b.len);
+            res = (val){json_stringn(tmp.out.ptr ? tmp.out.ptr : "", tmp.out.len), true};
+            sq__buf_free(&tmp.out);
+        } else {
+            res = (val){json_string(""), true};
+        }
+    } else if (!strcmp(f, "upper") || !strcmp(f, "lower")) {
+        if (j) to_text(j, &b);
+        for (size_t i = 0; i < b.len; i++)
+            b.ptr[i] = (char)(f[0] == 'u' ? toupper((unsigned char)b.ptr[i]) : tolower((unsigned char)b.ptr[i]));
+        res = (val){json_stringn(b.ptr ? b.ptr : "", b.len), v.safe};
+    } else if (!strcmp(f, "trim")) {
+        if (j) to_text(j, &b);
+        size_t s = 0, n = b.len;
+        while (s < n && isspace((unsigned char)b.ptr[s])) s++;
+        while (n > s && isspace((unsigned char)b.ptr[n - 1])) n--;
+        res = (val){json_stringn(b.ptr ? b.ptr + s : "", n - s), v.safe};
+    } else if (!strcmp(f, "string")) {
+        if (j) to_text(j, &b);
+        res = (val){json_stringn(b.ptr ? b.ptr : "", b.len), v.safe};
+    } else if (!strcmp(f, "default") || !strcmp(f, "d")) {
+        bool use = !j || (nargs > 1 && json_is_true(args[1]) && !truthy(j));
+        res = use ? mkval(json_incref(nargs ? args[0] : NULL)) : (val){json_incref(j), v.safe};
+        if (use && !nargs) res = mkval(json_string(""));
+    } else if (!strcmp(f, "length") || !strcmp(f, "count")) {
+        size_t n = 0;
+        if (json_is_string(j)) {
+            const char *s = json_string_value(j);
+            for (size_t i = 0; i < json_string_length(j); i++) n += ((unsigned char)s[i] & 0xC0) != 0x80;
+        } else if (json_is_array(j)) {
+            n = json_array_size(j);
+        } else if (json_is_object(j)) {
+            n = json_object_size(j);
+        } else {
+            rfail(r, e, -EINVAL, "length of %s", type_name(j));
+            return res;
+        }
+        res = mkval(json_integer((json_int_t)n));
+    } else if (!strcmp(f, "url") || !strcmp(f, "urlencode")) {
+        if (j) to_text(j, &b);
+        sq__buf q = {0};
+        url_quote(&q, b.ptr ? b.ptr : "", b.len);
+        res = mkval(json_stringn(q.ptr ? q.ptr : "", q.len));
+        sq__buf_free(&q);
+    } else if (!strcmp(f, "json") || !strcmp(f, "tojson")) {
+        char *s = j ? json_dumps(j, JSON_ENCODE_ANY | JSON_SORT_KEYS | JSON_ENSURE_ASCII | JSON_INDENT(0))
+                    : strdup("null");
+        if (s) { /* one line, Python's separators, then HTML-safe as Jinja2's tojson */
+            for (const char *p = s; *p; p++) {
+                if (*p == '\n') continue;
+                const char *rep = *p == '<' ? "\\u003c" : *p == '>' ? "\\u003e" : *p == '&' ? "\\u0026"
+                                : *p == '\'' ? "\\u0027" : NULL;
+                if (rep) sq__buf_append(&b, rep, 6);
+                else sq__buf_append(&b, p, 1);
+            }
+            free(s);
+        }
+        res = (val){json_stringn(b.ptr ? b.ptr : "", b.len), true};
+    } else if (!strcmp(f, "join")) {
+        const char *sep = nargs && json_is_string(args[0]) ? json_string_value(args[0]) : "";
+        for (size_t i = 0; json_is_array(j) && i < json_array_size(j); i++) {
+            if (i) sq__buf_append(&b, sep, strlen(sep));
+            to_text(json_array_get(j, i), &b);
+        }
+        res = mkval(json_stringn(b.ptr ? b.ptr : "", b.len));
+    } else if (!strcmp(f, "first") || !strcmp(f, "last")) {
+        size_t n = json_array_size(j);
+        res = mkval(n ? json_incref(json_array_get(j, f[0] == 'f' ? 0 : n - 1)) : NULL);
+    } else if (!strcmp(f, "int")) {
+        json_int_t x = 0;
+        if (json_is_integer(j)) x = json_integer_value(j);
+        else if (json_is_real(j)) x = (json_int_t)json_real_value(j);
+        else if (json_is_string(j)) x = strtoll(json_string_value(j), NULL, 10);
+        res = mkval(json_integer(x));
+    } else if (!strcmp(f, "items")) {
+        json_t *list = json_array();
+        const char *k;
+        json_t *x;
+        if (json_is_object(j))
+            json_object_foreach(j, k, x) json_array_append_new(list, json_pack("[s,O]", k, x));
+        res = mkval(list);
+    }
+    sq__buf_free(&b);
+    return res;
+}
+
+static val call_filter(rctx *r, const expr *e)
+{
+    val v = eval(r, e->a);
+    json_t *args[8] = {0};
+    size_t n = e->nargs < 8 ? e->nargs : 8;
+    for (size_t i = 0; i < n; i++) args[i] = eval(r, e->args[i]).j;
+    val res = {NULL, false};
+    if (!r->failed) {
+        if (e->filter->fn) {
+            const char *msg = NULL;
+            bool safe = false;
+            res.j = e->filter->fn(v.j, args, n, e->filter->arg, &safe, &msg);
+            res.safe = safe;
+            if (msg) rfail(r, e, -EINVAL, "%s: %s", e->name, msg);
+        } else {
+            res = builtin_filter(r, e, v, args, n);
+        }
+    }
+    json_decref(v.j);
+    for (size_t i = 0; i < n; i++) json_decref(args[i]);
+    return res;
+}
+
+static val arith(rctx *r, const expr *e, json_t *a, json_t *b)
+{
+    if (e->op == OP_ADD && json_is_string(a) && json_is_string(b)) {
+        sq__buf s = {0};
+        sq__buf_append(&s, json_string_value(a), json_string_length(a));
+        sq__buf_append(&s, json_string_value(b), json_string_length(b));
+        val v = mkval(json_stringn(s.ptr ? s.ptr : "", s.len));
+        sq__buf_free(&s);
+        return v;
+    }
+    if (e->op == OP_ADD && json_is_array(a) && json_is_array(b)) {
+        json_t *l = json_copy(a);
+        json_array_extend(l, b);
+        return mkval(l);
+    }
+    if (!is_num(a) || !is_num(b)) {
+        static const char *const ops[] = {"", "", "", "", "", "", "add", "subtract", "multiply",
+                                          "divide", "divide", "take the modulo of"};
+        rfail(r, e, -EINVAL, "cannot %s %s and %s", ops[e->op], type_name(a), type_name(b));
+        return mkval(NULL);
+    }
+    bool ints = json_is_integer(a) && json_is_integer(b);
+    double x = json_number_value(a), y = json_number_value(b);
+    if ((e->op == OP_DIV || e->op == OP_FDIV || e->op == OP_MOD) && y == 0) {
+        rfail(r, e, -EINVAL, "division by zero");
+        return mkval(NULL);
+    }
+    if (ints && e->op != OP_DIV) {
+        long long i = json_integer_value(a), k = json_integer_value(b), z = 0;
+        bool over = false;
+        switch (e->op) {
+        case OP_ADD: over = __builtin_add_overflow(i, k, &z); break;
+        case OP_SUB: over = __builtin_sub_overflow(i, k, &z); break;
+        case OP_MUL: over = __builtin_mul_overflow(i, k, &z); break;
+        case OP_FDIV:
+            over = i == LLONG_MIN && k == -1;
+            if (!over) z = i / k - ((i % k != 0) && ((i < 0) != (k < 0)));
+            break;
+        case OP_MOD:
+            z = k == -1 ? 0 : i % k;
+            if (z && ((z < 0) != (k < 0))) z += k;
+            break;
+        }
+        if (over) {
+            rfail(r, e, -EINVAL, "integer overflow");
+            return mkval(NULL);
+        }
+        return mkval(json_integer(z));
+    }
+    double z = 0;
+    switch (e->op) {
+    case OP_ADD: z = x + y; break;
+    case OP_SUB: z = x - y; break;
+    case OP_MUL: z = x * y; break;
+    case OP_DIV: z = x / y; break;
+    case OP_FDIV: z = floor(x / y); break;
+    case OP_MOD: z = fmod(x, y); if (z != 0 && ((z < 0) != (y < 0))) z += y; break;
+    }
+    return mkval(json_real(z));
+}
+
+static val compare(rctx *r, const expr *e, json_t *a, json_t *b)
+{
+    bool res;
+    if (e->op == OP_EQ || e->op == OP_NE) {
+        res = equal(a, b) == (e->op == OP_EQ);
+    } else {
+        int c;
+        if (is_num(a) && is_num(b)) {
+            double x = json_number_value(a), y = json_number_value(b);
+            c = x < y ? -1 : x > y;
+        } else if (json_is_string(a) && json_is_string(b)) {
+            c = strcmp(json_string_value(a), json_string_value(b));
+        } else {
+            rfail(r, e, -EINVAL, "cannot compare %s and %s", type_name(a), type_name(b));
+            return mkval(NULL);
+        }
+        res = e->op == OP_LT ? c < 0 : e->op == OP_LE ? c <= 0 : e->op == OP_GT ? c > 0 : c >= 0;
+    }
+    return mkval(json_boolean(res));
+}
+
+static bool contains(rctx *r, const expr *e, json_t *needle, json_t *hay)
+{
+    if (json_is_string(hay) && json_is_string(needle))
+        return memmem(json_string_value(hay), json_string_length(hay), json_string_value(needle),
+                      json_string_length(needle)) != NULL;
+    if (json_is_array(hay)) {
+        for (size_t i = 0; i < json_array_size(hay); i++)
+            if (equal(json_array_get(hay, i), needle)) return true;
+        return false;
+    }
+    if (json_is_object(hay) && json_is_string(needle))
+        return json_object_get(hay, json_string_value(needle)) != NULL;
+    rfail(r, e, -EINVAL, "'in' needs a string, list or object, not %s", type_name(hay));
+    return false;
+}
+
+static void render_nodes(rctx *r, const node *n);
+static void render_block(rctx *r, const char *name, int level);
+
+static val eval(rctx *r, const expr *e)
+{
+    if (!e || r->failed) return mkval(NULL);
+    switch (e->kind) {
+    case E_LIT: return mkval(json_incref(e->lit));
+    case E_NAME: return mkval(lookup(r, e->name));
+    case E_ATTR: {
+        val o = eval(r, e->a);
+        json_t *res = NULL;
+        if (json_is_object(o.j)) {
+            res = json_incref(json_object_get(o.j, e->name));
+        } else if (json_is_array(o.j) && isdigit((unsigned char)e->name[0])) {
+            res = json_incref(json_array_get(o.j, (size_t)atol(e->name)));
+        }
+        json_decref(o.j);
+        return mkval(res);
+    }
+    case E_INDEX: {
+        val o = eval(r, e->a), k = eval(r, e->b);
+        json_t *res = item(o.j, k.j);
+        json_decref(o.j);
+        json_decref(k.j);
+        return mkval(res);
+    }
+    case E_FILTER: return call_filter(r, e);
+    case E_NOT: {
+        val a = eval(r, e->a);
+        bool t = truthy(a.j);
+        json_decref(a.j);
+        return mkval(json_boolean(!t));
+    }
+    case E_NEG: {
+        val a = eval(r, e->a);
+        val res = mkval(NULL);
+        if (json_is_integer(a.j) && json_integer_value(a.j) != LLONG_MIN) res = mkval(json_integer(-json_integer_value(a.j)));
+        else if (json_is_real(a.j)) res = mkval(json_real(-json_real_value(a.j)));
+        else rfail(r, e, -EINVAL, "cannot negate %s", type_name(a.j));
+        json_decref(a.j);
+        return res;
+    }
+    case E_AND: case E_OR: {
+        val a = eval(r, e->a);
+        if (truthy(a.j) == (e->kind == E_OR)) return a; /* Python returns the operand */
+        json_decref(a.j);
+        return eval(r, e->b);
+    }
+    case E_CMP: case E_ARITH: case E_CONCAT: case E_IN: case E_NOTIN: {
+        val a = eval(r, e->a), b = eval(r, e->b);
+        val res = mkval(NULL);
+        if (!r->failed) {
+            if (e->kind == E_CMP) {
+                res = compare(r, e, a.j, b.j);
+            } else if (e->kind == E_ARITH) {
+                res = arith(r, e, a.j, b.j);
+            } else if (e->kind == E_CONCAT) {
+                sq__buf s = {0};
+                if (a.j) to_text(a.j, &s);
+                if (b.j) to_text(b.j, &s);
+                res = mkval(json_stringn(s.ptr ? s.ptr : "", s.len));
+                sq__buf_free(&s);
+            } else {
+                bool in = contains(r, e, a.j, b.j);
+                res = mkval(json_boolean(in == (e->kind == E_IN)));
+            }
+        }
+        json_decref(a.j);
+        json_decref(b.j);
+        return res;
+    }
+    case E_COND: {
+        val c = eval(r, e->b);
+        bool t = truthy(c.j);
+        json_decref(c.j);
+        return t ? eval(r, e->a) : e->c ? eval(r, e->c) : mkval(NULL);
+    }
+    case E_LIST: {
+        json_t *l = json_array();
+        for (size_t i = 0; l && i < e->nargs; i++) {
+            val v = eval(r, e->args[i]);
+            json_array_append_new(l, v.j ? v.j : json_null());
+        }
+        return mkval(l);
+    }
+    case E_SUPER: {
+        if (!r->block) {
+            rfail(r, e, -EINVAL, "super() outside a block");
+            return mkval(NULL);
+        }
+        size_t mark = r->out.len;
+        render_block(r, r->block, r->block_level + 1);
+        val v = {json_stringn(r->out.ptr + mark, r->out.len - mark), true};
+        r->out.len = mark;
+        return v;
+    }
+    }
+    return mkval(NULL);
+}
+
+static void push_var(rctx *r, const char *name, json_t *j)
+{
+    if (r->nvars == r->capvars) {
+        size_t cap = r->capvars ? r->capvars * 2 : 16;
+        var *v = realloc(r->vars, cap * sizeof *v);
+        if (!v) {
+            json_decref(j);
+            r->failed = -ENOMEM;
+            return;
+        }
+        r->vars = v;
+        r->capvars = cap;
+    }
+    r->vars[r->nvars++] = (var){name, j};
+}
+
+static void pop_vars(rctx *r, size_t to)
+{
+    while (r->nvars > to) json_decref(r->vars[--r->nvars].j);
+}
+
+static void print(rctx *r, val v)
+{
+    if (!v.j) return;
+    if (json_is_string(v.j)) {
+        if (r->autoescape && !v.safe)
+            out_escaped(r, json_string_value(v.j), json_string_length(v.j));
+        else
+            out(r, json_string_value(v.j), json_string_length(v.j));
+        return;
+    }
+    sq__buf b = {0};
+    if (to_text(v.j, &b) < 0) r->failed = -ENOMEM;
+    if (r->autoescape && !v.safe)
+        out_escaped(r, b.ptr ? b.ptr : "", b.len);
+    else
+        out(r, b.ptr ? b.ptr : "", b.len);
+    sq__buf_free(&b);
+}
+
+static void render_template(rctx *r, sq_template *tpl);
+
+/* Block `name` as the level-th template of the chain (child first) that defines it has it. */
+static void render_block(rctx *r, const char *name, int level)
+{
+    for (int i = level; i < r->nchain; i++) {
+        sq_template *t = r->chain[i];
+        for (size_t k = 0; k < t->nblocks; k++) {
+            if (strcmp(t->blocks[k]->name, name)) continue;
+            const char *save_b = r->block;
+            int save_l = r->block_level;
+            const sq_template *save_t = r->tpl;
+            r->block = name;
+            r->block_level = i;
+            r->tpl = t;
+            render_nodes(r, t->blocks[k]->body);
+            r->block = save_b;
+            r->block_level = save_l;
+            r->tpl = save_t;
+            return;
+        }
+    }
+}
+
+static void render_nodes(rctx *r, const node *n)
+{
+    for (; n && !r->failed; n = n->next) {
+        switch (n->kind) {
+        case N_TEXT: out(r, n->text, n->len); break;
+        case N_OUT: {
+            val v = eval(r, n->e);
+            print(r, v);
+            json_decref(v.j);
+            break;
+        }
+        case N_IF: {
+            val v = eval(r, n->e);
+            bool t = truthy(v.j);
+            json_decref(v.j);
+            render_nodes(r, t ? n->body : n->els);
+            break;
+        }
+        case N_FOR: {
+            val v = eval(r, n->e);
+            json_t *list = v.j;
+            if (json_is_object(list)) { /* over an object: its keys, in order */
+                json_t *keys = json_array();
+                const char *k;
+                json_t *x;
+                json_object_foreach(list, k, x) json_array_append_new(keys, json_string(k));
+                json_decref(list);
+                list = keys;
+            } else if (list && !json_is_array(list)) {
+                rfail(r, n->e, -EINVAL, "cannot loop over %s", type_name(list));
+                json_decref(list);
+                break;
+            }
+            size_t len = json_array_size(list);
+            if (!len) {
+                render_nodes(r, n->els);
+                json_decref(list);
+                break;
+            }
+            if (r->nloops >= 64) {
+                rfail(r, n->e, -EINVAL, "loops nested too deep");
+                json_decref(list);
+                break;
+            }
+            loop_state ls = {0, len};
+            r->loops[r->nloops++] = &ls;
+            size_t mark = r->nvars;
+            for (size_t i = 0; i < len && !r->failed; i++) {
+                ls.index = i;
+                json_t *it = json_array_get(list, i);
+                if (n->name2) {
+                    if (!json_is_array(it) || json_array_size(it) != 2) {
+                        rfail(r, n->e, -EINVAL, "cannot unpack %s into two names", type_name(it));
+                        break;
+                    }
+                    push_var(r, n->name, json_incref(json_array_get(it, 0)));
+                    push_var(r, n->name2, json_incref(json_array_get(it, 1)));
+                } else {
+                    push_var(r, n->name, json_incref(it));
+                }
+                render_nodes(r, n->body);
+                pop_vars(r, mark);
+            }
+            r->nloops--;
+            json_decref(list);
+            break;
+        }
+        case N_SET: {
+            val v = eval(r, n->e);
+            push_var(r, n->name, v.j ? v.j : json_null());
+            break;
+        }
+        case N_INCLUDE: {
+            char e2[256] = "";
+            sq_template *t = load(r->chain[0]->loader, n->name, e2, sizeof e2, 0);
+            if (!t) {
+                rfail(r, NULL, -EINVAL, "include: %s", e2);
+                break;
+            }
+            if (r->depth >= MAX_DEPTH) {
+                rfail(r, NULL, -ELOOP, "include nested too deep");
+                break;
+            }
+            const sq_template *save_t = r->tpl;
+            sq_template *save_chain[MAX_DEPTH + 1];
+            int save_n = r->nchain;
+            memcpy(save_chain, r->chain, sizeof save_chain);
+            const char *save_b = r->block;
+            r->depth++;
+            render_template(r, t);
+            r->depth--;
+            memcpy(r->chain, save_chain, sizeof save_chain);
+            r->nchain = save_n;
+            r->block = save_b;
+            r->tpl = save_t;
+            break;
+        }
+        case N_BLOCK: render_block(r, n->name, 0); break;
+        case N_AUTOESC: {
+            bool save = r->autoescape;
+            r->autoescape = n->flag;
+            render_nodes(r, n->body);
+            r->autoescape = save;
+            break;
+        }
+        }
+    }
+}
+
+/* A template with its parents: the chain from it up to the root template, whose nodes are
+ * rendered, each block taken from the nearest template of the chain that defines it. */
+static void render_template(rctx *r, sq_template *tpl)
+{
+    r->nchain = 0;
+    for (sq_template *t = tpl; t && !r->failed;) {
+        if (r->nchain > MAX_DEPTH) {
+            rfail(r, NULL, -ELOOP, "extends nested too deep");
+            return;
+        }
+        r->chain[r->nchain++] = t;
+        if (!t->parent) break;
+        char e2[256] = "";
+        sq_template *p = load(tpl->loader, t->parent, e2, sizeof e2, 0);
+        if (!p) {
+            rfail(r, NULL, -EINVAL, "extends: %s", e2);
+            return;
+        }
+        t = p;
+    }
+    sq_template *root = r->chain[r->nchain - 1];
+    r->tpl = root;
+    r->block = NULL;
+    render_nodes(r, root->root);
+}
+
+int sq_template_render(sq_template *tpl, json_t *ctx, char **outp, size_t *len, char *err,
+                       size_t errlen)
+{
+    if (!tpl || !outp) return -EINVAL;
+    rctx r = {.ctx = json_is_object(ctx) ? ctx : NULL, .autoescape = !tpl->loader->opts.no_autoescape,
+              .tpl = tpl, .err = err, .errlen = errlen};
+    render_template(&r, tpl);
+    pop_vars(&r, 0);
+    free(r.vars);
+    if (!r.failed && sq__buf_append(&r.out, "", 1) < 0) r.failed = -ENOMEM;
+    if (r.failed) {
+        if (r.failed == -ENOMEM && err && errlen) snprintf(err, errlen, "out of memory");
+        sq__buf_free(&r.out);
+        *outp = NULL;
+        if (len) *len = 0;
+        return r.failed;
+    }
+    *outp = r.out.ptr;
+    if (len) *len = r.out.len - 1;
+    return 0;
+}
+
+static const char *const builtin_names[] = {"safe", "escape", "e", "upper", "lower", "trim",
+                                            "string", "default", "d", "length", "count", "url",
+                                            "urlencode", "json", "tojson", "join", "first",
+                                            "last", "int", "items", NULL};
+static const filter_def builtins[] = {{.name = NULL}};
+
+static const filter_def *find_filter(sq_templates *t, const char *name, size_t len)
+{
+    for (filter_def *f = t->filters; f; f = f->next)
+        if (strlen(f->name) == len && !memcmp(f->name, name, len)) return f;
+    for (int i = 0; builtin_names[i]; i++)
+        if (strlen(builtin_names[i]) == len && !memcmp(builtin_names[i], name, len))
+            return &builtins[0]; /* fn NULL: a built-in, found again by name when called */
+    return NULL;
+}

@@ -1,0 +1,289 @@
+/* squall/template.h: the language, errors with positions, the loader's cache and reloading.
+ * `test_template render DIR NAME CONTEXT.json` renders one template to stdout: the Jinja2
+ * comparison (template_jinja2.py) drives that. */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+static char dir[64];
+
+static void put_file(const char *name, const char *text)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static int setup(void **state)
+{
+    snprintf(dir, sizeof dir, "/tmp/squall-tpl-%d", (int)getpid());
+    mkdir(dir, 0755);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* Render `src` with the JSON context `ctx_json`; returns the text (static) or the error. */
+static const char *render(sq_templates *t, const char *src, const char *ctx_json)
+{
+    static char result[8192];
+    char err[256] = "";
+    json_t *ctx = ctx_json ? json_loads(ctx_json, 0, NULL) : NULL;
+    sq_template *tpl = sq_template_compile(t, "t.html", src, strlen(src), err, sizeof err);
+    if (!tpl) {
+        json_decref(ctx);
+        snprintf(result, sizeof result, "ERROR %s", err);
+        return result;
+    }
+    char *out;
+    size_t len;
+    int rc = sq_template_render(tpl, ctx, &out, &len, err, sizeof err);
+    if (rc < 0) {
+        snprintf(result, sizeof result, "ERROR %s", err);
+    } else {
+        snprintf(result, sizeof result, "%s", out);
+        assert_int_equal(strlen(out), len);
+        free(out);
+    }
+    sq_template_free(tpl);
+    json_decref(ctx);
+    return result;
+}
+
+static void test_expressions(void **state)
+{
+    sq_templates *t = sq_templates_new(dir, NULL);
+    const char *ctx = "{\"name\":\"<Ann & 'Bob'>\",\"n\":7,\"x\":1.5,\"rows\":[{\"id\":1},{\"id\":2}],"
+                      "\"user\":{\"name\":\"ann\",\"tags\":[\"a\",\"b\"]},\"empty\":[],\"t\":true}";
+    struct {
+        const char *src, *want;
+    } cases[] = {
+        {"Hello {{ name }}!", "Hello &lt;Ann &amp; &#39;Bob&#39;&gt;!"},
+        {"{{ name | safe }}", "<Ann & 'Bob'>"},
+        {"{{ user.name }} {{ user['name'] }} {{ rows[1].id }} {{ rows[-1]['id'] }}", "ann ann 2 2"},
+        {"{{ missing }}|{{ missing.deeper }}|{{ user.nope }}", "||"},
+        {"{{ n + 1 }} {{ n - 10 }} {{ n * 2 }} {{ n / 2 }} {{ n // 2 }} {{ n % 4 }} {{ -n }}",
+         "8 -3 14 3.5 3 3 -7"},
+        {"{{ x }} {{ x * 2 }} {{ 0.1 + 0.2 }} {{ 10 / 5 }}", "1.5 3.0 0.30000000000000004 2.0"},
+        {"{{ 'a' ~ n ~ 'b' }} {{ 'x' + 'y' }}", "a7b xy"},
+        {"{{ n > 5 and n < 10 }} {{ not t }} {{ n == 7.0 }} {{ 'a' in 'cat' }} {{ 3 not in [1, 2] }}",
+         "True False True True True"},
+        {"{{ 'yes' if n > 5 else 'no' }} {{ missing or 'fallback' }} {{ none }}", "yes fallback None"},
+        {"{{ name | upper }} {{ user.name | upper | lower }}", "&lt;ANN &amp; &#39;BOB&#39;&gt; ann"},
+        {"{{ missing | default('d') }} {{ user.name | d('x') }} {{ '' | default('e', true) }}", "d ann e"},
+        {"{{ user.tags | length }} {{ name | length }} {{ user.tags | join(', ') }}", "2 13 a, b"},
+        {"{{ 'a b&c/d' | url }}", "a%20b%26c/d"},
+        {"{{ user | json }}", "{\"name\": \"ann\", \"tags\": [\"a\", \"b\"]}"},
+        {"{{ '<x>' | json }}", "\"\\u003cx\\u003e\""},
+        {"{{ '<b>' | e | e }} {{ '  x ' | trim }} {{ rows | first }} {{ user.tags | last }}",
+         "&lt;b&gt; x {&#39;id&#39;: 1} b"},
+        {"{{ [1, 'two', none, true] }}", "[1, &#39;two&#39;, None, True]"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *got = render(t, cases[i].src, ctx);
+        if (strcmp(got, cases[i].want)) fail_msg("%s\n  got:  %s\n  want: %s", cases[i].src, got, cases[i].want);
+    }
+    sq_templates_free(t);
+}
+
+static void test_tags(void **state)
+{
+    sq_templates *t = sq_templates_new(dir, NULL);
+    const char *ctx = "{\"rows\":[\"a\",\"b\",\"c\"],\"n\":2,\"obj\":{\"k\":1,\"j\":2},\"html\":\"<i>\"}";
+    struct {
+        const char *src, *want;
+    } cases[] = {
+        {"{% if n == 1 %}one{% elif n == 2 %}two{% else %}many{% endif %}", "two"},
+        {"{% if n > 5 %}big{% elif n > 9 %}huge{% endif %}.", "."},
+        {"{% for r in rows %}{{ loop.index }}{{ r }}{% if not loop.last %},{% endif %}{% endfor %}", "1a,2b,3c"},
+        {"{% for r in rows %}{{ loop.index0 }}{{ loop.revindex }}{{ loop.first }}{{ loop.length }} {% endfor %}",
+         "03True3 12False3 21False3 "},
+        {"{% for r in [] %}x{% else %}empty{% endfor %}", "empty"},
+        {"{% for k, v in obj | items %}{{ k }}={{ v }};{% endfor %}", "k=1;j=2;"},
+        {"{% for k in obj %}{{ k }}{% endfor %}", "kj"},
+        {"{% for a in rows %}{% for b in rows %}{{ loop.index }}{% endfor %}{{ loop.index }}|{% endfor %}",
+         "1231|1232|1233|"},
+        {"{% set x = n * 10 %}{{ x }}{% for r in rows %}{% set y = r %}{% endfor %}{{ y }}", "20"},
+        {"a {# a comment {{ not printed }} #} b", "a  b"},
+        {"a  {%- if true -%}  b  {%- endif -%}  c", "abc"},
+        {"<{{- ' x ' -}}>", "< x >"},
+        {"line\n{% if true %}\nyes\n{% endif %}\nend\n", "line\n\nyes\n\nend"},
+        {"{% raw %}{{ not a tag }} {% if %}{% endraw %}", "{{ not a tag }} {% if %}"},
+        {"{{ html }}{% autoescape false %}{{ html }}{% endautoescape %}", "&lt;i&gt;<i>"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *got = render(t, cases[i].src, ctx);
+        if (strcmp(got, cases[i].want)) fail_msg("%s\n  got:  %s\n  want: %s", cases[i].src, got, cases[i].want);
+    }
+    sq_templates_free(t);
+}
+
+static void test_inheritance(void **state)
+{
+    put_file("base.html", "<title>{% block title %}Site{% endblock %}</title>"
+                          "<main>{% block body %}nothing{% endblock %}</main>{% include 'foot.html' %}\n");
+    put_file("foot.html", "<footer>{{ year }}</footer>\n");
+    put_file("page.html", "{% extends \"base.html\" %}{% block title %}{{ title }} - {{ super() }}{% endblock %}"
+                          "{% block body %}{% for i in items %}<p>{{ i }}</p>{% endfor %}{% endblock %}");
+    put_file("sub.html", "{% extends 'page.html' %}{% block body %}[{{ super() }}]{% endblock %}");
+    sq_templates *t = sq_templates_new(dir, NULL);
+    char err[256] = "";
+    json_t *ctx = json_pack("{s:s, s:[i,i], s:i}", "title", "Home & away", "items", 1, 2, "year", 2026);
+    sq_template *tpl = sq_templates_get(t, "page.html", err, sizeof err);
+    assert_non_null(tpl);
+    assert_ptr_equal(sq_templates_get(t, "page.html", err, sizeof err), tpl); /* cached */
+    char *out;
+    size_t len;
+    assert_int_equal(sq_template_render(tpl, ctx, &out, &len, err, sizeof err), 0);
+    assert_string_equal(out, "<title>Home &amp; away - Site</title><main><p>1</p><p>2</p></main>"
+                             "<footer>2026</footer>");
+    free(out);
+    tpl = sq_templates_get(t, "sub.html", err, sizeof err);
+    assert_non_null(tpl);
+    assert_int_equal(sq_template_render(tpl, ctx, &out, &len, err, sizeof err), 0);
+    assert_string_equal(out, "<title>Home &amp; away - Site</title><main>[<p>1</p><p>2</p>]</main>"
+                             "<footer>2026</footer>");
+    free(out);
+    json_decref(ctx);
+    sq_templates_free(t);
+}
+
+static void test_errors(void **state)
+{
+    sq_templates *t = sq_templates_new(dir, NULL);
+    struct {
+        const char *src, *want;
+    } cases[] = {
+        {"ok\n  {{ name | uper }}", "ERROR t.html:2:13: unknown filter 'uper'"},
+        {"{% if x %}never closed", "ERROR t.html:1:1: 'if' without 'endif'"},
+        {"a\n{% endif %}", "ERROR t.html:2:4: 'endif' without its opening tag"},
+        {"{% frobnicate %}", "ERROR t.html:1:4: unknown tag 'frobnicate'"},
+        {"{{ 1 + }}", "ERROR t.html:1:8: an expression is missing"},
+        {"{{ 'open }}", "ERROR t.html:1:1: unclosed '{{'"},
+        {"x {{ a b }}", "ERROR t.html:1:8: unexpected 'b' at the end of the tag"},
+        {"{% include 'nope.html' %}", "ERROR t.html:1:12: include: nope.html: No such file or directory"},
+        {"{% include '../etc/passwd' %}", "ERROR t.html:1:12: include: ../etc/passwd: not a template name under the template path"},
+        {"{% for x in %}{% endfor %}", "ERROR t.html:1:13: an expression is missing"},
+        {"\n\n  {{ 'a' + 1 }}", "ERROR t.html:3:10: cannot add string and number"},
+        {"{{ 1 // 0 }}", "ERROR t.html:1:6: division by zero"},
+        {"{{ 1 < 'a' }}", "ERROR t.html:1:6: cannot compare number and string"},
+        {"{% for x in 5 %}{% endfor %}", "ERROR t.html:1:13: cannot loop over number"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *got = render(t, cases[i].src, "{}");
+        if (strcmp(got, cases[i].want)) fail_msg("%s\n  got:  %s\n  want: %s", cases[i].src, got, cases[i].want);
+    }
+    char err[256];
+    assert_null(sq_templates_get(t, "missing.html", err, sizeof err));
+    assert_string_equal(err, "missing.html: No such file or directory");
+    put_file("bad.html", "one\ntwo {{ x | nofilter }}\n");
+    assert_null(sq_templates_get(t, "bad.html", err, sizeof err));
+    assert_string_equal(err, "bad.html:2:12: unknown filter 'nofilter'");
+    put_file("loop.html", "{% include 'loop.html' %}");
+    assert_null(sq_templates_get(t, "loop.html", err, sizeof err)); /* includes itself forever */
+    if (!strstr(err, "nested too deep")) fail_msg("got: %s", err);
+    sq_templates_free(t);
+}
+
+static json_t *shout(json_t *v, json_t *const *args, size_t nargs, void *arg, bool *safe,
+                     const char **err)
+{
+    if (!json_is_string(v)) {
+        *err = "shout needs a string";
+        return NULL;
+    }
+    size_t times = nargs && json_is_integer(args[0]) ? (size_t)json_integer_value(args[0]) : 1;
+    char buf[256] = "";
+    for (size_t i = 0; i < times && strlen(buf) + json_string_length(v) + 2 < sizeof buf; i++) {
+        strcat(buf, json_string_value(v));
+        strcat(buf, "!");
+    }
+    *safe = arg != NULL;
+    return json_string(buf);
+}
+
+static void test_c_filters_and_reload(void **state)
+{
+    sq_templates *t = sq_templates_new(dir, &(sq_template_options){.debug = true});
+    assert_int_equal(sq_templates_add_filter(t, "shout", shout, NULL), 0);
+    assert_string_equal(render(t, "{{ 'a<' | shout(2) }}", NULL), "a&lt;!a&lt;!");
+    assert_string_equal(render(t, "{{ 3 | shout }}", NULL), "ERROR t.html:1:8: shout: shout needs a string");
+    assert_int_equal(sq_templates_add_filter(t, "shout", shout, (void *)1), 0); /* replaced: safe output */
+    assert_string_equal(render(t, "{{ 'a<' | shout }}", NULL), "a<!");
+    /* debug: a changed file is compiled again */
+    put_file("r.html", "first {{ v }}");
+    char err[256];
+    json_t *ctx = json_pack("{s:i}", "v", 1);
+    sq_template *tpl = sq_templates_get(t, "r.html", err, sizeof err);
+    char *out;
+    size_t len;
+    assert_int_equal(sq_template_render(tpl, ctx, &out, &len, err, sizeof err), 0);
+    assert_string_equal(out, "first 1");
+    free(out);
+    put_file("r.html", "second {{ v }}");
+    char path[256];
+    snprintf(path, sizeof path, "%s/r.html", dir);
+    struct timespec ts[2] = {{.tv_sec = time(NULL) + 5}, {.tv_sec = time(NULL) + 5}};
+    utimensat(AT_FDCWD, path, ts, 0);
+    tpl = sq_templates_get(t, "r.html", err, sizeof err);
+    assert_int_equal(sq_template_render(tpl, ctx, &out, &len, err, sizeof err), 0);
+    assert_string_equal(out, "second 1");
+    free(out);
+    json_decref(ctx);
+    sq_templates_free(t);
+    /* no autoescape: text templates */
+    t = sq_templates_new(dir, &(sq_template_options){.no_autoescape = true});
+    assert_string_equal(render(t, "{{ '<b>' }} {{ '<b>' | e }}", NULL), "<b> &lt;b&gt;");
+    sq_templates_free(t);
+}
+
+static int render_mode(int argc, char **argv)
+{
+    if (argc != 5) return 2;
+    sq_templates *t = sq_templates_new(argv[2], NULL);
+    json_error_t je;
+    json_t *ctx = json_load_file(argv[4], 0, &je);
+    char err[512];
+    sq_template *tpl = sq_templates_get(t, argv[3], err, sizeof err);
+    if (!tpl || !ctx) {
+        fprintf(stderr, "%s\n", tpl ? je.text : err);
+        return 1;
+    }
+    char *out;
+    size_t len;
+    if (sq_template_render(tpl, ctx, &out, &len, err, sizeof err) < 0) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    fwrite(out, 1, len, stdout);
+    free(out);
+    json_decref(ctx);
+    sq_templates_free(t);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && !strcmp(argv[1], "render")) return render_mode(argc, argv);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_expressions), cmocka_unit_test(test_tags),
+        cmocka_unit_test(test_inheritance), cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_c_filters_and_reload),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
