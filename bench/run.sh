@@ -66,6 +66,8 @@ if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then pin="taskset -c 0
   echo
   "$here/ws_compare.sh" "$build" "$([ -n "$quick" ] && echo 3 || echo 10)"
   echo
+  "$here/template_compare.sh" "$build" "$([ -n "$quick" ] && echo 50 || echo 500)"
+  echo
   "$here/chat_redis.sh" "$build" "$([ -n "$quick" ] && echo 3 || echo 10)" 1000 100
   if command -v h2load >/dev/null && command -v nginx >/dev/null; then
     echo

@@ -347,6 +347,12 @@ static expr *parse_postfix(parser *ps, expr *e)
             if (!a) break;
             a->a = e;
             a->name = strndup(n.s, n.len);
+            if (e->kind == E_NAME && e->name && !strcmp(e->name, "loop") && a->name) {
+                static const char *const fields[] = {"index", "index0", "first", "last",
+                                                     "length", "revindex", "revindex0", NULL};
+                for (int i = 0; fields[i]; i++)
+                    if (!strcmp(a->name, fields[i])) a->op = i + 1; /* eval takes loop.* directly */
+            }
             e = a;
         } else if (is(t, "[")) {
             next(ps);
@@ -1127,6 +1133,7 @@ typedef struct rctx {
     size_t nvars, capvars;
     loop_state *loops[64];
     int nloops;
+    int loop_vars; /* variables named "loop" in scope (they hide loop.*) */
     bool autoescape;
     /* the block being rendered: its chain of templates (child first) and position */
     sq_template *chain[MAX_DEPTH + 1];
@@ -1163,27 +1170,22 @@ static void out(rctx *r, const char *s, size_t n)
 
 static void out_escaped(rctx *r, const char *s, size_t n)
 {
-    if (sq__buf_reserve(&r->out, n + n / 4 + 16) < 0) {
-        r->failed = -ENOMEM;
+    if (r->failed || sq__buf_reserve(&r->out, n * 5) < 0) { /* "&#39;" is the longest */
+        if (!r->failed) r->failed = -ENOMEM;
         return;
     }
-    size_t run = 0;
+    char *o = r->out.ptr + r->out.len;
     for (size_t i = 0; i < n; i++) {
-        const char *rep = NULL;
-        size_t rl = 0;
         switch (s[i]) {
-        case '&': rep = "&amp;", rl = 5; break;
-        case '<': rep = "&lt;", rl = 4; break;
-        case '>': rep = "&gt;", rl = 4; break;
-        case '"': rep = "&#34;", rl = 5; break;
-        case '\'': rep = "&#39;", rl = 5; break;
-        default: continue;
+        case '&': memcpy(o, "&amp;", 5), o += 5; break;
+        case '<': memcpy(o, "&lt;", 4), o += 4; break;
+        case '>': memcpy(o, "&gt;", 4), o += 4; break;
+        case '"': memcpy(o, "&#34;", 5), o += 5; break;
+        case '\'': memcpy(o, "&#39;", 5), o += 5; break;
+        default: *o++ = s[i];
         }
-        out(r, s + run, i - run);
-        out(r, rep, rl);
-        run = i + 1;
     }
-    out(r, s + run, n - run);
+    r->out.len = (size_t)(o - r->out.ptr);
 }
 
 /* Python's str() of a value, appended to b. */
@@ -1220,7 +1222,29 @@ static int to_text(const json_t *j, sq__buf *b)
     case JSON_REAL: {
         double d = json_real_value(j);
         int n = 0;
-        for (int p = 1; p <= 17; p++) { /* Python's repr: the shortest that reads back */
+        double ad = fabs(d);
+        if (ad >= 1e-4 && ad < 1e15) {
+            /* a few decimals (prices, halves): the digits by hand, as repr writes them */
+            double scale = 1;
+            for (int k = 0; k <= 6; k++, scale *= 10) {
+                double m = d * scale;
+                if (m != floor(m) || fabs(m) >= 9e15) continue;
+                long long v = (long long)m, ip = v / (long long)scale, fp = llabs(v % (long long)scale);
+                char *q = num;
+                if (d < 0 && ip == 0) *q++ = '-';
+                q += snprintf(q, 24, "%lld.", ip);
+                if (k == 0) {
+                    *q++ = '0';
+                } else {
+                    for (int i = k - 1; i >= 0; i--, fp /= 10) q[i] = (char)('0' + fp % 10);
+                    q += k;
+                }
+                return sq__buf_append(b, num, (size_t)(q - num));
+            }
+        }
+        /* Python's repr: the shortest that reads back.  %.15g strips trailing zeros, so when
+         * it reads back nothing shorter exists; only 16 and 17 digits remain to try. */
+        for (int p = 15; p <= 17; p++) {
             n = snprintf(num, sizeof num, "%.*g", p, d);
             if (strtod(num, NULL) == d) break;
         }
@@ -1275,7 +1299,8 @@ static val eval(rctx *r, const expr *e);
 static json_t *lookup(rctx *r, const char *name)
 {
     for (size_t i = r->nvars; i-- > 0;)
-        if (!strcmp(r->vars[i].name, name)) return json_incref(r->vars[i].j);
+        if (r->vars[i].name == name || (r->vars[i].name[0] == name[0] && !strcmp(r->vars[i].name, name)))
+            return json_incref(r->vars[i].j);
     if (r->nloops && !strcmp(name, "loop")) {
         loop_state *l = r->loops[r->nloops - 1];
         return json_pack("{s:I,s:I,s:I,s:I,s:b,s:b,s:I}", "index", (json_int_t)l->index + 1,
@@ -1575,6 +1600,18 @@ static val eval(rctx *r, const expr *e)
     case E_LIT: return mkval(json_incref(e->lit));
     case E_NAME: return mkval(lookup(r, e->name));
     case E_ATTR: {
+        if (e->op && r->nloops && !r->loop_vars) { /* loop.* from the loop's state */
+            const loop_state *l = r->loops[r->nloops - 1];
+            switch (e->op) {
+            case 1: return mkval(json_integer((json_int_t)l->index + 1));
+            case 2: return mkval(json_integer((json_int_t)l->index));
+            case 3: return mkval(json_boolean(l->index == 0));
+            case 4: return mkval(json_boolean(l->index + 1 == l->length));
+            case 5: return mkval(json_integer((json_int_t)l->length));
+            case 6: return mkval(json_integer((json_int_t)(l->length - l->index)));
+            default: return mkval(json_integer((json_int_t)(l->length - l->index - 1)));
+            }
+        }
         val o = eval(r, e->a);
         json_t *res = NULL;
         if (json_is_object(o.j)) {
@@ -1680,11 +1717,16 @@ static void push_var(rctx *r, const char *name, json_t *j)
         r->capvars = cap;
     }
     r->vars[r->nvars++] = (var){name, j};
+    if (!strcmp(name, "loop")) r->loop_vars++;
 }
 
 static void pop_vars(rctx *r, size_t to)
 {
-    while (r->nvars > to) json_decref(r->vars[--r->nvars].j);
+    while (r->nvars > to) {
+        var *v = &r->vars[--r->nvars];
+        if (!strcmp(v->name, "loop")) r->loop_vars--;
+        json_decref(v->j);
+    }
 }
 
 static void print(rctx *r, val v)

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Templates: CPU µs per render of a 1,000-row table (tests/web/templates/table.html: id, an
+# escaped name, a price, three tags per row; about 185 KB of HTML) with squall's templates
+# (bench/template_render.c), Jinja2 and Tornado's templates (bench/template_py.py, Debian's
+# python3), in one run.  Writes $SQ_BENCH_RESULTS/template.md (default bench/results).
+# Usage: bench/template_compare.sh BUILD_DIR [RENDERS]
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+bench_init "BUILD_DIR [RENDERS]" "$@"
+n=${2:-500}
+tdir="$src/tests/web/templates"
+if [ ! -x "$build/bench/template_render" ]; then
+  echo "(bench/template_render not built: the template bench was skipped)"
+  exit 0
+fi
+sq=$("$build/bench/template_render" "$tdir" "$n")
+py=$("$python" "$here/template_py.py" "$tdir" "$(( n / 10 > 5 ? n / 10 : 5 ))")
+us() { echo "$1" | awk -v k="$2" '$0 ~ k {for (i = 1; i < NF; i++) if ($i == "cpu_us_per_render") print $(i + 1)}'; }
+s=$(us "$sq" renders) j=$(us "$py" jinja2) t=$(us "$py" tornado)
+{
+  echo "### Templates ($(bench_stamp))"
+  echo
+  echo "CPU µs per render of the 1,000-row table (\`bench/template_compare.sh BUILD $n\`):"
+  echo
+  echo "| engine | µs/render | ratio to squall |"
+  echo "|---|---|---|"
+  echo "| squall | $s | 1.00 |"
+  echo "| Jinja2 (python3) | ${j:-n/a} | $(ratio "$j" "$s") |"
+  echo "| Tornado templates (python3) | ${t:-n/a} | $(ratio "$t" "$s") |"
+  echo
+  echo "squall / Jinja2: $(ratio "$s" "$j") (target <= 0.05: $(verdict "$(ratio "$s" "$j")" '<=' 0.05)); squall / Tornado: $(ratio "$s" "$t") (target <= 0.05: $(verdict "$(ratio "$s" "$t")" '<=' 0.05))"
+} | tee "$results/template.md"

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Smoke test for bench/template_compare.sh: 20 renders of the 1,000-row table per engine.
+set -euo pipefail
+. "$(dirname "$0")/../bench_smoke_lib.sh"
+smoke_run template template_compare.sh "$build" 20 || exit 1
+expect_line "$out/template.stdout" '^\| squall \| [0-9]+\.[0-9] \| 1\.00 \|' "no squall row with a number"
+[ -s "$out/template.md" ] || { echo "FAIL: template.md not written"; exit 1; }
+echo "OK"
