@@ -1170,6 +1170,7 @@ static void out(rctx *r, const char *s, size_t n)
 
 static void out_escaped(rctx *r, const char *s, size_t n)
 {
+    if (!n) return;
     if (r->failed || sq__buf_reserve(&r->out, n * 5) < 0) { /* "&#39;" is the longest */
         if (!r->failed) r->failed = -ENOMEM;
         return;
