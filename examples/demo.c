@@ -40,27 +40,26 @@ static void index_get(sq_handler *h)
     const char *args[] = {"42"};
     if (sq_reverse_url(sq_handler_app(h), "user", user, sizeof user, args, 1) < 0)
         strcpy(user, "/user/42");
-    sq_writef(h,
-              "<!doctype html><html><head><title>squall demo</title>"
-              "<link rel=\"stylesheet\" href=\"/static/style.css\"></head><body>"
-              "<h1>Hello, world</h1><p>squall: Tornado-style web serving in C.</p><ul>"
-              "<li><a href=\"/sync\">/sync</a> blocks the whole loop for 1 s (what not to do)</li>"
-              "<li><a href=\"/async\">/async</a> sleeps 1 s without blocking anyone</li>"
-              "<li><a href=\"/gather\">/gather</a> fetches /async three times at once with "
-              "the HTTP client: about 1 s in all</li>"
-              "<li><a href=\"/offload?n=35\">/offload?n=35</a> naive Fibonacci on the thread "
-              "pool</li>"
-              "<li><a href=\"/json\">/json</a> a JSON document</li>"
-              "<li><a href=\"%s\">%s</a> a path argument</li>"
-              "<li><a href=\"/form\">/form</a> a form with a file upload</li>"
-              "<li><a href=\"/cookie\">/cookie</a> a visit counter in a signed cookie</li>"
-              "<li><a href=\"/static/hello.txt\">/static/hello.txt</a> a static file</li>"
-              "<li><a href=\"/chat\">/chat</a> a chat room over a WebSocket; long-polling "
-              "clients use /chat/poll and /chat/send</li>"
-              "<li>/ws/prime a WebSocket that tells whether the numbers sent are prime "
-              "(large ones tested on the thread pool)</li>"
-              "</ul></body></html>",
-              user, user);
+    /* the page is examples/demo/templates/index.html */
+    json_t *links = json_pack(
+        "[{s:s,s:s,s:s}, {s:s,s:s,s:s}, {s:s,s:s,s:s}, {s:s,s:s,s:s}, {s:s,s:s,s:s},"
+        " {s:s,s:s,s:s}, {s:s,s:s,s:s}, {s:s,s:s,s:s}, {s:s,s:s,s:s}, {s:s,s:s,s:s}, {s:s,s:s}]",
+        "href", "/sync", "text", "/sync", "what", "blocks the whole loop for 1 s (what not to do)",
+        "href", "/async", "text", "/async", "what", "sleeps 1 s without blocking anyone",
+        "href", "/gather", "text", "/gather", "what",
+        "fetches /async three times at once with the HTTP client: about 1 s in all",
+        "href", "/offload?n=35", "text", "/offload?n=35", "what", "naive Fibonacci on the thread pool",
+        "href", "/json", "text", "/json", "what", "a JSON document",
+        "href", user, "text", user, "what", "a path argument",
+        "href", "/form", "text", "/form", "what", "a form with a file upload",
+        "href", "/cookie", "text", "/cookie", "what", "a visit counter in a signed cookie",
+        "href", "/static/hello.txt", "text", "/static/hello.txt", "what", "a static file",
+        "href", "/chat", "text", "/chat", "what",
+        "a chat room over a WebSocket; long-polling clients use /chat/poll and /chat/send",
+        "text", "/ws/prime", "what",
+        "a WebSocket that tells whether the numbers sent are prime (large ones tested on the "
+        "thread pool)");
+    sq_render(h, "index.html", json_pack("{s:o}", "links", links));
 }
 
 /* --- /sync and /async ----------------------------------------------------------------------- */
@@ -161,30 +160,18 @@ static void user_get(sq_handler *h)
 
 static void form_get(sq_handler *h)
 {
-    sq_write(h, "<!doctype html><html><head><title>form</title>"
-                "<link rel=\"stylesheet\" href=\"/static/style.css\"></head><body>"
-                "<h1>Upload</h1><form method=\"post\" enctype=\"multipart/form-data\">"
-                "<p><label>Name <input name=\"name\" value=\"squall\"></label></p>"
-                "<p><input type=\"file\" name=\"file\"></p>"
-                "<p><button>Send</button></p></form></body></html>");
+    sq_render(h, "form.html", NULL);
 }
 
 static void form_post(sq_handler *h)
 {
-    const char *name = sq_get_body_argument(h, "name", "(none)");
     const sq_arg *f = sq_get_file(h, "file");
-    sq_write(h, "<!doctype html><html><body><h1>Received</h1><p>name: ");
-    sq_write_escaped(h, name);
-    if (f) {
-        sq_write(h, "</p><p>file: ");
-        sq_write_escaped(h, f->filename);
-        sq_writef(h, " (%zu bytes, ", f->value_len);
-        sq_write_escaped(h, f->content_type ? f->content_type : "no type");
-        sq_write(h, ")");
-    } else {
-        sq_write(h, "</p><p>no file");
-    }
-    sq_write(h, "</p><p><a href=\"/form\">again</a></p></body></html>");
+    json_t *file = f ? json_pack("{s:s, s:I, s:s}", "filename", f->filename ? f->filename : "",
+                                 "size", (json_int_t)f->value_len, "content_type",
+                                 f->content_type ? f->content_type : "")
+                     : json_null();
+    sq_render(h, "form_done.html",
+              json_pack("{s:s, s:o}", "name", sq_get_body_argument(h, "name", "(none)"), "file", file));
 }
 
 /* --- /cookie ---------------------------------------------------------------------------------- */
@@ -288,7 +275,7 @@ static struct {
     int port, processes;
     bool xheaders;
     const char *unix_socket;
-    const char *https_port, *tls_cert, *tls_key, *redis, *static_dir;
+    const char *https_port, *tls_cert, *tls_key, *redis, *static_dir, *template_dir;
     double write_timeout, tls_handshake_timeout;
 } opt = {.port = 8888, .processes = 1};
 
@@ -300,6 +287,7 @@ static sq_options *demo_options(int argc, char **argv)
     opt.redis = env_or("SQUALL_DEMO_REDIS", "");
     opt.static_dir = "";
     opt.unix_socket = "";
+    opt.template_dir = "";
     opt.write_timeout = env_seconds("SQUALL_DEMO_WRITE_TIMEOUT");
     opt.tls_handshake_timeout = env_seconds("SQUALL_DEMO_TLS_HANDSHAKE_TIMEOUT");
     sq_options *o = sq_options_new("demo", "squall's demo application: every route is linked "
@@ -324,6 +312,8 @@ static sq_options *demo_options(int argc, char **argv)
                  "empty: the chat stays in each process"},
         {.name = "static-dir", .type = SQ_OPT_STRING, .value = &opt.static_dir, .metavar = "DIR",
          .help = "the static files (default: examples/demo/static)"},
+        {.name = "template-dir", .type = SQ_OPT_STRING, .value = &opt.template_dir, .metavar = "DIR",
+         .help = "the page templates (default: examples/demo/templates)"},
         {.name = "write-timeout", .type = SQ_OPT_DOUBLE, .value = &opt.write_timeout, .group = "Limits",
          .help = "seconds a client may leave our output unread (0: the server's default)"},
         {.name = "tls-handshake-timeout", .type = SQ_OPT_DOUBLE, .value = &opt.tls_handshake_timeout,
@@ -375,7 +365,15 @@ int main(int argc, char **argv)
     sq_raise_fd_limit();
     demo_prime_ws.settings.write_timeout = wt;
     demo_chat_ws.settings.write_timeout = wt;
-    const char *dir = static_dir(opt.static_dir);
+    /* the pages' templates: examples/demo/templates, found as the default static folder is
+     * (whatever --static-dir says: tests serve other static files with the same pages) */
+    static char tdir[PATH_MAX];
+    if (*opt.template_dir)
+        snprintf(tdir, sizeof tdir, "%s", opt.template_dir);
+    else
+        snprintf(tdir, sizeof tdir, "%s/../templates", static_dir(NULL));
+    const char *dir = static_dir(opt.static_dir);  /* after: both use one static buffer */
+
     const sq_route routes[] = {
         {"/", &(sq_handler_class){.get = index_get}, "index", NULL},
         {"/sync", &(sq_handler_class){.get = sync_get}, NULL, NULL},
@@ -397,6 +395,7 @@ int main(int argc, char **argv)
     sq_app_settings settings = {
         /* A fixed secret is fine for a demo; a real app reads it from its configuration. */
         .cookie_secret = "squall-demo-secret-do-not-use-in-production",
+        .template_path = tdir,
         .http = {.gzip = true,
                  .write_timeout = wt,
                  .tls_handshake_timeout = opt.tls_handshake_timeout,

@@ -638,59 +638,9 @@ const sq_handler_class demo_chat_send = {.post = chat_send_post};
 
 /* --- /chat ------------------------------------------------------------------------------- */
 
-static const char chat_html[] =
-    "<!doctype html><html><head><meta charset=\"utf-8\"><title>squall chat</title>"
-    "<link rel=\"stylesheet\" href=\"/static/style.css\">"
-    "<style>#messages{list-style:none;padding:0;max-height:60vh;overflow-y:auto}"
-    "#messages .ip{color:#888;margin-right:.5em}#text{width:70%}</style></head><body>"
-    "<h1>Chat</h1><p>Every message goes to everyone here, over the WebSocket /ws/chat "
-    "(long-polling clients use /chat/poll and /chat/send). Status: "
-    "<span id=\"status\">connecting</span></p>"
-    "<ul id=\"messages\"></ul>"
-    "<form id=\"form\"><input id=\"text\" autocomplete=\"off\" maxlength=\"4096\" autofocus>"
-    " <button>Send</button></form>"
-    "<script>\n"
-    "const list = document.getElementById('messages');\n"
-    "const status = document.getElementById('status');\n"
-    "const input = document.getElementById('text');\n"
-    "const seen = new Set();\n"
-    "let ws;\n"
-    "function show(m) {\n"
-    "  if (m.error) { status.textContent = m.error; return; }\n"
-    "  if (m.id != null && seen.has(m.id)) return;\n"
-    "  if (m.id != null) seen.add(m.id);\n"
-    "  const li = document.createElement('li');\n"
-    "  li.dataset.id = m.id;\n"
-    "  const ip = document.createElement('span');\n"
-    "  ip.className = 'ip';\n"
-    "  ip.textContent = m.ip;\n"
-    "  li.append(ip, document.createTextNode(m.text));\n"
-    "  list.append(li);\n"
-    "  list.scrollTop = list.scrollHeight;\n"
-    "}\n"
-    "function connect() {\n"
-    "  const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';\n"
-    "  ws = new WebSocket(proto + '//' + location.host + '/ws/chat');\n"
-    "  ws.onopen = () => { status.textContent = 'connected'; };\n"
-    "  ws.onmessage = (e) => show(JSON.parse(e.data));\n"
-    "  ws.onclose = (e) => {\n"
-    "    status.textContent = 'disconnected (' + e.code + '), retrying';\n"
-    "    setTimeout(connect, 2000);\n"
-    "  };\n"
-    "}\n"
-    "document.getElementById('form').addEventListener('submit', (e) => {\n"
-    "  e.preventDefault();\n"
-    "  if (input.value.trim() && ws && ws.readyState === WebSocket.OPEN) {\n"
-    "    ws.send(input.value);\n"
-    "    input.value = '';\n"
-    "  }\n"
-    "});\n"
-    "connect();\n"
-    "</script></body></html>";
-
 static void chat_page_get(sq_handler *h)
 {
-    sq_write_bytes(h, chat_html, sizeof chat_html - 1);
+    sq_render(h, "chat.html", NULL); /* examples/demo/templates/chat.html */
 }
 
 const sq_handler_class demo_chat_page = {.get = chat_page_get};
