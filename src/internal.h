@@ -215,6 +215,8 @@ int sq__http_remove_headers(struct sq_http_request *req, const char *name,
                             bool (*match)(const char *value, size_t len, void *arg), void *arg);
 /* Whether the handler set a Content-Type on the response (sq_render leaves it alone then). */
 bool sq__http_resp_has_ctype(const struct sq_http_request *req);
+/* Whether the handler set response header `name` (any case). */
+bool sq__http_resp_has_header(const struct sq_http_request *req, const char *name);
 
 /* A connection taken over from the HTTP server by an upgrade (a WebSocket), still tracked by
  * it so that the server's graceful shutdown and free reach it: the server asks it to close

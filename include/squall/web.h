@@ -85,6 +85,11 @@ typedef struct sq_app_settings {
      *  a changed file is compiled again. */
     const char *template_path;
     bool template_no_autoescape; /**< `{{ }}` prints as is (text templates) */
+    /** No ETag on dynamic responses.  By default a finished 200 response to GET or HEAD that
+     *  was not flushed in pieces and has no ETag of its own gets one (a hash of its body),
+     *  and an If-None-Match naming it is answered 304 with no body (Tornado's compute_etag
+     *  and check_etag_header). */
+    bool no_etag;
 } sq_app_settings;
 
 /** Compile the routes (JIT) and build the app.  `routes` ends with an entry whose pattern

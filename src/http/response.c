@@ -314,6 +314,19 @@ static void remove_header(sq__http_req *r, const char *name, size_t n)
     remove_matching(r, name, n, NULL, NULL);
 }
 
+bool sq__http_resp_has_header(const sq_http_request *req, const char *name)
+{
+    const sq__buf *b = &((const sq__http_req *)req)->hdrs;
+    size_t n = strlen(name);
+    for (size_t i = 0; i < b->len;) { /* "Name: value\r\n" lines */
+        const char *line = b->ptr + i, *eol = memchr(line, '\n', b->len - i);
+        size_t ll = eol ? (size_t)(eol - line) + 1 : b->len - i;
+        if (ll > n && line[n] == ':' && !strncasecmp(line, name, n)) return true;
+        i += ll;
+    }
+    return false;
+}
+
 bool sq__http_resp_has_ctype(const sq_http_request *req)
 {
     return (((const sq__http_req *)req)->rflags & RESP_HAS_CTYPE) != 0;

@@ -94,7 +94,7 @@ static bool safe_relative(const char *rel, size_t len)
     return true;
 }
 
-static bool etag_listed(sq_str list, const char *etag)
+bool sq__etag_listed(sq_str list, const char *etag)
 {
     size_t elen = strlen(etag);
     const char *p = list.ptr, *end = list.ptr + list.len;
@@ -266,7 +266,7 @@ static void static_get(sq_handler *h)
     bool not_modified = false;
     sq_str inm = sq_http_header_get(req, "If-None-Match");
     if (inm.ptr) {
-        not_modified = etag_listed(inm, etag);
+        not_modified = sq__etag_listed(inm, etag);
     } else {
         sq_str ims = sq_http_header_get(req, "If-Modified-Since");
         time_t t;

@@ -17,5 +17,7 @@ size_t sq__path_arg_len(sq_handler *h, size_t i);
 const char *sq__app_static_root(sq_app *app, const char *root);
 /* Whether the request is a HEAD (the body is not sent). */
 bool sq__handler_is_head(sq_handler *h);
+/* Whether an If-None-Match list names `etag` (weak comparison; "*" matches anything). */
+bool sq__etag_listed(sq_str list, const char *etag);
 
 #endif
