@@ -174,6 +174,44 @@ static void form_post(sq_handler *h)
               json_pack("{s:s, s:o}", "name", sq_get_body_argument(h, "name", "(none)"), "file", file));
 }
 
+/* --- /login, /logout, /secret: a user in a signed cookie ---------------------------------------- */
+
+static void *demo_user(sq_handler *h)
+{
+    return (void *)sq_get_signed_cookie(h, "user", 30); /* NULL: nobody (or a forged cookie) */
+}
+
+static void login_get(sq_handler *h)
+{
+    sq_render(h, "login.html", json_pack("{s:s}", "next", sq_get_query_argument(h, "next", "/secret")));
+}
+
+static void login_post(sq_handler *h)
+{
+    const char *name = sq_get_body_argument(h, "name", "");
+    const char *next = sq_get_body_argument(h, "next", "/secret");
+    if (!*name || strlen(name) > 64) {
+        sq_set_status(h, 400, NULL);
+        sq_render(h, "login.html", json_pack("{s:s, s:s}", "next", next, "error", "a name of 1 to 64 bytes"));
+        return;
+    }
+    sq_set_signed_cookie(h, "user", name,
+                         &(sq_cookie_options){.path = "/", .http_only = true, .same_site = "Lax"});
+    /* only local paths: no open redirect */
+    sq_redirect(h, next[0] == '/' && next[1] != '/' ? next : "/secret", false);
+}
+
+static void logout_post(sq_handler *h)
+{
+    sq_clear_cookie(h, "user", &(sq_cookie_options){.path = "/"});
+    sq_redirect(h, "/", false);
+}
+
+static void secret_get(sq_handler *h)
+{
+    sq_render(h, "secret.html", json_pack("{s:s}", "user", (const char *)sq_current_user(h)));
+}
+
 /* --- /cookie ---------------------------------------------------------------------------------- */
 
 static void cookie_get(sq_handler *h)
@@ -273,7 +311,7 @@ static sq_tls_context *demo_tls(const char *cert, const char *key)
 /* The demo's options (squall/options.h): `demo --help` lists them. */
 static struct {
     int port, processes;
-    bool xheaders;
+    bool xheaders, xsrf_cookies;
     const char *unix_socket;
     const char *https_port, *tls_cert, *tls_key, *redis, *static_dir, *template_dir;
     double write_timeout, tls_handshake_timeout;
@@ -303,6 +341,8 @@ static sq_options *demo_options(int argc, char **argv)
          .help = "its PEM private key"},
         {.name = "unix-socket", .type = SQ_OPT_STRING, .value = &opt.unix_socket, .metavar = "PATH",
          .help = "serve HTTP on this unix-domain socket too (@name: abstract), e.g. behind nginx"},
+        {.name = "xsrf-cookies", .type = SQ_OPT_BOOL, .value = &opt.xsrf_cookies,
+         .help = "XSRF protection: POST/PUT/PATCH/DELETE need the _xsrf token (forms carry it)"},
         {.name = "xheaders", .type = SQ_OPT_BOOL, .value = &opt.xheaders,
          .help = "trust X-Real-IP / X-Forwarded-For / -Proto from a proxy in front"},
         {.name = "processes", .type = SQ_OPT_INT, .value = &opt.processes,
@@ -384,6 +424,11 @@ int main(int argc, char **argv)
         {"/user/([0-9]+)", &(sq_handler_class){.get = user_get}, "user", NULL},
         {"/form", &(sq_handler_class){.get = form_get, .post = form_post}, NULL, NULL},
         {"/cookie", &(sq_handler_class){.get = cookie_get}, NULL, NULL},
+        {"/login", &(sq_handler_class){.get = login_get, .post = login_post}, NULL, NULL},
+        {"/logout", &(sq_handler_class){.post = logout_post}, NULL, NULL},
+        {"/secret",
+         &(sq_handler_class){.get = secret_get, .get_current_user = demo_user, .authenticated = true},
+         NULL, NULL},
         {"/static/(.*)", &sq_static_file_handler, "static", (void *)dir},
         {"/ws/prime", &sq_websocket_handler, NULL, (void *)&demo_prime_ws},
         {"/ws/chat", &sq_websocket_handler, NULL, (void *)&demo_chat_ws},
@@ -396,6 +441,8 @@ int main(int argc, char **argv)
         /* A fixed secret is fine for a demo; a real app reads it from its configuration. */
         .cookie_secret = "squall-demo-secret-do-not-use-in-production",
         .template_path = tdir,
+        .login_url = "/login",
+        .xsrf_cookies = opt.xsrf_cookies,
         .http = {.gzip = true,
                  .write_timeout = wt,
                  .tls_handshake_timeout = opt.tls_handshake_timeout,

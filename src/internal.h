@@ -213,6 +213,13 @@ sq_future *sq__tcp_connect_addrs_future(sq_loop *loop, const struct sockaddr_sto
 struct sq_http_request;
 int sq__http_remove_headers(struct sq_http_request *req, const char *name,
                             bool (*match)(const char *value, size_t len, void *arg), void *arg);
+/* sq_template_render with names that print unescaped when the context lacks them (the web
+ * layer's xsrf_form_html). */
+struct sq_template;
+struct json_t;
+int sq__template_render_globals(struct sq_template *tpl, struct json_t *ctx,
+                                struct json_t *safe_globals, char **out, size_t *len, char *err,
+                                size_t errlen);
 /* Whether the handler set a Content-Type on the response (sq_render leaves it alone then). */
 bool sq__http_resp_has_ctype(const struct sq_http_request *req);
 /* Whether the handler set response header `name` (any case). */

@@ -58,6 +58,17 @@ typedef struct sq_handler_class {
     void (*write_error)(sq_handler *h, int status, const char *detail);
     /** bytes of zeroed per-request state: sq_handler_state() */
     size_t state_size;
+    /** Who makes the request (Tornado's get_current_user): a user object of yours, or NULL
+     *  for nobody.  Called at most once per request, by the first sq_current_user() (or by
+     *  `authenticated`); the result is cached for the request. */
+    void *(*get_current_user)(sq_handler *h);
+    /** Tornado's `authenticated` decorator for every method: without a current user, GET and
+     *  HEAD are redirected to settings.login_url with `?next=` and this request's URI, the
+     *  others answered 403. */
+    bool authenticated;
+    /** Skip the XSRF check (settings.xsrf_cookies) for this class: an API authenticated by
+     *  other means. */
+    bool no_xsrf_check;
 } sq_handler_class;
 
 /** A route: an anchored PCRE2 pattern matched against the path (not the query), its class,
@@ -90,6 +101,14 @@ typedef struct sq_app_settings {
      *  and an If-None-Match naming it is answered 304 with no body (Tornado's compute_etag
      *  and check_etag_header). */
     bool no_etag;
+    /** Where `authenticated` sends a GET or HEAD without a current user (with ?next=). */
+    const char *login_url;
+    /** XSRF protection (Tornado's xsrf_cookies): every POST, PUT, PATCH and DELETE must carry
+     *  the token of the `_xsrf` cookie — in the form field `_xsrf` or the X-XSRFToken /
+     *  X-CSRFToken header — or it is answered 403.  Pages put it in their forms with
+     *  sq_xsrf_form_html() (templates: `{{ xsrf_form_html }}`).  The token is masked anew
+     *  for each page (BREACH). */
+    bool xsrf_cookies;
 } sq_app_settings;
 
 /** Compile the routes (JIT) and build the app.  `routes` ends with an entry whose pattern
@@ -175,6 +194,15 @@ int sq_write_escaped(sq_handler *h, const char *s);
 /** Serialize a jansson value (void * to keep jansson out of this header; pass a json_t *),
  * set Content-Type: application/json, and drop the reference (it steals it). */
 int sq_write_json(sq_handler *h, void *json);
+
+/** The current user (see sq_handler_class.get_current_user), NULL for nobody. */
+void *sq_current_user(sq_handler *h);
+/** This request's XSRF token, masked (a different string each call, all valid), setting the
+ *  `_xsrf` cookie if the client has none.  Valid until the request ends.  NULL on -ENOMEM. */
+const char *sq_xsrf_token(sq_handler *h);
+/** `<input type="hidden" name="_xsrf" value="…">` for a form (valid until the request
+ *  ends); NULL on -ENOMEM. */
+const char *sq_xsrf_form_html(sq_handler *h);
 
 /** A loader of templates (squall/template.h). */
 typedef struct sq_templates sq_templates;

@@ -21,6 +21,8 @@
 #include <time.h>
 
 #include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <pcre2.h>
 
 #include "squall/coro.h"
@@ -104,6 +106,9 @@ struct sq_handler {
     bool *ended_flag; /* set while on_connection_close runs: end_request reports through it */
     int fail_status;
     char *fail_msg;
+    void *user;        /* get_current_user's answer, once asked */
+    bool user_known;
+    const char *xsrf_raw; /* the token (16 bytes), from the cookie or new; arena */
     /* arena */
     char *arena_ptr;
     size_t arena_left;
@@ -498,6 +503,158 @@ static int push_out(sq_handler *h)
     return rc;
 }
 
+/* --- users, login and XSRF ----------------------------------------------------------------- */
+
+void *sq_current_user(sq_handler *h)
+{
+    if (!h->user_known) {
+        h->user_known = true;
+        h->user = h->cls->get_current_user ? h->cls->get_current_user(h) : NULL;
+    }
+    return h->user;
+}
+
+#define XSRF_LEN 16
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* A masked token "2|<mask hex>|<masked token hex>" (Tornado's version 2 without the
+ * timestamp): decoded to the raw token in out; false if malformed. */
+static bool xsrf_decode(const char *v, unsigned char out[XSRF_LEN])
+{
+    if (!v || strncmp(v, "2|", 2) || strlen(v) != 2 + 2 * XSRF_LEN + 1 + 2 * XSRF_LEN) return false;
+    const char *m = v + 2, *t = v + 3 + 2 * XSRF_LEN;
+    if (m[2 * XSRF_LEN] != '|') return false;
+    for (int i = 0; i < XSRF_LEN; i++) {
+        int a = hexval(m[2 * i]), b = hexval(m[2 * i + 1]), c = hexval(t[2 * i]), d = hexval(t[2 * i + 1]);
+        if (a < 0 || b < 0 || c < 0 || d < 0) return false;
+        out[i] = (unsigned char)((a << 4 | b) ^ (c << 4 | d));
+    }
+    return true;
+}
+
+static char *xsrf_encode(sq_handler *h, const unsigned char raw[XSRF_LEN])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char mask[XSRF_LEN];
+    char *s = sq__handler_alloc(h, 2 + 2 * XSRF_LEN + 1 + 2 * XSRF_LEN + 1);
+    if (!s || RAND_bytes(mask, sizeof mask) != 1) return NULL;
+    char *p = s;
+    *p++ = '2';
+    *p++ = '|';
+    for (int i = 0; i < XSRF_LEN; i++) *p++ = hex[mask[i] >> 4], *p++ = hex[mask[i] & 15];
+    *p++ = '|';
+    for (int i = 0; i < XSRF_LEN; i++) {
+        unsigned char x = mask[i] ^ raw[i];
+        *p++ = hex[x >> 4];
+        *p++ = hex[x & 15];
+    }
+    *p = '\0';
+    return s;
+}
+
+/* The raw token: the cookie's, else a new one (and the cookie set). */
+static const unsigned char *xsrf_raw(sq_handler *h)
+{
+    if (h->xsrf_raw) return (const unsigned char *)h->xsrf_raw;
+    unsigned char *raw = sq__handler_alloc(h, XSRF_LEN);
+    if (!raw) return NULL;
+    if (!xsrf_decode(sq_get_cookie(h, "_xsrf", NULL), raw)) {
+        char *cookie;
+        if (RAND_bytes(raw, XSRF_LEN) != 1 || !(cookie = xsrf_encode(h, raw))) return NULL;
+        sq_set_cookie(h, "_xsrf", cookie, &(sq_cookie_options){.path = "/", .same_site = "Lax"});
+    }
+    h->xsrf_raw = (const char *)raw;
+    return raw;
+}
+
+const char *sq_xsrf_token(sq_handler *h)
+{
+    const unsigned char *raw = xsrf_raw(h);
+    return raw ? xsrf_encode(h, raw) : NULL;
+}
+
+const char *sq_xsrf_form_html(sq_handler *h)
+{
+    const char *t = sq_xsrf_token(h);
+    if (!t) return NULL;
+    static const char pre[] = "<input type=\"hidden\" name=\"_xsrf\" value=\"", post[] = "\">";
+    char *s = sq__handler_alloc(h, sizeof pre + strlen(t) + sizeof post);
+    if (s) sprintf(s, "%s%s%s", pre, t, post); /* the token is hex and '|': nothing to escape */
+    return s;
+}
+
+/* Tornado's check_xsrf_cookie: the submitted token must unmask to the cookie's. */
+static bool xsrf_ok(sq_handler *h, const char **why)
+{
+    const char *sent = sq_get_body_argument(h, "_xsrf", NULL);
+    sq_str hv = {NULL, 0};
+    if (!sent) {
+        hv = sq_http_header_get(h->req, "X-XSRFToken");
+        if (!hv.ptr) hv = sq_http_header_get(h->req, "X-CSRFToken");
+    }
+    char hbuf[80];
+    if (!sent && hv.ptr && hv.len < sizeof hbuf) {
+        memcpy(hbuf, hv.ptr, hv.len);
+        hbuf[hv.len] = '\0';
+        sent = hbuf;
+    }
+    if (!sent) {
+        *why = "'_xsrf' argument missing from the request";
+        return false;
+    }
+    unsigned char a[XSRF_LEN], b[XSRF_LEN];
+    if (!xsrf_decode(sq_get_cookie(h, "_xsrf", NULL), a)) {
+        *why = "'_xsrf' cookie missing";
+        return false;
+    }
+    if (!xsrf_decode(sent, b) || CRYPTO_memcmp(a, b, XSRF_LEN) != 0) {
+        *why = "XSRF cookie does not match the request's token";
+        return false;
+    }
+    return true;
+}
+
+/* Before the method: the login requirement and the XSRF check.  False when answered. */
+static bool gatekeep(sq_handler *h)
+{
+    sq_http_request *req = h->req;
+    sq_str m = req->method;
+    bool safe = (m.len == 3 && !memcmp(m.ptr, "GET", 3)) || h->is_head ||
+                (m.len == 7 && !memcmp(m.ptr, "OPTIONS", 7));
+    if (h->cls->authenticated && !sq_current_user(h)) {
+        const char *login = h->app->settings.login_url;
+        if (safe && login && m.len != 7) {
+            /* login_url?next=<the URI, escaped> */
+            size_t cap = strlen(login) + 3 * req->uri.len + 8;
+            char *uri = sq__handler_alloc(h, req->uri.len + 1), *url = sq__handler_alloc(h, cap);
+            if (uri && url) {
+                memcpy(uri, req->uri.ptr, req->uri.len);
+                uri[req->uri.len] = '\0';
+                size_t n = (size_t)snprintf(url, cap, "%s%snext=", login, strchr(login, '?') ? "&" : "?");
+                sq_url_escape(url + n, cap - n, uri, req->uri.len, false);
+                sq_redirect(h, url, false);
+                return false;
+            }
+        }
+        sq_send_error(h, 403, "login required");
+        return false;
+    }
+    if (h->app->settings.xsrf_cookies && !h->cls->no_xsrf_check && !safe) {
+        const char *why = NULL;
+        if (!xsrf_ok(h, &why)) {
+            sq_log(SQ_LOG_WARNING, "web: %.*s %.*s refused: %s", (int)m.len, m.ptr, (int)req->path.len,
+                   req->path.ptr, why);
+            sq_send_error(h, 403, why);
+            return false;
+        }
+    }
+    return true;
+}
+
 /* Tornado's compute_etag + check_etag_header for a response finished in one piece: a hash of
  * the body (FNV-1a 64, fast and good enough to tell versions of one URL apart), and a 304
  * without the body when the client already has it. */
@@ -721,8 +878,10 @@ static void dispatch(sq_http_request *req, void *arg)
     if (fn && !c->data_received && !h->finished && !h->fail_status &&
         (req->content_length > 0 || req->chunked))
         sq_get_body(h);
-    if (!h->finished && !h->fail_status && c->prepare) c->prepare(h);
-    if (!h->finished && !h->fail_status) {
+    /* login required, XSRF token: answered here (a redirect or a 403) when they fail */
+    bool denied = !h->finished && !h->fail_status && fn && !gatekeep(h);
+    if (!denied && !h->finished && !h->fail_status && c->prepare) c->prepare(h);
+    if (!denied && !h->finished && !h->fail_status) {
         if (!fn) {
             send_405(h);
         } else {
@@ -1210,7 +1369,13 @@ static int render_into(sq_handler *h, sq_template *tpl, json_t *ctx, char *err, 
     int rc = fail_rc;
     char *text = NULL;
     size_t len = 0;
-    if (tpl) rc = sq_template_render(tpl, ctx, &text, &len, err, errlen);
+    json_t *globals = NULL;
+    if (tpl && h->app->settings.xsrf_cookies) {
+        const char *f = sq_xsrf_form_html(h);
+        globals = f ? json_pack("{s:s}", "xsrf_form_html", f) : NULL;
+    }
+    if (tpl) rc = sq__template_render_globals(tpl, ctx, globals, &text, &len, err, errlen);
+    json_decref(globals);
     if (rc == 0) {
         rc = sq_write_bytes(h, text, len);
         if (rc == 0 && !sq__http_resp_has_ctype(h->req))

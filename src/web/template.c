@@ -1134,6 +1134,7 @@ typedef struct rctx {
     loop_state *loops[64];
     int nloops;
     int loop_vars; /* variables named "loop" in scope (they hide loop.*) */
+    json_t *safe_globals; /* names printed unescaped when the context lacks them (xsrf_form_html) */
     bool autoescape;
     /* the block being rendered: its chain of templates (child first) and position */
     sq_template *chain[MAX_DEPTH + 1];
@@ -1599,7 +1600,14 @@ static val eval(rctx *r, const expr *e)
     if (!e || r->failed) return mkval(NULL);
     switch (e->kind) {
     case E_LIT: return mkval(json_incref(e->lit));
-    case E_NAME: return mkval(lookup(r, e->name));
+    case E_NAME: {
+        json_t *j = lookup(r, e->name);
+        if (!j && r->safe_globals) {
+            j = json_incref(json_object_get(r->safe_globals, e->name));
+            if (j) return (val){j, true};
+        }
+        return mkval(j);
+    }
     case E_ATTR: {
         if (e->op && r->nloops && !r->loop_vars) { /* loop.* from the loop's state */
             const loop_state *l = r->loops[r->nloops - 1];
@@ -1911,9 +1919,15 @@ static void render_template(rctx *r, sq_template *tpl)
 int sq_template_render(sq_template *tpl, json_t *ctx, char **outp, size_t *len, char *err,
                        size_t errlen)
 {
+    return sq__template_render_globals(tpl, ctx, NULL, outp, len, err, errlen);
+}
+
+int sq__template_render_globals(sq_template *tpl, json_t *ctx, json_t *safe_globals, char **outp,
+                                size_t *len, char *err, size_t errlen)
+{
     if (!tpl || !outp) return -EINVAL;
     rctx r = {.ctx = json_is_object(ctx) ? ctx : NULL, .autoescape = !tpl->loader->opts.no_autoescape,
-              .tpl = tpl, .err = err, .errlen = errlen};
+              .tpl = tpl, .err = err, .errlen = errlen, .safe_globals = safe_globals};
     render_template(&r, tpl);
     pop_vars(&r, 0);
     free(r.vars);
