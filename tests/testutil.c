@@ -1,4 +1,7 @@
 #define _GNU_SOURCE
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <dirent.h>
 #include "testutil.h"
 
@@ -95,4 +98,18 @@ int sq_test_count_fds(void)
     while (readdir(d)) n++;
     closedir(d);
     return n;
+}
+
+void sq_test_write_file(const char *dir, const char *name, const char *text, int ahead)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    if (ahead > 0) {
+        struct timespec ts[2] = {{.tv_sec = time(NULL) + ahead}, {.tv_sec = time(NULL) + ahead}};
+        assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+    }
 }

@@ -20,6 +20,9 @@ double sq_test_now(void);
 void *sq_test_run_coro(sq_loop *loop, sq_task_fn fn, void *arg, double limit);
 /* Path of a file in the build tree ($SQ_BUILD_DIR/rel), in a static buffer. */
 const char *sq_test_build_path(const char *rel);
+/* Write `text` to dir/name (failing the test if it cannot); with ahead > 0 its mtime is set
+ * that many seconds into the future, so that a reloader sees a change within one second. */
+void sq_test_write_file(const char *dir, const char *name, const char *text, int ahead);
 /* Open file descriptors of this process (entries of /proc/self/fd), -1 if unreadable. */
 int sq_test_count_fds(void);
 /* Resident set size of this process in bytes (from /proc/self/statm). */

@@ -42,16 +42,6 @@ static void live_get(sq_handler *h)
     sq_render(h, "live.html", json_pack("{s:s}", "v", "value"));
 }
 
-static void write_file(const char *name, const char *text)
-{
-    char path[256];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 static void test_render(void **state)
 {
     snprintf(dir, sizeof dir, "/tmp/squall-render-%d", (int)getpid());
@@ -59,8 +49,8 @@ static void test_render(void **state)
     char cmd[512];
     snprintf(cmd, sizeof cmd, "cp %s/tests/web/templates/*.html %s/", getenv("SQ_SOURCE_DIR"), dir);
     assert_int_equal(system(cmd), 0);
-    write_file("broken.html", "line one\n{% if x %}never closed\n");
-    write_file("live.html", "v1 {{ v }}");
+    sq_test_write_file(dir, "broken.html", "line one\n{% if x %}never closed\n", 0);
+    sq_test_write_file(dir, "live.html", "v1 {{ v }}", 0);
 
     sq_loop *loop = wt_loop();
     static const sq_handler_class page = {.get = page_get}, str = {.get = string_get},
@@ -96,11 +86,7 @@ static void test_render(void **state)
     wt_free(&run);
 
     /* debug: the changed file is compiled again */
-    write_file("live.html", "v2 {{ v | upper }}");
-    char path[256];
-    snprintf(path, sizeof path, "%s/live.html", dir);
-    struct timespec ts[2] = {{.tv_sec = time(NULL) + 5}, {.tv_sec = time(NULL) + 5}};
-    utimensat(AT_FDCWD, path, ts, 0);
+    sq_test_write_file(dir, "live.html", "v2 {{ v | upper }}", 5);
     wt_run run2 = {.n = 1, .reqs = {WT_GET("/live")}};
     wt_serve(loop, app, &run2);
     assert_string_equal(run2.resp[0].body, "v2 VALUE");

@@ -16,12 +16,7 @@ static char dir[64];
 
 static void put_file(const char *name, const char *text)
 {
-    char path[256];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
+    sq_test_write_file(dir, name, text, 0);
 }
 
 static int setup(void **state)
@@ -235,11 +230,7 @@ static void test_c_filters_and_reload(void **state)
     assert_int_equal(sq_template_render(tpl, ctx, &out, &len, err, sizeof err), 0);
     assert_string_equal(out, "first 1");
     free(out);
-    put_file("r.html", "second {{ v }}");
-    char path[256];
-    snprintf(path, sizeof path, "%s/r.html", dir);
-    struct timespec ts[2] = {{.tv_sec = time(NULL) + 5}, {.tv_sec = time(NULL) + 5}};
-    utimensat(AT_FDCWD, path, ts, 0);
+    sq_test_write_file(dir, "r.html", "second {{ v }}", 5);
     tpl = sq_templates_get(t, "r.html", err, sizeof err);
     assert_int_equal(sq_template_render(tpl, ctx, &out, &len, err, sizeof err), 0);
     assert_string_equal(out, "second 1");
