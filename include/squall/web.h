@@ -109,6 +109,11 @@ typedef struct sq_app_settings {
      *  sq_xsrf_form_html() (templates: `{{ xsrf_form_html }}`).  The token is masked anew
      *  for each page (BREACH). */
     bool xsrf_cookies;
+    /** Cache-Control max-age (seconds) of static files requested without a version (no
+     *  `?v=`); 0: no Cache-Control.  Versioned URLs (sq_static_url()) get one year. */
+    long static_max_age;
+    /** The file a directory of the static route serves (e.g. "index.html"); NULL: 403. */
+    const char *static_default_filename;
 } sq_app_settings;
 
 /** Compile the routes (JIT) and build the app.  `routes` ends with an entry whose pattern
@@ -195,6 +200,12 @@ int sq_write_escaped(sq_handler *h, const char *s);
  * set Content-Type: application/json, and drop the reference (it steals it). */
 int sq_write_json(sq_handler *h, void *json);
 
+/** The URL of static file `path` with its version: "/static/style.css?v=<hash of the
+ *  contents>" (through the route named "static", which must use sq_static_file_handler).
+ *  The hash is computed once per file (again when it changed, with settings.debug); such
+ *  URLs are served with a one-year Cache-Control, so a changed file gets a new URL.  Valid
+ *  until the request ends; NULL (logged) without a "static" route or a readable file. */
+const char *sq_static_url(sq_handler *h, const char *path);
 /** The current user (see sq_handler_class.get_current_user), NULL for nobody. */
 void *sq_current_user(sq_handler *h);
 /** This request's XSRF token, masked (a different string each call, all valid), setting the

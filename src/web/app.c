@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <jansson.h>
@@ -52,6 +53,14 @@ typedef struct root_cache {
     char *real;
 } root_cache;
 
+struct file_version {
+    struct file_version *next;
+    char *path;
+    struct timespec mtime;
+    off_t size;
+    char hash[17];
+};
+
 struct sq_app {
     const sq_route *routes;
     compiled_route *compiled;
@@ -60,6 +69,7 @@ struct sq_app {
     pcre2_match_data *md;
     sq_app_settings settings;
     sq_templates *templates; /* settings.template_path's loader, or NULL */
+    struct file_version *versions; /* sq_static_url's hashes */
     char *cookie_secret;
     sq_http_server *server;
     sq_http_server *tls_server; /* sq_app_listen_tls: HTTPS beside plain HTTP */
@@ -305,6 +315,12 @@ static void app_destroy(sq_app *app)
                                app->labels + (app->nroutes + 1) * SQ__NMETHODS);
     free(app->labels);
     sq_templates_free(app->templates);
+    while (app->versions) {
+        struct file_version *v = app->versions;
+        app->versions = v->next;
+        free(v->path);
+        free(v);
+    }
     for (size_t i = 0; i < app->nroutes && app->compiled; i++)
         pcre2_code_free(app->compiled[i].code);
     free(app->compiled);
@@ -501,6 +517,79 @@ static int push_out(sq_handler *h)
     int rc = sq_http_write(h->req, h->out.ptr, h->out.len);
     h->out.len = 0;
     return rc;
+}
+
+/* --- static URLs ----------------------------------------------------------------------------- */
+
+const sq_app_settings *sq__app_settings(const sq_app *app)
+{
+    return &app->settings;
+}
+
+/* FNV-1a 64 of a file's contents, as 16 hex digits; false if unreadable. */
+static bool file_hash(const char *root, const char *path, char out[17])
+{
+    char full[PATH_MAX];
+    if (snprintf(full, sizeof full, "%s/%s", root, path) >= (int)sizeof full) return false;
+    FILE *f = fopen(full, "re");
+    if (!f) return false;
+    uint64_t x = 0xcbf29ce484222325ULL;
+    unsigned char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        for (size_t i = 0; i < n; i++) x = (x ^ buf[i]) * 0x100000001b3ULL;
+    fclose(f);
+    snprintf(out, 17, "%016llx", (unsigned long long)x);
+    return true;
+}
+
+const char *sq_static_url(sq_handler *h, const char *path)
+{
+    sq_app *app = h->app;
+    const sq_route *route = NULL;
+    for (size_t i = 0; i < app->nroutes && !route; i++)
+        if (app->routes[i].name && !strcmp(app->routes[i].name, "static")) route = &app->routes[i];
+    if (!route || route->cls != &sq_static_file_handler || !route->init_arg || !path ||
+        strstr(path, "..") || path[0] == '/') {
+        sq_log(SQ_LOG_ERROR, "sq_static_url(%s): no route named \"static\" serving files, or a bad path",
+               path ? path : "NULL");
+        return NULL;
+    }
+    const char *root = sq__app_static_root(app, route->init_arg);
+    char full[PATH_MAX];
+    struct stat st;
+    if (!root || snprintf(full, sizeof full, "%s/%s", root, path) >= (int)sizeof full ||
+        stat(full, &st) < 0 || !S_ISREG(st.st_mode)) {
+        sq_log(SQ_LOG_ERROR, "sq_static_url(%s): not a file under the static root", path);
+        return NULL;
+    }
+    struct file_version *v = app->versions;
+    while (v && strcmp(v->path, path)) v = v->next;
+    bool stale = !v || (app->settings.debug && (v->size != st.st_size || v->mtime.tv_sec != st.st_mtim.tv_sec ||
+                                                v->mtime.tv_nsec != st.st_mtim.tv_nsec));
+    if (stale) {
+        char hash[17];
+        if (!file_hash(root, path, hash)) return NULL;
+        if (!v) {
+            v = calloc(1, sizeof *v);
+            if (!v || !(v->path = strdup(path))) {
+                free(v);
+                return NULL;
+            }
+            v->next = app->versions;
+            app->versions = v;
+        }
+        memcpy(v->hash, hash, sizeof hash);
+        v->mtime = st.st_mtim;
+        v->size = st.st_size;
+    }
+    const char *args[] = {path};
+    char url[PATH_MAX];
+    ssize_t n = sq_reverse_url(app, "static", url, sizeof url - 20, args, 1);
+    if (n < 0) return NULL;
+    char *s = sq__handler_alloc(h, (size_t)n + 20);
+    if (s) sprintf(s, "%s?v=%s", url, v->hash);
+    return s;
 }
 
 /* --- users, login and XSRF ----------------------------------------------------------------- */

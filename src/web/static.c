@@ -233,20 +233,30 @@ static void static_get(sq_handler *h)
         sq_send_error(h, 404, NULL);
         return;
     }
-    size_t root_len = strlen(real_root);
-    char *full = sq__handler_alloc(h, root_len + rel_len + 2);
-    if (!full) {
-        sq_handler_fail(h, 500, "static: out of memory");
-        return;
-    }
-    memcpy(full, real_root, root_len);
-    full[root_len] = '/';
-    memcpy(full + root_len + 1, rel, rel_len + 1);
     int open_err = 0;
     int fd = rel_len ? open_beneath(real_root, rel, &open_err) : (open_err = EISDIR, -1);
+    struct stat st;
+    const char *deflt = sq__app_settings(sq_handler_app(h))->static_default_filename;
+    if (deflt && *deflt && (open_err == EISDIR || (fd >= 0 && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)))) {
+        /* a directory: its default file (index.html), opened beneath the root the same way */
+        if (fd >= 0) close(fd);
+        size_t dl = strlen(deflt);
+        char *idx = sq__handler_alloc(h, rel_len + dl + 2);
+        if (!idx) {
+            sq_handler_fail(h, 500, "static: out of memory");
+            return;
+        }
+        size_t k = rel_len;
+        memcpy(idx, rel, rel_len);
+        if (k && idx[k - 1] != '/') idx[k++] = '/';
+        memcpy(idx + k, deflt, dl + 1);
+        rel = idx;
+        rel_len = k + dl;
+        open_err = 0;
+        fd = safe_relative(rel, rel_len) ? open_beneath(real_root, rel, &open_err) : (open_err = EXDEV, -1);
+    }
     bool inside = fd >= 0 || (open_err != EXDEV && open_err != ELOOP);
     bool missing = open_err == ENOENT || open_err == ENOTDIR || open_err == ENAMETOOLONG;
-    struct stat st;
     if (!inside || fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
         /* outside the root, a directory, a device …: forbidden; vanished: not found */
         int status = inside && fd < 0 && missing ? 404 : 403;
@@ -262,6 +272,14 @@ static void static_get(sq_handler *h)
     sq_set_header(h, "ETag", etag);
     sq_set_header(h, "Last-Modified", lm);
     sq_set_header(h, "Accept-Ranges", "bytes");
+    /* a versioned URL (sq_static_url) changes with the file: cache it for a year */
+    long max_age = sq__app_settings(sq_handler_app(h))->static_max_age;
+    if (sq_get_query_argument(h, "v", NULL)) max_age = 365L * 24 * 3600;
+    if (max_age > 0) {
+        char cc[48];
+        snprintf(cc, sizeof cc, "max-age=%ld, public", max_age);
+        sq_set_header(h, "Cache-Control", cc);
+    }
 
     bool not_modified = false;
     sq_str inm = sq_http_header_get(req, "If-None-Match");
@@ -309,7 +327,7 @@ static void static_get(sq_handler *h)
             partial = true;
         }
     }
-    sq_set_header(h, "Content-Type", content_type(full));
+    sq_set_header(h, "Content-Type", content_type(rel)); /* by extension (of the default file too) */
     uint64_t len = size ? end - start + 1 : 0;
     (void)partial;
 

@@ -17,6 +17,8 @@ size_t sq__path_arg_len(sq_handler *h, size_t i);
 const char *sq__app_static_root(sq_app *app, const char *root);
 /* Whether the request is a HEAD (the body is not sent). */
 bool sq__handler_is_head(sq_handler *h);
+/* The app's settings (static_max_age, static_default_filename). */
+const sq_app_settings *sq__app_settings(const sq_app *app);
 /* Whether an If-None-Match list names `etag` (weak comparison; "*" matches anything). */
 bool sq__etag_listed(sq_str list, const char *etag);
 
