@@ -211,8 +211,16 @@ async def shared(tmp):
               f"ids come from one counter ({id1}, {id2})")
         for i in range(20):  # a burst from both sides: all 20 everywhere, in id order
             await asyncio.to_thread(post, pa if i % 2 else pb, f"burst {i}")
-        st, body = await asyncio.to_thread(poll, pa, 0, 1)
-        st2, body2 = await asyncio.to_thread(poll, pb, 0, 1)
+        # pub/sub delivers to each process a little after the POST is answered: wait (bounded)
+        # until both hold all 22
+        async def history(port, want=22):
+            deadline = time.monotonic() + 5
+            while True:
+                st, body = await asyncio.to_thread(poll, port, 0, 0.2)
+                if len(body["messages"]) >= want or time.monotonic() > deadline:
+                    return body
+                await asyncio.sleep(0.05)
+        body, body2 = await history(pa), await history(pb)
         texts_a = [m["text"] for m in body["messages"]]
         texts_b = [m["text"] for m in body2["messages"]]
         check(texts_a == texts_b and len(texts_a) == 22,
