@@ -172,6 +172,19 @@ const char *sq_get_query_argument(sq_handler *h, const char *name, const char *d
 const char *sq_get_body_argument(sq_handler *h, const char *name, const char *def);
 /** An uploaded file (multipart), or NULL. */
 const sq_arg *sq_get_file(sq_handler *h, const char *name);
+/** Every value of query argument `name`, in order (Tornado's get_query_arguments): up to
+ *  `max` stored in out.  @return how many there are (may exceed max). */
+size_t sq_get_query_arguments(sq_handler *h, const char *name, const char **out, size_t max);
+/** Every value of body argument `name` (form fields, urlencoded or multipart); as
+ *  sq_get_query_arguments(). */
+size_t sq_get_body_arguments(sq_handler *h, const char *name, const char **out, size_t max);
+/** Argument `name` (query or body, the last value), which the request must have: without
+ *  it the request is answered 400 "missing argument <name>" (Tornado's
+ *  MissingArgumentError) and NULL is returned — the method should then return. */
+const char *sq_get_required_argument(sq_handler *h, const char *name);
+/** The body parsed as JSON (Tornado's json_decode(self.request.body)): a json_t * the caller
+ *  owns (json_decref), or NULL after answering 400 "malformed JSON body: <what, where>". */
+void *sq_json_body(sq_handler *h);
 /** The request body (read whole on first use unless the class streams it). */
 sq_str sq_get_body(sq_handler *h);
 
@@ -246,6 +259,10 @@ int sq_add_header(sq_handler *h, const char *name, const char *value);
 int sq_clear_header(sq_handler *h, const char *name);
 /** 302 (or 301 when permanent) with Location; finishes the request. */
 int sq_redirect(sq_handler *h, const char *url, bool permanent);
+/** A redirect with a status of your choice: 301, 302, 303 (see other: a GET after a POST),
+ *  307 or 308 (the method and body are kept).  A relative `url` is resolved against the
+ *  request's URI.  @return 0, -EINVAL (not a redirect status), -EALREADY, -ENOMEM. */
+int sq_redirect_status(sq_handler *h, const char *url, int status);
 /** Discard what was written and send an error page through the class's write_error.
  * `detail` is shown only in debug mode. */
 int sq_send_error(sq_handler *h, int status, const char *detail);

@@ -1153,6 +1153,49 @@ size_t sq_get_arguments(sq_handler *h, const char *name, const char **out, size_
     return args_collect(&h->bargs, name, out, max, n);
 }
 
+size_t sq_get_query_arguments(sq_handler *h, const char *name, const char **out, size_t max)
+{
+    parse_query(h);
+    return args_collect(&h->qargs, name, out, max, 0);
+}
+
+size_t sq_get_body_arguments(sq_handler *h, const char *name, const char **out, size_t max)
+{
+    parse_body_args(h);
+    return args_collect(&h->bargs, name, out, max, 0);
+}
+
+const char *sq_get_required_argument(sq_handler *h, const char *name)
+{
+    const char *v = sq_get_argument(h, name, NULL);
+    if (v || h->finished) return v;
+    char msg[160];
+    snprintf(msg, sizeof msg, "missing argument %.120s", name);
+    sq_set_status(h, 400, NULL);
+    sq_set_header(h, "Content-Type", "text/plain; charset=UTF-8");
+    h->out.len = 0;
+    sq_write(h, msg);
+    sq_finish(h);
+    return NULL;
+}
+
+void *sq_json_body(sq_handler *h)
+{
+    sq_str b = sq_get_body(h);
+    if (h->finished) return NULL;
+    json_error_t e;
+    json_t *j = json_loadb(b.ptr, b.len, JSON_DECODE_ANY, &e);
+    if (j) return j;
+    char msg[256];
+    snprintf(msg, sizeof msg, "malformed JSON body: %s (line %d, column %d)", e.text, e.line, e.column);
+    sq_set_status(h, 400, NULL);
+    sq_set_header(h, "Content-Type", "text/plain; charset=UTF-8");
+    h->out.len = 0;
+    sq_write(h, msg);
+    sq_finish(h);
+    return NULL;
+}
+
 const sq_arg *sq_get_file(sq_handler *h, const char *name)
 {
     parse_body_args(h);
@@ -1621,18 +1664,24 @@ static const char *resolve_location(sq_handler *h, const char *url)
     return d;
 }
 
-int sq_redirect(sq_handler *h, const char *url, bool permanent)
+int sq_redirect_status(sq_handler *h, const char *url, int status)
 {
     if (h->finished || h->flushed) return -EALREADY;
-    if (!url) return -EINVAL;
+    if (!url || !(status == 301 || status == 302 || status == 303 || status == 307 || status == 308))
+        return -EINVAL;
     url = resolve_location(h, url);
     if (!url) return -ENOMEM;
     int rc = sq_http_set_header(h->req, "Location", url);
     if (rc < 0) return rc;
-    rc = sq_http_set_status(h->req, permanent ? 301 : 302, NULL);
+    rc = sq_http_set_status(h->req, status, NULL);
     if (rc < 0) return rc;
     h->out.len = 0;
     return sq_finish(h);
+}
+
+int sq_redirect(sq_handler *h, const char *url, bool permanent)
+{
+    return sq_redirect_status(h, url, permanent ? 301 : 302);
 }
 
 int sq_write_escaped(sq_handler *h, const char *s)

@@ -1,0 +1,95 @@
+/* Request helpers: plural arguments, a required argument (400 "missing argument x"), the body
+ * as JSON (400 when malformed), redirects with 303/307/308 and relative Locations. */
+#include "webtest.h"
+
+#include <jansson.h>
+
+static void args_get(sq_handler *h)
+{
+    const char *v[8];
+    size_t n = sq_get_query_arguments(h, "tag", v, 8);
+    sq_writef(h, "%zu:", n);
+    for (size_t i = 0; i < n && i < 8; i++) sq_writef(h, "%s,", v[i]);
+}
+
+static void args_post(sq_handler *h)
+{
+    const char *v[2];
+    size_t n = sq_get_body_arguments(h, "x", v, 2); /* more than max: the count is all of them */
+    const char *q[2];
+    size_t nq = sq_get_query_arguments(h, "x", q, 2);
+    sq_writef(h, "%zu:%s,%s|%zu", n, v[0], v[1], nq);
+}
+
+static void required_get(sq_handler *h)
+{
+    const char *name = sq_get_required_argument(h, "name");
+    if (!name) return;
+    sq_writef(h, "hello %s", name);
+}
+
+static void json_post(sq_handler *h)
+{
+    json_t *j = sq_json_body(h);
+    if (!j) return;
+    sq_writef(h, "n=%lld", (long long)json_integer_value(json_object_get(j, "n")));
+    json_decref(j);
+}
+
+static void redirect_post(sq_handler *h)
+{
+    int st = atoi(sq_get_query_argument(h, "status", "303"));
+    if (sq_redirect_status(h, "done?x=1", st) == -EINVAL) sq_write(h, "not a redirect status");
+}
+
+static void test_helpers(void **state)
+{
+    sq_loop *loop = wt_loop();
+    static const sq_handler_class args = {.get = args_get, .post = args_post},
+                                  required = {.get = required_get}, json = {.post = json_post},
+                                  redirect = {.post = redirect_post};
+    const sq_route routes[] = {{"/args", &args, NULL, NULL},       {"/required", &required, NULL, NULL},
+                               {"/json", &json, NULL, NULL},       {"/a/redirect", &redirect, NULL, NULL},
+                               {NULL, NULL, NULL, NULL}};
+    sq_app *app = sq_app_new(routes, &(sq_app_settings){.no_access_log = true});
+    assert_non_null(app);
+    wt_run run = {.n = 10,
+                  .reqs = {WT_GET("/args?tag=a&tag=b%20c&other=1&tag="),
+                           "POST /args?x=q HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                           "Content-Length: 11\r\nConnection: close\r\n\r\nx=1&x=2&x=3",
+                           WT_GET("/required?name=ann"), WT_GET("/required"),
+                           "POST /json HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 8\r\n"
+                           "Connection: close\r\n\r\n{\"n\": 5}",
+                           "POST /json HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\nConnection: close\r\n\r\n{\"n\": 5,",
+                           "POST /a/redirect?status=303 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                           "POST /a/redirect?status=307 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                           "POST /a/redirect?status=308 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                           "POST /a/redirect?status=200 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"}};
+    wt_serve(loop, app, &run);
+    assert_string_equal(run.resp[0].body, "3:a,b c,,");
+    assert_string_equal(run.resp[1].body, "3:1,2|1");
+    assert_string_equal(run.resp[2].body, "hello ann");
+    assert_int_equal(run.resp[3].status, 400);
+    assert_string_equal(run.resp[3].body, "missing argument name");
+    assert_string_equal(run.resp[4].body, "n=5");
+    assert_int_equal(run.resp[5].status, 400);
+    assert_non_null(strstr(run.resp[5].body, "malformed JSON body: "));
+    char loc[128];
+    int want[] = {303, 307, 308};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(run.resp[6 + i].status, want[i]);
+        assert_true(wt_header(&run.resp[6 + i], "Location", loc, sizeof loc));
+        assert_string_equal(loc, "/a/done?x=1"); /* relative: resolved against the request */
+    }
+    assert_int_equal(run.resp[9].status, 200);
+    assert_string_equal(run.resp[9].body, "not a redirect status");
+    wt_free(&run);
+    sq_app_free(app);
+    sq_loop_free(loop);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_helpers)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
