@@ -222,6 +222,8 @@ int sq__template_render_globals(struct sq_template *tpl, struct json_t *ctx,
                                 size_t errlen);
 /* Whether the handler set a Content-Type on the response (sq_render leaves it alone then). */
 bool sq__http_resp_has_ctype(const struct sq_http_request *req);
+/* Drop the response's status, headers and buffered body (nothing sent yet): sq_clear. */
+void sq__http_resp_clear(struct sq_http_request *req);
 /* Whether the handler set response header `name` (any case). */
 bool sq__http_resp_has_header(const struct sq_http_request *req, const char *name);
 

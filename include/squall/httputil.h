@@ -32,6 +32,17 @@ ssize_t sq_url_unescape(char *dst, const char *src, size_t len, bool plus_as_spa
  * `plus_for_space`, everything else %XX.  Writes at most dstlen bytes including a NUL;
  * returns the full length needed (excluding the NUL), like snprintf. */
 size_t sq_url_escape(char *dst, size_t dstlen, const char *src, size_t len, bool plus_for_space);
+/** `s` with & < > " ' replaced by entities (Tornado's xhtml_escape), malloc'd; NULL on
+ *  -ENOMEM. */
+char *sq_xhtml_escape(const char *s);
+/** The reverse (Tornado's xhtml_unescape): the entities amp, lt, gt, quot and apos, and
+ *  decimal and hexadecimal character references (written out as UTF-8) are decoded;
+ *  anything else is kept as is.  malloc'd; NULL on -ENOMEM. */
+char *sq_xhtml_unescape(const char *s);
+/** `url` with query arguments appended (Tornado's url_concat): `args` holds name, value
+ *  pairs and ends with NULL; each is percent-escaped; '?' or '&' as the URL needs.  malloc'd;
+ *  NULL on -ENOMEM or an odd number of strings. */
+char *sq_url_concat(const char *url, const char *const *args);
 
 /* --- arguments: query strings and application/x-www-form-urlencoded bodies --------------- */
 

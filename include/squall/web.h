@@ -69,6 +69,9 @@ typedef struct sq_handler_class {
     /** Skip the XSRF check (settings.xsrf_cookies) for this class: an API authenticated by
      *  other means. */
     bool no_xsrf_check;
+    /** Sets the headers every response of the class starts with (Tornado's
+     *  set_default_headers): run before initialize, and again by sq_clear(). */
+    sq_handler_fn set_default_headers;
 } sq_handler_class;
 
 /** A route: an anchored PCRE2 pattern matched against the path (not the query), its class,
@@ -257,6 +260,9 @@ int sq_set_header(sq_handler *h, const char *name, const char *value);
 int sq_add_header(sq_handler *h, const char *name, const char *value);
 /** Remove a response header. */
 int sq_clear_header(sq_handler *h, const char *name);
+/** Start the response over (Tornado's clear): status 200, no headers but the class's
+ *  set_default_headers, nothing written.  @return 0, or -EALREADY once flushed or finished. */
+int sq_clear(sq_handler *h);
 /** 302 (or 301 when permanent) with Location; finishes the request. */
 int sq_redirect(sq_handler *h, const char *url, bool permanent);
 /** A redirect with a status of your choice: 301, 302, 303 (see other: a GET after a POST),

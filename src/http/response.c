@@ -314,6 +314,11 @@ static void remove_header(sq__http_req *r, const char *name, size_t n)
     remove_matching(r, name, n, NULL, NULL);
 }
 
+void sq__http_resp_clear(sq_http_request *req)
+{
+    sq__http_resp_reset((sq__http_req *)req);
+}
+
 bool sq__http_resp_has_header(const sq_http_request *req, const char *name)
 {
     const sq__buf *b = &((const sq__http_req *)req)->hdrs;

@@ -958,6 +958,7 @@ static void dispatch(sq_http_request *req, void *arg)
     sq_coro *self = sq_coro_self();
     if (self) sq__coro_set_label(self, &app->labels[ri * SQ__NMETHODS + (size_t)midx]);
 
+    if (c->set_default_headers) c->set_default_headers(h);
     if (c->initialize) c->initialize(h);
     if (c->on_connection_close) sq_http_on_connection_close(req, conn_closed, h);
     /* As in Tornado, a method runs only after its whole body arrived and was well formed:
@@ -1662,6 +1663,15 @@ static const char *resolve_location(sq_handler *h, const char *url)
     memmove(d + np, d + pe, n - pe);
     d[np + (n - pe)] = 0;
     return d;
+}
+
+int sq_clear(sq_handler *h)
+{
+    if (h->finished || h->flushed) return -EALREADY;
+    sq__http_resp_clear(h->req);
+    h->out.len = 0;
+    if (h->cls->set_default_headers) h->cls->set_default_headers(h);
+    return 0;
 }
 
 int sq_redirect_status(sq_handler *h, const char *url, int status)

@@ -234,3 +234,98 @@ fail:
     sq__args_truncate(out, start_len);
     return rc;
 }
+
+char *sq_xhtml_escape(const char *s)
+{
+    size_t n = 0;
+    for (const char *p = s; *p; p++) n += *p == '&' ? 5 : *p == '<' || *p == '>' ? 4 : *p == '"' ? 6 : *p == '\'' ? 5 : 1;
+    char *out = malloc(n + 1), *o = out;
+    if (!out) return NULL;
+    for (const char *p = s; *p; p++) {
+        const char *e = *p == '&' ? "&amp;" : *p == '<' ? "&lt;" : *p == '>' ? "&gt;" : *p == '"' ? "&quot;"
+                      : *p == '\'' ? "&#39;" : NULL;
+        if (e) {
+            size_t k = strlen(e);
+            memcpy(o, e, k);
+            o += k;
+        } else {
+            *o++ = *p;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+/* code point cp as UTF-8 into o; returns the bytes written (0: not a valid scalar value) */
+static size_t put_utf8(char *o, unsigned long cp)
+{
+    if (cp == 0 || (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) return 0;
+    if (cp < 0x80) return o[0] = (char)cp, 1;
+    if (cp < 0x800) return o[0] = (char)(0xC0 | cp >> 6), o[1] = (char)(0x80 | (cp & 63)), 2;
+    if (cp < 0x10000)
+        return o[0] = (char)(0xE0 | cp >> 12), o[1] = (char)(0x80 | (cp >> 6 & 63)),
+               o[2] = (char)(0x80 | (cp & 63)), 3;
+    return o[0] = (char)(0xF0 | cp >> 18), o[1] = (char)(0x80 | (cp >> 12 & 63)),
+           o[2] = (char)(0x80 | (cp >> 6 & 63)), o[3] = (char)(0x80 | (cp & 63)), 4;
+}
+
+char *sq_xhtml_unescape(const char *s)
+{
+    static const struct {
+        const char *name;
+        char c;
+    } named[] = {{"amp", '&'}, {"lt", '<'}, {"gt", '>'}, {"quot", '"'}, {"apos", '\''}};
+    char *out = malloc(strlen(s) + 1), *o = out; /* never longer than the input */
+    if (!out) return NULL;
+    for (const char *p = s; *p;) {
+        const char *semi = *p == '&' ? strchr(p, ';') : NULL;
+        if (semi && semi - p <= 10) {
+            size_t len = (size_t)(semi - p - 1);
+            const char *name = p + 1;
+            bool done = false;
+            for (size_t i = 0; i < sizeof named / sizeof named[0] && !done; i++)
+                if (strlen(named[i].name) == len && !strncmp(name, named[i].name, len)) {
+                    *o++ = named[i].c;
+                    done = true;
+                }
+            if (!done && len >= 2 && name[0] == '#') {
+                bool hex = name[1] == 'x' || name[1] == 'X';
+                const char *d = name + 1 + hex;
+                char *end;
+                unsigned long cp = strtoul(d, &end, hex ? 16 : 10);
+                size_t k = end == semi && end > d ? put_utf8(o, cp) : 0;
+                if (k) o += k, done = true;
+            }
+            if (done) {
+                p = semi + 1;
+                continue;
+            }
+        }
+        *o++ = *p++;
+    }
+    *o = '\0';
+    return out;
+}
+
+char *sq_url_concat(const char *url, const char *const *args)
+{
+    size_t n = strlen(url) + 1, count = 0;
+    for (; args && args[count]; count++) n += 3 * strlen(args[count]) + 2;
+    if (count % 2) return NULL;
+    char *out = malloc(n), *o = out;
+    if (!out) return NULL;
+    size_t ul = strlen(url);
+    memcpy(o, url, ul);
+    o += ul;
+    const char *q = strchr(url, '?');
+    char sep = !q ? '?' : (ul && (url[ul - 1] == '?' || url[ul - 1] == '&')) ? 0 : '&';
+    for (size_t i = 0; i < count; i += 2) {
+        if (sep) *o++ = sep;
+        sep = '&';
+        o += sq_url_escape(o, n - (size_t)(o - out), args[i], strlen(args[i]), true);
+        *o++ = '=';
+        o += sq_url_escape(o, n - (size_t)(o - out), args[i + 1], strlen(args[i + 1]), true);
+    }
+    *o = '\0';
+    return out;
+}

@@ -1,5 +1,6 @@
 /* Request helpers: plural arguments, a required argument (400 "missing argument x"), the body
- * as JSON (400 when malformed), redirects with 303/307/308 and relative Locations. */
+ * as JSON (400 when malformed), redirects with 303/307/308 and relative Locations;
+ * set_default_headers and sq_clear; xhtml escape/unescape and url_concat as strings. */
 #include "webtest.h"
 
 #include <jansson.h>
@@ -40,6 +41,66 @@ static void redirect_post(sq_handler *h)
 {
     int st = atoi(sq_get_query_argument(h, "status", "303"));
     if (sq_redirect_status(h, "done?x=1", st) == -EINVAL) sq_write(h, "not a redirect status");
+}
+
+static void defaults(sq_handler *h)
+{
+    sq_set_header(h, "X-Frame-Options", "DENY");
+    sq_set_header(h, "Server", "custom");
+}
+
+static void clear_get(sq_handler *h)
+{
+    sq_set_status(h, 404, NULL);
+    sq_set_header(h, "X-Temp", "1");
+    sq_set_header(h, "X-Frame-Options", "SAMEORIGIN");
+    sq_write(h, "discarded");
+    assert_int_equal(sq_clear(h), 0); /* back to 200 and the defaults */
+    sq_write(h, "fresh");
+}
+
+static void test_defaults_and_clear(void **state)
+{
+    sq_loop *loop = wt_loop();
+    static const sq_handler_class cls = {.get = clear_get, .set_default_headers = defaults};
+    const sq_route routes[] = {{"/c", &cls, NULL, NULL}, {NULL, NULL, NULL, NULL}};
+    sq_app *app = sq_app_new(routes, &(sq_app_settings){.no_access_log = true});
+    wt_run run = {.n = 1, .reqs = {WT_GET("/c")}};
+    wt_serve(loop, app, &run);
+    char v[64];
+    assert_int_equal(run.resp[0].status, 200);
+    assert_string_equal(run.resp[0].body, "fresh");
+    assert_true(wt_header(&run.resp[0], "X-Frame-Options", v, sizeof v));
+    assert_string_equal(v, "DENY");
+    assert_false(wt_header(&run.resp[0], "X-Temp", v, sizeof v));
+    wt_free(&run);
+    sq_app_free(app);
+    sq_loop_free(loop);
+}
+
+static void test_strings(void **state)
+{
+    char *e = sq_xhtml_escape("<a href=\"x\">Tom & 'Jerry'</a>");
+    assert_string_equal(e, "&lt;a href=&quot;x&quot;&gt;Tom &amp; &#39;Jerry&#39;&lt;/a&gt;");
+    char *u = sq_xhtml_unescape(e);
+    assert_string_equal(u, "<a href=\"x\">Tom & 'Jerry'</a>");
+    free(e);
+    free(u);
+    u = sq_xhtml_unescape("&#233;t&#xE9; &apos;&unknown; & &#0; &#x110000; &amp");
+    assert_string_equal(u, "\xc3\xa9t\xc3\xa9 '&unknown; & &#0; &#x110000; &amp");
+    free(u);
+    const char *args[] = {"q", "a b&c", "page", "2", NULL};
+    char *c = sq_url_concat("http://x/search", args);
+    assert_string_equal(c, "http://x/search?q=a+b%26c&page=2");
+    free(c);
+    c = sq_url_concat("/s?x=1", args);
+    assert_string_equal(c, "/s?x=1&q=a+b%26c&page=2");
+    free(c);
+    c = sq_url_concat("/s?", args);
+    assert_string_equal(c, "/s?q=a+b%26c&page=2");
+    free(c);
+    const char *odd[] = {"q", NULL};
+    assert_null(sq_url_concat("/s", odd));
 }
 
 static void test_helpers(void **state)
@@ -90,6 +151,8 @@ static void test_helpers(void **state)
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_helpers)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_helpers),
+                                       cmocka_unit_test(test_defaults_and_clear),
+                                       cmocka_unit_test(test_strings)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
