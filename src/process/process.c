@@ -90,6 +90,15 @@ static int sigchld_watch(sq_process *p)
     return 0;
 }
 
+/* The last child on the SIGCHLD path is gone: give the signal back. */
+static void sigchld_release(void)
+{
+    if (!sigchld_list && sigchld_loop) {
+        sq_signal_remove(sigchld_loop, SIGCHLD);
+        sigchld_loop = NULL;
+    }
+}
+
 static void sigchld_forget(sq_process *p)
 {
     for (sq_process **pp = &sigchld_list; *pp; pp = &(*pp)->next)
@@ -97,10 +106,7 @@ static void sigchld_forget(sq_process *p)
             *pp = p->next;
             break;
         }
-    if (!sigchld_list && sigchld_loop) {
-        sq_signal_remove(sigchld_loop, SIGCHLD);
-        sigchld_loop = NULL;
-    }
+    sigchld_release();
 }
 
 /* --- exit ------------------------------------------------------------------------------------ */
@@ -148,10 +154,7 @@ static void reaped(sq_process *p, int wstatus)
         p->signal = WTERMSIG(wstatus);
         status = 128 + p->signal;
     }
-    if (!sigchld_list && sigchld_loop) {
-        sq_signal_remove(sigchld_loop, SIGCHLD);
-        sigchld_loop = NULL;
-    }
+    sigchld_release();
     if (p->detached) {
         destroy(p);
         return;

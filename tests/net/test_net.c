@@ -256,24 +256,32 @@ typedef struct blackhole {
 
 /* A listener on ::1 (or 127.0.0.1) whose accept queue is full: SYNs to it are dropped, so a
  * connect hangs — a black hole on loopback. */
-static void blackhole_open(blackhole *b, int family)
+/* A listener of `family` on loopback with `backlog`, its address in *addr (accepting
+ * nothing: the kernel completes handshakes until the queue is full). */
+static int listener(int family, int backlog, struct sockaddr_storage *addr, socklen_t *len)
 {
-    b->lfd = socket(family, SOCK_STREAM, 0);
-    memset(&b->addr, 0, sizeof b->addr);
+    int fd = socket(family, SOCK_STREAM, 0);
+    memset(addr, 0, sizeof *addr);
     if (family == AF_INET6) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&b->addr;
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)addr;
         a->sin6_family = AF_INET6;
         a->sin6_addr = in6addr_loopback;
-        b->len = sizeof *a;
+        *len = sizeof *a;
     } else {
-        struct sockaddr_in *a = (struct sockaddr_in *)&b->addr;
+        struct sockaddr_in *a = (struct sockaddr_in *)addr;
         a->sin_family = AF_INET;
         a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        b->len = sizeof *a;
+        *len = sizeof *a;
     }
-    assert_int_equal(bind(b->lfd, (struct sockaddr *)&b->addr, b->len), 0);
-    assert_int_equal(listen(b->lfd, 0), 0);
-    getsockname(b->lfd, (struct sockaddr *)&b->addr, &b->len);
+    assert_int_equal(bind(fd, (struct sockaddr *)addr, *len), 0);
+    assert_int_equal(listen(fd, backlog), 0);
+    getsockname(fd, (struct sockaddr *)addr, len);
+    return fd;
+}
+
+static void blackhole_open(blackhole *b, int family)
+{
+    b->lfd = listener(family, 0, &b->addr, &b->len);
     for (int i = 0; i < 4; i++) {
         b->fill[i] = socket(family, SOCK_STREAM | SOCK_NONBLOCK, 0);
         connect(b->fill[i], (struct sockaddr *)&b->addr, b->len);
@@ -334,30 +342,6 @@ static bool have_ipv6(void)
     return ok;
 }
 
-/* A plain listener of `family` on loopback (accepting nothing: the kernel completes the
- * handshake). */
-static int listener(int family, struct sockaddr_storage *addr, socklen_t *len)
-{
-    blackhole b;
-    b.lfd = socket(family, SOCK_STREAM, 0);
-    memset(addr, 0, sizeof *addr);
-    if (family == AF_INET6) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)addr;
-        a->sin6_family = AF_INET6;
-        a->sin6_addr = in6addr_loopback;
-        *len = sizeof *a;
-    } else {
-        struct sockaddr_in *a = (struct sockaddr_in *)addr;
-        a->sin_family = AF_INET;
-        a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        *len = sizeof *a;
-    }
-    assert_int_equal(bind(b.lfd, (struct sockaddr *)addr, *len), 0);
-    assert_int_equal(listen(b.lfd, 64), 0);
-    getsockname(b.lfd, (struct sockaddr *)addr, len);
-    return b.lfd;
-}
-
 static void test_happy_eyeballs(void **state)
 {
     if (!have_ipv6()) skip();
@@ -365,7 +349,7 @@ static void test_happy_eyeballs(void **state)
     int fds0 = sq_test_count_fds();
     struct sockaddr_storage a4, a6;
     socklen_t l4, l6;
-    int f4 = listener(AF_INET, &a4, &l4), f6 = listener(AF_INET6, &a6, &l6);
+    int f4 = listener(AF_INET, 64, &a4, &l4), f6 = listener(AF_INET6, 64, &a6, &l6);
 
     /* both up, given IPv4 first: IPv6 is tried first and wins at once */
     he_job j = {.opts = {.timeout = 5}};
@@ -398,7 +382,7 @@ static void test_happy_eyeballs(void **state)
     /* refused on ::1 (nothing listens there): IPv4 at once, no 250 ms wait */
     struct sockaddr_storage dead6;
     socklen_t ld6;
-    int tmp = listener(AF_INET6, &dead6, &ld6);
+    int tmp = listener(AF_INET6, 64, &dead6, &ld6);
     close(tmp); /* its port is now closed */
     he_job r = {.opts = {.timeout = 5}};
     add_addr(&r, &dead6, ld6);

@@ -3,11 +3,9 @@ proxy_pass http://unix:…: (the demo with --unix-socket and --xheaders)."""
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "web"))
 import demo_util as u  # noqa: E402
@@ -15,7 +13,6 @@ import demo_util as u  # noqa: E402
 check = u.check
 
 
-free_port = u.free_port
 
 
 def curl(*args):
@@ -52,36 +49,15 @@ try:
     check(code == "200" and body == open(os.path.join(u.STATIC, "hello.txt")).read(),
           "a static file over the unix socket")
 
-    lport = free_port()
-    conf = os.path.join(tmp, "nginx.conf")
-    with open(conf, "w") as f:
-        f.write(f"""daemon off; worker_processes 1; pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log;
-events {{ worker_connections 64; }}
-http {{
-  access_log off;
-  client_body_temp_path {tmp}; proxy_temp_path {tmp}; fastcgi_temp_path {tmp};
-  uwsgi_temp_path {tmp}; scgi_temp_path {tmp};
-  server {{
-    listen 127.0.0.1:{lport};
+    nginx, lport = u.start_nginx(tmp, f"""  server {{
+    @LISTEN@
     location / {{
       proxy_pass http://unix:{sock}:;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_set_header X-Real-IP $remote_addr;
     }}
-  }}
-}}
-""")
-    nginx = subprocess.Popen(["nginx", "-c", conf, "-p", tmp, "-e", f"{tmp}/nginx-error.log"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", lport), 0.5).close()
-            break
-        except OSError:
-            time.sleep(0.05)
+  }}""")
     codes = []
     for _ in range(20):
         code, body = curl(f"http://127.0.0.1:{lport}/json")

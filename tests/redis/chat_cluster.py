@@ -156,21 +156,11 @@ async def reaches_all(ports, sender_port, text, ws_clients, cursors, how="post")
 
 def nginx_lb(tmp, ports):
     """nginx in front of both demos (round robin), WebSocket upgrade and long polls proxied."""
-    port = free_port()
-    conf = os.path.join(tmp, "nginx.conf")
     upstream = "".join(f"server 127.0.0.1:{p};" for p in ports)
-    with open(conf, "w") as f:
-        f.write(f"""daemon off; worker_processes 1; pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log;
-events {{ worker_connections 256; }}
-http {{
-  access_log off;
-  client_body_temp_path {tmp}; proxy_temp_path {tmp}; fastcgi_temp_path {tmp};
-  uwsgi_temp_path {tmp}; scgi_temp_path {tmp};
-  map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
+    return u.start_nginx(tmp, f"""  map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
   upstream chat {{ {upstream} }}
   server {{
-    listen 127.0.0.1:{port};
+    @LISTEN@
     location / {{
       proxy_pass http://chat;
       proxy_http_version 1.1;
@@ -180,20 +170,7 @@ http {{
       proxy_read_timeout 60s;
       proxy_buffering off;
     }}
-  }}
-}}
-""")
-    proc = subprocess.Popen(["nginx", "-c", conf, "-p", tmp, "-e", f"{tmp}/nginx-error.log"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("nginx did not start: " + proc.stderr.read().decode(errors="replace"))
+  }}""")
 
 
 async def shared(tmp):

@@ -9,6 +9,7 @@ import struct
 import subprocess
 import tempfile
 import threading
+import time
 
 BUILD = os.environ["SQ_BUILD_DIR"]
 SRC = os.environ["SQ_SOURCE_DIR"]
@@ -22,6 +23,36 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def start_nginx(tmp, http_conf):
+    """nginx in the foreground with its files in `tmp`, on a free port: `http_conf` is what
+    goes inside `http { }`, where "@LISTEN@" stands for the listen directive.  Returns
+    (process, port) once the port accepts; the caller terminates it."""
+    port = free_port()
+    conf = os.path.join(tmp, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""daemon off; worker_processes 1; pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log;
+events {{ worker_connections 256; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp}; proxy_temp_path {tmp}; fastcgi_temp_path {tmp};
+  uwsgi_temp_path {tmp}; scgi_temp_path {tmp};
+{http_conf.replace("@LISTEN@", f"listen 127.0.0.1:{port};")}
+}}
+""")
+    proc = subprocess.Popen(["nginx", "-c", conf, "-p", tmp, "-e", f"{tmp}/nginx-error.log"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("nginx did not start: " + proc.stderr.read().decode(errors="replace"))
 
 
 def check(cond, what):
