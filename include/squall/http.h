@@ -78,6 +78,13 @@ typedef struct sq_http_settings {
     bool xheaders;           /**< trust X-Real-Ip / X-Forwarded-For / X-Forwarded-Proto */
     bool gzip;               /**< gzip text-like bodies >= 1 KiB when the client accepts it
                                 (not responses sent in pieces with sq_http_flush) */
+    /** Inflate request bodies sent with Content-Encoding: gzip before the handler reads
+     *  them (Tornado's decompress_request).  max_body_size bounds the inflated size: a gzip
+     *  bomb is answered 413 as soon as its output passes it, never held; bytes that are not
+     *  gzip get 400.  The header is then renamed X-Consumed-Content-Encoding and
+     *  content_length is the inflated length.  Streamed bodies come inflated, in pieces of
+     *  at most 64 KiB. */
+    bool decompress_request;
     bool no_keep_alive;      /**< close every connection after one response */
     const char *server_name; /**< Server header; NULL: "squall", "": no Server header; any
                                 length; CR or LF: sq_http_server_new fails with EINVAL */

@@ -153,7 +153,16 @@ ssize_t sq_format_set_cookie(char *dst, size_t dstlen, const char *name, const c
  * expired (or dated in the future by more than a day), -E2BIG if dst is too small. */
 ssize_t sq_sign_cookie_value(char *dst, size_t dstlen, const char *secret, const char *name,
                              const char *value, size_t value_len, time_t now);
-/** Check a value made by sq_sign_cookie_value() with the same secret and name, at most max_age_days
+/** sq_sign_cookie_value() with a key version (Tornado's key_version): the value starts with
+ *  "k<version>|", which the MAC covers, so that the verifier can pick the secret of that
+ *  version with sq_cookie_value_key_version() — secrets rotate without invalidating the
+ *  cookies signed before.  key_version < 0: no version (sq_sign_cookie_value()). */
+ssize_t sq_sign_cookie_value_kv(char *dst, size_t dstlen, const char *secret, int key_version,
+                                const char *name, const char *value, size_t value_len, time_t now);
+/** The key version a signed value names (not yet verified: pick the secret with it, then
+ *  sq_verify_cookie_value()), or -1 when it names none or is malformed. */
+int sq_cookie_value_key_version(const char *signed_value, size_t len);
+/** Check a value made by sq_sign_cookie_value() (or _kv) with the same secret and name, at most max_age_days
  * old, and copy the original value into dst (NUL-terminated).  Returns its length or the errors
  * above. */
 ssize_t sq_verify_cookie_value(char *dst, size_t dstlen, const char *secret, const char *name,

@@ -87,10 +87,23 @@ typedef struct sq_route {
     void *init_arg;
 } sq_route;
 
+/** One signing key of several (sq_app_settings.cookie_secrets). */
+typedef struct sq_cookie_secret {
+    int version;        /**< the key version (>= 0) cookies signed with it carry */
+    const char *secret; /**< the secret; NULL ends the table */
+} sq_cookie_secret;
+
 /** Application settings; zeroed: the defaults. */
 typedef struct sq_app_settings {
     bool debug;                              /**< error pages show details */
     const char *cookie_secret;               /**< required for signed cookies */
+    /** Versioned secrets (Tornado's cookie_secret dict with key_version): new signed cookies
+     *  are signed with the secret of `cookie_key_version` and carry that version; a cookie
+     *  is verified with the secret of the version it carries, so a secret can be rotated
+     *  (add the new one, make it current, drop the old one a max age later) without logging
+     *  everyone out.  Cookies without a version are still verified with cookie_secret. */
+    const sq_cookie_secret *cookie_secrets;
+    int cookie_key_version; /**< the version of cookie_secrets new cookies are signed with */
     bool no_access_log;                      /**< the access log is on by default */
     sq_http_settings http;                   /**< server settings (limits, gzip, xheaders …) */
     sq_form_limits form;                     /**< argument and multipart limits */
@@ -123,6 +136,16 @@ typedef struct sq_app_settings {
  * is NULL; it must outlive the app.  NULL with errno set (EINVAL for a bad pattern, which
  * is also logged with its offset). */
 sq_app *sq_app_new(const sq_route *routes, const sq_app_settings *settings);
+/** Add a route table for the hosts `host_pattern` matches (Tornado's add_handlers): an
+ *  anchored, case-insensitive PCRE2 pattern matched against the request's host name (the
+ *  Host header without its port), or NULL for every host.  Tables added later are tried
+ *  before sq_app_new's routes (which serve every host), in the order they were added; a
+ *  request whose host matches a table but none of its paths goes on to the next table.
+ *  May be called while the app serves: requests that arrive afterwards see the routes.
+ *  `routes` ends with a NULL pattern and must outlive the app.
+ *  @return 0, -EINVAL (a bad host or path pattern, logged; a route without a class),
+ *  -ENOMEM. */
+int sq_app_add_handlers(sq_app *app, const char *host_pattern, const sq_route *routes);
 /** Listen on host:port (host NULL: every address) with the current loop; host "unix:/path"
  * for a unix-domain socket (see sq_http_server_listen). */
 int sq_app_listen(sq_app *app, int port, const char *host);
@@ -198,9 +221,12 @@ int sq_set_cookie(sq_handler *h, const char *name, const char *value,
                   const sq_cookie_options *opts);
 /** Expire a cookie (Set-Cookie with Max-Age=0 and a past date). */
 int sq_clear_cookie(sq_handler *h, const char *name, const sq_cookie_options *opts);
-/** Signed with the app's cookie_secret; a tampered or expired cookie reads as NULL. */
+/** A cookie signed with the app's cookie_secret (or the cookie_secrets entry of the version
+ *  it carries), at most max_age_days old (<= 0: 31 days); a tampered, expired or unknown-key
+ *  cookie reads as NULL. */
 const char *sq_get_signed_cookie(sq_handler *h, const char *name, double max_age_days);
-/** Set a cookie signed with the app's cookie_secret (-EINVAL without one). */
+/** Set a cookie signed with the app's current key (cookie_secrets[cookie_key_version], else
+ *  cookie_secret); -EINVAL without one. */
 int sq_set_signed_cookie(sq_handler *h, const char *name, const char *value,
                          const sq_cookie_options *opts);
 
@@ -288,6 +314,35 @@ void sq_handler_detach(sq_handler *h);
  * types by extension, and no way out of the root (403/404).  Files over 1 MiB are read and
  * flushed in chunks (chunked encoding), never held whole. */
 extern const sq_handler_class sq_static_file_handler;
+
+/** Where sq_redirect_handler sends a route (its init_arg). */
+typedef struct sq_redirect_target {
+    /** The target URL (Tornado's RedirectHandler url): "{0}", "{1}" … are replaced by the
+     *  route's path groups and "{name}" by its named groups (percent-encoded again, '/'
+     *  kept); "{{" and "}}" are literal braces.  The request's query string is appended. */
+    const char *url;
+    /** 301 (0: the default, permanent), 302, 303, 307 or 308. */
+    int status;
+} sq_redirect_target;
+
+/** A class redirecting GET and HEAD (Tornado's RedirectHandler): route init_arg is a
+ *  `const sq_redirect_target *`, e.g. { "/old/(.*)", &sq_redirect_handler, NULL,
+ *  &(sq_redirect_target){ "/new/{0}", 0 } }. */
+extern const sq_handler_class sq_redirect_handler;
+
+/** A plain HTTP handler a route hands its requests to (sq_fallback_handler's init_arg). */
+typedef struct sq_fallback {
+    sq_http_handler_fn fn; /**< called as the server would call it */
+    void *arg;             /**< its argument */
+} sq_fallback;
+
+/** A class handing every request of its route, whatever the method, to a plain
+ *  sq_http_handler_fn (Tornado's FallbackHandler): route init_arg is a
+ *  `const sq_fallback *`.  The app's XSRF check (settings.xsrf_cookies) runs first for
+ *  POST, PUT, PATCH and DELETE, as for every class; then `fn` owns the request exactly as a handler given to sq_http_server_new() would: it writes
+ *  with sq_http_*, may read the body (already read whole for the standard methods), may
+ *  detach; the server finishes the response when it returns. */
+extern const sq_handler_class sq_fallback_handler;
 
 #ifdef __cplusplus
 }

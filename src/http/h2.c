@@ -130,6 +130,7 @@ void sq__h2_pool_free(sq_http_server *srv)
 static void stream_unlink_free(sq__h2_stream *st)
 {
     sq__h2 *h2 = st->h2;
+    sq__inflate_free(&st->r); /* a pooled object is wiped: nothing may stay behind */
     if (st->prev)
         st->prev->next = st->next;
     else

@@ -124,6 +124,7 @@ typedef struct sq__http_req {
     bool body_logged; /* the access log told why the body read failed */
     double body_t0;   /* loop time of the first wait for body bytes (body_min_rate) */
     int body_error;   /* -EINVAL malformed chunked, -E2BIG too large, SQ_ECLOSED */
+    struct sq__inflate *inflate; /* decompress_request: inflating a gzip body (inflate.c) */
 } sq__http_req;
 
 /* A connection.  Small on purpose: an idle keep-alive connection holds only this (its read
@@ -248,6 +249,14 @@ bool sq__h2_idle(const sq_http_conn *c);
 void sq__h2_free(sq_http_conn *c);
 void sq__h2_pool_free(sq_http_server *srv);
 ssize_t sq__h2_read_body(sq__http_req *r, const char **data);
+/* decompress_request (inflate.c): whether r's body is gzip to inflate; the whole body
+ * inflated (from the raw one, or the raw read's error); the next inflated piece, reading
+ * raw pieces with raw_chunk; the state freed (at the end of the request). */
+bool sq__inflate_wanted(sq__http_req *r);
+ssize_t sq__inflate_whole(sq__http_req *r, const char *raw, ssize_t len, const char **data);
+ssize_t sq__inflate_chunk(sq__http_req *r, ssize_t (*raw_chunk)(sq__http_req *, const char **),
+                          const char **data);
+void sq__inflate_free(sq__http_req *r);
 ssize_t sq__h2_read_body_chunk(sq__http_req *r, const char **data);
 int sq__h2_flush(sq__http_req *r);
 int sq__h2_sendfile(sq__http_req *r, int fd, off_t offset, size_t len);

@@ -120,6 +120,7 @@ static void conn_free(sq_http_conn *c)
 
 void sq__http_req_free_buffers(sq__http_req *r)
 {
+    sq__inflate_free(r);
     free(r->headers_big);
     sq__buf_free(&r->hdrs);
     sq__buf_free(&r->body);
@@ -701,6 +702,7 @@ static void request_complete(sq_http_conn *c)
     }
     r->rflags |= RESP_FINISHED;
     r->active = false;
+    sq__inflate_free(r);
     if (c->closed) return;
     if (c->close_after) {
         /* unread input (the body, pipelined requests): drain it before closing, since
@@ -1233,10 +1235,10 @@ static ssize_t body_fail(sq_http_conn *c, sq__http_req *r, int err)
     return err;
 }
 
-ssize_t sq_http_read_body(sq_http_request *req, const char **data)
+static ssize_t read_body_raw(sq__http_req *r, const char **data)
 {
-    sq__http_req *r = (sq__http_req *)req;
     if (r->h2) return sq__h2_read_body(r, data);
+    sq_http_request *req = &r->pub;
     sq_http_conn *c = req->conn;
     *data = "";
     if (r->body_read) {
@@ -1269,10 +1271,20 @@ ssize_t sq_http_read_body(sq_http_request *req, const char **data)
     return (ssize_t)(r->body_end - r->hdr_end);
 }
 
-ssize_t sq_http_read_body_chunk(sq_http_request *req, const char **data)
+ssize_t sq_http_read_body(sq_http_request *req, const char **data)
 {
     sq__http_req *r = (sq__http_req *)req;
+    if (!sq__inflate_wanted(r)) return read_body_raw(r, data);
+    const char *raw = "";
+    ssize_t n = read_body_raw(r, &raw);
+    *data = "";
+    return sq__inflate_whole(r, raw, n, data);
+}
+
+static ssize_t read_chunk_raw(sq__http_req *r, const char **data)
+{
     if (r->h2) return sq__h2_read_body_chunk(r, data);
+    sq_http_request *req = &r->pub;
     sq_http_conn *c = req->conn;
     *data = "";
     if (!r->has_body || r->body_read) return 0;
@@ -1297,6 +1309,13 @@ ssize_t sq_http_read_body_chunk(sq_http_request *req, const char **data)
         int e = wait_body(c);
         if (e < 0) return e == SQ_ENOTCORO ? e : body_fail(c, r, e);
     }
+}
+
+ssize_t sq_http_read_body_chunk(sq_http_request *req, const char **data)
+{
+    sq__http_req *r = (sq__http_req *)req;
+    if (!sq__inflate_wanted(r)) return read_chunk_raw(r, data);
+    return sq__inflate_chunk(r, read_chunk_raw, data);
 }
 
 int sq_http_flush(sq_http_request *req)

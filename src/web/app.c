@@ -61,16 +61,29 @@ struct file_version {
     char hash[17];
 };
 
-struct sq_app {
+/* A route table: the routes of sq_app_new (every host, tried last) or of one
+ * sq_app_add_handlers call (for the hosts its pattern matches). */
+typedef struct route_table {
+    struct route_table *next;
+    pcre2_code *host; /* anchored, caseless; NULL: every host */
     const sq_route *routes;
     compiled_route *compiled;
     size_t nroutes;
+    /* the slow-callback warning's labels, nroutes x SQ__NMETHODS: a request's coroutine
+     * points at its (route, method) entry */
+    struct sq__coro_label *labels;
+} route_table;
+
+struct sq_app {
+    route_table *tables; /* in matching order: added ones first, sq_app_new's last */
     uint32_t max_groups;
     pcre2_match_data *md;
     sq_app_settings settings;
     sq_templates *templates; /* settings.template_path's loader, or NULL */
     struct file_version *versions; /* sq_static_url's hashes */
     char *cookie_secret;
+    sq_cookie_secret *cookie_secrets; /* copies, ending with a NULL secret */
+    const char *signing_secret;       /* cookie_secrets' current one, or cookie_secret */
     sq_http_server *server;
     sq_http_server *tls_server; /* sq_app_listen_tls: HTTPS beside plain HTTP */
     const sq_tls_context *tls_ctx; /* its context (the server holds the reference) */
@@ -80,9 +93,7 @@ struct sq_app {
     root_cache *roots;
     size_t live;  /* handlers taken from the pool and not yet given back */
     bool freeing; /* sq_app_free() was called: the last handler given back frees the app */
-    /* the slow-callback warning's labels: (nroutes + 1) x SQ__NMETHODS, the last row for
-     * unmatched paths; a request's coroutine points at its (route, method) entry */
-    sq__coro_label *labels;
+    sq__coro_label *unmatched_labels; /* SQ__NMETHODS labels for the default handler */
     sq_loop *label_loop; /* the loop the servers run on (forgets the labels at free) */
 };
 
@@ -95,6 +106,8 @@ typedef struct arena_block {
 
 struct sq_handler {
     sq_app *app;
+    size_t state_cap; /* bytes of state[] this object has (state_max when it was made) */
+    bool handed_off;  /* the fallback handler gave the request to a plain HTTP handler */
     const sq_handler_class *cls;
     const sq_route *route;
     const compiled_route *cr;
@@ -194,19 +207,14 @@ static bool compile_route(const sq_route *r, compiled_route *cr)
     return true;
 }
 
-static bool make_labels(sq_app *app);
+static sq__coro_label *make_labels(const sq_route *routes, size_t n,
+                                   const sq_handler_class *cls);
 
 sq_app *sq_app_new(const sq_route *routes, const sq_app_settings *settings)
 {
     sq_app *app = calloc(1, sizeof *app);
     if (!app) return NULL;
     if (settings) app->settings = *settings;
-    app->routes = routes;
-    size_t n = 0;
-    while (routes && routes[n].pattern) n++;
-    app->nroutes = n;
-    app->compiled = calloc(n ? n : 1, sizeof *app->compiled);
-    if (!app->compiled) goto nomem;
     if (app->settings.template_path) {
         app->templates = sq_templates_new(
             app->settings.template_path,
@@ -219,32 +227,131 @@ sq_app *sq_app_new(const sq_route *routes, const sq_app_settings *settings)
         app->cookie_secret = strdup(app->settings.cookie_secret);
         if (!app->cookie_secret) goto nomem;
         app->settings.cookie_secret = app->cookie_secret;
+        app->signing_secret = app->cookie_secret;
+    }
+    if (app->settings.cookie_secrets) {
+        size_t k = 0;
+        while (app->settings.cookie_secrets[k].secret) k++;
+        app->cookie_secrets = calloc(k + 1, sizeof *app->cookie_secrets);
+        if (!app->cookie_secrets) goto nomem;
+        app->signing_secret = NULL;
+        for (size_t i = 0; i < k; i++) {
+            const sq_cookie_secret *cs = &app->settings.cookie_secrets[i];
+            app->cookie_secrets[i].version = cs->version;
+            app->cookie_secrets[i].secret = strdup(cs->secret);
+            if (!app->cookie_secrets[i].secret) goto nomem;
+            if (cs->version == app->settings.cookie_key_version)
+                app->signing_secret = app->cookie_secrets[i].secret;
+            if (cs->version < 0 || !*cs->secret) {
+                sq_log(SQ_LOG_ERROR, "web: cookie_secrets[%zu]: a key needs a version >= 0 and "
+                       "a non-empty secret", i);
+                goto inval;
+            }
+        }
+        app->settings.cookie_secrets = app->cookie_secrets;
+        if (!app->signing_secret) {
+            sq_log(SQ_LOG_ERROR, "web: cookie_key_version %d is not in cookie_secrets",
+                   app->settings.cookie_key_version);
+            goto inval;
+        }
     }
     const sq_handler_class *dh = app->settings.default_handler;
     if (dh) app->state_max = dh->state_size;
-    for (size_t i = 0; i < n; i++) {
-        if (!routes[i].cls) {
-            sq_log(SQ_LOG_ERROR, "web: route \"%s\" has no handler class", routes[i].pattern);
-            sq_app_free(app);
-            errno = EINVAL;
-            return NULL;
-        }
-        if (!compile_route(&routes[i], &app->compiled[i])) {
-            sq_app_free(app);
-            errno = EINVAL;
-            return NULL;
-        }
-        if (app->compiled[i].ngroups > app->max_groups) app->max_groups = app->compiled[i].ngroups;
-        if (routes[i].cls->state_size > app->state_max) app->state_max = routes[i].cls->state_size;
+    app->unmatched_labels = make_labels(NULL, 0, dh ? dh : &not_found_class);
+    if (!app->unmatched_labels) goto nomem;
+    int e = sq_app_add_handlers(app, NULL, routes);
+    if (e < 0) {
+        sq_app_free(app);
+        errno = -e;
+        return NULL;
     }
-    app->md = pcre2_match_data_create(app->max_groups + 1, NULL);
-    if (!app->md) goto nomem;
-    if (!make_labels(app)) goto nomem;
     return app;
 nomem:
     sq_app_free(app);
     errno = ENOMEM;
     return NULL;
+inval:
+    sq_app_free(app);
+    errno = EINVAL;
+    return NULL;
+}
+
+static void table_free(route_table *t)
+{
+    for (size_t i = 0; i < t->nroutes && t->compiled; i++) pcre2_code_free(t->compiled[i].code);
+    free(t->compiled);
+    pcre2_code_free(t->host);
+    free(t->labels);
+    free(t);
+}
+
+int sq_app_add_handlers(sq_app *app, const char *host_pattern, const sq_route *routes)
+{
+    if (!app) return -EINVAL;
+    route_table *t = calloc(1, sizeof *t);
+    if (!t) return -ENOMEM;
+    if (host_pattern) {
+        int err;
+        PCRE2_SIZE off;
+        t->host = pcre2_compile((PCRE2_SPTR)host_pattern, PCRE2_ZERO_TERMINATED,
+                                PCRE2_ANCHORED | PCRE2_ENDANCHORED | PCRE2_CASELESS, &err, &off,
+                                NULL);
+        if (!t->host) {
+            PCRE2_UCHAR msg[256];
+            pcre2_get_error_message(err, msg, sizeof msg);
+            sq_log(SQ_LOG_ERROR, "web: bad host pattern \"%s\" at offset %zu: %s", host_pattern,
+                   (size_t)off, (const char *)msg);
+            free(t);
+            return -EINVAL;
+        }
+        (void)pcre2_jit_compile(t->host, PCRE2_JIT_COMPLETE);
+    }
+    size_t n = 0;
+    while (routes && routes[n].pattern) n++;
+    t->routes = routes;
+    t->nroutes = n;
+    t->compiled = calloc(n ? n : 1, sizeof *t->compiled);
+    if (!t->compiled) goto nomem;
+    uint32_t groups = app->max_groups;
+    size_t state = app->state_max;
+    for (size_t i = 0; i < n; i++) {
+        if (!routes[i].cls) {
+            sq_log(SQ_LOG_ERROR, "web: route \"%s\" has no handler class", routes[i].pattern);
+            table_free(t);
+            return -EINVAL;
+        }
+        if (!compile_route(&routes[i], &t->compiled[i])) {
+            table_free(t);
+            return -EINVAL;
+        }
+        if (t->compiled[i].ngroups > groups) groups = t->compiled[i].ngroups;
+        if (routes[i].cls->state_size > state) state = routes[i].cls->state_size;
+    }
+    t->labels = make_labels(routes, n, NULL);
+    if (!t->labels) goto nomem;
+    if (!app->md || groups > app->max_groups) {
+        /* dispatch copies the groups out before any handler code runs: no request is
+         * between a match and its copy while this replaces the match data */
+        pcre2_match_data *md = pcre2_match_data_create(groups + 1, NULL);
+        if (!md) goto nomem;
+        pcre2_match_data_free(app->md);
+        app->md = md;
+        app->max_groups = groups;
+    }
+    /* pooled handlers made for a smaller state are freed when given back (handler_put) */
+    app->state_max = state;
+    /* the first table (sq_app_new's, for every host) stays last: the ones added later are
+     * tried before it, in the order they were added (Tornado's add_handlers) */
+    route_table **at = &app->tables;
+    while (*at && (*at)->next) at = &(*at)->next;
+    if (*at) {
+        t->next = *at;
+    }
+    *at = t;
+    return 0;
+nomem:
+    table_free(t);
+    return -ENOMEM;
 }
 
 static void dispatch(sq_http_request *req, void *arg);
@@ -310,10 +417,20 @@ static void app_destroy(sq_app *app)
 {
     sq_coro *self = sq_coro_self(); /* the last handler's coroutine, usually */
     if (self) sq__coro_set_label(self, NULL);
-    if (app->labels && app->label_loop)
-        sq__loop_forget_labels(app->label_loop, app->labels,
-                               app->labels + (app->nroutes + 1) * SQ__NMETHODS);
-    free(app->labels);
+    if (app->label_loop) {
+        for (route_table *t = app->tables; t; t = t->next)
+            sq__loop_forget_labels(app->label_loop, t->labels,
+                                   t->labels + t->nroutes * SQ__NMETHODS);
+        if (app->unmatched_labels)
+            sq__loop_forget_labels(app->label_loop, app->unmatched_labels,
+                                   app->unmatched_labels + SQ__NMETHODS);
+    }
+    free(app->unmatched_labels);
+    while (app->tables) {
+        route_table *t = app->tables;
+        app->tables = t->next;
+        table_free(t);
+    }
     sq_templates_free(app->templates);
     while (app->versions) {
         struct file_version *v = app->versions;
@@ -321,9 +438,6 @@ static void app_destroy(sq_app *app)
         free(v->path);
         free(v);
     }
-    for (size_t i = 0; i < app->nroutes && app->compiled; i++)
-        pcre2_code_free(app->compiled[i].code);
-    free(app->compiled);
     pcre2_match_data_free(app->md);
     while (app->pool) {
         sq_handler *h = app->pool;
@@ -339,6 +453,9 @@ static void app_destroy(sq_app *app)
         free(r);
     }
     free(app->cookie_secret);
+    for (size_t i = 0; app->cookie_secrets && app->cookie_secrets[i].secret; i++)
+        free((char *)app->cookie_secrets[i].secret);
+    free(app->cookie_secrets);
     free(app);
 }
 
@@ -375,6 +492,15 @@ const char *sq__app_static_root(sq_app *app, const char *root)
 
 /* --- reverse_url ------------------------------------------------------------------------ */
 
+/* The route called `name`, in matching order (the first table that has one). */
+static const sq_route *named_route(const sq_app *app, const char *name)
+{
+    for (const route_table *t = app->tables; t; t = t->next)
+        for (size_t i = 0; i < t->nroutes; i++)
+            if (t->routes[i].name && strcmp(t->routes[i].name, name) == 0) return &t->routes[i];
+    return NULL;
+}
+
 static void put(char *dst, size_t dstlen, size_t *pos, const char *s, size_t n)
 {
     if (*pos < dstlen) {
@@ -388,12 +514,7 @@ ssize_t sq_reverse_url(const sq_app *app, const char *name, char *dst, size_t ds
                        const char *const *args, size_t n)
 {
     if (!app || !name) return -EINVAL;
-    const sq_route *r = NULL;
-    for (size_t i = 0; i < app->nroutes; i++)
-        if (app->routes[i].name && strcmp(app->routes[i].name, name) == 0) {
-            r = &app->routes[i];
-            break;
-        }
+    const sq_route *r = named_route(app, name);
     if (!r) return -ENOENT;
     const char *p = r->pattern;
     size_t plen = strlen(p);
@@ -464,6 +585,7 @@ static sq_handler *handler_get(sq_app *app)
         h = calloc(1, sizeof *h + app->state_max);
         if (!h) return NULL;
     }
+    h->state_cap = app->state_max;
     h->app = app;
     app->live++;
     h->arena_ptr = h->arena_inline;
@@ -487,7 +609,7 @@ static void handler_put(sq_handler *h)
     if (h->out.cap > SQ__OUT_KEEP) sq__buf_free(&h->out);
     h->out.len = 0;
     app->live--;
-    if (app->npool >= SQ__POOL_MAX || app->freeing) {
+    if (app->npool >= SQ__POOL_MAX || app->freeing || h->state_cap < app->state_max) {
         free(h->out.ptr);
         free(h);
         if (app->freeing && !app->live) app_destroy(app);
@@ -506,7 +628,7 @@ static void end_request(sq_handler *h)
     h->ended = true;
     if (h->ended_flag) *h->ended_flag = true;
     if (h->cls->on_finish) h->cls->on_finish(h);
-    h->req->data = NULL;
+    if (h->req->data == h) h->req->data = NULL; /* (a plain handler given it may use it) */
     handler_put(h);
 }
 
@@ -546,9 +668,7 @@ static bool file_hash(const char *root, const char *path, char out[17])
 const char *sq_static_url(sq_handler *h, const char *path)
 {
     sq_app *app = h->app;
-    const sq_route *route = NULL;
-    for (size_t i = 0; i < app->nroutes && !route; i++)
-        if (app->routes[i].name && !strcmp(app->routes[i].name, "static")) route = &app->routes[i];
+    const sq_route *route = named_route(app, "static");
     if (!route || route->cls != &sq_static_file_handler || !route->init_arg || !path ||
         strstr(path, "..") || path[0] == '/') {
         sq_log(SQ_LOG_ERROR, "sq_static_url(%s): no route named \"static\" serving files, or a bad path",
@@ -807,31 +927,31 @@ static sq_handler_fn method_fn(const sq_handler_class *c, sq_str m, bool *is_hea
 #undef M
 }
 
-/* One label per (route, method) for the slow-callback warning ("GET /sync (sync_get)"). */
-static bool make_labels(sq_app *app)
+/* One label per (route, method) for the slow-callback warning ("GET /sync (sync_get)"):
+ * n routes x SQ__NMETHODS, or one row for `cls` (unmatched paths) when routes is NULL. */
+static sq__coro_label *make_labels(const sq_route *routes, size_t n,
+                                   const sq_handler_class *cls)
 {
     static const char *const names[SQ__NMETHODS] = {"GET",    "POST",  "HEAD",    "PUT",
                                                     "DELETE", "PATCH", "OPTIONS", "(other)"};
-    app->labels = calloc((app->nroutes + 1) * SQ__NMETHODS, sizeof *app->labels);
-    if (!app->labels) return false;
-    for (size_t i = 0; i <= app->nroutes; i++) {
-        const sq_handler_class *c =
-            i < app->nroutes ? app->routes[i].cls
-                             : (app->settings.default_handler ? app->settings.default_handler
-                                                              : &not_found_class);
+    size_t rows = routes ? n : 1;
+    sq__coro_label *labels = calloc(rows ? rows * SQ__NMETHODS : 1, sizeof *labels);
+    if (!labels) return NULL;
+    for (size_t i = 0; i < rows; i++) {
+        const sq_handler_class *c = routes ? routes[i].cls : cls;
         for (int k = 0; k < SQ__NMETHODS; k++) {
-            sq__coro_label *l = &app->labels[i * SQ__NMETHODS + (size_t)k];
+            sq__coro_label *l = &labels[i * SQ__NMETHODS + (size_t)k];
             bool head;
             int idx;
             sq_str m = {names[k], strlen(names[k])};
             sq_handler_fn fn = method_fn(c, m, &head, &idx);
             if (!fn) fn = c->prepare;
             l->method = names[k];
-            l->pattern = i < app->nroutes ? app->routes[i].pattern : NULL;
+            l->pattern = routes ? routes[i].pattern : NULL;
             l->fn = fn ? (const void *)fn : NULL;
         }
     }
-    return true;
+    return labels;
 }
 
 static void send_405(sq_handler *h)
@@ -886,30 +1006,50 @@ static void handle_failure(sq_handler *h)
     sq_send_error(h, status, msg);
 }
 
+/* The Host header's name without the port ("[::1]:8888" -> "::1"), for host patterns. */
+static sq_str host_name(sq_str h)
+{
+    if (!h.ptr) return h;
+    if (h.len && h.ptr[0] == '[') {
+        const char *e = memchr(h.ptr, ']', h.len);
+        return e ? (sq_str){h.ptr + 1, (size_t)(e - h.ptr - 1)} : h;
+    }
+    const char *colon = memchr(h.ptr, ':', h.len);
+    if (colon) h.len = (size_t)(colon - h.ptr);
+    return h;
+}
+
 static void dispatch(sq_http_request *req, void *arg)
 {
     sq_app *app = arg;
     const sq_route *route = NULL;
     const compiled_route *cr = NULL;
-    size_t ri = app->nroutes; /* the route's index (nroutes: none matched) */
-    for (size_t i = 0; i < app->nroutes; i++) {
-        const compiled_route *c = &app->compiled[i];
-        if (c->literal) {
-            if (req->path.len == c->literal_len &&
-                !memcmp(req->path.ptr, app->routes[i].pattern, c->literal_len)) {
-                route = &app->routes[i];
-                cr = c;
-                ri = i;
-                break;
+    sq__coro_label *label = app->unmatched_labels;
+    sq_str host = {NULL, 0};
+    bool host_known = false;
+    for (const route_table *t = app->tables; t && !route; t = t->next) {
+        if (t->host) {
+            if (!host_known) {
+                host = host_name(req->host);
+                host_known = true;
             }
-            continue;
+            if (pcre2_match(t->host, (PCRE2_SPTR)(host.ptr ? host.ptr : ""), host.len, 0, 0,
+                            app->md, NULL) < 0)
+                continue;
         }
-        int rc = pcre2_match(app->compiled[i].code, (PCRE2_SPTR)req->path.ptr, req->path.len, 0, 0,
-                             app->md, NULL);
-        if (rc >= 0) {
-            route = &app->routes[i];
-            cr = &app->compiled[i];
-            ri = i;
+        for (size_t i = 0; i < t->nroutes; i++) {
+            const compiled_route *c = &t->compiled[i];
+            if (c->literal) {
+                if (req->path.len != c->literal_len ||
+                    memcmp(req->path.ptr, t->routes[i].pattern, c->literal_len))
+                    continue;
+            } else if (pcre2_match(c->code, (PCRE2_SPTR)req->path.ptr, req->path.len, 0, 0,
+                                   app->md, NULL) < 0) {
+                continue;
+            }
+            route = &t->routes[i];
+            cr = c;
+            label = &t->labels[i * SQ__NMETHODS];
             break;
         }
     }
@@ -956,7 +1096,7 @@ static void dispatch(sq_http_request *req, void *arg)
     sq_handler_fn fn = method_fn(c, req->method, &h->is_head, &midx);
     /* name what this coroutine serves for the slow-callback warning: a pointer store */
     sq_coro *self = sq_coro_self();
-    if (self) sq__coro_set_label(self, &app->labels[ri * SQ__NMETHODS + (size_t)midx]);
+    if (self) sq__coro_set_label(self, &label[midx]);
 
     if (c->set_default_headers) c->set_default_headers(h);
     if (c->initialize) c->initialize(h);
@@ -979,6 +1119,10 @@ static void dispatch(sq_http_request *req, void *arg)
             if (!h->finished && !h->fail_status) fn(h);
         }
     }
+    if (h->handed_off) { /* the plain handler owns the response: the server finishes it */
+        end_request(h);
+        return;
+    }
     if (h->fail_status) handle_failure(h);
     h->method_done = true;
     if (h->finished) {
@@ -991,6 +1135,41 @@ static void dispatch(sq_http_request *req, void *arg)
         sq_finish(h);
     }
 }
+
+/* --- the fallback class ----------------------------------------------------------------------- */
+
+static void fallback_prepare(sq_handler *h)
+{
+    const sq_fallback *fb = sq_handler_init_arg(h);
+    sq_http_request *req = h->req;
+    if (!fb || !fb->fn) {
+        sq_handler_fail(h, 500, "sq_fallback_handler: the route's init_arg has no function");
+        return;
+    }
+    h->handed_off = true;
+    h->finished = true; /* nothing of the handler runs after this */
+    req->data = NULL;   /* the plain handler's, as on a request fresh from the server */
+    fb->fn(req, fb->arg);
+}
+
+/* The methods only let the standard gates run (the body read whole, the XSRF check);
+ * prepare hands the request over before any of them is called, and also takes the
+ * methods no class names (PROPFIND …). */
+static void fallback_nop(sq_handler *h)
+{
+    (void)h;
+}
+
+const sq_handler_class sq_fallback_handler = {
+    .get = fallback_nop,
+    .post = fallback_nop,
+    .put = fallback_nop,
+    .delete_ = fallback_nop,
+    .patch = fallback_nop,
+    .head = fallback_nop,
+    .options = fallback_nop,
+    .prepare = fallback_prepare,
+};
 
 /* --- handler accessors -------------------------------------------------------------------- */
 
@@ -1298,17 +1477,30 @@ int sq_clear_cookie(sq_handler *h, const char *name, const sq_cookie_options *op
 
 static const char *secret_or_log(sq_handler *h)
 {
-    const char *s = h->app->settings.cookie_secret;
-    if (!s || !*s) sq_log(SQ_LOG_ERROR, "web: signed cookies need the app's cookie_secret");
+    const char *s = h->app->signing_secret;
+    if (!s || !*s)
+        sq_log(SQ_LOG_ERROR, "web: signed cookies need the app's cookie_secret or cookie_secrets");
     return s && *s ? s : NULL;
+}
+
+/* The secret a signed value was made with: that of the key version it carries, else the
+ * unversioned cookie_secret. */
+static const char *verifying_secret(const sq_app *app, const char *v, size_t len)
+{
+    int kv = sq_cookie_value_key_version(v, len);
+    if (kv < 0) return app->cookie_secret;
+    for (size_t i = 0; app->cookie_secrets && app->cookie_secrets[i].secret; i++)
+        if (app->cookie_secrets[i].version == kv) return app->cookie_secrets[i].secret;
+    return NULL; /* a retired key: the cookie is no longer valid */
 }
 
 const char *sq_get_signed_cookie(sq_handler *h, const char *name, double max_age_days)
 {
-    const char *secret = secret_or_log(h);
-    if (!secret) return NULL;
+    if (!secret_or_log(h)) return NULL;
     const sq_arg *a = cookie_find(h, name);
     if (!a) return NULL;
+    const char *secret = verifying_secret(h->app, a->value, a->value_len);
+    if (!secret) return NULL;
     char *dst = sq__handler_alloc(h, a->value_len + 1);
     if (!dst) return NULL;
     ssize_t n = sq_verify_cookie_value(dst, a->value_len + 1, secret, name, a->value, a->value_len,
@@ -1321,17 +1513,18 @@ int sq_set_signed_cookie(sq_handler *h, const char *name, const char *value,
 {
     const char *secret = secret_or_log(h);
     if (!secret) return -EINVAL;
+    int kv = h->app->cookie_secrets ? h->app->settings.cookie_key_version : -1;
     if (!value) value = "";
     size_t vlen = strlen(value);
     time_t now = time(NULL);
     char buf[512];
-    ssize_t n = sq_sign_cookie_value(buf, sizeof buf, secret, name, value, vlen, now);
+    ssize_t n = sq_sign_cookie_value_kv(buf, sizeof buf, secret, kv, name, value, vlen, now);
     if (n < 0) return (int)n;
     char *p = buf;
     if ((size_t)n >= sizeof buf) {
         p = malloc((size_t)n + 1);
         if (!p) return -ENOMEM;
-        n = sq_sign_cookie_value(p, (size_t)n + 1, secret, name, value, vlen, now);
+        n = sq_sign_cookie_value_kv(p, (size_t)n + 1, secret, kv, name, value, vlen, now);
     }
     int rc = n < 0 ? (int)n : sq_set_cookie(h, name, p, opts);
     if (p != buf) free(p);

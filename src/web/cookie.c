@@ -4,6 +4,7 @@
  * timestamp). */
 #define _GNU_SOURCE /* memmem, memrchr */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -242,23 +243,33 @@ static bool bad_secret_or_name(const char *secret, const char *name)
     return false;
 }
 
-ssize_t sq_sign_cookie_value(char *dst, size_t dstlen, const char *secret, const char *name,
-                             const char *value, size_t value_len, time_t now)
+/* "k<version>|": the optional first field of a value signed with a versioned key */
+static int kv_prefix(char *dst, int key_version)
+{
+    return key_version < 0 ? 0 : sprintf(dst, "k%d|", key_version);
+}
+
+ssize_t sq_sign_cookie_value_kv(char *dst, size_t dstlen, const char *secret, int key_version,
+                                const char *name, const char *value, size_t value_len, time_t now)
 {
     if (bad_secret_or_name(secret, name) || (!value && value_len) || now <= 0 ||
-        value_len > (SIZE_MAX - 64) / 2)
+        value_len > (SIZE_MAX - 96) / 2)
         return -EINVAL;
+    char kv[16];
+    int kvlen = kv_prefix(kv, key_version);
     char ts[24];
     int tslen = snprintf(ts, sizeof ts, "%lld", (long long)now);
     size_t blen = b64_len(value_len);
-    size_t plen = blen + 1 + (size_t)tslen;
+    size_t plen = (size_t)kvlen + blen + 1 + (size_t)tslen;
     size_t total = plen + 1 + SIG_HEX;
     char *buf = malloc(total + 1);
     if (!buf) return -ENOMEM;
-    b64_encode(buf, (const unsigned char *)value, value_len);
-    buf[blen] = '|';
-    memcpy(buf + blen + 1, ts, (size_t)tslen);
+    memcpy(buf, kv, (size_t)kvlen);
+    b64_encode(buf + kvlen, (const unsigned char *)value, value_len);
+    buf[kvlen + blen] = '|';
+    memcpy(buf + kvlen + blen + 1, ts, (size_t)tslen);
     buf[plen] = '|';
+    /* the MAC covers the key version too: it cannot be swapped for a weaker key's */
     int r = sign(buf + plen + 1, secret, name, buf, plen);
     if (r < 0) {
         free(buf);
@@ -274,6 +285,41 @@ ssize_t sq_sign_cookie_value(char *dst, size_t dstlen, const char *secret, const
     return (ssize_t)total;
 }
 
+ssize_t sq_sign_cookie_value(char *dst, size_t dstlen, const char *secret, const char *name,
+                             const char *value, size_t value_len, time_t now)
+{
+    return sq_sign_cookie_value_kv(dst, dstlen, secret, -1, name, value, value_len, now);
+}
+
+/* The "k<digits>|" field of a versioned value: its version, or -1 when the value has none
+ * (b64 never holds '|', so an unversioned "b64|ts|sig" has exactly two bars). */
+static int parse_key_version(const char *v, size_t len, size_t *skip)
+{
+    *skip = 0;
+    const char *bar = memchr(v, '|', len);
+    if (!bar || !memchr(bar + 1, '|', len - (size_t)(bar - v) - 1)) return -1;
+    const char *third = len > SIG_HEX + 1 ? memrchr(v, '|', len - SIG_HEX - 1) : NULL;
+    if (!third || third == bar) return -1; /* only "b64|ts": no version field */
+    size_t n = (size_t)(bar - v);
+    if (n < 2 || n > 10 || v[0] != 'k' || (v[1] == '0' && n > 2)) return -2;
+    long long k = 0;
+    for (size_t i = 1; i < n; i++) {
+        if (v[i] < '0' || v[i] > '9') return -2;
+        k = k * 10 + (v[i] - '0');
+    }
+    if (k > INT_MAX) return -2;
+    *skip = n + 1;
+    return (int)k;
+}
+
+int sq_cookie_value_key_version(const char *signed_value, size_t len)
+{
+    size_t skip;
+    if (!signed_value) return -1;
+    int k = parse_key_version(signed_value, len, &skip);
+    return k < 0 ? -1 : k;
+}
+
 ssize_t sq_verify_cookie_value(char *dst, size_t dstlen, const char *secret, const char *name,
                                const char *signed_value, size_t len, double max_age_days,
                                time_t now)
@@ -281,10 +327,13 @@ ssize_t sq_verify_cookie_value(char *dst, size_t dstlen, const char *secret, con
     if (bad_secret_or_name(secret, name) || (!signed_value && len)) return -EINVAL;
     /* b64 "|" ts "|" sig: the last two fields have fixed forms, so split from the right */
     if (len < SIG_HEX + 3 || signed_value[len - SIG_HEX - 1] != '|') return -EINVAL;
-    size_t plen = len - SIG_HEX - 1; /* "b64|ts" */
+    size_t plen = len - SIG_HEX - 1; /* ["k<version>|"] "b64|ts" */
+    size_t skip;
+    if (parse_key_version(signed_value, len, &skip) == -2) return -EINVAL;
     const char *bar = memrchr(signed_value, '|', plen);
-    if (!bar) return -EINVAL;
-    size_t blen = (size_t)(bar - signed_value);
+    if (!bar || (size_t)(bar - signed_value) < skip) return -EINVAL;
+    const char *b64 = signed_value + skip;
+    size_t blen = (size_t)(bar - b64);
     const char *ts = bar + 1;
     size_t tslen = plen - blen - 1;
     if (tslen == 0 || tslen > 19 || ts[0] == '0') return -EINVAL;
@@ -297,13 +346,13 @@ ssize_t sq_verify_cookie_value(char *dst, size_t dstlen, const char *secret, con
     int r = sign(want, secret, name, signed_value, plen);
     if (r < 0) return r;
     if (CRYPTO_memcmp(want, signed_value + plen + 1, SIG_HEX) != 0) return -EINVAL;
-    ssize_t vlen = b64_decode(NULL, signed_value, blen);
+    ssize_t vlen = b64_decode(NULL, b64, blen);
     if (vlen < 0) return -EINVAL; /* cannot happen for a value we signed */
     if (!(max_age_days > 0)) max_age_days = 31;
     double age = (double)now - (double)t;
     if (age > max_age_days * 86400.0 || age < -86400.0) return -ETIMEDOUT;
     if ((size_t)vlen >= dstlen) return -E2BIG;
-    b64_decode(dst, signed_value, blen);
+    b64_decode(dst, b64, blen);
     dst[vlen] = '\0';
     return vlen;
 }
