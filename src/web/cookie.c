@@ -335,7 +335,7 @@ ssize_t sq_verify_cookie_value(char *dst, size_t dstlen, const char *secret, con
     const char *b64 = signed_value + skip;
     size_t blen = (size_t)(bar - b64);
     const char *ts = bar + 1;
-    size_t tslen = plen - blen - 1;
+    size_t tslen = plen - skip - blen - 1;
     if (tslen == 0 || tslen > 19 || ts[0] == '0') return -EINVAL;
     unsigned long long t = 0; /* 19 digits cannot overflow it */
     for (size_t i = 0; i < tslen; i++) {
