@@ -1,6 +1,15 @@
 /* ETags on dynamic responses (Tornado's compute_etag / check_etag_header): a hash of the body
- * on a 200 GET or HEAD finished in one piece, If-None-Match answered 304 without a body. */
-#include "webtest.h"
+ * on a 200 GET or HEAD finished in one piece, If-None-Match answered 304 without a body.
+ * Written with the user-facing harness (squall/testing.h). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "squall/testing.h"
 
 static void page_get(sq_handler *h)
 {
@@ -26,67 +35,77 @@ static void missing_get(sq_handler *h)
     sq_send_error(h, 404, NULL);
 }
 
-static void serve(sq_app_settings st, wt_run *run)
+static const sq_route routes[] = {
+    {"/page", &(sq_handler_class){.get = page_get, .post = page_post}, NULL, NULL},
+    {"/own", &(sq_handler_class){.get = own_get}, NULL, NULL},
+    {"/flushed", &(sq_handler_class){.get = flushed_get}, NULL, NULL},
+    {"/missing", &(sq_handler_class){.get = missing_get}, NULL, NULL},
+    {NULL, NULL, NULL, NULL},
+};
+
+static sq_app *app(bool no_etag)
 {
-    sq_loop *loop = wt_loop();
-    static const sq_handler_class page = {.get = page_get, .post = page_post},
-                                  own = {.get = own_get}, flushed = {.get = flushed_get},
-                                  missing = {.get = missing_get};
-    const sq_route routes[] = {{"/page", &page, NULL, NULL},
-                               {"/own", &own, NULL, NULL},
-                               {"/flushed", &flushed, NULL, NULL},
-                               {"/missing", &missing, NULL, NULL},
-                               {NULL, NULL, NULL, NULL}};
-    st.no_access_log = true;
-    sq_app *app = sq_app_new(routes, &st);
-    assert_non_null(app);
-    wt_serve(loop, app, run);
-    sq_app_free(app);
-    sq_loop_free(loop);
+    sq_app_settings st = {.no_access_log = true, .no_etag = no_etag};
+    return sq_app_new(routes, &st);
+}
+
+/* GET (or `method`) `path` with an If-None-Match header when inm is not NULL */
+static sq_fetch_response *get(sq_test *t, const char *method, const char *path, const char *inm)
+{
+    char h[160];
+    snprintf(h, sizeof h, "If-None-Match: %s", inm ? inm : "");
+    const char *headers[] = {h, NULL};
+    return sq_test_fetch(t, path,
+                         &(sq_fetch_request){.method = method,
+                                             .headers = inm ? headers : NULL,
+                                             .body = method && !strcmp(method, "POST") ? "" : NULL,
+                                             .allow_nonstandard_methods = true});
+}
+
+static void etags(sq_test *t)
+{
+    sq_fetch_response *r = get(t, NULL, "/page", NULL);
+    SQ_CHECK_STATUS(t, r, 200);
+    const char *tag = r ? sq_fetch_response_header(r, "ETag") : NULL;
+    if (!SQ_CHECK(t, tag && strlen(tag) == 18)) return; /* "<16 hex digits>" */
+    char weak[80], listed[96];
+    snprintf(weak, sizeof weak, "W/%s", tag);
+    snprintf(listed, sizeof listed, "\"other\", %s", weak);
+
+    r = get(t, NULL, "/page", tag);
+    SQ_CHECK_STATUS(t, r, 304);
+    SQ_CHECK_BODY(t, r, "");
+    SQ_CHECK_HEADER(t, r, "ETag", tag);
+    SQ_CHECK_STATUS(t, get(t, NULL, "/page", listed), 304); /* listed among others, weakly */
+    SQ_CHECK_STATUS(t, get(t, "HEAD", "/page", tag), 304);  /* HEAD too */
+    r = get(t, NULL, "/page", "\"stale\"");
+    SQ_CHECK_STATUS(t, r, 200);
+    SQ_CHECK_BODY(t, r, "the same page every time");
+
+    r = get(t, "POST", "/page", NULL);
+    SQ_CHECK_STATUS(t, r, 200);
+    SQ_CHECK_HEADER(t, r, "ETag", NULL); /* not for POST */
+    SQ_CHECK_HEADER(t, get(t, NULL, "/own", NULL), "ETag", "\"mine\""); /* the handler's own */
+    r = get(t, NULL, "/flushed", NULL);
+    SQ_CHECK_HEADER(t, r, "ETag", NULL); /* sent in pieces: no hash */
+    SQ_CHECK_BODY(t, r, "part one part two");
+    r = get(t, NULL, "/missing", NULL);
+    SQ_CHECK_STATUS(t, r, 404);
+    SQ_CHECK_HEADER(t, r, "ETag", NULL); /* not for errors */
+}
+
+static void no_etags(sq_test *t)
+{
+    sq_fetch_response *r = get(t, NULL, "/page", "\"0123456789abcdef\"");
+    SQ_CHECK_STATUS(t, r, 200);
+    SQ_CHECK_HEADER(t, r, "ETag", NULL);
 }
 
 static void test_etag(void **state)
 {
-    wt_run first = {.n = 1, .reqs = {WT_GET("/page")}};
-    serve((sq_app_settings){0}, &first);
-    char etag[64];
-    assert_int_equal(first.resp[0].status, 200);
-    assert_true(wt_header(&first.resp[0], "ETag", etag, sizeof etag));
-    assert_int_equal(strlen(etag), 18); /* "<16 hex digits>" */
-    static char r1[256], r2[256], r3[256];
-    snprintf(r1, sizeof r1, "GET /page HTTP/1.1\r\nHost: x\r\nIf-None-Match: %s\r\nConnection: close\r\n\r\n", etag);
-    snprintf(r2, sizeof r2, "GET /page HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"other\", W/%s\r\nConnection: close\r\n\r\n", etag);
-    snprintf(r3, sizeof r3, "HEAD /page HTTP/1.1\r\nHost: x\r\nIf-None-Match: %s\r\nConnection: close\r\n\r\n", etag);
-    wt_run run = {.n = 8,
-                  .reqs = {r1, r2, r3,
-                           "GET /page HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"stale\"\r\nConnection: close\r\n\r\n",
-                           "POST /page HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                           WT_GET("/own"), WT_GET("/flushed"), WT_GET("/missing")}};
-    serve((sq_app_settings){0}, &run);
-    char v[64];
-    assert_int_equal(run.resp[0].status, 304);
-    assert_int_equal(run.resp[0].body_len, 0);
-    assert_true(wt_header(&run.resp[0], "ETag", v, sizeof v));
-    assert_string_equal(v, etag);
-    assert_int_equal(run.resp[1].status, 304); /* listed among others, weakly */
-    assert_int_equal(run.resp[2].status, 304); /* HEAD too */
-    assert_int_equal(run.resp[3].status, 200);
-    assert_string_equal(run.resp[3].body, "the same page every time");
-    assert_int_equal(run.resp[4].status, 200);
-    assert_false(wt_header(&run.resp[4], "ETag", v, sizeof v)); /* not for POST */
-    assert_true(wt_header(&run.resp[5], "ETag", v, sizeof v));
-    assert_string_equal(v, "\"mine\""); /* the handler's own is kept */
-    assert_false(wt_header(&run.resp[6], "ETag", v, sizeof v)); /* sent in pieces: no hash */
-    assert_string_equal(run.resp[6].body, "part one part two");
-    assert_false(wt_header(&run.resp[7], "ETag", v, sizeof v)); /* not for errors */
-    wt_free(&run);
-    /* settings.no_etag */
-    wt_run off = {.n = 1, .reqs = {r1}};
-    serve((sq_app_settings){.no_etag = true}, &off);
-    assert_int_equal(off.resp[0].status, 200);
-    assert_false(wt_header(&off.resp[0], "ETag", v, sizeof v));
-    wt_free(&off);
-    wt_free(&first);
+    (void)state;
+    assert_int_equal(sq_test_run(app(false), etags, NULL, NULL), 0);
+    assert_int_equal(sq_test_run(app(true), no_etags, NULL, NULL), 0); /* settings.no_etag */
 }
 
 int main(void)

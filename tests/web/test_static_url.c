@@ -1,6 +1,8 @@
 /* sq_static_url (a content hash in the URL, a year of caching for it), static_max_age for
- * unversioned requests and static_default_filename for directories. */
+ * unversioned requests and static_default_filename for directories.  Written with the
+ * user-facing harness (squall/testing.h). */
 #include "webtest.h"
+#include "squall/testing.h"
 
 #include <sys/stat.h>
 
@@ -28,6 +30,42 @@ static sq_app *make(bool debug)
     return sq_app_new(routes, &st);
 }
 
+static void static_urls(sq_test *t)
+{
+    /* the two bad calls of page_get are logged (and swallowed here) */
+    sq_test_expect_log(t, SQ_LOG_ERROR, "sq_static_url(nope.css): not a file");
+    sq_test_expect_log(t, SQ_LOG_ERROR, "sq_static_url(../etc/passwd): no route");
+    sq_fetch_response *r = sq_test_fetch(t, "/page", NULL);
+    SQ_CHECK_STATUS(t, r, 200);
+    const char *bar = r ? strchr(r->body, '|') : NULL;
+    if (!SQ_CHECK(t, bar != NULL)) return;
+    snprintf(url1, sizeof url1, "%.*s", (int)(bar - r->body), r->body);
+    SQ_CHECK(t, strncmp(url1, "/static/style.css?v=", 20) == 0 && strlen(url1) == 20 + 16);
+    SQ_CHECK(t, strcmp(bar, "|NULL|NULL") == 0);
+
+    r = sq_test_fetch(t, "/static/style.css", NULL);
+    SQ_CHECK_STATUS(t, r, 200);
+    SQ_CHECK_HEADER(t, r, "Cache-Control", "max-age=60, public"); /* unversioned */
+    r = sq_test_fetch(t, "/static/sub/", NULL);
+    SQ_CHECK_BODY(t, r, "<p>sub index</p>");
+    SQ_CHECK_HEADER(t, r, "Content-Type", "text/html; charset=UTF-8");
+    SQ_CHECK_BODY(t, sq_test_fetch(t, "/static/", NULL), "<p>root index</p>");
+    SQ_CHECK_BODY(t, sq_test_fetch(t, "/static/sub", NULL), "<p>sub index</p>");
+
+    r = sq_test_fetch(t, url1, NULL);
+    SQ_CHECK_BODY(t, r, "body { color: red }");
+    SQ_CHECK_HEADER(t, r, "Cache-Control", "max-age=31536000, public"); /* versioned: a year */
+
+    /* the file changes: debug gives it a new version */
+    sq_test_write_file(dir, "style.css", "body { color: blue }", 5);
+    r = sq_test_fetch(t, "/page", NULL);
+    bar = r ? strchr(r->body, '|') : NULL;
+    if (!SQ_CHECK(t, bar != NULL)) return;
+    snprintf(url2, sizeof url2, "%.*s", (int)(bar - r->body), r->body);
+    SQ_CHECK(t, strncmp(url2, "/static/style.css?v=", 20) == 0);
+    SQ_CHECK(t, strcmp(url1, url2) != 0);
+}
+
 static void test_static_url(void **state)
 {
     snprintf(dir, sizeof dir, "/tmp/squall-static-url-%d", (int)getpid());
@@ -38,54 +76,9 @@ static void test_static_url(void **state)
     sq_test_write_file(dir, "style.css", "body { color: red }", 0);
     sq_test_write_file(dir, "index.html", "<p>root index</p>", 0);
     sq_test_write_file(sub, "index.html", "<p>sub index</p>", 0);
-
-    sq_loop *loop = wt_loop();
     sq_app *app = make(true);
     assert_non_null(app);
-    wt_run run = {.n = 5,
-                  .reqs = {WT_GET("/page"), WT_GET("/static/style.css"), WT_GET("/static/sub/"),
-                           WT_GET("/static/"), WT_GET("/static/sub")}};
-    wt_serve(loop, app, &run);
-    char v[64];
-    assert_int_equal(run.resp[0].status, 200);
-    char *bar = strchr(run.resp[0].body, '|');
-    assert_non_null(bar);
-    snprintf(url1, sizeof url1, "%.*s", (int)(bar - run.resp[0].body), run.resp[0].body);
-    assert_int_equal(strncmp(url1, "/static/style.css?v=", 20), 0);
-    assert_int_equal(strlen(url1), 20 + 16);
-    assert_string_equal(bar, "|NULL|NULL");
-    assert_int_equal(run.resp[1].status, 200); /* unversioned: static_max_age */
-    assert_true(wt_header(&run.resp[1], "Cache-Control", v, sizeof v));
-    assert_string_equal(v, "max-age=60, public");
-    assert_int_equal(run.resp[2].status, 200);
-    assert_string_equal(run.resp[2].body, "<p>sub index</p>");
-    assert_true(wt_header(&run.resp[2], "Content-Type", v, sizeof v));
-    assert_string_equal(v, "text/html; charset=UTF-8");
-    assert_string_equal(run.resp[3].body, "<p>root index</p>");
-    assert_string_equal(run.resp[4].body, "<p>sub index</p>");
-    wt_free(&run);
-
-    static char req[256];
-    snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", url1);
-    wt_run run2 = {.n = 1, .reqs = {req}};
-    wt_serve(loop, app, &run2);
-    assert_int_equal(run2.resp[0].status, 200);
-    assert_string_equal(run2.resp[0].body, "body { color: red }");
-    assert_true(wt_header(&run2.resp[0], "Cache-Control", v, sizeof v));
-    assert_string_equal(v, "max-age=31536000, public"); /* versioned: a year */
-    wt_free(&run2);
-
-    /* the file changes: debug gives it a new version */
-    sq_test_write_file(dir, "style.css", "body { color: blue }", 5);
-    wt_run run3 = {.n = 1, .reqs = {WT_GET("/page")}};
-    wt_serve(loop, app, &run3);
-    bar = strchr(run3.resp[0].body, '|');
-    snprintf(url2, sizeof url2, "%.*s", (int)(bar - run3.resp[0].body), run3.resp[0].body);
-    assert_int_equal(strncmp(url2, "/static/style.css?v=", 20), 0);
-    assert_string_not_equal(url1, url2);
-    wt_free(&run3);
-    sq_app_free(app);
-    sq_loop_free(loop);
+    assert_int_equal(sq_test_run(app, static_urls, NULL, NULL), 0);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     assert_int_equal(system(cmd), 0);
