@@ -97,11 +97,14 @@ bool sq_test_fail_at(sq_test *t, const char *file, int line, const char *fmt, ..
 /** Whether a check of this test has failed so far. */
 bool sq_test_failed(const sq_test *t);
 
-/** @cond internal: the checks behind the macros */
+/** @cond internal */
+/** SQ_CHECK_STATUS's check. */
 bool sq__test_check_status(sq_test *t, const char *file, int line, const sq_fetch_response *r,
                            int status);
+/** SQ_CHECK_HEADER's check. */
 bool sq__test_check_header(sq_test *t, const char *file, int line, const sq_fetch_response *r,
                            const char *name, const char *value);
+/** SQ_CHECK_BODY's and SQ_CHECK_BODY_CONTAINS's check. */
 bool sq__test_check_body(sq_test *t, const char *file, int line, const sq_fetch_response *r,
                          const char *text, bool whole);
 /** @endcond */
