@@ -5,7 +5,8 @@
 # keep-alive request and per handshake, bytes per idle TLS connection), h2.md (HTTP/2 over TLS
 # and h2c against nginx and h2o: CPU per request under h2load, bytes per idle connection),
 # callgrind.md (instructions per request), syscalls.md (strace counts per request), mem.md
-# (bytes per idle connection and per parked request), c10k.md (10,000 connections under wrk),
+# (bytes per idle connection and per parked request), template.md and page.md (template
+# rendering against Jinja2 and Tornado; a small template per request against plain text), c10k.md (10,000 connections under wrk),
 # and with SQ_BENCH_BASELINE=OLD_BUILD_DIR transport.md (plain HTTP CPU per request of this
 # build against that one, bench/transport_compare.sh).  SQ_BENCH_RESULTS overrides the directory.
 # --quick runs each part briefly (about 70 s in all on the 2-core development machine) to check
@@ -67,6 +68,8 @@ if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then pin="taskset -c 0
   "$here/ws_compare.sh" "$build" "$([ -n "$quick" ] && echo 3 || echo 10)"
   echo
   "$here/template_compare.sh" "$build" "$([ -n "$quick" ] && echo 50 || echo 500)"
+  echo
+  "$here/page_compare.sh" "$build" "$([ -n "$quick" ] && echo 1 || echo 10)"
   echo
   "$here/chat_redis.sh" "$build" "$([ -n "$quick" ] && echo 3 || echo 10)" 1000 100
   if command -v h2load >/dev/null && command -v nginx >/dev/null; then

@@ -11,6 +11,9 @@
  *   GET /plaintext   "Hello, World!" as text/plain (the web layer's answer to examples/hello)
  *   GET /json        {"message":"Hello, World!"}: a jansson object built and serialized for
  *                    every request (nothing cached)
+ *   GET /page        bench/templates/page.html rendered with sq_render against a context built
+ *                    for every request (a title, a user object, three items: about 240 bytes
+ *                    of HTML), the compiled template cached as an app would
  *   GET /sleep?s=N   sleeps N seconds (default 2) on its coroutine, then answers "slept":
  *                    the shape of a long-polling request that stays parked meanwhile
  *
@@ -34,6 +37,13 @@ static void json_get(sq_handler *h)
     sq_write_json(h, json_pack("{s:s}", "message", "Hello, World!"));
 }
 
+static void page_get(sq_handler *h)
+{
+    sq_render(h, "page.html",
+              json_pack("{s:s, s:{s:s, s:b}, s:[s,s,s]}", "title", "squall", "user", "name",
+                        "<Ada>", "admin", 1, "items", "loop", "coroutines", "templates & more"));
+}
+
 static void sleep_get(sq_handler *h)
 {
     double s = atof(sq_get_query_argument(h, "s", "2"));
@@ -47,14 +57,18 @@ int main(int argc, char **argv)
 {
     int port = argc > 1 ? atoi(argv[1]) : 8888;
     static const sq_handler_class plaintext = {.get = plaintext_get}, json = {.get = json_get},
-                                  sleeper = {.get = sleep_get};
+                                  sleeper = {.get = sleep_get}, page = {.get = page_get};
     static const sq_route routes[] = {
         {"/plaintext", &plaintext, NULL, NULL},
         {"/json", &json, NULL, NULL},
         {"/sleep", &sleeper, NULL, NULL},
+        {"/page", &page, NULL, NULL},
         {NULL, NULL, NULL, NULL},
     };
-    sq_app_settings settings = {.no_access_log = true};
+    /* the templates beside this source (SQ_BENCH_TEMPLATES overrides) */
+    const char *tdir = getenv("SQ_BENCH_TEMPLATES");
+    sq_app_settings settings = {.no_access_log = true,
+                                .template_path = tdir && *tdir ? tdir : SQ_BENCH_TEMPLATE_DIR};
     const char *cert = argc > 3 ? argv[2] : getenv("SQ_BENCH_TLS_CERT");
     const char *key = argc > 3 ? argv[3] : getenv("SQ_BENCH_TLS_KEY");
     sq_tls_context *tls = NULL;
