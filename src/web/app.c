@@ -575,6 +575,13 @@ ssize_t sq_reverse_url(const sq_app *app, const char *name, char *dst, size_t ds
 static sq_handler *handler_get(sq_app *app)
 {
     sq_handler *h = app->pool;
+    while (h && h->state_cap < app->state_max) { /* pooled before a bigger class was added */
+        app->pool = h->next_free;
+        app->npool--;
+        free(h->out.ptr);
+        free(h);
+        h = app->pool;
+    }
     if (h) {
         app->pool = h->next_free;
         app->npool--;

@@ -60,6 +60,13 @@ with tempfile.TemporaryDirectory() as tmp:
     check(code == 413, f"curl: a gzip bomb ({os.path.getsize(bomb)} bytes -> 64 MiB) gets 413 ({code})")
     code, body = curl(s.port, "--data-binary", "not gzip", "-H", "Content-Encoding: gzip")
     check(code == 400 and "not valid gzip" in body, f"curl: junk labelled gzip gets 400 ({code})")
+    code, body = curl(s.port, "--http2-prior-knowledge", "--data-binary", f"@{gz}", "-H",
+                      "Content-Encoding: gzip")
+    check(code == 200 and body == f"{len(form)}:" + form.decode(),
+          "curl over HTTP/2 (h2c): the gzip body arrives inflated too")
+    code, body = curl(s.port, "--http2-prior-knowledge", "--data-binary", f"@{bomb}", "-H",
+                      "Content-Encoding: gzip")
+    check(code == 413, f"curl over HTTP/2: the bomb gets 413 ({code})")
     code, body = curl(s.port, "--data-binary", "plain")
     check(code == 200 and body == "5:plain", "curl: a plain body is untouched")
 

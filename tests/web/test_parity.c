@@ -435,8 +435,16 @@ static const sq_route api_routes[] = {
     {NULL, NULL, NULL, NULL},
 };
 
+/* a class whose state is bigger than any before it: pooled handlers are too small for it */
+static void big_get(sq_handler *h)
+{
+    memset(sq_handler_state(h), 'b', 8192); /* ASan: every byte must be there */
+    sq_write(h, "big");
+}
+
 static const sq_route late_routes[] = {
     {"/late", &say_class, NULL, "late"},
+    {"/big", &(sq_handler_class){.get = big_get, .state_size = 8192}, NULL, NULL},
     {NULL, NULL, NULL, NULL},
 };
 
@@ -493,6 +501,8 @@ static void routing_body(sq_test *t)
     SQ_CHECK_STATUS(t, sq_test_fetch(t, "/late", NULL), 404);
     SQ_CHECK_BODY(t, sq_test_fetch(t, "/add", NULL), "added 0");
     SQ_CHECK_BODY(t, sq_test_fetch(t, "/late", NULL), "late:");
+    SQ_CHECK_BODY(t, sq_test_fetch(t, "/big", NULL), "big");
+    SQ_CHECK_BODY(t, sq_test_fetch(t, "/big", NULL), "big");
     char url[64];
     SQ_CHECK(t, sq_reverse_url(sq_test_app(t), "api_v1", url, sizeof url,
                                (const char *[]){"a b"}, 1) > 0 && !strcmp(url, "/v1/a%20b"));
