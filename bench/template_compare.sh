@@ -2,7 +2,7 @@
 # Templates: CPU µs per render of a 1,000-row table (tests/web/templates/table.html: id, an
 # escaped name, a price, three tags per row; about 185 KB of HTML) with squall's templates
 # (bench/template_render.c), Jinja2 and Tornado's templates (bench/template_py.py, Debian's
-# python3), in one run.  Writes $SQ_BENCH_RESULTS/template.md (default bench/results).
+# python3), in one run, each the best of 5 batches.  Writes $SQ_BENCH_RESULTS/template.md (default bench/results).
 # Usage: bench/template_compare.sh BUILD_DIR [RENDERS]
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"

@@ -49,13 +49,20 @@ int main(int argc, char **argv)
         if (sq_template_render(tpl, ctx, &out, &bytes, err, sizeof err) < 0) return 1;
         free(out);
     }
-    double t0 = cpu_now();
-    for (int i = 0; i < n; i++) {
-        char *out;
-        if (sq_template_render(tpl, ctx, &out, &bytes, err, sizeof err) < 0) return 1;
-        free(out);
+    /* the best of 5 batches (timeit's way; bench/template_py.py does the same): this
+     * machine's neighbours make single runs vary by a third */
+    int per = n / 5 > 0 ? n / 5 : 1;
+    double us = 0;
+    for (int b = 0; b < 5; b++) {
+        double t0 = cpu_now();
+        for (int i = 0; i < per; i++) {
+            char *out;
+            if (sq_template_render(tpl, ctx, &out, &bytes, err, sizeof err) < 0) return 1;
+            free(out);
+        }
+        double batch = (cpu_now() - t0) / per * 1e6;
+        if (b == 0 || batch < us) us = batch;
     }
-    double us = (cpu_now() - t0) / n * 1e6;
     printf("renders %d cpu_us_per_render %.1f bytes %zu\n", n, us, bytes);
     json_decref(ctx);
     sq_templates_free(t);
