@@ -55,6 +55,7 @@ typedef struct node {
     char *name, *name2; /* for: the loop variables; set: the name; block: its name */
     struct node *body, *els, *next;
     bool flag; /* autoescape: on or off */
+    signed char attr_out; /* N_OUT of name.attr: -1 not known yet, 0 no, 1 yes (render_nodes) */
 } node;
 
 struct filter_def {
@@ -686,6 +687,7 @@ static node *new_node(parser *ps, int kind, const char *at)
         return NULL;
     }
     n->kind = kind;
+    n->attr_out = -1;
     pos_of(ps, at, &n->line, &n->col);
     return n;
 }
@@ -1188,7 +1190,7 @@ static inline bool room(rctx *r, size_t n)
 
 static inline void out(rctx *r, const char *s, size_t n)
 {
-    if (r->failed || !room(r, n)) return;
+    if (!n || r->failed || !room(r, n)) return;
     char *o = r->out.ptr + r->out.len;
     /* most text between tags is short: fixed-size (overlapping) moves instead of a call */
     if (n >= 8 && n <= 16) {
@@ -2011,8 +2013,10 @@ static void render_nodes(rctx *r, const node *n)
             out(r, n->text, n->len);
             continue;
         }
-        if (n->kind == N_OUT && n->e->kind == E_ATTR && n->e->a->kind == E_NAME && !n->e->op &&
-            !r->safe_globals) {
+        if (n->attr_out < 0) /* worked out once: a cache in the tree, as expr.intish */
+            ((node *)n)->attr_out = n->kind == N_OUT && n->e->kind == E_ATTR &&
+                                    n->e->a->kind == E_NAME && !n->e->op;
+        if (n->attr_out && !r->safe_globals) {
             val v = eval(r, n->e); /* {{ row.name }} */
             print(r, v);
             vfree(v);
