@@ -86,6 +86,7 @@ struct sq_template {
     size_t nblocks;
     bool cached; /* owned by the loader's cache */
     struct timespec mtime;
+    size_t out_hint; /* the size of its last output: the next render reserves it at once */
 };
 
 static void expr_free(expr *e)
@@ -1245,17 +1246,30 @@ static void out_escaped(rctx *r, const char *s, size_t n)
     r->out.len = (size_t)(o - r->out.ptr);
 }
 
-/* Decimal digits of v at p (room for 21 bytes); returns the end. */
+/* Decimal digits of v at p (room for 21 bytes); returns the end.  Two digits per division. */
 static char *put_int(char *p, long long v)
 {
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                "8081828384858687888990919293949596979899";
     char tmp[24];
-    int n = 0;
+    char *e = tmp + sizeof tmp, *q = e;
     unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-    do tmp[n++] = (char)('0' + u % 10);
-    while ((u /= 10) != 0);
+    while (u >= 100) {
+        unsigned d = (unsigned)(u % 100) * 2;
+        u /= 100;
+        *--q = pairs[d + 1];
+        *--q = pairs[d];
+    }
+    if (u >= 10) {
+        *--q = pairs[u * 2 + 1];
+        *--q = pairs[u * 2];
+    } else {
+        *--q = (char)('0' + u);
+    }
     if (v < 0) *p++ = '-';
-    while (n) *p++ = tmp[--n];
-    return p;
+    memcpy(p, q, (size_t)(e - q));
+    return p + (e - q);
 }
 
 /* Python's str() of a value, appended to b. */
@@ -1780,6 +1794,31 @@ static bool int_of(rctx *r, const expr *e, long long *v)
     }
 }
 
+/* The truth of e when it is loop.first / loop.last, an integer comparison, or `not` of
+ * one: worked out without making a value.  False when e is of another shape. */
+static bool bool_of(rctx *r, const expr *e, bool *t)
+{
+    switch (e->kind) {
+    case E_NOT:
+        if (!bool_of(r, e->a, t)) return false;
+        *t = !*t;
+        return true;
+    case E_ATTR: {
+        if ((e->op != 3 && e->op != 4) || !r->nloops || r->loop_vars) return false;
+        const loop_state *l = r->loops[r->nloops - 1];
+        *t = e->op == 3 ? l->index == 0 : l->index + 1 == l->length;
+        return true;
+    }
+    case E_CMP: {
+        long long x, y;
+        if (!int_of(r, e->a, &x) || !int_of(r, e->b, &y)) return false;
+        *t = int_cmp(e->op, x, y);
+        return true;
+    }
+    default: return false;
+    }
+}
+
 static val eval(rctx *r, const expr *e)
 {
     if (!e || r->failed) return mkval(NULL);
@@ -2036,10 +2075,17 @@ static void render_nodes(rctx *r, const node *n)
             break;
         }
         case N_IF: {
-            val v = eval(r, n->e);
-            bool t = truthy(v.j);
-            vfree(v);
-            render_nodes(r, t ? n->body : n->els);
+            bool t;
+            if (!bool_of(r, n->e, &t)) {
+                val v = eval(r, n->e);
+                t = truthy(v.j);
+                vfree(v);
+            }
+            const node *b = t ? n->body : n->els;
+            if (b && b->kind == N_TEXT && !b->next) /* {% if … %}, {% endif %}: no call */
+                out(r, b->text, b->len);
+            else
+                render_nodes(r, b);
             break;
         }
         case N_FOR: {
@@ -2178,7 +2224,11 @@ int sq__template_render_globals(sq_template *tpl, json_t *ctx, json_t *safe_glob
     pthread_once(&html_once, html_tables_init);
     rctx r = {.ctx = json_is_object(ctx) ? ctx : NULL, .autoescape = !tpl->loader->opts.no_autoescape,
               .tpl = tpl, .err = err, .errlen = errlen, .safe_globals = safe_globals};
+    /* a page is usually about as long as it was last time: one allocation instead of a
+     * dozen doublings, each copying what came before */
+    if (tpl->out_hint && sq__buf_reserve(&r.out, tpl->out_hint + 1) < 0) r.failed = -ENOMEM;
     render_template(&r, tpl);
+    if (!r.failed) tpl->out_hint = r.out.len;
     pop_vars(&r, 0);
     free(r.vars);
     if (!r.failed && sq__buf_append(&r.out, "", 1) < 0) r.failed = -ENOMEM;
