@@ -17,6 +17,9 @@ sq=$("$build/bench/template_render" "$tdir" "$n")
 py=$("$python" "$here/template_py.py" "$tdir" "$(( n / 10 > 5 ? n / 10 : 5 ))")
 us() { echo "$1" | awk -v k="$2" '$0 ~ k {for (i = 1; i < NF; i++) if ($i == "cpu_us_per_render") print $(i + 1)}'; }
 s=$(us "$sq" renders) j=$(us "$py" jinja2) t=$(us "$py" tornado)
+ratio3() {
+  awk -v a="${1:-}" -v b="${2:-}" 'BEGIN {if (a != "" && b + 0 > 0) printf "%.3f", a / b; else print "n/a"}'
+}
 {
   echo "### Templates ($(bench_stamp))"
   echo
@@ -28,5 +31,6 @@ s=$(us "$sq" renders) j=$(us "$py" jinja2) t=$(us "$py" tornado)
   echo "| Jinja2 (python3) | ${j:-n/a} | $(ratio "$j" "$s") |"
   echo "| Tornado templates (python3) | ${t:-n/a} | $(ratio "$t" "$s") |"
   echo
-  echo "squall / Jinja2: $(ratio "$s" "$j") (target <= 0.05: $(verdict "$(ratio "$s" "$j")" '<=' 0.05)); squall / Tornado: $(ratio "$s" "$t") (target <= 0.05: $(verdict "$(ratio "$s" "$t")" '<=' 0.05))"
+  # three decimals: at two, 0.054 would read as a met 0.05
+  echo "squall / Jinja2: $(ratio3 "$s" "$j") (target <= 0.05: $(verdict "$(ratio3 "$s" "$j")" '<=' 0.05)); squall / Tornado: $(ratio3 "$s" "$t") (target <= 0.05: $(verdict "$(ratio3 "$s" "$t")" '<=' 0.05))"
 } | tee "$results/template.md"
