@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# squall's examples/hello beside nginx (1 worker, `return 200`), h2o (1 thread, a static
+# squall's examples/hello beside its floor (bench/floor_http.c: a do-nothing epoll server that
+# writes canned responses; every row is also given as a ratio to it), nginx (1 worker, `return 200`), h2o (1 thread, a static
 # hello.txt), Node.js (http.createServer) and Tornado 6 (one process), all answering
 # "Hello, World!" as text/plain, on keep-alive plaintext; squall's web layer (bench/web_bench,
 # access log off like nginx's) on /plaintext and on /json, which builds and serializes
@@ -24,7 +25,7 @@ declare -A RPS US
 run() {
   local key=$1 name=$2 pid=$3 port=$4 path=$5; shift 5
   if [ -z "$pid" ]; then
-    printf '| %s | - | - | - | - | %s |\n' "$name" "${SKIP[$key]:-not running}"
+    printf '| %s | - | - | - | - | - | %s |\n' "$name" "${SKIP[$key]:-not running}"
     return 0
   fi
   local before after out
@@ -40,7 +41,10 @@ run() {
   us=$(cpu_us_per $((after - before)) "$WRK_REQS")
   RPS[$key]=$rps
   US[$key]=$us
-  printf '| %s | %s | %s | %s | %s | %s |\n' "$name" "$rps" "$us" "$p50" "$p99" "${errs:-none}"
+  # every row also as a ratio to the floor's CPU per request (pipelined rows: the pipelined floor)
+  local floor=${US[floor]:-}
+  case $key in *_pipe) floor=${US[floor_pipe]:-} ;; esac
+  printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$rps" "$us" "$(ratio "$us" "$floor")" "$p50" "$p99" "${errs:-none}"
 }
 
 declare -A SKIP
@@ -105,6 +109,13 @@ hello_pid=$PID hello_port=$PORT
 [ -n "$hello_pid" ] || { echo "examples/hello did not start" >&2; exit 1; }
 bench_start_listening web "$build/bench/web_bench" 0
 demo_pid=$PID web_port=$PORT
+floor_pid="" floor_port=""
+if [ -x "$build/bench/floor_http" ]; then
+  bench_start_listening floor "$build/bench/floor_http" 0
+  floor_pid=$PID floor_port=$PORT
+else
+  SKIP[floor]="bench/floor_http not built" SKIP[floor_pipe]="bench/floor_http not built"
+fi
 
 if command -v h2o >/dev/null; then
   printf 'Hello, World!' > "$tmp/hello.txt"
@@ -171,8 +182,9 @@ fi
 {
   echo "plaintext keep-alive, 100 connections, ${secs} s each; wrk on CPU 1, server on CPU 0"
   echo
-  echo '| server | requests/s | server CPU µs/request | p50 | p99 | errors |'
-  echo '|---|---|---|---|---|---|'
+  echo '| server | requests/s | server CPU µs/request | × floor | p50 | p99 | errors |'
+  echo '|---|---|---|---|---|---|---|'
+  run floor "floor (bench/floor_http: epoll, one read and one write per event)" "$floor_pid" "$floor_port" /
   run nginx "nginx (1 worker)" "$nginx_worker" "$nginx_port" /
   run h2o "h2o (1 thread, static file)" "$h2o_pid" "$h2o_port" /
   run node "Node.js http" "$node_pid" "$node_port" /
@@ -180,6 +192,7 @@ fi
   run hello "squall hello" "$hello_pid" "$hello_port" /
   run web "squall web /plaintext" "$demo_pid" "$web_port" /plaintext
   run json "squall web /json" "$demo_pid" "$web_port" /json
+  run floor_pipe "floor, pipelined x16" "$floor_pid" "$floor_port" / -s "$here/pipeline.lua"
   run nginx_pipe "nginx, pipelined x16" "$nginx_worker" "$nginx_port" / -s "$here/pipeline.lua"
   run hello_pipe "squall, pipelined x16" "$hello_pid" "$hello_port" / -s "$here/pipeline.lua"
 
@@ -197,6 +210,12 @@ fi
     "and $(ratio "${US[tornado]:-}" "${US[hello]:-}")x less CPU per request;" \
     "json/plaintext CPU per request (web layer): ${json_ratio}x (target <= 1.1) ${json_ok}," \
     "json (web) / hello (HTTP layer): $(ratio "${US[json]:-}" "${US[hello]:-}")x"
+  floor_r=$(ratio "${US[hello]:-}" "${US[floor]:-}")
+  floor_pipe_r=$(ratio "${US[hello_pipe]:-}" "${US[floor_pipe]:-}")
+  echo
+  echo "floor: squall hello / floor CPU per request: keep-alive ${floor_r}x (target <= 1.04) $(verdict "$floor_r" '<=' 1.04)," \
+    "pipelined ${floor_pipe_r}x (target <= 1.2) $(verdict "$floor_pipe_r" '<=' 1.2);" \
+    "web /plaintext / hello $(ratio "${US[web]:-}" "${US[hello]:-}")x, /json / hello $(ratio "${US[json]:-}" "${US[hello]:-}")x (target <= 1.03)"
 } | tee "$tmp/table.md"
 # (run's arrays live in the pipeline's subshell; the chart reads the table instead.)
 cp "$tmp/table.md" "$results/http.md"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# WebSocket echo: squall (bench/ws_echo.c) beside Node.js (npm ws, bench/ws_echo_node.js)
+# WebSocket echo: squall (bench/ws_echo.c) beside its floor (bench/floor_ws.c, a do-nothing
+# epoll echo: every row is also given as a ratio to it), Node.js (npm ws, bench/ws_echo_node.js)
 # and Tornado 6 (bench/ws_echo_tornado.py), none compressing.  bench/ws_load.c opens 100
 # connections; each sends a 64-byte text message, waits for the echo and sends the next,
 # for SECONDS.  Servers are pinned to CPU 0, the load generator to CPU 1; server CPU per
@@ -29,7 +30,7 @@ declare -A US RATE
 row() {
   local key=$1 name=$2 pid=$3 port=$4
   if [ -z "$pid" ]; then
-    printf '| %s | - | - | %s |\n' "$name" "${SKIP[$key]:-failed to start}"
+    printf '| %s | - | - | - | %s |\n' "$name" "${SKIP[$key]:-failed to start}"
     return 0
   fi
   local before after out rt rate errs us
@@ -40,19 +41,26 @@ row() {
   rate=$(echo "$out" | awk '/^round_trips/ {print $6}')
   errs=$(echo "$out" | awk '/^round_trips/ {print $8}')
   if [ -z "$rt" ]; then
-    printf '| %s | - | - | load failed: %s |\n' "$name" "$(echo "$out" | tail -1)"
+    printf '| %s | - | - | - | load failed: %s |\n' "$name" "$(echo "$out" | tail -1)"
     return 0
   fi
   us=$(cpu_us_per $((after - before)) "$rt")
   US[$key]=$us
   RATE[$key]=$rate
-  printf '| %s | %s | %s | %s |\n' "$name" "$rate" "$us" "$errs"
+  printf '| %s | %s | %s | %s | %s |\n' "$name" "$rate" "$us" "$(ratio "$us" "${US[floor]:-}")" "$errs"
 }
 
 declare -A SKIP
 squall_pid="" node_pid="" tornado_pid="" squall_port="" node_port="" tornado_port=""
 bench_start_listening squall "$echo_bin" 0
 squall_pid=$PID squall_port=$PORT
+floor_pid="" floor_port=""
+if [ -x "$build/bench/floor_ws" ]; then
+  bench_start_listening floor "$build/bench/floor_ws" 0
+  floor_pid=$PID floor_port=$PORT
+else
+  SKIP[floor]="bench/floor_ws not built"
+fi
 
 node_ws="$src/tests/node/node_modules/ws"
 if command -v node >/dev/null; then
@@ -85,8 +93,9 @@ tornado_name=${tornado_name:-Tornado}
   echo "WebSocket echo, no compression: $conns connections, $size-byte text messages, one in"
   echo "flight per connection, ${secs} s each; bench/ws_load on CPU 1, server on CPU 0"
   echo
-  echo '| server | round trips/s | server CPU µs/message | errors |'
-  echo '|---|---|---|---|'
+  echo '| server | round trips/s | server CPU µs/message | × floor | errors |'
+  echo '|---|---|---|---|---|'
+  row floor "floor (bench/floor_ws: epoll, one read and one write per event)" "$floor_pid" "$floor_port"
   row squall "squall" "$squall_pid" "$squall_port"
   row node "$node_name" "$node_pid" "$node_port"
   row tornado "$tornado_name" "$tornado_pid" "$tornado_port"
@@ -99,9 +108,10 @@ tornado_name=${tornado_name:-Tornado}
   else
     echo "summary: squall ${US[squall]:-?} µs/message (no Node.js figure to compare with)"
   fi
+  echo "floor: squall CPU per message = $(ratio "${US[squall]:-}" "${US[floor]:-}") x the floor (target <= 1.1: $(verdict "$(ratio "${US[squall]:-}" "${US[floor]:-}")" '<=' 1.1))"
 
   # Idle connections: a fresh squall server, so that the echo run's buffers do not count.
-  for p in "$squall_pid" "$node_pid" "$tornado_pid"; do
+  for p in "$squall_pid" "$node_pid" "$tornado_pid" "$floor_pid"; do
     [ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true
   done
   bench_start_listening squall_idle "$echo_bin" 0

@@ -9,6 +9,9 @@ smoke_run http http_compare.sh "$build" 1 || exit 1
 expect_line "$out/http.stdout" '^\| server \| requests/s \|' "no table header"
 expect_line "$out/http.stdout" '^\| squall hello \| [0-9]+(\.[0-9]+)? \| [0-9]+\.[0-9]+ \|' \
   "no squall hello row with numbers"
+expect_line "$out/http.stdout" '^\| floor \(bench/floor_http[^|]*\| [0-9]+(\.[0-9]+)? \| [0-9]+\.[0-9]+ \| 1\.00 \|' \
+  "no floor row with numbers"
 expect_line "$out/http.stdout" '^summary: ' "no summary line"
+expect_line "$out/http.stdout" '^floor: squall hello / floor CPU per request: keep-alive [0-9]+\.[0-9]+x' "no floor line"
 [ -s "$out/http.md" ] || { echo "FAIL: http.md not written"; exit 1; }
 echo "OK"
