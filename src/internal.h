@@ -42,6 +42,12 @@ typedef struct sq__cbq {
 
 typedef struct sq__call_pool sq__call_pool;
 
+/* One entry of the timer heap: a timer's key, copied, and the timer. */
+struct sq__heap_ent {
+    uint64_t deadline, seq;
+    sq_timer *t;
+};
+
 struct sq_loop {
     const sq__backend *backend;
     void *backend_data;
@@ -57,8 +63,9 @@ struct sq_loop {
     struct sq__at_free *at_free; /* sq__loop_at_free hooks, newest first */
     bool freeing;                /* inside sq_loop_free: nothing new may attach to it */
 
-    /* timers: binary min-heap keyed by (deadline, seq) */
-    sq_timer **heap;
+    /* timers: a 4-ary min-heap keyed by (deadline, seq), the keys kept in the array beside
+     * each timer's pointer so that sifting compares without touching the timers */
+    struct sq__heap_ent *heap;
     size_t heap_len, heap_cap;
     uint64_t timer_seq;
 

@@ -171,6 +171,48 @@ static void test_mass_schedule_cancel(void **state)
     sq_loop_free(loop);
 }
 
+/* The heap's order under churn: 20,000 calls due at once (deadlines already past, many
+ * equal), a scrambled third of them cancelled; one pass must fire the rest by deadline, and
+ * in the order of arming among equal deadlines. */
+#define HEAP_N 20000
+static struct {
+    double when[HEAP_N];
+    int last;
+    double last_when;
+    int fired, bad;
+} hord;
+
+static void hord_fire(void *arg)
+{
+    int i = (int)(uintptr_t)arg;
+    if (hord.fired && (hord.when[i] < hord.last_when || (hord.when[i] == hord.last_when && i < hord.last)))
+        hord.bad++;
+    hord.last = i;
+    hord.last_when = hord.when[i];
+    hord.fired++;
+}
+
+static void test_heap_order_under_churn(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    double now = sq_loop_time(loop);
+    static sq_call *calls[HEAP_N];
+    memset(&hord, 0, sizeof hord);
+    for (int i = 0; i < HEAP_N; i++) {
+        hord.when[i] = now - 1.0 + (double)(rng() % 200) / 1000.0; /* 200 distinct values */
+        calls[i] = sq_call_at(loop, hord.when[i], hord_fire, (void *)(uintptr_t)i);
+    }
+    int *idx = malloc(sizeof(int) * HEAP_N);
+    for (int k = 0; k < HEAP_N; k++) idx[k] = k;
+    shuffle(idx, HEAP_N);
+    for (int k = 0; k < HEAP_N / 3; k++) sq_call_cancel(calls[idx[k]]);
+    free(idx);
+    sq_loop_run_once(loop, false);
+    assert_int_equal(hord.fired, HEAP_N - HEAP_N / 3);
+    assert_int_equal(hord.bad, 0);
+    sq_loop_free(loop);
+}
+
 /* --- sq_timer ----------------------------------------------------------------------------- */
 
 typedef struct {
@@ -441,6 +483,7 @@ int main(void)
         cmocka_unit_test(test_deadline_order),
         cmocka_unit_test(test_equal_deadlines_fifo),
         cmocka_unit_test(test_mass_schedule_cancel),
+        cmocka_unit_test(test_heap_order_under_churn),
         cmocka_unit_test(test_timer_repeat_and_stop_inside),
         cmocka_unit_test(test_call_at),
         cmocka_unit_test(test_periodic_interval),
