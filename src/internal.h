@@ -42,6 +42,9 @@ typedef struct sq__cbq {
 
 typedef struct sq__call_pool sq__call_pool;
 
+/* Passes with only coroutines ready between two IO polls (sq_loop_run_once). */
+#define SQ__READY_POLL_EVERY 16
+
 /* One entry of the timer heap: a timer's key, copied, and the timer. */
 struct sq__heap_ent {
     uint64_t deadline, seq;
@@ -67,6 +70,7 @@ struct sq_loop {
      * each timer's pointer so that sifting compares without touching the timers */
     struct sq__heap_ent *heap;
     size_t heap_len, heap_cap;
+    unsigned ready_passes; /* passes in a row with only coroutines ready (see run_once) */
     uint64_t timer_seq;
 
     sq__cbq callbacks;

@@ -710,8 +710,19 @@ int sq_loop_run_once(sq_loop *loop, bool block)
     }
     sq_loop *prev = current_loop;
     current_loop = loop;
-    int r = loop->backend->poll(loop, poll_timeout(loop, block));
-    if (r <= 0) loop->now_ns = sq__mono_ns(); /* a backend that saw events refreshed it */
+    int r = 0;
+    if (block && loop->ready_head && !loop->callbacks.len &&
+        ++loop->ready_passes < SQ__READY_POLL_EVERY) {
+        /* Only coroutines are ready (sq_yield loops, a burst of wakes): this pass would poll
+         * with a zero timeout, a system call that costs more than the pass itself.  The IO is
+         * polled every SQ__READY_POLL_EVERY such passes instead; the clock is still read, so
+         * timers fire on time and deadlines are taken from the real time. */
+        loop->now_ns = sq__mono_ns();
+    } else {
+        loop->ready_passes = 0;
+        r = loop->backend->poll(loop, poll_timeout(loop, block));
+        if (r <= 0) loop->now_ns = sq__mono_ns(); /* a backend that saw events refreshed it */
+    }
     run_timers(loop);
     /* Only the callbacks queued before this pass: one that re-queues itself cannot starve IO. */
     for (size_t n = loop->callbacks.len; n > 0 && loop->callbacks.len; n--) {

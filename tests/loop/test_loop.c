@@ -95,6 +95,71 @@ static void starve_write(void *arg)
     assert_int_equal(write(starve.pipefd[1], "x", 1), 1);
 }
 
+/* A coroutine that only yields keeps the loop busy with ready coroutines: the loop skips
+ * the IO poll on such passes, but at most SQ__READY_POLL_EVERY (16) of them in a row, so a
+ * pipe that becomes readable is served within a few dozen passes, and timers still fire. */
+static struct {
+    long spins, spins_at_write, spins_at_read;
+    int fired, read;
+    bool done;
+    int pipefd[2];
+    sq_io io;
+} ystarve;
+
+static void *yield_spinner(void *arg)
+{
+    (void)arg;
+    while (!ystarve.done && ystarve.spins < 50 * 1000 * 1000) {
+        ystarve.spins++;
+        sq_yield();
+    }
+    return NULL;
+}
+
+static void ystarve_write(void *arg)
+{
+    ystarve.spins_at_write = ystarve.spins;
+    assert_int_equal(write(ystarve.pipefd[1], "x", 1), 1);
+}
+
+static void ystarve_io(sq_loop *loop, sq_io *io, unsigned events)
+{
+    char b;
+    if (read(io->fd, &b, 1) == 1 && !ystarve.read) {
+        ystarve.read = 1;
+        ystarve.spins_at_read = ystarve.spins;
+    }
+}
+
+static void ystarve_timer(void *arg)
+{
+    ystarve.fired = 1;
+    ystarve.done = true;
+}
+
+static void test_yielding_coroutine_does_not_starve(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    memset(&ystarve, 0, sizeof ystarve);
+    assert_int_equal(pipe2(ystarve.pipefd, O_NONBLOCK | O_CLOEXEC), 0);
+    sq_io_init(&ystarve.io, ystarve.pipefd[0], ystarve_io, NULL);
+    assert_int_equal(sq_io_start(loop, &ystarve.io, SQ_READ), 0);
+    sq_future *f = sq_spawn(loop, yield_spinner, NULL);
+    sq_call_later(loop, 0.01, ystarve_write, NULL);
+    sq_call_later(loop, 0.03, ystarve_timer, NULL);
+    assert_int_equal(sq_loop_run_until(loop, f), 0);
+    sq_future_release(f);
+    assert_true(ystarve.fired);
+    assert_true(ystarve.read);
+    long waited = ystarve.spins_at_read - ystarve.spins_at_write;
+    printf("pipe served %ld yields after the write (%ld yields in all)\n", waited, ystarve.spins);
+    assert_true(waited >= 0 && waited <= 2 * 16 + 2);
+    sq_io_stop(loop, &ystarve.io);
+    close(ystarve.pipefd[0]);
+    close(ystarve.pipefd[1]);
+    sq_loop_free(loop);
+}
+
 static void test_self_readding_callback_does_not_starve(void **state)
 {
     sq_loop *loop = sq_loop_new(NULL);
@@ -629,6 +694,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_callbacks_fifo),
         cmocka_unit_test(test_self_readding_callback_does_not_starve),
+        cmocka_unit_test(test_yielding_coroutine_does_not_starve),
         cmocka_unit_test(test_io_read_write_readiness),
         cmocka_unit_test(test_io_stop_mid_batch),
         cmocka_unit_test(test_io_start_failure_keeps_interest),
