@@ -32,6 +32,9 @@
  * Templates are compiled once into a tree and cached by name in their loader; with `debug`
  * a changed file is compiled again.  Errors say where: "page.html:3:14: unknown filter
  * 'uper'", at compile time for syntax, names of filters and templates that do not exist.
+ *
+ * A loader and its templates belong to one thread at a time (the loop's, for an app): the
+ * cache, and facts about the tree that the first render works out and keeps, are not locked.
  */
 #ifndef SQUALL_TEMPLATE_H
 #define SQUALL_TEMPLATE_H
