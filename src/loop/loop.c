@@ -732,6 +732,13 @@ int sq_loop_run_once(sq_loop *loop, bool block)
         sq__slow_end(loop, t0, "callback", (const void *)cb.fn);
     }
     sq__coro_run_ready(loop);
+    /* Coroutines woken by those that just ran (sq_yield loops, one waking the next): more
+     * rounds of them right here, while no callback waits, instead of a whole pass each —
+     * bounded like the skipped polls above, so that IO and timers wait at most
+     * SQ__READY_POLL_EVERY rounds of ready coroutines. */
+    while (block && loop->ready_head && !loop->callbacks.len && !loop->stop &&
+           ++loop->ready_passes < SQ__READY_POLL_EVERY)
+        sq__coro_run_ready(loop);
     current_loop = prev ? prev : loop;
     loop->in_pass = false;
     return r < 0 ? r : 0;

@@ -291,6 +291,10 @@ static int establish(sq_redis *r)
                              &v);
         e = st < 0 ? (int)st : 0;
         s = v;
+        if (e < 0 && s) { /* connected, but the client closed before it could be used */
+            sq_stream_free(s);
+            s = NULL;
+        }
     }
     if (e == 0) {
         r->stream = s;
