@@ -77,6 +77,19 @@ struct sq_loop {
 
     /* coroutines ready to run, intrusive FIFO */
     sq_coro *ready_head, *ready_tail;
+    /* the batch sq__coro_run_ready is running: a coroutine of it that suspends hands the
+     * thread straight to the next one (coro.c) */
+    sq_coro *run_list;
+    sq_coro *ret_from;   /* the coroutine that last switched back to the loop */
+    bool in_batch;       /* sq__coro_run_ready is running (handing over is allowed) */
+    bool pass_block;     /* the pass running may wait (sq_loop_run_once's `block`) */
+    uint64_t run_t0;     /* the slow-callback accounting of the batch */
+    sq_task_fn run_fn;   /* the function of the coroutine running in the batch */
+    /* AddressSanitizer builds (coro.c): a coroutine handed over, and the way back to the
+     * loop's stack the next one must keep (laid out, unused, in other builds) */
+    bool asan_handoff;
+    const void *asan_ret_bottom;
+    size_t asan_ret_size;
     /* every live coroutine of this loop (created and not finished), freed with the loop */
     sq_coro *coros, *coros_tail;
     uint32_t coro_round;
@@ -124,6 +137,10 @@ void sq__fn_name(const void *fn, char *buf, size_t cap);
 /* Slow-callback accounting: coarse clock, cheap enough for every callback. */
 uint64_t sq__coarse_ns(void);
 void sq__slow_check(sq_loop *loop, uint64_t start_ns, const char *kind, const void *fn);
+/* The same with the end time given (one clock read ends one coroutine's turn and starts the
+ * next one's). */
+void sq__slow_check_at(sq_loop *loop, uint64_t start_ns, uint64_t end_ns, const char *kind,
+                       const void *fn);
 static inline uint64_t sq__slow_begin(sq_loop *loop)
 {
     if (!loop->slow_ns) return 0;
@@ -137,6 +154,8 @@ static inline void sq__slow_end(sq_loop *loop, uint64_t start, const char *kind,
 
 /* Coroutines: the loop runs its ready queue through this. */
 size_t sq__coro_run_ready(sq_loop *loop);
+/* Put a list of coroutines (linked by their queue link) back on the ready queue. */
+void sq__coro_requeue(sq_loop *loop, sq_coro *list);
 /* Loop teardown: cancel the future each suspended coroutine of `loop` awaits (queueing it);
  * returns how many were queued.  Then sq__coro_discard_all() frees those that never
  * finished: their await and spawn references are released and their stacks unmapped. */

@@ -75,6 +75,15 @@ struct sq_coro {
 #endif
 };
 
+/* A coroutine that suspends while the loop runs a batch of ready ones switches straight to
+ * the next of the batch (one switch instead of two: out to the loop and in again), and when
+ * the batch is done, to the coroutines it woke while nothing else waits; the last one
+ * switches back to the loop.  Not with ucontext or ThreadSanitizer's fibers, whose
+ * bookkeeping assumes that every switch goes through the resumer. */
+#if !defined(SQ_CORO_UCONTEXT) && !defined(SQ_TSAN)
+#define SQ_CORO_HANDOFF 1
+#endif
+
 void sq__coro_switch(void **save_sp, void *new_sp);
 void sq__coro_boot(void);
 void sq__coro_main(sq_coro *c) __attribute__((noreturn, used));
@@ -416,10 +425,25 @@ sq_coro *sq_coro_create(sq_loop *loop, sq_task_fn fn, void *arg)
     return c;
 }
 
+#ifdef SQ_ASAN
+/* After a switch into c: ASan reported the stack it came from as c's way back; when that was
+ * another coroutine handing over, the way back is the loop's, which that one knew. */
+static void asan_arrived(sq_coro *c)
+{
+    sq_loop *loop = c->loop;
+    if (loop->asan_handoff) {
+        c->ret_bottom = loop->asan_ret_bottom;
+        c->ret_size = loop->asan_ret_size;
+        loop->asan_handoff = false;
+    }
+}
+#endif
+
 void sq__coro_main(sq_coro *c)
 {
 #ifdef SQ_ASAN
     __sanitizer_finish_switch_fiber(NULL, &c->ret_bottom, &c->ret_size);
+    asan_arrived(c);
 #endif
     void *result = c->fn(c->arg);
     if (c->done) {
@@ -429,6 +453,7 @@ void sq__coro_main(sq_coro *c)
         sq_future_release(f);
     }
     c->state = CORO_DONE;
+    c->loop->ret_from = c;
 #ifdef SQ_ASAN
     __sanitizer_start_switch_fiber(NULL, c->ret_bottom, c->ret_size);
 #endif
@@ -471,20 +496,92 @@ bool sq_coro_resume(sq_coro *c)
     __sanitizer_finish_switch_fiber(fake, NULL, NULL);
 #endif
     tls_current = NULL;
-    if (c->label) c->loop->slow_label = c->label; /* the slow-callback warning names it */
-    if (c->state == CORO_DONE) {
-        loop_unlink(c);
-        recycle(c);
-        return false;
+    /* the coroutine that came back: c, or the last of a batch c handed over to */
+    sq_coro *r = c->loop->ret_from ? c->loop->ret_from : c;
+    c->loop->ret_from = NULL;
+    if (r->label) r->loop->slow_label = r->label; /* the slow-callback warning names it */
+    if (r->state == CORO_DONE) {
+        loop_unlink(r);
+        recycle(r);
+        return r != c;
     }
     return true;
 }
+
+#ifdef SQ_CORO_HANDOFF
+/* The next coroutine of the loop's batch that can run, taken off it.  When the batch is
+ * done, the coroutines it woke become the next one, without a trip through the loop, while
+ * no callback waits and the pass may wait (counted with the loop's skipped polls: at most
+ * SQ__READY_POLL_EVERY rounds before IO and timers).  NULL: back to the loop. */
+static sq_coro *batch_next(sq_loop *loop)
+{
+    for (;;) {
+        if (!loop->run_list) {
+            if (!loop->pass_block || !loop->ready_head || loop->callbacks.len || loop->stop ||
+                loop->ready_passes + 1 >= SQ__READY_POLL_EVERY)
+                return NULL;
+            loop->ready_passes++;
+            loop->run_list = loop->ready_head;
+            loop->ready_head = loop->ready_tail = NULL;
+        }
+        sq_coro *n = loop->run_list;
+        loop->run_list = n->next;
+        n->next = NULL;
+        n->queued = false;
+        if (n->state == CORO_READY || n->state == CORO_SUSPENDED) return n;
+    }
+}
+
+/* c suspends and n runs in its place, going back to the loop when it suspends in turn (or
+ * handing over again).  Returns when c is resumed. */
+static void handoff(sq_coro *c, sq_coro *n)
+{
+    sq_loop *loop = c->loop;
+    if (loop->slow_ns) { /* c's turn ends: the slow-callback check, as the loop would do */
+        uint64_t t1 = sq__coarse_ns();
+        loop->slow_label = c->label;
+        sq__slow_check_at(loop, loop->run_t0, t1, "coroutine", (const void *)loop->run_fn);
+        loop->run_t0 = t1;
+    }
+    loop->run_fn = n->fn;
+    n->ret_sp = c->ret_sp; /* n goes back where c would have: the loop */
+    tls_current = n;
+    n->state = CORO_RUNNING;
+#ifdef SQ_ASAN
+    loop->asan_handoff = true;
+    loop->asan_ret_bottom = c->ret_bottom;
+    loop->asan_ret_size = c->ret_size;
+    __sanitizer_start_switch_fiber(&c->fake_stack, n->map + GUARD_SIZE, n->stack_size);
+#endif
+    sq__coro_switch(&c->sp, n->sp);
+#ifdef SQ_ASAN
+    __sanitizer_finish_switch_fiber(c->fake_stack, &c->ret_bottom, &c->ret_size);
+    asan_arrived(c);
+#endif
+}
+#endif
 
 int sq_coro_suspend(void)
 {
     sq_coro *c = tls_current;
     if (!c) return SQ_ENOTCORO;
     c->state = CORO_SUSPENDED;
+#ifdef SQ_CORO_HANDOFF
+    /* only a coroutine the batch runs hands over: one resumed by anything else (an IO
+     * callback, user code) goes back to its resumer, which expects it */
+    if (c->loop->in_batch && (c->loop->run_list || c->loop->ready_head)) {
+        sq_coro *n = batch_next(c->loop);
+        if (n == c) { /* it woke itself and nothing else is ready: it goes on */
+            c->state = CORO_RUNNING;
+            return 0;
+        }
+        if (n) {
+            handoff(c, n);
+            return 0;
+        }
+    }
+#endif
+    c->loop->ret_from = c;
 #ifdef SQ_ASAN
     __sanitizer_start_switch_fiber(&c->fake_stack, c->ret_bottom, c->ret_size);
 #endif
@@ -498,6 +595,7 @@ int sq_coro_suspend(void)
 #endif
 #ifdef SQ_ASAN
     __sanitizer_finish_switch_fiber(c->fake_stack, &c->ret_bottom, &c->ret_size);
+    asan_arrived(c);
 #endif
     return 0;
 }
@@ -521,18 +619,38 @@ size_t sq__coro_run_ready(sq_loop *loop)
     sq_coro *list = loop->ready_head;
     loop->ready_head = loop->ready_tail = NULL;
     size_t n = 0;
+    loop->run_list = list;
+    loop->run_t0 = sq__slow_begin(loop);
+    bool was_in_batch = loop->in_batch;
+    loop->in_batch = true;
+    sq_coro *c;
+    while ((c = loop->run_list) != NULL) {
+        loop->run_list = c->next;
+        c->next = NULL;
+        c->queued = false;
+        loop->run_fn = c->fn;
+        /* (a coroutine that suspends hands over to the next of run_list itself) */
+        sq_coro_resume(c);
+        if (loop->slow_ns) { /* one clock read: this turn's end, the next one's start */
+            uint64_t t1 = sq__coarse_ns();
+            sq__slow_check_at(loop, loop->run_t0, t1, "coroutine", (const void *)loop->run_fn);
+            loop->run_t0 = t1;
+        }
+        n++;
+    }
+    loop->in_batch = was_in_batch;
+    return n;
+}
+
+void sq__coro_requeue(sq_loop *loop, sq_coro *list)
+{
     while (list) {
         sq_coro *c = list;
         list = c->next;
         c->next = NULL;
         c->queued = false;
-        sq_task_fn fn = c->fn;
-        uint64_t t0 = sq__slow_begin(loop);
-        sq_coro_resume(c);
-        sq__slow_end(loop, t0, "coroutine", (const void *)fn);
-        n++;
+        sq_coro_wake(c);
     }
-    return n;
 }
 
 sq_coro *sq_coro_self(void)

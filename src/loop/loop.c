@@ -54,7 +54,13 @@ void sq__fn_name(const void *fn, char *buf, size_t cap)
 
 void sq__slow_check(sq_loop *loop, uint64_t start_ns, const char *kind, const void *fn)
 {
-    uint64_t took = sq__coarse_ns() - start_ns;
+    sq__slow_check_at(loop, start_ns, sq__coarse_ns(), kind, fn);
+}
+
+void sq__slow_check_at(sq_loop *loop, uint64_t start_ns, uint64_t end_ns, const char *kind,
+                       const void *fn)
+{
+    uint64_t took = end_ns - start_ns;
     const sq__coro_label *l = loop->slow_label;
     loop->slow_label = NULL;
     if (took < loop->slow_ns) return;
@@ -288,6 +294,7 @@ void sq_loop_free(sq_loop *loop)
      * it holds (asyncio.run does the same).  A few rounds, for cleanup code that awaits;
      * those that still do not finish are discarded, their stacks unmapped. */
     loop->in_pass = true;
+    loop->pass_block = false; /* teardown: no extra rounds of ready coroutines */
     for (int i = 0; i < 16; i++) {
         size_t woken = sq__coro_cancel_waits(loop);
         if (!woken && !loop->ready_head && !loop->callbacks.len) break;
@@ -334,7 +341,14 @@ void sq_loop_free(sq_loop *loop)
 
 void sq__loop_abandoned(sq_loop *loop)
 {
-    /* The jump skipped the ends of sq_loop_run_until and sq_loop_run_once. */
+    /* The jump skipped the ends of sq_loop_run_until and sq_loop_run_once, and maybe the
+     * rest of a batch of ready coroutines: they go back to the ready queue. */
+    sq_coro *rest = loop->run_list;
+    loop->run_list = NULL;
+    loop->in_batch = false;
+    loop->ret_from = NULL;
+    loop->asan_handoff = false;
+    sq__coro_requeue(loop, rest);
     loop->running = false;
     loop->in_pass = false;
     loop->stop = false;
@@ -704,6 +718,7 @@ int sq_loop_run_once(sq_loop *loop, bool block)
         if (loop->in_pass) return refuse_nested(loop, "sq_loop_run_once");
     }
     loop->in_pass = true;
+    loop->pass_block = block;
     if (SQ__UNLIKELY(loop->now_ns - loop->fault_check_ns > SQ__NS_PER_SEC)) {
         loop->fault_check_ns = loop->now_ns;
         sq__coro_fault_check();
