@@ -45,9 +45,11 @@ typedef struct sq__call_pool sq__call_pool;
 /* Passes with only coroutines ready between two IO polls (sq_loop_run_once). */
 #define SQ__READY_POLL_EVERY 16
 
-/* One entry of the timer heap: a timer's key, copied, and the timer. */
+/* One entry of the timer heap: a timer's deadline, copied, and the timer.  16 bytes: every
+ * active timer (one per keep-alive connection) has one, so the tie-break (arming order) is
+ * read from the timer itself, on equal deadlines only. */
 struct sq__heap_ent {
-    uint64_t deadline, seq;
+    uint64_t deadline;
     sq_timer *t;
 };
 
@@ -66,8 +68,8 @@ struct sq_loop {
     struct sq__at_free *at_free; /* sq__loop_at_free hooks, newest first */
     bool freeing;                /* inside sq_loop_free: nothing new may attach to it */
 
-    /* timers: a 4-ary min-heap keyed by (deadline, seq), the keys kept in the array beside
-     * each timer's pointer so that sifting compares without touching the timers */
+    /* timers: a 4-ary min-heap keyed by (deadline, seq), the deadlines kept in the array
+     * beside each timer's pointer so that sifting compares without touching the timers */
     struct sq__heap_ent *heap;
     size_t heap_len, heap_cap;
     unsigned ready_passes; /* passes in a row with only coroutines ready (see run_once) */

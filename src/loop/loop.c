@@ -450,13 +450,14 @@ void sq__io_dispatch(sq_loop *loop, sq_io *io, unsigned events)
 /* --- timers: 4-ary min-heap ------------------------------------------------------------------ */
 
 /* Four children per node halve the depth of a binary heap, and each node's children sit side
- * by side in the array with their keys: with a million timers a sift compares within a cache
- * line or two per level instead of dereferencing a timer per comparison (a miss each). */
+ * by side in the array with their deadlines: with a million timers a sift compares within a
+ * cache line or two per level instead of dereferencing a timer per comparison (a miss each);
+ * only equal deadlines look at the timers' arming order. */
 #define HEAP_D 4
 
 static inline bool ent_less(const struct sq__heap_ent *a, const struct sq__heap_ent *b)
 {
-    return a->deadline < b->deadline || (a->deadline == b->deadline && a->seq < b->seq);
+    return a->deadline < b->deadline || (a->deadline == b->deadline && a->t->seq < b->t->seq);
 }
 
 static inline void heap_put(sq_loop *loop, size_t i, struct sq__heap_ent e)
@@ -514,7 +515,7 @@ static int heap_insert(sq_loop *loop, sq_timer *t)
         loop->heap_cap = ncap;
     }
     t->seq = loop->timer_seq++;
-    heap_up(loop, loop->heap_len++, (struct sq__heap_ent){t->deadline, t->seq, t});
+    heap_up(loop, loop->heap_len++, (struct sq__heap_ent){t->deadline, t});
     return 0;
 }
 
@@ -563,8 +564,9 @@ static void run_timers(sq_loop *loop)
 {
     uint64_t limit = loop->timer_seq; /* timers armed while firing wait for the next pass */
     while (loop->heap_len) {
-        if (loop->heap[0].deadline > loop->now_ns || loop->heap[0].seq >= limit) break;
+        if (loop->heap[0].deadline > loop->now_ns) break;
         sq_timer *t = loop->heap[0].t;
+        if (t->seq >= limit) break;
         heap_remove(loop, t);
         if (t->repeat) {
             uint64_t next = t->deadline + t->repeat;
