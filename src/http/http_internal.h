@@ -14,7 +14,11 @@
 
 #define SQ__HTTP_MAX_LISTENERS 8
 #define SQ__HTTP_DISCARD_LIMIT (1u << 20)   /* unread body bytes drained for keep-alive */
-#define SQ__HTTP_READ_MIN      4096         /* free space wanted before a read */
+/* Free space wanted before a read: the first read of a request reads into this much (nginx's
+ * client_header_buffer_size is 1k too); longer heads grow the buffer.  A request parked in a
+ * handler keeps its buffer, so this is most of what a parked request costs beyond its
+ * coroutine's stack. */
+#define SQ__HTTP_READ_MIN      1024
 #define SQ__HTTP_STREAM_BUF    (64u * 1024) /* read buffer while streaming a body */
 #define SQ__HTTP_POOL          256 /* idle connections' buffers and request objects kept for reuse */
 #define SQ__HTTP_POOL_OUT_MAX  (16u * 1024) /* larger output buffers are freed, not pooled */
@@ -30,9 +34,10 @@ enum {
     SQ__T_STALL, /* HTTP/2: response data waits for the peer's flow-control window */
 };
 
-#define SQ__HTTP_INLINE_HEADERS                                                                    \
-    32 /* header slots inside the request object; past them the head                               \
-          is parsed again into a heap array of the full count */
+/* Header slots inside the request object; past them the head is parsed again into a heap
+ * array of the full count.  Browsers send 10 to 20 headers: 24 slots (768 bytes) cover them,
+ * and every request parked in a handler holds these. */
+#define SQ__HTTP_INLINE_HEADERS 24
 
 struct sq_http_server {
     sq_loop *loop;
