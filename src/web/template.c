@@ -42,7 +42,7 @@ typedef struct expr {
     size_t nargs;
     const filter_def *filter;
     signed char intish; /* int_of() may apply: -1 not known yet, 0 no, 1 yes (set on first use) */
-    size_t namelen;     /* strlen(name), for lookups by name */
+    size_t namelen;     /* E_ATTR: strlen(name), for json_object_getn */
 } expr;
 
 enum { N_TEXT, N_OUT, N_IF, N_FOR, N_SET, N_INCLUDE, N_BLOCK, N_AUTOESC };
@@ -55,7 +55,6 @@ typedef struct node {
     char *name, *name2; /* for: the loop variables; set: the name; block: its name */
     struct node *body, *els, *next;
     bool flag; /* autoescape: on or off */
-    signed char attr_out; /* N_OUT of name.attr: -1 not known yet, 0 no, 1 yes (render_nodes) */
 } node;
 
 struct filter_def {
@@ -353,6 +352,7 @@ static expr *parse_postfix(parser *ps, expr *e)
             if (!a) break;
             a->a = e;
             a->name = strndup(n.s, n.len);
+            a->namelen = a->name ? strlen(a->name) : 0;
             if (e->kind == E_NAME && e->name && !strcmp(e->name, "loop") && a->name) {
                 static const char *const fields[] = {"index", "index0", "first", "last",
                                                      "length", "revindex", "revindex0", NULL};
@@ -688,7 +688,6 @@ static node *new_node(parser *ps, int kind, const char *at)
         return NULL;
     }
     n->kind = kind;
-    n->attr_out = -1;
     pos_of(ps, at, &n->line, &n->col);
     return n;
 }
@@ -1819,39 +1818,37 @@ static bool bool_of(rctx *r, const expr *e, bool *t)
     }
 }
 
+/* A name: a variable, the context's, or a safe global (xsrf_form_html). */
+static val name_val(rctx *r, const expr *e)
+{
+    val v = lookup(r, e->name);
+    if (!v.j && r->safe_globals) {
+        json_t *j = json_object_get(r->safe_globals, e->name);
+        if (j) return (val){j, true, false};
+    }
+    return v;
+}
+
+/* o.name (e an E_ATTR): a member of an object, or a numbered item of a list. */
+static val member(val o, const expr *e)
+{
+    json_t *res = NULL;
+    if (json_is_object(o.j))
+        res = json_object_getn(o.j, e->name, e->namelen);
+    else if (json_is_array(o.j) && isdigit((unsigned char)e->name[0]))
+        res = json_array_get(o.j, (size_t)atol(e->name));
+    return part_of(o, res);
+}
+
 static val eval(rctx *r, const expr *e)
 {
     if (!e || r->failed) return mkval(NULL);
-    if (e->kind == E_ATTR && !e->op && e->a->kind == E_NAME && !r->safe_globals) {
-        /* name.attr, the commonest lookup, as a plain branch (see render_nodes) */
-        val o = lookup(r, e->a->name);
-        if (!json_is_object(o.j)) {
-            json_t *res = json_is_array(o.j) && isdigit((unsigned char)e->name[0])
-                              ? json_array_get(o.j, (size_t)atol(e->name))
-                              : NULL;
-            return part_of(o, res);
-        }
-        if (!e->namelen) ((expr *)e)->namelen = strlen(e->name); /* (a cache in the tree) */
-        return part_of(o, json_object_getn(o.j, e->name, e->namelen));
-    }
-    if (e->kind == E_NAME) {
-        val v = lookup(r, e->name);
-        if (!v.j && r->safe_globals) {
-            json_t *j = json_object_get(r->safe_globals, e->name);
-            if (j) return (val){j, true, false};
-        }
-        return v;
-    }
+    /* name.attr and names, the commonest expressions, as plain branches (see render_nodes) */
+    if (e->kind == E_ATTR && !e->op && e->a->kind == E_NAME) return member(name_val(r, e->a), e);
+    if (e->kind == E_NAME) return name_val(r, e);
     switch (e->kind) {
     case E_LIT: return borrow(e->lit);
-    case E_NAME: {
-        val v = lookup(r, e->name);
-        if (!v.j && r->safe_globals) {
-            json_t *j = json_object_get(r->safe_globals, e->name);
-            if (j) return (val){j, true, false};
-        }
-        return v;
-    }
+    case E_NAME: return name_val(r, e);
     case E_ATTR: {
         if (e->op && r->nloops && !r->loop_vars) { /* loop.* from the loop's state */
             const loop_state *l = r->loops[r->nloops - 1];
@@ -1865,15 +1862,7 @@ static val eval(rctx *r, const expr *e)
             default: return mkval(json_integer((json_int_t)(l->length - l->index - 1)));
             }
         }
-        val o = e->a->kind == E_NAME && !r->safe_globals ? lookup(r, e->a->name) : eval(r, e->a);
-        json_t *res = NULL;
-        if (json_is_object(o.j)) {
-            if (!e->namelen) ((expr *)e)->namelen = strlen(e->name); /* (a cache in the tree) */
-            res = json_object_getn(o.j, e->name, e->namelen);
-        } else if (json_is_array(o.j) && isdigit((unsigned char)e->name[0])) {
-            res = json_array_get(o.j, (size_t)atol(e->name));
-        }
-        return part_of(o, res);
+        return member(eval(r, e->a), e);
     }
     case E_INDEX: {
         val o = eval(r, e->a), k = eval(r, e->b);
@@ -2052,28 +2041,19 @@ static void render_nodes(rctx *r, const node *n)
             out(r, n->text, n->len);
             continue;
         }
-        if (n->attr_out < 0) /* worked out once: a cache in the tree, as expr.intish */
-            ((node *)n)->attr_out = n->kind == N_OUT && n->e->kind == E_ATTR &&
-                                    n->e->a->kind == E_NAME && !n->e->op;
-        if (n->attr_out && !r->safe_globals) {
-            val v = eval(r, n->e); /* {{ row.name }} */
-            print(r, v);
-            vfree(v);
-            continue;
-        }
-        switch (n->kind) {
-        case N_TEXT: out(r, n->text, n->len); break;
-        case N_OUT: {
+        if (n->kind == N_OUT) {
             long long i;
             if (intish(n->e) && int_of(r, n->e, &i)) { /* {{ loop.index }} */
                 if (room(r, 24)) r->out.len = (size_t)(put_int(r->out.ptr + r->out.len, i) - r->out.ptr);
-                break;
+            } else {
+                val v = eval(r, n->e);
+                print(r, v);
+                vfree(v);
             }
-            val v = eval(r, n->e);
-            print(r, v);
-            vfree(v);
-            break;
+            continue;
         }
+        switch (n->kind) {
+        case N_TEXT: case N_OUT: break; /* (above) */
         case N_IF: {
             bool t;
             if (!bool_of(r, n->e, &t)) {
