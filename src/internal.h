@@ -154,6 +154,17 @@ static inline void sq__slow_end(sq_loop *loop, uint64_t start, const char *kind,
     if (loop->slow_ns) sq__slow_check(loop, start, kind, fn);
 }
 
+/* Whether one more round of ready coroutines may run (or the IO poll be skipped for one)
+ * without polling IO or running timers: the pass may wait, only coroutines are waiting, and
+ * fewer than SQ__READY_POLL_EVERY such rounds ran since the last poll (counted here).  The
+ * loop's skipped polls, its extra rounds and coro.c's hand-over to the next batch all ask
+ * this, so that IO and timers wait at most that many rounds in all. */
+static inline bool sq__ready_round(sq_loop *loop)
+{
+    return loop->pass_block && loop->ready_head && !loop->callbacks.len && !loop->stop &&
+           ++loop->ready_passes < SQ__READY_POLL_EVERY;
+}
+
 /* Coroutines: the loop runs its ready queue through this. */
 size_t sq__coro_run_ready(sq_loop *loop);
 /* Put a list of coroutines (linked by their queue link) back on the ready queue. */

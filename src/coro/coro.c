@@ -508,6 +508,16 @@ bool sq_coro_resume(sq_coro *c)
     return true;
 }
 
+/* A coroutine's turn in the batch ended (it suspended or finished): the slow-callback check,
+ * one clock read serving as this turn's end and the next one's start. */
+static void turn_end(sq_loop *loop)
+{
+    if (!loop->slow_ns) return;
+    uint64_t t1 = sq__coarse_ns();
+    sq__slow_check_at(loop, loop->run_t0, t1, "coroutine", (const void *)loop->run_fn);
+    loop->run_t0 = t1;
+}
+
 #ifdef SQ_CORO_HANDOFF
 /* The next coroutine of the loop's batch that can run, taken off it.  When the batch is
  * done, the coroutines it woke become the next one, without a trip through the loop, while
@@ -517,10 +527,7 @@ static sq_coro *batch_next(sq_loop *loop)
 {
     for (;;) {
         if (!loop->run_list) {
-            if (!loop->pass_block || !loop->ready_head || loop->callbacks.len || loop->stop ||
-                loop->ready_passes + 1 >= SQ__READY_POLL_EVERY)
-                return NULL;
-            loop->ready_passes++;
+            if (!sq__ready_round(loop)) return NULL;
             loop->run_list = loop->ready_head;
             loop->ready_head = loop->ready_tail = NULL;
         }
@@ -537,12 +544,8 @@ static sq_coro *batch_next(sq_loop *loop)
 static void handoff(sq_coro *c, sq_coro *n)
 {
     sq_loop *loop = c->loop;
-    if (loop->slow_ns) { /* c's turn ends: the slow-callback check, as the loop would do */
-        uint64_t t1 = sq__coarse_ns();
-        loop->slow_label = c->label;
-        sq__slow_check_at(loop, loop->run_t0, t1, "coroutine", (const void *)loop->run_fn);
-        loop->run_t0 = t1;
-    }
+    loop->slow_label = c->label; /* c's turn ends, as when it returns to the loop */
+    turn_end(loop);
     loop->run_fn = n->fn;
     n->ret_sp = c->ret_sp; /* n goes back where c would have: the loop */
     tls_current = n;
@@ -631,11 +634,7 @@ size_t sq__coro_run_ready(sq_loop *loop)
         loop->run_fn = c->fn;
         /* (a coroutine that suspends hands over to the next of run_list itself) */
         sq_coro_resume(c);
-        if (loop->slow_ns) { /* one clock read: this turn's end, the next one's start */
-            uint64_t t1 = sq__coarse_ns();
-            sq__slow_check_at(loop, loop->run_t0, t1, "coroutine", (const void *)loop->run_fn);
-            loop->run_t0 = t1;
-        }
+        turn_end(loop);
         n++;
     }
     loop->in_batch = was_in_batch;

@@ -728,8 +728,7 @@ int sq_loop_run_once(sq_loop *loop, bool block)
     sq_loop *prev = current_loop;
     current_loop = loop;
     int r = 0;
-    if (block && loop->ready_head && !loop->callbacks.len &&
-        ++loop->ready_passes < SQ__READY_POLL_EVERY) {
+    if (sq__ready_round(loop)) {
         /* Only coroutines are ready (sq_yield loops, a burst of wakes): this pass would poll
          * with a zero timeout, a system call that costs more than the pass itself.  The IO is
          * polled every SQ__READY_POLL_EVERY such passes instead; the clock is still read, so
@@ -753,9 +752,7 @@ int sq_loop_run_once(sq_loop *loop, bool block)
      * rounds of them right here, while no callback waits, instead of a whole pass each —
      * bounded like the skipped polls above, so that IO and timers wait at most
      * SQ__READY_POLL_EVERY rounds of ready coroutines. */
-    while (block && loop->ready_head && !loop->callbacks.len && !loop->stop &&
-           ++loop->ready_passes < SQ__READY_POLL_EVERY)
-        sq__coro_run_ready(loop);
+    while (sq__ready_round(loop)) sq__coro_run_ready(loop);
     current_loop = prev ? prev : loop;
     loop->in_pass = false;
     return r < 0 ? r : 0;
