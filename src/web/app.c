@@ -276,6 +276,18 @@ inval:
     return NULL;
 }
 
+/* Free the idle handlers the app keeps. */
+static void pool_drain(sq_app *app)
+{
+    while (app->pool) {
+        sq_handler *h = app->pool;
+        app->pool = h->next_free;
+        free(h->out.ptr);
+        free(h);
+    }
+    app->npool = 0;
+}
+
 static void table_free(route_table *t)
 {
     for (size_t i = 0; i < t->nroutes && t->compiled; i++) pcre2_code_free(t->compiled[i].code);
@@ -338,8 +350,12 @@ int sq_app_add_handlers(sq_app *app, const char *host_pattern, const sq_route *r
         app->md = md;
         app->max_groups = groups;
     }
-    /* pooled handlers made for a smaller state are freed when given back (handler_put) */
-    app->state_max = state;
+    if (state > app->state_max) {
+        /* the pooled handlers are too small for the new classes: dropped now; those in use
+         * are freed when given back (handler_put) */
+        pool_drain(app);
+        app->state_max = state;
+    }
     /* the first table (sq_app_new's, for every host) stays last: the ones added later are
      * tried before it, in the order they were added (Tornado's add_handlers) */
     route_table **at = &app->tables;
@@ -439,12 +455,7 @@ static void app_destroy(sq_app *app)
         free(v);
     }
     pcre2_match_data_free(app->md);
-    while (app->pool) {
-        sq_handler *h = app->pool;
-        app->pool = h->next_free;
-        free(h->out.ptr);
-        free(h);
-    }
+    pool_drain(app);
     while (app->roots) {
         root_cache *r = app->roots;
         app->roots = r->next;
@@ -575,13 +586,6 @@ ssize_t sq_reverse_url(const sq_app *app, const char *name, char *dst, size_t ds
 static sq_handler *handler_get(sq_app *app)
 {
     sq_handler *h = app->pool;
-    while (h && h->state_cap < app->state_max) { /* pooled before a bigger class was added */
-        app->pool = h->next_free;
-        app->npool--;
-        free(h->out.ptr);
-        free(h);
-        h = app->pool;
-    }
     if (h) {
         app->pool = h->next_free;
         app->npool--;
