@@ -167,8 +167,8 @@ ssize_t sq__inflate_chunk(sq__http_req *r, ssize_t (*raw_chunk)(sq__http_req *, 
     struct sq__inflate *st = start(r);
     *data = "";
     if (!st) return reject(r, -ENOMEM, "out of memory");
-    if (!st->whole && !st->out.cap) consumed(r);
-    for (int guard = 0;; guard++) {
+    if (!st->out.cap) consumed(r); /* the first piece */
+    for (;;) {
         if (st->in_len) {
             st->out.len = 0;
             st->z.next_in = (Bytef *)st->in;
@@ -197,6 +197,5 @@ ssize_t sq__inflate_chunk(sq__http_req *r, ssize_t (*raw_chunk)(sq__http_req *, 
         }
         st->in = in;
         st->in_len = (size_t)n;
-        (void)guard;
     }
 }

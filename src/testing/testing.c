@@ -49,7 +49,6 @@ struct sq_test {
     size_t nlines;
 };
 
-static __thread sq_test *log_test; /* the test whose log handler is installed */
 
 static const char *level_name(int level)
 {
@@ -349,7 +348,6 @@ int sq_test_run(sq_app *app, sq_test_fn body, void *arg, const sq_test_options *
         return 1;
     }
     sq_loop_make_current(t->loop);
-    log_test = t;
     sq_log_set_handler(test_log, t);
     const char *host = o.ipv6 ? "::1" : "127.0.0.1";
     if (app) {
@@ -381,7 +379,6 @@ int sq_test_run(sq_app *app, sq_test_fn body, void *arg, const sq_test_options *
     sq_loop_free(t->loop);
     teardown(t); /* what the body made while it was being cancelled */
     sq_log_set_handler(NULL, NULL);
-    log_test = NULL;
     for (expect *e = t->expects; e;) {
         expect *next = e->next;
         if (!e->seen)
