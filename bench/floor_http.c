@@ -24,6 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "floor.h"
+
 #define MAX_EVENTS 256
 #define BATCH      64 /* responses one write can carry (pipelined requests beyond wait a read) */
 
@@ -33,15 +35,8 @@ typedef struct conn {
     size_t owed;     /* response bytes owed but not yet written (the socket was full) */
 } conn;
 
-static volatile sig_atomic_t stop;
 static char resp[BATCH * 160];
 static size_t resp_len; /* one response */
-
-static void on_signal(int s)
-{
-    (void)s;
-    stop = 1;
-}
 
 /* The canned response, with the current Date (the same 130-odd bytes as examples/hello's). */
 static void make_response(void)
@@ -110,35 +105,14 @@ static bool flush_owed(int ep, conn *c)
 int main(int argc, char **argv)
 {
     int port = argc > 1 ? atoi(argv[1]) : 0;
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-    signal(SIGPIPE, SIG_IGN);
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    int ls = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int one = 1;
-    setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (bind(ls, (struct sockaddr *)&a, sizeof a) < 0 || listen(ls, 4096) < 0) {
-        perror("floor_http: bind/listen");
-        return 1;
-    }
-    socklen_t al = sizeof a;
-    getsockname(ls, (struct sockaddr *)&a, &al);
-    printf("listening on port %d\n", ntohs(a.sin_port));
-    fflush(stdout);
-    int ep = epoll_create1(EPOLL_CLOEXEC);
-    struct epoll_event lev = {.events = EPOLLIN, .data.ptr = NULL};
-    epoll_ctl(ep, EPOLL_CTL_ADD, ls, &lev);
+    int ls;
+    int ep = floor_start("floor_http", port, &ls);
+    if (ep < 0) return 1;
     make_response();
     time_t last = time(NULL);
     static char buf[65536];
     struct epoll_event evs[MAX_EVENTS];
-    while (!stop) {
+    while (!floor_stop) {
         int n = epoll_wait(ep, evs, MAX_EVENTS, 1000);
         time_t now = time(NULL);
         if (now != last) {
@@ -148,19 +122,7 @@ int main(int argc, char **argv)
         for (int i = 0; i < n; i++) {
             conn *c = evs[i].data.ptr;
             if (!c) { /* the listener */
-                for (;;) {
-                    int fd = accept4(ls, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-                    if (fd < 0) break;
-                    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-                    conn *nc = calloc(1, sizeof *nc);
-                    if (!nc) {
-                        close(fd);
-                        continue;
-                    }
-                    nc->fd = fd;
-                    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = nc};
-                    epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
-                }
+                floor_accept(ep, ls, sizeof(conn));
                 continue;
             }
             if (evs[i].events & EPOLLOUT) {

@@ -27,6 +27,8 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
+#include "floor.h"
+
 #define MAX_EVENTS 256
 #define IN_CAP     (128u << 10)
 
@@ -37,13 +39,6 @@ typedef struct conn {
     char in[IN_CAP];
 } conn;
 
-static volatile sig_atomic_t stop;
-
-static void on_signal(int s)
-{
-    (void)s;
-    stop = 1;
-}
 
 static void conn_close(int ep, conn *c)
 {
@@ -123,52 +118,17 @@ static ssize_t echo_frames(conn *c, char *out, size_t cap)
 int main(int argc, char **argv)
 {
     int port = argc > 1 ? atoi(argv[1]) : 0;
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-    signal(SIGPIPE, SIG_IGN);
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    int ls = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int one = 1;
-    setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (bind(ls, (struct sockaddr *)&a, sizeof a) < 0 || listen(ls, 4096) < 0) {
-        perror("floor_ws: bind/listen");
-        return 1;
-    }
-    socklen_t al = sizeof a;
-    getsockname(ls, (struct sockaddr *)&a, &al);
-    printf("listening on port %d\n", ntohs(a.sin_port));
-    fflush(stdout);
-    int ep = epoll_create1(EPOLL_CLOEXEC);
-    struct epoll_event lev = {.events = EPOLLIN, .data.ptr = NULL};
-    epoll_ctl(ep, EPOLL_CTL_ADD, ls, &lev);
+    int ls;
+    int ep = floor_start("floor_ws", port, &ls);
+    if (ep < 0) return 1;
     static char out[IN_CAP + 1024];
     struct epoll_event evs[MAX_EVENTS];
-    while (!stop) {
+    while (!floor_stop) {
         int n = epoll_wait(ep, evs, MAX_EVENTS, 1000);
         for (int i = 0; i < n; i++) {
             conn *c = evs[i].data.ptr;
-            if (!c) {
-                for (;;) {
-                    int fd = accept4(ls, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-                    if (fd < 0) break;
-                    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-                    conn *nc = malloc(sizeof *nc);
-                    if (!nc) {
-                        close(fd);
-                        continue;
-                    }
-                    nc->fd = fd;
-                    nc->open = false;
-                    nc->in_len = 0;
-                    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = nc};
-                    epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
-                }
+            if (!c) { /* the listener */
+                floor_accept(ep, ls, sizeof(conn));
                 continue;
             }
             ssize_t r = read(c->fd, c->in + c->in_len, IN_CAP - c->in_len);
