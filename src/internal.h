@@ -45,6 +45,12 @@ typedef struct sq__call_pool sq__call_pool;
 /* Passes with only coroutines ready between two IO polls (sq_loop_run_once). */
 #define SQ__READY_POLL_EVERY 16
 
+/* Timer wheel geometry: a tick is 2^20 ns (1.05 ms); 8 levels of 64 slots reach past the
+ * 44 bits of tick a 64-bit nanosecond deadline has. */
+#define SQ__TICK_SHIFT 20
+#define SQ__WHEEL_LEVELS 8
+#define SQ__WHERE_SHIFT 40
+
 /* One entry of the timer heap: a timer's deadline, copied, and the timer.  16 bytes: every
  * active timer (one per keep-alive connection) has one, so the tie-break (arming order) is
  * read from the timer itself, on equal deadlines only. */
@@ -68,10 +74,21 @@ struct sq_loop {
     struct sq__at_free *at_free; /* sq__loop_at_free hooks, newest first */
     bool freeing;                /* inside sq_loop_free: nothing new may attach to it */
 
-    /* timers: a 4-ary min-heap keyed by (deadline, seq), the deadlines kept in the array
-     * beside each timer's pointer so that sifting compares without touching the timers */
+    /* timers (loop.c): the later ones in a hierarchical wheel of SQ__WHEEL_LEVELS x 64 slots
+     * (level L slot: 64^L ticks), each an unordered array of entries, a bit per
+     * non-empty slot in wheel_map; a reached tick's timers sorted into the due run; timers
+     * armed for a tick already reached in a 4-ary min-heap.  See loop.c. */
     struct sq__heap_ent *heap;
     size_t heap_len, heap_cap;
+    struct sq__heap_ent *due, *due_tmp; /* the run, and a buffer for sorting it */
+    size_t due_pos, due_len, due_cap, due_tmp_cap;
+    uint64_t wheel_tick; /* deadline >> SQ__TICK_SHIFT of the first tick still in the wheel */
+    size_t wheel_count;
+    uint64_t wheel_map[SQ__WHEEL_LEVELS];
+    struct sq__wheel_slot {
+        struct sq__heap_ent *ents;
+        uint32_t len, cap;
+    } wheel[SQ__WHEEL_LEVELS * 64];
     unsigned ready_passes; /* passes in a row with only coroutines ready (see run_once) */
     uint64_t timer_seq;
 
@@ -108,8 +125,10 @@ struct sq_loop {
     int sig_pipe[2];
     sq_io sig_io;
 
-    /* free lists */
-    void *call_free;
+    /* free lists: call handles in an array, so that taking one does not chase a pointer
+     * through the last handle freed (a cache miss each when many are pending) */
+    sq_call **call_pool;
+    size_t call_pool_len, call_pool_cap;
     sq_future *future_free;
     size_t future_free_len;
 };
@@ -306,6 +325,9 @@ void sq__loop_at_free_cancel(sq_loop *loop, void (*fn)(void *), void *arg);
 
 /* A monotonic clock in ns. */
 uint64_t sq__mono_ns(void);
+
+/* Tests that drive the clock by hand: sets the loop's time (forward) and fires what is due. */
+void sq__timers_advance(sq_loop *loop, uint64_t now_ns);
 
 static inline uint64_t sq__sec_to_ns(double s)
 {

@@ -57,12 +57,13 @@ struct sq_io {
     unsigned sq__registered; /**< interest the backend currently holds */
 };
 
-/** A timer.  Caller-owned memory; while active it sits in the loop's min-heap. */
+/** A timer.  Caller-owned memory; while active the loop keeps it in a slot of its timer
+ * wheel (due in a later tick) or in its heap (due in a tick already reached). */
 struct sq_timer {
     uint64_t deadline; /**< monotonic nanoseconds */
     uint64_t repeat;   /**< nanoseconds; 0 = one-shot */
     uint64_t seq;      /**< FIFO order among equal deadlines */
-    size_t heap_index; /**< SIZE_MAX when not active */
+    size_t heap_index; /**< where the loop keeps it (internal); SIZE_MAX when not active */
     /** called when the timer fires */
     sq_timer_cb cb;
     /** the loop it runs on */

@@ -217,6 +217,7 @@ sq_loop *sq_loop_new(const sq_loop_options *opts)
         goto fail;
     }
     loop->now_ns = sq__mono_ns();
+    loop->wheel_tick = loop->now_ns >> SQ__TICK_SHIFT;
     if (!current_loop) current_loop = loop;
     tls_nloops++;
     return loop;
@@ -308,26 +309,42 @@ void sq_loop_free(sq_loop *loop)
     loop->backend->destroy(loop);
     /* Pending calls: their handles belong to the loop; a call whose argument holds
      * references (a sleep, a timeout) releases them through its dispose function. */
-    struct sq__heap_ent *heap = loop->heap;
-    size_t nheap = loop->heap_len;
+    /* First every timer is made inactive (a dispose function may stop another), then the
+     * calls are freed. */
+    sq_timer *calls = NULL; /* chained through data, which a call's timer does not use */
+    for (size_t k = 0; k <= SQ__WHEEL_LEVELS * 64 + 1; k++) {
+        bool due = k == SQ__WHEEL_LEVELS * 64 + 1;
+        struct sq__heap_ent *ents = due ? loop->due : k ? loop->wheel[k - 1].ents : loop->heap;
+        size_t n = due ? loop->due_len : k ? loop->wheel[k - 1].len : loop->heap_len;
+        for (size_t i = due ? loop->due_pos : 0; i < n; i++) {
+            sq_timer *t = ents[i].t;
+            if (!t) continue; /* a cancelled timer's place in the due run */
+            t->heap_index = SIZE_MAX;
+            if (t->cb == call_fire) {
+                t->data = calls;
+                calls = t;
+            }
+        }
+        free(ents);
+    }
+    free(loop->due_tmp);
+    loop->due = loop->due_tmp = NULL;
+    loop->due_len = loop->due_pos = loop->due_cap = loop->due_tmp_cap = 0;
+    memset(loop->wheel, 0, sizeof loop->wheel);
+    memset(loop->wheel_map, 0, sizeof loop->wheel_map);
+    loop->wheel_count = 0;
     loop->heap = NULL;
     loop->heap_len = loop->heap_cap = 0;
-    for (size_t i = 0; i < nheap; i++) heap[i].t->heap_index = SIZE_MAX;
-    for (size_t i = 0; i < nheap; i++) {
-        sq_timer *t = heap[i].t;
-        if (t->cb != call_fire) continue;
-        sq_call *c = (sq_call *)t;
+    while (calls) {
+        sq_call *c = (sq_call *)calls;
+        calls = calls->data;
         if (c->dispose) c->dispose(c->arg);
         free(c);
     }
-    free(heap);
     free(loop->callbacks.items);
     free(loop->ts_items);
-    while (loop->call_free) {
-        void *next = *(void **)loop->call_free;
-        free(loop->call_free);
-        loop->call_free = next;
-    }
+    for (size_t i = 0; i < loop->call_pool_len; i++) free(loop->call_pool[i]);
+    free(loop->call_pool);
     sq__future_pool_drain(loop);
     pthread_mutex_destroy(&loop->ts_lock);
     if (current_loop == loop) current_loop = NULL;
@@ -447,19 +464,63 @@ void sq__io_dispatch(sq_loop *loop, sq_io *io, unsigned events)
     sq__slow_end(loop, t0, "fd watcher", (const void *)cb);
 }
 
-/* --- timers: 4-ary min-heap ------------------------------------------------------------------ */
-
-/* Four children per node halve the depth of a binary heap, and each node's children sit side
- * by side in the array with their deadlines: with a million timers a sift compares within a
- * cache line or two per level instead of dereferencing a timer per comparison (a miss each);
- * only equal deadlines look at the timers' arming order. */
+/* --- timers: a wheel for the later ones, a sorted run and a heap for those due ----------- *
+ *
+ * A timer due in a tick (2^20 ns, about a millisecond) still ahead sits in a slot of a
+ * hierarchical timing wheel: arming and cancelling it costs the same whatever the number of
+ * timers.  Level L's 64 slots each cover 64^L ticks: a timer goes to the level of the highest
+ * 6-bit group in which its tick differs from wheel_tick, so level 0 holds the ticks of the
+ * current group of 64, one per slot.  When wheel_tick reaches the start of a higher slot,
+ * that slot's timers are placed again, lower; when it reaches a level-0 slot, its timers are
+ * sorted by deadline into the due run, which fires from its front.  The wheel decides only
+ * when a timer becomes due, never the order in which timers fire.
+ *
+ * A slot is an unordered array of {deadline, timer} entries; a cancelled timer's place takes
+ * the last entry.  Placing, cascading and sorting read only the arrays, so a timer's memory
+ * is written its new place once per move and read when it fires; only timers with equal
+ * deadlines are read to be put in arming order, and they are about to fire anyway.
+ *
+ * Timers armed for a tick already reached (due now, or in the past) go to a small 4-ary
+ * min-heap keyed by (deadline, arming order); the next timer to fire is the lesser of the
+ * heap's top and the run's front.
+ *
+ * A timer's heap_index is its place: (bucket << SQ__WHERE_SHIFT) | index, bucket 0 for the
+ * heap, 1 + level * 64 + slot for a wheel slot, DUE_BUCKET for the run. */
 #define HEAP_D 4
+#define WHERE_MASK ((1ull << SQ__WHERE_SHIFT) - 1)
+#define DUE_BUCKET (1 + SQ__WHEEL_LEVELS * 64)
+
+static inline void where_set(sq_timer *t, size_t bucket, size_t i)
+{
+    t->heap_index = (bucket << SQ__WHERE_SHIFT) | i;
+}
 
 static inline bool ent_less(const struct sq__heap_ent *a, const struct sq__heap_ent *b)
 {
     return a->deadline < b->deadline || (a->deadline == b->deadline && a->t->seq < b->t->seq);
 }
 
+static bool grow(struct sq__heap_ent **ents, size_t *cap, size_t want)
+{
+    if (want <= *cap) return true;
+    size_t ncap = *cap ? *cap : 8;
+    while (ncap < want) ncap *= 2;
+    struct sq__heap_ent *n = ncap <= WHERE_MASK ? realloc(*ents, ncap * sizeof *n) : NULL;
+    if (!n) return false;
+    *ents = n;
+    *cap = ncap;
+    return true;
+}
+
+static void timer_dropped(sq_timer *t)
+{
+    t->heap_index = SIZE_MAX;
+    sq_log(SQ_LOG_ERROR, "timer: out of memory, timer dropped");
+}
+
+/* The heap: four children per node halve the depth of a binary heap, and a node's children
+ * sit side by side with their deadlines, so a sift compares within a cache line per level;
+ * only equal deadlines look at the timers' arming order. */
 static inline void heap_put(sq_loop *loop, size_t i, struct sq__heap_ent e)
 {
     loop->heap[i] = e;
@@ -505,18 +566,209 @@ static void heap_remove(sq_loop *loop, sq_timer *t)
         heap_down(loop, i, last);
 }
 
-static int heap_insert(sq_loop *loop, sq_timer *t)
+static int heap_insert(sq_loop *loop, struct sq__heap_ent e)
 {
-    if (loop->heap_len == loop->heap_cap) {
-        size_t ncap = loop->heap_cap ? loop->heap_cap * 2 : 64;
-        struct sq__heap_ent *n = realloc(loop->heap, ncap * sizeof *n);
-        if (!n) return -ENOMEM;
-        loop->heap = n;
-        loop->heap_cap = ncap;
-    }
-    t->seq = loop->timer_seq++;
-    heap_up(loop, loop->heap_len++, (struct sq__heap_ent){t->deadline, t});
+    if (!grow(&loop->heap, &loop->heap_cap, loop->heap_len + 1)) return -ENOMEM;
+    heap_up(loop, loop->heap_len++, e);
     return 0;
+}
+
+/* Appends an entry to its slot, relative to the current wheel_tick (its tick is not before
+ * it): the level of the highest 6-bit group in which the two differ. */
+static int wheel_put(sq_loop *loop, struct sq__heap_ent e)
+{
+    uint64_t tick = e.deadline >> SQ__TICK_SHIFT, diff = tick ^ loop->wheel_tick;
+    unsigned level = diff ? (unsigned)(63 - __builtin_clzll(diff)) / 6 : 0;
+    unsigned slot = (unsigned)(tick >> (6 * level)) & 63, k = level * 64 + slot;
+    struct sq__wheel_slot *w = &loop->wheel[k];
+    if (w->len == w->cap) {
+        size_t cap = w->cap;
+        if (cap >= UINT32_MAX / 2 || !grow(&w->ents, &cap, cap + 1)) return -ENOMEM;
+        w->cap = (uint32_t)cap;
+    }
+    where_set(e.t, 1 + k, w->len);
+    w->ents[w->len++] = e;
+    loop->wheel_map[level] |= 1ull << slot;
+    return 0;
+}
+
+static void slot_clear(sq_loop *loop, unsigned k)
+{
+    struct sq__wheel_slot *w = &loop->wheel[k];
+    w->len = 0;
+    if (w->cap > 256) { /* a burst's array (10,000 connections' header timeouts) goes */
+        free(w->ents);
+        w->ents = NULL;
+        w->cap = 0;
+    }
+    loop->wheel_map[k / 64] &= ~(1ull << (k % 64));
+}
+
+static void wheel_remove(sq_loop *loop, sq_timer *t)
+{
+    unsigned k = (unsigned)(t->heap_index >> SQ__WHERE_SHIFT) - 1;
+    uint32_t i = (uint32_t)(t->heap_index & WHERE_MASK);
+    struct sq__wheel_slot *w = &loop->wheel[k];
+    struct sq__heap_ent last = w->ents[--w->len];
+    if (i != w->len) {
+        w->ents[i] = last;
+        where_set(last.t, 1 + k, i);
+    }
+    t->heap_index = SIZE_MAX;
+    loop->wheel_count--;
+    if (!w->len) slot_clear(loop, k);
+}
+
+/* The start of the first slot that needs attention.  Level 0 slots are the ticks of
+ * wheel_tick's group of 64 from wheel_tick on; level L slots start in later groups, so the
+ * first level with a slot set holds the earliest.  A higher slot that starts at wheel_tick
+ * is emptied as soon as wheel_tick gets there (wheel_cascade), so only the later ones count. */
+static bool wheel_next_event(const sq_loop *loop, uint64_t *tick)
+{
+    if (!loop->wheel_count) return false;
+    uint64_t wt = loop->wheel_tick;
+    for (unsigned level = 0; level < SQ__WHEEL_LEVELS; level++) {
+        unsigned shift = 6 * level, cur = (unsigned)(wt >> shift) & 63;
+        unsigned from = cur + (level > 0);
+        uint64_t bits = from < 64 ? loop->wheel_map[level] & (~0ull << from) : 0;
+        if (bits) {
+            uint64_t group = (wt >> (shift + 6)) << (shift + 6);
+            *tick = group | ((uint64_t)__builtin_ctzll(bits) << shift);
+            return true;
+        }
+    }
+    return false; /* not reached: wheel_count says a slot is set */
+}
+
+/* Empties the higher slots that start at wheel_tick into the lower ones, highest first (a
+ * timer never lands in the slot being emptied).  Done whenever wheel_tick moves, so that no
+ * slot above level 0 holds wheel_tick (wheel_next_event counts on it). */
+static void wheel_cascade(sq_loop *loop)
+{
+    uint64_t wt = loop->wheel_tick;
+    for (unsigned level = SQ__WHEEL_LEVELS - 1; level > 0; level--) {
+        if (wt & ((1ull << (6 * level)) - 1)) continue;
+        unsigned slot = (unsigned)(wt >> (6 * level)) & 63, k = level * 64 + slot;
+        if (!(loop->wheel_map[level] & (1ull << slot))) continue;
+        struct sq__wheel_slot *w = &loop->wheel[k];
+        for (uint32_t i = 0; i < w->len; i++) {
+            if (wheel_put(loop, w->ents[i]) < 0) {
+                loop->wheel_count--;
+                timer_dropped(w->ents[i].t);
+            }
+        }
+        slot_clear(loop, k);
+    }
+}
+
+/* A level-0 slot becomes the due run: its entries in order of deadline, and of arming among
+ * equal deadlines.  All share one tick, so only the low SQ__TICK_SHIFT bits of the deadline
+ * differ: two counting passes of 10 bits, or an insertion sort for a few entries; then each
+ * run of equal deadlines is put in arming order. */
+static void due_fill(sq_loop *loop, struct sq__wheel_slot *w)
+{
+    size_t n = w->len;
+    loop->wheel_count -= n;
+    loop->due_pos = loop->due_len = 0;
+    if (!grow(&loop->due, &loop->due_cap, n)) {
+        for (size_t i = 0; i < n; i++) /* no memory for the run: the heap, one by one */
+            if (heap_insert(loop, w->ents[i]) < 0) timer_dropped(w->ents[i].t);
+        return;
+    }
+    struct sq__heap_ent *out = loop->due;
+    if (n <= 32 || !grow(&loop->due_tmp, &loop->due_tmp_cap, n)) {
+        for (size_t i = 0; i < n; i++) {
+            struct sq__heap_ent e = w->ents[i];
+            size_t j = i;
+            for (; j > 0 && out[j - 1].deadline > e.deadline; j--) out[j] = out[j - 1];
+            out[j] = e;
+        }
+    } else {
+        _Static_assert(SQ__TICK_SHIFT <= 20, "two 10-bit passes cover a tick");
+        struct sq__heap_ent *src = w->ents, *dst = loop->due_tmp;
+        for (unsigned pass = 0; pass < 2; pass++) {
+            uint32_t count[1025] = {0};
+            unsigned shift = 10 * pass;
+            for (size_t i = 0; i < n; i++) count[((src[i].deadline >> shift) & 1023) + 1]++;
+            for (unsigned b = 0; b < 1024; b++) count[b + 1] += count[b];
+            for (size_t i = 0; i < n; i++) dst[count[(src[i].deadline >> shift) & 1023]++] = src[i];
+            src = dst;
+            dst = out;
+        }
+        /* pass 0 went ents -> tmp, pass 1 tmp -> due */
+    }
+    for (size_t i = 1; i < n; i++) {
+        if (out[i].deadline != out[i - 1].deadline || out[i].t->seq > out[i - 1].t->seq) continue;
+        struct sq__heap_ent e = out[i];
+        size_t j = i;
+        for (; j > 0 && out[j - 1].deadline == e.deadline && out[j - 1].t->seq > e.t->seq; j--)
+            out[j] = out[j - 1];
+        out[j] = e;
+    }
+    for (size_t i = 0; i < n; i++) where_set(out[i].t, DUE_BUCKET, i);
+    loop->due_len = n;
+}
+
+/* One step of the wheel towards `target`: if the next event is not after target, wheel_tick
+ * goes there, the slots starting there are emptied (the level-0 one into the due run), and it
+ * passes on; else wheel_tick becomes target + 1. */
+static void wheel_step(sq_loop *loop, uint64_t target)
+{
+    uint64_t ev;
+    if (!wheel_next_event(loop, &ev) || ev > target) {
+        loop->wheel_tick = target + 1;
+        wheel_cascade(loop);
+        return;
+    }
+    loop->wheel_tick = ev;
+    wheel_cascade(loop);
+    unsigned slot = (unsigned)ev & 63;
+    if (loop->wheel_map[0] & (1ull << slot)) {
+        due_fill(loop, &loop->wheel[slot]);
+        slot_clear(loop, slot);
+    }
+    loop->wheel_tick = ev + 1;
+    wheel_cascade(loop);
+}
+
+static void timer_unlink(sq_loop *loop, sq_timer *t)
+{
+    if (t->heap_index == SIZE_MAX) return;
+    size_t bucket = t->heap_index >> SQ__WHERE_SHIFT;
+    if (bucket == 0) {
+        heap_remove(loop, t);
+    } else if (bucket == DUE_BUCKET) {
+        loop->due[t->heap_index & WHERE_MASK].t = NULL;
+        t->heap_index = SIZE_MAX;
+    } else {
+        wheel_remove(loop, t);
+    }
+}
+
+static void timer_link(sq_loop *loop, sq_timer *t)
+{
+    t->seq = loop->timer_seq++;
+    struct sq__heap_ent e = {t->deadline, t};
+    if (e.deadline >> SQ__TICK_SHIFT >= loop->wheel_tick) {
+        if (wheel_put(loop, e) < 0)
+            timer_dropped(t);
+        else
+            loop->wheel_count++;
+    } else if (heap_insert(loop, e) < 0) {
+        timer_dropped(t);
+    }
+}
+
+/* The next timer to fire of those already due or reached: the lesser of the run's front and
+ * the heap's top; NULL if both are empty. */
+static struct sq__heap_ent *timer_first(sq_loop *loop)
+{
+    while (loop->due_pos < loop->due_len && !loop->due[loop->due_pos].t) loop->due_pos++;
+    struct sq__heap_ent *d = loop->due_pos < loop->due_len ? &loop->due[loop->due_pos] : NULL;
+    struct sq__heap_ent *h = loop->heap_len ? &loop->heap[0] : NULL;
+    if (!d) return h;
+    if (!h) return d;
+    return ent_less(h, d) ? h : d;
 }
 
 void sq_timer_init(sq_loop *loop, sq_timer *t, sq_timer_cb cb, void *data)
@@ -531,9 +783,9 @@ void sq_timer_init(sq_loop *loop, sq_timer *t, sq_timer_cb cb, void *data)
 static void timer_arm(sq_timer *t, uint64_t deadline)
 {
     sq_loop *loop = t->loop;
-    if (t->heap_index != SIZE_MAX) heap_remove(loop, t);
+    timer_unlink(loop, t);
     t->deadline = deadline;
-    if (heap_insert(loop, t) < 0) sq_log(SQ_LOG_ERROR, "timer: out of memory, timer dropped");
+    timer_link(loop, t);
 }
 
 void sq_timer_start(sq_timer *t, double delay, double repeat)
@@ -551,7 +803,7 @@ void sq_timer_start_at(sq_timer *t, double when)
 
 void sq_timer_stop(sq_timer *t)
 {
-    if (t->heap_index != SIZE_MAX) heap_remove(t->loop, t);
+    timer_unlink(t->loop, t);
     t->repeat = 0;
 }
 
@@ -563,16 +815,34 @@ bool sq_timer_active(const sq_timer *t)
 static void run_timers(sq_loop *loop)
 {
     uint64_t limit = loop->timer_seq; /* timers armed while firing wait for the next pass */
-    while (loop->heap_len) {
-        if (loop->heap[0].deadline > loop->now_ns) break;
-        sq_timer *t = loop->heap[0].t;
+    uint64_t now_tick = loop->now_ns >> SQ__TICK_SHIFT;
+    for (;;) {
+        /* The wheel is brought forward one tick with timers at a time, and each tick's due
+         * timers fire before the next tick's are sorted: a timer of a later tick is due later,
+         * so the order is the same, and the run holds one tick's timers. */
+        struct sq__heap_ent *first = timer_first(loop);
+        if (!first || first->deadline > loop->now_ns) {
+            /* with a timer reached but not yet due, no later tick is due either */
+            if (first || loop->wheel_tick > now_tick) break;
+            wheel_step(loop, now_tick);
+            continue;
+        }
+        sq_timer *t = first->t;
         if (t->seq >= limit) break;
-        heap_remove(loop, t);
+        if (first == loop->heap) {
+            heap_remove(loop, t);
+        } else {
+            loop->due_pos++;
+            t->heap_index = SIZE_MAX;
+            /* the next one's memory is fetched while this one's callback runs */
+            if (loop->due_pos < loop->due_len && loop->due[loop->due_pos].t)
+                __builtin_prefetch(loop->due[loop->due_pos].t);
+        }
         if (t->repeat) {
             uint64_t next = t->deadline + t->repeat;
             if (next <= loop->now_ns) next = loop->now_ns + t->repeat;
             t->deadline = next;
-            heap_insert(loop, t);
+            timer_link(loop, t);
         }
         uint64_t t0 = sq__slow_begin(loop);
         sq_timer_cb cb = t->cb; /* the callback may free the timer's memory */
@@ -582,25 +852,48 @@ static void run_timers(sq_loop *loop)
         cb(loop, t);
         sq__slow_end(loop, t0, call ? "call_later callback" : "timer", who);
     }
+    if (loop->due_pos == loop->due_len) loop->due_pos = loop->due_len = 0;
+}
+
+/* For tests that drive the clock by hand: the loop's time becomes now_ns (later than it
+ * was) and what is due fires, as in a pass. */
+void sq__timers_advance(sq_loop *loop, uint64_t now_ns)
+{
+    loop->now_ns = now_ns;
+    run_timers(loop);
 }
 
 /* --- one-shot calls (Tornado's call_later) ---------------------------------------------- */
+
+static void call_release(sq_loop *loop, sq_call *c)
+{
+    if (loop->call_pool_len == loop->call_pool_cap) {
+        size_t ncap = loop->call_pool_cap ? loop->call_pool_cap * 2 : 64;
+        sq_call **n = realloc(loop->call_pool, ncap * sizeof *n);
+        if (!n) {
+            free(c);
+            return;
+        }
+        loop->call_pool = n;
+        loop->call_pool_cap = ncap;
+    }
+    loop->call_pool[loop->call_pool_len++] = c;
+}
 
 static void call_fire(sq_loop *loop, sq_timer *t)
 {
     sq_call *c = (sq_call *)t;
     sq_callback_fn fn = c->fn;
     void *arg = c->arg;
-    *(void **)c = loop->call_free; /* the handle dies before the callback runs */
-    loop->call_free = c;
+    call_release(loop, c); /* the handle dies before the callback runs */
     fn(arg);
 }
 
 static sq_call *call_new(sq_loop *loop, sq_callback_fn fn, void *arg)
 {
-    sq_call *c = loop->call_free;
-    if (c)
-        loop->call_free = *(void **)c;
+    sq_call *c;
+    if (loop->call_pool_len)
+        c = loop->call_pool[--loop->call_pool_len];
     else if (!(c = malloc(sizeof *c)))
         return NULL;
     sq_timer_init(loop, &c->timer, call_fire, NULL);
@@ -634,8 +927,7 @@ void sq_call_cancel(sq_call *c)
     if (!c) return;
     sq_loop *loop = c->timer.loop;
     sq_timer_stop(&c->timer);
-    *(void **)c = loop->call_free;
-    loop->call_free = c;
+    call_release(loop, c);
 }
 
 /* --- periodic callbacks ------------------------------------------------------------------- */
@@ -689,11 +981,19 @@ void sq_periodic_stop(sq_periodic *p)
 static int poll_timeout(sq_loop *loop, bool block)
 {
     if (!block || loop->stop || loop->callbacks.len || loop->ready_head) return 0;
-    if (!loop->heap_len) return -1;
+    /* The first timer of the ticks reached; with none, the wheel's next slot is woken for at
+     * its start, when its timers become due or move down the wheel. */
+    uint64_t d, tick;
+    struct sq__heap_ent *first = timer_first(loop);
+    if (first)
+        d = first->deadline;
+    else if (wheel_next_event(loop, &tick))
+        d = tick << SQ__TICK_SHIFT;
+    else
+        return -1;
     /* The previous pass may have run long: measure from the real time, or the next timer
      * would fire late by as long as that pass took. */
     loop->now_ns = sq__mono_ns();
-    uint64_t d = loop->heap[0].deadline;
     if (d <= loop->now_ns) return 0;
     uint64_t ms = (d - loop->now_ns + 999999) / 1000000; /* round up: never wake early */
     return ms > INT_MAX ? INT_MAX : (int)ms;

@@ -213,6 +213,130 @@ static void test_heap_order_under_churn(void **state)
     sq_loop_free(loop);
 }
 
+/* --- the wheel against a model, on a clock driven by hand -------------------------------- *
+ *
+ * 4,000 timers armed, re-armed and stopped at random, with delays from a nanosecond to about
+ * a day (every level of the wheel), several armed at once with equal delays, and the clock
+ * moved forward by random steps from a nanosecond to hours.  After every step: each timer
+ * due has fired exactly once, none early, the rest are still active; and all the firings,
+ * in order, are sorted by (deadline, arming order). */
+void sq__timers_advance(sq_loop *loop, uint64_t now_ns); /* src/internal.h */
+
+#define WM_N 4000
+static struct {
+    sq_timer t[WM_N];
+    uint64_t armed_at[WM_N]; /* this model's arming order; 0: not armed */
+    uint64_t now, seq, last_deadline, last_seq;
+    int fired, bad, early, stray;
+} wm;
+
+static uint64_t rng64(void)
+{
+    return ((uint64_t)rng() << 32) ^ rng();
+}
+
+/* 1 ns .. 2^46 ns (19.5 hours), spread evenly over the powers of two. */
+static uint64_t wm_span(void)
+{
+    unsigned bits = rng() % 47;
+    return 1 + (rng64() & ((1ull << bits) - 1));
+}
+
+static void wm_fire(sq_loop *loop, sq_timer *t)
+{
+    (void)loop;
+    size_t i = (size_t)(t - wm.t);
+    if (!wm.armed_at[i]) {
+        wm.stray++;
+        return;
+    }
+    if (t->deadline > wm.now) wm.early++;
+    if (wm.fired && (t->deadline < wm.last_deadline ||
+                     (t->deadline == wm.last_deadline && wm.armed_at[i] < wm.last_seq)))
+        wm.bad++;
+    wm.last_deadline = t->deadline;
+    wm.last_seq = wm.armed_at[i];
+    wm.armed_at[i] = 0;
+    wm.fired++;
+}
+
+static void wm_check(void)
+{
+    for (size_t i = 0; i < WM_N; i++) {
+        bool armed = wm.armed_at[i] != 0;
+        if (armed != sq_timer_active(&wm.t[i]))
+            fail_msg("timer %zu: active %d, the model says %d", i, sq_timer_active(&wm.t[i]),
+                     armed);
+        if (armed && wm.t[i].deadline <= wm.now)
+            fail_msg("timer %zu: due at %llu, not fired at %llu", i,
+                     (unsigned long long)wm.t[i].deadline, (unsigned long long)wm.now);
+    }
+    assert_int_equal(wm.early, 0);
+    assert_int_equal(wm.bad, 0);
+    assert_int_equal(wm.stray, 0);
+}
+
+static void test_wheel_model(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    memset(&wm, 0, sizeof wm);
+    wm.now = sq_loop_now_ns(loop);
+    for (size_t i = 0; i < WM_N; i++) sq_timer_init(loop, &wm.t[i], wm_fire, NULL);
+    int armed = 0, stopped = 0, steps = 0;
+    for (int round = 0; round < 3000; round++) {
+        unsigned what = rng() % 8;
+        if (what < 5) {
+            /* a batch armed at once: some with one delay (equal deadlines) */
+            uint64_t span = wm_span();
+            unsigned n = 1 + rng() % 8;
+            for (unsigned k = 0; k < n; k++) {
+                size_t i = rng() % WM_N;
+                uint64_t d = rng() % 2 ? span : wm_span();
+                if (rng() % 4 == 0) { /* due exactly at the start of a tick */
+                    uint64_t tick = 1ull << 20;
+                    d = ((wm.now + d) / tick + 1) * tick - wm.now;
+                }
+                stopped += wm.armed_at[i] != 0; /* re-armed: the earlier arming is gone */
+                sq_timer_start(&wm.t[i], (double)d / 1e9, 0);
+                if (wm.t[i].deadline <= wm.now) { /* a delay that rounds to 0 ns */
+                    sq_timer_stop(&wm.t[i]);
+                    wm.armed_at[i] = 0;
+                    continue;
+                }
+                wm.armed_at[i] = ++wm.seq;
+                armed++;
+            }
+        } else if (what == 5) {
+            size_t i = rng() % WM_N;
+            stopped += wm.armed_at[i] != 0;
+            sq_timer_stop(&wm.t[i]);
+            wm.armed_at[i] = 0;
+        } else {
+            wm.now += wm_span() >> (rng() % 24); /* mostly short steps, some of hours */
+            if (rng() % 3 == 0) {
+                /* to just before a boundary of the wheel's slots (2^20 ns ticks, 64 per
+                 * slot above), so that the next tick starts a slot of level 1 to 3 */
+                uint64_t unit = 1ull << (20 + 6 * (1 + rng() % 3));
+                wm.now = (wm.now / unit + 1) * unit - 1;
+            }
+            sq__timers_advance(loop, wm.now);
+            steps++;
+            wm_check();
+        }
+    }
+    /* past every deadline: everything left fires */
+    wm.now += 1ull << 47;
+    sq__timers_advance(loop, wm.now);
+    wm_check();
+    for (size_t i = 0; i < WM_N; i++) assert_false(sq_timer_active(&wm.t[i]));
+    printf("wheel model: %d armed, %d stopped or re-armed, %d fired over %d clock steps\n",
+           armed, stopped, wm.fired, steps);
+    assert_int_equal(wm.fired, armed - stopped);
+    assert_true(wm.fired > 1000);
+    assert_true(steps > 500);
+    sq_loop_free(loop);
+}
+
 /* --- sq_timer ----------------------------------------------------------------------------- */
 
 typedef struct {
@@ -484,6 +608,7 @@ int main(void)
         cmocka_unit_test(test_equal_deadlines_fifo),
         cmocka_unit_test(test_mass_schedule_cancel),
         cmocka_unit_test(test_heap_order_under_churn),
+        cmocka_unit_test(test_wheel_model),
         cmocka_unit_test(test_timer_repeat_and_stop_inside),
         cmocka_unit_test(test_call_at),
         cmocka_unit_test(test_periodic_interval),
