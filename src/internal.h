@@ -51,9 +51,10 @@ typedef struct sq__call_pool sq__call_pool;
 #define SQ__WHEEL_LEVELS 8
 #define SQ__WHERE_SHIFT 40
 
-/* One entry of the timer heap: a timer's deadline, copied, and the timer.  16 bytes: every
- * active timer (one per keep-alive connection) has one, so the tie-break (arming order) is
- * read from the timer itself, on equal deadlines only. */
+/* One entry of a timer wheel slot, of the due run or of the heap: a timer's deadline,
+ * copied, and the timer.  16 bytes: every active timer (one per keep-alive connection) has
+ * one, so the tie-break (arming order) is read from the timer itself, on equal deadlines
+ * only. */
 struct sq__heap_ent {
     uint64_t deadline;
     sq_timer *t;

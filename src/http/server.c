@@ -58,9 +58,9 @@ static void arm(sq_http_conn *c, unsigned kind, double seconds)
         return;
     }
     if (kind == T_IDLE) {
-        /* Lazy, like nginx's timers: a keep-alive connection would otherwise re-sort the
-         * timer heap after every response (two O(log n) walks over timers scattered in
-         * memory: the cost that grows with 10,000 connections).  The idle timer is armed
+        /* Lazy, like nginx's timers: a keep-alive connection would otherwise move its
+         * timer after every response (a write to another timer's memory too, scattered
+         * over 10,000 connections).  The idle timer is armed
          * a little late (by 1/16 of the timeout, at most 1 s) and kept as long as its
          * deadline is still at or after now + timeout: the connection then closes between
          * timeout and timeout + slack after its last response, never early. */

@@ -1,4 +1,4 @@
-/* The event loop core: iteration, timers (min-heap), callbacks, thread-safe callbacks,
+/* The event loop core: iteration, timers (a timing wheel), callbacks, thread-safe callbacks,
  * periodic callbacks and the slow-callback warning.  The backend (epoll.c) only waits. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
