@@ -76,7 +76,7 @@ int main(int argc, char **argv)
     }
     double t0, t1;
 
-    /* schedule + cancel (handles now come from the loop's free list, as in steady state) */
+    /* schedule + cancel (handles now come from the loop's pool, as in steady state) */
     for (long i = 0; i < n; i++) order[i] = i;
     for (long i = n - 1; i > 0; i--) {
         long j = (long)(rng() % (uint32_t)(i + 1));

@@ -179,9 +179,10 @@ static void wake_cb(sq_loop *loop, sq_io *io, unsigned events)
 /* --- loop lifetime ------------------------------------------------------------------------ */
 
 static void call_fire(sq_loop *loop, sq_timer *t);
+static void timers_free(sq_loop *loop);
 
 struct sq_call {
-    sq_timer timer; /* first: the free list links through it */
+    sq_timer timer; /* first: the timer's callback gets the call */
     sq_callback_fn fn;
     void *arg;
     sq_callback_fn dispose; /* frees what arg holds if the loop is freed first, or NULL */
@@ -307,40 +308,7 @@ void sq_loop_free(sq_loop *loop)
     sq_io_stop(loop, &loop->wake_io);
     close(loop->wake_fd);
     loop->backend->destroy(loop);
-    /* Pending calls: their handles belong to the loop; a call whose argument holds
-     * references (a sleep, a timeout) releases them through its dispose function. */
-    /* First every timer is made inactive (a dispose function may stop another), then the
-     * calls are freed. */
-    sq_timer *calls = NULL; /* chained through data, which a call's timer does not use */
-    for (size_t k = 0; k <= SQ__WHEEL_LEVELS * 64 + 1; k++) {
-        bool due = k == SQ__WHEEL_LEVELS * 64 + 1;
-        struct sq__heap_ent *ents = due ? loop->due : k ? loop->wheel[k - 1].ents : loop->heap;
-        size_t n = due ? loop->due_len : k ? loop->wheel[k - 1].len : loop->heap_len;
-        for (size_t i = due ? loop->due_pos : 0; i < n; i++) {
-            sq_timer *t = ents[i].t;
-            if (!t) continue; /* a cancelled timer's place in the due run */
-            t->heap_index = SIZE_MAX;
-            if (t->cb == call_fire) {
-                t->data = calls;
-                calls = t;
-            }
-        }
-        free(ents);
-    }
-    free(loop->due_tmp);
-    loop->due = loop->due_tmp = NULL;
-    loop->due_len = loop->due_pos = loop->due_cap = loop->due_tmp_cap = 0;
-    memset(loop->wheel, 0, sizeof loop->wheel);
-    memset(loop->wheel_map, 0, sizeof loop->wheel_map);
-    loop->wheel_count = 0;
-    loop->heap = NULL;
-    loop->heap_len = loop->heap_cap = 0;
-    while (calls) {
-        sq_call *c = (sq_call *)calls;
-        calls = calls->data;
-        if (c->dispose) c->dispose(c->arg);
-        free(c);
-    }
+    timers_free(loop); /* and the pending calls, whose handles belong to the loop */
     free(loop->callbacks.items);
     free(loop->ts_items);
     for (size_t i = 0; i < loop->call_pool_len; i++) free(loop->call_pool[i]);
@@ -663,8 +631,9 @@ static void wheel_cascade(sq_loop *loop)
 
 /* A level-0 slot becomes the due run: its entries in order of deadline, and of arming among
  * equal deadlines.  All share one tick, so only the low SQ__TICK_SHIFT bits of the deadline
- * differ: two counting passes of 10 bits, or an insertion sort for a few entries; then each
- * run of equal deadlines is put in arming order. */
+ * differ: two counting passes of 10 bits order a large slot by deadline; then an insertion
+ * sort by (deadline, arming order) finishes, which for that output only moves equal
+ * deadlines (the only entries whose timers it reads) and for a small slot does it all. */
 static void due_fill(sq_loop *loop, struct sq__wheel_slot *w)
 {
     size_t n = w->len;
@@ -677,12 +646,7 @@ static void due_fill(sq_loop *loop, struct sq__wheel_slot *w)
     }
     struct sq__heap_ent *out = loop->due;
     if (n <= 32 || !grow(&loop->due_tmp, &loop->due_tmp_cap, n)) {
-        for (size_t i = 0; i < n; i++) {
-            struct sq__heap_ent e = w->ents[i];
-            size_t j = i;
-            for (; j > 0 && out[j - 1].deadline > e.deadline; j--) out[j] = out[j - 1];
-            out[j] = e;
-        }
+        memcpy(out, w->ents, n * sizeof *out);
     } else {
         _Static_assert(SQ__TICK_SHIFT <= 20, "two 10-bit passes cover a tick");
         struct sq__heap_ent *src = w->ents, *dst = loop->due_tmp;
@@ -698,11 +662,9 @@ static void due_fill(sq_loop *loop, struct sq__wheel_slot *w)
         /* pass 0 went ents -> tmp, pass 1 tmp -> due */
     }
     for (size_t i = 1; i < n; i++) {
-        if (out[i].deadline != out[i - 1].deadline || out[i].t->seq > out[i - 1].t->seq) continue;
         struct sq__heap_ent e = out[i];
         size_t j = i;
-        for (; j > 0 && out[j - 1].deadline == e.deadline && out[j - 1].t->seq > e.t->seq; j--)
-            out[j] = out[j - 1];
+        for (; j > 0 && ent_less(&e, &out[j - 1]); j--) out[j] = out[j - 1];
         out[j] = e;
     }
     for (size_t i = 0; i < n; i++) where_set(out[i].t, DUE_BUCKET, i);
@@ -861,6 +823,44 @@ void sq__timers_advance(sq_loop *loop, uint64_t now_ns)
 {
     loop->now_ns = now_ns;
     run_timers(loop);
+}
+
+/* Loop teardown: every timer left is made inactive first (a dispose function may stop
+ * another), then the pending calls, which belong to the loop, are freed; a call whose argument
+ * holds references (a sleep, a timeout) releases them through its dispose function. */
+static void timers_forget(struct sq__heap_ent *ents, size_t from, size_t n, sq_timer **calls)
+{
+    for (size_t i = from; i < n; i++) {
+        sq_timer *t = ents[i].t;
+        if (!t) continue; /* a cancelled timer's place in the due run */
+        t->heap_index = SIZE_MAX;
+        if (t->cb == call_fire) { /* chained through data, which a call's timer does not use */
+            t->data = *calls;
+            *calls = t;
+        }
+    }
+    free(ents);
+}
+
+static void timers_free(sq_loop *loop)
+{
+    sq_timer *calls = NULL;
+    timers_forget(loop->heap, 0, loop->heap_len, &calls);
+    timers_forget(loop->due, loop->due_pos, loop->due_len, &calls);
+    for (size_t k = 0; k < SQ__WHEEL_LEVELS * 64; k++)
+        timers_forget(loop->wheel[k].ents, 0, loop->wheel[k].len, &calls);
+    free(loop->due_tmp);
+    loop->heap = loop->due = loop->due_tmp = NULL;
+    loop->heap_len = loop->heap_cap = loop->due_pos = loop->due_len = 0;
+    loop->due_cap = loop->due_tmp_cap = loop->wheel_count = 0;
+    memset(loop->wheel, 0, sizeof loop->wheel);
+    memset(loop->wheel_map, 0, sizeof loop->wheel_map);
+    while (calls) {
+        sq_call *c = (sq_call *)calls;
+        calls = calls->data;
+        if (c->dispose) c->dispose(c->arg);
+        free(c);
+    }
 }
 
 /* --- one-shot calls (Tornado's call_later) ---------------------------------------------- */
