@@ -16,12 +16,12 @@
 static int detach_drain(sq_http_conn *c)
 {
     sq__http_conn_write(c);
-    while (!c->closed && c->opos < c->out.len) {
+    while (!c->closed && c->a->opos < c->a->out.len) {
         sq_coro *self = sq_coro_self();
-        c->waiter = self; /* woken by sq__http_conn_write as the output drains */
+        c->a->waiter = self; /* woken by sq__http_conn_write as the output drains */
         c->waiter_writes = true;
         sq_coro_suspend();
-        if (c->waiter == self) c->waiter = NULL;
+        if (c->a->waiter == self) c->a->waiter = NULL;
         sq__http_conn_write(c);
     }
     return c->closed ? (c->error ? c->error : SQ_ECLOSED) : 0;
@@ -36,12 +36,12 @@ static void detach_fd(sq_http_conn *c)
     c->io.fd = -1;
     c->closed = true;
     c->error = SQ_ECLOSED;
-    c->waiter = NULL;
-    c->req->on_close = NULL;
-    sq_timer_stop(&c->timer);
-    if (c->req->flush_call) {
-        sq_call_cancel(c->req->flush_call);
-        c->req->flush_call = NULL;
+    c->a->waiter = NULL;
+    c->a->req->on_close = NULL;
+    sq_timer_stop(&c->a->timer);
+    if (c->a->req->flush_call) {
+        sq_call_cancel(c->a->req->flush_call);
+        c->a->req->flush_call = NULL;
     }
     if (!srv) return;
     srv->nconns--;
@@ -95,29 +95,29 @@ int sq__http_detach(sq_http_request *req, int *fd, sq__tp **tp, char **extra, si
     if (c->closed) return c->error ? c->error : SQ_ECLOSED;
     if (!r->active || r->detached || (r->rflags & RESP_FINISHED)) return -EALREADY;
     if (!sq_in_coro()) return SQ_ENOTCORO;
-    if (c->req->has_body && !c->req->body_done) return -EINVAL;
+    if (c->a->req->has_body && !c->a->req->body_done) return -EINVAL;
     int e = sq__http_resp_finish(c, r);
     if (e < 0) return e;
     e = detach_drain(c);
     if (e < 0) return e;
     /* what the client sent after this request (the first frames of the new protocol) */
-    size_t from = c->req->has_body ? c->req->body_end : c->req->hdr_end;
-    if (c->rlen > from) {
-        char *p = malloc(c->rlen - from);
+    size_t from = c->a->req->has_body ? c->a->req->body_end : c->a->req->hdr_end;
+    if (c->a->rlen > from) {
+        char *p = malloc(c->a->rlen - from);
         if (!p) {
             /* the 101 is out: the connection cannot go back to HTTP */
             sq__http_conn_close(c, -ENOMEM);
             return -ENOMEM;
         }
-        memcpy(p, c->rbuf + from, c->rlen - from);
+        memcpy(p, c->a->rbuf + from, c->a->rlen - from);
         *extra = p;
-        *extra_len = c->rlen - from;
+        *extra_len = c->a->rlen - from;
     }
     if (c->srv && c->srv->s.access_log) /* the server logs requests it completes itself */
         sq_log(SQ_LOG_INFO, "%d %.*s %.*s (%s) %.2fms", r->status, (int)req->method.len,
                req->method.ptr, (int)req->uri.len, req->uri.ptr, req->remote_ip,
                ((double)sq__mono_ns() / 1e9 - req->start_time) * 1000.0);
-    c->rpos = c->rlen = c->parsed = 0;
+    c->a->rpos = c->a->rlen = c->parsed = 0;
     *fd = c->io.fd;
     *tp = c->tp;
     sq__tp_attach(c->tp, NULL, NULL);

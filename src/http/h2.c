@@ -993,7 +993,7 @@ static void h2_send_now(sq__h2 *h2)
             }
             if (n == 0) break;
             sq__http_out_acquire(c);
-            if (sq__buf_append(&c->out, data, (size_t)n) < 0) {
+            if (sq__buf_append(&c->a->out, data, (size_t)n) < 0) {
                 sq__http_conn_close(c, -ENOMEM);
                 return;
             }
@@ -1043,7 +1043,7 @@ static void fatal(sq__h2 *h2, ssize_t rv)
     ssize_t n;
     while ((n = nghttp2_session_mem_send(h2->ng, &data)) > 0) {
         sq__http_out_acquire(c);
-        if (sq__buf_append(&c->out, data, (size_t)n) < 0) break;
+        if (sq__buf_append(&c->a->out, data, (size_t)n) < 0) break;
     }
     if (sq__http_out_pending(c)) sq__http_conn_write(c);
     sq__http_conn_close(c, rv == NGHTTP2_ERR_FLOODED ? -EMSGSIZE : -EPROTO);
@@ -1065,7 +1065,7 @@ static void run_started(sq__h2 *h2)
 
 void sq__h2_io(sq_http_conn *c, unsigned events)
 {
-    sq__h2 *h2 = c->h2;
+    sq__h2 *h2 = c->a->h2;
     if (events & SQ_WRITE) {
         sq__http_conn_write(c);
         if (c->closed) return;
@@ -1103,7 +1103,7 @@ void sq__h2_io(sq_http_conn *c, unsigned events)
 
 void sq__h2_timeout(sq_http_conn *c, unsigned kind)
 {
-    sq__h2 *h2 = c->h2;
+    sq__h2 *h2 = c->a->h2;
     if (kind == SQ__T_STALL && h2->out_streams) {
         uint64_t now = sq_loop_now_ns(h2->loop);
         uint64_t limit = sq__sec_to_ns(c->srv->s.write_timeout);
@@ -1132,7 +1132,7 @@ void sq__h2_timeout(sq_http_conn *c, unsigned kind)
 
 void sq__h2_goaway(sq_http_conn *c)
 {
-    sq__h2 *h2 = c->h2;
+    sq__h2 *h2 = c->a->h2;
     if (c->closed || h2->goaway) return;
     h2->goaway = true;
     nghttp2_submit_goaway(h2->ng, NGHTTP2_FLAG_NONE,
@@ -1146,17 +1146,17 @@ void sq__h2_goaway(sq_http_conn *c)
 
 bool sq__h2_busy(const sq_http_conn *c)
 {
-    return c->h2 && c->h2->streams;
+    return c->a->h2 && c->a->h2->streams;
 }
 
 bool sq__h2_idle(const sq_http_conn *c)
 {
-    return !c->h2->nopen && !c->h2->ncoros && !sq__http_out_pending(c);
+    return !c->a->h2->nopen && !c->a->h2->ncoros && !sq__http_out_pending(c);
 }
 
 void sq__h2_conn_closed(sq_http_conn *c)
 {
-    sq__h2 *h2 = c->h2;
+    sq__h2 *h2 = c->a->h2;
     if (h2->send_call) {
         sq_call_cancel(h2->send_call);
         h2->send_call = NULL;
@@ -1178,12 +1178,12 @@ void sq__h2_conn_closed(sq_http_conn *c)
 
 void sq__h2_free(sq_http_conn *c)
 {
-    sq__h2 *h2 = c->h2;
+    sq__h2 *h2 = c->a->h2;
     if (!h2) return;
     while (h2->streams) stream_unlink_free(h2->streams);
     nghttp2_session_del(h2->ng);
     free(h2);
-    c->h2 = NULL;
+    c->a->h2 = NULL;
 }
 
 int sq__h2_start(sq_http_conn *c, const char *data, size_t len)
@@ -1235,7 +1235,11 @@ int sq__h2_start(sq_http_conn *c, const char *data, size_t len)
     /* the connection's receive window: room for several uploads at once (each stream's
      * bytes are credited back as its handler takes them) */
     nghttp2_session_set_local_window_size(h2->ng, NGHTTP2_FLAG_NONE, 0, H2_CONN_WINDOW);
-    c->h2 = h2;
+    if (c->a->req) { /* a pooled HTTP/1.1 request object: streams bring their own */
+        sq__http_req_free(c->a->req);
+        c->a->req = NULL;
+    }
+    c->a->h2 = h2;
     c->h2_mode = true;
     sq__http_arm(c, SQ__T_HEADER, srv->s.header_timeout); /* the preface and first frames */
     if (len) {

@@ -13,15 +13,15 @@
 #include "../transport/transport.h"
 
 #define SQ__HTTP_MAX_LISTENERS 8
-#define SQ__HTTP_DISCARD_LIMIT (1u << 20)   /* unread body bytes drained for keep-alive */
+#define SQ__HTTP_DISCARD_LIMIT (1u << 20) /* unread body bytes drained for keep-alive */
 /* Free space wanted before a read: the first read of a request reads into this much (nginx's
  * client_header_buffer_size is 1k too); longer heads grow the buffer.  A request parked in a
  * handler keeps its buffer, so this is most of what a parked request costs beyond its
  * coroutine's stack. */
-#define SQ__HTTP_READ_MIN      1024
-#define SQ__HTTP_STREAM_BUF    (64u * 1024) /* read buffer while streaming a body */
-#define SQ__HTTP_POOL          256 /* idle connections' buffers and request objects kept for reuse */
-#define SQ__HTTP_POOL_OUT_MAX  (16u * 1024) /* larger output buffers are freed, not pooled */
+#define SQ__HTTP_READ_MIN     1024
+#define SQ__HTTP_STREAM_BUF   (64u * 1024) /* read buffer while streaming a body */
+#define SQ__HTTP_POOL         256 /* active parts, buffers and stream objects kept for reuse */
+#define SQ__HTTP_POOL_OUT_MAX (16u * 1024) /* larger output buffers are freed, not pooled */
 /* What a connection's one timer measures. */
 enum {
     SQ__T_NONE,
@@ -38,6 +38,15 @@ enum {
  * array of the full count.  Browsers send 10 to 20 headers: 24 slots (768 bytes) cover them,
  * and every request parked in a handler holds these. */
 #define SQ__HTTP_INLINE_HEADERS 24
+
+/* Connections parked without their active part (sq__http_act), oldest first: all wait
+ * for the same timeout, so the list is also in deadline order, and one timer armed for the
+ * first serves them all. */
+typedef struct sq__http_parked {
+    sq_http_conn *head, *tail;
+    sq_timer timer;
+    double timeout; /* seconds; <= 0: none */
+} sq__http_parked;
 
 struct sq_http_server {
     sq_loop *loop;
@@ -65,14 +74,17 @@ struct sq_http_server {
     sq_future *shutdown_fut;
     sq_timer shutdown_timer;
     uint64_t writes; /* write/writev calls on sockets (tests check batching) */
-    /* An idle connection gives its read buffer, output buffer and request object back
-     * here, so that it costs only its sq_http_conn; the next request takes them again. */
-    char *rbufs[SQ__HTTP_POOL]; /* SQ__HTTP_READ_MIN bytes each */
-    size_t nrbufs;
+    /* Parked connections: idle keep-alive ones (idle_timeout), and new ones that have sent
+     * nothing yet (header_timeout). */
+    sq__http_parked idle, fresh;
+    /* A parked connection gives its active part back here, with its read buffer and
+     * request object (sq__http_act); the next request takes them again in one step. */
+    struct sq__http_act *acts[SQ__HTTP_POOL];
+    size_t nacts;
+    /* output buffers given back by idle HTTP/2 connections, taken by any connection that
+     * has none */
     sq__buf outs[SQ__HTTP_POOL];
     size_t nouts;
-    struct sq__http_req *reqs[SQ__HTTP_POOL];
-    size_t nreqs;
     struct sq__h2_stream *h2_pool[SQ__HTTP_POOL]; /* HTTP/2 stream objects, likewise */
     size_t nh2_pool;
 };
@@ -125,34 +137,45 @@ typedef struct sq__http_req {
     uint64_t body_total; /* decoded body bytes so far (chunked limit) */
     sq_http_chunked dec;
     bool has_body, body_done;
-    bool want_whole;  /* sq_http_read_body waiting: the buffer may grow to the body */
-    bool body_logged; /* the access log told why the body read failed */
-    double body_t0;   /* loop time of the first wait for body bytes (body_min_rate) */
-    int body_error;   /* -EINVAL malformed chunked, -E2BIG too large, SQ_ECLOSED */
+    bool want_whole;             /* sq_http_read_body waiting: the buffer may grow to the body */
+    bool body_logged;            /* the access log told why the body read failed */
+    double body_t0;              /* loop time of the first wait for body bytes (body_min_rate) */
+    int body_error;              /* -EINVAL malformed chunked, -E2BIG too large, SQ_ECLOSED */
     struct sq__inflate *inflate; /* decompress_request: inflating a gzip body (inflate.c) */
 } sq__http_req;
 
-/* A connection.  Small on purpose: an idle keep-alive connection holds only this (its read
- * buffer, output buffer and request object go back to the server's pools), so every field
- * counts; what only an active request needs lives in sq__http_req. */
-struct sq_http_conn {
-    sq_io io;
-    sq_http_server *srv;
-    sq_http_conn *prev, *next;
+/* What a connection needs only while it has something to do: its buffers, its timer, the
+ * coroutine running its handlers and the request.  An idle keep-alive connection gives this
+ * back to the server's pool (with its standard-size buffers and request object still
+ * attached, so that the next request takes everything back in one step) and keeps only its
+ * sq_http_conn. */
+typedef struct sq__http_act {
     /* input: [rpos, rlen) is unprocessed; a request's slices point at rbuf + head_off */
     char *rbuf;
     size_t rlen, rcap, rpos;
     /* output */
     sq__buf out;
     size_t opos;
-    sq_timer timer;
+    sq_timer timer;  /* one purpose at a time: sq_http_conn.tkind */
     sq_coro *coro;   /* the coroutine running this connection's handlers */
     sq_coro *waiter; /* suspended in a body read or a flush, woken by the IO callback */
     union {
-        sq__http_req *req;  /* HTTP/1.1: the request being served (or a pooled object) */
-        struct sq__h2 *h2;  /* HTTP/2 (h2_mode): the session; each stream has its request */
+        sq__http_req *req; /* HTTP/1.1: the request being served (or a pooled object) */
+        struct sq__h2 *h2; /* HTTP/2 (h2_mode): the session; each stream has its request */
     };
+} sq__http_act;
+
+/* A connection.  Small on purpose: an idle keep-alive connection, or a new one that has
+ * sent nothing yet, is only this ("parked"), in one of the server's parked lists, which
+ * time it out without a timer of its own; every field counts. */
+struct sq_http_conn {
+    sq_io io;
+    sq_http_server *srv;
+    /* in srv->conns, or in srv->idle or srv->fresh while parked */
+    sq_http_conn *prev, *next;
+    sq__http_act *a;           /* NULL while parked */
     sq__tp *tp;                /* the transport: NULL for a plain socket */
+    uint64_t since;            /* parked: loop time (ns) it was parked (or accepted) */
     uint16_t parsed;           /* bytes of rbuf + rpos the parser already saw (a hint: may be less);
                                   while lingering, the KiB drained */
     int16_t error;             /* the error that closed the connection (errno or a squall code) */
@@ -169,14 +192,16 @@ struct sq_http_conn {
     bool lingering : 1;   /* response sent, write side shut: draining input before close */
     bool rpaused : 1;     /* output above write_high_water: no new request is read or parsed */
     bool abort_close : 1; /* close with a reset (the client stopped reading) */
-    bool h2_mode : 1;     /* the connection speaks HTTP/2 (c->h2) */
+    bool h2_mode : 1;     /* the connection speaks HTTP/2 (c->a->h2) */
+    bool parked : 1;      /* in srv->idle or srv->fresh, without its sq__http_act */
+    bool fresh : 1;       /* parked in srv->fresh: accepted, nothing read yet */
     unsigned char peer_addr[16]; /* the peer's address (4 bytes for IPv4), formatted per request */
 };
 
 /* Bytes of the connection's output not yet written. */
 static inline size_t sq__http_out_pending(const sq_http_conn *c)
 {
-    return c->out.len - c->opos;
+    return c->a->out.len - c->a->opos;
 }
 
 /* A response with this status has no body (1xx, 204, 304); nor has one to a HEAD. */
@@ -194,7 +219,7 @@ void sq__http_resp_reset(sq__http_req *r);
 /* One access-log line for a finished request, in the format sq_log_set_access_format chose
  * (HTTP/1.x and HTTP/2 alike). */
 void sq__http_access_log(const sq__http_req *r);
-/* Append the response (head and buffered body) to conn->out, and mark it finished. */
+/* Append the response (head and buffered body) to c->a->out, and mark it finished. */
 int sq__http_resp_finish(sq_http_conn *c, sq__http_req *r);
 /* Append the head for a chunked response and the body so far as a chunk. */
 int sq__http_resp_flush(sq_http_conn *c, sq__http_req *r);
@@ -214,16 +239,24 @@ void sq__http_error_text(sq_http_conn *c, int status, const char *text);
 void sq__http_date_refresh(sq_http_server *srv);
 
 /* server.c */
-/* Write what conn->out holds; may close the connection on errors. */
+/* Write what c->a->out holds; may close the connection on errors. */
 void sq__http_conn_write(sq_http_conn *c);
 bool sq__http_want_close(sq_http_conn *c, sq__http_req *r);
-bool sq__http_req_active(const sq_http_conn *c);
+/* An HTTP/1.1 request of c is between its head and the end of its response. */
+static inline bool sq__http_req_active(const sq_http_conn *c)
+{
+    return c->a && !c->h2_mode && c->a->req && c->a->req->active;
+}
 /* A new connection on an accepted, non-blocking fd (owned from now on). */
 void sq__http_conn_new(sq_http_server *srv, int fd, const struct sockaddr *peer);
 /* Close the fd now (on_connection_close runs, a waiting handler wakes); idempotent. */
 void sq__http_conn_close(sq_http_conn *c, int err);
 /* Free a closed connection once nothing refers to it. */
 void sq__http_conn_release(sq_http_conn *c);
+/* Set up a parked list and its timer. */
+void sq__http_parked_init(sq_http_server *srv, sq__http_parked *l, double timeout);
+/* Free the pooled active parts (sq_http_server_free). */
+void sq__http_act_pool_free(sq_http_server *srv);
 /* Resolve the shutdown future once the last connection is gone. */
 void sq__http_shutdown_check(sq_http_server *srv);
 

@@ -134,6 +134,8 @@ sq_http_server *sq_http_server_new(sq_loop *loop, const sq_http_settings *settin
     }
     sq_tls_context_ref(s->tls);
     sq_timer_init(loop, &srv->shutdown_timer, NULL, srv);
+    sq__http_parked_init(srv, &srv->idle, srv->s.idle_timeout);
+    sq__http_parked_init(srv, &srv->fresh, srv->s.header_timeout);
     return srv;
 }
 
@@ -145,6 +147,16 @@ static void close_listeners(sq_http_server *srv)
 
 static void close_all(sq_http_server *srv, bool idle_only)
 {
+    /* parked connections are idle by definition */
+    sq__http_parked *lists[] = {&srv->idle, &srv->fresh};
+    for (int i = 0; i < 2; i++) {
+        for (sq_http_conn *c = lists[i]->head, *next; c; c = next) {
+            next = c->next;
+            sq__http_conn_close(c, SQ_ECLOSED);
+            sq__http_conn_release(c);
+        }
+        sq_timer_stop(&lists[i]->timer);
+    }
     sq_http_conn *c = srv->conns;
     while (c) {
         sq_http_conn *next = c->next;
@@ -153,8 +165,8 @@ static void close_all(sq_http_server *srv, bool idle_only)
             c = next;
             continue;
         }
-        bool idle =
-            !sq__http_req_active(c) && !c->coro && c->rlen == c->rpos && c->opos == c->out.len;
+        bool idle = !sq__http_req_active(c) && !c->a->coro && c->a->rlen == c->a->rpos &&
+                    c->a->opos == c->a->out.len;
         if (!c->closed && (!idle_only || idle)) {
             sq__http_conn_close(c, SQ_ECLOSED);
             sq__http_conn_release(c);
@@ -285,9 +297,8 @@ void sq_http_server_free(sq_http_server *srv)
         sq_future_set_result(srv->shutdown_fut, NULL);
         sq_future_release(srv->shutdown_fut);
     }
-    while (srv->nrbufs) free(srv->rbufs[--srv->nrbufs]);
+    sq__http_act_pool_free(srv);
     while (srv->nouts) sq__buf_free(&srv->outs[--srv->nouts]);
-    while (srv->nreqs) sq__http_req_free(srv->reqs[--srv->nreqs]);
     sq__h2_pool_free(srv);
     sq_tls_context_free(srv->s.tls);
     free(srv);

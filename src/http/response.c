@@ -478,24 +478,23 @@ bool sq__http_maybe_gzip(sq_http_conn *c, sq__http_req *r)
 void sq__http_out_acquire(sq_http_conn *c)
 {
     sq_http_server *srv = c->srv;
-    if (!c->out.ptr && srv && srv->nouts) c->out = srv->outs[--srv->nouts];
+    if (!c->a->out.ptr && srv && srv->nouts) c->a->out = srv->outs[--srv->nouts];
 }
 
 void sq__http_out_release(sq_http_conn *c)
 {
     sq_http_server *srv = c->srv;
-    if (!c->out.ptr || c->opos != c->out.len) return;
-    c->out.len = 0;
-    if (srv && c->out.cap <= SQ__HTTP_POOL_OUT_MAX && srv->nouts < SQ__HTTP_POOL)
-        srv->outs[srv->nouts++] = c->out;
+    if (!c->a->out.ptr || c->a->opos != c->a->out.len) return;
+    c->a->out.len = 0;
+    if (srv && c->a->out.cap <= SQ__HTTP_POOL_OUT_MAX && srv->nouts < SQ__HTTP_POOL)
+        srv->outs[srv->nouts++] = c->a->out;
     else
-        sq__buf_free(&c->out);
-    c->out = (sq__buf){0};
-    c->opos = 0;
+        sq__buf_free(&c->a->out);
+    c->a->out = (sq__buf){0};
+    c->a->opos = 0;
 }
 
 /* --- heads ------------------------------------------------------------------------------------ */
-
 
 /* Append the status line and headers.  `clen` >= 0: Content-Length; -1: chunked (or, for
  * HTTP/1.0, no framing: the body ends at close); -2: no length header at all. */
@@ -506,9 +505,9 @@ static int put_head(sq_http_conn *c, sq__http_req *r, int64_t clen, bool gz, boo
     size_t rlen = strlen(reason);
     size_t need = 64 + rlen + srv->server_name_len + 48 + r->hdrs.len + 160;
     sq__http_out_acquire(c);
-    if (sq__buf_reserve(&c->out, need) < 0) return -ENOMEM;
+    if (sq__buf_reserve(&c->a->out, need) < 0) return -ENOMEM;
     sq__http_date_refresh(srv);
-    char *p = c->out.ptr + c->out.len;
+    char *p = c->a->out.ptr + c->a->out.len;
     if (r->status == 200 && !r->reason) {
         p = PUTS(p, "HTTP/1.1 200 OK\r\n");
     } else {
@@ -543,7 +542,7 @@ static int put_head(sq_http_conn *c, sq__http_req *r, int64_t clen, bool gz, boo
             p = PUTS(p, "Connection: keep-alive\r\n");
     }
     p = PUTS(p, "\r\n");
-    c->out.len = (size_t)(p - c->out.ptr);
+    c->a->out.len = (size_t)(p - c->a->out.ptr);
     return 0;
 }
 
@@ -551,15 +550,15 @@ static int put_chunk(sq_http_conn *c, const char *data, size_t len, bool chunked
 {
     if (!len) return 0;
     sq__http_out_acquire(c);
-    if (sq__buf_reserve(&c->out, len + 32) < 0) return -ENOMEM;
-    char *p = c->out.ptr + c->out.len;
+    if (sq__buf_reserve(&c->a->out, len + 32) < 0) return -ENOMEM;
+    char *p = c->a->out.ptr + c->a->out.len;
     if (chunked) {
         p = put_hex(p, len);
         p = PUTS(p, "\r\n");
     }
     p = put(p, data, len);
     if (chunked) p = PUTS(p, "\r\n");
-    c->out.len = (size_t)(p - c->out.ptr);
+    c->a->out.len = (size_t)(p - c->a->out.ptr);
     return 0;
 }
 
@@ -609,10 +608,10 @@ int sq__http_resp_head_len(sq_http_conn *c, sq__http_req *r, uint64_t extra)
 int sq__http_put_chunk_header(sq_http_conn *c, size_t len)
 {
     sq__http_out_acquire(c);
-    if (sq__buf_reserve(&c->out, 24) < 0) return -ENOMEM;
-    char *p = put_hex(c->out.ptr + c->out.len, len);
+    if (sq__buf_reserve(&c->a->out, 24) < 0) return -ENOMEM;
+    char *p = put_hex(c->a->out.ptr + c->a->out.len, len);
     p = PUTS(p, "\r\n");
-    c->out.len = (size_t)(p - c->out.ptr);
+    c->a->out.len = (size_t)(p - c->a->out.ptr);
     return 0;
 }
 
@@ -622,7 +621,7 @@ int sq__http_resp_finish(sq_http_conn *c, sq__http_req *r)
     int e = 0;
     if (r->rflags & RESP_HEAD_SENT) {
         e = sq__http_resp_flush(c, r);
-        if (e == 0 && (r->rflags & RESP_CHUNKED)) e = sq__buf_append(&c->out, "0\r\n\r\n", 5);
+        if (e == 0 && (r->rflags & RESP_CHUNKED)) e = sq__buf_append(&c->a->out, "0\r\n\r\n", 5);
     } else {
         bool no_body = sq__http_resp_no_body(r);
         if (!no_body) drop_handler_clen(r);
@@ -663,7 +662,7 @@ void sq__http_error_text(sq_http_conn *c, int status, const char *text)
     char first[64];
     int fn = snprintf(first, sizeof first, "HTTP/1.1 %d %s\r\n", status, reason);
     sq__http_out_acquire(c);
-    sq__buf *o = &c->out;
+    sq__buf *o = &c->a->out;
     if (fn > 0 && tn > 0 &&
         sq__buf_reserve(o, (size_t)fn + sn + 10 + c->srv->date_len + (size_t)tn) == 0) {
         sq__buf_append(o, first, (size_t)fn);

@@ -44,7 +44,6 @@ static void conn_after(sq_http_conn *c);
 
 /* --- timers ----------------------------------------------------------------------------------- */
 
-
 /* One timer per connection, one purpose at a time; but while output is pending, its write
  * deadline stands: no header, body or idle deadline replaces it (a client that pipelines
  * but never reads would otherwise keep pushing it back forever).  The deadline that was
@@ -53,37 +52,33 @@ static void arm(sq_http_conn *c, unsigned kind, double seconds)
 {
     if (c->tkind == T_WRITE && kind != T_WRITE && sq__http_out_pending(c) && !c->closed) return;
     if (seconds <= 0) {
-        if (c->tkind != T_NONE) sq_timer_stop(&c->timer);
+        if (c->tkind != T_NONE) sq_timer_stop(&c->a->timer);
         c->tkind = T_NONE;
         return;
     }
     if (kind == T_IDLE) {
-        /* Lazy, like nginx's timers: a keep-alive connection would otherwise move its
-         * timer after every response (a write to another timer's memory too, scattered
-         * over 10,000 connections).  The idle timer is armed
-         * a little late (by 1/16 of the timeout, at most 1 s) and kept as long as its
-         * deadline is still at or after now + timeout: the connection then closes between
-         * timeout and timeout + slack after its last response, never early. */
+        /* (An idle keep-alive connection parks instead: see conn_park.)  Lazy, like
+         * nginx's timers: a detached response that still flows, an HTTP/2 connection, or a
+         * pipeline's coroutine that yielded would otherwise move the timer at every write.
+         * It is armed a little late (by 1/16 of the timeout, at most 1 s) and kept as long
+         * as its deadline is still at or after now + timeout: the connection then closes
+         * between timeout and timeout + slack after its last activity, never early. */
         /* sq__sec_to_ns clamps like sq_timer_start: a huge timeout ("never") must not
          * overflow the conversion */
         uint64_t want = sq_loop_now_ns(c->srv->loop) + sq__sec_to_ns(seconds);
-        if (c->tkind == T_IDLE && sq_timer_active(&c->timer) && c->timer.deadline >= want) return;
+        if (c->tkind == T_IDLE && sq_timer_active(&c->a->timer) && c->a->timer.deadline >= want)
+            return;
         double slack = seconds / 16 < 1.0 ? seconds / 16 : 1.0;
         c->tkind = T_IDLE;
-        sq_timer_start(&c->timer, seconds + slack, 0);
+        sq_timer_start(&c->a->timer, seconds + slack, 0);
         return;
     }
     c->tkind = (unsigned char)kind;
-    sq_timer_start(&c->timer, seconds, 0);
+    sq_timer_start(&c->a->timer, seconds, 0);
 }
 
 /* --- connections: lifetime ---------------------------------------------------------------------
  */
-
-bool sq__http_req_active(const sq_http_conn *c)
-{
-    return !c->h2_mode && c->req && c->req->active;
-}
 
 void sq__http_shutdown_check(sq_http_server *srv)
 {
@@ -94,28 +89,6 @@ void sq__http_shutdown_check(sq_http_server *srv)
         sq_future_set_result(f, NULL);
         sq_future_release(f);
     }
-}
-
-static void conn_free(sq_http_conn *c)
-{
-    sq_http_server *srv = c->srv;
-    if (srv) {
-        if (c->prev)
-            c->prev->next = c->next;
-        else
-            srv->conns = c->next;
-        if (c->next) c->next->prev = c->prev;
-    }
-    sq_timer_stop(&c->timer);
-    if (c->h2_mode) {
-        sq__h2_free(c);
-    } else {
-        if (c->req && c->req->flush_call) sq_call_cancel(c->req->flush_call);
-        if (c->req) sq__http_req_free(c->req);
-    }
-    free(c->rbuf);
-    sq__buf_free(&c->out);
-    free(c);
 }
 
 void sq__http_req_free_buffers(sq__http_req *r)
@@ -133,48 +106,213 @@ void sq__http_req_free(sq__http_req *r)
     free(r);
 }
 
-/* The connection is idle: hand its buffers and request object to the server's pools. */
-static void conn_shrink(sq_http_conn *c)
+/* --- the active part and the idle list ---------------------------------------------------- */
+
+/* An active part for c: from the pool (with the read buffer and request object it kept),
+ * or new. */
+static sq__http_act *act_get(sq_http_server *srv, sq_http_conn *c)
+{
+    sq__http_act *a;
+    if (srv->nacts) {
+        a = srv->acts[--srv->nacts];
+    } else {
+        a = calloc(1, sizeof *a);
+        if (!a) return NULL;
+        sq_timer_init(srv->loop, &a->timer, conn_timeout, NULL);
+    }
+    a->timer.data = c;
+    return a;
+}
+
+static void act_free(sq__http_act *a)
+{
+    free(a->rbuf);
+    sq__buf_free(&a->out);
+    if (a->req) sq__http_req_free(a->req);
+    free(a);
+}
+
+/* Give c's active part back to the pool (or free it); c keeps none.  Its buffers (if of the
+ * standard sizes) and its request object (if not in use) stay with it. */
+static void act_put(sq_http_server *srv, sq_http_conn *c)
+{
+    sq__http_act *a = c->a;
+    sq_timer_stop(&a->timer);
+    c->tkind = T_NONE;
+    c->parsed = 0;
+    if (c->h2_mode) {
+        sq__h2_free(c);
+    } else if (a->req) {
+        if (a->req->flush_call) sq_call_cancel(a->req->flush_call);
+        a->req->flush_call = NULL;
+        if (a->req->active) { /* a request that never completed: its object is not reused */
+            sq__http_req_free(a->req);
+            a->req = NULL;
+        }
+    }
+    if (a->opos != a->out.len || a->out.cap > SQ__HTTP_POOL_OUT_MAX) sq__buf_free(&a->out);
+    a->out.len = a->opos = 0;
+    if (a->rcap != SQ__HTTP_READ_MIN) {
+        free(a->rbuf);
+        a->rbuf = NULL;
+        a->rcap = 0;
+    }
+    a->rlen = a->rpos = 0;
+    a->coro = a->waiter = NULL;
+    c->a = NULL;
+    if (srv && srv->nacts < SQ__HTTP_POOL)
+        srv->acts[srv->nacts++] = a;
+    else
+        act_free(a);
+}
+
+void sq__http_act_pool_free(sq_http_server *srv)
+{
+    while (srv->nacts) act_free(srv->acts[--srv->nacts]);
+}
+
+static sq__http_parked *parked_list(sq_http_server *srv, const sq_http_conn *c)
+{
+    return c->fresh ? &srv->fresh : &srv->idle;
+}
+
+/* Take c out of the list it is in (srv->conns, or a parked list). */
+static void conn_unlink(sq_http_server *srv, sq_http_conn *c)
+{
+    sq__http_parked *l = c->parked ? parked_list(srv, c) : NULL;
+    if (c->prev)
+        c->prev->next = c->next;
+    else if (l)
+        l->head = c->next;
+    else
+        srv->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    else if (l)
+        l->tail = c->prev;
+    c->prev = c->next = NULL;
+}
+
+static void conn_link_active(sq_http_server *srv, sq_http_conn *c)
+{
+    c->prev = NULL;
+    c->next = srv->conns;
+    if (srv->conns) srv->conns->prev = c;
+    srv->conns = c;
+}
+
+static void conn_free(sq_http_conn *c)
 {
     sq_http_server *srv = c->srv;
-    if (c->rbuf && c->rlen == c->rpos) {
-        if (c->rcap == SQ__HTTP_READ_MIN && srv->nrbufs < SQ__HTTP_POOL)
-            srv->rbufs[srv->nrbufs++] = c->rbuf;
-        else
-            free(c->rbuf);
-        c->rbuf = NULL;
-        c->rcap = c->rlen = c->rpos = c->parsed = 0;
+    if (srv) conn_unlink(srv, c);
+    if (c->a) act_put(srv, c);
+    free(c);
+}
+
+/* A parked list's timer: armed for its first connection's deadline, late by a little slack
+ * (1/16 of the timeout, at most 1 s) so that connections parked within that time of each
+ * other are closed together.  A connection thus closes between timeout and timeout + slack
+ * after it was parked, never early. */
+static void parked_arm(sq__http_parked *l)
+{
+    double t = l->timeout;
+    if (!l->head || t <= 0) return;
+    double slack = t / 16 < 1.0 ? t / 16 : 1.0;
+    double waited = (double)(sq_loop_now_ns(l->timer.loop) - l->head->since) / 1e9;
+    double wait = t + slack - waited;
+    sq_timer_start(&l->timer, wait > 0 ? wait : 0, 0);
+}
+
+static void parked_expire(sq_loop *loop, sq_timer *t)
+{
+    sq__http_parked *l = t->data;
+    uint64_t tmo = sq__sec_to_ns(l->timeout), now = sq_loop_now_ns(loop);
+    sq_http_conn *c;
+    while ((c = l->head) && now - c->since >= tmo) {
+        sq__http_conn_close(c, -ETIMEDOUT);
+        sq__http_conn_release(c); /* frees it: the next one is first */
     }
-    sq__http_out_release(c);
-    if (c->req && !c->req->active) {
-        if (c->req->flush_call) { /* nothing left to write: the output is empty */
-            sq_call_cancel(c->req->flush_call);
-            c->req->flush_call = NULL;
-        }
-        if (srv->nreqs < SQ__HTTP_POOL)
-            srv->reqs[srv->nreqs++] = c->req;
-        else
-            sq__http_req_free(c->req);
-        c->req = NULL;
+    parked_arm(l);
+}
+
+void sq__http_parked_init(sq_http_server *srv, sq__http_parked *l, double timeout)
+{
+    sq_timer_init(srv->loop, &l->timer, parked_expire, l);
+    l->timeout = timeout;
+}
+
+/* Append c, whose active part is gone, to a parked list. */
+static void park_in(sq_http_server *srv, sq_http_conn *c, bool fresh)
+{
+    c->parked = true;
+    c->fresh = fresh;
+    c->since = sq_loop_now_ns(srv->loop);
+    sq__http_parked *l = parked_list(srv, c);
+    c->next = NULL;
+    c->prev = l->tail;
+    if (l->tail)
+        l->tail->next = c;
+    else
+        l->head = c;
+    l->tail = c;
+    if (!sq_timer_active(&l->timer)) parked_arm(l);
+}
+
+/* An idle keep-alive connection (nothing buffered either way, no request, no coroutine)
+ * parks: its active part goes back to the pool and it waits in the server's idle list.
+ * Returns false when c is not idle in that sense. */
+static bool conn_park(sq_http_conn *c)
+{
+    sq_http_server *srv = c->srv;
+    sq__http_act *a = c->a;
+    if (c->h2_mode || c->closed || a->coro || a->waiter || a->rlen != a->rpos ||
+        a->opos != a->out.len || (a->req && a->req->active))
+        return false;
+    act_put(srv, c);
+    conn_unlink(srv, c);
+    park_in(srv, c, false);
+    return true;
+}
+
+/* Bring a parked connection back (its socket has something for it).  The list's timer is
+ * left as it is: when it fires for a connection that is no longer first, it re-arms.  A new
+ * connection's header deadline still counts from its accept. */
+static bool conn_unpark(sq_http_conn *c)
+{
+    sq_http_server *srv = c->srv;
+    conn_unlink(srv, c);
+    c->parked = false;
+    conn_link_active(srv, c);
+    c->a = act_get(srv, c);
+    if (!c->a) {
+        sq__http_conn_close(c, -ENOMEM);
+        return false;
     }
+    if (c->fresh) {
+        c->fresh = false;
+        double left = srv->fresh.timeout - (double)(sq_loop_now_ns(srv->loop) - c->since) / 1e9;
+        if (srv->fresh.timeout > 0) arm(c, T_HEADER, left > 1e-3 ? left : 1e-3);
+    }
+    return true;
 }
 
 /* Free a closed connection once nothing refers to it any more. */
 void sq__http_conn_release(sq_http_conn *c)
 {
-    if (!c->closed || c->in_io || c->coro) return;
-    if (sq__http_req_active(c) && c->req->detached) return; /* sq_http_finish() frees it */
-    if (c->h2_mode && sq__h2_busy(c)) return; /* streams' handlers still run */
+    if (!c->closed || c->in_io || (c->a && c->a->coro)) return;
+    if (sq__http_req_active(c) && c->a->req->detached) return; /* sq_http_finish() frees it */
+    if (c->h2_mode && sq__h2_busy(c)) return;                  /* streams' handlers still run */
     conn_free(c);
 }
 
 /* Tell the handler (once) that its client went away before the response was finished. */
 static void notify_close(sq_http_conn *c)
 {
-    if (!sq__http_req_active(c) || (c->req->rflags & RESP_FINISHED) || !c->req->on_close) return;
-    void (*cb)(sq_http_request *, void *) = c->req->on_close;
-    c->req->on_close = NULL;
-    cb(&c->req->pub, c->req->on_close_arg);
+    if (!sq__http_req_active(c) || (c->a->req->rflags & RESP_FINISHED) || !c->a->req->on_close)
+        return;
+    void (*cb)(sq_http_request *, void *) = c->a->req->on_close;
+    c->a->req->on_close = NULL;
+    cb(&c->a->req->pub, c->a->req->on_close_arg);
 }
 
 void sq__http_conn_close(sq_http_conn *c, int err)
@@ -190,12 +328,12 @@ void sq__http_conn_close(sq_http_conn *c, int err)
     sq__tp_close(c->io.fd, c->tp, c->abort_close);
     c->tp = NULL;
     c->tkind = T_NONE;
-    sq_timer_stop(&c->timer);
+    if (c->a) sq_timer_stop(&c->a->timer);
     if (c->h2_mode) {
         sq__h2_conn_closed(c);
-    } else if (c->req && c->req->flush_call) {
-        sq_call_cancel(c->req->flush_call);
-        c->req->flush_call = NULL;
+    } else if (c->a && c->a->req && c->a->req->flush_call) {
+        sq_call_cancel(c->a->req->flush_call);
+        c->a->req->flush_call = NULL;
     }
     if (srv) {
         if (srv->accept_paused && !srv->closing && srv->nconns < srv->s.max_connections) {
@@ -208,9 +346,9 @@ void sq__http_conn_close(sq_http_conn *c, int err)
     c->in_io = true;
     notify_close(c);
     c->in_io = was_io;
-    if (c->waiter) {
-        sq_coro *w = c->waiter;
-        c->waiter = NULL;
+    if (c->a && c->a->waiter) {
+        sq_coro *w = c->a->waiter;
+        c->a->waiter = NULL;
         sq_coro_wake(w);
     }
     if (srv) sq__http_shutdown_check(srv);
@@ -257,6 +395,8 @@ void sq__http_format_peer(const sq_http_conn *c, char *dst)
     }
 }
 
+/* A new plain connection starts parked in srv->fresh until its first bytes come; a TLS one
+ * starts its handshake at once. */
 void sq__http_conn_new(sq_http_server *srv, int fd, const struct sockaddr *peer)
 {
     sq_http_conn *c = calloc(1, sizeof *c);
@@ -266,33 +406,33 @@ void sq__http_conn_new(sq_http_server *srv, int fd, const struct sockaddr *peer)
     }
     c->srv = srv;
     sq_io_init(&c->io, fd, conn_io, c);
-    sq_timer_init(srv->loop, &c->timer, conn_timeout, c);
     store_peer(c, peer);
     if (srv->s.tls) {
         int err;
-        c->tp = sq__tls_new(srv->s.tls, fd, NULL, &err);
+        c->a = act_get(srv, c);
+        c->tp = c->a ? sq__tls_new(srv->s.tls, fd, NULL, &err) : NULL;
         if (!c->tp) {
-            sq_log(SQ_LOG_ERROR, "https: cannot start TLS on a connection: %s", sq_tls_last_error());
+            if (c->a)
+                sq_log(SQ_LOG_ERROR, "https: cannot start TLS on a connection: %s",
+                       sq_tls_last_error());
             sq__tp_close(fd, NULL, false);
+            if (c->a) act_put(srv, c);
             free(c);
             return;
         }
         sq__tp_attach(c->tp, srv->loop, &c->io);
         sq__tls_set_h2(c->tp, !srv->s.no_http2);
+        conn_link_active(srv, c);
+    } else {
+        park_in(srv, c, true);
     }
-    c->next = srv->conns;
-    if (srv->conns) srv->conns->prev = c;
-    srv->conns = c;
     srv->nconns++;
     if (sq_io_start(srv->loop, &c->io, SQ_READ) < 0) {
         sq__http_conn_close(c, -EBADF);
         sq__http_conn_release(c);
         return;
     }
-    if (c->tp)
-        arm(c, T_HANDSHAKE, srv->s.tls_handshake_timeout);
-    else
-        arm(c, T_HEADER, srv->s.header_timeout);
+    if (c->tp) arm(c, T_HANDSHAKE, srv->s.tls_handshake_timeout);
 }
 
 /* --- output ----------------------------------------------------------------------------------- */
@@ -304,11 +444,12 @@ void sq__http_conn_write(sq_http_conn *c)
 {
     if (c->closed) return;
     bool progress = false;
-    while (c->opos < c->out.len) {
+    while (c->a->opos < c->a->out.len) {
         if (c->srv) c->srv->writes++;
-        ssize_t n = sq__tp_write(c->io.fd, c->tp, c->out.ptr + c->opos, c->out.len - c->opos, true);
+        ssize_t n = sq__tp_write(c->io.fd, c->tp, c->a->out.ptr + c->a->opos,
+                                 c->a->out.len - c->a->opos, true);
         if (n > 0) {
-            c->opos += (size_t)n;
+            c->a->opos += (size_t)n;
             progress = true;
             continue;
         }
@@ -316,15 +457,15 @@ void sq__http_conn_write(sq_http_conn *c)
         sq__http_conn_close(c, n < 0 ? (int)n : -EPIPE);
         return;
     }
-    if (c->opos == c->out.len) {
-        c->opos = c->out.len = 0;
-        if (c->out.cap > (256u << 10)) sq__buf_free(&c->out);
+    if (c->a->opos == c->a->out.len) {
+        c->a->opos = c->a->out.len = 0;
+        if (c->a->out.cap > (256u << 10)) sq__buf_free(&c->a->out);
         if (c->tkind == T_WRITE) {
             c->tkind = T_NONE;
-            sq_timer_stop(&c->timer);
+            sq_timer_stop(&c->a->timer);
             /* the write deadline displaced a handler's wait for body bytes: its own deadline
              * again (conn_after re-arms the others) */
-            if (c->waiter && !c->waiter_writes && c->srv) {
+            if (c->a->waiter && !c->waiter_writes && c->srv) {
                 double w = body_wait_limit(c);
                 if (w == 0) {
                     sq__http_conn_close(c, -ETIMEDOUT);
@@ -337,17 +478,17 @@ void sq__http_conn_write(sq_http_conn *c)
         /* a client that stops reading is dropped after write_timeout without progress */
         arm(c, T_WRITE, c->srv->s.write_timeout);
     }
-    if (progress && c->tkind == T_IDLE && c->srv && sq__http_req_active(c) && c->req->detached)
+    if (progress && c->tkind == T_IDLE && c->srv && sq__http_req_active(c) && c->a->req->detached)
         arm(c, T_IDLE, c->srv->s.idle_timeout); /* a detached response still flowing */
     size_t hw = c->srv ? c->srv->s.write_high_water : SQ_HTTP_DEFAULT_WRITE_HIGH_WATER;
     if (sq__http_out_pending(c) > hw)
         c->rpaused = true;
     else if (c->rpaused && sq__http_out_pending(c) <= hw / 2)
         c->rpaused = false; /* conn_after() goes on with the requests already read */
-    if (c->waiter && c->waiter_writes && sq__http_out_pending(c) <= hw / 2) {
+    if (c->a->waiter && c->waiter_writes && sq__http_out_pending(c) <= hw / 2) {
         /* a flush waiting for the output to drain */
-        sq_coro *w = c->waiter;
-        c->waiter = NULL;
+        sq_coro *w = c->a->waiter;
+        c->a->waiter = NULL;
         sq_coro_wake(w);
     }
     update_io(c);
@@ -356,7 +497,7 @@ void sq__http_conn_write(sq_http_conn *c)
 static void flush_cb(void *arg)
 {
     sq_http_conn *c = arg;
-    if (c->req) c->req->flush_call = NULL;
+    if (c->a->req) c->a->req->flush_call = NULL;
     c->in_io = true;
     sq__http_conn_write(c);
     /* This write may be the one that completes the output (the socket made room after the
@@ -380,11 +521,11 @@ static size_t head_cap(const sq_http_server *srv)
 static void rebase(sq_http_conn *c, uintptr_t old, size_t oldcap)
 {
     if (!sq__http_req_active(c)) return;
-    sq__http_req *r = c->req;
+    sq__http_req *r = c->a->req;
 #define MV(p)                                                                                      \
     do {                                                                                           \
         uintptr_t u_ = (uintptr_t)(p);                                                             \
-        if (u_ >= old && u_ < old + oldcap) (p) = c->rbuf + (u_ - old);                            \
+        if (u_ >= old && u_ < old + oldcap) (p) = c->a->rbuf + (u_ - old);                         \
     } while (0)
     MV(r->pub.method.ptr);
     MV(r->pub.uri.ptr);
@@ -400,19 +541,13 @@ static void rebase(sq_http_conn *c, uintptr_t old, size_t oldcap)
 
 static int grow(sq_http_conn *c, size_t cap)
 {
-    if (cap <= c->rcap) return 0;
-    sq_http_server *srv = c->srv;
-    if (!c->rbuf && cap == SQ__HTTP_READ_MIN && srv && srv->nrbufs) {
-        c->rbuf = srv->rbufs[--srv->nrbufs];
-        c->rcap = cap;
-        return 0;
-    }
-    uintptr_t old = (uintptr_t)c->rbuf;
-    char *p = realloc(c->rbuf, cap);
+    if (cap <= c->a->rcap) return 0;
+    uintptr_t old = (uintptr_t)c->a->rbuf;
+    char *p = realloc(c->a->rbuf, cap);
     if (!p) return -ENOMEM;
-    c->rbuf = p;
-    if (old && (uintptr_t)p != old) rebase(c, old, c->rcap);
-    c->rcap = cap;
+    c->a->rbuf = p;
+    if (old && (uintptr_t)p != old) rebase(c, old, c->a->rcap);
+    c->a->rcap = cap;
     return 0;
 }
 
@@ -422,101 +557,101 @@ static size_t read_space(sq_http_conn *c)
 {
     sq_http_server *srv = c->srv;
     if (!sq__http_req_active(c)) {
-        if (c->rpos && c->rpos == c->rlen) c->rpos = c->rlen = 0;
-        if (c->rcap - c->rlen < SQ__HTTP_READ_MIN && c->rpos) {
-            memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
-            c->rlen -= c->rpos;
-            c->rpos = 0;
+        if (c->a->rpos && c->a->rpos == c->a->rlen) c->a->rpos = c->a->rlen = 0;
+        if (c->a->rcap - c->a->rlen < SQ__HTTP_READ_MIN && c->a->rpos) {
+            memmove(c->a->rbuf, c->a->rbuf + c->a->rpos, c->a->rlen - c->a->rpos);
+            c->a->rlen -= c->a->rpos;
+            c->a->rpos = 0;
         }
-        if (c->rcap - c->rlen < SQ__HTTP_READ_MIN) {
-            size_t cap = c->rcap ? c->rcap * 2 : SQ__HTTP_READ_MIN;
+        if (c->a->rcap - c->a->rlen < SQ__HTTP_READ_MIN) {
+            size_t cap = c->a->rcap ? c->a->rcap * 2 : SQ__HTTP_READ_MIN;
             size_t hc = head_cap(srv);
             if (cap > hc) cap = hc;
-            if (cap < c->rlen + 1) cap = c->rlen + 1;
+            if (cap < c->a->rlen + 1) cap = c->a->rlen + 1;
             if (c->discarding && cap < 65536) cap = 65536;
             grow(c, cap);
         }
-        return c->rcap - c->rlen;
+        return c->a->rcap - c->a->rlen;
     }
-    sq__http_req *r = c->req;
+    sq__http_req *r = c->a->req;
     if (r->has_body && !r->body_done) {
         size_t want = 0;
         if (r->want_whole) {
             if (r->pub.content_length >= 0)
                 want = r->body_end + (size_t)r->body_left + SQ__HTTP_READ_MIN;
-            else if (c->rcap - c->rlen < SQ__HTTP_READ_MIN)
-                want = c->rcap * 2 < c->rlen + 65536 ? c->rlen + 65536 : c->rcap * 2;
-        } else if (r->streaming || (c->waiter && !c->waiter_writes)) {
+            else if (c->a->rcap - c->a->rlen < SQ__HTTP_READ_MIN)
+                want = c->a->rcap * 2 < c->a->rlen + 65536 ? c->a->rlen + 65536 : c->a->rcap * 2;
+        } else if (r->streaming || (c->a->waiter && !c->waiter_writes)) {
             want = r->hdr_end + SQ__HTTP_STREAM_BUF;
         }
-        if (want > c->rcap && grow(c, want) < 0) return 0;
+        if (want > c->a->rcap && grow(c, want) < 0) return 0;
     }
-    return c->rcap - c->rlen;
+    return c->a->rcap - c->a->rlen;
 }
 
 /* Take in the body bytes that arrived at [body_end, rlen): count Content-Length bytes,
  * decode chunked ones in place. */
 static void body_ingest(sq_http_conn *c)
 {
-    if (!c->req->has_body || c->req->body_done || c->req->body_error) return;
-    if (c->rlen <= c->req->body_end) return;
-    sq__http_req *r = c->req;
+    if (!c->a->req->has_body || c->a->req->body_done || c->a->req->body_error) return;
+    if (c->a->rlen <= c->a->req->body_end) return;
+    sq__http_req *r = c->a->req;
     if (!r->pub.chunked) {
-        size_t n = c->rlen - c->req->body_end;
-        if (n > c->req->body_left) n = (size_t)c->req->body_left;
-        c->req->body_end += n;
-        c->req->body_left -= n;
-        c->req->body_total += n;
-        if (c->req->body_left == 0) c->req->body_done = true;
+        size_t n = c->a->rlen - c->a->req->body_end;
+        if (n > c->a->req->body_left) n = (size_t)c->a->req->body_left;
+        c->a->req->body_end += n;
+        c->a->req->body_left -= n;
+        c->a->req->body_total += n;
+        if (c->a->req->body_left == 0) c->a->req->body_done = true;
         return;
     }
-    size_t len = c->rlen - c->req->body_end;
-    ssize_t rest = sq_http_chunked_decode(&c->req->dec, c->rbuf + c->req->body_end, &len);
+    size_t len = c->a->rlen - c->a->req->body_end;
+    ssize_t rest = sq_http_chunked_decode(&c->a->req->dec, c->a->rbuf + c->a->req->body_end, &len);
     if (rest == -1) {
-        c->req->body_error = -EINVAL;
-        c->rlen = c->req->body_end;
+        c->a->req->body_error = -EINVAL;
+        c->a->rlen = c->a->req->body_end;
         return;
     }
-    c->req->body_end += len;
-    c->req->body_total += len;
+    c->a->req->body_end += len;
+    c->a->req->body_total += len;
     if (rest == -2) {
-        c->rlen = c->req->body_end;
+        c->a->rlen = c->a->req->body_end;
     } else {
-        c->rlen = c->req->body_end + (size_t)rest;
-        c->req->body_done = true;
+        c->a->rlen = c->a->req->body_end + (size_t)rest;
+        c->a->req->body_done = true;
     }
-    if (c->req->want_whole && c->req->body_total > c->srv->s.max_body_size)
-        c->req->body_error = -E2BIG;
+    if (c->a->req->want_whole && c->a->req->body_total > c->srv->s.max_body_size)
+        c->a->req->body_error = -E2BIG;
 }
 
 /* Drain the unread body of a finished request.  Keeps what follows it. */
 static void discard_ingest(sq_http_conn *c)
 {
     body_ingest(c);
-    if (c->req->body_error) {
+    if (c->a->req->body_error) {
         c->close_after = true;
         c->discarding = false;
-        c->rpos = c->rlen = 0;
+        c->a->rpos = c->a->rlen = 0;
         return;
     }
-    if (c->req->body_total > SQ__HTTP_DISCARD_LIMIT) {
+    if (c->a->req->body_total > SQ__HTTP_DISCARD_LIMIT) {
         /* Too much to drain for keep-alive: close, but through the lingering close (the
          * response may still be in flight, and closing with unread input sends a reset
          * that can destroy it). */
         c->close_after = true;
         c->discarding = false;
         c->lingering = true;
-        c->rpos = c->rlen = 0;
+        c->a->rpos = c->a->rlen = 0;
         return;
     }
     /* drop [hdr_end, body_end): the decoded body */
-    size_t keep = c->rlen - c->req->body_end;
-    memmove(c->rbuf + c->req->hdr_end, c->rbuf + c->req->body_end, keep);
-    c->rlen = c->req->hdr_end + keep;
-    c->req->body_end = c->req->hdr_end;
-    if (c->req->body_done) {
+    size_t keep = c->a->rlen - c->a->req->body_end;
+    memmove(c->a->rbuf + c->a->req->hdr_end, c->a->rbuf + c->a->req->body_end, keep);
+    c->a->rlen = c->a->req->hdr_end + keep;
+    c->a->req->body_end = c->a->req->hdr_end;
+    if (c->a->req->body_done) {
         c->discarding = false;
-        c->req->has_body = false;
+        c->a->req->has_body = false;
     }
 }
 
@@ -567,29 +702,28 @@ void sq__http_apply_xheaders(sq_http_conn *c, sq__http_req *r)
     }
 }
 
-/* Parse the next request in the buffer.  1: a request is ready (c->req active); 0: more
+/* Parse the next request in the buffer.  1: a request is ready (c->a->req active); 0: more
  * bytes needed; -1: a malformed request (an error response is queued). */
 static int parse_next(sq_http_conn *c)
 {
     sq_http_server *srv = c->srv;
-    if (c->rpos == c->rlen) {
-        c->rpos = c->rlen = c->parsed = 0;
+    if (c->a->rpos == c->a->rlen) {
+        c->a->rpos = c->a->rlen = c->parsed = 0;
         return 0;
     }
-    if (!c->req && srv->nreqs) c->req = srv->reqs[--srv->nreqs];
-    if (!c->req) {
-        c->req = calloc(1, sizeof *c->req);
-        if (!c->req) {
+    if (!c->a->req) {
+        c->a->req = calloc(1, sizeof *c->a->req);
+        if (!c->a->req) {
             sq__http_conn_close(c, -ENOMEM);
             return -1;
         }
     }
-    sq__http_req *r = c->req;
+    sq__http_req *r = c->a->req;
     sq_http_request_head h;
     sq_http_limits lim = {srv->s.max_request_line, srv->s.max_header_size};
     r->headers = r->headers_inline;
-    int n = sq_http_parse_request(c->rbuf + c->rpos, c->rlen - c->rpos, c->parsed, &h, r->headers,
-                                  SQ__HTTP_INLINE_HEADERS, &lim);
+    int n = sq_http_parse_request(c->a->rbuf + c->a->rpos, c->a->rlen - c->a->rpos, c->parsed, &h,
+                                  r->headers, SQ__HTTP_INLINE_HEADERS, &lim);
     if (n == -431 && SQ__HTTP_INLINE_HEADERS < SQ_HTTP_DEFAULT_MAX_HEADERS) {
         /* more headers than the request object holds (or a head too large: the full count
          * gives the final answer) */
@@ -597,19 +731,19 @@ static int parse_next(sq_http_conn *c)
             r->headers_big = malloc(SQ_HTTP_DEFAULT_MAX_HEADERS * sizeof *r->headers_big);
         if (r->headers_big) {
             r->headers = r->headers_big;
-            n = sq_http_parse_request(c->rbuf + c->rpos, c->rlen - c->rpos, c->parsed, &h,
-                                      r->headers, SQ_HTTP_DEFAULT_MAX_HEADERS, &lim);
+            n = sq_http_parse_request(c->a->rbuf + c->a->rpos, c->a->rlen - c->a->rpos, c->parsed,
+                                      &h, r->headers, SQ_HTTP_DEFAULT_MAX_HEADERS, &lim);
         }
     }
     if (n == 0) {
-        size_t seen = c->rlen - c->rpos;
+        size_t seen = c->a->rlen - c->a->rpos;
         c->parsed = seen > UINT16_MAX ? UINT16_MAX : (uint16_t)seen;
         return 0;
     }
     c->parsed = 0;
     if (n < 0) {
         sq__http_error_response(c, -n);
-        c->rpos = c->rlen = 0;
+        c->a->rpos = c->a->rlen = 0;
         c->lingering = true; /* the rest of the input is never read: drain it before close */
         return -1;
     }
@@ -648,7 +782,7 @@ static int parse_next(sq_http_conn *c)
         r->accept_gzip = ae.ptr && icase_has(ae.ptr, ae.len, "gzip");
     }
     if (srv->s.xheaders) sq__http_apply_xheaders(c, r);
-    r->hdr_end = r->body_off = r->body_end = c->rpos + (size_t)n;
+    r->hdr_end = r->body_off = r->body_end = c->a->rpos + (size_t)n;
     r->body_total = 0;
     r->body_error = 0;
     r->body_logged = false;
@@ -678,7 +812,7 @@ bool sq__http_want_close(sq_http_conn *c, sq__http_req *r)
     if (c->close_after) return true;
     /* the client finished sending: this is its last answer, unless more requests it sent
      * before its end of stream are still waiting in the buffer */
-    bool last = c->peer_eof && !(r->body_done && c->rlen > r->body_end);
+    bool last = c->peer_eof && !(r->body_done && c->a->rlen > r->body_end);
     bool close = !r->pub.keep_alive || !srv || srv->s.no_keep_alive || srv->closing || last ||
                  (r->rflags & RESP_CONN_CLOSE) || r->body_error;
     if (!close && r->has_body && !r->body_done) {
@@ -695,7 +829,7 @@ bool sq__http_want_close(sq_http_conn *c, sq__http_req *r)
 /* The response is finished: advance the buffer to the next request. */
 static void request_complete(sq_http_conn *c)
 {
-    sq__http_req *r = c->req;
+    sq__http_req *r = c->a->req;
     if (!c->closed) {
         if (!(r->rflags & RESP_FINISHED)) sq__http_resp_finish(c, r);
         if (c->srv->s.access_log) sq__http_access_log(r);
@@ -707,22 +841,22 @@ static void request_complete(sq_http_conn *c)
     if (c->close_after) {
         /* unread input (the body, pipelined requests): drain it before closing, since
          * closing with unread bytes sends an RST that can destroy the response in flight */
-        if (!r->body_done || c->rlen > r->body_end) c->lingering = true;
-        c->rpos = c->rlen = 0;
+        if (!r->body_done || c->a->rlen > r->body_end) c->lingering = true;
+        c->a->rpos = c->a->rlen = 0;
         return;
     }
     if (r->body_done) {
-        c->rpos = r->body_end;
+        c->a->rpos = r->body_end;
         r->has_body = false;
     } else {
         /* unread body: everything buffered past the head is body; drain the rest */
         c->discarding = true;
-        r->hdr_end = r->body_off = r->body_end = c->rpos = 0;
-        c->rlen = 0;
+        r->hdr_end = r->body_off = r->body_end = c->a->rpos = 0;
+        c->a->rlen = 0;
         r->body_total = 0;
         r->want_whole = false;
     }
-    if (c->rpos == c->rlen) c->rpos = c->rlen = 0;
+    if (c->a->rpos == c->a->rlen) c->a->rpos = c->a->rlen = 0;
     c->parsed = 0;
 }
 
@@ -736,7 +870,7 @@ static void *conn_task(void *arg)
 {
     sq_http_conn *c = arg;
     for (unsigned n = 1;; n++) {
-        sq__http_req *r = c->req;
+        sq__http_req *r = c->a->req;
         c->srv->handler(&r->pub, c->srv->arg);
         /* detached: sq_http_finish() completes it, also on a closed connection (the
          * request object must outlive the handler until then) */
@@ -748,21 +882,21 @@ static void *conn_task(void *arg)
         }
         request_complete(c);
         if (c->closed || c->close_after || c->discarding) break;
-        if (!c->in_batch && c->out.len > c->opos && !r->flush_call)
+        if (!c->in_batch && c->a->out.len > c->a->opos && !r->flush_call)
             r->flush_call = sq_call_later(c->srv->loop, 0, flush_cb, c);
         if (sq__http_out_pending(c) > c->srv->s.write_high_water) {
             /* backpressure: the next requests wait (unparsed, unread) for the output */
             c->rpaused = true;
             break;
         }
-        if (c->rlen > c->rpos && (n & 7) == 0 && /* the clock every 8th request: cheap */
+        if (c->a->rlen > c->a->rpos && (n & 7) == 0 && /* the clock every 8th request: cheap */
             (n % REQS_PER_PASS == 0 || sq__mono_ns() - sq_loop_now_ns(c->srv->loop) > PASS_NS)) {
             sq_yield(); /* the output so far goes out meanwhile (the IO callback writes) */
             if (c->closed || c->close_after) break;
         }
         if (parse_next(c) <= 0) break;
     }
-    c->coro = NULL;
+    c->a->coro = NULL;
     if (!c->in_batch && !c->in_io) {
         c->in_io = true;
         sq__http_conn_write(c);
@@ -780,19 +914,15 @@ static void *conn_task(void *arg)
 static bool h2c_preface(sq_http_conn *c)
 {
     static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-    if (c->srv->s.no_http2 || c->tp || c->rpos != 0 || !c->rlen || c->rbuf[0] != 'P')
+    if (c->srv->s.no_http2 || c->tp || c->a->rpos != 0 || !c->a->rlen || c->a->rbuf[0] != 'P')
         return false;
-    size_t n = c->rlen < 24 ? c->rlen : 24;
-    if (memcmp(c->rbuf, preface, n) != 0) return false;
-    if (c->rlen < 24) return true; /* the rest of the preface is on its way */
-    if (c->req) { /* a pooled request object: HTTP/2 streams bring their own */
-        sq__http_req_free(c->req);
-        c->req = NULL;
-    }
-    char *buf = c->rbuf;
-    size_t len = c->rlen;
-    c->rbuf = NULL;
-    c->rlen = c->rcap = c->rpos = c->parsed = 0;
+    size_t n = c->a->rlen < 24 ? c->a->rlen : 24;
+    if (memcmp(c->a->rbuf, preface, n) != 0) return false;
+    if (c->a->rlen < 24) return true; /* the rest of the preface is on its way */
+    char *buf = c->a->rbuf;
+    size_t len = c->a->rlen;
+    c->a->rbuf = NULL;
+    c->a->rlen = c->a->rcap = c->a->rpos = c->parsed = 0;
     int e = sq__h2_start(c, buf, len);
     free(buf);
     if (e < 0) sq__http_conn_close(c, e);
@@ -801,20 +931,22 @@ static bool h2c_preface(sq_http_conn *c)
 
 static void conn_process(sq_http_conn *c)
 {
-    if (c->closed || c->coro || sq__http_req_active(c) || c->discarding || c->close_after) return;
+    if (c->closed || c->a->coro || sq__http_req_active(c) || c->discarding || c->close_after)
+        return;
     if (sq__http_out_pending(c) > c->srv->s.write_high_water) c->rpaused = true;
     if (c->rpaused) return;
-    if (SQ__UNLIKELY(c->rlen > c->rpos && c->rbuf[c->rpos] == 'P') && h2c_preface(c)) return;
+    if (SQ__UNLIKELY(c->a->rlen > c->a->rpos && c->a->rbuf[c->a->rpos] == 'P') && h2c_preface(c))
+        return;
     int p = parse_next(c);
     if (p <= 0) return;
     sq_coro *co = sq_coro_create(c->srv->loop, conn_task, c);
     if (!co) {
-        c->req->active = false;
+        c->a->req->active = false;
         sq__http_error_response(c, 503);
         return;
     }
     sq_coro_set_name(co, "http request");
-    c->coro = co;
+    c->a->coro = co;
     if (sq_in_coro()) {
         sq_coro_wake(co);
         return;
@@ -840,7 +972,7 @@ static void update_io(sq_http_conn *c)
     if (c->closed) return;
     unsigned ev = 0;
     if (c->h2_mode) { /* HTTP/2: read unless the output is above the high-water mark */
-        if (c->opos < c->out.len) ev |= SQ_WRITE;
+        if (c->a->opos < c->a->out.len) ev |= SQ_WRITE;
         if (!c->peer_eof && !c->rpaused) ev |= SQ_READ;
         ev = sq__tp_poll(c->tp, ev);
         if (ev != c->io.events || !c->io.sq__registered) {
@@ -851,14 +983,20 @@ static void update_io(sq_http_conn *c)
         }
         return;
     }
-    if (c->opos < c->out.len || c->sendfile_wait) ev |= SQ_WRITE;
-    if (!c->peer_eof) {
-        bool body_wait = c->waiter && !c->waiter_writes;
-        if (c->lingering) {
-            /* an error response (400 …) goes out first: until then nothing is read */
-            if (c->opos == c->out.len) ev |= SQ_READ;
-        } else if (body_wait || (!c->rpaused && (!sq__http_req_active(c) || c->rcap > c->rlen))) {
-            ev |= SQ_READ;
+    if (c->parked) {
+        if (!c->peer_eof) ev = SQ_READ;
+    } else {
+        sq__http_act *a = c->a;
+        if (a->opos < a->out.len || c->sendfile_wait) ev |= SQ_WRITE;
+        if (!c->peer_eof) {
+            bool body_wait = a->waiter && !c->waiter_writes;
+            if (c->lingering) {
+                /* an error response (400 …) goes out first: until then nothing is read */
+                if (a->opos == a->out.len) ev |= SQ_READ;
+            } else if (body_wait ||
+                       (!c->rpaused && (!sq__http_req_active(c) || a->rcap > a->rlen))) {
+                ev |= SQ_READ;
+            }
         }
     }
     ev = sq__tp_poll(c->tp, ev); /* TLS: a handshake, a record half written */
@@ -879,27 +1017,27 @@ static void conn_after(sq_http_conn *c)
      * before reading paused.  No event would come for them (they are in our buffer, not
      * the socket's), so batch after batch until they are done, the output is above the
      * mark again, or a handler suspends. */
-    while (!c->rpaused && !c->coro && !sq__http_req_active(c) && c->rlen > c->rpos &&
+    while (!c->rpaused && !c->a->coro && !sq__http_req_active(c) && c->a->rlen > c->a->rpos &&
            !c->discarding && !c->close_after && !c->lingering) {
-        size_t before = c->rpos;
+        size_t before = c->a->rpos;
         bool was = c->in_batch;
         c->in_batch = true;
         conn_process(c);
         c->in_batch = was;
         if (c->closed) return;
-        if (c->coro) break;
-        bool moved = c->rpos != before || c->rlen == 0;
+        if (c->a->coro) break;
+        bool moved = c->a->rpos != before || c->a->rlen == 0;
         sq__http_conn_write(c);
         if (c->closed) return;
         if (!moved) break; /* an incomplete head: wait for its bytes */
     }
-    if (c->peer_eof && !c->rpaused && !c->coro && !sq__http_req_active(c) && c->rlen > c->rpos &&
-        !c->close_after && !c->lingering) {
+    if (c->peer_eof && !c->rpaused && !c->a->coro && !sq__http_req_active(c) &&
+        c->a->rlen > c->a->rpos && !c->close_after && !c->lingering) {
         /* an incomplete head, and the client has finished sending: it will never complete */
-        c->rpos = c->rlen = 0;
+        c->a->rpos = c->a->rlen = 0;
         c->close_after = true;
     }
-    if (c->close_after && !sq__http_req_active(c) && c->opos == c->out.len) {
+    if (c->close_after && !sq__http_req_active(c) && c->a->opos == c->a->out.len) {
         if (!c->lingering && !c->discarding) {
             sq__http_conn_close(c, 0);
             return;
@@ -913,11 +1051,11 @@ static void conn_after(sq_http_conn *c)
         }
     } else if (!sq__http_req_active(c) && !c->close_after) {
         /* (not while a coroutine that yielded goes on with the pipeline: it is no slow head) */
-        if ((c->rlen > c->rpos && !c->coro) || c->discarding) {
+        if ((c->a->rlen > c->a->rpos && !c->a->coro) || c->discarding) {
             if (c->tkind != T_HEADER) arm(c, T_HEADER, srv->s.header_timeout);
-        } else if (c->opos == c->out.len) {
+        } else if (c->a->opos == c->a->out.len && !conn_park(c)) {
+            /* a coroutine that yielded between pipelined requests: it goes on soon */
             arm(c, T_IDLE, srv->s.idle_timeout);
-            conn_shrink(c);
         }
     }
     update_io(c);
@@ -928,14 +1066,15 @@ static void on_input(sq_http_conn *c)
     if (c->discarding) {
         discard_ingest(c);
         if (c->closed || c->discarding) return;
-        c->rpos = c->req->hdr_end;
+        c->a->rpos = c->a->req->hdr_end;
     }
     if (sq__http_req_active(c)) {
         body_ingest(c);
-        if (c->waiter && !c->waiter_writes &&
-            (c->req->body_done || c->req->body_error || c->req->body_end > c->req->body_off)) {
-            sq_coro *w = c->waiter;
-            c->waiter = NULL;
+        if (c->a->waiter && !c->waiter_writes &&
+            (c->a->req->body_done || c->a->req->body_error ||
+             c->a->req->body_end > c->a->req->body_off)) {
+            sq_coro *w = c->a->waiter;
+            c->a->waiter = NULL;
             bool was = c->in_batch;
             c->in_batch = true;
             sq_coro_resume(w);
@@ -952,7 +1091,7 @@ static void on_readable(sq_http_conn *c)
     for (int i = 0; i < 8 && !c->closed; i++) {
         size_t space = read_space(c);
         if (!space) break;
-        ssize_t n = sq__tp_read(c->io.fd, c->tp, c->rbuf + c->rlen, space);
+        ssize_t n = sq__tp_read(c->io.fd, c->tp, c->a->rbuf + c->a->rlen, space);
         if (n > 0) {
             got = true;
             if (c->lingering) { /* draining before close: for 2 s and 4 MiB at most */
@@ -964,7 +1103,7 @@ static void on_readable(sq_http_conn *c)
                 }
                 continue;
             }
-            c->rlen += (size_t)n;
+            c->a->rlen += (size_t)n;
             if ((size_t)n < space) break;
             if (sq__http_req_active(c) || c->discarding) {
                 on_input(c); /* make room: the body may be consumed or dropped */
@@ -988,21 +1127,21 @@ static void on_readable(sq_http_conn *c)
     if (c->closed || !c->peer_eof || c->h2_mode) return;
     /* The peer finished sending. */
     if (sq__http_req_active(c)) {
-        if (c->req->has_body && !c->req->body_done && !c->req->body_error)
-            c->req->body_error = SQ_ECLOSED;
+        if (c->a->req->has_body && !c->a->req->body_done && !c->a->req->body_error)
+            c->a->req->body_error = SQ_ECLOSED;
         notify_close(c);
         if (c->closed) return;
-        if (c->waiter) {
-            sq_coro *w = c->waiter;
-            c->waiter = NULL;
+        if (c->a->waiter) {
+            sq_coro *w = c->a->waiter;
+            c->a->waiter = NULL;
             sq_coro_wake(w);
         }
         c->close_after = true;
-    } else if (!c->coro) {
-        if (c->rlen > c->rpos && !c->discarding) {
+    } else if (!c->a->coro) {
+        if (c->a->rlen > c->a->rpos && !c->discarding) {
             /* requests read before the end of stream (pipelined, maybe paused by
              * backpressure): conn_after answers them, then the connection closes */
-        } else if (c->opos == c->out.len) {
+        } else if (c->a->opos == c->a->out.len) {
             sq__http_conn_close(c, 0);
         } else {
             c->close_after = true;
@@ -1047,6 +1186,10 @@ static bool conn_handshake(sq_http_conn *c)
 static void conn_io(sq_loop *loop, sq_io *io, unsigned events)
 {
     sq_http_conn *c = io->data;
+    if (c->parked && !conn_unpark(c)) {
+        sq__http_conn_release(c);
+        return;
+    }
     c->in_io = true;
     if (SQ__UNLIKELY(c->tp != NULL)) {
         events = sq__tp_ready(c->tp, events);
@@ -1072,7 +1215,7 @@ static void conn_io(sq_loop *loop, sq_io *io, unsigned events)
         on_readable(c);
         c->in_batch = was;
     }
-    if (!c->closed && c->opos < c->out.len) sq__http_conn_write(c);
+    if (!c->closed && c->a->opos < c->a->out.len) sq__http_conn_write(c);
     conn_after(c);
     c->in_io = false;
     sq__http_conn_release(c);
@@ -1091,7 +1234,7 @@ static void conn_timeout(sq_loop *loop, sq_timer *t)
     switch (kind) {
     case T_HEADER:
         if (sq__http_req_active(c)) break;
-        if (c->rlen > c->rpos) {
+        if (c->a->rlen > c->a->rpos) {
             sq__http_error_response(c, 408);
             c->lingering = true;
             sq__http_conn_write(c);
@@ -1104,22 +1247,22 @@ static void conn_timeout(sq_loop *loop, sq_timer *t)
         sq__http_conn_close(c, -ETIMEDOUT); /* a TLS handshake that never completed */
         break;
     case T_IDLE:
-        if (!sq__http_req_active(c) && !c->coro) {
+        if (!sq__http_req_active(c) && !c->a->coro) {
             sq__http_conn_close(c, -ETIMEDOUT);
-        } else if (sq__http_req_active(c) && c->req->detached && !c->coro &&
-                   !(c->req->rflags & RESP_FINISHED)) {
+        } else if (sq__http_req_active(c) && c->a->req->detached && !c->a->coro &&
+                   !(c->a->req->rflags & RESP_FINISHED)) {
             /* a detached request nobody finished: the connection goes (its on_close runs;
              * a late sq_http_finish() is still safe and frees it) */
             sq_log(SQ_LOG_WARNING,
                    "http: a detached request (%.*s %.*s) was not finished within "
                    "the idle timeout: closing its connection",
-                   (int)c->req->pub.method.len, c->req->pub.method.ptr, (int)c->req->pub.uri.len,
-                   c->req->pub.uri.ptr);
+                   (int)c->a->req->pub.method.len, c->a->req->pub.method.ptr,
+                   (int)c->a->req->pub.uri.len, c->a->req->pub.uri.ptr);
             sq__http_conn_close(c, -ETIMEDOUT);
         }
         break;
     case T_BODY:
-        if (c->waiter && !c->waiter_writes) sq__http_conn_close(c, -ETIMEDOUT);
+        if (c->a->waiter && !c->waiter_writes) sq__http_conn_close(c, -ETIMEDOUT);
         break;
     case T_WRITE:
         c->abort_close = true; /* the kernel drops what the client never took */
@@ -1153,7 +1296,7 @@ static void send_continue(sq_http_conn *c, sq__http_req *r)
     r->continue_sent = true;
     static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
     sq__http_out_acquire(c);
-    sq__buf_append(&c->out, cont, sizeof cont - 1);
+    sq__buf_append(&c->a->out, cont, sizeof cont - 1);
     sq__http_conn_write(c);
 }
 
@@ -1167,9 +1310,9 @@ static double body_wait_limit(sq_http_conn *c)
     if (s->body_timeout > 0 && s->body_min_rate > 0) {
         /* from the first wait for body bytes: the handler's own work before it reads, or the
          * client's wait for 100 Continue, does not count against the client */
-        if (c->req->body_t0 == 0) c->req->body_t0 = sq_loop_time(c->srv->loop);
+        if (c->a->req->body_t0 == 0) c->a->req->body_t0 = sq_loop_time(c->srv->loop);
         double deadline =
-            c->req->body_t0 + s->body_timeout + (double)c->req->body_total / s->body_min_rate;
+            c->a->req->body_t0 + s->body_timeout + (double)c->a->req->body_total / s->body_min_rate;
         double left = deadline - sq_loop_time(c->srv->loop);
         if (left <= 0) return 0;
         if (left < wait) wait = left;
@@ -1188,7 +1331,7 @@ static int wait_body(sq_http_conn *c)
         sq__http_conn_close(c, -ETIMEDOUT);
         return -ETIMEDOUT;
     }
-    c->waiter = sq_coro_self();
+    c->a->waiter = sq_coro_self();
     c->waiter_writes = false;
     arm(c, T_BODY, wait);
     update_io(c);
@@ -1242,7 +1385,7 @@ static ssize_t read_body_raw(sq__http_req *r, const char **data)
     sq_http_conn *c = req->conn;
     *data = "";
     if (r->body_read) {
-        *data = c->rbuf + r->hdr_end;
+        *data = c->a->rbuf + r->hdr_end;
         return (ssize_t)(r->body_end - r->hdr_end);
     }
     if (!r->has_body) {
@@ -1267,7 +1410,7 @@ static ssize_t read_body_raw(sq__http_req *r, const char **data)
     r->want_whole = false;
     if (r->body_error) return body_fail(c, r, r->body_error);
     r->body_read = true;
-    *data = c->rbuf + r->hdr_end;
+    *data = c->a->rbuf + r->hdr_end;
     return (ssize_t)(r->body_end - r->hdr_end);
 }
 
@@ -1293,7 +1436,7 @@ static ssize_t read_chunk_raw(sq__http_req *r, const char **data)
     send_continue(c, r);
     for (;;) {
         if (r->body_off < r->body_end) {
-            *data = c->rbuf + r->body_off;
+            *data = c->a->rbuf + r->body_off;
             size_t n = r->body_end - r->body_off;
             r->body_off = r->body_end;
             return (ssize_t)n;
@@ -1305,7 +1448,7 @@ static ssize_t read_chunk_raw(sq__http_req *r, const char **data)
                 return body_fail(c, r, r->body_error);
         }
         if (r->body_done) return 0;
-        if (r->body_end == c->rlen) c->rlen = r->body_off = r->body_end = r->hdr_end;
+        if (r->body_end == c->a->rlen) c->a->rlen = r->body_off = r->body_end = r->hdr_end;
         int e = wait_body(c);
         if (e < 0) return e == SQ_ENOTCORO ? e : body_fail(c, r, e);
     }
@@ -1329,7 +1472,7 @@ int sq_http_flush(sq_http_request *req)
     if (e < 0) return e;
     sq__http_conn_write(c);
     while (!c->closed && sq__http_out_pending(c) > c->srv->s.write_high_water && sq_in_coro()) {
-        c->waiter = sq_coro_self();
+        c->a->waiter = sq_coro_self();
         c->waiter_writes = true;
         update_io(c);
         sq_coro_suspend();
@@ -1341,13 +1484,13 @@ int sq_http_flush(sq_http_request *req)
 static int drain_out(sq_http_conn *c)
 {
     sq__http_conn_write(c);
-    while (!c->closed && c->opos < c->out.len) {
+    while (!c->closed && c->a->opos < c->a->out.len) {
         sq_coro *self = sq_coro_self();
-        c->waiter = self;
+        c->a->waiter = self;
         c->waiter_writes = true;
         update_io(c);
         sq_coro_suspend();
-        if (c->waiter == self) c->waiter = NULL;
+        if (c->a->waiter == self) c->a->waiter = NULL;
     }
     return c->closed ? c->error : 0;
 }
@@ -1395,12 +1538,12 @@ int sq_http_sendfile(sq_http_request *req, int fd, off_t offset, size_t len)
             /* a file sendfile() cannot read: through the output buffer, a piece at a time */
             size_t want = left < SENDFILE_FALLBACK_CHUNK ? left : SENDFILE_FALLBACK_CHUNK;
             sq__http_out_acquire(c);
-            if (sq__buf_reserve(&c->out, want) < 0) return sendfile_fail(c, -ENOMEM);
-            ssize_t n = pread(fd, c->out.ptr + c->out.len, want, off);
+            if (sq__buf_reserve(&c->a->out, want) < 0) return sendfile_fail(c, -ENOMEM);
+            ssize_t n = pread(fd, c->a->out.ptr + c->a->out.len, want, off);
             if (n < 0 && errno == EINTR) continue;
             if (n < 0) return sendfile_fail(c, -errno);
             if (n == 0) return sendfile_fail(c, -EIO); /* the file is shorter than len */
-            c->out.len += (size_t)n;
+            c->a->out.len += (size_t)n;
             off += n;
             left -= (size_t)n;
             e = drain_out(c);
@@ -1419,14 +1562,14 @@ int sq_http_sendfile(sq_http_request *req, int fd, off_t offset, size_t len)
             /* wait for the socket like a flush above the high-water mark; a client that
              * takes nothing for body_timeout is dropped (T_WRITE closes the connection) */
             sq_coro *self = sq_coro_self();
-            c->waiter = self;
+            c->a->waiter = self;
             c->waiter_writes = true;
             c->sendfile_wait = true;
             arm(c, T_WRITE, c->srv->s.write_timeout);
             update_io(c);
             sq_coro_suspend();
             c->sendfile_wait = false;
-            if (c->waiter == self) c->waiter = NULL;
+            if (c->a->waiter == self) c->a->waiter = NULL;
             continue;
         }
         if (n == -EOPNOTSUPP && !sent) { /* this file or this transport: copy it */
@@ -1438,7 +1581,7 @@ int sq_http_sendfile(sq_http_request *req, int fd, off_t offset, size_t len)
     if (c->tkind == T_WRITE) arm(c, T_NONE, 0);
     update_io(c);
     r->body_sent += len;
-    if (chunked && sq__buf_append(&c->out, "\r\n", 2) < 0) return sendfile_fail(c, -ENOMEM);
+    if (chunked && sq__buf_append(&c->a->out, "\r\n", 2) < 0) return sendfile_fail(c, -ENOMEM);
     return 0;
 }
 
@@ -1455,21 +1598,21 @@ int sq_http_finish(sq_http_request *req)
     int e = 0;
     if (!c->closed) e = sq__http_resp_finish(c, r);
     r->rflags |= RESP_FINISHED;
-    if (r->detached && r->active && !c->coro) {
+    if (r->detached && r->active && !c->a->coro) {
         /* finishing a detached request after its handler returned; maybe from inside one of
          * our callbacks (on_connection_close), which then frees the connection itself */
         bool was_io = c->in_io;
         c->in_io = true;
         request_complete(c);
         if (!c->closed) {
-            if (c->close_after) c->rpos = c->rlen;
+            if (c->close_after) c->a->rpos = c->a->rlen;
             conn_process(c);
-            if (!c->coro || !sq_in_coro()) sq__http_conn_write(c);
+            if (!c->a->coro || !sq_in_coro()) sq__http_conn_write(c);
             conn_after(c);
         }
         c->in_io = was_io;
         sq__http_conn_release(c);
-    } else if (!c->closed && !c->in_batch && c->out.len > c->opos && !r->flush_call) {
+    } else if (!c->closed && !c->in_batch && c->a->out.len > c->a->opos && !r->flush_call) {
         /* the handler may run on for long: send the response now, not when it returns */
         r->flush_call = sq_call_later(c->srv->loop, 0, flush_cb, c);
     }

@@ -493,7 +493,7 @@ static void big_flush_handler(sq_http_request *req, void *arg)
         sq_http_write(req, block, sizeof block);
         if (sq_http_flush(req) < 0) return;
         sq_http_conn *c = req->conn;
-        if (c->out.len - c->opos > peak_pending) peak_pending = c->out.len - c->opos;
+        if (sq__http_out_pending(c) > peak_pending) peak_pending = sq__http_out_pending(c);
     }
 }
 
