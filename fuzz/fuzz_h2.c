@@ -242,7 +242,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     close(cfd);
     int i = 0;
     for (; i < END_PASSES; i++) {
-        if (!srv->conns && !G.running && !G.detached) break;
+        if (!srv->conns && !srv->idle.head && !srv->fresh.head && !G.running && !G.detached)
+            break;
         sq_loop_run_once(G.loop, false);
     }
     if (i == END_PASSES) {
@@ -254,7 +255,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     "closed %d h2 %d rpaused %d peer_eof %d events %u reg %d tkind %d out %zu/%zu "
                     "in_io %d\n",
                     c->closed, c->h2_mode, c->rpaused, c->peer_eof, c->io.events,
-                    c->io.sq__registered, c->tkind, c->opos, c->out.len, c->in_io);
+                    c->io.sq__registered, c->tkind, c->a ? c->a->opos : 0,
+                    c->a ? c->a->out.len : 0, c->in_io);
         abort();
     }
     if (sq_http_server_connections(srv) != 0) abort();

@@ -214,6 +214,9 @@ static inline bool sq__http_resp_no_body(const sq__http_req *r)
     return r->is_head || !sq__http_status_has_body(r->status);
 }
 
+/* parser.c: the bytes a token (a header name) may hold, RFC 9110 §5.6.2 */
+extern const uint8_t sq__http_tchar[256];
+
 /* response.c */
 void sq__http_resp_reset(sq__http_req *r);
 /* One access-log line for a finished request, in the format sq_log_set_access_format chose

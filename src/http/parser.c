@@ -23,8 +23,10 @@
 #define MAX_LEADING_EMPTY_LINES 8 /* RFC 9112 §2.2: ignore "at least one"; more is an attack */
 #define LIMIT_CLAMP             ((size_t)1 << 30) /* keeps every offset an int */
 
-/* tchar (RFC 9110 §5.6.2): "!#$%&'*+-.^_`|~" / DIGIT / ALPHA. */
-static const uint8_t tchar_tab[256] = {
+/* tchar (RFC 9110 §5.6.2): "!#$%&'*+-.^_`|~" / DIGIT / ALPHA.  Shared with the response
+ * side (header names set by handlers), hence not static. */
+extern const uint8_t sq__http_tchar[256];
+const uint8_t sq__http_tchar[256] = {
     ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1,         ['&'] = 1,         ['\''] = 1,
     ['*'] = 1, ['+'] = 1, ['-'] = 1, ['.'] = 1,         ['^'] = 1,         ['_'] = 1,
     ['`'] = 1, ['|'] = 1, ['~'] = 1, ['0' ... '9'] = 1, ['A' ... 'Z'] = 1, ['a' ... 'z'] = 1,
@@ -317,7 +319,7 @@ static void transfer_encoding(derived *d, const char *v, size_t vlen)
             /* transfer-coding = token *( OWS ";" OWS transfer-parameter ): we implement no
              * other coding, so only the token's validity matters (501 vs 400). */
             size_t i = 0;
-            while (i < mlen && tchar_tab[(uint8_t)m[i]]) i++;
+            while (i < mlen && sq__http_tchar[(uint8_t)m[i]]) i++;
             if (i == 0 || (i < mlen && m[i] != ';' && !is_ows(m[i]))) d->te_bad = true;
             d->te_other = true;
             d->te_last_chunked = false;
@@ -338,14 +340,14 @@ static void connection(derived *d, const char *v, size_t vlen)
 }
 
 /* Host = uri-host [ ":" port ]; empty is allowed (RFC 9110 §7.2). */
+static const uint8_t not_host_tab[256] = {
+    ['@'] = 1, ['/'] = 1, ['?'] = 1, ['#'] = 1, [','] = 1, ['\\'] = 1, [' '] = 1, ['\t'] = 1,
+};
 static bool host_ok(const char *v, size_t vlen)
 {
-    for (size_t i = 0; i < vlen; i++) {
-        char c = v[i];
-        if (c == '@' || c == '/' || c == '?' || c == '#' || c == ',' || c == '\\' || is_ows(c))
-            return false;
-    }
-    return true;
+    uint8_t bad = 0;
+    for (size_t i = 0; i < vlen; i++) bad |= not_host_tab[(uint8_t)v[i]];
+    return !bad;
 }
 
 /* Looks at the fields that shape the message.  Names are compared on length first, so the
@@ -419,7 +421,7 @@ static int scan(const char *buf, size_t start, size_t len, sq_http_request_head 
 
     /* method SP */
     q = p;
-    while (p < end && tchar_tab[(uint8_t)*p]) p++;
+    while (p < end && sq__http_tchar[(uint8_t)*p]) p++;
     if (p == end) return SCAN_MORE;
     if (*p != ' ' || p == q) return -400;
     out->method = q;
@@ -467,7 +469,7 @@ static int scan(const char *buf, size_t start, size_t len, sq_http_request_head 
         }
         /* field-name ":" (a leading SP/HTAB is obs-fold, or whitespace after the start line) */
         q = p;
-        while (p < end && tchar_tab[(uint8_t)*p]) p++;
+        while (p < end && sq__http_tchar[(uint8_t)*p]) p++;
         if (p == end) return SCAN_MORE;
         if (*p != ':' || p == q) return -400;
         const char *name = q;
@@ -536,7 +538,7 @@ int sq_http_parse_request(const char *buf, size_t len, size_t prev_len, sq_http_
      * become a request, whatever follows: answer 400 now rather than wait for a head end
      * that may never come (nginx does the same).  Deciding on one byte keeps the result
      * independent of how the input was split. */
-    if (!tchar_tab[(uint8_t)buf[start]]) return -400;
+    if (!sq__http_tchar[(uint8_t)buf[start]]) return -400;
 
     /* Seen part of this head before: unless its end has arrived now, only the limits can
      * decide anything, and they cost O(1) (O(max_request_line) once, crossing that size). */

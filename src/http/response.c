@@ -183,46 +183,26 @@ void sq__http_date_refresh(sq_http_server *srv)
 
 /* --- request-side API: status and headers ------------------------------------------------- */
 
-static bool is_tchar(unsigned char ch)
+/* The length of a header name, or 0 when it is empty or holds a byte that is no tchar. */
+static size_t name_len(const char *n)
 {
-    if ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z') return true;
-    if (ch >= '0' && ch <= '9') return true;
-    switch (ch) {
-    case '!':
-    case '#':
-    case '$':
-    case '%':
-    case '&':
-    case '\'':
-    case '*':
-    case '+':
-    case '-':
-    case '.':
-    case '^':
-    case '_':
-    case '`':
-    case '|':
-    case '~':
-        return true;
-    default:
-        return false;
+    if (!n) return 0;
+    const unsigned char *p = (const unsigned char *)n;
+    while (sq__http_tchar[*p]) p++;
+    return *p ? 0 : (size_t)(p - (const unsigned char *)n);
+}
+
+/* The length of a header value or reason phrase, or -1 when it holds CR or LF (it would
+ * split the head). */
+static ssize_t value_len(const char *v)
+{
+    if (!v) return -1;
+    const char *p = v;
+    for (;; p++) {
+        if ((unsigned char)*p > '\r') continue;
+        if (!*p) return p - v;
+        if (*p == '\r' || *p == '\n') return -1;
     }
-}
-
-static bool valid_name(const char *n)
-{
-    if (!n || !*n) return false;
-    for (; *n; n++)
-        if (!is_tchar((unsigned char)*n)) return false;
-    return true;
-}
-
-static bool valid_value(const char *v)
-{
-    if (!v) return false;
-    for (; *v; v++)
-        if (*v == '\r' || *v == '\n') return false;
-    return true;
 }
 
 void sq__http_resp_reset(sq__http_req *r)
@@ -239,7 +219,7 @@ int sq_http_set_status(sq_http_request *req, int code, const char *reason)
 {
     sq__http_req *r = (sq__http_req *)req;
     if (code < 100 || code > 599) return -EINVAL;
-    if (reason && !valid_value(reason)) return -EINVAL;
+    if (reason && value_len(reason) < 0) return -EINVAL;
     if (r->rflags & (RESP_HEAD_SENT | RESP_FINISHED)) return -EALREADY;
     if (reason) {
         r->reason_buf.len = 0;
@@ -347,9 +327,11 @@ int sq__http_remove_headers(sq_http_request *req, const char *name,
 
 static int add_header(sq__http_req *r, const char *name, const char *value, bool replace)
 {
-    if (!valid_name(name) || !valid_value(value)) return -EINVAL;
+    size_t n = name_len(name);
+    ssize_t vl = value_len(value);
+    if (!n || vl < 0) return -EINVAL;
     if (r->rflags & (RESP_HEAD_SENT | RESP_FINISHED)) return -EALREADY;
-    size_t n = strlen(name), v = strlen(value);
+    size_t v = (size_t)vl;
     /* the flag this header sets, and (replacing) the one it clears: Connection clears
      * RESP_CONN_CLOSE whatever its value */
     unsigned set = special_flag(name, n, value);
@@ -383,9 +365,9 @@ int sq_http_add_header(sq_http_request *req, const char *name, const char *value
 int sq_http_clear_header(sq_http_request *req, const char *name)
 {
     sq__http_req *r = (sq__http_req *)req;
-    if (!valid_name(name)) return -EINVAL;
+    size_t n = name_len(name);
+    if (!n) return -EINVAL;
     if (r->rflags & (RESP_HEAD_SENT | RESP_FINISHED)) return -EALREADY;
-    size_t n = strlen(name);
     remove_header(r, name, n);
     unsigned f = special_flag(name, n, NULL);
     if (n == 10 && !strcasecmp(name, "connection")) f = RESP_CONN_CLOSE;

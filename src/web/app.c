@@ -659,6 +659,13 @@ const sq_app_settings *sq__app_settings(const sq_app *app)
     return &app->settings;
 }
 
+/* x as 16 lowercase hex digits at p (no NUL). */
+static void put_hex64(char *p, uint64_t x)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 15; i >= 0; i--, x >>= 4) p[i] = hex[x & 15];
+}
+
 /* FNV-1a 64 of a file's contents, as 16 hex digits; false if unreadable. */
 static bool file_hash(const char *root, const char *path, char out[17])
 {
@@ -672,7 +679,8 @@ static bool file_hash(const char *root, const char *path, char out[17])
     while ((n = fread(buf, 1, sizeof buf, f)) > 0)
         for (size_t i = 0; i < n; i++) x = (x ^ buf[i]) * 0x100000001b3ULL;
     fclose(f);
-    snprintf(out, 17, "%016llx", (unsigned long long)x);
+    put_hex64(out, x);
+    out[16] = 0;
     return true;
 }
 
@@ -887,9 +895,11 @@ static void set_etag(sq_handler *h)
     if (sq__http_resp_has_header(req, "ETag")) return;
     uint64_t x = 0xcbf29ce484222325ULL;
     for (size_t i = 0; i < h->out.len; i++) x = (x ^ (unsigned char)h->out.ptr[i]) * 0x100000001b3ULL;
-    char etag[24];
-    snprintf(etag, sizeof etag, "\"%016llx\"", (unsigned long long)x);
-    sq_http_set_header(req, "ETag", etag);
+    char etag[19];
+    etag[0] = etag[17] = '"';
+    put_hex64(etag + 1, x);
+    etag[18] = 0;
+    sq_http_add_header(req, "ETag", etag); /* there is none (above): nothing to replace */
     sq_str inm = sq_http_header_get(req, "If-None-Match");
     if (inm.ptr && sq__etag_listed(inm, etag)) {
         sq_http_set_status(req, 304, NULL);
