@@ -256,8 +256,7 @@ static int build_request(sq__h2_stream *st, bool end_stream)
     q->version_minor = 0;
     q->headers = r->headers;
     q->nheaders = st->nh;
-    sq__http_format_peer(c, r->remote_ip);
-    q->remote_ip = r->remote_ip;
+    sq__http_set_remote_ip(c, r);
     q->protocol = c->tp ? "https" : "http";
     q->content_length = clen;
     q->chunked = false;

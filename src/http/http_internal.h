@@ -107,6 +107,10 @@ typedef struct sq__http_req {
     sq_http_header *headers_big; /* SQ_HTTP_DEFAULT_MAX_HEADERS slots, made on first need */
     sq_http_header headers_inline[SQ__HTTP_INLINE_HEADERS];
     char remote_ip[48];
+    /* the peer remote_ip was formatted from (family 0: none, or X-Real-Ip's), so that the
+     * next request from the same address (a keep-alive connection, a proxy) skips it */
+    unsigned char ip_of_family;
+    unsigned char ip_of[16];
     /* response */
     int status;
     uint64_t body_sent; /* response body bytes handed to the output (the access log's) */
@@ -195,7 +199,7 @@ struct sq_http_conn {
     bool h2_mode : 1;     /* the connection speaks HTTP/2 (c->a->h2) */
     bool parked : 1;      /* in srv->idle or srv->fresh, without its sq__http_act */
     bool fresh : 1;       /* parked in srv->fresh: accepted, nothing read yet */
-    unsigned char peer_addr[16]; /* the peer's address (4 bytes for IPv4), formatted per request */
+    unsigned char peer_addr[16]; /* the peer's address (4 bytes for IPv4), formatted on use */
 };
 
 /* Bytes of the connection's output not yet written. */
@@ -273,6 +277,8 @@ void sq__http_arm(sq_http_conn *c, unsigned kind, double seconds);
 void sq__http_update_io(sq_http_conn *c);
 /* The peer's address as text (48 bytes), X-Real-Ip and friends applied to a request. */
 void sq__http_format_peer(const sq_http_conn *c, char *dst);
+/* r->pub.remote_ip: c's peer, formatted unless r already holds it. */
+void sq__http_set_remote_ip(const sq_http_conn *c, sq__http_req *r);
 void sq__http_apply_xheaders(sq_http_conn *c, sq__http_req *r);
 /* response.c: replace r->body by its gzip encoding when the settings and the client allow
  * and it is worth it; true if it did. */

@@ -395,6 +395,16 @@ void sq__http_format_peer(const sq_http_conn *c, char *dst)
     }
 }
 
+void sq__http_set_remote_ip(const sq_http_conn *c, sq__http_req *r)
+{
+    if (r->ip_of_family != c->peer_family || memcmp(r->ip_of, c->peer_addr, sizeof r->ip_of)) {
+        sq__http_format_peer(c, r->remote_ip);
+        r->ip_of_family = c->peer_family;
+        memcpy(r->ip_of, c->peer_addr, sizeof r->ip_of);
+    }
+    r->pub.remote_ip = r->remote_ip;
+}
+
 /* A new plain connection starts parked in srv->fresh until its first bytes come; a TLS one
  * starts its handshake at once. */
 void sq__http_conn_new(sq_http_server *srv, int fd, const struct sockaddr *peer)
@@ -690,6 +700,7 @@ void sq__http_apply_xheaders(sq_http_conn *c, sq__http_req *r)
         tmp[ip.len] = 0;
         if (inet_pton(AF_INET, tmp, bin) == 1 || inet_pton(AF_INET6, tmp, bin) == 1) {
             memcpy(r->remote_ip, tmp, ip.len + 1);
+            r->ip_of_family = 0; /* no longer the peer's address */
             r->pub.remote_ip = r->remote_ip;
         }
     }
@@ -757,8 +768,7 @@ static int parse_next(sq_http_conn *c)
     q->version_major = 1;
     q->headers = r->headers;
     q->nheaders = h.nheaders;
-    sq__http_format_peer(c, r->remote_ip);
-    q->remote_ip = r->remote_ip;
+    sq__http_set_remote_ip(c, r);
     q->protocol = c->tp ? "https" : "http";
     q->content_length = h.content_length;
     q->chunked = h.chunked;
