@@ -74,8 +74,9 @@ struct sq_http_server {
     sq_future *shutdown_fut;
     sq_timer shutdown_timer;
     uint64_t writes; /* write/writev calls on sockets (tests check batching) */
-    /* Parked connections: idle keep-alive ones (idle_timeout), and new ones that have sent
-     * nothing yet (header_timeout). */
+    /* Parked connections: idle keep-alive ones (idle_timeout), and new ones that have not
+     * sent a request yet (header_timeout, from the accept for a plain connection, from the
+     * end of its handshake for a TLS one). */
     sq__http_parked idle, fresh;
     /* A parked connection gives its active part back here, with its read buffer and
      * request object (sq__http_act); the next request takes them again in one step. */
@@ -177,13 +178,13 @@ struct sq_http_conn {
     sq_http_server *srv;
     /* in srv->conns, or in srv->idle or srv->fresh while parked */
     sq_http_conn *prev, *next;
-    sq__http_act *a;           /* NULL while parked */
-    sq__tp *tp;                /* the transport: NULL for a plain socket */
-    uint64_t since;            /* parked: loop time (ns) it was parked (or accepted) */
-    uint16_t parsed;           /* bytes of rbuf + rpos the parser already saw (a hint: may be less);
-                                  while lingering, the KiB drained */
-    int16_t error;             /* the error that closed the connection (errno or a squall code) */
-    unsigned char tkind;       /* what the timer measures */
+    sq__http_act *a;     /* NULL while parked */
+    sq__tp *tp;          /* the transport: NULL for a plain socket */
+    uint64_t since;      /* parked: loop time (ns) it was parked (or accepted) */
+    uint16_t parsed;     /* bytes of a->rbuf + rpos the parser already saw (a hint: may be less);
+                            while lingering, the KiB drained */
+    int16_t error;       /* the error that closed the connection (errno or a squall code) */
+    unsigned char tkind; /* what the timer measures */
     unsigned char peer_family; /* AF_INET, AF_INET6 (peer_addr) or AF_UNIX */
     bool waiter_writes : 1;    /* the waiter is a flush waiting for the output to drain */
     bool sendfile_wait : 1;    /* the waiter is sq_http_sendfile waiting for SQ_WRITE */
@@ -198,7 +199,8 @@ struct sq_http_conn {
     bool abort_close : 1; /* close with a reset (the client stopped reading) */
     bool h2_mode : 1;     /* the connection speaks HTTP/2 (c->a->h2) */
     bool parked : 1;      /* in srv->idle or srv->fresh, without its sq__http_act */
-    bool fresh : 1;       /* parked in srv->fresh: accepted, nothing read yet */
+    bool fresh : 1;       /* parked in srv->fresh (no request yet), not srv->idle */
+    bool served : 1;      /* a request head was parsed: parks in srv->idle from now on */
     unsigned char peer_addr[16]; /* the peer's address (4 bytes for IPv4), formatted on use */
 };
 
@@ -237,7 +239,7 @@ int sq__http_resp_head_len(sq_http_conn *c, sq__http_req *r, uint64_t extra);
 int sq__http_put_chunk_header(sq_http_conn *c, size_t len);
 /* Give the connection an output buffer from the server's pool if it has none. */
 void sq__http_out_acquire(sq_http_conn *c);
-/* Give an empty output buffer back to the pool (an idle connection keeps none). */
+/* Give an empty output buffer back to the pool (an idle HTTP/2 connection keeps none). */
 void sq__http_out_release(sq_http_conn *c);
 /* A short error response with Connection: close. */
 void sq__http_error_response(sq_http_conn *c, int status);

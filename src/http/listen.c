@@ -286,11 +286,16 @@ void sq_http_server_free(sq_http_server *srv)
     close_listeners(srv);
     close_all(srv, false);
     upgraded_abort(srv);
-    /* Connections whose handlers are still suspended live on until those return. */
-    for (sq_http_conn *c = srv->conns, *next; c; c = next) {
-        next = c->next;
-        c->srv = NULL;
-        c->prev = c->next = NULL;
+    /* Connections whose handlers are still suspended live on until those return (and a
+     * parked one being closed by its list's timer, which frees it). */
+    sq_http_conn *lists[] = {srv->conns, srv->idle.head, srv->fresh.head};
+    for (int i = 0; i < 3; i++) {
+        for (sq_http_conn *c = lists[i], *next; c; c = next) {
+            next = c->next;
+            c->srv = NULL;
+            c->prev = c->next = NULL;
+            c->parked = false;
+        }
     }
     sq_timer_stop(&srv->shutdown_timer);
     if (srv->shutdown_fut) {

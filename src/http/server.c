@@ -229,8 +229,14 @@ static void parked_expire(sq_loop *loop, sq_timer *t)
     uint64_t tmo = sq__sec_to_ns(l->timeout), now = sq_loop_now_ns(loop);
     sq_http_conn *c;
     while ((c = l->head) && now - c->since >= tmo) {
+        /* closing the last connection may resolve a shutdown future, whose callback may
+         * free the server (and l with it): then c is left to us, and nothing else is */
+        c->in_io = true;
         sq__http_conn_close(c, -ETIMEDOUT);
+        c->in_io = false;
+        bool gone = !c->srv;
         sq__http_conn_release(c); /* frees it: the next one is first */
+        if (gone) return;
     }
     parked_arm(l);
 }
@@ -258,9 +264,9 @@ static void park_in(sq_http_server *srv, sq_http_conn *c, bool fresh)
     if (!sq_timer_active(&l->timer)) parked_arm(l);
 }
 
-/* An idle keep-alive connection (nothing buffered either way, no request, no coroutine)
- * parks: its active part goes back to the pool and it waits in the server's idle list.
- * Returns false when c is not idle in that sense. */
+/* An idle connection (nothing buffered either way, no request, no coroutine) parks: its
+ * active part goes back to the pool and it waits in the server's idle list, or in its fresh
+ * list if it has not sent a request yet.  Returns false when c is not idle in that sense. */
 static bool conn_park(sq_http_conn *c)
 {
     sq_http_server *srv = c->srv;
@@ -270,7 +276,7 @@ static bool conn_park(sq_http_conn *c)
         return false;
     act_put(srv, c);
     conn_unlink(srv, c);
-    park_in(srv, c, false);
+    park_in(srv, c, !c->served); /* no request yet (a TLS one after its handshake) */
     return true;
 }
 
@@ -812,6 +818,7 @@ static int parse_next(sq_http_conn *c)
         r->body_left = 0;
     }
     r->active = true;
+    c->served = true;
     body_ingest(c);
     return 1;
 }
@@ -1063,6 +1070,9 @@ static void conn_after(sq_http_conn *c)
         /* (not while a coroutine that yielded goes on with the pipeline: it is no slow head) */
         if ((c->a->rlen > c->a->rpos && !c->a->coro) || c->discarding) {
             if (c->tkind != T_HEADER) arm(c, T_HEADER, srv->s.header_timeout);
+        } else if (c->a->opos == c->a->out.len && srv->closing) {
+            sq__http_conn_close(c, 0); /* shutting down: idle now, so it goes now */
+            return;
         } else if (c->a->opos == c->a->out.len && !conn_park(c)) {
             /* a coroutine that yielded between pipelined requests: it goes on soon */
             arm(c, T_IDLE, srv->s.idle_timeout);
@@ -1205,7 +1215,7 @@ static void conn_io(sq_loop *loop, sq_io *io, unsigned events)
         events = sq__tp_ready(c->tp, events);
         if (sq__tp_handshaking(c->tp) && !conn_handshake(c)) {
             /* still handshaking: only the handshake's events and deadline (conn_after
-             * would arm the idle timer); plain HTTP answered: linger as after any 400 */
+             * would park it); plain HTTP answered: linger as after any 400 */
             if (!c->closed) c->tp ? update_io(c) : conn_after(c);
             c->in_io = false;
             sq__http_conn_release(c);
@@ -1618,7 +1628,13 @@ int sq_http_finish(sq_http_request *req)
             if (c->close_after) c->a->rpos = c->a->rlen;
             conn_process(c);
             if (!c->a->coro || !sq_in_coro()) sq__http_conn_write(c);
-            conn_after(c);
+            /* Inside the IO callback (a body reader it resumed finished the request), that
+             * callback ends with conn_after itself; here it could park the connection and
+             * take c->a away from under it. */
+            if (was_io)
+                update_io(c);
+            else
+                conn_after(c);
         }
         c->in_io = was_io;
         sq__http_conn_release(c);

@@ -271,13 +271,106 @@ static void test_parked_lists(void **state)
     for (int i = 0; i < 3; i++) cl_close(&pk_left[i]);
 }
 
+/* A detached request whose body another coroutine reads and then finishes: the finish runs
+ * inside the IO callback that resumed the reader, and must not park the connection under
+ * it (the callback goes on with c->a); the connection then serves the next request. */
+static void *pk_body_reader(void *arg)
+{
+    sq_http_request *req = arg;
+    const char *d;
+    ssize_t n = sq_http_read_body(req, &d);
+    if (n >= 0) sq_http_write(req, d, (size_t)n);
+    sq_http_finish(req);
+    return NULL;
+}
+
+static void pk_detach_handler(sq_http_request *req, void *arg)
+{
+    harness *h = arg;
+    if (req->content_length > 0) {
+        sq_http_detach(req);
+        sq_go(h->loop, pk_body_reader, req);
+        return;
+    }
+    sq_http_write(req, "next", 4);
+}
+
+static void pk_detach_client(harness *h)
+{
+    cl c;
+    resp r;
+    CHECK(h, cl_open(&c, h->port) == 0);
+    for (int i = 0; i < 3; i++) {
+        CHECK(h, cl_sends(&c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n") == 0);
+        usleep(50 * 1000); /* the reader waits for the body */
+        CHECK(h, cl_sends(&c, "hello") == 0);
+        CHECK(h, cl_response(&c, &r, false) == 0 && r.status == 200 && !strcmp(r.body, "hello"));
+        resp_free(&r);
+        usleep(50 * 1000); /* parked meanwhile */
+        CHECK(h, cl_sends(&c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
+        CHECK(h, cl_response(&c, &r, false) == 0 && r.status == 200 && !strcmp(r.body, "next"));
+        resp_free(&r);
+    }
+    cl_close(&c);
+}
+
+static void test_detached_finish_in_io(void **state)
+{
+    (void)state;
+    run_with_client(NULL, pk_detach_handler, NULL, pk_detach_client, NULL, 30);
+}
+
+/* A connection whose keep-alive response is still being written when a graceful shutdown
+ * begins closes once it is written, rather than parking for idle_timeout. */
+static void big_handler(sq_http_request *req, void *arg)
+{
+    (void)arg;
+    static char block[1 << 16];
+    for (int i = 0; i < 128; i++) sq_http_write(req, block, sizeof block); /* 8 MiB */
+}
+
+static void start_shutdown(void *arg)
+{
+    harness *h = arg;
+    sq_future *f = sq_http_server_shutdown(h->srv, 30);
+    if (f) sq_future_release(f);
+}
+
+static void shutdown_client(harness *h)
+{
+    cl c;
+    CHECK(h, cl_open(&c, h->port) == 0);
+    CHECK(h, cl_sends(&c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
+    usleep(300 * 1000); /* the response fills the socket buffers and waits */
+    sq_add_callback_threadsafe(h->loop, start_shutdown, h);
+    usleep(100 * 1000);
+    resp r;
+    CHECK(h, cl_response(&c, &r, false) == 0 && r.status == 200 && r.body_len == (8u << 20));
+    resp_free(&r);
+    double t0 = sq_test_now();
+    CHECK(h, cl_eof(&c));
+    CHECK(h, sq_test_now() - t0 < 3.0);
+    cl_close(&c);
+}
+
+static void test_shutdown_while_writing(void **state)
+{
+    (void)state;
+    sq_http_settings s = {.idle_timeout = 60};
+    run_with_client(&s, big_handler, NULL, shutdown_client, NULL, 40);
+}
+
 int main(void)
 {
     (void)run_cmd; /* a helper of server_util.h this file does not need */
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_conn_is_small), cmocka_unit_test(test_many_headers),
-        cmocka_unit_test(test_ipv6_peer),     cmocka_unit_test(test_lazy_idle_timeout),
+        cmocka_unit_test(test_conn_is_small),
+        cmocka_unit_test(test_many_headers),
+        cmocka_unit_test(test_ipv6_peer),
+        cmocka_unit_test(test_lazy_idle_timeout),
         cmocka_unit_test(test_parked_lists),
+        cmocka_unit_test(test_detached_finish_in_io),
+        cmocka_unit_test(test_shutdown_while_writing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
