@@ -47,16 +47,22 @@ static inline uint8_t lower(uint8_t c)
     return (uint8_t)(c + (((unsigned)c - 'A' < 26u) << 5));
 }
 
-/* SWAR: does any of the eight bytes fall below `lo` (lo <= 0x80; bytes >= 0x80 never do) or
- * equal DEL?  Exact as a yes/no answer, which is all the fast paths need. */
+/* SWAR over eight bytes loaded in memory order: the index (0-7) of the first byte below
+ * `lo` (lo <= 0x80; bytes >= 0x80 never are) or equal to DEL, 8 if there is none.  The
+ * lowest flagged byte is exact: a borrow only runs towards higher bytes. */
 #define ONES  0x0101010101010101ull
 #define HIGHS 0x8080808080808080ull
-static inline bool word_has_ctl(uint64_t x, uint8_t lo)
+static inline unsigned first_ctl(uint64_t x, uint8_t lo)
 {
     uint64_t below = (x - ONES * lo) & ~x & HIGHS;
     uint64_t del = x ^ (ONES * 0x7f);
     del = (del - ONES) & ~del & HIGHS;
-    return (below | del) != 0;
+    uint64_t m = below | del;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    return m ? (unsigned)__builtin_ctzll(m) >> 3 : 8;
+#else
+    return m ? 0 : 8; /* the byte loop after it finds the place */
+#endif
 }
 
 static inline uint64_t load64(const char *p)
@@ -64,6 +70,18 @@ static inline uint64_t load64(const char *p)
     uint64_t x;
     memcpy(&x, p, 8);
     return x;
+}
+
+/* Advance p over bytes that first_ctl() does not flag, eight at a time while eight remain,
+ * up to the first flagged one; the byte loop after it does the rest. */
+static inline const char *skip_plain(const char *p, const char *end, uint8_t lo)
+{
+    while (end - p >= 8) {
+        unsigned k = first_ctl(load64(p), lo);
+        p += k;
+        if (k < 8) break;
+    }
+    return p;
 }
 
 static bool ieq(const char *a, size_t alen, const char *lower_lit, size_t litlen)
@@ -221,6 +239,13 @@ static int classify_target(sq_http_request_head *out)
 static int parse_version(const char **pp, const char *end, int *minor)
 {
     const char *p = *pp;
+    /* "HTTP/1.1" or "HTTP/1.0" and the line's end: all but every request */
+    if (end - p >= 9 && !memcmp(p, "HTTP/1.", 7) && (p[7] == '1' || p[7] == '0') &&
+        (p[8] == '\r' || p[8] == '\n')) {
+        *minor = p[7] - '0';
+        *pp = p + 8;
+        return 0;
+    }
     static const char http[] = "HTTP/";
     for (int i = 0; i < 5; i++, p++) {
         if (p == end) return 1;
@@ -345,8 +370,13 @@ static const uint8_t not_host_tab[256] = {
 };
 static bool host_ok(const char *v, size_t vlen)
 {
+    const uint8_t *u = (const uint8_t *)v;
     uint8_t bad = 0;
-    for (size_t i = 0; i < vlen; i++) bad |= not_host_tab[(uint8_t)v[i]];
+    size_t i = 0;
+    for (; i + 4 <= vlen; i += 4)
+        bad |= not_host_tab[u[i]] | not_host_tab[u[i + 1]] | not_host_tab[u[i + 2]] |
+               not_host_tab[u[i + 3]];
+    for (; i < vlen; i++) bad |= not_host_tab[u[i]];
     return !bad;
 }
 
@@ -430,7 +460,7 @@ static int scan(const char *buf, size_t start, size_t len, sq_http_request_head 
 
     /* request-target SP */
     q = p;
-    while (end - p >= 8 && !word_has_ctl(load64(p), 0x21)) p += 8;
+    p = skip_plain(p, end, 0x21);
     while (p < end && (class_tab[(uint8_t)*p] & C_TARGET)) p++;
     if (p == end) return SCAN_MORE;
     if (*p != ' ' || p == q) return -400;
@@ -478,7 +508,7 @@ static int scan(const char *buf, size_t start, size_t len, sq_http_request_head 
         /* OWS field-value OWS */
         while (p < end && is_ows(*p)) p++;
         q = p;
-        while (end - p >= 8 && !word_has_ctl(load64(p), 0x20)) p += 8;
+        p = skip_plain(p, end, 0x20);
         while (p < end && (class_tab[(uint8_t)*p] & C_VALUE)) p++;
         if (p == end) return SCAN_MORE;
         const char *eol = p;
