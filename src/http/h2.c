@@ -1238,6 +1238,9 @@ int sq__h2_start(sq_http_conn *c, const char *data, size_t len)
         sq__http_req_free(c->a->req);
         c->a->req = NULL;
     }
+    free(c->a->rbuf); /* nor is the HTTP/1.1 read buffer of use (the session reads its own) */
+    c->a->rbuf = NULL;
+    c->a->rcap = c->a->rlen = c->a->rpos = 0;
     c->a->h2 = h2;
     c->h2_mode = true;
     sq__http_arm(c, SQ__T_HEADER, srv->s.header_timeout); /* the preface and first frames */

@@ -483,14 +483,15 @@ void sq__http_out_release(sq_http_conn *c)
 static int put_head(sq_http_conn *c, sq__http_req *r, int64_t clen, bool gz, bool close)
 {
     sq_http_server *srv = c->srv;
-    const char *reason = r->reason ? r->reason : sq_http_reason(r->status);
-    size_t rlen = strlen(reason);
+    bool plain_ok = r->status == 200 && !r->reason;
+    const char *reason = plain_ok ? "OK" : r->reason ? r->reason : sq_http_reason(r->status);
+    size_t rlen = plain_ok ? 2 : strlen(reason);
     size_t need = 64 + rlen + srv->server_name_len + 48 + r->hdrs.len + 160;
     sq__http_out_acquire(c);
     if (sq__buf_reserve(&c->a->out, need) < 0) return -ENOMEM;
     sq__http_date_refresh(srv);
     char *p = c->a->out.ptr + c->a->out.len;
-    if (r->status == 200 && !r->reason) {
+    if (plain_ok) {
         p = PUTS(p, "HTTP/1.1 200 OK\r\n");
     } else {
         p = PUTS(p, "HTTP/1.1 ");
