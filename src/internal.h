@@ -289,6 +289,10 @@ bool sq__http_resp_has_ctype(const struct sq_http_request *req);
 void sq__http_resp_clear(struct sq_http_request *req);
 /* Whether the handler set response header `name` (any case). */
 bool sq__http_resp_has_header(const struct sq_http_request *req, const char *name);
+/* Whether the response has an ETag header (a flag: no scan), and add one (`etag`, len bytes,
+ * quoted, known to be a valid value) without the checks sq_http_add_header makes. */
+bool sq__http_resp_has_etag(const struct sq_http_request *req);
+int sq__http_resp_add_etag(struct sq_http_request *req, const char *etag, size_t len);
 
 /* A connection taken over from the HTTP server by an upgrade (a WebSocket), still tracked by
  * it so that the server's graceful shutdown and free reach it: the server asks it to close

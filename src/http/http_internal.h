@@ -99,6 +99,7 @@ enum {
     RESP_CONN_CLOSE = 1u << 5, /* the handler set Connection: close */
     RESP_CHUNKED = 1u << 6,
     RESP_BODY_DONE = 1u << 7, /* the whole Content-Length body went out (sendfile) */
+    RESP_HAS_ETAG = 1u << 8,
 };
 
 /* The per-connection request: the public part first. */

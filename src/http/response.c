@@ -240,6 +240,9 @@ int sq_http_get_status(const sq_http_request *req)
 static unsigned special_flag(const char *name, size_t n, const char *value)
 {
     switch (n) {
+    case 4:
+        if (!strcasecmp(name, "etag")) return RESP_HAS_ETAG;
+        break;
     case 10:
         if (!strcasecmp(name, "connection"))
             return value && !strcasecmp(value, "close") ? RESP_CONN_CLOSE : 0;
@@ -312,6 +315,25 @@ bool sq__http_resp_has_header(const sq_http_request *req, const char *name)
     return false;
 }
 
+bool sq__http_resp_has_etag(const sq_http_request *req)
+{
+    return (((const sq__http_req *)req)->rflags & RESP_HAS_ETAG) != 0;
+}
+
+int sq__http_resp_add_etag(sq_http_request *req, const char *etag, size_t len)
+{
+    sq__http_req *r = (sq__http_req *)req;
+    if (r->rflags & (RESP_HEAD_SENT | RESP_FINISHED)) return -EALREADY;
+    if (sq__buf_reserve(&r->hdrs, len + 8) < 0) return -ENOMEM;
+    char *p = r->hdrs.ptr + r->hdrs.len;
+    p = PUTS(p, "ETag: ");
+    p = put(p, etag, len);
+    p = PUTS(p, "\r\n");
+    r->hdrs.len = (size_t)(p - r->hdrs.ptr);
+    r->rflags |= RESP_HAS_ETAG;
+    return 0;
+}
+
 bool sq__http_resp_has_ctype(const sq_http_request *req)
 {
     return (((const sq__http_req *)req)->rflags & RESP_HAS_CTYPE) != 0;
@@ -322,7 +344,12 @@ int sq__http_remove_headers(sq_http_request *req, const char *name,
 {
     sq__http_req *r = (sq__http_req *)req;
     if (r->rflags & (RESP_HEAD_SENT | RESP_FINISHED)) return 0;
-    return remove_matching(r, name, strlen(name), match, arg);
+    size_t n = strlen(name);
+    int removed = remove_matching(r, name, n, match, arg);
+    /* the flag a header sets stays only while one of its lines does */
+    unsigned f = removed ? special_flag(name, n, NULL) : 0;
+    if (f && !sq__http_resp_has_header(req, name)) r->rflags &= ~f;
+    return removed;
 }
 
 static int add_header(sq__http_req *r, const char *name, const char *value, bool replace)

@@ -892,14 +892,14 @@ static void set_etag(sq_handler *h)
     if (h->app->settings.no_etag || h->flushed || !h->out.len || sq_http_get_status(req) != 200)
         return;
     if (!(req->method.len == 3 && !memcmp(req->method.ptr, "GET", 3)) && !h->is_head) return;
-    if (sq__http_resp_has_header(req, "ETag")) return;
+    if (sq__http_resp_has_etag(req)) return;
     uint64_t x = 0xcbf29ce484222325ULL;
     for (size_t i = 0; i < h->out.len; i++) x = (x ^ (unsigned char)h->out.ptr[i]) * 0x100000001b3ULL;
     char etag[19];
     etag[0] = etag[17] = '"';
     put_hex64(etag + 1, x);
     etag[18] = 0;
-    sq_http_add_header(req, "ETag", etag); /* there is none (above): nothing to replace */
+    sq__http_resp_add_etag(req, etag, 18); /* there is none (above): nothing to replace */
     sq_str inm = sq_http_header_get(req, "If-None-Match");
     if (inm.ptr && sq__etag_listed(inm, etag)) {
         sq_http_set_status(req, 304, NULL);
