@@ -320,18 +320,26 @@ bool sq__http_resp_has_etag(const sq_http_request *req)
     return (((const sq__http_req *)req)->rflags & RESP_HAS_ETAG) != 0;
 }
 
+/* Append "name: value\r\n" (both already checked) and the flag the header sets. */
+static int put_line(sq__http_req *r, const char *name, size_t n, const char *value, size_t v,
+                    unsigned flag)
+{
+    if (sq__buf_reserve(&r->hdrs, n + v + 4) < 0) return -ENOMEM;
+    char *p = r->hdrs.ptr + r->hdrs.len;
+    p = put(p, name, n);
+    p = PUTS(p, ": ");
+    p = put(p, value, v);
+    p = PUTS(p, "\r\n");
+    r->hdrs.len = (size_t)(p - r->hdrs.ptr);
+    r->rflags |= flag;
+    return 0;
+}
+
 int sq__http_resp_add_etag(sq_http_request *req, const char *etag, size_t len)
 {
     sq__http_req *r = (sq__http_req *)req;
     if (r->rflags & (RESP_HEAD_SENT | RESP_FINISHED)) return -EALREADY;
-    if (sq__buf_reserve(&r->hdrs, len + 8) < 0) return -ENOMEM;
-    char *p = r->hdrs.ptr + r->hdrs.len;
-    p = PUTS(p, "ETag: ");
-    p = put(p, etag, len);
-    p = PUTS(p, "\r\n");
-    r->hdrs.len = (size_t)(p - r->hdrs.ptr);
-    r->rflags |= RESP_HAS_ETAG;
-    return 0;
+    return put_line(r, "ETag", 4, etag, len, RESP_HAS_ETAG);
 }
 
 bool sq__http_resp_has_ctype(const sq_http_request *req)
@@ -368,15 +376,7 @@ static int add_header(sq__http_req *r, const char *name, const char *value, bool
         if (f == 0 && n == 10 && !strcasecmp(name, "connection")) f = RESP_CONN_CLOSE;
         r->rflags &= ~f;
     }
-    if (sq__buf_reserve(&r->hdrs, n + v + 4) < 0) return -ENOMEM;
-    char *p = r->hdrs.ptr + r->hdrs.len;
-    p = put(p, name, n);
-    p = PUTS(p, ": ");
-    p = put(p, value, v);
-    p = PUTS(p, "\r\n");
-    r->hdrs.len = (size_t)(p - r->hdrs.ptr);
-    r->rflags |= set;
-    return 0;
+    return put_line(r, name, n, value, v, set);
 }
 
 int sq_http_set_header(sq_http_request *req, const char *name, const char *value)
