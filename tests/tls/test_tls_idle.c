@@ -146,10 +146,69 @@ static void test_idle_tls_memory(void **state)
     sq_loop_free(loop);
 }
 
+/* A client that completes the TLS handshake and then sends nothing is closed after
+ * header_timeout (counted from the end of the handshake), not after idle_timeout: it has
+ * not sent a request yet, so it waits in the server's fresh list. */
+static const char *py_silent =
+    "import socket, ssl, sys, time\n"
+    "port, ca = int(sys.argv[1]), sys.argv[2]\n"
+    "ctx = ssl.create_default_context(cafile=ca)\n"
+    "t = ctx.wrap_socket(socket.create_connection(('127.0.0.1', port), timeout=20),\n"
+    "                    server_hostname='localhost')\n"
+    "t0 = time.monotonic()\n"
+    "try:\n"
+    "    b = t.recv(1)\n"
+    "except (ConnectionResetError, ssl.SSLError):\n"
+    "    b = b''\n"
+    "print('closed %.3f %d' % (time.monotonic() - t0, len(b)), flush=True)\n";
+
+static void *silent_coro(void *arg)
+{
+    sq_http_server *srv = arg;
+    char port[16], line[128];
+    snprintf(port, sizeof port, "%d", sq_http_server_port(srv));
+    peer p;
+    assert_int_equal(peer_python(&p, py_silent, port, fx("ca.pem"), NULL), 0);
+    ssize_t len = peer_line(&p, line, sizeof line, 30);
+    int pst = peer_finish(&p, 10);
+    if (len < 0) fail_msg("python client: %s", sq_strerror((int)len));
+    fprintf(stderr, "silent TLS client: %s\n", line);
+    double dt = -1;
+    int got = -1;
+    assert_int_equal(sscanf(line, "closed %lf %d", &dt, &got), 2);
+    assert_int_equal(got, 0);
+    assert_true(dt >= 0.55 && dt < 3.0); /* header_timeout 0.6 s (+ slack); idle is 30 s */
+    assert_true(WIFEXITED(pst) && WEXITSTATUS(pst) == 0);
+    return NULL;
+}
+
+static void test_silent_tls_client(void **state)
+{
+    (void)state;
+    if (!have_python) {
+        fprintf(stderr, "/usr/bin/python3 with ssl not available: skipped\n");
+        skip();
+    }
+    sq_loop *loop = sq_loop_new(NULL);
+    sq_tls_options o = {.cert_file = fx("server.pem"), .key_file = fx("server.key")};
+    int err = 0;
+    sq_tls_context *ctx = sq_tls_server_context_new(&o, &err);
+    assert_non_null(ctx);
+    sq_http_settings s = {.tls = ctx, .header_timeout = 0.6, .idle_timeout = 30};
+    sq_http_server *srv = sq_http_server_new(loop, &s, hello, NULL);
+    sq_tls_context_free(ctx);
+    assert_non_null(srv);
+    assert_int_equal(sq_http_server_listen(srv, "127.0.0.1", 0), 0);
+    sq_test_run_coro(loop, silent_coro, srv, 60);
+    sq_http_server_free(srv);
+    sq_loop_free(loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_idle_tls_memory),
+        cmocka_unit_test(test_silent_tls_client),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
