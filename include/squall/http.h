@@ -60,9 +60,14 @@ typedef struct sq_http_settings {
     size_t max_header_size;  /**< 0: SQ_HTTP_DEFAULT_MAX_HEADER_SIZE (64 KiB), 431 */
     size_t max_body_size;    /**< 0: SQ_HTTP_DEFAULT_MAX_BODY_SIZE (100 MiB), 413 */
     size_t max_connections;  /**< 0: SQ_HTTP_DEFAULT_MAX_CONNECTIONS; past it, accepting pauses */
-    double header_timeout;   /**< 0: default; negative: none */
-    double idle_timeout;     /**< 0: default; negative: none */
-    double body_timeout;     /**< 0: default; negative: none */
+    /** A request head must arrive within this: a new connection's first from its accept (a
+     * TLS one's from the end of its handshake), later ones from their first byte; a partial
+     * head gets 408, a connection that sent nothing is closed.  0: default; negative: none */
+    double header_timeout;
+    /** A keep-alive connection with nothing in flight is closed after this long (late by at
+     * most 1/16 of it, and at most 1 s; never early).  0: default; negative: none */
+    double idle_timeout;
+    double body_timeout; /**< 0: default; negative: none */
     /** The whole body must arrive within body_timeout + received / body_min_rate seconds of
      * the head (Apache's MinRate): a client trickling a byte every few seconds is closed
      * even though each gap is shorter than body_timeout.  0: default; negative: no bound. */
