@@ -19,6 +19,7 @@
  * requested (free_req) and done once the stack has unwound, from a loop callback. */
 #define _GNU_SOURCE
 #include <stdio.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <linux/sockios.h>
@@ -127,6 +128,88 @@ static double write_timeout(const sq_ws *ws)
     return ws->set->write_timeout == 0 ? SQ_WS_DEFAULT_WRITE_TIMEOUT : ws->set->write_timeout;
 }
 
+/* --- the loop's buffer pool ----------------------------------------------------------------- */
+
+#define POOL_MAX 64 /* buffers kept per loop: the connections busy at once, roughly */
+
+struct sq__ws_pool {
+    sq_loop *loop;
+    sq__ws_pool *next; /* every loop's pool; looked up once per connection */
+    size_t refs;       /* connections holding it (each drops it when freed) */
+    bool gone;         /* its loop was freed: buffers go back to malloc */
+    size_t n;
+    char *bufs[POOL_MAX]; /* used by the loop's thread only */
+};
+
+static sq__ws_pool *pools;
+static pthread_mutex_t pools_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The loop is being freed: its pool empties now, and goes with its last connection. */
+static void pool_free(void *arg)
+{
+    sq__ws_pool *p = arg;
+    pthread_mutex_lock(&pools_lock);
+    for (sq__ws_pool **q = &pools; *q; q = &(*q)->next)
+        if (*q == p) {
+            *q = p->next;
+            break;
+        }
+    p->gone = true;
+    bool last = p->refs == 0;
+    pthread_mutex_unlock(&pools_lock);
+    while (p->n) free(p->bufs[--p->n]);
+    if (last) free(p);
+}
+
+sq__ws_pool *sq__ws_pool_for(sq_loop *loop)
+{
+    pthread_mutex_lock(&pools_lock);
+    sq__ws_pool *p = pools;
+    while (p && p->loop != loop) p = p->next;
+    if (!p && (p = calloc(1, sizeof *p)) != NULL) {
+        p->loop = loop;
+        if (sq__loop_at_free(loop, pool_free, p) < 0) {
+            free(p);
+            p = NULL;
+        } else {
+            p->next = pools;
+            pools = p;
+        }
+    }
+    if (p) p->refs++;
+    pthread_mutex_unlock(&pools_lock);
+    return p;
+}
+
+/* A connection that held the pool is freed. */
+static void pool_drop(sq__ws_pool *p)
+{
+    if (!p) return;
+    pthread_mutex_lock(&pools_lock);
+    bool last = --p->refs == 0 && p->gone;
+    pthread_mutex_unlock(&pools_lock);
+    if (last) free(p);
+}
+
+bool sq__ws_pool_take(sq__ws_pool *p, sq__buf *b)
+{
+    if (!p || !p->n) return false;
+    b->ptr = p->bufs[--p->n];
+    b->cap = SQ__WS_POOL_BUF;
+    b->len = 0;
+    return true;
+}
+
+void sq__ws_pool_give(sq__ws_pool *p, sq__buf *b)
+{
+    if (p && !p->gone && b->ptr && b->cap == SQ__WS_POOL_BUF && p->n < POOL_MAX) {
+        p->bufs[p->n++] = b->ptr;
+        *b = (sq__buf){0};
+        return;
+    }
+    sq__buf_free(b);
+}
+
 /* --- lifetime ------------------------------------------------------------------------------------
  */
 
@@ -144,6 +227,7 @@ sq_ws *sq__ws_new(sq_loop *loop, int fd, const sq_ws_class *cls, const sq_ws_set
         ws->set = (const sq_ws_settings *)ws->state;
     }
     sq__ws_rx_init(&ws->rx, !cls, ws->set->max_message_size);
+    ws->rx.pool = sq__ws_pool_for(loop);
     sq_io_init(&ws->io, fd, ws_io, ws);
     return ws;
 }
@@ -167,7 +251,8 @@ static void ws_free(sq_ws *ws)
     timers_stop(ws);
     free(ws->tm);
     sq__ws_rx_free(&ws->rx);
-    sq__buf_free(&ws->out);
+    sq__ws_pool_give(ws->rx.pool, &ws->out);
+    pool_drop(ws->rx.pool);
     free(ws->wq);
     free(ws->pend);
     free(ws->pong);
@@ -260,7 +345,7 @@ static void ws_drop(sq_ws *ws, int err)
     ws->tp = NULL;
     ws->io.fd = -1;
     timers_stop(ws);
-    sq__buf_free(&ws->out);
+    sq__ws_pool_give(ws->rx.pool, &ws->out);
     ws->opos = 0;
     free(ws->pend);
     ws->pend = NULL;
@@ -489,7 +574,7 @@ static void ws_flush(sq_ws *ws)
         uint64_t done = ws->out_base + ws->opos;
         if (ws->opos == ws->out.len) {
             ws->out_base += ws->out.len;
-            sq__buf_free(&ws->out); /* idle connections keep no buffer */
+            sq__ws_pool_give(ws->rx.pool, &ws->out); /* idle connections keep no buffer */
             ws->opos = 0;
         }
         bool resolved = false;
@@ -534,6 +619,9 @@ static int queue_frame(sq_ws *ws, unsigned op, const void *data, size_t len, boo
         memcpy(mask, &r, 4);
         mp = mask;
     }
+    /* a pooled buffer, or one of the pooled size (so that it can go back there) */
+    if (!ws->out.ptr && !sq__ws_pool_take(ws->rx.pool, &ws->out))
+        sq__buf_reserve(&ws->out, SQ__WS_POOL_BUF);
     if (compress && ws->tx && ws->tx->bits >= 9) {
         sq__buf z = {0};
         int e = sq__ws_tx_compress(ws->tx, data, len, &z);

@@ -138,12 +138,12 @@ static void inflate_drop(sq__ws_rx *rx)
 
 void sq__ws_rx_msg_done(sq__ws_rx *rx)
 {
-    sq__buf_free(&rx->msg);
+    sq__ws_pool_give(rx->pool, &rx->msg);
 }
 
 void sq__ws_rx_free(sq__ws_rx *rx)
 {
-    sq__buf_free(&rx->msg);
+    sq__ws_pool_give(rx->pool, &rx->msg);
     inflate_drop(rx);
 }
 
@@ -158,7 +158,10 @@ static int msg_room(sq__ws_rx *rx, size_t want)
 {
     sq__buf *b = &rx->msg;
     if (b->cap - b->len >= want) return 0;
-    size_t cap = b->cap ? b->cap * 2 : 1024;
+    if (!b->ptr && want <= SQ__WS_POOL_BUF && rx->max + 1 >= SQ__WS_POOL_BUF &&
+        sq__ws_pool_take(rx->pool, b))
+        return 0;
+    size_t cap = b->cap ? b->cap * 2 : SQ__WS_POOL_BUF;
     while (cap - b->len < want) cap *= 2;
     if (cap > rx->max + 1) cap = rx->max + 1;
     if (cap < b->len + want) cap = b->len + want;

@@ -101,7 +101,21 @@ typedef struct sq__ws_rx {
     sq__buf msg;   /* the message being assembled */
     void *z;       /* z_stream * for inflate, allocated at the first compressed message */
     uint8_t ctrl[125];
+    struct sq__ws_pool *pool; /* where message buffers come from and go back (or NULL) */
 } sq__ws_rx;
+
+/* Buffers of SQ__WS_POOL_BUF bytes that connections take for a message or their output
+ * and give back as soon as it is done (an idle connection keeps none), kept per loop so
+ * that a stream of small messages costs no malloc/free each.  Freed with the loop. */
+#define SQ__WS_POOL_BUF 1024
+typedef struct sq__ws_pool sq__ws_pool;
+/* The loop's pool (made on first use; NULL if out of memory: then malloc/free). */
+sq__ws_pool *sq__ws_pool_for(sq_loop *loop);
+/* Give the empty b a pooled buffer; false if none is pooled. */
+bool sq__ws_pool_take(sq__ws_pool *p, sq__buf *b);
+/* b's buffer goes back to the pool if it has the pooled size and there is room, else it is
+ * freed; b is empty after. */
+void sq__ws_pool_give(sq__ws_pool *p, sq__buf *b);
 
 void sq__ws_rx_init(sq__ws_rx *rx, bool client, size_t max);
 /* Consume bytes of `data` (unmasked in place) until an event: returns it, *used = bytes
