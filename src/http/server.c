@@ -108,8 +108,8 @@ void sq__http_req_free(sq__http_req *r)
 
 /* --- the active part and the idle list ---------------------------------------------------- */
 
-/* An active part for c: from the pool (with the read buffer and request object it kept),
- * or new. */
+/* An active part for c: from the pool (with the buffers and request object it kept), or
+ * new. */
 static sq__http_act *act_get(sq_http_server *srv, sq_http_conn *c)
 {
     sq__http_act *a;
@@ -266,7 +266,8 @@ static void park_in(sq_http_server *srv, sq_http_conn *c, bool fresh)
 
 /* An idle connection (nothing buffered either way, no request, no coroutine) parks: its
  * active part goes back to the pool and it waits in the server's idle list, or in its fresh
- * list if it has not sent a request yet.  Returns false when c is not idle in that sense. */
+ * list if it has not sent a request yet; during a graceful shutdown it closes instead.
+ * Returns false when c is not idle in that sense. */
 static bool conn_park(sq_http_conn *c)
 {
     sq_http_server *srv = c->srv;
@@ -274,6 +275,10 @@ static bool conn_park(sq_http_conn *c)
     if (c->h2_mode || c->closed || a->coro || a->waiter || a->rlen != a->rpos ||
         a->opos != a->out.len || (a->req && a->req->active))
         return false;
+    if (srv->closing) {
+        sq__http_conn_close(c, 0);
+        return true;
+    }
     act_put(srv, c);
     conn_unlink(srv, c);
     park_in(srv, c, !c->served); /* no request yet (a TLS one after its handshake) */
@@ -294,11 +299,11 @@ static bool conn_unpark(sq_http_conn *c)
         sq__http_conn_close(c, -ENOMEM);
         return false;
     }
-    if (c->fresh) {
-        c->fresh = false;
+    if (c->fresh && srv->fresh.timeout > 0) {
         double left = srv->fresh.timeout - (double)(sq_loop_now_ns(srv->loop) - c->since) / 1e9;
-        if (srv->fresh.timeout > 0) arm(c, T_HEADER, left > 1e-3 ? left : 1e-3);
+        arm(c, T_HEADER, left > 1e-3 ? left : 1e-3);
     }
+    c->fresh = false;
     return true;
 }
 
@@ -1070,9 +1075,6 @@ static void conn_after(sq_http_conn *c)
         /* (not while a coroutine that yielded goes on with the pipeline: it is no slow head) */
         if ((c->a->rlen > c->a->rpos && !c->a->coro) || c->discarding) {
             if (c->tkind != T_HEADER) arm(c, T_HEADER, srv->s.header_timeout);
-        } else if (c->a->opos == c->a->out.len && srv->closing) {
-            sq__http_conn_close(c, 0); /* shutting down: idle now, so it goes now */
-            return;
         } else if (c->a->opos == c->a->out.len && !conn_park(c)) {
             /* a coroutine that yielded between pipelined requests: it goes on soon */
             arm(c, T_IDLE, srv->s.idle_timeout);
