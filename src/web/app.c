@@ -659,6 +659,14 @@ const sq_app_settings *sq__app_settings(const sq_app *app)
     return &app->settings;
 }
 
+/* FNV-1a 64 over n bytes, continuing from x (FNV_START to begin): the ETag's hash. */
+#define FNV_START 0xcbf29ce484222325ULL
+static uint64_t fnv1a(uint64_t x, const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) x = (x ^ p[i]) * 0x100000001b3ULL;
+    return x;
+}
+
 /* x as 16 lowercase hex digits at p (no NUL). */
 static void put_hex64(char *p, uint64_t x)
 {
@@ -673,11 +681,10 @@ static bool file_hash(const char *root, const char *path, char out[17])
     if (snprintf(full, sizeof full, "%s/%s", root, path) >= (int)sizeof full) return false;
     FILE *f = fopen(full, "re");
     if (!f) return false;
-    uint64_t x = 0xcbf29ce484222325ULL;
+    uint64_t x = FNV_START;
     unsigned char buf[65536];
     size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-        for (size_t i = 0; i < n; i++) x = (x ^ buf[i]) * 0x100000001b3ULL;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) x = fnv1a(x, buf, n);
     fclose(f);
     put_hex64(out, x);
     out[16] = 0;
@@ -893,8 +900,7 @@ static void set_etag(sq_handler *h)
         return;
     if (!(req->method.len == 3 && !memcmp(req->method.ptr, "GET", 3)) && !h->is_head) return;
     if (sq__http_resp_has_etag(req)) return;
-    uint64_t x = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < h->out.len; i++) x = (x ^ (unsigned char)h->out.ptr[i]) * 0x100000001b3ULL;
+    uint64_t x = fnv1a(FNV_START, (const unsigned char *)h->out.ptr, h->out.len);
     char etag[19];
     etag[0] = etag[17] = '"';
     put_hex64(etag + 1, x);
