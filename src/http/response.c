@@ -260,6 +260,14 @@ static unsigned special_flag(const char *name, size_t n, const char *value)
     return 0;
 }
 
+/* The flag a line named `name` may set, whatever its value (Connection's too): what taking
+ * every such line away clears. */
+static unsigned name_flag(const char *name, size_t n)
+{
+    if (n == 10 && !strcasecmp(name, "connection")) return RESP_CONN_CLOSE;
+    return special_flag(name, n, NULL);
+}
+
 /* Remove every line of `name` from the header buffer. */
 /* Remove the headers named `name` (n bytes) whose value `match` accepts (NULL: all of
  * them).  Returns how many. */
@@ -355,7 +363,7 @@ int sq__http_remove_headers(sq_http_request *req, const char *name,
     size_t n = strlen(name);
     int removed = remove_matching(r, name, n, match, arg);
     /* the flag a header sets stays only while one of its lines does */
-    unsigned f = removed ? special_flag(name, n, NULL) : 0;
+    unsigned f = removed ? name_flag(name, n) : 0;
     if (f && !sq__http_resp_has_header(req, name)) r->rflags &= ~f;
     return removed;
 }
@@ -372,9 +380,7 @@ static int add_header(sq__http_req *r, const char *name, const char *value, bool
     unsigned set = special_flag(name, n, value);
     if (replace) {
         if (r->hdrs.len) remove_header(r, name, n);
-        unsigned f = set;
-        if (f == 0 && n == 10 && !strcasecmp(name, "connection")) f = RESP_CONN_CLOSE;
-        r->rflags &= ~f;
+        r->rflags &= ~(set ? set : name_flag(name, n)); /* (set is the name's flag if any) */
     }
     return put_line(r, name, n, value, v, set);
 }
@@ -396,9 +402,7 @@ int sq_http_clear_header(sq_http_request *req, const char *name)
     if (!n) return -EINVAL;
     if (r->rflags & (RESP_HEAD_SENT | RESP_FINISHED)) return -EALREADY;
     remove_header(r, name, n);
-    unsigned f = special_flag(name, n, NULL);
-    if (n == 10 && !strcasecmp(name, "connection")) f = RESP_CONN_CLOSE;
-    r->rflags &= ~f;
+    r->rflags &= ~name_flag(name, n);
     return 0;
 }
 
