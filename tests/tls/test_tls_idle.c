@@ -70,6 +70,21 @@ static int setup(void **state)
     return tls_fixtures_setup(state);
 }
 
+/* An HTTPS server with the fixtures' certificate and settings `s`, listening on an ephemeral
+ * loopback port. */
+static sq_http_server *https_server(sq_loop *loop, sq_http_settings s)
+{
+    sq_tls_options o = {.cert_file = fx("server.pem"), .key_file = fx("server.key")};
+    int err = 0;
+    s.tls = sq_tls_server_context_new(&o, &err);
+    assert_non_null(s.tls);
+    sq_http_server *srv = sq_http_server_new(loop, &s, hello, NULL);
+    sq_tls_context_free(s.tls);
+    assert_non_null(srv);
+    assert_int_equal(sq_http_server_listen(srv, "127.0.0.1", 0), 0);
+    return srv;
+}
+
 typedef struct idle {
     sq_http_server *srv;
     size_t rss0, rss1;
@@ -122,15 +137,7 @@ static void test_idle_tls_memory(void **state)
     }
     sq_raise_fd_limit();
     sq_loop *loop = sq_loop_new(NULL);
-    sq_tls_options o = {.cert_file = fx("server.pem"), .key_file = fx("server.key")};
-    int err = 0;
-    sq_tls_context *ctx = sq_tls_server_context_new(&o, &err);
-    assert_non_null(ctx);
-    sq_http_settings s = {.tls = ctx};
-    idle st = {.srv = sq_http_server_new(loop, &s, hello, NULL)};
-    sq_tls_context_free(ctx);
-    assert_non_null(st.srv);
-    assert_int_equal(sq_http_server_listen(st.srv, "127.0.0.1", 0), 0);
+    idle st = {.srv = https_server(loop, (sq_http_settings){0})};
     sq_test_run_coro(loop, idle_coro, &st, 90);
     double per = ((double)st.rss1 - (double)st.rss0) / IDLE;
     fprintf(stderr, "RSS %zu -> %zu bytes: %.0f bytes per idle TLS connection%s\n", st.rss0,
@@ -190,15 +197,8 @@ static void test_silent_tls_client(void **state)
         skip();
     }
     sq_loop *loop = sq_loop_new(NULL);
-    sq_tls_options o = {.cert_file = fx("server.pem"), .key_file = fx("server.key")};
-    int err = 0;
-    sq_tls_context *ctx = sq_tls_server_context_new(&o, &err);
-    assert_non_null(ctx);
-    sq_http_settings s = {.tls = ctx, .header_timeout = 0.6, .idle_timeout = 30};
-    sq_http_server *srv = sq_http_server_new(loop, &s, hello, NULL);
-    sq_tls_context_free(ctx);
-    assert_non_null(srv);
-    assert_int_equal(sq_http_server_listen(srv, "127.0.0.1", 0), 0);
+    sq_http_server *srv =
+        https_server(loop, (sq_http_settings){.header_timeout = 0.6, .idle_timeout = 30});
     sq_test_run_coro(loop, silent_coro, srv, 60);
     sq_http_server_free(srv);
     sq_loop_free(loop);
