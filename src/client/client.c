@@ -20,7 +20,9 @@
 
 #include "client/client_internal.h"
 
-#define EASY_POOL_MAX 64
+/* Idle easy handles kept: max_clients of them, within these bounds. */
+#define EASY_POOL_MIN 64
+#define EASY_POOL_MAX 1024
 
 /* A socket libcurl asked us to watch. */
 typedef struct sockw {
@@ -44,8 +46,10 @@ struct sq_http_client {
     size_t nactive, nqueued;
     sq__xfer *cancels; /* cancelled inside libcurl: removed once it returns */
     sockw *socks;
-    CURL *pool[EASY_POOL_MAX]; /* reset easy handles for reuse */
-    size_t npool;
+    /* Idle easy handles by what they are configured for (SQ__EASY_*): pool[k] holds npool[k]
+     * of them, at most pool_max in all. */
+    CURL **pool[3];
+    size_t npool[3], pool_cap[3], pool_max;
     bool is_default;
     sq_http_client *next_default;
 };
@@ -64,20 +68,53 @@ static void global_init(void)
 /* --- transfers ---------------------------------------------------------------------------------
  */
 
-static void easy_put(sq_http_client *c, CURL *e)
+/* Keep an easy handle for the next fetch: reset unless it has a plain configuration, which
+ * the next plain fetch of that key uses as it is. */
+static void easy_put(sq_http_client *c, CURL *e, unsigned key)
 {
     if (!e) return;
-    if (c->npool < EASY_POOL_MAX) {
-        curl_easy_reset(e);
-        c->pool[c->npool++] = e;
-    } else {
+    size_t n = c->npool[0] + c->npool[1] + c->npool[2];
+    if (n >= c->pool_max) {
         curl_easy_cleanup(e);
+        return;
     }
+    if (c->npool[key] == c->pool_cap[key]) {
+        size_t cap = c->pool_cap[key] ? c->pool_cap[key] * 2 : 16;
+        CURL **p = realloc(c->pool[key], cap * sizeof *p);
+        if (!p) {
+            curl_easy_cleanup(e);
+            return;
+        }
+        c->pool[key] = p;
+        c->pool_cap[key] = cap;
+    }
+    if (key == SQ__EASY_RESET) curl_easy_reset(e);
+    c->pool[key][c->npool[key]++] = e;
+}
+
+/* An easy handle for a fetch of `key`: one configured for it if there is one (*configured
+ * set), else a reset or new one. */
+static CURL *easy_get(sq_http_client *c, unsigned key, bool *configured)
+{
+    *configured = false;
+    if (key != SQ__EASY_RESET && c->npool[key]) {
+        *configured = true;
+        return c->pool[key][--c->npool[key]];
+    }
+    if (c->npool[SQ__EASY_RESET]) return c->pool[SQ__EASY_RESET][--c->npool[SQ__EASY_RESET]];
+    for (unsigned k = SQ__EASY_PLAIN_HTTP; k <= SQ__EASY_PLAIN_HTTPS; k++) {
+        if (c->npool[k]) {
+            CURL *e = c->pool[k][--c->npool[k]];
+            curl_easy_reset(e);
+            return e;
+        }
+    }
+    return curl_easy_init();
 }
 
 static void xfer_free(sq__xfer *x)
 {
-    easy_put(x->client, x->easy);
+    easy_put(x->client, x->easy, x->easy_key);
     curl_slist_free_all(x->hdrs);
     sq__buf_free(&x->body);
     sq__buf_free(&x->head);
@@ -362,6 +399,9 @@ sq_http_client *sq_http_client_new(sq_loop *loop, const sq_http_client_settings 
     if (settings) c->settings = *settings;
     if (!c->settings.max_clients) c->settings.max_clients = SQ_FETCH_DEFAULT_MAX_CLIENTS;
     if (!c->settings.max_body_size) c->settings.max_body_size = SQ_FETCH_DEFAULT_MAX_BODY_SIZE;
+    c->pool_max = c->settings.max_clients < EASY_POOL_MIN   ? EASY_POOL_MIN
+                  : c->settings.max_clients > EASY_POOL_MAX ? EASY_POOL_MAX
+                                                            : c->settings.max_clients;
     if (c->settings.defaults) {
         /* Strings stay the caller's (documented); callbacks are per request. */
         c->defaults = *c->settings.defaults;
@@ -430,7 +470,10 @@ static void client_destroy(sq_http_client *c)
     curl_multi_cleanup(c->multi);
     while (c->socks) sockw_free(c, c->socks); /* any libcurl did not report removed */
     sq_timer_stop(&c->timer);
-    for (size_t i = 0; i < c->npool; i++) curl_easy_cleanup(c->pool[i]);
+    for (unsigned k = 0; k < 3; k++) {
+        for (size_t i = 0; i < c->npool[k]; i++) curl_easy_cleanup(c->pool[k][i]);
+        free(c->pool[k]);
+    }
     free(c);
 }
 
@@ -487,8 +530,13 @@ sq_future *sq_http_client_fetch(sq_http_client *c, const char *url, const sq_fet
         return NULL;
     }
     x->client = c;
-    x->easy = c->npool ? c->pool[--c->npool] : curl_easy_init();
-    int r = x->easy ? sq__xfer_setup(x, url, req, c->settings.defaults, &c->settings) : -ENOMEM;
+    bool configured;
+    unsigned key = sq__xfer_config_key(url, req);
+    x->easy = easy_get(c, key, &configured);
+    int r = x->easy ? sq__xfer_setup(x, url, req, c->settings.defaults, &c->settings, configured)
+                    : -ENOMEM;
+    /* A failed setup may have left some options set: the handle goes back reset. */
+    x->easy_key = r < 0 ? SQ__EASY_RESET : key;
     if (r < 0) {
         xfer_free(x);
         sq_future_set_error(f, r);

@@ -13,6 +13,7 @@ struct sq__xfer {
     sq_http_client *client;
     sq_future *fut; /* our reference */
     CURL *easy;
+    unsigned easy_key; /* what easy is configured for (SQ__EASY_*) */
     struct curl_slist *hdrs;
     sq__xfer *prev, *next; /* in the client's active list or queue */
     sq__xfer *next_cancel; /* in the client's list of cancels deferred out of libcurl */
@@ -40,10 +41,18 @@ struct sq__xfer {
 /* Tests: replace the client's sq_io_start (NULL restores it), to make a registration fail. */
 void sq__client_set_io_start(int (*fn)(sq_loop *, sq_io *, unsigned));
 
-/* Configure x->easy (already allocated) from the request and the client's defaults.
- * Returns 0, -EINVAL (bad method/body combination, bad URL) or -ENOMEM. */
+/* What a pooled easy handle is configured for.  RESET: nothing (curl_easy_reset); PLAIN_*:
+ * the options of a request that sets none of its own (sq__xfer_config_key), over http or
+ * https, with the client's defaults.  A handle is reused as it is for the same key. */
+enum { SQ__EASY_RESET, SQ__EASY_PLAIN_HTTP, SQ__EASY_PLAIN_HTTPS };
+unsigned sq__xfer_config_key(const char *url, const sq_fetch_request *req);
+
+/* Configure x->easy (already allocated) from the request and the client's defaults; with
+ * `configured` (a handle of the request's key) only what points into x.  Returns 0, -EINVAL
+ * (bad method/body combination, bad URL) or -ENOMEM. */
 int sq__xfer_setup(sq__xfer *x, const char *url, const sq_fetch_request *req,
-                   const sq_fetch_request *defaults, const sq_http_client_settings *settings);
+                   const sq_fetch_request *defaults, const sq_http_client_settings *settings,
+                   bool configured);
 /* The squall error for a finished transfer. */
 int sq__xfer_error(sq__xfer *x, CURLcode rc);
 /* libcurl callbacks installed by sq__xfer_setup. */

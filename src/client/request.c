@@ -40,47 +40,44 @@ static long ms(double s, double def)
         if ((setrc = curl_easy_setopt(e, opt, val)) != CURLE_OK) goto bad;                         \
     } while (0)
 
-int sq__xfer_setup(sq__xfer *x, const char *url, const sq_fetch_request *req,
-                   const sq_fetch_request *defs, const sq_http_client_settings *settings)
+/* A request whose easy-handle options are the client's defaults alone: NULL, or one that sets
+ * nothing but per-transfer fields (callbacks, no_raise_error).  Any other field, or padding
+ * that is not zero, makes it "configured" and its handle is set up from scratch. */
+static bool request_plain(const sq_fetch_request *req)
 {
-    CURL *e = x->easy;
-    CURLcode setrc = CURLE_OK;
-    if (!url || !*url) return -EINVAL;
-    if (!(x->url = strdup(url))) return -ENOMEM;
+    if (!req) return true;
+    sq_fetch_request r, zero;
+    memcpy(&r, req, sizeof r);
+    memset(&zero, 0, sizeof zero);
+    r.streaming_callback = NULL;
+    r.streaming_arg = NULL;
+    r.header_callback = NULL;
+    r.header_arg = NULL;
+    r.no_raise_error = false;
+    return memcmp(&r, &zero, sizeof r) == 0;
+}
 
+unsigned sq__xfer_config_key(const char *url, const sq_fetch_request *req)
+{
+    if (!url || !request_plain(req)) return SQ__EASY_RESET;
+    return strncasecmp(url, "https:", 6) == 0 ? SQ__EASY_PLAIN_HTTPS : SQ__EASY_PLAIN_HTTP;
+}
+
+/* The options that follow from the request and the client's defaults (not from the
+ * transfer object): what a handle keeps between plain fetches. */
+static int easy_configure(CURL *e, const char *url, const sq_fetch_request *req,
+                          const sq_fetch_request *defs, const char *method)
+{
+    CURLcode setrc = CURLE_OK;
     const void *body = req ? req->body : NULL;
     size_t body_len = req ? req->body_len : 0;
     sq_fetch_body_producer producer = req ? req->body_producer : NULL;
-    bool has_body = body || producer;
-    const char *method = PICK(method);
-    if (!method) method = has_body ? "POST" : "GET";
-    if (!PICK(allow_nonstandard_methods)) {
-        /* Tornado's checks: a typo in a method or a body on GET is a bug, not a request. */
-        if (!method_known(method) || method_has_body(method) != has_body) return -EINVAL;
-    }
 
-    x->raise_error = !PICK(no_raise_error);
-    x->max_body = settings->max_body_size;
-    if (req) {
-        x->producer = req->body_producer;
-        x->producer_arg = req->body_producer_arg;
-        x->rewind = req->body_rewind;
-        x->streaming = req->streaming_callback;
-        x->streaming_arg = req->streaming_arg;
-        x->header_cb = req->header_callback;
-        x->header_arg = req->header_arg;
-    }
-
-    SET(CURLOPT_URL, url);
-    SET(CURLOPT_PRIVATE, x);
     SET(CURLOPT_NOSIGNAL, 1L);
-    SET(CURLOPT_ERRORBUFFER, x->errbuf);
     SET(CURLOPT_PROTOCOLS_STR, "http,https");
     SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     SET(CURLOPT_WRITEFUNCTION, sq__xfer_on_write);
-    SET(CURLOPT_WRITEDATA, x);
     SET(CURLOPT_HEADERFUNCTION, sq__xfer_on_header);
-    SET(CURLOPT_HEADERDATA, x);
     /* HTTP/2 when an https server offers it through ALPN; cleartext stays HTTP/1.1. */
     SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
     /* Concurrent https fetches to one host wait for the first connection to learn whether
@@ -93,9 +90,7 @@ int sq__xfer_setup(sq__xfer *x, const char *url, const sq_fetch_request *req,
     } else if (producer) {
         SET(CURLOPT_POST, 1L);
         SET(CURLOPT_READFUNCTION, sq__xfer_on_read);
-        SET(CURLOPT_READDATA, x);
         SET(CURLOPT_SEEKFUNCTION, sq__xfer_on_seek);
-        SET(CURLOPT_SEEKDATA, x);
         /* Unknown length: HTTP/1.1 chunked. */
         SET(CURLOPT_POSTFIELDSIZE_LARGE, body_len ? (curl_off_t)body_len : (curl_off_t)-1);
     } else if (body) {
@@ -110,31 +105,9 @@ int sq__xfer_setup(sq__xfer *x, const char *url, const sq_fetch_request *req,
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 && strcmp(method, "POST") != 0)
         SET(CURLOPT_CUSTOMREQUEST, method);
 
-    /* Headers: the caller's, and no "Expect: 100-continue" round trip for bodies. */
-    const char *const *hdrs = PICK(headers);
-    for (size_t i = 0; hdrs && hdrs[i]; i++) {
-        struct curl_slist *n = curl_slist_append(x->hdrs, hdrs[i]);
-        if (!n) return -ENOMEM;
-        x->hdrs = n;
-    }
-    if (has_body) {
-        struct curl_slist *n = curl_slist_append(x->hdrs, "Expect:");
-        if (!n) return -ENOMEM;
-        x->hdrs = n;
-    }
-    if (x->hdrs) SET(CURLOPT_HTTPHEADER, x->hdrs);
-
     double ct = PICK(connect_timeout), rt = PICK(request_timeout);
     SET(CURLOPT_CONNECTTIMEOUT_MS, ms(ct, SQ_FETCH_DEFAULT_CONNECT_TIMEOUT));
     SET(CURLOPT_TIMEOUT_MS, ms(rt, SQ_FETCH_DEFAULT_REQUEST_TIMEOUT));
-    /* Queue timeout: the client's, else Tornado's min(connect, request timeout). */
-    double qt = settings->queue_timeout;
-    if (qt == 0) {
-        double c = ct ? ct : SQ_FETCH_DEFAULT_CONNECT_TIMEOUT;
-        double r = rt ? rt : SQ_FETCH_DEFAULT_REQUEST_TIMEOUT;
-        qt = c < 0 ? r : r < 0 ? c : (c < r ? c : r);
-    }
-    x->queue_timeout = qt;
 
     bool follow = !PICK(no_follow_redirects);
     int maxr = PICK(max_redirects);
@@ -176,6 +149,76 @@ int sq__xfer_setup(sq__xfer *x, const char *url, const sq_fetch_request *req,
     return 0;
 bad:
     /* libcurl copies string options (and COPYPOSTFIELDS): out of memory is not a bad URL. */
+    return setrc == CURLE_OUT_OF_MEMORY ? -ENOMEM : -EINVAL;
+}
+
+int sq__xfer_setup(sq__xfer *x, const char *url, const sq_fetch_request *req,
+                   const sq_fetch_request *defs, const sq_http_client_settings *settings,
+                   bool configured)
+{
+    CURL *e = x->easy;
+    CURLcode setrc = CURLE_OK;
+    if (!url || !*url) return -EINVAL;
+    if (!(x->url = strdup(url))) return -ENOMEM;
+
+    const void *body = req ? req->body : NULL;
+    sq_fetch_body_producer producer = req ? req->body_producer : NULL;
+    bool has_body = body || producer;
+    const char *method = PICK(method);
+    if (!method) method = has_body ? "POST" : "GET";
+    if (!PICK(allow_nonstandard_methods)) {
+        /* Tornado's checks: a typo in a method or a body on GET is a bug, not a request. */
+        if (!method_known(method) || method_has_body(method) != has_body) return -EINVAL;
+    }
+
+    x->raise_error = !PICK(no_raise_error);
+    x->max_body = settings->max_body_size;
+    if (req) {
+        x->producer = req->body_producer;
+        x->producer_arg = req->body_producer_arg;
+        x->rewind = req->body_rewind;
+        x->streaming = req->streaming_callback;
+        x->streaming_arg = req->streaming_arg;
+        x->header_cb = req->header_callback;
+        x->header_arg = req->header_arg;
+    }
+    /* Queue timeout: the client's, else Tornado's min(connect, request timeout). */
+    double ct = PICK(connect_timeout), rt = PICK(request_timeout);
+    double qt = settings->queue_timeout;
+    if (qt == 0) {
+        double c = ct ? ct : SQ_FETCH_DEFAULT_CONNECT_TIMEOUT;
+        double r = rt ? rt : SQ_FETCH_DEFAULT_REQUEST_TIMEOUT;
+        qt = c < 0 ? r : r < 0 ? c : (c < r ? c : r);
+    }
+    x->queue_timeout = qt;
+
+    /* Headers: the caller's, and no "Expect: 100-continue" round trip for bodies.  The list
+     * is the transfer's: set on every use of the handle (NULL included). */
+    const char *const *hdrs = PICK(headers);
+    for (size_t i = 0; hdrs && hdrs[i]; i++) {
+        struct curl_slist *n = curl_slist_append(x->hdrs, hdrs[i]);
+        if (!n) return -ENOMEM;
+        x->hdrs = n;
+    }
+    if (has_body) {
+        struct curl_slist *n = curl_slist_append(x->hdrs, "Expect:");
+        if (!n) return -ENOMEM;
+        x->hdrs = n;
+    }
+
+    /* What points into this transfer, on every use of the handle. */
+    SET(CURLOPT_URL, url);
+    SET(CURLOPT_PRIVATE, x);
+    SET(CURLOPT_ERRORBUFFER, x->errbuf);
+    SET(CURLOPT_WRITEDATA, x);
+    SET(CURLOPT_HEADERDATA, x);
+    SET(CURLOPT_HTTPHEADER, x->hdrs);
+    if (producer) {
+        SET(CURLOPT_READDATA, x);
+        SET(CURLOPT_SEEKDATA, x);
+    }
+    return configured ? 0 : easy_configure(e, url, req, defs, method);
+bad:
     return setrc == CURLE_OUT_OF_MEMORY ? -ENOMEM : -EINVAL;
 }
 

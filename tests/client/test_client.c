@@ -799,6 +799,94 @@ static void test_reuse(void **state)
     run(reuse_coro, 30);
 }
 
+/* One client reuses its easy handles: a plain fetch (no options of its own) takes a handle
+ * configured by an earlier plain fetch as it is, any other is set up from a reset handle.
+ * Nothing of one fetch's method, body, headers or callbacks may reach the next. */
+static size_t counted;
+
+static int count_piece(const char *data, size_t len, void *arg)
+{
+    counted += len;
+    return 0;
+}
+
+/* One fetch of /echo on c: the response's X-Method, X-Agent, X-Test-Echo and body. */
+static void echo_fetch(sq_http_client *c, const sq_fetch_request *req, const char *method,
+                       const char *agent, const char *xtest, const char *body)
+{
+    sq_fetch_response *r = NULL;
+    assert_int_equal(sq_await(sq_http_client_fetch(c, url("/echo"), req), (void **)&r), 0);
+    assert_string_equal(sq_fetch_response_header(r, "X-Method"), method);
+    assert_string_equal(sq_fetch_response_header(r, "X-Agent"), agent);
+    const char *x = sq_fetch_response_header(r, "X-Test-Echo");
+    if (xtest)
+        assert_string_equal(x ? x : "(none)", xtest);
+    else
+        assert_null(x);
+    assert_string_equal(r->body, body);
+    sq_fetch_response_free(r);
+}
+
+static void *easy_reuse_coro(void *arg)
+{
+    sq_http_client *c = sq_http_client_new(NULL, NULL);
+    const char *ua = SQ_FETCH_DEFAULT_USER_AGENT;
+    const char *hdrs[] = {"X-Test: mine", NULL};
+    for (int round = 0; round < 3; round++) {
+        echo_fetch(c, NULL, "GET", ua, NULL, "");
+        echo_fetch(c, NULL, "GET", ua, NULL, "");
+        echo_fetch(c,
+                   &(sq_fetch_request){.method = "PUT",
+                                       .body = "put body",
+                                       .body_len = 8,
+                                       .headers = hdrs,
+                                       .user_agent = "agent-x"},
+                   "PUT", "agent-x", "mine", "put body");
+        echo_fetch(c, NULL, "GET", ua, NULL, "");
+        echo_fetch(c, &(sq_fetch_request){.body = "abc", .body_len = 3}, "POST", ua, NULL, "abc");
+        /* Plain but streamed: the body goes to the callback, and only this once. */
+        counted = 0;
+        echo_fetch(c,
+                   &(sq_fetch_request){.method = "POST",
+                                       .body = "streamed",
+                                       .body_len = 8,
+                                       .streaming_callback = count_piece},
+                   "POST", ua, NULL, "");
+        assert_int_equal(counted, 8);
+        counted = 0;
+        echo_fetch(c, &(sq_fetch_request){.streaming_callback = count_piece}, "GET", ua, NULL, "");
+        echo_fetch(c, NULL, "GET", ua, NULL, "");
+        assert_int_equal(counted, 0);
+        /* HEAD leaves no "no body" behind. */
+        sq_fetch_response *r = NULL;
+        assert_int_equal(sq_await(sq_http_client_fetch(c, url("/hello?i=h"),
+                                                       &(sq_fetch_request){.method = "HEAD"}),
+                                  (void **)&r),
+                         0);
+        assert_string_equal(r->body, "");
+        sq_fetch_response_free(r);
+        assert_int_equal(sq_await(sq_http_client_fetch(c, url("/hello?i=g"), NULL), (void **)&r),
+                         0);
+        assert_string_equal(r->body, "hello g");
+        sq_fetch_response_free(r);
+        /* A failed set-up (a GET with a body) does not leave its options on a handle. */
+        assert_int_equal(
+            sq_await(sq_http_client_fetch(
+                         c, url("/echo"),
+                         &(sq_fetch_request){.method = "GET", .body = "x", .body_len = 1}),
+                     NULL),
+            -EINVAL);
+        echo_fetch(c, NULL, "GET", ua, NULL, "");
+    }
+    sq_http_client_free(c);
+    return NULL;
+}
+
+static void test_easy_reuse(void **state)
+{
+    run(easy_reuse_coro, 30);
+}
+
 #define NCONC 1000
 
 static int ticks;
@@ -1189,7 +1277,6 @@ static void test_fetch_while_freeing(void **state)
     run(fetch_while_freeing_coro, 30);
 }
 
-
 static void fetch_in_header_cb(const char *line, size_t len, void *arg)
 {
     int *n = arg;
@@ -1241,6 +1328,9 @@ static void *defaults_coro(void *arg)
     assert_int_equal(sq_await(sq_http_client_fetch(c, url("/status/500"), NULL), (void **)&r), 0);
     assert_int_equal(r->code, 500);
     sq_fetch_response_free(r);
+    /* Plain fetches in a row share a configured handle; the defaults' header list is each
+     * transfer's own (a handle pointing at the previous one's would be a use after free). */
+    for (int i = 0; i < 3; i++) echo_fetch(c, NULL, "GET", "defaults-agent", "from-defaults", "");
     sq_http_client_free(c);
     return NULL;
 }
@@ -1470,6 +1560,7 @@ int main(void)
         cmocka_unit_test(test_default_client_freed_with_loop),
         cmocka_unit_test(test_protocol),
         cmocka_unit_test(test_reuse),
+        cmocka_unit_test(test_easy_reuse),
         cmocka_unit_test(test_concurrent),
         cmocka_unit_test(test_queue),
         cmocka_unit_test(test_cancel),
