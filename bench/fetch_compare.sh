@@ -5,7 +5,9 @@
 # nginx (1 worker) for SECONDS, one client after the other.  nginx is pinned to CPU 0 and the
 # client to CPU 1; client CPU time per request is utime+stime of the client process over its
 # run (getrusage / process.cpuUsage, measured by the client itself).  Clients that are not
-# installed get a "not installed" row.
+# installed get a "not installed" row.  The first row is the floor (bench/floor_client.c: one
+# epoll set, one write per request and one read per response, no parsing beyond
+# Content-Length); every row's CPU per request is also given as a ratio to it.
 # Writes the table to $SQ_BENCH_RESULTS/fetch.md (default bench/results).
 # Usage: bench/fetch_compare.sh BUILD_DIR [SECONDS]
 set -euo pipefail
@@ -16,6 +18,7 @@ conc=100
 
 command -v nginx >/dev/null || { echo "nginx not installed: nothing to fetch from" >&2; exit 1; }
 [ -x "$build/bench/fetch_load" ] || { echo "$build/bench/fetch_load not built" >&2; exit 1; }
+[ -x "$build/bench/floor_client" ] || { echo "$build/bench/floor_client not built" >&2; exit 1; }
 
 # nginx on a free loopback port (bench_start_free retries should it be taken meanwhile).
 start_nginx() {
@@ -33,7 +36,7 @@ row() {
   local key=$1 name=$2; shift 2
   local out
   if ! out=$($pin_load "$@" 2>"$tmp/$key.err"); then
-    printf '| %s | - | - | - | failed: %s |\n' "$name" "$(tail -1 "$tmp/$key.err" | tr '|' '/')"
+    printf '| %s | - | - | - | - | failed: %s |\n' "$name" "$(tail -1 "$tmp/$key.err" | tr '|' '/')"
     return 0
   fi
   local line reqs errs rps us
@@ -44,28 +47,36 @@ row() {
   us=$(echo "$line" | awk '{print $11}')
   RPS[$key]=$rps
   US[$key]=$us
-  printf '| %s | %s | %s | %s | %s |\n' "$name" "$rps" "$us" "$reqs" "$errs"
+  local ratio=-
+  [ -n "${US[floor]:-}" ] && ratio=$(awk -v a="$us" -v b="${US[floor]}" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "-"}')
+  printf '| %s | %s | %s | %s | %s | %s |\n' "$name" "$rps" "$us" "$ratio" "$reqs" "$errs"
 }
 
 {
   echo "HTTP clients: $conc concurrent keep-alive GETs of a 13-byte response from nginx (1 worker), ${secs} s each; client on CPU 1, nginx on CPU 0"
   echo
-  echo '| client | requests/s | client CPU µs/request | requests | errors |'
-  echo '|---|---|---|---|---|'
+  echo '| client | requests/s | client CPU µs/request | ÷ floor | requests | errors |'
+  echo '|---|---|---|---|---|---|'
+  row floor "floor (bench/floor_client: epoll, one write and one read per request)" \
+    "$build/bench/floor_client" "$url" "$secs" "$conc"
   row squall "squall sq_fetch (libcurl multi)" "$build/bench/fetch_load" "$url" "$secs" "$conc"
   if has_tornado6; then
     row tornado "Tornado $("$python" -c 'import tornado; print(tornado.version)') AsyncHTTPClient (simple)" \
       "$python" "$here/fetch_tornado.py" "$url" "$secs" "$conc"
   else
-    echo '| Tornado AsyncHTTPClient | - | - | - | not installed (python3-tornado 6) |'
+    echo '| Tornado AsyncHTTPClient | - | - | - | - | not installed (python3-tornado 6) |'
   fi
   if command -v node >/dev/null; then
     row node "Node.js $(node --version) fetch" node "$here/fetch_node.mjs" "$url" "$secs" "$conc"
   else
-    echo '| Node.js fetch | - | - | - | not installed |'
+    echo '| Node.js fetch | - | - | - | - | not installed |'
   fi
   echo
   summary="summary:"
+  if [ -n "${US[squall]:-}" ] && [ -n "${US[floor]:-}" ]; then
+    summary+=$(awk -v a="${US[squall]}" -v b="${US[floor]}" \
+      'BEGIN {if (b > 0) printf " squall %.2fx the floor'"'"'s CPU per request;", a / b}')
+  fi
   if [ -n "${RPS[squall]:-}" ] && [ -n "${RPS[tornado]:-}" ]; then
     summary+=$(awk -v a="${RPS[squall]}" -v b="${RPS[tornado]}" -v c="${US[squall]}" -v d="${US[tornado]}" \
       'BEGIN {if (b > 0 && c > 0) printf " squall %.1fx Tornado requests/s, %.1fx less CPU per request;", a / b, d / c}')

@@ -13,8 +13,11 @@ fi
 smoke_run fetch fetch_compare.sh "$build" 1 || exit 1
 expect_line "$out/fetch.stdout" '^\| client \| requests/s \|' "no table header"
 expect_line "$out/fetch.stdout" \
-  '^\| squall sq_fetch \(libcurl multi\) \| [0-9]+(\.[0-9]+)? \| [0-9]+\.[0-9]+ \| [0-9]+ \| 0 \|' \
-  "no squall row with numbers and no errors"
+  '^\| floor \(bench/floor_client[^|]*\| [0-9]+(\.[0-9]+)? \| [0-9]+\.[0-9]+ \| 1\.00 \| [0-9]+ \| 0 \|' \
+  "no floor row with numbers, ratio 1.00 and no errors"
+expect_line "$out/fetch.stdout" \
+  '^\| squall sq_fetch \(libcurl multi\) \| [0-9]+(\.[0-9]+)? \| [0-9]+\.[0-9]+ \| [0-9]+\.[0-9]+ \| [0-9]+ \| 0 \|' \
+  "no squall row with numbers, a ratio to the floor and no errors"
 expect_line "$out/fetch.stdout" '^summary:' "no summary line"
 [ -s "$out/fetch.md" ] || { echo "FAIL: fetch.md not written"; exit 1; }
 echo "OK"
