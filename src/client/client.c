@@ -1,7 +1,8 @@
 /* HTTP client: libcurl's multi-socket API driven by the squall loop.
  *
- * libcurl tells us which sockets to watch (CURLMOPT_SOCKETFUNCTION: one sq_io each) and
- * when to call it back (CURLMOPT_TIMERFUNCTION: the client's one sq_timer); we answer with
+ * libcurl tells us which sockets to watch (CURLMOPT_SOCKETFUNCTION: one sq_io each; a
+ * keep-alive socket stays watched between its transfers, see on_open) and when to call it
+ * back (CURLMOPT_TIMERFUNCTION: the client's one sq_timer); we answer with
  * curl_multi_socket_action() and then collect finished transfers with
  * curl_multi_info_read().  Futures are resolved only there, outside libcurl's callbacks, so
  * that done callbacks may start new fetches.  Fetches beyond max_clients wait in a FIFO.
@@ -17,6 +18,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "client/client_internal.h"
 
@@ -29,7 +32,15 @@ typedef struct sockw {
     sq_io io;
     sq_http_client *c;
     struct sockw *prev, *next;
+    bool parked; /* libcurl stopped asking (CURL_POLL_REMOVE): kept for its next transfer */
 } sockw;
+
+/* What the client knows of a descriptor it opened for libcurl (CURLOPT_OPENSOCKETFUNCTION),
+ * until libcurl closes it through CURLOPT_CLOSESOCKETFUNCTION. */
+typedef struct fdslot {
+    bool ours;
+    sockw *parked;
+} fdslot;
 
 struct sq_http_client {
     sq_loop *loop;
@@ -46,6 +57,8 @@ struct sq_http_client {
     size_t nactive, nqueued;
     sq__xfer *cancels; /* cancelled inside libcurl: removed once it returns */
     sockw *socks;
+    fdslot *fds; /* by descriptor */
+    size_t nfds;
     /* Idle easy handles by what they are configured for (SQ__EASY_*): pool[k] holds npool[k]
      * of them, at most pool_max in all. */
     CURL **pool[3];
@@ -298,6 +311,11 @@ static void on_io(sq_loop *loop, sq_io *io, unsigned events)
 {
     sockw *w = io->data;
     sq_http_client *c = w->c; /* w may be freed inside drive() */
+    /* A parked socket is nobody's: the peer closed, or sent what nobody asked for. */
+    if (w->parked) {
+        sq_io_stop(loop, io);
+        return;
+    }
     int flags = 0;
     if (events & (SQ_READ | SQ_HUP)) flags |= CURL_CSELECT_IN;
     if (events & SQ_WRITE) flags |= CURL_CSELECT_OUT;
@@ -308,12 +326,85 @@ static void on_io(sq_loop *loop, sq_io *io, unsigned events)
 static void sockw_free(sq_http_client *c, sockw *w)
 {
     sq_io_stop(c->loop, &w->io);
+    if (w->parked) c->fds[w->io.fd].parked = NULL;
     if (w->prev)
         w->prev->next = w->next;
     else
         c->socks = w->next;
     if (w->next) w->next->prev = w->prev;
     free(w);
+}
+
+/* Keep-alive sockets stay watched between transfers.  When a transfer ends, libcurl says
+ * CURL_POLL_REMOVE for its connection's socket, and the next transfer on that connection
+ * asks for it again: an epoll_ctl DEL and ADD (and a watcher freed and allocated) per
+ * request, the costliest system calls of a small fetch.  A socket the client opened itself
+ * and watched for reading is parked instead, still in the epoll set; the next request for
+ * the same descriptor takes it back as it is.  libcurl closes such a socket only through
+ * on_close, which drops the parked watcher first, so a parked descriptor is always the
+ * socket it was parked for.  Data or a hang-up on a parked socket (the server closing an
+ * idle connection) stops the watch; libcurl finds the connection dead on its next use. */
+static curl_socket_t on_open(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    sq_http_client *c = arg;
+    int fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+    if (fd < 0) return CURL_SOCKET_BAD;
+    if ((size_t)fd >= c->nfds) {
+        size_t n = c->nfds ? c->nfds : 64;
+        while (n <= (size_t)fd) n *= 2;
+        fdslot *p = realloc(c->fds, n * sizeof *p);
+        if (!p) return fd; /* not parked, only watched and unwatched */
+        memset(p + c->nfds, 0, (n - c->nfds) * sizeof *p);
+        c->fds = p;
+        c->nfds = n;
+    }
+    c->fds[fd] = (fdslot){.ours = true};
+    return fd;
+}
+
+static int on_close(void *arg, curl_socket_t fd)
+{
+    sq_http_client *c = arg;
+    if (fd >= 0 && (size_t)fd < c->nfds) {
+        if (c->fds[fd].parked) sockw_free(c, c->fds[fd].parked);
+        c->fds[fd].ours = false;
+    }
+    return close(fd);
+}
+
+/* The handle's connections open and close their sockets through the client. */
+static int easy_own_sockets(sq_http_client *c, CURL *e)
+{
+    if (curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, c) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, c) != CURLE_OK)
+        return -EINVAL;
+    return 0;
+}
+
+/* CURL_POLL_REMOVE: park w, or free it. */
+static void sockw_remove(sq_http_client *c, sockw *w)
+{
+    int fd = w->io.fd;
+    if (fd >= 0 && (size_t)fd < c->nfds && c->fds[fd].ours && !c->fds[fd].parked &&
+        w->io.events == SQ_READ) {
+        w->parked = true;
+        c->fds[fd].parked = w;
+        return;
+    }
+    sockw_free(c, w);
+}
+
+/* The parked watcher of fd, taken back for libcurl; NULL if there is none. */
+static sockw *sockw_unpark(sq_http_client *c, curl_socket_t fd)
+{
+    if (fd < 0 || (size_t)fd >= c->nfds || !c->fds[fd].parked) return NULL;
+    sockw *w = c->fds[fd].parked;
+    c->fds[fd].parked = NULL;
+    w->parked = false;
+    curl_multi_assign(c->multi, fd, w);
+    return w;
 }
 
 /* The loop's sq_io_start (a test replaces it to make a registration fail). */
@@ -347,9 +438,10 @@ static int on_curl_socket(CURL *e, curl_socket_t s, int what, void *arg, void *s
     sq_http_client *c = arg;
     sockw *w = sockp;
     if (what == CURL_POLL_REMOVE) {
-        if (w) sockw_free(c, w);
+        if (w) sockw_remove(c, w);
         return 0;
     }
+    if (!w) w = sockw_unpark(c, s);
     if (!w) {
         if (!(w = calloc(1, sizeof *w))) return socket_failed(c, e, -ENOMEM);
         sq_io_init(&w->io, s, on_io, w);
@@ -469,6 +561,7 @@ static void client_destroy(sq_http_client *c)
     }
     curl_multi_cleanup(c->multi);
     while (c->socks) sockw_free(c, c->socks); /* any libcurl did not report removed */
+    free(c->fds);
     sq_timer_stop(&c->timer);
     for (unsigned k = 0; k < 3; k++) {
         for (size_t i = 0; i < c->npool[k]; i++) curl_easy_cleanup(c->pool[k][i]);
@@ -535,6 +628,7 @@ sq_future *sq_http_client_fetch(sq_http_client *c, const char *url, const sq_fet
     x->easy = easy_get(c, key, &configured);
     int r = x->easy ? sq__xfer_setup(x, url, req, c->settings.defaults, &c->settings, configured)
                     : -ENOMEM;
+    if (r == 0 && !configured) r = easy_own_sockets(c, x->easy);
     /* A failed setup may have left some options set: the handle goes back reset. */
     x->easy_key = r < 0 ? SQ__EASY_RESET : key;
     if (r < 0) {

@@ -11,6 +11,7 @@
 void sq__client_set_io_start(int (*fn)(sq_loop *, sq_io *, unsigned));
 
 #include <dirent.h>
+#include <sys/resource.h>
 #include <string.h>
 #include <zlib.h>
 
@@ -887,6 +888,76 @@ static void test_easy_reuse(void **state)
     run(easy_reuse_coro, 30);
 }
 
+/* Keep-alive sockets stay in the epoll set between transfers (parked), and come back for the
+ * next transfer on their connection without a system call. */
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* Fetch u on c, expect `body`; the response's num_connects. */
+static long fetch_body(sq_http_client *c, const char *u, const char *body)
+{
+    sq_fetch_response *r = NULL;
+    assert_int_equal(sq_await(sq_http_client_fetch(c, u, NULL), (void **)&r), 0);
+    assert_string_equal(r->body, body);
+    long n = r->num_connects;
+    sq_fetch_response_free(r);
+    return n;
+}
+
+static void *parked_coro(void *arg)
+{
+    /* A second server that closes idle connections after 0.2 s. */
+    sq_app *a2 = sq_app_new(
+        routes, &(sq_app_settings){.no_access_log = true, .http = {.idle_timeout = 0.2}});
+    assert_non_null(a2);
+    assert_true(sq_app_listen(a2, 0, "127.0.0.1") >= 0);
+    char u2[128];
+    snprintf(u2, sizeof u2, "http://127.0.0.1:%d/hello?i=2",
+             sq_http_server_port(sq_app_server(a2)));
+    sq_http_client *c = sq_http_client_new(NULL, NULL);
+
+    /* Fetches in a row share one connection. */
+    long conns = 0;
+    for (int i = 0; i < 20; i++) conns += fetch_body(c, url("/hello?i=1"), "hello 1");
+    assert_int_equal(conns, 1);
+
+    /* The server closes the connection while its socket is parked: the hang-up ends the
+     * watch (no loop spinning on it), and the next fetch connects again. */
+    assert_int_equal(fetch_body(c, u2, "hello 2"), 1);
+    double cpu0 = cpu_seconds(), t0 = sq_test_now();
+    sq_sleep(0.6);
+    double cpu = cpu_seconds() - cpu0, dt = sq_test_now() - t0;
+    print_message("0.6 s beside a parked socket closed by its server: %.3f s of CPU\n", cpu);
+    assert_true(cpu < dt / 2);
+    assert_int_equal(fetch_body(c, u2, "hello 2"), 1);
+    assert_int_equal(fetch_body(c, url("/hello?i=1"), "hello 1"), 0);
+    sq_http_client_free(c);
+
+    /* One connection kept (max_clients 1): alternating between the servers makes libcurl close
+     * a connection just parked, through the client's close callback, at least once a round;
+     * the new socket often gets the same descriptor. */
+    c = sq_http_client_new(NULL, &(sq_http_client_settings){.max_clients = 1});
+    conns = 0;
+    for (int i = 0; i < 10; i++) {
+        conns += fetch_body(c, url("/hello?i=1"), "hello 1");
+        conns += fetch_body(c, u2, "hello 2");
+    }
+    assert_true(conns >= 10 && conns <= 20);
+    sq_http_client_free(c);
+    sq_app_free(a2);
+    return NULL;
+}
+
+static void test_parked_sockets(void **state)
+{
+    run(parked_coro, 30);
+}
+
 #define NCONC 1000
 
 static int ticks;
@@ -1561,6 +1632,7 @@ int main(void)
         cmocka_unit_test(test_protocol),
         cmocka_unit_test(test_reuse),
         cmocka_unit_test(test_easy_reuse),
+        cmocka_unit_test(test_parked_sockets),
         cmocka_unit_test(test_concurrent),
         cmocka_unit_test(test_queue),
         cmocka_unit_test(test_cancel),
