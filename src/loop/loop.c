@@ -182,9 +182,8 @@ static void call_fire(sq_loop *loop, sq_timer *t);
 static void timers_free(sq_loop *loop);
 
 struct sq_call {
-    sq_timer timer; /* first: the timer's callback gets the call */
+    sq_timer timer; /* first: the timer's callback gets the call; timer.data is fn's arg */
     sq_callback_fn fn;
-    void *arg;
     sq_callback_fn dispose; /* frees what arg holds if the loop is freed first, or NULL */
 };
 
@@ -454,9 +453,19 @@ void sq__io_dispatch(sq_loop *loop, sq_io *io, unsigned events)
  *
  * A timer's heap_index is its place: (bucket << SQ__WHERE_SHIFT) | index, bucket 0 for the
  * heap, 1 + level * 64 + slot for a wheel slot, DUE_BUCKET for the run. */
-#define HEAP_D 4
-#define WHERE_MASK ((1ull << SQ__WHERE_SHIFT) - 1)
-#define DUE_BUCKET (1 + SQ__WHEEL_LEVELS * 64)
+#define HEAP_D        4
+#define DUE_PREFETCH  16 /* timers of the due run fetched ahead of firing */
+#define CALL_PREFETCH 8  /* pooled sq_call handles fetched ahead of their reuse */
+#define WHERE_MASK    ((1ull << SQ__WHERE_SHIFT) - 1)
+#define DUE_BUCKET    (1 + SQ__WHEEL_LEVELS * 64)
+
+/* Fetch a timer's memory for writing, the whole of an sq_call around it if it is one (a
+ * prefetch never faults, so the second line is safe to ask for even when it is not). */
+static inline void prefetch_timer(const sq_timer *t)
+{
+    __builtin_prefetch(t, 1);
+    __builtin_prefetch((const char *)t + sizeof(sq_call) - 1, 1);
+}
 
 static inline void where_set(sq_timer *t, size_t bucket, size_t i)
 {
@@ -796,9 +805,10 @@ static void run_timers(sq_loop *loop)
         } else {
             loop->due_pos++;
             t->heap_index = SIZE_MAX;
-            /* the next one's memory is fetched while this one's callback runs */
-            if (loop->due_pos < loop->due_len && loop->due[loop->due_pos].t)
-                __builtin_prefetch(loop->due[loop->due_pos].t);
+            /* a later one's memory is fetched while this one's callback runs: far enough
+             * ahead that the fetch is done by the time it fires */
+            size_t ahead = loop->due_pos + DUE_PREFETCH;
+            if (ahead < loop->due_len && loop->due[ahead].t) prefetch_timer(loop->due[ahead].t);
         }
         if (t->repeat) {
             uint64_t next = t->deadline + t->repeat;
@@ -834,8 +844,8 @@ static void timers_forget(struct sq__heap_ent *ents, size_t from, size_t n, sq_t
         sq_timer *t = ents[i].t;
         if (!t) continue; /* a cancelled timer's place in the due run */
         t->heap_index = SIZE_MAX;
-        if (t->cb == call_fire) { /* chained through data, which a call's timer does not use */
-            t->data = *calls;
+        if (t->cb == call_fire) { /* chained through repeat, which a call's timer does not use */
+            t->repeat = (uint64_t)(uintptr_t)*calls;
             *calls = t;
         }
     }
@@ -857,8 +867,8 @@ static void timers_free(sq_loop *loop)
     memset(loop->wheel_map, 0, sizeof loop->wheel_map);
     while (calls) {
         sq_call *c = (sq_call *)calls;
-        calls = calls->data;
-        if (c->dispose) c->dispose(c->arg);
+        calls = (sq_timer *)(uintptr_t)calls->repeat;
+        if (c->dispose) c->dispose(c->timer.data);
         free(c);
     }
 }
@@ -884,7 +894,7 @@ static void call_fire(sq_loop *loop, sq_timer *t)
 {
     sq_call *c = (sq_call *)t;
     sq_callback_fn fn = c->fn;
-    void *arg = c->arg;
+    void *arg = c->timer.data;
     call_release(loop, c); /* the handle dies before the callback runs */
     fn(arg);
 }
@@ -892,13 +902,16 @@ static void call_fire(sq_loop *loop, sq_timer *t)
 static sq_call *call_new(sq_loop *loop, sq_callback_fn fn, void *arg)
 {
     sq_call *c;
-    if (loop->call_pool_len)
+    if (loop->call_pool_len) {
         c = loop->call_pool[--loop->call_pool_len];
-    else if (!(c = malloc(sizeof *c)))
+        /* the handle a later call_new takes is fetched meanwhile (pooled handles are
+         * scattered: they come back in the order their calls fired) */
+        if (loop->call_pool_len >= CALL_PREFETCH)
+            prefetch_timer(&loop->call_pool[loop->call_pool_len - CALL_PREFETCH]->timer);
+    } else if (!(c = malloc(sizeof *c)))
         return NULL;
-    sq_timer_init(loop, &c->timer, call_fire, NULL);
+    sq_timer_init(loop, &c->timer, call_fire, arg);
     c->fn = fn;
-    c->arg = arg;
     c->dispose = NULL;
     return c;
 }
