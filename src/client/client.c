@@ -643,14 +643,16 @@ sq_future *sq_http_client_fetch(sq_http_client *c, const char *url, const sq_fet
         return NULL;
     }
     x->fut = sq_future_retain(f);
-    sq_loop_update_time(c->loop); /* the cached clock may be a long callback old */
-    x->enqueued_ns = sq_loop_now_ns(c->loop);
     /* Inside libcurl (a request callback fetches) it waits in the queue: drive() starts it
      * as soon as libcurl returns. */
     if (!c->in_curl && c->nactive < c->settings.max_clients && !c->queue_head) {
-        if ((r = xfer_start(x)) < 0) xfer_complete(x, r, NULL);
+        r = xfer_start(x); /* reads the clock: enqueued and started at once */
+        x->enqueued_ns = x->started_ns;
+        if (r < 0) xfer_complete(x, r, NULL);
         return f;
     }
+    sq_loop_update_time(c->loop); /* the cached clock may be a long callback old */
+    x->enqueued_ns = sq_loop_now_ns(c->loop);
     /* Queue (FIFO) with its own timeout, distinct from the request's. */
     x->state = SQ__X_QUEUED;
     x->prev = c->queue_tail;
