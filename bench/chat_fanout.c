@@ -28,6 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+
 #define BUF_SIZE (256 * 1024)
 #define MAX_PORTS 8
 
@@ -51,13 +53,6 @@ static uint64_t run_id;
 
 static double *lat;
 static size_t nlat, caplat;
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void die(const char *what)
 {

@@ -24,6 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+
 typedef struct {
     int fd;
     size_t len;  /* bytes of the current response read so far */
@@ -34,21 +36,6 @@ typedef struct {
 static char req[512];
 static size_t req_len;
 static long requests, errors;
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double cpu_seconds(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-}
 
 /* The response's whole length once its head is complete, else 0; -1 if it has no
  * Content-Length (the floor does not read chunked or close-delimited bodies). */

@@ -47,6 +47,8 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "clock.h"
+
 #define BUF_SIZE    8192
 #define MAX_DEPTH   64
 #define CONNECT_MAX 512 /* connections being set up at once */
@@ -66,13 +68,6 @@ static const char *g_req;
 static size_t g_req_len;
 static unsigned long long g_ok, g_bad, g_done;
 static SSL_CTX *g_tls; /* --tls */
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void die(const char *what)
 {

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "squall/http_parser.h"
+#include "clock.h"
 
 /* ~200 bytes, 8 header fields: what a browser sends for a small page. */
 static const char small[] = "GET /index.html?page=2 HTTP/1.1\r\n"
@@ -30,13 +31,6 @@ static const char big[] =
     "Cookie: session=abc123\r\n"
     "Connection: keep-alive\r\n"
     "\r\n";
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void run(const char *req, size_t len, long iters)
 {

@@ -27,6 +27,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+
 #define MAX_INFLIGHT_HANDSHAKES 200
 #define BUF_SIZE                (64 * 1024)
 
@@ -49,13 +51,6 @@ static char *frame; /* one masked text frame of msg_size bytes */
 static size_t frame_len;
 static int ep;
 static long round_trips, errors;
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void die(const char *what)
 {
