@@ -268,7 +268,6 @@ static unsigned name_flag(const char *name, size_t n)
     return special_flag(name, n, NULL);
 }
 
-/* Remove every line of `name` from the header buffer. */
 /* Remove the headers named `name` (n bytes) whose value `match` accepts (NULL: all of
  * them).  Returns how many. */
 static int remove_matching(sq__http_req *r, const char *name, size_t n,
