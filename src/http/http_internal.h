@@ -70,6 +70,11 @@ struct sq_http_server {
     int64_t date_sec;
     char date_line[48]; /* "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n" */
     size_t date_len;
+    /* "HTTP/1.1 200 OK\r\n", the Server line (if any) and date_line, kept together so that a
+     * plain 200 starts with one copy; after the first SQ__HTTP_STATUS200_LEN bytes, the lines
+     * every other status shares.  date_at: where date_line goes in it. */
+    char *head200;
+    size_t head200_len, date_at;
     /* graceful shutdown */
     sq_future *shutdown_fut;
     sq_timer shutdown_timer;
@@ -246,7 +251,11 @@ void sq__http_out_release(sq_http_conn *c);
 void sq__http_error_response(sq_http_conn *c, int status);
 /* The same with a text of our own as the body (a constant, under 160 bytes). */
 void sq__http_error_text(sq_http_conn *c, int status, const char *text);
+/* Format the Date line (and head200's copy of it) if the second changed. */
 void sq__http_date_refresh(sq_http_server *srv);
+/* Allocate srv->head200 for srv->s.server_name (date_line follows on the first refresh). */
+int sq__http_head200_init(sq_http_server *srv);
+#define SQ__HTTP_STATUS200_LEN 17 /* "HTTP/1.1 200 OK\r\n" */
 
 /* server.c */
 /* Write what c->a->out holds; may close the connection on errors. */

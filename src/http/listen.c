@@ -132,6 +132,11 @@ sq_http_server *sq_http_server_new(sq_loop *loop, const sq_http_settings *settin
         errno = EINVAL; /* a client context has no certificate to present */
         return NULL;
     }
+    if (sq__http_head200_init(srv) < 0) {
+        free(srv);
+        errno = ENOMEM;
+        return NULL;
+    }
     sq_tls_context_ref(s->tls);
     sq_timer_init(loop, &srv->shutdown_timer, NULL, srv);
     sq__http_parked_init(srv, &srv->idle, srv->s.idle_timeout);
@@ -306,5 +311,6 @@ void sq_http_server_free(sq_http_server *srv)
     while (srv->nouts) sq__buf_free(&srv->outs[--srv->nouts]);
     sq__h2_pool_free(srv);
     sq_tls_context_free(srv->s.tls);
+    free(srv->head200);
     free(srv);
 }

@@ -179,6 +179,24 @@ void sq__http_date_refresh(sq_http_server *srv)
                  "Date: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n", days[tm.tm_wday % 7], tm.tm_mday,
                  mons[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
     srv->date_len = n > 0 && (size_t)n < sizeof srv->date_line ? (size_t)n : 0;
+    memcpy(srv->head200 + srv->date_at, srv->date_line, srv->date_len);
+    srv->head200_len = srv->date_at + srv->date_len;
+}
+
+int sq__http_head200_init(sq_http_server *srv)
+{
+    size_t sn = srv->server_name_len;
+    char *h = malloc(SQ__HTTP_STATUS200_LEN + (sn ? 10 + sn : 0) + sizeof srv->date_line);
+    if (!h) return -ENOMEM;
+    char *p = PUTS(h, "HTTP/1.1 200 OK\r\n");
+    if (sn) {
+        p = PUTS(p, "Server: ");
+        p = put(p, srv->s.server_name, sn);
+        p = PUTS(p, "\r\n");
+    }
+    srv->head200 = h;
+    srv->date_at = srv->head200_len = (size_t)(p - h);
+    return 0;
 }
 
 /* --- request-side API: status and headers ------------------------------------------------- */
@@ -237,24 +255,50 @@ int sq_http_get_status(const sq_http_request *req)
     return ((const sq__http_req *)req)->status;
 }
 
+static inline uint32_t load4(const char *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static inline uint64_t load8(const char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+/* Whether the n bytes of a header name (tchars) spell `lit` (n lowercase letters and '-', 4 <=
+ * n <= 16) in any case: two overlapping loads from each end, the names' bytes lowered by
+ * setting bit 5.  That maps only 'A'-'Z' onto the letters, and only CR (no tchar) onto '-'. */
+static inline bool name_is(const char *name, size_t n, const char *lit)
+{
+    if (n <= 8)
+        return (load4(name) | 0x20202020u) == load4(lit) &&
+               (load4(name + n - 4) | 0x20202020u) == load4(lit + n - 4);
+    return (load8(name) | 0x2020202020202020ull) == load8(lit) &&
+           (load8(name + n - 8) | 0x2020202020202020ull) == load8(lit + n - 8);
+}
+
 static unsigned special_flag(const char *name, size_t n, const char *value)
 {
     switch (n) {
     case 4:
-        if (!strcasecmp(name, "etag")) return RESP_HAS_ETAG;
+        if (name_is(name, n, "etag")) return RESP_HAS_ETAG;
         break;
     case 10:
-        if (!strcasecmp(name, "connection"))
+        if (name_is(name, n, "connection"))
             return value && !strcasecmp(value, "close") ? RESP_CONN_CLOSE : 0;
         break;
     case 12:
-        if (!strcasecmp(name, "content-type")) return RESP_HAS_CTYPE;
+        if (name_is(name, n, "content-type")) return RESP_HAS_CTYPE;
         break;
     case 14:
-        if (!strcasecmp(name, "content-length")) return RESP_HAS_CLEN;
+        if (name_is(name, n, "content-length")) return RESP_HAS_CLEN;
         break;
     case 16:
-        if (!strcasecmp(name, "content-encoding")) return RESP_HAS_CENC;
+        if (name_is(name, n, "content-encoding")) return RESP_HAS_CENC;
         break;
     }
     return 0;
@@ -264,7 +308,7 @@ static unsigned special_flag(const char *name, size_t n, const char *value)
  * every such line away clears. */
 static unsigned name_flag(const char *name, size_t n)
 {
-    if (n == 10 && !strcasecmp(name, "connection")) return RESP_CONN_CLOSE;
+    if (n == 10 && name_is(name, n, "connection")) return RESP_CONN_CLOSE;
     return special_flag(name, n, NULL);
 }
 
@@ -522,20 +566,16 @@ static int put_head(sq_http_conn *c, sq__http_req *r, int64_t clen, bool gz, boo
     sq__http_date_refresh(srv);
     char *p = c->a->out.ptr + c->a->out.len;
     if (plain_ok) {
-        p = PUTS(p, "HTTP/1.1 200 OK\r\n");
+        p = put(p, srv->head200, srv->head200_len); /* status, Server and Date lines */
     } else {
         p = PUTS(p, "HTTP/1.1 ");
         p = put_u64(p, (uint64_t)r->status);
         *p++ = ' ';
         p = put(p, reason, rlen);
         p = PUTS(p, "\r\n");
+        p = put(p, srv->head200 + SQ__HTTP_STATUS200_LEN,
+                srv->head200_len - SQ__HTTP_STATUS200_LEN);
     }
-    if (srv->server_name_len) {
-        p = PUTS(p, "Server: ");
-        p = put(p, srv->s.server_name, srv->server_name_len);
-        p = PUTS(p, "\r\n");
-    }
-    p = put(p, srv->date_line, srv->date_len);
     if (r->hdrs.len) p = put(p, r->hdrs.ptr, r->hdrs.len);
     bool body_allowed = sq__http_status_has_body(r->status);
     if (body_allowed && !(r->rflags & RESP_HAS_CTYPE) && (clen != 0 || r->is_head))
@@ -659,7 +699,6 @@ void sq__http_error_text(sq_http_conn *c, int status, const char *text)
 {
     sq__http_date_refresh(c->srv);
     const char *reason = sq_http_reason(status);
-    size_t sn = c->srv->server_name_len;
     /* Built piece by piece: a long server_name (any length is allowed) must not make the
      * head overflow a fixed buffer and the response silently vanish. */
     char tail[256];
@@ -676,15 +715,12 @@ void sq__http_error_text(sq_http_conn *c, int status, const char *text)
     int fn = snprintf(first, sizeof first, "HTTP/1.1 %d %s\r\n", status, reason);
     sq__http_out_acquire(c);
     sq__buf *o = &c->a->out;
-    if (fn > 0 && tn > 0 &&
-        sq__buf_reserve(o, (size_t)fn + sn + 10 + c->srv->date_len + (size_t)tn) == 0) {
+    /* the Server and Date lines every status shares */
+    const char *common = c->srv->head200 + SQ__HTTP_STATUS200_LEN;
+    size_t cn = c->srv->head200_len - SQ__HTTP_STATUS200_LEN;
+    if (fn > 0 && tn > 0 && sq__buf_reserve(o, (size_t)fn + cn + (size_t)tn) == 0) {
         sq__buf_append(o, first, (size_t)fn);
-        if (sn) {
-            sq__buf_append(o, "Server: ", 8);
-            sq__buf_append(o, c->srv->s.server_name, sn);
-            sq__buf_append(o, "\r\n", 2);
-        }
-        sq__buf_append(o, c->srv->date_line, c->srv->date_len);
+        sq__buf_append(o, common, cn);
         sq__buf_append(o, tail, (size_t)tn);
     }
     c->close_after = true;

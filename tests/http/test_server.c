@@ -424,7 +424,10 @@ static void api_handler(sq_http_request *req, void *arg)
     EXPECT(ac, sq_http_add_header(req, "X-Multi", "b") == 0);
     EXPECT(ac, sq_http_add_header(req, "X-Gone", "b") == 0);
     EXPECT(ac, sq_http_clear_header(req, "x-gone") == 0);
-    EXPECT(ac, sq_http_set_header(req, "Content-Type", "text/plain") == 0);
+    /* the special names in any case, and near misses that are not them */
+    EXPECT(ac, sq_http_set_header(req, "CONTENT-type", "text/plain") == 0);
+    EXPECT(ac, sq_http_set_header(req, "Content-Lengtg", "5") == 0);
+    EXPECT(ac, sq_http_set_header(req, "Xontent-Length", "6") == 0);
     sq_str ua = sq_http_header_get(req, "user-agent");
     EXPECT(ac, ua.len == 4 && !memcmp(ua.ptr, "test", 4));
     EXPECT(ac, sq_http_header_get(req, "missing").ptr == NULL);
@@ -454,7 +457,10 @@ static void api_client(harness *h)
     CHECK(h, strstr(r.head, "\r\nx-a: 2\r\n") && !strstr(r.head, "X-A: 1"));
     CHECK(h, strstr(r.head, "\r\nX-Multi: a\r\nX-Multi: b\r\n"));
     CHECK(h, !strstr(r.head, "X-Gone") && !strstr(r.head, "Injected"));
-    CHECK(h, strstr(r.head, "\r\nContent-Type: text/plain\r\n") && !strstr(r.head, "text/html"));
+    CHECK(h, strstr(r.head, "\r\nCONTENT-type: text/plain\r\n") && !strstr(r.head, "text/html"));
+    CHECK(h, strstr(r.head, "\r\nContent-Lengtg: 5\r\n") &&
+                 strstr(r.head, "\r\nContent-Length: 4\r\n"));
+    CHECK(h, strstr(r.head, "\r\nXontent-Length: 6\r\n"));
     CHECK(h, !strcmp(r.body, "body"));
     resp_free(&r);
     cl_close(&c);
