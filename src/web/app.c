@@ -667,11 +667,26 @@ static uint64_t fnv1a(uint64_t x, const unsigned char *p, size_t n)
     return x;
 }
 
+/* The 8 nibbles of v as 8 lowercase hex digits, the first in the lowest byte: each nibble
+ * spread to a byte of its own (nibble k in byte k), the bytes reversed, then '0' added to
+ * all and 'a' - '0' - 10 more to those over 9. */
+static uint64_t hex8(uint32_t v)
+{
+    uint64_t x = v;
+    x = (x | x << 16) & 0x0000ffff0000ffffull;
+    x = (x | x << 8) & 0x00ff00ff00ff00ffull;
+    x = (x | x << 4) & 0x0f0f0f0f0f0f0f0full;
+    x = __builtin_bswap64(x);
+    uint64_t over9 = ((x + 0x0606060606060606ull) >> 4) & 0x0101010101010101ull;
+    return x + 0x3030303030303030ull + over9 * ('a' - '0' - 10);
+}
+
 /* x as 16 lowercase hex digits at p (no NUL). */
 static void put_hex64(char *p, uint64_t x)
 {
-    static const char hex[] = "0123456789abcdef";
-    for (int i = 15; i >= 0; i--, x >>= 4) p[i] = hex[x & 15];
+    uint64_t hi = hex8((uint32_t)(x >> 32)), lo = hex8((uint32_t)x);
+    memcpy(p, &hi, 8);
+    memcpy(p + 8, &lo, 8);
 }
 
 /* FNV-1a 64 of a file's contents, as 16 hex digits; false if unreadable. */
