@@ -112,6 +112,10 @@ void sq__args_truncate(sq_args *a, size_t len)
 
 void sq_args_free(sq_args *a)
 {
+    if (!a->items) { /* never added to (most requests' query, body and cookie arguments) */
+        a->len = a->cap = 0;
+        return;
+    }
     sq__args_truncate(a, 0);
     free(a->items);
     sq_args_init(a);
