@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs squall's benchmarks from a release build and writes bench/results/latest.md (every
 # table), beside the tables each script writes there: http.md + http.png (throughput and CPU
-# per request against nginx, h2o, Node.js, Tornado), https.md (HTTPS against nginx: CPU per
+# per request against nginx, h2o, Node.js, Tornado), floor.md (hello against the floor and the
+# web layer against hello, in alternating rounds: bench/floor_compare.sh), https.md (HTTPS against nginx: CPU per
 # keep-alive request and per handshake, bytes per idle TLS connection), h2.md (HTTP/2 over TLS
 # and h2c against nginx and h2o: CPU per request under h2load, bytes per idle connection),
 # callgrind.md (instructions per request), syscalls.md (strace counts per request), mem.md
@@ -43,6 +44,11 @@ if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then pin="taskset -c 0
   else
     echo
     echo "(wrk or nginx missing: the HTTP comparison was skipped)"
+  fi
+  if command -v wrk >/dev/null; then
+    echo
+    "$here/floor_compare.sh" "$build" "$([ -n "$quick" ] && echo 1 || echo 5)" \
+      "$([ -n "$quick" ] && echo 1 || echo 5)"
   fi
   if command -v wrk >/dev/null && command -v nginx >/dev/null && [ -x "$build/bench/http_load" ]; then
     echo

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Smoke test for the bench scripts beside bench/http_compare.sh, each for about a second
 # against this build: bench/http_syscalls.sh (strace counts), bench/http_mem.sh (idle and
-# parked connections, a few hundred), bench/http_c10k.sh (a few hundred connections) and
+# parked connections, a few hundred), bench/http_c10k.sh (a few hundred connections),
+# bench/floor_compare.sh (one round of 1 s runs) and
 # bench/http_callgrind.sh (skipped for sanitizer builds: valgrind cannot run them).  Each
 # must exit 0 and write its table with a summary line.  A script whose tool or peer is
 # missing (strace, wrk, valgrind, nginx) skips itself; this test then only checks that it
@@ -29,8 +30,12 @@ check syscalls syscalls.md http_syscalls.sh "$build" 300
 check mem mem.md http_mem.sh "$build" 300 1
 if command -v wrk >/dev/null; then
   check c10k c10k.md http_c10k.sh "$build" 1 300
+  check floor floor.md floor_compare.sh "$build" 1 1
+  if ! grep -Eq '^\| hello ÷ floor, keep-alive \| [0-9]+\.[0-9]{3} \|' "$out/floor.md" 2>/dev/null; then
+    echo "FAIL: floor: no hello ÷ floor ratio"; fail=1
+  fi
 else
-  echo "c10k skipped: wrk not installed"
+  echo "c10k and floor skipped: wrk not installed"
 fi
 if grep -q '^SQ_SANITIZE:[A-Z]*=..*' "$build/CMakeCache.txt" 2>/dev/null; then
   echo "callgrind skipped: sanitizer build"
