@@ -141,6 +141,14 @@ bool sq__log_enabled(int level);
 
 /* Called by backends for each ready watcher. */
 void sq__io_dispatch(sq_loop *loop, sq_io *io, unsigned events);
+/* sq_io_start that tells the kernel even when the watcher's bookkeeping says it is registered
+ * for these events already: for a watcher whose descriptor may have been closed and its
+ * number reused behind its back (the registration then went with the old file). */
+int sq__io_rearm(sq_loop *loop, sq_io *io, unsigned events);
+/* Stop a watcher whose descriptor is closed already (or no longer the file it watched)
+ * without a system call, which could hit whatever file has that number now; events of it
+ * still pending in the current poll batch are dropped. */
+void sq__io_forget(sq_loop *loop, sq_io *io);
 
 /* What a coroutine is serving, for the slow-callback warning: "GET /sync (sync_get)".  The
  * web layer keeps one per route and method (they live as long as the app) and attaches it

@@ -323,9 +323,13 @@ static void on_io(sq_loop *loop, sq_io *io, unsigned events)
     drive(c, io->fd, flags);
 }
 
-static void sockw_free(sq_http_client *c, sockw *w)
+/* Free a watcher; `closed`: its descriptor is closed already (no epoll_ctl on its number). */
+static void sockw_drop(sq_http_client *c, sockw *w, bool closed)
 {
-    sq_io_stop(c->loop, &w->io);
+    if (closed)
+        sq__io_forget(c->loop, &w->io);
+    else
+        sq_io_stop(c->loop, &w->io);
     if (w->parked) c->fds[w->io.fd].parked = NULL;
     if (w->prev)
         w->prev->next = w->next;
@@ -335,15 +339,29 @@ static void sockw_free(sq_http_client *c, sockw *w)
     free(w);
 }
 
+static void sockw_free(sq_http_client *c, sockw *w)
+{
+    sockw_drop(c, w, false);
+}
+
 /* Keep-alive sockets stay watched between transfers.  When a transfer ends, libcurl says
  * CURL_POLL_REMOVE for its connection's socket, and the next transfer on that connection
  * asks for it again: an epoll_ctl DEL and ADD (and a watcher freed and allocated) per
  * request, the costliest system calls of a small fetch.  A socket the client opened itself
- * and watched for reading is parked instead, still in the epoll set; the next request for
- * the same descriptor takes it back as it is.  libcurl closes such a socket only through
- * on_close, which drops the parked watcher first, so a parked descriptor is always the
- * socket it was parked for.  Data or a hang-up on a parked socket (the server closing an
- * idle connection) stops the watch; libcurl finds the connection dead on its next use. */
+ * (on_open) and watched for reading is parked instead, still in the epoll set, and the next
+ * request for the same descriptor takes the watcher back with one epoll_ctl MOD.
+ *
+ * That MOD is not skipped even though the registration is most likely still there: libcurl
+ * closes a connection's socket through on_close, which drops a parked watcher first, but it
+ * closes some descriptors itself (a connection attempt that never connected, the threaded
+ * resolver's socketpair), and a number closed behind our back and reused by the next socket
+ * would otherwise look registered while the kernel dropped that registration with the old
+ * file.  The MOD then fails with ENOENT and the loop adds the new file instead.  For the same
+ * reason a parked watcher whose number on_open hands out again, and every parked watcher
+ * left once libcurl has closed all its sockets, is forgotten without an epoll_ctl.
+ *
+ * Data or a hang-up on a parked socket (the server closing an idle connection) stops the
+ * watch; libcurl finds the connection dead on its next use. */
 static curl_socket_t on_open(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
 {
     sq_http_client *c = arg;
@@ -358,6 +376,7 @@ static curl_socket_t on_open(void *arg, curlsocktype purpose, struct curl_sockad
         c->fds = p;
         c->nfds = n;
     }
+    if (c->fds[fd].parked) sockw_drop(c, c->fds[fd].parked, true); /* closed behind our back */
     c->fds[fd] = (fdslot){.ours = true};
     return fd;
 }
@@ -441,7 +460,7 @@ static int on_curl_socket(CURL *e, curl_socket_t s, int what, void *arg, void *s
         if (w) sockw_remove(c, w);
         return 0;
     }
-    if (!w) w = sockw_unpark(c, s);
+    bool parked = !w && (w = sockw_unpark(c, s));
     if (!w) {
         if (!(w = calloc(1, sizeof *w))) return socket_failed(c, e, -ENOMEM);
         sq_io_init(&w->io, s, on_io, w);
@@ -452,7 +471,7 @@ static int on_curl_socket(CURL *e, curl_socket_t s, int what, void *arg, void *s
         curl_multi_assign(c->multi, s, w);
     }
     unsigned ev = ((what & CURL_POLL_IN) ? SQ_READ : 0) | ((what & CURL_POLL_OUT) ? SQ_WRITE : 0);
-    int r = io_start(c->loop, &w->io, ev);
+    int r = parked ? sq__io_rearm(c->loop, &w->io, ev) : io_start(c->loop, &w->io, ev);
     return r < 0 ? socket_failed(c, e, r) : 0;
 }
 
@@ -560,7 +579,9 @@ static void client_destroy(sq_http_client *c)
         xfer_complete(x, -ECANCELED, NULL);
     }
     curl_multi_cleanup(c->multi);
-    while (c->socks) sockw_free(c, c->socks); /* any libcurl did not report removed */
+    /* Any libcurl did not report removed; a parked one left is a descriptor libcurl closed
+     * itself (on_close would have freed it): its number may be another file's by now. */
+    while (c->socks) sockw_drop(c, c->socks, c->socks->parked);
     free(c->fds);
     sq_timer_stop(&c->timer);
     for (unsigned k = 0; k < 3; k++) {

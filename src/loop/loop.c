@@ -413,6 +413,27 @@ int sq_io_start(sq_loop *loop, sq_io *io, unsigned events)
     return r;
 }
 
+int sq__io_rearm(sq_loop *loop, sq_io *io, unsigned events)
+{
+    events &= SQ_READ | SQ_WRITE;
+    if (!events) return sq_io_stop(loop, io);
+    io->events = events;
+    int r = loop->backend->ctl(loop, io, events); /* a stale MOD falls back to ADD */
+    if (r == 0)
+        io->sq__registered = events;
+    else
+        io->events = io->sq__registered;
+    return r;
+}
+
+void sq__io_forget(sq_loop *loop, sq_io *io)
+{
+    io->events = 0;
+    if (!io->sq__registered) return;
+    io->sq__registered = 0;
+    loop->backend->invalidate(loop, io);
+}
+
 int sq_io_stop(sq_loop *loop, sq_io *io)
 {
     io->events = 0;

@@ -304,6 +304,71 @@ static void test_io_stop_mid_batch(void **state)
     sq_loop_free(loop);
 }
 
+/* src/internal.h: a watcher whose descriptor was closed, and its number reused, behind its
+ * back (the HTTP client's parked keep-alive sockets). */
+int sq__io_rearm(sq_loop *loop, sq_io *io, unsigned events);
+void sq__io_forget(sq_loop *loop, sq_io *io);
+
+/* A pipe whose read end has descriptor number `want` (closed before). */
+static void pipe_at(int want, int p[2])
+{
+    assert_int_equal(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+    if (p[0] != want) {
+        assert_int_equal(dup3(p[0], want, O_CLOEXEC), want);
+        close(p[0]);
+        p[0] = want;
+    }
+}
+
+static void test_io_rearm_and_forget(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    int a[2], b[2], c[2];
+    assert_int_equal(pipe2(a, O_NONBLOCK | O_CLOEXEC), 0);
+    io_probe pr = {.drain = 1}, pr2 = {.drain = 1};
+    sq_io io, io2;
+    sq_io_init(&io, a[0], probe_cb, &pr);
+    assert_int_equal(sq_io_start(loop, &io, SQ_READ), 0);
+
+    /* Closed and its number reused: the kernel dropped the registration with the old file,
+     * so a plain start (the bookkeeping says registered) leaves the new one unwatched ... */
+    int n = a[0];
+    close(a[0]);
+    close(a[1]);
+    pipe_at(n, b);
+    assert_int_equal(sq_io_start(loop, &io, SQ_READ), 0);
+    assert_int_equal(write(b[1], "x", 1), 1);
+    sq_loop_run_once(loop, false);
+    assert_int_equal(pr.calls, 0);
+    /* ... and a rearm watches it: the stale MOD is turned into an ADD. */
+    assert_int_equal(sq__io_rearm(loop, &io, SQ_READ), 0);
+    sq_loop_run_once(loop, false);
+    assert_int_equal(pr.calls, 1);
+    /* A rearm of a registration that is there is a plain MOD. */
+    assert_int_equal(write(b[1], "x", 1), 1);
+    assert_int_equal(sq__io_rearm(loop, &io, SQ_READ), 0);
+    sq_loop_run_once(loop, false);
+    assert_int_equal(pr.calls, 2);
+
+    /* Closed again, and the number now another watcher's: forgetting the old watcher leaves
+     * the new registration alone, where sq_io_stop's DEL would remove it. */
+    close(b[0]);
+    close(b[1]);
+    pipe_at(n, c);
+    sq_io_init(&io2, c[0], probe_cb, &pr2);
+    assert_int_equal(sq_io_start(loop, &io2, SQ_READ), 0);
+    sq__io_forget(loop, &io);
+    assert_int_equal(io.events, 0);
+    assert_int_equal(write(c[1], "y", 1), 1);
+    sq_loop_run_once(loop, false);
+    assert_int_equal(pr.calls, 2);
+    assert_int_equal(pr2.calls, 1);
+    sq_io_stop(loop, &io2);
+    close(c[0]);
+    close(c[1]);
+    sq_loop_free(loop);
+}
+
 /* A registration the backend refuses leaves the watcher's interest as it was. */
 static void test_io_start_failure_keeps_interest(void **state)
 {
@@ -697,6 +762,7 @@ int main(void)
         cmocka_unit_test(test_yielding_coroutine_does_not_starve),
         cmocka_unit_test(test_io_read_write_readiness),
         cmocka_unit_test(test_io_stop_mid_batch),
+        cmocka_unit_test(test_io_rearm_and_forget),
         cmocka_unit_test(test_io_start_failure_keeps_interest),
         cmocka_unit_test(test_threadsafe_self_requeue_does_not_starve),
         cmocka_unit_test(test_loop_stop),
