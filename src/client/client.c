@@ -59,10 +59,11 @@ struct sq_http_client {
     sockw *socks;
     fdslot *fds; /* by descriptor */
     size_t nfds;
+    uint64_t closes; /* connections' sockets closed (on_close): see xfer_complete */
     /* Idle easy handles by what they are configured for (SQ__EASY_*): pool[k] holds npool[k]
      * of them, at most pool_max in all. */
-    CURL **pool[3];
-    size_t npool[3], pool_cap[3], pool_max;
+    CURL **pool[SQ__EASY_KEYS];
+    size_t npool[SQ__EASY_KEYS], pool_cap[SQ__EASY_KEYS], pool_max;
     bool is_default;
     sq_http_client *next_default;
 };
@@ -86,7 +87,7 @@ static void global_init(void)
 static void easy_put(sq_http_client *c, CURL *e, unsigned key)
 {
     if (!e) return;
-    size_t n = c->npool[0] + c->npool[1] + c->npool[2];
+    size_t n = c->npool[SQ__EASY_RESET] + c->npool[SQ__EASY_PLAIN];
     if (n >= c->pool_max) {
         curl_easy_cleanup(e);
         return;
@@ -115,12 +116,10 @@ static CURL *easy_get(sq_http_client *c, unsigned key, bool *configured)
         return c->pool[key][--c->npool[key]];
     }
     if (c->npool[SQ__EASY_RESET]) return c->pool[SQ__EASY_RESET][--c->npool[SQ__EASY_RESET]];
-    for (unsigned k = SQ__EASY_PLAIN_HTTP; k <= SQ__EASY_PLAIN_HTTPS; k++) {
-        if (c->npool[k]) {
-            CURL *e = c->pool[k][--c->npool[k]];
-            curl_easy_reset(e);
-            return e;
-        }
+    if (c->npool[SQ__EASY_PLAIN]) {
+        CURL *e = c->pool[SQ__EASY_PLAIN][--c->npool[SQ__EASY_PLAIN]];
+        curl_easy_reset(e);
+        return e;
     }
     return curl_easy_init();
 }
@@ -175,6 +174,12 @@ static void response_value_free(void *r)
 
 static void xfer_complete(sq__xfer *x, int err, sq_fetch_response *r)
 {
+    /* A reused handle keeps what curl_easy_reset alone clears, and one thing of it matters:
+     * libcurl's count of requests resent after a reused connection died unanswered
+     * (state.retrycount; at its sixth a request fails at once).  A resend closes that
+     * connection during the transfer, so a handle goes back reset when any connection of
+     * the client closed meanwhile, and after a failure. */
+    if (err || x->client->closes != x->closes_at_start) x->easy_key = SQ__EASY_RESET;
     sq_future *f = x->fut;
     x->fut = NULL;
     sq_future_remove_done_callback(f, on_fut_done, x); /* gone already if it ran */
@@ -201,6 +206,7 @@ static int xfer_start(sq__xfer *x)
     sq_http_client *c = x->client;
     sq_loop_update_time(c->loop);
     x->started_ns = sq_loop_now_ns(c->loop);
+    x->closes_at_start = c->closes;
     if (curl_multi_add_handle(c->multi, x->easy) != CURLM_OK) return SQ_ECURL;
     x->state = SQ__X_ACTIVE;
     x->prev = NULL;
@@ -330,7 +336,10 @@ static void sockw_drop(sq_http_client *c, sockw *w, bool closed)
         sq__io_forget(c->loop, &w->io);
     else
         sq_io_stop(c->loop, &w->io);
-    if (w->parked) c->fds[w->io.fd].parked = NULL;
+    if (w->parked)
+        c->fds[w->io.fd].parked = NULL;
+    else if (w->io.fd >= 0 && (size_t)w->io.fd < c->nfds)
+        c->fds[w->io.fd].ours = false; /* libcurl may close it without on_close */
     if (w->prev)
         w->prev->next = w->next;
     else
@@ -384,6 +393,7 @@ static curl_socket_t on_open(void *arg, curlsocktype purpose, struct curl_sockad
 static int on_close(void *arg, curl_socket_t fd)
 {
     sq_http_client *c = arg;
+    c->closes++;
     if (fd >= 0 && (size_t)fd < c->nfds) {
         if (c->fds[fd].parked) sockw_free(c, c->fds[fd].parked);
         c->fds[fd].ours = false;
@@ -584,7 +594,7 @@ static void client_destroy(sq_http_client *c)
     while (c->socks) sockw_drop(c, c->socks, c->socks->parked);
     free(c->fds);
     sq_timer_stop(&c->timer);
-    for (unsigned k = 0; k < 3; k++) {
+    for (unsigned k = 0; k < SQ__EASY_KEYS; k++) {
         for (size_t i = 0; i < c->npool[k]; i++) curl_easy_cleanup(c->pool[k][i]);
         free(c->pool[k]);
     }
@@ -645,7 +655,7 @@ sq_future *sq_http_client_fetch(sq_http_client *c, const char *url, const sq_fet
     }
     x->client = c;
     bool configured;
-    unsigned key = sq__xfer_config_key(url, req);
+    unsigned key = sq__xfer_config_key(url, req, c->settings.defaults);
     x->easy = easy_get(c, key, &configured);
     int r = x->easy ? sq__xfer_setup(x, url, req, c->settings.defaults, &c->settings, configured)
                     : -ENOMEM;

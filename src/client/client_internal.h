@@ -23,6 +23,7 @@ struct sq__xfer {
     sq_timer queue_timer;
     double queue_timeout; /* s; <= 0: none */
     uint64_t enqueued_ns, started_ns;
+    uint64_t closes_at_start; /* the client's count of closed sockets when it started */
     char *url;
     size_t max_body;
     bool raise_error;
@@ -41,11 +42,12 @@ struct sq__xfer {
 /* Tests: replace the client's sq_io_start (NULL restores it), to make a registration fail. */
 void sq__client_set_io_start(int (*fn)(sq_loop *, sq_io *, unsigned));
 
-/* What a pooled easy handle is configured for.  RESET: nothing (curl_easy_reset); PLAIN_*:
- * the options of a request that sets none of its own (sq__xfer_config_key), over http or
- * https, with the client's defaults.  A handle is reused as it is for the same key. */
-enum { SQ__EASY_RESET, SQ__EASY_PLAIN_HTTP, SQ__EASY_PLAIN_HTTPS };
-unsigned sq__xfer_config_key(const char *url, const sq_fetch_request *req);
+/* What a pooled easy handle is configured for.  RESET: nothing (curl_easy_reset); PLAIN: the
+ * options of an http:// fetch that sets none of its own, with the client's defaults
+ * (sq__xfer_config_key).  A PLAIN handle is reused as it is by the next PLAIN fetch. */
+enum { SQ__EASY_RESET, SQ__EASY_PLAIN, SQ__EASY_KEYS };
+unsigned sq__xfer_config_key(const char *url, const sq_fetch_request *req,
+                             const sq_fetch_request *defaults);
 
 /* Configure x->easy (already allocated) from the request and the client's defaults; with
  * `configured` (a handle of the request's key) only what points into x.  Returns 0, -EINVAL

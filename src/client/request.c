@@ -57,10 +57,17 @@ static bool request_plain(const sq_fetch_request *req)
     return memcmp(&r, &zero, sizeof r) == 0;
 }
 
-unsigned sq__xfer_config_key(const char *url, const sq_fetch_request *req)
+unsigned sq__xfer_config_key(const char *url, const sq_fetch_request *req,
+                             const sq_fetch_request *defs)
 {
     if (!url || !request_plain(req)) return SQ__EASY_RESET;
-    return strncasecmp(url, "https:", 6) == 0 ? SQ__EASY_PLAIN_HTTPS : SQ__EASY_PLAIN_HTTP;
+    /* Credentials: a handle keeps its authentication state (a digest nonce, the scheme
+     * picked) from one fetch to the next unless reset. */
+    if (defs && (defs->auth_username || defs->proxy_username)) return SQ__EASY_RESET;
+    /* https may multiplex (HTTP/2): a stream resent after its connection died leaves that
+     * connection open until its other streams are done, where xfer_complete cannot see it. */
+    if (strncasecmp(url, "http:", 5) != 0) return SQ__EASY_RESET;
+    return SQ__EASY_PLAIN;
 }
 
 /* The options that follow from the request and the client's defaults (not from the

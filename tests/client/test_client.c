@@ -958,6 +958,67 @@ static void test_parked_sockets(void **state)
     run(parked_coro, 30);
 }
 
+/* A raw server that answers the first request on each connection and closes the connection
+ * at the second without answering, as a server does when its keep-alive timeout strikes as a
+ * request arrives: libcurl resends such a request on a new connection. */
+typedef struct once_conn {
+    sq_io io;
+    int requests;
+} once_conn;
+
+static void once_read(sq_loop *l, sq_io *io, unsigned events)
+{
+    once_conn *oc = io->data;
+    char buf[8192];
+    ssize_t n = read(io->fd, buf, sizeof buf);
+    if (n < 0 && errno == EAGAIN) return;
+    static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    if (n > 0 && ++oc->requests == 1 && write(io->fd, ok, sizeof ok - 1) == sizeof ok - 1) return;
+    sq_io_stop(l, io);
+    close(io->fd);
+    free(oc);
+}
+
+static void once_accept(sq_loop *l, sq_io *io, unsigned events)
+{
+    int fd = accept4(io->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0) return;
+    once_conn *oc = calloc(1, sizeof *oc);
+    sq_io_init(&oc->io, fd, once_read, oc);
+    sq_io_start(l, &oc->io, SQ_READ);
+}
+
+/* libcurl counts such resends in the easy handle (at the sixth it gives up at once), and only
+ * curl_easy_reset zeroes the count: a handle reused as it is must not carry it on. */
+static void *resend_coro(void *arg)
+{
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t salen = sizeof sa;
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(lfd, 8), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &salen), 0);
+    sq_io lio;
+    sq_io_init(&lio, lfd, once_accept, NULL);
+    sq_io_start(loop, &lio, SQ_READ);
+    char u[64];
+    snprintf(u, sizeof u, "http://127.0.0.1:%d/", ntohs(sa.sin_port));
+    sq_http_client *c = sq_http_client_new(NULL, NULL);
+    long conns = 0;
+    for (int i = 0; i < 12; i++) conns += fetch_body(c, u, "ok");
+    assert_int_equal(conns, 12); /* each fetch after the first was resent once */
+    sq_http_client_free(c);
+    sq_io_stop(loop, &lio);
+    close(lfd);
+    return NULL;
+}
+
+static void test_resend_count(void **state)
+{
+    run(resend_coro, 30);
+}
+
 #define NCONC 1000
 
 static int ticks;
@@ -1633,6 +1694,7 @@ int main(void)
         cmocka_unit_test(test_reuse),
         cmocka_unit_test(test_easy_reuse),
         cmocka_unit_test(test_parked_sockets),
+        cmocka_unit_test(test_resend_count),
         cmocka_unit_test(test_concurrent),
         cmocka_unit_test(test_queue),
         cmocka_unit_test(test_cancel),
