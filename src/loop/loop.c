@@ -865,8 +865,11 @@ static void timers_forget(struct sq__heap_ent *ents, size_t from, size_t n, sq_t
         sq_timer *t = ents[i].t;
         if (!t) continue; /* a cancelled timer's place in the due run */
         t->heap_index = SIZE_MAX;
-        if (t->cb == call_fire) { /* chained through repeat, which a call's timer does not use */
-            t->repeat = (uint64_t)(uintptr_t)*calls;
+        if (t->cb == call_fire) {
+            /* Chained through seq, which nothing touches from here on; no callback marks it
+             * as torn down for sq_call_cancel (a dispose function may cancel another call). */
+            t->cb = NULL;
+            t->seq = (uint64_t)(uintptr_t)*calls;
             *calls = t;
         }
     }
@@ -888,7 +891,7 @@ static void timers_free(sq_loop *loop)
     memset(loop->wheel_map, 0, sizeof loop->wheel_map);
     while (calls) {
         sq_call *c = (sq_call *)calls;
-        calls = (sq_timer *)(uintptr_t)calls->repeat;
+        calls = (sq_timer *)(uintptr_t)calls->seq;
         if (c->dispose) c->dispose(c->timer.data);
         free(c);
     }
@@ -959,6 +962,10 @@ sq_call *sq_call_at(sq_loop *loop, double when, sq_callback_fn fn, void *arg)
 void sq_call_cancel(sq_call *c)
 {
     if (!c) return;
+    if (!c->timer.cb) { /* pending at loop teardown (timers_free): freed there, undisposed */
+        c->dispose = NULL;
+        return;
+    }
     sq_loop *loop = c->timer.loop;
     sq_timer_stop(&c->timer);
     call_release(loop, c);

@@ -19,6 +19,41 @@ static bool mapped(const void *addr)
     return msync(page, ps, MS_ASYNC) == 0 || errno != ENOMEM;
 }
 
+/* --- pending calls whose dispose functions cancel each other -------------------------------- */
+
+/* src/internal.h */
+void sq__call_set_dispose(sq_call *c, sq_callback_fn dispose);
+
+static sq_call *pair[2];
+static int disposed[2], fired;
+
+static void never(void *arg)
+{
+    fired++;
+}
+
+/* Call i's dispose function cancels the other call: at loop teardown that one is freed with
+ * the rest, neither disposed nor freed twice. */
+static void dispose_cancel(void *arg)
+{
+    int i = (int)(intptr_t)arg;
+    disposed[i]++;
+    sq_call_cancel(pair[1 - i]);
+}
+
+static void test_dispose_cancels_pending_call(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    for (int i = 0; i < 2; i++) {
+        pair[i] = sq_call_later(loop, 10.0 + i, never, (void *)(intptr_t)i);
+        assert_non_null(pair[i]);
+        sq__call_set_dispose(pair[i], dispose_cancel);
+    }
+    sq_loop_free(loop); /* LeakSanitizer and ASan: nothing leaked, nothing freed twice */
+    assert_int_equal(disposed[0] + disposed[1], 1);
+    assert_int_equal(fired, 0);
+}
+
 /* --- (a) pending sleep futures ------------------------------------------------------------ */
 
 static void test_pending_sleep_future(void **state)
@@ -184,6 +219,7 @@ static void test_thread_pool_released(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dispose_cancels_pending_call),
         cmocka_unit_test(test_pending_sleep_future),
         cmocka_unit_test(test_suspended_coroutine_unwound),
         cmocka_unit_test(test_stubborn_coroutine_discarded),
