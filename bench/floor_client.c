@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +103,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "floor_client: bad address %s\n", host);
         return 2;
     }
+    signal(SIGPIPE, SIG_IGN); /* a server that goes away is an error counted, not a kill */
     int ep = epoll_create1(EPOLL_CLOEXEC);
     conn *cs = calloc((size_t)conc, sizeof *cs);
     if (ep < 0 || !cs) return 1;
