@@ -211,13 +211,6 @@ h2run() {
   fi
 }
 
-# median VALUES...: the median of the numeric values among them, or n/a.
-median() {
-  printf '%s\n' "$@" | awk '$1 ~ /^[0-9.]+$/' | sort -g \
-    | awk '{v[NR] = $1} END {if (!NR) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2];
-                             else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2}'
-}
-
 servers="squall nginx"
 [ "$have_h2o" = no ] || servers="squall nginx h2o"
 modes="tls h2c"

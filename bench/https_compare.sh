@@ -154,13 +154,6 @@ hold() {
   wait "$hp" 2>/dev/null || true
 }
 
-# median VALUES...: the median of the non-empty numeric values, or n/a.
-median() {
-  printf '%s\n' "$@" | awk '$1 ~ /^[0-9.]+$/' | sort -g \
-    | awk '{v[NR] = $1} END {if (!NR) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2];
-           else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'
-}
-
 # --- CPU: both servers up together, one loaded at a time ------------------------------------
 start_squall
 squall_pid=$PID squall_port=$PORT

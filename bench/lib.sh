@@ -136,6 +136,19 @@ ratio() {
   awk -v a="${1:-}" -v b="${2:-}" 'BEGIN {if (a != "" && b + 0 > 0) printf "%.2f", a / b; else print "n/a"}'
 }
 
+# ratio3 A B: A / B with 3 decimals, or n/a when A is empty or B is not positive.
+ratio3() {
+  awk -v a="${1:-}" -v b="${2:-}" 'BEGIN {if (a != "" && b + 0 > 0) printf "%.3f", a / b; else print "n/a"}'
+}
+
+# median VALUES...: the median of the numeric values among them (the mean of the middle two,
+# 3 decimals, for an even count), or n/a when there is none.
+median() {
+  printf '%s\n' "$@" | awk '$1 ~ /^[0-9.]+$/' | sort -g \
+    | awk '{v[NR] = $1} END {if (!NR) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2];
+           else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+}
+
 # verdict VALUE OP LIMIT: "met" when VALUE OP LIMIT holds (OP is <= or >=), "MISSED" when
 # not, "n/a" when VALUE is empty or n/a.
 verdict() {

@@ -17,9 +17,6 @@ sq=$("$build/bench/template_render" "$tdir" "$n")
 py=$("$python" "$here/template_py.py" "$tdir" "$(( n / 10 > 5 ? n / 10 : 5 ))")
 us() { echo "$1" | awk -v k="$2" '$0 ~ k {for (i = 1; i < NF; i++) if ($i == "cpu_us_per_render") print $(i + 1)}'; }
 s=$(us "$sq" renders) j=$(us "$py" jinja2) t=$(us "$py" tornado)
-ratio3() {
-  awk -v a="${1:-}" -v b="${2:-}" 'BEGIN {if (a != "" && b + 0 > 0) printf "%.3f", a / b; else print "n/a"}'
-}
 {
   echo "### Templates ($(bench_stamp))"
   echo

@@ -77,12 +77,6 @@ pair() {
       sleep 5
   done
 }
-median() {
-  printf '%s\n' "$@" | awk '$1 ~ /^[0-9.]+$/' | sort -g \
-    | awk '{v[NR] = $1} END {if (!NR) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2];
-           else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'
-}
-ratio3() { awk -v a="${1:-}" -v b="${2:-}" 'BEGIN {if (a != "" && b + 0 > 0) printf "%.3f", a / b; else print "n/a"}'; }
 # not slower by more than 3 % (faster is fine)
 within() { awk -v v="$1" 'BEGIN {if (v == "n/a") print "n/a"; else if (v <= 1.03) print "met"; else print "MISSED"}'; }
 

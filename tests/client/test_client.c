@@ -546,10 +546,14 @@ static void plain_accept(sq_loop *l, sq_io *io, unsigned events)
 }
 
 /* A raw "server" that reads one request and answers it with the bytes in `reply`, then
- * closes (after reading, so the close is a FIN, not a reset). */
+ * closes (after reading, so the close is a FIN, not a reset).  Without a reply it answers the
+ * first request on each connection and closes the connection at the second without
+ * answering, as a server does when its keep-alive timeout strikes as a request arrives:
+ * libcurl resends such a request on a new connection. */
 typedef struct raw_conn {
     sq_io io;
     const char *reply;
+    int requests;
 } raw_conn;
 
 static void raw_read(sq_loop *l, sq_io *io, unsigned events)
@@ -558,7 +562,10 @@ static void raw_read(sq_loop *l, sq_io *io, unsigned events)
     char buf[8192];
     ssize_t n = read(io->fd, buf, sizeof buf);
     if (n < 0 && errno == EAGAIN) return;
-    if (n > 0 && write(io->fd, rc->reply, strlen(rc->reply)) < 0) {
+    static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    if (!rc->reply && n > 0 && ++rc->requests == 1) {
+        if (write(io->fd, ok, sizeof ok - 1) == sizeof ok - 1) return; /* keep-alive */
+    } else if (n > 0 && rc->reply && write(io->fd, rc->reply, strlen(rc->reply)) < 0) {
     }
     sq_io_stop(l, io);
     close(io->fd);
@@ -575,8 +582,9 @@ static void raw_accept(sq_loop *l, sq_io *io, unsigned events)
     sq_io_start(l, &rc->io, SQ_READ);
 }
 
-/* Fetch once from a raw server answering `reply`; the status, the response in *out. */
-static int raw_fetch(const char *reply, sq_fetch_response **out)
+/* A listener on a free loopback port whose connections `accept_cb` takes (lio's data:
+ * `data`); its URL in u.  Returns the listening descriptor. */
+static int raw_listen(sq_io *lio, sq_io_cb accept_cb, void *data, char u[64])
 {
     int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET};
@@ -585,11 +593,18 @@ static int raw_fetch(const char *reply, sq_fetch_response **out)
     assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
     assert_int_equal(listen(lfd, 8), 0);
     assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &salen), 0);
+    sq_io_init(lio, lfd, accept_cb, data);
+    sq_io_start(loop, lio, SQ_READ);
+    snprintf(u, 64, "http://127.0.0.1:%d/", ntohs(sa.sin_port));
+    return lfd;
+}
+
+/* Fetch once from a raw server answering `reply`; the status, the response in *out. */
+static int raw_fetch(const char *reply, sq_fetch_response **out)
+{
     sq_io lio;
-    sq_io_init(&lio, lfd, raw_accept, (void *)reply);
-    sq_io_start(loop, &lio, SQ_READ);
     char u[64];
-    snprintf(u, sizeof u, "http://127.0.0.1:%d/", ntohs(sa.sin_port));
+    int lfd = raw_listen(&lio, raw_accept, (void *)reply, u);
     /* A fresh client: no connection kept from an earlier raw server on a reused port. */
     sq_http_client *c = sq_http_client_new(NULL, NULL);
     *out = NULL;
@@ -958,52 +973,13 @@ static void test_parked_sockets(void **state)
     run(parked_coro, 30);
 }
 
-/* A raw server that answers the first request on each connection and closes the connection
- * at the second without answering, as a server does when its keep-alive timeout strikes as a
- * request arrives: libcurl resends such a request on a new connection. */
-typedef struct once_conn {
-    sq_io io;
-    int requests;
-} once_conn;
-
-static void once_read(sq_loop *l, sq_io *io, unsigned events)
-{
-    once_conn *oc = io->data;
-    char buf[8192];
-    ssize_t n = read(io->fd, buf, sizeof buf);
-    if (n < 0 && errno == EAGAIN) return;
-    static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
-    if (n > 0 && ++oc->requests == 1 && write(io->fd, ok, sizeof ok - 1) == sizeof ok - 1) return;
-    sq_io_stop(l, io);
-    close(io->fd);
-    free(oc);
-}
-
-static void once_accept(sq_loop *l, sq_io *io, unsigned events)
-{
-    int fd = accept4(io->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    if (fd < 0) return;
-    once_conn *oc = calloc(1, sizeof *oc);
-    sq_io_init(&oc->io, fd, once_read, oc);
-    sq_io_start(l, &oc->io, SQ_READ);
-}
-
 /* libcurl counts such resends in the easy handle (at the sixth it gives up at once), and only
  * curl_easy_reset zeroes the count: a handle reused as it is must not carry it on. */
 static void *resend_coro(void *arg)
 {
-    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t salen = sizeof sa;
-    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
-    assert_int_equal(listen(lfd, 8), 0);
-    assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &salen), 0);
     sq_io lio;
-    sq_io_init(&lio, lfd, once_accept, NULL);
-    sq_io_start(loop, &lio, SQ_READ);
     char u[64];
-    snprintf(u, sizeof u, "http://127.0.0.1:%d/", ntohs(sa.sin_port));
+    int lfd = raw_listen(&lio, raw_accept, NULL, u); /* answers once per connection */
     sq_http_client *c = sq_http_client_new(NULL, NULL);
     long conns = 0;
     for (int i = 0; i < 12; i++) conns += fetch_body(c, u, "ok");
