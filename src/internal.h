@@ -240,7 +240,13 @@ typedef struct sq__buf {
     size_t len, cap;
 } sq__buf;
 
-int sq__buf_reserve(sq__buf *b, size_t extra);
+/* Room for `extra` more bytes: 0, or -ENOMEM.  The check is inline (the HTTP response path
+ * calls it several times a request); growing is sq__buf_grow's. */
+int sq__buf_grow(sq__buf *b, size_t extra);
+static inline int sq__buf_reserve(sq__buf *b, size_t extra)
+{
+    return b->cap - b->len >= extra ? 0 : sq__buf_grow(b, extra);
+}
 int sq__buf_append(sq__buf *b, const void *data, size_t len);
 void sq__buf_free(sq__buf *b);
 

@@ -293,8 +293,13 @@ void sq__http_format_peer(const sq_http_conn *c, char *dst);
 void sq__http_set_remote_ip(const sq_http_conn *c, sq__http_req *r);
 void sq__http_apply_xheaders(sq_http_conn *c, sq__http_req *r);
 /* response.c: replace r->body by its gzip encoding when the settings and the client allow
- * and it is worth it; true if it did. */
-bool sq__http_maybe_gzip(sq_http_conn *c, sq__http_req *r);
+ * and it is worth it; true if it did.  The first two checks are inline: most responses go
+ * no further. */
+bool sq__http_gzip_body(sq_http_conn *c, sq__http_req *r);
+static inline bool sq__http_maybe_gzip(sq_http_conn *c, sq__http_req *r)
+{
+    return c->srv->s.gzip && r->accept_gzip && sq__http_gzip_body(c, r);
+}
 
 /* h2.c: HTTP/2 connections (see there) */
 typedef struct sq__h2 sq__h2;
@@ -315,7 +320,11 @@ bool sq__inflate_wanted(sq__http_req *r);
 ssize_t sq__inflate_whole(sq__http_req *r, const char *raw, ssize_t len, const char **data);
 ssize_t sq__inflate_chunk(sq__http_req *r, ssize_t (*raw_chunk)(sq__http_req *, const char **),
                           const char **data);
-void sq__inflate_free(sq__http_req *r);
+void sq__inflate_release(sq__http_req *r);
+static inline void sq__inflate_free(sq__http_req *r)
+{
+    if (r->inflate) sq__inflate_release(r);
+}
 ssize_t sq__h2_read_body_chunk(sq__http_req *r, const char **data);
 int sq__h2_flush(sq__http_req *r);
 int sq__h2_sendfile(sq__http_req *r, int fd, off_t offset, size_t len);

@@ -45,7 +45,7 @@ bool sq__inflate_wanted(sq__http_req *r)
     return is_gzip(sq_http_header_get(&r->pub, "Content-Encoding"));
 }
 
-void sq__inflate_free(sq__http_req *r)
+void sq__inflate_release(sq__http_req *r)
 {
     if (!r->inflate) return;
     inflateEnd(&r->inflate->z);

@@ -497,7 +497,7 @@ static const char *resp_header(const sq__http_req *r, const char *name, size_t *
 }
 
 /* Replace r->body with its gzip encoding when worth it.  Returns true if it did. */
-bool sq__http_maybe_gzip(sq_http_conn *c, sq__http_req *r)
+bool sq__http_gzip_body(sq_http_conn *c, sq__http_req *r)
 {
     if (!c->srv->s.gzip || !r->accept_gzip || r->body.len < SQ_HTTP_GZIP_MIN_LENGTH) return false;
     if (r->rflags & RESP_HAS_CENC) return false;

@@ -4,7 +4,7 @@
 
 #include "internal.h"
 
-int sq__buf_reserve(sq__buf *b, size_t extra)
+int sq__buf_grow(sq__buf *b, size_t extra)
 {
     if (b->cap - b->len >= extra) return 0;
     if (extra > SIZE_MAX / 2 - b->len) return -ENOMEM;
