@@ -66,6 +66,25 @@ bool sq__utf8_valid(const void *p, size_t n)
     return sq__utf8_step(0, p, n) == SQ__UTF8_OK;
 }
 
+/* --- masking ---------------------------------------------------------------------------------- */
+
+/* dst = src XOR the mask, starting at its byte 0 (dst may be src: unmasking in place); eight
+ * bytes a step with the mask twice over. */
+static void mask_copy(uint8_t *dst, const uint8_t *src, size_t n, const uint8_t mask[4])
+{
+    uint32_t m32;
+    memcpy(&m32, mask, 4);
+    uint64_t m64 = (uint64_t)m32 << 32 | m32;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, src + i, 8);
+        w ^= m64;
+        memcpy(dst + i, &w, 8);
+    }
+    for (; i < n; i++) dst[i] = src[i] ^ mask[i & 3];
+}
+
 /* --- encoder ---------------------------------------------------------------------------------- */
 
 int sq__ws_encode(sq__buf *out, unsigned opcode, bool fin, bool rsv1, const void *data, size_t len,
@@ -88,18 +107,7 @@ int sq__ws_encode(sq__buf *out, unsigned opcode, bool fin, bool rsv1, const void
     if (mask) {
         memcpy(p, mask, 4);
         p += 4;
-        const uint8_t *s = data;
-        size_t i = 0;
-        uint32_t m32;
-        memcpy(&m32, mask, 4);
-        uint64_t m64 = (uint64_t)m32 << 32 | m32;
-        for (; i + 8 <= len; i += 8) {
-            uint64_t w;
-            memcpy(&w, s + i, 8);
-            w ^= m64;
-            memcpy(p + i, &w, 8);
-        }
-        for (; i < len; i++) p[i] = s[i] ^ mask[i & 3];
+        mask_copy(p, data, len, mask);
     } else if (len) {
         memcpy(p, data, len);
     }
@@ -308,17 +316,10 @@ static void unmask(sq__ws_rx *rx, uint8_t *p, size_t n)
     size_t i = 0;
     uint8_t pos = rx->mpos;
     while (i < n && (pos & 3)) p[i++] ^= rx->mask[pos++ & 3];
-    pos &= 3;
-    uint32_t m32;
-    memcpy(&m32, rx->mask, 4);
-    uint64_t m64 = (uint64_t)m32 << 32 | m32; /* the mask twice: eight bytes a step */
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, p + i, 8);
-        w ^= m64;
-        memcpy(p + i, &w, 8);
+    if (i < n) { /* the mask is at its byte 0 now */
+        mask_copy(p + i, p + i, n - i, rx->mask);
+        pos = (uint8_t)(n - i);
     }
-    for (; i < n; i++) p[i] ^= rx->mask[pos++ & 3];
     rx->mpos = pos & 3;
 }
 
