@@ -44,6 +44,14 @@ static void conn_after(sq_http_conn *c);
 
 /* --- timers ----------------------------------------------------------------------------------- */
 
+/* How late an idle deadline may fire: 1/16 of its timeout, at most 1 s.  Connections (or
+ * pipelines) that go idle within that time of each other are timed out together, and none
+ * ever closes early. */
+static double idle_slack(double timeout)
+{
+    return timeout / 16 < 1.0 ? timeout / 16 : 1.0;
+}
+
 /* One timer per connection, one purpose at a time; but while output is pending, its write
  * deadline stands: no header, body or idle deadline replaces it (a client that pipelines
  * but never reads would otherwise keep pushing it back forever).  The deadline that was
@@ -68,9 +76,8 @@ static void arm(sq_http_conn *c, unsigned kind, double seconds)
         uint64_t want = sq_loop_now_ns(c->srv->loop) + sq__sec_to_ns(seconds);
         if (c->tkind == T_IDLE && sq_timer_active(&c->a->timer) && c->a->timer.deadline >= want)
             return;
-        double slack = seconds / 16 < 1.0 ? seconds / 16 : 1.0;
         c->tkind = T_IDLE;
-        sq_timer_start(&c->a->timer, seconds + slack, 0);
+        sq_timer_start(&c->a->timer, seconds + idle_slack(seconds), 0);
         return;
     }
     c->tkind = (unsigned char)kind;
@@ -209,17 +216,15 @@ static void conn_free(sq_http_conn *c)
     free(c);
 }
 
-/* A parked list's timer: armed for its first connection's deadline, late by a little slack
- * (1/16 of the timeout, at most 1 s) so that connections parked within that time of each
- * other are closed together.  A connection thus closes between timeout and timeout + slack
- * after it was parked, never early. */
+/* A parked list's timer: armed for its first connection's deadline, late by idle_slack so
+ * that connections parked within that time of each other are closed together.  A connection
+ * thus closes between timeout and timeout + slack after it was parked, never early. */
 static void parked_arm(sq__http_parked *l)
 {
     double t = l->timeout;
     if (!l->head || t <= 0) return;
-    double slack = t / 16 < 1.0 ? t / 16 : 1.0;
     double waited = (double)(sq_loop_now_ns(l->timer.loop) - l->head->since) / 1e9;
-    double wait = t + slack - waited;
+    double wait = t + idle_slack(t) - waited;
     sq_timer_start(&l->timer, wait > 0 ? wait : 0, 0);
 }
 
