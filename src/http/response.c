@@ -558,8 +558,9 @@ static int put_head(sq_http_conn *c, sq__http_req *r, int64_t clen, bool gz, boo
 {
     sq_http_server *srv = c->srv;
     bool plain_ok = r->status == 200 && !r->reason;
-    const char *reason = plain_ok ? "OK" : r->reason ? r->reason : sq_http_reason(r->status);
-    size_t rlen = plain_ok ? 2 : strlen(reason);
+    /* a plain 200's status line is in srv->head200 */
+    const char *reason = plain_ok ? NULL : r->reason ? r->reason : sq_http_reason(r->status);
+    size_t rlen = reason ? strlen(reason) : 0;
     size_t need = 64 + rlen + srv->server_name_len + 48 + r->hdrs.len + 160;
     sq__http_out_acquire(c);
     if (sq__buf_reserve(&c->a->out, need) < 0) return -ENOMEM;
