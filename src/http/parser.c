@@ -84,6 +84,40 @@ static inline const char *skip_plain(const char *p, const char *end, uint8_t lo)
     return p;
 }
 
+static inline uint32_t load32(const char *p)
+{
+    uint32_t x;
+    memcpy(&x, p, 4);
+    return x;
+}
+
+/* A field name (tchar bytes only) against a lower-case literal of letters and '-', n >= 4
+ * bytes, a word at a time.  OR-ing 0x20 into every byte is exact here: it turns an upper-case
+ * letter into its lower-case one, and the only other byte it turns into a letter or '-' is
+ * that letter's upper case or CR, which no name holds.  The loads overlap instead of
+ * reading past the name. */
+static inline bool name_is(const char *a, const char *lit, size_t n)
+{
+    if (n < 8)
+        return (((load32(a) | 0x20202020u) ^ load32(lit)) |
+                ((load32(a + n - 4) | 0x20202020u) ^ load32(lit + n - 4))) == 0;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        if ((load64(a + i) | (ONES * 0x20)) != load64(lit + i)) return false;
+    return i == n || (load64(a + n - 8) | (ONES * 0x20)) == load64(lit + n - 8);
+}
+#define NAME_IS(p, lit) name_is((p), lit, sizeof(lit) - 1)
+
+/* memchr for the short slices of a request line: a byte loop below 16 bytes, where the
+ * call and its set-up cost more than the search. */
+static inline const char *find_byte(const char *p, size_t n, char c)
+{
+    if (n >= 16) return memchr(p, c, n);
+    for (size_t i = 0; i < n; i++)
+        if (p[i] == c) return p + i;
+    return NULL;
+}
+
 static bool ieq(const char *a, size_t alen, const char *lower_lit, size_t litlen)
 {
     if (alen != litlen) return false;
@@ -150,7 +184,7 @@ static const char slash[] = "/";
 /* Splits an origin-form path at the first '?'. */
 static void split_query(sq_http_request_head *out, const char *p, size_t n)
 {
-    const char *q = memchr(p, '?', n);
+    const char *q = find_byte(p, n, '?');
     out->path = p;
     if (q) {
         out->path_len = (size_t)(q - p);
@@ -195,7 +229,7 @@ static int classify_target(sq_http_request_head *out)
         out->query_len = 0;
         return 0;
     }
-    if (memchr(t, '#', n)) return -400; /* a fragment is never part of a request-target */
+    if (find_byte(t, n, '#')) return -400; /* a fragment is never part of a request-target */
     if (t[0] == '/') {
         out->form = SQ_HTTP_ORIGIN_FORM;
         split_query(out, t, n);
@@ -372,11 +406,18 @@ static bool host_ok(const char *v, size_t vlen)
 {
     const uint8_t *u = (const uint8_t *)v;
     uint8_t bad = 0;
+#define HOST_BAD4(i)                                                                               \
+    (not_host_tab[u[(i)]] | not_host_tab[u[(i) + 1]] | not_host_tab[u[(i) + 2]] |                  \
+     not_host_tab[u[(i) + 3]])
+    if (vlen < 8) {
+        for (size_t i = 0; i < vlen; i++) bad |= not_host_tab[u[i]];
+        return !bad;
+    }
+    /* eight at a time, the last eight overlapping the ones before rather than a byte loop */
     size_t i = 0;
-    for (; i + 4 <= vlen; i += 4)
-        bad |= not_host_tab[u[i]] | not_host_tab[u[i + 1]] | not_host_tab[u[i + 2]] |
-               not_host_tab[u[i + 3]];
-    for (; i < vlen; i++) bad |= not_host_tab[u[i]];
+    for (; i + 8 <= vlen; i += 8) bad |= HOST_BAD4(i) | HOST_BAD4(i + 4);
+    if (i < vlen) bad |= HOST_BAD4(vlen - 8) | HOST_BAD4(vlen - 4);
+#undef HOST_BAD4
     return !bad;
 }
 
@@ -387,7 +428,7 @@ static void note_header(sq_http_request_head *out, derived *d, const sq_http_hea
     const char *n = h->name;
     switch (h->name_len) {
     case 4:
-        if (IEQ(n, 4, "host")) {
+        if (NAME_IS(n, "host")) {
             /* An absolute-form target's authority wins over Host (RFC 9112 §3.2.2). */
             if (d->hosts++ == 0 && out->form != SQ_HTTP_ABSOLUTE_FORM) {
                 out->host = h->value;
@@ -397,20 +438,20 @@ static void note_header(sq_http_request_head *out, derived *d, const sq_http_hea
         }
         break;
     case 6:
-        if (IEQ(n, 6, "expect") && IEQ(h->value, h->value_len, "100-continue"))
+        if (NAME_IS(n, "expect") && IEQ(h->value, h->value_len, "100-continue"))
             out->expect_continue = true;
         break;
     case 7:
-        if (IEQ(n, 7, "upgrade")) d->upgrade_header = true;
+        if (NAME_IS(n, "upgrade")) d->upgrade_header = true;
         break;
     case 10:
-        if (IEQ(n, 10, "connection")) connection(d, h->value, h->value_len);
+        if (NAME_IS(n, "connection")) connection(d, h->value, h->value_len);
         break;
     case 14:
-        if (IEQ(n, 14, "content-length")) content_length(d, h->value, h->value_len);
+        if (NAME_IS(n, "content-length")) content_length(d, h->value, h->value_len);
         break;
     case 17:
-        if (IEQ(n, 17, "transfer-encoding")) transfer_encoding(d, h->value, h->value_len);
+        if (NAME_IS(n, "transfer-encoding")) transfer_encoding(d, h->value, h->value_len);
         break;
     default:
         break;
@@ -449,9 +490,12 @@ static int scan(const char *buf, size_t start, size_t len, sq_http_request_head 
 {
     const char *p = buf + start, *end = buf + len, *q;
 
-    /* method SP */
+    /* method SP ("GET " is most of them) */
     q = p;
-    while (p < end && sq__http_tchar[(uint8_t)*p]) p++;
+    if (end - p >= 4 && load32(p) == load32("GET "))
+        p += 3;
+    else
+        while (p < end && sq__http_tchar[(uint8_t)*p]) p++;
     if (p == end) return SCAN_MORE;
     if (*p != ' ' || p == q) return -400;
     out->method = q;
