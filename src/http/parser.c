@@ -32,14 +32,19 @@ const uint8_t sq__http_tchar[256] = {
     ['`'] = 1, ['|'] = 1, ['~'] = 1, ['0' ... '9'] = 1, ['A' ... 'Z'] = 1, ['a' ... 'z'] = 1,
 };
 
-/* TARGET: what a request-target may hold, VCHAR and obs-text (0x21-0x7E, 0x80-0xFF).
- * VALUE: what a field value may hold, the same plus SP and HTAB. */
-enum { C_TARGET = 1, C_VALUE = 2 };
+/* VALUE: what a field value may hold, VCHAR, obs-text (0x21-0x7E, 0x80-0xFF), SP and HTAB.
+ * PATH: what a request-target may hold (VCHAR and obs-text) but '?' and '#', which the scan
+ * stops at to note them. */
+enum { C_VALUE = 1, C_PATH = 2 };
 static const uint8_t class_tab[256] = {
     ['\t'] = C_VALUE,
     [' '] = C_VALUE,
-    [0x21 ... 0x7e] = C_TARGET | C_VALUE,
-    [0x80 ... 0xff] = C_TARGET | C_VALUE,
+    [0x21 ... 0x22] = C_VALUE | C_PATH,
+    ['#'] = C_VALUE,
+    [0x24 ... 0x3e] = C_VALUE | C_PATH,
+    ['?'] = C_VALUE,
+    [0x40 ... 0x7e] = C_VALUE | C_PATH,
+    [0x80 ... 0xff] = C_VALUE | C_PATH,
 };
 
 static inline uint8_t lower(uint8_t c)
@@ -52,17 +57,26 @@ static inline uint8_t lower(uint8_t c)
  * lowest flagged byte is exact: a borrow only runs towards higher bytes. */
 #define ONES  0x0101010101010101ull
 #define HIGHS 0x8080808080808080ull
-static inline unsigned first_ctl(uint64_t x, uint8_t lo)
+static inline uint64_t eq_mask(uint64_t x, uint8_t c)
 {
-    uint64_t below = (x - ONES * lo) & ~x & HIGHS;
-    uint64_t del = x ^ (ONES * 0x7f);
-    del = (del - ONES) & ~del & HIGHS;
-    uint64_t m = below | del;
+    uint64_t y = x ^ (ONES * c);
+    return (y - ONES) & ~y & HIGHS;
+}
+static inline uint64_t ctl_mask(uint64_t x, uint8_t lo)
+{
+    return ((x - ONES * lo) & ~x & HIGHS) | eq_mask(x, 0x7f);
+}
+static inline unsigned first_flagged(uint64_t m)
+{
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     return m ? (unsigned)__builtin_ctzll(m) >> 3 : 8;
 #else
     return m ? 0 : 8; /* the byte loop after it finds the place */
 #endif
+}
+static inline unsigned first_ctl(uint64_t x, uint8_t lo)
+{
+    return first_flagged(ctl_mask(x, lo));
 }
 
 static inline uint64_t load64(const char *p)
@@ -108,14 +122,17 @@ static inline bool name_is(const char *a, const char *lit, size_t n)
 }
 #define NAME_IS(p, lit) name_is((p), lit, sizeof(lit) - 1)
 
-/* memchr for the short slices of a request line: a byte loop below 16 bytes, where the
- * call and its set-up cost more than the search. */
-static inline const char *find_byte(const char *p, size_t n, char c)
+/* The request-target's runs between '?' and '#': first_ctl() with those two flagged too. */
+static inline const char *skip_path(const char *p, const char *end)
 {
-    if (n >= 16) return memchr(p, c, n);
-    for (size_t i = 0; i < n; i++)
-        if (p[i] == c) return p + i;
-    return NULL;
+    while (end - p >= 8) {
+        uint64_t x = load64(p);
+        unsigned k = first_flagged(ctl_mask(x, 0x21) | eq_mask(x, '?') | eq_mask(x, '#'));
+        p += k;
+        if (k < 8) break;
+    }
+    while (p < end && (class_tab[(uint8_t)*p] & C_PATH)) p++;
+    return p;
 }
 
 static bool ieq(const char *a, size_t alen, const char *lower_lit, size_t litlen)
@@ -181,10 +198,9 @@ static bool request_line_too_long(const char *buf, size_t start, size_t len, con
 
 static const char slash[] = "/";
 
-/* Splits an origin-form path at the first '?'. */
-static void split_query(sq_http_request_head *out, const char *p, size_t n)
+/* Splits an origin-form path at q, its first '?' (NULL: none), which the scan found. */
+static void split_query(sq_http_request_head *out, const char *p, size_t n, const char *q)
 {
-    const char *q = find_byte(p, n, '?');
     out->path = p;
     if (q) {
         out->path_len = (size_t)(q - p);
@@ -213,7 +229,8 @@ static bool authority_ok(const char *p, size_t n, bool need_port)
     return i < n && i >= 2 && p[i - 1] == ':';
 }
 
-static int classify_target(sq_http_request_head *out)
+/* qmark: the target's first '?' (NULL: none); hash: it holds a '#'. */
+static int classify_target(sq_http_request_head *out, const char *qmark, bool hash)
 {
     const char *t = out->target;
     size_t n = out->target_len;
@@ -229,10 +246,10 @@ static int classify_target(sq_http_request_head *out)
         out->query_len = 0;
         return 0;
     }
-    if (find_byte(t, n, '#')) return -400; /* a fragment is never part of a request-target */
+    if (hash) return -400; /* a fragment is never part of a request-target */
     if (t[0] == '/') {
         out->form = SQ_HTTP_ORIGIN_FORM;
-        split_query(out, t, n);
+        split_query(out, t, n, qmark);
         return 0;
     }
     if (n == 1 && t[0] == '*') {
@@ -257,10 +274,11 @@ static int classify_target(sq_http_request_head *out)
     out->form = SQ_HTTP_ABSOLUTE_FORM;
     out->host = a;
     out->host_len = (size_t)(e - a);
+    /* (the authority holds no '?': the target's first is the path's) */
     if (e < end && *e == '/') {
-        split_query(out, e, (size_t)(end - e));
+        split_query(out, e, (size_t)(end - e), qmark);
     } else {
-        split_query(out, e, (size_t)(end - e)); /* "" or "?query" or "#..." */
+        split_query(out, e, (size_t)(end - e), qmark); /* "" or "?query" */
         out->path = slash;
         out->path_len = 1;
     }
@@ -502,11 +520,22 @@ static int scan(const char *buf, size_t start, size_t len, sq_http_request_head 
     out->method_len = (size_t)(p - q);
     p++;
 
-    /* request-target SP */
+    /* request-target SP, noting its first '?' and whether it has a '#' on the way */
     q = p;
-    p = skip_plain(p, end, 0x21);
-    while (p < end && (class_tab[(uint8_t)*p] & C_TARGET)) p++;
-    if (p == end) return SCAN_MORE;
+    const char *qmark = NULL;
+    bool hash = false;
+    for (;;) {
+        p = skip_path(p, end);
+        if (p == end) return SCAN_MORE;
+        if (*p == '?') {
+            if (!qmark) qmark = p;
+        } else if (*p == '#') {
+            hash = true;
+        } else {
+            break;
+        }
+        p++;
+    }
     if (*p != ' ' || p == q) return -400;
     out->target = q;
     out->target_len = (size_t)(p - q);
@@ -522,7 +551,7 @@ static int scan(const char *buf, size_t start, size_t len, sq_http_request_head 
     }
     *line_len = (size_t)(p - (buf + start)) - (p[-1] == '\r');
     p++;
-    if ((r = classify_target(out)) < 0) return r;
+    if ((r = classify_target(out, qmark, hash)) < 0) return r;
 
     /* field lines, up to the empty line */
     derived d = {.content_length = -1};
