@@ -21,7 +21,7 @@ PORT     ?= 8888
 
 # Debian packages the library, the examples and the demo need (`make run`).
 DEB_PKGS := build-essential cmake pkg-config libcmocka-dev libssl-dev zlib1g-dev libpcre2-dev \
-            libjansson-dev libcurl4-openssl-dev libnghttp2-dev libhiredis-dev
+            libjansson-dev libcurl4-openssl-dev libnghttp2-dev libhiredis-dev libxxhash-dev
 # What `make test` needs on top: clang for the fuzz targets, the real peers the tests talk
 # to (curl, the openssl CLI for s_client and test certificates, h2load and Python's h2 for
 # HTTP/2, Python's websockets and Tornado, nginx, Node.js with npm for ws and playwright-core

@@ -25,6 +25,8 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <pcre2.h>
+#define XXH_INLINE_ALL /* the ETag's hash: compiled in, nothing to link */
+#include <xxhash.h>
 
 #include "squall/coro.h"
 #include "squall/error.h"
@@ -659,14 +661,6 @@ const sq_app_settings *sq__app_settings(const sq_app *app)
     return &app->settings;
 }
 
-/* FNV-1a 64 over n bytes, continuing from x (FNV_START to begin): the ETag's hash. */
-#define FNV_START 0xcbf29ce484222325ULL
-static uint64_t fnv1a(uint64_t x, const unsigned char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++) x = (x ^ p[i]) * 0x100000001b3ULL;
-    return x;
-}
-
 /* The 8 nibbles of v as 8 lowercase hex digits, the first in the lowest byte: each nibble
  * spread to a byte of its own (nibble k in byte k), the bytes reversed, then '0' added to
  * all and 'a' - '0' - 10 more to those over 9. */
@@ -689,19 +683,21 @@ static void put_hex64(char *p, uint64_t x)
     memcpy(p + 8, &lo, 8);
 }
 
-/* FNV-1a 64 of a file's contents, as 16 hex digits; false if unreadable. */
+/* XXH3-64 of a file's contents, as 16 hex digits; false if unreadable. */
 static bool file_hash(const char *root, const char *path, char out[17])
 {
     char full[PATH_MAX];
     if (snprintf(full, sizeof full, "%s/%s", root, path) >= (int)sizeof full) return false;
     FILE *f = fopen(full, "re");
     if (!f) return false;
-    uint64_t x = FNV_START;
+    XXH3_state_t st;
+    XXH3_INITSTATE(&st);
+    XXH3_64bits_reset(&st);
     unsigned char buf[65536];
     size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) x = fnv1a(x, buf, n);
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) XXH3_64bits_update(&st, buf, n);
     fclose(f);
-    put_hex64(out, x);
+    put_hex64(out, XXH3_64bits_digest(&st));
     out[16] = 0;
     return true;
 }
@@ -906,8 +902,9 @@ static bool gatekeep(sq_handler *h)
 }
 
 /* Tornado's compute_etag + check_etag_header for a response finished in one piece: a hash of
- * the body (FNV-1a 64, fast and good enough to tell versions of one URL apart), and a 304
- * without the body when the client already has it. */
+ * the body, and a 304 without the body when the client already has it.  Tornado hashes with
+ * SHA-1; XXH3-64 (a few cycles for a short body, a fraction of one per byte for a long one)
+ * tells versions of one URL apart as well, and nothing here needs a cryptographic hash. */
 static void set_etag(sq_handler *h)
 {
     sq_http_request *req = h->req;
@@ -915,7 +912,7 @@ static void set_etag(sq_handler *h)
         return;
     if (!(req->method.len == 3 && !memcmp(req->method.ptr, "GET", 3)) && !h->is_head) return;
     if (sq__http_resp_has_etag(req)) return;
-    uint64_t x = fnv1a(FNV_START, (const unsigned char *)h->out.ptr, h->out.len);
+    uint64_t x = XXH3_64bits(h->out.ptr, h->out.len);
     char etag[19];
     etag[0] = etag[17] = '"';
     put_hex64(etag + 1, x);
@@ -1625,6 +1622,36 @@ static int json_out(const char *buf, size_t size, void *data)
  * uses jansson's json_dump_callback, whose output this matches byte for byte; it costs several
  * thousand instructions even for a one-key object (a loop-detection table keyed by
  * snprintf("%p") per container, a callback per token), which the profile of /json showed. */
+/* Is s[0..n) printable ASCII without '"' and '\\', bytes that go into JSON as they are?
+ * Eight at a time: a word flags a byte below 0x20, from 0x7f up, or equal to either quote;
+ * a flag is set only where such a byte is, or above one (the borrow), so "any" is exact. */
+static bool json_plain(const char *s, size_t n)
+{
+    const uint64_t ones = 0x0101010101010101ull, highs = ones << 7;
+#define EQ(x, c) ((((x) ^ (ones * (c))) - ones) & ~((x) ^ (ones * (c))))
+#define BAD(x)   ((((x)-ones * 0x20) & ~(x)) | (x) | EQ(x, 0x7f) | EQ(x, '"') | EQ(x, '\\'))
+    uint64_t m = 0, x;
+    size_t i = 0;
+    if (n >= 8) {
+        for (; i + 8 <= n; i += 8) {
+            memcpy(&x, s + i, 8);
+            m |= BAD(x);
+        }
+        if (i < n) { /* the last eight, overlapping ones already seen */
+            memcpy(&x, s + n - 8, 8);
+            m |= BAD(x);
+        }
+        return !(m & highs);
+    }
+#undef EQ
+#undef BAD
+    for (; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') return false;
+    }
+    return true;
+}
+
 static int json_fast(sq__buf *b, json_t *j, int depth)
 {
     if (depth > 32) return 1;
@@ -1632,15 +1659,14 @@ static int json_fast(sq__buf *b, json_t *j, int depth)
     switch (json_typeof(j)) {
     case JSON_OBJECT: {
         if (sq__buf_append(b, "{", 1) < 0) return -ENOMEM;
-        const char *key;
-        json_t *v;
         bool first = true;
-        json_object_foreach (j, key, v) {
-            size_t n = json_object_iter_key_len(json_object_key_to_iter(key));
-            for (size_t i = 0; i < n; i++)
-                if ((unsigned char)key[i] < 0x20 || (unsigned char)key[i] > 0x7e ||
-                    key[i] == '"' || key[i] == '\\')
-                    return 1;
+        /* (the iterator itself: json_object_foreach goes from key to iterator and back,
+         * seven calls into jansson per member where four do) */
+        for (void *it = json_object_iter(j); it; it = json_object_iter_next(j, it)) {
+            const char *key = json_object_iter_key(it);
+            size_t n = json_object_iter_key_len(it);
+            json_t *v = json_object_iter_value(it);
+            if (!json_plain(key, n)) return 1;
             if (sq__buf_reserve(b, n + 4) < 0) return -ENOMEM;
             char *p = b->ptr + b->len;
             if (!first) *p++ = ',';
@@ -1669,10 +1695,7 @@ static int json_fast(sq__buf *b, json_t *j, int depth)
     case JSON_STRING: {
         const char *str = json_string_value(j);
         size_t n = json_string_length(j);
-        for (size_t i = 0; i < n; i++)
-            if ((unsigned char)str[i] < 0x20 || (unsigned char)str[i] > 0x7e || str[i] == '"' ||
-                str[i] == '\\')
-                return 1;
+        if (!json_plain(str, n)) return 1;
         if (sq__buf_reserve(b, n + 2) < 0) return -ENOMEM;
         char *p = b->ptr + b->len;
         *p++ = '"';
