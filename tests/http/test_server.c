@@ -98,6 +98,19 @@ static void test_keepalive_python(void **state)
 
 /* --- pipelining ---------------------------------------------------------------------------- */
 
+/* The echoes of n pipelined "GET <prefix><i>" requests, in order. */
+static void expect_echoes(harness *h, cl *c, const char *prefix, int n)
+{
+    for (int i = 0; i < n; i++) {
+        resp r;
+        char want[64];
+        snprintf(want, sizeof want, "GET %s%d ", prefix, i);
+        CHECK(h, cl_response(c, &r, false) == 0);
+        CHECK(h, r.status == 200 && r.body && !strcmp(r.body, want));
+        resp_free(&r);
+    }
+}
+
 static void pipeline_client(harness *h)
 {
     cl c;
@@ -109,14 +122,7 @@ static void pipeline_client(harness *h)
     uint64_t w0 = h->srv->writes;
     CHECK(h, cl_send(&c, all, len) == 0);
     free(all);
-    for (int i = 0; i < 100; i++) {
-        resp r;
-        char want[64];
-        snprintf(want, sizeof want, "GET /p/%d ", i);
-        CHECK(h, cl_response(&c, &r, false) == 0);
-        CHECK(h, r.status == 200 && r.body && !strcmp(r.body, want));
-        resp_free(&r);
-    }
+    expect_echoes(h, &c, "/p/", 100);
     /* one send per batch: a handful at most (the request may arrive in a few segments) */
     uint64_t writes = h->srv->writes - w0;
     if (writes < 1 || writes > 5) fprintf(stderr, "writes: %llu\n", (unsigned long long)writes);
@@ -174,13 +180,7 @@ static void late_batch_client(harness *h)
     resp_free(&r);
     CHECK(h, cl_response(&slow, &r, false) == 0 && r.status == 200);
     resp_free(&r);
-    for (int i = 0; i < 24; i++) {
-        char want[32];
-        snprintf(want, sizeof want, "GET /d/%d ", i);
-        CHECK(h, cl_response(&deep, &r, false) == 0);
-        CHECK(h, r.status == 200 && r.body && !strcmp(r.body, want));
-        resp_free(&r);
-    }
+    expect_echoes(h, &deep, "/d/", 24);
     /* one write each for /spin/300, /spin/20 and the 24 (the 24 would take three if the batch
      * were cut every 8th request because the iteration, not the batch, ran past the pass's
      * time) */
