@@ -1616,14 +1616,8 @@ static int json_out(const char *buf, size_t size, void *data)
     return sq_write_bytes(data, buf, size) == 0 ? 0 : -1;
 }
 
-/* Compact JSON straight into the output buffer, for the common documents: objects, arrays,
- * integers, true/false/null and strings of printable ASCII without '"' or '\\' (which need
- * no escaping).  Anything else (reals, escapes, UTF-8, deep nesting) returns 1 and the caller
- * uses jansson's json_dump_callback, whose output this matches byte for byte; it costs several
- * thousand instructions even for a one-key object (a loop-detection table keyed by
- * snprintf("%p") per container, a callback per token), which the profile of /json showed. */
 /* Is s[0..n) printable ASCII without '"' and '\\', bytes that go into JSON as they are?
- * Eight at a time: a word flags a byte below 0x20, from 0x7f up, or equal to either quote;
+ * Eight at a time: a word flags a byte below 0x20, from 0x7f up, or equal to '"' or '\\';
  * a flag is set only where such a byte is, or above one (the borrow), so "any" is exact. */
 static bool json_plain(const char *s, size_t n)
 {
@@ -1652,6 +1646,12 @@ static bool json_plain(const char *s, size_t n)
     return true;
 }
 
+/* Compact JSON straight into the output buffer, for the common documents: objects, arrays,
+ * integers, true/false/null and strings of printable ASCII without '"' or '\\' (which need
+ * no escaping).  Anything else (reals, escapes, UTF-8, deep nesting) returns 1 and the caller
+ * uses jansson's json_dump_callback, whose output this matches byte for byte; it costs several
+ * thousand instructions even for a one-key object (a loop-detection table keyed by
+ * snprintf("%p") per container, a callback per token), which the profile of /json showed. */
 static int json_fast(sq__buf *b, json_t *j, int depth)
 {
     if (depth > 32) return 1;
