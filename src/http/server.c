@@ -922,6 +922,9 @@ static void *conn_task(void *arg)
         }
         if (c->a->rlen > c->a->rpos && (n & 7) == 0) { /* the clock every 8th request: cheap */
             uint64_t t = sq__mono_ns();
+            /* a loop iteration begun since the clock started: a handler suspended in between,
+             * and the time it waited was nobody's; this pass starts again */
+            if (pass_t0 && sq_loop_now_ns(c->srv->loop) > pass_t0) pass_t0 = 0;
             if (n % REQS_PER_PASS == 0 || (pass_t0 && t - pass_t0 > PASS_NS)) {
                 sq_yield(); /* the output so far goes out meanwhile (the IO callback writes) */
                 if (c->closed || c->close_after) break;
