@@ -18,6 +18,7 @@
  */
 #include <string.h>
 
+#include "field_name.h"
 #include "squall/http_parser.h"
 
 #define MAX_LEADING_EMPTY_LINES 8 /* RFC 9112 §2.2: ignore "at least one"; more is an attack */
@@ -105,22 +106,7 @@ static inline uint32_t load32(const char *p)
     return x;
 }
 
-/* A field name (tchar bytes only) against a lower-case literal of letters and '-', n >= 4
- * bytes, a word at a time.  OR-ing 0x20 into every byte is exact here: it turns an upper-case
- * letter into its lower-case one, and the only other byte it turns into a letter or '-' is
- * that letter's upper case or CR, which no name holds.  The loads overlap instead of
- * reading past the name. */
-static inline bool name_is(const char *a, const char *lit, size_t n)
-{
-    if (n < 8)
-        return (((load32(a) | 0x20202020u) ^ load32(lit)) |
-                ((load32(a + n - 4) | 0x20202020u) ^ load32(lit + n - 4))) == 0;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        if ((load64(a + i) | (ONES * 0x20)) != load64(lit + i)) return false;
-    return i == n || (load64(a + n - 8) | (ONES * 0x20)) == load64(lit + n - 8);
-}
-#define NAME_IS(p, lit) name_is((p), lit, sizeof(lit) - 1)
+#define NAME_IS(p, lit) sq__http_name_is((p), lit, sizeof(lit) - 1)
 
 /* The request-target's runs between '?' and '#': first_ctl() with those two flagged too. */
 static inline const char *skip_path(const char *p, const char *end)

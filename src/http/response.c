@@ -8,6 +8,7 @@
 #include <time.h>
 #include <zlib.h>
 
+#include "http/field_name.h"
 #include "http/http_internal.h"
 
 static inline char *put(char *p, const char *s, size_t n)
@@ -255,50 +256,24 @@ int sq_http_get_status(const sq_http_request *req)
     return ((const sq__http_req *)req)->status;
 }
 
-static inline uint32_t load4(const char *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
-static inline uint64_t load8(const char *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-
-/* Whether the n bytes of a header name (tchars) spell `lit` (n lowercase letters and '-', 4 <=
- * n <= 16) in any case: two overlapping loads from each end, the names' bytes lowered by
- * setting bit 5.  That maps only 'A'-'Z' onto the letters, and only CR (no tchar) onto '-'. */
-static inline bool name_is(const char *name, size_t n, const char *lit)
-{
-    if (n <= 8)
-        return (load4(name) | 0x20202020u) == load4(lit) &&
-               (load4(name + n - 4) | 0x20202020u) == load4(lit + n - 4);
-    return (load8(name) | 0x2020202020202020ull) == load8(lit) &&
-           (load8(name + n - 8) | 0x2020202020202020ull) == load8(lit + n - 8);
-}
-
 static unsigned special_flag(const char *name, size_t n, const char *value)
 {
     switch (n) {
     case 4:
-        if (name_is(name, n, "etag")) return RESP_HAS_ETAG;
+        if (sq__http_name_is(name, "etag", n)) return RESP_HAS_ETAG;
         break;
     case 10:
-        if (name_is(name, n, "connection"))
+        if (sq__http_name_is(name, "connection", n))
             return value && !strcasecmp(value, "close") ? RESP_CONN_CLOSE : 0;
         break;
     case 12:
-        if (name_is(name, n, "content-type")) return RESP_HAS_CTYPE;
+        if (sq__http_name_is(name, "content-type", n)) return RESP_HAS_CTYPE;
         break;
     case 14:
-        if (name_is(name, n, "content-length")) return RESP_HAS_CLEN;
+        if (sq__http_name_is(name, "content-length", n)) return RESP_HAS_CLEN;
         break;
     case 16:
-        if (name_is(name, n, "content-encoding")) return RESP_HAS_CENC;
+        if (sq__http_name_is(name, "content-encoding", n)) return RESP_HAS_CENC;
         break;
     }
     return 0;
@@ -308,7 +283,7 @@ static unsigned special_flag(const char *name, size_t n, const char *value)
  * every such line away clears. */
 static unsigned name_flag(const char *name, size_t n)
 {
-    if (n == 10 && name_is(name, n, "connection")) return RESP_CONN_CLOSE;
+    if (n == 10 && sq__http_name_is(name, "connection", n)) return RESP_CONN_CLOSE;
     return special_flag(name, n, NULL);
 }
 
