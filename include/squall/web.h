@@ -19,6 +19,7 @@
 #ifndef SQUALL_WEB_H
 #define SQUALL_WEB_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -241,6 +242,22 @@ int sq_write_escaped(sq_handler *h, const char *s);
 /** Serialize a jansson value (void * to keep jansson out of this header; pass a json_t *),
  * set Content-Type: application/json, and drop the reference (it steals it). */
 int sq_write_json(sq_handler *h, void *json);
+/** Write JSON straight from a jansson json_pack() format and its arguments, without building
+ *  a tree: sq_write_jsonf(h, "{s:s, s:i}", "message", "Hello", "n", 3).  The bytes are
+ *  those of sq_write_json(h, json_pack(fmt, ...)), for the same formats: {} [] (',' ':' and
+ *  blanks ignored), s s# s% s+ (concatenation), s? (NULL: null), s* (NULL: left out), n, b,
+ *  i, I, f, o and O (a json_t *; o steals the reference, also on error), o? O? o* O*.  One
+ *  difference: a key given twice in one object is an error (json_pack keeps the last value).
+ *  Sets Content-Type: application/json.  0, or -EINVAL (a format error, a NULL or non-UTF-8
+ *  string, a real that is not finite: logged with its offset, nothing written), -ENOMEM,
+ *  -EALREADY. */
+int sq_write_jsonf(sq_handler *h, const char *fmt, ...);
+/** The same JSON as sq_write_jsonf, as a NUL-terminated malloc'ed string (its length in
+ *  *len if len is not NULL): for WebSocket messages, Redis, logs.  NULL with errno EINVAL
+ *  or ENOMEM. */
+char *sq_json_format(size_t *len, const char *fmt, ...);
+/** sq_json_format with a va_list. */
+char *sq_json_vformat(size_t *len, const char *fmt, va_list ap);
 
 /** The URL of static file `path` with its version: "/static/style.css?v=<hash of the
  *  contents>" (through the route named "static", which must use sq_static_file_handler).

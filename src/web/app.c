@@ -1611,141 +1611,29 @@ int sq_writef(sq_handler *h, const char *fmt, ...)
     return rc;
 }
 
-static int json_out(const char *buf, size_t size, void *data)
-{
-    return sq_write_bytes(data, buf, size) == 0 ? 0 : -1;
-}
-
-/* Is s[0..n) printable ASCII without '"' and '\\', bytes that go into JSON as they are?
- * Eight at a time: a word flags a byte below 0x20, from 0x7f up, or equal to '"' or '\\';
- * a flag is set only where such a byte is, or above one (the borrow), so "any" is exact. */
-static bool json_plain(const char *s, size_t n)
-{
-    const uint64_t ones = 0x0101010101010101ull, highs = ones << 7;
-#define EQ(x, c) ((((x) ^ (ones * (c))) - ones) & ~((x) ^ (ones * (c))))
-#define BAD(x)   ((((x)-ones * 0x20) & ~(x)) | (x) | EQ(x, 0x7f) | EQ(x, '"') | EQ(x, '\\'))
-    uint64_t m = 0, x;
-    size_t i = 0;
-    if (n >= 8) {
-        for (; i + 8 <= n; i += 8) {
-            memcpy(&x, s + i, 8);
-            m |= BAD(x);
-        }
-        if (i < n) { /* the last eight, overlapping ones already seen */
-            memcpy(&x, s + n - 8, 8);
-            m |= BAD(x);
-        }
-        return !(m & highs);
-    }
-#undef EQ
-#undef BAD
-    for (; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') return false;
-    }
-    return true;
-}
-
-/* Compact JSON straight into the output buffer, for the common documents: objects, arrays,
- * integers, true/false/null and strings of printable ASCII without '"' or '\\' (which need
- * no escaping).  Anything else (reals, escapes, UTF-8, deep nesting) returns 1 and the caller
- * uses jansson's json_dump_callback, whose output this matches byte for byte; it costs several
- * thousand instructions even for a one-key object (a loop-detection table keyed by
- * snprintf("%p") per container, a callback per token), which the profile of /json showed. */
-static int json_fast(sq__buf *b, json_t *j, int depth)
-{
-    if (depth > 32) return 1;
-    char num[24];
-    switch (json_typeof(j)) {
-    case JSON_OBJECT: {
-        if (sq__buf_append(b, "{", 1) < 0) return -ENOMEM;
-        bool first = true;
-        /* (the iterator itself: json_object_foreach goes from key to iterator and back,
-         * seven calls into jansson per member where four do) */
-        for (void *it = json_object_iter(j); it; it = json_object_iter_next(j, it)) {
-            const char *key = json_object_iter_key(it);
-            size_t n = json_object_iter_key_len(it);
-            json_t *v = json_object_iter_value(it);
-            if (!json_plain(key, n)) return 1;
-            if (sq__buf_reserve(b, n + 4) < 0) return -ENOMEM;
-            char *p = b->ptr + b->len;
-            if (!first) *p++ = ',';
-            *p++ = '"';
-            memcpy(p, key, n);
-            p += n;
-            *p++ = '"';
-            *p++ = ':';
-            b->len = (size_t)(p - b->ptr);
-            first = false;
-            int rc = json_fast(b, v, depth + 1);
-            if (rc) return rc;
-        }
-        return sq__buf_append(b, "}", 1) < 0 ? -ENOMEM : 0;
-    }
-    case JSON_ARRAY: {
-        if (sq__buf_append(b, "[", 1) < 0) return -ENOMEM;
-        size_t n = json_array_size(j);
-        for (size_t i = 0; i < n; i++) {
-            if (i && sq__buf_append(b, ",", 1) < 0) return -ENOMEM;
-            int rc = json_fast(b, json_array_get(j, i), depth + 1);
-            if (rc) return rc;
-        }
-        return sq__buf_append(b, "]", 1) < 0 ? -ENOMEM : 0;
-    }
-    case JSON_STRING: {
-        const char *str = json_string_value(j);
-        size_t n = json_string_length(j);
-        if (!json_plain(str, n)) return 1;
-        if (sq__buf_reserve(b, n + 2) < 0) return -ENOMEM;
-        char *p = b->ptr + b->len;
-        *p++ = '"';
-        memcpy(p, str, n);
-        p += n;
-        *p++ = '"';
-        b->len = (size_t)(p - b->ptr);
-        return 0;
-    }
-    case JSON_INTEGER: {
-        json_int_t v = json_integer_value(j);
-        unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-        char *p = num + sizeof num;
-        do {
-            *--p = (char)('0' + u % 10);
-            u /= 10;
-        } while (u);
-        if (v < 0) *--p = '-';
-        return sq__buf_append(b, p, (size_t)(num + sizeof num - p)) < 0 ? -ENOMEM : 0;
-    }
-    case JSON_TRUE:
-        return sq__buf_append(b, "true", 4) < 0 ? -ENOMEM : 0;
-    case JSON_FALSE:
-        return sq__buf_append(b, "false", 5) < 0 ? -ENOMEM : 0;
-    case JSON_NULL:
-        return sq__buf_append(b, "null", 4) < 0 ? -ENOMEM : 0;
-    default:
-        return 1; /* reals: jansson's formatting */
-    }
-}
-
 int sq_write_json(sq_handler *h, void *json)
 {
     json_t *j = json;
     if (!j) return -EINVAL;
     int rc = -EALREADY;
-    if (!h->finished) {
-        size_t before = h->out.len;
-        int fast = json_fast(&h->out, j, 0);
-        if (fast) h->out.len = before; /* 1: not for the fast path; < 0: out of memory */
-        if (fast < 0 ||
-            (fast > 0 && json_dump_callback(j, json_out, h, JSON_COMPACT | JSON_ENCODE_ANY) != 0)) {
-            h->out.len = before;
-            rc = -ENOMEM;
-        } else {
-            rc = sq_http_set_header(h->req, "Content-Type", "application/json");
-        }
-    }
+    if (!h->finished) rc = sq__json_dump(&h->out, j);
+    if (!rc) rc = sq_http_set_header(h->req, "Content-Type", "application/json");
     json_decref(j);
     return rc;
+}
+
+int sq_write_jsonf(sq_handler *h, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    /* finished: the arguments are still taken (an 'o' is stolen either way), into a scratch
+     * buffer that is dropped */
+    sq__buf scratch = {0};
+    int rc = sq__json_vpack(h->finished ? &scratch : &h->out, fmt, ap);
+    va_end(ap);
+    free(scratch.ptr);
+    if (h->finished) return rc ? rc : -EALREADY;
+    return rc ? rc : sq_http_set_header(h->req, "Content-Type", "application/json");
 }
 
 sq_templates *sq_app_templates(sq_app *app)

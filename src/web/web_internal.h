@@ -2,10 +2,12 @@
 #ifndef SQ_WEB_INTERNAL_H
 #define SQ_WEB_INTERNAL_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 
 #include "squall/web.h"
+#include "internal.h"
 
 /* Bytes from the handler's per-request arena (freed when the request ends); NULL on ENOMEM. */
 void *sq__handler_alloc(sq_handler *h, size_t n);
@@ -21,5 +23,13 @@ bool sq__handler_is_head(sq_handler *h);
 const sq_app_settings *sq__app_settings(const sq_app *app);
 /* Whether an If-None-Match list names `etag` (weak comparison; "*" matches anything). */
 bool sq__etag_listed(sq_str list, const char *etag);
+
+/* Compact JSON of a json_t appended to b, jansson's bytes (src/web/json.c): 0, or -ENOMEM
+ * (b as it was). */
+int sq__json_dump(sq__buf *b, void *json);
+/* JSON from a json_pack() format and its arguments appended to b: 0, or -EINVAL (a bad
+ * format or argument, logged) or -ENOMEM with b as it was.  Every argument is taken either
+ * way up to a format error ('o' references dropped). */
+int sq__json_vpack(sq__buf *b, const char *fmt, va_list ap);
 
 #endif

@@ -1,0 +1,65 @@
+/* libFuzzer target: JSON string output (src/web/json.c) against jansson's.
+ *
+ * Input layout: [k] [bytes].  The bytes, split at k % (len + 1), are written as an object key
+ * and a string value by sq_json_format("{s%:s%}") and as an array of two strings by
+ * sq_json_format("[s%,s%]"); jansson builds the same values with json_stringn (which checks
+ * UTF-8) and dumps them with JSON_COMPACT.  Both must refuse the same inputs (bad UTF-8) and
+ * write the same bytes otherwise (the escapes, the UTF-8 copied as it is).  The value is also
+ * written from the json_t through sq_write_json's serializer, which must agree too. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "squall/web.h"
+#include "web/web_internal.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define CHECK(x)                                                                                   \
+    do {                                                                                           \
+        if (!(x)) abort();                                                                         \
+    } while (0)
+
+static void same(char *got, size_t got_len, json_t *want)
+{
+    char *w = want ? json_dumps(want, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    CHECK(!got == !w);
+    if (w) {
+        CHECK(strlen(w) == got_len && !memcmp(got, w, got_len));
+        /* the tree serializer (sq_write_json's) agrees as well */
+        sq__buf b = {0};
+        CHECK(sq__json_dump(&b, want) == 0);
+        CHECK(b.len == got_len && !memcmp(b.ptr, w, got_len));
+        free(b.ptr);
+    }
+    free(w);
+    free(got);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static int quiet;
+    if (!quiet++) sq_log_set_level(SQ_LOG_OFF); /* refusals are logged */
+    if (size < 1) return 0;
+    size_t cut = data[0] % size; /* 0 .. size - 1 bytes of key */
+    const char *s = (const char *)data + 1;
+    size_t n = size - 1, kn = cut, vn = n - cut;
+    const char *v = s + kn;
+
+    size_t len = 0;
+    char *got = sq_json_format(&len, "[s%,s%]", s, kn, v, vn);
+    json_t *a = json_stringn(s, kn), *b = json_stringn(v, vn);
+    json_t *want = a && b ? json_pack("[O,O]", a, b) : NULL;
+    same(got, len, want);
+    json_decref(want);
+
+    got = sq_json_format(&len, "{s%:s%}", s, kn, v, vn);
+    want = a && b ? json_object() : NULL;
+    if (want) CHECK(json_object_setn(want, s, kn, b) == 0);
+    same(got, len, want);
+    json_decref(want);
+    json_decref(a);
+    json_decref(b);
+    return 0;
+}
