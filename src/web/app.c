@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -592,7 +593,9 @@ static sq_handler *handler_get(sq_app *app)
         app->pool = h->next_free;
         app->npool--;
         sq__buf out = h->out; /* keep the pooled buffer */
-        memset(h, 0, sizeof *h + app->state_max);
+        /* the fields and the class's state start zeroed; the arena's bytes need not be */
+        memset(h, 0, offsetof(sq_handler, arena_inline));
+        if (app->state_max) memset(h->state, 0, app->state_max);
         h->out = out;
     } else {
         h = calloc(1, sizeof *h + app->state_max);
