@@ -145,15 +145,14 @@ static void offload_get(sq_handler *h)
 static void json_get(sq_handler *h)
 {
     sq_http_request *req = sq_handler_request(h);
-    sq_write_json(h, json_pack("{s:s, s:s#, s:s, s:s, s:[i,i,i], s:b}", "framework", "squall",
-                               "path", req->path.ptr, (int)req->path.len, "remote_ip",
-                               req->remote_ip, "protocol", req->protocol, "numbers", 1, 2, 3,
-                               "fast", 1));
+    sq_write_jsonf(h, "{s:s, s:s%, s:s, s:s, s:[i,i,i], s:b}", "framework", "squall", "path",
+                   req->path.ptr, req->path.len, "remote_ip", req->remote_ip, "protocol",
+                   req->protocol, "numbers", 1, 2, 3, "fast", 1);
 }
 
 static void user_get(sq_handler *h)
 {
-    sq_write_json(h, json_pack("{s:s}", "id", sq_path_arg(h, 0)));
+    sq_write_jsonf(h, "{s:s}", "id", sq_path_arg(h, 0));
 }
 
 /* --- /form ------------------------------------------------------------------------------------ */

@@ -529,7 +529,7 @@ static bool parse_u64(const char *s, uint64_t *out)
 static void write_error_json(sq_handler *h, int status, const char *msg)
 {
     sq_set_status(h, status, NULL);
-    sq_write_json(h, json_pack("{s:s}", "error", msg));
+    sq_write_jsonf(h, "{s:s}", "error", msg);
 }
 
 static void chat_poll_get(sq_handler *h)

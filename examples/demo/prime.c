@@ -11,12 +11,11 @@
 #define _GNU_SOURCE
 #include <ctype.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <jansson.h>
 
 #include "demo.h"
 
@@ -102,12 +101,15 @@ static int parse_u64(const char *data, size_t len, uint64_t *out)
 /* The awaitable write: while the client is not reading, this handler waits here, and
  * with it the reading of further numbers (backpressure), instead of queueing answers
  * without bound. */
-static void send_json(sq_ws *ws, json_t *j)
+static void send_json(sq_ws *ws, const char *fmt, ...)
 {
-    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    if (s) sq_ws_write(ws, s, strlen(s), false);
+    va_list ap;
+    va_start(ap, fmt);
+    size_t len = 0;
+    char *s = sq_json_vformat(&len, fmt, ap); /* json_pack's formats, no tree built */
+    va_end(ap);
+    if (s) sq_ws_write(ws, s, len, false);
     free(s);
-    json_decref(j);
 }
 
 static void prime_message(sq_ws *ws, const char *data, size_t len, bool binary)
@@ -119,11 +121,11 @@ static void prime_message(sq_ws *ws, const char *data, size_t len, bool binary)
         const char *what = binary ? "" : data;
         size_t wlen = binary ? 0 : (len > 64 ? 64 : len);
         while (wlen > 0 && wlen < len && (what[wlen] & 0xC0) == 0x80) wlen--; /* whole chars */
-        send_json(ws, json_pack("{s:s%, s:s}", "n", what, wlen, "error",
-                                binary          ? "send numbers as text messages"
-                                : rc == -ERANGE ? "too large: the limit is 18446744073709551615"
-                                                : "not a number: send a decimal integer from 0 to "
-                                                  "18446744073709551615"));
+        send_json(ws, "{s:s%, s:s}", "n", what, wlen, "error",
+                  binary          ? "send numbers as text messages"
+                  : rc == -ERANGE ? "too large: the limit is 18446744073709551615"
+                                  : "not a number: send a decimal integer from 0 to "
+                                    "18446744073709551615");
         return;
     }
     bool prime;
@@ -142,7 +144,7 @@ static void prime_message(sq_ws *ws, const char *data, size_t len, bool binary)
     }
     char num[24];
     snprintf(num, sizeof num, "%llu", (unsigned long long)n);
-    send_json(ws, json_pack("{s:s, s:b, s:s}", "n", num, "prime", prime, "on", on));
+    send_json(ws, "{s:s, s:b, s:s}", "n", num, "prime", prime, "on", on);
 }
 
 sq_ws_class demo_prime_ws = {
