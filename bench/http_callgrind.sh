@@ -74,6 +74,7 @@ nginx_conf() { bench_nginx_conf "$1" 1024 "master_process off;"; }
 measure hello - / "$build/examples/hello" 0
 measure plaintext - /plaintext "$build/bench/web_bench" 0
 measure json - /json "$build/bench/web_bench" 0
+measure jsontree - /json-tree "$build/bench/web_bench" 0
 if command -v nginx >/dev/null; then
   measure nginx nginx_conf / nginx -c "$tmp/nginx.conf" -p "$tmp"
 fi
@@ -83,12 +84,13 @@ fi
   echo
   echo '| server | instructions/request | vs nginx |'
   echo '|---|---|---|'
-  for k in nginx hello plaintext json; do
+  for k in nginx hello plaintext json jsontree; do
     case $k in
       nginx) name="nginx (1 process)" ;;
       hello) name="squall hello (HTTP layer)" ;;
       plaintext) name="squall web /plaintext" ;;
-      json) name="squall web /json" ;;
+      json) name="squall web /json (sq_write_jsonf)" ;;
+      jsontree) name="squall web /json-tree (json_pack + sq_write_json)" ;;
     esac
     printf '| %s | %s | %s |\n' "$name" "${IR[$k]:-failed}" "$(ratio "${IR[$k]:-}" "${IR[nginx]:-}")"
   done

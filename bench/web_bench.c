@@ -9,8 +9,10 @@
  *                         in the environment do the same.
  *
  *   GET /plaintext   "Hello, World!" as text/plain (the web layer's answer to examples/hello)
- *   GET /json        {"message":"Hello, World!"}: a jansson object built and serialized for
- *                    every request (nothing cached)
+ *   GET /json        {"message":"Hello, World!"} written for every request from a json_pack
+ *                    format by sq_write_jsonf (nothing cached, no tree built)
+ *   GET /json-tree   the same document as a jansson object built with json_pack and
+ *                    serialized by sq_write_json (the way /json was written until 12-05)
  *   GET /page        bench/templates/page.html rendered with sq_render against a context built
  *                    for every request (a title, a user object, three items: about 240 bytes
  *                    of HTML), the compiled template cached as an app would
@@ -33,6 +35,11 @@ static void plaintext_get(sq_handler *h)
 }
 
 static void json_get(sq_handler *h)
+{
+    sq_write_jsonf(h, "{s:s}", "message", "Hello, World!");
+}
+
+static void json_tree_get(sq_handler *h)
 {
     sq_write_json(h, json_pack("{s:s}", "message", "Hello, World!"));
 }
@@ -57,13 +64,12 @@ int main(int argc, char **argv)
 {
     int port = argc > 1 ? atoi(argv[1]) : 8888;
     static const sq_handler_class plaintext = {.get = plaintext_get}, json = {.get = json_get},
-                                  sleeper = {.get = sleep_get}, page = {.get = page_get};
+                                  json_tree = {.get = json_tree_get}, sleeper = {.get = sleep_get},
+                                  page = {.get = page_get};
     static const sq_route routes[] = {
-        {"/plaintext", &plaintext, NULL, NULL},
-        {"/json", &json, NULL, NULL},
-        {"/sleep", &sleeper, NULL, NULL},
-        {"/page", &page, NULL, NULL},
-        {NULL, NULL, NULL, NULL},
+        {"/plaintext", &plaintext, NULL, NULL}, {"/json", &json, NULL, NULL},
+        {"/json-tree", &json_tree, NULL, NULL}, {"/sleep", &sleeper, NULL, NULL},
+        {"/page", &page, NULL, NULL},           {NULL, NULL, NULL, NULL},
     };
     /* the templates beside this source (SQ_BENCH_TEMPLATES overrides) */
     const char *tdir = getenv("SQ_BENCH_TEMPLATES");
