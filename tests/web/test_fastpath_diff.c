@@ -19,24 +19,6 @@
 
 /* --- random JSON documents ------------------------------------------------------------------ */
 
-typedef struct rng {
-    uint64_t s;
-} rng;
-
-static uint64_t rnd(rng *r)
-{
-    uint64_t x = r->s; /* xorshift64 */
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return r->s = x;
-}
-
-static unsigned rn(rng *r, unsigned n)
-{
-    return (unsigned)(rnd(r) % n);
-}
-
 /* String pieces: mostly plain ASCII, then everything jansson escapes or checks. */
 static const struct {
     const char *s;

@@ -15,24 +15,6 @@
 
 #include "webtest.h"
 
-typedef struct rng {
-    uint64_t s;
-} rng;
-
-static uint64_t rnd(rng *r)
-{
-    uint64_t x = r->s; /* xorshift64 */
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return r->s = x;
-}
-
-static unsigned rn(rng *r, unsigned n)
-{
-    return (unsigned)(rnd(r) % n);
-}
-
 /* String pieces: plain ASCII, what JSON escapes, good UTF-8, and UTF-8 jansson refuses. */
 static const struct {
     const char *s;

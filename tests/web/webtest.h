@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,26 @@ typedef struct wt_run {
     wt_resp resp[WT_MAX];
     sq_loop *loop;
 } wt_run;
+
+/* A seeded xorshift64 for the generated-input tests: the same sequence on every run. */
+typedef struct rng {
+    uint64_t s;
+} rng;
+
+static inline uint64_t rnd(rng *r)
+{
+    uint64_t x = r->s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return r->s = x;
+}
+
+/* 0 .. n-1 */
+static inline unsigned rn(rng *r, unsigned n)
+{
+    return (unsigned)(rnd(r) % n);
+}
 
 static inline int wt_connect(int port)
 {
