@@ -336,7 +336,7 @@ static ssize_t data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
         h2->progress_ns = sq_loop_now_ns(h2->loop);
         if (st->out_off == st->out.len) {
             st->out_off = st->out.len = 0;
-            if (st->out.cap > (256u << 10)) sq__buf_free(&st->out);
+            if (st->out.cap > SQ__HTTP_BUF_KEEP) sq__buf_free(&st->out);
         }
     }
     size_t left = st->out.len - st->out_off;

@@ -22,6 +22,7 @@
 #define SQ__HTTP_STREAM_BUF   (64u * 1024) /* read buffer while streaming a body */
 #define SQ__HTTP_POOL         256 /* active parts, buffers and stream objects kept for reuse */
 #define SQ__HTTP_POOL_OUT_MAX (16u * 1024) /* larger output buffers are freed, not pooled */
+#define SQ__HTTP_BUF_KEEP     (256u * 1024) /* a request's or stream's buffer kept up to this */
 /* What a connection's one timer measures. */
 enum {
     SQ__T_NONE,

@@ -662,7 +662,7 @@ int sq__http_resp_finish(sq_http_conn *c, sq__http_req *r)
     }
     r->rflags |= RESP_FINISHED;
     r->body.len = 0;
-    if (r->body.cap > (256u << 10)) sq__buf_free(&r->body); /* don't keep a big body around */
+    if (r->body.cap > SQ__HTTP_BUF_KEEP) sq__buf_free(&r->body); /* don't keep a big body around */
     return e;
 }
 

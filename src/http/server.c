@@ -485,7 +485,7 @@ void sq__http_conn_write(sq_http_conn *c)
     }
     if (c->a->opos == c->a->out.len) {
         c->a->opos = c->a->out.len = 0;
-        if (c->a->out.cap > (256u << 10)) sq__buf_free(&c->a->out);
+        if (c->a->out.cap > SQ__HTTP_BUF_KEEP) sq__buf_free(&c->a->out);
         if (c->tkind == T_WRITE) {
             c->tkind = T_NONE;
             sq_timer_stop(&c->a->timer);
