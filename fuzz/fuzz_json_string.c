@@ -3,8 +3,9 @@
  * Input layout: [k] [bytes].  The bytes, split at k % (len + 1), are written as an object key
  * and a string value by sq_json_format("{s%:s%}") and as an array of two strings by
  * sq_json_format("[s%,s%]"); jansson builds the same values with json_stringn (which checks
- * UTF-8) and dumps them with JSON_COMPACT.  Both must refuse the same inputs (bad UTF-8) and
- * write the same bytes otherwise (the escapes, the UTF-8 copied as it is).  The value is also
+ * UTF-8) and dumps them with JSON_COMPACT.  Both must refuse the same inputs (bad UTF-8; for
+ * sq_json_format also a key holding a NUL) and write the same bytes otherwise (the escapes,
+ * the UTF-8 copied as it is).  The value is also
  * written from the json_t through sq_write_json's serializer, which must agree too. */
 #include <stdlib.h>
 #include <string.h>
@@ -55,7 +56,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_decref(want);
 
     got = sq_json_format(&len, "{s%:s%}", s, kn, v, vn);
-    want = a && b ? json_object() : NULL;
+    /* (a key holding a NUL is refused: jansson 2.14's json_pack would cut it there) */
+    want = a && b && !memchr(s, 0, kn) ? json_object() : NULL;
     if (want) CHECK(json_object_setn(want, s, kn, b) == 0);
     same(got, len, want);
     json_decref(want);

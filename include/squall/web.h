@@ -240,17 +240,21 @@ int sq_writef(sq_handler *h, const char *fmt, ...) __attribute__((format(printf,
 /** Write `s` with < > & " ' replaced by HTML entities (Tornado's xhtml_escape). */
 int sq_write_escaped(sq_handler *h, const char *s);
 /** Serialize a jansson value (void * to keep jansson out of this header; pass a json_t *),
- * set Content-Type: application/json, and drop the reference (it steals it). */
+ * set Content-Type: application/json, and drop the reference (it steals it).  0, or -EINVAL
+ * (NULL, or a string jansson will not write: not UTF-8), -ENOMEM, -EALREADY. */
 int sq_write_json(sq_handler *h, void *json);
 /** Write JSON straight from a jansson json_pack() format and its arguments, without building
  *  a tree: sq_write_jsonf(h, "{s:s, s:i}", "message", "Hello", "n", 3).  The bytes are
  *  those of sq_write_json(h, json_pack(fmt, ...)), for the same formats: {} [] (',' ':' and
  *  blanks ignored), s s# s% s+ (concatenation), s? (NULL: null), s* (NULL: left out), n, b,
- *  i, I, f, o and O (a json_t *; o steals the reference, also on error), o? O? o* O*.  One
- *  difference: a key given twice in one object is an error (json_pack keeps the last value).
- *  Sets Content-Type: application/json.  0, or -EINVAL (a format error, a NULL or non-UTF-8
- *  string, a real that is not finite: logged with its offset, nothing written), -ENOMEM,
- *  -EALREADY. */
+ *  i, I, f, o and O (a json_t *; o steals the reference), o? O? o* O*.  Where json_pack
+ *  would not give that document, this refuses instead: a key given twice in one object
+ *  (json_pack keeps the last value), a key holding a NUL byte (jansson 2.14 cuts it there),
+ *  and formats nested more than 64 deep.  Sets Content-Type: application/json.  0, or
+ *  -EINVAL (a format error, a NULL or non-UTF-8 string, a real that is not finite: logged
+ *  with its offset in the format, nothing written), -ENOMEM, -EALREADY.  On an argument
+ *  error every argument is still read and each o dropped, as json_pack does; a format error
+ *  stops the reading there (the arguments after it cannot be matched to the format). */
 int sq_write_jsonf(sq_handler *h, const char *fmt, ...);
 /** The same JSON as sq_write_jsonf, as a NUL-terminated malloc'ed string (its length in
  *  *len if len is not NULL): for WebSocket messages, Redis, logs.  NULL with errno EINVAL

@@ -101,8 +101,9 @@ static inline int lit(sq__buf *b, const char *s, size_t n)
 /* s[0..n) as a JSON string, quotes included.  0, -EILSEQ (not UTF-8), -ENOMEM. */
 static int put_string(sq__buf *b, const char *s, size_t n)
 {
+    /* room first: an absurd length (a -1 passed for s%) fails here, before any byte is read */
+    if (n > SIZE_MAX - 2 || sq__buf_reserve(b, n + 2) < 0) return -ENOMEM;
     if (json_plain(s, n)) {
-        if (sq__buf_reserve(b, n + 2) < 0) return -ENOMEM;
         char *p = b->ptr + b->len;
         *p++ = '"';
         memcpy(p, s, n);
@@ -236,9 +237,17 @@ static int json_fast(sq__buf *b, json_t *j, int depth)
     }
 }
 
+typedef struct dump_to {
+    sq__buf *b;
+    bool oom;
+} dump_to;
+
 static int dump_out(const char *buf, size_t size, void *data)
 {
-    return sq__buf_append(data, buf, size) < 0 ? -1 : 0;
+    dump_to *d = data;
+    if (sq__buf_append(d->b, buf, size) == 0) return 0;
+    d->oom = true;
+    return -1;
 }
 
 int sq__json_dump(sq__buf *b, void *json)
@@ -247,7 +256,11 @@ int sq__json_dump(sq__buf *b, void *json)
     int rc = json_fast(b, json, 0);
     if (rc > 0) {
         b->len = before;
-        rc = json_dump_callback(json, dump_out, b, JSON_COMPACT | JSON_ENCODE_ANY) ? -ENOMEM : 0;
+        dump_to d = {b, false};
+        if (json_dump_callback(json, dump_out, &d, JSON_COMPACT | JSON_ENCODE_ANY))
+            rc = d.oom ? -ENOMEM : -EINVAL; /* else a string jansson will not write (bad UTF-8) */
+        else
+            rc = 0;
     }
     if (rc) b->len = before;
     return rc;
@@ -418,23 +431,29 @@ static int jf_object(jf *s)
             free(tmp.ptr);
             return -1;
         }
+        /* jansson 2.14 cuts a key at its first NUL (later versions keep it whole): refused,
+         * rather than cut or written differently */
+        if (r == 1 && !s->err && memchr(k, 0, kn))
+            jf_fail(s, -EINVAL, "a NUL byte in an object key");
         size_t mark = s->b->len;
         if (!s->err && !first) jf_lit(s, ",", 1);
         size_t key_off = s->b->len;
         if (!s->err) jf_put_string(s, k, kn);
+        size_t key_len = s->b->len - key_off;
+        const char *key_tok = s->tok;
         if (tmp.ptr) free(tmp.ptr);
-        if (!s->err && jf_key_seen(s, first_key, key_off, s->b->len - key_off))
-            jf_fail(s, -EINVAL, "a key given twice in one object");
         jf_lit(s, ":", 1);
         t = jf_next(s);
         r = jf_value(s, t);
         if (r < 0) return -1;
         if (r == 0) { /* an omitted member ('*' and NULL): take its key back */
-            if (!s->err) {
-                s->b->len = mark;
-                s->nkeys--;
-            }
+            if (!s->err) s->b->len = mark;
             continue;
+        }
+        /* a member written: its key must be new in this object */
+        if (!s->err && jf_key_seen(s, first_key, key_off, key_len)) {
+            s->tok = key_tok;
+            jf_fail(s, -EINVAL, "a key given twice in one object");
         }
         first = false;
     }

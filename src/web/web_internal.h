@@ -24,8 +24,8 @@ const sq_app_settings *sq__app_settings(const sq_app *app);
 /* Whether an If-None-Match list names `etag` (weak comparison; "*" matches anything). */
 bool sq__etag_listed(sq_str list, const char *etag);
 
-/* Compact JSON of a json_t appended to b, jansson's bytes (src/web/json.c): 0, or -ENOMEM
- * (b as it was). */
+/* Compact JSON of a json_t appended to b, jansson's bytes (src/web/json.c): 0, or -ENOMEM,
+ * or -EINVAL for a string jansson will not write (b as it was). */
 int sq__json_dump(sq__buf *b, void *json);
 /* JSON from a json_pack() format and its arguments appended to b: 0, or -EINVAL (a bad
  * format or argument, logged) or -ENOMEM with b as it was.  Every argument is taken either

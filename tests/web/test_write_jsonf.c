@@ -239,6 +239,27 @@ static void test_errors(void **state)
     s = sq_json_format(NULL, "[s*, i, s*, o*]", (char *)NULL, 7, (char *)NULL, (json_t *)NULL);
     assert_string_equal(s, "[7]");
     free(s);
+    s = sq_json_format(NULL, "{s:i, s:s*, s:o*}", "a", 1, "a", (char *)NULL, "a", (json_t *)NULL);
+    assert_string_equal(s, "{\"a\":1}"); /* nor is a key whose member is left out */
+    free(s);
+    /* a NUL in a key: refused (jansson 2.14 would cut the key there) */
+    errno = 0;
+    assert_null(sq_json_format(NULL, "{s#:i}", "a\0b", 3, 1));
+    assert_int_equal(errno, EINVAL);
+    s = sq_json_format(NULL, "[s#]", "a\0b", 3); /* in a value it is written as \u0000 */
+    assert_string_equal(s, "[\"a\\u0000b\"]");
+    free(s);
+    /* a length of -1 for s%: out of memory, not a read past the string */
+    errno = 0;
+    assert_null(sq_json_format(NULL, "[s%]", "abc", (size_t)-1));
+    assert_int_equal(errno, ENOMEM);
+    /* a json_t string that is not UTF-8 (made unchecked): refused, as json_dumps refuses it */
+    json_t *bad_utf8 = json_stringn_nocheck("\xff", 1);
+    errno = 0;
+    assert_null(sq_json_format(NULL, "[O]", bad_utf8));
+    assert_int_equal(errno, EINVAL);
+    assert_null(json_dumps(bad_utf8, JSON_ENCODE_ANY));
+    json_decref(bad_utf8);
 
     /* 'o' is stolen, written or not; 'O' is not */
     json_t *v = json_string("v");
@@ -252,6 +273,8 @@ static void test_errors(void **state)
     assert_int_equal(v->refcount, 1);
     json_incref(v);
     assert_null(sq_json_format(NULL, "[o, q]", v)); /* a format error after it */
+    assert_int_equal(v->refcount, 1);
+    assert_null(sq_json_format(NULL, "[q, o]", v)); /* after a format error nothing is read */
     assert_int_equal(v->refcount, 1);
     json_decref(v);
 
@@ -304,8 +327,11 @@ static void test_write_jsonf_server(void **state)
     wt_run run = {.n = 1, .reqs = {WT_GET("/j?who=caf%C3%A9%22")}};
     sq_log_set_handler(capture, NULL);
     wt_serve(loop, app, &run);
-    sq_log_set_handler(NULL, NULL);
     assert_string_equal(logged, "json: invalid UTF-8 at offset 3 of the format \"{s:s}\"");
+    assert_null(sq_json_format(NULL, "{s:i, s:[i]}", "k", 1, "k", 2));
+    assert_string_equal(logged, "json: a key given twice in one object at offset 6 of the format "
+                                "\"{s:i, s:[i]}\"");
+    sq_log_set_handler(NULL, NULL);
     assert_int_equal(run.resp[0].status, 200);
     assert_string_equal(run.resp[0].body,
                         "{\"message\":\"Hello, caf\xc3\xa9\\\"\",\"n\":[3,true]}");
