@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # User-space instructions per request, counted by valgrind --tool=callgrind (noise-free, unlike
-# CPU time): squall's examples/hello, bench/web_bench /plaintext and /json, and nginx (one
+# CPU time): squall's examples/hello, bench/web_bench /plaintext, /json and /json-tree (the
+# same document built as a jansson tree and serialized), and nginx (one
 # process: master_process off, access_log off, `return 200 "Hello, World!"`).  Each server
 # runs under callgrind, gets a warm-up of requests, has its counters zeroed (callgrind_control
 # -z), then answers exactly N keep-alive requests from bench/http_load (50 connections, one

@@ -3,8 +3,8 @@
 # writes canned responses; every row is also given as a ratio to it), nginx (1 worker, `return 200`), h2o (1 thread, a static
 # hello.txt), Node.js (http.createServer) and Tornado 6 (one process), all answering
 # "Hello, World!" as text/plain, on keep-alive plaintext; squall's web layer (bench/web_bench,
-# access log off like nginx's) on /plaintext and on /json, which builds and serializes
-# {"message":"Hello, World!"} with jansson for every request; nginx and squall on 16-deep
+# access log off like nginx's) on /plaintext and on /json, which writes
+# {"message":"Hello, World!"} with sq_write_jsonf for every request; nginx and squall on 16-deep
 # pipelining.  The json target compares /json with the web layer's own /plaintext (same layer,
 # same route lookup and handler object); the ratio to the HTTP-layer hello is shown as well.  Each server is pinned to CPU 0 and
 # wrk to CPU 1; server CPU time per request comes from utime+stime in /proc/<pid>/stat of the
