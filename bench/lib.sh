@@ -74,6 +74,9 @@ bench_fit_fds() {
 # cpu_ticks PID: user + system CPU time of PID so far, in clock ticks (/proc/PID/stat).
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
+# user_ticks PID: the user-space part of it (utime).
+user_ticks() { awk '{print $14}' "/proc/$1/stat"; }
+
 # busy_ticks: CPU time all CPUs spent on anything but idling so far (/proc/stat: user, nice,
 # system, irq, softirq, steal), in clock ticks.
 busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
@@ -101,17 +104,19 @@ other_load() {
 }
 
 # bench_measured PID CMD...: runs CMD (a load generator) with its stdout in OUT (its exit
-# status ignored); sets SRV_TICKS to the CPU time PID (the server) used meanwhile and NOISE_PCT
-# to what other processes took (other_load: busy time minus the server's and CMD's).
+# status ignored); sets SRV_TICKS to the CPU time PID (the server) used meanwhile, SRV_UTICKS
+# to the user-space part of it, and NOISE_PCT to what other processes took (other_load: busy
+# time minus the server's and CMD's).
 bench_measured() {
-  local pid=$1 before after b0 b1 c0 c1 t0 t1
+  local pid=$1 before after b0 b1 c0 c1 t0 t1 u0 u1
   shift
   child_ticks c0
-  before=$(cpu_ticks "$pid") b0=$(busy_ticks) t0=$(now_s)
+  before=$(cpu_ticks "$pid") u0=$(user_ticks "$pid") b0=$(busy_ticks) t0=$(now_s)
   OUT=$("$@") || true
-  after=$(cpu_ticks "$pid") b1=$(busy_ticks) t1=$(now_s)
+  after=$(cpu_ticks "$pid") u1=$(user_ticks "$pid") b1=$(busy_ticks) t1=$(now_s)
   child_ticks c1
   SRV_TICKS=$((after - before))
+  SRV_UTICKS=$((u1 - u0))
   NOISE_PCT=$(other_load $((b1 - b0)) $((SRV_TICKS + c1 - c0)) \
     "$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')")
 }
