@@ -431,14 +431,13 @@ static int jf_object(jf *s)
             free(tmp.ptr);
             return -1;
         }
-        /* jansson 2.14 cuts a key at its first NUL (later versions keep it whole): refused,
-         * rather than cut or written differently */
-        if (r == 1 && !s->err && memchr(k, 0, kn))
-            jf_fail(s, -EINVAL, "a NUL byte in an object key");
         size_t mark = s->b->len;
         if (!s->err && !first) jf_lit(s, ",", 1);
         size_t key_off = s->b->len;
         if (!s->err) jf_put_string(s, k, kn);
+        /* jansson 2.14 cuts a key at its first NUL (later versions keep it whole): refused,
+         * rather than cut or written differently (checked once put_string read it whole) */
+        if (!s->err && memchr(k, 0, kn)) jf_fail(s, -EINVAL, "a NUL byte in an object key");
         size_t key_len = s->b->len - key_off;
         const char *key_tok = s->tok;
         if (tmp.ptr) free(tmp.ptr);

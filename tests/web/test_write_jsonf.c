@@ -253,6 +253,9 @@ static void test_errors(void **state)
     errno = 0;
     assert_null(sq_json_format(NULL, "[s%]", "abc", (size_t)-1));
     assert_int_equal(errno, ENOMEM);
+    errno = 0;
+    assert_null(sq_json_format(NULL, "{s%:i}", "abc", (size_t)-1, 1)); /* as a key */
+    assert_int_equal(errno, ENOMEM);
     /* a json_t string that is not UTF-8 (made unchecked): refused, as json_dumps refuses it */
     json_t *bad_utf8 = json_stringn_nocheck("\xff", 1);
     errno = 0;
