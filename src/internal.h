@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "squall.h"
 
@@ -164,13 +165,27 @@ void sq__loop_forget_labels(sq_loop *loop, const sq__coro_label *from, const sq_
 /* "name" for a function pointer: its symbol (dladdr), else "module+0xoffset", else "%p". */
 void sq__fn_name(const void *fn, char *buf, size_t cap);
 
-/* Slow-callback accounting: coarse clock, cheap enough for every callback. */
-uint64_t sq__coarse_ns(void);
-void sq__slow_check(sq_loop *loop, uint64_t start_ns, const char *kind, const void *fn);
-/* The same with the end time given (one clock read ends one coroutine's turn and starts the
+/* Slow-callback accounting: coarse clock, cheap enough for every callback (read inline, and
+ * only a callback over the threshold leaves the inline path). */
+static inline uint64_t sq__coarse_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * SQ__NS_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+/* Log a callback that held the loop from start_ns to end_ns (over the threshold). */
+void sq__slow_report(sq_loop *loop, uint64_t start_ns, uint64_t end_ns, const char *kind,
+                     const void *fn);
+/* The check with the end time given (one clock read ends one coroutine's turn and starts the
  * next one's). */
-void sq__slow_check_at(sq_loop *loop, uint64_t start_ns, uint64_t end_ns, const char *kind,
-                       const void *fn);
+static inline void sq__slow_check_at(sq_loop *loop, uint64_t start_ns, uint64_t end_ns,
+                                     const char *kind, const void *fn)
+{
+    if (SQ__UNLIKELY(end_ns - start_ns >= loop->slow_ns))
+        sq__slow_report(loop, start_ns, end_ns, kind, fn);
+    else
+        loop->slow_label = NULL;
+}
 static inline uint64_t sq__slow_begin(sq_loop *loop)
 {
     if (!loop->slow_ns) return 0;
@@ -179,7 +194,7 @@ static inline uint64_t sq__slow_begin(sq_loop *loop)
 }
 static inline void sq__slow_end(sq_loop *loop, uint64_t start, const char *kind, const void *fn)
 {
-    if (loop->slow_ns) sq__slow_check(loop, start, kind, fn);
+    if (loop->slow_ns) sq__slow_check_at(loop, start, sq__coarse_ns(), kind, fn);
 }
 
 /* Whether one more round of ready coroutines may run (or the IO poll be skipped for one)

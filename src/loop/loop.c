@@ -25,13 +25,6 @@ uint64_t sq__mono_ns(void)
     return (uint64_t)ts.tv_sec * SQ__NS_PER_SEC + (uint64_t)ts.tv_nsec;
 }
 
-uint64_t sq__coarse_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * SQ__NS_PER_SEC + (uint64_t)ts.tv_nsec;
-}
-
 void sq__fn_name(const void *fn, char *buf, size_t cap)
 {
     Dl_info info;
@@ -52,18 +45,12 @@ void sq__fn_name(const void *fn, char *buf, size_t cap)
     snprintf(buf, cap, "%p", fn);
 }
 
-void sq__slow_check(sq_loop *loop, uint64_t start_ns, const char *kind, const void *fn)
-{
-    sq__slow_check_at(loop, start_ns, sq__coarse_ns(), kind, fn);
-}
-
-void sq__slow_check_at(sq_loop *loop, uint64_t start_ns, uint64_t end_ns, const char *kind,
-                       const void *fn)
+void sq__slow_report(sq_loop *loop, uint64_t start_ns, uint64_t end_ns, const char *kind,
+                     const void *fn)
 {
     uint64_t took = end_ns - start_ns;
     const sq__coro_label *l = loop->slow_label;
     loop->slow_label = NULL;
-    if (took < loop->slow_ns) return;
     char name[256];
     if (l) {
         /* a coroutine serving a request: its method, route and handler */
