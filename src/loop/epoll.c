@@ -65,6 +65,7 @@ static int ep_poll(sq_loop *loop, int timeout_ms)
     if (n < 0) return errno == EINTR ? 0 : -errno;
     if (n > 0) loop->now_ns = sq__mono_ns();
     st->nready = n;
+    uint64_t t = 0; /* the end of the previous event's callback: the next one's start */
     for (st->cursor = 0; st->cursor < st->nready; st->cursor++) {
         struct epoll_event *e = &st->events[st->cursor];
         sq_io *io = e->data.ptr;
@@ -76,7 +77,7 @@ static int ep_poll(sq_loop *loop, int timeout_ms)
         if (e->events & EPOLLERR) ev |= SQ_ERROR;
         /* Errors and hang-ups also wake the side that is listening, so it sees them. */
         if (ev & (SQ_HUP | SQ_ERROR)) ev |= io->events;
-        sq__io_dispatch(loop, io, ev);
+        t = sq__io_dispatch_at(loop, io, ev, t);
     }
     st->nready = 0;
     return n;

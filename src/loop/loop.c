@@ -433,10 +433,22 @@ int sq_io_stop(sq_loop *loop, sq_io *io)
 
 void sq__io_dispatch(sq_loop *loop, sq_io *io, unsigned events)
 {
-    uint64_t t0 = sq__slow_begin(loop);
+    sq__io_dispatch_at(loop, io, events, 0);
+}
+
+uint64_t sq__io_dispatch_at(sq_loop *loop, sq_io *io, unsigned events, uint64_t t0)
+{
     sq_io_cb cb = io->cb; /* the callback may free the watcher's memory */
+    if (!loop->slow_ns) {
+        cb(loop, io, events);
+        return 0;
+    }
+    loop->slow_label = NULL;
+    if (!t0) t0 = sq__coarse_ns();
     cb(loop, io, events);
-    sq__slow_end(loop, t0, "fd watcher", (const void *)cb);
+    uint64_t t1 = sq__coarse_ns();
+    sq__slow_check_at(loop, t0, t1, "fd watcher", (const void *)cb);
+    return t1;
 }
 
 /* --- timers: a wheel for the later ones, a sorted run and a heap for those due ----------- *
