@@ -669,6 +669,71 @@ static void test_slow_callback_warning(void **state)
     sq_log_set_handler(NULL, NULL);
 }
 
+/* fd watchers share one clock read between events of a batch (one event's end is the next
+ * one's start): a slow log handler must not make the next, fast watchers look slow, and a
+ * watcher that turns the check off is not reported. */
+static int slow_log_ms;
+static void slow_capture_log(int level, const char *msg, void *arg)
+{
+    capture_log(level, msg, arg);
+    if (slow_log_ms) sleep_ms(slow_log_ms);
+}
+
+typedef struct batch_io {
+    sq_io io;
+    int fd[2];
+    int block_ms;
+    bool turn_off;
+} batch_io;
+
+static void batch_io_cb(sq_loop *loop, sq_io *io, unsigned events)
+{
+    batch_io *b = io->data;
+    char c;
+    (void)events;
+    while (read(b->fd[0], &c, 1) == 1) {
+    }
+    if (b->block_ms) sleep_ms(b->block_ms);
+    if (b->turn_off) sq_loop_set_slow_callback_warning(loop, -1);
+}
+
+static void test_slow_fd_batch(void **state)
+{
+    (void)state;
+    memset(&logs, 0, sizeof logs);
+    sq_log_set_handler(slow_capture_log, NULL);
+    for (int scenario = 0; scenario < 2; scenario++) {
+        sq_loop *loop = sq_loop_new(&(sq_loop_options){.slow_callback_warning = 0.1});
+        batch_io b[4] = {{.block_ms = 0}};
+        for (int i = 0; i < 4; i++) {
+            assert_int_equal(pipe2(b[i].fd, O_NONBLOCK | O_CLOEXEC), 0);
+            sq_io_init(&b[i].io, b[i].fd[0], batch_io_cb, &b[i]);
+            assert_int_equal(sq_io_start(loop, &b[i].io, SQ_READ), 0);
+        }
+        if (scenario == 0) {
+            b[0].block_ms = 150; /* one slow watcher, then three fast ones */
+            slow_log_ms = 200;   /* and a log handler slower than the threshold */
+        } else {
+            b[0].block_ms = b[1].block_ms = 150; /* each slow, but the first turns it off */
+            b[0].turn_off = b[1].turn_off = true;
+            slow_log_ms = 0;
+        }
+        for (int i = 0; i < 4; i++) assert_int_equal(write(b[i].fd[1], "x", 1), 1);
+        int before = logs.warnings;
+        sq_loop_run_once(loop, false); /* all four in one epoll batch */
+        print_message("scenario %d: %d warnings\n", scenario, logs.warnings - before);
+        assert_int_equal(logs.warnings - before, scenario == 0 ? 1 : 0);
+        for (int i = 0; i < 4; i++) {
+            sq_io_stop(loop, &b[i].io);
+            close(b[i].fd[0]);
+            close(b[i].fd[1]);
+        }
+        sq_loop_free(loop);
+    }
+    slow_log_ms = 0;
+    sq_log_set_handler(NULL, NULL);
+}
+
 /* sq_raise_fd_limit: the soft limit goes up to the hard one (a server's first step). */
 static void test_raise_fd_limit(void **state)
 {
@@ -770,6 +835,7 @@ int main(void)
         cmocka_unit_test(test_signal_delivered_on_loop),
         cmocka_unit_test(test_stop_on_signals),
         cmocka_unit_test(test_slow_callback_warning),
+        cmocka_unit_test(test_slow_fd_batch),
         cmocka_unit_test(test_raise_fd_limit),
         cmocka_unit_test(test_nested_run_refused),
     };
