@@ -198,7 +198,8 @@ static inline uint64_t sq__slow_begin(sq_loop *loop)
 }
 static inline void sq__slow_end(sq_loop *loop, uint64_t start, const char *kind, const void *fn)
 {
-    if (loop->slow_ns) sq__slow_check_at(loop, start, sq__coarse_ns(), kind, fn);
+    /* (start 0: the check was off when the callback began, and it turned it on) */
+    if (loop->slow_ns && start) sq__slow_check_at(loop, start, sq__coarse_ns(), kind, fn);
 }
 
 /* Whether one more round of ready coroutines may run (or the IO poll be skipped for one)

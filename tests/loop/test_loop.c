@@ -605,6 +605,11 @@ static void fast_cb(void *arg)
     (void)arg;
 }
 
+static void turn_on_cb(void *arg)
+{
+    sq_loop_set_slow_callback_warning(arg, 0.05);
+}
+
 static double logged_ms(void)
 {
     const char *p = strstr(logs.last, "for ");
@@ -663,6 +668,17 @@ static void test_slow_callback_warning(void **state)
     sq_loop_run_once(loop, false);
     assert_int_equal(logs.warnings, 3);
     assert_non_null(strstr(logs.last, "slow callback"));
+    sq_loop_free(loop);
+
+    /* A callback that turns the check on is not measured from the loop's creation (it
+     * was reported as holding the loop for the machine's uptime). */
+    loop = sq_loop_new(&(sq_loop_options){.slow_callback_warning = -1});
+    sq_add_callback(loop, turn_on_cb, loop);
+    sq_loop_run_once(loop, false);
+    assert_int_equal(logs.warnings, 3);
+    sq_add_callback(loop, block_cb, (void *)(intptr_t)100); /* and it works from then on */
+    sq_loop_run_once(loop, false);
+    assert_int_equal(logs.warnings, 4);
     sq_loop_free(loop);
 
     assert_int_equal(logs.other, 0);
