@@ -466,7 +466,9 @@ void sq__http_conn_new(sq_http_server *srv, int fd, const struct sockaddr *peer)
 static void update_io(sq_http_conn *c);
 static double body_wait_limit(sq_http_conn *c);
 
-void sq__http_conn_write(sq_http_conn *c)
+/* Write what the output holds; then the interest follows the output, unless `update` is
+ * false because the caller calls update_io itself right after (conn_io: conn_after does). */
+static void conn_write(sq_http_conn *c, bool update)
 {
     if (c->closed) return;
     bool progress = false;
@@ -517,7 +519,12 @@ void sq__http_conn_write(sq_http_conn *c)
         c->a->waiter = NULL;
         sq_coro_wake(w);
     }
-    update_io(c);
+    if (update) update_io(c);
+}
+
+void sq__http_conn_write(sq_http_conn *c)
+{
+    conn_write(c, true);
 }
 
 static void flush_cb(void *arg)
@@ -1254,7 +1261,8 @@ static void conn_io(sq_loop *loop, sq_io *io, unsigned events)
         on_readable(c);
         c->in_batch = was;
     }
-    if (!c->closed && c->a->opos < c->a->out.len) sq__http_conn_write(c);
+    /* (conn_after ends in update_io, except for a connection that switched to HTTP/2) */
+    if (!c->closed && c->a->opos < c->a->out.len) conn_write(c, c->h2_mode);
     conn_after(c);
     c->in_io = false;
     sq__http_conn_release(c);
