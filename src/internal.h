@@ -180,15 +180,18 @@ static inline uint64_t sq__coarse_ns(void)
 /* Log a callback that held the loop from start_ns to end_ns (over the threshold). */
 void sq__slow_report(sq_loop *loop, uint64_t start_ns, uint64_t end_ns, const char *kind,
                      const void *fn);
-/* The check with the end time given (one clock read ends one coroutine's turn and starts the
- * next one's). */
-static inline void sq__slow_check_at(sq_loop *loop, uint64_t start_ns, uint64_t end_ns,
-                                     const char *kind, const void *fn)
+/* Check a turn that ran from start_ns (0: not measured, the check was turned on meanwhile) to
+ * end_ns.  Returns when the next turn starts, so that one clock read ends a turn and starts
+ * the next: end_ns, or the time after a report (a slow log handler is no one's turn). */
+static inline uint64_t sq__slow_check_at(sq_loop *loop, uint64_t start_ns, uint64_t end_ns,
+                                         const char *kind, const void *fn)
 {
-    if (SQ__UNLIKELY(end_ns - start_ns >= loop->slow_ns))
+    if (SQ__UNLIKELY(start_ns && end_ns - start_ns >= loop->slow_ns)) {
         sq__slow_report(loop, start_ns, end_ns, kind, fn);
-    else
-        loop->slow_label = NULL;
+        return sq__coarse_ns();
+    }
+    loop->slow_label = NULL;
+    return end_ns;
 }
 static inline uint64_t sq__slow_begin(sq_loop *loop)
 {
@@ -198,8 +201,7 @@ static inline uint64_t sq__slow_begin(sq_loop *loop)
 }
 static inline void sq__slow_end(sq_loop *loop, uint64_t start, const char *kind, const void *fn)
 {
-    /* (start 0: the check was off when the callback began, and it turned it on) */
-    if (loop->slow_ns && start) sq__slow_check_at(loop, start, sq__coarse_ns(), kind, fn);
+    if (loop->slow_ns) (void)sq__slow_check_at(loop, start, sq__coarse_ns(), kind, fn);
 }
 
 /* Whether one more round of ready coroutines may run (or the IO poll be skipped for one)

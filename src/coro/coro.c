@@ -513,15 +513,8 @@ bool sq_coro_resume(sq_coro *c)
 static void turn_end(sq_loop *loop)
 {
     if (!loop->slow_ns) return;
-    uint64_t t1 = sq__coarse_ns();
-    /* (run_t0 0: the check was turned on during the batch) */
-    if (SQ__UNLIKELY(t1 - loop->run_t0 >= loop->slow_ns) && loop->run_t0) {
-        sq__slow_report(loop, loop->run_t0, t1, "coroutine", (const void *)loop->run_fn);
-        t1 = sq__coarse_ns(); /* the report's own time is not the next turn's */
-    } else {
-        loop->slow_label = NULL;
-    }
-    loop->run_t0 = t1;
+    loop->run_t0 = sq__slow_check_at(loop, loop->run_t0, sq__coarse_ns(), "coroutine",
+                                     (const void *)loop->run_fn);
 }
 
 #ifdef SQ_CORO_HANDOFF

@@ -447,13 +447,7 @@ uint64_t sq__io_dispatch_at(sq_loop *loop, sq_io *io, unsigned events, uint64_t 
     if (!t0) t0 = sq__coarse_ns();
     cb(loop, io, events);
     if (!loop->slow_ns) return 0; /* the callback turned the check off */
-    uint64_t t1 = sq__coarse_ns();
-    if (SQ__UNLIKELY(t1 - t0 >= loop->slow_ns)) {
-        sq__slow_report(loop, t0, t1, "fd watcher", (const void *)cb);
-        return 0; /* the report's own time (a slow log handler) is no one else's */
-    }
-    loop->slow_label = NULL;
-    return t1;
+    return sq__slow_check_at(loop, t0, sq__coarse_ns(), "fd watcher", (const void *)cb);
 }
 
 /* --- timers: a wheel for the later ones, a sorted run and a heap for those due ----------- *
