@@ -144,7 +144,7 @@ static void act_free(sq__http_act *a)
 static void act_put(sq_http_server *srv, sq_http_conn *c)
 {
     sq__http_act *a = c->a;
-    if (sq_timer_active(&a->timer)) sq_timer_stop(&a->timer); /* (mostly not: keep-alive) */
+    sq_timer_stop(&a->timer);
     c->tkind = T_NONE;
     c->parsed = 0;
     if (c->h2_mode) {
