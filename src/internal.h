@@ -2,11 +2,13 @@
 #ifndef SQUALL_INTERNAL_H
 #define SQUALL_INTERNAL_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <time.h>
 
 #include "squall.h"
@@ -269,7 +271,14 @@ static inline int sq__buf_reserve(sq__buf *b, size_t extra)
 {
     return b->cap - b->len >= extra ? 0 : sq__buf_grow(b, extra);
 }
-int sq__buf_append(sq__buf *b, const void *data, size_t len);
+/* Append len bytes: 0, or -ENOMEM.  Inline as well (several calls a request on hot paths). */
+static inline int sq__buf_append(sq__buf *b, const void *data, size_t len)
+{
+    if (sq__buf_reserve(b, len) < 0) return -ENOMEM;
+    if (len) memcpy(b->ptr + b->len, data, len);
+    b->len += len;
+    return 0;
+}
 void sq__buf_free(sq__buf *b);
 
 /* Ignore SIGPIPE if it still has its default action: writes to pipes and sendfile() to

@@ -17,14 +17,6 @@ int sq__buf_grow(sq__buf *b, size_t extra)
     return 0;
 }
 
-int sq__buf_append(sq__buf *b, const void *data, size_t len)
-{
-    if (sq__buf_reserve(b, len) < 0) return -ENOMEM;
-    if (len) memcpy(b->ptr + b->len, data, len);
-    b->len += len;
-    return 0;
-}
-
 void sq__buf_free(sq__buf *b)
 {
     free(b->ptr);

@@ -90,14 +90,6 @@ static size_t utf8_seq(const unsigned char *p, size_t n)
     return k;
 }
 
-static inline int lit(sq__buf *b, const char *s, size_t n)
-{
-    if (sq__buf_reserve(b, n) < 0) return -ENOMEM;
-    memcpy(b->ptr + b->len, s, n);
-    b->len += n;
-    return 0;
-}
-
 /* s[0..n) as a JSON string, quotes included.  0, -EILSEQ (not UTF-8), -ENOMEM. */
 static int put_string(sq__buf *b, const char *s, size_t n)
 {
@@ -114,7 +106,7 @@ static int put_string(sq__buf *b, const char *s, size_t n)
     /* runs of bytes that go as they are (checked UTF-8 included), then one escape */
     const unsigned char *in = (const unsigned char *)s;
     size_t i = 0, run = 0;
-    if (lit(b, "\"", 1)) return -ENOMEM;
+    if (sq__buf_append(b, "\"", 1)) return -ENOMEM;
     while (i < n) {
         unsigned c = in[i];
         if (c >= 0x80) {
@@ -154,10 +146,10 @@ static int put_string(sq__buf *b, const char *s, size_t n)
             esc[5] = "0123456789ABCDEF"[c & 15];
             el = 6;
         }
-        if (lit(b, s + run, i - run) || lit(b, esc, el)) return -ENOMEM;
+        if (sq__buf_append(b, s + run, i - run) || sq__buf_append(b, esc, el)) return -ENOMEM;
         run = ++i;
     }
-    return lit(b, s + run, n - run) || lit(b, "\"", 1) ? -ENOMEM : 0;
+    return sq__buf_append(b, s + run, n - run) || sq__buf_append(b, "\"", 1) ? -ENOMEM : 0;
 }
 
 static int put_int(sq__buf *b, json_int_t v)
@@ -170,7 +162,7 @@ static int put_int(sq__buf *b, json_int_t v)
         u /= 10;
     } while (u);
     if (v < 0) *--p = '-';
-    return sq__buf_append(b, p, (size_t)(num + sizeof num - p)) < 0 ? -ENOMEM : 0;
+    return sq__buf_append(b, p, (size_t)(num + sizeof num - p));
 }
 
 /* A real as jansson writes it (its shortest round-trip form, ".0" on integral values):
@@ -183,7 +175,7 @@ static int put_real(sq__buf *b, double d)
     size_t n = json_dumpb(r, tmp, sizeof tmp, JSON_COMPACT | JSON_ENCODE_ANY);
     json_decref(r);
     if (!n || n > sizeof tmp) return -ENOMEM;
-    return sq__buf_append(b, tmp, n) < 0 ? -ENOMEM : 0;
+    return sq__buf_append(b, tmp, n);
 }
 
 /* Compact JSON of a jansson value straight into b.  1: a value this does not write itself
@@ -196,29 +188,29 @@ static int json_fast(sq__buf *b, json_t *j, int depth)
     if (depth > 32) return 1;
     switch (json_typeof(j)) {
     case JSON_OBJECT: {
-        if (lit(b, "{", 1)) return -ENOMEM;
+        if (sq__buf_append(b, "{", 1)) return -ENOMEM;
         bool first = true;
         /* (the iterator itself: json_object_foreach goes from key to iterator and back,
          * seven calls into jansson per member where four do) */
         for (void *it = json_object_iter(j); it; it = json_object_iter_next(j, it)) {
-            if (!first && lit(b, ",", 1)) return -ENOMEM;
+            if (!first && sq__buf_append(b, ",", 1)) return -ENOMEM;
             first = false;
             int rc = put_string(b, json_object_iter_key(it), json_object_iter_key_len(it));
-            if (!rc) rc = lit(b, ":", 1);
+            if (!rc) rc = sq__buf_append(b, ":", 1);
             if (!rc) rc = json_fast(b, json_object_iter_value(it), depth + 1);
             if (rc) return rc == -EILSEQ ? 1 : rc;
         }
-        return lit(b, "}", 1);
+        return sq__buf_append(b, "}", 1);
     }
     case JSON_ARRAY: {
-        if (lit(b, "[", 1)) return -ENOMEM;
+        if (sq__buf_append(b, "[", 1)) return -ENOMEM;
         size_t n = json_array_size(j);
         for (size_t i = 0; i < n; i++) {
-            if (i && lit(b, ",", 1)) return -ENOMEM;
+            if (i && sq__buf_append(b, ",", 1)) return -ENOMEM;
             int rc = json_fast(b, json_array_get(j, i), depth + 1);
             if (rc) return rc;
         }
-        return lit(b, "]", 1);
+        return sq__buf_append(b, "]", 1);
     }
     case JSON_STRING: {
         int rc = put_string(b, json_string_value(j), json_string_length(j));
@@ -227,11 +219,11 @@ static int json_fast(sq__buf *b, json_t *j, int depth)
     case JSON_INTEGER:
         return put_int(b, json_integer_value(j));
     case JSON_TRUE:
-        return lit(b, "true", 4);
+        return sq__buf_append(b, "true", 4);
     case JSON_FALSE:
-        return lit(b, "false", 5);
+        return sq__buf_append(b, "false", 5);
     case JSON_NULL:
-        return lit(b, "null", 4);
+        return sq__buf_append(b, "null", 4);
     default:
         return 1; /* reals: jansson's formatting */
     }
@@ -323,7 +315,7 @@ static void jf_emit(jf *s, int rc)
 
 static inline void jf_lit(jf *s, const char *text, size_t n)
 {
-    if (!s->err && lit(s->b, text, n)) jf_fail(s, -ENOMEM, "out of memory");
+    if (!s->err && sq__buf_append(s->b, text, n)) jf_fail(s, -ENOMEM, "out of memory");
 }
 
 /* A string argument: s, s#, s%, s+... (json_pack's read_string).  1 with *p and *n set (a
@@ -604,7 +596,7 @@ char *sq_json_vformat(size_t *len, const char *fmt, va_list ap)
 {
     sq__buf b = {0};
     int rc = sq__json_vpack(&b, fmt, ap);
-    if (!rc) rc = lit(&b, "", 1); /* the terminating NUL */
+    if (!rc) rc = sq__buf_append(&b, "", 1); /* the terminating NUL */
     if (rc) {
         free(b.ptr);
         errno = -rc;
