@@ -271,11 +271,42 @@ static inline int sq__buf_reserve(sq__buf *b, size_t extra)
 {
     return b->cap - b->len >= extra ? 0 : sq__buf_grow(b, extra);
 }
+/* memcpy for the short copies of the response path (header lines, small bodies): up to 32
+ * bytes as two overlapping loads and stores of a power-of-two size, inline, longer ones
+ * through libc.  A call to libc's memcpy costs about twenty instructions for a 13-byte copy,
+ * and a keep-alive response makes six of them. */
+static inline void sq__copy(void *dst, const void *src, size_t n)
+{
+    char *d = (char *)dst;
+    const char *s = (const char *)src;
+    if (n >= 8 && n <= 32) {
+        uint64_t a, b;
+        if (n > 16) {
+            uint64_t c, e;
+            memcpy(&a, s, 8), memcpy(&b, s + 8, 8);
+            memcpy(&c, s + n - 16, 8), memcpy(&e, s + n - 8, 8);
+            memcpy(d, &a, 8), memcpy(d + 8, &b, 8);
+            memcpy(d + n - 16, &c, 8), memcpy(d + n - 8, &e, 8);
+            return;
+        }
+        memcpy(&a, s, 8), memcpy(&b, s + n - 8, 8);
+        memcpy(d, &a, 8), memcpy(d + n - 8, &b, 8);
+    } else if (n >= 4 && n < 8) {
+        uint32_t a, b;
+        memcpy(&a, s, 4), memcpy(&b, s + n - 4, 4);
+        memcpy(d, &a, 4), memcpy(d + n - 4, &b, 4);
+    } else if (n > 32) {
+        memcpy(d, s, n);
+    } else if (n) {
+        d[0] = s[0], d[n / 2] = s[n / 2], d[n - 1] = s[n - 1]; /* 1 to 3 bytes */
+    }
+}
+
 /* Append len bytes: 0, or -ENOMEM.  Inline as well (several calls a request on hot paths). */
 static inline int sq__buf_append(sq__buf *b, const void *data, size_t len)
 {
     if (sq__buf_reserve(b, len) < 0) return -ENOMEM;
-    if (len) memcpy(b->ptr + b->len, data, len);
+    sq__copy(b->ptr + b->len, data, len);
     b->len += len;
     return 0;
 }

@@ -13,13 +13,34 @@
 
 static inline char *put(char *p, const char *s, size_t n)
 {
-    memcpy(p, s, n);
+    if (__builtin_constant_p(n))
+        memcpy(p, s, n); /* the compiler writes literals' copies inline itself */
+    else
+        sq__copy(p, s, n);
     return p + n;
 }
 #define PUTS(p, lit) put(p, lit, sizeof(lit) - 1)
 
 static char *put_u64(char *p, uint64_t v)
 {
+    /* statuses and small bodies' lengths: up to three digits without the loop */
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324"
+                                "25262728293031323334353637383940414243444546474849"
+                                "50515253545556575859606162636465666768697071727374"
+                                "75767778798081828384858687888990919293949596979899";
+    if (v < 10) {
+        *p = (char)('0' + v);
+        return p + 1;
+    }
+    if (v < 100) {
+        memcpy(p, pairs + 2 * v, 2);
+        return p + 2;
+    }
+    if (v < 1000) {
+        *p = (char)('0' + v / 100);
+        memcpy(p + 1, pairs + 2 * (v % 100), 2);
+        return p + 3;
+    }
     char tmp[24];
     int n = 0;
     do {
@@ -202,13 +223,44 @@ int sq__http_head200_init(sq_http_server *srv)
 
 /* --- request-side API: status and headers ------------------------------------------------- */
 
-/* The length of a header name, or 0 when it is empty or holds a byte that is no tchar. */
-static size_t name_len(const char *n)
+/* The response header names that set a flag (special_flag), matched in any case. */
+enum { NAME_OTHER, NAME_ETAG, NAME_CONNECTION, NAME_CTYPE, NAME_CLEN, NAME_CENC };
+
+/* Which of them the n bytes at `name` spell, before they are known to be a token:
+ * sq__http_name_is also takes a CR for a '-', and a CR is checked for where the three
+ * hyphenated names have their one '-'.  A name this matches is therefore a valid one. */
+static int known_name(const char *name, size_t n)
 {
-    if (!n) return 0;
-    const unsigned char *p = (const unsigned char *)n;
-    while (sq__http_tchar[*p]) p++;
-    return *p ? 0 : (size_t)(p - (const unsigned char *)n);
+    switch (n) {
+    case 4:
+        return sq__http_name_is(name, "etag", n) ? NAME_ETAG : NAME_OTHER;
+    case 10:
+        return sq__http_name_is(name, "connection", n) ? NAME_CONNECTION : NAME_OTHER;
+    case 12:
+        return sq__http_name_is(name, "content-type", n) && name[7] == '-' ? NAME_CTYPE
+                                                                           : NAME_OTHER;
+    case 14:
+        return sq__http_name_is(name, "content-length", n) && name[7] == '-' ? NAME_CLEN
+                                                                             : NAME_OTHER;
+    case 16:
+        return sq__http_name_is(name, "content-encoding", n) && name[7] == '-' ? NAME_CENC
+                                                                               : NAME_OTHER;
+    }
+    return NAME_OTHER;
+}
+
+/* The length of a header name, or 0 when it is NULL, empty or holds a byte that is no
+ * tchar; *kind gets known_name's answer.  Known names skip the byte-by-byte check. */
+static size_t name_len_kind(const char *name, int *kind)
+{
+    *kind = NAME_OTHER;
+    if (!name) return 0;
+    size_t n = strlen(name);
+    *kind = known_name(name, n);
+    if (*kind == NAME_OTHER)
+        for (size_t i = 0; i < n; i++)
+            if (!sq__http_tchar[(unsigned char)name[i]]) return 0;
+    return n;
 }
 
 /* The length of a header value or reason phrase, or -1 when it holds CR or LF (it would
@@ -256,35 +308,29 @@ int sq_http_get_status(const sq_http_request *req)
     return ((const sq__http_req *)req)->status;
 }
 
-static unsigned special_flag(const char *name, size_t n, const char *value)
+/* The flag a header of that kind sets with that value. */
+static unsigned special_flag(int kind, const char *value)
 {
-    switch (n) {
-    case 4:
-        if (sq__http_name_is(name, "etag", n)) return RESP_HAS_ETAG;
-        break;
-    case 10:
-        if (sq__http_name_is(name, "connection", n))
-            return value && !strcasecmp(value, "close") ? RESP_CONN_CLOSE : 0;
-        break;
-    case 12:
-        if (sq__http_name_is(name, "content-type", n)) return RESP_HAS_CTYPE;
-        break;
-    case 14:
-        if (sq__http_name_is(name, "content-length", n)) return RESP_HAS_CLEN;
-        break;
-    case 16:
-        if (sq__http_name_is(name, "content-encoding", n)) return RESP_HAS_CENC;
-        break;
+    switch (kind) {
+    case NAME_ETAG:
+        return RESP_HAS_ETAG;
+    case NAME_CONNECTION:
+        return value && !strcasecmp(value, "close") ? RESP_CONN_CLOSE : 0;
+    case NAME_CTYPE:
+        return RESP_HAS_CTYPE;
+    case NAME_CLEN:
+        return RESP_HAS_CLEN;
+    case NAME_CENC:
+        return RESP_HAS_CENC;
     }
     return 0;
 }
 
-/* The flag a line named `name` may set, whatever its value (Connection's too): what taking
+/* The flag a line of that kind may set, whatever its value (Connection's too): what taking
  * every such line away clears. */
-static unsigned name_flag(const char *name, size_t n)
+static unsigned name_flag(int kind)
 {
-    if (n == 10 && sq__http_name_is(name, "connection", n)) return RESP_CONN_CLOSE;
-    return special_flag(name, n, NULL);
+    return kind == NAME_CONNECTION ? RESP_CONN_CLOSE : special_flag(kind, NULL);
 }
 
 /* Remove the headers named `name` (n bytes) whose value `match` accepts (NULL: all of
@@ -381,24 +427,25 @@ int sq__http_remove_headers(sq_http_request *req, const char *name,
     size_t n = strlen(name);
     int removed = remove_matching(r, name, n, match, arg);
     /* the flag a header sets stays only while one of its lines does */
-    unsigned f = removed ? name_flag(name, n) : 0;
+    unsigned f = removed ? name_flag(known_name(name, n)) : 0;
     if (f && !sq__http_resp_has_header(req, name)) r->rflags &= ~f;
     return removed;
 }
 
 static int add_header(sq__http_req *r, const char *name, const char *value, bool replace)
 {
-    size_t n = name_len(name);
+    int kind;
+    size_t n = name_len_kind(name, &kind);
     ssize_t vl = value_len(value);
     if (!n || vl < 0) return -EINVAL;
     if (r->rflags & (RESP_HEAD_SENT | RESP_FINISHED)) return -EALREADY;
     size_t v = (size_t)vl;
     /* the flag this header sets, and (replacing) the one it clears: Connection clears
      * RESP_CONN_CLOSE whatever its value */
-    unsigned set = special_flag(name, n, value);
+    unsigned set = special_flag(kind, value);
     if (replace) {
         if (r->hdrs.len) remove_header(r, name, n);
-        r->rflags &= ~(set ? set : name_flag(name, n)); /* (set is the name's flag if any) */
+        r->rflags &= ~name_flag(kind);
     }
     return put_line(r, name, n, value, v, set);
 }
@@ -416,11 +463,12 @@ int sq_http_add_header(sq_http_request *req, const char *name, const char *value
 int sq_http_clear_header(sq_http_request *req, const char *name)
 {
     sq__http_req *r = (sq__http_req *)req;
-    size_t n = name_len(name);
+    int kind;
+    size_t n = name_len_kind(name, &kind);
     if (!n) return -EINVAL;
     if (r->rflags & (RESP_HEAD_SENT | RESP_FINISHED)) return -EALREADY;
     remove_header(r, name, n);
-    r->rflags &= ~name_flag(name, n);
+    r->rflags &= ~name_flag(kind);
     return 0;
 }
 

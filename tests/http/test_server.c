@@ -486,6 +486,19 @@ static void api_handler(sq_http_request *req, void *arg)
                                   "On Past Sixty-Four Bytes For Sure") == 0);
     EXPECT(ac, sq_http_get_status(req) == 299);
     EXPECT(ac, sq_http_set_header(req, "Bad Name", "v") == -EINVAL);
+    /* a known name is matched without a byte-by-byte check, which must still refuse what
+     * only looks like it: a CR or LF where its '-' is, a space, a byte above 0x7f */
+    EXPECT(ac, sq_http_set_header(req, "Content\rType", "x/y") == -EINVAL);
+    EXPECT(ac, sq_http_set_header(req, "content\rlength", "1") == -EINVAL);
+    EXPECT(ac, sq_http_set_header(req, "Content\rEncoding", "gzip") == -EINVAL);
+    EXPECT(ac, sq_http_set_header(req, "Content\nType", "x/y") == -EINVAL);
+    EXPECT(ac, sq_http_set_header(req, "Content Type", "x/y") == -EINVAL);
+    EXPECT(ac, sq_http_set_header(req, "Content-Typ\xc5", "x/y") == -EINVAL);
+    EXPECT(ac, sq_http_set_header(req, "ETa\x07", "\"1\"") == -EINVAL);
+    EXPECT(ac, sq_http_add_header(req, "Connectio\x0e", "close") == -EINVAL);
+    EXPECT(ac, sq_http_clear_header(req, "Content\rType") == -EINVAL);
+    EXPECT(ac, sq_http_set_header(req, "", "v") == -EINVAL);
+    EXPECT(ac, sq_http_set_header(req, NULL, "v") == -EINVAL);
     EXPECT(ac, sq_http_set_header(req, "X-A", "v\r\nInjected: 1") == -EINVAL);
     EXPECT(ac, sq_http_set_header(req, "X-A", "1") == 0);
     EXPECT(ac, sq_http_set_header(req, "x-a", "2") == 0); /* replaces */

@@ -2,7 +2,8 @@
  * idle keep-alive connection costs little more than it), the request object holds 32 header
  * slots and parses a head with more into a heap array of the full count (100, then 431), the
  * peer's address, kept in binary, is formatted for every request (IPv4 and IPv6), and the idle
- * timer, re-armed lazily, still closes no earlier than idle_timeout after the last response. */
+ * timer, re-armed lazily, still closes no earlier than idle_timeout after the last response;
+ * the short copies the response path makes inline equal memcpy. */
 #include "server_util.h"
 
 /* Answers "<nheaders> <value of X-Last or -> <remote_ip>", after sleeping for /sleep. */
@@ -360,6 +361,24 @@ static void test_shutdown_while_writing(void **state)
     run_with_client(&s, big_handler, NULL, shutdown_client, NULL, 40);
 }
 
+/* The response path's short copies (sq__copy, inline up to 32 bytes by overlapping word
+ * moves) give memcpy's bytes for every length and alignment, and write nothing around them. */
+static void test_short_copy(void **state)
+{
+    (void)state;
+    char src[160], dst[160], want[160];
+    for (size_t i = 0; i < sizeof src; i++) src[i] = (char)(i * 37 + 11);
+    for (size_t n = 0; n <= 96; n++)
+        for (size_t so = 0; so < 8; so++)
+            for (size_t doff = 0; doff < 8; doff++) {
+                memset(dst, 0x5a, sizeof dst);
+                memset(want, 0x5a, sizeof want);
+                memcpy(want + 16 + doff, src + so, n);
+                sq__copy(dst + 16 + doff, src + so, n);
+                assert_memory_equal(dst, want, sizeof dst);
+            }
+}
+
 int main(void)
 {
     (void)run_cmd; /* a helper of server_util.h this file does not need */
@@ -371,6 +390,7 @@ int main(void)
         cmocka_unit_test(test_parked_lists),
         cmocka_unit_test(test_detached_finish_in_io),
         cmocka_unit_test(test_shutdown_while_writing),
+        cmocka_unit_test(test_short_copy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
