@@ -612,9 +612,10 @@ static sq_handler *handler_get(sq_app *app)
 static void handler_put(sq_handler *h)
 {
     sq_app *app = h->app;
-    sq_args_free(&h->qargs);
-    sq_args_free(&h->bargs);
-    sq_args_free(&h->cookies);
+    /* (most requests parse none of them: no call then) */
+    if (h->qargs.items) sq_args_free(&h->qargs);
+    if (h->bargs.items) sq_args_free(&h->bargs);
+    if (h->cookies.items) sq_args_free(&h->cookies);
     free(h->fail_msg);
     h->fail_msg = NULL;
     while (h->blocks) {

@@ -275,6 +275,7 @@ typedef struct jf {
     const char *what; /* the first error */
     size_t where;     /* its offset in the format */
     int depth;
+    bool nul_free; /* the last string jf_string read was measured by strlen: no NUL in it */
     jf_key *keys; /* the keys of the objects open, innermost last */
     size_t nkeys, capkeys;
     jf_key keys_inline[JF_KEYS_INLINE];
@@ -332,8 +333,10 @@ static int jf_string(jf *s, bool optional, const char **p, size_t *n, sq__buf *t
         }
         *p = str;
         *n = s->err ? 0 : strlen(str);
+        s->nul_free = true;
         return 1;
     }
+    s->nul_free = false;
     if (optional) {
         jf_fail(s, -EINVAL, "'#', '%' or '+' on an optional string");
         return -1;
@@ -429,7 +432,8 @@ static int jf_object(jf *s)
         if (!s->err) jf_put_string(s, k, kn);
         /* jansson 2.14 cuts a key at its first NUL (later versions keep it whole): refused,
          * rather than cut or written differently (checked once put_string read it whole) */
-        if (!s->err && memchr(k, 0, kn)) jf_fail(s, -EINVAL, "a NUL byte in an object key");
+        if (!s->err && !s->nul_free && memchr(k, 0, kn))
+            jf_fail(s, -EINVAL, "a NUL byte in an object key");
         size_t key_len = s->b->len - key_off;
         const char *key_tok = s->tok;
         if (tmp.ptr) free(tmp.ptr);
