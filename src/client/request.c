@@ -137,6 +137,10 @@ static int easy_configure(CURL *e, const char *url, const sq_fetch_request *req,
     const char *proxy = PICK(proxy_host);
     /* "" also keeps libcurl from reading http_proxy & co. from the environment. */
     SET(CURLOPT_PROXY, proxy ? proxy : "");
+    /* Without a proxy, no_proxy has nothing to exempt, and libcurl would otherwise read it
+     * (no_proxy, then NO_PROXY) from the environment on every transfer; with one, the
+     * environment's no_proxy applies as before. */
+    SET(CURLOPT_NOPROXY, proxy ? (const char *)NULL : "");
     if (proxy) {
         int port = PICK(proxy_port);
         if (port) SET(CURLOPT_PROXYPORT, (long)port);

@@ -102,8 +102,10 @@ sq_fetch_response *sq__response_build(sq__xfer *x)
     if (!*r->pub.reason) r->pub.reason = sq_http_reason(r->pub.code);
 
     r->url = strdup(x->url);
-    r->effective_url = strdup(eff ? eff : x->url);
-    if (!r->url || !r->effective_url) goto fail;
+    if (!r->url) goto fail;
+    /* (most fetches end where they started: one copy serves both then) */
+    r->effective_url = !eff || !strcmp(eff, x->url) ? r->url : strdup(eff);
+    if (!r->effective_url) goto fail;
     r->pub.url = r->url;
     r->pub.effective_url = r->effective_url;
 
@@ -137,7 +139,7 @@ void sq_fetch_response_free(sq_fetch_response *pub)
     free(r->headers);
     free(r->head);
     free(r->body);
+    if (r->effective_url != r->url) free(r->effective_url);
     free(r->url);
-    free(r->effective_url);
     free(r);
 }

@@ -301,6 +301,28 @@ static void *basic_coro(void *arg)
     assert_int_equal(fetch("http://nonexistent.invalid/hello?i=proxied", &px, &r), 0);
     assert_string_equal(r->body, "hello proxied");
     sq_fetch_response_free(r);
+    /* The environment: its no_proxy still exempts a host from a proxy given here (a dead
+     * one: the fetch works only if it goes direct), and with no proxy given, http_proxy is
+     * not used (squall reads neither from the environment unless a proxy is set). */
+    unsetenv("no_proxy"); /* whatever the machine running the tests has */
+    unsetenv("NO_PROXY");
+    sq_fetch_request dead = {.proxy_host = "127.0.0.1", .proxy_port = ngx_free_port()};
+    assert_true(fetch(url("/hello?i=direct"), &dead, &r) < 0); /* through the dead proxy */
+    assert_null(r);
+    setenv("no_proxy", "127.0.0.1", 1);
+    assert_int_equal(fetch(url("/hello?i=direct"), &dead, &r), 0);
+    assert_string_equal(r->body, "hello direct");
+    sq_fetch_response_free(r);
+    unsetenv("no_proxy");
+    char env_proxy[64];
+    snprintf(env_proxy, sizeof env_proxy, "http://127.0.0.1:%d", dead.proxy_port);
+    setenv("http_proxy", env_proxy, 1);
+    for (int i = 0; i < 2; i++) { /* a new handle, then the one kept configured */
+        assert_int_equal(fetch(url("/hello?i=env"), NULL, &r), 0);
+        assert_string_equal(r->body, "hello env");
+        sq_fetch_response_free(r);
+    }
+    unsetenv("http_proxy");
 
     /* Basic auth reaches the server as an Authorization header. */
     sq_fetch_request au = {.auth_username = "Aladdin", .auth_password = "open sesame"};
