@@ -375,17 +375,23 @@ static void *incr_worker(void *arg)
     return NULL;
 }
 
+/* first_gap: from the start to the first tick (the loop iteration in which the 100
+ * coroutines format their 10,000 commands); max_gap: the longest between later ticks. */
 typedef struct ticker {
     int ticks;
-    double last, max_gap;
+    double last, first_at, first_gap, max_gap;
 } ticker;
 
 static void tick(void *arg)
 {
     ticker *t = arg;
     double now = sq_test_now();
-    t->ticks++;
-    if (now - t->last > t->max_gap) t->max_gap = now - t->last;
+    if (t->ticks++ == 0) {
+        t->first_gap = now - t->last;
+        t->first_at = now;
+    } else if (now - t->last > t->max_gap) {
+        t->max_gap = now - t->last;
+    }
     t->last = now;
 }
 
@@ -414,13 +420,18 @@ static void *pipeline_coro(void *arg)
     int total = 0;
     for (int i = 0; i < NCORO; i++) total += ctx[i].done;
     assert_int_equal(total, NCORO * NCMD);
+    double after = tk.ticks ? t0 + elapsed - tk.first_at : 0; /* from the first tick on */
     print_message("10,000 INCRs from 100 coroutines: %.1f ms; %d ticks of a 1 ms periodic callback "
-                  "(%.0f at most), longest gap %.1f ms\n",
-                  elapsed * 1e3, tk.ticks, elapsed / interval, tk.max_gap * 1e3);
-    /* the loop kept serving: the periodic callback kept running, never held up for long
-     * (the longest gap is the first one, while the 100 coroutines format their 10,000
-     * commands in one loop iteration) */
-    assert_true(tk.ticks >= (int)(elapsed / interval / 10));
+                  "(%.0f at most), the first after %.1f ms, then gaps of %.1f ms at most\n",
+                  elapsed * 1e3, tk.ticks, elapsed / interval, tk.first_gap * 1e3,
+                  tk.max_gap * 1e3);
+    /* the loop kept serving: the periodic callback ran, and while the replies came in it was
+     * never held up for long.  The first gap is the loop iteration in which the 100
+     * coroutines format their 10,000 commands (about 20 ms alone under ASan, 210 ms on a
+     * busy 2-core machine): bounded apart, generously. */
+    assert_true(tk.ticks >= 1);
+    assert_true(tk.first_gap < 2.0);
+    assert_true(tk.ticks - 1 >= (int)(after / interval / 10));
     assert_true(tk.max_gap < 0.2);
     int e;
     expect_int(ok(r, sq_redis_cmd(r, &e, "INCR ctr:7"), &e), NCMD + 1);
