@@ -306,7 +306,7 @@ static inline void sq__copy(void *dst, const void *src, size_t n)
 static inline int sq__buf_append(sq__buf *b, const void *data, size_t len)
 {
     if (sq__buf_reserve(b, len) < 0) return -ENOMEM;
-    sq__copy(b->ptr + b->len, data, len);
+    if (len) sq__copy(b->ptr + b->len, data, len); /* (an empty buffer's ptr is NULL) */
     b->len += len;
     return 0;
 }
