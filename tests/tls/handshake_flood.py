@@ -35,7 +35,11 @@ from tls_util import (check, client_context, finish, percentile, raise_nofile, r
 CLIENTS = 1000
 ROUNDS = 2
 HANDSHAKE_TIMEOUT = 1.0
-P99_LIMIT_MS = 100
+# The stall this guards against is the flood's length (1.2 s) or the handshake timeout (1 s);
+# an ASan build beside make test's other tests, on a guest where the first round's page faults
+# (RSS 30 -> 58 MB) cost about 11 us each, measured a first-round p99 of 101.6 ms (13 ms in
+# the second), so the bound leaves that room and stays far below a stall.
+P99_LIMIT_MS = 250
 RSS_BACK_MB = 16
 KINDS = ("silent", "partial", "tlsjunk", "plain")
 
