@@ -7,7 +7,10 @@
 # run (getrusage / process.cpuUsage, measured by the client itself).  Clients that are not
 # installed get a "not installed" row.  The first row is the floor (bench/floor_client.c: one
 # epoll set, one write per request and one read per response, no parsing beyond
-# Content-Length); every row's CPU per request is also given as a ratio to it.
+# Content-Length); every row's CPU per request is also given as a ratio to it.  The second
+# row is libcurl alone (bench/fetch_curl.c: the same multi-socket driving and per-transfer
+# options as squall's client, from a plain epoll loop, without coroutines, futures or response
+# objects): squall's row minus it is squall's own share of a fetch.
 # Writes the table to $SQ_BENCH_RESULTS/fetch.md (default bench/results).
 # Usage: bench/fetch_compare.sh BUILD_DIR [SECONDS]
 set -euo pipefail
@@ -19,6 +22,7 @@ conc=100
 command -v nginx >/dev/null || { echo "nginx not installed: nothing to fetch from" >&2; exit 1; }
 [ -x "$build/bench/fetch_load" ] || { echo "$build/bench/fetch_load not built" >&2; exit 1; }
 [ -x "$build/bench/floor_client" ] || { echo "$build/bench/floor_client not built" >&2; exit 1; }
+[ -x "$build/bench/fetch_curl" ] || { echo "$build/bench/fetch_curl not built" >&2; exit 1; }
 
 # nginx on a free loopback port (bench_start_free retries should it be taken meanwhile).
 start_nginx() {
@@ -59,6 +63,8 @@ row() {
   echo '|---|---|---|---|---|---|'
   row floor "floor (bench/floor_client: epoll, one write and one read per request)" \
     "$build/bench/floor_client" "$url" "$secs" "$conc"
+  row curl "libcurl $(pkg-config --modversion libcurl 2>/dev/null) alone (bench/fetch_curl: multi socket API on epoll, squall's options)" \
+    "$build/bench/fetch_curl" "$url" "$secs" "$conc"
   row squall "squall sq_fetch (libcurl multi)" "$build/bench/fetch_load" "$url" "$secs" "$conc"
   if has_tornado6; then
     row tornado "Tornado $("$python" -c 'import tornado; print(tornado.version)') AsyncHTTPClient (simple)" \
@@ -76,6 +82,10 @@ row() {
   if [ -n "${US[squall]:-}" ] && [ -n "${US[floor]:-}" ]; then
     summary+=$(awk -v a="${US[squall]}" -v b="${US[floor]}" \
       'BEGIN {if (b > 0) printf " squall %.2fx the floor'"'"'s CPU per request;", a / b}')
+  fi
+  if [ -n "${US[squall]:-}" ] && [ -n "${US[curl]:-}" ]; then
+    summary+=$(awk -v a="${US[squall]}" -v b="${US[curl]}" \
+      'BEGIN {if (b > 0) printf " %.2fx libcurl alone (squall'"'"'s own share %+.2f µs);", a / b, a - b}')
   fi
   if [ -n "${RPS[squall]:-}" ] && [ -n "${RPS[tornado]:-}" ]; then
     summary+=$(awk -v a="${RPS[squall]}" -v b="${RPS[tornado]}" -v c="${US[squall]}" -v d="${US[tornado]}" \
