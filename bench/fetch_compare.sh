@@ -34,38 +34,79 @@ port=${PORT:-0}
 url="http://127.0.0.1:$port/"
 [ "$(curl -s "$url")" = "Hello, World!" ] || { echo "nginx did not start: $(cat "$tmp/error.log" 2>/dev/null)" >&2; exit 1; }
 
-declare -A RPS US
-# row KEY NAME COMMAND...: run one client, print its table row.
-row() {
-  local key=$1 name=$2; shift 2
-  local out
+declare -A RPS US N E S C FAIL
+# run_client KEY COMMAND...: one run of a client; its requests, errors, seconds and CPU
+# seconds are added to KEY's totals (N, E, S, C) and LAST_US is its CPU µs per request.
+# A client that fails leaves its last error line in FAIL[KEY].
+run_client() {
+  local key=$1 out line reqs us; shift
+  LAST_US=""
   if ! out=$($pin_load "$@" 2>"$tmp/$key.err"); then
-    printf '| %s | - | - | - | - | failed: %s |\n' "$name" "$(tail -1 "$tmp/$key.err" | tr '|' '/')"
+    FAIL[$key]=$(tail -1 "$tmp/$key.err" | tr '|' '/')
     return 0
   fi
-  local line reqs errs rps us
   line=$(echo "$out" | grep -E '^[a-z]+: requests ' | tail -1)
   reqs=$(echo "$line" | awk '{print $3}')
-  errs=$(echo "$line" | awk '{print $5}')
-  rps=$(echo "$line" | awk '{print $9}')
   us=$(echo "$line" | awk '{print $11}')
-  RPS[$key]=$rps
-  US[$key]=$us
+  N[$key]=$((${N[$key]:-0} + reqs))
+  E[$key]=$((${E[$key]:-0} + $(echo "$line" | awk '{print $5}')))
+  S[$key]=$(awk -v a="${S[$key]:-0}" -v b="$(echo "$line" | awk '{print $7}')" 'BEGIN {print a + b}')
+  C[$key]=$(awk -v a="${C[$key]:-0}" -v n="$reqs" -v u="$us" 'BEGIN {print a + n * u / 1e6}')
+  LAST_US=$us
+}
+# print_row KEY NAME: KEY's table row from its totals.
+print_row() {
+  local key=$1 name=$2
+  if [ -n "${FAIL[$key]:-}" ] || [ -z "${N[$key]:-}" ]; then
+    printf '| %s | - | - | - | - | failed: %s |\n' "$name" "${FAIL[$key]:-no output}"
+    return 0
+  fi
+  RPS[$key]=$(awk -v n="${N[$key]}" -v s="${S[$key]}" 'BEGIN {if (s > 0) printf "%.1f", n / s; else print 0}')
+  US[$key]=$(awk -v n="${N[$key]}" -v c="${C[$key]}" 'BEGIN {if (n > 0) printf "%.2f", c / n * 1e6; else print 0}')
   local ratio=-
-  [ -n "${US[floor]:-}" ] && ratio=$(awk -v a="$us" -v b="${US[floor]}" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "-"}')
-  printf '| %s | %s | %s | %s | %s | %s |\n' "$name" "$rps" "$us" "$ratio" "$reqs" "$errs"
+  [ -n "${US[floor]:-}" ] && ratio=$(awk -v a="${US[$key]}" -v b="${US[floor]}" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "-"}')
+  printf '| %s | %s | %s | %s | %s | %s |\n' "$name" "${RPS[$key]}" "${US[$key]}" "$ratio" "${N[$key]}" "${E[$key]}"
+}
+# row KEY NAME COMMAND...: run one client for SECONDS, print its table row.
+row() {
+  local key=$1 name=$2; shift 2
+  run_client "$key" "$@"
+  print_row "$key" "$name"
+}
+
+# libcurl alone and squall: SLICES alternating runs of SECONDS / SLICES each (order reversed
+# every other slice), so that both meet the machine in the same minutes.  This machine's CPU
+# per request drifts by 10-20 % from one run to the next, more than squall's share of a
+# fetch: a ratio from two runs a minute apart says little, the median of the slices' ratios
+# does.
+slices=${SQ_FETCH_SLICES:-3}
+slice_secs=$(awk -v s="$secs" -v n="$slices" 'BEGIN {printf "%.2f", s / n}')
+curl_name="libcurl $(pkg-config --modversion libcurl 2>/dev/null) alone (bench/fetch_curl: multi socket API on epoll, squall's options)"
+SLICE_R=()
+pair_rows() {
+  local i a b
+  for i in $(seq "$slices"); do
+    if [ $((i % 2)) -eq 1 ]; then
+      run_client curl "$build/bench/fetch_curl" "$url" "$slice_secs" "$conc"; a=$LAST_US
+      run_client squall "$build/bench/fetch_load" "$url" "$slice_secs" "$conc"; b=$LAST_US
+    else
+      run_client squall "$build/bench/fetch_load" "$url" "$slice_secs" "$conc"; b=$LAST_US
+      run_client curl "$build/bench/fetch_curl" "$url" "$slice_secs" "$conc"; a=$LAST_US
+    fi
+    [ -n "$a" ] && [ -n "$b" ] && SLICE_R+=("$(ratio3 "$b" "$a")")
+  done
+  print_row curl "$curl_name"
+  print_row squall "squall sq_fetch (libcurl multi)"
 }
 
 {
-  echo "HTTP clients: $conc concurrent keep-alive GETs of a 13-byte response from nginx (1 worker), ${secs} s each; client on CPU 1, nginx on CPU 0"
+  echo "HTTP clients: $conc concurrent keep-alive GETs of a 13-byte response from nginx (1 worker), ${secs} s each (libcurl alone and squall in $slices alternating slices of ${slice_secs} s); client on CPU 1, nginx on CPU 0"
   echo
   echo '| client | requests/s | client CPU µs/request | ÷ floor | requests | errors |'
   echo '|---|---|---|---|---|---|'
   row floor "floor (bench/floor_client: epoll, one write and one read per request)" \
     "$build/bench/floor_client" "$url" "$secs" "$conc"
-  row curl "libcurl $(pkg-config --modversion libcurl 2>/dev/null) alone (bench/fetch_curl: multi socket API on epoll, squall's options)" \
-    "$build/bench/fetch_curl" "$url" "$secs" "$conc"
-  row squall "squall sq_fetch (libcurl multi)" "$build/bench/fetch_load" "$url" "$secs" "$conc"
+  pair_rows
   if has_tornado6; then
     row tornado "Tornado $("$python" -c 'import tornado; print(tornado.version)') AsyncHTTPClient (simple)" \
       "$python" "$here/fetch_tornado.py" "$url" "$secs" "$conc"
@@ -83,9 +124,10 @@ row() {
     summary+=$(awk -v a="${US[squall]}" -v b="${US[floor]}" \
       'BEGIN {if (b > 0) printf " squall %.2fx the floor'"'"'s CPU per request;", a / b}')
   fi
-  if [ -n "${US[squall]:-}" ] && [ -n "${US[curl]:-}" ]; then
-    summary+=$(awk -v a="${US[squall]}" -v b="${US[curl]}" \
-      'BEGIN {if (b > 0) printf " %.2fx libcurl alone (squall'"'"'s own share %+.2f µs);", a / b, a - b}')
+  if [ ${#SLICE_R[@]} -gt 0 ] && [ -n "${US[curl]:-}" ]; then
+    m=$(median "${SLICE_R[@]}")
+    summary+=$(awk -v m="$m" -v b="${US[curl]}" -v r="$(IFS=/; echo "${SLICE_R[*]}")" \
+      'BEGIN {printf " %.2fx libcurl alone (squall'"'"'s own share %+.2f µs; median of %s, the alternating slices'"'"' ratios);", m, (m - 1) * b, r}')
   fi
   if [ -n "${RPS[squall]:-}" ] && [ -n "${RPS[tornado]:-}" ]; then
     summary+=$(awk -v a="${RPS[squall]}" -v b="${RPS[tornado]}" -v c="${US[squall]}" -v d="${US[tornado]}" \

@@ -18,7 +18,7 @@ expect_line "$out/fetch.stdout" \
 expect_line "$out/fetch.stdout" \
   '^\| libcurl [0-9.]+ alone \(bench/fetch_curl[^|]*\| [0-9]+(\.[0-9]+)? \| [0-9]+\.[0-9]+ \| [0-9]+\.[0-9]+ \| [0-9]+ \| 0 \|' \
   "no libcurl-alone row with numbers, a ratio to the floor and no errors"
-expect_line "$out/fetch.stdout" '^summary: .*x libcurl alone \(squall.s own share [-+][0-9]+\.[0-9]+ µs\)' \
+expect_line "$out/fetch.stdout" '^summary: .*x libcurl alone \(squall.s own share [-+][0-9]+\.[0-9]+ µs; median of [0-9./]+, ' \
   "no comparison with libcurl alone in the summary"
 expect_line "$out/fetch.stdout" \
   '^\| squall sq_fetch \(libcurl multi\) \| [0-9]+(\.[0-9]+)? \| [0-9]+\.[0-9]+ \| [0-9]+\.[0-9]+ \| [0-9]+ \| 0 \|' \
