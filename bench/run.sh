@@ -5,7 +5,8 @@
 # web layer against hello, in alternating rounds: bench/floor_compare.sh), https.md (HTTPS against nginx: CPU per
 # keep-alive request and per handshake, bytes per idle TLS connection), h2.md (HTTP/2 over TLS
 # and h2c against nginx and h2o: CPU per request under h2load, bytes per idle connection),
-# callgrind.md (instructions per request), syscalls.md (strace counts per request), mem.md
+# callgrind.md (instructions per request), fetch_callgrind.md (instructions per HTTP client
+# fetch: libcurl alone against sq_fetch, split by library), syscalls.md (strace counts per request), mem.md
 # (bytes per idle connection and per parked request), template.md and page.md (template
 # rendering against Jinja2 and Tornado; a small template per request against plain text), c10k.md (10,000 connections under wrk),
 # and with SQ_BENCH_BASELINE=OLD_BUILD_DIR transport.md (plain HTTP CPU per request of this
@@ -89,6 +90,9 @@ if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then pin="taskset -c 0
   if [ -x "$build/bench/http_load" ]; then
     echo
     "$here/http_callgrind.sh" "$build" "$([ -n "$quick" ] && echo 5000 || echo 20000)"
+    echo
+    "$here/fetch_callgrind.sh" "$build" "$([ -n "$quick" ] && echo 1 || echo 2)" \
+      "$([ -n "$quick" ] && echo 2 || echo 6)"
     echo
     "$here/http_syscalls.sh" "$build" "$([ -n "$quick" ] && echo 5000 || echo 20000)"
     echo
