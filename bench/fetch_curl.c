@@ -23,6 +23,7 @@
 
 #include <squall/client.h> /* SQ_FETCH_DEFAULT_*: the defaults squall gives libcurl */
 
+#include "client_load.h"
 #include "clock.h"
 
 typedef struct {
@@ -117,17 +118,11 @@ static int configure(slot *s)
 
 int main(int argc, char **argv)
 {
-    if (argc < 2) {
-        fprintf(stderr, "usage: %s URL [SECONDS] [CONCURRENCY]\n", argv[0]);
-        return 2;
-    }
-    url = argv[1];
-    double secs = argc > 2 ? atof(argv[2]) : 10.0;
-    int conc = argc > 3 ? atoi(argv[3]) : 100;
-    if (secs <= 0 || conc <= 0) {
-        fprintf(stderr, "fetch_curl: SECONDS and CONCURRENCY must be positive\n");
-        return 2;
-    }
+    client_args args;
+    int bad = client_args_parse(argc, argv, &args);
+    if (bad) return bad;
+    url = args.url;
+    int conc = args.conc;
     signal(SIGPIPE, SIG_IGN);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return 1;
     CURLM *m = curl_multi_init();
@@ -140,7 +135,7 @@ int main(int argc, char **argv)
     curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, (long)conc);
     curl_multi_setopt(m, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
 
-    double c0 = cpu_seconds(), t0 = now(), deadline = t0 + secs;
+    double c0 = cpu_seconds(), t0 = now(), deadline = t0 + args.secs;
     for (int i = 0; i < conc; i++) {
         if (!(slots[i].easy = curl_easy_init()) || configure(&slots[i]) < 0 ||
             start(m, &slots[i]) < 0) {
@@ -191,9 +186,7 @@ int main(int argc, char **argv)
         }
     }
     double dt = now() - t0, cpu = cpu_seconds() - c0;
-    printf("libcurl: requests %ld errors %ld seconds %.2f rps %.1f cpu_us_per_request %.2f\n",
-           requests, errors, dt, (double)requests / dt,
-           requests ? cpu / (double)requests * 1e6 : 0.0);
+    client_report("libcurl", requests, errors, dt, cpu);
     for (int i = 0; i < conc; i++) curl_easy_cleanup(slots[i].easy);
     curl_multi_cleanup(m);
     curl_global_cleanup();

@@ -13,6 +13,7 @@
 
 #include <squall.h>
 
+#include "client_load.h"
 #include "clock.h"
 
 static const char *url;
@@ -47,26 +48,21 @@ static void *main_coro(void *arg)
 
 int main(int argc, char **argv)
 {
-    if (argc < 2) {
-        fprintf(stderr, "usage: %s URL [SECONDS] [CONCURRENCY]\n", argv[0]);
-        return 2;
-    }
-    url = argv[1];
-    double secs = argc > 2 ? atof(argv[2]) : 10;
-    int conc = argc > 3 ? atoi(argv[3]) : 100;
-    if (conc < 1) conc = 1;
+    client_args args;
+    int bad = client_args_parse(argc, argv, &args);
+    if (bad) return bad;
+    url = args.url;
+    int conc = args.conc;
     sq_loop *loop = sq_loop_default();
     client = sq_http_client_new(loop, &(sq_http_client_settings){.max_clients = (size_t)conc});
     if (!client) return 1;
     double c0 = cpu_seconds(), t0 = now();
-    deadline = t0 + secs;
+    deadline = t0 + args.secs;
     sq_future *f = sq_spawn(loop, main_coro, &conc);
     sq_loop_run_until(loop, f);
     sq_future_release(f);
     double dt = now() - t0, cpu = cpu_seconds() - c0;
-    printf("squall: requests %ld errors %ld seconds %.2f rps %.1f cpu_us_per_request %.2f\n",
-           requests, errors, dt, (double)requests / dt,
-           requests ? cpu / (double)requests * 1e6 : 0.0);
+    client_report("squall", requests, errors, dt, cpu);
     sq_http_client_free(client);
     sq_loop_free(loop);
     return errors && !requests ? 1 : 0;

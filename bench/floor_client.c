@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "client_load.h"
 #include "clock.h"
 
 typedef struct {
@@ -83,19 +84,17 @@ static int on_readable(conn *c)
 
 int main(int argc, char **argv)
 {
-    if (argc < 2) {
-        fprintf(stderr, "usage: %s URL [SECONDS] [CONCURRENCY]\n", argv[0]);
-        return 2;
-    }
+    client_args args;
+    int bad = client_args_parse(argc, argv, &args);
+    if (bad) return bad;
     char host[64], path[256] = "/";
     int port = 80;
-    if (sscanf(argv[1], "http://%63[0-9.]:%d%255s", host, &port, path) < 2) {
+    if (sscanf(args.url, "http://%63[0-9.]:%d%255s", host, &port, path) < 2) {
         fprintf(stderr, "floor_client: URL must be http://IPv4:PORT[/PATH]\n");
         return 2;
     }
-    double secs = argc > 2 ? atof(argv[2]) : 10;
-    int conc = argc > 3 ? atoi(argv[3]) : 100;
-    if (conc < 1) conc = 1;
+    double secs = args.secs;
+    int conc = args.conc;
     req_len = (size_t)snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: %s:%d\r\n\r\n", path,
                                host, port);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
@@ -135,9 +134,7 @@ int main(int argc, char **argv)
         }
     }
     double dt = now() - t0, cpu = cpu_seconds() - c0;
-    printf("floor: requests %ld errors %ld seconds %.2f rps %.1f cpu_us_per_request %.2f\n",
-           requests, errors, dt, (double)requests / dt,
-           requests ? cpu / (double)requests * 1e6 : 0.0);
+    client_report("floor", requests, errors, dt, cpu);
     for (int i = 0; i < conc; i++) close(cs[i].fd);
     free(cs);
     close(ep);
