@@ -302,6 +302,44 @@ static inline void sq__copy(void *dst, const void *src, size_t n)
     }
 }
 
+/* The decimal digits of v at p (room for 20 bytes); returns their end.  Up to three digits
+ * (statuses, small lengths) without a loop, then two digits per division. */
+static inline char *sq__put_u64(char *p, uint64_t v)
+{
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324"
+                                "25262728293031323334353637383940414243444546474849"
+                                "50515253545556575859606162636465666768697071727374"
+                                "75767778798081828384858687888990919293949596979899";
+    if (v < 10) {
+        *p = (char)('0' + v);
+        return p + 1;
+    }
+    if (v < 100) {
+        memcpy(p, pairs + 2 * v, 2);
+        return p + 2;
+    }
+    if (v < 1000) {
+        *p = (char)('0' + v / 100);
+        memcpy(p + 1, pairs + 2 * (v % 100), 2);
+        return p + 3;
+    }
+    char tmp[20];
+    char *e = tmp + sizeof tmp, *q = e;
+    while (v >= 100) {
+        q -= 2;
+        memcpy(q, pairs + 2 * (v % 100), 2);
+        v /= 100;
+    }
+    if (v >= 10) {
+        q -= 2;
+        memcpy(q, pairs + 2 * v, 2);
+    } else {
+        *--q = (char)('0' + v);
+    }
+    memcpy(p, q, (size_t)(e - q));
+    return p + (e - q);
+}
+
 /* Append len bytes: 0, or -ENOMEM.  Inline as well (several calls a request on hot paths). */
 static inline int sq__buf_append(sq__buf *b, const void *data, size_t len)
 {

@@ -18,36 +18,6 @@ static inline char *put(char *p, const char *s, size_t n)
 }
 #define PUTS(p, lit) put(p, lit, sizeof(lit) - 1)
 
-static char *put_u64(char *p, uint64_t v)
-{
-    /* statuses and small bodies' lengths: up to three digits without the loop */
-    static const char pairs[] = "00010203040506070809101112131415161718192021222324"
-                                "25262728293031323334353637383940414243444546474849"
-                                "50515253545556575859606162636465666768697071727374"
-                                "75767778798081828384858687888990919293949596979899";
-    if (v < 10) {
-        *p = (char)('0' + v);
-        return p + 1;
-    }
-    if (v < 100) {
-        memcpy(p, pairs + 2 * v, 2);
-        return p + 2;
-    }
-    if (v < 1000) {
-        *p = (char)('0' + v / 100);
-        memcpy(p + 1, pairs + 2 * (v % 100), 2);
-        return p + 3;
-    }
-    char tmp[24];
-    int n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (n) *p++ = tmp[--n];
-    return p;
-}
-
 static char *put_hex(char *p, uint64_t v)
 {
     char tmp[20];
@@ -590,7 +560,7 @@ static int put_head(sq_http_conn *c, sq__http_req *r, int64_t clen, bool gz, boo
         p = put(p, srv->head200, srv->head200_len); /* status, Server and Date lines */
     } else {
         p = PUTS(p, "HTTP/1.1 ");
-        p = put_u64(p, (uint64_t)r->status);
+        p = sq__put_u64(p, (uint64_t)r->status);
         *p++ = ' ';
         p = put(p, reason, rlen);
         p = PUTS(p, "\r\n");
@@ -604,7 +574,7 @@ static int put_head(sq_http_conn *c, sq__http_req *r, int64_t clen, bool gz, boo
     if (gz) p = PUTS(p, "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n");
     if (clen >= 0 && body_allowed && (!(r->rflags & RESP_HAS_CLEN) || gz)) {
         p = PUTS(p, "Content-Length: ");
-        p = put_u64(p, (uint64_t)clen);
+        p = sq__put_u64(p, (uint64_t)clen);
         p = PUTS(p, "\r\n");
     } else if (clen == -1 && body_allowed && r->pub.version_minor >= 1) {
         p = PUTS(p, "Transfer-Encoding: chunked\r\n");

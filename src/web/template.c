@@ -1245,30 +1245,11 @@ static void out_escaped(rctx *r, const char *s, size_t n)
     r->out.len = (size_t)(o - r->out.ptr);
 }
 
-/* Decimal digits of v at p (room for 21 bytes); returns the end.  Two digits per division. */
+/* Decimal digits of v at p (room for 21 bytes, the sign included); returns the end. */
 static char *put_int(char *p, long long v)
 {
-    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
-                                "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
-                                "8081828384858687888990919293949596979899";
-    char tmp[24];
-    char *e = tmp + sizeof tmp, *q = e;
-    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-    while (u >= 100) {
-        unsigned d = (unsigned)(u % 100) * 2;
-        u /= 100;
-        *--q = pairs[d + 1];
-        *--q = pairs[d];
-    }
-    if (u >= 10) {
-        *--q = pairs[u * 2 + 1];
-        *--q = pairs[u * 2];
-    } else {
-        *--q = (char)('0' + u);
-    }
     if (v < 0) *p++ = '-';
-    memcpy(p, q, (size_t)(e - q));
-    return p + (e - q);
+    return sq__put_u64(p, v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v);
 }
 
 /* Python's str() of a value, appended to b. */

@@ -3,7 +3,7 @@
  * slots and parses a head with more into a heap array of the full count (100, then 431), the
  * peer's address, kept in binary, is formatted for every request (IPv4 and IPv6), and the idle
  * timer, re-armed lazily, still closes no earlier than idle_timeout after the last response;
- * the short copies the response path makes inline equal memcpy. */
+ * the short copies the response path makes inline equal memcpy, and its numbers snprintf's. */
 #include "server_util.h"
 
 /* Answers "<nheaders> <value of X-Last or -> <remote_ip>", after sleeping for /sleep. */
@@ -379,6 +379,32 @@ static void test_short_copy(void **state)
             }
 }
 
+/* The response head's numbers (sq__put_u64, shared with the templates' integers) give
+ * snprintf's digits at every length, each power of ten and its neighbours included, and
+ * write nothing past them. */
+static void check_put_u64(uint64_t v)
+{
+    char want[32], got[32];
+    memset(got, 0x5a, sizeof got);
+    int n = snprintf(want, sizeof want, "%llu", (unsigned long long)v);
+    char *e = sq__put_u64(got, v);
+    assert_int_equal(e - got, n);
+    assert_memory_equal(got, want, (size_t)n);
+    assert_int_equal((unsigned char)got[n], 0x5a);
+}
+
+static void test_put_u64(void **state)
+{
+    (void)state;
+    for (uint64_t v = 0; v < 2000; v++) check_put_u64(v);
+    for (uint64_t p = 1000;; p *= 10) {
+        check_put_u64(p - 1), check_put_u64(p), check_put_u64(p + 1);
+        if (p > UINT64_MAX / 10) break;
+    }
+    check_put_u64(123456789012345ull);
+    check_put_u64(UINT64_MAX);
+}
+
 int main(void)
 {
     (void)run_cmd; /* a helper of server_util.h this file does not need */
@@ -391,6 +417,7 @@ int main(void)
         cmocka_unit_test(test_detached_finish_in_io),
         cmocka_unit_test(test_shutdown_while_writing),
         cmocka_unit_test(test_short_copy),
+        cmocka_unit_test(test_put_u64),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
