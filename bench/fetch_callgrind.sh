@@ -34,14 +34,8 @@ for p in fetch_curl fetch_load; do
   [ -x "$build/bench/$p" ] || { echo "$build/bench/$p not built" >&2; exit 1; }
 done
 
-start_nginx() {
-  bench_nginx_conf "$1 backlog=4096" 4096 "" "keepalive_requests 1000000;"
-  bench_nginx_start
-}
-bench_start_free start_nginx / 10 || true
-url="http://127.0.0.1:${PORT:-0}/"
-[ "$(curl -s "$url")" = "Hello, World!" ] \
-  || { echo "nginx did not start: $(cat "$tmp/error.log" 2>/dev/null)" >&2; exit 1; }
+bench_client_peer
+url=$URL
 
 # count KEY PROG SECONDS: PROG under callgrind for SECONDS; sets REQS and writes
 # $tmp/KEY.objs ("OBJECT IR" per line: the exclusive counts summed by shared object).

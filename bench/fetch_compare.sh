@@ -24,15 +24,8 @@ command -v nginx >/dev/null || { echo "nginx not installed: nothing to fetch fro
 [ -x "$build/bench/floor_client" ] || { echo "$build/bench/floor_client not built" >&2; exit 1; }
 [ -x "$build/bench/fetch_curl" ] || { echo "$build/bench/fetch_curl not built" >&2; exit 1; }
 
-# nginx on a free loopback port (bench_start_free retries should it be taken meanwhile).
-start_nginx() {
-  bench_nginx_conf "$1 backlog=4096" 4096 "" "keepalive_requests 1000000;"
-  bench_nginx_start
-}
-bench_start_free start_nginx / 10 || true
-port=${PORT:-0}
-url="http://127.0.0.1:$port/"
-[ "$(curl -s "$url")" = "Hello, World!" ] || { echo "nginx did not start: $(cat "$tmp/error.log" 2>/dev/null)" >&2; exit 1; }
+bench_client_peer
+url=$URL
 
 declare -A RPS US N E S C FAIL
 # run_client KEY COMMAND...: one run of a client; its requests, errors, seconds and CPU

@@ -79,7 +79,7 @@ static int on_timer(CURLM *m, long ms, void *arg)
     return 0;
 }
 
-/* The options of a plain GET in src/client/request.c (easy_configure, sq__xfer_setup). */
+/* A new transfer on slot s: the URL set again, as squall sets it for every fetch. */
 static int start(CURLM *m, slot *s)
 {
     CURL *e = s->easy;
@@ -88,6 +88,7 @@ static int start(CURLM *m, slot *s)
     return curl_multi_add_handle(m, e) == CURLM_OK ? 0 : -1;
 }
 
+/* The options of a plain GET in src/client/request.c (easy_configure, sq__xfer_setup). */
 static int configure(slot *s)
 {
     CURL *e = s->easy;

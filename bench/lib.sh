@@ -277,6 +277,20 @@ bench_nginx_start() {
   pids+=("$PID")
 }
 
+# bench_client_peer: the server the HTTP client benchmarks fetch from: nginx (one worker,
+# `return 200 "Hello, World!"`, a keep-alive connection never closed for its request count)
+# on a free port.  Sets URL; exits when it does not answer.
+_client_peer_start() {
+  bench_nginx_conf "$1 backlog=4096" 4096 "" "keepalive_requests 1000000;"
+  bench_nginx_start
+}
+bench_client_peer() {
+  bench_start_free _client_peer_start / 10 || true
+  URL="http://127.0.0.1:${PORT:-0}/"
+  [ "$(curl -s "$URL")" = "Hello, World!" ] \
+    || { echo "nginx did not start: $(cat "$tmp/error.log" 2>/dev/null)" >&2; exit 1; }
+}
+
 # wrk_parse OUTPUT: reads a `wrk --latency` report into WRK_REQS (requests done), WRK_RPS,
 # WRK_P50 and WRK_P99 (each empty when missing).
 wrk_parse() {
