@@ -43,8 +43,6 @@ typedef struct sq__cbq {
     size_t head, len, cap; /* cap is a power of two */
 } sq__cbq;
 
-typedef struct sq__call_pool sq__call_pool;
-
 /* Passes with only coroutines ready between two IO polls (sq_loop_run_once). */
 #define SQ__READY_POLL_EVERY 16
 
@@ -133,6 +131,10 @@ struct sq_loop {
      * through the last handle freed (a cache miss each when many are pending) */
     sq_call **call_pool;
     size_t call_pool_len, call_pool_cap;
+    /* where new call handles come from: slabs the loop owns (loop.c, call_carve) */
+    void *call_slabs;
+    char *call_carve, *call_carve_end;
+    size_t call_slab_size;
     sq_future *future_free;
     size_t future_free_len;
 };

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -167,6 +168,7 @@ static void wake_cb(sq_loop *loop, sq_io *io, unsigned events)
 
 static void call_fire(sq_loop *loop, sq_timer *t);
 static void timers_free(sq_loop *loop);
+static void call_slabs_free(sq_loop *loop);
 
 struct sq_call {
     sq_timer timer; /* first: the timer's callback gets the call; timer.data is fn's arg */
@@ -297,8 +299,8 @@ void sq_loop_free(sq_loop *loop)
     timers_free(loop); /* and the pending calls, whose handles belong to the loop */
     free(loop->callbacks.items);
     free(loop->ts_items);
-    for (size_t i = 0; i < loop->call_pool_len; i++) free(loop->call_pool[i]);
     free(loop->call_pool);
+    call_slabs_free(loop); /* every call handle, pooled or still pending */
     sq__future_pool_drain(loop);
     pthread_mutex_destroy(&loop->ts_lock);
     if (current_loop == loop) current_loop = NULL;
@@ -475,6 +477,9 @@ uint64_t sq__io_dispatch_at(sq_loop *loop, sq_io *io, unsigned events, uint64_t 
 #define HEAP_D        4
 #define DUE_PREFETCH  16 /* timers of the due run fetched ahead of firing */
 #define CALL_PREFETCH 8  /* pooled sq_call handles fetched ahead of their reuse */
+#define CALL_SLAB_MIN  1024       /* call_carve's first slab */
+#define CALL_SLAB_HUGE (2u << 20) /* a transparent huge page */
+#define CALL_SLAB_HEAD 16         /* the link to the next slab, and the handles' alignment */
 #define WHERE_MASK    ((1ull << SQ__WHERE_SHIFT) - 1)
 #define DUE_BUCKET    (1 + SQ__WHEEL_LEVELS * 64)
 
@@ -891,21 +896,58 @@ static void timers_free(sq_loop *loop)
         sq_call *c = (sq_call *)calls;
         calls = (sq_timer *)(uintptr_t)calls->seq;
         if (c->dispose) c->dispose(c->timer.data);
-        free(c);
+        /* the handle's memory is its slab's, freed with the loop (call_slabs_free) */
     }
 }
 
 /* --- one-shot calls (Tornado's call_later) ---------------------------------------------- */
+
+/* Call handles are carved from slabs that the loop owns and frees with it; a handle is never
+ * freed on its own (a released one goes to the pool).  The slabs double from 1 KiB to 2 MiB;
+ * from there each is 2 MiB on a 2 MiB boundary and asks for a transparent huge page, so that
+ * a loop with a million pending calls faults its 72 MB of handles in 36 times rather than
+ * 18,000 (in a virtual machine each fault is an exit to the hypervisor), and the TLB covers
+ * them when they fire in deadline order, scattered. */
+static sq_call *call_carve(sq_loop *loop)
+{
+    if ((size_t)(loop->call_carve_end - loop->call_carve) < sizeof(sq_call)) {
+        size_t size = loop->call_slab_size ? loop->call_slab_size : CALL_SLAB_MIN;
+        void *slab;
+        if (size >= CALL_SLAB_HUGE) {
+            size = CALL_SLAB_HUGE;
+            slab = aligned_alloc(CALL_SLAB_HUGE, size);
+            if (slab) (void)madvise(slab, size, MADV_HUGEPAGE); /* a hint: fine if refused */
+        } else {
+            slab = malloc(size);
+        }
+        if (!slab) return NULL;
+        *(void **)slab = loop->call_slabs;
+        loop->call_slabs = slab;
+        loop->call_carve = (char *)slab + CALL_SLAB_HEAD;
+        loop->call_carve_end = (char *)slab + size;
+        loop->call_slab_size = size * 2;
+    }
+    sq_call *c = (sq_call *)(void *)loop->call_carve;
+    loop->call_carve += sizeof(sq_call);
+    return c;
+}
+
+static void call_slabs_free(sq_loop *loop)
+{
+    for (void *s = loop->call_slabs, *next; s; s = next) {
+        next = *(void **)s;
+        free(s);
+    }
+    loop->call_slabs = NULL;
+    loop->call_carve = loop->call_carve_end = NULL;
+}
 
 static void call_release(sq_loop *loop, sq_call *c)
 {
     if (loop->call_pool_len == loop->call_pool_cap) {
         size_t ncap = loop->call_pool_cap ? loop->call_pool_cap * 2 : 64;
         sq_call **n = realloc(loop->call_pool, ncap * sizeof *n);
-        if (!n) {
-            free(c);
-            return;
-        }
+        if (!n) return; /* the handle stays unused in its slab until the loop is freed */
         loop->call_pool = n;
         loop->call_pool_cap = ncap;
     }
@@ -930,7 +972,7 @@ static sq_call *call_new(sq_loop *loop, sq_callback_fn fn, void *arg)
          * scattered: they come back in the order their calls fired) */
         if (loop->call_pool_len >= CALL_PREFETCH)
             prefetch_timer(&loop->call_pool[loop->call_pool_len - CALL_PREFETCH]->timer);
-    } else if (!(c = malloc(sizeof *c)))
+    } else if (!(c = call_carve(loop)))
         return NULL;
     sq_timer_init(loop, &c->timer, call_fire, arg);
     c->fn = fn;
