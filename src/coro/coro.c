@@ -520,8 +520,9 @@ static void turn_end(sq_loop *loop)
 #ifdef SQ_CORO_HANDOFF
 /* The next coroutine of the loop's batch that can run, taken off it.  When the batch is
  * done, the coroutines it woke become the next one, without a trip through the loop, while
- * no callback waits and the pass may wait (counted with the loop's skipped polls: at most
- * SQ__READY_POLL_EVERY rounds before IO and timers).  NULL: back to the loop. */
+ * no callback waits and the pass may wait (sq__ready_round, which bounds these rounds with
+ * the loop's skipped polls: IO waits at most SQ__READY_POLL_NS, a due timer at most
+ * SQ__READY_POLL_EVERY rounds).  NULL: back to the loop. */
 static sq_coro *batch_next(sq_loop *loop)
 {
     for (;;) {

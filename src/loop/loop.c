@@ -1059,6 +1059,21 @@ void sq_periodic_stop(sq_periodic *p)
 
 /* --- iteration ---------------------------------------------------------------------------- */
 
+/* See sq__ready_round: SQ__READY_POLL_EVERY rounds of ready coroutines ran without an IO poll.
+ * More may, while the last poll is recent and no timer is due (the rounds that coroutines hand
+ * over to each other, coro.c's batch_next, do not run timers; the loop's own passes do). */
+bool sq__ready_recheck(sq_loop *loop)
+{
+    uint64_t now = loop->now_ns = sq__mono_ns(), tick;
+    if (now - loop->polled_ns >= SQ__READY_POLL_NS) return false;
+    struct sq__heap_ent *first = timer_first(loop);
+    if (first ? first->deadline <= now
+              : wheel_next_event(loop, &tick) && tick << SQ__TICK_SHIFT <= now)
+        return false;
+    loop->ready_passes = 0;
+    return true;
+}
+
 static int poll_timeout(sq_loop *loop, bool block)
 {
     if (!block || loop->stop || loop->callbacks.len || loop->ready_head) return 0;
@@ -1112,13 +1127,14 @@ int sq_loop_run_once(sq_loop *loop, bool block)
     if (sq__ready_round(loop)) {
         /* Only coroutines are ready (sq_yield loops, a burst of wakes): this pass would poll
          * with a zero timeout, a system call that costs more than the pass itself.  The IO is
-         * polled every SQ__READY_POLL_EVERY such passes instead; the clock is still read, so
+         * polled every SQ__READY_POLL_NS of such passes instead; the clock is still read, so
          * timers fire on time and deadlines are taken from the real time. */
         loop->now_ns = sq__mono_ns();
     } else {
         loop->ready_passes = 0;
         r = loop->backend->poll(loop, poll_timeout(loop, block));
         if (r <= 0) loop->now_ns = sq__mono_ns(); /* a backend that saw events refreshed it */
+        loop->polled_ns = loop->now_ns;
     }
     run_timers(loop);
     /* Only the callbacks queued before this pass: one that re-queues itself cannot starve IO. */
@@ -1131,8 +1147,8 @@ int sq_loop_run_once(sq_loop *loop, bool block)
     sq__coro_run_ready(loop);
     /* Coroutines woken by those that just ran (sq_yield loops, one waking the next): more
      * rounds of them right here, while no callback waits, instead of a whole pass each —
-     * bounded like the skipped polls above, so that IO and timers wait at most
-     * SQ__READY_POLL_EVERY rounds of ready coroutines. */
+     * bounded like the skipped polls above (sq__ready_round: IO waits at most
+     * SQ__READY_POLL_NS, a due timer at most SQ__READY_POLL_EVERY rounds). */
     while (sq__ready_round(loop)) sq__coro_run_ready(loop);
     current_loop = prev ? prev : loop;
     loop->in_pass = false;

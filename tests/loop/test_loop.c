@@ -96,10 +96,12 @@ static void starve_write(void *arg)
 }
 
 /* A coroutine that only yields keeps the loop busy with ready coroutines: the loop skips
- * the IO poll on such passes, but at most SQ__READY_POLL_EVERY (16) of them in a row, so a
- * pipe that becomes readable is served within a few dozen passes, and timers still fire. */
+ * the IO poll on such passes, but for at most SQ__READY_POLL_NS (100 us; the clock is read
+ * every SQ__READY_POLL_EVERY rounds), so a pipe that becomes readable is served within a
+ * fraction of a millisecond, and timers fire on time. */
 static struct {
     long spins, spins_at_write, spins_at_read;
+    double t_start, t_write, t_read, t_fired;
     int fired, read;
     bool done;
     int pipefd[2];
@@ -119,6 +121,7 @@ static void *yield_spinner(void *arg)
 static void ystarve_write(void *arg)
 {
     ystarve.spins_at_write = ystarve.spins;
+    ystarve.t_write = sq_test_now();
     assert_int_equal(write(ystarve.pipefd[1], "x", 1), 1);
 }
 
@@ -128,12 +131,14 @@ static void ystarve_io(sq_loop *loop, sq_io *io, unsigned events)
     if (read(io->fd, &b, 1) == 1 && !ystarve.read) {
         ystarve.read = 1;
         ystarve.spins_at_read = ystarve.spins;
+        ystarve.t_read = sq_test_now();
     }
 }
 
 static void ystarve_timer(void *arg)
 {
     ystarve.fired = 1;
+    ystarve.t_fired = sq_test_now();
     ystarve.done = true;
 }
 
@@ -145,6 +150,7 @@ static void test_yielding_coroutine_does_not_starve(void **state)
     sq_io_init(&ystarve.io, ystarve.pipefd[0], ystarve_io, NULL);
     assert_int_equal(sq_io_start(loop, &ystarve.io, SQ_READ), 0);
     sq_future *f = sq_spawn(loop, yield_spinner, NULL);
+    ystarve.t_start = sq_test_now();
     sq_call_later(loop, 0.01, ystarve_write, NULL);
     sq_call_later(loop, 0.03, ystarve_timer, NULL);
     assert_int_equal(sq_loop_run_until(loop, f), 0);
@@ -152,8 +158,16 @@ static void test_yielding_coroutine_does_not_starve(void **state)
     assert_true(ystarve.fired);
     assert_true(ystarve.read);
     long waited = ystarve.spins_at_read - ystarve.spins_at_write;
-    printf("pipe served %ld yields after the write (%ld yields in all)\n", waited, ystarve.spins);
-    assert_true(waited >= 0 && waited <= 2 * 16 + 2);
+    double served_ms = (ystarve.t_read - ystarve.t_write) * 1e3;
+    double fired_ms = (ystarve.t_fired - ystarve.t_start) * 1e3;
+    printf("pipe served %.3f ms and %ld yields after the write (%ld yields in all); the 30 ms "
+           "timer fired at %.1f ms\n",
+           served_ms, waited, ystarve.spins, fired_ms);
+    assert_true(waited >= 0);
+    /* 100 us by design; a loop that polled only when the coroutine stopped (at the 30 ms
+     * timer) or every few thousand rounds would be far over this */
+    assert_true(served_ms >= 0 && served_ms < 10.0);
+    assert_true(fired_ms < 60.0);
     sq_io_stop(loop, &ystarve.io);
     close(ystarve.pipefd[0]);
     close(ystarve.pipefd[1]);
