@@ -94,7 +94,9 @@ sq_future *sq_sleep_future(sq_loop *loop, double seconds);
 /** Suspend only the calling coroutine for `seconds`.  Returns 0, -ECANCELED, or
  * SQ_ENOTCORO when called outside a coroutine. */
 int sq_sleep(double seconds);
-/** Let every other ready coroutine and callback run, then continue. */
+/** Let every other ready coroutine and callback run, then continue.  While only coroutines
+ *  are ready (a loop of sq_yield), the loop polls its IO at least every 100 microseconds, not
+ *  on every round, and due timers still fire. */
 int sq_yield(void);
 
 /* --- chaining and "as completed" iteration ------------------------------------------------ */
