@@ -374,7 +374,7 @@ static __attribute__((noinline)) void uc_prepare(sq_coro *c)
 }
 #endif
 
-sq_coro *sq_coro_create(sq_loop *loop, sq_task_fn fn, void *arg)
+SQ__HOT sq_coro *sq_coro_create(sq_loop *loop, sq_task_fn fn, void *arg)
 {
     install_fault_handler();
     if (!loop) loop = sq_loop_current();
@@ -439,7 +439,7 @@ static void asan_arrived(sq_coro *c)
 }
 #endif
 
-void sq__coro_main(sq_coro *c)
+SQ__HOT void sq__coro_main(sq_coro *c)
 {
 #ifdef SQ_ASAN
     __sanitizer_finish_switch_fiber(NULL, &c->ret_bottom, &c->ret_size);
@@ -468,7 +468,7 @@ void sq__coro_main(sq_coro *c)
     __builtin_unreachable();
 }
 
-bool sq_coro_resume(sq_coro *c)
+SQ__HOT bool sq_coro_resume(sq_coro *c)
 {
     if (tls_current) sq__coro_recover();
     if (tls_current) {
@@ -656,7 +656,7 @@ sq_coro *sq_coro_self(void)
 {
     return tls_current;
 }
-bool sq_in_coro(void)
+SQ__HOT bool sq_in_coro(void)
 {
     if (SQ__UNLIKELY(tls_current != NULL)) sq__coro_recover();
     return tls_current != NULL;
@@ -665,7 +665,7 @@ sq_loop *sq_coro_loop(const sq_coro *c)
 {
     return c->loop;
 }
-void sq_coro_set_name(sq_coro *c, const char *name)
+SQ__HOT void sq_coro_set_name(sq_coro *c, const char *name)
 {
     c->name = name;
 }

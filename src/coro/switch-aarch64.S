@@ -1,7 +1,7 @@
 /* sq__coro_switch(void **save_sp, void *new_sp) for AAPCS64: x19-x30 and d8-d15 are saved
  * on the current stack, sp goes to *save_sp, and the same frame is restored from new_sp.
  * sq__coro_boot: first "return" of a new coroutine; x19 holds the sq_coro pointer. */
-    .text
+    .section .text.hot.squall,"ax",%progbits
     .globl  sq__coro_switch
     .hidden sq__coro_switch
     .type   sq__coro_switch, %function

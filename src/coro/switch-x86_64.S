@@ -2,7 +2,7 @@
  * on the current stack, store the stack pointer in *save_sp, load new_sp, restore the
  * registers saved there and return into that context.
  * sq__coro_boot: first "return" of a new coroutine; r12 holds the sq_coro pointer. */
-    .text
+    .section .text.hot.squall,"ax",@progbits
     .globl  sq__coro_switch
     .hidden sq__coro_switch
     .type   sq__coro_switch, @function

@@ -85,9 +85,11 @@ struct sq_http_server {
      * end of its handshake for a TLS one). */
     sq__http_parked idle, fresh;
     /* A parked connection gives its active part back here, with its read buffer and
-     * request object (sq__http_act); the next request takes them again in one step. */
-    struct sq__http_act *acts[SQ__HTTP_POOL];
+     * request object (sq__http_act); the next request takes them again in one step.  The
+     * count first: the pool's top, which every request touches, is then near the fields
+     * above rather than 2 KiB further on. */
     size_t nacts;
+    struct sq__http_act *acts[SQ__HTTP_POOL];
     /* output buffers given back by idle HTTP/2 connections, taken by any connection that
      * has none */
     sq__buf outs[SQ__HTTP_POOL];

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "field_name.h"
+#include "internal.h" /* SQ__HOT */
 #include "squall/http_parser.h"
 
 #define MAX_LEADING_EMPTY_LINES 8 /* RFC 9112 §2.2: ignore "at least one"; more is an attack */
@@ -596,9 +597,9 @@ static int scan(const char *buf, size_t start, size_t len, sq_http_request_head 
     return (int)*head_end;
 }
 
-int sq_http_parse_request(const char *buf, size_t len, size_t prev_len, sq_http_request_head *out,
-                          sq_http_header *headers, size_t max_headers,
-                          const sq_http_limits *limits_in)
+SQ__HOT int sq_http_parse_request(const char *buf, size_t len, size_t prev_len,
+                                  sq_http_request_head *out, sq_http_header *headers,
+                                  size_t max_headers, const sq_http_limits *limits_in)
 {
     limits lim = {SQ_HTTP_DEFAULT_MAX_REQUEST_LINE, SQ_HTTP_DEFAULT_MAX_HEADER_SIZE};
     if (limits_in && limits_in->max_request_line) lim.line = limits_in->max_request_line;

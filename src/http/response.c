@@ -152,7 +152,7 @@ const char *sq_http_reason(int code)
 
 /* --- Date ------------------------------------------------------------------------------------ */
 
-void sq__http_date_refresh(sq_http_server *srv)
+SQ__HOT void sq__http_date_refresh(sq_http_server *srv)
 {
     int64_t sec = (int64_t)(sq_loop_now_ns(srv->loop) / SQ__NS_PER_SEC);
     if (sec == srv->date_sec && srv->date_len) return;
@@ -196,7 +196,7 @@ enum { NAME_OTHER, NAME_ETAG, NAME_CONNECTION, NAME_CTYPE, NAME_CLEN, NAME_CENC 
 /* Which of them the n bytes at `name` spell, before they are known to be a token:
  * sq__http_name_is also takes a CR for a '-', and a CR is checked for where the three
  * hyphenated names have their one '-'.  A name this matches is therefore a valid one. */
-static int known_name(const char *name, size_t n)
+SQ__HOT static int known_name(const char *name, size_t n)
 {
     switch (n) {
     case 4:
@@ -243,7 +243,7 @@ static ssize_t value_len(const char *v)
     }
 }
 
-void sq__http_resp_reset(sq__http_req *r)
+SQ__HOT void sq__http_resp_reset(sq__http_req *r)
 {
     r->status = 200;
     r->body_sent = 0;
@@ -399,7 +399,7 @@ int sq__http_remove_headers(sq_http_request *req, const char *name,
     return removed;
 }
 
-static int add_header(sq__http_req *r, const char *name, const char *value, bool replace)
+SQ__HOT static int add_header(sq__http_req *r, const char *name, const char *value, bool replace)
 {
     int kind;
     size_t n = name_len_kind(name, &kind);
@@ -417,7 +417,7 @@ static int add_header(sq__http_req *r, const char *name, const char *value, bool
     return put_line(r, name, n, value, v, set);
 }
 
-int sq_http_set_header(sq_http_request *req, const char *name, const char *value)
+SQ__HOT int sq_http_set_header(sq_http_request *req, const char *name, const char *value)
 {
     return add_header((sq__http_req *)req, name, value, true);
 }
@@ -439,7 +439,7 @@ int sq_http_clear_header(sq_http_request *req, const char *name)
     return 0;
 }
 
-int sq_http_write(sq_http_request *req, const void *data, size_t len)
+SQ__HOT int sq_http_write(sq_http_request *req, const void *data, size_t len)
 {
     sq__http_req *r = (sq__http_req *)req;
     if (r->rflags & RESP_FINISHED) return -EALREADY;
@@ -521,7 +521,7 @@ bool sq__http_gzip_body(sq_http_conn *c, sq__http_req *r)
     return true;
 }
 
-void sq__http_out_acquire(sq_http_conn *c)
+SQ__HOT void sq__http_out_acquire(sq_http_conn *c)
 {
     sq_http_server *srv = c->srv;
     if (!c->a->out.ptr && srv && srv->nouts) c->a->out = srv->outs[--srv->nouts];
@@ -544,7 +544,7 @@ void sq__http_out_release(sq_http_conn *c)
 
 /* Append the status line and headers.  `clen` >= 0: Content-Length; -1: chunked (or, for
  * HTTP/1.0, no framing: the body ends at close); -2: no length header at all. */
-static int put_head(sq_http_conn *c, sq__http_req *r, int64_t clen, bool gz, bool close)
+SQ__HOT static int put_head(sq_http_conn *c, sq__http_req *r, int64_t clen, bool gz, bool close)
 {
     sq_http_server *srv = c->srv;
     bool plain_ok = r->status == 200 && !r->reason;
@@ -590,7 +590,7 @@ static int put_head(sq_http_conn *c, sq__http_req *r, int64_t clen, bool gz, boo
     return 0;
 }
 
-static int put_chunk(sq_http_conn *c, const char *data, size_t len, bool chunked)
+SQ__HOT static int put_chunk(sq_http_conn *c, const char *data, size_t len, bool chunked)
 {
     if (!len) return 0;
     sq__http_out_acquire(c);
@@ -659,7 +659,7 @@ int sq__http_put_chunk_header(sq_http_conn *c, size_t len)
     return 0;
 }
 
-int sq__http_resp_finish(sq_http_conn *c, sq__http_req *r)
+SQ__HOT int sq__http_resp_finish(sq_http_conn *c, sq__http_req *r)
 {
     if (r->rflags & RESP_FINISHED) return 0;
     int e = 0;

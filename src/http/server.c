@@ -141,7 +141,7 @@ static void act_free(sq__http_act *a)
 
 /* Give c's active part back to the pool (or free it); c keeps none.  Its buffers (if of the
  * standard sizes) and its request object (if not in use) stay with it. */
-static void act_put(sq_http_server *srv, sq_http_conn *c)
+SQ__HOT static void act_put(sq_http_server *srv, sq_http_conn *c)
 {
     sq__http_act *a = c->a;
     sq_timer_stop(&a->timer);
@@ -313,7 +313,7 @@ static bool conn_unpark(sq_http_conn *c)
 }
 
 /* Free a closed connection once nothing refers to it any more. */
-void sq__http_conn_release(sq_http_conn *c)
+SQ__HOT void sq__http_conn_release(sq_http_conn *c)
 {
     if (!c->closed || c->in_io || (c->a && c->a->coro)) return;
     if (sq__http_req_active(c) && c->a->req->detached) return; /* sq_http_finish() frees it */
@@ -411,7 +411,7 @@ void sq__http_format_peer(const sq_http_conn *c, char *dst)
     }
 }
 
-void sq__http_set_remote_ip(const sq_http_conn *c, sq__http_req *r)
+SQ__HOT void sq__http_set_remote_ip(const sq_http_conn *c, sq__http_req *r)
 {
     if (r->ip_of_family != c->peer_family || memcmp(r->ip_of, c->peer_addr, sizeof r->ip_of)) {
         sq__http_format_peer(c, r->remote_ip);
@@ -468,7 +468,7 @@ static double body_wait_limit(sq_http_conn *c);
 
 /* Write what the output holds; then the interest follows the output, unless `update` is
  * false because the caller calls update_io itself right after (conn_io: conn_after does). */
-static void conn_write(sq_http_conn *c, bool update)
+SQ__HOT static void conn_write(sq_http_conn *c, bool update)
 {
     if (c->closed) return;
     bool progress = false;
@@ -624,7 +624,7 @@ static size_t read_space(sq_http_conn *c)
 
 /* Take in the body bytes that arrived at [body_end, rlen): count Content-Length bytes,
  * decode chunked ones in place. */
-static void body_ingest(sq_http_conn *c)
+SQ__HOT static void body_ingest(sq_http_conn *c)
 {
     if (!c->a->req->has_body || c->a->req->body_done || c->a->req->body_error) return;
     if (c->a->rlen <= c->a->req->body_end) return;
@@ -738,7 +738,7 @@ void sq__http_apply_xheaders(sq_http_conn *c, sq__http_req *r)
 
 /* Parse the next request in the buffer.  1: a request is ready (c->a->req active); 0: more
  * bytes needed; -1: a malformed request (an error response is queued). */
-static int parse_next(sq_http_conn *c)
+SQ__HOT static int parse_next(sq_http_conn *c)
 {
     sq_http_server *srv = c->srv;
     if (c->a->rpos == c->a->rlen) {
@@ -840,7 +840,7 @@ static int parse_next(sq_http_conn *c)
     return 1;
 }
 
-bool sq__http_want_close(sq_http_conn *c, sq__http_req *r)
+SQ__HOT bool sq__http_want_close(sq_http_conn *c, sq__http_req *r)
 {
     sq_http_server *srv = c->srv;
     if (c->close_after) return true;
@@ -861,7 +861,7 @@ bool sq__http_want_close(sq_http_conn *c, sq__http_req *r)
 }
 
 /* The response is finished: advance the buffer to the next request. */
-static void request_complete(sq_http_conn *c)
+SQ__HOT static void request_complete(sq_http_conn *c)
 {
     sq__http_req *r = c->a->req;
     if (!c->closed) {
@@ -903,7 +903,7 @@ static void request_complete(sq_http_conn *c)
 #define REQS_PER_PASS 64
 #define PASS_NS       (2u * 1000 * 1000)
 
-static void *conn_task(void *arg)
+SQ__HOT static void *conn_task(void *arg)
 {
     sq_http_conn *c = arg;
     uint64_t pass_t0 = 0; /* 0: not read yet in this pass */
@@ -1013,7 +1013,7 @@ void sq__http_update_io(sq_http_conn *c)
     update_io(c);
 }
 
-static void update_io(sq_http_conn *c)
+SQ__HOT static void update_io(sq_http_conn *c)
 {
     if (c->closed) return;
     unsigned ev = 0;
@@ -1055,7 +1055,7 @@ static void update_io(sq_http_conn *c)
 }
 
 /* After a batch: close, linger, or wait for the next request. */
-static void conn_after(sq_http_conn *c)
+SQ__HOT static void conn_after(sq_http_conn *c)
 {
     if (c->closed || c->h2_mode) return;
     sq_http_server *srv = c->srv;
@@ -1107,7 +1107,7 @@ static void conn_after(sq_http_conn *c)
     update_io(c);
 }
 
-static void on_input(sq_http_conn *c)
+SQ__HOT static void on_input(sq_http_conn *c)
 {
     if (c->discarding) {
         discard_ingest(c);
@@ -1229,7 +1229,7 @@ static bool conn_handshake(sq_http_conn *c)
     return false;
 }
 
-static void conn_io(sq_loop *loop, sq_io *io, unsigned events)
+SQ__HOT static void conn_io(sq_loop *loop, sq_io *io, unsigned events)
 {
     sq_http_conn *c = io->data;
     if (c->parked && !conn_unpark(c)) {

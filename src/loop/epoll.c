@@ -58,7 +58,7 @@ static int ep_ctl(sq_loop *loop, sq_io *io, unsigned events)
     return epoll_ctl(st->epfd, op, io->fd, &ev) == 0 ? 0 : -errno;
 }
 
-static int ep_poll(sq_loop *loop, int timeout_ms)
+SQ__HOT static int ep_poll(sq_loop *loop, int timeout_ms)
 {
     epoll_state *st = loop->backend_data;
     int n = epoll_wait(st->epfd, st->events, MAX_EVENTS, timeout_ms);

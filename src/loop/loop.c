@@ -350,11 +350,11 @@ bool sq_loop_is_running(const sq_loop *loop)
 {
     return loop->running;
 }
-double sq_loop_time(const sq_loop *loop)
+SQ__HOT double sq_loop_time(const sq_loop *loop)
 {
     return (double)loop->now_ns / 1e9;
 }
-uint64_t sq_loop_now_ns(const sq_loop *loop)
+SQ__HOT uint64_t sq_loop_now_ns(const sq_loop *loop)
 {
     return loop->now_ns;
 }
@@ -438,7 +438,7 @@ void sq__io_dispatch(sq_loop *loop, sq_io *io, unsigned events)
     sq__io_dispatch_at(loop, io, events, 0);
 }
 
-uint64_t sq__io_dispatch_at(sq_loop *loop, sq_io *io, unsigned events, uint64_t t0)
+SQ__HOT uint64_t sq__io_dispatch_at(sq_loop *loop, sq_io *io, unsigned events, uint64_t t0)
 {
     sq_io_cb cb = io->cb; /* the callback may free the watcher's memory */
     if (!loop->slow_ns) {
@@ -796,18 +796,18 @@ void sq_timer_start_at(sq_timer *t, double when)
     timer_arm(t, d);
 }
 
-void sq_timer_stop(sq_timer *t)
+SQ__HOT void sq_timer_stop(sq_timer *t)
 {
     timer_unlink(t->loop, t);
     t->repeat = 0;
 }
 
-bool sq_timer_active(const sq_timer *t)
+SQ__HOT bool sq_timer_active(const sq_timer *t)
 {
     return t->heap_index != SIZE_MAX;
 }
 
-static void run_timers(sq_loop *loop)
+SQ__HOT static void run_timers(sq_loop *loop)
 {
     uint64_t limit = loop->timer_seq; /* timers armed while firing wait for the next pass */
     uint64_t now_tick = loop->now_ns >> SQ__TICK_SHIFT;
@@ -1109,7 +1109,7 @@ static int refuse_nested(sq_loop *loop, const char *fn)
     return -EBUSY;
 }
 
-int sq_loop_run_once(sq_loop *loop, bool block)
+SQ__HOT int sq_loop_run_once(sq_loop *loop, bool block)
 {
     if (SQ__UNLIKELY(loop->in_pass)) {
         sq__coro_recover();
@@ -1160,7 +1160,7 @@ int sq_loop_run(sq_loop *loop)
     return sq_loop_run_until(loop, NULL);
 }
 
-int sq_loop_run_until(sq_loop *loop, sq_future *fut)
+SQ__HOT int sq_loop_run_until(sq_loop *loop, sq_future *fut)
 {
     sq__coro_recover();
     if (loop->in_pass) return refuse_nested(loop, "sq_loop_run");
