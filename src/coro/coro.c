@@ -652,7 +652,7 @@ void sq__coro_requeue(sq_loop *loop, sq_coro *list)
     }
 }
 
-sq_coro *sq_coro_self(void)
+SQ__HOT sq_coro *sq_coro_self(void)
 {
     return tls_current;
 }
@@ -669,7 +669,7 @@ SQ__HOT void sq_coro_set_name(sq_coro *c, const char *name)
 {
     c->name = name;
 }
-void sq__coro_set_label(sq_coro *c, const sq__coro_label *label)
+SQ__HOT void sq__coro_set_label(sq_coro *c, const sq__coro_label *label)
 {
     c->label = label;
 }

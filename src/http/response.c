@@ -270,7 +270,7 @@ int sq_http_set_status(sq_http_request *req, int code, const char *reason)
     return 0;
 }
 
-int sq_http_get_status(const sq_http_request *req)
+SQ__HOT int sq_http_get_status(const sq_http_request *req)
 {
     return ((const sq__http_req *)req)->status;
 }
@@ -354,7 +354,7 @@ bool sq__http_resp_has_header(const sq_http_request *req, const char *name)
     return false;
 }
 
-bool sq__http_resp_has_etag(const sq_http_request *req)
+SQ__HOT bool sq__http_resp_has_etag(const sq_http_request *req)
 {
     return (((const sq__http_req *)req)->rflags & RESP_HAS_ETAG) != 0;
 }
@@ -374,7 +374,7 @@ static int put_line(sq__http_req *r, const char *name, size_t n, const char *val
     return 0;
 }
 
-int sq__http_resp_add_etag(sq_http_request *req, const char *etag, size_t len)
+SQ__HOT int sq__http_resp_add_etag(sq_http_request *req, const char *etag, size_t len)
 {
     sq__http_req *r = (sq__http_req *)req;
     if (r->rflags & (RESP_HEAD_SENT | RESP_FINISHED)) return -EALREADY;

@@ -1326,7 +1326,7 @@ static void conn_timeout(sq_loop *loop, sq_timer *t)
 /* --- request API ---------------------------------------------------------------------------------
  */
 
-sq_str sq_http_header_get(const sq_http_request *req, const char *name)
+SQ__HOT sq_str sq_http_header_get(const sq_http_request *req, const char *name)
 {
     size_t n = strlen(name);
     for (size_t i = 0; i < req->nheaders; i++) {
@@ -1632,7 +1632,7 @@ int sq_http_sendfile(sq_http_request *req, int fd, off_t offset, size_t len)
     return 0;
 }
 
-int sq_http_finish(sq_http_request *req)
+SQ__HOT int sq_http_finish(sq_http_request *req)
 {
     sq__http_req *r = (sq__http_req *)req;
     sq_http_conn *c = req->conn;

@@ -1155,7 +1155,7 @@ SQ__HOT int sq_loop_run_once(sq_loop *loop, bool block)
     return r < 0 ? r : 0;
 }
 
-int sq_loop_run(sq_loop *loop)
+SQ__HOT int sq_loop_run(sq_loop *loop)
 {
     return sq_loop_run_until(loop, NULL);
 }

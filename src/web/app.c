@@ -639,7 +639,7 @@ static void handler_put(sq_handler *h)
 
 /* on_finish, then give the handler back.  Runs once, after the response is finished and
  * the method has returned. */
-static void end_request(sq_handler *h)
+SQ__HOT static void end_request(sq_handler *h)
 {
     if (h->ended) return;
     h->ended = true;
@@ -680,7 +680,7 @@ static uint64_t hex8(uint32_t v)
 }
 
 /* x as 16 lowercase hex digits at p (no NUL). */
-static void put_hex64(char *p, uint64_t x)
+SQ__HOT static void put_hex64(char *p, uint64_t x)
 {
     uint64_t hi = hex8((uint32_t)(x >> 32)), lo = hex8((uint32_t)x);
     memcpy(p, &hi, 8);
@@ -950,7 +950,7 @@ static void finish_later(void *arg)
     sq_http_finish(arg);
 }
 
-static sq_handler_fn method_fn(const sq_handler_class *c, sq_str m, bool *is_head, int *idx)
+SQ__HOT static sq_handler_fn method_fn(const sq_handler_class *c, sq_str m, bool *is_head, int *idx)
 {
 #define M(s) (m.len == sizeof(s) - 1 && memcmp(m.ptr, s, m.len) == 0)
     *is_head = false;
@@ -1062,7 +1062,7 @@ static sq_str host_name(sq_str h)
     return h;
 }
 
-static void dispatch(sq_http_request *req, void *arg)
+SQ__HOT static void dispatch(sq_http_request *req, void *arg)
 {
     sq_app *app = arg;
     const sq_route *route = NULL;
@@ -1576,7 +1576,7 @@ int sq_set_signed_cookie(sq_handler *h, const char *name, const char *value,
 
 /* --- response ----------------------------------------------------------------------------- */
 
-int sq_write_bytes(sq_handler *h, const void *data, size_t len)
+SQ__HOT int sq_write_bytes(sq_handler *h, const void *data, size_t len)
 {
     if (h->finished) return -EALREADY;
     if (!len) return 0;
@@ -1587,7 +1587,7 @@ int sq_write_bytes(sq_handler *h, const void *data, size_t len)
     return 0;
 }
 
-int sq_write(sq_handler *h, const char *s)
+SQ__HOT int sq_write(sq_handler *h, const char *s)
 {
     return sq_write_bytes(h, s, s ? strlen(s) : 0);
 }
@@ -1706,7 +1706,7 @@ int sq_flush(sq_handler *h)
     return rc < 0 ? rc : rc2;
 }
 
-int sq_finish(sq_handler *h)
+SQ__HOT int sq_finish(sq_handler *h)
 {
     if (h->finished) return 0;
     int rc = push_out(h);
@@ -1731,7 +1731,7 @@ int sq_set_status(sq_handler *h, int code, const char *reason)
     return sq_http_set_status(h->req, code, reason);
 }
 
-int sq_set_header(sq_handler *h, const char *name, const char *value)
+SQ__HOT int sq_set_header(sq_handler *h, const char *name, const char *value)
 {
     return sq_http_set_header(h->req, name, value);
 }
