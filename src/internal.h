@@ -96,7 +96,7 @@ struct sq_loop {
     uint64_t wheel_tick; /* deadline >> SQ__TICK_SHIFT of the first tick still in the wheel */
     size_t wheel_count;
     uint64_t wheel_map[SQ__WHEEL_LEVELS];
-    /* the wheel's slots (8 KiB) are at the end, after the fields every pass reads */
+    /* (the wheel's slots are at the end of the struct) */
     unsigned ready_passes; /* passes in a row with only coroutines ready (see run_once) */
     uint64_t polled_ns;    /* now_ns at the last IO poll */
     uint64_t timer_seq;

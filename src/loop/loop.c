@@ -1002,7 +1002,7 @@ sq_call *sq_call_at(sq_loop *loop, double when, sq_callback_fn fn, void *arg)
 void sq_call_cancel(sq_call *c)
 {
     if (!c) return;
-    if (!c->timer.cb) { /* pending at loop teardown (timers_free): freed there, undisposed */
+    if (!c->timer.cb) { /* pending at loop teardown (timers_free): not disposed */
         c->dispose = NULL;
         return;
     }
