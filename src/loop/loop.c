@@ -1059,17 +1059,30 @@ void sq_periodic_stop(sq_periodic *p)
 
 /* --- iteration ---------------------------------------------------------------------------- */
 
+/* When the loop must next look at its timers: the first timer of the ticks reached; with
+ * none, the start of the wheel's next slot, when its timers become due or move down the
+ * wheel.  False: no timer at all. */
+static bool timers_next(sq_loop *loop, uint64_t *when)
+{
+    uint64_t tick;
+    struct sq__heap_ent *first = timer_first(loop);
+    if (first)
+        *when = first->deadline;
+    else if (wheel_next_event(loop, &tick))
+        *when = tick << SQ__TICK_SHIFT;
+    else
+        return false;
+    return true;
+}
+
 /* See sq__ready_round: SQ__READY_POLL_EVERY rounds of ready coroutines ran without an IO poll.
  * More may, while the last poll is recent and no timer is due (the rounds that coroutines hand
  * over to each other, coro.c's batch_next, do not run timers; the loop's own passes do). */
 bool sq__ready_recheck(sq_loop *loop)
 {
-    uint64_t now = loop->now_ns = sq__mono_ns(), tick;
+    uint64_t now = loop->now_ns = sq__mono_ns(), d;
     if (now - loop->polled_ns >= SQ__READY_POLL_NS) return false;
-    struct sq__heap_ent *first = timer_first(loop);
-    if (first ? first->deadline <= now
-              : wheel_next_event(loop, &tick) && tick << SQ__TICK_SHIFT <= now)
-        return false;
+    if (timers_next(loop, &d) && d <= now) return false;
     loop->ready_passes = 0;
     return true;
 }
@@ -1077,16 +1090,8 @@ bool sq__ready_recheck(sq_loop *loop)
 static int poll_timeout(sq_loop *loop, bool block)
 {
     if (!block || loop->stop || loop->callbacks.len || loop->ready_head) return 0;
-    /* The first timer of the ticks reached; with none, the wheel's next slot is woken for at
-     * its start, when its timers become due or move down the wheel. */
-    uint64_t d, tick;
-    struct sq__heap_ent *first = timer_first(loop);
-    if (first)
-        d = first->deadline;
-    else if (wheel_next_event(loop, &tick))
-        d = tick << SQ__TICK_SHIFT;
-    else
-        return -1;
+    uint64_t d;
+    if (!timers_next(loop, &d)) return -1;
     /* The previous pass may have run long: measure from the real time, or the next timer
      * would fire late by as long as that pass took. */
     loop->now_ns = sq__mono_ns();
