@@ -7,7 +7,9 @@
  * commands (redisFormatCommand / redisFormatCommandArgv) and parses replies (redisReader).
  * One reader coroutine per connection feeds the parser and resolves the pending command
  * futures in FIFO order, so any number of commands are in flight on one connection
- * (pipelined); commands issued in one loop iteration leave in one write.
+ * (pipelined); commands issued in one loop iteration leave in one write.  The reader goes
+ * back to the loop every 128 replies (or pub/sub messages), so a read holding thousands of
+ * pipelined replies does not hold the other connections and timers up while it is parsed.
  *
  *   sq_redis *r = sq_redis_connect("redis://127.0.0.1:6379/0", NULL, &err);
  *   sq_redis_reply *rep = sq_redis_cmd(r, &err, "INCR %s", "counter");

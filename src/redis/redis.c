@@ -28,6 +28,10 @@
 
 #define READ_CHUNK 65536
 #define OUT_KEEP   (1u << 20) /* an idle output buffer larger than this is given back */
+/* Replies (or messages) dispatched between two yields to the loop: one read can hold thousands
+ * of pipelined replies, and parsing them all at once would hold every other connection and
+ * timer up for milliseconds. */
+#define REPLY_BATCH 128
 
 typedef struct sub_entry {
     char *name;
@@ -464,6 +468,7 @@ static int serve(sq_redis *r)
     } else {
         set_up(r);
     }
+    unsigned batch = 0;
     while (!r->closing) {
         redisReply *rep = NULL;
         int e = read_reply(r, &rep);
@@ -473,6 +478,10 @@ static int serve(sq_redis *r)
             freeReplyObject(rep);
         } else if ((e = dispatch_cmd(r, rep)) < 0) {
             return e;
+        }
+        if (++batch == REPLY_BATCH) { /* let the loop run the rest (sq_redis_free may run) */
+            batch = 0;
+            sq_yield();
         }
     }
     return -ECANCELED;
