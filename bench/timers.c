@@ -54,8 +54,9 @@ int main(int argc, char **argv)
 
     /* schedule + fire: the deadlines are waited out with the clock stopped, so that the
      * figure is CPU time on the timers, not time spent idle until the last deadline.  Twice:
-     * cold (every sq_call handle is a fresh malloc, page faults included) and then warm (the
-     * handles come back from the loop's pool, as in a server that has been running). */
+     * cold (every sq_call handle and wheel block is carved fresh from new slabs, page faults
+     * included) and then warm (the handles and blocks come back from the loop's pools, as in
+     * a server that has been running). */
     for (int round = 0; round < 2; round++) {
         fired = 0;
         target = n;

@@ -60,6 +60,7 @@ typedef struct sq__cbq {
 #define SQ__TICK_SHIFT 20
 #define SQ__WHEEL_LEVELS 8
 #define SQ__WHERE_SHIFT 40
+#define SQ__SLOT_CHUNK   64 /* entries per wheel slot chunk: 1 KiB */
 
 /* One entry of a timer wheel slot, of the due run or of the heap: a timer's deadline,
  * copied, and the timer.  16 bytes: every active timer (one per keep-alive connection) has
@@ -86,8 +87,8 @@ struct sq_loop {
     bool freeing;                /* inside sq_loop_free: nothing new may attach to it */
 
     /* timers (loop.c): the later ones in a hierarchical wheel of SQ__WHEEL_LEVELS x 64 slots
-     * (level L slot: 64^L ticks), each an unordered array of entries, a bit per
-     * non-empty slot in wheel_map; a reached tick's timers sorted into the due run; timers
+     * (level L slot: 64^L ticks), each an unordered array of entries kept in chunks, a
+     * bit per non-empty slot in wheel_map; a reached tick's timers sorted into the due run; timers
      * armed for a tick already reached in a 4-ary min-heap.  See loop.c. */
     struct sq__heap_ent *heap;
     size_t heap_len, heap_cap;
@@ -134,22 +135,30 @@ struct sq_loop {
     int sig_pipe[2];
     sq_io sig_io;
 
-    /* free lists: call handles in an array, so that taking one does not chase a pointer
-     * through the last handle freed (a cache miss each when many are pending) */
-    sq_call **call_pool;
-    size_t call_pool_len, call_pool_cap;
-    /* where new call handles come from: slabs the loop owns (loop.c, call_carve) */
-    void *call_slabs;
-    char *call_carve, *call_carve_end;
-    size_t call_slab_size;
+    /* free lists: call handles in a stack of pointer blocks, so that taking one does not
+     * chase a pointer through the last handle freed (a cache miss each when many are
+     * pending); call_pool_top handles in the top block (loop.c, call_new) */
+    struct sq__pool_block *call_pool;
+    size_t call_pool_top;
+    /* where new call handles and 1 KiB blocks (wheel slot chunks, pool blocks) come from:
+     * slabs the loop owns and frees with it (loop.c, slab_carve), each kind carved from slabs
+     * of its own */
+    void *slabs;
+    struct sq__carver {
+        char *cur, *end;
+        size_t next_size; /* of the next slab */
+    } call_carver, block_carver;
+    void *block_free; /* blocks given back, each linked through its first bytes */
     sq_future *future_free;
     size_t future_free_len;
 
     /* timers: the wheel's slots (see wheel_map above); last, so that the fields above share
-     * a page or two with each other rather than with these 8 KiB */
+     * a page or two with each other rather than with these 12 KiB.  A slot's entries are in
+     * chunks of SQ__SLOT_CHUNK (loop.c): entry i is chunks[i / SQ__SLOT_CHUNK][i % ...]. */
     struct sq__wheel_slot {
-        struct sq__heap_ent *ents;
-        uint32_t len, cap;
+        struct sq__heap_ent **chunks;
+        uint32_t len;
+        uint32_t nchunks, chunks_cap; /* chunks held, and room in the chunks array */
     } wheel[SQ__WHEEL_LEVELS * 64];
 };
 

@@ -168,7 +168,7 @@ static void wake_cb(sq_loop *loop, sq_io *io, unsigned events)
 
 static void call_fire(sq_loop *loop, sq_timer *t);
 static void timers_free(sq_loop *loop);
-static void call_slabs_free(sq_loop *loop);
+static void slabs_free(sq_loop *loop);
 
 struct sq_call {
     sq_timer timer; /* first: the timer's callback gets the call; timer.data is fn's arg */
@@ -299,8 +299,8 @@ void sq_loop_free(sq_loop *loop)
     timers_free(loop); /* and the pending calls, whose handles belong to the loop */
     free(loop->callbacks.items);
     free(loop->ts_items);
-    free(loop->call_pool);
-    call_slabs_free(loop); /* every call handle, pooled or still pending */
+    loop->call_pool = NULL; /* its blocks were the slabs' */
+    slabs_free(loop);       /* every call handle, pooled or still pending, and the slot chunks */
     sq__future_pool_drain(loop);
     pthread_mutex_destroy(&loop->ts_lock);
     if (current_loop == loop) current_loop = NULL;
@@ -464,9 +464,14 @@ SQ__HOT uint64_t sq__io_dispatch_at(sq_loop *loop, sq_io *io, unsigned events, u
  * when a timer becomes due, never the order in which timers fire.
  *
  * A slot is an unordered array of {deadline, timer} entries; a cancelled timer's place takes
- * the last entry.  Placing, cascading and sorting read only the arrays, so a timer's memory
- * is written its new place once per move and read when it fires; only timers with equal
- * deadlines are read to be put in arming order, and they are about to fire anyway.
+ * the last entry.  The array is kept in chunks of SQ__SLOT_CHUNK entries, carved from the
+ * loop's slabs and given back to the loop (not to malloc) when the slot empties: a slot grows
+ * without copying what it holds, and a burst of timers reuses the memory of the last one
+ * instead of faulting in fresh pages (a million timers: 16 MB of entries, and 5 MB more
+ * cascading; in a virtual machine each first touch of a page exits to the hypervisor).  Placing,
+ * cascading and sorting read only the arrays, so a timer's memory is written its new place once per
+ * move and read when it fires; only timers with equal deadlines are read to be put in arming order,
+ * and they are about to fire anyway.
  *
  * Timers armed for a tick already reached (due now, or in the past) go to a small 4-ary
  * min-heap keyed by (deadline, arming order); the next timer to fire is the lesser of the
@@ -477,9 +482,9 @@ SQ__HOT uint64_t sq__io_dispatch_at(sq_loop *loop, sq_io *io, unsigned events, u
 #define HEAP_D        4
 #define DUE_PREFETCH  16 /* timers of the due run fetched ahead of firing */
 #define CALL_PREFETCH 8  /* pooled sq_call handles fetched ahead of their reuse */
-#define CALL_SLAB_MIN  1024       /* call_carve's first slab */
-#define CALL_SLAB_HUGE (2u << 20) /* a transparent huge page */
-#define CALL_SLAB_HEAD 16         /* the link to the next slab, and the handles' alignment */
+#define SLAB_MIN      1024       /* slab_carve's first slab, at least */
+#define SLAB_HUGE     (2u << 20) /* a transparent huge page */
+#define SLAB_HEAD     16         /* the link to the next slab, and the items' alignment */
 #define WHERE_MASK    ((1ull << SQ__WHERE_SHIFT) - 1)
 #define DUE_BUCKET    (1 + SQ__WHEEL_LEVELS * 64)
 
@@ -511,6 +516,49 @@ static bool grow(struct sq__heap_ent **ents, size_t *cap, size_t want)
     *ents = n;
     *cap = ncap;
     return true;
+}
+
+/* Entry i of a wheel slot. */
+static inline struct sq__heap_ent *slot_ent(const struct sq__wheel_slot *w, uint32_t i)
+{
+    return &w->chunks[i / SQ__SLOT_CHUNK][i % SQ__SLOT_CHUNK];
+}
+
+static void *slab_carve(sq_loop *loop, struct sq__carver *cv, size_t size);
+
+/* The loop's 1 KiB blocks: wheel slot chunks and call pool blocks.  One given back earlier,
+ * else a new one; given back, a block stays the loop's until it is freed. */
+#define BLOCK_SIZE (SQ__SLOT_CHUNK * sizeof(struct sq__heap_ent))
+
+static void *block_get(sq_loop *loop)
+{
+    void *b = loop->block_free;
+    if (!b) return slab_carve(loop, &loop->block_carver, BLOCK_SIZE);
+    loop->block_free = *(void **)b;
+    return b;
+}
+
+static inline void block_put(sq_loop *loop, void *b)
+{
+    *(void **)b = loop->block_free;
+    loop->block_free = b;
+}
+
+/* Room for SQ__SLOT_CHUNK more entries in a full slot. */
+static int slot_add_chunk(sq_loop *loop, struct sq__wheel_slot *w)
+{
+    if (w->nchunks >= (UINT32_MAX / SQ__SLOT_CHUNK) - 1) return -ENOMEM;
+    if (w->nchunks == w->chunks_cap) {
+        uint32_t ncap = w->chunks_cap ? w->chunks_cap * 2 : 4;
+        struct sq__heap_ent **n = realloc(w->chunks, ncap * sizeof *n);
+        if (!n) return -ENOMEM;
+        w->chunks = n;
+        w->chunks_cap = ncap;
+    }
+    struct sq__heap_ent *c = block_get(loop);
+    if (!c) return -ENOMEM;
+    w->chunks[w->nchunks++] = c;
+    return 0;
 }
 
 static void timer_dropped(sq_timer *t)
@@ -582,25 +630,28 @@ static int wheel_put(sq_loop *loop, struct sq__heap_ent e)
     unsigned level = diff ? (unsigned)(63 - __builtin_clzll(diff)) / 6 : 0;
     unsigned slot = (unsigned)(tick >> (6 * level)) & 63, k = level * 64 + slot;
     struct sq__wheel_slot *w = &loop->wheel[k];
-    if (w->len == w->cap) {
-        size_t cap = w->cap;
-        if (cap >= UINT32_MAX / 2 || !grow(&w->ents, &cap, cap + 1)) return -ENOMEM;
-        w->cap = (uint32_t)cap;
-    }
+    if (w->len == w->nchunks * SQ__SLOT_CHUNK && slot_add_chunk(loop, w) < 0) return -ENOMEM;
     where_set(e.t, 1 + k, w->len);
-    w->ents[w->len++] = e;
+    *slot_ent(w, w->len++) = e;
     loop->wheel_map[level] |= 1ull << slot;
     return 0;
 }
 
+/* The slot's chunks go back to the loop but its first, which it keeps for the next timer (a
+ * timer armed and cancelled alone takes no chunk); after a burst (10,000 connections' header
+ * timeouts) the first goes too, with the array of chunk pointers. */
 static void slot_clear(sq_loop *loop, unsigned k)
 {
     struct sq__wheel_slot *w = &loop->wheel[k];
+    bool burst = w->chunks_cap > 64;
     w->len = 0;
-    if (w->cap > 256) { /* a burst's array (10,000 connections' header timeouts) goes */
-        free(w->ents);
-        w->ents = NULL;
-        w->cap = 0;
+    for (uint32_t c = burst ? 0 : 1; c < w->nchunks; c++) block_put(loop, w->chunks[c]);
+    if (burst) {
+        free(w->chunks);
+        w->chunks = NULL;
+        w->chunks_cap = w->nchunks = 0;
+    } else if (w->nchunks > 1) {
+        w->nchunks = 1;
     }
     loop->wheel_map[k / 64] &= ~(1ull << (k % 64));
 }
@@ -610,9 +661,9 @@ static void wheel_remove(sq_loop *loop, sq_timer *t)
     unsigned k = (unsigned)(t->heap_index >> SQ__WHERE_SHIFT) - 1;
     uint32_t i = (uint32_t)(t->heap_index & WHERE_MASK);
     struct sq__wheel_slot *w = &loop->wheel[k];
-    struct sq__heap_ent last = w->ents[--w->len];
+    struct sq__heap_ent last = *slot_ent(w, --w->len);
     if (i != w->len) {
-        w->ents[i] = last;
+        *slot_ent(w, i) = last;
         where_set(last.t, 1 + k, i);
     }
     t->heap_index = SIZE_MAX;
@@ -653,9 +704,10 @@ static void wheel_cascade(sq_loop *loop)
         if (!(loop->wheel_map[level] & (1ull << slot))) continue;
         struct sq__wheel_slot *w = &loop->wheel[k];
         for (uint32_t i = 0; i < w->len; i++) {
-            if (wheel_put(loop, w->ents[i]) < 0) {
+            struct sq__heap_ent e = *slot_ent(w, i);
+            if (wheel_put(loop, e) < 0) {
                 loop->wheel_count--;
-                timer_dropped(w->ents[i].t);
+                timer_dropped(e.t);
             }
         }
         slot_clear(loop, k);
@@ -664,25 +716,30 @@ static void wheel_cascade(sq_loop *loop)
 
 /* A level-0 slot becomes the due run: its entries in order of deadline, and of arming among
  * equal deadlines.  All share one tick, so only the low SQ__TICK_SHIFT bits of the deadline
- * differ: two counting passes of 10 bits order a large slot by deadline; then an insertion
- * sort by (deadline, arming order) finishes, which for that output only moves equal
- * deadlines (the only entries whose timers it reads) and for a small slot does it all. */
+ * differ: the slot's chunks are copied into the run, two counting passes of 10 bits order a
+ * large one by deadline; then an insertion sort by (deadline, arming order) finishes, which
+ * for that output only moves equal deadlines (the only entries whose timers it reads) and
+ * for a small slot does it all. */
 static void due_fill(sq_loop *loop, struct sq__wheel_slot *w)
 {
     size_t n = w->len;
     loop->wheel_count -= n;
     loop->due_pos = loop->due_len = 0;
     if (!grow(&loop->due, &loop->due_cap, n)) {
-        for (size_t i = 0; i < n; i++) /* no memory for the run: the heap, one by one */
-            if (heap_insert(loop, w->ents[i]) < 0) timer_dropped(w->ents[i].t);
+        for (uint32_t i = 0; i < n; i++) { /* no memory for the run: the heap, one by one */
+            struct sq__heap_ent e = *slot_ent(w, i);
+            if (heap_insert(loop, e) < 0) timer_dropped(e.t);
+        }
         return;
     }
     struct sq__heap_ent *out = loop->due;
-    if (n <= 32 || !grow(&loop->due_tmp, &loop->due_tmp_cap, n)) {
-        memcpy(out, w->ents, n * sizeof *out);
-    } else {
+    for (size_t i = 0; i < n; i += SQ__SLOT_CHUNK) {
+        size_t m = n - i < SQ__SLOT_CHUNK ? n - i : SQ__SLOT_CHUNK;
+        memcpy(out + i, w->chunks[i / SQ__SLOT_CHUNK], m * sizeof *out);
+    }
+    if (n > 32 && grow(&loop->due_tmp, &loop->due_tmp_cap, n)) {
         _Static_assert(SQ__TICK_SHIFT <= 20, "two 10-bit passes cover a tick");
-        struct sq__heap_ent *src = w->ents, *dst = loop->due_tmp;
+        struct sq__heap_ent *src = out, *dst = loop->due_tmp;
         for (unsigned pass = 0; pass < 2; pass++) {
             uint32_t count[1025] = {0};
             unsigned shift = 10 * pass;
@@ -692,7 +749,7 @@ static void due_fill(sq_loop *loop, struct sq__wheel_slot *w)
             src = dst;
             dst = out;
         }
-        /* pass 0 went ents -> tmp, pass 1 tmp -> due */
+        /* pass 0 went run -> tmp, pass 1 tmp -> run */
     }
     for (size_t i = 1; i < n; i++) {
         struct sq__heap_ent e = out[i];
@@ -862,20 +919,22 @@ void sq__timers_advance(sq_loop *loop, uint64_t now_ns)
 /* Loop teardown: every timer left is made inactive first (a dispose function may stop
  * another), then the pending calls, which belong to the loop, are freed; a call whose argument
  * holds references (a sleep, a timeout) releases them through its dispose function. */
+static void timer_forget(sq_timer *t, sq_timer **calls)
+{
+    if (!t) return; /* a cancelled timer's place in the due run */
+    t->heap_index = SIZE_MAX;
+    if (t->cb == call_fire) {
+        /* Chained through seq, which nothing touches from here on; no callback marks it as
+         * torn down for sq_call_cancel (a dispose function may cancel another call). */
+        t->cb = NULL;
+        t->seq = (uint64_t)(uintptr_t)*calls;
+        *calls = t;
+    }
+}
+
 static void timers_forget(struct sq__heap_ent *ents, size_t from, size_t n, sq_timer **calls)
 {
-    for (size_t i = from; i < n; i++) {
-        sq_timer *t = ents[i].t;
-        if (!t) continue; /* a cancelled timer's place in the due run */
-        t->heap_index = SIZE_MAX;
-        if (t->cb == call_fire) {
-            /* Chained through seq, which nothing touches from here on; no callback marks it
-             * as torn down for sq_call_cancel (a dispose function may cancel another call). */
-            t->cb = NULL;
-            t->seq = (uint64_t)(uintptr_t)*calls;
-            *calls = t;
-        }
-    }
+    for (size_t i = from; i < n; i++) timer_forget(ents[i].t, calls);
     free(ents);
 }
 
@@ -884,8 +943,12 @@ static void timers_free(sq_loop *loop)
     sq_timer *calls = NULL;
     timers_forget(loop->heap, 0, loop->heap_len, &calls);
     timers_forget(loop->due, loop->due_pos, loop->due_len, &calls);
-    for (size_t k = 0; k < SQ__WHEEL_LEVELS * 64; k++)
-        timers_forget(loop->wheel[k].ents, 0, loop->wheel[k].len, &calls);
+    for (size_t k = 0; k < SQ__WHEEL_LEVELS * 64; k++) {
+        struct sq__wheel_slot *w = &loop->wheel[k];
+        for (uint32_t i = 0; i < w->len; i++) timer_forget(slot_ent(w, i)->t, &calls);
+        free(w->chunks); /* the chunks are the slabs', freed with the loop (slabs_free) */
+    }
+    loop->block_free = NULL;
     free(loop->due_tmp);
     loop->heap = loop->due = loop->due_tmp = NULL;
     loop->heap_len = loop->heap_cap = loop->due_pos = loop->due_len = 0;
@@ -896,62 +959,96 @@ static void timers_free(sq_loop *loop)
         sq_call *c = (sq_call *)calls;
         calls = (sq_timer *)(uintptr_t)calls->seq;
         if (c->dispose) c->dispose(c->timer.data);
-        /* the handle's memory is its slab's, freed with the loop (call_slabs_free) */
+        /* the handle's memory is its slab's, freed with the loop (slabs_free) */
     }
 }
 
 /* --- one-shot calls (Tornado's call_later) ---------------------------------------------- */
 
-/* Call handles are carved from slabs that the loop owns and frees with it; a handle is never
- * freed on its own (a released one goes to the pool).  The slabs double from 1 KiB to 2 MiB;
- * from there each is 2 MiB on a 2 MiB boundary and asks for a transparent huge page, so that
- * a loop with a million pending calls faults its 72 MB of handles in 36 times rather than
- * 18,000 (in a virtual machine each fault is an exit to the hypervisor), and the TLB covers
- * them when they fire in deadline order, scattered. */
-static sq_call *call_carve(sq_loop *loop)
+/* Call handles (and the wheel's slot chunks) are carved from slabs that the loop owns and
+ * frees with it; a handle is never freed on its own (a released one goes to the pool).  The
+ * slabs double from 1 KiB to 2 MiB; from there each is 2 MiB on a 2 MiB boundary and asks for
+ * a transparent huge page, so that a loop with a million pending calls faults its 72 MB of
+ * handles in 36 times rather than 18,000 (in a virtual machine each fault is an exit to the
+ * hypervisor), and the TLB covers them when they fire in deadline order, scattered. */
+/* `size` bytes (at most a few KiB, a multiple of 8) from cv's current slab, or from a new one
+ * twice the size of the last, for at least eight items, up to SLAB_HUGE. */
+static void *slab_carve(sq_loop *loop, struct sq__carver *cv, size_t size)
 {
-    if ((size_t)(loop->call_carve_end - loop->call_carve) < sizeof(sq_call)) {
-        size_t size = loop->call_slab_size ? loop->call_slab_size : CALL_SLAB_MIN;
+    if ((size_t)(cv->end - cv->cur) < size) {
+        size_t ssize = cv->next_size ? cv->next_size : SLAB_MIN;
+        while (ssize < SLAB_HUGE && ssize < SLAB_HEAD + 8 * size) ssize *= 2;
         void *slab;
-        if (size >= CALL_SLAB_HUGE) {
-            size = CALL_SLAB_HUGE;
-            slab = aligned_alloc(CALL_SLAB_HUGE, size);
-            if (slab) (void)madvise(slab, size, MADV_HUGEPAGE); /* a hint: fine if refused */
+        if (ssize >= SLAB_HUGE) {
+            ssize = SLAB_HUGE;
+            slab = aligned_alloc(SLAB_HUGE, ssize);
+            if (slab) (void)madvise(slab, ssize, MADV_HUGEPAGE); /* a hint: fine if refused */
         } else {
-            slab = malloc(size);
+            slab = malloc(ssize);
         }
         if (!slab) return NULL;
-        *(void **)slab = loop->call_slabs;
-        loop->call_slabs = slab;
-        loop->call_carve = (char *)slab + CALL_SLAB_HEAD;
-        loop->call_carve_end = (char *)slab + size;
-        loop->call_slab_size = size * 2;
+        *(void **)slab = loop->slabs;
+        loop->slabs = slab;
+        cv->cur = (char *)slab + SLAB_HEAD;
+        cv->end = (char *)slab + ssize;
+        cv->next_size = ssize * 2;
     }
-    sq_call *c = (sq_call *)(void *)loop->call_carve;
-    loop->call_carve += sizeof(sq_call);
-    return c;
+    void *p = cv->cur;
+    cv->cur += size;
+    return p;
 }
 
-static void call_slabs_free(sq_loop *loop)
+static void slabs_free(sq_loop *loop)
 {
-    for (void *s = loop->call_slabs, *next; s; s = next) {
+    for (void *s = loop->slabs, *next; s; s = next) {
         next = *(void **)s;
         free(s);
     }
-    loop->call_slabs = NULL;
-    loop->call_carve = loop->call_carve_end = NULL;
+    loop->slabs = NULL;
+    loop->call_carver = loop->block_carver = (struct sq__carver){0};
 }
+
+/* The pool of released handles: a stack of blocks, each the link to the block under it and
+ * POOL_BLOCK handles; the top one holds call_pool_top of them (while others are under it,
+ * only the top may be empty). */
+#define POOL_BLOCK (BLOCK_SIZE / sizeof(sq_call *) - 1)
+struct sq__pool_block {
+    struct sq__pool_block *under;
+    sq_call *h[POOL_BLOCK];
+};
+_Static_assert(sizeof(struct sq__pool_block) == BLOCK_SIZE, "a pool block is one block");
 
 static void call_release(sq_loop *loop, sq_call *c)
 {
-    if (loop->call_pool_len == loop->call_pool_cap) {
-        size_t ncap = loop->call_pool_cap ? loop->call_pool_cap * 2 : 64;
-        sq_call **n = realloc(loop->call_pool, ncap * sizeof *n);
-        if (!n) return; /* the handle stays unused in its slab until the loop is freed */
-        loop->call_pool = n;
-        loop->call_pool_cap = ncap;
+    if (!loop->call_pool || loop->call_pool_top == POOL_BLOCK) {
+        struct sq__pool_block *b = block_get(loop);
+        if (!b) return; /* the handle stays unused in its slab until the loop is freed */
+        b->under = loop->call_pool;
+        loop->call_pool = b;
+        loop->call_pool_top = 0;
     }
-    loop->call_pool[loop->call_pool_len++] = c;
+    loop->call_pool->h[loop->call_pool_top++] = c;
+}
+
+/* A released handle, or NULL; the one a later call takes is fetched meanwhile (pooled handles
+ * are scattered: they come back in the order their calls fired). */
+static inline sq_call *call_pooled(sq_loop *loop)
+{
+    struct sq__pool_block *b = loop->call_pool;
+    if (!b) return NULL;
+    if (!loop->call_pool_top) {
+        if (!b->under) return NULL;
+        loop->call_pool = b->under;
+        block_put(loop, b);
+        b = loop->call_pool;
+        loop->call_pool_top = POOL_BLOCK;
+    }
+    size_t top = --loop->call_pool_top;
+    if (top >= CALL_PREFETCH)
+        prefetch_timer(&b->h[top - CALL_PREFETCH]->timer);
+    else if (b->under)
+        prefetch_timer(&b->under->h[POOL_BLOCK - CALL_PREFETCH + top]->timer);
+    return b->h[top];
 }
 
 static void call_fire(sq_loop *loop, sq_timer *t)
@@ -965,15 +1062,8 @@ static void call_fire(sq_loop *loop, sq_timer *t)
 
 static sq_call *call_new(sq_loop *loop, sq_callback_fn fn, void *arg)
 {
-    sq_call *c;
-    if (loop->call_pool_len) {
-        c = loop->call_pool[--loop->call_pool_len];
-        /* the handle a later call_new takes is fetched meanwhile (pooled handles are
-         * scattered: they come back in the order their calls fired) */
-        if (loop->call_pool_len >= CALL_PREFETCH)
-            prefetch_timer(&loop->call_pool[loop->call_pool_len - CALL_PREFETCH]->timer);
-    } else if (!(c = call_carve(loop)))
-        return NULL;
+    sq_call *c = call_pooled(loop);
+    if (!c && !(c = slab_carve(loop, &loop->call_carver, sizeof *c))) return NULL;
     sq_timer_init(loop, &c->timer, call_fire, arg);
     c->fn = fn;
     c->dispose = NULL;

@@ -171,6 +171,56 @@ static void test_mass_schedule_cancel(void **state)
     sq_loop_free(loop);
 }
 
+/* Handles and slot chunks come back to the loop and are taken again: 100,000 calls fire (the
+ * pool of released handles fills, block after block), then 100,000 more are armed with those
+ * handles, a scrambled third cancelled (slots emptied out of order, their chunks given back),
+ * and every other one fires once. */
+static void test_mass_reuse(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    sq_call **calls = calloc(MASS_N, sizeof *calls);
+    mass.hits = calloc(MASS_N, 1);
+    int *idx = malloc(sizeof(int) * MASS_N);
+    assert_non_null(calls);
+    assert_non_null(mass.hits);
+    assert_non_null(idx);
+    mass.loop = loop;
+    for (int round = 0; round < 2; round++) {
+        memset(mass.hits, 0, MASS_N);
+        mass.fired = 0;
+        mass.target = round ? MASS_N - MASS_N / 3 : MASS_N;
+        for (size_t i = 0; i < MASS_N; i++) {
+            double delay = (double)(rng() % 30001) / 1e6; /* 0 .. 30 ms */
+            calls[i] = sq_call_later(loop, delay, mass_fire, (void *)(uintptr_t)i);
+            assert_non_null(calls[i]);
+        }
+        if (round) {
+            for (int k = 0; k < MASS_N; k++) idx[k] = k;
+            shuffle(idx, MASS_N);
+            for (int k = 0; k < MASS_N / 3; k++) {
+                sq_call_cancel(calls[idx[k]]);
+                calls[idx[k]] = NULL;
+            }
+        }
+        sq_call *guard = sq_call_later(loop, 20.0, stop_loop, loop);
+        assert_int_equal(sq_loop_run(loop), 0);
+        sq_call_cancel(guard);
+        assert_int_equal(mass.fired, mass.target);
+        for (size_t i = 0; i < MASS_N; i++) {
+            int want = round == 0 || calls[i] ? 1 : 0;
+            if (mass.hits[i] != want)
+                fail_msg("round %d: timer %zu fired %d times (expected %d)", round, i, mass.hits[i],
+                         want);
+        }
+    }
+    /* one at a time, as a server arms and cancels a timeout: the same slot's chunk serves */
+    for (int i = 0; i < 1000; i++) sq_call_cancel(sq_call_later(loop, 5.0, stop_loop, loop));
+    free(idx);
+    free(mass.hits);
+    free(calls);
+    sq_loop_free(loop);
+}
+
 /* The heap's order under churn: 20,000 calls due at once (deadlines already past, many
  * equal), a scrambled third of them cancelled; one pass must fire the rest by deadline, and
  * in the order of arming among equal deadlines. */
@@ -607,6 +657,7 @@ int main(void)
         cmocka_unit_test(test_deadline_order),
         cmocka_unit_test(test_equal_deadlines_fifo),
         cmocka_unit_test(test_mass_schedule_cancel),
+        cmocka_unit_test(test_mass_reuse),
         cmocka_unit_test(test_heap_order_under_churn),
         cmocka_unit_test(test_wheel_model),
         cmocka_unit_test(test_timer_repeat_and_stop_inside),
