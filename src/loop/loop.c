@@ -965,7 +965,7 @@ static void timers_free(sq_loop *loop)
 
 /* --- one-shot calls (Tornado's call_later) ---------------------------------------------- */
 
-/* Call handles (and the wheel's slot chunks) are carved from slabs that the loop owns and
+/* Call handles (and the loop's 1 KiB blocks) are carved from slabs that the loop owns and
  * frees with it; a handle is never freed on its own (a released one goes to the pool).  The
  * slabs double from 1 KiB to 2 MiB; from there each is 2 MiB on a 2 MiB boundary and asks for
  * a transparent huge page, so that a loop with a million pending calls faults its 72 MB of
