@@ -2,8 +2,9 @@
 # Smoke test for the bench scripts beside bench/http_compare.sh, each for about a second
 # against this build: bench/http_syscalls.sh (strace counts), bench/http_mem.sh (idle and
 # parked connections, a few hundred), bench/http_c10k.sh (a few hundred connections),
-# bench/floor_compare.sh (one round of 1 s runs), and bench/http_callgrind.sh and
-# bench/fetch_callgrind.sh (skipped for sanitizer builds: valgrind cannot run them).  Each
+# bench/floor_compare.sh (one round of 1 s runs), and bench/http_callgrind.sh,
+# bench/page_touch.sh and bench/fetch_callgrind.sh (skipped for sanitizer builds: valgrind
+# cannot run them).  Each
 # must exit 0 and write its table with a summary line.  A script whose tool or peer is
 # missing (strace, wrk, valgrind, nginx) skips itself; this test then only checks that it
 # said so.  Results go to a temporary directory, not bench/results.
@@ -41,6 +42,7 @@ if grep -q '^SQ_SANITIZE:[A-Z]*=..*' "$build/CMakeCache.txt" 2>/dev/null; then
   echo "callgrind skipped: sanitizer build"
 else
   check callgrind callgrind.md http_callgrind.sh "$build" 300
+  check page_touch page_touch.md page_touch.sh "$build" 20
   if [ -x "$build/bench/fetch_curl" ] && [ -x "$build/bench/fetch_load" ]; then
     check fetch_callgrind fetch_callgrind.md fetch_callgrind.sh "$build" 1 2
   fi
