@@ -87,9 +87,9 @@ struct sq_loop {
     bool freeing;                /* inside sq_loop_free: nothing new may attach to it */
 
     /* timers (loop.c): the later ones in a hierarchical wheel of SQ__WHEEL_LEVELS x 64 slots
-     * (level L slot: 64^L ticks), each an unordered array of entries kept in chunks, a
-     * bit per non-empty slot in wheel_map; a reached tick's timers sorted into the due run; timers
-     * armed for a tick already reached in a 4-ary min-heap.  See loop.c. */
+     * (level L slot: 64^L ticks), each an unordered array of entries kept in chunks, a bit
+     * per non-empty slot in wheel_map; a reached tick's timers sorted into the due run;
+     * timers armed for a tick already reached in a 4-ary min-heap.  See loop.c. */
     struct sq__heap_ent *heap;
     size_t heap_len, heap_cap;
     struct sq__heap_ent *due, *due_tmp; /* the run, and a buffer for sorting it */

@@ -299,8 +299,7 @@ void sq_loop_free(sq_loop *loop)
     timers_free(loop); /* and the pending calls, whose handles belong to the loop */
     free(loop->callbacks.items);
     free(loop->ts_items);
-    loop->call_pool = NULL; /* its blocks were the slabs' */
-    slabs_free(loop);       /* every call handle, pooled or still pending, and the slot chunks */
+    slabs_free(loop); /* every call handle, pooled or still pending, and the 1 KiB blocks */
     sq__future_pool_drain(loop);
     pthread_mutex_destroy(&loop->ts_lock);
     if (current_loop == loop) current_loop = NULL;
@@ -468,10 +467,10 @@ SQ__HOT uint64_t sq__io_dispatch_at(sq_loop *loop, sq_io *io, unsigned events, u
  * loop's slabs and given back to the loop (not to malloc) when the slot empties: a slot grows
  * without copying what it holds, and a burst of timers reuses the memory of the last one
  * instead of faulting in fresh pages (a million timers: 16 MB of entries, and 5 MB more
- * cascading; in a virtual machine each first touch of a page exits to the hypervisor).  Placing,
- * cascading and sorting read only the arrays, so a timer's memory is written its new place once per
- * move and read when it fires; only timers with equal deadlines are read to be put in arming order,
- * and they are about to fire anyway.
+ * cascading; in a virtual machine each first touch of a page exits to the hypervisor).
+ * Placing, cascading and sorting read only the arrays, so a timer's memory is written its new
+ * place once per move and read when it fires; only timers with equal deadlines are read to be
+ * put in arming order, and they are about to fire anyway.
  *
  * Timers armed for a tick already reached (due now, or in the past) go to a small 4-ary
  * min-heap keyed by (deadline, arming order); the next timer to fire is the lesser of the
@@ -948,7 +947,6 @@ static void timers_free(sq_loop *loop)
         for (uint32_t i = 0; i < w->len; i++) timer_forget(slot_ent(w, i)->t, &calls);
         free(w->chunks); /* the chunks are the slabs', freed with the loop (slabs_free) */
     }
-    loop->block_free = NULL;
     free(loop->due_tmp);
     loop->heap = loop->due = loop->due_tmp = NULL;
     loop->heap_len = loop->heap_cap = loop->due_pos = loop->due_len = 0;
@@ -998,6 +996,7 @@ static void *slab_carve(sq_loop *loop, struct sq__carver *cv, size_t size)
     return p;
 }
 
+/* Every slab, and with them what lives in them: call handles, the free blocks, the pool. */
 static void slabs_free(sq_loop *loop)
 {
     for (void *s = loop->slabs, *next; s; s = next) {
@@ -1006,6 +1005,9 @@ static void slabs_free(sq_loop *loop)
     }
     loop->slabs = NULL;
     loop->call_carver = loop->block_carver = (struct sq__carver){0};
+    loop->block_free = NULL;
+    loop->call_pool = NULL;
+    loop->call_pool_top = 0;
 }
 
 /* The pool of released handles: a stack of blocks, each the link to the block under it and

@@ -4,10 +4,9 @@
 # parked connections, a few hundred), bench/http_c10k.sh (a few hundred connections),
 # bench/floor_compare.sh (one round of 1 s runs), and bench/http_callgrind.sh,
 # bench/page_touch.sh and bench/fetch_callgrind.sh (skipped for sanitizer builds: valgrind
-# cannot run them).  Each
-# must exit 0 and write its table with a summary line.  A script whose tool or peer is
-# missing (strace, wrk, valgrind, nginx) skips itself; this test then only checks that it
-# said so.  Results go to a temporary directory, not bench/results.
+# cannot run them).  Each must exit 0 and write its table with a summary line.  A script
+# whose tool or peer is missing (strace, wrk, valgrind, nginx) skips itself; this test then
+# only checks that it said so.  Results go to a temporary directory, not bench/results.
 set -euo pipefail
 . "$(dirname "$0")/../bench_smoke_lib.sh"
 if [ ! -x "$build/bench/http_load" ] || [ ! -x "$build/bench/web_bench" ]; then
