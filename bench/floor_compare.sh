@@ -1,17 +1,27 @@
 #!/usr/bin/env bash
-# squall against its floor, in rounds: the floor (bench/floor_http.c), examples/hello and the
-# web layer (bench/web_bench /plaintext and /json) all up at once, pinned to CPU 0, loaded in
-# turn by wrk on CPU 1 (-t1 -c100; pipelined x16 with bench/pipeline.lua for the floor and
-# hello), SECONDS per run, ROUNDS rounds with the order of the runs reversed every other
-# round.  Server CPU µs per request from utime+stime of /proc/<pid>/stat.  The ratios are
-# taken within each round, minutes apart runs never meet in one, and their median is
-# reported: what http_compare.sh's single pass cannot resolve on a noisy machine (its rows
-# are minutes apart; ±10 % between them is common here).  A run during which other
-# processes took more than SQ_BENCH_NOISE_MAX % of a core (default 10) is run again, up to
-# SQ_BENCH_TRIES (default 3) tries, 5 s apart.  Targets (issue 16): hello keep-alive <= 1.04
-# x the floor, pipelined <= 1.2 x, web /plaintext and /json <= 1.03 x hello.  A second table
-# splits out user time (utime): the kernel's share is the same for hello and the floor, so a
-# ratio target is a budget for hello's user time over the floor's, and the table gives both.
+# squall against its floor, in pairs: the floor (bench/floor_http.c), examples/hello and the
+# web layer (bench/web_bench /plaintext and /json) all up at once, pinned to CPU 0.  Each run
+# loads two of them AT THE SAME TIME, one wrk each on CPU 1 (-t1 -c100; pipelined x16 with
+# bench/pipeline.lua): the floor and hello keep-alive, the floor and hello pipelined, hello
+# and /plaintext, hello and /json.  SECONDS per run, ROUNDS rounds; which wrk starts first
+# alternates from round to round.  Server CPU µs per request from utime+stime of
+# /proc/<pid>/stat, and the ratio of the pair's two; the median over the rounds is reported.
+#
+# Why pairs: this guest switches between states in which the same floor costs 9 or 12 µs a
+# request, at any moment and for minutes.  Runs one after the other (what this script did
+# until 2026-12-06) put a state change between the two halves of a ratio often enough to
+# move its median by several % (rounds of 0.98 and 1.31 in one run, and a "fast" and a "slow"
+# state that looked different); two servers sharing one CPU for the same seconds see the
+# same state, and their ratio repeats to about ±1 % from round to round in either state.
+# Each gets about half the CPU and stays saturated (100 connections with a request each in
+# flight), so its cost per request is what it is alone.
+#
+# A run during which other processes took more than SQ_BENCH_NOISE_MAX % of a core (default
+# 10) is run again, up to SQ_BENCH_TRIES (default 3) tries, 5 s apart.  Targets (issue 16):
+# hello keep-alive <= 1.04 x the floor, pipelined <= 1.2 x, web /plaintext and /json <= 1.03
+# x hello.  A second table splits out user time (utime): the kernel's share is the same for
+# hello and the floor, so a ratio target is a budget for hello's user time over the floor's,
+# and the table gives both.
 # Writes $SQ_BENCH_RESULTS/floor.md (default bench/results).
 # Usage: bench/floor_compare.sh BUILD_DIR [SECONDS] [ROUNDS]
 set -euo pipefail
@@ -41,80 +51,112 @@ web_pid=$PID web_port=$PORT
 wait_http "$hello_port" / && wait_http "$web_port" /plaintext \
   || { echo "a server does not answer" >&2; exit 1; }
 
-# The runs of a round: NAME SERVER PATH [pipelined]
-runs=("ka.floor floor /" "ka.hello hello /" "ka.plain web /plaintext" "ka.json web /json"
-  "pipe.floor floor / p" "pipe.hello hello / p")
+# The pairs of a round: KEY SERVER_A PATH_A SERVER_B PATH_B [pipelined]; the ratio is B ÷ A.
+pairs=("ka floor / hello /" "pipe floor / hello / p" "plain hello / web /plaintext"
+  "json hello / web /json")
+
+# us_per TICKS REQUESTS: CPU µs per request, 3 decimals (at 0.5 µs, pipelined, a step of
+# 0.01 would be 2 %).
+us_per() {
+  awk -v t="$1" -v hz="$tck" -v n="${2:-0}" \
+    'BEGIN {if (n > 0) printf "%.3f", t / hz / n * 1e6; else print "nan"}'
+}
 
 declare -A US UU NOISE
-# run NAME SERVER PATH [p] ROUND: server CPU µs per request into US[NAME.ROUND], again while
-# other processes took more than noise_max % of a core.
+# run KEY SA PA SB PB PIPE ROUND: both servers loaded at once; CPU µs per request of each
+# into US[KEY.a.ROUND] and US[KEY.b.ROUND] (utime alone into UU), again while other
+# processes took more than noise_max % of a core.
 run() {
-  local name=$1 srv=$2 path=$3 pipe=$4 r=$5 pidv=${2}_pid portv=${2}_port try
-  local args=()
+  local key=$1 sa=$2 pa=$3 sb=$4 pb=$5 pipe=$6 r=$7 try
+  local pida=${sa}_pid porta=${sa}_port pidb=${sb}_pid portb=${sb}_port
+  local args=() c0 c1 ta0 ta1 tb0 tb1 ua0 ua1 ub0 ub1 b0 b1 t0 t1 wa wb
   [ "$pipe" = p ] && args=(-s "$here/pipeline.lua")
   for try in $(seq "$max_tries"); do
-    bench_measured "${!pidv}" $pin_load wrk -t1 -c100 -d"${secs}s" "${args[@]}" \
-      "http://127.0.0.1:${!portv}$path"
-    wrk_parse "$OUT"
-    # 3 decimals: at 0.5 µs (pipelined) a step of 0.01 would be 2 %
-    US[$name.$r]=$(awk -v t="$SRV_TICKS" -v hz="$tck" -v n="${WRK_REQS:-0}" \
-      'BEGIN {if (n > 0) printf "%.3f", t / hz / n * 1e6; else print "nan"}')
-    UU[$name.$r]=$(awk -v t="$SRV_UTICKS" -v hz="$tck" -v n="${WRK_REQS:-0}" \
-      'BEGIN {if (n > 0) printf "%.3f", t / hz / n * 1e6; else print "nan"}')
-    NOISE[$name.$r]=$NOISE_PCT
+    child_ticks c0
+    ta0=$(cpu_ticks "${!pida}") ua0=$(user_ticks "${!pida}")
+    tb0=$(cpu_ticks "${!pidb}") ub0=$(user_ticks "${!pidb}")
+    b0=$(busy_ticks) t0=$(now_s)
+    if [ $((r % 2)) -eq 1 ]; then
+      $pin_load wrk -t1 -c100 -d"${secs}s" "${args[@]}" "http://127.0.0.1:${!porta}$pa" \
+        > "$tmp/wrk.a" 2>&1 &
+      wa=$!
+      $pin_load wrk -t1 -c100 -d"${secs}s" "${args[@]}" "http://127.0.0.1:${!portb}$pb" \
+        > "$tmp/wrk.b" 2>&1 &
+      wb=$!
+    else
+      $pin_load wrk -t1 -c100 -d"${secs}s" "${args[@]}" "http://127.0.0.1:${!portb}$pb" \
+        > "$tmp/wrk.b" 2>&1 &
+      wb=$!
+      $pin_load wrk -t1 -c100 -d"${secs}s" "${args[@]}" "http://127.0.0.1:${!porta}$pa" \
+        > "$tmp/wrk.a" 2>&1 &
+      wa=$!
+    fi
+    wait "$wa" || true
+    wait "$wb" || true
+    ta1=$(cpu_ticks "${!pida}") ua1=$(user_ticks "${!pida}")
+    tb1=$(cpu_ticks "${!pidb}") ub1=$(user_ticks "${!pidb}")
+    b1=$(busy_ticks) t1=$(now_s)
+    child_ticks c1
+    wrk_parse "$(cat "$tmp/wrk.a")"
+    US[$key.a.$r]=$(us_per $((ta1 - ta0)) "$WRK_REQS")
+    UU[$key.a.$r]=$(us_per $((ua1 - ua0)) "$WRK_REQS")
+    wrk_parse "$(cat "$tmp/wrk.b")"
+    US[$key.b.$r]=$(us_per $((tb1 - tb0)) "$WRK_REQS")
+    UU[$key.b.$r]=$(us_per $((ub1 - ub0)) "$WRK_REQS")
+    NOISE_PCT=$(other_load $((b1 - b0)) $((ta1 - ta0 + tb1 - tb0 + c1 - c0)) \
+      "$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')")
+    NOISE[$key.$r]=$NOISE_PCT
     [ "$NOISE_PCT" -gt "$noise_max" ] && [ "$try" -lt "$max_tries" ] || break
-    echo "round $r $name: other processes took $NOISE_PCT % of a core: again in 5 s" >&2
+    echo "round $r $key: other processes took $NOISE_PCT % of a core: again in 5 s" >&2
     sleep 5
   done
 }
 
+# warm-up: every server and path once, 1 s, not measured
+for spec in "floor /" "hello /" "web /plaintext" "web /json"; do
+  read -r srv path <<< "$spec"
+  portv=${srv}_port
+  $pin_load wrk -t1 -c100 -d1s "http://127.0.0.1:${!portv}$path" > /dev/null 2>&1 || true
+done
+
 declare -A R G B
 rows="" urows=""
 for r in $(seq "$rounds"); do
-  order=("${runs[@]}")
-  if [ $((r % 2)) -eq 0 ]; then
-    order=()
-    for ((i = ${#runs[@]} - 1; i >= 0; i--)); do order+=("${runs[$i]}"); done
-  fi
-  for spec in "${order[@]}"; do
-    read -r name srv path pipe <<< "$spec"
-    run "$name" "$srv" "$path" "${pipe:--}" "$r"
-  done
-  R[ka.$r]=$(ratio3 "${US[ka.hello.$r]}" "${US[ka.floor.$r]}")
-  R[pipe.$r]=$(ratio3 "${US[pipe.hello.$r]}" "${US[pipe.floor.$r]}")
-  R[plain.$r]=$(ratio3 "${US[ka.plain.$r]}" "${US[ka.hello.$r]}")
-  R[json.$r]=$(ratio3 "${US[ka.json.$r]}" "${US[ka.hello.$r]}")
   noise=""
-  for spec in "${runs[@]}"; do
-    read -r name _ <<< "$spec"
-    noise+="${noise:+/}${NOISE[$name.$r]}"
+  for spec in "${pairs[@]}"; do
+    read -r key sa pa sb pb pipe <<< "$spec"
+    run "$key" "$sa" "$pa" "$sb" "$pb" "${pipe:--}" "$r"
+    R[$key.$r]=$(ratio3 "${US[$key.b.$r]}" "${US[$key.a.$r]}")
+    noise+="${noise:+/}${NOISE[$key.$r]}"
   done
   # the user-time difference against what the target leaves for it (the kernel's share
   # being the same for both: same sockets, same bytes, same syscalls)
   for m in ka:1.04 pipe:1.2; do
     k=${m%%:*} t=${m#*:}
-    G[$k.$r]=$(awk -v h="${UU[$k.hello.$r]}" -v f="${UU[$k.floor.$r]}" 'BEGIN {printf "%.3f", h - f}')
-    B[$k.$r]=$(awk -v f="${US[$k.floor.$r]}" -v t="$t" 'BEGIN {printf "%.3f", (t - 1) * f}')
+    G[$k.$r]=$(awk -v h="${UU[$k.b.$r]}" -v f="${UU[$k.a.$r]}" 'BEGIN {printf "%.3f", h - f}')
+    B[$k.$r]=$(awk -v f="${US[$k.a.$r]}" -v t="$t" 'BEGIN {printf "%.3f", (t - 1) * f}')
   done
-  urows+="| $r | ${UU[ka.floor.$r]} | ${UU[ka.hello.$r]} | ${G[ka.$r]} | ${B[ka.$r]} | ${UU[pipe.floor.$r]} | ${UU[pipe.hello.$r]} | ${G[pipe.$r]} | ${B[pipe.$r]} |"$'\n'
-  rows+="| $r | ${US[ka.floor.$r]} | ${US[ka.hello.$r]} | ${US[ka.plain.$r]} | ${US[ka.json.$r]} | ${US[pipe.floor.$r]} | ${US[pipe.hello.$r]} | ${R[ka.$r]} | ${R[pipe.$r]} | ${R[plain.$r]} | ${R[json.$r]} | $noise |"$'\n'
+  urows+="| $r | ${UU[ka.a.$r]} | ${UU[ka.b.$r]} | ${G[ka.$r]} | ${B[ka.$r]} | ${UU[pipe.a.$r]} | ${UU[pipe.b.$r]} | ${G[pipe.$r]} | ${B[pipe.$r]} |"$'\n'
+  rows+="| $r | ${US[ka.a.$r]} | ${US[ka.b.$r]} | ${R[ka.$r]} | ${US[pipe.a.$r]} | ${US[pipe.b.$r]} | ${R[pipe.$r]} | ${US[plain.a.$r]} | ${US[plain.b.$r]} | ${R[plain.$r]} | ${US[json.a.$r]} | ${US[json.b.$r]} | ${R[json.$r]} | $noise |"$'\n'
 done
 col() { local k=$1 r out=(); for r in $(seq "$rounds"); do out+=("${R[$k.$r]}"); done; median "${out[@]}"; }
+span() { local k=$1 r; for r in $(seq "$rounds"); do echo "${R[$k.$r]}"; done \
+  | awk '$1 ~ /^[0-9.]+$/' | sort -g | awk 'NR == 1 {lo = $1} {hi = $1} END {if (NR) printf "%s-%s", lo, hi}'; }
 colv() { local -n arr=$1; local r out=(); for r in $(seq "$rounds"); do out+=("${arr[$2.$r]}"); done; median "${out[@]}"; }
 m_ka=$(col ka) m_pipe=$(col pipe) m_plain=$(col plain) m_json=$(col json)
 {
   echo "squall against its floor: $(bench_stamp)"
-  echo "wrk -t1 -c100, ${secs} s per run, $rounds rounds (run order reversed every other round); server CPU µs/request; ratios within each round, then their median"
+  echo "wrk -t1 -c100 on CPU 1, servers on CPU 0; each run loads two servers at the same time, ${secs} s, $rounds rounds; server CPU µs/request; the ratio of the two in each run, then the median over the rounds"
   echo
-  echo '| ratio | median | target | result |'
-  echo '|---|---|---|---|'
-  echo "| hello ÷ floor, keep-alive | $m_ka | <= 1.04 | $(verdict "$m_ka" "<=" 1.04) |"
-  echo "| hello ÷ floor, pipelined x16 | $m_pipe | <= 1.2 | $(verdict "$m_pipe" "<=" 1.2) |"
-  echo "| web /plaintext ÷ hello | $m_plain | <= 1.03 | $(verdict "$m_plain" "<=" 1.03) |"
-  echo "| web /json ÷ hello | $m_json | <= 1.03 | $(verdict "$m_json" "<=" 1.03) |"
+  echo '| ratio | median | rounds | target | result |'
+  echo '|---|---|---|---|---|'
+  echo "| hello ÷ floor, keep-alive | $m_ka | $(span ka) | <= 1.04 | $(verdict "$m_ka" "<=" 1.04) |"
+  echo "| hello ÷ floor, pipelined x16 | $m_pipe | $(span pipe) | <= 1.2 | $(verdict "$m_pipe" "<=" 1.2) |"
+  echo "| web /plaintext ÷ hello | $m_plain | $(span plain) | <= 1.03 | $(verdict "$m_plain" "<=" 1.03) |"
+  echo "| web /json ÷ hello | $m_json | $(span json) | <= 1.03 | $(verdict "$m_json" "<=" 1.03) |"
   echo
-  echo '| round | floor | hello | /plaintext | /json | floor x16 | hello x16 | hello÷floor | x16 | /plaintext÷hello | /json÷hello | noise % (in run order of round 1) |'
-  echo '|---|---|---|---|---|---|---|---|---|---|---|---|'
+  echo '| round | floor | hello | ÷ | floor x16 | hello x16 | ÷ | hello | /plaintext | ÷ | hello | /json | ÷ | noise % (per pair) |'
+  echo '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|'
   printf '%s' "$rows"
   echo
   echo "user-space CPU µs/request (utime), and hello's excess over the floor's against the excess the target allows ((target - 1) x the floor's total CPU):"
