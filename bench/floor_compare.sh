@@ -68,43 +68,16 @@ declare -A US UU NOISE
 # processes took more than noise_max % of a core.
 run() {
   local key=$1 sa=$2 pa=$3 sb=$4 pb=$5 pipe=$6 r=$7 try
-  local pida=${sa}_pid porta=${sa}_port pidb=${sb}_pid portb=${sb}_port
-  local args=() c0 c1 ta0 ta1 tb0 tb1 ua0 ua1 ub0 ub1 b0 b1 t0 t1 wa wb
+  local pida=${sa}_pid porta=${sa}_port pidb=${sb}_pid portb=${sb}_port args=()
   [ "$pipe" = p ] && args=(-s "$here/pipeline.lua")
   for try in $(seq "$max_tries"); do
-    child_ticks c0
-    ta0=$(cpu_ticks "${!pida}") ua0=$(user_ticks "${!pida}")
-    tb0=$(cpu_ticks "${!pidb}") ub0=$(user_ticks "${!pidb}")
-    b0=$(busy_ticks) t0=$(now_s)
-    if [ $((r % 2)) -eq 1 ]; then
-      $pin_load wrk -t1 -c100 -d"${secs}s" "${args[@]}" "http://127.0.0.1:${!porta}$pa" \
-        > "$tmp/wrk.a" 2>&1 &
-      wa=$!
-      $pin_load wrk -t1 -c100 -d"${secs}s" "${args[@]}" "http://127.0.0.1:${!portb}$pb" \
-        > "$tmp/wrk.b" 2>&1 &
-      wb=$!
-    else
-      $pin_load wrk -t1 -c100 -d"${secs}s" "${args[@]}" "http://127.0.0.1:${!portb}$pb" \
-        > "$tmp/wrk.b" 2>&1 &
-      wb=$!
-      $pin_load wrk -t1 -c100 -d"${secs}s" "${args[@]}" "http://127.0.0.1:${!porta}$pa" \
-        > "$tmp/wrk.a" 2>&1 &
-      wa=$!
-    fi
-    wait "$wa" || true
-    wait "$wb" || true
-    ta1=$(cpu_ticks "${!pida}") ua1=$(user_ticks "${!pida}")
-    tb1=$(cpu_ticks "${!pidb}") ub1=$(user_ticks "${!pidb}")
-    b1=$(busy_ticks) t1=$(now_s)
-    child_ticks c1
-    wrk_parse "$(cat "$tmp/wrk.a")"
-    US[$key.a.$r]=$(us_per $((ta1 - ta0)) "$WRK_REQS")
-    UU[$key.a.$r]=$(us_per $((ua1 - ua0)) "$WRK_REQS")
-    wrk_parse "$(cat "$tmp/wrk.b")"
-    US[$key.b.$r]=$(us_per $((tb1 - tb0)) "$WRK_REQS")
-    UU[$key.b.$r]=$(us_per $((ub1 - ub0)) "$WRK_REQS")
-    NOISE_PCT=$(other_load $((b1 - b0)) $((ta1 - ta0 + tb1 - tb0 + c1 - c0)) \
-      "$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')")
+    bench_pair "${!pida}" "${!pidb}" $((1 - r % 2)) \
+      $pin_load wrk -t1 -c100 -d"${secs}s" "${args[@]}" "http://127.0.0.1:${!porta}$pa" -- \
+      $pin_load wrk -t1 -c100 -d"${secs}s" "${args[@]}" "http://127.0.0.1:${!portb}$pb"
+    wrk_parse "$OUT_A"
+    US[$key.a.$r]=$(us_per "$TICKS_A" "$WRK_REQS") UU[$key.a.$r]=$(us_per "$UTICKS_A" "$WRK_REQS")
+    wrk_parse "$OUT_B"
+    US[$key.b.$r]=$(us_per "$TICKS_B" "$WRK_REQS") UU[$key.b.$r]=$(us_per "$UTICKS_B" "$WRK_REQS")
     NOISE[$key.$r]=$NOISE_PCT
     [ "$NOISE_PCT" -gt "$noise_max" ] && [ "$try" -lt "$max_tries" ] || break
     echo "round $r $key: other processes took $NOISE_PCT % of a core: again in 5 s" >&2

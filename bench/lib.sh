@@ -121,6 +121,47 @@ bench_measured() {
     "$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')")
 }
 
+# bench_pair PID_A PID_B B_FIRST CMD_A... -- CMD_B...: runs two load generators at the same
+# time, CMD_A against the server PID_A and CMD_B against PID_B (CMD_B started first when
+# B_FIRST is 1), their stdout in OUT_A and OUT_B (exit statuses ignored); sets TICKS_A and
+# TICKS_B to the CPU time each server used meanwhile, UTICKS_A and UTICKS_B to the user-space
+# part, and NOISE_PCT to what other processes took (busy time minus both servers' and both
+# generators').  Two servers on one CPU for the same seconds see the same state of a noisy
+# machine, which two runs one after the other need not: ratios of a pair are steadier.
+bench_pair() {
+  local pa=$1 pb=$2 bfirst=$3 x half=a
+  shift 3
+  local ca=() cb=() c0 c1 ta0 ta1 tb0 tb1 ua0 ua1 ub0 ub1 b0 b1 t0 t1 ja jb
+  for x in "$@"; do
+    if [ "$half" = a ] && [ "$x" = -- ]; then half=b
+    elif [ "$half" = a ]; then ca+=("$x")
+    else cb+=("$x"); fi
+  done
+  child_ticks c0
+  ta0=$(cpu_ticks "$pa") ua0=$(user_ticks "$pa") tb0=$(cpu_ticks "$pb") ub0=$(user_ticks "$pb")
+  b0=$(busy_ticks) t0=$(now_s)
+  if [ "$bfirst" = 1 ]; then
+    "${cb[@]}" > "$tmp/.pair.b" 2>&1 &
+    jb=$!
+    "${ca[@]}" > "$tmp/.pair.a" 2>&1 &
+    ja=$!
+  else
+    "${ca[@]}" > "$tmp/.pair.a" 2>&1 &
+    ja=$!
+    "${cb[@]}" > "$tmp/.pair.b" 2>&1 &
+    jb=$!
+  fi
+  wait "$ja" || true
+  wait "$jb" || true
+  ta1=$(cpu_ticks "$pa") ua1=$(user_ticks "$pa") tb1=$(cpu_ticks "$pb") ub1=$(user_ticks "$pb")
+  b1=$(busy_ticks) t1=$(now_s)
+  child_ticks c1
+  OUT_A=$(cat "$tmp/.pair.a") OUT_B=$(cat "$tmp/.pair.b")
+  TICKS_A=$((ta1 - ta0)) TICKS_B=$((tb1 - tb0)) UTICKS_A=$((ua1 - ua0)) UTICKS_B=$((ub1 - ub0))
+  NOISE_PCT=$(other_load $((b1 - b0)) $((TICKS_A + TICKS_B + c1 - c0)) \
+    "$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')")
+}
+
 # try_note N: " (try N)" when N > 1, else nothing (for a table cell).
 try_note() {
   if [ "$1" -gt 1 ]; then echo " (try $1)"; fi

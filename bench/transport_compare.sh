@@ -2,12 +2,12 @@
 # Plain HTTP through two builds of squall, to see what a change cost: examples/hello of
 # OLD_BUILD and of NEW_BUILD (each a release build directory, e.g. one of the commit before
 # the transport layer, 7dfd7c9^, made in a git worktree), both up at once and pinned to CPU 0,
-# loaded in turn by wrk on CPU 1: keep-alive (wrk -t1 -c100) and pipelined x16
-# (bench/pipeline.lua), SECONDS each, ROUNDS rounds with the order of the two builds
-# alternating.  Server CPU µs per request from utime+stime of /proc/<pid>/stat; the ratio
-# new/old is taken within each round and its median reported.  Target: within 3 % (0.97 to
-# 1.03).  A pair of runs during which other processes took more than SQ_BENCH_NOISE_MAX % of
-# a core (default 10; /proc/stat busy time minus the server's and wrk's) is run again, up to
+# loaded AT THE SAME TIME by one wrk each on CPU 1 (lib.sh's bench_pair): keep-alive (wrk -t1
+# -c100) and pipelined x16 (bench/pipeline.lua), SECONDS each, ROUNDS rounds.  Server CPU µs
+# per request from utime+stime of /proc/<pid>/stat; the ratio new/old is taken within each
+# run and its median reported.  Target: within 3 % (0.97 to 1.03).  A run during which other
+# processes took more than SQ_BENCH_NOISE_MAX % of a core (default 10; /proc/stat busy time
+# minus the servers' and wrk's) is run again, up to
 # SQ_BENCH_TRIES (default 3) tries, 5 s apart.  Writes $SQ_BENCH_RESULTS/transport.md (default bench/results).
 #   git worktree add /tmp/squall-old 7dfd7c9^
 #   cmake -S /tmp/squall-old -B /tmp/squall-old/build/release -DCMAKE_BUILD_TYPE=Release \
@@ -47,34 +47,30 @@ new_pid=$PID new_port=$PORT
 wait_http "$old_port" / && wait_http "$new_port" / || { echo "examples/hello does not answer" >&2; exit 1; }
 
 declare -A US RPS NOISE
-# measure KEY PID PORT [wrk args]: server CPU µs per request into US[KEY].
-measure() {
-  local key=$1 pid=$2 port=$3
-  shift 3
-  bench_measured "$pid" $pin_load wrk -t1 -c100 -d"${secs}s" "$@" "http://127.0.0.1:$port/"
-  wrk_parse "$OUT"
-  # 3 decimals: at 0.57 µs (pipelined) cpu_us_per's 0.01 would be a 1.8 % step
-  US[$key]=$(awk -v t="$SRV_TICKS" -v hz="$tck" -v n="${WRK_REQS:-0}" \
-    'BEGIN {if (n > 0) printf "%.3f", t / hz / n * 1e6; else print "nan"}')
-  RPS[$key]=$WRK_RPS
-  NOISE[$key]=$NOISE_PCT
+# us_per TICKS REQUESTS: CPU µs per request, 3 decimals (at 0.57 µs, pipelined, a step of
+# 0.01 would be 1.8 %).
+us_per() {
+  awk -v t="$1" -v hz="$tck" -v n="${2:-0}" \
+    'BEGIN {if (n > 0) printf "%.3f", t / hz / n * 1e6; else print "nan"}'
 }
-# pair TEST ROUND [wrk args]: both builds in ORDER, again (at most max_tries tries, 5 s apart)
-# while other processes took more than noise_max % of a core in either run; TRIES says how
-# many it took.
+# pair TEST ROUND [wrk args]: both builds loaded at the same time (bench_pair; the new one's
+# wrk first in even rounds), again (at most max_tries tries, 5 s apart) while other
+# processes took more than noise_max % of a core; TRIES says how many it took.
 pair() {
-  local test=$1 r=$2 b pidv portv noisy
+  local test=$1 r=$2
   shift 2
   for TRIES in $(seq "$max_tries"); do
-    for b in $order; do
-      pidv=${b}_pid portv=${b}_port
-      measure "$test.$b.$r" "${!pidv}" "${!portv}" "$@"
-    done
-    noisy=$(awk -v a="${NOISE[$test.old.$r]}" -v b="${NOISE[$test.new.$r]}" -v m="$noise_max" \
-      'BEGIN {print (a > m || b > m) ? 1 : 0}')
-    [ "$noisy" = 1 ] && [ "$TRIES" -lt "$max_tries" ] || break
-    echo "round $r $test: other processes took ${NOISE[$test.old.$r]} % / ${NOISE[$test.new.$r]} % of a core: again in 5 s" >&2
-      sleep 5
+    bench_pair "$old_pid" "$new_pid" $((1 - r % 2)) \
+      $pin_load wrk -t1 -c100 -d"${secs}s" "$@" "http://127.0.0.1:$old_port/" -- \
+      $pin_load wrk -t1 -c100 -d"${secs}s" "$@" "http://127.0.0.1:$new_port/"
+    wrk_parse "$OUT_A"
+    US[$test.old.$r]=$(us_per "$TICKS_A" "$WRK_REQS") RPS[$test.old.$r]=$WRK_RPS
+    wrk_parse "$OUT_B"
+    US[$test.new.$r]=$(us_per "$TICKS_B" "$WRK_REQS") RPS[$test.new.$r]=$WRK_RPS
+    NOISE[$test.$r]=$NOISE_PCT
+    [ "$NOISE_PCT" -gt "$noise_max" ] && [ "$TRIES" -lt "$max_tries" ] || break
+    echo "round $r $test: other processes took $NOISE_PCT % of a core: again in 5 s" >&2
+    sleep 5
   done
 }
 # not slower by more than 3 % (faster is fine)
@@ -82,7 +78,6 @@ within() { awk -v v="$1" 'BEGIN {if (v == "n/a") print "n/a"; else if (v <= 1.03
 
 rows="" ka=() pipe=() ka_old=() ka_new=() pipe_old=() pipe_new=()
 for r in $(seq "$rounds"); do
-  if [ $((r % 2)) -eq 1 ]; then order="old new"; else order="new old"; fi
   pair ka "$r"
   ka_tries=$TRIES
   pair pipe "$r" -s "$here/pipeline.lua"
@@ -91,24 +86,24 @@ for r in $(seq "$rounds"); do
   pipe+=("$(ratio3 "${US[pipe.new.$r]}" "${US[pipe.old.$r]}")")
   ka_old+=("${US[ka.old.$r]}") ka_new+=("${US[ka.new.$r]}")
   pipe_old+=("${US[pipe.old.$r]}") pipe_new+=("${US[pipe.new.$r]}")
-  rows+="| $r | keep-alive | ${US[ka.old.$r]} | ${RPS[ka.old.$r]} | ${US[ka.new.$r]} | ${RPS[ka.new.$r]} | ${ka[-1]} | ${NOISE[ka.old.$r]} / ${NOISE[ka.new.$r]}$(try_note "$ka_tries") |"$'\n'
-  rows+="| $r | pipelined x16 | ${US[pipe.old.$r]} | ${RPS[pipe.old.$r]} | ${US[pipe.new.$r]} | ${RPS[pipe.new.$r]} | ${pipe[-1]} | ${NOISE[pipe.old.$r]} / ${NOISE[pipe.new.$r]}$(try_note "$pipe_tries") |"$'\n'
+  rows+="| $r | keep-alive | ${US[ka.old.$r]} | ${RPS[ka.old.$r]} | ${US[ka.new.$r]} | ${RPS[ka.new.$r]} | ${ka[-1]} | ${NOISE[ka.$r]}$(try_note "$ka_tries") |"$'\n'
+  rows+="| $r | pipelined x16 | ${US[pipe.old.$r]} | ${RPS[pipe.old.$r]} | ${US[pipe.new.$r]} | ${RPS[pipe.new.$r]} | ${pipe[-1]} | ${NOISE[pipe.$r]}$(try_note "$pipe_tries") |"$'\n'
 done
 m_ka=$(median "${ka[@]}") m_pipe=$(median "${pipe[@]}")
 {
   echo "plain HTTP, examples/hello: old $(describe "$old") vs new $(describe "$new"); $(bench_stamp)"
-  echo "wrk -t1 -c100, ${secs} s per run, $rounds rounds alternating; server CPU µs/request"
+  echo "wrk -t1 -c100, ${secs} s per run, both builds loaded at the same time (each about half of CPU 0), $rounds rounds; server CPU µs/request"
   echo
   echo '| scenario | old | new | new / old (median of rounds) | target | result |'
   echo '|---|---|---|---|---|---|'
   echo "| keep-alive | $(median "${ka_old[@]}") | $(median "${ka_new[@]}") | $m_ka | <= 1.03 | $(within "$m_ka") |"
   echo "| pipelined x16 | $(median "${pipe_old[@]}") | $(median "${pipe_new[@]}") | $m_pipe | <= 1.03 | $(within "$m_pipe") |"
   echo
-  echo '| round | scenario | old µs/req | old req/s | new µs/req | new req/s | new / old | noise % old / new |'
+  echo '| round | scenario | old µs/req | old req/s | new µs/req | new req/s | new / old | noise % |'
   echo '|---|---|---|---|---|---|---|---|'
   printf '%s' "$rows"
   echo
-  echo "noise: CPU other processes (and the hypervisor's steal) took during each run, in % of one core; a pair above $noise_max % is run again (at most $max_tries tries)."
+  echo "noise: CPU other processes (and the hypervisor's steal) took during each run, in % of one core; a run above $noise_max % is run again (at most $max_tries tries)."
   echo
   echo "summary: new/old server CPU per request: keep-alive ${m_ka}x, pipelined ${m_pipe}x" \
     "(target within 3 %) keep-alive $(within "$m_ka"), pipelined $(within "$m_pipe")"
