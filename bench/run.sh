@@ -2,7 +2,7 @@
 # Runs squall's benchmarks from a release build and writes bench/results/latest.md (every
 # table), beside the tables each script writes there: http.md + http.png (throughput and CPU
 # per request against nginx, h2o, Node.js, Tornado), floor.md (hello against the floor and the
-# web layer against hello, in alternating rounds: bench/floor_compare.sh), https.md (HTTPS against nginx: CPU per
+# web layer against hello, two servers loaded at a time: bench/floor_compare.sh), https.md (HTTPS against nginx: CPU per
 # keep-alive request and per handshake, bytes per idle TLS connection), h2.md (HTTP/2 over TLS
 # and h2c against nginx and h2o: CPU per request under h2load, bytes per idle connection),
 # callgrind.md (instructions per request), fetch_callgrind.md (instructions per HTTP client
