@@ -9,7 +9,10 @@
 # same route lookup and handler object); the ratio to the HTTP-layer hello is shown as well.  Each server is pinned to CPU 0 and
 # wrk to CPU 1; server CPU time per request comes from utime+stime in /proc/<pid>/stat of the
 # process that serves (nginx's worker, not its master) over the run.  Servers that are not
-# installed get a "not installed" row.
+# installed get a "not installed" row.  Then squall's hello and nginx are loaded at the same
+# time (lib.sh's bench_pair, one wrk each), 3 runs of half the rows' length, keep-alive and
+# pipelined: the squall ÷ nginx ratios of the summary come from these pairs, which see the
+# same state of a noisy machine, rather than from rows that may not.
 # Writes the table to $SQ_BENCH_RESULTS/http.md (default bench/results) and, when gnuplot
 # is installed, a bar chart of plaintext server CPU µs/request to http.png there.
 # Usage: bench/http_compare.sh BUILD_DIR [SECONDS]
@@ -200,11 +203,42 @@ fi
   json_ok=$(verdict "$json_ratio" '<=' 1.1)
   plain_r=$(ratio "${US[hello]:-}" "${US[nginx]:-}")
   pipe_r=$(ratio "${US[hello_pipe]:-}" "${US[nginx_pipe]:-}")
+  # The rows above are seconds to minutes apart, and this machine's state can change between
+  # two of them; squall and nginx loaded at the same time (bench_pair) see the same state.
+  # Their ratio, median of 3 runs of half the rows' length, is the one the targets use.
+  if [ -n "$nginx_worker" ] && [ -n "$hello_pid" ]; then
+    half=$(((secs + 1) / 2)) pka=() ppipe=()
+    echo
+    echo "squall hello and nginx loaded at the same time (one wrk each on CPU 1, both servers on CPU 0), 3 runs of ${half} s:"
+    echo
+    echo '| run | nginx µs/request | squall µs/request | squall ÷ nginx | nginx x16 | squall x16 | squall ÷ nginx x16 |'
+    echo '|---|---|---|---|---|---|---|'
+    for r in 1 2 3; do
+      row=()
+      for mode in ka pipe; do
+        args=()
+        [ "$mode" = pipe ] && args=(-s "$here/pipeline.lua")
+        bench_pair "$nginx_worker" "$hello_pid" $((1 - r % 2)) \
+          $pin_load wrk -t1 -c100 -d"${half}s" "${args[@]}" "http://127.0.0.1:$nginx_port/" -- \
+          $pin_load wrk -t1 -c100 -d"${half}s" "${args[@]}" "http://127.0.0.1:$hello_port/"
+        wrk_parse "$OUT_A"
+        a=$(awk -v t="$TICKS_A" -v hz="$tck" -v n="${WRK_REQS:-0}" 'BEGIN {if (n > 0) printf "%.3f", t / hz / n * 1e6; else print "nan"}')
+        wrk_parse "$OUT_B"
+        b=$(awk -v t="$TICKS_B" -v hz="$tck" -v n="${WRK_REQS:-0}" 'BEGIN {if (n > 0) printf "%.3f", t / hz / n * 1e6; else print "nan"}')
+        row+=("$a" "$b" "$(ratio3 "$b" "$a")")
+        if [ "$mode" = ka ]; then pka+=("${row[-1]}"); else ppipe+=("${row[-1]}"); fi
+      done
+      echo "| $r | ${row[0]} | ${row[1]} | ${row[2]} | ${row[3]} | ${row[4]} | ${row[5]} |"
+    done
+    plain_r=$(median "${pka[@]}") pipe_r=$(median "${ppipe[@]}")
+    echo
+    echo "paired medians: squall ÷ nginx keep-alive $plain_r, pipelined x16 $pipe_r (the rows above: $(ratio "${US[hello]:-}" "${US[nginx]:-}") and $(ratio "${US[hello_pipe]:-}" "${US[nginx_pipe]:-}"))"
+  fi
   tornado_r=$(ratio "${RPS[hello]:-}" "${RPS[tornado]:-}")
   echo
   echo "(1) wrk's latency percentiles are not valid for a pipelining script (the 99th came out as 0.00us), so none are shown."
   echo
-  echo "summary: squall/nginx CPU per request: plaintext ${plain_r}x (target <= 1.0) $(verdict "$plain_r" '<=' 1.0)," \
+  echo "summary: squall/nginx CPU per request (paired when both ran): plaintext ${plain_r}x (target <= 1.0) $(verdict "$plain_r" '<=' 1.0)," \
     "pipelined ${pipe_r}x (target <= 0.2) $(verdict "$pipe_r" '<=' 0.2);" \
     "squall vs Tornado: ${tornado_r}x the requests/s (target >= 15) $(verdict "$tornado_r" '>=' 15)" \
     "and $(ratio "${US[tornado]:-}" "${US[hello]:-}")x less CPU per request;" \
@@ -222,7 +256,8 @@ cp "$tmp/table.md" "$results/http.md"
 
 if command -v gnuplot >/dev/null; then
   # Plaintext rows only (not pipelined), those that ran.
-  awk -F'|' 'NR > 4 && /^\| / && $3 !~ /^ *- *$/ && $2 !~ /pipelined/ {
+  # (the first table only: the paired runs' table after it has rows too)
+  awk -F'|' 'NR > 4 && /^$/ {exit} NR > 4 && /^\| / && $3 !~ /^ *- *$/ && $2 !~ /pipelined/ {
       gsub(/^ +| +$/, "", $2); gsub(/ /, "", $4); printf "\"%s\" %s\n", $2, $4 }' \
     "$tmp/table.md" > "$tmp/chart.dat"
   term="pngcairo size 900,500"

@@ -12,6 +12,8 @@ expect_line "$out/http.stdout" '^\| squall hello \| [0-9]+(\.[0-9]+)? \| [0-9]+\
 expect_line "$out/http.stdout" '^\| floor \(bench/floor_http[^|]*\| [0-9]+(\.[0-9]+)? \| [0-9]+\.[0-9]+ \| 1\.00 \|' \
   "no floor row with numbers"
 expect_line "$out/http.stdout" '^summary: ' "no summary line"
+expect_line "$out/http.stdout" '^paired medians: squall ÷ nginx keep-alive [0-9]+\.[0-9]{3}, pipelined x16 [0-9]+\.[0-9]{3} ' \
+  "no paired squall ÷ nginx ratios"
 expect_line "$out/http.stdout" '^floor: squall hello / floor CPU per request: keep-alive [0-9]+\.[0-9]+x' "no floor line"
 [ -s "$out/http.md" ] || { echo "FAIL: http.md not written"; exit 1; }
 echo "OK"
