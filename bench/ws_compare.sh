@@ -5,6 +5,8 @@
 # connections; each sends a 64-byte text message, waits for the echo and sends the next,
 # for SECONDS.  Servers are pinned to CPU 0, the load generator to CPU 1; server CPU per
 # message is utime+stime from /proc/<pid>/stat over the run divided by the round trips.
+# Then squall and the floor, and squall and Node, loaded at the same time (lib.sh's
+# bench_pair), 3 runs of SECONDS/2 each: the ratios of the summary are those pairs' medians.
 # Then the idle figure: IDLE_CONNS (default 10,000) idle WebSocket connections held open to a
 # fresh squall ws_echo, and its VmRSS growth per connection (after a warm-up of 200
 # connections opened and dropped, so that pools sized by concurrency are not counted).
@@ -100,15 +102,38 @@ tornado_name=${tornado_name:-Tornado}
   row node "$node_name" "$node_pid" "$node_port"
   row tornado "$tornado_name" "$tornado_pid" "$tornado_port"
   echo
+  # The rows are seconds to minutes apart, and this machine's state can change between two of
+  # them; squall loaded at the same time as the floor, then as Node (bench_pair: one ws_load
+  # each, both servers on CPU 0), sees the same state as its peer.  The targets use the
+  # medians of 3 such runs of half the rows' length; the rows' ratios are given beside them.
+  node_r=$(ratio "${US[squall]:-}" "${US[node]:-}") floor_r=$(ratio "${US[squall]:-}" "${US[floor]:-}")
+  half=$(((secs + 1) / 2))
+  for peer in floor node; do
+    pidv=${peer}_pid portv=${peer}_port
+    [ -n "$squall_pid" ] && [ -n "${!pidv}" ] || continue
+    rs=()
+    for r in 1 2 3; do
+      bench_pair "${!pidv}" "$squall_pid" $((1 - r % 2)) \
+        $pin_load "$load" -p "${!portv}" -c "$conns" -s "$size" -d "$half" -- \
+        $pin_load "$load" -p "$squall_port" -c "$conns" -s "$size" -d "$half"
+      a=$(echo "$OUT_A" | awk '/^round_trips/ {print $2}') b=$(echo "$OUT_B" | awk '/^round_trips/ {print $2}')
+      rs+=("$(ratio3 "$(cpu_us_per "$TICKS_B" "${b:-0}")" "$(cpu_us_per "$TICKS_A" "${a:-0}")")")
+    done
+    m=$(median "${rs[@]}")
+    if [ "$peer" = node ]; then label=Node rowr=$node_r; else label=floor rowr=$floor_r; fi
+    echo "paired: squall ÷ $label CPU per message $m (runs: ${rs[*]}; the rows above: $rowr)"
+    if [ "$peer" = node ]; then node_r=$m; else floor_r=$m; fi
+  done
+  echo
   if [ -n "${US[squall]:-}" ] && [ -n "${US[node]:-}" ]; then
-    awk -v s="${US[squall]}" -v n="${US[node]}" -v t="${US[tornado]:-}" 'BEGIN {
-      if (n + 0 > 0) printf "summary: squall CPU per message = %.2f x Node ws (target <= 0.5)", s / n
+    awk -v r="$node_r" -v s="${US[squall]}" -v t="${US[tornado]:-}" 'BEGIN {
+      printf "summary: squall CPU per message = %s x Node ws (target <= 0.5)", r
       if (t + 0 > 0) printf ", %.2f x Tornado", s / t
       printf "\n" }'
   else
     echo "summary: squall ${US[squall]:-?} µs/message (no Node.js figure to compare with)"
   fi
-  echo "floor: squall CPU per message = $(ratio "${US[squall]:-}" "${US[floor]:-}") x the floor (target <= 1.1: $(verdict "$(ratio "${US[squall]:-}" "${US[floor]:-}")" '<=' 1.1))"
+  echo "floor: squall CPU per message = $floor_r x the floor (target <= 1.1: $(verdict "$floor_r" '<=' 1.1))"
 
   # Idle connections: a fresh squall server, so that the echo run's buffers do not count.
   for p in "$squall_pid" "$node_pid" "$tornado_pid" "$floor_pid"; do

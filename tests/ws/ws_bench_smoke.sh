@@ -17,6 +17,7 @@ expect_line "$report" '^\| squall \| [0-9]+ \| [0-9]+\.[0-9]+ \| [0-9]+\.[0-9]+ 
 if command -v node >/dev/null && [ -d "$src/tests/node/node_modules/ws" ]; then
   expect_line "$report" '^\| Node\.js .* \| [0-9]+ \| [0-9]+\.[0-9]+ \| [0-9.]+ \| 0 \|' "no Node.js row with numbers"
 fi
+expect_line "$report" '^paired: squall ÷ floor CPU per message [0-9]+\.[0-9]{3} ' "no paired ratio to the floor"
 expect_line "$report" '^summary: ' "no summary line"
 expect_line "$report" '^floor: squall CPU per message = [0-9]+\.[0-9]+ x the floor' "no floor line"
 expect_line "$report" '^idle: 300 idle WebSocket connections .* -?[0-9]+ bytes per connection' \
