@@ -55,12 +55,6 @@ wait_http "$hello_port" / && wait_http "$web_port" /plaintext \
 pairs=("ka floor / hello /" "pipe floor / hello / p" "plain hello / web /plaintext"
   "json hello / web /json")
 
-# us_per TICKS REQUESTS: CPU µs per request, 3 decimals (at 0.5 µs, pipelined, a step of
-# 0.01 would be 2 %).
-us_per() {
-  awk -v t="$1" -v hz="$tck" -v n="${2:-0}" \
-    'BEGIN {if (n > 0) printf "%.3f", t / hz / n * 1e6; else print "nan"}'
-}
 
 declare -A US UU NOISE
 # run KEY SA PA SB PB PIPE ROUND: both servers loaded at once; CPU µs per request of each
@@ -75,9 +69,9 @@ run() {
       $pin_load wrk -t1 -c100 -d"${secs}s" "${args[@]}" "http://127.0.0.1:${!porta}$pa" -- \
       $pin_load wrk -t1 -c100 -d"${secs}s" "${args[@]}" "http://127.0.0.1:${!portb}$pb"
     wrk_parse "$OUT_A"
-    US[$key.a.$r]=$(us_per "$TICKS_A" "$WRK_REQS") UU[$key.a.$r]=$(us_per "$UTICKS_A" "$WRK_REQS")
+    US[$key.a.$r]=$(cpu_us_per3 "$TICKS_A" "$WRK_REQS") UU[$key.a.$r]=$(cpu_us_per3 "$UTICKS_A" "$WRK_REQS")
     wrk_parse "$OUT_B"
-    US[$key.b.$r]=$(us_per "$TICKS_B" "$WRK_REQS") UU[$key.b.$r]=$(us_per "$UTICKS_B" "$WRK_REQS")
+    US[$key.b.$r]=$(cpu_us_per3 "$TICKS_B" "$WRK_REQS") UU[$key.b.$r]=$(cpu_us_per3 "$UTICKS_B" "$WRK_REQS")
     NOISE[$key.$r]=$NOISE_PCT
     [ "$NOISE_PCT" -gt "$noise_max" ] && [ "$try" -lt "$max_tries" ] || break
     echo "round $r $key: other processes took $NOISE_PCT % of a core: again in 5 s" >&2

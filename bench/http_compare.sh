@@ -222,9 +222,9 @@ fi
           $pin_load wrk -t1 -c100 -d"${half}s" "${args[@]}" "http://127.0.0.1:$nginx_port/" -- \
           $pin_load wrk -t1 -c100 -d"${half}s" "${args[@]}" "http://127.0.0.1:$hello_port/"
         wrk_parse "$OUT_A"
-        a=$(awk -v t="$TICKS_A" -v hz="$tck" -v n="${WRK_REQS:-0}" 'BEGIN {if (n > 0) printf "%.3f", t / hz / n * 1e6; else print "nan"}')
+        a=$(cpu_us_per3 "$TICKS_A" "$WRK_REQS")
         wrk_parse "$OUT_B"
-        b=$(awk -v t="$TICKS_B" -v hz="$tck" -v n="${WRK_REQS:-0}" 'BEGIN {if (n > 0) printf "%.3f", t / hz / n * 1e6; else print "nan"}')
+        b=$(cpu_us_per3 "$TICKS_B" "$WRK_REQS")
         row+=("$a" "$b" "$(ratio3 "$b" "$a")")
         if [ "$mode" = ka ]; then pka+=("${row[-1]}"); else ppipe+=("${row[-1]}"); fi
       done

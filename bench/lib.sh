@@ -177,6 +177,13 @@ cpu_us_per() {
     'BEGIN {if (n > 0) printf "%.2f", t / hz / n * 1e6; else print "nan"}'
 }
 
+# cpu_us_per3 TICKS N: the same with 3 decimals, for ratios of figures near 0.5 µs (pipelined),
+# where a step of 0.01 would be 2 %.
+cpu_us_per3() {
+  awk -v t="$1" -v hz="$tck" -v n="${2:-0}" \
+    'BEGIN {if (n > 0) printf "%.3f", t / hz / n * 1e6; else print "nan"}'
+}
+
 # ratio A B: A / B with 2 decimals, or n/a when A is empty or B is not positive.
 ratio() {
   awk -v a="${1:-}" -v b="${2:-}" 'BEGIN {if (a != "" && b + 0 > 0) printf "%.2f", a / b; else print "n/a"}'

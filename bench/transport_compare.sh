@@ -47,12 +47,6 @@ new_pid=$PID new_port=$PORT
 wait_http "$old_port" / && wait_http "$new_port" / || { echo "examples/hello does not answer" >&2; exit 1; }
 
 declare -A US RPS NOISE
-# us_per TICKS REQUESTS: CPU µs per request, 3 decimals (at 0.57 µs, pipelined, a step of
-# 0.01 would be 1.8 %).
-us_per() {
-  awk -v t="$1" -v hz="$tck" -v n="${2:-0}" \
-    'BEGIN {if (n > 0) printf "%.3f", t / hz / n * 1e6; else print "nan"}'
-}
 # pair TEST ROUND [wrk args]: both builds loaded at the same time (bench_pair; the new one's
 # wrk first in even rounds), again (at most max_tries tries, 5 s apart) while other
 # processes took more than noise_max % of a core; TRIES says how many it took.
@@ -64,9 +58,9 @@ pair() {
       $pin_load wrk -t1 -c100 -d"${secs}s" "$@" "http://127.0.0.1:$old_port/" -- \
       $pin_load wrk -t1 -c100 -d"${secs}s" "$@" "http://127.0.0.1:$new_port/"
     wrk_parse "$OUT_A"
-    US[$test.old.$r]=$(us_per "$TICKS_A" "$WRK_REQS") RPS[$test.old.$r]=$WRK_RPS
+    US[$test.old.$r]=$(cpu_us_per3 "$TICKS_A" "$WRK_REQS") RPS[$test.old.$r]=$WRK_RPS
     wrk_parse "$OUT_B"
-    US[$test.new.$r]=$(us_per "$TICKS_B" "$WRK_REQS") RPS[$test.new.$r]=$WRK_RPS
+    US[$test.new.$r]=$(cpu_us_per3 "$TICKS_B" "$WRK_REQS") RPS[$test.new.$r]=$WRK_RPS
     NOISE[$test.$r]=$NOISE_PCT
     [ "$NOISE_PCT" -gt "$noise_max" ] && [ "$TRIES" -lt "$max_tries" ] || break
     echo "round $r $test: other processes took $NOISE_PCT % of a core: again in 5 s" >&2

@@ -117,7 +117,7 @@ tornado_name=${tornado_name:-Tornado}
         $pin_load "$load" -p "${!portv}" -c "$conns" -s "$size" -d "$half" -- \
         $pin_load "$load" -p "$squall_port" -c "$conns" -s "$size" -d "$half"
       a=$(echo "$OUT_A" | awk '/^round_trips/ {print $2}') b=$(echo "$OUT_B" | awk '/^round_trips/ {print $2}')
-      rs+=("$(ratio3 "$(cpu_us_per "$TICKS_B" "${b:-0}")" "$(cpu_us_per "$TICKS_A" "${a:-0}")")")
+      rs+=("$(ratio3 "$(cpu_us_per3 "$TICKS_B" "${b:-0}")" "$(cpu_us_per3 "$TICKS_A" "${a:-0}")")")
     done
     m=$(median "${rs[@]}")
     if [ "$peer" = node ]; then label=Node rowr=$node_r; else label=floor rowr=$floor_r; fi
