@@ -7,12 +7,13 @@
 # alternates from round to round.  Server CPU µs per request from utime+stime of
 # /proc/<pid>/stat, and the ratio of the pair's two; the median over the rounds is reported.
 #
-# Why pairs: this guest switches between states in which the same floor costs 9 or 12 µs a
-# request, at any moment and for minutes.  Runs one after the other (what this script did
-# until 2026-12-06) put a state change between the two halves of a ratio often enough to
+# Why pairs: this guest switches between states in which the same floor costs 6.5, 9 or 12
+# µs a request, at any moment and for minutes.  Runs one after the other (what this script
+# did until 2026-12-06) put a state change between the two halves of a ratio often enough to
 # move its median by several % (rounds of 0.98 and 1.31 in one run, and a "fast" and a "slow"
 # state that looked different); two servers sharing one CPU for the same seconds see the
-# same state, and their ratio repeats to about ±1 % from round to round in either state.
+# same state, and their ratio repeats to a few per cent from round to round (1.066-1.076 in
+# the five rounds of the make bench of 2026-12-06 04:32, with the floor at 9.2-11.9 µs).
 # Each gets about half the CPU and stays saturated (100 connections with a request each in
 # flight), so its cost per request is what it is alone.
 #
@@ -54,7 +55,6 @@ wait_http "$hello_port" / && wait_http "$web_port" /plaintext \
 # The pairs of a round: KEY SERVER_A PATH_A SERVER_B PATH_B [pipelined]; the ratio is B ÷ A.
 pairs=("ka floor / hello /" "pipe floor / hello / p" "plain hello / web /plaintext"
   "json hello / web /json")
-
 
 declare -A US UU NOISE
 # run KEY SA PA SB PB PIPE ROUND: both servers loaded at once; CPU µs per request of each
