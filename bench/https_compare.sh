@@ -5,8 +5,10 @@
 # with the openssl CLI, and the same TLS 1.3 suite order (squall's default, which nginx is
 # told to prefer: both pick AES-128-GCM, X25519).  Both answer "Hello, World!" as text/plain.
 # Servers pinned to CPU 0, load generators to CPU 1; server CPU is utime+stime of
-# /proc/<pid>/stat (nginx's worker) over each run.  Measured ROUNDS times with the order of
-# the two servers alternating, each ratio from one round, medians reported:
+# /proc/<pid>/stat (nginx's worker) over each run.  Measured ROUNDS times, both servers
+# loaded at the same time (lib.sh's bench_pair, one load generator each), each ratio from
+# one run, medians reported (a full-handshake run is a count, so the server that finishes
+# first leaves the other alone for the rest of it):
 #   keep-alive   wrk -t1 -c100, SECONDS: server CPU µs per request.  Target: <= 0.9 x nginx.
 #                (nginx gets keepalive_requests 1000000: its default 1000 would add a
 #                handshake every 1000 requests.)
@@ -20,7 +22,7 @@
 #                then held open) on a fresh server each: (RSS held - RSS before) / N.
 #                Target: <= 4 KiB per connection.  nginx as one process (master_process off).
 # Each CPU row also says how much CPU other processes took meanwhile (/proc/stat busy time
-# minus the server's and the load generator's, in % of a core); a pair of runs during which
+# minus the servers' and the load generators', in % of a core); a run during which
 # that passed SQ_BENCH_NOISE_MAX (default 10) is run again, up to SQ_BENCH_TRIES (default 3)
 # tries.  SQ_BENCH_HANDSHAKES sets the number of full handshakes per run (default 1500 per
 # second of SECONDS).
@@ -99,33 +101,27 @@ negotiated() {
 
 declare -A US RPS NOTE NOISE
 
-# wrk_run KEY PID PORT PATH [wrk args...]: CPU µs per request of PID into US[KEY].
-wrk_run() {
-  local key=$1 pid=$2 port=$3 path=$4 out errs
-  shift 4
-  bench_measured "$pid" $pin_load wrk -t1 -c100 -d"${secs}s" "$@" "https://127.0.0.1:$port$path"
-  out=$OUT
-  NOISE[$key]=$NOISE_PCT
+# take_wrk KEY OUT TICKS: CPU µs per request (TICKS of the server over the requests of the
+# wrk report OUT) and requests/s into US[KEY] and RPS[KEY]; wrk's errors into NOTE[KEY].
+take_wrk() {
+  local key=$1 out=$2 errs
   wrk_parse "$out"
-  US[$key]=$(cpu_us_per "$SRV_TICKS" "$WRK_REQS")
+  US[$key]=$(cpu_us_per "$3" "$WRK_REQS")
   RPS[$key]=$WRK_RPS
   errs=$(echo "$out" | awk '/Socket errors|Non-2xx/ {printf "%s ", $0}')
   [ -z "$errs" ] || NOTE[$key]=$errs
 }
 
-# close_run KEY PID PORT PATH: n_full requests, each on a new connection with a full
-# handshake (bench/http_load --tls close, 100 at a time).
-close_run() {
-  local key=$1 pid=$2 port=$3 path=$4 out done secs_taken
-  bench_measured "$pid" $pin_load "$load" --tls close "$port" "$path" "$n_full" 100 2> "$tmp/close.err"
-  out=$OUT
-  NOISE[$key]=$NOISE_PCT
-  # "done TOTAL ok=K bad=B SECONDS s"
+# take_close KEY OUT TICKS: the same for bench/http_load --tls close (n_full requests, each on
+# a new connection with a full handshake, 100 at a time), whose OUT has its "done TOTAL ok=K
+# bad=B SECONDS s" line and a line per failure.
+take_close() {
+  local key=$1 out=$2 done secs_taken
   done=$(echo "$out" | sed -n 's/^done [0-9]* ok=\([0-9]*\) .*/\1/p')
   secs_taken=$(echo "$out" | awk '/^done/ {print $(NF - 1)}')
-  US[$key]=$(cpu_us_per "$SRV_TICKS" "${done:-0}")
+  US[$key]=$(cpu_us_per "$3" "${done:-0}")
   RPS[$key]=$(awk -v d="${done:-0}" -v s="${secs_taken:-0}" 'BEGIN {if (s > 0) printf "%.0f", d / s; else print "n/a"}')
-  [ "${done:-0}" = "$n_full" ] || NOTE[$key]="only ${done:-0} of $n_full answered 200: $(sort "$tmp/close.err" | uniq -c | head -2 | tr '\n' ' ')"
+  [ "${done:-0}" = "$n_full" ] || NOTE[$key]="only ${done:-0} of $n_full answered 200: $(echo "$out" | grep -v '^done' | sort | uniq -c | head -2 | tr '\n' ' ')"
 }
 
 # hold KEY PID PORT PATH: N idle TLS connections held by bench/http_load; bytes per
@@ -154,7 +150,7 @@ hold() {
   wait "$hp" 2>/dev/null || true
 }
 
-# --- CPU: both servers up together, one loaded at a time ------------------------------------
+# --- CPU: both servers up together, loaded at the same time --------------------------------
 start_squall
 squall_pid=$PID squall_port=$PORT
 [ -n "$squall_pid" ] || exit 1
@@ -170,31 +166,39 @@ tls_nginx=$(negotiated "$nginx_port")
 declare -a R_KA R_WC R_FULL
 rows=""
 for r in $(seq "$rounds"); do
-  # odd rounds nginx first, even rounds squall first
-  if [ $((r % 2)) -eq 1 ]; then order="nginx squall"; else order="squall nginx"; fi
   for test in ka wc full; do
-    # a pair during which other processes took more than noise_max % of a core is run again
-    # (at most max_tries in all, 5 s apart); the last one counts
+    # nginx and squall loaded at the same time (bench_pair; squall's load first in even
+    # rounds); a run during which other processes took more than noise_max % of a core is
+    # run again (at most max_tries in all, 5 s apart); the last one counts
+    case $test in
+      ka)
+        cn=($pin_load wrk -t1 -c100 -d"${secs}s" "https://127.0.0.1:$nginx_port/")
+        cs=($pin_load wrk -t1 -c100 -d"${secs}s" "https://127.0.0.1:$squall_port/plaintext") ;;
+      wc)
+        cn=($pin_load wrk -t1 -c100 -d"${secs}s" -H "Connection: close" "https://127.0.0.1:$nginx_port/")
+        cs=($pin_load wrk -t1 -c100 -d"${secs}s" -H "Connection: close" "https://127.0.0.1:$squall_port/plaintext") ;;
+      full)
+        cn=($pin_load "$load" --tls close "$nginx_port" / "$n_full" 100)
+        cs=($pin_load "$load" --tls close "$squall_port" /plaintext "$n_full" 100) ;;
+    esac
     for attempt in $(seq "$max_tries"); do
-      for srv in $order; do
-        if [ "$srv" = nginx ]; then pid=$nginx_worker port=$nginx_port path=/
-        else pid=$squall_pid port=$squall_port path=/plaintext; fi
-        case $test in
-          ka) wrk_run "$test.$srv.$r" "$pid" "$port" "$path" ;;
-          wc) wrk_run "$test.$srv.$r" "$pid" "$port" "$path" -H "Connection: close" ;;
-          full) close_run "$test.$srv.$r" "$pid" "$port" "$path" ;;
-        esac
-      done
-      noisy=$(awk -v a="${NOISE[$test.squall.$r]}" -v b="${NOISE[$test.nginx.$r]}" -v m="$noise_max" \
-        'BEGIN {print (a > m || b > m) ? 1 : 0}')
-      [ "$noisy" = 1 ] && [ "$attempt" -lt "$max_tries" ] || break
-      echo "round $r $test: other processes took ${NOISE[$test.squall.$r]} % / ${NOISE[$test.nginx.$r]} % of a core: again in 5 s" >&2
+      bench_pair "$nginx_worker" "$squall_pid" $((1 - r % 2)) "${cn[@]}" -- "${cs[@]}"
+      if [ "$test" = full ]; then
+        take_close "$test.nginx.$r" "$OUT_A" "$TICKS_A"
+        take_close "$test.squall.$r" "$OUT_B" "$TICKS_B"
+      else
+        take_wrk "$test.nginx.$r" "$OUT_A" "$TICKS_A"
+        take_wrk "$test.squall.$r" "$OUT_B" "$TICKS_B"
+      fi
+      NOISE[$test.$r]=$NOISE_PCT
+      [ "$NOISE_PCT" -gt "$noise_max" ] && [ "$attempt" -lt "$max_tries" ] || break
+      echo "round $r $test: other processes took $NOISE_PCT % of a core: again in 5 s" >&2
       sleep 5
     done
     s=${US[$test.squall.$r]} g=${US[$test.nginx.$r]}
     rt=$(ratio "$s" "$g")
     case $test in ka) R_KA+=("$rt") ;; wc) R_WC+=("$rt") ;; full) R_FULL+=("$rt") ;; esac
-    rows+="| $r | $test | $s | ${RPS[$test.squall.$r]} | $g | ${RPS[$test.nginx.$r]} | $rt | ${NOISE[$test.squall.$r]} / ${NOISE[$test.nginx.$r]}$(try_note "$attempt") | ${NOTE[$test.squall.$r]:-}${NOTE[$test.nginx.$r]:-} |"$'\n'
+    rows+="| $r | $test | $s | ${RPS[$test.squall.$r]} | $g | ${RPS[$test.nginx.$r]} | $rt | ${NOISE[$test.$r]}$(try_note "$attempt") | ${NOTE[$test.squall.$r]:-}${NOTE[$test.nginx.$r]:-} |"$'\n'
   done
 done
 stop "$squall_pid"
@@ -237,7 +241,7 @@ m_ka=$(median "${R_KA[@]}") m_wc=$(median "${R_WC[@]}") m_full=$(median "${R_FUL
 m_mem_s=$(med mem squall) m_mem_n=$(med mem nginx)
 {
   echo "HTTPS: squall (bench/web_bench /plaintext) vs nginx (1 worker, ssl_protocols TLSv1.3, ssl_session_tickets on, squall's TLS 1.3 suite order preferred), same ECDSA P-256 self-signed certificate; $(bench_stamp)"
-  echo "negotiated: squall $tls_squall; nginx $tls_nginx.  $rounds rounds (server order alternating), medians; wrk -t1 -c100 ${secs} s; full handshakes: $n_full connections from bench/http_load --tls close, 100 at a time; memory: $n idle TLS connections on a fresh server"
+  echo "negotiated: squall $tls_squall; nginx $tls_nginx.  $rounds rounds, the two servers loaded at the same time in each CPU run (each about half of CPU 0), medians; wrk -t1 -c100 ${secs} s; full handshakes: $n_full connections from bench/http_load --tls close, 100 at a time; memory: $n idle TLS connections on a fresh server"
   echo
   echo '| scenario | squall | nginx | squall / nginx (median of rounds) | target | result |'
   echo '|---|---|---|---|---|---|'
@@ -252,7 +256,7 @@ m_mem_s=$(med mem squall) m_mem_n=$(med mem nginx)
   echo '|---|---|---|---|---|---|---|---|---|'
   printf '%s' "$rows"
   echo
-  echo "noise: CPU other processes (and the hypervisor's steal) took during each run, in % of one core, squall's run / nginx's; a pair above $noise_max % is run again (at most $max_tries tries)."
+  echo "noise: CPU other processes (and the hypervisor's steal) took during each run, in % of one core; a run above $noise_max % is run again (at most $max_tries tries)."
   echo
   echo "summary: HTTPS squall/nginx CPU: keep-alive ${m_ka}x (target <= 0.9) $(verdict "$m_ka" '<=' 0.9)," \
     "full handshake ${m_full}x (target <= 1.0) $(verdict "$m_full" '<=' 1.0)," \
