@@ -65,13 +65,9 @@ run() {
   local pida=${sa}_pid porta=${sa}_port pidb=${sb}_pid portb=${sb}_port args=()
   [ "$pipe" = p ] && args=(-s "$here/pipeline.lua")
   for try in $(seq "$max_tries"); do
-    bench_pair "${!pida}" "${!pidb}" $((1 - r % 2)) \
-      $pin_load wrk -t1 -c100 -d"${secs}s" "${args[@]}" "http://127.0.0.1:${!porta}$pa" -- \
-      $pin_load wrk -t1 -c100 -d"${secs}s" "${args[@]}" "http://127.0.0.1:${!portb}$pb"
-    wrk_parse "$OUT_A"
-    US[$key.a.$r]=$(cpu_us_per3 "$TICKS_A" "$WRK_REQS") UU[$key.a.$r]=$(cpu_us_per3 "$UTICKS_A" "$WRK_REQS")
-    wrk_parse "$OUT_B"
-    US[$key.b.$r]=$(cpu_us_per3 "$TICKS_B" "$WRK_REQS") UU[$key.b.$r]=$(cpu_us_per3 "$UTICKS_B" "$WRK_REQS")
+    bench_pair_wrk "${!pida}" "http://127.0.0.1:${!porta}$pa" \
+      "${!pidb}" "http://127.0.0.1:${!portb}$pb" $((1 - r % 2)) "$secs" "${args[@]}"
+    US[$key.a.$r]=$US_A UU[$key.a.$r]=$UU_A US[$key.b.$r]=$US_B UU[$key.b.$r]=$UU_B
     NOISE[$key.$r]=$NOISE_PCT
     [ "$NOISE_PCT" -gt "$noise_max" ] && [ "$try" -lt "$max_tries" ] || break
     echo "round $r $key: other processes took $NOISE_PCT % of a core: again in 5 s" >&2

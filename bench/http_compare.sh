@@ -204,7 +204,7 @@ fi
   plain_r=$(ratio "${US[hello]:-}" "${US[nginx]:-}")
   pipe_r=$(ratio "${US[hello_pipe]:-}" "${US[nginx_pipe]:-}")
   # The rows above are seconds to minutes apart, and this machine's state can change between
-  # two of them; squall and nginx loaded at the same time (bench_pair) see the same state.
+  # two of them; squall and nginx loaded at the same time (bench_pair_wrk) see the same state.
   # Their ratio, median of 3 runs of half the rows' length, is the one the targets use.
   if [ -n "$nginx_worker" ] && [ -n "$hello_pid" ]; then
     half=$(((secs + 1) / 2)) pka=() ppipe=()
@@ -218,14 +218,9 @@ fi
       for mode in ka pipe; do
         args=()
         [ "$mode" = pipe ] && args=(-s "$here/pipeline.lua")
-        bench_pair "$nginx_worker" "$hello_pid" $((1 - r % 2)) \
-          $pin_load wrk -t1 -c100 -d"${half}s" "${args[@]}" "http://127.0.0.1:$nginx_port/" -- \
-          $pin_load wrk -t1 -c100 -d"${half}s" "${args[@]}" "http://127.0.0.1:$hello_port/"
-        wrk_parse "$OUT_A"
-        a=$(cpu_us_per3 "$TICKS_A" "$WRK_REQS")
-        wrk_parse "$OUT_B"
-        b=$(cpu_us_per3 "$TICKS_B" "$WRK_REQS")
-        row+=("$a" "$b" "$(ratio3 "$b" "$a")")
+        bench_pair_wrk "$nginx_worker" "http://127.0.0.1:$nginx_port/" \
+          "$hello_pid" "http://127.0.0.1:$hello_port/" $((1 - r % 2)) "$half" "${args[@]}"
+        row+=("$US_A" "$US_B" "$(ratio3 "$US_B" "$US_A")")
         if [ "$mode" = ka ]; then pka+=("${row[-1]}"); else ppipe+=("${row[-1]}"); fi
       done
       echo "| $r | ${row[0]} | ${row[1]} | ${row[2]} | ${row[3]} | ${row[4]} | ${row[5]} |"

@@ -162,6 +162,24 @@ bench_pair() {
     "$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')")
 }
 
+# bench_pair_wrk PID_A URL_A PID_B URL_B B_FIRST SECONDS [WRK_ARGS...]: bench_pair with one
+# `wrk -t1 -c100 -dSECONDS WRK_ARGS` on the load CPU against each URL; sets US_A and US_B
+# (server CPU µs per request, cpu_us_per3), UU_A and UU_B (their user-space part), RPS_A and
+# RPS_B, and, as bench_pair does, OUT_A, OUT_B and NOISE_PCT.
+bench_pair_wrk() {
+  local pa=$1 url_a=$2 pb=$3 url_b=$4 bfirst=$5 dur=$6
+  shift 6
+  bench_pair "$pa" "$pb" "$bfirst" \
+    $pin_load wrk -t1 -c100 -d"${dur}s" "$@" "$url_a" -- \
+    $pin_load wrk -t1 -c100 -d"${dur}s" "$@" "$url_b"
+  wrk_parse "$OUT_A"
+  US_A=$(cpu_us_per3 "$TICKS_A" "$WRK_REQS") UU_A=$(cpu_us_per3 "$UTICKS_A" "$WRK_REQS")
+  RPS_A=$WRK_RPS
+  wrk_parse "$OUT_B"
+  US_B=$(cpu_us_per3 "$TICKS_B" "$WRK_REQS") UU_B=$(cpu_us_per3 "$UTICKS_B" "$WRK_REQS")
+  RPS_B=$WRK_RPS
+}
+
 # try_note N: " (try N)" when N > 1, else nothing (for a table cell).
 try_note() {
   if [ "$1" -gt 1 ]; then echo " (try $1)"; fi

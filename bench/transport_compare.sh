@@ -47,20 +47,16 @@ new_pid=$PID new_port=$PORT
 wait_http "$old_port" / && wait_http "$new_port" / || { echo "examples/hello does not answer" >&2; exit 1; }
 
 declare -A US RPS NOISE
-# pair TEST ROUND [wrk args]: both builds loaded at the same time (bench_pair; the new one's
+# pair TEST ROUND [wrk args]: both builds loaded at the same time (bench_pair_wrk; the new one's
 # wrk first in even rounds), again (at most max_tries tries, 5 s apart) while other
 # processes took more than noise_max % of a core; TRIES says how many it took.
 pair() {
   local test=$1 r=$2
   shift 2
   for TRIES in $(seq "$max_tries"); do
-    bench_pair "$old_pid" "$new_pid" $((1 - r % 2)) \
-      $pin_load wrk -t1 -c100 -d"${secs}s" "$@" "http://127.0.0.1:$old_port/" -- \
-      $pin_load wrk -t1 -c100 -d"${secs}s" "$@" "http://127.0.0.1:$new_port/"
-    wrk_parse "$OUT_A"
-    US[$test.old.$r]=$(cpu_us_per3 "$TICKS_A" "$WRK_REQS") RPS[$test.old.$r]=$WRK_RPS
-    wrk_parse "$OUT_B"
-    US[$test.new.$r]=$(cpu_us_per3 "$TICKS_B" "$WRK_REQS") RPS[$test.new.$r]=$WRK_RPS
+    bench_pair_wrk "$old_pid" "http://127.0.0.1:$old_port/" "$new_pid" "http://127.0.0.1:$new_port/" \
+      $((1 - r % 2)) "$secs" "$@"
+    US[$test.old.$r]=$US_A RPS[$test.old.$r]=$RPS_A US[$test.new.$r]=$US_B RPS[$test.new.$r]=$RPS_B
     NOISE[$test.$r]=$NOISE_PCT
     [ "$NOISE_PCT" -gt "$noise_max" ] && [ "$TRIES" -lt "$max_tries" ] || break
     echo "round $r $test: other processes took $NOISE_PCT % of a core: again in 5 s" >&2
