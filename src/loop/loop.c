@@ -968,9 +968,10 @@ static void timers_free(sq_loop *loop)
  * slabs double from 1 KiB to 2 MiB; from there each is 2 MiB on a 2 MiB boundary and asks for
  * a transparent huge page, so that a loop with a million pending calls faults its 72 MB of
  * handles in 36 times rather than 18,000 (in a virtual machine each fault is an exit to the
- * hypervisor), and the TLB covers them when they fire in deadline order, scattered. */
-/* `size` bytes (at most a few KiB, a multiple of 8) from cv's current slab, or from a new one
- * twice the size of the last, for at least eight items, up to SLAB_HUGE. */
+ * hypervisor), and the TLB covers them when they fire in deadline order, scattered.
+ *
+ * slab_carve: `size` bytes (at most a few KiB, a multiple of 8) from cv's current slab, or
+ * from a new one twice the size of the last, for at least eight items, up to SLAB_HUGE. */
 static void *slab_carve(sq_loop *loop, struct sq__carver *cv, size_t size)
 {
     if ((size_t)(cv->end - cv->cur) < size) {
