@@ -22,6 +22,7 @@
 #include <string.h>
 #include <ctype.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "http/http_internal.h"
@@ -35,6 +36,8 @@
 #define H2_START_BATCH 32            /* handlers started inline after one read (more: woken) */
 #define H2_RESETS_BURST 200          /* stream resets allowed at once … */
 #define H2_RESETS_RATE  33           /* … and per second after that (nginx/h2o-like) */
+#define H2_MAP_MIN      (16u * 1024) /* nghttp2 blocks this big get pages of their own … */
+#define H2_MAPS         4            /* … this many at a time per session (more: the heap) */
 
 typedef struct sq__h2_stream sq__h2_stream;
 
@@ -54,6 +57,10 @@ struct sq__h2 {
     sq_coro *start[H2_START_BATCH]; /* handlers the last read started, run after it */
     unsigned nstart;
     bool goaway;            /* GOAWAY sent: close once the streams are done */
+    struct {
+        void *p;
+        size_t len;
+    } maps[H2_MAPS]; /* nghttp2's blocks on pages of their own (h2_malloc) */
 };
 
 struct sq__h2_stream {
@@ -927,6 +934,81 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
     return 0;
 }
 
+/* --- nghttp2's memory ---------------------------------------------------------------------- */
+
+/* Every session holds an outbound frame buffer of 16 KiB and 10 bytes for its whole life, of
+ * which small frames touch the first page only.  From the heap it often lands on pages that
+ * another buffer has already touched (OpenSSL hands an idle TLS connection's record buffers
+ * back to the heap), and then all of it stays resident while the connection idles.  So blocks
+ * of H2_MAP_MIN and more get anonymous pages of their own, where only the pages written count;
+ * the smaller ones (HPACK tables, streams) stay on the heap. */
+static size_t map_len(size_t size)
+{
+    size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+    return (size + ps - 1) / ps * ps;
+}
+
+static void *h2_malloc(size_t size, void *arg)
+{
+    sq__h2 *h2 = arg;
+    if (size >= H2_MAP_MIN) {
+        for (size_t i = 0; i < H2_MAPS; i++) {
+            if (h2->maps[i].p) continue;
+            size_t len = map_len(size);
+            void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (p == MAP_FAILED) break; /* the heap, then */
+            h2->maps[i].p = p;
+            h2->maps[i].len = len;
+            return p;
+        }
+    }
+    return malloc(size);
+}
+
+/* The slot of a block h2_malloc mapped, or -1 for a heap block. */
+static int map_slot(const sq__h2 *h2, const void *p)
+{
+    if (p)
+        for (int i = 0; i < H2_MAPS; i++)
+            if (h2->maps[i].p == p) return i;
+    return -1;
+}
+
+static void h2_free(void *p, void *arg)
+{
+    sq__h2 *h2 = arg;
+    int i = map_slot(h2, p);
+    if (i < 0) {
+        free(p);
+        return;
+    }
+    munmap(p, h2->maps[i].len);
+    h2->maps[i].p = NULL;
+}
+
+static void *h2_calloc(size_t n, size_t size, void *arg)
+{
+    if (size && n > SIZE_MAX / size) return NULL;
+    if (n * size < H2_MAP_MIN) return calloc(n, size);
+    void *p = h2_malloc(n * size, arg);
+    if (p && map_slot(arg, p) < 0) memset(p, 0, n * size); /* fresh pages are zero already */
+    return p;
+}
+
+static void *h2_realloc(void *p, size_t size, void *arg)
+{
+    sq__h2 *h2 = arg;
+    if (!p) return h2_malloc(size, h2); /* how nghttp2 makes its frame buffer */
+    int i = map_slot(h2, p);
+    if (i < 0) return realloc(p, size); /* a heap block stays on the heap */
+    if (size <= h2->maps[i].len) return p;
+    void *q = h2_malloc(size, h2);
+    if (!q) return NULL;
+    memcpy(q, p, h2->maps[i].len);
+    h2_free(p, h2);
+    return q;
+}
+
 /* --- the connection --------------------------------------------------------------------------- */
 
 static void h2_arm(sq__h2 *h2)
@@ -1217,7 +1299,8 @@ int sq__h2_start(sq_http_conn *c, const char *data, size_t len)
     nghttp2_option_set_max_continuations(opt, 8);     /* CONTINUATION floods */
     nghttp2_option_set_stream_reset_rate_limit(opt, H2_RESETS_BURST, H2_RESETS_RATE);
     nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
-    int rv = nghttp2_session_server_new2(&h2->ng, cbs, h2, opt);
+    nghttp2_mem mem = {h2, h2_malloc, h2_free, h2_calloc, h2_realloc};
+    int rv = nghttp2_session_server_new3(&h2->ng, cbs, h2, opt, &mem);
     nghttp2_session_callbacks_del(cbs);
     nghttp2_option_del(opt);
     if (rv != 0) {
