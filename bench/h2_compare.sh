@@ -9,6 +9,9 @@
 #               each): server CPU µs per request, utime+stime of /proc/<pid>/stat over the
 #               run (connection setup and TLS handshakes included: 100 of them per run).
 #               ROUNDS rounds, the servers' order reversed every other round; the medians.
+#   paired      then ROUNDS runs of squall and nginx (and of squall and h2o) loaded at the
+#               same time, one h2load each (lib.sh's bench_pair): squall's CPU per request
+#               over the other's in each; the summary's ratios are their medians.
 #               Targets (over TLS): squall <= 0.5 x nginx and <= 1.0 x h2o.
 #   idle memory N idle HTTP/2 connections (bench/h2_hold.py: one GET answered on each, then
 #               held open) on a fresh server each: (RSS held - RSS before) / N, h2 over TLS
@@ -234,6 +237,29 @@ for r in $(seq "$rounds"); do
     done
   done
 done
+# --- paired: squall and each other server loaded at the same time -------------------------------
+# bench_pair: both servers on CPU 0 for the same seconds, one h2load each on CPU 1 (squall's
+# first in even rounds).  The rows above run one after the other on a machine whose speed
+# drifts between runs; the two halves of a pair see the same machine, so the summary's ratios
+# come from the pairs: the median over the rounds of squall's CPU per request over the other's.
+declare -A PAIRED PAIRED_ROUNDS
+h2_ok() { awk '/^requests:/ {for (i = 1; i <= NF; i++) if ($i ~ /^succeeded/) print $(i - 1)}' <<< "$1"; }
+for o in nginx h2o; do
+  for m in $modes; do
+    [ -n "${PIDS[$o.$m]:-}" ] || continue
+    rs=()
+    for r in $(seq "$rounds"); do
+      bench_pair "${PIDS[squall.$m]}" "${PIDS[$o.$m]}" $((1 - r % 2)) \
+        $pin_load h2load -c100 -m10 -t1 -D "$secs" "$(url "$m" "${PORTS[squall.$m]}")" -- \
+        $pin_load h2load -c100 -m10 -t1 -D "$secs" "$(url "$m" "${PORTS[$o.$m]}")"
+      rs+=("$(ratio3 "$(cpu_us_per3 "$TICKS_A" "$(h2_ok "$OUT_A")")" \
+        "$(cpu_us_per3 "$TICKS_B" "$(h2_ok "$OUT_B")")")")
+    done
+    PAIRED[$o.$m]=$(median "${rs[@]}")
+    PAIRED_ROUNDS[$o.$m]=$(IFS=/; echo "${rs[*]}")
+  done
+done
+
 for s in $servers; do
   for m in $modes; do stop "${PIDS[$s.$m]}"; done
 done
@@ -302,13 +328,16 @@ declare -A MED
         "${MEM[$s.$m]:+${MEM[$s.$m]} B}${MEMNOTE[$s.$m]:-}"
     done
   done
-  rn=$(ratio "${MED[squall.tls]}" "${MED[nginx.tls]:-}")
-  rh=$(ratio "${MED[squall.tls]}" "${MED[h2o.tls]:-}")
+  echo
+  echo "paired (squall's CPU per request over the other's, both loaded at once; median and rounds):" \
+    "nginx TLS ${PAIRED[nginx.tls]:-n/a} (${PAIRED_ROUNDS[nginx.tls]:-}), h2c ${PAIRED[nginx.h2c]:-n/a} (${PAIRED_ROUNDS[nginx.h2c]:-});" \
+    "h2o TLS ${PAIRED[h2o.tls]:-n/a} (${PAIRED_ROUNDS[h2o.tls]:-}), h2c ${PAIRED[h2o.h2c]:-n/a} (${PAIRED_ROUNDS[h2o.h2c]:-})"
+  rn=${PAIRED[nginx.tls]:-n/a} rh=${PAIRED[h2o.tls]:-n/a}
   echo
   echo "summary: over TLS (h2), squall's server CPU per request is ${rn}x nginx's (target <= 0.5) $(verdict "$rn" '<=' 0.5)" \
-    "and ${rh}x h2o's (target <= 1.0) $(verdict "$rh" '<=' 1.0);" \
-    "over h2c ${MED[squall.h2c]} µs: $(ratio "${MED[squall.h2c]}" "${MED[nginx.h2c]:-}")x nginx," \
-    "$(ratio "${MED[squall.h2c]}" "${MED[h2o.h2c]:-}")x h2o;" \
+    "and ${rh}x h2o's (target <= 1.0) $(verdict "$rh" '<=' 1.0), paired;" \
+    "over h2c ${MED[squall.h2c]} µs: ${PAIRED[nginx.h2c]:-n/a}x nginx," \
+    "${PAIRED[h2o.h2c]:-n/a}x h2o;" \
     "idle HTTP/2 connection: squall ${MEM[squall.tls]:-n/a} B (TLS) / ${MEM[squall.h2c]:-n/a} B (h2c)," \
     "nginx ${MEM[nginx.tls]:-n/a} / ${MEM[nginx.h2c]:-n/a} B, h2o ${MEM[h2o.tls]:-n/a} / ${MEM[h2o.h2c]:-n/a} B"
 } | tee "$out_md"
