@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # A small template behind keep-alive wrk: bench/web_bench's /page (sq_render of
 # bench/templates/page.html, its context built per request) beside its /plaintext (the same
-# layer, route lookup and handler object, a constant body), one after the other in one run.
-# Server pinned to CPU 0, wrk to CPU 1; server CPU µs per request from /proc/<pid>/stat.
+# layer, route lookup and handler object, a constant body), each on a server of its own, both
+# loaded at the same time (lib.sh's bench_pair_wrk), three times: the two halves of a pair see
+# the same state of a machine whose speed drifts between runs.  Servers pinned to CPU 0, one
+# wrk each on CPU 1; server CPU µs per request from /proc/<pid>/stat.
 # Target: /page <= 1.5x /plaintext.  Writes $SQ_BENCH_RESULTS/page.md (default bench/results).
 # Usage: bench/page_compare.sh BUILD_DIR [SECONDS]
 set -euo pipefail
@@ -14,30 +16,33 @@ bench_start_listening web "$build/bench/web_bench" 0
 [ -n "$PID" ] || exit 1
 pid=$PID port=$PORT
 wait_http "$port" /page 15 "$pid" || { echo "/page does not answer" >&2; exit 1; }
+bench_start_listening web2 "$build/bench/web_bench" 0
+[ -n "$PID" ] || exit 1
+pid2=$PID port2=$PORT
+wait_http "$port2" /plaintext 15 "$pid2" || { echo "/plaintext does not answer" >&2; exit 1; }
 bytes=$(curl -s "http://127.0.0.1:$port/page" | wc -c)
-declare -A US RPS
-for path in /plaintext /page /plaintext /page; do
-  $pin_load wrk -t1 -c50 -d1s "http://127.0.0.1:$port$path" > /dev/null # warm
-  before=$(cpu_ticks "$pid")
-  out=$($pin_load wrk -t1 -c50 -d"${secs}s" "http://127.0.0.1:$port$path")
-  after=$(cpu_ticks "$pid")
-  wrk_parse "$out"
-  us=$(cpu_us_per $((after - before)) "$WRK_REQS")
-  # two rounds each, interleaved: the better of the two (this machine is noisy)
-  if [ -z "${US[$path]:-}" ] || awk -v a="$us" -v b="${US[$path]}" 'BEGIN {exit !(a < b)}'; then
-    US[$path]=$us RPS[$path]=$WRK_RPS
-  fi
+# warm-up: both routes once
+$pin_load wrk -t1 -c100 -d1s "http://127.0.0.1:$port/page" > /dev/null
+$pin_load wrk -t1 -c100 -d1s "http://127.0.0.1:$port2/plaintext" > /dev/null
+# three pairs: /page on one server and /plaintext on the other, loaded at the same time
+# (lib.sh's bench_pair_wrk; /plaintext's load first in even rounds)
+page=() plain=() rpage=() rplain=() rs=()
+for r in 1 2 3; do
+  bench_pair_wrk "$pid" "http://127.0.0.1:$port/page" "$pid2" "http://127.0.0.1:$port2/plaintext" \
+    $((1 - r % 2)) "$secs"
+  page+=("$US_A") plain+=("$US_B") rpage+=("$RPS_A") rplain+=("$RPS_B")
+  rs+=("$(ratio3 "$US_A" "$US_B")")
 done
-r=$(ratio "${US[/page]}" "${US[/plaintext]}")
+r=$(median "${rs[@]}")
 {
   echo "### A small template per request ($(bench_stamp))"
   echo
-  echo "bench/web_bench under keep-alive wrk (-t1 -c50, ${secs} s per run, the better of two runs each; \`bench/page_compare.sh BUILD $secs\`):"
+  echo "bench/web_bench under keep-alive wrk (-t1 -c100, ${secs} s per run): /page on one server and /plaintext on another, both loaded at the same time, three such pairs, medians (\`bench/page_compare.sh BUILD $secs\`):"
   echo
-  echo "| route | requests/s | server CPU µs/request |"
-  echo "|---|---|---|"
-  echo "| /plaintext (13 bytes, constant) | ${RPS[/plaintext]} | ${US[/plaintext]} |"
-  echo "| /page (sq_render, $bytes bytes) | ${RPS[/page]} | ${US[/page]} |"
+  echo "| route | requests/s | server CPU µs/request | per round |"
+  echo "|---|---|---|---|"
+  echo "| /plaintext (13 bytes, constant) | $(median "${rplain[@]}") | $(median "${plain[@]}") | $(IFS=/; echo "${plain[*]}") |"
+  echo "| /page (sq_render, $bytes bytes) | $(median "${rpage[@]}") | $(median "${page[@]}") | $(IFS=/; echo "${page[*]}") |"
   echo
-  echo "/page / /plaintext: $r (target <= 1.5: $(verdict "$r" '<=' 1.5))"
+  echo "/page / /plaintext: $r (rounds $(IFS=/; echo "${rs[*]}"); target <= 1.5: $(verdict "$r" '<=' 1.5))"
 } | tee "$results/page.md"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Smoke test for bench/template_compare.sh (20 renders of the 1,000-row table per engine) and
-# bench/page_compare.sh (1 s runs of /plaintext and /page).
+# bench/page_compare.sh (three 1 s pairs of /page and /plaintext, each on a server of its own).
 set -euo pipefail
 . "$(dirname "$0")/../bench_smoke_lib.sh"
 smoke_run template template_compare.sh "$build" 20 || exit 1
