@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <ctype.h>
 #include <strings.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -434,7 +433,7 @@ static int submit_head(sq__h2_stream *st, int64_t clen, bool gz, bool no_body)
         char *colon = memchr(p, ':', (size_t)(next - p));
         if (colon) {
             size_t nl = (size_t)(colon - p);
-            for (size_t i = 0; i < nl; i++) p[i] = (char)tolower((unsigned char)p[i]);
+            for (size_t i = 0; i < nl; i++) p[i] |= (char)(p[i] >= 'A' && p[i] <= 'Z') << 5;
             const char *v = colon + 1;
             while (v < next && *v == ' ') v++;
             const char *ve = next;
@@ -453,8 +452,8 @@ static int submit_head(sq__h2_stream *st, int64_t clen, bool gz, bool no_body)
     }
     char lenbuf[24];
     if (clen >= 0 && body_allowed && (!(r->rflags & RESP_HAS_CLEN) || gz)) {
-        int ln = snprintf(lenbuf, sizeof lenbuf, "%lld", (long long)clen);
-        nv_add(nv, &n, "content-length", 14, lenbuf, (size_t)ln);
+        nv_add(nv, &n, "content-length", 14, lenbuf,
+               (size_t)(sq__put_u64(lenbuf, (uint64_t)clen) - lenbuf));
     }
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = data_read};
     int rv = nghttp2_submit_response(h2->ng, st->id, nv, n, no_body ? NULL : &prd);
