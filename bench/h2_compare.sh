@@ -239,11 +239,12 @@ for r in $(seq "$rounds"); do
 done
 # --- paired: squall and each other server loaded at the same time -------------------------------
 # bench_pair: both servers on CPU 0 for the same seconds, one h2load each on CPU 1 (squall's
-# first in even rounds).  The rows above run one after the other on a machine whose speed
+# first in odd rounds).  The rows above run one after the other on a machine whose speed
 # drifts between runs; the two halves of a pair see the same machine, so the summary's ratios
 # come from the pairs: the median over the rounds of squall's CPU per request over the other's.
 declare -A PAIRED PAIRED_ROUNDS
-h2_ok() { awk '/^requests:/ {for (i = 1; i <= NF; i++) if ($i ~ /^succeeded/) print $(i - 1)}' <<< "$1"; }
+# h2load_ok OUTPUT: the requests that succeeded in an h2load run
+h2load_ok() { awk '/^requests:/ {for (i = 1; i <= NF; i++) if ($i ~ /^succeeded/) print $(i - 1)}' <<< "$1"; }
 for o in nginx h2o; do
   for m in $modes; do
     [ -n "${PIDS[$o.$m]:-}" ] || continue
@@ -252,8 +253,8 @@ for o in nginx h2o; do
       bench_pair "${PIDS[squall.$m]}" "${PIDS[$o.$m]}" $((1 - r % 2)) \
         $pin_load h2load -c100 -m10 -t1 -D "$secs" "$(url "$m" "${PORTS[squall.$m]}")" -- \
         $pin_load h2load -c100 -m10 -t1 -D "$secs" "$(url "$m" "${PORTS[$o.$m]}")"
-      rs+=("$(ratio3 "$(cpu_us_per3 "$TICKS_A" "$(h2_ok "$OUT_A")")" \
-        "$(cpu_us_per3 "$TICKS_B" "$(h2_ok "$OUT_B")")")")
+      rs+=("$(ratio3 "$(cpu_us_per3 "$TICKS_A" "$(h2load_ok "$OUT_A")")" \
+        "$(cpu_us_per3 "$TICKS_B" "$(h2load_ok "$OUT_B")")")")
     done
     PAIRED[$o.$m]=$(median "${rs[@]}")
     PAIRED_ROUNDS[$o.$m]=$(IFS=/; echo "${rs[*]}")

@@ -202,14 +202,17 @@ cpu_us_per3() {
     'BEGIN {if (n > 0) printf "%.3f", t / hz / n * 1e6; else print "nan"}'
 }
 
-# ratio A B: A / B with 2 decimals, or n/a when A is empty or B is not positive.
+# ratio A B: A / B with 2 decimals, or n/a when A is not a number (empty, n/a, nan) or B is
+# not a positive one.
 ratio() {
-  awk -v a="${1:-}" -v b="${2:-}" 'BEGIN {if (a != "" && b + 0 > 0) printf "%.2f", a / b; else print "n/a"}'
+  awk -v a="${1:-}" -v b="${2:-}" \
+    'BEGIN {if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b + 0 > 0) printf "%.2f", a / b; else print "n/a"}'
 }
 
-# ratio3 A B: A / B with 3 decimals, or n/a when A is empty or B is not positive.
+# ratio3 A B: A / B with 3 decimals, or n/a as for ratio.
 ratio3() {
-  awk -v a="${1:-}" -v b="${2:-}" 'BEGIN {if (a != "" && b + 0 > 0) printf "%.3f", a / b; else print "n/a"}'
+  awk -v a="${1:-}" -v b="${2:-}" \
+    'BEGIN {if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b + 0 > 0) printf "%.3f", a / b; else print "n/a"}'
 }
 
 # median VALUES...: the median of the numeric values among them (the mean of the middle two,

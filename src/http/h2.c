@@ -35,7 +35,7 @@
 #define H2_START_BATCH 32            /* handlers started inline after one read (more: woken) */
 #define H2_RESETS_BURST 200          /* stream resets allowed at once … */
 #define H2_RESETS_RATE  33           /* … and per second after that (nginx/h2o-like) */
-#define H2_MAP_MIN      (16u * 1024) /* nghttp2 blocks this big get pages of their own … */
+#define H2_MAP_MIN      (16u * 1024) /* nghttp2 buffers this big get pages of their own … */
 #define H2_MAPS         4            /* … this many at a time per session (more: the heap) */
 
 typedef struct sq__h2_stream sq__h2_stream;
@@ -59,7 +59,7 @@ struct sq__h2 {
     struct {
         void *p;
         size_t len;
-    } maps[H2_MAPS]; /* nghttp2's blocks on pages of their own (h2_malloc) */
+    } maps[H2_MAPS]; /* nghttp2's buffers on pages of their own (h2_map) */
 };
 
 struct sq__h2_stream {
@@ -938,33 +938,28 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
 /* Every session holds an outbound frame buffer of 16 KiB and 10 bytes for its whole life, of
  * which small frames touch the first page only.  From the heap it often lands on pages that
  * another buffer has already touched (OpenSSL hands an idle TLS connection's record buffers
- * back to the heap), and then all of it stays resident while the connection idles.  So blocks
- * of H2_MAP_MIN and more get anonymous pages of their own, where only the pages written count;
- * the smaller ones (HPACK tables, streams) stay on the heap. */
-static size_t map_len(size_t size)
+ * back to the heap), and then all of it stays resident while the connection idles.  So the
+ * blocks nghttp2 makes by growing a buffer from nothing (realloc of NULL: its frame buffers)
+ * get anonymous pages of their own when they are H2_MAP_MIN or more, where only the pages
+ * written count.  Everything else, header values of any size included, stays on the heap:
+ * a peer cannot make the server map and unmap pages per request. */
+static void *h2_map(sq__h2 *h2, size_t size)
 {
     size_t ps = (size_t)sysconf(_SC_PAGESIZE);
-    return (size + ps - 1) / ps * ps;
-}
-
-static void *h2_malloc(size_t size, void *arg)
-{
-    sq__h2 *h2 = arg;
-    if (size >= H2_MAP_MIN) {
-        for (size_t i = 0; i < H2_MAPS; i++) {
-            if (h2->maps[i].p) continue;
-            size_t len = map_len(size);
-            void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-            if (p == MAP_FAILED) break; /* the heap, then */
-            h2->maps[i].p = p;
-            h2->maps[i].len = len;
-            return p;
-        }
+    if (size > SIZE_MAX - ps) return NULL;
+    size_t len = (size + ps - 1) / ps * ps;
+    for (size_t i = 0; i < H2_MAPS; i++) {
+        if (h2->maps[i].p) continue;
+        void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) return NULL;
+        h2->maps[i].p = p;
+        h2->maps[i].len = len;
+        return p;
     }
-    return malloc(size);
+    return NULL;
 }
 
-/* The slot of a block h2_malloc mapped, or -1 for a heap block. */
+/* The slot of a block h2_map made, or -1 for a heap block. */
 static int map_slot(const sq__h2 *h2, const void *p)
 {
     if (p)
@@ -973,38 +968,47 @@ static int map_slot(const sq__h2 *h2, const void *p)
     return -1;
 }
 
+/* Unmap slot i; a failed munmap (no room to split the mapping, at vm.max_map_count) keeps
+ * the slot, and sq__h2_free tries again. */
+static void map_drop(sq__h2 *h2, int i)
+{
+    if (munmap(h2->maps[i].p, h2->maps[i].len) == 0) h2->maps[i].p = NULL;
+}
+
+static void *h2_malloc(size_t size, void *arg)
+{
+    return malloc(size);
+}
+
 static void h2_free(void *p, void *arg)
 {
     sq__h2 *h2 = arg;
     int i = map_slot(h2, p);
-    if (i < 0) {
+    if (i >= 0)
+        map_drop(h2, i);
+    else
         free(p);
-        return;
-    }
-    munmap(p, h2->maps[i].len);
-    h2->maps[i].p = NULL;
 }
 
 static void *h2_calloc(size_t n, size_t size, void *arg)
 {
-    if (size && n > SIZE_MAX / size) return NULL;
-    if (n * size < H2_MAP_MIN) return calloc(n, size);
-    void *p = h2_malloc(n * size, arg);
-    if (p && map_slot(arg, p) < 0) memset(p, 0, n * size); /* fresh pages are zero already */
-    return p;
+    return calloc(n, size);
 }
 
 static void *h2_realloc(void *p, size_t size, void *arg)
 {
     sq__h2 *h2 = arg;
-    if (!p) return h2_malloc(size, h2); /* how nghttp2 makes its frame buffer */
+    if (!p) { /* how nghttp2 makes its buffers */
+        void *q = size >= H2_MAP_MIN ? h2_map(h2, size) : NULL;
+        return q ? q : malloc(size);
+    }
     int i = map_slot(h2, p);
     if (i < 0) return realloc(p, size); /* a heap block stays on the heap */
     if (size <= h2->maps[i].len) return p;
-    void *q = h2_malloc(size, h2);
+    void *q = malloc(size);
     if (!q) return NULL;
     memcpy(q, p, h2->maps[i].len);
-    h2_free(p, h2);
+    map_drop(h2, i);
     return q;
 }
 
@@ -1262,6 +1266,8 @@ void sq__h2_free(sq_http_conn *c)
     if (!h2) return;
     while (h2->streams) stream_unlink_free(h2->streams);
     nghttp2_session_del(h2->ng);
+    for (int i = 0; i < H2_MAPS; i++) /* a block whose munmap failed */
+        if (h2->maps[i].p) munmap(h2->maps[i].p, h2->maps[i].len);
     free(h2);
     c->a->h2 = NULL;
 }
