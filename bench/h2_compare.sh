@@ -11,7 +11,9 @@
 #               ROUNDS rounds, the servers' order reversed every other round; the medians.
 #   paired      then ROUNDS runs of squall and nginx (and of squall and h2o) loaded at the
 #               same time, one h2load each (lib.sh's bench_pair): squall's CPU per request
-#               over the other's in each; the summary's ratios are their medians.
+#               over the other's in each; the summary's ratios are their medians.  Then as
+#               many pairs of five h2load waves of N new connections with 2 requests each
+#               (connection setup and, over TLS, full handshakes): their medians, reported.
 #               Targets (over TLS): squall <= 0.5 x nginx and <= 1.0 x h2o.
 #   idle memory N idle HTTP/2 connections (bench/h2_hold.py: one GET answered on each, then
 #               held open) on a fresh server each: (RSS held - RSS before) / N, h2 over TLS
@@ -242,9 +244,16 @@ done
 # first in odd rounds).  The rows above run one after the other on a machine whose speed
 # drifts between runs; the two halves of a pair see the same machine, so the summary's ratios
 # come from the pairs: the median over the rounds of squall's CPU per request over the other's.
-declare -A PAIRED PAIRED_ROUNDS
-# h2load_ok OUTPUT: the requests that succeeded in an h2load run
-h2load_ok() { awk '/^requests:/ {for (i = 1; i <= NF; i++) if ($i ~ /^succeeded/) print $(i - 1)}' <<< "$1"; }
+declare -A PAIRED PAIRED_ROUNDS FRESH FRESH_ROUNDS
+# h2load_ok OUTPUT: the requests that succeeded in the h2load runs of OUTPUT
+h2load_ok() {
+  awk '/^requests:/ {for (i = 1; i <= NF; i++) if ($i ~ /^succeeded/) s += $(i - 1)} END {print s + 0}' <<< "$1"
+}
+# waves MODE PORT: five h2load runs of N new connections with 2 requests each
+waves() {
+  local i
+  for i in 1 2 3 4 5; do h2load -n $((2 * n)) -c "$n" -m1 -t1 "$(url "$1" "$2")" 2>&1 || true; done
+}
 for o in nginx h2o; do
   for m in $modes; do
     [ -n "${PIDS[$o.$m]:-}" ] || continue
@@ -258,6 +267,18 @@ for o in nginx h2o; do
     done
     PAIRED[$o.$m]=$(median "${rs[@]}")
     PAIRED_ROUNDS[$o.$m]=$(IFS=/; echo "${rs[*]}")
+    # new connections: the same pairs with waves of N connections of 2 requests each, where
+    # setting a connection up (and the handshake, over TLS) is most of the work
+    rs=()
+    for r in $(seq "$rounds"); do
+      bench_pair "${PIDS[squall.$m]}" "${PIDS[$o.$m]}" $((1 - r % 2)) \
+        $pin_load bash -c "$(declare -f url waves); n=$n; waves $m ${PORTS[squall.$m]}" -- \
+        $pin_load bash -c "$(declare -f url waves); n=$n; waves $m ${PORTS[$o.$m]}"
+      rs+=("$(ratio3 "$(cpu_us_per3 "$TICKS_A" "$(h2load_ok "$OUT_A")")" \
+        "$(cpu_us_per3 "$TICKS_B" "$(h2load_ok "$OUT_B")")")")
+    done
+    FRESH[$o.$m]=$(median "${rs[@]}")
+    FRESH_ROUNDS[$o.$m]=$(IFS=/; echo "${rs[*]}")
   done
 done
 
@@ -333,6 +354,10 @@ declare -A MED
   echo "paired (squall's CPU per request over the other's, both loaded at once; median and rounds):" \
     "nginx TLS ${PAIRED[nginx.tls]:-n/a} (${PAIRED_ROUNDS[nginx.tls]:-}), h2c ${PAIRED[nginx.h2c]:-n/a} (${PAIRED_ROUNDS[nginx.h2c]:-});" \
     "h2o TLS ${PAIRED[h2o.tls]:-n/a} (${PAIRED_ROUNDS[h2o.tls]:-}), h2c ${PAIRED[h2o.h2c]:-n/a} (${PAIRED_ROUNDS[h2o.h2c]:-})"
+  echo
+  echo "new connections (the same pairs, h2load waves of $n new connections with 2 requests each, 5 waves a round):" \
+    "nginx TLS ${FRESH[nginx.tls]:-n/a} (${FRESH_ROUNDS[nginx.tls]:-}), h2c ${FRESH[nginx.h2c]:-n/a} (${FRESH_ROUNDS[nginx.h2c]:-});" \
+    "h2o TLS ${FRESH[h2o.tls]:-n/a} (${FRESH_ROUNDS[h2o.tls]:-}), h2c ${FRESH[h2o.h2c]:-n/a} (${FRESH_ROUNDS[h2o.h2c]:-})"
   rn=${PAIRED[nginx.tls]:-n/a} rh=${PAIRED[h2o.tls]:-n/a}
   echo
   echo "summary: over TLS (h2), squall's server CPU per request is ${rn}x nginx's (target <= 0.5) $(verdict "$rn" '<=' 0.5)" \

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Smoke test for the comparison scripts not run by the other bench smoke tests, each for
 # about a second against this build: bench/https_compare.sh (HTTPS against nginx),
-# bench/h2_compare.sh (HTTP/2 against nginx and h2o, with its paired line) and
+# bench/h2_compare.sh (HTTP/2 against nginx and h2o, with its paired lines) and
 # bench/transport_compare.sh (this build against itself).  Each must exit 0 and write its
 # table with a summary line; a script whose tools are missing is skipped.  Results go to a
 # temporary directory, not bench/results.
@@ -33,6 +33,7 @@ fi
 if have h2load && have nginx; then
   check h2 h2.md h2_compare.sh "$build" 1 1 200
   grep -Eq '^paired \(squall.*nginx TLS [0-9.]+ ' "$out/h2.md" || { echo "FAIL: h2: no paired line"; fail=1; }
+  grep -Eq '^new connections .*nginx TLS [0-9.]+ ' "$out/h2.md" || { echo "FAIL: h2: no new-connections line"; fail=1; }
 else
   echo "h2 skipped: h2load or nginx not installed"
 fi
