@@ -56,10 +56,7 @@ struct sq__h2 {
     sq_coro *start[H2_START_BATCH]; /* handlers the last read started, run after it */
     unsigned nstart;
     bool goaway;            /* GOAWAY sent: close once the streams are done */
-    struct {
-        void *p;
-        size_t len;
-    } maps[H2_MAPS]; /* nghttp2's buffers on pages of their own (h2_map) */
+    sq__h2_map maps[H2_MAPS]; /* nghttp2's buffers on pages of their own (h2_map) */
 };
 
 struct sq__h2_stream {
@@ -131,6 +128,10 @@ static void stream_destroy(sq__h2_stream *st)
 void sq__h2_pool_free(sq_http_server *srv)
 {
     while (srv->nh2_pool) stream_destroy(srv->h2_pool[--srv->nh2_pool]);
+    while (srv->nh2_maps) {
+        sq__h2_map *m = &srv->h2_maps[--srv->nh2_maps];
+        munmap(m->p, m->len);
+    }
 }
 
 static void stream_unlink_free(sq__h2_stream *st)
@@ -942,36 +943,29 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
  * blocks nghttp2 makes by growing a buffer from nothing (realloc of NULL: its frame buffers)
  * get anonymous pages of their own when they are H2_MAP_MIN or more, where only the pages
  * written count.  Everything else, header values of any size included, stays on the heap:
- * a peer cannot make the server map and unmap pages per request. */
-/* Mapped buffers given back, kept for the next sessions of this thread: a new connection
- * takes one without mmap and a closed one gives it back without munmap.  Mapping and
- * unmapping one per connection cost tens of µs a connection on a virtual machine (h2load,
- * waves of 1,000 new h2c connections of 2 requests each: 51-54 µs of server CPU a request
- * instead of 36-39).  The pages a kept buffer had touched stay resident: at most
- * H2_MAP_KEEP buffers are kept, 4 KiB each after small responses, 20 KiB at most. */
-#define H2_MAP_KEEP 1024
-static __thread struct {
-    void *p;
-    size_t len;
-} map_kept[H2_MAP_KEEP];
-static __thread unsigned map_nkept;
-
+ * a peer cannot make the server map and unmap pages per request.
+ *
+ * A closed connection's buffer goes to its server's pool (srv->h2_maps, up to
+ * SQ__H2_MAPS_KEPT) and the next session takes it from there, without mmap or munmap:
+ * mapping and unmapping one per connection cost tens of µs a connection on a virtual
+ * machine (h2load, waves of 1,000 new h2c connections of 2 requests each: 51-54 µs of server
+ * CPU a request instead of 36-39).  The pages a kept buffer had touched stay resident, 4 KiB
+ * after small responses, 20 KiB at most; the server unmaps them when it is freed. */
 static void *h2_map(sq__h2 *h2, size_t size)
 {
+    sq_http_server *srv = h2->c->srv;
     size_t ps = (size_t)sysconf(_SC_PAGESIZE);
     if (size > SIZE_MAX - ps) return NULL;
     size_t len = (size + ps - 1) / ps * ps;
     for (size_t i = 0; i < H2_MAPS; i++) {
         if (h2->maps[i].p) continue;
-        void *p;
-        if (map_nkept && map_kept[map_nkept - 1].len == len) {
-            p = map_kept[--map_nkept].p;
-        } else {
-            p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-            if (p == MAP_FAILED) return NULL;
+        if (srv && srv->nh2_maps && srv->h2_maps[srv->nh2_maps - 1].len == len) {
+            h2->maps[i] = srv->h2_maps[--srv->nh2_maps];
+            return h2->maps[i].p;
         }
-        h2->maps[i].p = p;
-        h2->maps[i].len = len;
+        void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) return NULL;
+        h2->maps[i] = (sq__h2_map){p, len};
         return p;
     }
     return NULL;
@@ -986,13 +980,14 @@ static int map_slot(const sq__h2 *h2, const void *p)
     return -1;
 }
 
-/* Give slot i back: kept for reuse, or unmapped; a failed munmap (no room to split the
- * mapping, at vm.max_map_count) keeps the slot, and sq__h2_free tries again. */
+/* Give slot i back: to the server's pool, or unmapped (a connection that outlived its
+ * server); a failed munmap (no room to split the mapping, at vm.max_map_count) keeps the
+ * slot, and sq__h2_free tries again. */
 static void map_drop(sq__h2 *h2, int i)
 {
-    if (map_nkept < H2_MAP_KEEP) {
-        map_kept[map_nkept].p = h2->maps[i].p;
-        map_kept[map_nkept++].len = h2->maps[i].len;
+    sq_http_server *srv = h2->c->srv;
+    if (srv && srv->nh2_maps < SQ__H2_MAPS_KEPT) {
+        srv->h2_maps[srv->nh2_maps++] = h2->maps[i];
         h2->maps[i].p = NULL;
     } else if (munmap(h2->maps[i].p, h2->maps[i].len) == 0) {
         h2->maps[i].p = NULL;

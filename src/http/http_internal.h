@@ -22,6 +22,13 @@
 #define SQ__HTTP_STREAM_BUF   (64u * 1024) /* read buffer while streaming a body */
 #define SQ__HTTP_POOL         256 /* active parts, buffers and stream objects kept for reuse */
 #define SQ__HTTP_POOL_OUT_MAX (16u * 1024) /* larger output buffers are freed, not pooled */
+#define SQ__H2_MAPS_KEPT      1024         /* mapped nghttp2 frame buffers kept for reuse (h2.c) */
+
+/* A block on anonymous pages of its own (h2.c's h2_map). */
+typedef struct sq__h2_map {
+    void *p;
+    size_t len;
+} sq__h2_map;
 #define SQ__HTTP_BUF_KEEP     (256u * 1024) /* a request's or stream's buffer kept up to this */
 /* What a connection's one timer measures. */
 enum {
@@ -96,6 +103,10 @@ struct sq_http_server {
     size_t nouts;
     struct sq__h2_stream *h2_pool[SQ__HTTP_POOL]; /* HTTP/2 stream objects, likewise */
     size_t nh2_pool;
+    /* nghttp2 frame buffers on pages of their own, given back by closed HTTP/2 connections
+     * (h2.c's h2_map) */
+    sq__h2_map h2_maps[SQ__H2_MAPS_KEPT];
+    size_t nh2_maps;
 };
 
 enum {
