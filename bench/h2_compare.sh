@@ -191,6 +191,10 @@ stop() {
 # cpu0_busy: busy clock ticks of CPU 0 so far (/proc/stat: all but idle and iowait).
 cpu0_busy() { awk '$1 == "cpu0" {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 
+# h2load_ok OUTPUT: the requests that succeeded in the h2load runs of OUTPUT
+h2load_ok() {
+  awk '/^requests:/ {for (i = 1; i <= NF; i++) if ($i ~ /^succeeded/) s += $(i - 1)} END {print s + 0}' <<< "$1"
+}
 declare -A US RPS NOISE INFO PORTS PIDS
 # h2run KEY PID MODE PORT: h2load against PID; server CPU µs per request into US[KEY],
 # requests/s into RPS[KEY], CPU 0's other load in NOISE[KEY], what was negotiated in INFO[KEY].
@@ -205,7 +209,7 @@ h2run() {
     [ "${NOISE[$key]}" -gt "$noise_max" ] || break
     echo "$key: CPU 0 was ${NOISE[$key]}% busy with other processes: again" >&2
   done
-  ok=$(echo "$out" | awk '/^requests:/ {for (i = 1; i <= NF; i++) if ($i ~ /^succeeded/) print $(i - 1)}')
+  ok=$(h2load_ok "$out")
   US[$key]=$(cpu_us_per $((s1 - s0)) "${ok:-0}")
   RPS[$key]=$(echo "$out" | awk '/^finished in/ {gsub(/,/, "", $4); printf "%.0f", $4}')
   INFO[$key]=$(echo "$out" | awk -F': ' '/^TLS Protocol/ {p = $2} /^Cipher/ {c = $2}
@@ -245,40 +249,38 @@ done
 # drifts between runs; the two halves of a pair see the same machine, so the summary's ratios
 # come from the pairs: the median over the rounds of squall's CPU per request over the other's.
 declare -A PAIRED PAIRED_ROUNDS FRESH FRESH_ROUNDS
-# h2load_ok OUTPUT: the requests that succeeded in the h2load runs of OUTPUT
-h2load_ok() {
-  awk '/^requests:/ {for (i = 1; i <= NF; i++) if ($i ~ /^succeeded/) s += $(i - 1)} END {print s + 0}' <<< "$1"
-}
-# waves MODE PORT: five h2load runs of N new connections with 2 requests each
-waves() {
+# h2_load KIND MODE PORT: one half of a pair's load: "kept" (h2load -c100 -m10 for SECONDS) or
+# "waves" (five h2load runs of N new connections with 2 requests each)
+h2_load() {
   local i
-  for i in 1 2 3 4 5; do h2load -n $((2 * n)) -c "$n" -m1 -t1 "$(url "$1" "$2")" 2>&1 || true; done
+  if [ "$1" = kept ]; then
+    h2load -c100 -m10 -t1 -D "$secs" "$(url "$2" "$3")" 2>&1 || true
+  else
+    for i in 1 2 3 4 5; do h2load -n $((2 * n)) -c "$n" -m1 -t1 "$(url "$2" "$3")" 2>&1 || true; done
+  fi
+}
+# pair_rounds SERVER MODE KIND: ROUNDS pairs of squall and SERVER, each loaded by h2_load KIND;
+# the median of squall's CPU per request over SERVER's into PR, the pairs' ratios into PRR
+pair_rounds() {
+  local o=$1 m=$2 kind=$3 r rs=() fns
+  fns=$(declare -f url h2_load)
+  for r in $(seq "$rounds"); do
+    bench_pair "${PIDS[squall.$m]}" "${PIDS[$o.$m]}" $((1 - r % 2)) \
+      $pin_load bash -c "$fns; secs=$secs n=$n; h2_load $kind $m ${PORTS[squall.$m]}" -- \
+      $pin_load bash -c "$fns; secs=$secs n=$n; h2_load $kind $m ${PORTS[$o.$m]}"
+    rs+=("$(ratio3 "$(cpu_us_per3 "$TICKS_A" "$(h2load_ok "$OUT_A")")" \
+      "$(cpu_us_per3 "$TICKS_B" "$(h2load_ok "$OUT_B")")")")
+  done
+  PR=$(median "${rs[@]}") PRR=$(IFS=/; echo "${rs[*]}")
 }
 for o in nginx h2o; do
   for m in $modes; do
     [ -n "${PIDS[$o.$m]:-}" ] || continue
-    rs=()
-    for r in $(seq "$rounds"); do
-      bench_pair "${PIDS[squall.$m]}" "${PIDS[$o.$m]}" $((1 - r % 2)) \
-        $pin_load h2load -c100 -m10 -t1 -D "$secs" "$(url "$m" "${PORTS[squall.$m]}")" -- \
-        $pin_load h2load -c100 -m10 -t1 -D "$secs" "$(url "$m" "${PORTS[$o.$m]}")"
-      rs+=("$(ratio3 "$(cpu_us_per3 "$TICKS_A" "$(h2load_ok "$OUT_A")")" \
-        "$(cpu_us_per3 "$TICKS_B" "$(h2load_ok "$OUT_B")")")")
-    done
-    PAIRED[$o.$m]=$(median "${rs[@]}")
-    PAIRED_ROUNDS[$o.$m]=$(IFS=/; echo "${rs[*]}")
-    # new connections: the same pairs with waves of N connections of 2 requests each, where
-    # setting a connection up (and the handshake, over TLS) is most of the work
-    rs=()
-    for r in $(seq "$rounds"); do
-      bench_pair "${PIDS[squall.$m]}" "${PIDS[$o.$m]}" $((1 - r % 2)) \
-        $pin_load bash -c "$(declare -f url waves); n=$n; waves $m ${PORTS[squall.$m]}" -- \
-        $pin_load bash -c "$(declare -f url waves); n=$n; waves $m ${PORTS[$o.$m]}"
-      rs+=("$(ratio3 "$(cpu_us_per3 "$TICKS_A" "$(h2load_ok "$OUT_A")")" \
-        "$(cpu_us_per3 "$TICKS_B" "$(h2load_ok "$OUT_B")")")")
-    done
-    FRESH[$o.$m]=$(median "${rs[@]}")
-    FRESH_ROUNDS[$o.$m]=$(IFS=/; echo "${rs[*]}")
+    pair_rounds "$o" "$m" kept
+    PAIRED[$o.$m]=$PR PAIRED_ROUNDS[$o.$m]=$PRR
+    # new connections: setting a connection up (and the handshake, over TLS) is most of the work
+    pair_rounds "$o" "$m" waves
+    FRESH[$o.$m]=$PR FRESH_ROUNDS[$o.$m]=$PRR
   done
 done
 
