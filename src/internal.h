@@ -254,8 +254,9 @@ void sq__coro_requeue(sq_loop *loop, sq_coro *list);
  * finished: their await and spawn references are released and their stacks unmapped. */
 size_t sq__coro_cancel_waits(sq_loop *loop);
 void sq__coro_discard_all(sq_loop *loop);
-/* Free this thread's pool of idle stacks (at its last loop free; at thread exit anyway). */
-void sq__coro_pool_release(void);
+/* Free this thread's pooled idle stacks beyond `keep` (0: all, at its last loop free and at
+ * thread exit; the HTTP server's trim after a burst keeps what its connections can use). */
+void sq__coro_pool_trim(size_t keep);
 /* Make sure the stack-overflow handler is the installed SIGSEGV/SIGBUS one (re-installing
  * it over, and chaining to, any handler installed since). */
 void sq__coro_fault_check(void);

@@ -49,6 +49,7 @@ typedef struct sq_str {
 #define SQ_HTTP_DEFAULT_WRITE_TIMEOUT    60.0         /**< s without output progress: closed */
 #define SQ_HTTP_DEFAULT_WRITE_HIGH_WATER (64u << 10)  /**< pending output that pauses reading */
 #define SQ_HTTP_DEFAULT_H2_MAX_STREAMS   128          /**< HTTP/2 streams per connection */
+#define SQ_HTTP_DEFAULT_MEMORY_TRIM_DELAY 10.0         /**< s after a burst (see below) */
 /** connections a server holds at once; it pauses accepting beyond */
 #define SQ_HTTP_DEFAULT_MAX_CONNECTIONS  100000
 /** with gzip on, smaller bodies are sent uncompressed */
@@ -107,6 +108,13 @@ typedef struct sq_http_settings {
      * (prior knowledge).  The same handler serves every stream, each on its own coroutine. */
     bool no_http2;
     unsigned http2_max_concurrent_streams; /**< 0: SQ_HTTP_DEFAULT_H2_MAX_STREAMS (128) */
+    /** After a burst: once the open connections have stayed at a quarter or less of their
+     * peak (a peak of 256 or more) for this long, the server frees the request objects,
+     * buffers, HTTP/2 stream objects and coroutine stacks it pooled beyond what the open
+     * connections can use, and gives the heap's free pages back to the system (glibc's
+     * malloc_trim), so a spike does not stay resident.  Connections coming back before
+     * then cancel it.  0: SQ_HTTP_DEFAULT_MEMORY_TRIM_DELAY; negative: never. */
+    double memory_trim_delay;
 } sq_http_settings;
 
 /** An HTTP/1.1 and HTTP/2 server: listening sockets, connections, settings, a handler. */

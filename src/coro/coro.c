@@ -209,7 +209,7 @@ static pthread_key_t thread_key;
 static void thread_exit(void *unused)
 {
     (void)unused;
-    sq__coro_pool_release();
+    sq__coro_pool_trim(0);
     if (tls_altstack_mem) {
         stack_t cur, off = {.ss_flags = SS_DISABLE};
         if (sigaltstack(NULL, &cur) == 0 && cur.ss_sp == tls_altstack_mem) sigaltstack(&off, NULL);
@@ -256,14 +256,14 @@ static void install_fault_handler(void)
     }
 }
 
-void sq__coro_pool_release(void)
+void sq__coro_pool_trim(size_t keep)
 {
-    while (tls_pool) {
+    while (tls_pool && tls_pool_len > keep) {
         sq_coro *c = tls_pool;
         tls_pool = c->next;
+        tls_pool_len--;
         stack_free(c);
     }
-    tls_pool_len = 0;
 }
 
 /* --- stacks -------------------------------------------------------------------------------- */

@@ -125,10 +125,10 @@ static void stream_destroy(sq__h2_stream *st)
     free(st);
 }
 
-void sq__h2_pool_free(sq_http_server *srv)
+void sq__h2_pool_trim(sq_http_server *srv, size_t keep)
 {
-    while (srv->nh2_pool) stream_destroy(srv->h2_pool[--srv->nh2_pool]);
-    while (srv->nh2_maps) {
+    while (srv->nh2_pool > keep) stream_destroy(srv->h2_pool[--srv->nh2_pool]);
+    while (srv->nh2_maps > keep) {
         sq__h2_map *m = &srv->h2_maps[--srv->nh2_maps];
         munmap(m->p, m->len);
     }

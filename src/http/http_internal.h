@@ -23,6 +23,7 @@
 #define SQ__HTTP_POOL         256 /* active parts, buffers and stream objects kept for reuse */
 #define SQ__HTTP_POOL_OUT_MAX (16u * 1024) /* larger output buffers are freed, not pooled */
 #define SQ__H2_MAPS_KEPT      1024         /* mapped nghttp2 frame buffers kept for reuse (h2.c) */
+#define SQ__HTTP_TRIM_PEAK    256 /* a burst of fewer connections is not worth a trim (listen.c) */
 
 /* A block on anonymous pages of its own (h2.c's h2_map). */
 typedef struct sq__h2_map {
@@ -107,6 +108,12 @@ struct sq_http_server {
      * (h2.c's h2_map) */
     sq__h2_map h2_maps[SQ__H2_MAPS_KEPT];
     size_t nh2_maps;
+    /* After a burst (listen.c): the most connections open since the last trim, the timer
+     * that trims once they have stayed at a quarter of that or fewer for memory_trim_delay,
+     * and how many trims there were (the tests read it). */
+    size_t conns_peak;
+    sq_timer trim_timer;
+    uint64_t trims;
 };
 
 enum {
@@ -288,8 +295,26 @@ void sq__http_conn_close(sq_http_conn *c, int err);
 void sq__http_conn_release(sq_http_conn *c);
 /* Set up a parked list and its timer. */
 void sq__http_parked_init(sq_http_server *srv, sq__http_parked *l, double timeout);
-/* Free the pooled active parts (sq_http_server_free). */
-void sq__http_act_pool_free(sq_http_server *srv);
+/* Free pooled active parts, output buffers and HTTP/2 stream objects and frame buffers
+ * beyond `keep` of each (0: all of them, at sq_http_server_free). */
+void sq__http_pools_trim(sq_http_server *srv, size_t keep);
+/* Count a connection in (after nconns++) or out (after nconns--): the peak, and the trim
+ * after a burst (listen.c), armed when the count falls to a quarter of the peak and
+ * disarmed when it rises above that again before the trim. */
+void sq__http_trim_arm(sq_http_server *srv);
+static inline void sq__http_conn_counted(sq_http_server *srv)
+{
+    if (srv->nconns > srv->conns_peak)
+        srv->conns_peak = srv->nconns;
+    else if (srv->nconns > srv->conns_peak / 4 && sq_timer_active(&srv->trim_timer))
+        sq_timer_stop(&srv->trim_timer);
+}
+static inline void sq__http_conn_uncounted(sq_http_server *srv)
+{
+    if (srv->conns_peak >= SQ__HTTP_TRIM_PEAK && srv->nconns <= srv->conns_peak / 4 &&
+        !sq_timer_active(&srv->trim_timer))
+        sq__http_trim_arm(srv);
+}
 /* Resolve the shutdown future once the last connection is gone. */
 void sq__http_shutdown_check(sq_http_server *srv);
 
@@ -325,7 +350,7 @@ void sq__h2_conn_closed(sq_http_conn *c);
 bool sq__h2_busy(const sq_http_conn *c);
 bool sq__h2_idle(const sq_http_conn *c);
 void sq__h2_free(sq_http_conn *c);
-void sq__h2_pool_free(sq_http_server *srv);
+void sq__h2_pool_trim(sq_http_server *srv, size_t keep);
 ssize_t sq__h2_read_body(sq__http_req *r, const char **data);
 /* decompress_request (inflate.c): whether r's body is gzip to inflate; the whole body
  * inflated (from the raw one, or the raw read's error); the next inflated piece, reading

@@ -173,9 +173,11 @@ SQ__HOT static void act_put(sq_http_server *srv, sq_http_conn *c)
         act_free(a);
 }
 
-void sq__http_act_pool_free(sq_http_server *srv)
+void sq__http_pools_trim(sq_http_server *srv, size_t keep)
 {
-    while (srv->nacts) act_free(srv->acts[--srv->nacts]);
+    while (srv->nacts > keep) act_free(srv->acts[--srv->nacts]);
+    while (srv->nouts > keep) sq__buf_free(&srv->outs[--srv->nouts]);
+    sq__h2_pool_trim(srv, keep);
 }
 
 static sq__http_parked *parked_list(sq_http_server *srv, const sq_http_conn *c)
@@ -340,6 +342,7 @@ void sq__http_conn_close(sq_http_conn *c, int err)
     if (srv) {
         sq_io_stop(srv->loop, &c->io);
         srv->nconns--; /* before close(): a peer seeing EOF sees the count down too */
+        sq__http_conn_uncounted(srv);
     }
     sq__tp_close(c->io.fd, c->tp, c->abort_close);
     c->tp = NULL;
@@ -453,6 +456,7 @@ void sq__http_conn_new(sq_http_server *srv, int fd, const struct sockaddr *peer)
         park_in(srv, c, true);
     }
     srv->nconns++;
+    sq__http_conn_counted(srv);
     if (sq_io_start(srv->loop, &c->io, SQ_READ) < 0) {
         sq__http_conn_close(c, -EBADF);
         sq__http_conn_release(c);

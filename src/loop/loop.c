@@ -308,7 +308,7 @@ void sq_loop_free(sq_loop *loop)
     pthread_mutex_unlock(&default_lock);
     free(loop);
     /* The thread's last loop: its idle coroutine stacks have nobody left to serve. */
-    if (tls_nloops > 0 && --tls_nloops == 0) sq__coro_pool_release();
+    if (tls_nloops > 0 && --tls_nloops == 0) sq__coro_pool_trim(0);
 }
 
 void sq__loop_abandoned(sq_loop *loop)

@@ -498,6 +498,126 @@ static void test_stalled_reader(void **state)
     run_with_client(&s, flood_handler, NULL, stalled_reader_client, NULL, 30);
 }
 
+/* --- after a burst, the pools and the heap are trimmed -------------------------------------- */
+
+/* "/stats" answers what the trim after a burst did: trims, pooled active parts, the peak,
+ * and whether the trim is armed; anything else sleeps 0.2 s (so that a burst's requests are
+ * all in flight at once, each with its active part) and answers "ok". */
+static void trim_handler(sq_http_request *req, void *arg)
+{
+    harness *h = arg;
+    if (req->path.len != 6 || memcmp(req->path.ptr, "/stats", 6)) {
+        sq_sleep(0.2);
+        sq_http_write(req, "ok", 2);
+        return;
+    }
+    char buf[160];
+    int n = snprintf(buf, sizeof buf, "trims=%llu nacts=%zu peak=%zu armed=%d",
+                     (unsigned long long)h->srv->trims, h->srv->nacts, h->srv->conns_peak,
+                     (int)sq_timer_active(&h->srv->trim_timer));
+    sq_http_write(req, buf, (size_t)n);
+}
+
+typedef struct trim_stats {
+    unsigned long long trims;
+    size_t nacts, peak;
+    int armed;
+} trim_stats;
+
+static bool trim_query(harness *h, cl *c, trim_stats *st)
+{
+    resp r;
+    memset(st, 0, sizeof *st);
+    if (cl_sends(c, "GET /stats HTTP/1.1\r\nHost: x\r\n\r\n") < 0 || cl_response(c, &r, false) < 0)
+        return false;
+    int n = sscanf(r.body, "trims=%llu nacts=%zu peak=%zu armed=%d", &st->trims, &st->nacts,
+                   &st->peak, &st->armed);
+    resp_free(&r);
+    CHECK(h, n == 4);
+    return n == 4;
+}
+
+/* Open connections [from, to) of cs with a request each, all in flight at once, and read
+ * the answers (so the server has counted every connection). */
+static void trim_open(harness *h, cl *cs, int from, int to)
+{
+    for (int i = from; i < to; i++) {
+        CHECK(h, cl_open(&cs[i], h->port) == 0);
+        CHECK(h, cl_sends(&cs[i], "GET / HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
+    }
+    for (int i = from; i < to; i++) {
+        resp r;
+        CHECK(h, cl_response(&cs[i], &r, false) == 0 && r.status == 200);
+        resp_free(&r);
+    }
+}
+
+/* Wait (at most 5 s) until /stats on c says the trim is armed (1) or not (0). */
+static bool trim_wait_armed(harness *h, cl *c, int armed, trim_stats *st)
+{
+    for (int i = 0; i < 250; i++) {
+        if (!trim_query(h, c, st)) return false;
+        if (st->armed == armed) return true;
+        usleep(20 * 1000);
+    }
+    return false;
+}
+
+enum { TRIM_N = 300 };
+
+static void trim_client(harness *h)
+{
+    static cl cs[TRIM_N];
+    trim_stats st;
+    /* 300 connections, then 200 of them closed: 100 stay open, more than a quarter */
+    trim_open(h, cs, 0, TRIM_N);
+    for (int i = 100; i < TRIM_N; i++) cl_close(&cs[i]);
+    usleep(1500 * 1000); /* 1.5 x the delay */
+    CHECK(h, trim_query(h, &cs[0], &st) && st.trims == 0 && st.peak == TRIM_N);
+    CHECK(h, st.nacts >= 200); /* the burst's active parts wait in the pool */
+    /* all but one closed: armed, and 1 s later the pools keep one part, the peak is reset */
+    for (int i = 1; i < 100; i++) cl_close(&cs[i]);
+    CHECK(h, trim_wait_armed(h, &cs[0], 1, &st));
+    usleep(1500 * 1000);
+    CHECK(h, trim_query(h, &cs[0], &st) && st.trims == 1 && st.peak == 1 && !st.armed);
+    CHECK(h, st.nacts <= 1);
+    /* a second burst whose connections come back before the delay: no trim */
+    trim_open(h, cs, 1, TRIM_N);
+    for (int i = 1; i < TRIM_N; i++) cl_close(&cs[i]);
+    CHECK(h, trim_wait_armed(h, &cs[0], 1, &st) && st.peak == TRIM_N);
+    trim_open(h, cs, 1, 100); /* 100 open: more than a quarter of the peak again */
+    CHECK(h, trim_query(h, &cs[0], &st) && !st.armed);
+    usleep(1500 * 1000);
+    CHECK(h, trim_query(h, &cs[0], &st) && st.trims == 1);
+    for (int i = 0; i < 100; i++) cl_close(&cs[i]);
+}
+
+static void test_memory_trim(void **state)
+{
+    sq_raise_fd_limit();
+    sq_http_settings s = {.memory_trim_delay = 1.0};
+    run_with_client(&s, trim_handler, NULL, trim_client, NULL, 60);
+}
+
+/* memory_trim_delay < 0: never armed, never trimmed */
+static void no_trim_client(harness *h)
+{
+    static cl cs[TRIM_N];
+    trim_stats st;
+    trim_open(h, cs, 0, TRIM_N);
+    for (int i = 1; i < TRIM_N; i++) cl_close(&cs[i]);
+    usleep(300 * 1000);
+    CHECK(h, trim_query(h, &cs[0], &st) && st.trims == 0 && !st.armed && st.peak == TRIM_N);
+    cl_close(&cs[0]);
+}
+
+static void test_memory_trim_off(void **state)
+{
+    sq_raise_fd_limit();
+    sq_http_settings s = {.memory_trim_delay = -1};
+    run_with_client(&s, trim_handler, NULL, no_trim_client, NULL, 60);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -512,6 +632,8 @@ int main(void)
         cmocka_unit_test(test_hello_example),
         cmocka_unit_test(test_free_with_handler_running),
         cmocka_unit_test(test_stalled_reader),
+        cmocka_unit_test(test_memory_trim),
+        cmocka_unit_test(test_memory_trim_off),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
