@@ -17,7 +17,9 @@
 #               Targets (over TLS): squall <= 0.5 x nginx and <= 1.0 x h2o.
 #   idle memory N idle HTTP/2 connections (bench/h2_hold.py: one GET answered on each, then
 #               held open) on a fresh server each: (RSS held - RSS before) / N, h2 over TLS
-#               and h2c.
+#               and h2c.  Then the RSS once they closed, and again 4 s later: squall (its
+#               memory_trim_delay shortened to 2 s) frees what it pooled for the burst and
+#               trims the heap by then, when N is 256 or more.
 # Each CPU row also says how much of CPU 0 other processes took meanwhile (its busy time in
 # /proc/stat minus the server's, in % of the run); a run during which that passed
 # SQ_BENCH_NOISE_MAX (default 10) is run again, up to 3 tries, and the last one is kept.
@@ -289,7 +291,10 @@ for s in $servers; do
 done
 
 # --- idle memory: a fresh server each ---------------------------------------------------------
-declare -A MEM MEMNOTE
+declare -A MEM MEMNOTE AFTER
+trim_delay=2
+trim_wait=$((trim_delay + 2))
+export SQ_BENCH_TRIM_DELAY=$trim_delay
 hold() {
   local s=$1 m=$2 before after="" hp ok
   start "$s" "$m"
@@ -315,6 +320,16 @@ hold() {
   fi
   exec 4>&-
   wait "$hp" 2>/dev/null || true
+  # after the burst: RSS once the held connections closed, and trim_wait s later (squall's
+  # memory_trim_delay is shortened to trim_delay; it trims after bursts of 256 or more)
+  if [ -n "$after" ] && [ "$n" -ge 256 ]; then
+    sleep 0.5
+    local closed
+    closed=$(rss_kib "$pid")
+    sleep "$trim_wait"
+    AFTER[$s.$m]=$(awk -v a="$after" -v c="$closed" -v t="$(rss_kib "$pid")" \
+      'BEGIN {printf "%.1f > %.1f > %.1f MiB", a / 1024, c / 1024, t / 1024}')
+  fi
   stop "$pid"
 }
 for s in $servers; do
@@ -360,6 +375,11 @@ declare -A MED
   echo "new connections (the same pairs, h2load waves of $n new connections with 2 requests each, 5 waves a round):" \
     "nginx TLS ${FRESH[nginx.tls]:-n/a} (${FRESH_ROUNDS[nginx.tls]:-}), h2c ${FRESH[nginx.h2c]:-n/a} (${FRESH_ROUNDS[nginx.h2c]:-});" \
     "h2o TLS ${FRESH[h2o.tls]:-n/a} (${FRESH_ROUNDS[h2o.tls]:-}), h2c ${FRESH[h2o.h2c]:-n/a} (${FRESH_ROUNDS[h2o.h2c]:-})"
+  echo
+  echo "RSS with the $n idle connections held > once they closed > $trim_wait s later (squall's memory_trim_delay $trim_delay s):" \
+    "squall TLS ${AFTER[squall.tls]:-n/a}, h2c ${AFTER[squall.h2c]:-n/a};" \
+    "nginx TLS ${AFTER[nginx.tls]:-n/a}, h2c ${AFTER[nginx.h2c]:-n/a};" \
+    "h2o TLS ${AFTER[h2o.tls]:-n/a}, h2c ${AFTER[h2o.h2c]:-n/a}"
   rn=${PAIRED[nginx.tls]:-n/a} rh=${PAIRED[h2o.tls]:-n/a}
   echo
   echo "summary: over TLS (h2), squall's server CPU per request is ${rn}x nginx's (target <= 0.5) $(verdict "$rn" '<=' 0.5)" \

@@ -10,6 +10,10 @@
 #              minus RSS before, / N; then every request must be answered 200 when it wakes.
 #              Target: <= 8 KiB per parked request (it was 16 KiB before the second performance
 #              round), all answered.
+#   after      the same server once those requests were answered and their connections
+#              closed: RSS right then, and again TRIM_WAIT seconds later, past the server's
+#              memory_trim_delay (SQ_BENCH_TRIM_DELAY, 2 s here instead of the default 10), after
+#              which it frees what it pooled for the burst and trims the heap.
 # Only user-space memory is in RSS; the kernel's side (socket buffers, the epoll item) is the
 # same for every server and is not counted.  RSS is in KiB pages, hence the large N.
 # Writes $SQ_BENCH_RESULTS/mem.md (default bench/results).
@@ -19,6 +23,8 @@ set -euo pipefail
 bench_init "BUILD_DIR [N] [SLEEP_SECONDS]" "$@"
 n=${2:-10000}
 sleep_s=${3:-6}
+trim_delay=2
+trim_wait=$((trim_delay + 2))
 # close the write end of a holder's fifo (fd 4) before killing the rest
 trap 'exec 4>&- 2>/dev/null || true; bench_cleanup' EXIT
 bench_fit_fds n 200 "lowering N to"
@@ -26,6 +32,7 @@ load=$build/bench/http_load
 
 # hold KEY PID PORT PATH: start a holder with N connections; RSS figures in BYTES[KEY].
 declare -A BYTES OKS NOTE
+PEAK_KIB="" CLOSED_KIB="" TRIMMED_KIB=""
 hold() {
   local key=$1 pid=$2 port=$3 path=$4
   # warm-up: pools, coroutine stacks (the sleeping route without the sleep)
@@ -54,6 +61,13 @@ hold() {
   fi
   exec 4>&-
   wait "$hp" 2>/dev/null || true
+  if [ "$key" = suspended ] && [ -n "${after:-}" ]; then
+    PEAK_KIB=$after
+    sleep 0.5
+    CLOSED_KIB=$(rss_kib "$pid")
+    sleep "$trim_wait"
+    TRIMMED_KIB=$(rss_kib "$pid")
+  fi
   if [ -s "$tmp/$key.err" ]; then NOTE[$key]="$(sort "$tmp/$key.err" | uniq -c | head -3 | tr '\n' ' ')"; fi
 }
 
@@ -64,7 +78,7 @@ hello_pid=$PID hello_port=$PORT
 bench_start_listening web "$build/bench/web_bench" 0
 web_pid=$PID web_port=$PORT
 [ -n "$web_pid" ] || { echo "bench/web_bench did not start" >&2; exit 1; }
-bench_start_listening web2 "$build/bench/web_bench" 0
+SQ_BENCH_TRIM_DELAY=$trim_delay bench_start_listening web2 "$build/bench/web_bench" 0
 sleep_pid=$PID sleep_port=$PORT
 [ -n "$sleep_pid" ] || { echo "bench/web_bench did not start" >&2; exit 1; }
 # start_nginx PORT: nginx as one process on PORT.
@@ -102,8 +116,12 @@ all_ok() { case "${OKS[$1]:-}" in "$n of $n answered"*) echo yes ;; *) echo no ;
   [ "$(all_ok suspended)" = yes ] || s_ok="MISSED (not all answered 200)"
   printf '| %s parked in sq_sleep(%s s) | squall web /sleep | %s | <= 8192 | %s | %s |\n' "$n" "$sleep_s" \
     "${BYTES[suspended]:-failed}" "$s_ok" "${OKS[suspended]:-} ${NOTE[suspended]:-}"
+  mib() { [ -n "$1" ] && awk -v k="$1" 'BEGIN {printf "%.1f MiB", k / 1024}' || echo n/a; }
+  printf '| after the %s parked requests: RSS with all parked, once answered and closed, %s s later | squall web /sleep (memory_trim_delay %s s) | %s, %s, %s | - | - | - |\n' \
+    "$n" "$trim_wait" "$trim_delay" "$(mib "$PEAK_KIB")" "$(mib "$CLOSED_KIB")" "$(mib "$TRIMMED_KIB")"
   echo
   echo "summary: idle keep-alive connection: squall hello ${BYTES[hello]:-n/a} B, web ${BYTES[web]:-n/a} B" \
     "(target <= 128) $(verdict "${BYTES[hello]:-}" "<=" 128), nginx ${BYTES[nginx]:-n/a} B;" \
-    "parked request: ${BYTES[suspended]:-n/a} B (target <= 8192) $s_ok"
+    "parked request: ${BYTES[suspended]:-n/a} B (target <= 8192) $s_ok;" \
+    "RSS after the burst $(mib "$CLOSED_KIB"), trimmed $(mib "$TRIMMED_KIB")"
 } | tee "$results/mem.md"

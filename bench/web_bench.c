@@ -6,7 +6,8 @@
  *                         files) it serves HTTPS instead, TLS 1.3 only, as nginx does with
  *                         `ssl_protocols TLSv1.3` in bench/https_compare.sh; session tickets
  *                         on (the library's default).  SQ_BENCH_TLS_CERT and SQ_BENCH_TLS_KEY
- *                         in the environment do the same.
+ *                         in the environment do the same.  SQ_BENCH_TRIM_DELAY sets the
+ *                         server's memory_trim_delay (bench/http_mem.sh shortens it).
  *
  *   GET /plaintext   "Hello, World!" as text/plain (the web layer's answer to examples/hello)
  *   GET /json        {"message":"Hello, World!"} written for every request from a json_pack
@@ -75,6 +76,8 @@ int main(int argc, char **argv)
     const char *tdir = getenv("SQ_BENCH_TEMPLATES");
     sq_app_settings settings = {.no_access_log = true,
                                 .template_path = tdir && *tdir ? tdir : SQ_BENCH_TEMPLATE_DIR};
+    const char *trim = getenv("SQ_BENCH_TRIM_DELAY");
+    if (trim && *trim) settings.http.memory_trim_delay = atof(trim);
     const char *cert = argc > 3 ? argv[2] : getenv("SQ_BENCH_TLS_CERT");
     const char *key = argc > 3 ? argv[3] : getenv("SQ_BENCH_TLS_KEY");
     sq_tls_context *tls = NULL;
