@@ -255,8 +255,9 @@ void sq__coro_requeue(sq_loop *loop, sq_coro *list);
 size_t sq__coro_cancel_waits(sq_loop *loop);
 void sq__coro_discard_all(sq_loop *loop);
 /* Free this thread's pooled idle stacks beyond `keep` (0: all, at its last loop free and at
- * thread exit; the HTTP server's trim after a burst keeps what its connections can use). */
-void sq__coro_pool_trim(size_t keep);
+ * thread exit; the HTTP server's trim after a burst keeps what its connections can use).
+ * With until_ns (sq__mono_ns time) it stops there: false while some are left. */
+bool sq__coro_pool_trim(size_t keep, uint64_t until_ns);
 /* Make sure the stack-overflow handler is the installed SIGSEGV/SIGBUS one (re-installing
  * it over, and chaining to, any handler installed since). */
 void sq__coro_fault_check(void);
@@ -270,8 +271,9 @@ void sq__future_abandon_await(sq_future *f, sq_coro *c);
 /* Give a pending sq_call a function that releases what its argument holds, called instead of
  * the callback if the loop is freed before the call fires. */
 void sq__call_set_dispose(sq_call *c, sq_callback_fn dispose);
-/* Free per-thread coroutine resources owned by loop (pool is per thread). */
-void sq__future_pool_drain(sq_loop *loop);
+/* Free the loop's pooled futures beyond `keep` (0: all, at sq_loop_free; the HTTP server's
+ * trim after a burst keeps what its connections can use). */
+void sq__future_pool_trim(sq_loop *loop, size_t keep);
 
 /* Take the socket, its transport (TLS) and the bytes read but not consumed out of an idle
  * stream, which is then closed without closing the fd (sq_stream_free it).  -EBUSY while a

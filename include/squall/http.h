@@ -185,6 +185,12 @@ sq_future *sq_http_server_shutdown(sq_http_server *srv, double deadline);
 void sq_http_server_free(sq_http_server *srv);
 /** Connections currently open. */
 size_t sq_http_server_connections(const sq_http_server *srv);
+/** Called when the server trims its memory after a burst (settings.memory_trim_delay), with
+ * the connections still open, before the heap is trimmed: free what your own pools and
+ * caches hold beyond what that many connections need, and those pages go back to the
+ * system too.  The web layer's apps trim their pooled handlers this way.  One callback per
+ * server; fn NULL removes it. */
+void sq_http_server_on_trim(sq_http_server *srv, void (*fn)(void *arg, size_t open), void *arg);
 
 /* --- request ------------------------------------------------------------------------------ */
 

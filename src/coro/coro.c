@@ -209,7 +209,7 @@ static pthread_key_t thread_key;
 static void thread_exit(void *unused)
 {
     (void)unused;
-    sq__coro_pool_trim(0);
+    sq__coro_pool_trim(0, 0);
     if (tls_altstack_mem) {
         stack_t cur, off = {.ss_flags = SS_DISABLE};
         if (sigaltstack(NULL, &cur) == 0 && cur.ss_sp == tls_altstack_mem) sigaltstack(&off, NULL);
@@ -256,14 +256,16 @@ static void install_fault_handler(void)
     }
 }
 
-void sq__coro_pool_trim(size_t keep)
+bool sq__coro_pool_trim(size_t keep, uint64_t until_ns)
 {
     while (tls_pool && tls_pool_len > keep) {
+        if (until_ns && sq__mono_ns() >= until_ns) return false;
         sq_coro *c = tls_pool;
         tls_pool = c->next;
         tls_pool_len--;
         stack_free(c);
     }
+    return true;
 }
 
 /* --- stacks -------------------------------------------------------------------------------- */

@@ -51,14 +51,14 @@ sq_future *sq_future_new(sq_loop *loop)
     return f;
 }
 
-void sq__future_pool_drain(sq_loop *loop)
+void sq__future_pool_trim(sq_loop *loop, size_t keep)
 {
-    while (loop->future_free) {
+    while (loop->future_free && loop->future_free_len > keep) {
         sq_future *f = loop->future_free;
         loop->future_free = (sq_future *)f->more;
+        loop->future_free_len--;
         free(f);
     }
-    loop->future_free_len = 0;
 }
 
 sq_future *sq_future_retain(sq_future *f)

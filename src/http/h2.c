@@ -125,13 +125,15 @@ static void stream_destroy(sq__h2_stream *st)
     free(st);
 }
 
-void sq__h2_pool_trim(sq_http_server *srv, size_t keep)
+bool sq__h2_pool_trim(sq_http_server *srv, size_t keep, uint64_t until_ns)
 {
     while (srv->nh2_pool > keep) stream_destroy(srv->h2_pool[--srv->nh2_pool]);
-    while (srv->nh2_maps > keep) {
+    while (srv->nh2_maps > keep) { /* a munmap costs tens of µs on a virtual machine */
+        if (until_ns && sq__mono_ns() >= until_ns) return false;
         sq__h2_map *m = &srv->h2_maps[--srv->nh2_maps];
         munmap(m->p, m->len);
     }
+    return true;
 }
 
 static void stream_unlink_free(sq__h2_stream *st)

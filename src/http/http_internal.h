@@ -113,7 +113,11 @@ struct sq_http_server {
      * and how many trims there were (the tests read it). */
     size_t conns_peak;
     sq_timer trim_timer;
+    bool trim_begun;  /* the trim's first slice ran (it frees 1 ms's worth a loop turn) */
+    uint64_t trim_ns; /* its slices' time so far */
     uint64_t trims;
+    void (*on_trim)(void *arg, size_t open); /* sq_http_server_on_trim */
+    void *on_trim_arg;
 };
 
 enum {
@@ -296,8 +300,9 @@ void sq__http_conn_release(sq_http_conn *c);
 /* Set up a parked list and its timer. */
 void sq__http_parked_init(sq_http_server *srv, sq__http_parked *l, double timeout);
 /* Free pooled active parts, output buffers and HTTP/2 stream objects and frame buffers
- * beyond `keep` of each (0: all of them, at sq_http_server_free). */
-void sq__http_pools_trim(sq_http_server *srv, size_t keep);
+ * beyond `keep` of each (0: all of them, at sq_http_server_free).  With until_ns
+ * (sq__mono_ns time) the frame buffers' unmapping stops there: false while some are left. */
+bool sq__http_pools_trim(sq_http_server *srv, size_t keep, uint64_t until_ns);
 /* Count a connection in (after nconns++) or out (after nconns--): the peak, and the trim
  * after a burst (listen.c), armed when the count falls to a quarter of the peak and
  * disarmed when it rises above that again before the trim. */
@@ -350,7 +355,7 @@ void sq__h2_conn_closed(sq_http_conn *c);
 bool sq__h2_busy(const sq_http_conn *c);
 bool sq__h2_idle(const sq_http_conn *c);
 void sq__h2_free(sq_http_conn *c);
-void sq__h2_pool_trim(sq_http_server *srv, size_t keep);
+bool sq__h2_pool_trim(sq_http_server *srv, size_t keep, uint64_t until_ns);
 ssize_t sq__h2_read_body(sq__http_req *r, const char **data);
 /* decompress_request (inflate.c): whether r's body is gzip to inflate; the whole body
  * inflated (from the raw one, or the raw read's error); the next inflated piece, reading

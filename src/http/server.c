@@ -173,11 +173,11 @@ SQ__HOT static void act_put(sq_http_server *srv, sq_http_conn *c)
         act_free(a);
 }
 
-void sq__http_pools_trim(sq_http_server *srv, size_t keep)
+bool sq__http_pools_trim(sq_http_server *srv, size_t keep, uint64_t until_ns)
 {
     while (srv->nacts > keep) act_free(srv->acts[--srv->nacts]);
     while (srv->nouts > keep) sq__buf_free(&srv->outs[--srv->nouts]);
-    sq__h2_pool_trim(srv, keep);
+    return sq__h2_pool_trim(srv, keep, until_ns);
 }
 
 static sq__http_parked *parked_list(sq_http_server *srv, const sq_http_conn *c)

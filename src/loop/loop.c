@@ -300,7 +300,7 @@ void sq_loop_free(sq_loop *loop)
     free(loop->callbacks.items);
     free(loop->ts_items);
     slabs_free(loop); /* every call handle, pooled or still pending, and the 1 KiB blocks */
-    sq__future_pool_drain(loop);
+    sq__future_pool_trim(loop, 0);
     pthread_mutex_destroy(&loop->ts_lock);
     if (current_loop == loop) current_loop = NULL;
     pthread_mutex_lock(&default_lock);
@@ -308,7 +308,7 @@ void sq_loop_free(sq_loop *loop)
     pthread_mutex_unlock(&default_lock);
     free(loop);
     /* The thread's last loop: its idle coroutine stacks have nobody left to serve. */
-    if (tls_nloops > 0 && --tls_nloops == 0) sq__coro_pool_trim(0);
+    if (tls_nloops > 0 && --tls_nloops == 0) sq__coro_pool_trim(0, 0);
 }
 
 void sq__loop_abandoned(sq_loop *loop)

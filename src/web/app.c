@@ -279,16 +279,23 @@ inval:
     return NULL;
 }
 
-/* Free the idle handlers the app keeps. */
-static void pool_drain(sq_app *app)
+/* Free the idle handlers the app keeps beyond `keep` (0: all of them). */
+static void pool_trim(sq_app *app, size_t keep)
 {
-    while (app->pool) {
+    while (app->pool && app->npool > keep) {
         sq_handler *h = app->pool;
         app->pool = h->next_free;
+        app->npool--;
         free(h->out.ptr);
         free(h);
     }
-    app->npool = 0;
+}
+
+/* The server's trim after a burst (sq_http_server_on_trim): a handler per open connection
+ * is all the pool has to keep. */
+static void app_trim(void *arg, size_t open)
+{
+    pool_trim(arg, open);
 }
 
 static void table_free(route_table *t)
@@ -356,7 +363,7 @@ int sq_app_add_handlers(sq_app *app, const char *host_pattern, const sq_route *r
     if (state > app->state_max) {
         /* the pooled handlers are too small for the new classes: dropped now; those in use
          * are freed when given back (handler_put) */
-        pool_drain(app);
+        pool_trim(app, 0);
         app->state_max = state;
     }
     /* the first table (sq_app_new's, for every host) stays last: the ones added later are
@@ -384,6 +391,7 @@ static int app_server(sq_app *app)
         hs.access_log = !app->settings.no_access_log;
         app->server = sq_http_server_new(loop, &hs, dispatch, app);
         if (!app->server) return errno ? -errno : -ENOMEM;
+        sq_http_server_on_trim(app->server, app_trim, app);
         app->label_loop = loop;
     }
     return 0;
@@ -416,6 +424,7 @@ int sq_app_listen_tls(sq_app *app, int port, const char *host, sq_tls_context *t
         hs.tls = tls;
         app->tls_server = sq_http_server_new(loop, &hs, dispatch, app);
         if (!app->tls_server) return errno ? -errno : -ENOMEM;
+        sq_http_server_on_trim(app->tls_server, app_trim, app);
         app->label_loop = loop;
         app->tls_ctx = tls;
     }
@@ -458,7 +467,7 @@ static void app_destroy(sq_app *app)
         free(v);
     }
     pcre2_match_data_free(app->md);
-    pool_drain(app);
+    pool_trim(app, 0);
     while (app->roots) {
         root_cache *r = app->roots;
         app->roots = r->next;

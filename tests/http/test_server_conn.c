@@ -500,28 +500,43 @@ static void test_stalled_reader(void **state)
 
 /* --- after a burst, the pools and the heap are trimmed -------------------------------------- */
 
+/* sq_http_server_on_trim's callback: how often, and the open connections it was told of */
+static int trim_cb_calls;
+static size_t trim_cb_open;
+
+static void on_trim(void *arg, size_t open)
+{
+    harness *h = arg;
+    trim_cb_calls++;
+    trim_cb_open = open;
+    if (open != h->srv->nconns) trim_cb_open = (size_t)-1;
+}
+
 /* "/stats" answers what the trim after a burst did: trims, pooled active parts, the peak,
- * and whether the trim is armed; anything else sleeps 0.2 s (so that a burst's requests are
- * all in flight at once, each with its active part) and answers "ok". */
+ * whether the trim is armed, and the on_trim callback's calls and count of open connections;
+ * anything else sleeps 0.2 s (so that a burst's requests are all in flight at once, each
+ * with its active part) and answers "ok". */
 static void trim_handler(sq_http_request *req, void *arg)
 {
     harness *h = arg;
+    if (!h->srv->on_trim) sq_http_server_on_trim(h->srv, on_trim, h);
     if (req->path.len != 6 || memcmp(req->path.ptr, "/stats", 6)) {
         sq_sleep(0.2);
         sq_http_write(req, "ok", 2);
         return;
     }
     char buf[160];
-    int n = snprintf(buf, sizeof buf, "trims=%llu nacts=%zu peak=%zu armed=%d",
+    int n = snprintf(buf, sizeof buf, "trims=%llu nacts=%zu peak=%zu armed=%d cb=%d open=%zu",
                      (unsigned long long)h->srv->trims, h->srv->nacts, h->srv->conns_peak,
-                     (int)sq_timer_active(&h->srv->trim_timer));
+                     (int)sq_timer_active(&h->srv->trim_timer), trim_cb_calls, trim_cb_open);
     sq_http_write(req, buf, (size_t)n);
 }
 
 typedef struct trim_stats {
     unsigned long long trims;
     size_t nacts, peak;
-    int armed;
+    int armed, cb;
+    size_t open;
 } trim_stats;
 
 static bool trim_query(harness *h, cl *c, trim_stats *st)
@@ -530,11 +545,11 @@ static bool trim_query(harness *h, cl *c, trim_stats *st)
     memset(st, 0, sizeof *st);
     if (cl_sends(c, "GET /stats HTTP/1.1\r\nHost: x\r\n\r\n") < 0 || cl_response(c, &r, false) < 0)
         return false;
-    int n = sscanf(r.body, "trims=%llu nacts=%zu peak=%zu armed=%d", &st->trims, &st->nacts,
-                   &st->peak, &st->armed);
+    int n = sscanf(r.body, "trims=%llu nacts=%zu peak=%zu armed=%d cb=%d open=%zu", &st->trims,
+                   &st->nacts, &st->peak, &st->armed, &st->cb, &st->open);
     resp_free(&r);
-    CHECK(h, n == 4);
-    return n == 4;
+    CHECK(h, n == 6);
+    return n == 6;
 }
 
 /* Open connections [from, to) of cs with a request each, all in flight at once, and read
@@ -581,6 +596,7 @@ static void trim_client(harness *h)
     usleep(1500 * 1000);
     CHECK(h, trim_query(h, &cs[0], &st) && st.trims == 1 && st.peak == 1 && !st.armed);
     CHECK(h, st.nacts <= 1);
+    CHECK(h, st.cb == 1 && st.open == 1); /* on_trim told of the one open connection */
     /* a second burst whose connections come back before the delay: no trim */
     trim_open(h, cs, 1, TRIM_N);
     for (int i = 1; i < TRIM_N; i++) cl_close(&cs[i]);
@@ -588,13 +604,14 @@ static void trim_client(harness *h)
     trim_open(h, cs, 1, 100); /* 100 open: more than a quarter of the peak again */
     CHECK(h, trim_query(h, &cs[0], &st) && !st.armed);
     usleep(1500 * 1000);
-    CHECK(h, trim_query(h, &cs[0], &st) && st.trims == 1);
+    CHECK(h, trim_query(h, &cs[0], &st) && st.trims == 1 && st.cb == 1);
     for (int i = 0; i < 100; i++) cl_close(&cs[i]);
 }
 
 static void test_memory_trim(void **state)
 {
     sq_raise_fd_limit();
+    trim_cb_calls = 0;
     sq_http_settings s = {.memory_trim_delay = 1.0};
     run_with_client(&s, trim_handler, NULL, trim_client, NULL, 60);
 }
@@ -608,12 +625,14 @@ static void no_trim_client(harness *h)
     for (int i = 1; i < TRIM_N; i++) cl_close(&cs[i]);
     usleep(300 * 1000);
     CHECK(h, trim_query(h, &cs[0], &st) && st.trims == 0 && !st.armed && st.peak == TRIM_N);
+    CHECK(h, st.cb == 0);
     cl_close(&cs[0]);
 }
 
 static void test_memory_trim_off(void **state)
 {
     sq_raise_fd_limit();
+    trim_cb_calls = 0;
     sq_http_settings s = {.memory_trim_delay = -1};
     run_with_client(&s, trim_handler, NULL, no_trim_client, NULL, 60);
 }
