@@ -7,13 +7,37 @@
 #include "internal.h"
 
 #define MAX_EVENTS 1024
+#define GONE_MAX   MAX_EVENTS /* stopped ios remembered a batch; past that, ep_invalidate scans */
+#define GONE_SLOTS 4096       /* the set's table: a power of two, at most a quarter full */
 
+/* The ios stopped while a batch is dispatched (ep_invalidate): their events later in the
+ * batch are dropped, since their memory may be freed or reused by then.  A set of pointers,
+ * open addressing, emptied after the batch.  Before it, each stop scanned the rest of the
+ * batch: with 1,000 connections closing in one batch, a quarter of a short connection's
+ * user-space instructions.  A batch without stops pays one test an event. */
 typedef struct epoll_data_s {
     int epfd;
     int nready; /* events of the batch being dispatched */
     int cursor; /* index of the one being dispatched */
+    int ngone;
     struct epoll_event events[MAX_EVENTS];
+    const sq_io *gone[GONE_SLOTS];
+    unsigned short gone_at[GONE_MAX]; /* the slots taken, to empty them */
 } epoll_state;
+
+static unsigned gone_slot(const sq_io *io)
+{
+    uint64_t h = (uint64_t)(uintptr_t)io * 0x9E3779B97F4A7C15u;
+    return (unsigned)(h >> 52) & (GONE_SLOTS - 1); /* the top 12 bits */
+}
+
+static bool gone_has(const epoll_state *st, const sq_io *io)
+{
+    for (unsigned i = gone_slot(io);; i = (i + 1) & (GONE_SLOTS - 1)) {
+        if (st->gone[i] == io) return true;
+        if (!st->gone[i]) return false;
+    }
+}
 
 static int ep_init(sq_loop *loop)
 {
@@ -69,7 +93,7 @@ SQ__HOT static int ep_poll(sq_loop *loop, int timeout_ms)
     for (st->cursor = 0; st->cursor < st->nready; st->cursor++) {
         struct epoll_event *e = &st->events[st->cursor];
         sq_io *io = e->data.ptr;
-        if (!io) continue; /* stopped earlier in this batch */
+        if (!io || (st->ngone && gone_has(st, io))) continue; /* stopped earlier in this batch */
         unsigned ev = 0;
         if (e->events & EPOLLIN) ev |= SQ_READ;
         if (e->events & EPOLLOUT) ev |= SQ_WRITE;
@@ -80,14 +104,26 @@ SQ__HOT static int ep_poll(sq_loop *loop, int timeout_ms)
         t = sq__io_dispatch_at(loop, io, ev, t);
     }
     st->nready = 0;
+    while (st->ngone) st->gone[st->gone_at[--st->ngone]] = NULL;
     return n;
 }
 
 static void ep_invalidate(sq_loop *loop, sq_io *io)
 {
     epoll_state *st = loop->backend_data;
-    for (int i = st->cursor + 1; i < st->nready; i++)
-        if (st->events[i].data.ptr == io) st->events[i].data.ptr = NULL;
+    if (st->cursor + 1 >= st->nready) return; /* no event of this batch is left */
+    if (st->ngone == GONE_MAX) {              /* the set is full: find its event the long way */
+        for (int i = st->cursor + 1; i < st->nready; i++)
+            if (st->events[i].data.ptr == io) st->events[i].data.ptr = NULL;
+        return;
+    }
+    unsigned i = gone_slot(io);
+    while (st->gone[i]) {
+        if (st->gone[i] == io) return;
+        i = (i + 1) & (GONE_SLOTS - 1);
+    }
+    st->gone[i] = io;
+    st->gone_at[st->ngone++] = (unsigned short)i;
 }
 
 const sq__backend sq__backend_epoll = {

@@ -322,6 +322,69 @@ static void test_io_stop_mid_batch(void **state)
     sq_loop_free(loop);
 }
 
+/* Many stops in one batch (the backend remembers up to 1,024 stopped watchers a batch, then
+ * finds their events the long way): N pipes, all readable; each watcher's callback stops
+ * its partner (pairs), or the first callback stops every other watcher (all). */
+typedef struct {
+    sq_loop *loop;
+    sq_io *ios;
+    int n, calls, mode; /* mode 0: pairs, 1: all */
+    char *called;
+} many_stops;
+
+static void many_stops_cb(sq_loop *loop, sq_io *io, unsigned events)
+{
+    many_stops *m = io->data;
+    int i = (int)(io - m->ios);
+    char c;
+    while (read(io->fd, &c, 1) > 0) {
+    }
+    m->calls++;
+    m->called[i]++;
+    sq_io_stop(loop, io);
+    if (m->mode == 0) {
+        sq_io_stop(loop, &m->ios[(i + m->n / 2) % m->n]);
+    } else {
+        for (int j = 0; j < m->n; j++) sq_io_stop(loop, &m->ios[j]);
+    }
+}
+
+static void run_many_stops(int mode)
+{
+    enum { N = 1400 };
+    if (sq_raise_fd_limit() < 2 * N + 100) skip();
+    sq_loop *loop = sq_loop_new(NULL);
+    static sq_io ios[N];
+    static int fds[N][2];
+    static char called[N];
+    many_stops m = {.loop = loop, .ios = ios, .n = N, .mode = mode, .called = called};
+    memset(called, 0, sizeof called);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(pipe2(fds[i], O_NONBLOCK | O_CLOEXEC), 0);
+        sq_io_init(&ios[i], fds[i][0], many_stops_cb, &m);
+        assert_int_equal(sq_io_start(loop, &ios[i], SQ_READ), 0);
+        assert_int_equal(write(fds[i][1], "x", 1), 1);
+    }
+    for (int k = 0; k < 5; k++) sq_loop_run_once(loop, false); /* batches of at most 1,024 */
+    if (mode == 0) {
+        assert_int_equal(m.calls, N / 2); /* one of each pair, never both */
+        for (int i = 0; i < N / 2; i++) assert_int_equal(called[i] + called[i + N / 2], 1);
+    } else {
+        assert_int_equal(m.calls, 1);
+    }
+    for (int i = 0; i < N; i++) {
+        close(fds[i][0]);
+        close(fds[i][1]);
+    }
+    sq_loop_free(loop);
+}
+
+static void test_io_many_stops_mid_batch(void **state)
+{
+    run_many_stops(0);
+    run_many_stops(1);
+}
+
 /* src/internal.h: a watcher whose descriptor was closed, and its number reused, behind its
  * back (the HTTP client's parked keep-alive sockets). */
 int sq__io_rearm(sq_loop *loop, sq_io *io, unsigned events);
@@ -861,6 +924,7 @@ int main(void)
         cmocka_unit_test(test_yielding_coroutine_does_not_starve),
         cmocka_unit_test(test_io_read_write_readiness),
         cmocka_unit_test(test_io_stop_mid_batch),
+        cmocka_unit_test(test_io_many_stops_mid_batch),
         cmocka_unit_test(test_io_rearm_and_forget),
         cmocka_unit_test(test_io_start_failure_keeps_interest),
         cmocka_unit_test(test_threadsafe_self_requeue_does_not_starve),
