@@ -24,6 +24,7 @@
 #define SQ__HTTP_POOL_OUT_MAX (16u * 1024) /* larger output buffers are freed, not pooled */
 #define SQ__H2_MAPS_KEPT      1024         /* mapped nghttp2 frame buffers kept for reuse (h2.c) */
 #define SQ__HTTP_TRIM_PEAK    256 /* a burst of fewer connections is not worth a trim (listen.c) */
+#define SQ__HTTP_TRIM_KEEP    64  /* pooled objects of each kind a trim leaves at least */
 
 /* A block on anonymous pages of its own (h2.c's h2_map). */
 typedef struct sq__h2_map {

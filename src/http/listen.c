@@ -106,11 +106,14 @@ static void trim_now(sq_loop *loop, sq_timer *t)
     (void)loop;
     sq_http_server *srv = t->data;
     uint64_t t0 = sq__mono_ns();
-    size_t keep = srv->nconns;
+    size_t nopen = srv->nconns;
+    /* a few of each kind stay: the coroutine stacks are the thread's, which other servers
+     * on it may be using, and a new stack costs an mmap */
+    size_t keep = nopen > SQ__HTTP_TRIM_KEEP ? nopen : SQ__HTTP_TRIM_KEEP;
     if (!srv->trim_begun) {
         srv->trim_begun = true;
         srv->trim_ns = 0;
-        if (srv->on_trim) srv->on_trim(srv->on_trim_arg, keep);
+        if (srv->on_trim) srv->on_trim(srv->on_trim_arg, nopen);
         sq__future_pool_trim(srv->loop, keep);
     }
     /* Unmapping a pooled stack or frame buffer takes tens of µs here, and a 10,000-request
@@ -132,8 +135,8 @@ static void trim_now(sq_loop *loop, sq_timer *t)
     sq_log(SQ_LOG_DEBUG,
            "http: %zu connections open, down from %zu: memory trimmed in %.1f ms (malloc_trim "
            "%.1f ms)",
-           keep, srv->conns_peak, (double)srv->trim_ns / 1e6, (double)(t2 - t1) / 1e6);
-    srv->conns_peak = keep;
+           nopen, srv->conns_peak, (double)srv->trim_ns / 1e6, (double)(t2 - t1) / 1e6);
+    srv->conns_peak = nopen;
     srv->trim_begun = false;
     srv->trims++;
 }
