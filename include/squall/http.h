@@ -189,7 +189,7 @@ size_t sq_http_server_connections(const sq_http_server *srv);
  * the connections still open, before the heap is trimmed: free what your own pools and
  * caches hold beyond what that many connections need, and those pages go back to the
  * system too.  The web layer's apps trim their pooled handlers this way.  One callback per
- * server; fn NULL removes it. */
+ * server; fn NULL removes it.  It runs on the server's loop and must not free the server. */
 void sq_http_server_on_trim(sq_http_server *srv, void (*fn)(void *arg, size_t open), void *arg);
 
 /* --- request ------------------------------------------------------------------------------ */
