@@ -111,9 +111,10 @@ typedef struct sq_http_settings {
     /** After a burst: once the open connections have stayed at a quarter or less of their
      * peak (a peak of 256 or more) for this long, the server frees the request objects,
      * buffers, HTTP/2 stream objects and coroutine stacks it pooled beyond what the open
-     * connections can use (64 of each at least), and gives the heap's free pages back to the system
-     * (glibc's malloc_trim), so a spike does not stay resident.  Connections coming back before
-     * then cancel it.  0: SQ_HTTP_DEFAULT_MEMORY_TRIM_DELAY; negative: never. */
+     * connections can use (64 of each at least), and gives the heap's free pages back to
+     * the system (glibc's malloc_trim), so a spike does not stay resident.  Connections
+     * coming back before then cancel it.  0: SQ_HTTP_DEFAULT_MEMORY_TRIM_DELAY; negative:
+     * never. */
     double memory_trim_delay;
 } sq_http_settings;
 

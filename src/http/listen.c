@@ -93,12 +93,14 @@ size_t sq_http_server_connections(const sq_http_server *srv)
 /* --- memory after a burst ------------------------------------------------------------------ */
 
 /* A spike of connections leaves the server's pools full and glibc's heap holding the freed
- * blocks of thousands of connections: 4,000 HTTP/2 connections leave about 50 MB resident
- * after the last one closed, because glibc gives pages back only from the top of the heap.
- * Once the count has stayed at a quarter of its peak or less for memory_trim_delay, the pools
- * keep only what the open connections can use and malloc_trim hands the free pages back.
- * The delay keeps waves of connections (a load test, a crowd of browsers) from paying the
- * trim and the page faults after it on every wave. */
+ * blocks of thousands of connections: 4,000 HTTP/2 connections left 58-61 MB resident after
+ * the last one closed, because glibc gives pages back only from the top of the heap (and a
+ * few pooled blocks scattered through it pin the pages around them).  Once the count has
+ * stayed at a quarter of its peak or less for memory_trim_delay, the pools (the server's,
+ * the thread's coroutine stacks, the loop's futures, and through on_trim the layers above)
+ * keep only what the open connections can use, 64 of each at least, and malloc_trim hands
+ * the free pages back.  The delay keeps waves of connections (a load test, a crowd of
+ * browsers) from paying the trim and the page faults after it on every wave. */
 #define TRIM_SLICE_NS 1000000 /* unmapping a loop turn may do */
 
 static void trim_now(sq_loop *loop, sq_timer *t)
