@@ -5,7 +5,8 @@
  *                             H2SRV_CERT and H2SRV_KEY name a certificate and its key
  *
  * Environment: H2SRV_WRITE_TIMEOUT, H2SRV_BODY_TIMEOUT (s), H2SRV_MAX_BODY (bytes),
- * H2SRV_MAX_STREAMS (http2_max_concurrent_streams); unset: the server's defaults.
+ * H2SRV_MAX_STREAMS (http2_max_concurrent_streams), H2SRV_TRIM_DELAY (memory_trim_delay, s);
+ * unset: the server's defaults.
  * H2SRV_DEBUG set: squall logs at debug level (why each connection was closed).
  *
  * Routes (both ports, one handler):
@@ -135,6 +136,7 @@ int main(void)
         .http2_max_concurrent_streams = (unsigned)env_num("H2SRV_MAX_STREAMS"),
         .header_timeout = env_num("H2SRV_HEADER_TIMEOUT"),
         .idle_timeout = env_num("H2SRV_IDLE_TIMEOUT"),
+        .memory_trim_delay = env_num("H2SRV_TRIM_DELAY"),
     };
     sq_http_server *srv[2] = {NULL, NULL};
     srv[0] = sq_http_server_new(loop, &s, handler, NULL);
