@@ -31,12 +31,12 @@ static unsigned gone_slot(const sq_io *io)
     return (unsigned)(h >> 52) & (GONE_SLOTS - 1); /* the top 12 bits */
 }
 
-static bool gone_has(const epoll_state *st, const sq_io *io)
+/* io's slot in the set, or the empty slot where it would go */
+static unsigned gone_find(const epoll_state *st, const sq_io *io)
 {
-    for (unsigned i = gone_slot(io);; i = (i + 1) & (GONE_SLOTS - 1)) {
-        if (st->gone[i] == io) return true;
-        if (!st->gone[i]) return false;
-    }
+    unsigned i = gone_slot(io);
+    while (st->gone[i] && st->gone[i] != io) i = (i + 1) & (GONE_SLOTS - 1);
+    return i;
 }
 
 static int ep_init(sq_loop *loop)
@@ -93,7 +93,8 @@ SQ__HOT static int ep_poll(sq_loop *loop, int timeout_ms)
     for (st->cursor = 0; st->cursor < st->nready; st->cursor++) {
         struct epoll_event *e = &st->events[st->cursor];
         sq_io *io = e->data.ptr;
-        if (!io || (st->ngone && gone_has(st, io))) continue; /* stopped earlier in this batch */
+        if (!io || (st->ngone && st->gone[gone_find(st, io)]))
+            continue; /* stopped earlier in this batch */
         unsigned ev = 0;
         if (e->events & EPOLLIN) ev |= SQ_READ;
         if (e->events & EPOLLOUT) ev |= SQ_WRITE;
@@ -117,11 +118,8 @@ static void ep_invalidate(sq_loop *loop, sq_io *io)
             if (st->events[i].data.ptr == io) st->events[i].data.ptr = NULL;
         return;
     }
-    unsigned i = gone_slot(io);
-    while (st->gone[i]) {
-        if (st->gone[i] == io) return;
-        i = (i + 1) & (GONE_SLOTS - 1);
-    }
+    unsigned i = gone_find(st, io);
+    if (st->gone[i]) return; /* already in */
     st->gone[i] = io;
     st->gone_at[st->ngone++] = (unsigned short)i;
 }
