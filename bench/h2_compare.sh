@@ -292,8 +292,6 @@ done
 
 # --- idle memory: a fresh server each ---------------------------------------------------------
 declare -A MEM MEMNOTE AFTER
-trim_delay=2
-trim_wait=$((trim_delay + 2))
 export SQ_BENCH_TRIM_DELAY=$trim_delay
 hold() {
   local s=$1 m=$2 before after="" hp ok
@@ -323,12 +321,8 @@ hold() {
   # after the burst: RSS once the held connections closed, and trim_wait s later (squall's
   # memory_trim_delay is shortened to trim_delay; it trims after bursts of 256 or more)
   if [ -n "$after" ] && [ "$n" -ge 256 ]; then
-    sleep 0.5
-    local closed
-    closed=$(rss_kib "$pid")
-    sleep "$trim_wait"
-    AFTER[$s.$m]=$(awk -v a="$after" -v c="$closed" -v t="$(rss_kib "$pid")" \
-      'BEGIN {printf "%.1f > %.1f > %.1f MiB", a / 1024, c / 1024, t / 1024}')
+    rss_after_burst "$pid"
+    AFTER[$s.$m]="$(mib "$after") > $(mib "$CLOSED_KIB") > $(mib "$TRIMMED_KIB")"
   fi
   stop "$pid"
 }

@@ -23,8 +23,6 @@ set -euo pipefail
 bench_init "BUILD_DIR [N] [SLEEP_SECONDS]" "$@"
 n=${2:-10000}
 sleep_s=${3:-6}
-trim_delay=2
-trim_wait=$((trim_delay + 2))
 # close the write end of a holder's fifo (fd 4) before killing the rest
 trap 'exec 4>&- 2>/dev/null || true; bench_cleanup' EXIT
 bench_fit_fds n 200 "lowering N to"
@@ -63,10 +61,7 @@ hold() {
   wait "$hp" 2>/dev/null || true
   if [ "$key" = suspended ] && [ -n "${after:-}" ]; then
     PEAK_KIB=$after
-    sleep 0.5
-    CLOSED_KIB=$(rss_kib "$pid")
-    sleep "$trim_wait"
-    TRIMMED_KIB=$(rss_kib "$pid")
+    rss_after_burst "$pid"
   fi
   if [ -s "$tmp/$key.err" ]; then NOTE[$key]="$(sort "$tmp/$key.err" | uniq -c | head -3 | tr '\n' ' ')"; fi
 }
@@ -116,7 +111,6 @@ all_ok() { case "${OKS[$1]:-}" in "$n of $n answered"*) echo yes ;; *) echo no ;
   [ "$(all_ok suspended)" = yes ] || s_ok="MISSED (not all answered 200)"
   printf '| %s parked in sq_sleep(%s s) | squall web /sleep | %s | <= 8192 | %s | %s |\n' "$n" "$sleep_s" \
     "${BYTES[suspended]:-failed}" "$s_ok" "${OKS[suspended]:-} ${NOTE[suspended]:-}"
-  mib() { [ -n "$1" ] && awk -v k="$1" 'BEGIN {printf "%.1f MiB", k / 1024}' || echo n/a; }
   printf '| after the %s parked requests: RSS with all parked, once answered and closed, %s s later | squall web /sleep (memory_trim_delay %s s) | %s, %s, %s | - | - | - |\n' \
     "$n" "$trim_wait" "$trim_delay" "$(mib "$PEAK_KIB")" "$(mib "$CLOSED_KIB")" "$(mib "$TRIMMED_KIB")"
   echo

@@ -188,6 +188,23 @@ try_note() {
 # rss_kib PID: resident set size of PID in KiB (VmRSS of /proc/PID/status).
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
+# mib KIB: KIB as "12.3 MiB", or n/a when empty.
+mib() { [ -n "${1:-}" ] && awk -v k="$1" 'BEGIN {printf "%.1f MiB", k / 1024}' || echo n/a; }
+
+# After a burst: squall trims its pools and heap once its connections have stayed down for
+# memory_trim_delay (10 s by default); the memory benchmarks give their servers
+# SQ_BENCH_TRIM_DELAY=$trim_delay (bench/web_bench reads it) and sample after trim_wait.
+trim_delay=2
+trim_wait=$((trim_delay + 2))
+# rss_after_burst PID: PID's RSS (KiB) half a second after a burst's connections closed into
+# CLOSED_KIB, and trim_wait s later, past the trim, into TRIMMED_KIB.
+rss_after_burst() {
+  sleep 0.5
+  CLOSED_KIB=$(rss_kib "$1")
+  sleep "$trim_wait"
+  TRIMMED_KIB=$(rss_kib "$1")
+}
+
 # cpu_us_per TICKS N: TICKS of CPU time spread over N operations, in µs per operation
 # (2 decimals; "nan" when N is 0).
 cpu_us_per() {
