@@ -258,6 +258,8 @@ void sq__coro_discard_all(sq_loop *loop);
  * thread exit; the HTTP server's trim after a burst keeps what its connections can use).
  * With until_ns (sq__mono_ns time) it stops there: false while some are left. */
 bool sq__coro_pool_trim(size_t keep, uint64_t until_ns);
+/* Idle stacks in this thread's pool (tests). */
+size_t sq__coro_pool_len(void);
 /* Make sure the stack-overflow handler is the installed SIGSEGV/SIGBUS one (re-installing
  * it over, and chaining to, any handler installed since). */
 void sq__coro_fault_check(void);

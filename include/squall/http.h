@@ -108,13 +108,14 @@ typedef struct sq_http_settings {
      * (prior knowledge).  The same handler serves every stream, each on its own coroutine. */
     bool no_http2;
     unsigned http2_max_concurrent_streams; /**< 0: SQ_HTTP_DEFAULT_H2_MAX_STREAMS (128) */
-    /** After a burst: once the open connections have stayed at a quarter or less of their
-     * peak (a peak of 256 or more) for this long, the server frees the request objects,
-     * buffers, HTTP/2 stream objects and coroutine stacks it pooled beyond what the open
-     * connections can use (64 of each at least), and gives the heap's free pages back to
-     * the system (glibc's malloc_trim), so a spike does not stay resident.  Connections
-     * coming back before then cancel it.  0: SQ_HTTP_DEFAULT_MEMORY_TRIM_DELAY; negative:
-     * never. */
+    /** After a burst: once the open connections (WebSockets upgraded from them included)
+     * have stayed at a quarter or less of their peak (a peak of 256 or more) for this
+     * long, the server frees the request objects, buffers, HTTP/2 stream objects and
+     * coroutine stacks it pooled beyond what the open connections can use (64 of each at
+     * least; the stacks, which a thread's servers share, beyond what all their connections
+     * can use), and gives the heap's free pages back to the system (glibc's malloc_trim),
+     * so a spike does not stay resident.  Connections coming back before then cancel it.
+     * 0: SQ_HTTP_DEFAULT_MEMORY_TRIM_DELAY; negative: never. */
     double memory_trim_delay;
 } sq_http_settings;
 
@@ -187,10 +188,11 @@ void sq_http_server_free(sq_http_server *srv);
 /** Connections currently open. */
 size_t sq_http_server_connections(const sq_http_server *srv);
 /** Called when the server trims its memory after a burst (settings.memory_trim_delay), with
- * the connections still open, before the heap is trimmed: free what your own pools and
- * caches hold beyond what that many connections need, and those pages go back to the
- * system too.  The web layer's apps trim their pooled handlers this way.  One callback per
- * server; fn NULL removes it.  It runs on the server's loop and must not free the server. */
+ * the connections still open (upgraded ones included), before the heap is trimmed: free
+ * what your own pools and caches hold beyond what that many connections need, and those
+ * pages go back to the system too.  The web layer's apps trim their pooled handlers this
+ * way.  One callback per server; fn NULL removes it.  It runs on the server's loop and must
+ * not free the server. */
 void sq_http_server_on_trim(sq_http_server *srv, void (*fn)(void *arg, size_t open), void *arg);
 
 /* --- request ------------------------------------------------------------------------------ */

@@ -268,6 +268,11 @@ bool sq__coro_pool_trim(size_t keep, uint64_t until_ns)
     return true;
 }
 
+size_t sq__coro_pool_len(void)
+{
+    return tls_pool_len;
+}
+
 /* --- stacks -------------------------------------------------------------------------------- */
 
 static sq_coro *stack_alloc(void)

@@ -45,6 +45,7 @@ static void detach_fd(sq_http_conn *c)
     }
     if (!srv) return;
     srv->nconns--;
+    sq__http_conn_uncounted(srv); /* counted again as upgraded (sq__http_upgraded_add) */
     if (srv->accept_paused && !srv->closing && srv->nconns < srv->s.max_connections) {
         srv->accept_paused = false;
         sq__http_listeners_start(srv);

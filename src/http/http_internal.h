@@ -75,6 +75,7 @@ struct sq_http_server {
     sq__http_upgraded *upgraded; /* upgraded connections (WebSockets), doubly linked */
     sq__http_upgraded *asked;    /* those a graceful shutdown asked to close */
     size_t upgrading;            /* detached for an upgrade, not yet registered */
+    size_t nupgraded;            /* on the upgraded and asked lists */
     size_t server_name_len;
     /* the Date header, formatted once a second */
     int64_t date_sec;
@@ -304,20 +305,31 @@ void sq__http_parked_init(sq_http_server *srv, sq__http_parked *l, double timeou
  * beyond `keep` of each (0: all of them, at sq_http_server_free).  With until_ns
  * (sq__mono_ns time) the frame buffers' unmapping stops there: false while some are left. */
 bool sq__http_pools_trim(sq_http_server *srv, size_t keep, uint64_t until_ns);
-/* Count a connection in (after nconns++) or out (after nconns--): the peak, and the trim
- * after a burst (listen.c), armed when the count falls to a quarter of the peak and
- * disarmed when it rises above that again before the trim. */
+/* The trim after a burst (listen.c) counts open connections: nconns and the upgraded ones
+ * (a WebSocket holds its handler's coroutine and buffers as long as it is open), per server
+ * for its peak, and per thread for the coroutine stacks the thread's servers share. */
+extern _Thread_local size_t sq__http_thread_open;
+static inline size_t sq__http_open(const sq_http_server *srv)
+{
+    return srv->nconns + srv->nupgraded;
+}
+/* Count a connection in (after nconns++ or nupgraded++) or out (after nconns-- or
+ * nupgraded--): the peak, and the trim after a burst, armed when the count falls to a
+ * quarter of the peak and disarmed when it rises above that again before the trim. */
 void sq__http_trim_arm(sq_http_server *srv);
 static inline void sq__http_conn_counted(sq_http_server *srv)
 {
-    if (srv->nconns > srv->conns_peak)
-        srv->conns_peak = srv->nconns;
-    else if (srv->nconns > srv->conns_peak / 4 && sq_timer_active(&srv->trim_timer))
+    size_t open = sq__http_open(srv);
+    sq__http_thread_open++;
+    if (open > srv->conns_peak)
+        srv->conns_peak = open;
+    else if (open > srv->conns_peak / 4 && sq_timer_active(&srv->trim_timer))
         sq_timer_stop(&srv->trim_timer);
 }
 static inline void sq__http_conn_uncounted(sq_http_server *srv)
 {
-    if (srv->conns_peak >= SQ__HTTP_TRIM_PEAK && srv->nconns <= srv->conns_peak / 4 &&
+    sq__http_thread_open--;
+    if (srv->conns_peak >= SQ__HTTP_TRIM_PEAK && sq__http_open(srv) <= srv->conns_peak / 4 &&
         !sq_timer_active(&srv->trim_timer))
         sq__http_trim_arm(srv);
 }

@@ -103,15 +103,18 @@ size_t sq_http_server_connections(const sq_http_server *srv)
  * browsers) from paying the trim and the page faults after it on every wave. */
 #define TRIM_SLICE_NS 1000000 /* unmapping a loop turn may do */
 
+_Thread_local size_t sq__http_thread_open;
+
 static void trim_now(sq_loop *loop, sq_timer *t)
 {
     (void)loop;
     sq_http_server *srv = t->data;
     uint64_t t0 = sq__mono_ns();
-    size_t nopen = srv->nconns;
-    /* a few of each kind stay: the coroutine stacks are the thread's, which other servers
-     * on it may be using, and a new stack costs an mmap */
+    size_t nopen = sq__http_open(srv);
+    /* a few of each kind stay (a new stack costs an mmap); the coroutine stacks are the
+     * thread's, which other servers on it use too: enough for all their connections */
     size_t keep = nopen > SQ__HTTP_TRIM_KEEP ? nopen : SQ__HTTP_TRIM_KEEP;
+    size_t keep_stacks = sq__http_thread_open > keep ? sq__http_thread_open : keep;
     if (!srv->trim_begun) {
         srv->trim_begun = true;
         srv->trim_ns = 0;
@@ -122,7 +125,7 @@ static void trim_now(sq_loop *loop, sq_timer *t)
      * burst leaves 1,024 stacks: at most TRIM_SLICE_NS of it a turn, connections served in
      * between (a connection coming back cancels the rest). */
     bool done = sq__http_pools_trim(srv, keep, t0 + TRIM_SLICE_NS) &&
-                sq__coro_pool_trim(keep, t0 + TRIM_SLICE_NS);
+                sq__coro_pool_trim(keep_stacks, t0 + TRIM_SLICE_NS);
     if (!done) {
         srv->trim_ns += sq__mono_ns() - t0;
         sq_timer_start(t, 0, 0);
@@ -270,6 +273,8 @@ void sq__http_upgraded_add(sq_http_request *req, sq__http_upgraded *u,
     u->prev = NULL;
     u->srv = srv;
     if (!srv) return;
+    srv->nupgraded++;
+    sq__http_conn_counted(srv);
     if (srv->closing && ops->shutdown) { /* upgraded while shutting down: asked at once */
         u->next = srv->asked;
         if (srv->asked) srv->asked->prev = u;
@@ -295,6 +300,8 @@ void sq__http_upgraded_remove(sq__http_upgraded *u)
     if (u->next) u->next->prev = u->prev;
     u->prev = u->next = NULL;
     u->srv = NULL;
+    srv->nupgraded--;
+    sq__http_conn_uncounted(srv);
     sq__http_shutdown_check(srv);
 }
 

@@ -516,19 +516,41 @@ static void on_trim(void *arg, size_t open)
  * whether the trim is armed, and the on_trim callback's calls and count of open connections;
  * anything else sleeps 0.2 s (so that a burst's requests are all in flight at once, each
  * with its active part) and answers "ok". */
+static sq_http_server *g_srv2; /* test_memory_trim_shared_stacks' second server */
+
 static void trim_handler(sq_http_request *req, void *arg)
 {
     harness *h = arg;
     if (!h->srv->on_trim) sq_http_server_on_trim(h->srv, on_trim, h);
+    if (req->path.len == 5 && !memcmp(req->path.ptr, "/srv2", 5)) {
+        /* a second server on the loop, which never trims: its port */
+        if (!g_srv2) {
+            sq_http_settings s2 = {.memory_trim_delay = -1};
+            g_srv2 = sq_http_server_new(h->loop, &s2, trim_handler, h);
+            if (!g_srv2 || sq_http_server_listen(g_srv2, "127.0.0.1", 0) < 0) return;
+        }
+        char port[16];
+        int n = snprintf(port, sizeof port, "%d", sq_http_server_port(g_srv2));
+        sq_http_write(req, port, (size_t)n);
+        return;
+    }
+    if (req->path.len == 9 && !memcmp(req->path.ptr, "/srv2free", 9)) {
+        sq_http_server_free(g_srv2);
+        g_srv2 = NULL;
+        sq_http_write(req, "ok", 2);
+        return;
+    }
     if (req->path.len != 6 || memcmp(req->path.ptr, "/stats", 6)) {
         sq_sleep(0.2);
         sq_http_write(req, "ok", 2);
         return;
     }
-    char buf[160];
-    int n = snprintf(buf, sizeof buf, "trims=%llu nacts=%zu peak=%zu armed=%d cb=%d open=%zu",
+    char buf[192];
+    int n = snprintf(buf, sizeof buf,
+                     "trims=%llu nacts=%zu peak=%zu armed=%d cb=%d open=%zu stacks=%zu",
                      (unsigned long long)h->srv->trims, h->srv->nacts, h->srv->conns_peak,
-                     (int)sq_timer_active(&h->srv->trim_timer), trim_cb_calls, trim_cb_open);
+                     (int)sq_timer_active(&h->srv->trim_timer), trim_cb_calls, trim_cb_open,
+                     sq__coro_pool_len());
     sq_http_write(req, buf, (size_t)n);
 }
 
@@ -536,7 +558,7 @@ typedef struct trim_stats {
     unsigned long long trims;
     size_t nacts, peak;
     int armed, cb;
-    size_t open;
+    size_t open, stacks;
 } trim_stats;
 
 static bool trim_query(harness *h, cl *c, trim_stats *st)
@@ -545,19 +567,19 @@ static bool trim_query(harness *h, cl *c, trim_stats *st)
     memset(st, 0, sizeof *st);
     if (cl_sends(c, "GET /stats HTTP/1.1\r\nHost: x\r\n\r\n") < 0 || cl_response(c, &r, false) < 0)
         return false;
-    int n = sscanf(r.body, "trims=%llu nacts=%zu peak=%zu armed=%d cb=%d open=%zu", &st->trims,
-                   &st->nacts, &st->peak, &st->armed, &st->cb, &st->open);
+    int n = sscanf(r.body, "trims=%llu nacts=%zu peak=%zu armed=%d cb=%d open=%zu stacks=%zu",
+                   &st->trims, &st->nacts, &st->peak, &st->armed, &st->cb, &st->open, &st->stacks);
     resp_free(&r);
-    CHECK(h, n == 6);
-    return n == 6;
+    CHECK(h, n == 7);
+    return n == 7;
 }
 
 /* Open connections [from, to) of cs with a request each, all in flight at once, and read
  * the answers (so the server has counted every connection). */
-static void trim_open(harness *h, cl *cs, int from, int to)
+static void trim_open(harness *h, int port, cl *cs, int from, int to)
 {
     for (int i = from; i < to; i++) {
-        CHECK(h, cl_open(&cs[i], h->port) == 0);
+        CHECK(h, cl_open(&cs[i], port) == 0);
         CHECK(h, cl_sends(&cs[i], "GET / HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
     }
     for (int i = from; i < to; i++) {
@@ -585,7 +607,7 @@ static void trim_client(harness *h)
     static cl cs[TRIM_N];
     trim_stats st;
     /* 300 connections, then 200 of them closed: 100 stay open, more than a quarter */
-    trim_open(h, cs, 0, TRIM_N);
+    trim_open(h, h->port, cs, 0, TRIM_N);
     for (int i = 100; i < TRIM_N; i++) cl_close(&cs[i]);
     usleep(1500 * 1000); /* 1.5 x the delay */
     CHECK(h, trim_query(h, &cs[0], &st) && st.trims == 0 && st.peak == TRIM_N);
@@ -598,10 +620,10 @@ static void trim_client(harness *h)
     CHECK(h, st.nacts <= 64);             /* SQ__HTTP_TRIM_KEEP */
     CHECK(h, st.cb == 1 && st.open == 1); /* on_trim told of the one open connection */
     /* a second burst whose connections come back before the delay: no trim */
-    trim_open(h, cs, 1, TRIM_N);
+    trim_open(h, h->port, cs, 1, TRIM_N);
     for (int i = 1; i < TRIM_N; i++) cl_close(&cs[i]);
     CHECK(h, trim_wait_armed(h, &cs[0], 1, &st) && st.peak == TRIM_N);
-    trim_open(h, cs, 1, 100); /* 100 open: more than a quarter of the peak again */
+    trim_open(h, h->port, cs, 1, 100); /* 100 open: more than a quarter of the peak again */
     CHECK(h, trim_query(h, &cs[0], &st) && !st.armed);
     usleep(1500 * 1000);
     CHECK(h, trim_query(h, &cs[0], &st) && st.trims == 1 && st.cb == 1);
@@ -616,12 +638,54 @@ static void test_memory_trim(void **state)
     run_with_client(&s, trim_handler, NULL, trim_client, NULL, 60);
 }
 
+/* The coroutine stacks are the thread's: a server's trim keeps enough of them for the
+ * connections of every server on the thread, not only for its own. */
+static void shared_stacks_client(harness *h)
+{
+    enum { OTHERS = 150 };
+    static cl cs[TRIM_N], others[OTHERS];
+    cl ctl;
+    resp r;
+    trim_stats st;
+    CHECK(h, cl_open(&ctl, h->port) == 0);
+    CHECK(h, cl_sends(&ctl, "GET /srv2 HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
+    CHECK(h, cl_response(&ctl, &r, false) == 0 && r.status == 200);
+    int port2 = atoi(r.body);
+    resp_free(&r);
+    CHECK(h, port2 > 0);
+    /* 150 connections held open on the second server, then a burst of 300 on the first */
+    trim_open(h, port2, others, 0, OTHERS);
+    trim_open(h, h->port, cs, 0, TRIM_N);
+    CHECK(h, trim_query(h, &ctl, &st) && st.stacks >= TRIM_N - 1); /* one serves the query */
+    for (int i = 0; i < TRIM_N; i++) cl_close(&cs[i]);
+    CHECK(h, trim_wait_armed(h, &ctl, 1, &st));
+    usleep(1500 * 1000);
+    /* the first server trimmed to its one connection, but kept a stack for each of the 151
+     * connections on the thread (one of them is serving this query) */
+    CHECK(h, trim_query(h, &ctl, &st) && st.trims == 1 && st.open == 1);
+    CHECK(h, st.stacks >= OTHERS && st.stacks <= OTHERS + 1);
+    for (int i = 0; i < OTHERS; i++) cl_close(&others[i]);
+    CHECK(h, cl_sends(&ctl, "GET /srv2free HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
+    CHECK(h, cl_response(&ctl, &r, false) == 0 && r.status == 200);
+    resp_free(&r);
+    cl_close(&ctl);
+}
+
+static void test_memory_trim_shared_stacks(void **state)
+{
+    sq_raise_fd_limit();
+    trim_cb_calls = 0;
+    sq_http_settings s = {.memory_trim_delay = 1.0};
+    run_with_client(&s, trim_handler, NULL, shared_stacks_client, NULL, 60);
+    assert_null(g_srv2);
+}
+
 /* memory_trim_delay < 0: never armed, never trimmed */
 static void no_trim_client(harness *h)
 {
     static cl cs[TRIM_N];
     trim_stats st;
-    trim_open(h, cs, 0, TRIM_N);
+    trim_open(h, h->port, cs, 0, TRIM_N);
     for (int i = 1; i < TRIM_N; i++) cl_close(&cs[i]);
     usleep(300 * 1000);
     CHECK(h, trim_query(h, &cs[0], &st) && st.trims == 0 && !st.armed && st.peak == TRIM_N);
@@ -653,6 +717,7 @@ int main(void)
         cmocka_unit_test(test_stalled_reader),
         cmocka_unit_test(test_memory_trim),
         cmocka_unit_test(test_memory_trim_off),
+        cmocka_unit_test(test_memory_trim_shared_stacks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,6 +10,8 @@
 
 #include "wstest.h"
 
+#include "../../src/http/http_internal.h"
+
 size_t sq__ws_sizeof(void);
 
 /* --- bad servers: handlers that answer the upgrade in wrong ways --------------------------- */
@@ -242,6 +244,69 @@ static void test_200_clients(void **st)
     (void)st;
 }
 
+/* --- the trim after a burst counts WebSockets ---------------------------------------------- */
+
+enum { BURST_WS = 300 };
+static int burst_open;     /* clients connected */
+static bool burst_release; /* the clients may close */
+
+static void *burst_client(void *arg)
+{
+    wsenv *e = arg;
+    char url[192];
+    snprintf(url, sizeof url, "%s/echo", e->url);
+    int err;
+    sq_ws *ws = sq_ws_connect(url, &(sq_ws_connect_options){.no_compression = true}, &err);
+    if (!ws) return NULL;
+    burst_open++;
+    for (int i = 0; i < 1000 && !burst_release; i++) sq_sleep(0.01);
+    sq_ws_close(ws, 1000, NULL);
+    const char *d;
+    (void)sq_ws_read_message(ws, &d, NULL);
+    sq_ws_free(ws);
+    return NULL;
+}
+
+/* 300 WebSockets at once: while they are open the server counts them (no trim, though its
+ * HTTP connection count is 0 once they are upgraded), and once they have closed it trims. */
+static void *burst_task(void *arg)
+{
+    wsenv *e = arg;
+    sq_http_server *srv = sq_app_server(e->app);
+    sq_future *fs[BURST_WS];
+    burst_open = 0;
+    burst_release = false;
+    for (int i = 0; i < BURST_WS; i++) fs[i] = sq_spawn(NULL, burst_client, e);
+    for (int i = 0; i < 1000 && (burst_open < BURST_WS || sq__http_open(srv) < BURST_WS); i++)
+        sq_sleep(0.01);
+    assert_int_equal(burst_open, BURST_WS);
+    assert_int_equal(srv->nconns, 0);
+    assert_int_equal(srv->nupgraded, BURST_WS);
+    assert_true(srv->conns_peak >= BURST_WS);
+    sq_sleep(0.8); /* longer than the delay: open WebSockets are no reason to trim */
+    assert_int_equal(srv->trims, 0);
+    burst_release = true;
+    sq_gather(fs, BURST_WS, NULL, NULL);
+    for (int i = 0; i < 300 && g_log.closes < BURST_WS; i++) sq_sleep(0.01);
+    assert_int_equal(g_log.closes, BURST_WS);
+    assert_int_equal(sq__http_open(srv), 0);
+    for (int i = 0; i < 300 && srv->trims == 0; i++) sq_sleep(0.01);
+    assert_int_equal(srv->trims, 1);
+    assert_int_equal(srv->conns_peak, 0); /* reset by the trim */
+    return NULL;
+}
+
+static void test_burst_trim(void **st)
+{
+    sq_raise_fd_limit();
+    wsenv e;
+    wsenv_start_with(&e,
+                     &(sq_app_settings){.no_access_log = true, .http = {.memory_trim_delay = 0.5}});
+    sq_test_run_coro(e.loop, burst_task, &e, 60);
+    wsenv_stop(&e);
+    (void)st;
+}
+
 /* --- one reader at a time; IPv6 ----------------------------------------------------------------
  */
 
@@ -441,8 +506,11 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         /* first: memory freed by the other tests would hide the growth */
-        cmocka_unit_test(test_idle_memory), cmocka_unit_test(test_connect_errors),
-        cmocka_unit_test(test_200_clients), cmocka_unit_test(test_one_reader_and_backpressure),
+        cmocka_unit_test(test_idle_memory),
+        cmocka_unit_test(test_connect_errors),
+        cmocka_unit_test(test_200_clients),
+        cmocka_unit_test(test_burst_trim),
+        cmocka_unit_test(test_one_reader_and_backpressure),
         cmocka_unit_test(test_ipv6),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -118,18 +118,24 @@ typedef struct wsenv {
     char url[128];
 } wsenv;
 
-static inline void wsenv_start(wsenv *e)
+/* The app on a new loop, listening on an ephemeral port; `as` NULL: no access log. */
+static inline void wsenv_start_with(wsenv *e, const sq_app_settings *as)
 {
     memset(&g_log, 0, sizeof g_log);
     e->loop = sq_loop_new(NULL);
     assert_non_null(e->loop);
     sq_loop_make_current(e->loop);
-    sq_app_settings as = {.no_access_log = true};
-    e->app = sq_app_new(ws_routes, &as);
+    sq_app_settings quiet = {.no_access_log = true};
+    e->app = sq_app_new(ws_routes, as ? as : &quiet);
     assert_non_null(e->app);
     assert_int_equal(sq_app_listen(e->app, 0, "127.0.0.1"), 0);
     e->port = sq_http_server_port(sq_app_server(e->app));
     snprintf(e->url, sizeof e->url, "ws://127.0.0.1:%d", e->port);
+}
+
+static inline void wsenv_start(wsenv *e)
+{
+    wsenv_start_with(e, NULL);
 }
 
 /* Let pending closes and frees run, then free everything. */
