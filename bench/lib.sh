@@ -193,7 +193,8 @@ mib() { [ -n "${1:-}" ] && awk -v k="$1" 'BEGIN {printf "%.1f MiB", k / 1024}' |
 
 # After a burst: squall trims its pools and heap once its connections have stayed down for
 # memory_trim_delay (10 s by default); the memory benchmarks give their servers
-# SQ_BENCH_TRIM_DELAY=$trim_delay (bench/web_bench reads it) and sample after trim_wait.
+# SQ_BENCH_TRIM_DELAY=$trim_delay (bench/web_bench and bench/ws_echo read it) and sample
+# after trim_wait.
 trim_delay=2
 trim_wait=$((trim_delay + 2))
 # rss_after_burst PID: PID's RSS (KiB) half a second after a burst's connections closed into

@@ -9,7 +9,9 @@
 # bench_pair), 3 runs of SECONDS/2 each: the ratios of the summary are those pairs' medians.
 # Then the idle figure: IDLE_CONNS (default 10,000) idle WebSocket connections held open to a
 # fresh squall ws_echo, and its VmRSS growth per connection (after a warm-up of 200
-# connections opened and dropped, so that pools sized by concurrency are not counted).
+# connections opened and dropped, so that pools sized by concurrency are not counted), and
+# after they closed: its RSS at once and past the trim after a burst (memory_trim_delay
+# shortened to lib.sh's trim_delay).
 # Peers that are not installed get a "not installed" row.  Writes the report to
 # $SQ_BENCH_RESULTS/ws.md (default bench/results).
 # Usage: bench/ws_compare.sh BUILD_DIR [SECONDS] [IDLE_CONNS]
@@ -139,7 +141,7 @@ tornado_name=${tornado_name:-Tornado}
   for p in "$squall_pid" "$node_pid" "$tornado_pid" "$floor_pid"; do
     [ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true
   done
-  bench_start_listening squall_idle "$echo_bin" 0
+  SQ_BENCH_TRIM_DELAY=$trim_delay bench_start_listening squall_idle "$echo_bin" 0
   if [ -n "$PID" ]; then
     idle_pid=$PID idle_port=$PORT
     $pin_load "$load" -p "$idle_port" -i 200 -d 0.2 > /dev/null 2>&1 || true
@@ -154,6 +156,12 @@ tornado_name=${tornado_name:-Tornado}
       awk -v n="$idle_n" -v a="$base_kib" -v b="$held_kib" 'BEGIN {
         per = (b - a) * 1024 / n
         printf "idle: %d idle WebSocket connections to squall (no compression): VmRSS %d KiB -> %d KiB, %.0f bytes per connection (target <= 1024)\n", n, a, b, per }'
+      # after the burst: the connections closed, and past the trim (memory_trim_delay
+      # shortened to trim_delay s; the server trims after bursts of 256 or more)
+      kill "$load_pid" 2>/dev/null || true
+      wait "$load_pid" 2>/dev/null || true
+      rss_after_burst "$idle_pid"
+      echo "idle: RSS with the $idle_n held > once they closed > $trim_wait s later (memory_trim_delay $trim_delay s): $(mib "$held_kib") > $(mib "$CLOSED_KIB") > $(mib "$TRIMMED_KIB")"
     else
       echo "idle: the $idle_n connections did not open: $(tail -2 "$tmp/idle.err")"
     fi

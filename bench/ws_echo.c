@@ -5,7 +5,8 @@
  *
  * Every message on any path comes back as it came.  No compression unless --compress (the
  * idle-connection figure is measured without it).  Raises its file-descriptor limit for
- * 10,000 connections; no access log.  SIGTERM/SIGINT stop it.
+ * 10,000 connections; no access log.  SQ_BENCH_TRIM_DELAY in the environment sets the
+ * server's memory_trim_delay (ws_compare.sh shortens it).  SIGTERM/SIGINT stop it.
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -33,6 +34,8 @@ int main(int argc, char **argv)
         {NULL, NULL, NULL, NULL},
     };
     sq_app_settings settings = {.no_access_log = true};
+    const char *trim = getenv("SQ_BENCH_TRIM_DELAY"); /* memory_trim_delay (ws_compare.sh) */
+    if (trim && *trim) settings.http.memory_trim_delay = atof(trim);
     sq_loop *loop = sq_loop_default();
     sq_app *app = sq_app_new(routes, &settings);
     if (!app) return 1;
