@@ -142,11 +142,12 @@ struct sq_loop {
     size_t call_pool_top;
     /* where new call handles and 1 KiB blocks (wheel slot chunks, pool blocks) come from:
      * slabs the loop owns and frees with it (loop.c, slab_carve), each kind carved from slabs
-     * of its own */
+     * of its own; sq__loop_slabs_trim frees those whose every item is back in its pool */
     void *slabs;
     struct sq__carver {
         char *cur, *end;
         size_t next_size; /* of the next slab */
+        void *slab;       /* the one carved from now */
     } call_carver, block_carver;
     void *block_free; /* blocks given back, each linked through its first bytes */
     sq_future *future_free;
@@ -276,6 +277,10 @@ void sq__call_set_dispose(sq_call *c, sq_callback_fn dispose);
 /* Free the loop's pooled futures beyond `keep` (0: all, at sq_loop_free; the HTTP server's
  * trim after a burst keeps what its connections can use). */
 void sq__future_pool_trim(sq_loop *loop, size_t keep);
+/* Free the loop's slabs whose call handles or blocks are all back in their pools (after a
+ * burst of timers; the HTTP server's trim).  sq__loop_slab_bytes: what the slabs hold. */
+void sq__loop_slabs_trim(sq_loop *loop);
+size_t sq__loop_slab_bytes(const sq_loop *loop);
 
 /* Take the socket, its transport (TLS) and the bytes read but not consumed out of an idle
  * stream, which is then closed without closing the fd (sq_stream_free it).  -EBUSY while a

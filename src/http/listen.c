@@ -120,6 +120,7 @@ static void trim_now(sq_loop *loop, sq_timer *t)
         srv->trim_ns = 0;
         if (srv->on_trim) srv->on_trim(srv->on_trim_arg, nopen);
         sq__future_pool_trim(srv->loop, keep);
+        sq__loop_slabs_trim(srv->loop);
     }
     /* Unmapping a pooled stack or frame buffer takes tens of µs here, and a 10,000-request
      * burst leaves 1,024 stacks: at most TRIM_SLICE_NS of it a turn, connections served in

@@ -523,6 +523,16 @@ static inline struct sq__heap_ent *slot_ent(const struct sq__wheel_slot *w, uint
     return &w->chunks[i / SQ__SLOT_CHUNK][i % SQ__SLOT_CHUNK];
 }
 
+/* A slab's first SLAB_HEAD bytes: the next slab, the items carved from it, which carver's it
+ * is (SLAB_CALLS or SLAB_BLOCKS) and its size in KiB. */
+enum { SLAB_CALLS, SLAB_BLOCKS };
+struct slab_head {
+    void *next;
+    uint32_t carved;
+    uint16_t kind, kib;
+};
+_Static_assert(sizeof(struct slab_head) == SLAB_HEAD, "the slab head is SLAB_HEAD bytes");
+
 static void *slab_carve(sq_loop *loop, struct sq__carver *cv, size_t size);
 
 /* The loop's 1 KiB blocks: wheel slot chunks and call pool blocks.  One given back earlier,
@@ -986,14 +996,20 @@ static void *slab_carve(sq_loop *loop, struct sq__carver *cv, size_t size)
             slab = malloc(ssize);
         }
         if (!slab) return NULL;
-        *(void **)slab = loop->slabs;
+        struct slab_head *h = slab;
+        h->next = loop->slabs;
+        h->carved = 0;
+        h->kind = cv == &loop->call_carver ? SLAB_CALLS : SLAB_BLOCKS;
+        h->kib = (uint16_t)(ssize >> 10);
         loop->slabs = slab;
+        cv->slab = slab;
         cv->cur = (char *)slab + SLAB_HEAD;
         cv->end = (char *)slab + ssize;
         cv->next_size = ssize * 2;
     }
     void *p = cv->cur;
     cv->cur += size;
+    ((struct slab_head *)cv->slab)->carved++;
     return p;
 }
 
@@ -1071,6 +1087,159 @@ static sq_call *call_new(sq_loop *loop, sq_callback_fn fn, void *arg)
     c->fn = fn;
     c->dispose = NULL;
     return c;
+}
+
+/* --- giving slabs back after a burst ---------------------------------------------------- */
+
+/* A slab during the trim: its head, its items found free, whether it goes. */
+struct slab_ref {
+    struct slab_head *h;
+    uint32_t nfree;
+    bool gone;
+};
+
+static int slab_ref_cmp(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)((const struct slab_ref *)a)->h;
+    uintptr_t y = (uintptr_t)((const struct slab_ref *)b)->h;
+    return x < y ? -1 : x > y;
+}
+
+/* The slab an item was carved from: the last one starting at or below it (refs sorted). */
+static struct slab_ref *slab_of(struct slab_ref *refs, size_t n, const void *item)
+{
+    size_t lo = 0, hi = n;
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if ((uintptr_t)refs[mid].h <= (uintptr_t)item)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return &refs[lo];
+}
+
+/* Mark the slabs of `kind` whose every item was found free; true if any is. */
+static bool slabs_mark(struct slab_ref *refs, size_t n, unsigned kind)
+{
+    bool any = false;
+    for (size_t i = 0; i < n; i++)
+        if (refs[i].h->kind == kind && refs[i].nfree == refs[i].h->carved)
+            any = refs[i].gone = true;
+    return any;
+}
+
+/* Count the free blocks into their slabs. */
+static void blocks_count(sq_loop *loop, struct slab_ref *refs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (refs[i].h->kind == SLAB_BLOCKS) refs[i].nfree = 0;
+    for (void *b = loop->block_free; b; b = *(void **)b) slab_of(refs, n, b)->nfree++;
+}
+
+/* Order the free blocks: first those of slabs that stay whatever happens (some block of
+ * theirs is in use), then the others, so that what takes blocks next leaves those alone. */
+static void blocks_order(sq_loop *loop, struct slab_ref *refs, size_t n)
+{
+    void *lists[2] = {NULL, NULL}, **tails[2] = {&lists[0], &lists[1]};
+    for (void *b = loop->block_free, *next; b; b = next) {
+        next = *(void **)b;
+        struct slab_ref *r = slab_of(refs, n, b);
+        int k = r->nfree == r->h->carved; /* 1: the slab may go */
+        *tails[k] = b;
+        tails[k] = (void **)b;
+    }
+    *tails[1] = NULL;
+    *tails[0] = lists[1];
+    loop->block_free = lists[0];
+}
+
+/* After a burst the loop's slabs hold the handles and blocks of every timer it had at once
+ * (10,000 parked requests: 1.5 MB, where a handful are pending afterwards).  The slabs whose
+ * items are all back in their pools go to malloc again; the others stay whole.  Each pooled
+ * item is looked up once: the cost is that of the pool's length, which is why it waits for
+ * the HTTP server's trim rather than running as handles come back. */
+void sq__loop_slabs_trim(sq_loop *loop)
+{
+    /* the empty wheel slots give back the chunk each keeps for its next timer */
+    for (size_t k = 0; k < SQ__WHEEL_LEVELS * 64; k++) {
+        struct sq__wheel_slot *w = &loop->wheel[k];
+        if (w->len || !w->chunks) continue;
+        for (uint32_t c = 0; c < w->nchunks; c++) block_put(loop, w->chunks[c]);
+        free(w->chunks);
+        w->chunks = NULL;
+        w->chunks_cap = w->nchunks = 0;
+    }
+    size_t n = 0;
+    for (struct slab_head *h = loop->slabs; h; h = h->next) n++;
+    struct slab_ref *refs = n ? malloc(n * sizeof *refs) : NULL;
+    if (!refs) return;
+    n = 0;
+    for (struct slab_head *h = loop->slabs; h; h = h->next)
+        refs[n++] = (struct slab_ref){h, 0, false};
+    qsort(refs, n, sizeof *refs, slab_ref_cmp);
+    /* call handles: the slabs whose every handle is pooled go; the pool gives its blocks
+     * back and takes the handles that stay again, below */
+    size_t pooled = 0, nstay = 0;
+    for (struct sq__pool_block *b = loop->call_pool; b; b = b->under) {
+        size_t k = b == loop->call_pool ? loop->call_pool_top : POOL_BLOCK;
+        for (size_t i = 0; i < k; i++) slab_of(refs, n, b->h[i])->nfree++;
+        pooled += k;
+    }
+    sq_call **stay = NULL;
+    if (slabs_mark(refs, n, SLAB_CALLS)) {
+        stay = pooled ? malloc(pooled * sizeof *stay) : NULL;
+        if (!stay) {
+            free(refs);
+            return;
+        }
+        for (struct sq__pool_block *b = loop->call_pool, *under; b; b = under) {
+            size_t k = b == loop->call_pool ? loop->call_pool_top : POOL_BLOCK;
+            for (size_t i = 0; i < k; i++)
+                if (!slab_of(refs, n, b->h[i])->gone) stay[nstay++] = b->h[i];
+            under = b->under;
+            block_put(loop, b);
+        }
+        loop->call_pool = NULL;
+        loop->call_pool_top = 0;
+    }
+    blocks_count(loop, refs, n);
+    blocks_order(loop, refs, n);
+    for (size_t i = nstay; i-- > 0;) call_release(loop, stay[i]);
+    free(stay);
+    /* blocks: the slabs whose every block is free go */
+    blocks_count(loop, refs, n);
+    if (slabs_mark(refs, n, SLAB_BLOCKS)) {
+        void **tail = &loop->block_free;
+        for (void *b = loop->block_free, *next; b; b = next) {
+            next = *(void **)b;
+            if (!slab_of(refs, n, b)->gone) {
+                *tail = b;
+                tail = (void **)b;
+            }
+        }
+        *tail = NULL;
+    }
+    struct sq__carver *cvs[] = {&loop->call_carver, &loop->block_carver};
+    for (size_t k = 0; k < 2; k++)
+        if (cvs[k]->slab && slab_of(refs, n, cvs[k]->slab)->gone) *cvs[k] = (struct sq__carver){0};
+    for (struct slab_head **pp = (struct slab_head **)&loop->slabs; *pp;) {
+        struct slab_head *h = *pp;
+        if (slab_of(refs, n, h)->gone) {
+            *pp = h->next;
+            free(h);
+        } else {
+            pp = (struct slab_head **)&h->next;
+        }
+    }
+    free(refs);
+}
+
+size_t sq__loop_slab_bytes(const sq_loop *loop)
+{
+    size_t bytes = 0;
+    for (const struct slab_head *h = loop->slabs; h; h = h->next) bytes += (size_t)h->kib << 10;
+    return bytes;
 }
 
 void sq__call_set_dispose(sq_call *c, sq_callback_fn dispose)

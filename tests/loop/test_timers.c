@@ -171,6 +171,70 @@ static void test_mass_schedule_cancel(void **state)
     sq_loop_free(loop);
 }
 
+/* After a burst, sq__loop_slabs_trim gives the slabs whose handles and slot chunks are all
+ * free back to malloc; a call armed before the burst and one armed in its middle stay
+ * pending, their slabs with them, and fire when due; a second burst carves afresh. */
+void sq__loop_slabs_trim(sq_loop *loop);         /* src/internal.h */
+size_t sq__loop_slab_bytes(const sq_loop *loop); /* src/internal.h */
+
+static void flag_set(void *arg)
+{
+    *(int *)arg = 1;
+}
+
+static void test_slabs_trim(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    sq_call **calls = calloc(MASS_N, sizeof *calls);
+    mass.hits = calloc(MASS_N, 1);
+    assert_non_null(calls);
+    assert_non_null(mass.hits);
+    mass.loop = loop;
+    int flags[2] = {0, 0}; /* the call armed before the bursts, the one armed in the first */
+    assert_non_null(sq_call_later(loop, 1.0, flag_set, &flags[0]));
+    for (int round = 0; round < 2; round++) {
+        memset(mass.hits, 0, MASS_N);
+        mass.fired = 0;
+        mass.target = MASS_N;
+        for (size_t i = 0; i < MASS_N; i++) {
+            double delay = (double)(rng() % 30001) / 1e6; /* 0 .. 30 ms */
+            calls[i] = sq_call_later(loop, delay, mass_fire, (void *)(uintptr_t)i);
+            assert_non_null(calls[i]);
+        }
+        if (round == 0) { /* the middle handle, taken again at once, stays pending */
+            sq_call_cancel(calls[MASS_N / 2]);
+            mass.target--;
+            assert_ptr_equal(sq_call_later(loop, 1.0, flag_set, &flags[1]), calls[MASS_N / 2]);
+        }
+        sq_call *guard = sq_call_later(loop, 20.0, stop_loop, loop);
+        assert_int_equal(sq_loop_run(loop), 0);
+        sq_call_cancel(guard);
+        assert_int_equal(mass.fired, mass.target);
+        size_t before = sq__loop_slab_bytes(loop);
+        sq__loop_slabs_trim(loop);
+        size_t after = sq__loop_slab_bytes(loop);
+        /* 100,000 handles and their chunks: 10 MB; what stays is the slabs of the two pending
+         * calls, and of their slot's chunk and the pool of the free handles sharing them */
+        assert_true(before > (size_t)MASS_N * 64);
+        if (!flags[0] && !flags[1]) assert_true(after <= before / 2);
+        assert_true(after <= before);
+    }
+    /* the pending calls fire when due, from the slabs that stayed */
+    for (int i = 0; i < 100 && (!flags[0] || !flags[1]); i++) /* each waits for the next */
+        assert_int_equal(sq_loop_run_once(loop, true), 0);
+    assert_true(flags[0] && flags[1]);
+    /* nothing pending: every slab goes */
+    sq__loop_slabs_trim(loop);
+    assert_int_equal(sq__loop_slab_bytes(loop), 0);
+    /* and the loop carves again */
+    int again = 0;
+    assert_non_null(sq_call_later(loop, 0.001, flag_set, &again));
+    run_until_flag(loop, &again, 5.0);
+    free(mass.hits);
+    free(calls);
+    sq_loop_free(loop);
+}
+
 /* Handles and slot chunks come back to the loop and are taken again: 100,000 calls fire (the
  * pool of released handles fills, block after block), then 100,000 more are armed with those
  * handles, a scrambled third cancelled (slots emptied out of order, their chunks given back),
@@ -658,6 +722,7 @@ int main(void)
         cmocka_unit_test(test_equal_deadlines_fifo),
         cmocka_unit_test(test_mass_schedule_cancel),
         cmocka_unit_test(test_mass_reuse),
+        cmocka_unit_test(test_slabs_trim),
         cmocka_unit_test(test_heap_order_under_churn),
         cmocka_unit_test(test_wheel_model),
         cmocka_unit_test(test_timer_repeat_and_stop_inside),
