@@ -30,8 +30,6 @@ set -euo pipefail
 bench_init "BUILD_DIR [SECONDS] [ROUNDS]" "$@"
 secs=${2:-5}
 rounds=${3:-5}
-noise_max=${SQ_BENCH_NOISE_MAX:-10}
-max_tries=${SQ_BENCH_TRIES:-3}
 out_md=$results/floor.md
 if ! command -v wrk >/dev/null; then
   echo "(wrk missing: the floor comparison was skipped)" | tee "$out_md"
@@ -58,21 +56,16 @@ pairs=("ka floor / hello /" "pipe floor / hello / p" "plain hello / web /plainte
 
 declare -A US UU NOISE
 # run KEY SA PA SB PB PIPE ROUND: both servers loaded at once; CPU µs per request of each
-# into US[KEY.a.ROUND] and US[KEY.b.ROUND] (utime alone into UU), again while other
-# processes took more than noise_max % of a core.
+# into US[KEY.a.ROUND] and US[KEY.b.ROUND] (utime alone into UU); bench_quiet runs it
+# again while other processes took more than noise_max % of a core.
 run() {
-  local key=$1 sa=$2 pa=$3 sb=$4 pb=$5 pipe=$6 r=$7 try
+  local key=$1 sa=$2 pa=$3 sb=$4 pb=$5 pipe=$6 r=$7
   local pida=${sa}_pid porta=${sa}_port pidb=${sb}_pid portb=${sb}_port args=()
   [ "$pipe" = p ] && args=(-s "$here/pipeline.lua")
-  for try in $(seq "$max_tries"); do
-    bench_pair_wrk "${!pida}" "http://127.0.0.1:${!porta}$pa" \
-      "${!pidb}" "http://127.0.0.1:${!portb}$pb" $((1 - r % 2)) "$secs" "${args[@]}"
-    US[$key.a.$r]=$US_A UU[$key.a.$r]=$UU_A US[$key.b.$r]=$US_B UU[$key.b.$r]=$UU_B
-    NOISE[$key.$r]=$NOISE_PCT
-    [ "$NOISE_PCT" -gt "$noise_max" ] && [ "$try" -lt "$max_tries" ] || break
-    echo "round $r $key: other processes took $NOISE_PCT % of a core: again in 5 s" >&2
-    sleep 5
-  done
+  bench_pair_wrk "${!pida}" "http://127.0.0.1:${!porta}$pa" \
+    "${!pidb}" "http://127.0.0.1:${!portb}$pb" $((1 - r % 2)) "$secs" "${args[@]}"
+  US[$key.a.$r]=$US_A UU[$key.a.$r]=$UU_A US[$key.b.$r]=$US_B UU[$key.b.$r]=$UU_B
+  NOISE[$key.$r]=$NOISE_PCT
 }
 
 # warm-up: every server and path once, 1 s, not measured
@@ -88,7 +81,7 @@ for r in $(seq "$rounds"); do
   noise=""
   for spec in "${pairs[@]}"; do
     read -r key sa pa sb pb pipe <<< "$spec"
-    run "$key" "$sa" "$pa" "$sb" "$pb" "${pipe:--}" "$r"
+    bench_quiet "round $r $key" run "$key" "$sa" "$pa" "$sb" "$pb" "${pipe:--}" "$r"
     R[$key.$r]=$(ratio3 "${US[$key.b.$r]}" "${US[$key.a.$r]}")
     noise+="${noise:+/}${NOISE[$key.$r]}"
   done

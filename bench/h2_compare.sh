@@ -31,7 +31,6 @@ bench_init "BUILD_DIR [SECONDS] [ROUNDS] [N]" "$@"
 secs=${2:-5}
 rounds=${3:-3}
 n=${4:-1000}
-noise_max=${SQ_BENCH_NOISE_MAX:-10}
 # close the write end of a holder's fifo (fd 4) before killing the rest
 trap 'exec 4>&- 2>/dev/null || true; bench_cleanup' EXIT
 bench_fit_fds n 200 "lowering N to"
@@ -202,7 +201,7 @@ declare -A US RPS NOISE INFO PORTS PIDS
 # requests/s into RPS[KEY], CPU 0's other load in NOISE[KEY], what was negotiated in INFO[KEY].
 h2run() {
   local key=$1 pid=$2 mode=$3 port=$4 try out b0 b1 s0 s1 t0 t1 ok
-  for try in 1 2 3; do
+  for try in $(seq "$max_tries"); do
     s0=$(cpu_ticks "$pid") b0=$(cpu0_busy) t0=$(date +%s%N)
     out=$($pin_load h2load -c100 -m10 -t1 -D "$secs" "$(url "$mode" "$port")" 2>&1) || true
     s1=$(cpu_ticks "$pid") b1=$(cpu0_busy) t1=$(date +%s%N)
@@ -263,11 +262,12 @@ h2_load() {
 }
 # pair_rounds SERVER MODE KIND: ROUNDS pairs of squall and SERVER, each loaded by h2_load KIND;
 # the median of squall's CPU per request over SERVER's into PR, the pairs' ratios into PRR
+# (a pair during which other processes took more than noise_max % of a core runs again)
 pair_rounds() {
   local o=$1 m=$2 kind=$3 r rs=() fns
   fns=$(declare -f url h2_load)
   for r in $(seq "$rounds"); do
-    bench_pair "${PIDS[squall.$m]}" "${PIDS[$o.$m]}" $((1 - r % 2)) \
+    bench_quiet "$o $m $kind round $r" bench_pair "${PIDS[squall.$m]}" "${PIDS[$o.$m]}" $((1 - r % 2)) \
       $pin_load bash -c "$fns; secs=$secs n=$n; h2_load $kind $m ${PORTS[squall.$m]}" -- \
       $pin_load bash -c "$fns; secs=$secs n=$n; h2_load $kind $m ${PORTS[$o.$m]}"
     rs+=("$(ratio3 "$(cpu_us_per3 "$TICKS_A" "$(h2load_ok "$OUT_A")")" \

@@ -37,8 +37,6 @@ n=${4:-10000}
 # full handshakes per run: about SECONDS at the rate this machine makes them
 n_full=${SQ_BENCH_HANDSHAKES:-$((secs * 1500))}
 # a CPU measurement pair is repeated when other processes took more than this % of a core
-noise_max=${SQ_BENCH_NOISE_MAX:-10}
-max_tries=${SQ_BENCH_TRIES:-3}
 # close the write end of a holder's fifo (fd 4) before killing the rest
 trap 'exec 4>&- 2>/dev/null || true; bench_cleanup' EXIT
 bench_fit_fds n 200 "lowering N to"
@@ -163,13 +161,27 @@ tls_nginx=$(negotiated "$nginx_port")
 [ "$tls_squall" = "$tls_nginx" ] \
   || echo "note: the servers negotiate different parameters: squall $tls_squall, nginx $tls_nginx" >&2
 
+# measure TEST ROUND: nginx (cn) and squall (cs) loaded at once, each one's figures taken
+measure() {
+  local test=$1 r=$2
+  bench_pair "$nginx_worker" "$squall_pid" $((1 - r % 2)) "${cn[@]}" -- "${cs[@]}"
+  if [ "$test" = full ]; then
+    take_close "$test.nginx.$r" "$OUT_A" "$TICKS_A"
+    take_close "$test.squall.$r" "$OUT_B" "$TICKS_B"
+  else
+    take_wrk "$test.nginx.$r" "$OUT_A" "$TICKS_A"
+    take_wrk "$test.squall.$r" "$OUT_B" "$TICKS_B"
+  fi
+  NOISE[$test.$r]=$NOISE_PCT
+}
+
 declare -a R_KA R_WC R_FULL
 rows=""
 for r in $(seq "$rounds"); do
   for test in ka wc full; do
     # nginx and squall loaded at the same time (bench_pair; squall's load first in even
     # rounds); a run during which other processes took more than noise_max % of a core is
-    # run again (at most max_tries in all, 5 s apart); the last one counts
+    # run again (bench_quiet: at most max_tries in all, 5 s apart); the last one counts
     case $test in
       ka)
         cn=($pin_load wrk -t1 -c100 -d"${secs}s" "https://127.0.0.1:$nginx_port/")
@@ -181,24 +193,11 @@ for r in $(seq "$rounds"); do
         cn=($pin_load "$load" --tls close "$nginx_port" / "$n_full" 100)
         cs=($pin_load "$load" --tls close "$squall_port" /plaintext "$n_full" 100) ;;
     esac
-    for attempt in $(seq "$max_tries"); do
-      bench_pair "$nginx_worker" "$squall_pid" $((1 - r % 2)) "${cn[@]}" -- "${cs[@]}"
-      if [ "$test" = full ]; then
-        take_close "$test.nginx.$r" "$OUT_A" "$TICKS_A"
-        take_close "$test.squall.$r" "$OUT_B" "$TICKS_B"
-      else
-        take_wrk "$test.nginx.$r" "$OUT_A" "$TICKS_A"
-        take_wrk "$test.squall.$r" "$OUT_B" "$TICKS_B"
-      fi
-      NOISE[$test.$r]=$NOISE_PCT
-      [ "$NOISE_PCT" -gt "$noise_max" ] && [ "$attempt" -lt "$max_tries" ] || break
-      echo "round $r $test: other processes took $NOISE_PCT % of a core: again in 5 s" >&2
-      sleep 5
-    done
+    bench_quiet "round $r $test" measure "$test" "$r"
     s=${US[$test.squall.$r]} g=${US[$test.nginx.$r]}
     rt=$(ratio "$s" "$g")
     case $test in ka) R_KA+=("$rt") ;; wc) R_WC+=("$rt") ;; full) R_FULL+=("$rt") ;; esac
-    rows+="| $r | $test | $s | ${RPS[$test.squall.$r]} | $g | ${RPS[$test.nginx.$r]} | $rt | ${NOISE[$test.$r]}$(try_note "$attempt") | ${NOTE[$test.squall.$r]:-}${NOTE[$test.nginx.$r]:-} |"$'\n'
+    rows+="| $r | $test | $s | ${RPS[$test.squall.$r]} | $g | ${RPS[$test.nginx.$r]} | $rt | ${NOISE[$test.$r]}$(try_note "$TRIES") | ${NOTE[$test.squall.$r]:-}${NOTE[$test.nginx.$r]:-} |"$'\n'
   done
 done
 stop "$squall_pid"

@@ -25,12 +25,13 @@ bytes=$(curl -s "http://127.0.0.1:$port/page" | wc -c)
 $pin_load wrk -t1 -c100 -d1s "http://127.0.0.1:$port/page" > /dev/null
 $pin_load wrk -t1 -c100 -d1s "http://127.0.0.1:$port2/plaintext" > /dev/null
 # three pairs: /page on one server and /plaintext on the other, loaded at the same time
-# (lib.sh's bench_pair_wrk; /plaintext's load first in even rounds)
-page=() plain=() rpage=() rplain=() rs=()
+# (lib.sh's bench_pair_wrk; /plaintext's load first in even rounds; bench_quiet runs a pair
+# again while other processes took more than noise_max % of a core)
+page=() plain=() rpage=() rplain=() rs=() noise=()
 for r in 1 2 3; do
-  bench_pair_wrk "$pid" "http://127.0.0.1:$port/page" "$pid2" "http://127.0.0.1:$port2/plaintext" \
-    $((1 - r % 2)) "$secs"
-  page+=("$US_A") plain+=("$US_B") rpage+=("$RPS_A") rplain+=("$RPS_B")
+  bench_quiet "round $r" bench_pair_wrk "$pid" "http://127.0.0.1:$port/page" \
+    "$pid2" "http://127.0.0.1:$port2/plaintext" $((1 - r % 2)) "$secs"
+  page+=("$US_A") plain+=("$US_B") rpage+=("$RPS_A") rplain+=("$RPS_B") noise+=("$NOISE_PCT")
   rs+=("$(ratio3 "$US_A" "$US_B")")
 done
 r=$(median "${rs[@]}")
@@ -45,4 +46,6 @@ r=$(median "${rs[@]}")
   echo "| /page (sq_render, $bytes bytes) | $(median "${rpage[@]}") | $(median "${page[@]}") | $(IFS=/; echo "${page[*]}") |"
   echo
   echo "/page / /plaintext: $r (rounds $(IFS=/; echo "${rs[*]}"); target <= 1.5: $(verdict "$r" '<=' 1.5))"
+  echo
+  echo "noise: CPU other processes (and the hypervisor's steal) took during each pair, in % of one core: $(IFS=/; echo "${noise[*]}") (a pair above $noise_max % is run again, at most $max_tries tries)"
 } | tee "$results/page.md"

@@ -22,8 +22,6 @@ old=$1
 new=${2:?usage: bench/transport_compare.sh OLD_BUILD NEW_BUILD [SECONDS] [ROUNDS]}
 secs=${3:-10}
 rounds=${4:-5}
-noise_max=${SQ_BENCH_NOISE_MAX:-10}
-max_tries=${SQ_BENCH_TRIES:-3}
 out_md=$results/transport.md
 if ! command -v wrk >/dev/null; then
   echo "(wrk missing: the transport comparison was skipped)" | tee "$out_md"
@@ -48,29 +46,24 @@ wait_http "$old_port" / && wait_http "$new_port" / || { echo "examples/hello doe
 
 declare -A US RPS NOISE
 # pair TEST ROUND [wrk args]: both builds loaded at the same time (bench_pair_wrk; the new one's
-# wrk first in even rounds), again (at most max_tries tries, 5 s apart) while other
-# processes took more than noise_max % of a core; TRIES says how many it took.
+# wrk first in even rounds); bench_quiet runs it again while other processes took more than
+# noise_max % of a core, and TRIES says how many tries it took.
 pair() {
   local test=$1 r=$2
   shift 2
-  for TRIES in $(seq "$max_tries"); do
-    bench_pair_wrk "$old_pid" "http://127.0.0.1:$old_port/" "$new_pid" "http://127.0.0.1:$new_port/" \
-      $((1 - r % 2)) "$secs" "$@"
-    US[$test.old.$r]=$US_A RPS[$test.old.$r]=$RPS_A US[$test.new.$r]=$US_B RPS[$test.new.$r]=$RPS_B
-    NOISE[$test.$r]=$NOISE_PCT
-    [ "$NOISE_PCT" -gt "$noise_max" ] && [ "$TRIES" -lt "$max_tries" ] || break
-    echo "round $r $test: other processes took $NOISE_PCT % of a core: again in 5 s" >&2
-    sleep 5
-  done
+  bench_pair_wrk "$old_pid" "http://127.0.0.1:$old_port/" "$new_pid" "http://127.0.0.1:$new_port/" \
+    $((1 - r % 2)) "$secs" "$@"
+  US[$test.old.$r]=$US_A RPS[$test.old.$r]=$RPS_A US[$test.new.$r]=$US_B RPS[$test.new.$r]=$RPS_B
+  NOISE[$test.$r]=$NOISE_PCT
 }
 # not slower by more than 3 % (faster is fine)
 within() { awk -v v="$1" 'BEGIN {if (v == "n/a") print "n/a"; else if (v <= 1.03) print "met"; else print "MISSED"}'; }
 
 rows="" ka=() pipe=() ka_old=() ka_new=() pipe_old=() pipe_new=()
 for r in $(seq "$rounds"); do
-  pair ka "$r"
+  bench_quiet "round $r ka" pair ka "$r"
   ka_tries=$TRIES
-  pair pipe "$r" -s "$here/pipeline.lua"
+  bench_quiet "round $r pipe" pair pipe "$r" -s "$here/pipeline.lua"
   pipe_tries=$TRIES
   ka+=("$(ratio3 "${US[ka.new.$r]}" "${US[ka.old.$r]}")")
   pipe+=("$(ratio3 "${US[pipe.new.$r]}" "${US[pipe.old.$r]}")")
