@@ -29,6 +29,9 @@ if [ ! -x "$load" ] || [ ! -x "$echo_bin" ]; then
   exit 0
 fi
 
+# trips OUT N: field N of ws_load's "round_trips N seconds S rate R errors E" line in OUT
+trips() { echo "$1" | awk -v f="$2" '/^round_trips/ {print $f}'; }
+
 declare -A US RATE
 # row KEY NAME PID PORT: one load run; prints a table row.
 row() {
@@ -41,9 +44,7 @@ row() {
   before=$(cpu_ticks "$pid")
   out=$($pin_load "$load" -p "$port" -c "$conns" -s "$size" -d "$secs" 2>&1) || true
   after=$(cpu_ticks "$pid")
-  rt=$(echo "$out" | awk '/^round_trips/ {print $2}')
-  rate=$(echo "$out" | awk '/^round_trips/ {print $6}')
-  errs=$(echo "$out" | awk '/^round_trips/ {print $8}')
+  rt=$(trips "$out" 2) rate=$(trips "$out" 6) errs=$(trips "$out" 8)
   if [ -z "$rt" ]; then
     printf '| %s | - | - | - | load failed: %s |\n' "$name" "$(echo "$out" | tail -1)"
     return 0
@@ -115,10 +116,10 @@ tornado_name=${tornado_name:-Tornado}
     [ -n "$squall_pid" ] && [ -n "${!pidv}" ] || continue
     rs=()
     for r in 1 2 3; do
-      bench_pair "${!pidv}" "$squall_pid" $((1 - r % 2)) \
+      bench_quiet "squall and $peer, round $r" bench_pair "${!pidv}" "$squall_pid" $((1 - r % 2)) \
         $pin_load "$load" -p "${!portv}" -c "$conns" -s "$size" -d "$half" -- \
         $pin_load "$load" -p "$squall_port" -c "$conns" -s "$size" -d "$half"
-      a=$(echo "$OUT_A" | awk '/^round_trips/ {print $2}') b=$(echo "$OUT_B" | awk '/^round_trips/ {print $2}')
+      a=$(trips "$OUT_A" 2) b=$(trips "$OUT_B" 2)
       rs+=("$(ratio3 "$(cpu_us_per3 "$TICKS_B" "${b:-0}")" "$(cpu_us_per3 "$TICKS_A" "${a:-0}")")")
     done
     m=$(median "${rs[@]}")
