@@ -154,7 +154,8 @@ struct sq_http_request {
     double start_time; /**< loop time when the head was complete */
     /** the connection the request came on */
     sq_http_conn *conn;
-    /** the server that accepted it */
+    /** the server that accepted it; NULL once sq_http_server_free freed it while the
+     * handler was suspended (the handler runs on, on a closed connection) */
     sq_http_server *server;
     void *data; /**< for the layer above (squall/web.h) or the user */
 };

@@ -1259,6 +1259,11 @@ bool sq__h2_idle(const sq_http_conn *c)
     return !c->a->h2->nopen && !c->a->h2->ncoros && !sq__http_out_pending(c);
 }
 
+void sq__h2_forget_server(sq_http_conn *c)
+{
+    for (sq__h2_stream *st = c->a->h2->streams; st; st = st->next) st->r.pub.server = NULL;
+}
+
 void sq__h2_conn_closed(sq_http_conn *c)
 {
     sq__h2 *h2 = c->a->h2;

@@ -365,6 +365,8 @@ void sq__h2_io(sq_http_conn *c, unsigned events);
 void sq__h2_timeout(sq_http_conn *c, unsigned kind);
 void sq__h2_goaway(sq_http_conn *c);
 void sq__h2_conn_closed(sq_http_conn *c);
+/* sq_http_server_free: the connection's streams forget the server (req->server NULL). */
+void sq__h2_forget_server(sq_http_conn *c);
 bool sq__h2_busy(const sq_http_conn *c);
 bool sq__h2_idle(const sq_http_conn *c);
 void sq__h2_free(sq_http_conn *c);

@@ -138,7 +138,8 @@ ssize_t sq__inflate_whole(sq__http_req *r, const char *raw, ssize_t len, const c
     }
     st = start(r);
     if (!st) return reject(r, -ENOMEM, "out of memory");
-    size_t max = r->pub.server->s.max_body_size;
+    /* (a server freed while the handler waited for the body: the default limit) */
+    size_t max = r->pub.server ? r->pub.server->s.max_body_size : SQ_HTTP_DEFAULT_MAX_BODY_SIZE;
     st->z.next_in = (Bytef *)raw;
     st->z.avail_in = (uInt)len; /* max_body_size is below 4 GiB: the raw body fits */
     int e = (size_t)len > UINT32_MAX ? -E2BIG : run(st, max, false);

@@ -370,11 +370,16 @@ void sq_http_server_free(sq_http_server *srv)
     close_all(srv, false);
     upgraded_abort(srv);
     /* Connections whose handlers are still suspended live on until those return (and a
-     * parked one being closed by its list's timer, which frees it). */
+     * parked one being closed by its list's timer, which frees it); their requests forget
+     * the server too (req->server NULL), which their handlers may still read. */
     sq_http_conn *lists[] = {srv->conns, srv->idle.head, srv->fresh.head};
     for (int i = 0; i < 3; i++) {
         for (sq_http_conn *c = lists[i], *next; c; c = next) {
             next = c->next;
+            if (c->h2_mode && c->a && c->a->h2)
+                sq__h2_forget_server(c);
+            else if (c->a && c->a->req)
+                c->a->req->pub.server = NULL;
             c->srv = NULL;
             c->prev = c->next = NULL;
             c->parked = false;

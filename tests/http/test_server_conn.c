@@ -373,7 +373,8 @@ static void test_hello_example(void **state)
 /* --- freeing the server while a handler sleeps: the handler finishes harmlessly ------------- */
 
 typedef struct orphan_ctx {
-    int started, finished, write_err, closed_cbs;
+    int started, finished, write_err, closed_cbs, detach_err;
+    bool server_after; /* req->server once the server was freed */
 } orphan_ctx;
 
 static void orphan_gone(sq_http_request *req, void *arg)
@@ -387,6 +388,11 @@ static void orphan_handler(sq_http_request *req, void *arg)
     oc->started++;
     sq_http_on_connection_close(req, orphan_gone, oc);
     sq_sleep(0.2);
+    /* the server is gone: so is the request's pointer to it, and what used it fails cleanly
+     * (an upgrade, a read of the body) instead of reading freed memory */
+    oc->server_after = req->server != NULL;
+    sq_stream *s = NULL;
+    oc->detach_err = sq_http_detach_stream(req, &s);
     sq_http_write(req, "x", 1);
     oc->write_err = sq_http_flush(req);
     oc->finished++;
@@ -422,6 +428,8 @@ static void test_free_with_handler_running(void **state)
     while (!oc.finished && sq_test_now() - t0 < 10) sq_loop_run_once(loop, true);
     assert_int_equal(oc.finished, 1);
     assert_int_equal(oc.write_err, SQ_ECLOSED);
+    assert_false(oc.server_after);
+    assert_int_equal(oc.detach_err, SQ_ECLOSED);
     sq_loop_free(loop);
 }
 
