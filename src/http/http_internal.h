@@ -317,6 +317,8 @@ static inline size_t sq__http_open(const sq_http_server *srv)
  * nupgraded--): the peak, and the trim after a burst, armed when the count falls to a
  * quarter of the peak and disarmed when it rises above that again before the trim. */
 void sq__http_trim_arm(sq_http_server *srv);
+/* The trims of the heap (malloc_trim, on a thread of their own) finished so far (tests). */
+unsigned sq__http_heap_trims(void);
 static inline void sq__http_conn_counted(sq_http_server *srv)
 {
     size_t open = sq__http_open(srv);
