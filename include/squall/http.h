@@ -114,8 +114,8 @@ typedef struct sq_http_settings {
      * coroutine stacks it pooled beyond what the open connections can use (64 of each at
      * least; the stacks, which a thread's servers share, beyond what all their connections
      * can use), and gives the heap's free pages back to the system (glibc's malloc_trim,
-     * on a thread of its own), so a spike does not stay resident.  Connections coming back before
-     * then cancel it. 0: SQ_HTTP_DEFAULT_MEMORY_TRIM_DELAY; negative: never. */
+     * on a thread of its own), so a spike does not stay resident.  Connections coming back
+     * before then cancel it.  0: SQ_HTTP_DEFAULT_MEMORY_TRIM_DELAY; negative: never. */
     double memory_trim_delay;
 } sq_http_settings;
 

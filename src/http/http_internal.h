@@ -306,7 +306,7 @@ void sq__http_parked_init(sq_http_server *srv, sq__http_parked *l, double timeou
  * (sq__mono_ns time) the frame buffers' unmapping stops there: false while some are left. */
 bool sq__http_pools_trim(sq_http_server *srv, size_t keep, uint64_t until_ns);
 /* The trim after a burst (listen.c) counts open connections: nconns and the upgraded ones
- * (a WebSocket holds its handler's coroutine and buffers as long as it is open), per server
+ * (a WebSocket holds its buffers, and a coroutine while a message is handled), per server
  * for its peak, and per thread for the coroutine stacks the thread's servers share. */
 extern _Thread_local size_t sq__http_thread_open;
 static inline size_t sq__http_open(const sq_http_server *srv)
@@ -317,8 +317,6 @@ static inline size_t sq__http_open(const sq_http_server *srv)
  * nupgraded--): the peak, and the trim after a burst, armed when the count falls to a
  * quarter of the peak and disarmed when it rises above that again before the trim. */
 void sq__http_trim_arm(sq_http_server *srv);
-/* The trims of the heap (malloc_trim, on a thread of their own) finished so far (tests). */
-unsigned sq__http_heap_trims(void);
 static inline void sq__http_conn_counted(sq_http_server *srv)
 {
     size_t open = sq__http_open(srv);
@@ -335,6 +333,8 @@ static inline void sq__http_conn_uncounted(sq_http_server *srv)
         !sq_timer_active(&srv->trim_timer))
         sq__http_trim_arm(srv);
 }
+/* The trims of the heap (malloc_trim, on a thread of their own) finished so far (tests). */
+unsigned sq__http_heap_trims(void);
 /* Resolve the shutdown future once the last connection is gone. */
 void sq__http_shutdown_check(sq_http_server *srv);
 
