@@ -22,14 +22,7 @@ short=${2:-2}
 long=${3:-6}
 out_md=$results/fetch_callgrind.md
 
-if ! command -v valgrind >/dev/null || ! command -v callgrind_annotate >/dev/null; then
-  echo "(valgrind missing: the client's instruction counts were skipped)" | tee "$out_md"
-  exit 0
-fi
-if ! command -v nginx >/dev/null; then
-  echo "(nginx missing: the client's instruction counts were skipped)" | tee "$out_md"
-  exit 0
-fi
+bench_require "$out_md" "the client's instruction counts" valgrind callgrind_annotate nginx
 for p in fetch_curl fetch_load; do
   [ -x "$build/bench/$p" ] || { echo "$build/bench/$p not built" >&2; exit 1; }
 done

@@ -31,10 +31,7 @@ bench_init "BUILD_DIR [SECONDS] [ROUNDS]" "$@"
 secs=${2:-5}
 rounds=${3:-5}
 out_md=$results/floor.md
-if ! command -v wrk >/dev/null; then
-  echo "(wrk missing: the floor comparison was skipped)" | tee "$out_md"
-  exit 0
-fi
+bench_require "$out_md" "the floor comparison" wrk
 for p in bench/floor_http examples/hello bench/web_bench; do
   [ -x "$build/$p" ] || { echo "$build/$p not built" >&2; exit 1; }
 done

@@ -36,12 +36,7 @@ trap 'exec 4>&- 2>/dev/null || true; bench_cleanup' EXIT
 bench_fit_fds n 200 "lowering N to"
 out_md=$results/h2.md
 
-for tool in h2load nginx openssl curl; do
-  if ! command -v "$tool" >/dev/null; then
-    echo "($tool missing: the HTTP/2 comparison was skipped)" | tee "$out_md"
-    exit 0
-  fi
-done
+bench_require "$out_md" "the HTTP/2 comparison" h2load nginx openssl curl
 if ! "$python" -c 'import h2' 2>/dev/null; then
   echo "(python3-h2 missing: the HTTP/2 comparison was skipped)" | tee "$out_md"
   exit 0

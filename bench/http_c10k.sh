@@ -11,10 +11,7 @@ bench_init "BUILD_DIR [SECONDS] [CONNECTIONS]" "$@"
 secs=${2:-10}
 conns=${3:-10000}
 bench_fit_fds conns 100
-if ! command -v wrk >/dev/null; then
-  echo "(wrk missing: C10K skipped)" | tee "$results/c10k.md"
-  exit 0
-fi
+bench_require "$results/c10k.md" C10K wrk
 
 declare -A ERRS
 # run KEY NAME PORT: one wrk run, a table row.

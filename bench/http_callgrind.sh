@@ -16,10 +16,7 @@ n=${2:-20000}
 load=$build/bench/http_load
 conns=50
 
-if ! command -v valgrind >/dev/null || ! command -v callgrind_control >/dev/null; then
-  echo "(valgrind missing: instruction counts skipped)" | tee "$results/callgrind.md"
-  exit 0
-fi
+bench_require "$results/callgrind.md" "instruction counts" valgrind callgrind_control
 
 declare -A IR
 # measure KEY PREPARE PATH CMD...: start CMD under callgrind, count N requests; sets IR[KEY]

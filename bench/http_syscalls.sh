@@ -15,10 +15,7 @@ n=${2:-20000}
 load=$build/bench/http_load
 conns=50
 
-if ! command -v strace >/dev/null; then
-  echo "(strace missing: syscall counts skipped)" | tee "$results/syscalls.md"
-  exit 0
-fi
+bench_require "$results/syscalls.md" "syscall counts" strace
 # strace -p needs ptrace rights over the server: fine for our own children unless
 # kernel.yama.ptrace_scope is 2 or more (then only root may attach).
 if [ "$(cat /proc/sys/kernel/yama/ptrace_scope 2>/dev/null || echo 0)" -ge 2 ] && [ "$(id -u)" -ne 0 ]; then

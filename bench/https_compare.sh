@@ -43,12 +43,7 @@ bench_fit_fds n 200 "lowering N to"
 load=$build/bench/http_load
 out_md=$results/https.md
 
-for tool in wrk nginx openssl curl; do
-  if ! command -v "$tool" >/dev/null; then
-    echo "($tool missing: the HTTPS comparison was skipped)" | tee "$out_md"
-    exit 0
-  fi
-done
+bench_require "$out_md" "the HTTPS comparison" wrk nginx openssl curl
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
   -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \

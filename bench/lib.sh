@@ -103,6 +103,19 @@ other_load() {
     if (v < 0) v = 0; printf "%.0f", v}'
 }
 
+# bench_require OUT_MD WHAT TOOL...: if a TOOL is not installed, says "(TOOL missing: WHAT
+# skipped)" into OUT_MD (and on stdout) and exits 0: the script's figures are left out.
+bench_require() {
+  local md=$1 what=$2 tool
+  shift 2
+  for tool in "$@"; do
+    if ! command -v "$tool" > /dev/null; then
+      echo "($tool missing: $what skipped)" | tee "$md"
+      exit 0
+    fi
+  done
+}
+
 # A measurement during which other processes took more than noise_max % of a core is run
 # again, max_tries times at most (bench_quiet).
 noise_max=${SQ_BENCH_NOISE_MAX:-10}

@@ -17,10 +17,7 @@ set -euo pipefail
 bench_init "BUILD_DIR [N]" "$@"
 n=${2:-300}
 out_md=$results/page_touch.md
-if ! command -v valgrind >/dev/null; then
-  echo "(valgrind missing: page counts skipped)" | tee "$out_md"
-  exit 0
-fi
+bench_require "$out_md" "page counts" valgrind
 for p in bench/floor_http examples/hello bench/web_bench bench/http_load; do
   [ -x "$build/$p" ] || { echo "$build/$p not built" >&2; exit 1; }
 done

@@ -23,10 +23,7 @@ new=${2:?usage: bench/transport_compare.sh OLD_BUILD NEW_BUILD [SECONDS] [ROUNDS
 secs=${3:-10}
 rounds=${4:-5}
 out_md=$results/transport.md
-if ! command -v wrk >/dev/null; then
-  echo "(wrk missing: the transport comparison was skipped)" | tee "$out_md"
-  exit 0
-fi
+bench_require "$out_md" "the transport comparison" wrk
 describe() { # describe BUILD_DIR: the commit its source tree is at
   local srcdir
   srcdir=$(awk -F= '/^CMAKE_HOME_DIRECTORY:/ {print $2}' "$1/CMakeCache.txt" 2>/dev/null)
