@@ -287,7 +287,9 @@ static void *burst_task(void *arg)
     assert_int_equal(srv->trims, 0);
     burst_release = true;
     sq_gather(fs, BURST_WS, NULL, NULL);
-    for (int i = 0; i < 300 && g_log.closes < BURST_WS; i++) sq_sleep(0.01);
+    /* (a closed WebSocket leaves the server's count when its memory goes, after on_close) */
+    for (int i = 0; i < 500 && (g_log.closes < BURST_WS || sq__http_open(srv) > 0); i++)
+        sq_sleep(0.01);
     assert_int_equal(g_log.closes, BURST_WS);
     assert_int_equal(sq__http_open(srv), 0);
     for (int i = 0; i < 500 && srv->trims == 0; i++) sq_sleep(0.01);
