@@ -145,6 +145,8 @@ unsigned sq__http_heap_trims(void)
     return atomic_load_explicit(&heap_trims, memory_order_acquire);
 }
 #else
+static void heap_trim(void) {} /* no malloc_trim outside glibc */
+
 unsigned sq__http_heap_trims(void)
 {
     return 0;
@@ -180,9 +182,7 @@ static void trim_now(sq_loop *loop, sq_timer *t)
         sq_timer_start(t, 0, 0);
         return;
     }
-#ifdef __GLIBC__
     heap_trim();
-#endif
     srv->trim_ns += sq__mono_ns() - t0;
     sq_log(SQ_LOG_DEBUG,
            "http: %zu connections open, down from %zu: memory trimmed in %.1f ms of the loop's "

@@ -1119,6 +1119,12 @@ static struct slab_ref *slab_of(struct slab_ref *refs, size_t n, const void *ite
     return &refs[lo];
 }
 
+/* The handles a block of the call pool holds: call_pool_top in the top one, full below. */
+static size_t pool_block_len(const sq_loop *loop, const struct sq__pool_block *b)
+{
+    return b == loop->call_pool ? loop->call_pool_top : POOL_BLOCK;
+}
+
 /* Mark the slabs of `kind` whose every item was found free; true if any is. */
 static bool slabs_mark(struct slab_ref *refs, size_t n, unsigned kind)
 {
@@ -1182,7 +1188,7 @@ void sq__loop_slabs_trim(sq_loop *loop)
      * back and takes the handles that stay again, below */
     size_t pooled = 0, nstay = 0;
     for (struct sq__pool_block *b = loop->call_pool; b; b = b->under) {
-        size_t k = b == loop->call_pool ? loop->call_pool_top : POOL_BLOCK;
+        size_t k = pool_block_len(loop, b);
         for (size_t i = 0; i < k; i++) slab_of(refs, n, b->h[i])->nfree++;
         pooled += k;
     }
@@ -1194,7 +1200,7 @@ void sq__loop_slabs_trim(sq_loop *loop)
             return;
         }
         for (struct sq__pool_block *b = loop->call_pool, *under; b; b = under) {
-            size_t k = b == loop->call_pool ? loop->call_pool_top : POOL_BLOCK;
+            size_t k = pool_block_len(loop, b);
             for (size_t i = 0; i < k; i++)
                 if (!slab_of(refs, n, b->h[i])->gone) stay[nstay++] = b->h[i];
             under = b->under;
