@@ -109,35 +109,57 @@ size_t sq_http_server_connections(const sq_http_server *srv)
 #ifdef __GLIBC__
 /* malloc_trim walks the heap's free chunks and madvises their pages away: 10-15 ms after a
  * burst of thousands of connections, too long to hold the loop for.  It runs on a thread of
- * its own (all signals blocked there), and the loop serves on meanwhile: a keep-alive
- * request allocates nothing, and a new connection's malloc waits at most for the arena the
- * trim holds at that moment.  Inline if the thread cannot be made. */
-static atomic_uint heap_trims; /* finished, for the tests */
+ * its own (all signals blocked there), and the loop serves on meanwhile.  The trim holds
+ * each arena's lock while it walks that arena (here the main one, where the burst's memory
+ * lived), so a malloc or free of the loop's that the thread cache cannot serve (a new
+ * connection's) waits for it, once per burst; a keep-alive request allocates nothing.  One
+ * such thread at a time: a trim asked for while one runs is left to that one.  Inline if
+ * the thread cannot be made. */
+static atomic_uint heap_trims;    /* finished, for the tests */
+static atomic_bool heap_trimming; /* a trim thread runs */
 
 static void *heap_trim_main(void *arg)
 {
     (void)arg;
     malloc_trim(0);
     atomic_fetch_add_explicit(&heap_trims, 1, memory_order_release);
+    atomic_store_explicit(&heap_trimming, false, memory_order_release);
     return NULL;
 }
 
-static void heap_trim(void)
+/* A detached thread with all signals blocked; a small stack unless that cannot be had (the
+ * platform's minimum is larger, or a large static TLS leaves no room in 64 KiB). */
+static int trim_thread(bool small_stack)
 {
     pthread_attr_t at;
-    pthread_t th;
-    sigset_t all, old;
     int e = pthread_attr_init(&at);
-    if (e == 0) {
-        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-        pthread_attr_setstacksize(&at, 64 * 1024);
+    if (e) return e;
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    if (small_stack) e = pthread_attr_setstacksize(&at, 64 * 1024);
+    if (!e) {
+        pthread_t th;
+        sigset_t all, old;
         sigfillset(&all);
         pthread_sigmask(SIG_BLOCK, &all, &old);
         e = pthread_create(&th, &at, heap_trim_main, NULL);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
-        pthread_attr_destroy(&at);
     }
-    if (e != 0) heap_trim_main(NULL);
+    pthread_attr_destroy(&at);
+    return e;
+}
+
+static void heap_trim(void)
+{
+    if (atomic_exchange_explicit(&heap_trimming, true, memory_order_acq_rel)) return;
+    int e = trim_thread(true);
+    if (e) e = trim_thread(false);
+    if (e) {
+        static atomic_bool said;
+        if (!atomic_exchange(&said, true))
+            sq_log(SQ_LOG_WARNING, "http: no thread for the heap trim (%s): it runs on the loop",
+                   strerror(e));
+        heap_trim_main(NULL);
+    }
 }
 
 unsigned sq__http_heap_trims(void)

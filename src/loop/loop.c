@@ -536,7 +536,8 @@ _Static_assert(sizeof(struct slab_head) == SLAB_HEAD, "the slab head is SLAB_HEA
 static void *slab_carve(sq_loop *loop, struct sq__carver *cv, size_t size);
 
 /* The loop's 1 KiB blocks: wheel slot chunks and call pool blocks.  One given back earlier,
- * else a new one; given back, a block stays the loop's until it is freed. */
+ * else a new one; given back, a block stays the loop's until a trim (sq__loop_slabs_trim)
+ * frees its slab or the loop is freed. */
 #define BLOCK_SIZE (SQ__SLOT_CHUNK * sizeof(struct sq__heap_ent))
 
 static void *block_get(sq_loop *loop)
@@ -974,7 +975,9 @@ static void timers_free(sq_loop *loop)
 /* --- one-shot calls (Tornado's call_later) ---------------------------------------------- */
 
 /* Call handles (and the loop's 1 KiB blocks) are carved from slabs that the loop owns and
- * frees with it; a handle is never freed on its own (a released one goes to the pool).  The
+ * frees with it, or earlier when a trim finds every item of a slab free
+ * (sq__loop_slabs_trim); a handle is never freed on its own (a released one goes to the
+ * pool).  The
  * slabs double from 1 KiB to 2 MiB; from there each is 2 MiB on a 2 MiB boundary and asks for
  * a transparent huge page, so that a loop with a million pending calls faults its 72 MB of
  * handles in 36 times rather than 18,000 (in a virtual machine each fault is an exit to the
@@ -1041,7 +1044,9 @@ static void call_release(sq_loop *loop, sq_call *c)
 {
     if (!loop->call_pool || loop->call_pool_top == POOL_BLOCK) {
         struct sq__pool_block *b = block_get(loop);
-        if (!b) return; /* the handle stays unused in its slab until the loop is freed */
+        if (!b)
+            return; /* the handle stays unused in its slab until the loop is freed (it
+                       also keeps that slab from being trimmed) */
         b->under = loop->call_pool;
         loop->call_pool = b;
         loop->call_pool_top = 0;
