@@ -281,6 +281,8 @@ void sq__future_pool_trim(sq_loop *loop, size_t keep);
  * burst of timers; the HTTP server's trim).  sq__loop_slab_bytes: what the slabs hold. */
 void sq__loop_slabs_trim(sq_loop *loop);
 size_t sq__loop_slab_bytes(const sq_loop *loop);
+/* Room in the heap, the due run and its sorting space, in entries (for the tests). */
+size_t sq__loop_ents_cap(const sq_loop *loop);
 
 /* Take the socket, its transport (TLS) and the bytes read but not consumed out of an idle
  * stream, which is then closed without closing the fd (sq_stream_free it).  -EBUSY while a

@@ -1165,21 +1165,50 @@ static void blocks_order(sq_loop *loop, struct slab_ref *refs, size_t n)
     loop->block_free = lists[0];
 }
 
+/* An entry array cut to `len` entries (64 at least) when it has room for more than twice
+ * that; kept as it is if realloc fails. */
+static void ents_shrink(struct sq__heap_ent **ents, size_t *cap, size_t len)
+{
+    size_t want = len > 64 ? len : 64;
+    if (*cap <= 2 * want) return;
+    struct sq__heap_ent *n = realloc(*ents, want * sizeof *n);
+    if (!n) return;
+    *ents = n;
+    *cap = want;
+}
+
 /* After a burst the loop's slabs hold the handles and blocks of every timer it had at once
  * (10,000 parked requests: 1.5 MB, where a handful are pending afterwards).  The slabs whose
  * items are all back in their pools go to malloc again; the others stay whole.  Each pooled
  * item is looked up once: the cost is that of the pool's length, which is why it waits for
- * the HTTP server's trim rather than running as handles come back. */
+ * the HTTP server's trim rather than running as handles come back.  The heap and the due
+ * run (one tick's timers: 1.6 MB each for 100,000 in one tick) shrink to what they hold;
+ * both are read afresh after each timer's callback, which may be the one trimming. */
 void sq__loop_slabs_trim(sq_loop *loop)
 {
-    /* the empty wheel slots give back the chunk each keeps for its next timer */
+    ents_shrink(&loop->heap, &loop->heap_cap, loop->heap_len);
+    ents_shrink(&loop->due, &loop->due_cap, loop->due_len);
+    ents_shrink(&loop->due_tmp, &loop->due_tmp_cap, 0);
+    /* the empty wheel slots give back the chunk each keeps for its next timer, the others
+     * the chunks past their last entry (cancelled timers leave a slot's entries packed at
+     * its start: 100,000 cancelled around one that stays would keep 1.6 MB of chunks) */
     for (size_t k = 0; k < SQ__WHEEL_LEVELS * 64; k++) {
         struct sq__wheel_slot *w = &loop->wheel[k];
-        if (w->len || !w->chunks) continue;
-        for (uint32_t c = 0; c < w->nchunks; c++) block_put(loop, w->chunks[c]);
-        free(w->chunks);
-        w->chunks = NULL;
-        w->chunks_cap = w->nchunks = 0;
+        if (!w->chunks) continue;
+        uint32_t need = (w->len + SQ__SLOT_CHUNK - 1) / SQ__SLOT_CHUNK;
+        for (uint32_t c = need; c < w->nchunks; c++) block_put(loop, w->chunks[c]);
+        w->nchunks = need;
+        if (!need) {
+            free(w->chunks);
+            w->chunks = NULL;
+            w->chunks_cap = 0;
+        } else if (w->chunks_cap > 2 * need && w->chunks_cap > 4) {
+            struct sq__heap_ent **smaller = realloc(w->chunks, need * sizeof *smaller);
+            if (smaller) {
+                w->chunks = smaller;
+                w->chunks_cap = need;
+            }
+        }
     }
     size_t n = 0;
     for (struct slab_head *h = loop->slabs; h; h = h->next) n++;
@@ -1244,6 +1273,11 @@ void sq__loop_slabs_trim(sq_loop *loop)
         }
     }
     free(refs);
+}
+
+size_t sq__loop_ents_cap(const sq_loop *loop)
+{
+    return loop->heap_cap + loop->due_cap + loop->due_tmp_cap;
 }
 
 size_t sq__loop_slab_bytes(const sq_loop *loop)

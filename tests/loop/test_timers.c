@@ -176,6 +176,7 @@ static void test_mass_schedule_cancel(void **state)
  * pending, their slabs with them, and fire when due; a second burst carves afresh. */
 void sq__loop_slabs_trim(sq_loop *loop);         /* src/internal.h */
 size_t sq__loop_slab_bytes(const sq_loop *loop); /* src/internal.h */
+size_t sq__loop_ents_cap(const sq_loop *loop);   /* src/internal.h */
 
 static void flag_set(void *arg)
 {
@@ -218,6 +219,10 @@ static void test_slabs_trim(void **state)
         assert_true(before > (size_t)MASS_N * 64);
         if (!flags[0] && !flags[1]) assert_true(after <= before / 2);
         assert_true(after <= before);
+        /* the due run and its sorting space held a tick's 3,000-odd timers (4,096 entries
+         * each): cut to 64 each, as the heap (timers reached but not yet due); room for up to
+         * 128 stays as it is */
+        assert_true(sq__loop_ents_cap(loop) <= 3 * 128);
     }
     /* the pending calls fire when due, from the slabs that stayed */
     for (int i = 0; i < 100 && (!flags[0] || !flags[1]); i++) /* each waits for the next */
@@ -231,6 +236,33 @@ static void test_slabs_trim(void **state)
     assert_non_null(sq_call_later(loop, 0.001, flag_set, &again));
     run_until_flag(loop, &again, 5.0);
     free(mass.hits);
+    free(calls);
+    sq_loop_free(loop);
+}
+
+/* A wheel slot emptied by cancels but for one timer gives back its chunks past that timer's
+ * entry: 100,000 calls armed for the same slot after one that stays, all cancelled, then
+ * the trim leaves a few KiB of slabs (1.6 MB of the slot's chunks stayed before), and the
+ * one that stayed fires. */
+static void test_slabs_trim_cancelled(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    sq_call **calls = calloc(MASS_N, sizeof *calls);
+    assert_non_null(calls);
+    int flag = 0;
+    assert_non_null(sq_call_later(loop, 0.3, flag_set, &flag));
+    for (size_t i = 0; i < MASS_N; i++) {
+        calls[i] = sq_call_later(loop, 0.3, flag_set, &flag);
+        assert_non_null(calls[i]);
+    }
+    size_t armed = sq__loop_slab_bytes(loop);
+    for (size_t i = 0; i < MASS_N; i++) sq_call_cancel(calls[MASS_N - 1 - i]);
+    sq__loop_slabs_trim(loop);
+    size_t after = sq__loop_slab_bytes(loop);
+    assert_true(armed > (size_t)MASS_N * 64);
+    assert_true(after <= 64 * 1024);
+    run_until_flag(loop, &flag, 5.0);
+    assert_int_equal(flag, 1);
     free(calls);
     sq_loop_free(loop);
 }
@@ -723,6 +755,7 @@ int main(void)
         cmocka_unit_test(test_mass_schedule_cancel),
         cmocka_unit_test(test_mass_reuse),
         cmocka_unit_test(test_slabs_trim),
+        cmocka_unit_test(test_slabs_trim_cancelled),
         cmocka_unit_test(test_heap_order_under_churn),
         cmocka_unit_test(test_wheel_model),
         cmocka_unit_test(test_timer_repeat_and_stop_inside),
