@@ -78,6 +78,7 @@ struct sq__h2_stream {
     bool end_sent;      /* the response's last frame (END_STREAM) went out */
     bool rst_after_end; /* then reset the stream: its request body is not wanted */
     bool done;        /* stream_complete ran (the response is over for us) */
+    bool holding;     /* inside its on_close callback: not freed under it */
     int in_error;
     sq__buf hb; /* the header block: name\0value\0 pairs, pseudo-headers first */
     uint32_t *hoff; /* offsets in hb of each regular header's name (its value follows) */
@@ -161,7 +162,7 @@ static void stream_unlink_free(sq__h2_stream *st)
 /* Free the stream once nghttp2 is done with it and its handler has returned. */
 static void stream_maybe_free(sq__h2_stream *st)
 {
-    if (st->open || st->coro || (st->started && !st->done)) return;
+    if (st->holding || st->open || st->coro || (st->started && !st->done)) return;
     sq_http_conn *c = st->h2->c;
     stream_unlink_free(st);
     /* the last stream of a closed connection: the connection can go */
@@ -684,6 +685,7 @@ ssize_t sq__h2_read_body(sq__http_req *r, const char **data)
         return 0;
     }
     if (r->streaming) return -EINVAL;
+    if (!srv) return stream_error(st); /* the server was freed (its connections closed) */
     if (r->pub.content_length > (int64_t)srv->s.max_body_size) return body_fail(st, -E2BIG);
     r->want_whole = true;
     consume(st, st->unconsumed); /* the whole body is wanted: open the window for it */
@@ -892,12 +894,14 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
 static void stream_gone(sq__h2_stream *st)
 {
     sq__http_req *r = &st->r;
+    wake(st);
     if (st->started && !(r->rflags & RESP_FINISHED) && r->on_close) {
         void (*cb)(sq_http_request *, void *) = r->on_close;
         r->on_close = NULL;
+        st->holding = true; /* the callback may finish a detached request: freed by our caller */
         cb(&r->pub, r->on_close_arg);
+        st->holding = false;
     }
-    wake(st);
 }
 
 static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *user)
@@ -1271,15 +1275,22 @@ void sq__h2_conn_closed(sq_http_conn *c)
         sq_call_cancel(h2->send_call);
         h2->send_call = NULL;
     }
-    /* every stream is over: handlers waiting for the body or the window wake to an error */
-    for (sq__h2_stream *st = h2->streams, *next; st; st = next) {
-        next = st->next;
-        if (st->open) {
-            st->open = false;
-            h2->nopen--;
-            stream_gone(st);
+    /* every stream is over: handlers waiting for the body or the window wake to an error.
+     * An on_close callback may finish (and so free) any detached stream, so the walk starts
+     * over after each; nor may it free the connection under us (the caller releases it). */
+    bool was = c->in_io;
+    c->in_io = true;
+    for (sq__h2_stream *st = h2->streams; st;) {
+        if (!st->open) {
+            st = st->next;
+            continue;
         }
+        st->open = false;
+        h2->nopen--;
+        stream_gone(st);
+        st = h2->streams;
     }
+    c->in_io = was;
     for (sq__h2_stream *st = h2->streams, *next; st; st = next) {
         next = st->next;
         if (!st->coro && (!st->started || st->done)) stream_unlink_free(st);

@@ -6,7 +6,7 @@
  *
  * Environment: H2SRV_WRITE_TIMEOUT, H2SRV_BODY_TIMEOUT (s), H2SRV_MAX_BODY (bytes),
  * H2SRV_MAX_STREAMS (http2_max_concurrent_streams), H2SRV_TRIM_DELAY (memory_trim_delay, s);
- * unset: the server's defaults.
+ * unset: the server's defaults.  H2SRV_SHUTDOWN: the shutdown's deadline (s, 5 unset).
  * H2SRV_DEBUG set: squall logs at debug level (why each connection was closed).
  *
  * Routes (both ports, one handler):
@@ -16,7 +16,12 @@
  *   /conns        "conns=<sq_http_server_connections> conn=<req->conn> version=<major>"
  *   /sleep        sleeps 1 s (sq_sleep: only this stream waits), then "slept"
  *   /echo         reads the whole body (sq_http_read_body) and sends it back
- *   /stats        handlers running now (this one included) and finished, /big outcomes
+ *   /stats        handlers running now (this one included) and finished, /big outcomes, and
+ *                 how many detached requests the client's leaving finished
+ *   /detach?n=BYTES[&all=1]  writes n bytes (unflushed), detaches; finished by its
+ *                 sq_http_on_connection_close callback when the client goes (with all=1,
+ *                 that callback finishes every detached request there is), else 30 s later
+ *   /sleepread    sleeps 8 s, then reads the body (sq_http_read_body): what it gets is logged
  *   anything else 404
  *
  * SIGTERM/SIGINT: graceful shutdown of both servers (5 s for the requests in flight),
@@ -84,6 +89,71 @@ static void big(sq_http_request *req)
     big_ok++;
 }
 
+/* /detach: requests finished later, by their on_close callback or a timer */
+typedef struct held {
+    sq_http_request *req;
+    sq_timer timer;
+    bool all; /* its on_close finishes every held request */
+    struct held *prev, *next;
+} held;
+static held *helds;
+static long detach_closed;
+
+static void held_finish(held *h)
+{
+    if (h->prev)
+        h->prev->next = h->next;
+    else
+        helds = h->next;
+    if (h->next) h->next->prev = h->prev;
+    sq_timer_stop(&h->timer);
+    sq_http_request *req = h->req;
+    free(h);
+    sq_http_finish(req);
+}
+
+static void held_close(sq_http_request *req, void *arg)
+{
+    (void)req;
+    held *h = arg;
+    detach_closed++;
+    if (h->all)
+        while (helds) held_finish(helds);
+    else
+        held_finish(h);
+}
+
+static void held_timeout(sq_loop *loop, sq_timer *t)
+{
+    (void)loop;
+    held_finish(t->data);
+}
+
+static void detach(sq_http_request *req)
+{
+    static char junk[1 << 20];
+    size_t n = 0;
+    const char *q = memmem(req->query.ptr, req->query.len, "n=", 2);
+    if (q) n = strtoull(q + 2, NULL, 10);
+    if (n > sizeof junk) n = sizeof junk;
+    held *h = calloc(1, sizeof *h);
+    if (!h) {
+        text(req, 503, "no memory\n");
+        return;
+    }
+    h->req = req;
+    h->all = memmem(req->query.ptr, req->query.len, "all=1", 5) != NULL;
+    h->next = helds;
+    if (helds) helds->prev = h;
+    helds = h;
+    sq_timer_init(sq_loop_current(), &h->timer, held_timeout, h);
+    sq_timer_start(&h->timer, 30.0, 0);
+    memset(junk, 'x', n);
+    sq_http_write(req, junk, n);
+    sq_http_on_connection_close(req, held_close, h);
+    sq_http_detach(req);
+}
+
 static void handler(sq_http_request *req, void *arg)
 {
     char buf[256];
@@ -107,9 +177,19 @@ static void handler(sq_http_request *req, void *arg)
         } else if (n != -E2BIG) {
             fprintf(stderr, "h2srv: /echo: %s\n", sq_strerror((int)n));
         }
+    } else if (path_is(req, "/detach")) {
+        detach(req);
+    } else if (path_is(req, "/sleepread")) {
+        int e = sq_sleep(8.0);
+        const char *data;
+        ssize_t n = sq_http_read_body(req, &data);
+        fprintf(stderr, "h2srv: /sleepread: sleep %s, body %zd (%s)\n", sq_strerror(e), n,
+                n < 0 ? sq_strerror((int)n) : "read");
+        if (n >= 0) text(req, 200, "read\n");
     } else if (path_is(req, "/stats")) {
-        snprintf(buf, sizeof buf, "running=%ld finished=%ld big_ok=%ld big_failed=%ld\n", running,
-                 finished, big_ok, big_failed);
+        snprintf(buf, sizeof buf,
+                 "running=%ld finished=%ld big_ok=%ld big_failed=%ld detach_closed=%ld\n", running,
+                 finished, big_ok, big_failed, detach_closed);
         text(req, 200, buf);
     } else {
         text(req, 404, "not found\n");
@@ -168,8 +248,9 @@ int main(void)
     sq_loop_stop_on_signals(loop);
     int rc = sq_loop_run(loop);
     sq_future *down[2] = {NULL, NULL};
+    double grace = env_num("H2SRV_SHUTDOWN");
     for (int i = 0; i < 2; i++)
-        if (srv[i]) down[i] = sq_http_server_shutdown(srv[i], 5.0);
+        if (srv[i]) down[i] = sq_http_server_shutdown(srv[i], grace > 0 ? grace : 5.0);
     for (int i = 0; i < 2; i++) {
         if (!down[i]) continue;
         sq_loop_run_until(loop, down[i]);
