@@ -304,21 +304,28 @@ static void close_all(sq_http_server *srv, bool idle_only)
         }
         sq_timer_stop(&lists[i]->timer);
     }
+    /* A request's on_close callback may finish detached requests of other connections, which
+     * frees those already closed: the next connection is held (in_io) while this one closes,
+     * and released when its turn comes. */
     sq_http_conn *c = srv->conns;
+    bool c_held = c && c->in_io;
+    if (c) c->in_io = true;
     while (c) {
         sq_http_conn *next = c->next;
-        if (c->h2_mode && idle_only && !c->closed) {
+        bool next_held = next && next->in_io;
+        if (next) next->in_io = true;
+        if (c->closed) {
+            /* closed before, kept for a handler or a detached request */
+        } else if (c->h2_mode && idle_only) {
             sq__h2_goaway(c); /* no new streams; closes once those in flight are done */
-            c = next;
-            continue;
-        }
-        bool idle = !sq__http_req_active(c) && !c->a->coro && c->a->rlen == c->a->rpos &&
-                    c->a->opos == c->a->out.len;
-        if (!c->closed && (!idle_only || idle)) {
+        } else if (!idle_only || (!sq__http_req_active(c) && !c->a->coro &&
+                                  c->a->rlen == c->a->rpos && c->a->opos == c->a->out.len)) {
             sq__http_conn_close(c, SQ_ECLOSED);
-            sq__http_conn_release(c);
         }
+        c->in_io = c_held;
+        sq__http_conn_release(c);
         c = next;
+        c_held = next_held;
     }
 }
 

@@ -140,12 +140,71 @@ static void test_detached_idle_timeout(void **state)
     assert_int_equal(closed_cb, 1);
 }
 
+/* --- an on_close callback that finishes other detached requests, while the server closes
+ * every connection ------------------------------------------------------------------------ */
+
+/* B's request is detached and its client gone (B closed, kept for the request); A's request
+ * is detached too, and A's on_close finishes every held request, B's included, which frees
+ * B: the walk over the connections that closes A must not step on B afterwards. */
+static sq_http_request *held[2];
+static int nheld, gone_calls, all_calls;
+static cl a_cl; /* A's client, closed after the server was freed */
+static bool a_open;
+
+static void gone_noop(sq_http_request *req, void *arg)
+{
+    gone_calls++;
+}
+
+static void finish_all(sq_http_request *req, void *arg)
+{
+    all_calls++;
+    for (int i = 0; i < nheld; i++) sq_http_finish(held[i]);
+    nheld = 0;
+}
+
+static void hold_handler(sq_http_request *req, void *arg)
+{
+    bool all = req->path.len == 4 && !memcmp(req->path.ptr, "/all", 4);
+    held[nheld++] = req;
+    sq_http_on_connection_close(req, all ? finish_all : gone_noop, NULL);
+    sq_http_detach(req);
+}
+
+static void hold_client(harness *h)
+{
+    cl b;
+    CHECK(h, cl_open(&b, h->port) == 0);
+    CHECK(h, cl_sends(&b, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
+    usleep(200 * 1000);
+    cl_close(&b); /* B's client goes: B closes, its request stays held */
+    for (int i = 0; i < 200 && !__atomic_load_n(&gone_calls, __ATOMIC_SEQ_CST); i++)
+        usleep(10 * 1000);
+    CHECK(h, __atomic_load_n(&gone_calls, __ATOMIC_SEQ_CST) == 1);
+    CHECK(h, cl_open(&a_cl, h->port) == 0);
+    a_open = true; /* and stays open: sq_http_server_free closes A, after this returns */
+    CHECK(h, cl_sends(&a_cl, "GET /all HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
+    usleep(200 * 1000);
+}
+
+static void test_on_close_finishes_others(void **state)
+{
+    nheld = gone_calls = all_calls = 0;
+    run_with_client(NULL, hold_handler, NULL, hold_client, NULL, 30);
+    assert_int_equal(gone_calls, 1);
+    assert_int_equal(all_calls, 1);
+    assert_int_equal(nheld, 0);
+    if (a_open) cl_close(&a_cl);
+    a_open = false;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_long_server_name),
         cmocka_unit_test(test_unread_chunked_body_lingers),
         cmocka_unit_test(test_detached_idle_timeout),
+        cmocka_unit_test(test_on_close_finishes_others),
     };
     (void)run_cmd;
     (void)cl_eof;
