@@ -32,7 +32,10 @@ for f in "$prefix/include/squall.h" "$prefix/include/squall/http.h" "$prefix/inc
 done
 soname=$(objdump -p "$libdir/libsquall.so.0" | awk '/SONAME/ {print $2}')
 [ "$soname" = "libsquall.so.0" ] || fail "soname is '$soname', not libsquall.so.0"
-echo "ok   installed: headers, libsquall.a, libsquall.so -> libsquall.so.0 (soname $soname), squall.pc, CMake package"
+# never unloaded (dlclose): the heap trim's thread must not return into unmapped code
+readelf -d "$libdir/libsquall.so.0" | grep -q 'Flags:.*NODELETE' ||
+  fail "libsquall.so.0 lacks -z nodelete (FLAGS_1 NODELETE)"
+echo "ok   installed: headers, libsquall.a, libsquall.so -> libsquall.so.0 (soname $soname, nodelete), squall.pc, CMake package"
 
 # serve: run a hello binary on an ephemeral port and fetch a page from it
 serve() {
