@@ -20,7 +20,7 @@ static int detach_drain(sq_http_conn *c)
         sq_coro *self = sq_coro_self();
         c->a->waiter = self; /* woken by sq__http_conn_write as the output drains */
         c->waiter_writes = true;
-        sq_coro_suspend();
+        sq__http_conn_suspend(c);
         if (c->a->waiter == self) c->a->waiter = NULL;
         sq__http_conn_write(c);
     }

@@ -75,6 +75,9 @@ struct sq_http_server {
     sq__http_upgraded *upgraded; /* upgraded connections (WebSockets), doubly linked */
     sq__http_upgraded *asked;    /* those a graceful shutdown asked to close */
     size_t upgrading;            /* detached for an upgrade, not yet registered */
+    bool closing_all;            /* the shutdown's deadline is closing everything: the
+                                    future resolves after, not in between (its callbacks
+                                    may free the server) */
     size_t nupgraded;            /* on the upgraded and asked lists */
     size_t server_name_len;
     /* the Date header, formatted once a second */
@@ -197,6 +200,7 @@ typedef struct sq__http_act {
     sq_timer timer;  /* one purpose at a time: sq_http_conn.tkind */
     sq_coro *coro;   /* the coroutine running this connection's handlers */
     sq_coro *waiter; /* suspended in a body read or a flush, woken by the IO callback */
+    unsigned holds;  /* coroutines suspended on the connection (sq__http_conn_suspend) */
     union {
         sq__http_req *req; /* HTTP/1.1: the request being served (or a pooled object) */
         struct sq__h2 *h2; /* HTTP/2 (h2_mode): the session; each stream has its request */
@@ -236,6 +240,19 @@ struct sq_http_conn {
     bool served : 1;      /* a request head was parsed: parks in srv->idle from now on */
     unsigned char peer_addr[16]; /* the peer's address (4 bytes for IPv4), formatted on use */
 };
+
+/* Suspend the calling coroutine (the handler's or another, e.g. one streaming a detached
+ * request) until the IO callback or the close wakes it.  Meanwhile the connection is neither
+ * parked nor freed, even once it is closed and its request finished (by an on_close callback
+ * or another coroutine): the public call that waited releases it on its way out when it
+ * fails (sq__http_conn_release). */
+static inline void sq__http_conn_suspend(sq_http_conn *c)
+{
+    sq__http_act *a = c->a;
+    a->holds++;
+    sq_coro_suspend();
+    a->holds--;
+}
 
 /* Bytes of the connection's output not yet written. */
 static inline size_t sq__http_out_pending(const sq_http_conn *c)

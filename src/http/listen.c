@@ -412,8 +412,11 @@ static void upgraded_abort(sq_http_server *srv)
 static void shutdown_deadline(sq_loop *loop, sq_timer *t)
 {
     sq_http_server *srv = t->data;
+    srv->closing_all = true;
     close_all(srv, false);
     upgraded_abort(srv);
+    srv->closing_all = false;
+    sq__http_shutdown_check(srv); /* last: the future's callbacks may free the server */
 }
 
 sq_future *sq_http_server_shutdown(sq_http_server *srv, double deadline)
@@ -441,6 +444,7 @@ void sq_http_server_free(sq_http_server *srv)
 {
     if (!srv) return;
     srv->closing = true;
+    srv->closing_all = true; /* a pending shutdown future resolves once the server is gone */
     close_listeners(srv);
     close_all(srv, false);
     upgraded_abort(srv);
@@ -461,13 +465,14 @@ void sq_http_server_free(sq_http_server *srv)
         }
     }
     sq_timer_stop(&srv->shutdown_timer);
-    if (srv->shutdown_fut) {
-        sq_future_set_result(srv->shutdown_fut, NULL);
-        sq_future_release(srv->shutdown_fut);
-    }
+    sq_future *down = srv->shutdown_fut;
     sq_timer_stop(&srv->trim_timer);
     sq__http_pools_trim(srv, 0, 0);
     sq_tls_context_free(srv->s.tls);
     free(srv->head200);
     free(srv);
+    if (down) {
+        sq_future_set_result(down, NULL);
+        sq_future_release(down);
+    }
 }

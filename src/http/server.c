@@ -89,7 +89,8 @@ static void arm(sq_http_conn *c, unsigned kind, double seconds)
 
 void sq__http_shutdown_check(sq_http_server *srv)
 {
-    if (srv->shutdown_fut && srv->nconns == 0 && !srv->upgraded && !srv->asked && !srv->upgrading) {
+    if (srv->shutdown_fut && srv->nconns == 0 && !srv->upgraded && !srv->asked && !srv->upgrading &&
+        !srv->closing_all) {
         sq_future *f = srv->shutdown_fut;
         srv->shutdown_fut = NULL;
         sq_timer_stop(&srv->shutdown_timer);
@@ -279,7 +280,7 @@ static bool conn_park(sq_http_conn *c)
 {
     sq_http_server *srv = c->srv;
     sq__http_act *a = c->a;
-    if (c->h2_mode || c->closed || a->coro || a->waiter || a->rlen != a->rpos ||
+    if (c->h2_mode || c->closed || a->coro || a->waiter || a->holds || a->rlen != a->rpos ||
         a->opos != a->out.len || (a->req && a->req->active))
         return false;
     if (srv->closing) {
@@ -317,7 +318,7 @@ static bool conn_unpark(sq_http_conn *c)
 /* Free a closed connection once nothing refers to it any more. */
 SQ__HOT void sq__http_conn_release(sq_http_conn *c)
 {
-    if (!c->closed || c->in_io || (c->a && c->a->coro)) return;
+    if (!c->closed || c->in_io || (c->a && (c->a->coro || c->a->holds))) return;
     if (sq__http_req_active(c) && c->a->req->detached) return; /* sq_http_finish() frees it */
     if (c->h2_mode && sq__h2_busy(c)) return;                  /* streams' handlers still run */
     conn_free(c);
@@ -370,7 +371,8 @@ void sq__http_conn_close(sq_http_conn *c, int err)
         c->a->waiter = NULL;
         sq_coro_wake(w);
     }
-    if (srv) sq__http_shutdown_check(srv);
+    /* (the callback may have freed the server, which forgets its connections: c->srv NULL) */
+    if (c->srv) sq__http_shutdown_check(c->srv);
 }
 
 /* Keep the peer's address compactly (an IPv4-mapped IPv6 address as IPv4). */
@@ -1386,7 +1388,7 @@ static int wait_body(sq_http_conn *c)
     c->waiter_writes = false;
     arm(c, T_BODY, wait);
     update_io(c);
-    sq_coro_suspend();
+    sq__http_conn_suspend(c);
     if (c->tkind == T_BODY) arm(c, T_NONE, 0);
     if (c->closed) return c->error == SQ_ECLOSED || !c->error ? SQ_ECLOSED : c->error;
     return 0;
@@ -1465,14 +1467,24 @@ static ssize_t read_body_raw(sq__http_req *r, const char **data)
     return (ssize_t)(r->body_end - r->hdr_end);
 }
 
+/* The end of a public call that may have waited on the connection (sq__http_conn_suspend):
+ * a failure on a closed connection whose request was finished meanwhile by someone else
+ * (its on_close callback) frees it now that nobody waits on it. */
+static long wait_end(sq_http_conn *c, long rc)
+{
+    if (rc < 0 && c && c->closed) sq__http_conn_release(c);
+    return rc;
+}
+
 ssize_t sq_http_read_body(sq_http_request *req, const char **data)
 {
     sq__http_req *r = (sq__http_req *)req;
-    if (!sq__inflate_wanted(r)) return read_body_raw(r, data);
+    sq_http_conn *c = r->h2 ? NULL : req->conn;
+    if (!sq__inflate_wanted(r)) return wait_end(c, read_body_raw(r, data));
     const char *raw = "";
     ssize_t n = read_body_raw(r, &raw);
     *data = "";
-    return sq__inflate_whole(r, raw, n, data);
+    return wait_end(c, sq__inflate_whole(r, raw, n, data));
 }
 
 static ssize_t read_chunk_raw(sq__http_req *r, const char **data)
@@ -1508,8 +1520,9 @@ static ssize_t read_chunk_raw(sq__http_req *r, const char **data)
 ssize_t sq_http_read_body_chunk(sq_http_request *req, const char **data)
 {
     sq__http_req *r = (sq__http_req *)req;
-    if (!sq__inflate_wanted(r)) return read_chunk_raw(r, data);
-    return sq__inflate_chunk(r, read_chunk_raw, data);
+    sq_http_conn *c = r->h2 ? NULL : req->conn;
+    if (!sq__inflate_wanted(r)) return wait_end(c, read_chunk_raw(r, data));
+    return wait_end(c, sq__inflate_chunk(r, read_chunk_raw, data));
 }
 
 int sq_http_flush(sq_http_request *req)
@@ -1526,9 +1539,9 @@ int sq_http_flush(sq_http_request *req)
         c->a->waiter = sq_coro_self();
         c->waiter_writes = true;
         update_io(c);
-        sq_coro_suspend();
+        sq__http_conn_suspend(c);
     }
-    return c->closed ? c->error : 0;
+    return (int)wait_end(c, c->closed ? c->error : 0);
 }
 
 /* Write conn->out completely, suspending the handler while the socket is full. */
@@ -1540,7 +1553,7 @@ static int drain_out(sq_http_conn *c)
         c->a->waiter = self;
         c->waiter_writes = true;
         update_io(c);
-        sq_coro_suspend();
+        sq__http_conn_suspend(c);
         if (c->a->waiter == self) c->a->waiter = NULL;
     }
     return c->closed ? c->error : 0;
@@ -1556,10 +1569,18 @@ static int sendfile_fail(sq_http_conn *c, int err)
 
 #define SENDFILE_FALLBACK_CHUNK (64u * 1024)
 
+static int sendfile_h1(sq__http_req *r, int fd, off_t offset, size_t len);
+
 int sq_http_sendfile(sq_http_request *req, int fd, off_t offset, size_t len)
 {
     sq__http_req *r = (sq__http_req *)req;
     if (r->h2) return sq__h2_sendfile(r, fd, offset, len);
+    return (int)wait_end(req->conn, sendfile_h1(r, fd, offset, len));
+}
+
+static int sendfile_h1(sq__http_req *r, int fd, off_t offset, size_t len)
+{
+    sq_http_request *req = &r->pub;
     sq_http_conn *c = req->conn;
     if (c->closed) return c->error;
     if (r->rflags & (RESP_FINISHED | RESP_BODY_DONE)) return -EALREADY;
@@ -1618,7 +1639,7 @@ int sq_http_sendfile(sq_http_request *req, int fd, off_t offset, size_t len)
             c->sendfile_wait = true;
             arm(c, T_WRITE, c->srv->s.write_timeout);
             update_io(c);
-            sq_coro_suspend();
+            sq__http_conn_suspend(c);
             c->sendfile_wait = false;
             if (c->a->waiter == self) c->a->waiter = NULL;
             continue;

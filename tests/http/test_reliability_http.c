@@ -1,7 +1,11 @@
 /* HTTP server defects found in the reliability round (issue 17): error responses with a
  * long server_name, a large unread chunked body closed through the lingering drain, and a
- * detached request nobody finishes. */
+ * detached request nobody finishes; and later, user code (on_close callbacks, the shutdown
+ * future's callbacks, other coroutines) that finishes or frees what the server was about to
+ * touch. */
 #include "server_util.h"
+#include "squall/coro.h"
+#include "squall/future.h"
 
 static void ok_handler(sq_http_request *req, void *arg)
 {
@@ -198,6 +202,194 @@ static void test_on_close_finishes_others(void **state)
     a_open = false;
 }
 
+/* --- user code that frees what the server was about to touch (a helper review's probes) --- */
+
+/* The shutdown future's done-callback frees the server; the deadline closed the last
+ * connection (a handler asleep), which resolved the future in the middle of the deadline's
+ * work. */
+static int down_calls;
+
+static void free_on_down(sq_future *f, void *arg)
+{
+    harness *h = arg;
+    down_calls++;
+    sq_http_server_free(h->srv);
+    h->srv = NULL;
+}
+
+static void shutdown_sleep_handler(sq_http_request *req, void *arg)
+{
+    harness *h = arg;
+    sq_future *f = sq_http_server_shutdown(h->srv, 0.2);
+    sq_future_add_done_callback(f, free_on_down, h);
+    sq_future_release(f);
+    sq_sleep(1.0);
+}
+
+static void one_get_client(harness *h)
+{
+    cl c;
+    CHECK(h, cl_open(&c, h->port) == 0);
+    CHECK(h, cl_sends(&c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
+    char b[64];
+    recv(c.fd, b, sizeof b, 0); /* until the server closes */
+    cl_close(&c);
+}
+
+static void test_shutdown_callback_frees_server(void **state)
+{
+    down_calls = 0;
+    run_with_client(NULL, shutdown_sleep_handler, NULL, one_get_client, NULL, 30);
+    assert_int_equal(down_calls, 1);
+}
+
+/* An on_close callback that finishes its request and frees the server (the idle timeout
+ * closes a detached request's connection). */
+static harness *gone_h;
+static int free_calls;
+
+static void finish_and_free(sq_http_request *req, void *arg)
+{
+    free_calls++;
+    sq_http_finish(req);
+    sq_http_server_free(gone_h->srv);
+    gone_h->srv = NULL;
+}
+
+static void detach_free_handler(sq_http_request *req, void *arg)
+{
+    gone_h = arg;
+    sq_http_on_connection_close(req, finish_and_free, NULL);
+    sq_http_detach(req);
+}
+
+static void test_on_close_frees_server(void **state)
+{
+    free_calls = 0;
+    sq_http_settings s = {.idle_timeout = 0.3};
+    run_with_client(&s, detach_free_handler, NULL, one_get_client, NULL, 30);
+    assert_int_equal(free_calls, 1);
+}
+
+/* A detached request served by another coroutine (sq_go), suspended in sq_http_flush above
+ * the high-water mark or in sq_http_read_body, when the client goes (a reset, or a close)
+ * and the on_close callback finishes the request: the coroutine wakes to an error on a
+ * connection still there, which is freed after. */
+static int other_closed, other_rc, other_listed;
+
+static void finish_on_close(sq_http_request *req, void *arg)
+{
+    other_closed++;
+    sq_http_finish(req);
+}
+
+static void *streamer(void *arg)
+{
+    static char junk[256 * 1024];
+    memset(junk, 'x', sizeof junk);
+    for (int i = 0; i < 400; i++) {
+        sq_http_write(arg, junk, sizeof junk);
+        int e = sq_http_flush(arg);
+        if (e < 0) {
+            other_rc = e;
+            return NULL;
+        }
+    }
+    sq_http_finish(arg);
+    return NULL;
+}
+
+static void *reader(void *arg)
+{
+    const char *d;
+    other_rc = (int)sq_http_read_body(arg, &d);
+    return NULL;
+}
+
+static void other_coro_handler(sq_http_request *req, void *arg)
+{
+    sq_http_on_connection_close(req, finish_on_close, NULL);
+    sq_http_detach(req);
+    bool post = req->method.len == 4 && !memcmp(req->method.ptr, "POST", 4);
+    sq_go(NULL, post ? reader : streamer, req);
+}
+
+static void count_listed(void *arg)
+{
+    harness *h = arg;
+    int n = 0;
+    for (sq_http_conn *c = h->srv->conns; c; c = c->next) n++;
+    __atomic_store_n(&other_listed, n, __ATOMIC_SEQ_CST);
+}
+
+/* the server's list of connections empties (the one closed was freed), within 5 s */
+static bool conns_freed(harness *h)
+{
+    for (int i = 0; i < 50; i++) {
+        __atomic_store_n(&other_listed, -1, __ATOMIC_SEQ_CST);
+        sq_add_callback_threadsafe(h->loop, count_listed, h);
+        while (__atomic_load_n(&other_listed, __ATOMIC_SEQ_CST) < 0) usleep(1000);
+        if (__atomic_load_n(&other_listed, __ATOMIC_SEQ_CST) == 0) return true;
+        usleep(100 * 1000);
+    }
+    return false;
+}
+
+static void reset_or_close(cl *c, bool reset)
+{
+    if (reset) {
+        struct linger lg = {1, 0};
+        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
+    cl_close(c);
+}
+
+static void streamer_client(harness *h)
+{
+    cl c;
+    CHECK(h, cl_open(&c, h->port) == 0);
+    int sz = 4096;
+    setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
+    CHECK(h, cl_sends(&c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
+    char b[1024];
+    CHECK(h, recv(c.fd, b, sizeof b, 0) > 0); /* the stream began; the rest waits */
+    usleep(300 * 1000);
+    reset_or_close(&c, true);
+    CHECK(h, conns_freed(h));
+}
+
+static void reader_client(harness *h, bool reset)
+{
+    cl c;
+    CHECK(h, cl_open(&c, h->port) == 0);
+    CHECK(h,
+          cl_sends(&c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789") == 0);
+    usleep(300 * 1000);
+    reset_or_close(&c, reset);
+    CHECK(h, conns_freed(h));
+}
+
+static void reader_reset_client(harness *h)
+{
+    reader_client(h, true);
+}
+
+static void reader_close_client(harness *h)
+{
+    reader_client(h, false);
+}
+
+static void test_other_coroutine_waits(void **state)
+{
+    client_fn clients[] = {streamer_client, reader_reset_client, reader_close_client};
+    for (int i = 0; i < 3; i++) {
+        other_closed = other_rc = 0;
+        run_with_client(NULL, other_coro_handler, NULL, clients[i], NULL, 30);
+        assert_int_equal(other_closed, 1);
+        assert_true(other_rc < 0);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -205,6 +397,9 @@ int main(void)
         cmocka_unit_test(test_unread_chunked_body_lingers),
         cmocka_unit_test(test_detached_idle_timeout),
         cmocka_unit_test(test_on_close_finishes_others),
+        cmocka_unit_test(test_shutdown_callback_frees_server),
+        cmocka_unit_test(test_on_close_frees_server),
+        cmocka_unit_test(test_other_coroutine_waits),
     };
     (void)run_cmd;
     (void)cl_eof;
