@@ -254,7 +254,10 @@ int sq_http_finish(sq_http_request *req);
 bool sq_http_finished(const sq_http_request *req);
 /** Keep the request open after the handler returns (Tornado's \@asynchronous): finish it
  * later with sq_http_finish() from a callback or another coroutine — also when the client
- * has gone meanwhile, since that call is what frees the connection. */
+ * has gone meanwhile, since that call is what frees the connection.  Once a detached
+ * request is finished, req is not to be used again: a coroutine that was streaming it (in
+ * sq_http_flush, sq_http_read_body …) when an on_close callback finished it gets an error
+ * from that call, and must then leave req alone. */
 void sq_http_detach(sq_http_request *req);
 /** Take the connection away from the HTTP server, for a protocol upgrade (Tornado's
  * HTTP1Connection.detach): send the response queued so far (e.g. a 101 head set with
