@@ -151,6 +151,14 @@ static void list_unlink(sq__xfer **head, sq__xfer **tail, sq__xfer *x)
 static void xfer_detach(sq__xfer *x)
 {
     sq_http_client *c = x->client;
+    if (x->cancel_pending) { /* still on c->cancels: a callback cancelled it before collect */
+        x->cancel_pending = false;
+        for (sq__xfer **p = &c->cancels; *p; p = &(*p)->next_cancel)
+            if (*p == x) {
+                *p = x->next_cancel;
+                break;
+            }
+    }
     if (x->state == SQ__X_ACTIVE) {
         curl_multi_remove_handle(c->multi, x->easy);
         list_unlink(&c->active_head, NULL, x);
@@ -272,6 +280,7 @@ static void collect(sq_http_client *c)
     while (c->cancels) {
         sq__xfer *x = c->cancels;
         c->cancels = x->next_cancel;
+        x->cancel_pending = false; /* off the list */
         xfer_detach(x); /* also drops a pending "done" message of its handle */
         xfer_complete(x, x->abort_err ? x->abort_err : -ECANCELED, NULL);
     }

@@ -538,6 +538,7 @@ static void *conn_main(void *arg)
         }
         delay = r->opts.reconnect_min;
         finish_connect(r, 0);
+        if (r->closing) break; /* freed by the connect future's done callback */
         e = serve(r);
         going_down(r, e);
         if (r->closing || r->opts.no_reconnect) break;

@@ -780,6 +780,49 @@ static void test_socket_registration_fails(void **state)
     run(registration_coro, 30);
 }
 
+/* Two fetches whose sockets cannot be watched fail in the same pass of libcurl, and the
+ * first one's done-callback cancels the other ("one failed: drop its siblings"): the second
+ * leaves the client's list of failed transfers as it is freed (it was read after its free). */
+static sq_future *sib[2];
+static int sib_calls;
+
+static void cancel_sibling(sq_future *f, void *arg)
+{
+    sib_calls++;
+    sq_future_cancel(sib[f == sib[0] ? 1 : 0]);
+}
+
+static void *sibling_coro(void *arg)
+{
+    sq_http_client *c = sq_http_client_new(NULL, NULL);
+    sib_calls = 0;
+    sq__client_set_io_start(failing_io_start);
+    for (int i = 0; i < 2; i++)
+        sib[i] = sq_http_client_fetch(c, url("/hello"), &(sq_fetch_request){.request_timeout = 20});
+    for (int i = 0; i < 2; i++) sq_future_add_done_callback(sib[i], cancel_sibling, NULL);
+    for (int i = 0; i < 200 && !(sq_future_done(sib[0]) && sq_future_done(sib[1])); i++)
+        sq_sleep(0.01);
+    sq__client_set_io_start(NULL);
+    assert_true(sq_future_done(sib[0]) && sq_future_done(sib[1]));
+    assert_int_equal(sib_calls, 2);
+    for (int i = 0; i < 2; i++) {
+        int64_t st = sq_future_status(sib[i]);
+        assert_true(st == -ENOSPC || st == -ECANCELED);
+        sq_future_release(sib[i]);
+    }
+    sq_fetch_response *r = NULL;
+    assert_int_equal(sq_await(sq_http_client_fetch(c, url("/hello"), NULL), (void **)&r), 0);
+    assert_string_equal(r->body, "Hello");
+    sq_fetch_response_free(r);
+    sq_http_client_free(c);
+    return NULL;
+}
+
+static void test_registration_fails_cancel_sibling(void **state)
+{
+    run(sibling_coro, 30);
+}
+
 /* The default client belongs to its loop: a loop freed with it still allocated (and a fetch
  * still pending on it) frees it; LeakSanitizer checks at exit. */
 static void *default_client_coro(void *arg)
@@ -1687,6 +1730,7 @@ int main(void)
         cmocka_unit_test(test_streaming),
         cmocka_unit_test(test_failures),
         cmocka_unit_test(test_socket_registration_fails),
+        cmocka_unit_test(test_registration_fails_cancel_sibling),
         cmocka_unit_test(test_default_client_freed_with_loop),
         cmocka_unit_test(test_protocol),
         cmocka_unit_test(test_reuse),

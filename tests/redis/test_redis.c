@@ -1049,6 +1049,42 @@ static void test_early_free(void **state)
     srv_stop(&s);
 }
 
+/* The connect future's done-callback takes the client and frees it: on_state is not called
+ * after the free (redis.h), neither up nor down. */
+static int free_ups, free_downs;
+
+static void count_state(sq_redis *r, bool up, void *arg)
+{
+    up ? free_ups++ : free_downs++;
+}
+
+static void free_on_connect(sq_future *f, void *arg)
+{
+    sq_redis_free(sq_future_take_value(f));
+}
+
+static void test_free_in_connect_callback(void **state)
+{
+    NEED_REDIS();
+    redis_srv s;
+    srv_start(&s, false, NULL);
+    sq_loop *loop = sq_loop_new(NULL);
+    free_ups = free_downs = 0;
+    sq_future *f = sq_redis_connect_future(loop, url_of(&s, NULL),
+                                           &(sq_redis_options){.on_state = count_state});
+    assert_non_null(f);
+    sq_future_add_done_callback(f, free_on_connect, NULL);
+    for (int i = 0; i < 500 && !sq_future_done(f); i++) sq_loop_run_once(loop, true);
+    assert_true(sq_future_done(f));
+    assert_int_equal(sq_future_status(f), 0);
+    for (int i = 0; i < 20; i++) sq_loop_run_once(loop, false);
+    assert_int_equal(free_ups, 0);
+    assert_int_equal(free_downs, 0);
+    sq_future_release(f);
+    sq_loop_free(loop);
+    srv_stop(&s);
+}
+
 /* A loop freed while clients are connected, connecting and pending: nothing leaks. */
 static void test_loop_freed_under_clients(void **state)
 {
@@ -1148,6 +1184,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_pubsub_two_processes),
         cmocka_unit_test(test_reconnect),
         cmocka_unit_test(test_early_free),
+        cmocka_unit_test(test_free_in_connect_callback),
         cmocka_unit_test(test_loop_freed_under_clients),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
