@@ -190,8 +190,11 @@ int sq_future_cancel(sq_future *f)
     void *arg = f->cancel_arg;
     f->refs++;
     f->cancelled = true;
-    sq_future_resolve(f, -ECANCELED, NULL);
+    /* The producer lets go first: the done callbacks below may free what its hook would
+     * touch (the stream a read belongs to, a read_into's buffer). */
+    f->cancel_fn = NULL;
     if (fn) fn(f, arg);
+    sq_future_resolve(f, -ECANCELED, NULL); /* -EALREADY if the hook resolved it */
     sq_future_release(f);
     return 0;
 }
@@ -331,10 +334,14 @@ static void timeout_fired(void *arg)
 {
     timeout_state *st = arg;
     st->timer = NULL; /* the handle died when it fired */
+    /* The outer future's callbacks may resolve the inner one (closing the stream it reads
+     * from): timeout_inner_done then frees st before we get back here. */
+    sq_future *inner = sq_future_retain(st->inner);
     sq_future_resolve(st->outer, -ETIMEDOUT, NULL);
     /* Cancelling the inner future runs timeout_inner_done, which releases everything; if
      * it was not cancellable (already done) the callback ran before we got here. */
-    sq_future_cancel(st->inner);
+    sq_future_cancel(inner);
+    sq_future_release(inner);
 }
 
 /* The loop is freed with the timeout pending: drop what the timeout holds. */
