@@ -977,11 +977,11 @@ static void timers_free(sq_loop *loop)
 /* Call handles (and the loop's 1 KiB blocks) are carved from slabs that the loop owns and
  * frees with it, or earlier when a trim finds every item of a slab free
  * (sq__loop_slabs_trim); a handle is never freed on its own (a released one goes to the
- * pool).  The
- * slabs double from 1 KiB to 2 MiB; from there each is 2 MiB on a 2 MiB boundary and asks for
- * a transparent huge page, so that a loop with a million pending calls faults its 72 MB of
- * handles in 36 times rather than 18,000 (in a virtual machine each fault is an exit to the
- * hypervisor), and the TLB covers them when they fire in deadline order, scattered.
+ * pool).  The slabs double from 1 KiB to 2 MiB; from there each is 2 MiB on a 2 MiB
+ * boundary and asks for a transparent huge page, so that a loop with a million pending calls
+ * faults its 72 MB of handles in 36 times rather than 18,000 (in a virtual machine each
+ * fault is an exit to the hypervisor), and the TLB covers them when they fire in deadline
+ * order, scattered.
  *
  * slab_carve: `size` bytes (at most a few KiB, a multiple of 8) from cv's current slab, or
  * from a new one twice the size of the last, for at least eight items, up to SLAB_HUGE. */
