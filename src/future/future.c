@@ -19,6 +19,7 @@ struct sq_future {
     int32_t refs;
     unsigned char state;
     bool cancelled;
+    bool firing; /* resolve() is running the callbacks: a removal only blanks its entry */
     unsigned char ninline;
     int64_t status;
     void *value;
@@ -154,18 +155,26 @@ int sq_future_resolve(sq_future *f, int64_t status, void *value)
     f->cancel_fn = NULL;
     /* Callbacks may drop the last other reference: hold one while they run. */
     f->refs++;
-    /* Detach every callback before running any: one that removes itself (or another) from f
-     * meanwhile must not shift the inline slots under this loop and make it skip one. */
-    unsigned ninl = f->ninline;
-    __typeof__(f->inl) inl;
-    memcpy(inl, f->inl, sizeof inl);
+    /* Run the callbacks where they are.  One removed meanwhile by an earlier one (whose
+     * owner it frees: a wait iterator, a coroutine's wait) is blanked, not shifted, and
+     * skipped here; nothing can be added, f being done. */
+    f->firing = true;
+    for (unsigned i = 0; i < f->ninline; i++) {
+        sq_future_cb cb = f->inl[i].cb;
+        f->inl[i].cb = NULL;
+        if (cb) cb(f, f->inl[i].arg);
+    }
+    for (cb_node *n = f->more; n; n = n->next) {
+        sq_future_cb cb = n->cb;
+        n->cb = NULL;
+        if (cb) cb(f, n->arg);
+    }
+    f->firing = false;
     f->ninline = 0;
     cb_node *n = f->more;
     f->more = NULL;
-    for (unsigned i = 0; i < ninl; i++) inl[i].cb(f, inl[i].arg);
     while (n) {
         cb_node *next = n->next;
-        n->cb(f, n->arg);
         free(n);
         n = next;
     }
@@ -224,8 +233,14 @@ int sq_future_add_done_callback(sq_future *f, sq_future_cb cb, void *arg)
 
 int sq_future_remove_done_callback(sq_future *f, sq_future_cb cb, void *arg)
 {
+    /* While resolve() walks the entries (an earlier callback removing a later one), an entry
+     * is blanked, not shifted or freed under it. */
     for (unsigned i = 0; i < f->ninline; i++) {
         if (f->inl[i].cb == cb && f->inl[i].arg == arg) {
+            if (f->firing) {
+                f->inl[i].cb = NULL;
+                return 0;
+            }
             memmove(&f->inl[i], &f->inl[i + 1], (f->ninline - i - 1) * sizeof f->inl[0]);
             f->ninline--;
             /* Keep order: pull the first overflow callback into the inline slots. */
@@ -242,6 +257,10 @@ int sq_future_remove_done_callback(sq_future *f, sq_future_cb cb, void *arg)
     }
     for (cb_node **p = &f->more; *p; p = &(*p)->next) {
         if ((*p)->cb == cb && (*p)->arg == arg) {
+            if (f->firing) {
+                (*p)->cb = NULL;
+                return 0;
+            }
             cb_node *n = *p;
             *p = n->next;
             free(n);
@@ -298,6 +317,10 @@ int sq_gather(sq_future **fs, size_t n, void **values, int64_t *statuses)
     int first = 0;
     for (size_t i = 0; i < n; i++) {
         void *v = NULL;
+        /* The loop is being freed and cancels what its coroutines await, one future per
+         * round: the rest are cancelled here, or a long gather would outlast the rounds and
+         * be discarded with its futures unreleased. */
+        if (fs[i] && fs[i]->state != F_DONE && fs[i]->loop->freeing) sq_future_cancel(fs[i]);
         int64_t st = sq_await(fs[i], values ? &v : NULL);
         if (values) values[i] = v;
         if (statuses) statuses[i] = st;
@@ -678,7 +701,9 @@ void sq_wait_iter_free(sq_wait_iter *it)
         sq_future *f = it->slots[i].f;
         if (!f) continue;
         it->slots[i].f = NULL;
-        if (f->state != F_DONE) sq_future_remove_done_callback(f, wi_slot_done, &it->slots[i]);
+        /* Also when f is done: its callbacks may be running (an earlier one freeing us),
+         * and ours must then not run on the freed slot. */
+        sq_future_remove_done_callback(f, wi_slot_done, &it->slots[i]);
         sq_future_release(f);
     }
     sq_future *next = it->next;

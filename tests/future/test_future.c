@@ -125,6 +125,72 @@ static void test_callback_removed_during_resolve(void **state)
     sq_loop_free(loop);
 }
 
+/* A callback that removes a later one (the owner of which it frees) while the future
+ * resolves: the removed one does not run, inline or in the overflow list. */
+typedef struct remover {
+    sq_future_cb victim;
+    void *victim_arg;
+} remover;
+
+static void removing_cb(sq_future *f, void *arg)
+{
+    remover *r = arg;
+    assert_int_equal(sq_future_remove_done_callback(f, r->victim, r->victim_arg), 0);
+    cb_calls += 1000;
+}
+
+static void test_callback_removes_later_one(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    /* inline: [remover, victim] */
+    cb_calls = 0;
+    sq_future *f = sq_future_new(loop);
+    remover r = {count_cb, (void *)(intptr_t)1};
+    sq_future_add_done_callback(f, removing_cb, &r);
+    sq_future_add_done_callback(f, count_cb, (void *)(intptr_t)1);
+    sq_future_set_result(f, NULL);
+    assert_int_equal(cb_calls, 1000);
+    sq_future_release(f);
+    /* overflow: [remover, 10, 1, victim 100, 10000] */
+    cb_calls = 0;
+    f = sq_future_new(loop);
+    remover r2 = {count_cb, (void *)(intptr_t)100};
+    sq_future_add_done_callback(f, removing_cb, &r2);
+    sq_future_add_done_callback(f, count_cb, (void *)(intptr_t)10);
+    sq_future_add_done_callback(f, count_cb, (void *)(intptr_t)1);
+    sq_future_add_done_callback(f, count_cb, (void *)(intptr_t)100);
+    sq_future_add_done_callback(f, count_cb, (void *)(intptr_t)10000);
+    sq_future_set_result(f, NULL);
+    assert_int_equal(cb_calls, 11011);
+    /* One that ran already is gone: removing it again finds nothing. */
+    assert_int_equal(sq_future_remove_done_callback(f, count_cb, (void *)(intptr_t)1), -ENOENT);
+    sq_future_release(f);
+    sq_loop_free(loop);
+}
+
+/* The loop is freed while a coroutine gathers 40 sleeps.  The teardown cancels what a
+ * coroutine awaits, one future a round for a limited number of rounds: the gather cancels
+ * the rest itself, returns, and nothing is left unreleased (LeakSanitizer). */
+static void *gather_many(void *arg)
+{
+    sq_future *fs[40];
+    for (int i = 0; i < 40; i++) fs[i] = sq_sleep_future(NULL, 100);
+    int64_t st[40];
+    *(int *)arg = sq_gather(fs, 40, NULL, st);
+    for (int i = 0; i < 40; i++) assert_int_equal(st[i], -ECANCELED);
+    return NULL;
+}
+
+static void test_gather_at_loop_free(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    int r = 1;
+    sq_go(loop, gather_many, &r);
+    sq_loop_run_once(loop, false);
+    sq_loop_free(loop);
+    assert_int_equal(r, -ECANCELED);
+}
+
 static void *returns_arg(void *arg)
 {
     return arg;
@@ -331,6 +397,8 @@ int main(void)
         cmocka_unit_test(test_await_outside_coroutine),
         cmocka_unit_test(test_done_callbacks_and_cancel),
         cmocka_unit_test(test_callback_removed_during_resolve),
+        cmocka_unit_test(test_callback_removes_later_one),
+        cmocka_unit_test(test_gather_at_loop_free),
         cmocka_unit_test(test_spawn_result),
         cmocka_unit_test(test_owned_value_freed_untaken),
         cmocka_unit_test(test_owned_value_taken),

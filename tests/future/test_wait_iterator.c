@@ -274,6 +274,28 @@ static void test_free_while_waiting(void **state)
     sq_test_run_coro(loop, free_while_waiting_coro, NULL, 20);
 }
 
+/* A done callback of one of its futures, added before the iterator took it, frees the
+ * iterator: the iterator's own callback on that future must not run on the freed slot. */
+static void free_iter_cb(sq_future *f, void *arg)
+{
+    sq_wait_iter **it = arg;
+    sq_wait_iter_free(*it);
+    *it = NULL;
+}
+
+static void test_freed_by_earlier_callback(void **state)
+{
+    sq_future *f = sq_future_new(loop);
+    sq_wait_iter *it = NULL;
+    sq_future_add_done_callback(f, free_iter_cb, &it);
+    sq_future *fs[1] = {sq_future_retain(f)};
+    it = sq_wait_iter_new(fs, 1);
+    assert_non_null(it);
+    sq_future_set_result(f, NULL);
+    assert_null(it);
+    sq_future_release(f);
+}
+
 /* --- callback form, no coroutine ----------------------------------------------------------- */
 
 typedef struct cb_state {
@@ -466,6 +488,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_timeout_and_owned, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_early, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_while_waiting, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_freed_by_earlier_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_callback_form, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chain_result_and_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chain_owned_value, setup, teardown),
