@@ -85,6 +85,7 @@ struct sq_loop {
     uint64_t fault_check_ns;     /* when the stack-overflow handler was last re-asserted */
     struct sq__at_free *at_free; /* sq__loop_at_free hooks, newest first */
     bool freeing;                /* inside sq_loop_free: nothing new may attach to it */
+    struct sq__remote *remote;   /* work out on other threads, to come back (sq__loop_remote_add) */
 
     /* timers (loop.c): the later ones in a hierarchical wheel of SQ__WHEEL_LEVELS x 64 slots
      * (level L slot: 64^L ticks), each an unordered array of entries kept in chunks, a bit
@@ -481,6 +482,18 @@ void sq__http_upgraded_remove(sq__http_upgraded *u);
  * sq__loop_at_free_cancel removes it again (when the object is freed first). */
 int sq__loop_at_free(sq_loop *loop, void (*fn)(void *), void *arg);
 void sq__loop_at_free_cancel(sq_loop *loop, void (*fn)(void *), void *arg);
+
+/* Work handed to another thread that comes back to the loop through
+ * sq_add_callback_threadsafe (an executor job), listed on the loop from its hand-off to its
+ * return.  sq_loop_free cancels the futures of those left and then waits for the ones still
+ * running to come back, since their return touches the loop.  Loop thread only; add
+ * refuses (SQ_ELOOPCLOSED) once the loop is being freed. */
+typedef struct sq__remote {
+    struct sq__remote *prev, *next;
+    sq_future *fut; /* cancelled if the loop is freed first */
+} sq__remote;
+int sq__loop_remote_add(sq_loop *loop, sq__remote *r);
+void sq__loop_remote_del(sq_loop *loop, sq__remote *r);
 
 /* A monotonic clock in ns. */
 uint64_t sq__mono_ns(void);

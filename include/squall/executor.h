@@ -22,14 +22,17 @@ typedef void *(*sq_job_fn)(void *arg);
 
 /** A pool of `threads` workers (0: 4 per CPU, at least 4).  NULL with errno on failure. */
 sq_executor *sq_executor_new(size_t threads);
-/** Wait for running jobs, fail queued ones with -ECANCELED, join the workers, free. */
+/** Wait for running jobs, fail queued ones with -ECANCELED, join the workers, free.  A job's
+ * future may still be cancelled afterwards (its completion waiting in its loop's queue). */
 void sq_executor_free(sq_executor *ex);
 /** The number of worker threads in the pool. */
 size_t sq_executor_threads(const sq_executor *ex);
 /** Queue fn(arg).  The future resolves on `loop` (NULL: the current loop) with fn's return
- * value; cancelling it before a worker picks it up skips the job.  NULL on -ENOMEM.
- * Call it on `loop`'s own thread: the future is created there and futures are not
- * thread-safe. */
+ * value; cancelling it before a worker picks it up skips the job (the future is done at
+ * once).  NULL on -ENOMEM; a future failed with SQ_ELOOPCLOSED if the pool or the loop is
+ * being freed.  Freeing the loop cancels its jobs not started yet and waits for its running
+ * ones to return (a running job cannot be interrupted).  Call it on `loop`'s own thread:
+ * the future is created there and futures are not thread-safe. */
 sq_future *sq_executor_submit(sq_executor *ex, sq_loop *loop, sq_job_fn fn, void *arg);
 /** Bound the jobs waiting for a free worker (0, the default: no bound).  Past it,
  * sq_executor_submit still returns a future, already failed with -EAGAIN: shed the load

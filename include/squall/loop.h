@@ -103,9 +103,12 @@ sq_loop *sq_loop_new(const sq_loop_options *opts);
  * Queued callbacks run first.  Each coroutine still suspended has the future it awaits
  * cancelled (sq_sleep/sq_await return -ECANCELED) so it can return and free what it holds;
  * one still unfinished after a few rounds is discarded (its stack unmapped; what only it
- * referenced leaks).  Pending sq_calls and sleep/timeout futures are freed, watchers and
- * timers dropped; futures of this loop must not be used afterwards.  The thread's last
- * loop also releases its pool of idle coroutine stacks (thread exit does in any case). */
+ * referenced leaks).  Executor jobs of this loop not started yet are cancelled; the free
+ * waits for those running to return (logged if that takes over a second), since their
+ * results come back through the loop.  Pending sq_calls and sleep/timeout futures are freed,
+ * watchers and timers dropped; futures of this loop must not be used afterwards.  The
+ * thread's last loop also releases its pool of idle coroutine stacks (thread exit does in
+ * any case). */
 void sq_loop_free(sq_loop *loop);
 /** The process-wide default loop, created on first use (on the calling thread). */
 sq_loop *sq_loop_default(void);

@@ -3,33 +3,32 @@
  * Futures are not thread-safe, so a worker never touches one: it runs fn(arg), stores the
  * result in the job and hands the job back to the submitting loop with
  * sq_add_callback_threadsafe(); job_complete() then resolves the future and frees the job
- * there.  Every job takes that road exactly once, whether it ran, was skipped after a
- * cancellation, or was dropped by sq_executor_free() — so its memory and its reference to
- * the future are released exactly once, always on the loop thread.
+ * there.  Every job ends in job_complete() exactly once, always on its loop thread: after it
+ * ran, when it is cancelled in the queue (at once, from the cancel hook), or when
+ * sq_executor_free() drops it (at once for the calling thread's loop, else handed back).
  *
- * Cancellation races with workers picking jobs up; a per-job atomic state settles it without
- * the cancel hook having to touch the executor (which may already be gone when a job's
- * future is cancelled): QUEUED -> RUNNING (a worker took it) or QUEUED -> CANCELLED (the
- * hook got there first; the worker that later pops it skips fn).
+ * Cancellation is settled under the pool's lock: a job still in the queue is taken out and
+ * completed at once (-ECANCELED); one a worker has taken runs to the end and its result is
+ * dropped.  The pool's memory lives as long as a job of it does (a reference each): a job's
+ * future may be cancelled after sq_executor_free() returned, while its completion waits in
+ * the loop's queue.  Each job is listed on its loop until it completes, so that a loop freed
+ * first cancels what it has not started and waits for what runs (loop.c, remote_drain).
  */
 #include <stdlib.h>
 #include <unistd.h>
 
 #include "internal.h"
 
-enum { JOB_QUEUED, JOB_RUNNING, JOB_CANCELLED };
-
 typedef struct job {
-    struct job *next;
+    sq__remote link; /* on the loop's list; link.fut is the job's own reference */
+    struct job *qprev, *qnext;
+    bool queued; /* in ex's queue (under ex->lock) */
     sq_loop *loop;
-    sq_future *fut; /* the job's own reference */
     sq_job_fn fn;
     void *arg;
     void *result;
     int status;
-    atomic_int state;
     struct sq_executor *ex;
-    bool counted; /* still counted in ex->nqueued (under ex->lock) */
 } job;
 
 struct sq_executor {
@@ -41,17 +40,48 @@ struct sq_executor {
     bool shutdown;
     size_t nthreads;
     pthread_t *threads;
+    atomic_size_t refs; /* sq_executor_free's, and one per job not yet completed */
 };
+
+static void ex_unref(sq_executor *ex)
+{
+    if (atomic_fetch_sub_explicit(&ex->refs, 1, memory_order_acq_rel) != 1) return;
+    pthread_cond_destroy(&ex->cond);
+    pthread_mutex_destroy(&ex->lock);
+    free(ex->threads);
+    free(ex);
+}
+
+/* Under ex->lock. */
+static void queue_unlink(sq_executor *ex, job *j)
+{
+    if (j->qprev) {
+        j->qprev->qnext = j->qnext;
+    } else {
+        ex->head = j->qnext;
+    }
+    if (j->qnext) {
+        j->qnext->qprev = j->qprev;
+    } else {
+        ex->tail = j->qprev;
+    }
+    j->qprev = j->qnext = NULL;
+    j->queued = false;
+    ex->nqueued--;
+}
 
 /* --- the loop side ------------------------------------------------------------------------ */
 
 static void job_complete(void *arg)
 {
     job *j = arg;
+    sq_executor *ex = j->ex;
+    sq__loop_remote_del(j->loop, &j->link);
     /* Already done if it was cancelled: resolve() then says -EALREADY and changes nothing. */
-    sq_future_resolve(j->fut, j->status, j->result);
-    sq_future_release(j->fut);
+    sq_future_resolve(j->link.fut, j->status, j->result);
+    sq_future_release(j->link.fut);
     free(j);
+    ex_unref(ex);
 }
 
 static void job_hand_back(job *j)
@@ -63,15 +93,16 @@ static void job_hand_back(job *j)
 static void job_cancel_hook(sq_future *f, void *arg)
 {
     job *j = arg;
-    int expected = JOB_QUEUED;
-    /* If a worker already has it, it runs to the end; its result is then dropped.  A job
-     * cancelled in the queue no longer counts against max_queued (it will be skipped). */
+    /* Still queued: out of the queue and done now.  A worker that has it runs it to the end;
+     * its result is then dropped. */
     pthread_mutex_lock(&j->ex->lock);
-    if (atomic_compare_exchange_strong(&j->state, &expected, JOB_CANCELLED) && j->counted) {
-        j->counted = false;
-        j->ex->nqueued--;
-    }
+    bool was_queued = j->queued;
+    if (was_queued) queue_unlink(j->ex, j);
     pthread_mutex_unlock(&j->ex->lock);
+    if (was_queued) {
+        j->status = -ECANCELED;
+        job_complete(j);
+    }
 }
 
 /* --- the worker side ---------------------------------------------------------------------- */
@@ -87,19 +118,10 @@ static void *worker_main(void *arg)
             pthread_mutex_unlock(&ex->lock);
             return NULL;
         }
-        ex->head = j->next;
-        if (!ex->head) ex->tail = NULL;
-        if (j->counted) ex->nqueued--;
-        j->counted = false;
+        queue_unlink(ex, j);
         pthread_mutex_unlock(&ex->lock);
-
-        int expected = JOB_QUEUED;
-        if (atomic_compare_exchange_strong(&j->state, &expected, JOB_RUNNING)) {
-            j->result = j->fn(j->arg);
-            j->status = 0;
-        } else {
-            j->status = -ECANCELED;
-        }
+        j->result = j->fn(j->arg);
+        j->status = 0;
         job_hand_back(j);
     }
 }
@@ -125,6 +147,7 @@ sq_executor *sq_executor_new(size_t threads)
         errno = ENOMEM;
         return NULL;
     }
+    atomic_init(&ex->refs, 1);
     pthread_mutex_init(&ex->lock, NULL);
     pthread_cond_init(&ex->cond, NULL);
     for (size_t i = 0; i < threads; i++) {
@@ -146,6 +169,7 @@ void sq_executor_free(sq_executor *ex)
     pthread_mutex_lock(&ex->lock);
     ex->shutdown = true;
     job *queued = ex->head;
+    for (job *j = queued; j; j = j->qnext) j->queued = false;
     ex->head = ex->tail = NULL;
     ex->nqueued = 0;
     pthread_cond_broadcast(&ex->cond);
@@ -156,8 +180,8 @@ void sq_executor_free(sq_executor *ex)
     sq_loop *here = sq_loop_current();
     while (queued) {
         job *j = queued;
-        queued = j->next;
-        atomic_store(&j->state, JOB_CANCELLED);
+        queued = j->qnext;
+        j->qprev = j->qnext = NULL;
         j->status = -ECANCELED;
         if (j->loop == here) {
             job_complete(j);
@@ -165,12 +189,10 @@ void sq_executor_free(sq_executor *ex)
             job_hand_back(j);
         }
     }
-    /* Running jobs finish; their results are delivered through their loops as usual. */
+    /* Running jobs finish; their results are delivered through their loops as usual.  The
+     * memory goes with the last of them. */
     for (size_t i = 0; i < ex->nthreads; i++) pthread_join(ex->threads[i], NULL);
-    pthread_cond_destroy(&ex->cond);
-    pthread_mutex_destroy(&ex->lock);
-    free(ex->threads);
-    free(ex);
+    ex_unref(ex);
 }
 
 size_t sq_executor_threads(const sq_executor *ex)
@@ -187,39 +209,41 @@ sq_future *sq_executor_submit(sq_executor *ex, sq_loop *loop, sq_job_fn fn, void
         sq_future_release(f);
         return NULL;
     }
-    j->next = NULL;
-    j->ex = ex;
-    j->counted = false;
-    j->loop = sq_future_loop(f);
-    j->fut = sq_future_retain(f);
-    j->fn = fn;
-    j->arg = arg;
-    j->result = NULL;
-    j->status = 0;
-    atomic_init(&j->state, JOB_QUEUED);
-    sq_future_set_cancel_hook(f, job_cancel_hook, j);
-
-    pthread_mutex_lock(&ex->lock);
-    bool closed = ex->shutdown;
-    bool full = !closed && ex->max_queued && ex->nqueued >= ex->max_queued;
-    if (!closed && !full) {
-        ex->nqueued++;
-        j->counted = true;
-        if (ex->tail) {
-            ex->tail->next = j;
+    *j = (job){.ex = ex, .loop = sq_future_loop(f), .fn = fn, .arg = arg};
+    j->link.fut = sq_future_retain(f);
+    /* SQ_ELOOPCLOSED: the loop is being freed, or the pool (from a done callback of
+     * sq_executor_free()); -EAGAIN: the queue is full. */
+    int err = sq__loop_remote_add(j->loop, &j->link);
+    if (!err) {
+        pthread_mutex_lock(&ex->lock);
+        if (ex->shutdown) {
+            err = SQ_ELOOPCLOSED;
+        } else if (ex->max_queued && ex->nqueued >= ex->max_queued) {
+            err = -EAGAIN;
         } else {
-            ex->head = j;
+            atomic_fetch_add_explicit(&ex->refs, 1, memory_order_relaxed);
+            j->queued = true;
+            ex->nqueued++;
+            j->qprev = ex->tail;
+            if (ex->tail) {
+                ex->tail->qnext = j;
+            } else {
+                ex->head = j;
+            }
+            ex->tail = j;
+            pthread_cond_signal(&ex->cond);
         }
-        ex->tail = j;
-        pthread_cond_signal(&ex->cond);
+        pthread_mutex_unlock(&ex->lock);
+        if (err) sq__loop_remote_del(j->loop, &j->link);
     }
-    pthread_mutex_unlock(&ex->lock);
-    if (closed || full) { /* full, or submitted from a done callback of sq_executor_free() */
-        sq_future_set_cancel_hook(f, NULL, NULL);
-        sq_future_set_error(f, full ? -EAGAIN : SQ_ELOOPCLOSED);
-        sq_future_release(j->fut);
+    if (err) {
+        sq_future_set_error(f, err);
+        sq_future_release(j->link.fut);
         free(j);
+        return f;
     }
+    /* The job cannot complete before this: that happens on this thread. */
+    sq_future_set_cancel_hook(f, job_cancel_hook, j);
     return f;
 }
 

@@ -4,6 +4,7 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -255,6 +256,55 @@ void sq__loop_at_free_cancel(sq_loop *loop, void (*fn)(void *), void *arg)
     }
 }
 
+int sq__loop_remote_add(sq_loop *loop, sq__remote *r)
+{
+    if (loop->freeing) return SQ_ELOOPCLOSED;
+    r->prev = NULL;
+    r->next = loop->remote;
+    if (r->next) r->next->prev = r;
+    loop->remote = r;
+    return 0;
+}
+
+void sq__loop_remote_del(sq_loop *loop, sq__remote *r)
+{
+    if (r->prev) {
+        r->prev->next = r->next;
+    } else {
+        loop->remote = r->next;
+    }
+    if (r->next) r->next->prev = r->prev;
+    r->prev = r->next = NULL;
+}
+
+/* sq_loop_free: work still out on other threads (executor jobs) would come back to a freed
+ * loop.  What has not started is cancelled (a queued job comes back at once); a job already
+ * running cannot be stopped, so the free waits for it, as Python's asyncio.run waits for
+ * its default executor, saying so once if that takes more than a second. */
+static void remote_drain(sq_loop *loop)
+{
+    for (;;) { /* from the head each time: a cancel's callbacks may end other entries */
+        sq__remote *r = loop->remote;
+        while (r && sq_future_done(r->fut)) r = r->next;
+        if (!r) break;
+        sq_future_cancel(r->fut);
+    }
+    bool said = false;
+    while (loop->remote) {
+        struct pollfd p = {.fd = loop->wake_fd, .events = POLLIN};
+        if (poll(&p, 1, 1000) == 0 && !said) {
+            size_t n = 0;
+            for (sq__remote *r = loop->remote; r; r = r->next) n++;
+            sq_log(SQ_LOG_WARNING,
+                   "sq_loop_free: waiting for %zu executor job(s) still running (a job "
+                   "cannot be interrupted; it has to return)",
+                   n);
+            said = true;
+        }
+        ts_run_batch(loop);
+    }
+}
+
 void sq_loop_free(sq_loop *loop)
 {
     if (!loop) return;
@@ -290,6 +340,7 @@ void sq_loop_free(sq_loop *loop)
         if (!woken && !loop->ready_head && !loop->callbacks.len) break;
         teardown_pass(loop);
     }
+    remote_drain(loop);
     sq__coro_discard_all(loop);
     loop->in_pass = false;
     sq__signal_loop_closed(loop);

@@ -270,6 +270,90 @@ static void test_free_fails_other_loops_jobs_on_their_thread(void **state)
     assert_int_equal(o.wrong_thread, 0);
 }
 
+/* --- lifetimes: the pool freed first, the loop freed first --------------------------------- */
+
+/* The pool is freed while a finished job's result waits in the loop's queue; the job's
+ * future is cancelled after that: the cancellation touches the pool, which lives on until
+ * the job's completion has run. */
+static void test_cancel_after_pool_freed(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    sq_executor *ex = sq_executor_new(1);
+    sq_future *f = sq_executor_submit(ex, loop, block_200ms, NULL);
+    sleep_ms(50);         /* running */
+    sq_executor_free(ex); /* joins the worker: the completion is queued on the loop */
+    assert_false(sq_future_done(f));
+    assert_int_equal(sq_future_cancel(f), 0);
+    assert_int_equal(sq_future_status(f), -ECANCELED);
+    sq_future_release(f);
+    sq_loop_run_once(loop, false); /* the completion: frees the job, then the pool */
+    sq_loop_free(loop);
+}
+
+static atomic_int slow_finished;
+
+static void *slow_job(void *arg)
+{
+    sleep_ms(300);
+    atomic_store(&slow_finished, 1);
+    return arg;
+}
+
+typedef struct co_job {
+    sq_executor *ex;
+    sq_job_fn fn;
+    int64_t before; /* what an sq_sleep(100) first returned (0: none asked) */
+    int64_t status; /* what awaiting the job returned (1: never returned) */
+} co_job;
+
+/* Awaits a job of co->ex, or first sleeps (before != 0) and submits it in its cleanup. */
+static void *awaits_job(void *arg)
+{
+    co_job *co = arg;
+    if (co->before) co->before = sq_sleep(100); /* cancelled by the loop's free */
+    co->status = sq_await(sq_executor_submit(co->ex, NULL, co->fn, NULL), NULL);
+    return NULL;
+}
+
+/* The loop is freed while its jobs are out: one running (awaited by a coroutine), one queued
+ * behind it whose future only the job holds.  The queued one is cancelled and never runs; the
+ * free waits for the running one, whose return would otherwise touch the freed loop. */
+static void test_loop_freed_with_jobs_out(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    sq_executor *ex = sq_executor_new(1);
+    atomic_store(&slow_finished, 0);
+    atomic_store(&second_ran, 0);
+    co_job co = {.ex = ex, .fn = slow_job, .status = 1};
+    sq_go(loop, awaits_job, &co);
+    sq_loop_run_once(loop, false);
+    sq_future_release(sq_executor_submit(ex, loop, mark_ran, NULL));
+    sleep_ms(50); /* the first is running */
+    double t0 = sq_test_now();
+    sq_loop_free(loop);
+    assert_int_equal(co.status, -ECANCELED);
+    assert_int_equal(atomic_load(&slow_finished), 1);
+    assert_true(sq_test_now() - t0 > 0.1);
+    sq_executor_free(ex);
+    assert_int_equal(atomic_load(&second_ran), 0);
+}
+
+/* Submitting while the loop is being freed (from a coroutine's cleanup) is refused. */
+static void test_submit_while_loop_frees(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    sq_executor *ex = sq_executor_new(1);
+    atomic_store(&second_ran, 0);
+    co_job co = {.ex = ex, .fn = mark_ran, .before = 1, .status = 1};
+    sq_go(loop, awaits_job, &co);
+    sq_loop_run_once(loop, false);
+    sq_loop_free(loop);
+    assert_int_equal(co.before, -ECANCELED);
+    assert_int_equal(co.status, SQ_ELOOPCLOSED);
+    sq_executor_free(ex);
+    assert_int_equal(atomic_load(&second_ran), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -279,6 +363,9 @@ int main(void)
         cmocka_unit_test(test_run_in_executor_from_coroutine),
         cmocka_unit_test(test_free_with_queued_jobs),
         cmocka_unit_test(test_free_fails_other_loops_jobs_on_their_thread),
+        cmocka_unit_test(test_cancel_after_pool_freed),
+        cmocka_unit_test(test_loop_freed_with_jobs_out),
+        cmocka_unit_test(test_submit_while_loop_frees),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
