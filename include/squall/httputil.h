@@ -91,8 +91,9 @@ size_t sq_args_get_all(const sq_args *a, const char *name, const sq_arg **out, s
 
 /** Parse "a=1&b=2&a=3" (query string or url-encoded body) and append to `out`.  Pairs
  * without '=' get an empty value; empty pairs ("&&") are skipped; only '&' separates; '+'
- * is a space.  Returns the number of pairs added, -EINVAL for a malformed escape, -E2BIG
- * when the input holds more than limits->max_args pairs. */
+ * is a space; a '%' not followed by two hex digits stays as it is (as Python's parse_qs
+ * does).  Returns the number of pairs added, or -E2BIG (nothing added) when the input holds
+ * more than limits->max_args pairs. */
 int sq_parse_qs(const char *s, size_t len, sq_args *out, const sq_form_limits *limits);
 
 /** Extract the boundary parameter from a multipart/form-data Content-Type value (quoted or

@@ -65,7 +65,8 @@ typedef struct sq_handler_class {
     void *(*get_current_user)(sq_handler *h);
     /** Tornado's `authenticated` decorator for every method: without a current user, GET and
      *  HEAD are redirected to settings.login_url with `?next=` and this request's URI, the
-     *  others answered 403. */
+     *  others answered 403.  Checked after prepare (where the user may be looked up), before
+     *  the method and before a streamed body (data_received) is taken in. */
     bool authenticated;
     /** Skip the XSRF check (settings.xsrf_cookies) for this class: an API authenticated by
      *  other means. */
@@ -166,9 +167,9 @@ sq_http_server *sq_app_tls_server(sq_app *app);
 /** Close the servers and free the app; requests in flight are dropped.  NULL is ignored. */
 void sq_app_free(sq_app *app);
 /** Build the path of the route named `name`, filling its groups with the n args given
- * (percent-encoded).  snprintf semantics; -ENOENT for an unknown name, -EINVAL for a
- * wrong number of args or a pattern that cannot be reversed (nested or non-capturing
- * groups, quantifiers or classes outside groups). */
+ * (percent-encoded as Python's quote(): '/' is kept).  snprintf semantics; -ENOENT for an unknown
+ * name, -EINVAL for a wrong number of args or a pattern that cannot be reversed (nested or
+ * non-capturing groups, quantifiers or classes outside groups). */
 ssize_t sq_reverse_url(const sq_app *app, const char *name, char *dst, size_t dstlen,
                        const char *const *args, size_t n);
 

@@ -34,6 +34,7 @@
 #include "squall/template.h"
 #include "squall/web.h"
 #include "internal.h"
+#include "web/httputil_internal.h"
 #include "web/web_internal.h"
 
 #define SQ__POOL_MAX     1024        /* idle handlers kept per app */
@@ -573,11 +574,12 @@ ssize_t sq_reverse_url(const sq_app *app, const char *name, char *dst, size_t ds
             if (group >= n) return -EINVAL;
             const char *a = args[group] ? args[group] : "";
             size_t alen = strlen(a);
-            size_t need = sq_url_escape(NULL, 0, a, alen, false);
+            /* '/' stays, as in Tornado: a static file in a folder, a path-like argument */
+            size_t need = sq__url_escape_path(NULL, 0, a, alen);
             char tmp[256];
             char *buf = need < sizeof tmp ? tmp : malloc(need + 1);
             if (!buf) return -ENOMEM;
-            sq_url_escape(buf, need + 1, a, alen, false);
+            sq__url_escape_path(buf, need + 1, a, alen);
             put(dst, dstlen, &pos, buf, need);
             if (buf != tmp) free(buf);
             group++;
@@ -878,12 +880,21 @@ static bool xsrf_ok(sq_handler *h, const char **why)
 }
 
 /* Before the method: the login requirement and the XSRF check.  False when answered. */
-static bool gatekeep(sq_handler *h)
+static bool safe_method(const sq_handler *h)
+{
+    sq_str m = h->req->method;
+    return (m.len == 3 && !memcmp(m.ptr, "GET", 3)) || h->is_head ||
+           (m.len == 7 && !memcmp(m.ptr, "OPTIONS", 7));
+}
+
+/* `authenticated`: checked after prepare, as Tornado's decorator wraps the method (prepare
+ * is where an app looks its user up), and before a streamed body is taken in.  false when
+ * it answered (a redirect to the login page, or a 403). */
+static bool login_gate(sq_handler *h)
 {
     sq_http_request *req = h->req;
     sq_str m = req->method;
-    bool safe = (m.len == 3 && !memcmp(m.ptr, "GET", 3)) || h->is_head ||
-                (m.len == 7 && !memcmp(m.ptr, "OPTIONS", 7));
+    bool safe = safe_method(h);
     if (h->cls->authenticated && !sq_current_user(h)) {
         const char *login = h->app->settings.login_url;
         if (safe && login && m.len != 7) {
@@ -902,7 +913,15 @@ static bool gatekeep(sq_handler *h)
         sq_send_error(h, 403, "login required");
         return false;
     }
-    if (h->app->settings.xsrf_cookies && !h->cls->no_xsrf_check && !safe) {
+    return true;
+}
+
+/* The XSRF token, before prepare as in Tornado's _execute.  false when it answered 403. */
+static bool xsrf_gate(sq_handler *h)
+{
+    sq_http_request *req = h->req;
+    sq_str m = req->method;
+    if (h->app->settings.xsrf_cookies && !h->cls->no_xsrf_check && !safe_method(h)) {
         const char *why = NULL;
         if (!xsrf_ok(h, &why)) {
             sq_log(SQ_LOG_WARNING, "web: %.*s %.*s refused: %s", (int)m.len, m.ptr, (int)req->path.len,
@@ -1160,13 +1179,14 @@ SQ__HOT static void dispatch(sq_http_request *req, void *arg)
     if (fn && !c->data_received && !h->finished && !h->fail_status &&
         (req->content_length > 0 || req->chunked))
         sq_get_body(h);
-    /* login required, XSRF token: answered here (a redirect or a 403) when they fail */
-    bool denied = !h->finished && !h->fail_status && fn && !gatekeep(h);
+    /* The XSRF token, then prepare, then login required (Tornado's order): answered here
+     * (a 403 or a redirect) when they fail. */
+    bool denied = !h->finished && !h->fail_status && fn && !xsrf_gate(h);
     if (!denied && !h->finished && !h->fail_status && c->prepare) c->prepare(h);
     if (!denied && !h->finished && !h->fail_status) {
         if (!fn) {
             send_405(h);
-        } else {
+        } else if (login_gate(h)) {
             if (c->data_received) stream_body(h);
             if (!h->finished && !h->fail_status) fn(h);
         }
@@ -1183,7 +1203,6 @@ SQ__HOT static void dispatch(sq_http_request *req, void *arg)
     } else if (h->detached) {
         sq_http_detach(req);
     } else {
-        set_etag(h);
         sq_finish(h);
     }
 }
@@ -1718,6 +1737,7 @@ int sq_flush(sq_handler *h)
 SQ__HOT int sq_finish(sq_handler *h)
 {
     if (h->finished) return 0;
+    set_etag(h); /* as Tornado's finish(): also for a handler that finishes itself */
     int rc = push_out(h);
     h->finished = true;
     sq_http_request *req = h->req;
@@ -1793,8 +1813,9 @@ static const char *resolve_location(sq_handler *h, const char *url)
         (ul >= 2 && url[0] == '/' && url[1] == '/'))
         return url; /* scheme:… or //authority… */
     sq_str path = h->req->path, query = h->req->query;
-    char *d = sq__handler_alloc(h, path.len + ul + query.len + 4);
-    if (!d) return NULL;
+    char *buf = sq__handler_alloc(h, path.len + ul + query.len + 6);
+    if (!buf) return NULL;
+    char *d = buf + 2; /* room for a "/." in front (below) */
     /* the base the reference is appended to */
     size_t n = 0;
     bool same_doc = url[0] == '?' || url[0] == '#' || ul == 0;
@@ -1816,11 +1837,20 @@ static const char *resolve_location(sq_handler *h, const char *url)
     memcpy(d + n, url, ul);
     n += ul;
     d[n] = 0;
-    if (same_doc) return d;
-    size_t pe = strcspn(d, "?#");
-    size_t np = remove_dot_segments(d, pe);
-    memmove(d + np, d + pe, n - pe);
-    d[np + (n - pe)] = 0;
+    if (!same_doc) {
+        size_t pe = strcspn(d, "?#");
+        size_t np = remove_dot_segments(d, pe);
+        memmove(d + np, d + pe, n - pe);
+        d[np + (n - pe)] = 0;
+    }
+    /* A path of the request's making ("/docs/..//evil.com/x", "//evil.com/") can resolve to
+     * "//host…" or "/\host…", which a browser reads as another site: an open redirect.
+     * "/." in front keeps it a path on this one. */
+    if (d[0] == '/' && (d[1] == '/' || d[1] == '\\')) {
+        d -= 2;
+        d[0] = '/';
+        d[1] = '.';
+    }
     return d;
 }
 

@@ -37,16 +37,22 @@ sq_form_limits sq__form_limits(const sq_form_limits *l)
 
 /* --- percent-encoding ---------------------------------------------------------------------- */
 
-ssize_t sq_url_unescape(char *dst, const char *src, size_t len, bool plus_as_space)
+/* strict: -EINVAL for a '%' not followed by two hex digits; else it stays as it is (Python's
+ * unquote, which Tornado parses query strings and forms with). */
+static ssize_t url_unescape(char *dst, const char *src, size_t len, bool plus_as_space, bool strict)
 {
     size_t o = 0;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)src[i];
-        if (c == '%') {
-            if (len - i < 3) return -EINVAL;
-            int hi = sq__hexval((unsigned char)src[i + 1]);
-            int lo = sq__hexval((unsigned char)src[i + 2]);
-            if (hi < 0 || lo < 0) return -EINVAL;
+        int hi = -1, lo = -1;
+        if (c == '%' && len - i >= 3) {
+            hi = sq__hexval((unsigned char)src[i + 1]);
+            lo = sq__hexval((unsigned char)src[i + 2]);
+        }
+        if (c == '%' && (hi < 0 || lo < 0)) {
+            if (strict) return -EINVAL;
+            dst[o++] = '%';
+        } else if (c == '%') {
             dst[o++] = (char)(hi << 4 | lo);
             i += 2;
         } else if (c == '+' && plus_as_space) {
@@ -58,13 +64,19 @@ ssize_t sq_url_unescape(char *dst, const char *src, size_t len, bool plus_as_spa
     return (ssize_t)o;
 }
 
+ssize_t sq_url_unescape(char *dst, const char *src, size_t len, bool plus_as_space)
+{
+    return url_unescape(dst, src, len, plus_as_space, true);
+}
+
 static bool is_unreserved(unsigned char c)
 {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' ||
            c == '.' || c == '_' || c == '~';
 }
 
-size_t sq_url_escape(char *dst, size_t dstlen, const char *src, size_t len, bool plus_for_space)
+static size_t url_escape(char *dst, size_t dstlen, const char *src, size_t len, bool plus_for_space,
+                         bool keep_slash)
 {
     static const char hex[] = "0123456789ABCDEF";
     size_t n = 0;
@@ -72,7 +84,7 @@ size_t sq_url_escape(char *dst, size_t dstlen, const char *src, size_t len, bool
         unsigned char c = (unsigned char)src[i];
         char enc[3];
         size_t k;
-        if (is_unreserved(c)) {
+        if (is_unreserved(c) || (c == '/' && keep_slash)) {
             enc[0] = (char)c;
             k = 1;
         } else if (c == ' ' && plus_for_space) {
@@ -89,6 +101,16 @@ size_t sq_url_escape(char *dst, size_t dstlen, const char *src, size_t len, bool
     }
     if (dstlen) dst[n < dstlen ? n : dstlen - 1] = '\0';
     return n;
+}
+
+size_t sq_url_escape(char *dst, size_t dstlen, const char *src, size_t len, bool plus_for_space)
+{
+    return url_escape(dst, dstlen, src, len, plus_for_space, false);
+}
+
+size_t sq__url_escape_path(char *dst, size_t dstlen, const char *src, size_t len)
+{
+    return url_escape(dst, dstlen, src, len, false, true);
 }
 
 /* --- the argument multimap ------------------------------------------------------------------ */
@@ -221,12 +243,9 @@ int sq_parse_qs(const char *s, size_t len, sq_args *out, const sq_form_limits *l
             goto fail;
         }
         buf = nb;
-        ssize_t dn = sq_url_unescape(buf, pair, nlen, true);
-        ssize_t dv = dn < 0 ? 0 : sq_url_unescape(buf + dn, eq ? eq + 1 : pair, vlen, true);
-        if (dn < 0 || dv < 0) {
-            rc = -EINVAL;
-            goto fail;
-        }
+        /* a malformed escape stays as it is: one stray '%' does not cost the other pairs */
+        ssize_t dn = url_unescape(buf, pair, nlen, true, false);
+        ssize_t dv = url_unescape(buf + dn, eq ? eq + 1 : pair, vlen, true, false);
         rc = sq_args_add(out, buf, (size_t)dn, buf + dn, (size_t)dv);
         if (rc < 0) goto fail;
         added++;

@@ -17,6 +17,8 @@ int sq__args_add_full(sq_args *a, const char *name, size_t name_len, const char 
                       const char *content_type, size_t content_type_len);
 /* Drop (and free) every argument past the first `len`: undoes a failed parse. */
 void sq__args_truncate(sq_args *a, size_t len);
+/* sq_url_escape for a path: '/' stays (Python's quote(), which Tornado's reverse_url uses). */
+size_t sq__url_escape_path(char *dst, size_t dstlen, const char *src, size_t len);
 /* RFC 7230 tchar. */
 bool sq__is_tchar(unsigned char c);
 /* Hex digit value or -1. */

@@ -54,7 +54,7 @@ typedef struct node {
     expr *e;
     char *name, *name2; /* for: the loop variables; set: the name; block: its name */
     struct node *body, *els, *next;
-    bool flag; /* autoescape: on or off */
+    bool flag; /* autoescape: on or off; block: whether its body autoescapes where it is written */
 } node;
 
 struct filter_def {
@@ -127,7 +127,7 @@ typedef struct parser {
     char *err;
     size_t errlen;
     bool failed;
-    bool autoescape;
+    bool autoescape; /* at the point being parsed: a block's body keeps it (it is lexical) */
     int tdepth; /* templates compiled around this one (extends, include) */
     int edepth; /* expression nesting, bounded (the parser recurses) */
 } parser;
@@ -830,6 +830,7 @@ static node *parse_tag(parser *ps, lexer *lx, piece pc, int depth)
             return n;
         }
         n->name = strndup(v.s, v.len);
+        n->flag = ps->autoescape;
         tag_done(ps);
         static const char *const stops[] = {"endblock", NULL};
         n->body = parse_nodes(ps, lx, stops, stop, sizeof stop, depth + 1);
@@ -848,7 +849,10 @@ static node *parse_tag(parser *ps, lexer *lx, piece pc, int depth)
         n->flag = v.s[0] == 't' || v.s[0] == 'T';
         tag_done(ps);
         static const char *const stops[] = {"endautoescape", NULL};
+        bool outer = ps->autoescape;
+        ps->autoescape = n->flag;
         n->body = parse_nodes(ps, lx, stops, stop, sizeof stop, depth + 1);
+        ps->autoescape = outer;
         if (!ps->failed && strcmp(stop, "endautoescape"))
             fail(ps, at, "'autoescape' without 'endautoescape'");
         return n;
@@ -953,8 +957,14 @@ static sq_template *compile(sq_templates *t, const char *name, const char *src, 
     tpl->loader = t;
     /* Jinja2's default keep_trailing_newline=False: one final newline is dropped */
     if (len && src[len - 1] == '\n') len--;
-    parser ps = {.loader = t, .tpl = tpl, .src = src, .end = src + len, .err = err, .errlen = errlen,
-                 .tdepth = depth};
+    parser ps = {.loader = t,
+                 .tpl = tpl,
+                 .src = src,
+                 .end = src + len,
+                 .err = err,
+                 .errlen = errlen,
+                 .tdepth = depth,
+                 .autoescape = !t->opts.no_autoescape};
     lexer lx = {.p = src, .end = src + len};
     char stop[16];
     tpl->root = parse_nodes(&ps, &lx, NULL, stop, sizeof stop, 0);
@@ -1132,6 +1142,7 @@ typedef struct var {
     const char *name;
     json_t *j;
     bool owned; /* a reference (set), or borrowed from the list a for loop walks */
+    bool safe;  /* set from a value marked safe ({% set x = h|safe %}): printed as it is */
 } var;
 
 typedef struct loop_state {
@@ -1288,11 +1299,14 @@ static int to_text(const json_t *j, sq__buf *b)
         int n = 0;
         double ad = fabs(d);
         if (ad >= 1e-4 && ad < 1e15) {
-            /* a few decimals (prices, halves): the digits by hand, as repr writes them */
+            /* A few decimals (prices, halves): the digits by hand.  d * 10^k is rounded, so a
+             * whole m only proposes digits; they are d's repr if they read back as d: with at
+             * most 15 significant digits, a decimal that reads back as d is what %.15g gives,
+             * trailing zeros stripped, and nothing shorter reads back (see below). */
             double scale = 1;
             for (int k = 0; k <= 6; k++, scale *= 10) {
                 double m = d * scale;
-                if (fabs(m) >= 9e15) break;
+                if (fabs(m) >= 1e15) break;
                 long long v = (long long)m; /* exact below 2^53: m is whole iff it converts back */
                 if ((double)v != m) continue;
                 long long ip = v / (long long)scale, fp = llabs(v % (long long)scale);
@@ -1305,7 +1319,10 @@ static int to_text(const json_t *j, sq__buf *b)
                 } else {
                     for (int i = k - 1; i >= 0; i--, fp /= 10) q[i] = (char)('0' + fp % 10);
                     q += k;
+                    while (q[-1] == '0' && q[-2] != '.') q--; /* 19.990 (19.99 * 1000) */
                 }
+                *q = 0;
+                if (strtod(num, NULL) != d) break; /* 5.2018 for 5.2017999999999995 */
                 return sq__buf_append(b, num, (size_t)(q - num));
             }
         }
@@ -1377,7 +1394,11 @@ static inline bool streq(const char *a, const char *b)
 static val lookup(rctx *r, const char *name)
 {
     for (size_t i = r->nvars; i-- > 0;)
-        if (r->vars[i].name == name || streq(r->vars[i].name, name)) return borrow(r->vars[i].j);
+        if (r->vars[i].name == name || streq(r->vars[i].name, name)) {
+            val v = borrow(r->vars[i].j);
+            v.safe = r->vars[i].safe;
+            return v;
+        }
     if (r->nloops && !strcmp(name, "loop")) {
         loop_state *l = r->loops[r->nloops - 1];
         return mkval(json_pack("{s:I,s:I,s:I,s:I,s:b,s:b,s:I}", "index", (json_int_t)l->index + 1,
@@ -1933,7 +1954,7 @@ static val eval(rctx *r, const expr *e)
 }
 
 /* A variable; `owned`: j is a reference it takes (else borrowed for the variable's scope). */
-static void push_var(rctx *r, const char *name, json_t *j, bool owned)
+static void push_var(rctx *r, const char *name, json_t *j, bool owned, bool safe)
 {
     if (r->nvars == r->capvars) {
         size_t cap = r->capvars ? r->capvars * 2 : 16;
@@ -1946,7 +1967,7 @@ static void push_var(rctx *r, const char *name, json_t *j, bool owned)
         r->vars = v;
         r->capvars = cap;
     }
-    r->vars[r->nvars++] = (var){name, j, owned};
+    r->vars[r->nvars++] = (var){name, j, owned, safe};
     if (name[0] == 'l' && !strcmp(name, "loop")) r->loop_vars++;
 }
 
@@ -2004,7 +2025,12 @@ static void render_block(rctx *r, const char *name, int level)
             r->block = name;
             r->block_level = i;
             r->tpl = t;
+            /* Escaping is lexical, as in Jinja2: a block's body escapes as where it is
+             * written, not as around the {% block %} tag of the parent rendering it. */
+            bool save_esc = r->autoescape;
+            r->autoescape = t->blocks[k]->flag;
             render_nodes(r, t->blocks[k]->body);
+            r->autoescape = save_esc;
             r->block = save_b;
             r->block_level = save_l;
             r->tpl = save_t;
@@ -2080,8 +2106,8 @@ static void render_nodes(rctx *r, const node *n)
             size_t mark = r->nvars;
             /* the loop's variables stay in their slots; each item replaces the last one's
              * (a `set` in the body pushes after them and is popped at the end of the item) */
-            push_var(r, n->name, NULL, false);
-            if (n->name2) push_var(r, n->name2, NULL, false);
+            push_var(r, n->name, NULL, false, false);
+            if (n->name2) push_var(r, n->name2, NULL, false, false);
             size_t body_mark = r->nvars;
             for (size_t i = 0; i < len && !r->failed; i++) {
                 ls.index = i;
@@ -2106,7 +2132,8 @@ static void render_nodes(rctx *r, const node *n)
         }
         case N_SET: {
             val v = eval(r, n->e);
-            push_var(r, n->name, v.j ? vown(v) : json_null(), true);
+            bool safe = v.safe;
+            push_var(r, n->name, v.j ? vown(v) : json_null(), true, safe);
             break;
         }
         case N_INCLUDE: {
@@ -2125,9 +2152,12 @@ static void render_nodes(rctx *r, const node *n)
             int save_n = r->nchain;
             memcpy(save_chain, r->chain, sizeof save_chain);
             const char *save_b = r->block;
+            bool save_esc = r->autoescape; /* the included template escapes as its own */
+            r->autoescape = !t->loader->opts.no_autoescape;
             r->depth++;
             render_template(r, t);
             r->depth--;
+            r->autoescape = save_esc;
             memcpy(r->chain, save_chain, sizeof save_chain);
             r->nchain = save_n;
             r->block = save_b;

@@ -879,7 +879,7 @@ static void test_reverse_url(void **state)
     assert_string_equal(buf, "/user/42");
     const char *a2[] = {"a b/c", "x&y"};
     ssize_t n = sq_reverse_url(app, "two", buf, sizeof buf, a2, 2);
-    assert_string_equal(buf, "/f/a%20b%2Fc/x/x%26y");
+    assert_string_equal(buf, "/f/a%20b/c/x/x%26y"); /* Tornado keeps the slash */
     assert_int_equal(n, (ssize_t)strlen(buf));
     /* snprintf semantics */
     char small[6];

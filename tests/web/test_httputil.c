@@ -145,10 +145,12 @@ static const qs_case qs_cases[] = {
     {R("q=%E2%82%AC%2b%26"), 1, {{"q", "\xe2\x82\xac+&"}}},
     {R("a=1;b=2"), 1, {{"a", "1;b=2"}}}, /* ';' is not a separator */
     {R("k%3D=v%26"), 1, {{"k=", "v&"}}},
-    {R("a=%"), -EINVAL},
-    {R("a=1&b=%4"), -EINVAL},
-    {R("%zz=1"), -EINVAL},
-    {R("a=%G0"), -EINVAL},
+    /* a malformed escape stays as it is (Python's parse_qs): the other pairs are kept */
+    {R("a=%"), 1, {{"a", "%"}}},
+    {R("a=1&b=%4"), 2, {{"a", "1"}, {"b", "%4"}}},
+    {R("%zz=1"), 1, {{"%zz", "1"}}},
+    {R("a=%G0&b=%4%41"), 2, {{"a", "%G0"}, {"b", "%4A"}}},
+    {R("id=7&discount=50%"), 2, {{"id", "7"}, {"discount", "50%"}}},
 };
 
 static void test_parse_qs(void **state)
