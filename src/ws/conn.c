@@ -53,6 +53,7 @@ typedef struct ws_timers {
     sq_timer write_t; /* armed while output is pending: checks for progress */
     uint64_t ping_sent, last_rx;
     uint64_t acked; /* the kernel's count of our bytes the peer acknowledged */
+    uint64_t ping_acked; /* the same, at the last ping tick */
     bool progress;  /* output moved since the write timer was last armed (not TCP) */
 } ws_timers;
 
@@ -390,6 +391,16 @@ static void arm_close_timer(sq_ws *ws, double seconds)
 }
 
 static int queue_frame(sq_ws *ws, unsigned op, const void *data, size_t len, bool compress);
+static int64_t acked_bytes(const sq_ws *ws);
+static bool output_outstanding(const sq_ws *ws);
+
+/* No frame is read by our own doing: a message waits for its handler (on_message is
+ * running, the client's user holds the last one, input after it is not parsed yet), or our
+ * backpressure (rpaused). */
+static bool rx_held(const sq_ws *ws)
+{
+    return ws->coro || ws->msg_ready || ws->delivered || ws->pend_off < ws->pend_len || ws->rpaused;
+}
 
 static void ping_timer_cb(sq_loop *loop, sq_timer *t)
 {
@@ -404,9 +415,16 @@ static void ping_timer_cb(sq_loop *loop, sq_timer *t)
     bool was = ws->in_io;
     ws->in_io = true;
     double next = interval;
-    /* While our own backpressure keeps us from reading, the peer's pong may sit unread: not
-     * its fault.  Whether it takes our bytes at all is the write deadline's business. */
-    if (ws->rpaused) tm->last_rx = now;
+    /* While we do not read (a handler busy with a message, our backpressure), the peer's
+     * pong may sit unread: not its fault.  And our ping may wait behind our own output: a
+     * peer still taking it is alive.  Whether it takes our bytes at all is the write
+     * deadline's business. */
+    if (rx_held(ws)) tm->last_rx = now;
+    if (output_outstanding(ws)) {
+        int64_t a = acked_bytes(ws);
+        if (a >= 0 && (uint64_t)a != tm->ping_acked) tm->last_rx = now;
+        if (a >= 0) tm->ping_acked = (uint64_t)a;
+    }
     if (tm->ping_sent && tm->last_rx < tm->ping_sent) {
         if (now - tm->ping_sent >= to_ns) {
             sq_log(SQ_LOG_INFO, "websocket: no answer to a ping from %s for %.1f s: closing",
@@ -511,10 +529,7 @@ static void ws_update_io(sq_ws *ws)
 {
     if (ws->closed) return;
     unsigned ev = 0;
-    bool pend = ws->pend_off < ws->pend_len;
-    if (ws->lingering ||
-        (!ws->input_done && !ws->coro && !ws->msg_ready && !ws->delivered && !pend && !ws->rpaused))
-        ev |= SQ_READ;
+    if (ws->lingering || (!ws->input_done && !rx_held(ws))) ev |= SQ_READ;
     if (ws->opos < ws->out.len) ev |= SQ_WRITE;
     ev = sq__tp_poll(ws->tp, ev); /* TLS: a record half written, bytes OpenSSL holds */
     if (ev == ws->io.events && ws->io.sq__registered) return;
