@@ -139,7 +139,7 @@ int sq_ws_write(sq_ws *ws, const void *data, size_t len, bool binary);
 /** Send a ping (payload at most 125 bytes: -EINVAL beyond).  0, SQ_ECLOSED. */
 int sq_ws_ping(sq_ws *ws, const void *data, size_t len);
 /** Start the close handshake with `code` (0: 1000 / no code) and `reason` (NULL: none; at
- * most 123 bytes, -EINVAL beyond).  The connection drops when the peer answers or after
+ * most 123 bytes of UTF-8, -EINVAL otherwise).  The connection drops when the peer answers or after
  * close_timeout.  Idempotent: later calls return -EALREADY. */
 int sq_ws_close(sq_ws *ws, int code, const char *reason);
 /** The close code and reason received from the peer (or the code we closed with after a

@@ -742,7 +742,7 @@ int sq_ws_close(sq_ws *ws, int code, const char *reason)
 {
     if (ws->closed || ws->close_sent) return -EALREADY;
     size_t rlen = reason ? strlen(reason) : 0;
-    if (rlen > 123) return -EINVAL;
+    if (rlen > 123 || !sq__utf8_valid(reason, rlen)) return -EINVAL; /* peers fail it (1007) */
     if (code && (code < 0 || !sq__ws_close_code_valid((unsigned)code))) return -EINVAL;
     if (!code && reason) code = SQ_WS_CLOSE_NORMAL;
     int e = send_close(ws, (unsigned)code, reason, rlen);

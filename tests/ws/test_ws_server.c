@@ -29,6 +29,8 @@ static void echo_check(sq_ws *ws, const char *msg, size_t len, bool binary)
 static void close_check(sq_ws *ws)
 {
     int closes = g_log.closes;
+    /* a reason that is not UTF-8 (Latin-1 "café") is refused: peers would fail it (1007) */
+    assert_int_equal(sq_ws_close(ws, 4000, "caf\xe9"), -EINVAL);
     assert_int_equal(sq_ws_close(ws, 4000, "done here"), 0);
     assert_int_equal(sq_ws_close(ws, 4000, "again"), -EALREADY);
     const char *d;
