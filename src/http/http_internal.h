@@ -75,9 +75,11 @@ struct sq_http_server {
     sq__http_upgraded *upgraded; /* upgraded connections (WebSockets), doubly linked */
     sq__http_upgraded *asked;    /* those a graceful shutdown asked to close */
     size_t upgrading;            /* detached for an upgrade, not yet registered */
-    bool closing_all;            /* the shutdown's deadline or the server's free is
+    unsigned closing_all;        /* the shutdown's deadline or the server's free is
                                     closing everything: the shutdown future resolves after,
-                                    not in between (its callbacks may free the server) */
+                                    not in between (its callbacks may free the server), and a
+                                    free from user code (on_close) waits for its end */
+    bool free_pending;           /* sq_http_server_free was called meanwhile */
     size_t nupgraded;            /* on the upgraded and asked lists */
     size_t server_name_len;
     /* the Date header, formatted once a second */

@@ -412,10 +412,14 @@ static void upgraded_abort(sq_http_server *srv)
 static void shutdown_deadline(sq_loop *loop, sq_timer *t)
 {
     sq_http_server *srv = t->data;
-    srv->closing_all = true;
+    srv->closing_all++;
     close_all(srv, false);
     upgraded_abort(srv);
-    srv->closing_all = false;
+    srv->closing_all--;
+    if (srv->free_pending) { /* an on_close callback freed the server: now it is done */
+        sq_http_server_free(srv);
+        return;
+    }
     sq__http_shutdown_check(srv); /* last: the future's callbacks may free the server */
 }
 
@@ -443,8 +447,14 @@ sq_future *sq_http_server_shutdown(sq_http_server *srv, double deadline)
 void sq_http_server_free(sq_http_server *srv)
 {
     if (!srv) return;
+    if (srv->closing_all) {
+        /* From user code (an on_close callback) while the server closes every connection:
+         * the free happens when that ends, the connections left closed first. */
+        srv->free_pending = true;
+        return;
+    }
     srv->closing = true;
-    srv->closing_all = true; /* a pending shutdown future resolves once the server is gone */
+    srv->closing_all++; /* a pending shutdown future resolves once the server is gone */
     close_listeners(srv);
     close_all(srv, false);
     upgraded_abort(srv);

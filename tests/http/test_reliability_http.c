@@ -271,6 +271,80 @@ static void test_on_close_frees_server(void **state)
     assert_int_equal(free_calls, 1);
 }
 
+/* The same from the shutdown's deadline: it closes every connection, and the first on_close
+ * frees the server while the deadline still walks the others. */
+static int deadline_detached;
+
+static void finish_and_free_once(sq_http_request *req, void *arg)
+{
+    free_calls++;
+    sq_http_finish(req);
+    if (gone_h->srv) sq_http_server_free(gone_h->srv); /* from the first callback only */
+    gone_h->srv = NULL;
+}
+
+static void detach_then_shutdown_handler(sq_http_request *req, void *arg)
+{
+    gone_h = arg;
+    sq_http_on_connection_close(req, finish_and_free_once, NULL);
+    sq_http_detach(req);
+    if (++deadline_detached == 3) sq_future_release(sq_http_server_shutdown(gone_h->srv, 0.2));
+}
+
+static void three_gets_client(harness *h)
+{
+    cl c[3];
+    for (int i = 0; i < 3; i++) {
+        CHECK(h, cl_open(&c[i], h->port) == 0);
+        CHECK(h, cl_sends(&c[i], "GET / HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
+        usleep(50 * 1000); /* in order */
+    }
+    for (int i = 0; i < 3; i++) {
+        char b[256];
+        while (recv(c[i].fd, b, sizeof b, 0) > 0) { /* until the server closes */
+        }
+        cl_close(&c[i]);
+    }
+}
+
+static void test_deadline_on_close_frees_server(void **state)
+{
+    free_calls = deadline_detached = 0;
+    run_with_client(NULL, detach_then_shutdown_handler, NULL, three_gets_client, NULL, 30);
+    assert_int_equal(deadline_detached, 3);
+    assert_int_equal(free_calls, 3);
+}
+
+/* The server's own free closes the connections, and their on_close callbacks free it again:
+ * those calls wait for the free in progress. */
+static cl kept[2];
+
+static void detach_only_handler(sq_http_request *req, void *arg)
+{
+    gone_h = arg;
+    sq_http_on_connection_close(req, finish_and_free_once, NULL);
+    sq_http_detach(req);
+    deadline_detached++;
+}
+
+static void two_kept_client(harness *h)
+{
+    for (int i = 0; i < 2; i++) {
+        CHECK(h, cl_open(&kept[i], h->port) == 0);
+        CHECK(h, cl_sends(&kept[i], "GET / HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
+    }
+    usleep(200 * 1000); /* both detached; they stay open until the server is freed */
+}
+
+static void test_free_from_on_close_during_free(void **state)
+{
+    free_calls = deadline_detached = 0;
+    run_with_client(NULL, detach_only_handler, NULL, two_kept_client, NULL, 30);
+    for (int i = 0; i < 2; i++) cl_close(&kept[i]);
+    assert_int_equal(deadline_detached, 2);
+    assert_int_equal(free_calls, 2);
+}
+
 /* A detached request served by another coroutine (sq_go), suspended in sq_http_flush above
  * the high-water mark or in sq_http_read_body, when the client goes (a reset, or a close)
  * and the on_close callback finishes the request: the coroutine wakes to an error on a
@@ -390,8 +464,9 @@ static void test_other_coroutine_waits(void **state)
     }
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc > 1) cmocka_set_test_filter(argv[1]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_long_server_name),
         cmocka_unit_test(test_unread_chunked_body_lingers),
@@ -399,6 +474,8 @@ int main(void)
         cmocka_unit_test(test_on_close_finishes_others),
         cmocka_unit_test(test_shutdown_callback_frees_server),
         cmocka_unit_test(test_on_close_frees_server),
+        cmocka_unit_test(test_deadline_on_close_frees_server),
+        cmocka_unit_test(test_free_from_on_close_during_free),
         cmocka_unit_test(test_other_coroutine_waits),
     };
     (void)run_cmd;
