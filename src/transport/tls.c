@@ -50,8 +50,12 @@ typedef struct sq__tls {
     bool http : 1;          /* the HTTP server is above: ALPN follows what it speaks … */
     bool h2 : 1;            /* … and it speaks HTTP/2 */
     int pending;            /* an error to report after the bytes already returned */
+    bool wblocked : 1;      /* an SSL_write is incomplete (WANT_WRITE): OpenSSL 3.0 fails a
+                               read that must answer a KeyUpdate meanwhile (bad length) */
     bool again : 1;         /* the next read reports an EOF or error already taken from the
                                socket: no kernel event will say so */
+    bool starved : 1;       /* the last SSL_read wanted more bytes from the kernel: what
+                               OpenSSL holds is an incomplete record, the kernel signals */
 } sq__tls;
 
 /* --- errors ------------------------------------------------------------------------------- */
@@ -126,7 +130,16 @@ static int sni_select(SSL *ssl, int *alert, void *arg)
     const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
     if (!name || !c->sni) return SSL_TLSEXT_ERR_OK;
     sq_tls_context *other = c->sni(name, c->sni_arg);
-    if (other && other != c && other->server) SSL_set_SSL_CTX(ssl, other->ctx);
+    if (other && other != c && other->server && SSL_set_SSL_CTX(ssl, other->ctx)) {
+        /* SSL_set_SSL_CTX swaps the certificate only: the per-connection settings copied
+         * from the first context at SSL_new (client verification, options) follow too */
+        SSL_set_verify(ssl, SSL_CTX_get_verify_mode(other->ctx),
+                       SSL_CTX_get_verify_callback(other->ctx));
+        SSL_set_verify_depth(ssl, SSL_CTX_get_verify_depth(other->ctx));
+        SSL_clear_options(ssl, SSL_get_options(ssl) & ~SSL_CTX_get_options(other->ctx));
+        SSL_set_options(ssl, SSL_CTX_get_options(other->ctx));
+        SSL_set_num_tickets(ssl, SSL_CTX_get_num_tickets(other->ctx));
+    }
     return SSL_TLSEXT_ERR_OK;
 }
 
@@ -358,7 +371,7 @@ static void feed_cb(void *arg)
     sq__tls *t = arg;
     t->feed = NULL;
     sq_io *io = t->io;
-    if (io && (io->events & SQ_READ) && (t->again || SSL_has_pending(t->ssl)))
+    if (io && (io->events & SQ_READ) && (t->again || (!t->starved && SSL_has_pending(t->ssl))))
         sq__io_dispatch(t->loop, io, SQ_READ);
 }
 
@@ -367,7 +380,7 @@ static void feed_cb(void *arg)
 static void feed_if_pending(sq__tls *t)
 {
     if (t->feed || !t->io) return;
-    if (!t->again && (t->failed || !SSL_has_pending(t->ssl))) return;
+    if (!t->again && (t->failed || t->starved || t->wblocked || !SSL_has_pending(t->ssl))) return;
     t->feed = sq_call_later(t->loop, 0, feed_cb, t);
 }
 
@@ -395,16 +408,29 @@ static ssize_t io_error(sq__tls *t, int r, unsigned char *want)
     }
 }
 
+/* After a read or write that could not complete: a handshake in progress goes on.  Never set
+ * again once done: a post-handshake message (a KeyUpdate) leaves OpenSSL "in init" for a
+ * moment, and the layers above would redo their start. */
+static void handshake_check(sq__tls *t)
+{
+    t->handshaking = t->handshaking && !SSL_is_init_finished(t->ssl);
+}
+
 static ssize_t tls_read(sq__tp *tp, void *buf, size_t len)
 {
     sq__tls *t = (sq__tls *)tp;
     t->again = false;
+    t->starved = false;
     if (t->pending) {
         int e = t->pending;
         t->pending = 0;
         return e;
     }
     if (t->failed) return SQ_ETLS;
+    if (t->wblocked) { /* finish the write first: its retry comes with the write event */
+        t->rd_want = SQ_WRITE;
+        return -EAGAIN;
+    }
     size_t got = 0;
     /* Record after record while OpenSSL holds more (decrypted bytes, or raw ones it read
      * ahead) and the caller's buffer has room.  Then stop without asking the kernel again:
@@ -420,8 +446,11 @@ static ssize_t tls_read(sq__tp *tp, void *buf, size_t len)
         }
         ssize_t e = io_error(t, r, &t->rd_want);
         if (e == -EAGAIN) {
-            if (t->rd_want == SQ_READ) t->rd_want = 0;
-            t->handshaking = !SSL_is_init_finished(t->ssl);
+            if (t->rd_want == SQ_READ) {
+                t->rd_want = 0;
+                t->starved = true;
+            }
+            handshake_check(t);
         }
         if (got) {
             if (e != -EAGAIN && e != 0) t->pending = (int)e;
@@ -449,12 +478,14 @@ static ssize_t tls_writev(sq__tp *tp, const struct iovec *iov, int n)
             int r = SSL_write_ex(t->ssl, (const char *)iov[i].iov_base + off, iov[i].iov_len - off, &w);
             if (r == 1) {
                 off += w;
+                t->wblocked = false;
                 continue;
             }
             ssize_t e = io_error(t, r, &t->wr_want);
+            t->wblocked = e == -EAGAIN && t->wr_want == SQ_WRITE && !t->handshaking;
             if (e == -EAGAIN) {
                 if (t->wr_want == SQ_WRITE) t->wr_want = 0;
-                t->handshaking = !SSL_is_init_finished(t->ssl);
+                handshake_check(t);
             } else if (e == 0) {
                 e = -EPIPE; /* writing after the peer's close_notify */
             }

@@ -13,6 +13,8 @@
  *                      client's handshake completes (TLS 1.3), its first read fails with
  *                      "tlsv13 alert certificate required"
  *   untrusted client   a self-signed client certificate: the server's alert reason
+ *   SNI and mTLS       a virtual host (SNI b.test) that requires client certificates behind
+ *                      a default one that does not: its requirement holds
  * The correct clients: start_tls "b.test" (SNI picks b.pem), a context trusting
  * selfsigned.pem, insecure_no_verify, a CA-signed client certificate.
  *
@@ -67,12 +69,20 @@ static sq_tls_context *client_ctx(sq_tls_options o)
     return c;
 }
 
-static sq_tls_context *b_ctx;
+static sq_tls_context *b_ctx, *b_mtls_ctx;
 
 static sq_tls_context *pick_b(const char *name, void *arg)
 {
     (void)arg;
     return strcmp(name, "b.test") == 0 ? b_ctx : NULL;
+}
+
+/* A virtual host that requires client certificates, behind a default one that does not:
+ * what SNI picks brings its verification along, not only its certificate. */
+static sq_tls_context *pick_b_mtls(const char *name, void *arg)
+{
+    (void)arg;
+    return strcmp(name, "b.test") == 0 ? b_mtls_ctx : NULL;
 }
 
 static sq_http_server *https_server(sq_loop *loop, sq_tls_context *ctx)
@@ -87,7 +97,7 @@ static sq_http_server *https_server(sq_loop *loop, sq_tls_context *ctx)
 
 /* --- the clients (second thread, own loop; no cmocka asserts there) ---------------------- */
 
-enum { S_GOOD, S_B, S_SELF, S_EXP, S_MTLS, NSERVERS };
+enum { S_GOOD, S_B, S_SELF, S_EXP, S_MTLS, S_SNI_MTLS, NSERVERS };
 
 typedef struct ccase {
     const char *name;
@@ -217,6 +227,9 @@ static void test_verify_failures(void **state)
     sq_log_set_level(SQ_LOG_DEBUG);
     sq_loop *loop = sq_loop_new(NULL);
     b_ctx = server_ctx("b.pem", "b.key", NULL);
+    b_mtls_ctx = server_ctx(
+        "b.pem", "b.key",
+        &(sq_tls_options){.ca_file = fx("ca.pem"), .verify_client = SQ_TLS_VERIFY_REQUIRED});
     sq_http_server *srv[NSERVERS];
     srv[S_GOOD] = https_server(loop, server_ctx("server.pem", "server.key",
                                                 &(sq_tls_options){.sni = pick_b}));
@@ -226,6 +239,8 @@ static void test_verify_failures(void **state)
     srv[S_MTLS] = https_server(loop, server_ctx("server.pem", "server.key",
                                                 &(sq_tls_options){.ca_file = fx("ca.pem"),
                                                                   .verify_client = SQ_TLS_VERIFY_REQUIRED}));
+    srv[S_SNI_MTLS] = https_server(
+        loop, server_ctx("server.pem", "server.key", &(sq_tls_options){.sni = pick_b_mtls}));
 
     sq_tls_context *ca = client_ctx((sq_tls_options){.ca_file = fx("ca.pem")});
     sq_tls_context *trust_self = client_ctx((sq_tls_options){.ca_file = fx("selfsigned.pem")});
@@ -238,26 +253,39 @@ static void test_verify_failures(void **state)
 #define GOOD {"main server, correct client", S_GOOD, "localhost", NULL, ca, NULL}
     const ccase cases[] = {
         GOOD,
-        {"start_tls as wrong.test", S_GOOD, NULL, "wrong.test", ca, "certificate verify failed: hostname mismatch"},
+        {"start_tls as wrong.test", S_GOOD, NULL, "wrong.test", ca,
+         "certificate verify failed: hostname mismatch"},
         {"start_tls as b.test (SNI: b.pem)", S_GOOD, NULL, "b.test", ca, NULL},
         GOOD,
-        {"b.pem reached as localhost", S_B, "localhost", NULL, ca, "certificate verify failed: hostname mismatch"},
+        {"b.pem reached as localhost", S_B, "localhost", NULL, ca,
+         "certificate verify failed: hostname mismatch"},
         {"b.pem reached as b.test", S_B, NULL, "b.test", ca, NULL},
-        {"b.pem reached as 127.0.0.1", S_B, "127.0.0.1", NULL, ca, "certificate verify failed: IP address mismatch"},
+        {"b.pem reached as 127.0.0.1", S_B, "127.0.0.1", NULL, ca,
+         "certificate verify failed: IP address mismatch"},
         {"b.pem reached as b.test", S_B, NULL, "b.test", ca, NULL},
         GOOD,
-        {"self-signed, the test CA", S_SELF, "127.0.0.1", NULL, ca, "certificate verify failed: self-signed certificate"},
+        {"self-signed, the test CA", S_SELF, "127.0.0.1", NULL, ca,
+         "certificate verify failed: self-signed certificate"},
         {"self-signed, trusted itself", S_SELF, "localhost", NULL, trust_self, NULL},
-        {"self-signed, the system store", S_SELF, "localhost", NULL, NULL, "certificate verify failed: self-signed certificate"},
+        {"self-signed, the system store", S_SELF, "localhost", NULL, NULL,
+         "certificate verify failed: self-signed certificate"},
         {"self-signed, trusted itself", S_SELF, "127.0.0.1", NULL, trust_self, NULL},
         GOOD,
-        {"expired", S_EXP, "localhost", NULL, ca, "certificate verify failed: certificate has expired"},
+        {"expired", S_EXP, "localhost", NULL, ca,
+         "certificate verify failed: certificate has expired"},
         {"expired, no verification", S_EXP, "localhost", NULL, insecure, NULL},
         GOOD,
-        {"client certificate missing", S_MTLS, "localhost", NULL, ca, "tlsv13 alert certificate required"},
+        {"client certificate missing", S_MTLS, "localhost", NULL, ca,
+         "tlsv13 alert certificate required"},
         {"client certificate CA-signed", S_MTLS, "localhost", NULL, with_cert, NULL},
-        {"client certificate self-signed", S_MTLS, "localhost", NULL, self_cert, "tlsv1 alert unknown ca"},
+        {"client certificate self-signed", S_MTLS, "localhost", NULL, self_cert,
+         "tlsv1 alert unknown ca"},
         {"client certificate CA-signed", S_MTLS, "127.0.0.1", NULL, with_cert, NULL},
+        GOOD,
+        {"SNI b.test requires one, missing", S_SNI_MTLS, NULL, "b.test", ca,
+         "tlsv13 alert certificate required"},
+        {"SNI b.test requires one, CA-signed", S_SNI_MTLS, NULL, "b.test", with_cert, NULL},
+        {"default host of it, no certificate", S_SNI_MTLS, "localhost", NULL, ca, NULL},
         GOOD,
     };
 #undef GOOD
@@ -291,6 +319,7 @@ static void test_verify_failures(void **state)
     for (int i = 0; i < NSERVERS; i++) assert_int_equal(sq_http_server_connections(srv[i]), 0);
     for (int i = 0; i < NSERVERS; i++) sq_http_server_free(srv[i]);
     sq_tls_context_free(b_ctx);
+    sq_tls_context_free(b_mtls_ctx);
     sq_tls_context_free(ca);
     sq_tls_context_free(trust_self);
     sq_tls_context_free(insecure);
