@@ -36,7 +36,10 @@ enum {
 };
 
 /** SNI: return the context for `server_name` (the host name the client asked for), or NULL
- * to keep the one the connection started with.  Runs on the loop, inside the handshake. */
+ * to keep the one the connection started with.  Runs on the loop, inside the handshake.
+ * The context returned brings its certificate, client verification (verify_client,
+ * ca_file), options and session tickets; not its min_version: the protocol version is
+ * settled, by the first context, before SNI is seen. */
 typedef sq_tls_context *(*sq_tls_sni_fn)(const char *server_name, void *arg);
 
 /** What a TLS context is built from; zeroed fields take the defaults. */
