@@ -56,16 +56,6 @@ static void test_relative_redirect_stays_on_site(void **state)
 
 /* --- templates ------------------------------------------------------------------------------ */
 
-static void put(const char *dir, const char *name, const char *text)
-{
-    char p[256];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 static char *render(sq_templates *L, const char *name, const char *src, json_t *ctx)
 {
     char err[256];
@@ -85,17 +75,23 @@ static void test_template_jinja2_parity(void **state)
     char dir[64];
     snprintf(dir, sizeof dir, "/tmp/sq-tpl-sem-%d", (int)getpid());
     assert_int_equal(mkdir(dir, 0755), 0);
-    put(dir, "inc.html", "{{ h }}");
-    put(dir, "page.html",
-        "{% autoescape false %}{{ h }}|{% include \"inc.html\" %}{% endautoescape %}");
-    put(dir, "base.html",
+    sq_test_write_file(dir, "inc.html", "{{ h }}", 0);
+    sq_test_write_file(
+        dir, "page.html",
+        "{% autoescape false %}{{ h }}|{% include \"inc.html\" %}{% endautoescape %}", 0);
+    sq_test_write_file(
+        dir, "base.html",
         "{% autoescape false %}[{% block b %}{{ h }}{% endblock %}]{% endautoescape %}"
-        "({% block c %}{% endblock %})");
-    put(dir, "child.html",
+        "({% block c %}{% endblock %})",
+        0);
+    sq_test_write_file(
+        dir, "child.html",
         "{% extends \"base.html\" %}{% block b %}{{ h }}{% endblock %}"
-        "{% block c %}{% autoescape false %}{{ h }}{% endautoescape %}{{ h }}{% endblock %}");
-    put(dir, "super.html",
-        "{% extends \"base.html\" %}{% block b %}{{ super() }}{{ h }}{% endblock %}");
+        "{% block c %}{% autoescape false %}{{ h }}{% endautoescape %}{{ h }}{% endblock %}",
+        0);
+    sq_test_write_file(dir, "super.html",
+                       "{% extends \"base.html\" %}{% block b %}{{ super() }}{{ h }}{% endblock %}",
+                       0);
     sq_templates *L = sq_templates_new(dir, NULL);
     assert_non_null(L);
     json_t *ctx = json_pack("{s:s,s:f,s:f,s:f,s:f}", "h", "<b>", "price", 19.99, "w",
