@@ -57,7 +57,8 @@ typedef struct sq_process sq_process;
 
 /** Start argv[0] (searched in PATH when it has no '/') with the arguments argv (NULL-
  *  terminated).  Every descriptor of the parent other than the three chosen is closed in the
- *  child (all of squall's are close-on-exec).  A program that cannot be run is reported
+ *  child, close-on-exec or not (as Python's close_fds; with glibc 2.34 and later, else only
+ *  the close-on-exec ones, which all of squall's are).  A program that cannot be run is reported
  *  here, not as an exit status.
  *  @return the process (free it with sq_process_free()), or NULL with *err (if non-NULL) set
  *  to the exec error (-ENOENT, -EACCES, -ENOEXEC …), the chdir error, -EINVAL (argv empty, a

@@ -126,6 +126,7 @@ static void destroy(sq_process *p)
     sq_stream_free(p->in);
     sq_stream_free(p->out);
     sq_stream_free(p->err);
+    if (p->exit && !sq_future_done(p->exit)) sq_future_cancel(p->exit); /* loop freed */
     sq_future_release(p->exit);
     free(p);
 }
@@ -155,11 +156,11 @@ static void reaped(sq_process *p, int wstatus)
         status = 128 + p->signal;
     }
     sigchld_release();
-    if (p->detached) {
-        destroy(p);
-        return;
-    }
+    /* Waiters of a freed (detached) process get the status too.  A callback of a process
+     * not freed may free it (destroyed at once, it is reaped): p is not read after. */
+    bool detached = p->detached;
     sq_future_resolve(p->exit, status, NULL);
+    if (detached) destroy(p);
 }
 
 static void on_pidfd(sq_loop *loop, sq_io *io, unsigned events)
@@ -205,6 +206,9 @@ static int spawn(pid_t *pid, const char *const *argv, const sq_process_options *
     for (int i = 0; i < 3 && !e; i++)
         if (fds[i] >= 0) e = posix_spawn_file_actions_adddup2(&fa, fds[i], i);
     if (!e && o->cwd) e = posix_spawn_file_actions_addchdir_np(&fa, o->cwd);
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 34)
+    if (!e) e = posix_spawn_file_actions_addclosefrom_np(&fa, 3); /* close_fds=True */
+#endif
     sigset_t none, def;
     sigemptyset(&none);
     sigemptyset(&def);
@@ -259,6 +263,13 @@ sq_process *sq_process_spawn(sq_loop *loop, const char *const *argv, const sq_pr
             }
             cfd[i] = i == 0 ? pp[0] : pp[1];
             pfd[i] = i == 0 ? pp[1] : pp[0];
+            if (cfd[i] <= 2) { /* the parent runs with 0..2 closed: keep it off them */
+                int d = fcntl(cfd[i], F_DUPFD_CLOEXEC, 3);
+                if (d < 0) e = -errno;
+                close(cfd[i]);
+                cfd[i] = d;
+                if (e) break;
+            }
             fcntl(pfd[i], F_SETFL, fcntl(pfd[i], F_GETFL) | O_NONBLOCK);
         } else if (modes[i] == SQ_PROC_DEVNULL) {
             if (devnull < 0 && (devnull = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0) e = -errno;

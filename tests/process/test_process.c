@@ -2,6 +2,7 @@
  * each test through the pidfd path and again through the SIGCHLD path. */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -284,6 +285,145 @@ static int pidfd_path(void **state)
     return 0;
 }
 
+/* --- sq_process_free() while another coroutine is in sq_process_wait(): the waiter gets the
+ * status when the child exits (it waited to its timeout, and the futures leaked) -------- */
+
+typedef struct wait_job {
+    sq_process *p;
+    int status;
+    double took;
+} wait_job;
+
+static void *waiter(void *arg)
+{
+    wait_job *j = arg;
+    double t0 = sq_test_now();
+    j->status = sq_process_wait(j->p, 2.0); /* the child exits after 0.2 s */
+    j->took = sq_test_now() - t0;
+    return NULL;
+}
+
+static void *free_while_waited(void *arg)
+{
+    wait_job *j = arg;
+    const char *argv[] = {"sh", "-c", "sleep 0.2; exit 7", NULL};
+    int err;
+    j->p = sq_process_spawn(NULL, argv, NULL, &err);
+    assert_non_null(j->p);
+    sq_future *w = sq_spawn(NULL, waiter, j);
+    sq_sleep(0.05);
+    sq_process_free(j->p); /* documented: detached, still reaped */
+    sq_await(w, NULL);
+    return NULL;
+}
+
+static void test_free_while_waited(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    wait_job j = {0};
+    sq_test_run_coro(loop, free_while_waited, &j, 10);
+    sq_loop_free(loop);
+    assert_int_equal(j.status, 7); /* at the exit (0.2 s), not at the 2 s timeout */
+    assert_true(j.took < 1.5);
+}
+
+/* --- a parent started with fds 0 and 1 closed (a daemon): the child's pipe ends must not
+ * land on them and stay open in the parent (no EOF ever) --------------------------------- */
+
+typedef struct stdio_job {
+    ssize_t n;
+    int status;
+    bool read_done;
+    bool done_in_time; /* before we closed the stream ourselves */
+} stdio_job;
+
+static void *stdout_reader(void *arg)
+{
+    sq_process *p = arg;
+    const char *out;
+    stdio_job *j = sq_stream_get_data(sq_process_stdout(p));
+    j->n = sq_stream_read_until_close(sq_process_stdout(p), 0, &out);
+    j->read_done = true;
+    return NULL;
+}
+
+static void *closed_stdio(void *arg)
+{
+    stdio_job *j = arg;
+    const char *argv[] = {"sh", "-c", "echo hi", NULL};
+    int err;
+    sq_process *p =
+        sq_process_spawn(NULL, argv, &(sq_process_options){.stdout_mode = SQ_PROC_PIPE}, &err);
+    if (!p) return NULL;
+    sq_stream_set_data(sq_process_stdout(p), j);
+    sq_future *r = sq_spawn(NULL, stdout_reader, p);
+    j->status = sq_process_wait(p, 5);
+    sq_sleep(1.0); /* "hi\n" and EOF are due right after the exit */
+    j->done_in_time = j->read_done;
+    if (!j->read_done) sq_stream_close(sq_process_stdout(p)); /* unblock the reader */
+    sq_await(r, NULL);
+    sq_process_free(p);
+    return NULL;
+}
+
+static void test_closed_stdio(void **state)
+{
+    int save0 = fcntl(0, F_DUPFD_CLOEXEC, 100), save1 = fcntl(1, F_DUPFD_CLOEXEC, 100);
+    sq_loop *loop = sq_loop_new(NULL);
+    stdio_job j = {.n = -999};
+    close(0);
+    close(1);
+    sq_test_run_coro(loop, closed_stdio, &j, 10);
+    dup2(save0, 0);
+    dup2(save1, 1);
+    close(save0);
+    close(save1);
+    sq_loop_free(loop);
+    assert_int_equal(j.status, 0);
+    assert_true(j.done_in_time);
+    assert_int_equal(j.n, 3);
+}
+
+/* --- a descriptor of the parent's without O_CLOEXEC does not reach the child ------------- */
+
+typedef struct fd_job {
+    int fd;
+    char out[4096];
+    ssize_t n;
+} fd_job;
+
+static void *list_fds(void *arg)
+{
+    fd_job *j = arg;
+    const char *argv[] = {"sh", "-c", "ls /proc/$$/fd | tr '\\n' ' '", NULL};
+    int err;
+    sq_process *p =
+        sq_process_spawn(NULL, argv, &(sq_process_options){.stdout_mode = SQ_PROC_PIPE}, &err);
+    assert_non_null(p);
+    const char *out;
+    j->n = sq_stream_read_until_close(sq_process_stdout(p), 0, &out);
+    if (j->n > 0)
+        memcpy(j->out, out, (size_t)j->n < sizeof j->out - 1 ? (size_t)j->n : sizeof j->out - 1);
+    sq_process_wait(p, 5);
+    sq_process_free(p);
+    return NULL;
+}
+
+static void test_inherited_fd(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    fd_job j = {.fd = open("/dev/null", O_RDONLY)}; /* e.g. a library's fd, no O_CLOEXEC */
+    assert_true(j.fd >= 0);
+    sq_test_run_coro(loop, list_fds, &j, 10);
+    sq_loop_free(loop);
+    char want[16];
+    snprintf(want, sizeof want, " %d ", j.fd);
+    char padded[4200];
+    snprintf(padded, sizeof padded, " %s", j.out);
+    close(j.fd);
+    assert_null(strstr(padded, want)); /* documented: every other descriptor is closed */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -293,6 +433,9 @@ int main(void)
         cmocka_unit_test(test_timeout_escalates),
         cmocka_unit_test(test_hundred_children),
         cmocka_unit_test(test_kill_and_detach),
+        cmocka_unit_test(test_free_while_waited),
+        cmocka_unit_test(test_closed_stdio),
+        cmocka_unit_test(test_inherited_fd),
     };
     int failed = cmocka_run_group_tests_name("pidfd", tests, pidfd_path, NULL);
     failed += cmocka_run_group_tests_name("SIGCHLD", tests, sigchld_path, pidfd_path);
