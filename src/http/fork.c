@@ -18,13 +18,21 @@ static void on_stop(int sig)
 /* Fork worker `id`.  Returns 0 in the child, the pid in the parent, -errno on failure. */
 static pid_t start_worker(void)
 {
+    /* SIGINT/SIGTERM stay blocked until the child has the default dispositions back: one
+     * that arrives meanwhile is then acted on, not swallowed by the inherited on_stop. */
+    sigset_t stop, old;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    sigprocmask(SIG_BLOCK, &stop, &old);
     pid_t pid = fork();
-    if (pid < 0) return -errno;
+    int e = errno;
     if (pid == 0) {
-        /* The worker gets the default dispositions back for what the parent handles. */
         signal(SIGINT, SIG_DFL);
         signal(SIGTERM, SIG_DFL);
     }
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    if (pid < 0) return -e;
     return pid;
 }
 
