@@ -307,6 +307,9 @@ int64_t sq_await(sq_future *f, void **value)
 void sq__future_abandon_await(sq_future *f, sq_coro *c)
 {
     sq_future_remove_done_callback(f, wake_waiter, c);
+    /* resolve it while c's stack is still mapped: done callbacks that unlink nodes living on
+     * that stack (sync.c's waiters) run now, not after the stack is gone */
+    sq_future_cancel(f);
     sq_future_release(f);
 }
 

@@ -19,7 +19,7 @@
 typedef struct waiter {
     struct waiter *prev, *next;
     struct waitlist *list; /* NULL once unlinked */
-    sq_future *f;
+    sq_future *f;          /* a reference of the node's, dropped when f resolves */
     void *item;   /* a queue putter's item */
     int64_t prio; /* and its priority (priority queues) */
 } waiter;
@@ -64,7 +64,12 @@ static void wl_push(waitlist *wl, waiter *w)
 
 static void waiter_done(sq_future *f, void *arg)
 {
-    wl_unlink(arg);
+    waiter *w = arg;
+    wl_unlink(w);
+    /* Dropped here, not by wl_wait after its await: a coroutine discarded by sq_loop_free
+     * never gets there (its awaited future is resolved before its stack goes). */
+    w->f = NULL;
+    sq_future_release(f); /* resolve() holds one of its own while the callbacks run */
 }
 
 /* Wake the oldest waiter with (status, value); false if there was none. */
@@ -98,7 +103,7 @@ static int wl_wait(waitlist *wl, sq_loop *loop, double timeout, waiter *w, void 
     }
     sq_future *f = sq_future_new(loop);
     if (!f) return -ENOMEM;
-    w->f = f; /* our own reference: released below, whatever happens to the await */
+    w->f = f; /* the node's reference, dropped by waiter_done */
     if (sq_future_add_done_callback(f, waiter_done, w) < 0) {
         sq_future_release(f);
         return -ENOMEM;
@@ -107,13 +112,14 @@ static int wl_wait(waitlist *wl, sq_loop *loop, double timeout, waiter *w, void 
     sq_future *aw = sq_future_retain(f);
     if (timeout >= 0) aw = sq_with_timeout(aw, timeout);
     int r = (int)sq_await(aw, value);
-    if (!sq_future_done(f)) {
+    if (w->f) {
         /* The await failed before parking (-ENOMEM): withdraw without touching w later. */
         sq_future_remove_done_callback(f, waiter_done, w);
         wl_unlink(w);
+        w->f = NULL;
         sq_future_cancel(f);
+        sq_future_release(f);
     }
-    sq_future_release(f);
     return r;
 }
 

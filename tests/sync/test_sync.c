@@ -566,6 +566,32 @@ static void test_queue(void **state)
     sq_test_run_coro(loop, queue_join_coro, NULL, 10);
 }
 
+/* --- a coroutine that keeps waiting through sq_loop_free's cancellation rounds ------------ */
+
+static int rounds;
+
+static void *stubborn(void *arg)
+{
+    sq_condition *c = arg;
+    /* cleanup that waits again (here: a retry loop) — more than the 16 rounds */
+    while (sq_condition_wait(c, SQ_FOREVER) != 0) rounds++;
+    return NULL;
+}
+
+static void test_discarded_waiter(void **state)
+{
+    sq_loop *l = sq_loop_new(NULL);
+    sq_condition *c = sq_condition_new(l);
+    sq_go(l, stubborn, c);
+    sq_loop_run_once(l, false);
+    sq_loop_free(l); /* cancels 16 times, then discards the coroutine and its stack */
+    assert_true(rounds >= 10);
+    /* The condition outlives the loop: its list no longer holds the waiter's node, which
+     * was on the unmapped stack (the waiter's future was resolved before the discard). */
+    sq_condition_notify_all(c);
+    sq_condition_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -575,6 +601,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_semaphore, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue, setup, teardown),
+        cmocka_unit_test(test_discarded_waiter),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
