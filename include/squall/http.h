@@ -288,8 +288,9 @@ const char *sq_http_reason(int code);
  * its id in [0, n).  Call it before creating loops or threads; each worker then listens
  * with settings.reuseport (or on a socket bound before the fork).  The parent never
  * returns: it restarts a worker that dies from a signal or exits non-zero, up to
- * `max_restarts` times in all (then it stops the others and exits 1), forwards SIGINT and
- * SIGTERM to the workers, and exits 0 once every worker has exited cleanly.
+ * `max_restarts` times in all (then it stops the others and exits 1), forwards each SIGINT
+ * and SIGTERM to the workers, and exits 0 once every worker has exited (1 if one could not
+ * be restarted).  Workers start with the signal mask and dispositions the process had.
  * Returns a negative errno only if the first fork fails. */
 int sq_fork_processes(int n, int max_restarts);
 

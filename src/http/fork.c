@@ -8,31 +8,19 @@
 
 #include "internal.h"
 
-static volatile sig_atomic_t stop_signal;
+/* The supervisor keeps SIGINT, SIGTERM and SIGCHLD blocked and takes them with sigwaitinfo:
+ * no handler, so no window between checking for a stop and waiting in which one is lost,
+ * and a worker starts with the signal mask and dispositions the process had (a SIGTERM
+ * arriving while it is forked is acted on by it; SIGINT ignored under nohup stays so). */
+static sigset_t supervised;
 
-static void on_stop(int sig)
+/* Fork a worker.  Returns 0 in the child (its signal mask restored to `old`), the pid in
+ * the parent, -errno on failure. */
+static pid_t start_worker(const sigset_t *old)
 {
-    stop_signal = sig;
-}
-
-/* Fork worker `id`.  Returns 0 in the child, the pid in the parent, -errno on failure. */
-static pid_t start_worker(void)
-{
-    /* SIGINT/SIGTERM stay blocked until the child has the default dispositions back: one
-     * that arrives meanwhile is then acted on, not swallowed by the inherited on_stop. */
-    sigset_t stop, old;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGTERM);
-    sigprocmask(SIG_BLOCK, &stop, &old);
     pid_t pid = fork();
-    int e = errno;
-    if (pid == 0) {
-        signal(SIGINT, SIG_DFL);
-        signal(SIGTERM, SIG_DFL);
-    }
-    sigprocmask(SIG_SETMASK, &old, NULL);
-    if (pid < 0) return -e;
+    if (pid < 0) return -errno;
+    if (pid == 0) sigprocmask(SIG_SETMASK, old, NULL);
     return pid;
 }
 
@@ -50,20 +38,21 @@ int sq_fork_processes(int n, int max_restarts)
     }
     pid_t *pids = calloc((size_t)n, sizeof *pids);
     if (!pids) return -ENOMEM;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    sigset_t old;
+    sigemptyset(&supervised);
+    sigaddset(&supervised, SIGINT);
+    sigaddset(&supervised, SIGTERM);
+    sigaddset(&supervised, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &supervised, &old);
     for (int i = 0; i < n; i++) {
-        pid_t pid = start_worker();
+        pid_t pid = start_worker(&old);
         if (pid == 0) {
             free(pids);
             return i;
         }
         if (pid < 0) {
             if (i == 0) {
+                sigprocmask(SIG_SETMASK, &old, NULL);
                 free(pids);
                 return (int)pid;
             }
@@ -73,48 +62,53 @@ int sq_fork_processes(int n, int max_restarts)
         }
         pids[i] = pid;
     }
-    int alive = n, restarts = 0, status = 0;
-    bool forwarded = false;
-    while (alive > 0) {
-        if (stop_signal && !forwarded) {
-            signal_all(pids, n, stop_signal);
-            forwarded = true;
-        }
-        pid_t pid = waitpid(-1, &status, 0);
-        if (pid < 0) {
-            if (errno == EINTR) continue;
-            break;
-        }
-        int id = -1;
-        for (int i = 0; i < n; i++)
-            if (pids[i] == pid) id = i;
-        if (id < 0) continue;
-        pids[id] = 0;
-        alive--;
-        bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-        if (clean || stop_signal) continue;
-        if (WIFSIGNALED(status))
-            sq_log(SQ_LOG_WARNING, "worker %d (pid %d) killed by signal %d", id, (int)pid,
-                   WTERMSIG(status));
-        else
-            sq_log(SQ_LOG_WARNING, "worker %d (pid %d) exited with status %d", id, (int)pid,
-                   WEXITSTATUS(status));
-        if (++restarts > max_restarts) {
-            sq_log(SQ_LOG_ERROR, "fork_processes: too many restarts (%d), giving up", max_restarts);
-            signal_all(pids, n, SIGTERM);
-            while (waitpid(-1, NULL, 0) > 0 || errno == EINTR) {
+    int alive = n, restarts = 0, lost = 0, status = 0;
+    bool stopping = false;
+    for (;;) {
+        pid_t pid;
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+            int id = -1;
+            for (int i = 0; i < n; i++)
+                if (pids[i] == pid) id = i;
+            if (id < 0) continue;
+            pids[id] = 0;
+            alive--;
+            bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+            if (clean || stopping) continue;
+            if (WIFSIGNALED(status))
+                sq_log(SQ_LOG_WARNING, "worker %d (pid %d) killed by signal %d", id, (int)pid,
+                       WTERMSIG(status));
+            else
+                sq_log(SQ_LOG_WARNING, "worker %d (pid %d) exited with status %d", id, (int)pid,
+                       WEXITSTATUS(status));
+            if (++restarts > max_restarts) {
+                sq_log(SQ_LOG_ERROR, "fork_processes: too many restarts (%d), giving up",
+                       max_restarts);
+                signal_all(pids, n, SIGTERM);
+                while (waitpid(-1, NULL, 0) > 0 || errno == EINTR) {
+                }
+                _exit(1);
             }
-            _exit(1);
-        }
-        pid_t again = start_worker();
-        if (again == 0) {
-            free(pids);
-            return id;
-        }
-        if (again > 0) {
+            pid_t again = start_worker(&old);
+            if (again == 0) {
+                free(pids);
+                return id;
+            }
+            if (again < 0) {
+                sq_log(SQ_LOG_ERROR, "fork_processes: worker %d not restarted: fork failed: %s", id,
+                       sq_strerror((int)again));
+                lost++;
+                continue;
+            }
             pids[id] = again;
             alive++;
         }
+        if (alive == 0) break;
+        int sig = sigwaitinfo(&supervised, NULL);
+        if (sig == SIGINT || sig == SIGTERM) { /* each one forwarded: a second Ctrl-C too */
+            stopping = true;
+            signal_all(pids, n, sig);
+        }
     }
-    _exit(0);
+    _exit(lost ? 1 : 0);
 }
