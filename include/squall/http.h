@@ -275,7 +275,10 @@ int sq_http_detach_connection(sq_http_request *req, int *fd, char **extra, size_
  * with the bytes received after this request already in its read buffer.  The caller frees
  * it with sq_stream_free.  Errors as sq_http_detach_connection (never -EOPNOTSUPP). */
 int sq_http_detach_stream(sq_http_request *req, sq_stream **out);
-/** Called if the client closes the connection before the response is finished. */
+/** Called (once) if the client goes before the response is finished: it closes or resets
+ * the connection, sends its FIN (HTTP/1), or resets the stream (HTTP/2).  Registered after
+ * that happened (a handler that suspended first), it is called on the next loop pass, or
+ * when the handler returns detached. */
 void sq_http_on_connection_close(sq_http_request *req, void (*cb)(sq_http_request *, void *),
                                  void *arg);
 

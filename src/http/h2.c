@@ -748,6 +748,15 @@ static void *stream_task(void *arg)
     sq__h2 *h2 = st->h2;
     sq_http_conn *c = h2->c;
     if (!c->closed && st->open && c->srv) c->srv->handler(&st->r.pub, c->srv->arg);
+    /* The stream ended while the handler ran, before it registered its on_close (stream_gone
+     * found none): the callback is told now, while st->coro still marks the handler's (a
+     * finish from it completes below, not under us). */
+    if ((!st->open || c->closed) && st->r.detached && st->r.on_close &&
+        !(st->r.rflags & RESP_FINISHED)) {
+        void (*cb)(sq_http_request *, void *) = st->r.on_close;
+        st->r.on_close = NULL;
+        cb(&st->r.pub, st->r.on_close_arg);
+    }
     st->coro = NULL;
     if (st->r.detached && !(st->r.rflags & RESP_FINISHED)) return NULL; /* sq_http_finish ends it */
     h2->ncoros--;

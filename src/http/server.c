@@ -334,6 +334,17 @@ static void notify_close(sq_http_conn *c)
     cb(&c->a->req->pub, c->a->req->on_close_arg);
 }
 
+/* The peer's FIN, for the active request's on_close.  The callback may finish its request,
+ * and the next one, read before the FIN, start and register its own: the FIN is news to it
+ * too (bounded: a callback that only registers itself again is not called forever). */
+static void notify_fin(sq_http_conn *c)
+{
+    for (int i = 0; i < 64 && !c->closed && sq__http_req_active(c) && c->a->req->on_close &&
+                    !(c->a->req->rflags & RESP_FINISHED);
+         i++)
+        notify_close(c);
+}
+
 void sq__http_conn_close(sq_http_conn *c, int err)
 {
     if (c->closed) return;
@@ -538,7 +549,8 @@ static void flush_cb(void *arg)
     sq_http_conn *c = arg;
     if (c->a->req) c->a->req->flush_call = NULL;
     c->in_io = true;
-    sq__http_conn_write(c);
+    if (c->peer_eof) notify_fin(c); /* an on_close registered after the FIN was read */
+    if (!c->closed) sq__http_conn_write(c);
     /* This write may be the one that completes the output (the socket made room after the
      * poll): then nothing else would close, linger or arm the idle timer. */
     conn_after(c);
@@ -916,6 +928,13 @@ SQ__HOT static void *conn_task(void *arg)
     for (unsigned n = 1;; n++) {
         sq__http_req *r = c->a->req;
         c->srv->handler(&r->pub, c->srv->arg);
+        /* The connection went while the handler ran, before it registered its on_close: the
+         * callback is told now (it may finish the request: it completes below). */
+        if (c->closed && r->detached && r->on_close && !(r->rflags & RESP_FINISHED)) {
+            void (*cb)(sq_http_request *, void *) = r->on_close;
+            r->on_close = NULL;
+            cb(&r->pub, r->on_close_arg);
+        }
         /* detached: sq_http_finish() completes it, also on a closed connection (the
          * request object must outlive the handler until then) */
         if (r->detached && !(r->rflags & RESP_FINISHED)) {
@@ -1181,7 +1200,7 @@ static void on_readable(sq_http_conn *c)
     if (sq__http_req_active(c)) {
         if (c->a->req->has_body && !c->a->req->body_done && !c->a->req->body_error)
             c->a->req->body_error = SQ_ECLOSED;
-        notify_close(c);
+        notify_fin(c);
         if (c->closed) return;
         if (c->a->waiter) {
             sq_coro *w = c->a->waiter;
@@ -1708,4 +1727,10 @@ void sq_http_on_connection_close(sq_http_request *req, void (*cb)(sq_http_reques
     sq__http_req *r = (sq__http_req *)req;
     r->on_close = cb;
     r->on_close_arg = arg;
+    /* Registered after the FIN was read (a handler that suspended first): told on the next
+     * pass, through the request's flush call (cancelled if the connection goes first). */
+    sq_http_conn *c = req->conn;
+    if (cb && !r->h2 && c && c->peer_eof && !c->closed && c->srv && r->active &&
+        !(r->rflags & RESP_FINISHED) && !r->flush_call)
+        r->flush_call = sq_call_later(c->srv->loop, 0, flush_cb, c);
 }

@@ -345,6 +345,101 @@ static void test_free_from_on_close_during_free(void **state)
     assert_int_equal(free_calls, 2);
 }
 
+/* Two requests pipelined, then the client's FIN: the first is detached and its on_close
+ * (the FIN) finishes it, which starts the second inside that callback; the second detaches
+ * too and must be told of the FIN as well (it never was: it waited forever). */
+static int piped_closed;
+
+static void piped_on_close(sq_http_request *req, void *arg)
+{
+    piped_closed++;
+    sq_http_write(req, "bye", 3);
+    sq_http_finish(req);
+}
+
+static void piped_handler(sq_http_request *req, void *arg)
+{
+    sq_http_on_connection_close(req, piped_on_close, NULL);
+    sq_http_detach(req);
+}
+
+static void piped_fin_client(harness *h)
+{
+    cl c;
+    CHECK(h, cl_open(&c, h->port) == 0);
+    CHECK(h, cl_sends(&c, "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n") ==
+                 0);
+    usleep(100 * 1000);
+    shutdown(c.fd, SHUT_WR);
+    for (int i = 0; i < 2; i++) {
+        resp r;
+        CHECK(h, cl_response(&c, &r, false) == 0);
+        CHECK(h, r.status == 200 && r.body_len == 3);
+        resp_free(&r);
+    }
+    CHECK(h, cl_eof(&c));
+    cl_close(&c);
+}
+
+static void test_pipelined_behind_detached_fin(void **state)
+{
+    piped_closed = 0;
+    run_with_client(NULL, piped_handler, NULL, piped_fin_client, NULL, 20);
+    assert_int_equal(piped_closed, 2);
+}
+
+/* The FIN read before the handler registers its on_close (it suspended first): it is told
+ * on the next pass, not never. */
+static void late_register_handler(sq_http_request *req, void *arg)
+{
+    sq_sleep(0.1); /* the request and the FIN are in by now */
+    sq_http_on_connection_close(req, piped_on_close, NULL);
+    sq_http_detach(req);
+}
+
+static void request_fin_client(harness *h)
+{
+    cl c;
+    CHECK(h, cl_open(&c, h->port) == 0);
+    CHECK(h, cl_sends(&c, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
+    shutdown(c.fd, SHUT_WR);
+    resp r;
+    CHECK(h, cl_response(&c, &r, false) == 0);
+    CHECK(h, r.status == 200 && r.body_len == 3);
+    resp_free(&r);
+    CHECK(h, cl_eof(&c));
+    cl_close(&c);
+}
+
+static void test_on_close_registered_after_fin(void **state)
+{
+    piped_closed = 0;
+    run_with_client(NULL, late_register_handler, NULL, request_fin_client, NULL, 20);
+    assert_int_equal(piped_closed, 1);
+}
+
+/* The client resets the connection while the handler sleeps, before it registers its
+ * on_close: the callback is told when the handler returns. */
+static void reset_client(harness *h)
+{
+    cl c;
+    CHECK(h, cl_open(&c, h->port) == 0);
+    CHECK(h, cl_sends(&c, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
+    usleep(20 * 1000);
+    struct linger lg = {1, 0};
+    setsockopt(c.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    cl_close(&c); /* a reset */
+    for (int i = 0; i < 300 && !__atomic_load_n(&piped_closed, __ATOMIC_SEQ_CST); i++)
+        usleep(10 * 1000);
+}
+
+static void test_on_close_registered_after_reset(void **state)
+{
+    piped_closed = 0;
+    run_with_client(NULL, late_register_handler, NULL, reset_client, NULL, 20);
+    assert_int_equal(piped_closed, 1);
+}
+
 /* A detached request served by another coroutine (sq_go), suspended in sq_http_flush above
  * the high-water mark or in sq_http_read_body, when the client goes (a reset, or a close)
  * and the on_close callback finishes the request: the coroutine wakes to an error on a
@@ -476,6 +571,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_on_close_frees_server),
         cmocka_unit_test(test_deadline_on_close_frees_server),
         cmocka_unit_test(test_free_from_on_close_during_free),
+        cmocka_unit_test(test_pipelined_behind_detached_fin),
+        cmocka_unit_test(test_on_close_registered_after_fin),
+        cmocka_unit_test(test_on_close_registered_after_reset),
         cmocka_unit_test(test_other_coroutine_waits),
     };
     (void)run_cmd;

@@ -6,6 +6,8 @@ body after the server was freed:
   0 or 100,000 bytes of response buffered: the callback runs once and finishes the request,
   and the server goes on serving (three streams on a new connection all answered: a stream
   object freed twice would be handed to two of them);
+- the client resets or closes before the handler registers its callback (it slept first):
+  the callback runs when the handler returns;
 - one callback finishes every detached request there is, the next stream of the same
   connection included, while the connection's close walks its streams;
 - the shutdown's deadline closes a connection with a detached request, and a handler asleep
@@ -55,6 +57,24 @@ try:
                        f"(detach_closed {stat(srv.port, 'detach_closed')}, want {closed})")
             serves(srv.port, what)
             c.close()
+
+    # the client goes before the handler registers its callback (it sleeps first): the
+    # callback is told when the handler returns, not never (the 30 s timer)
+    for how in ("reset", "close"):
+        what = f"the client's {how} before the callback is registered"
+        c = u.Conn(srv.port)
+        sid = c.request("/detach?n=10&sleep=1")
+        c.pump(0.05)
+        if how == "reset":
+            c.send(u.frame(u.RST_STREAM, 0, sid, struct.pack(">I", CANCEL)))
+        else:
+            c.close()
+        closed += 1
+        got = u.wait_for(lambda: stat(srv.port, "detach_closed") == closed, 5)
+        check(got, f"{what}: the callback finished it "
+                   f"(detach_closed {stat(srv.port, 'detach_closed')}, want {closed})")
+        serves(srv.port, what)
+        c.close()
 
     # one callback finishes them all: the stream after it on the closing connection too
     what = "one on_close finishing three detached requests"

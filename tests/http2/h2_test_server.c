@@ -18,9 +18,10 @@
  *   /echo         reads the whole body (sq_http_read_body) and sends it back
  *   /stats        handlers running now (this one included) and finished, /big outcomes, and
  *                 how many detached requests the client's leaving finished
- *   /detach?n=BYTES[&all=1]  writes n bytes (unflushed), detaches; finished by its
- *                 sq_http_on_connection_close callback when the client goes (with all=1,
- *                 that callback finishes every detached request there is), else 30 s later
+ *   /detach?n=BYTES[&all=1][&sleep=1]  writes n bytes (unflushed), detaches; finished by
+ *                 its sq_http_on_connection_close callback when the client goes (with all=1,
+ *                 that callback finishes every detached request there is), else 30 s later;
+ *                 sleep=1: sleeps 0.3 s before registering the callback
  *   /sleepread    sleeps 8 s, then reads the body (sq_http_read_body): what it gets is logged
  *   anything else 404
  *
@@ -150,6 +151,8 @@ static void detach(sq_http_request *req)
     sq_timer_start(&h->timer, 30.0, 0);
     memset(junk, 'x', n);
     sq_http_write(req, junk, n);
+    /* sleep=1: the client may be gone before the callback is registered */
+    if (memmem(req->query.ptr, req->query.len, "sleep=1", 7)) sq_sleep(0.3);
     sq_http_on_connection_close(req, held_close, h);
     sq_http_detach(req);
 }
