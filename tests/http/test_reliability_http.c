@@ -363,15 +363,15 @@ static void piped_handler(sq_http_request *req, void *arg)
     sq_http_detach(req);
 }
 
-static void piped_fin_client(harness *h)
+/* Sends `n` requests (1 or 2, pipelined), then its FIN: each gets its "bye", then EOF. */
+static void fin_client(harness *h, int n)
 {
     cl c;
     CHECK(h, cl_open(&c, h->port) == 0);
-    CHECK(h, cl_sends(&c, "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n") ==
-                 0);
-    usleep(100 * 1000);
+    for (int i = 0; i < n; i++) CHECK(h, cl_sends(&c, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
+    if (n > 1) usleep(100 * 1000); /* both in before the FIN */
     shutdown(c.fd, SHUT_WR);
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < n; i++) {
         resp r;
         CHECK(h, cl_response(&c, &r, false) == 0);
         CHECK(h, r.status == 200 && r.body_len == 3);
@@ -379,6 +379,11 @@ static void piped_fin_client(harness *h)
     }
     CHECK(h, cl_eof(&c));
     cl_close(&c);
+}
+
+static void piped_fin_client(harness *h)
+{
+    fin_client(h, 2);
 }
 
 static void test_pipelined_behind_detached_fin(void **state)
@@ -399,16 +404,7 @@ static void late_register_handler(sq_http_request *req, void *arg)
 
 static void request_fin_client(harness *h)
 {
-    cl c;
-    CHECK(h, cl_open(&c, h->port) == 0);
-    CHECK(h, cl_sends(&c, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
-    shutdown(c.fd, SHUT_WR);
-    resp r;
-    CHECK(h, cl_response(&c, &r, false) == 0);
-    CHECK(h, r.status == 200 && r.body_len == 3);
-    resp_free(&r);
-    CHECK(h, cl_eof(&c));
-    cl_close(&c);
+    fin_client(h, 1);
 }
 
 static void test_on_close_registered_after_fin(void **state)
