@@ -102,7 +102,8 @@ typedef struct sq_ws_class {
     /** One whole message (fragments joined, inflated, UTF-8 checked for text).  May
      * suspend; the next message waits for it to return. */
     void (*on_message)(sq_ws *ws, const char *data, size_t len, bool binary);
-    /** A ping arrived (the pong has already been queued) / a pong arrived. */
+    /** A ping arrived (answered with a pong by the library, on its next write: the latest
+     * ping only, as RFC 6455 allows) / a pong arrived. */
     void (*on_ping)(sq_ws *ws, const char *data, size_t len);
     /** see on_ping */
     void (*on_pong)(sq_ws *ws, const char *data, size_t len);
