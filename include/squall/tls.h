@@ -12,7 +12,12 @@
  *     sq_app_settings s = {.http = {.tls = tls}};
  *
  * Failures (a handshake, a certificate check) are SQ_ETLS; sq_tls_last_error() says why in
- * OpenSSL's words, e.g. "certificate verify failed: self-signed certificate". */
+ * OpenSSL's words, e.g. "certificate verify failed: self-signed certificate".
+ *
+ * A peer that closes without close_notify reads as an end of stream, as with plain TCP (as
+ * browsers and most HTTP stacks take it): where the end matters, the protocol's framing
+ * (Content-Length, chunked, WebSocket close) tells a cut-off stream, not the TLS layer.
+ * sq_stream_read_until_close therefore cannot tell a truncated TLS stream from a whole one. */
 #ifndef SQUALL_TLS_H
 #define SQUALL_TLS_H
 
