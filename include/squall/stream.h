@@ -53,7 +53,10 @@ int sq_stream_error(const sq_stream *s);
 int sq_stream_fd(const sq_stream *s);
 /** The loop the stream belongs to. */
 sq_loop *sq_stream_loop(const sq_stream *s);
-/** Called once when the stream closes for any reason (peer EOF seen, error, local close). */
+/** Called once when the stream closes for any reason (peer EOF seen, error, local close).
+ * With a callback set, an idle plain-socket stream (no read asked for) notices its peer's
+ * end of stream or reset at once, as Tornado's IOStream does; data the peer sent first
+ * waits for a read, and the end is seen after it. */
 void sq_stream_set_close_callback(sq_stream *s, sq_stream_close_cb cb, void *arg);
 /** Writers suspend (sq_stream_write) while more than `bytes` are pending. */
 void sq_stream_set_high_water(sq_stream *s, size_t bytes);

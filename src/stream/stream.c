@@ -17,10 +17,12 @@
  * and leave(); a free requested inside is deferred to the outermost leave().
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -94,6 +96,7 @@ struct sq_stream {
 
 static void on_io(sq_loop *loop, sq_io *io, unsigned events);
 static void stream_destroy(sq_stream *s);
+static void do_close(sq_stream *s, int err, bool eof);
 static void tls_step(sq_stream *s);
 
 static inline void enter(sq_stream *s)
@@ -190,6 +193,11 @@ void sq_stream_set_close_callback(sq_stream *s, sq_stream_close_cb cb, void *arg
 {
     s->close_cb = cb;
     s->close_arg = arg;
+    /* Listen while no read is asked for, to see an idle peer go (on_io). */
+    if (cb && !s->closed && s->rkind == R_NONE && !s->tp && !(s->want & SQ_READ)) {
+        int r = set_interest(s, s->want | SQ_READ);
+        if (r < 0) do_close(s, r, false);
+    }
 }
 
 void sq_stream_set_high_water(sq_stream *s, size_t bytes)
@@ -261,7 +269,7 @@ static void fail_writers(sq_stream *s, int err)
         waiter w = s->waiters[s->whead];
         s->whead = (s->whead + 1) % s->wqcap;
         s->wlen--;
-        sq_future_resolve(w.f, err, NULL);
+        sq_future_resolve(w.f, w.end <= s->written ? (int64_t)w.len : err, NULL);
         sq_future_release(w.f);
     }
 }
@@ -548,15 +556,21 @@ sq_future *sq_stream_read_until_future(sq_stream *s, const void *delim, size_t d
         if (f) sq_future_set_error(f, -EINVAL);
         return f;
     }
-    char *copy = s->delim_inline;
+    /* copy first: delim may point into the previous result, which begin_read may free */
+    char tmp[DELIM_INLINE];
+    char *copy = tmp;
     if (dlen > DELIM_INLINE && !(copy = malloc(dlen))) return NULL;
+    memcpy(copy, delim, dlen);
     sq_future *f = begin_read(s, R_UNTIL, &busy);
     if (!f || busy) {
-        if (copy != s->delim_inline) free(copy);
+        if (copy != tmp) free(copy);
         return f;
     }
     if (s->delim != s->delim_inline) free(s->delim);
-    memcpy(copy, delim, dlen);
+    if (copy == tmp) {
+        memcpy(s->delim_inline, tmp, dlen);
+        copy = s->delim_inline;
+    }
     s->delim = copy;
     s->dlen = dlen;
     s->rmax = max_bytes ? max_bytes : s->max_buffer;
@@ -815,7 +829,7 @@ sq_future *sq_stream_write_future(sq_stream *s, const void *data, size_t len)
     int r = queue_write(s, data, len);
     if (r < 0)
         sq_future_set_error(f, r);
-    else if (s->written >= s->queued)
+    else if (s->written >= s->queued && !s->wlen)
         sq_future_resolve(f, (int64_t)len, NULL);
     else if ((r = push_waiter(s, f, s->queued, len)) < 0)
         sq_future_set_error(f, r);
@@ -868,6 +882,23 @@ int sq_stream_drain(sq_stream *s)
 
 /* --- the fd watcher -------------------------------------------------------------------- */
 
+/* Readable with no read asked for: if that is the peer's end of stream (or a reset) and
+ * nothing comes before it, the stream closes now, so that a close callback learns an idle
+ * peer left (Tornado's IOStream does the same).  Data first: it waits for a read, and the
+ * end is seen after it (the kernel keeps it; nothing is read ahead of the reader).  Plain
+ * sockets only: under TLS the bytes are records. */
+static bool idle_peer_closed(sq_stream *s)
+{
+    if (s->tp) return false;
+    char b;
+    ssize_t n = recv(s->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0 ||
+        (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ENOTSOCK)))
+        return false;
+    do_close(s, n == 0 ? 0 : -errno, n == 0);
+    return true;
+}
+
 static void on_io(sq_loop *loop, sq_io *io, unsigned events)
 {
     sq_stream *s = io->data;
@@ -881,7 +912,7 @@ static void on_io(sq_loop *loop, sq_io *io, unsigned events)
     if (!s->closed && (events & SQ_READ)) {
         if (s->rkind != R_NONE)
             do_read(s);
-        else
+        else if (!idle_peer_closed(s))
             want &= ~(unsigned)SQ_READ; /* readable with nobody asking: stop listening */
     }
     if (!s->closed) {
