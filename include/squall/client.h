@@ -78,7 +78,8 @@ typedef struct sq_fetch_request {
                                              a header libcurl would add */
     const void *body;                     /**< request body (copied); NULL: none */
     size_t body_len;                      /**< its length; for a producer, the total if known
-                                             (0: unknown, sent chunked) */
+                                             (0: unknown, sent chunked; a producer that ends
+                                             before it fails the fetch with -EPIPE) */
     sq_fetch_body_producer body_producer; /**< instead of body: streamed upload */
     /** argument of body_producer and body_rewind */
     void *body_producer_arg;

@@ -28,6 +28,7 @@ struct sq__xfer {
     size_t max_body;
     bool raise_error;
     sq_fetch_body_producer producer;
+    size_t body_total, body_sent; /* a producer's declared length (0: unknown), bytes so far */
     void *producer_arg;
     int (*rewind)(void *arg);
     sq_fetch_streaming_cb streaming;

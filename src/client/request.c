@@ -109,8 +109,12 @@ static int easy_configure(CURL *e, const char *url, const sq_fetch_request *req,
     } else {
         SET(CURLOPT_HTTPGET, 1L);
     }
-    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 && strcmp(method, "POST") != 0)
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 && strcmp(method, "POST") != 0) {
         SET(CURLOPT_CUSTOMREQUEST, method);
+        /* A PUT or PATCH (its body sent as libcurl's POST data) keeps its body through a 301
+         * or 302, as Tornado does; libcurl's rule for POST would drop it under the method. */
+        SET(CURLOPT_POSTREDIR, (long)(CURL_REDIR_POST_301 | CURL_REDIR_POST_302));
+    }
 
     double ct = PICK(connect_timeout), rt = PICK(request_timeout);
     SET(CURLOPT_CONNECTTIMEOUT_MS, ms(ct, SQ_FETCH_DEFAULT_CONNECT_TIMEOUT));
@@ -187,6 +191,7 @@ int sq__xfer_setup(sq__xfer *x, const char *url, const sq_fetch_request *req,
     if (req) {
         x->producer = req->body_producer;
         x->producer_arg = req->body_producer_arg;
+        x->body_total = req->body_producer ? req->body_len : 0;
         x->rewind = req->body_rewind;
         x->streaming = req->streaming_callback;
         x->streaming_arg = req->streaming_arg;
@@ -284,7 +289,13 @@ size_t sq__xfer_on_read(char *p, size_t size, size_t n, void *arg)
         x->abort_err = (int)r;
         return CURL_READFUNC_ABORT;
     }
-    return (size_t)r > size * n ? size * n : (size_t)r;
+    if (r == 0 && x->body_total && x->body_sent < x->body_total) {
+        x->abort_err = -EPIPE; /* fewer bytes than the Content-Length sent */
+        return CURL_READFUNC_ABORT;
+    }
+    size_t k = (size_t)r > size * n ? size * n : (size_t)r;
+    x->body_sent += k;
+    return k;
 }
 
 int sq__xfer_on_seek(void *arg, curl_off_t offset, int origin)
@@ -292,6 +303,7 @@ int sq__xfer_on_seek(void *arg, curl_off_t offset, int origin)
     sq__xfer *x = arg;
     if (offset != 0 || origin != SEEK_SET || !x->rewind) return CURL_SEEKFUNC_CANTSEEK;
     int r = x->rewind(x->producer_arg);
+    x->body_sent = 0;
     if (r < 0) {
         x->abort_err = r;
         return CURL_SEEKFUNC_FAIL;

@@ -399,7 +399,9 @@ static bool have_sub(const sq_redis *r, const char *name, size_t len, bool patte
 static void dispatch_sub(sq_redis *r, redisReply *rep)
 {
     if (rep->type == REDIS_REPLY_ERROR) {
+        /* a channel the server refused (an ACL's NOPERM): the others still count */
         sq_log(SQ_LOG_WARNING, "redis: subscriber: %.*s", (int)rep->len, rep->str);
+        if (r->confirm_left > 0 && --r->confirm_left == 0) set_up(r);
         return;
     }
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3) return;
@@ -436,24 +438,16 @@ static int dispatch_cmd(sq_redis *r, redisReply *rep)
     return 0;
 }
 
-/* Subscribe again to everything (one SUBSCRIBE and one PSUBSCRIBE for all). */
+/* Subscribe again to everything, one command per channel or pattern: a server that refuses
+ * one (an ACL) refuses a whole command, and the others must not go with it. */
 static int resubscribe(sq_redis *r)
 {
     r->confirm_left = 0;
-    for (int pat = 0; pat < 2; pat++) {
-        size_t n = 0;
-        for (size_t i = 0; i < r->nsubs; i++) n += r->subs[i].pattern == (bool)pat;
-        if (!n) continue;
-        const char **argv = malloc((n + 1) * sizeof *argv);
-        if (!argv) return -ENOMEM;
-        argv[0] = pat ? "PSUBSCRIBE" : "SUBSCRIBE";
-        size_t k = 1;
-        for (size_t i = 0; i < r->nsubs; i++)
-            if (r->subs[i].pattern == (bool)pat) argv[k++] = r->subs[i].name;
-        int e = send_argv(r, false, (int)k, argv, NULL);
-        free(argv);
+    for (size_t i = 0; i < r->nsubs; i++) {
+        const char *argv[2] = {r->subs[i].pattern ? "PSUBSCRIBE" : "SUBSCRIBE", r->subs[i].name};
+        int e = send_argv(r, false, 2, argv, NULL);
         if (e < 0) return e;
-        r->confirm_left += n;
+        r->confirm_left++;
     }
     if (r->confirm_left == 0) set_up(r);
     return 0;
@@ -537,6 +531,8 @@ static void *conn_main(void *arg)
             continue;
         }
         delay = r->opts.reconnect_min;
+        /* up before the connect future resolves: its done callbacks may send commands */
+        if (!r->is_sub) r->up = r->writable = true;
         finish_connect(r, 0);
         if (r->closing) break; /* freed by the connect future's done callback */
         e = serve(r);

@@ -1085,6 +1085,85 @@ static void test_free_in_connect_callback(void **state)
     srv_stop(&s);
 }
 
+/* A command sent from the connect future's done callback (the callback style): the client
+ * is up by then (it answered -ENOTCONN). */
+static sq_future *cb_cmd;
+
+static void cmd_on_connect(sq_future *f, void *arg)
+{
+    if (sq_future_status(f) < 0) return;
+    *(sq_redis **)arg = sq_future_take_value(f);
+    cb_cmd = sq_redis_cmd_future(*(sq_redis **)arg, "PING");
+}
+
+static void test_command_in_connect_callback(void **state)
+{
+    NEED_REDIS();
+    redis_srv s;
+    srv_start(&s, false, NULL);
+    sq_loop *loop = sq_loop_new(NULL);
+    sq_redis *r = NULL;
+    cb_cmd = NULL;
+    sq_future *f = sq_redis_connect_future(loop, url_of(&s, NULL), NULL);
+    sq_future_add_done_callback(f, cmd_on_connect, &r);
+    for (int i = 0; i < 500 && !(cb_cmd && sq_future_done(cb_cmd)); i++)
+        sq_loop_run_once(loop, true);
+    assert_non_null(cb_cmd);
+    int64_t st = sq_future_status(cb_cmd);
+    sq_future_release(cb_cmd);
+    sq_future_release(f);
+    sq_redis_free(r);
+    sq_loop_free(loop);
+    srv_stop(&s);
+    assert_int_equal(st, 0);
+}
+
+/* A subscriber whose user may not listen on one of its channels (an ACL): the others are
+ * subscribed, it comes up, and their messages arrive (one refused channel used to refuse
+ * the whole SUBSCRIBE, and the subscriber never came up). */
+static int acl_got;
+
+static void acl_msg(sq_redis_sub *sub, const char *ch, size_t cl, const char *d, size_t l,
+                    void *arg)
+{
+    acl_got++;
+}
+
+static void *acl_coro(void *arg)
+{
+    redis_srv *s = arg;
+    sq_redis *r = connect_ok(url_of(s, NULL), NULL);
+    int e;
+    sq_redis_reply *rep =
+        sq_redis_cmd(r, &e, "ACL SETUSER limited on >pw ~* resetchannels &ok* +@all");
+    assert_int_equal(e, 0);
+    sq_redis_reply_free(rep);
+    char u[128];
+    snprintf(u, sizeof u, "redis://limited:pw@127.0.0.1:%d", s->port);
+    sq_redis_sub *sub = sq_redis_sub_new(NULL, u, NULL, acl_msg, NULL, &e);
+    assert_non_null(sub);
+    sq_redis_subscribe(sub, "ok1");
+    sq_redis_subscribe(sub, "secret");
+    WAIT_FOR(sq_redis_sub_connected(sub), 5);
+    assert_true(sq_redis_sub_connected(sub));
+    for (int i = 0; i < 5; i++) sq_future_release(sq_redis_cmd_future(r, "PUBLISH ok1 m%d", i));
+    WAIT_FOR(acl_got == 5, 5);
+    assert_int_equal(acl_got, 5);
+    sq_redis_sub_free(sub);
+    sq_redis_free(r);
+    return NULL;
+}
+
+static void test_subscribe_refused_channel(void **state)
+{
+    NEED_REDIS();
+    redis_srv s;
+    srv_start(&s, false, NULL);
+    acl_got = 0;
+    run(acl_coro, &s, 30);
+    srv_stop(&s);
+}
+
 /* A loop freed while clients are connected, connecting and pending: nothing leaks. */
 static void test_loop_freed_under_clients(void **state)
 {
@@ -1185,6 +1264,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_reconnect),
         cmocka_unit_test(test_early_free),
         cmocka_unit_test(test_free_in_connect_callback),
+        cmocka_unit_test(test_command_in_connect_callback),
+        cmocka_unit_test(test_subscribe_refused_channel),
         cmocka_unit_test(test_loop_freed_under_clients),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
