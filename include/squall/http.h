@@ -233,7 +233,10 @@ int sq_http_clear_header(sq_http_request *req, const char *name);
 int sq_http_write(sq_http_request *req, const void *data, size_t len);
 /** Send what is buffered: the headers first (Transfer-Encoding: chunked, since the length
  * is not known yet) then the body so far.  Suspends while the connection's output is above
- * its high-water mark.  Returns 0 or the connection's error. */
+ * its high-water mark.  Returns 0 or the connection's error.
+ * One coroutine at a time may be suspended on a request (in this call, the body reads or
+ * sq_http_sendfile): a second one waiting at the same time is not supported (one reading
+ * the body while another streams the response must take turns). */
 int sq_http_flush(sq_http_request *req);
 /** Send `len` bytes of `fd` from `offset` as (the rest of) the response body with
  * sendfile(2), suspending the calling coroutine while the socket is full (a client that
