@@ -17,12 +17,10 @@
  * and leave(); a free requested inside is deferred to the outermost leave().
  */
 #define _GNU_SOURCE
-#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -889,13 +887,9 @@ int sq_stream_drain(sq_stream *s)
  * sockets only: under TLS the bytes are records. */
 static bool idle_peer_closed(sq_stream *s)
 {
-    if (s->tp) return false;
-    char b;
-    ssize_t n = recv(s->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n > 0 ||
-        (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ENOTSOCK)))
-        return false;
-    do_close(s, n == 0 ? 0 : -errno, n == 0);
+    int g = sq__tp_peer_gone(s->fd, s->tp);
+    if (!g) return false;
+    do_close(s, g > 0 ? 0 : g, g > 0);
     return true;
 }
 

@@ -1,6 +1,7 @@
 /* The plain socket transport's out-of-line parts (the rest is inline in transport.h), and
  * closing any transport. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -32,4 +33,15 @@ void sq__tp_close(int fd, sq__tp *tp, bool reset)
     }
     if (tp) tp->ops->free(tp, reset);
     close(fd);
+}
+
+int sq__tp_peer_gone(int fd, const sq__tp *tp)
+{
+    if (tp) return 0;
+    char b;
+    ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0) return 1;
+    if (n > 0 || errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ENOTSOCK)
+        return 0;
+    return -errno;
 }

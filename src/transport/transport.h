@@ -155,5 +155,9 @@ static inline void sq__tp_free(sq__tp *tp, bool reset)
 /* Close the connection and free the transport.  `reset`: an abortive close (SO_LINGER 0),
  * for a peer dropped because it stopped reading: the kernel frees what it never took. */
 void sq__tp_close(int fd, sq__tp *tp, bool reset);
+/* Whether the peer of an idle connection has gone, without reading anything: 1 at its end
+ * of stream, a negative errno after a reset, 0 when bytes wait (or it cannot tell: a TLS
+ * connection, whose bytes are records, or not a socket). */
+int sq__tp_peer_gone(int fd, const sq__tp *tp);
 
 #endif
