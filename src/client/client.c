@@ -291,7 +291,7 @@ static void collect(sq_http_client *c)
         sq__xfer *x = NULL;
         curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
         CURLcode rc = m->data.result;
-        int err = sq__xfer_error(x, rc);
+        int err = x->see_other ? 0 : sq__xfer_error(x, rc);
         sq_fetch_response *r = NULL;
         if (err == 0) {
             r = sq__response_build(x);

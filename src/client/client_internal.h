@@ -20,6 +20,9 @@ struct sq__xfer {
     enum { SQ__X_NEW, SQ__X_QUEUED, SQ__X_ACTIVE } state;
     bool cancel_pending;
     int abort_err; /* set by our callbacks: the error to report instead of libcurl's */
+    /* A method libcurl would repeat on a 303's new URL (PUT, DELETE …; Tornado sends a GET):
+     * the 303 is returned as it is instead (see_other: it was, at the end of its headers). */
+    bool stop_at_303, status_303, see_other;
     sq_timer queue_timer;
     double queue_timeout; /* s; <= 0: none */
     uint64_t enqueued_ns, started_ns;

@@ -187,6 +187,8 @@ int sq__xfer_setup(sq__xfer *x, const char *url, const sq_fetch_request *req,
     }
 
     x->raise_error = !PICK(no_raise_error);
+    x->stop_at_303 = !PICK(no_follow_redirects) && strcmp(method, "GET") != 0 &&
+                     strcmp(method, "HEAD") != 0 && strcmp(method, "POST") != 0;
     x->max_body = settings->max_body_size;
     if (req) {
         x->producer = req->body_producer;
@@ -272,7 +274,15 @@ size_t sq__xfer_on_header(char *p, size_t size, size_t n, void *arg)
     if (x->header_cb) x->header_cb(p, len, x->header_arg);
     /* A status line starts a new response (1xx, each redirect, a proxy's CONNECT): keep
      * only the latest one's headers. */
-    if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) x->head.len = 0;
+    if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
+        x->head.len = 0;
+        const char *sp = memchr(p, ' ', len);
+        x->status_303 = sp && (size_t)(sp - p) + 4 <= len && memcmp(sp + 1, "303", 3) == 0;
+    } else if (x->stop_at_303 && x->status_303 && (len == 2 || len == 1) &&
+               (p[0] == '\r' || p[0] == '\n')) {
+        x->see_other = true; /* the 303's headers are complete: stop before libcurl follows */
+        return 0;
+    }
     if (len > 256 * 1024 - x->head.len || sq__buf_append(&x->head, p, len) < 0) {
         x->abort_err = -E2BIG;
         return 0;

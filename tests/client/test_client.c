@@ -149,8 +149,10 @@ static const sq_route routes[] = {
                          .delete_ = echo_any},
      NULL, NULL},
     {"/slow", &(sq_handler_class){.get = slow_get}, NULL, NULL},
-    {"/r307", &(sq_handler_class){.post = r307_post, .put = r307_post, .patch = r307_post}, NULL,
-     NULL},
+    {"/r307",
+     &(sq_handler_class){
+         .post = r307_post, .put = r307_post, .patch = r307_post, .delete_ = r307_post},
+     NULL, NULL},
     {"/redirect/([0-9]+)", &(sq_handler_class){.get = redirect_get}, NULL, NULL},
     {"/gzip", &(sq_handler_class){.get = gzip_get}, NULL, NULL},
     {"/upload",
@@ -380,6 +382,26 @@ static void *redirect_coro(void *arg)
             sq_fetch_response_free(r);
         }
     }
+    /* A 303 answering a PUT or a DELETE comes back as it is: followed, libcurl sent the
+     * same method to the new URL (a DELETE answered "303 -> /collection" deleted that). */
+    const char *m303[] = {"PUT", "DELETE"};
+    for (int i = 0; i < 2; i++) {
+        bool body = i == 0;
+        sq_fetch_request q = {
+            .method = m303[i], .body = body ? "0123456789" : NULL, .body_len = body ? 10 : 0};
+        assert_int_equal(fetch(url("/r307?code=303&to=/echo"), &q, &r), 0);
+        assert_int_equal(r->code, 303);
+        assert_string_equal(sq_fetch_response_header(r, "Location"), "/echo");
+        assert_null(sq_fetch_response_header(r, "X-Method"));
+        sq_fetch_response_free(r);
+    }
+    /* and a POST answered 303 is still followed with a GET */
+    assert_int_equal(fetch(url("/r307?code=303&to=/echo"),
+                           &(sq_fetch_request){.method = "POST", .body = "x", .body_len = 1}, &r),
+                     0);
+    assert_int_equal(r->code, 200);
+    assert_string_equal(sq_fetch_response_header(r, "X-Method"), "GET");
+    sq_fetch_response_free(r);
     return NULL;
 }
 
