@@ -59,7 +59,8 @@ enum { SQ_FETCH_AUTH_BASIC = 0, SQ_FETCH_AUTH_DIGEST = 1 };
 
 /** Streaming upload: fill buf with up to len bytes of the request body and return how many,
  * 0 at the end, or a negative errno to abort the fetch with that error.  Called on the loop
- * thread whenever libcurl can send more; it must not block. */
+ * thread whenever libcurl can send more; it must not block.  Returning more than len, or
+ * more in all than the body_len declared, fails the fetch with -EINVAL. */
 typedef ssize_t (*sq_fetch_body_producer)(char *buf, size_t len, void *arg);
 /** Streaming download: one piece of the (decompressed) body; the response's body then stays
  * empty.  Return 0 to go on or a negative errno to abort the fetch with it. */

@@ -303,9 +303,17 @@ size_t sq__xfer_on_read(char *p, size_t size, size_t n, void *arg)
         x->abort_err = -EPIPE; /* fewer bytes than the Content-Length sent */
         return CURL_READFUNC_ABORT;
     }
-    size_t k = (size_t)r > size * n ? size * n : (size_t)r;
-    x->body_sent += k;
-    return k;
+    if ((size_t)r > size * n || (x->body_total && x->body_sent + (size_t)r > x->body_total)) {
+        /* more than the buffer holds (it overflowed it), or than the length declared */
+        sq_log(SQ_LOG_ERROR,
+               "http client: a body producer returned %zd bytes (room for %zu, "
+               "%zu of %zu declared sent): fetch aborted",
+               r, size * n, x->body_sent, x->body_total);
+        x->abort_err = -EINVAL;
+        return CURL_READFUNC_ABORT;
+    }
+    x->body_sent += (size_t)r;
+    return (size_t)r;
 }
 
 int sq__xfer_on_seek(void *arg, curl_off_t offset, int origin)

@@ -564,6 +564,15 @@ static void *stream_coro(void *arg)
     assert_int_equal(fetch(url("/upload"), &qs, &r), -EPIPE);
     assert_null(r);
     assert_true(sq_test_now() - t0 < 2);
+    /* One that produces more than it declared: a clear -EINVAL, not a body cut short. */
+    producer pl = {.total = 2000, .piece = 7000};
+    sq_fetch_request ql = {.method = "POST",
+                           .body_producer = produce,
+                           .body_producer_arg = &pl,
+                           .body_len = 1000,
+                           .request_timeout = 5};
+    assert_int_equal(fetch(url("/upload"), &ql, &r), -EINVAL);
+    assert_null(r);
 
     /* Download in pieces: nothing is kept. */
     sink s = {0};
