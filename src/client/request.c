@@ -70,6 +70,12 @@ unsigned sq__xfer_config_key(const char *url, const sq_fetch_request *req,
     return SQ__EASY_PLAIN;
 }
 
+/* A method libcurl sends as CURLOPT_CUSTOMREQUEST (PUT, PATCH, DELETE …). */
+static bool custom_method(const char *method)
+{
+    return strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 && strcmp(method, "POST") != 0;
+}
+
 /* The options that follow from the request and the client's defaults (not from the
  * transfer object): what a handle keeps between plain fetches. */
 static int easy_configure(CURL *e, const char *url, const sq_fetch_request *req,
@@ -109,7 +115,7 @@ static int easy_configure(CURL *e, const char *url, const sq_fetch_request *req,
     } else {
         SET(CURLOPT_HTTPGET, 1L);
     }
-    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 && strcmp(method, "POST") != 0) {
+    if (custom_method(method)) {
         SET(CURLOPT_CUSTOMREQUEST, method);
         /* A PUT or PATCH (its body sent as libcurl's POST data) keeps its body through a 301
          * or 302, as Tornado does; libcurl's rule for POST would drop it under the method. */
@@ -187,8 +193,7 @@ int sq__xfer_setup(sq__xfer *x, const char *url, const sq_fetch_request *req,
     }
 
     x->raise_error = !PICK(no_raise_error);
-    x->stop_at_303 = !PICK(no_follow_redirects) && strcmp(method, "GET") != 0 &&
-                     strcmp(method, "HEAD") != 0 && strcmp(method, "POST") != 0;
+    x->stop_at_303 = !PICK(no_follow_redirects) && custom_method(method);
     x->max_body = settings->max_body_size;
     if (req) {
         x->producer = req->body_producer;

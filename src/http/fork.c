@@ -8,12 +8,6 @@
 
 #include "internal.h"
 
-/* The supervisor keeps SIGINT, SIGTERM and SIGCHLD blocked and takes them with sigwaitinfo:
- * no handler, so no window between checking for a stop and waiting in which one is lost,
- * and a worker starts with the signal mask and dispositions the process had (a SIGTERM
- * arriving while it is forked is acted on by it; SIGINT ignored under nohup stays so). */
-static sigset_t supervised;
-
 /* Fork a worker.  Returns 0 in the child (its signal mask restored to `old`), the pid in
  * the parent, -errno on failure. */
 static pid_t start_worker(const sigset_t *old)
@@ -38,7 +32,12 @@ int sq_fork_processes(int n, int max_restarts)
     }
     pid_t *pids = calloc((size_t)n, sizeof *pids);
     if (!pids) return -ENOMEM;
-    sigset_t old;
+    /* The supervisor keeps SIGINT, SIGTERM and SIGCHLD blocked and takes them with
+     * sigwaitinfo: no handler, so no window between checking for a stop and waiting in which
+     * one is lost, and a worker starts with the signal mask and dispositions the process had
+     * (a SIGTERM arriving while it is forked is acted on by it; SIGINT ignored under nohup
+     * stays so). */
+    sigset_t supervised, old;
     sigemptyset(&supervised);
     sigaddset(&supervised, SIGINT);
     sigaddset(&supervised, SIGTERM);

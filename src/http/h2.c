@@ -290,6 +290,7 @@ static int build_request(sq__h2_stream *st, bool end_stream)
 }
 
 static void *stream_task(void *arg);
+static void stream_gone(sq__h2_stream *st);
 
 static void head_done(sq__h2_stream *st)
 {
@@ -751,12 +752,7 @@ static void *stream_task(void *arg)
     /* The stream ended while the handler ran, before it registered its on_close (stream_gone
      * found none): the callback is told now, while st->coro still marks the handler's (a
      * finish from it completes below, not under us). */
-    if ((!st->open || c->closed) && st->r.detached && st->r.on_close &&
-        !(st->r.rflags & RESP_FINISHED)) {
-        void (*cb)(sq_http_request *, void *) = st->r.on_close;
-        st->r.on_close = NULL;
-        cb(&st->r.pub, st->r.on_close_arg);
-    }
+    if ((!st->open || c->closed) && st->r.detached) stream_gone(st);
     st->coro = NULL;
     if (st->r.detached && !(st->r.rflags & RESP_FINISHED)) return NULL; /* sq_http_finish ends it */
     h2->ncoros--;

@@ -930,11 +930,7 @@ SQ__HOT static void *conn_task(void *arg)
         c->srv->handler(&r->pub, c->srv->arg);
         /* The connection went while the handler ran, before it registered its on_close: the
          * callback is told now (it may finish the request: it completes below). */
-        if (c->closed && r->detached && r->on_close && !(r->rflags & RESP_FINISHED)) {
-            void (*cb)(sq_http_request *, void *) = r->on_close;
-            r->on_close = NULL;
-            cb(&r->pub, r->on_close_arg);
-        }
+        if (c->closed && r->detached) notify_close(c);
         /* detached: sq_http_finish() completes it, also on a closed connection (the
          * request object must outlive the handler until then) */
         if (r->detached && !(r->rflags & RESP_FINISHED)) {

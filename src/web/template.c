@@ -1580,10 +1580,10 @@ static val builtin_filter(rctx *r, const expr *e, val v, json_t **args, size_t n
         if (json_is_integer(j)) x = json_integer_value(j);
         else if (json_is_real(j)) { /* NaN and the infinities: Jinja2's default, 0 */
             double d = json_real_value(j);
-            x = !(d == d) || isinf(d) ? 0
-                : d >= 9.2e18         ? INT64_MAX
-                : d <= -9.2e18        ? INT64_MIN
-                                      : (json_int_t)d;
+            x = !isfinite(d)   ? 0
+                : d >= 9.2e18  ? INT64_MAX
+                : d <= -9.2e18 ? INT64_MIN
+                               : (json_int_t)d;
         } else if (json_is_string(j))
             x = strtoll(json_string_value(j), NULL, 10);
         res = mkval(json_integer(x));

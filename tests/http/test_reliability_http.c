@@ -414,6 +414,15 @@ static void test_on_close_registered_after_fin(void **state)
     assert_int_equal(piped_closed, 1);
 }
 
+static void reset_or_close(cl *c, bool reset)
+{
+    if (reset) {
+        struct linger lg = {1, 0};
+        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
+    cl_close(c);
+}
+
 /* The client resets the connection while the handler sleeps, before it registers its
  * on_close: the callback is told when the handler returns. */
 static void reset_client(harness *h)
@@ -422,9 +431,7 @@ static void reset_client(harness *h)
     CHECK(h, cl_open(&c, h->port) == 0);
     CHECK(h, cl_sends(&c, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
     usleep(20 * 1000);
-    struct linger lg = {1, 0};
-    setsockopt(c.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-    cl_close(&c); /* a reset */
+    reset_or_close(&c, true);
     for (int i = 0; i < 300 && !__atomic_load_n(&piped_closed, __ATOMIC_SEQ_CST); i++)
         usleep(10 * 1000);
 }
@@ -498,15 +505,6 @@ static bool conns_freed(harness *h)
         usleep(100 * 1000);
     }
     return false;
-}
-
-static void reset_or_close(cl *c, bool reset)
-{
-    if (reset) {
-        struct linger lg = {1, 0};
-        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-    }
-    cl_close(c);
 }
 
 static void streamer_client(harness *h)
