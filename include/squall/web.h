@@ -130,7 +130,8 @@ typedef struct sq_app_settings {
     /** Cache-Control max-age (seconds) of static files requested without a version (no
      *  `?v=`); 0: no Cache-Control.  Versioned URLs (sq_static_url()) get one year. */
     long static_max_age;
-    /** The file a directory of the static route serves (e.g. "index.html"); NULL: 403. */
+    /** The file a directory of the static route serves (e.g. "index.html"), after a 301 to the
+     *  directory's URL with its trailing slash if the request lacked it; NULL: 403. */
     const char *static_default_filename;
 } sq_app_settings;
 

@@ -240,6 +240,25 @@ static void static_get(sq_handler *h)
     if (deflt && *deflt && (open_err == EISDIR || (fd >= 0 && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)))) {
         /* a directory: its default file (index.html), opened beneath the root the same way */
         if (fd >= 0) close(fd);
+        sq_str path = req->path;
+        if (!path.len || path.ptr[path.len - 1] != '/') {
+            /* as Tornado and nginx do: to the directory's own URL, so its relative links
+             * work.  Relative ("./sub/"), so sq_redirect's guard against "//host" applies. */
+            size_t seg = path.len;
+            while (seg > 0 && path.ptr[seg - 1] != '/') seg--;
+            sq__buf b = {0};
+            int e = sq__buf_append(&b, "./", 2);
+            if (!e) e = sq__buf_append(&b, path.ptr + seg, path.len - seg);
+            if (!e) e = sq__buf_append(&b, "/?", req->query.len ? 2 : 1);
+            if (!e && req->query.len) e = sq__buf_append(&b, req->query.ptr, req->query.len);
+            if (!e) e = sq__buf_append(&b, "", 1);
+            if (e)
+                sq_handler_fail(h, 500, "static: out of memory");
+            else
+                sq_redirect(h, b.ptr, true);
+            sq__buf_free(&b);
+            return;
+        }
         size_t dl = strlen(deflt);
         char *idx = sq__handler_alloc(h, rel_len + dl + 2);
         if (!idx) {

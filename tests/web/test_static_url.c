@@ -50,7 +50,14 @@ static void static_urls(sq_test *t)
     SQ_CHECK_BODY(t, r, "<p>sub index</p>");
     SQ_CHECK_HEADER(t, r, "Content-Type", "text/html; charset=UTF-8");
     SQ_CHECK_BODY(t, sq_test_fetch(t, "/static/", NULL), "<p>root index</p>");
+    /* a directory without its slash: to its own URL first, as Tornado and nginx do */
     SQ_CHECK_BODY(t, sq_test_fetch(t, "/static/sub", NULL), "<p>sub index</p>");
+    sq_fetch_request nofollow = {.no_follow_redirects = true};
+    r = sq_test_fetch(t, "/static/sub?x=1", &nofollow);
+    SQ_CHECK_STATUS(t, r, 301);
+    SQ_CHECK_HEADER(t, r, "Location", "/static/sub/?x=1");
+    r = sq_test_fetch(t, "/static/sub", &nofollow);
+    SQ_CHECK_HEADER(t, r, "Location", "/static/sub/");
 
     r = sq_test_fetch(t, url1, NULL);
     SQ_CHECK_BODY(t, r, "body { color: red }");
