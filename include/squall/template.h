@@ -75,8 +75,9 @@ void sq_templates_free(sq_templates *t);
 int sq_templates_add_filter(sq_templates *t, const char *name, sq_template_filter_fn fn, void *arg);
 
 /** The compiled template `name`, from the cache or compiled now (with what it extends and
- *  includes).  Owned by the loader.  NULL on an error, described in err (errlen bytes):
- *  "name:line:col: message", or "name: No such file or directory". */
+ *  includes).  Owned by the loader; with `debug`, valid until a later lookup of the same name
+ *  finds its file changed (a render keeps what it uses alive).  NULL on an error, described in err
+ * (errlen bytes): "name:line:col: message", or "name: No such file or directory". */
 sq_template *sq_templates_get(sq_templates *t, const char *name, char *err, size_t errlen);
 /** Compile `src` (len bytes) as a template called `name` (for messages; `extends` and
  *  `include` still load files through the loader).  Free it with sq_template_free().

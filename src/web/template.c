@@ -74,6 +74,8 @@ struct sq_templates {
     sq_template_options opts;
     filter_def *filters;
     cache_entry *cache;
+    int renders;          /* renders under way (debug: a reload must not free what they use) */
+    cache_entry *retired; /* templates replaced while a render was under way */
 };
 
 struct sq_template {
@@ -999,14 +1001,20 @@ void sq_template_free(sq_template *tpl)
     free(tpl);
 }
 
-void sq_templates_free(sq_templates *t)
+static void free_entries(cache_entry *c)
 {
-    if (!t) return;
-    for (cache_entry *c = t->cache, *n; c; c = n) {
+    for (cache_entry *n; c; c = n) {
         n = c->next;
         sq_template_free(c->tpl);
         free(c);
     }
+}
+
+void sq_templates_free(sq_templates *t)
+{
+    if (!t) return;
+    free_entries(t->cache);
+    free_entries(t->retired);
     for (filter_def *f = t->filters, *n; f; f = n) {
         n = f->next;
         free(f->name);
@@ -1099,7 +1107,17 @@ static sq_template *load(sq_templates *t, const char *name, char *err, size_t er
     tpl->cached = true;
     for (cache_entry *c = t->cache; c; c = c->next)
         if (!strcmp(c->tpl->name, name)) { /* replaced (debug): the old one goes */
-            sq_template_free(c->tpl);
+            if (t->renders) { /* a render may be walking it: freed when the last one ends */
+                cache_entry *r = malloc(sizeof *r);
+                if (!r) { /* no memory to keep it: keep using it instead */
+                    sq_template_free(tpl);
+                    return c->tpl;
+                }
+                *r = (cache_entry){.tpl = c->tpl, .next = t->retired};
+                t->retired = r;
+            } else {
+                sq_template_free(c->tpl);
+            }
             c->tpl = tpl;
             return tpl;
         }
@@ -2224,8 +2242,14 @@ int sq__template_render_globals(sq_template *tpl, json_t *ctx, json_t *safe_glob
     /* a page is usually about as long as it was last time: one allocation instead of a
      * dozen doublings, each copying what came before */
     if (tpl->out_hint && sq__buf_reserve(&r.out, tpl->out_hint + 1) < 0) r.failed = -ENOMEM;
+    sq_templates *loader = tpl->loader;
+    loader->renders++;
     render_template(&r, tpl);
     if (!r.failed) tpl->out_hint = r.out.len;
+    if (!--loader->renders) {
+        free_entries(loader->retired); /* tpl itself may be one of them: not used after this */
+        loader->retired = NULL;
+    }
     pop_vars(&r, 0);
     free(r.vars);
     if (!r.failed && sq__buf_append(&r.out, "", 1) < 0) r.failed = -ENOMEM;

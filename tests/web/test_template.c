@@ -212,6 +212,19 @@ static json_t *shout(json_t *v, json_t *const *args, size_t nargs, void *arg, bo
     return json_string(buf);
 }
 
+/* A filter that edits base.html and part.html while page.html, which extends the first and
+ * includes the second, is rendered (as an editor saving them would) */
+static json_t *edit_files(json_t *v, json_t *const *args, size_t nargs, void *arg, bool *safe,
+                          const char **err)
+{
+    static int edits;
+    edits++;
+    sq_test_write_file(dir, "base.html", "<{% block b %}{% endblock %}>", 10 + edits);
+    sq_test_write_file(dir, "part.html", "{% extends 'base.html' %}{% block b %}p{% endblock %}",
+                       10 + edits);
+    return json_incref(v);
+}
+
 static void test_c_filters_and_reload(void **state)
 {
     sq_templates *t = sq_templates_new(dir, &(sq_template_options){.debug = true});
@@ -236,6 +249,18 @@ static void test_c_filters_and_reload(void **state)
     assert_string_equal(out, "second 1");
     free(out);
     json_decref(ctx);
+    /* debug: a template recompiled while it is rendered stays alive until the render is
+     * over (the include recompiles part.html, and with it base.html, which page.html is
+     * being rendered through) */
+    assert_int_equal(sq_templates_add_filter(t, "edit", edit_files, NULL), 0);
+    edit_files(NULL, NULL, 0, NULL, NULL, NULL);
+    put_file("page.html", "{% extends 'base.html' %}{% block b %}{{ 'x'|edit }}{% include "
+                          "'part.html' %}{% endblock %}");
+    tpl = sq_templates_get(t, "page.html", err, sizeof err);
+    assert_non_null(tpl);
+    assert_int_equal(sq_template_render(tpl, NULL, &out, &len, err, sizeof err), 0);
+    assert_string_equal(out, "<x<p>>");
+    free(out);
     sq_templates_free(t);
     /* no autoescape: text templates */
     t = sq_templates_new(dir, &(sq_template_options){.no_autoescape = true});
