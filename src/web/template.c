@@ -75,6 +75,9 @@ struct sq_templates {
     filter_def *filters;
     cache_entry *cache;
     int renders;          /* renders under way (debug: a reload must not free what they use) */
+    const char
+        *compiling[MAX_DEPTH + 2]; /* names of the templates being compiled, outermost first */
+    int ncompiling;
     cache_entry *retired; /* templates replaced while a render was under way */
 };
 
@@ -817,9 +820,14 @@ static node *parse_tag(parser *ps, lexer *lx, piece pc, int depth)
         n->name = j ? strdup(json_string_value(j)) : NULL;
         json_decref(j);
         tag_done(ps);
-        /* compiled now, so that a missing template is a compile-time error */
+        /* compiled now, so that a missing template is a compile-time error; but not one being
+         * compiled around this one: that include is recursive (a tree), found at render time */
+        bool recursive = false;
+        for (int i = 0; n->name && i < ps->loader->ncompiling; i++)
+            recursive |= !strcmp(ps->loader->compiling[i], n->name);
         char e2[256] = "";
-        if (n->name && ps->loader->root && !load(ps->loader, n->name, e2, sizeof e2, ps->tdepth + 1))
+        if (n->name && ps->loader->root && !recursive &&
+            !load(ps->loader, n->name, e2, sizeof e2, ps->tdepth + 1))
             fail_nested(ps, s.s, "include", n->name, e2);
         return n;
     }
@@ -969,7 +977,9 @@ static sq_template *compile(sq_templates *t, const char *name, const char *src, 
                  .autoescape = !t->opts.no_autoescape};
     lexer lx = {.p = src, .end = src + len};
     char stop[16];
+    t->compiling[t->ncompiling++] = tpl->name; /* depth <= MAX_DEPTH: room for it */
     tpl->root = parse_nodes(&ps, &lx, NULL, stop, sizeof stop, 0);
+    t->ncompiling--;
     if (ps.failed) {
         sq_template_free(tpl);
         return NULL;
@@ -2162,13 +2172,14 @@ static void render_nodes(rctx *r, const node *n)
         }
         case N_INCLUDE: {
             char e2[256] = "";
+            const expr at = {.line = n->line, .col = n->col}; /* where, for a message */
             sq_template *t = load(r->chain[0]->loader, n->name, e2, sizeof e2, 0);
             if (!t) {
-                rfail(r, NULL, -EINVAL, "include: %s", e2);
+                rfail(r, &at, -EINVAL, "include: %s", e2);
                 break;
             }
             if (r->depth >= MAX_DEPTH) {
-                rfail(r, NULL, -ELOOP, "include nested too deep");
+                rfail(r, &at, -ELOOP, "include nested too deep");
                 break;
             }
             const sq_template *save_t = r->tpl;

@@ -1,7 +1,7 @@
 """The same templates rendered by squall (tests/web/test_template's render mode) and by
 Jinja2 (Debian's python3-jinja2, autoescape on, default whitespace settings): the bytes must
 be equal.  The templates (tests/web/templates/) keep to the syntax both share: extends and
-blocks with super(), include, for with loop.*, if/elif/else, set, filters, raw, comments,
+blocks with super(), include (recursive too), for with loop.*, if/elif/else, set, filters, raw, comments,
 whitespace control."""
 import json
 import os
@@ -31,6 +31,12 @@ CONTEXTS = {
     "table.html": [
         {"title": "Prices & <stock>", "rows": rows(1000), "site": {"name": "squall", "year": 2026}},
         {"title": "Empty", "rows": [], "site": {"name": "s", "year": 1}},
+    ],
+    "tree.html": [
+        {"nodes": [{"name": "root & <co>", "children": [
+            {"name": "a", "children": [{"name": "a1"}, {"name": "a2", "children": []}]},
+            {"name": "b", "children": [{"name": "b1", "children": [{"name": "deep 'x'"}]}]}]}]},
+        {"nodes": []},
     ],
     "logic.html": [
         {"items": ["a", "b", "c"], "prices": {"apple": 1, "pear": 2.5},

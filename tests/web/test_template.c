@@ -189,9 +189,28 @@ static void test_errors(void **state)
     put_file("bad.html", "one\ntwo {{ x | nofilter }}\n");
     assert_null(sq_templates_get(t, "bad.html", err, sizeof err));
     assert_string_equal(err, "bad.html:2:12: unknown filter 'nofilter'");
-    put_file("loop.html", "{% include 'loop.html' %}");
-    assert_null(sq_templates_get(t, "loop.html", err, sizeof err)); /* includes itself forever */
+    put_file("eloop.html", "{% extends 'eloop.html' %}");
+    assert_null(sq_templates_get(t, "eloop.html", err, sizeof err)); /* extends itself */
     if (!strstr(err, "nested too deep")) fail_msg("got: %s", err);
+    /* an include of itself is a tree (Jinja2 allows it); without an end, an error at render */
+    put_file("loop.html", "{{ 1 }}\n {% include 'loop.html' %}");
+    sq_template *tpl = sq_templates_get(t, "loop.html", err, sizeof err);
+    assert_non_null(tpl);
+    char *out = NULL;
+    assert_int_equal(sq_template_render(tpl, NULL, &out, NULL, err, sizeof err), -ELOOP);
+    assert_null(out);
+    assert_string_equal(err, "loop.html:2:2: include nested too deep");
+    put_file("tree.html", "<ul>{% for c in items %}<li>{{ c.name }}{% if c.kids %}{% set items = "
+                          "c.kids %}{% include 'tree.html' %}{% endif %}</li>{% endfor %}</ul>");
+    json_t *ctx = json_loads("{\"items\": [{\"name\": \"a<\", \"kids\": [{\"name\": \"b\", "
+                             "\"kids\": [{\"name\": \"c\"}]}, {\"name\": \"d\"}]}]}",
+                             0, NULL);
+    assert_non_null(tpl = sq_templates_get(t, "tree.html", err, sizeof err));
+    assert_int_equal(sq_template_render(tpl, ctx, &out, NULL, err, sizeof err), 0);
+    assert_string_equal(out,
+                        "<ul><li>a&lt;<ul><li>b<ul><li>c</li></ul></li><li>d</li></ul></li></ul>");
+    free(out);
+    json_decref(ctx);
     sq_templates_free(t);
 }
 
