@@ -91,9 +91,9 @@ typedef struct sq_fetch_request {
     double connect_timeout;    /**< s; 0: 20 s; negative: none */
     double request_timeout;    /**< s; 0: 20 s; negative: none */
     /** return 3xx responses as they are.  Followed, a 307/308 keeps the method and body, a
-     * 301/302 too except that a POST becomes a GET, and a 303 turns a POST into a GET; a
-     * 303 answering another method (PUT, PATCH, DELETE …) is returned as it is, not
-     * followed (libcurl would repeat that method on the new URL; Tornado sends a GET). */
+     * 301/302 too except that a POST becomes a GET, and a 303 is followed with a GET
+     * whatever the method (as in Tornado), without the body and its Content-* headers, and
+     * without credentials (auth_*, Authorization, Cookie) if it leads to another origin. */
     bool no_follow_redirects;
     int max_redirects;         /**< 0: 5; more than that fails with SQ_EREDIRECTS */
     const char *user_agent;    /**< NULL: SQ_FETCH_DEFAULT_USER_AGENT */

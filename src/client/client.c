@@ -292,6 +292,17 @@ static void collect(sq_http_client *c)
         curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
         CURLcode rc = m->data.result;
         int err = x->see_other ? 0 : sq__xfer_error(x, rc);
+        if (x->see_other && (err = sq__xfer_follow_303(x)) <= 0) {
+            xfer_detach(x);
+            uint64_t started = x->started_ns; /* (the queue time is the first transfer's) */
+            if (err == 0 && (err = xfer_start(x)) == 0) {
+                x->started_ns = started;
+                continue;
+            }
+            xfer_complete(x, err, NULL);
+            continue;
+        }
+        err = err == 1 ? 0 : err;
         sq_fetch_response *r = NULL;
         if (err == 0) {
             r = sq__response_build(x);

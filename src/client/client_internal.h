@@ -20,9 +20,14 @@ struct sq__xfer {
     enum { SQ__X_NEW, SQ__X_QUEUED, SQ__X_ACTIVE } state;
     bool cancel_pending;
     int abort_err; /* set by our callbacks: the error to report instead of libcurl's */
-    /* A method libcurl would repeat on a 303's new URL (PUT, DELETE …; Tornado sends a GET):
-     * the 303 is returned as it is instead (see_other: it was, at the end of its headers). */
+    /* A method libcurl would repeat on a 303's new URL (PUT, DELETE …): the transfer stops
+     * at the end of the 303's headers (see_other) and is started again as a GET, as Tornado
+     * does (sq__xfer_follow_303). */
     bool stop_at_303, status_303, see_other;
+    int max_redirects;  /* redirects allowed in all */
+    long redirects;     /* followed by us, in transfers before this one */
+    long timeout_ms;    /* the request's timeout (0: none) */
+    int64_t earlier_us; /* time spent in those transfers */
     sq_timer queue_timer;
     double queue_timeout; /* s; <= 0: none */
     uint64_t enqueued_ns, started_ns;
@@ -59,6 +64,10 @@ unsigned sq__xfer_config_key(const char *url, const sq_fetch_request *req,
 int sq__xfer_setup(sq__xfer *x, const char *url, const sq_fetch_request *req,
                    const sq_fetch_request *defaults, const sq_http_client_settings *settings,
                    bool configured);
+/* After a 303 that stopped a transfer of another method than GET, HEAD or POST (see_other):
+ * set x up to GET its Location.  0: set up, to be started again; 1: nothing to follow (no
+ * Location): the 303 is the response; a negative error (SQ_EREDIRECTS, -ETIMEDOUT …). */
+int sq__xfer_follow_303(sq__xfer *x);
 /* The squall error for a finished transfer. */
 int sq__xfer_error(sq__xfer *x, CURLcode rc);
 /* libcurl callbacks installed by sq__xfer_setup. */

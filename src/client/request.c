@@ -194,6 +194,9 @@ int sq__xfer_setup(sq__xfer *x, const char *url, const sq_fetch_request *req,
 
     x->raise_error = !PICK(no_raise_error);
     x->stop_at_303 = !PICK(no_follow_redirects) && custom_method(method);
+    int maxr = PICK(max_redirects);
+    x->max_redirects = maxr > 0 ? maxr : SQ_FETCH_DEFAULT_MAX_REDIRECTS;
+    x->timeout_ms = ms(PICK(request_timeout), SQ_FETCH_DEFAULT_REQUEST_TIMEOUT);
     x->max_body = settings->max_body_size;
     if (req) {
         x->producer = req->body_producer;
@@ -332,6 +335,142 @@ int sq__xfer_on_seek(void *arg, curl_off_t offset, int origin)
         return CURL_SEEKFUNC_FAIL;
     }
     return CURL_SEEKFUNC_OK;
+}
+
+/* --- a 303 after PUT, PATCH, DELETE … ------------------------------------------------------ */
+
+/* The value of header `name` in the raw header lines of x (malloc'd), or NULL. */
+static char *head_value(const sq__buf *head, const char *name)
+{
+    size_t nl = strlen(name);
+    for (const char *p = head->ptr, *end = p + head->len; p && p < end;) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (!eol) eol = end;
+        if ((size_t)(eol - p) > nl && p[nl] == ':' && strncasecmp(p, name, nl) == 0) {
+            const char *v = p + nl + 1, *ve = eol;
+            while (v < ve && (*v == ' ' || *v == '\t')) v++;
+            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+            return strndup(v, (size_t)(ve - v));
+        }
+        p = eol + 1;
+    }
+    return NULL;
+}
+
+/* scheme://host:port of a parsed URL (malloc'd), or NULL */
+static char *origin_of(CURLU *u)
+{
+    char *scheme = NULL, *host = NULL, *port = NULL, *o = NULL;
+    if (!curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) &&
+        !curl_url_get(u, CURLUPART_HOST, &host, 0) &&
+        !curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) &&
+        asprintf(&o, "%s://%s:%s", scheme, host, port) < 0)
+        o = NULL;
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(port);
+    return o;
+}
+
+/* A header the GET after a 303 does not carry: what described the body, and credentials
+ * when it goes to another origin (as libcurl does for its own redirects). */
+static bool header_dropped(const char *line, bool other_origin)
+{
+    static const char *const body[] = {"Content-Type",      "Content-Length", "Content-Encoding",
+                                       "Transfer-Encoding", "Expect",         NULL};
+    static const char *const creds[] = {"Authorization", "Cookie", NULL};
+    size_t n = strcspn(line, ":;");
+    for (int k = 0; k < 2; k++)
+        for (const char *const *h = k ? creds : body; *h && (k == 0 || other_origin); h++)
+            if (strlen(*h) == n && strncasecmp(line, *h, n) == 0) return true;
+    return false;
+}
+
+int sq__xfer_follow_303(sq__xfer *x)
+{
+    CURL *e = x->easy;
+    CURLcode setrc = CURLE_OK;
+    long legs = 0;
+    curl_off_t took = 0;
+    char *eff = NULL;
+    curl_easy_getinfo(e, CURLINFO_REDIRECT_COUNT, &legs);
+    curl_easy_getinfo(e, CURLINFO_TOTAL_TIME_T, &took);
+    curl_easy_getinfo(e, CURLINFO_EFFECTIVE_URL, &eff);
+    char *loc = head_value(&x->head, "Location");
+    if (!loc || !eff) {
+        free(loc);
+        return 1;
+    }
+    if (x->redirects + legs >= x->max_redirects) {
+        free(loc);
+        return SQ_EREDIRECTS;
+    }
+    x->earlier_us += took;
+    int64_t left_ms = x->timeout_ms ? x->timeout_ms - x->earlier_us / 1000 : 0;
+    if (x->timeout_ms && left_ms <= 0) {
+        free(loc);
+        return -ETIMEDOUT;
+    }
+    /* the Location, resolved against the URL it answered */
+    int rc = -ENOMEM;
+    char *next = NULL, *from = NULL, *to = NULL, *scheme = NULL;
+    CURLU *u = curl_url();
+    if (u && !curl_url_set(u, CURLUPART_URL, eff, 0) && (from = origin_of(u))) {
+        if (curl_url_set(u, CURLUPART_URL, loc, CURLU_URLENCODE) ||
+            curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) ||
+            (strcmp(scheme, "http") && strcmp(scheme, "https")) ||
+            curl_url_get(u, CURLUPART_URL, &next, 0))
+            rc = -EPROTO; /* not a URL squall may go to */
+        else if ((to = origin_of(u)))
+            rc = 0;
+    }
+    if (rc < 0) {
+        sq_log(SQ_LOG_DEBUG, "fetch %s: a 303 to \"%s\": not followed (%s)", x->url, loc,
+               strerror(-rc));
+        goto out;
+    }
+    bool other_origin = strcmp(from, to) != 0;
+    struct curl_slist *hdrs = NULL;
+    for (struct curl_slist *h = x->hdrs; h; h = h->next) {
+        if (header_dropped(h->data, other_origin)) continue;
+        struct curl_slist *n = curl_slist_append(hdrs, h->data);
+        if (!n) {
+            curl_slist_free_all(hdrs);
+            rc = -ENOMEM;
+            goto out;
+        }
+        hdrs = n;
+    }
+    curl_slist_free_all(x->hdrs);
+    x->hdrs = hdrs;
+    rc = -ENOMEM;
+    x->easy_key = SQ__EASY_RESET; /* configured for this fetch alone from now on */
+    SET(CURLOPT_URL, next);
+    SET(CURLOPT_CUSTOMREQUEST, (char *)NULL);
+    SET(CURLOPT_HTTPGET, 1L);
+    SET(CURLOPT_HTTPHEADER, x->hdrs);
+    SET(CURLOPT_MAXREDIRS, (long)(x->max_redirects - x->redirects - legs - 1));
+    if (x->timeout_ms) SET(CURLOPT_TIMEOUT_MS, (long)left_ms);
+    if (other_origin) {
+        SET(CURLOPT_USERNAME, (char *)NULL);
+        SET(CURLOPT_PASSWORD, (char *)NULL);
+    }
+    x->redirects += legs + 1;
+    x->producer = NULL;
+    x->stop_at_303 = x->status_303 = x->see_other = false;
+    x->head.len = x->body.len = 0;
+    rc = 0;
+    goto out;
+bad:
+    rc = setrc == CURLE_OUT_OF_MEMORY ? -ENOMEM : -EINVAL;
+out:
+    free(loc);
+    free(from);
+    free(to);
+    curl_free(scheme);
+    curl_free(next);
+    curl_url_cleanup(u);
+    return rc;
 }
 
 /* --- errors ----------------------------------------------------------------------------------- */

@@ -84,7 +84,7 @@ sq_fetch_response *sq__response_build(sq__xfer *x)
                           : ver == CURL_HTTP_VERSION_2_0 ? 20
                           : ver == CURL_HTTP_VERSION_3   ? 30
                                                          : 11;
-    r->pub.redirects = redirects;
+    r->pub.redirects = redirects + x->redirects;
     r->pub.num_connects = conns;
 
     /* Take the body and header buffers over from the transfer. */
@@ -115,8 +115,9 @@ sq_fetch_response *sq__response_build(sq__xfer *x)
     r->pub.time.appconnect = secs(e, CURLINFO_APPCONNECT_TIME_T);
     r->pub.time.pretransfer = secs(e, CURLINFO_PRETRANSFER_TIME_T);
     r->pub.time.starttransfer = secs(e, CURLINFO_STARTTRANSFER_TIME_T);
-    r->pub.time.total = secs(e, CURLINFO_TOTAL_TIME_T);
-    r->pub.time.redirect = secs(e, CURLINFO_REDIRECT_TIME_T);
+    /* with the transfers before a 303 that squall followed itself */
+    r->pub.time.total = secs(e, CURLINFO_TOTAL_TIME_T) + (double)x->earlier_us / 1e6;
+    r->pub.time.redirect = secs(e, CURLINFO_REDIRECT_TIME_T) + (double)x->earlier_us / 1e6;
     r->pub.request_time = r->pub.time.queue + r->pub.time.total;
     return &r->pub;
 fail:

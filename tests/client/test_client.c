@@ -382,19 +382,56 @@ static void *redirect_coro(void *arg)
             sq_fetch_response_free(r);
         }
     }
-    /* A 303 answering a PUT or a DELETE comes back as it is: followed, libcurl sent the
-     * same method to the new URL (a DELETE answered "303 -> /collection" deleted that). */
+    /* A 303 answering a PUT or a DELETE is followed with a GET, without the body, as in
+     * Tornado: libcurl sent the same method to the new URL (a DELETE answered "303 ->
+     * /collection" deleted that). */
     const char *m303[] = {"PUT", "DELETE"};
     for (int i = 0; i < 2; i++) {
         bool body = i == 0;
-        sq_fetch_request q = {
-            .method = m303[i], .body = body ? "0123456789" : NULL, .body_len = body ? 10 : 0};
+        const char *hdrs[] = {"X-Test: kept", "Content-Type: text/plain", NULL};
+        sq_fetch_request q = {.method = m303[i],
+                              .body = body ? "0123456789" : NULL,
+                              .body_len = body ? 10 : 0,
+                              .headers = hdrs};
         assert_int_equal(fetch(url("/r307?code=303&to=/echo"), &q, &r), 0);
-        assert_int_equal(r->code, 303);
-        assert_string_equal(sq_fetch_response_header(r, "Location"), "/echo");
-        assert_null(sq_fetch_response_header(r, "X-Method"));
+        assert_int_equal(r->code, 200);
+        assert_string_equal(sq_fetch_response_header(r, "X-Method"), "GET");
+        assert_string_equal(sq_fetch_response_header(r, "X-Test-Echo"), "kept");
+        assert_string_equal(r->body, "");
+        assert_int_equal(r->redirects, 1);
+        assert_string_equal(r->effective_url, url("/echo"));
+        assert_string_equal(r->url, url("/r307?code=303&to=/echo"));
         sq_fetch_response_free(r);
     }
+    /* its redirects count against max_redirects with those libcurl followed */
+    sq_fetch_request del = {.method = "DELETE", .max_redirects = 3};
+    assert_int_equal(fetch(url("/r307?code=303&to=/redirect/3"), &del, &r), SQ_EREDIRECTS);
+    del.max_redirects = 4;
+    assert_int_equal(fetch(url("/r307?code=303&to=/redirect/3"), &del, &r), 0);
+    assert_string_equal(r->body, "done");
+    assert_int_equal(r->redirects, 4);
+    sq_fetch_response_free(r);
+    /* credentials go along to the same origin only */
+    char to[128];
+    snprintf(to, sizeof to, "/r307?code=303&to=http://localhost:%d/auth", port);
+    const char *auth_hdr[] = {"Authorization: Bearer abc", NULL};
+    sq_fetch_request creds[] = {{.method = "DELETE", .auth_username = "u", .auth_password = "p"},
+                                {.method = "DELETE", .headers = auth_hdr}};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(fetch(url("/r307?code=303&to=/auth"), &creds[i], &r), 0);
+        assert_string_equal(r->body, i ? "Bearer abc" : "Basic dTpw");
+        sq_fetch_response_free(r);
+        assert_int_equal(fetch(url(to), &creds[i], &r), 0);
+        assert_int_equal(r->code, 200);
+        assert_string_equal(r->body, "");
+        sq_fetch_response_free(r);
+    }
+    /* not followed when asked: the 303 as it is */
+    sq_fetch_request nf = {.method = "DELETE", .no_follow_redirects = true};
+    assert_int_equal(fetch(url("/r307?code=303&to=/echo"), &nf, &r), 0);
+    assert_int_equal(r->code, 303);
+    assert_string_equal(sq_fetch_response_header(r, "Location"), "/echo");
+    sq_fetch_response_free(r);
     /* and a POST answered 303 is still followed with a GET */
     assert_int_equal(fetch(url("/r307?code=303&to=/echo"),
                            &(sq_fetch_request){.method = "POST", .body = "x", .body_len = 1}, &r),
