@@ -173,7 +173,7 @@ sq_http_server *sq_http_server_new(sq_loop *loop, const sq_http_settings *settin
 int sq_http_server_listen(sq_http_server *srv, const char *host, int port);
 /** Serve already-bound listening sockets too (Tornado's add_sockets): the caller's, or from
  *  systemd socket activation (sq_listen_fds()).  They belong to the server from now on.
- *  @return 0, -EINVAL (not listening stream sockets, more than the server's 16 listeners),
+ *  @return 0, -EINVAL (not listening stream sockets, more than 8 listening sockets in all),
  *  -ENOTSOCK, -EBADF, SQ_ECLOSED (the server is shutting down) or -ENOMEM. */
 int sq_http_server_add_sockets(sq_http_server *srv, const int *fds, int n);
 /** The port of the first listening socket. */

@@ -249,6 +249,9 @@ sq_http_server *sq_http_server_new(sq_loop *loop, const sq_http_settings *settin
     if (!s->max_request_line) s->max_request_line = SQ_HTTP_DEFAULT_MAX_REQUEST_LINE;
     if (!s->max_header_size) s->max_header_size = SQ_HTTP_DEFAULT_MAX_HEADER_SIZE;
     if (!s->max_body_size) s->max_body_size = SQ_HTTP_DEFAULT_MAX_BODY_SIZE;
+    /* "no limit" (SIZE_MAX): compared as int64_t against Content-Length, and the inflate
+     * limit adds one to it */
+    if (s->max_body_size > SIZE_MAX / 2) s->max_body_size = SIZE_MAX / 2;
     if (!s->max_connections) s->max_connections = SQ_HTTP_DEFAULT_MAX_CONNECTIONS;
     if (s->header_timeout == 0) s->header_timeout = SQ_HTTP_DEFAULT_HEADER_TIMEOUT;
     if (s->idle_timeout == 0) s->idle_timeout = SQ_HTTP_DEFAULT_IDLE_TIMEOUT;

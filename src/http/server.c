@@ -1203,7 +1203,10 @@ static void on_readable(sq_http_conn *c)
             c->a->waiter = NULL;
             sq_coro_wake(w);
         }
-        c->close_after = true;
+        /* requests sent before the end of stream, after this one, are still answered
+         * (sq__http_want_close makes the last of them close) */
+        sq__http_req *r = c->a->req;
+        if (!(r->body_done && c->a->rlen > r->body_end)) c->close_after = true;
     } else if (!c->a->coro) {
         if (c->a->rlen > c->a->rpos && !c->discarding) {
             /* requests read before the end of stream (pipelined, maybe paused by

@@ -613,6 +613,42 @@ static void test_garbage(void **state)
     run_with_client(&s, body_handler, NULL, garbage_client, NULL, 120);
 }
 
+/* --- max_body_size meaning "no limit" ----------------------------------------------------- */
+
+/* SIZE_MAX ("no limit") used to turn into -1 in the Content-Length check (every body got
+ * 413) and to overflow the inflate limit (a valid gzip body got 400). */
+static void nolimit_client(harness *h)
+{
+    cl c;
+    resp r;
+    CHECK(h, cl_open(&c, h->port) == 0);
+    CHECK(h, cl_sends(&c, "POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello") == 0);
+    CHECK(h, cl_response(&c, &r, false) == 0);
+    CHECK(h, r.status == 200 && r.body_len == 5 && !strcmp(r.body, "hello"));
+    resp_free(&r);
+    /* gzip("hello") with decompress_request */
+    static const unsigned char gz[] = {0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+                                       0x03, 0xcb, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x86,
+                                       0xa6, 0x10, 0x36, 0x05, 0x00, 0x00, 0x00};
+    char head[160];
+    snprintf(head, sizeof head,
+             "POST /e HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\nContent-Length: %zu\r\n\r\n",
+             sizeof gz);
+    CHECK(h, cl_sends(&c, head) == 0);
+    CHECK(h, cl_send(&c, gz, sizeof gz) == 0);
+    CHECK(h, cl_response(&c, &r, false) == 0);
+    CHECK(h, r.status == 200 && r.body_len == 5 && !strcmp(r.body, "hello"));
+    resp_free(&r);
+    cl_close(&c);
+}
+
+static void test_max_body_size_unlimited(void **state)
+{
+    (void)state;
+    sq_http_settings s = {.max_body_size = SIZE_MAX, .decompress_request = true};
+    run_with_client(&s, body_handler, NULL, nolimit_client, NULL, 20);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -629,6 +665,7 @@ int main(void)
         cmocka_unit_test(test_flush_backpressure),
         cmocka_unit_test(test_byte_at_a_time),
         cmocka_unit_test(test_garbage),
+        cmocka_unit_test(test_max_body_size_unlimited),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

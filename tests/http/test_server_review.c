@@ -481,6 +481,37 @@ static void test_flush_call_then_idle(void **state)
     }
 }
 
+/* Requests pipelined before the client's FIN (a half-close) are all answered, also when the
+ * first one's handler suspends and the FIN is read meanwhile: the remaining ones used to be
+ * dropped (the connection closed after the first response). */
+static void sleepy_handler(sq_http_request *req, void *arg)
+{
+    (void)arg;
+    if (req->path.len == 6 && !memcmp(req->path.ptr, "/sleep", 6)) sq_sleep(0.2);
+    sq_http_write(req, req->path.ptr, req->path.len);
+}
+
+static void half_close_client(harness *h)
+{
+    cl c;
+    CHECK(h, cl_open(&c, h->port) == 0);
+    CHECK(h, cl_sends(&c, "GET /sleep HTTP/1.1\r\nHost: x\r\n\r\n"
+                          "GET /second HTTP/1.1\r\nHost: x\r\n\r\n"
+                          "POST /third HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc") == 0);
+    shutdown(c.fd, SHUT_WR);
+    expect(h, &c, 200, "/sleep", "first (suspends)");
+    expect(h, &c, 200, "/second", "second, sent before the FIN");
+    expect(h, &c, 200, "/third", "third, sent before the FIN");
+    CHECK(h, cl_eof(&c));
+    cl_close(&c);
+}
+
+static void test_pipelined_before_fin(void **state)
+{
+    (void)state;
+    run_with_client(NULL, sleepy_handler, NULL, half_close_client, NULL, 10);
+}
+
 int main(void)
 {
     (void)run_cmd;
@@ -494,6 +525,7 @@ int main(void)
         cmocka_unit_test(test_peer_ipv4_octets),
         cmocka_unit_test(test_peer_v4_mapped),
         cmocka_unit_test(test_flush_call_then_idle),
+        cmocka_unit_test(test_pipelined_before_fin),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
