@@ -87,7 +87,7 @@ int sq_options_add_logging(sq_options *o);
 int sq_options_parse(sq_options *o, int argc, char **argv, char *err, size_t errlen);
 /** Read a config file (see the file comment).  Unknown names are errors, as on the command
  *  line; messages say "PATH:LINE: …".
- *  @return 0, -EINVAL, -ENOENT, -EACCES (or another open error), -ENOMEM. */
+ *  @return 0, -EINVAL, -ENOENT, -EACCES (or another open or read error: -EISDIR), -ENOMEM. */
 int sq_options_parse_file(sq_options *o, const char *path, char *err, size_t errlen);
 /** sq_options_parse() for main(): prints --help to stdout and exits 0, or prints the error
  *  and a hint to stderr and exits 2; returns only when the line was good. */

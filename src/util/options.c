@@ -71,7 +71,14 @@ static char *format_value(const sq_option *op)
     int r = -1;
     switch (op->type) {
     case SQ_OPT_INT: r = asprintf(&s, "%d", *(int *)op->value); break;
-    case SQ_OPT_DOUBLE: r = asprintf(&s, "%g", *(double *)op->value); break;
+    case SQ_OPT_DOUBLE: /* the shortest %g that reads back as the default (%g alone rounds) */
+        for (int prec = 6; prec <= 17; prec++) {
+            free(s);
+            s = NULL;
+            if ((r = asprintf(&s, "%.*g", prec, *(double *)op->value)) < 0) s = NULL;
+            if (r < 0 || strtod(s, NULL) == *(double *)op->value) break;
+        }
+        break;
     case SQ_OPT_BOOL: r = asprintf(&s, "%s", *(bool *)op->value ? "true" : "false"); break;
     case SQ_OPT_STRING: {
         const char *v = *(const char **)op->value;
@@ -361,6 +368,10 @@ int sq_options_parse_file(sq_options *o, const char *path, char *err, size_t err
         }
         rc = set_value(o, op, v, (size_t)(ve - v), where, err, errlen);
     }
+    if (rc == 0 && ferror(f)) { /* getline's -1 is a read error too (a directory: EISDIR) */
+        rc = errno ? -errno : -EIO;
+        seterr(err, errlen, "%s: %s", path, strerror(-rc));
+    }
     free(line);
     fclose(f);
     return rc;
@@ -415,7 +426,7 @@ int sq_options_parse(sq_options *o, int argc, char **argv, char *err, size_t err
             continue;
         }
         opt *op = find(o, name, nlen);
-        if (!op && !eq && nlen > 3 && !strncmp(name, "no-", 3)) {
+        if (!op && !eq && nlen > 3 && name_eq("no-", name, 3)) { /* or no_ */
             opt *neg = find(o, name + 3, nlen - 3);
             if (neg && neg->o.type == SQ_OPT_BOOL) {
                 int rc = set_value(o, neg, "false", 5, "", err, errlen);

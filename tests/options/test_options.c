@@ -81,6 +81,9 @@ static void test_command_line(void **state)
     assert_int_equal(parse(o, err, sizeof err, "--debug=no", "--color=ON", NULL), 0);
     assert_false(v.debug);
     assert_true(v.color);
+    /* --no-flag with '_' too, as in every other name */
+    assert_int_equal(parse(o, err, sizeof err, "--no_color", NULL), 0);
+    assert_false(v.color);
     sq_options_free(o);
 }
 
@@ -182,6 +185,11 @@ static void test_config_file(void **state)
     assert_int_equal(sq_options_parse_file(o, path, err, sizeof err), -EINVAL);
     assert_non_null(strstr(err, ":1: --port: not an integer: '12x'"));
     unlink(path);
+    /* a file that cannot be read (a directory) is an error, not an empty file */
+    err[0] = '\0';
+    assert_int_equal(sq_options_parse_file(o, "/tmp", err, sizeof err), -EISDIR);
+    assert_string_equal(err, "/tmp: Is a directory");
+    assert_int_equal(parse(o, err, sizeof err, "--config=/tmp", NULL), -EISDIR);
     sq_options_free(o);
 }
 
@@ -190,17 +198,41 @@ static void test_help_and_logging(void **state)
     vals v;
     sq_options *o = make(&v);
     assert_int_equal(sq_options_add_logging(o), 0);
+    double big = 1234567.5, tenth = 0.1; /* defaults shown as the numbers they are */
+    assert_int_equal(
+        sq_options_add(
+            o,
+            &(sq_option){.name = "big", .type = SQ_OPT_DOUBLE, .value = &big, .group = "Tuning"}),
+        0);
+    assert_int_equal(sq_options_add(o, &(sq_option){.name = "tenth",
+                                                    .type = SQ_OPT_DOUBLE,
+                                                    .value = &tenth,
+                                                    .group = "Tuning"}),
+                     0);
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
     sq_options_help(o, f);
     fclose(f);
-    const char *want[] = {"Usage: prog [OPTIONS]", "A test program.", "Options:", "Tuning:",
-                          "Logging:", "--port=integer", "the port (default: 8888)",
-                          "--debug, --no-debug", "--mode=fast|safe|slow", "(default: safe)",
-                          "--user_name=string", "(default: anon)",
-                          "--logging=debug|info|warning|error|none", "--log-format=text|combined|json",
-                          "--config=FILE", "--help"};
+    const char *want[] = {"Usage: prog [OPTIONS]",
+                          "A test program.",
+                          "Options:",
+                          "Tuning:",
+                          "Logging:",
+                          "--port=integer",
+                          "the port (default: 8888)",
+                          "--debug, --no-debug",
+                          "--mode=fast|safe|slow",
+                          "(default: safe)",
+                          "--user_name=string",
+                          "(default: anon)",
+                          "--logging=debug|info|warning|error|none",
+                          "--log-format=text|combined|json",
+                          "--config=FILE",
+                          "--help",
+                          "(default: 1234567.5)",
+                          "(default: 0.1)",
+                          "a ratio (default: 0.5)"};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         if (!strstr(text, want[i])) fail_msg("help lacks '%s':\n%s", want[i], text);
     /* groups in order of first appearance: Options, Tuning, Logging */
