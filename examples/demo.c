@@ -307,6 +307,20 @@ static sq_tls_context *demo_tls(const char *cert, const char *key)
     return tls;
 }
 
+/* A port given as text (PORT, --https-port): all of it a number from 0 to 65535, else exit 2
+ * (atoi took "abc" for 0, any free port, and "80x" for 80). */
+static int port_arg(const char *what, const char *s)
+{
+    char *end;
+    errno = 0;
+    long p = strtol(s, &end, 10);
+    if (end == s || *end || errno || p < 0 || p > 65535) {
+        fprintf(stderr, "demo: %s: not a port number: '%s' (--help lists the options)\n", what, s);
+        exit(2);
+    }
+    return (int)p;
+}
+
 /* The demo's options (squall/options.h): `demo --help` lists them. */
 static struct {
     int port, processes;
@@ -369,7 +383,7 @@ static sq_options *demo_options(int argc, char **argv)
     }
     sq_options_parse_or_exit(o, argc, argv);
     /* the positional forms `demo PORT [STATIC-DIR]` (make run, older scripts) */
-    if (sq_options_nargs(o) > 0) opt.port = atoi(sq_options_arg(o, 0));
+    if (sq_options_nargs(o) > 0) opt.port = port_arg("PORT", sq_options_arg(o, 0));
     if (sq_options_nargs(o) > 1) opt.static_dir = sq_options_arg(o, 1);
     if (sq_options_nargs(o) > 2) {
         fprintf(stderr, "demo: too many arguments (--help lists the options)\n");
@@ -377,6 +391,7 @@ static sq_options *demo_options(int argc, char **argv)
     }
     if (!sq_options_is_set(o, "https-port") && !getenv("SQUALL_DEMO_HTTPS_PORT") && opt.port == 0)
         opt.https_port = "0";
+    if (strcmp(opt.https_port, "off")) port_arg("--https-port", opt.https_port);
     return o;
 }
 

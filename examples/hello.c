@@ -27,7 +27,17 @@ int main(int argc, char **argv)
         sq_options_add_logging(opts) < 0)
         return 1;
     sq_options_parse_or_exit(opts, argc, argv); /* --help lists the options */
-    if (sq_options_nargs(opts) > 0) port = atoi(sq_options_arg(opts, 0)); /* hello PORT */
+    if (sq_options_nargs(opts) > 0) { /* hello PORT: all of it a number (atoi took "abc" for 0) */
+        const char *a = sq_options_arg(opts, 0);
+        char *end;
+        long p = strtol(a, &end, 10);
+        if (end == a || *end || p < 0 || p > 65535) {
+            fprintf(stderr, "hello: not a port number: '%s'\n", a);
+            sq_options_free(opts);
+            return 2;
+        }
+        port = (int)p;
+    }
     sq_options_free(opts);
     sq_loop *loop = sq_loop_new(NULL);
     if (!loop) {

@@ -49,6 +49,16 @@ def help_and_errors():
     r = run(["--log-format=xml"])
     check(r.returncode == 2 and "'xml' is not one of text, combined, json" in r.stderr,
           f"--log-format=xml refused ({r.stderr.strip()!r})")
+    # a port given as text is all of it a number (atoi made "abc" port 0: any free one)
+    for args, msg in [(["abc"], "demo: PORT: not a port number: 'abc'"),
+                      (["80x"], "demo: PORT: not a port number: '80x'"),
+                      (["--port=0", "--https-port=abc"], "demo: --https-port: not a port number: 'abc'")]:
+        try:
+            r = run(args, timeout=5)
+            ok, got = r.returncode == 2 and msg in r.stderr, f"{r.returncode}: {r.stderr.strip()!r}"
+        except subprocess.TimeoutExpired as e:
+            ok, got = False, f"it started instead: {e.stdout!r}"
+        check(ok, f"demo {' '.join(args)}: exit 2 and a clear message ({got})")
     r = run(["--processes=2", "--port=0"])
     check(r.returncode == 2 and "fixed --port" in r.stderr, "--processes with port 0 refused")
 
