@@ -88,8 +88,9 @@ typedef struct sq_http_settings {
      *  them (Tornado's decompress_request).  max_body_size bounds the inflated size: a gzip
      *  bomb is answered 413 as soon as its output passes it, never held; bytes that are not
      *  gzip get 400.  The header is then renamed X-Consumed-Content-Encoding and
-     *  content_length is the inflated length.  Streamed bodies come inflated, in pieces of
-     *  at most 64 KiB. */
+     *  content_length is the inflated length once the whole body has been read (before,
+     *  and for a body streamed in pieces, the length sent).  Streamed bodies come inflated,
+     *  in pieces of at most 64 KiB. */
     bool decompress_request;
     bool no_keep_alive;      /**< close every connection after one response */
     const char *server_name; /**< Server header; NULL: "squall", "": no Server header; any
