@@ -377,6 +377,16 @@ int sq_options_parse_file(sq_options *o, const char *path, char *err, size_t err
     return rc;
 }
 
+/* `--name` (no '=') of an option whose value is the next argument, whatever it looks like */
+static bool value_follows(sq_options *o, const char *a)
+{
+    if (a[0] != '-' || a[1] != '-' || !a[2] || strchr(a, '=')) return false;
+    size_t n = strlen(a + 2);
+    if (name_eq("config", a + 2, n)) return true;
+    opt *op = find(o, a + 2, n);
+    return op && op->o.type != SQ_OPT_BOOL;
+}
+
 int sq_options_parse(sq_options *o, int argc, char **argv, char *err, size_t errlen)
 {
     if (!o || argc < 0 || (argc && !argv)) return -EINVAL;
@@ -389,6 +399,7 @@ int sq_options_parse(sq_options *o, int argc, char **argv, char *err, size_t err
         const char *a = argv[i];
         if (!strcmp(a, "--")) break;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return 1;
+        if (value_follows(o, a)) i++; /* `--name -h`: -h is name's value */
     }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -402,6 +413,8 @@ int sq_options_parse(sq_options *o, int argc, char **argv, char *err, size_t err
                 return -EINVAL;
             }
             path = argv[++i];
+        } else if (value_follows(o, a)) {
+            i++;
         }
         if (path) {
             int rc = sq_options_parse_file(o, path, err, errlen);

@@ -84,6 +84,13 @@ static void test_command_line(void **state)
     /* --no-flag with '_' too, as in every other name */
     assert_int_equal(parse(o, err, sizeof err, "--no_color", NULL), 0);
     assert_false(v.color);
+    /* the value after `--name` is the value whatever it looks like: not --help, not the end
+     * of the options (and the --config after it is read) */
+    assert_int_equal(parse(o, err, sizeof err, "--user-name", "-h", NULL), 0);
+    assert_string_equal(v.name, "-h");
+    assert_int_equal(parse(o, err, sizeof err, "--user-name", "--", "--config=/nonexistent", NULL),
+                     -ENOENT);
+    assert_int_equal(parse(o, err, sizeof err, "--debug", "-h", NULL), 1); /* a flag: help */
     sq_options_free(o);
 }
 
