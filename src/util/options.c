@@ -238,9 +238,8 @@ static int set_value(sq_options *o, opt *op, const char *v, size_t len, const ch
     }
     case SQ_OPT_DOUBLE: {
         char *end;
-        errno = 0;
-        double x = strtod(buf, &end);
-        if (!len || *end || errno || !isfinite(x)) {
+        double x = strtod(buf, &end); /* (ERANGE for a tiny number too: it is still one) */
+        if (!len || *end || !isfinite(x)) {
             seterr(err, errlen, "%s--%s: not a number: '%s'", where, d->name, buf);
             return -EINVAL;
         }

@@ -91,6 +91,10 @@ static void test_command_line(void **state)
     assert_int_equal(parse(o, err, sizeof err, "--user-name", "--", "--config=/nonexistent", NULL),
                      -ENOENT);
     assert_int_equal(parse(o, err, sizeof err, "--debug", "-h", NULL), 1); /* a flag: help */
+    /* a number too small for a normal double is still a number (Python's float() too) */
+    assert_int_equal(parse(o, err, sizeof err, "--ratio=1e-320", NULL), 0);
+    assert_true(v.ratio > 0 && v.ratio < 1e-300);
+    assert_int_equal(parse(o, err, sizeof err, "--ratio=1e999", NULL), -EINVAL);
     sq_options_free(o);
 }
 
