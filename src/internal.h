@@ -398,13 +398,19 @@ void sq__ignore_sigpipe_once(void);
 /* Listening sockets for host:port, shared by sq_tcp_listen and the HTTP server: host NULL
  * or "" gives one dual-stack IPv6 socket (IPv4 where IPv6 is unavailable; o->ipv6_only makes
  * it IPv6 only), a numeric address one socket (v6-only as o->ipv6_only says), a name one
- * socket per address it resolves to (IPv6 ones v6-only).  With port 0 every socket takes the
+ * socket per address it resolves to (IPv6 ones v6-only; a family the host lacks is skipped,
+ * any other failure on one address fails the whole).  With port 0 every socket takes the
  * port the first one got.  Sockets are non-blocking, close-on-exec, SO_REUSEADDR (and
  * SO_REUSEPORT with o->reuseport) and listen with `backlog`.  At most `max` fds go to fds[];
  * returns how many (>= 1) and sets *bound to the port, or a negative errno (SQ_ERESOLVE,
  * -EADDRINUSE, -ENFILE when max is 0 …) with nothing left open. */
 int sq__tcp_listen_fds(const char *host, int port, const sq_tcp_options *o, int backlog, int *fds,
                        int max, int *bound);
+/* Tests: the resolver sq__tcp_listen_fds uses for names (NULL: getaddrinfo again). */
+struct addrinfo;
+void sq__tcp_set_resolver(int (*fn)(const char *, const char *, const struct addrinfo *,
+                                    struct addrinfo **),
+                          void (*free_fn)(struct addrinfo *));
 /* A TCP server over `n` listening sockets already bound (owned from now on, closed on
  * failure too): the accept loop (batches, EMFILE pause, pause/resume) for a layer that
  * takes each fd itself through o->on_accept (the HTTP server).  NULL with *err. */

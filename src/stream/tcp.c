@@ -339,6 +339,32 @@ static bool parse_numeric(const char *host, int port, struct sockaddr_storage *s
     return false;
 }
 
+/* The same address (the port aside) */
+static bool same_host(const struct sockaddr *a, const struct sockaddr *b)
+{
+    if (a->sa_family != b->sa_family) return false;
+    if (a->sa_family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+               ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+    if (a->sa_family != AF_INET6) return false;
+    const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+    return !memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) &&
+           x->sin6_scope_id == y->sin6_scope_id;
+}
+
+/* The resolver of names to bind to (tests: one that gives several addresses) */
+static int (*resolve)(const char *, const char *, const struct addrinfo *,
+                      struct addrinfo **) = getaddrinfo;
+static void (*resolve_free)(struct addrinfo *) = freeaddrinfo;
+
+void sq__tcp_set_resolver(int (*fn)(const char *, const char *, const struct addrinfo *,
+                                    struct addrinfo **),
+                          void (*free_fn)(struct addrinfo *))
+{
+    resolve = fn ? fn : getaddrinfo;
+    resolve_free = fn ? free_fn : freeaddrinfo;
+}
+
 /* Open one listening socket and record it; with port 0 and several addresses, every socket
  * takes the port the first one got. */
 static int listen_one(struct sockaddr *sa, socklen_t len, const sq_tcp_options *o, int backlog,
@@ -392,17 +418,28 @@ int sq__tcp_listen_fds(const char *host, int port, const sq_tcp_options *o, int 
         struct addrinfo *res = NULL;
         char portstr[16];
         snprintf(portstr, sizeof portstr, "%d", port);
-        if (getaddrinfo(host, portstr, &hints, &res) != 0) return SQ_ERESOLVE;
+        if (resolve(host, portstr, &hints, &res) != 0) return SQ_ERESOLVE;
         /* The IPv6 sockets must not also claim the IPv4 port the name gave us. */
         sq_tcp_options v6only = *o;
         v6only.ipv6_only = true;
-        int first_err = 0;
-        for (struct addrinfo *ai = res; ai && n < max; ai = ai->ai_next) {
-            int r = listen_one(ai->ai_addr, ai->ai_addrlen, &v6only, backlog, fds, &n, bound);
-            if (r < 0 && !first_err) first_err = r;
+        int skipped = 0;
+        for (struct addrinfo *ai = res; ai && n < max && !e; ai = ai->ai_next) {
+            bool again = false; /* an address the name gave twice: bound already */
+            for (struct addrinfo *p = res; p != ai && !again; p = p->ai_next)
+                again = same_host(p->ai_addr, ai->ai_addr);
+            if (again) continue;
+            e = listen_one(ai->ai_addr, ai->ai_addrlen, &v6only, backlog, fds, &n, bound);
+            /* A family this host lacks (::1 without IPv6) is skipped, as Tornado does; any
+             * other failure (the port taken on one of the addresses) fails the whole: a
+             * server listening on some of a name's addresses only, without a word, would
+             * leave the others to whoever holds them. */
+            if (e == -EADDRNOTAVAIL || e == -EAFNOSUPPORT || e == -EPROTONOSUPPORT) {
+                if (!skipped) skipped = e;
+                e = 0;
+            }
         }
-        freeaddrinfo(res);
-        e = n ? 0 : first_err ? first_err : SQ_ERESOLVE;
+        resolve_free(res);
+        if (!e && !n) e = skipped ? skipped : SQ_ERESOLVE;
     }
     if (e == 0 && *bound < 0) e = *bound;
     if (e < 0) {

@@ -413,6 +413,103 @@ static void test_listen_errors(void **state)
     sq_loop_free(loop);
 }
 
+/* --- a name that resolves to several addresses --------------------------------------------- */
+
+#include <netdb.h>
+void sq__tcp_set_resolver(int (*fn)(const char *, const char *, const struct addrinfo *,
+                                    struct addrinfo **),
+                          void (*free_fn)(struct addrinfo *));
+int sq__tcp_server_nfds(const sq_tcp_server *srv);
+
+static const char *fake_addrs[4]; /* what "several.test" resolves to */
+
+static int fake_resolve(const char *host, const char *port, const struct addrinfo *hints,
+                        struct addrinfo **res)
+{
+    struct addrinfo *head = NULL, **tail = &head;
+    for (int i = 0; fake_addrs[i]; i++) {
+        struct addrinfo h = {.ai_flags = AI_NUMERICHOST | AI_PASSIVE, .ai_socktype = SOCK_STREAM};
+        if (getaddrinfo(fake_addrs[i], port, &h, tail) != 0) break;
+        while (*tail) tail = &(*tail)->ai_next;
+    }
+    *res = head;
+    return head ? 0 : EAI_NONAME;
+}
+
+/* A plain listening socket on addr:port (0: any port); its port, or -1 */
+static int hold_port(const char *addr, int port, int *fd)
+{
+    struct sockaddr_storage ss = {0};
+    socklen_t len;
+    if (strchr(addr, ':')) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)port);
+        inet_pton(AF_INET6, addr, &a->sin6_addr);
+        len = sizeof *a;
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        a->sin_family = AF_INET;
+        a->sin_port = htons((uint16_t)port);
+        inet_pton(AF_INET, addr, &a->sin_addr);
+        len = sizeof *a;
+    }
+    *fd = socket(ss.ss_family, SOCK_STREAM, 0);
+    if (*fd < 0 || bind(*fd, (struct sockaddr *)&ss, len) < 0 || listen(*fd, 1) < 0) return -1;
+    getsockname(*fd, (struct sockaddr *)&ss, &len);
+    return ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                          : ((struct sockaddr_in *)&ss)->sin_port);
+}
+
+static void test_listen_name_addresses(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    int err, fd = -1;
+    sq__tcp_set_resolver(fake_resolve, freeaddrinfo);
+    /* the same address twice: bound once */
+    fake_addrs[0] = "127.0.0.1", fake_addrs[1] = "127.0.0.1", fake_addrs[2] = NULL;
+    sq_tcp_server *srv = sq_tcp_listen(loop, "several.test", 0, NULL, echo_handler, NULL, &err);
+    assert_non_null(srv);
+    assert_int_equal(sq__tcp_server_nfds(srv), 1);
+    sq_tcp_server_close(srv);
+    int p6 = hold_port("::1", 0, &fd);
+    if (p6 > 0) {
+        close(fd);
+        /* both families, port 0: one port for both, each of them served */
+        fake_addrs[0] = "::1", fake_addrs[1] = "127.0.0.1";
+        srv = sq_tcp_listen(loop, "several.test", 0, NULL, echo_handler, NULL, &err);
+        assert_non_null(srv);
+        assert_int_equal(sq__tcp_server_nfds(srv), 2);
+        host_port hp = {"::1", sq_tcp_server_port(srv)};
+        sq_test_run_coro(loop, connect_echo_coro, &hp, 20);
+        hp.host = "127.0.0.1";
+        sq_test_run_coro(loop, connect_echo_coro, &hp, 20);
+        settle(loop);
+        sq_tcp_server_close(srv);
+        /* the port taken on one of the addresses (by another program): an error, not a
+         * server on the other address alone (clients of the name would reach the other
+         * program) */
+        fake_addrs[0] = "127.0.0.1", fake_addrs[1] = "::1";
+        p6 = hold_port("::1", 0, &fd);
+        assert_true(p6 > 0);
+        int fd4 = -1;
+        if (hold_port("127.0.0.1", p6, &fd4) > 0) { /* (is 127.0.0.1:p6 free?) */
+            close(fd4);
+            srv = sq_tcp_listen(loop, "several.test", p6, NULL, echo_handler, NULL, &err);
+            assert_null(srv);
+            assert_int_equal(err, -EADDRINUSE);
+        } else {
+            close(fd4);
+        }
+        close(fd);
+    } else if (fd >= 0) {
+        close(fd); /* no IPv6 here */
+    }
+    sq__tcp_set_resolver(NULL, NULL);
+    settle(loop);
+    sq_loop_free(loop);
+}
+
 /* --- out of descriptors: pause, log once, resume --------------------------------------- */
 
 typedef struct emfile_ctx {
@@ -597,6 +694,7 @@ int main(void)
         cmocka_unit_test(test_raw_accept),
         cmocka_unit_test(test_pause_resume),
         cmocka_unit_test(test_listen_errors),
+        cmocka_unit_test(test_listen_name_addresses),
         cmocka_unit_test(test_emfile_pauses),
         cmocka_unit_test(test_connect_future_dropped),
     };
