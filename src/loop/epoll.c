@@ -102,6 +102,10 @@ SQ__HOT static int ep_poll(sq_loop *loop, int timeout_ms)
         if (e->events & EPOLLERR) ev |= SQ_ERROR;
         /* Errors and hang-ups also wake the side that is listening, so it sees them. */
         if (ev & (SQ_HUP | SQ_ERROR)) ev |= io->events;
+        /* Only what is still asked for: an earlier callback of this batch may have narrowed
+         * the interest (sq_io_start), as libuv masks with the current interest too. */
+        ev &= io->events | SQ_HUP | SQ_ERROR;
+        if (!ev) continue;
         t = sq__io_dispatch_at(loop, io, ev, t);
     }
     st->nready = 0;

@@ -398,7 +398,7 @@ void sq_loop_make_current(sq_loop *loop)
 }
 bool sq_loop_is_running(const sq_loop *loop)
 {
-    return loop->running;
+    return loop->running || loop->in_pass; /* in_pass: inside sq_loop_run_once as well */
 }
 SQ__HOT double sq_loop_time(const sq_loop *loop)
 {

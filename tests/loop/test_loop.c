@@ -322,6 +322,51 @@ static void test_io_stop_mid_batch(void **state)
     sq_loop_free(loop);
 }
 
+/* Two watchers readable in the same batch; whichever runs first narrows the other's interest
+ * to SQ_WRITE only.  The other's pending readiness is no longer asked for and must not be
+ * reported as SQ_READ (libuv masks a batch's events with the current interest too). */
+typedef struct {
+    sq_io *other;
+    int calls, unwanted;
+} narrow_probe;
+
+static void narrow_cb(sq_loop *loop, sq_io *io, unsigned events)
+{
+    narrow_probe *p = io->data;
+    p->calls++;
+    if (events & ~(io->events | SQ_HUP | SQ_ERROR)) p->unwanted++;
+    sq_io_start(loop, p->other, SQ_WRITE);
+    sq_io_start(loop, io, SQ_WRITE);
+}
+
+static void test_io_interest_narrowed_mid_batch(void **state)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    int a[2], b[2];
+    assert_int_equal(pipe2(a, O_NONBLOCK | O_CLOEXEC), 0);
+    assert_int_equal(pipe2(b, O_NONBLOCK | O_CLOEXEC), 0);
+    narrow_probe pa = {0}, pb = {0};
+    sq_io ia, ib;
+    sq_io_init(&ia, a[0], narrow_cb, &pa);
+    sq_io_init(&ib, b[0], narrow_cb, &pb);
+    pa.other = &ib;
+    pb.other = &ia;
+    assert_int_equal(sq_io_start(loop, &ia, SQ_READ), 0);
+    assert_int_equal(sq_io_start(loop, &ib, SQ_READ), 0);
+    assert_int_equal(write(a[1], "x", 1), 1);
+    assert_int_equal(write(b[1], "x", 1), 1);
+    sq_loop_run_once(loop, true);
+    assert_int_equal(pa.unwanted + pb.unwanted, 0);
+    assert_int_equal(pa.calls + pb.calls, 1); /* a pipe's read end is never writable */
+    sq_io_stop(loop, &ia);
+    sq_io_stop(loop, &ib);
+    for (int i = 0; i < 2; i++) {
+        close(a[i]);
+        close(b[i]);
+    }
+    sq_loop_free(loop);
+}
+
 /* Many stops in one batch (the backend remembers up to 1,024 stopped watchers a batch, then
  * finds their events the long way): N pipes, all readable; each watcher's callback stops
  * its partner (pairs), or the first callback stops every other watcher (all). */
@@ -513,6 +558,12 @@ static void check_running(void *arg)
 static void test_loop_stop(void **state)
 {
     sq_loop *loop = sq_loop_new(NULL);
+    assert_false(sq_loop_is_running(loop));
+    /* sq_loop_run_once runs it too (loop.h: "or run_until / run_once"). */
+    int running_once = 0;
+    sq_add_callback(loop, check_running, &running_once);
+    assert_int_equal(sq_loop_run_once(loop, false), 0);
+    assert_true(running_once);
     assert_false(sq_loop_is_running(loop));
     assert_string_equal(sq_loop_backend_name(loop), "epoll");
     int running = 0;
@@ -925,6 +976,7 @@ int main(void)
         cmocka_unit_test(test_io_read_write_readiness),
         cmocka_unit_test(test_io_stop_mid_batch),
         cmocka_unit_test(test_io_many_stops_mid_batch),
+        cmocka_unit_test(test_io_interest_narrowed_mid_batch),
         cmocka_unit_test(test_io_rearm_and_forget),
         cmocka_unit_test(test_io_start_failure_keeps_interest),
         cmocka_unit_test(test_threadsafe_self_requeue_does_not_starve),
