@@ -110,6 +110,7 @@ void sq_coro_set_stack_size(size_t bytes)
 {
     size_t ps = page_size();
     if (bytes < 16 * 1024) bytes = 16 * 1024;
+    if (bytes > SIZE_MAX / 4) bytes = SIZE_MAX / 4; /* rounding up must not wrap to 0 */
     stack_size_setting = (bytes + ps - 1) / ps * ps;
     while (tls_pool && tls_pool->size_setting != stack_size_setting) {
         sq_coro *c = tls_pool;
@@ -387,7 +388,14 @@ SQ__HOT sq_coro *sq_coro_create(sq_loop *loop, sq_task_fn fn, void *arg)
     if (!loop) loop = sq_loop_current();
     if (!loop) loop = sq_loop_default(); /* as every other NULL-loop call does */
     if (!loop) return NULL;
-    sq_coro *c = tls_pool;
+    sq_coro *c;
+    /* the size is set process-wide, the pools are per thread: this thread's may still hold
+     * stacks of an earlier size (sq_coro_set_stack_size trims the caller's only) */
+    while ((c = tls_pool) && c->size_setting != stack_size_setting) {
+        tls_pool = c->next;
+        tls_pool_len--;
+        stack_free(c);
+    }
     if (c) {
         tls_pool = c->next;
         tls_pool_len--;

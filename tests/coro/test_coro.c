@@ -3,6 +3,8 @@
 #define _GNU_SOURCE
 #include "testutil.h"
 
+#include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -232,6 +234,12 @@ static void test_stack_size_setting(void **state)
     assert_int_equal(sq_coro_get_stack_size(), 16 * 1024);
     sq_coro_set_stack_size(70000); /* whole pages */
     assert_int_equal(sq_coro_get_stack_size(), (70000 + ps - 1) / ps * ps);
+    /* An absurd size stays absurd (a coroutine then fails to be created), not 0 */
+    sq_coro_set_stack_size(SIZE_MAX);
+    assert_true(sq_coro_get_stack_size() >= 16 * 1024);
+    sq_loop *huge = sq_loop_new(NULL);
+    assert_null(sq_spawn(huge, double_it, (void *)(intptr_t)1));
+    sq_loop_free(huge);
 
     /* A 1 MiB stack takes recursion that would overflow the default 256 KiB one. */
     sq_coro_set_stack_size(1024 * 1024);
@@ -244,6 +252,70 @@ static void test_stack_size_setting(void **state)
     v = sq_test_run_coro(loop, deep, (void *)(intptr_t)100, 10);
     assert_int_equal((intptr_t)v, 100);
     sq_loop_free(loop);
+}
+
+/* The setting is process-wide but each thread pools its own stacks: a thread whose pool
+ * still holds stacks of the old size must not hand one to a coroutine created after the
+ * change.  The stack's mapping (found in /proc/self/maps) tells the size a coroutine got. */
+static size_t mapping_size_of(const void *p)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[512];
+    size_t size = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && (uintptr_t)p >= lo && (uintptr_t)p < hi) {
+            size = hi - lo;
+            break;
+        }
+    }
+    if (f) fclose(f);
+    return size;
+}
+
+static void *stack_mapping_size(void *arg)
+{
+    volatile char here = 0;
+    return (void *)mapping_size_of((const void *)&here);
+}
+
+static struct {
+    sem_t pooled, resized;
+    size_t got;
+} other_pool;
+
+static void *other_pool_thread(void *arg)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    sq_future *f = sq_spawn(loop, double_it, (void *)(intptr_t)1); /* pools one stack here */
+    sq_loop_run_until(loop, f);
+    sq_future_release(f);
+    sem_post(&other_pool.pooled);
+    sem_wait(&other_pool.resized);
+    f = sq_spawn(loop, stack_mapping_size, NULL);
+    sq_loop_run_until(loop, f);
+    other_pool.got = (size_t)sq_future_value(f);
+    sq_future_release(f);
+    sq_loop_free(loop);
+    return NULL;
+}
+
+static void test_stack_size_setting_other_thread(void **state)
+{
+    sem_init(&other_pool.pooled, 0, 0);
+    sem_init(&other_pool.resized, 0, 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, other_pool_thread, NULL), 0);
+    sem_wait(&other_pool.pooled);
+    sq_coro_set_stack_size(1024 * 1024);
+    sem_post(&other_pool.resized);
+    pthread_join(t, NULL);
+    sq_coro_set_stack_size(SQ_CORO_DEFAULT_STACK_SIZE);
+    print_message("coroutine created after the change: stack mapping of %zu bytes\n",
+                  other_pool.got);
+    assert_true(other_pool.got >= 1024 * 1024);
+    sem_destroy(&other_pool.pooled);
+    sem_destroy(&other_pool.resized);
 }
 
 /* --- stack overflow ------------------------------------------------------------------------ */
@@ -347,6 +419,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_stack_pool_reuse),
         cmocka_unit_test(test_ten_thousand_sleepers),
         cmocka_unit_test(test_stack_size_setting),
+        cmocka_unit_test(test_stack_size_setting_other_thread),
         cmocka_unit_test(test_stack_overflow_message),
         cmocka_unit_test(test_overflow_after_other_handler),
     };
