@@ -88,8 +88,9 @@ void sq__coro_switch(void **save_sp, void *new_sp);
 void sq__coro_boot(void);
 void sq__coro_main(sq_coro *c) __attribute__((noreturn, used));
 
-static size_t stack_size_setting = SQ_CORO_DEFAULT_STACK_SIZE;
-static size_t pool_limit = 1024;
+/* process-wide, read by every thread's sq_coro_create (atomic: set from any thread) */
+static _Atomic size_t stack_size_setting = SQ_CORO_DEFAULT_STACK_SIZE;
+static _Atomic size_t pool_limit = 1024;
 static _Thread_local sq_coro *tls_current;
 static _Thread_local sq_coro *tls_pool;
 static _Thread_local size_t tls_pool_len;
