@@ -125,7 +125,9 @@ int sq_loop_run_until(sq_loop *loop, sq_future *fut);
  * callback or coroutine of the same loop it runs nothing and returns -EBUSY (logged once per
  * loop); sq_loop_run and sq_loop_run_until refuse the same way. */
 int sq_loop_run_once(sq_loop *loop, bool block);
-/** Make sq_loop_run() return after the current iteration. */
+/** Make sq_loop_run() (or run_until) return after the current iteration.  Asked when no
+ *  run is under way, the next sq_loop_run() runs one iteration without waiting and returns,
+ *  as asyncio's loop.stop() does.  A pass of sq_loop_run_once() just ends. */
 void sq_loop_stop(sq_loop *loop);
 /** Whether sq_loop_run() (or run_until / run_once) is running the loop. */
 bool sq_loop_is_running(const sq_loop *loop);

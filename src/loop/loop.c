@@ -1515,6 +1515,9 @@ SQ__HOT int sq_loop_run_once(sq_loop *loop, bool block)
     while (sq__ready_round(loop)) sq__coro_run_ready(loop);
     current_loop = prev ? prev : loop;
     loop->in_pass = false;
+    /* a stop asked during a pass of the caller's own (not sq_loop_run's) ends that pass; kept,
+     * every later blocking pass would poll without waiting */
+    if (SQ__UNLIKELY(loop->stop) && !loop->running) loop->stop = false;
     return r < 0 ? r : 0;
 }
 
@@ -1536,13 +1539,14 @@ SQ__HOT int sq_loop_run_until(sq_loop *loop, sq_future *fut)
     sq_loop *prev = current_loop;
     current_loop = loop;
     loop->running = true;
-    loop->stop = false;
     loop->now_ns = sq__mono_ns();
     int r = 0;
-    while (!loop->stop && !(fut && sq_future_done(fut))) {
+    /* a stop asked before the run: one pass without waiting, then return (asyncio's) */
+    while (!(fut && sq_future_done(fut))) {
         r = sq_loop_run_once(loop, true);
         if (r < 0 && r != -EINTR) break;
         r = 0;
+        if (loop->stop) break;
     }
     loop->running = false;
     loop->stop = false;

@@ -586,6 +586,27 @@ static void test_loop_stop(void **state)
     sq_call_later(loop, 0.1, stop_loop, loop);
     assert_int_equal(sq_loop_run(loop), 0);
     assert_int_equal(ran_after_stop, 1);
+    /* Stop asked before the run: one pass without waiting (what is due runs), then return,
+     * as asyncio does; it used to be forgotten, and the run waited for the 1 s timer. */
+    ran_after_stop = 0;
+    sq_add_callback(loop, after_stop, NULL);
+    sq_call *guard = sq_call_later(loop, 1.0, stop_loop, loop);
+    sq_loop_stop(loop);
+    t0 = sq_test_now();
+    assert_int_equal(sq_loop_run(loop), 0);
+    assert_true(sq_test_now() - t0 < 0.5);
+    assert_int_equal(ran_after_stop, 1);
+    /* A stop asked in a pass of sq_loop_run_once ends that pass; it used to stay, and every
+     * later blocking pass returned at once (a program driving the loop itself spun). */
+    sq_add_callback(loop, stop_loop, loop);
+    assert_int_equal(sq_loop_run_once(loop, false), 0);
+    sq_call_later(loop, 0.1, after_stop, NULL);
+    t0 = sq_test_now();
+    for (int i = 0; i < 1000 && ran_after_stop < 2; i++)
+        assert_int_equal(sq_loop_run_once(loop, true), 0);
+    assert_int_equal(ran_after_stop, 2);
+    assert_true(sq_test_now() - t0 >= 0.09);
+    sq_call_cancel(guard);
     /* The clock moves forward. */
     double a = sq_loop_time(loop);
     sleep_ms(5);
