@@ -775,45 +775,65 @@ void *sq_current_user(sq_handler *h)
     return h->user;
 }
 
-#define XSRF_LEN 16
+#define XSRF_LEN  16
+#define XSRF_MASK 4 /* Tornado's os.urandom(4), repeated over the token */
 
-static int hexval(char c)
+/* n hex digits (either case, as binascii.a2b_hex) at s into out[n / 2]; false if any is not */
+static bool hex_decode(const char *s, size_t n, unsigned char *out)
 {
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-/* A masked token "2|<mask hex>|<masked token hex>" (Tornado's version 2 without the
- * timestamp): decoded to the raw token in out; false if malformed. */
-static bool xsrf_decode(const char *v, unsigned char out[XSRF_LEN])
-{
-    if (!v || strncmp(v, "2|", 2) || strlen(v) != 2 + 2 * XSRF_LEN + 1 + 2 * XSRF_LEN) return false;
-    const char *m = v + 2, *t = v + 3 + 2 * XSRF_LEN;
-    if (m[2 * XSRF_LEN] != '|') return false;
-    for (int i = 0; i < XSRF_LEN; i++) {
-        int a = hexval(m[2 * i]), b = hexval(m[2 * i + 1]), c = hexval(t[2 * i]), d = hexval(t[2 * i + 1]);
-        if (a < 0 || b < 0 || c < 0 || d < 0) return false;
-        out[i] = (unsigned char)((a << 4 | b) ^ (c << 4 | d));
+    for (size_t i = 0; i < n; i += 2) {
+        int a = sq__hexval((unsigned char)s[i]), b = sq__hexval((unsigned char)s[i + 1]);
+        if (a < 0 || b < 0) return false;
+        out[i / 2] = (unsigned char)(a << 4 | b);
     }
     return true;
 }
 
+/* A token or _xsrf cookie decoded to the raw token in out; false if malformed.  Tornado's
+ * forms: version 2 "2|<mask hex>|<masked token hex>|<timestamp>" (a 4-byte mask repeated
+ * over the token) and version 1, the token in hex; and squall's earlier
+ * "2|<16-byte mask hex>|<masked token hex>", still read so its cookies stay valid. */
+static bool xsrf_decode(const char *v, unsigned char out[XSRF_LEN])
+{
+    if (!v) return false;
+    size_t len = strlen(v);
+    if (len == 2 * XSRF_LEN) return hex_decode(v, len, out); /* version 1 */
+    if (strncmp(v, "2|", 2)) return false;
+    const char *m = v + 2, *bar = strchr(m, '|');
+    size_t mlen = bar ? (size_t)(bar - m) : 0;
+    if (mlen != 2 * XSRF_MASK && mlen != 2 * XSRF_LEN) return false;
+    const char *t = bar + 1, *ts = t + 2 * XSRF_LEN;
+    if (strlen(t) < 2 * XSRF_LEN) return false;
+    if (mlen == 2 * XSRF_MASK) { /* Tornado's: a timestamp follows */
+        if (*ts != '|' || !ts[1] || strspn(ts + 1, "0123456789") != strlen(ts + 1)) return false;
+    } else if (*ts) {
+        return false;
+    }
+    unsigned char mask[XSRF_LEN];
+    if (!hex_decode(m, mlen, mask) || !hex_decode(t, 2 * XSRF_LEN, out)) return false;
+    for (size_t i = 0; i < XSRF_LEN; i++) out[i] ^= mask[i % (mlen / 2)];
+    return true;
+}
+
+/* Tornado's version 2 token for raw, with a fresh mask: Tornado reads it, as squall reads
+ * Tornado's. */
 static char *xsrf_encode(sq_handler *h, const unsigned char raw[XSRF_LEN])
 {
     static const char hex[] = "0123456789abcdef";
-    unsigned char mask[XSRF_LEN];
-    char *s = sq__handler_alloc(h, 2 + 2 * XSRF_LEN + 1 + 2 * XSRF_LEN + 1);
+    unsigned char mask[XSRF_MASK];
+    char *s = sq__handler_alloc(h, 2 + 2 * XSRF_MASK + 1 + 2 * XSRF_LEN + 1 + 20 + 1);
     if (!s || RAND_bytes(mask, sizeof mask) != 1) return NULL;
     char *p = s;
     *p++ = '2';
     *p++ = '|';
-    for (int i = 0; i < XSRF_LEN; i++) *p++ = hex[mask[i] >> 4], *p++ = hex[mask[i] & 15];
+    for (int i = 0; i < XSRF_MASK; i++) *p++ = hex[mask[i] >> 4], *p++ = hex[mask[i] & 15];
     *p++ = '|';
     for (int i = 0; i < XSRF_LEN; i++) {
-        unsigned char x = mask[i] ^ raw[i];
+        unsigned char x = mask[i % XSRF_MASK] ^ raw[i];
         *p++ = hex[x >> 4];
         *p++ = hex[x & 15];
     }
-    *p = '\0';
+    sprintf(p, "|%lld", (long long)time(NULL));
     return s;
 }
 
@@ -851,7 +871,9 @@ const char *sq_xsrf_form_html(sq_handler *h)
 /* Tornado's check_xsrf_cookie: the submitted token must unmask to the cookie's. */
 static bool xsrf_ok(sq_handler *h, const char **why)
 {
-    const char *sent = sq_get_body_argument(h, "_xsrf", NULL);
+    /* Tornado's get_argument: the query's too; an empty one counts as none */
+    const char *sent = sq_get_argument(h, "_xsrf", NULL);
+    if (sent && !*sent) sent = NULL;
     sq_str hv = {NULL, 0};
     if (!sent) {
         hv = sq_http_header_get(h->req, "X-XSRFToken");
@@ -898,14 +920,28 @@ static bool login_gate(sq_handler *h)
     if (h->cls->authenticated && !sq_current_user(h)) {
         const char *login = h->app->settings.login_url;
         if (safe && login && m.len != 7) {
-            /* login_url?next=<the URI, escaped> */
-            size_t cap = strlen(login) + 3 * req->uri.len + 8;
-            char *uri = sq__handler_alloc(h, req->uri.len + 1), *url = sq__handler_alloc(h, cap);
-            if (uri && url) {
-                memcpy(uri, req->uri.ptr, req->uri.len);
-                uri[req->uri.len] = '\0';
-                size_t n = (size_t)snprintf(url, cap, "%s%snext=", login, strchr(login, '?') ? "&" : "?");
-                sq_url_escape(url + n, cap - n, uri, req->uri.len, false);
+            /* login_url?next=<the URI, escaped>; the full URL when the login page is on
+             * another site (an absolute login_url); a login_url with a query of its own
+             * gets no next (Tornado's get_login_url handling) */
+            size_t sl = strcspn(login, ":/?#");
+            bool absolute =
+                sl && login[sl] == ':' && ((login[0] | 32) >= 'a' && (login[0] | 32) <= 'z');
+            const char *proto = req->protocol ? req->protocol : "http";
+            size_t nlen = (absolute ? strlen(proto) + 3 + req->host.len : 0) + req->uri.len;
+            size_t cap = strlen(login) + 3 * nlen + 8;
+            char *next = sq__handler_alloc(h, nlen + 1), *url = sq__handler_alloc(h, cap);
+            if (next && url) {
+                int k = absolute ? snprintf(next, nlen + 1, "%s://%.*s", proto, (int)req->host.len,
+                                            req->host.ptr)
+                                 : 0;
+                memcpy(next + k, req->uri.ptr, req->uri.len);
+                next[nlen] = '\0';
+                if (strchr(login, '?')) {
+                    snprintf(url, cap, "%s", login);
+                } else {
+                    size_t n = (size_t)snprintf(url, cap, "%s?next=", login);
+                    sq_url_escape(url + n, cap - n, next, nlen, false);
+                }
                 sq_redirect(h, url, false);
                 return false;
             }
@@ -1559,7 +1595,7 @@ static const char *secret_or_log(sq_handler *h)
 static const char *verifying_secret(const sq_app *app, const char *v, size_t len)
 {
     int kv = sq_cookie_value_key_version(v, len);
-    if (kv < 0) return app->cookie_secret;
+    if (kv < 0 || !app->cookie_secrets) return app->cookie_secret; /* Tornado's "1:0" too */
     for (size_t i = 0; app->cookie_secrets && app->cookie_secrets[i].secret; i++)
         if (app->cookie_secrets[i].version == kv) return app->cookie_secrets[i].secret;
     return NULL; /* a retired key: the cookie is no longer valid */

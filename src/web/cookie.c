@@ -210,22 +210,13 @@ static ssize_t b64_decode(char *dst, const char *src, size_t len)
 
 #define SIG_HEX 64 /* hex of HMAC-SHA256 */
 
-/* Hex HMAC-SHA256(secret, name "|" payload) into hex[SIG_HEX]; payload is "b64|ts". */
-static int sign(char hex[SIG_HEX], const char *secret, const char *name, const char *payload,
-                size_t plen)
+/* Hex HMAC-SHA256(secret, msg) into hex[SIG_HEX]. */
+static int hmac_hex(char hex[SIG_HEX], const char *secret, const char *msg, size_t mlen)
 {
     unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned int maclen = 0;
-    size_t nlen = strlen(name);
-    size_t mlen = nlen + 1 + plen;
-    char *msg = malloc(mlen ? mlen : 1);
-    if (!msg) return -ENOMEM;
-    memcpy(msg, name, nlen);
-    msg[nlen] = '|';
-    memcpy(msg + nlen + 1, payload, plen);
-    unsigned char *r =
-        HMAC(EVP_sha256(), secret, (int)strlen(secret), (unsigned char *)msg, mlen, mac, &maclen);
-    free(msg);
+    unsigned char *r = HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)msg,
+                            mlen, mac, &maclen);
     if (!r || maclen != SIG_HEX / 2) return -ENOMEM;
     static const char digits[] = "0123456789abcdef";
     for (unsigned i = 0; i < maclen; i++) {
@@ -233,6 +224,22 @@ static int sign(char hex[SIG_HEX], const char *secret, const char *name, const c
         hex[2 * i + 1] = digits[mac[i] & 15];
     }
     return 0;
+}
+
+/* Hex HMAC-SHA256(secret, name "|" payload) into hex[SIG_HEX]; payload is "b64|ts". */
+static int sign(char hex[SIG_HEX], const char *secret, const char *name, const char *payload,
+                size_t plen)
+{
+    size_t nlen = strlen(name);
+    size_t mlen = nlen + 1 + plen;
+    char *msg = malloc(mlen ? mlen : 1);
+    if (!msg) return -ENOMEM;
+    memcpy(msg, name, nlen);
+    msg[nlen] = '|';
+    memcpy(msg + nlen + 1, payload, plen);
+    int r = hmac_hex(hex, secret, msg, mlen);
+    free(msg);
+    return r;
 }
 
 static bool bad_secret_or_name(const char *secret, const char *name)
@@ -291,6 +298,64 @@ ssize_t sq_sign_cookie_value(char *dst, size_t dstlen, const char *secret, const
     return sq_sign_cookie_value_kv(dst, dstlen, secret, -1, name, value, value_len, now);
 }
 
+/* --- Tornado's version 2 signed values ---------------------------------------------------
+ * "2|" then four fields, each "<length>:<bytes>|": key version, timestamp, name and value
+ * (standard base64), then the hex HMAC-SHA256 of everything before it (create_signed_value).
+ * Read so that a cookie a Tornado app signed with the same secret verifies here. */
+
+typedef struct tv2 {
+    const char *f[4]; /* key version, timestamp, name, value */
+    size_t flen[4];
+    size_t signed_len; /* the bytes the MAC covers */
+} tv2;
+
+static bool parse_tv2(const char *v, size_t len, tv2 *t)
+{
+    if (len < 2 || memcmp(v, "2|", 2) != 0) return false;
+    size_t i = 2;
+    for (int k = 0; k < 4; k++) {
+        size_t n = 0, d = 0;
+        for (; i < len && v[i] >= '0' && v[i] <= '9' && d < 9; i++, d++)
+            n = n * 10 + (size_t)(v[i] - '0');
+        if (!d || i == len || v[i] != ':' || len - i - 1 < n + 1 || v[i + 1 + n] != '|')
+            return false;
+        t->f[k] = v + i + 1;
+        t->flen[k] = n;
+        i += n + 2;
+    }
+    t->signed_len = i;
+    return len - i == SIG_HEX;
+}
+
+/* Decimal digits of a field (no sign, no leading zero, at most 18 digits) or -1. */
+static long long tv2_num(const char *s, size_t n)
+{
+    if (n == 0 || n > 18 || (s[0] == '0' && n > 1)) return -1;
+    long long x = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return -1;
+        x = x * 10 + (s[i] - '0');
+    }
+    return x;
+}
+
+/* Padded standard base64 (Python's b64encode) into dst (NULL: measure); length or -EINVAL. */
+static ssize_t b64std_decode(char *dst, const char *src, size_t len)
+{
+    if (len % 4) return -EINVAL;
+    size_t pad = len && src[len - 1] == '=' ? 1 + (len > 1 && src[len - 2] == '=') : 0;
+    char *tmp = malloc(len + 1);
+    if (!tmp) return -ENOMEM;
+    for (size_t i = 0; i < len - pad; i++)
+        tmp[i] = src[i] == '+'                    ? '-'
+                 : src[i] == '/'                  ? '_'
+                 : src[i] == '-' || src[i] == '_' ? '!'
+                                                  : src[i];
+    ssize_t n = b64_decode(dst, tmp, len - pad);
+    free(tmp);
+    return n;
+}
+
 /* The "k<digits>|" field of a versioned value: its version, or -1 when the value has none
  * (b64 never holds '|', so an unversioned "b64|ts|sig" has exactly two bars). */
 static int parse_key_version(const char *v, size_t len, size_t *skip)
@@ -315,7 +380,12 @@ static int parse_key_version(const char *v, size_t len, size_t *skip)
 int sq_cookie_value_key_version(const char *signed_value, size_t len)
 {
     size_t skip;
+    tv2 t;
     if (!signed_value) return -1;
+    if (parse_tv2(signed_value, len, &t)) {
+        long long v = tv2_num(t.f[0], t.flen[0]);
+        return v < 0 || v > INT_MAX ? -1 : (int)v;
+    }
     int k = parse_key_version(signed_value, len, &skip);
     return k < 0 ? -1 : k;
 }
@@ -325,6 +395,25 @@ ssize_t sq_verify_cookie_value(char *dst, size_t dstlen, const char *secret, con
                                time_t now)
 {
     if (bad_secret_or_name(secret, name) || (!signed_value && len)) return -EINVAL;
+    tv2 tv;
+    if (parse_tv2(signed_value, len, &tv)) { /* a value Tornado signed */
+        char want[SIG_HEX];
+        int r = hmac_hex(want, secret, signed_value, tv.signed_len);
+        if (r < 0) return r;
+        if (CRYPTO_memcmp(want, signed_value + tv.signed_len, SIG_HEX) != 0) return -EINVAL;
+        long long t = tv2_num(tv.f[1], tv.flen[1]);
+        if (tv.flen[2] != strlen(name) || memcmp(tv.f[2], name, tv.flen[2]) || t <= 0)
+            return -EINVAL;
+        ssize_t vlen = b64std_decode(NULL, tv.f[3], tv.flen[3]);
+        if (vlen < 0) return vlen;
+        if (!(max_age_days > 0)) max_age_days = 31;
+        double age = (double)now - (double)t;
+        if (age > max_age_days * 86400.0 || age < -86400.0) return -ETIMEDOUT;
+        if ((size_t)vlen >= dstlen) return -E2BIG;
+        b64std_decode(dst, tv.f[3], tv.flen[3]);
+        dst[vlen] = '\0';
+        return vlen;
+    }
     /* b64 "|" ts "|" sig: the last two fields have fixed forms, so split from the right */
     if (len < SIG_HEX + 3 || signed_value[len - SIG_HEX - 1] != '|') return -EINVAL;
     size_t plen = len - SIG_HEX - 1; /* ["k<version>|"] "b64|ts" */

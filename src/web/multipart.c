@@ -221,8 +221,9 @@ static int parse_part_headers(const char *h, size_t len, part_headers *ph)
     return 0;
 }
 
-/* RFC 5987 ext-value: charset'language'pct-encoded.  Decodes UTF-8 values into dst (at least
- * p->vlen bytes).  Returns the length, -1 for another charset (ignored), -EINVAL. */
+/* RFC 5987 ext-value: charset'language'pct-encoded.  Decodes the two charsets a recipient
+ * must support, UTF-8 and ISO-8859-1 (turned into UTF-8), into dst (at least 2 * p->vlen
+ * bytes).  Returns the length, -1 for another charset (ignored), -EINVAL. */
 static ssize_t ext_value(const param *p, char *dst)
 {
     if (p->quoted || !p->val) return -EINVAL;
@@ -232,8 +233,22 @@ static ssize_t ext_value(const param *p, char *dst)
     const char *q2 = memchr(q1 + 1, '\'', rest);
     if (!q2) return -EINVAL;
     size_t cs = (size_t)(q1 - p->val);
-    if (!(cs == 5 && strncasecmp(p->val, "UTF-8", 5) == 0)) return -1;
-    return sq_url_unescape(dst, q2 + 1, p->vlen - (size_t)(q2 + 1 - p->val), false);
+    bool latin1 = cs == 10 && strncasecmp(p->val, "ISO-8859-1", 10) == 0;
+    if (!latin1 && !(cs == 5 && strncasecmp(p->val, "UTF-8", 5) == 0)) return -1;
+    ssize_t n = sq_url_unescape(dst, q2 + 1, p->vlen - (size_t)(q2 + 1 - p->val), false);
+    if (n <= 0 || !latin1) return n;
+    size_t hi = 0; /* bytes from 0x80 up: two bytes each in UTF-8 */
+    for (ssize_t i = 0; i < n; i++) hi += (unsigned char)dst[i] >= 0x80;
+    for (ssize_t i = n - 1, o = n + (ssize_t)hi - 1; i >= 0; i--) {
+        unsigned char c = (unsigned char)dst[i];
+        if (c < 0x80) {
+            dst[o--] = (char)c;
+        } else {
+            dst[o--] = (char)(0x80 | (c & 0x3f));
+            dst[o--] = (char)(0xc0 | c >> 6);
+        }
+    }
+    return n + (ssize_t)hi;
 }
 
 /* Adds the part if its Content-Disposition is form-data with a non-empty name.  Returns 1 when
@@ -243,8 +258,8 @@ static int add_part(sq_args *out, const part_headers *ph, const char *data, size
     if (!ph->disp) return 0;
     const char *type;
     size_t tlen, pos = leading_type(ph->disp, ph->disp_len, &type, &tlen);
-    /* buffer for the decoded name and filename */
-    char *buf = malloc(2 * ph->disp_len + 2);
+    /* buffer for the decoded name and filename (ISO-8859-1 may double it) */
+    char *buf = malloc(3 * ph->disp_len + 2);
     if (!buf) return -ENOMEM;
     char *name = buf, *fname = buf + ph->disp_len + 1;
     size_t nlen = 0, flen = 0;

@@ -3,6 +3,8 @@
 #include "webtest.h"
 
 #include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <time.h>
 
 /* --- handlers ------------------------------------------------------------------------------ */
@@ -596,11 +598,23 @@ static void test_cookies(void **state)
                                      time(NULL) - 40 * 86400) > 0);
     snprintf(req3, sizeof req3,
              "GET /c HTTP/1.1\r\nHost: t\r\nConnection: close\r\nCookie: signed=%s\r\n\r\n", old);
-    wt_run run2 = {.n = 3, .reqs = {req1, req2, req3}};
+    /* The same cookie as a Tornado app with the same secret signs it (create_signed_value,
+     * version 2: length-prefixed fields, base64 value, HMAC-SHA256 of all before it). */
+    static char req4[1024];
+    char tv[512];
+    int tn = snprintf(tv, sizeof tv, "2|1:0|10:%lld|6:signed|4:dHY=|", (long long)time(NULL));
+    unsigned char mac[32];
+    unsigned maclen = 0;
+    HMAC(EVP_sha256(), "test-secret", 11, (unsigned char *)tv, (size_t)tn, mac, &maclen);
+    for (unsigned i = 0; i < maclen; i++) tn += sprintf(tv + tn, "%02x", mac[i]);
+    snprintf(req4, sizeof req4,
+             "GET /c HTTP/1.1\r\nHost: t\r\nConnection: close\r\nCookie: signed=%s\r\n\r\n", tv);
+    wt_run run2 = {.n = 4, .reqs = {req1, req2, req3, req4}};
     wt_serve(loop, app, &run2);
     assert_string_equal(run2.resp[0].body, "plain=v1 signed=v1 other=q");
     assert_string_equal(run2.resp[1].body, "plain=- signed=(null) other=-");
     assert_string_equal(run2.resp[2].body, "plain=- signed=(null) other=-");
+    assert_string_equal(run2.resp[3].body, "plain=- signed=tv other=-");
     wt_free(&run2);
     sq_app_free(app);
 

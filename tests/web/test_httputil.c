@@ -309,9 +309,18 @@ static const mp_case mp_cases[] = {
        "filename=\"plain\"\r\n\r\nx\r\n--B--"),
      1,
      {{"f", "x", "a/b"}}},
-    {"filename* other charset ignored",
+    {"filename* in ISO-8859-1, as UTF-8",
      R("--B\r\n" CD "name=f; filename=\"p\"; "
        "filename*=ISO-8859-1'en'%A3\r\n\r\nx\r\n--B--"),
+     1,
+     {{"f", "x", "\xc2\xa3"}}},
+    {"filename* in ISO-8859-1 alone is still a file",
+     R("--B\r\n" CD "name=f; filename*=iso-8859-1''caf%E9\xe9\xe9.txt\r\n\r\nx\r\n--B--"),
+     1,
+     {{"f", "x", "caf\xc3\xa9\xc3\xa9\xc3\xa9.txt"}}},
+    {"filename* other charset ignored",
+     R("--B\r\n" CD "name=f; filename=\"p\"; "
+       "filename*=KOI8-R'en'%A3\r\n\r\nx\r\n--B--"),
      1,
      {{"f", "x", "p"}}},
     {"empty filename",
@@ -728,6 +737,54 @@ static void test_signed_cookie_expiry(void **state)
     }
 }
 
+/* Values Tornado's create_signed_value made (version 2, secret SECRET, clock NOW) verify. */
+static void test_signed_cookie_from_tornado(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *signed_value, *value;
+        size_t len;
+        int key_version;
+    } cases[] = {
+        {"2|1:0|10:1700000000|3:sid|20:dXNlcj00MjthZG1pbj0w|"
+         "6e7d3d59fc39df0039ecfabc98ba0e57d33ce54fcb8e2250683f52a0f917c1ba",
+         R("user=42;admin=0"), 0},
+        {"2|1:0|10:1700000000|3:sid|0:|"
+         "41b2261cfc8254f655715143f0baaec75d348f5116baa7bc3a7a8808e7bec9d6",
+         R(""), 0},
+        {"2|1:0|10:1700000000|3:sid|8://4+Pw==|"
+         "5f5b1d622d594c8ba783b5fcccc009e3051ae11795e0f75472bc5e545d8b371a",
+         R("\xff\xfe>?"), 0},
+        {"2|1:5|10:1700000000|3:sid|4:djU=|" /* key_version=5 */
+         "2dd84f10d1fe88ad230ead00504df158bbbc9cf88401b8d78e30d32233a80fc8",
+         R("v5"), 5},
+    };
+    char v[64], t[256];
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const char *s = cases[i].signed_value;
+        size_t n = strlen(s);
+        assert_int_equal(sq_cookie_value_key_version(s, n), cases[i].key_version);
+        ssize_t r = sq_verify_cookie_value(v, sizeof v, SECRET, "sid", s, n, 31, NOW);
+        if (r != (ssize_t)cases[i].len) fail_msg("case %zu: got %zd", i, r);
+        assert_memory_equal(v, cases[i].value, cases[i].len);
+        assert_int_equal(sq_verify_cookie_value(v, sizeof v, SECRET, "sie", s, n, 31, NOW),
+                         -EINVAL);
+        assert_int_equal(sq_verify_cookie_value(v, sizeof v, "other", "sid", s, n, 31, NOW),
+                         -EINVAL);
+        assert_int_equal(
+            sq_verify_cookie_value(v, sizeof v, SECRET, "sid", s, n, 31, NOW + 32 * 86400),
+            -ETIMEDOUT);
+        for (size_t k = 0; k < n; k++) { /* every byte changed, every truncation */
+            memcpy(t, s, n);
+            t[k] ^= 1;
+            assert_int_equal(sq_verify_cookie_value(v, sizeof v, SECRET, "sid", t, n, 31, NOW),
+                             -EINVAL);
+            assert_int_equal(sq_verify_cookie_value(v, sizeof v, SECRET, "sid", s, k, 31, NOW),
+                             -EINVAL);
+        }
+    }
+}
+
 /* --- dates --------------------------------------------------------------------------------- */
 
 static void test_http_date_format(void **state)
@@ -878,6 +935,7 @@ int main(void)
         cmocka_unit_test(test_signed_cookie_round_trip),
         cmocka_unit_test(test_signed_cookie_tampering),
         cmocka_unit_test(test_signed_cookie_expiry),
+        cmocka_unit_test(test_signed_cookie_from_tornado),
         cmocka_unit_test(test_http_date_format),
         cmocka_unit_test(test_parse_http_date),
         cmocka_unit_test(test_http_date_round_trip),

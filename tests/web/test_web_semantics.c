@@ -256,6 +256,36 @@ static void test_tornado_order_and_defaults(void **state)
     sq_loop_free(loop);
 }
 
+/* Tornado's login redirect: an absolute login_url (a login site of its own) gets the full URL
+ * as next, one with a query of its own gets no next at all. */
+static void test_login_url_forms(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *login, *want;
+    } cases[] = {
+        {"https://auth.example/login",
+         "https://auth.example/login?next=http%3A%2F%2Ft%2Fme%3Fa%3D1"},
+        {"/login?app=7", "/login?app=7"},
+        {"/login", "/login?next=%2Fme%3Fa%3D1"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        sq_loop *loop = wt_loop();
+        sq_app_settings st = {.no_access_log = true, .login_url = cases[i].login};
+        sq_app *app = sq_app_new(misc_routes, &st);
+        assert_non_null(app);
+        wt_run run = {.n = 1, .reqs = {WT_GET("/me?a=1")}};
+        wt_serve(loop, app, &run);
+        char loc[160] = "";
+        assert_int_equal(run.resp[0].status, 302);
+        assert_true(wt_header(&run.resp[0], "Location", loc, sizeof loc));
+        assert_string_equal(loc, cases[i].want);
+        wt_free(&run);
+        sq_app_free(app);
+        sq_loop_free(loop);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -263,6 +293,7 @@ int main(void)
         cmocka_unit_test(test_template_jinja2_parity),
         cmocka_unit_test(test_static_url_keeps_slash),
         cmocka_unit_test(test_tornado_order_and_defaults),
+        cmocka_unit_test(test_login_url_forms),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -86,8 +87,34 @@ try:
     check(st == 200, f"the X-XSRFToken header: {st}")
     st, h, text = b.request("POST", "/form", {"name": "by header"}, headers={"X-CSRFToken": t2})
     check(st == 200, f"the X-CSRFToken header: {st}")
+    st, h, text = b.request("POST", "/form?_xsrf=" + urllib.parse.quote(t1), {"name": "by query"})
+    check(st == 200, f"the token in the query string (Tornado's get_argument): {st}")
+    st, h, text = b.request("POST", "/form", {"_xsrf": "", "name": "empty field"}, headers={"X-XSRFToken": t2})
+    check(st == 200, f"an empty _xsrf field, the token in the header: {st}")
+    st, h, text = fresh.request("POST", "/form?_xsrf=" + urllib.parse.quote(t1), {"name": "evil"})
+    check(st == 403, f"a token in the query without its cookie: {st}")
     st, h, text = fresh.request("POST", "/chat/send", {"text": "api"})
     check(st == 200, f"/chat/send (no_xsrf_check) needs no token: {st}")
+
+    # Tornado's token formats, as a Tornado app on the same site sets them: version 2
+    # "2|<4-byte mask>|<masked token>|<timestamp>" and version 1 (the token in hex); and
+    # squall's own tokens have Tornado's version 2 form, so that Tornado reads them
+    def tornado_v2(raw):
+        mask = os.urandom(4)
+        masked = bytes(c ^ mask[i % 4] for i, c in enumerate(raw))
+        return "2|%s|%s|%d" % (mask.hex(), masked.hex(), int(time.time()))
+    raw = os.urandom(16)
+    tb = Browser(port)
+    tb.cookies["_xsrf"] = tornado_v2(raw)
+    st, h, text = tb.request("POST", "/form", {"_xsrf": tornado_v2(raw), "name": "tornado v2"})
+    check(st == 200 and "tornado v2" in text, f"Tornado's version 2 cookie and token: {st}")
+    tb.cookies["_xsrf"] = raw.hex()
+    st, h, text = tb.request("POST", "/form", {"name": "tornado v1"}, headers={"X-XSRFToken": tornado_v2(raw)})
+    check(st == 200, f"Tornado's version 1 cookie, a version 2 token: {st}")
+    st, h, text = tb.request("POST", "/form", {"_xsrf": tornado_v2(os.urandom(16)), "name": "evil"})
+    check(st == 403, f"a Tornado token of another cookie: {st}")
+    check(re.fullmatch(r"2\|[0-9a-f]{8}\|[0-9a-f]{32}\|[0-9]+", t1) is not None,
+          f"squall's token has Tornado's version 2 form: {t1}")
 
     # login
     st, h, _ = b.request("GET", "/secret")
