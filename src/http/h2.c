@@ -37,6 +37,8 @@
 #define H2_RESETS_RATE  33           /* … and per second after that (nginx/h2o-like) */
 #define H2_MAP_MIN      (16u * 1024) /* nghttp2 buffers this big get pages of their own … */
 #define H2_MAPS         4            /* … this many at a time per session (more: the heap) */
+#define H2_LINGER       2.0          /* s at most lingering without the peer taking a byte … */
+#define H2_LINGER_TICK  0.05         /* … checking this often whether it took them all */
 
 typedef struct sq__h2_stream sq__h2_stream;
 
@@ -56,6 +58,8 @@ struct sq__h2 {
     sq_coro *start[H2_START_BATCH]; /* handlers the last read started, run after it */
     unsigned nstart;
     bool goaway;            /* GOAWAY sent: close once the streams are done */
+    uint64_t linger_until;  /* lingering before the close (c->lingering): until then at most */
+    int linger_unacked;     /* what the peer had not acknowledged at the last look */
     sq__h2_map maps[H2_MAPS]; /* nghttp2's buffers on pages of their own (h2_map) */
 };
 
@@ -630,11 +634,14 @@ static void consume(sq__h2_stream *st, size_t n)
     h2_send(st->h2);
 }
 
+/* Wait for body bytes: body_timeout, cut to what is left of the whole body's deadline
+ * (body_min_rate), as for HTTP/1.1. */
 static int body_wait(sq__h2_stream *st)
 {
     sq_http_server *srv = st->h2->c->srv;
     if (!srv) return SQ_ECLOSED;
-    int e = suspend_for(st, false, srv->s.body_timeout);
+    double wait = sq__http_body_wait(&srv->s, &st->r, sq_loop_time(st->h2->loop));
+    int e = srv->s.body_timeout > 0 && wait == 0 ? -ETIMEDOUT : suspend_for(st, false, wait);
     if (e == -ETIMEDOUT) {
         nghttp2_submit_rst_stream(st->h2->ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
         h2_send(st->h2);
@@ -687,7 +694,8 @@ ssize_t sq__h2_read_body(sq__http_req *r, const char **data)
     }
     if (r->streaming) return -EINVAL;
     if (!srv) return stream_error(st); /* the server was freed (its connections closed) */
-    if (r->pub.content_length > (int64_t)srv->s.max_body_size) return body_fail(st, -E2BIG);
+    if (r->pub.content_length > (int64_t)srv->s.max_body_size || st->in.len > srv->s.max_body_size)
+        return body_fail(st, -E2BIG);
     r->want_whole = true;
     consume(st, st->unconsumed); /* the whole body is wanted: open the window for it */
     while (!st->in_done && !st->in_error) {
@@ -875,7 +883,10 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
         nghttp2_session_consume(ng, id, len); /* nobody will read it */
         return 0;
     }
-    if (!st->r.streaming && st->in.len + len > h2->c->srv->s.max_body_size) {
+    /* max_body_size bounds a body read whole (sq_http_read_body); before the handler chose
+     * how to read, the stream's window bounds what waits here (read_body checks it then),
+     * and a body read in pieces has no limit: nothing may be dropped for it */
+    if (st->r.want_whole && st->in.len + len > h2->c->srv->s.max_body_size) {
         st->in_error = -E2BIG;
         nghttp2_session_consume(ng, id, len);
         wake(st);
@@ -887,6 +898,7 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
         wake(st);
         return 0;
     }
+    st->r.body_total += len;
     st->unconsumed += len;
     if (st->r.want_whole) consume(st, len); /* reading it all: keep the window open */
     wake(st);
@@ -1069,6 +1081,42 @@ static void h2_arm(sq__h2 *h2)
 
 static void h2_send_now(sq__h2 *h2);
 
+/* Both sides are done (after a GOAWAY).  Closing while the end of the responses is still in
+ * the kernel's buffer, with bytes of the peer unread or still coming (its WINDOW_UPDATEs and
+ * PINGs, a request that crossed the GOAWAY), sends a reset instead, and the kernel drops
+ * what it had not sent: the responses arrive cut short.  So, as HTTP/1.1's lingering close
+ * and nginx's: our side is shut (the peer reads to its end), the input drained, and the
+ * connection closed once the peer closed or acknowledged everything (or took nothing for
+ * H2_LINGER). */
+static void h2_close(sq__h2 *h2)
+{
+    sq_http_conn *c = h2->c;
+    if (!(h2->linger_unacked = sq__tp_unacked(c->io.fd))) {
+        sq__http_conn_close(c, 0);
+        return;
+    }
+    c->lingering = true;
+    c->rpaused = false;
+    h2->linger_until = sq_loop_now_ns(h2->loop) + sq__sec_to_ns(H2_LINGER);
+    sq__tp_shutdown(c->io.fd, c->tp);
+    sq__http_arm(c, SQ__T_LINGER, H2_LINGER_TICK);
+    sq__http_update_io(c);
+}
+
+/* Lingering: what the peer still sends is read and dropped until its end. */
+static void h2_drain(sq_http_conn *c)
+{
+    uint8_t buf[H2_READ_BUF];
+    for (int i = 0; i < H2_READS_MAX && !c->closed; i++) {
+        ssize_t n = sq__tp_read(c->io.fd, c->tp, buf, sizeof buf);
+        if (n > 0) continue;
+        if (n == -EAGAIN) return;
+        if (n == 0) c->peer_eof = true;
+        sq__http_conn_close(c, n == 0 ? 0 : (int)n);
+        return;
+    }
+}
+
 static void send_cb(void *arg)
 {
     sq__h2 *h2 = arg;
@@ -1095,7 +1143,7 @@ static void h2_send(sq__h2 *h2)
 static void h2_send_now(sq__h2 *h2)
 {
     sq_http_conn *c = h2->c;
-    if (c->closed) return;
+    if (c->closed || c->lingering) return;
     size_t hw = high_water(h2);
     for (;;) {
         while (sq__http_out_pending(c) < hw) {
@@ -1122,12 +1170,12 @@ static void h2_send_now(sq__h2 *h2)
     }
     if (!nghttp2_session_want_read(h2->ng) && !nghttp2_session_want_write(h2->ng) &&
         !sq__http_out_pending(c)) {
-        sq__http_conn_close(c, 0);
+        h2_close(h2);
         return;
     }
     if (h2->goaway && !h2->nopen && !h2->ncoros && !sq__http_out_pending(c) &&
         !nghttp2_session_want_write(h2->ng)) {
-        sq__http_conn_close(c, 0);
+        h2_close(h2);
         return;
     }
     h2_arm(h2);
@@ -1184,6 +1232,10 @@ void sq__h2_io(sq_http_conn *c, unsigned events)
         sq__http_conn_write(c);
         if (c->closed) return;
     }
+    if (c->lingering) {
+        if (events & (SQ_READ | SQ_HUP | SQ_ERROR)) h2_drain(c);
+        return;
+    }
     h2->in_io = true;
     if ((events & (SQ_READ | SQ_HUP | SQ_ERROR)) && !c->rpaused) {
         uint8_t buf[H2_READ_BUF];
@@ -1218,6 +1270,17 @@ void sq__h2_io(sq_http_conn *c, unsigned events)
 void sq__h2_timeout(sq_http_conn *c, unsigned kind)
 {
     sq__h2 *h2 = c->a->h2;
+    if (kind == SQ__T_LINGER) {
+        int left = sq__tp_unacked(c->io.fd);
+        uint64_t now = sq_loop_now_ns(h2->loop);
+        if (left < h2->linger_unacked) h2->linger_until = now + sq__sec_to_ns(H2_LINGER);
+        h2->linger_unacked = left;
+        if (!left || now >= h2->linger_until)
+            sq__http_conn_close(c, 0);
+        else
+            sq__http_arm(c, SQ__T_LINGER, H2_LINGER_TICK);
+        return;
+    }
     if (kind == SQ__T_STALL && h2->out_streams) {
         uint64_t now = sq_loop_now_ns(h2->loop);
         uint64_t limit = sq__sec_to_ns(c->srv->s.write_timeout);

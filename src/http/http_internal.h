@@ -414,4 +414,9 @@ void sq__h2_detached_finished(sq__http_req *r);
 /* listen.c */
 void sq__http_listeners_start(sq_http_server *srv);
 
+/* How long a handler may wait for more of r's body now: body_timeout, cut to what is left of
+ * the whole body's deadline (body_timeout + bytes so far / body_min_rate from the first
+ * wait); 0: that deadline has passed.  HTTP/1.1 and HTTP/2 alike. */
+double sq__http_body_wait(const sq_http_settings *s, sq__http_req *r, double now);
+
 #endif

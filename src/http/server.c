@@ -1374,21 +1374,23 @@ static void send_continue(sq_http_conn *c, sq__http_req *r)
 /* How long the next wait for body bytes may last: body_timeout, cut to what is left of the
  * whole body's deadline (body_timeout + received / body_min_rate after the head); 0 when
  * that deadline has passed, negative for no limit. */
-static double body_wait_limit(sq_http_conn *c)
+double sq__http_body_wait(const sq_http_settings *s, sq__http_req *r, double now)
 {
-    const sq_http_settings *s = &c->srv->s;
     double wait = s->body_timeout;
     if (s->body_timeout > 0 && s->body_min_rate > 0) {
         /* from the first wait for body bytes: the handler's own work before it reads, or the
          * client's wait for 100 Continue, does not count against the client */
-        if (c->a->req->body_t0 == 0) c->a->req->body_t0 = sq_loop_time(c->srv->loop);
-        double deadline =
-            c->a->req->body_t0 + s->body_timeout + (double)c->a->req->body_total / s->body_min_rate;
-        double left = deadline - sq_loop_time(c->srv->loop);
+        if (r->body_t0 == 0) r->body_t0 = now;
+        double left = r->body_t0 + s->body_timeout + (double)r->body_total / s->body_min_rate - now;
         if (left <= 0) return 0;
         if (left < wait) wait = left;
     }
     return wait;
+}
+
+static double body_wait_limit(sq_http_conn *c)
+{
+    return sq__http_body_wait(&c->srv->s, c->a->req, sq_loop_time(c->srv->loop));
 }
 
 /* Suspend the handler until the IO callback has body bytes (or an error) for it. */

@@ -2,6 +2,8 @@
  * closing any transport. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -44,4 +46,10 @@ int sq__tp_peer_gone(int fd, const sq__tp *tp)
     if (n > 0 || errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ENOTSOCK)
         return 0;
     return -errno;
+}
+
+int sq__tp_unacked(int fd)
+{
+    int q = 0;
+    return ioctl(fd, SIOCOUTQ, &q) == 0 && q > 0 ? q : 0;
 }

@@ -159,5 +159,8 @@ void sq__tp_close(int fd, sq__tp *tp, bool reset);
  * of stream, a negative errno after a reset, 0 when bytes wait (or it cannot tell: a TLS
  * connection, whose bytes are records, or not a socket). */
 int sq__tp_peer_gone(int fd, const sq__tp *tp);
+/* Bytes handed to the kernel that the peer has not acknowledged yet (0 when it cannot tell:
+ * not a TCP socket). */
+int sq__tp_unacked(int fd);
 
 #endif

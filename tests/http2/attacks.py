@@ -27,7 +27,10 @@ with no ASan/LSan/UBSan report.
   body_size          max_body_size 1 MiB: 2 MiB POSTs to /echo (which reads the whole body),
                      with and without content-length, get 413 and the stream reset; 1 MiB is
                      echoed intact; a handler that answers without reading the body still
-                     coming: its response whole, then RST_STREAM(NO_ERROR)"""
+                     coming: its response whole, then RST_STREAM(NO_ERROR)
+  body_stream        max_body_size 64 KiB: 200 KB bodies read in pieces (/stream: no limit)
+                     arrive whole, also when they came before the handler began reading;
+                     read whole (/echo) they get 413, also when already buffered"""
 import os
 import socket
 import struct
@@ -304,13 +307,32 @@ def body_size(srv):
     c.close()
 
 
+def body_stream(srv):
+    c = u.Conn(srv.port)
+    body = os.urandom(200000)
+    for path in ("/stream", "/stream?sleep=1", "/echo", "/echo?sleep=1"):
+        sid = c.request(path, "POST", end_stream=False)
+        c.send_body(sid, body)
+        c.pump(10, until=lambda: sid in c.ended or sid in c.resets or c.eof)
+        got = bytes(c.body.get(sid, b""))
+        if path.startswith("/stream"):
+            check(c.status.get(sid) == 200 and got == b"bytes=200000 end=0\n",
+                  f"POST {path} 200 KB read in pieces, limit 64 KiB: all of it ({got!r})")
+        else:
+            check(c.status.get(sid) == 413,
+                  f"POST {path} 200 KB read whole, limit 64 KiB: 413 (status "
+                  f"{c.status.get(sid)}, reset {c.resets.get(sid)})")
+    c.close()
+
+
 CASES = {f.__name__: f for f in (rapid_reset, continuation_flood, hpack_bomb, ping_flood,
                                  settings_flood, zero_window, max_streams, header_list_size,
-                                 body_size)}
+                                 body_size, body_stream)}
 ENV = {"zero_window": {"H2SRV_WRITE_TIMEOUT": "2"},
        "ping_flood": {"H2SRV_WRITE_TIMEOUT": "2"},
        "settings_flood": {"H2SRV_WRITE_TIMEOUT": "2"},
-       "body_size": {"H2SRV_MAX_BODY": str(1 << 20)}}
+       "body_size": {"H2SRV_MAX_BODY": str(1 << 20)},
+       "body_stream": {"H2SRV_MAX_BODY": str(64 << 10)}}
 
 srv = u.start("h2srv", dict(ENV.get(CASE, {}), H2SRV_DEBUG="1"))
 try:

@@ -15,13 +15,17 @@
  *                 block made by block_fill() (tests/http2/h2util.py makes the same)
  *   /conns        "conns=<sq_http_server_connections> conn=<req->conn> version=<major>"
  *   /sleep        sleeps 1 s (sq_sleep: only this stream waits), then "slept"
- *   /echo         reads the whole body (sq_http_read_body) and sends it back
+ *   /echo[?sleep=1]  reads the whole body (sq_http_read_body) and sends it back; sleep=1:
+ *                 sleeps 0.3 s first
  *   /stats        handlers running now (this one included) and finished, /big outcomes, and
  *                 how many detached requests the client's leaving finished
  *   /detach?n=BYTES[&all=1][&sleep=1]  writes n bytes (unflushed), detaches; finished by
  *                 its sq_http_on_connection_close callback when the client goes (with all=1,
  *                 that callback finishes every detached request there is), else 30 s later;
  *                 sleep=1: sleeps 0.3 s before registering the callback
+ *   /stream[?sleep=1]  reads the body in pieces (sq_http_read_body_chunk: max_body_size
+ *                 does not apply), then "bytes=<total> end=<last return>"; sleep=1: sleeps
+ *                 0.3 s first
  *   /sleepread    sleeps 8 s, then reads the body (sq_http_read_body): what it gets is logged
  *   anything else 404
  *
@@ -173,6 +177,7 @@ static void handler(sq_http_request *req, void *arg)
         text(req, 200, e < 0 ? "interrupted\n" : "slept\n");
     } else if (path_is(req, "/echo")) {
         const char *data;
+        if (memmem(req->query.ptr, req->query.len, "sleep=1", 7)) sq_sleep(0.3);
         ssize_t n = sq_http_read_body(req, &data);
         if (n >= 0) {
             sq_http_set_header(req, "Content-Type", "application/octet-stream");
@@ -180,6 +185,14 @@ static void handler(sq_http_request *req, void *arg)
         } else if (n != -E2BIG) {
             fprintf(stderr, "h2srv: /echo: %s\n", sq_strerror((int)n));
         }
+    } else if (path_is(req, "/stream")) {
+        const char *d;
+        ssize_t n;
+        size_t total = 0;
+        if (memmem(req->query.ptr, req->query.len, "sleep=1", 7)) sq_sleep(0.3);
+        while ((n = sq_http_read_body_chunk(req, &d)) > 0) total += (size_t)n;
+        snprintf(buf, sizeof buf, "bytes=%zu end=%zd\n", total, n);
+        text(req, n == 0 ? 200 : 500, buf);
     } else if (path_is(req, "/detach")) {
         detach(req);
     } else if (path_is(req, "/sleepread")) {
