@@ -165,7 +165,8 @@ ssize_t sq_sign_cookie_value_kv(char *dst, size_t dstlen, const char *secret, in
 int sq_cookie_value_key_version(const char *signed_value, size_t len);
 /** Check a value made by sq_sign_cookie_value() (or _kv) with the same secret and name, at most max_age_days
  * old, and copy the original value into dst (NUL-terminated).  Returns its length or the errors
- * above. */
+ * above.  A value Tornado signed (its version 2, "2|1:0|10:<ts>|…", from set_signed_cookie
+ * with the same secret) verifies too, so that the two can share a cookie. */
 ssize_t sq_verify_cookie_value(char *dst, size_t dstlen, const char *secret, const char *name,
                                const char *signed_value, size_t len, double max_age_days,
                                time_t now);

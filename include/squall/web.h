@@ -125,7 +125,9 @@ typedef struct sq_app_settings {
      *  the token of the `_xsrf` cookie — in the form field `_xsrf` or the X-XSRFToken /
      *  X-CSRFToken header — or it is answered 403.  Pages put it in their forms with
      *  sq_xsrf_form_html() (templates: `{{ xsrf_form_html }}`).  The token is masked anew
-     *  for each page (BREACH). */
+     *  for each page (BREACH), in Tornado's version 2 format: a Tornado app and a squall app
+     *  on one domain accept each other's cookie and tokens (Tornado's version 1 too).  The
+     *  form field may also come in the query string, as in Tornado. */
     bool xsrf_cookies;
     /** Cache-Control max-age (seconds) of static files requested without a version (no
      *  `?v=`); 0: no Cache-Control.  Versioned URLs (sq_static_url()) get one year. */
