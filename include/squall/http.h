@@ -219,12 +219,13 @@ ssize_t sq_http_read_body_chunk(sq_http_request *req, const char **data);
 /* --- response ------------------------------------------------------------------------------ */
 
 /** Status code and reason (NULL: the standard phrase).  -EINVAL for a code outside
- * 100-599 or a reason with CR/LF; -EALREADY once headers were sent. */
+ * 100-599 or a reason with a control byte (CR, LF …); -EALREADY once headers were sent. */
 int sq_http_set_status(sq_http_request *req, int code, const char *reason);
 /** The response status set so far (200 unless changed). */
 int sq_http_get_status(const sq_http_request *req);
 /** Replace / append / remove a response header.  -EINVAL when the name is not a token or
- * the value contains CR, LF or NUL (nothing is sent); -EALREADY once headers were sent. */
+ * the value holds a control byte but HTAB (CR, LF, NUL, DEL …; nothing is sent); -EALREADY once
+ * headers were sent. */
 int sq_http_set_header(sq_http_request *req, const char *name, const char *value);
 /** Append a response header (repeated names are kept); errors as sq_http_set_header(). */
 int sq_http_add_header(sq_http_request *req, const char *name, const char *value);

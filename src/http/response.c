@@ -231,15 +231,17 @@ static size_t name_len_kind(const char *name, int *kind)
 }
 
 /* The length of a header value or reason phrase, or -1 when it holds CR or LF (it would
- * split the head). */
+ * split the head) or another control byte but HTAB (RFC 9110 field-value; Tornado refuses
+ * them too, and an HTTP/2 peer resets the stream for one). */
 static ssize_t value_len(const char *v)
 {
     if (!v) return -1;
     const char *p = v;
     for (;; p++) {
-        if ((unsigned char)*p > '\r') continue;
-        if (!*p) return p - v;
-        if (*p == '\r' || *p == '\n') return -1;
+        unsigned char c = (unsigned char)*p;
+        if (c >= 0x20 && c != 0x7f) continue;
+        if (!c) return p - v;
+        if (c != '\t') return -1;
     }
 }
 

@@ -500,6 +500,10 @@ static void api_handler(sq_http_request *req, void *arg)
     EXPECT(ac, sq_http_set_header(req, "", "v") == -EINVAL);
     EXPECT(ac, sq_http_set_header(req, NULL, "v") == -EINVAL);
     EXPECT(ac, sq_http_set_header(req, "X-A", "v\r\nInjected: 1") == -EINVAL);
+    EXPECT(ac, sq_http_set_header(req, "X-A", "v\x01w") == -EINVAL); /* control bytes */
+    EXPECT(ac, sq_http_add_header(req, "X-A", "v\x7f") == -EINVAL);
+    EXPECT(ac, sq_http_set_status(req, 299, "Bad\x1bReason") == -EINVAL);
+    EXPECT(ac, sq_http_set_header(req, "X-Tab", "a\tb \xc3\xa9") == 0); /* HTAB, obs-text */
     EXPECT(ac, sq_http_set_header(req, "X-A", "1") == 0);
     EXPECT(ac, sq_http_set_header(req, "x-a", "2") == 0); /* replaces */
     EXPECT(ac, sq_http_add_header(req, "X-Multi", "a") == 0);
