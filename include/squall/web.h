@@ -321,7 +321,9 @@ int sq_redirect(sq_handler *h, const char *url, bool permanent);
  *  request's URI.  @return 0, -EINVAL (not a redirect status), -EALREADY, -ENOMEM. */
 int sq_redirect_status(sq_handler *h, const char *url, int status);
 /** Discard what was written and send an error page through the class's write_error.
- * `detail` is shown only in debug mode. */
+ * `detail` is shown only in debug mode.  Headers that described the discarded body go
+ * (Content-Type, Content-Disposition, Content-Range, ETag, Last-Modified, Cache-Control,
+ * Expires); write_error may set its own. */
 int sq_send_error(sq_handler *h, int status, const char *detail);
 /** Mark the handler failed (the C form of raising an exception): when the method returns,
  * a 500 (or `status`) is sent unless something was already flushed. */

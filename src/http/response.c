@@ -488,6 +488,22 @@ static const char *resp_header(const sq__http_req *r, const char *name, size_t *
     return NULL;
 }
 
+/* A strong ETag the handler set no longer names these bytes once they are gzipped: weak
+ * from then on (as nginx does), else an If-Range with it would splice identity bytes into
+ * the gzip ones. */
+static void weaken_etag(sq__http_req *r)
+{
+    size_t vlen = 0;
+    const char *v = resp_header(r, "ETag", &vlen);
+    while (v && vlen && *v == ' ') v++, vlen--;
+    if (!v || !vlen || *v != '"') return;
+    size_t at = (size_t)(v - r->hdrs.ptr);
+    if (sq__buf_reserve(&r->hdrs, 2) < 0) return;
+    memmove(r->hdrs.ptr + at + 2, r->hdrs.ptr + at, r->hdrs.len - at);
+    memcpy(r->hdrs.ptr + at, "W/", 2);
+    r->hdrs.len += 2;
+}
+
 /* Replace r->body with its gzip encoding when worth it.  Returns true if it did. */
 bool sq__http_gzip_body(sq_http_conn *c, sq__http_req *r)
 {
@@ -520,6 +536,7 @@ bool sq__http_gzip_body(sq_http_conn *c, sq__http_req *r)
     }
     sq__buf_free(&r->body);
     r->body = out;
+    if (r->rflags & RESP_HAS_ETAG) weaken_etag(r);
     return true;
 }
 

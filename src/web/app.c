@@ -1956,6 +1956,8 @@ int sq_send_error(sq_handler *h, int status, const char *detail)
     sq_http_clear_header(h->req, "Content-Range");
     sq_http_clear_header(h->req, "ETag");
     sq_http_clear_header(h->req, "Last-Modified");
+    sq_http_clear_header(h->req, "Cache-Control"); /* nor be cached as it would have been */
+    sq_http_clear_header(h->req, "Expires");
     const char *shown = h->app->settings.debug ? detail : NULL;
     if (h->cls->write_error) {
         h->cls->write_error(h, status, shown);
