@@ -34,7 +34,9 @@
  * sq_redis: pub/sub lives on a connection of its own, sq_redis_sub.
  *
  * All calls belong to the loop thread.  Callbacks (on_state, the message callback, a
- * command future's done callbacks) may issue commands and may free the client.
+ * command future's done callbacks) may issue commands and may free the client.  They run on
+ * the connection's own coroutine, the one that reads the replies, so they send to that client
+ * with the future forms: its coroutine forms fail there with -EDEADLK.
  */
 #ifndef SQUALL_REDIS_H
 #define SQUALL_REDIS_H
@@ -136,7 +138,9 @@ sq_future *sq_redis_cmd_argv_future(sq_redis *r, int argc, const char *const *ar
                                     const size_t *lens);
 /** Coroutine form of sq_redis_cmd_future().
  *  @return the reply, which the caller frees with sq_redis_reply_free(); *err (if non-NULL)
- *  is 0, or SQ_EREDIS with the error reply returned, or another error with NULL returned. */
+ *  is 0, or SQ_EREDIS with the error reply returned, or another error with NULL returned
+ *  (-EDEADLK, nothing sent: called from one of r's own callbacks, which would wait for
+ *  itself). */
 sq_redis_reply *sq_redis_cmd(sq_redis *r, int *err, const char *fmt, ...);
 /** Coroutine form of sq_redis_cmd_argv_future(); returns as sq_redis_cmd(). */
 sq_redis_reply *sq_redis_cmd_argv(sq_redis *r, int *err, int argc, const char *const *argv,

@@ -56,6 +56,7 @@ struct sq_redis {
     sq_redis_options opts;
     sq_tls_context *tls_ctx; /* our reference */
 
+    sq_coro *coro; /* conn_main's, while it runs: the callbacks run on it */
     sq_stream *stream;
     redisReader *reader;
     sq_future *wait;        /* what the coroutine awaits now (our reference) */
@@ -510,6 +511,7 @@ static void going_down(sq_redis *r, int e)
 static void *conn_main(void *arg)
 {
     sq_redis *r = arg;
+    r->coro = sq_coro_self();
     double delay = r->opts.reconnect_min;
     while (!r->closing) {
         int e = establish(r);
@@ -547,6 +549,7 @@ static void *conn_main(void *arg)
         sq_stream_free(r->stream);
         r->stream = NULL;
     }
+    r->coro = NULL;
     redis_release(r);
     return NULL;
 }
@@ -614,6 +617,10 @@ static int parse_query(sq_redis *r, const char *q)
             else if (kl == 4 && !memcmp(q, "user", 4))
                 e = replace(&r->user, v, vl);
             if (e < 0) return e;
+            if (r->password && !*r->password) { /* none, as in redis://:@host */
+                free(r->password);
+                r->password = NULL;
+            }
         }
         q += n;
         if (*q == '&') q++;
@@ -852,6 +859,17 @@ sq_future *sq_redis_cmd_argv_future(sq_redis *r, int argc, const char *const *ar
     return submit(r, cmd, len);
 }
 
+/* The client's callbacks (on_state, done callbacks) run on its own coroutine, the one that
+ * reads the replies: awaiting one there would wait for itself forever. */
+static bool in_own_callback(const sq_redis *r, int *err)
+{
+    if (!r || !r->coro || sq_coro_self() != r->coro) return false;
+    sq_log(SQ_LOG_ERROR, "sq_redis_cmd: called from the client's own callback, where it would "
+                         "wait for itself (use sq_redis_cmd_future)");
+    if (err) *err = -EDEADLK;
+    return true;
+}
+
 static sq_redis_reply *await_reply(sq_future *f, int *err)
 {
     if (!sq_in_coro()) {
@@ -868,6 +886,7 @@ static sq_redis_reply *await_reply(sq_future *f, int *err)
 
 sq_redis_reply *sq_redis_cmd(sq_redis *r, int *err, const char *fmt, ...)
 {
+    if (in_own_callback(r, err)) return NULL;
     va_list ap;
     va_start(ap, fmt);
     sq_future *f = cmd_vfuture(r, fmt, ap);
@@ -878,6 +897,7 @@ sq_redis_reply *sq_redis_cmd(sq_redis *r, int *err, const char *fmt, ...)
 sq_redis_reply *sq_redis_cmd_argv(sq_redis *r, int *err, int argc, const char *const *argv,
                                   const size_t *lens)
 {
+    if (in_own_callback(r, err)) return NULL;
     return await_reply(sq_redis_cmd_argv_future(r, argc, argv, lens), err);
 }
 

@@ -282,6 +282,10 @@ static void *basic_coro(void *arg)
     /* a reply nobody takes is freed with its future */
     assert_int_equal(sq_await(sq_redis_cmd_future(r, "GET ff"), NULL), 0);
     sq_redis_free(r);
+    /* an empty password in the query is none, as in redis://:@host (it sent AUTH "", which a
+     * server without a password refuses, and the connect failed) */
+    sq_redis_free(connect_ok(url_of(s, "/0?password="), NULL));
+    sq_redis_free(connect_ok(url_of(s, "/0?password=&db=1"), NULL));
     return NULL;
 }
 
@@ -1118,6 +1122,50 @@ static void test_command_in_connect_callback(void **state)
     assert_int_equal(st, 0);
 }
 
+/* The coroutine form from the client's own callbacks (on_state, a command's done callback),
+ * which run on the coroutine that reads the replies: it fails at once with -EDEADLK.  It used
+ * to wait for a reply only that coroutine could read, and the client hung for good (every
+ * later command timed out). */
+static int own_err_state, own_err_done;
+
+static void own_state(sq_redis *r, bool up, void *arg)
+{
+    if (up) sq_redis_reply_free(sq_redis_cmd(r, &own_err_state, "CLIENT SETNAME %s", "worker"));
+}
+
+static void own_done(sq_future *f, void *arg)
+{
+    sq_redis_reply_free(sq_redis_cmd(arg, &own_err_done, "PING"));
+}
+
+static void *own_callback_coro(void *arg)
+{
+    redis_srv *s = arg;
+    own_err_state = own_err_done = 1;
+    sq_redis *r = connect_ok(url_of(s, NULL), &(sq_redis_options){.on_state = own_state});
+    sq_future *f = sq_redis_cmd_future(r, "PING");
+    assert_int_equal(sq_future_add_done_callback(f, own_done, r), 0);
+    assert_int_equal(sq_await(sq_with_timeout(f, 2), NULL), 0);
+    void *v = NULL;
+    assert_int_equal(sq_await(sq_with_timeout(sq_redis_cmd_future(r, "PING"), 2), &v), 0);
+    expect_str(v, SQ_REDIS_REPLY_STATUS, "PONG");
+    assert_int_equal(own_err_state, -EDEADLK);
+    assert_int_equal(own_err_done, -EDEADLK);
+    sq_redis_free(r);
+    return NULL;
+}
+
+static void test_cmd_in_own_callback(void **state)
+{
+    NEED_REDIS();
+    redis_srv s;
+    srv_start(&s, false, NULL);
+    sq_log_set_level(SQ_LOG_OFF); /* the refusal is logged as an error */
+    run(own_callback_coro, &s, 30);
+    sq_log_set_level(SQ_LOG_INFO);
+    srv_stop(&s);
+}
+
 /* A subscriber whose user may not listen on one of its channels (an ACL): the others are
  * subscribed, it comes up, and their messages arrive (one refused channel used to refuse
  * the whole SUBSCRIBE, and the subscriber never came up). */
@@ -1265,6 +1313,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_early_free),
         cmocka_unit_test(test_free_in_connect_callback),
         cmocka_unit_test(test_command_in_connect_callback),
+        cmocka_unit_test(test_cmd_in_own_callback),
         cmocka_unit_test(test_subscribe_refused_channel),
         cmocka_unit_test(test_loop_freed_under_clients),
     };
