@@ -978,7 +978,8 @@ int sq__ws_set_deflate(sq_ws *ws, const sq__ws_pmd *pmd)
     int want = ws->set->max_window_bits >= 8 && ws->set->max_window_bits < 15
                    ? ws->set->max_window_bits
                    : 15;
-    if (want < mine && want >= 9) mine = (uint8_t)want;
+    if (want == 8) want = 9; /* zlib has no 8-bit raw window */
+    if (want < mine) mine = (uint8_t)want;
     /* an 8-bit window is beyond zlib: such a side sends its messages uncompressed */
     tx->bits = mine >= 9 ? mine : 0;
     tx->level = ws->set->compression_level;

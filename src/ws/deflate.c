@@ -183,7 +183,8 @@ int sq__ws_pmd_accept(const char *hdr, size_t len, const sq_ws_settings *s, sq__
         if (read_params(&e, true, &p, &seen) < 0) continue; /* try the next offer */
         int mine =
             s && s->max_window_bits >= 8 && s->max_window_bits < 15 ? s->max_window_bits : 15;
-        if (mine == 8 && !(seen & P_SMWB)) mine = 9; /* zlib has no 8-bit raw window */
+        /* zlib has no 8-bit raw window: 9 (still 8, uncompressed, when the client asks) */
+        if (mine == 8) mine = 9;
         if (mine < p.server_bits) p.server_bits = (uint8_t)mine;
         if (s && s->no_context_takeover) p.server_no_ctx = true;
         int n = snprintf(resp, resplen, "permessage-deflate%s%s",

@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -417,6 +418,15 @@ static void test_negotiation(void **st)
     /* 8-bit window for us: accepted, our messages then go uncompressed */
     assert_int_equal(ACCEPT("permessage-deflate; server_max_window_bits=8"), 1);
     assert_int_equal(p.server_bits, 8);
+    /* max_window_bits 8 for us is zlib's 9, also when the client allows a window */
+    sq_ws_settings s8 = {.compression = true, .max_window_bits = 8};
+    const char *o12 = "permessage-deflate; server_max_window_bits=12";
+    assert_int_equal(sq__ws_pmd_accept(o12, strlen(o12), &s8, &p, resp, sizeof resp), 1);
+    assert_string_equal(resp, "permessage-deflate; server_max_window_bits=9");
+    assert_int_equal(p.server_bits, 9);
+    const char *o8 = "permessage-deflate; server_max_window_bits=8";
+    assert_int_equal(sq__ws_pmd_accept(o8, strlen(o8), &s8, &p, resp, sizeof resp), 1);
+    assert_int_equal(p.server_bits, 8);
     s.no_context_takeover = true;
     assert_int_equal(ACCEPT("permessage-deflate"), 1);
     assert_string_equal(resp, "permessage-deflate; server_no_context_takeover");
@@ -507,6 +517,70 @@ static void test_no_limit(void **st)
     (void)st;
 }
 
+/* Whether a raw deflate stream inflates with a window of `bits`, 64 bytes of output at a
+ * time (zlib only catches a distance past its window outside the current output). */
+static bool inflates_within(const uint8_t *p, size_t n, int bits)
+{
+    z_stream z = {0};
+    assert_int_equal(inflateInit2(&z, -bits), Z_OK);
+    uint8_t out[64];
+    z.next_in = (Bytef *)p;
+    z.avail_in = (uInt)n;
+    int r;
+    do {
+        z.next_out = out;
+        z.avail_out = sizeof out;
+        r = inflate(&z, Z_SYNC_FLUSH);
+    } while (r == Z_OK && (z.avail_in || !z.avail_out));
+    inflateEnd(&z);
+    return r == Z_OK || r == Z_BUF_ERROR;
+}
+
+/* A client with max_window_bits 8 compresses with zlib's smallest window (9), not 15. */
+static void test_client_window_8(void **st)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    sq_ws_settings cs = {.max_window_bits = 8};
+    sq_ws *ws = sq__ws_new(loop, sv[0], NULL, &cs);
+    assert_non_null(ws);
+    sq__ws_pmd pmd = {.server_bits = 15, .client_bits = 15};
+    assert_int_equal(sq__ws_set_deflate(ws, &pmd), 0);
+    size_t big = 20000;
+    char *m = malloc(big);
+    uint32_t x = 7;
+    for (size_t i = 0; i < 2000; i++) {
+        x = x * 1103515245u + 12345u;
+        m[i] = (char)('a' + (x >> 16) % 26);
+    }
+    for (size_t i = 2000; i < big; i++) m[i] = m[i % 2000]; /* repeats 2000 bytes back */
+    assert_int_equal(sq_ws_send(ws, m, big, false), 0);
+    uint8_t *f = malloc(big + 64);
+    size_t got = 0;
+    for (;;) { /* the frame: 0xc1, 126 + 16-bit length, the mask, the payload */
+        ssize_t r = read(sv[1], f + got, big + 64 - got);
+        assert_true(r > 0);
+        got += (size_t)r;
+        if (got >= 8 && got >= 8 + ((size_t)f[2] << 8 | f[3])) break;
+    }
+    assert_int_equal(f[0], 0xc1);
+    assert_int_equal(f[1], 0x80 | 126);
+    size_t n = (size_t)f[2] << 8 | f[3];
+    uint8_t *pl = f + 8;
+    for (size_t i = 0; i < n; i++) pl[i] ^= f[4 + (i & 3)];
+    memcpy(pl + n, "\x00\x00\xff\xff", 4);
+    assert_true(inflates_within(pl, n + 4, 15));
+    assert_true(inflates_within(pl, n + 4, 9));
+    sq_ws_free(ws);
+    for (int i = 0; i < 3; i++) sq_loop_run_once(loop, false);
+    close(sv[1]);
+    free(f);
+    free(m);
+    sq_loop_free(loop);
+    (void)st;
+}
+
 /* A forked child does not repeat its parent's masks and keys. */
 static void test_rand_after_fork(void **st)
 {
@@ -543,6 +617,7 @@ int main(void)
         cmocka_unit_test(test_ping_inside_compressed_fragments),
         cmocka_unit_test(test_no_limit),
         cmocka_unit_test(test_rand_after_fork),
+        cmocka_unit_test(test_client_window_8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
