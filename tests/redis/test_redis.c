@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -122,6 +123,8 @@ static void srv_spawn(redis_srv *s)
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
+        /* it goes with the test, also when a failed check skipped the test's own stop */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         int null = open("/dev/null", O_RDWR);
         dup2(null, 1);
         dup2(null, 2);
@@ -474,7 +477,9 @@ static void *pipeline_coro(void *arg)
     assert_true(obs.turns >= NCORO * NCMD / 128 / 2);
     assert_true(tk.ticks >= 1);
     assert_true(tk.first_gap < 2.0);
-    assert_true(tk.ticks - 1 >= (int)(after / interval / 10));
+    /* a tick every 40 ms on average at least (turns took up to 29 ms under ASan while other
+     * tests ran beside it; a loop held for the whole burst gives none) */
+    assert_true(tk.ticks - 1 >= (int)(after / interval / 40));
     assert_true(tk.max_gap < 0.2);
     int e;
     expect_int(ok(r, sq_redis_cmd(r, &e, "INCR ctr:7"), &e), NCMD + 1);
