@@ -986,8 +986,7 @@ static void set_etag(sq_handler *h)
     put_hex64(etag + 1, x);
     etag[18] = 0;
     sq__http_resp_add_etag(req, etag, 18); /* there is none (above): nothing to replace */
-    sq_str inm = sq_http_header_get(req, "If-None-Match");
-    if (inm.ptr && sq__etag_listed(inm, etag)) {
+    if (sq__if_none_match(req, etag) == 1) {
         sq_http_set_status(req, 304, NULL);
         h->out.len = 0; /* a 304 has no body */
     }

@@ -94,7 +94,7 @@ static bool safe_relative(const char *rel, size_t len)
     return true;
 }
 
-bool sq__etag_listed(sq_str list, const char *etag)
+static bool etag_listed(sq_str list, const char *etag)
 {
     size_t elen = strlen(etag);
     const char *p = list.ptr, *end = list.ptr + list.len;
@@ -109,6 +109,17 @@ bool sq__etag_listed(sq_str list, const char *etag)
         if ((size_t)(e - s) == elen && memcmp(s, etag, elen) == 0) return true;
     }
     return false;
+}
+
+int sq__if_none_match(const sq_http_request *req, const char *etag)
+{
+    int r = -1;
+    for (size_t i = 0; i < req->nheaders && r < 1; i++) {
+        const sq_http_header *hd = &req->headers[i];
+        if (hd->name_len != 13 || strncasecmp(hd->name, "If-None-Match", 13)) continue;
+        r = etag_listed((sq_str){hd->value, hd->value_len}, etag);
+    }
+    return r;
 }
 
 static bool parse_u64(const char **pp, const char *end, uint64_t *out)
@@ -301,9 +312,9 @@ static void static_get(sq_handler *h)
     }
 
     bool not_modified = false;
-    sq_str inm = sq_http_header_get(req, "If-None-Match");
-    if (inm.ptr) {
-        not_modified = sq__etag_listed(inm, etag);
+    int inm = sq__if_none_match(req, etag);
+    if (inm >= 0) {
+        not_modified = inm;
     } else {
         sq_str ims = sq_http_header_get(req, "If-Modified-Since");
         time_t t;

@@ -21,8 +21,10 @@ const char *sq__app_static_root(sq_app *app, const char *root);
 bool sq__handler_is_head(sq_handler *h);
 /* The app's settings (static_max_age, static_default_filename). */
 const sq_app_settings *sq__app_settings(const sq_app *app);
-/* Whether an If-None-Match list names `etag` (weak comparison; "*" matches anything). */
-bool sq__etag_listed(sq_str list, const char *etag);
+/* The request's If-None-Match (every line of it: a list may be split over several, as
+ * Tornado reads it) against `etag`: 1 when it names it (weak comparison; "*" matches
+ * anything), 0 when it does not, -1 when the request has none. */
+int sq__if_none_match(const sq_http_request *req, const char *etag);
 
 /* Compact JSON of a json_t appended to b, jansson's bytes (src/web/json.c): 0, or -ENOMEM,
  * or -EINVAL for a string jansson will not write (b as it was). */
