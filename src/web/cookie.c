@@ -390,6 +390,23 @@ int sq_cookie_value_key_version(const char *signed_value, size_t len)
     return k < 0 ? -1 : k;
 }
 
+/* The end of a verification, once the MAC matched (either format): the age (max_age_days;
+ * <= 0: 31), then the value decoded into dst. */
+static ssize_t verified_value(char *dst, size_t dstlen, double t, time_t now, double max_age_days,
+                              ssize_t (*decode)(char *, const char *, size_t), const char *enc,
+                              size_t elen)
+{
+    ssize_t vlen = decode(NULL, enc, elen);
+    if (vlen < 0) return vlen == -ENOMEM ? -ENOMEM : -EINVAL;
+    if (!(max_age_days > 0)) max_age_days = 31;
+    double age = (double)now - t;
+    if (age > max_age_days * 86400.0 || age < -86400.0) return -ETIMEDOUT;
+    if ((size_t)vlen >= dstlen) return -E2BIG;
+    decode(dst, enc, elen);
+    dst[vlen] = '\0';
+    return vlen;
+}
+
 ssize_t sq_verify_cookie_value(char *dst, size_t dstlen, const char *secret, const char *name,
                                const char *signed_value, size_t len, double max_age_days,
                                time_t now)
@@ -404,15 +421,8 @@ ssize_t sq_verify_cookie_value(char *dst, size_t dstlen, const char *secret, con
         long long t = tv2_num(tv.f[1], tv.flen[1]);
         if (tv.flen[2] != strlen(name) || memcmp(tv.f[2], name, tv.flen[2]) || t <= 0)
             return -EINVAL;
-        ssize_t vlen = b64std_decode(NULL, tv.f[3], tv.flen[3]);
-        if (vlen < 0) return vlen;
-        if (!(max_age_days > 0)) max_age_days = 31;
-        double age = (double)now - (double)t;
-        if (age > max_age_days * 86400.0 || age < -86400.0) return -ETIMEDOUT;
-        if ((size_t)vlen >= dstlen) return -E2BIG;
-        b64std_decode(dst, tv.f[3], tv.flen[3]);
-        dst[vlen] = '\0';
-        return vlen;
+        return verified_value(dst, dstlen, (double)t, now, max_age_days, b64std_decode, tv.f[3],
+                              tv.flen[3]);
     }
     /* b64 "|" ts "|" sig: the last two fields have fixed forms, so split from the right */
     if (len < SIG_HEX + 3 || signed_value[len - SIG_HEX - 1] != '|') return -EINVAL;
@@ -435,13 +445,5 @@ ssize_t sq_verify_cookie_value(char *dst, size_t dstlen, const char *secret, con
     int r = sign(want, secret, name, signed_value, plen);
     if (r < 0) return r;
     if (CRYPTO_memcmp(want, signed_value + plen + 1, SIG_HEX) != 0) return -EINVAL;
-    ssize_t vlen = b64_decode(NULL, b64, blen);
-    if (vlen < 0) return -EINVAL; /* cannot happen for a value we signed */
-    if (!(max_age_days > 0)) max_age_days = 31;
-    double age = (double)now - (double)t;
-    if (age > max_age_days * 86400.0 || age < -86400.0) return -ETIMEDOUT;
-    if ((size_t)vlen >= dstlen) return -E2BIG;
-    b64_decode(dst, b64, blen);
-    dst[vlen] = '\0';
-    return vlen;
+    return verified_value(dst, dstlen, (double)t, now, max_age_days, b64_decode, b64, blen);
 }
