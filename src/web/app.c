@@ -901,7 +901,15 @@ static bool xsrf_ok(sq_handler *h, const char **why)
     return true;
 }
 
-/* Before the method: the login requirement and the XSRF check.  False when answered. */
+/* Whether url starts with a scheme (RFC 3986: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) ":"). */
+static bool has_scheme(const char *url)
+{
+    size_t k = 0;
+    while (url[k] && (isalnum((unsigned char)url[k]) || strchr("+-.", url[k]))) k++;
+    return k > 0 && url[k] == ':' && isalpha((unsigned char)url[0]);
+}
+
+/* GET, HEAD or OPTIONS: no XSRF check; the login redirect is for the first two. */
 static bool safe_method(const sq_handler *h)
 {
     sq_str m = h->req->method;
@@ -923,9 +931,7 @@ static bool login_gate(sq_handler *h)
             /* login_url?next=<the URI, escaped>; the full URL when the login page is on
              * another site (an absolute login_url); a login_url with a query of its own
              * gets no next (Tornado's get_login_url handling) */
-            size_t sl = strcspn(login, ":/?#");
-            bool absolute =
-                sl && login[sl] == ':' && ((login[0] | 32) >= 'a' && (login[0] | 32) <= 'z');
+            bool absolute = has_scheme(login);
             const char *proto = req->protocol ? req->protocol : "http";
             size_t nlen = (absolute ? strlen(proto) + 3 + req->host.len : 0) + req->uri.len;
             size_t cap = strlen(login) + 3 * nlen + 8;
@@ -1842,10 +1848,7 @@ static size_t remove_dot_segments(char *p, size_t n)
 static const char *resolve_location(sq_handler *h, const char *url)
 {
     size_t ul = strlen(url);
-    size_t k = 0;
-    while (k < ul && (isalnum((unsigned char)url[k]) || strchr("+-.", url[k]))) k++;
-    if ((k > 0 && k < ul && url[k] == ':' && isalpha((unsigned char)url[0])) ||
-        (ul >= 2 && url[0] == '/' && url[1] == '/'))
+    if (has_scheme(url) || (ul >= 2 && url[0] == '/' && url[1] == '/'))
         return url; /* scheme:… or //authority… */
     sq_str path = h->req->path, query = h->req->query;
     char *buf = sq__handler_alloc(h, path.len + ul + query.len + 6);
