@@ -352,6 +352,12 @@ static bool same_host(const struct sockaddr *a, const struct sockaddr *b)
            x->sin6_scope_id == y->sin6_scope_id;
 }
 
+/* A listen error that says this host lacks the address family (IPv6 off), not a failure */
+static bool family_missing(int e)
+{
+    return e == -EAFNOSUPPORT || e == -EADDRNOTAVAIL || e == -EPROTONOSUPPORT;
+}
+
 /* The resolver of names to bind to (tests: one that gives several addresses) */
 static int (*resolve)(const char *, const char *, const struct addrinfo *,
                       struct addrinfo **) = getaddrinfo;
@@ -402,7 +408,7 @@ int sq__tcp_listen_fds(const char *host, int port, const sq_tcp_options *o, int 
                                   .sin6_port = htons((uint16_t)port),
                                   .sin6_addr = IN6ADDR_ANY_INIT};
         e = listen_one((struct sockaddr *)&a6, sizeof a6, o, backlog, fds, &n, bound);
-        if (e == -EAFNOSUPPORT || e == -EADDRNOTAVAIL || e == -EPROTONOSUPPORT) {
+        if (family_missing(e)) {
             struct sockaddr_in a4 = {.sin_family = AF_INET,
                                      .sin_port = htons((uint16_t)port),
                                      .sin_addr.s_addr = htonl(INADDR_ANY)};
@@ -433,7 +439,7 @@ int sq__tcp_listen_fds(const char *host, int port, const sq_tcp_options *o, int 
              * other failure (the port taken on one of the addresses) fails the whole: a
              * server listening on some of a name's addresses only, without a word, would
              * leave the others to whoever holds them. */
-            if (e == -EADDRNOTAVAIL || e == -EAFNOSUPPORT || e == -EPROTONOSUPPORT) {
+            if (family_missing(e)) {
                 if (!skipped) skipped = e;
                 e = 0;
             }
