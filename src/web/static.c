@@ -257,17 +257,16 @@ static void static_get(sq_handler *h)
              * work.  Relative ("./sub/"), so sq_redirect's guard against "//host" applies. */
             size_t seg = path.len;
             while (seg > 0 && path.ptr[seg - 1] != '/') seg--;
-            sq__buf b = {0};
-            int e = sq__buf_append(&b, "./", 2);
-            if (!e) e = sq__buf_append(&b, path.ptr + seg, path.len - seg);
-            if (!e) e = sq__buf_append(&b, "/?", req->query.len ? 2 : 1);
-            if (!e && req->query.len) e = sq__buf_append(&b, req->query.ptr, req->query.len);
-            if (!e) e = sq__buf_append(&b, "", 1);
-            if (e)
+            sq_str q = req->query;
+            size_t n = 2 + (path.len - seg) + 2 + q.len + 1;
+            char *to = sq__handler_alloc(h, n);
+            if (!to) {
                 sq_handler_fail(h, 500, "static: out of memory");
-            else
-                sq_redirect(h, b.ptr, true);
-            sq__buf_free(&b);
+                return;
+            }
+            snprintf(to, n, "./%.*s/%s%.*s", (int)(path.len - seg), path.ptr + seg,
+                     q.len ? "?" : "", (int)q.len, q.ptr ? q.ptr : "");
+            sq_redirect(h, to, true);
             return;
         }
         size_t dl = strlen(deflt);
