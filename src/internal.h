@@ -278,6 +278,9 @@ void sq__call_set_dispose(sq_call *c, sq_callback_fn dispose);
 /* Free the loop's pooled futures beyond `keep` (0: all, at sq_loop_free; the HTTP server's
  * trim after a burst keeps what its connections can use). */
 void sq__future_pool_trim(sq_loop *loop, size_t keep);
+/* The arg of f's first done callback if that callback is cb, else NULL: how the owner of a
+ * future that registered itself first (the HTTP client's transfer) finds its state again. */
+void *sq__future_first_arg(const sq_future *f, sq_future_cb cb);
 /* Free the loop's slabs whose call handles or blocks are all back in their pools (after a
  * burst of timers; the HTTP server's trim).  sq__loop_slab_bytes: what the slabs hold. */
 void sq__loop_slabs_trim(sq_loop *loop);

@@ -27,6 +27,7 @@
 #ifndef SQUALL_CLIENT_H
 #define SQUALL_CLIENT_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -58,10 +59,16 @@ typedef struct sq_http_client sq_http_client;
 enum { SQ_FETCH_AUTH_BASIC = 0, SQ_FETCH_AUTH_DIGEST = 1 };
 
 /** Streaming upload: fill buf with up to len bytes of the request body and return how many,
- * 0 at the end, or a negative errno to abort the fetch with that error.  Called on the loop
- * thread whenever libcurl can send more; it must not block.  Returning more than len, or
- * more in all than the body_len declared, fails the fetch with -EINVAL. */
+ * 0 at the end, SQ_FETCH_PAUSE when no byte is ready yet, or a negative errno to abort the
+ * fetch with that error.  Called on the loop thread whenever libcurl can send more; it must
+ * not block.  Returning more than len, or more in all than the body_len declared, fails the
+ * fetch with -EINVAL. */
 typedef ssize_t (*sq_fetch_body_producer)(char *buf, size_t len, void *arg);
+/** A body producer's answer when it has nothing to send yet (its bytes come from elsewhere:
+ * a request being received, a queue): the transfer pauses, its socket unwatched, until
+ * sq_fetch_resume() is called with its future; then the producer is called again.  The
+ * request timeout goes on running meanwhile. */
+#define SQ_FETCH_PAUSE ((ssize_t)-EAGAIN)
 /** Streaming download: one piece of the (decompressed) body; the response's body then stays
  * empty.  Return 0 to go on or a negative errno to abort the fetch with it. */
 typedef int (*sq_fetch_streaming_cb)(const char *data, size_t len, void *arg);
@@ -202,6 +209,12 @@ size_t sq_http_client_queued(const sq_http_client *c);
 sq_future *sq_http_client_fetch(sq_http_client *c, const char *url, const sq_fetch_request *req);
 /** sq_http_client_fetch on the current loop's default client. */
 sq_future *sq_fetch(const char *url, const sq_fetch_request *req);
+/** Wake the transfer of `fetch` (a future of sq_fetch or sq_http_client_fetch) whose body
+ * producer returned SQ_FETCH_PAUSE: the producer is called again soon, on the loop.  0 (also
+ * when it was not paused), -EALREADY when the fetch is done, -EINVAL when `fetch` is no
+ * fetch's future.  Call it on the loop thread, from anywhere there (a callback of the same
+ * or another fetch included). */
+int sq_fetch_resume(sq_future *fetch);
 /** Blocking fetch for scripts and tests: runs a private loop and client until done (the
  * calling thread's current loop is left as it was; a default client that callbacks made
  * for the private loop is freed with it).  Returns the future's status as above;

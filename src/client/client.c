@@ -249,6 +249,17 @@ static void queue_timed_out(sq_loop *loop, sq_timer *t)
     client_leave(c);
 }
 
+/* Fail x with err once libcurl has returned (it may not be removed from inside libcurl): its
+ * callbacks fail from now on, and collect() completes it. */
+static void defer_cancel(sq_http_client *c, sq__xfer *x, int err)
+{
+    if (x->cancel_pending) return;
+    x->cancel_pending = true;
+    x->abort_err = err;
+    x->next_cancel = c->cancels;
+    c->cancels = x;
+}
+
 /* The fetch's future was resolved by someone else than xfer_complete: it was cancelled
  * (sq_future_cancel, sq_with_timeout …).  This is the future's first done callback, so the
  * transfer is gone before the caller's callbacks run (they may free the client). */
@@ -259,12 +270,7 @@ static void on_fut_done(sq_future *f, void *arg)
     if (c->in_curl && x->state == SQ__X_ACTIVE) {
         /* Inside libcurl (a streaming callback cancelled it): libcurl forbids removing a
          * handle from there, so fail its callbacks now and remove it once libcurl returns. */
-        if (!x->cancel_pending) {
-            x->cancel_pending = true;
-            x->abort_err = -ECANCELED;
-            x->next_cancel = c->cancels;
-            c->cancels = x;
-        }
+        defer_cancel(c, x, -ECANCELED);
         return;
     }
     client_enter(c);
@@ -473,12 +479,7 @@ static int socket_failed(sq_http_client *c, CURL *e, int err)
     curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&x);
     sq_log(SQ_LOG_WARNING, "http client: cannot watch a socket of %s: %s",
            x && x->url ? x->url : "a fetch", sq_strerror(err));
-    if (x && !x->cancel_pending) {
-        x->cancel_pending = true;
-        x->abort_err = err;
-        x->next_cancel = c->cancels;
-        c->cancels = x;
-    }
+    if (x) defer_cancel(c, x, err);
     return 0;
 }
 
@@ -724,6 +725,24 @@ sq_future *sq_fetch(const char *url, const sq_fetch_request *req)
     sq_http_client *c = sq_http_client_default(NULL);
     if (!c) return NULL;
     return sq_http_client_fetch(c, url, req);
+}
+
+int sq_fetch_resume(sq_future *fetch)
+{
+    sq__xfer *x = fetch ? sq__future_first_arg(fetch, on_fut_done) : NULL;
+    if (!x) return fetch && sq_future_done(fetch) ? -EALREADY : -EINVAL;
+    if (!x->paused || x->cancel_pending) return 0;
+    x->paused = false;
+    sq_http_client *c = x->client;
+    client_enter(c);
+    /* libcurl may call the producer (and this transfer's other callbacks) from in here */
+    c->in_curl++;
+    CURLcode rc = curl_easy_pause(x->easy, CURLPAUSE_CONT);
+    c->in_curl--;
+    if (rc != CURLE_OK) defer_cancel(c, x, SQ_ECURL);
+    if (!c->in_curl) collect(c); /* else the libcurl call this is inside collects */
+    client_leave(c);
+    return 0;
 }
 
 int sq_fetch_sync(const char *url, const sq_fetch_request *req, sq_fetch_response **out)

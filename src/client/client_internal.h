@@ -39,6 +39,7 @@ struct sq__xfer {
     size_t body_total, body_sent; /* a producer's declared length (0: unknown), bytes so far */
     void *producer_arg;
     int (*rewind)(void *arg);
+    bool paused; /* the producer returned SQ_FETCH_PAUSE: until sq_fetch_resume */
     sq_fetch_streaming_cb streaming;
     void *streaming_arg;
     sq_fetch_header_cb header_cb;

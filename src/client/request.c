@@ -303,6 +303,10 @@ size_t sq__xfer_on_read(char *p, size_t size, size_t n, void *arg)
     sq__xfer *x = arg;
     if (x->abort_err) return CURL_READFUNC_ABORT;
     ssize_t r = x->producer(p, size * n, x->producer_arg);
+    if (r == SQ_FETCH_PAUSE) {
+        x->paused = true;
+        return CURL_READFUNC_PAUSE;
+    }
     if (r < 0) {
         x->abort_err = (int)r;
         return CURL_READFUNC_ABORT;

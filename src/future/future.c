@@ -231,6 +231,11 @@ int sq_future_add_done_callback(sq_future *f, sq_future_cb cb, void *arg)
     return 0;
 }
 
+void *sq__future_first_arg(const sq_future *f, sq_future_cb cb)
+{
+    return f->ninline && f->inl[0].cb == cb ? f->inl[0].arg : NULL;
+}
+
 int sq_future_remove_done_callback(sq_future *f, sq_future_cb cb, void *arg)
 {
     /* While resolve() walks the entries (an earlier callback removing a later one), an entry

@@ -649,6 +649,100 @@ static void test_streaming(void **state)
     run(stream_coro, 60);
 }
 
+/* A producer fed from elsewhere (a timer here: 10,000 bytes every 20 ms): with nothing to
+ * send it answers SQ_FETCH_PAUSE, and the feeder wakes the transfer with sq_fetch_resume(). */
+typedef struct fed {
+    producer p;
+    size_t avail; /* bytes the producer may have sent by now */
+    int pauses, resumes, resume_err;
+    sq_future *f;
+    sq_timer t;
+} fed;
+
+static ssize_t produce_fed(char *buf, size_t len, void *arg)
+{
+    fed *d = arg;
+    if (d->p.sent == d->avail && d->avail < d->p.total) {
+        d->pauses++;
+        return SQ_FETCH_PAUSE;
+    }
+    if (len > d->avail - d->p.sent) len = d->avail - d->p.sent;
+    return produce(buf, len, &d->p);
+}
+
+static void feed(sq_loop *l, sq_timer *t)
+{
+    fed *d = t->data;
+    d->avail = d->avail + 10000 < d->p.total ? d->avail + 10000 : d->p.total;
+    int e = sq_fetch_resume(d->f);
+    if (e < 0) d->resume_err = e;
+    d->resumes++;
+    if (d->avail < d->p.total) sq_timer_start(t, 0.02, 0);
+}
+
+static void *pause_coro(void *arg)
+{
+    sq_fetch_response *r;
+    for (int known = 0; known < 2; known++) {
+        fed d = {.p = {.total = 100000, .piece = 100000}};
+        sq_fetch_request q = {.method = "POST",
+                              .body_producer = produce_fed,
+                              .body_producer_arg = &d,
+                              .body_len = known ? d.p.total : 0};
+        sq_timer_init(loop, &d.t, feed, &d);
+        double t0 = sq_test_now();
+        d.f = sq_fetch(url("/upload"), &q);
+        sq_timer_start(&d.t, 0.02, 0);
+        int64_t st = sq_await(sq_future_retain(d.f), (void **)&r);
+        sq_timer_stop(&d.t);
+        assert_int_equal(st, 0);
+        char expect[64];
+        snprintf(expect, sizeof expect, "%zu %llu", d.p.total, (unsigned long long)d.p.sum);
+        assert_string_equal(r->body, expect); /* every byte, in order, once */
+        sq_fetch_response_free(r);
+        /* it waited for the feeder (10 slices, 20 ms apart), pausing between slices */
+        assert_true(sq_test_now() - t0 > 0.15);
+        assert_true(d.pauses >= 5);
+        assert_true(d.pauses <= d.resumes + 1); /* called again only once woken */
+        assert_int_equal(d.resume_err, 0);
+        /* the fetch is over: nothing to resume */
+        assert_int_equal(sq_fetch_resume(d.f), -EALREADY);
+        sq_future_release(d.f);
+    }
+    /* Paused for good: the request timeout ends it. */
+    fed stuck = {.p = {.total = 100000, .piece = 100000}};
+    sq_fetch_request qs = {.method = "POST",
+                           .body_producer = produce_fed,
+                           .body_producer_arg = &stuck,
+                           .request_timeout = 0.3};
+    double t0 = sq_test_now();
+    assert_int_equal(fetch(url("/upload"), &qs, &r), -ETIMEDOUT);
+    assert_null(r);
+    assert_true(sq_test_now() - t0 < 3);
+    assert_int_equal(stuck.pauses, 1);
+    /* Paused, then cancelled: the transfer goes at once. */
+    fed gone = {.p = {.total = 100000, .piece = 100000}};
+    sq_fetch_request qg = {
+        .method = "POST", .body_producer = produce_fed, .body_producer_arg = &gone};
+    sq_future *fg = sq_fetch(url("/upload"), &qg);
+    for (int i = 0; i < 200 && !gone.pauses; i++) sq_sleep(0.01);
+    assert_int_equal(gone.pauses, 1);
+    assert_int_equal(sq_future_cancel(fg), 0);
+    assert_int_equal(sq_fetch_resume(fg), -EALREADY);
+    sq_future_release(fg);
+    /* Not a fetch's future. */
+    sq_future *other = sq_future_new(loop);
+    assert_int_equal(sq_fetch_resume(other), -EINVAL);
+    sq_future_release(other);
+    assert_int_equal(sq_fetch_resume(NULL), -EINVAL);
+    return NULL;
+}
+
+static void test_producer_pause(void **state)
+{
+    run(pause_coro, 30);
+}
+
 /* --- failures
  * ------------------------------------------------------------------------------------- */
 
@@ -1739,6 +1833,26 @@ static void *tls_coro(void *arg)
     }
     assert_int_equal(conns, 1);
     sq_http_client_free(c);
+
+    /* A paused upload on an HTTP/2 stream (nginx hands the body to the app's /upload). */
+    snprintf(u, sizeof u, "https://127.0.0.1:%d/upload", ngx.tls_port);
+    fed d = {.p = {.total = 100000, .piece = 100000}};
+    sq_fetch_request q = {.method = "POST",
+                          .body_producer = produce_fed,
+                          .body_producer_arg = &d,
+                          .ca_certs = ngx.cert};
+    sq_timer_init(loop, &d.t, feed, &d);
+    d.f = sq_fetch(u, &q);
+    sq_timer_start(&d.t, 0.02, 0);
+    assert_int_equal(sq_await(sq_future_retain(d.f), (void **)&r), 0);
+    sq_timer_stop(&d.t);
+    sq_future_release(d.f);
+    assert_int_equal(r->http_version, 20);
+    char expect[64];
+    snprintf(expect, sizeof expect, "%zu %llu", d.p.total, (unsigned long long)d.p.sum);
+    assert_string_equal(r->body, expect);
+    assert_true(d.pauses >= 5 && d.pauses <= d.resumes + 1);
+    sq_fetch_response_free(r);
     return NULL;
 }
 
@@ -1782,7 +1896,11 @@ static int setup(void **state)
     port = sq_http_server_port(sq_app_server(app));
 
     const char *skip_nginx = getenv("SQ_TEST_NO_NGINX");
-    if (!(skip_nginx && *skip_nginx) && ngx_start(&ngx, ngx_locations)) {
+    /* /upload through nginx (HTTP/2 over TLS on its side) to the squall app's */
+    char locations[sizeof ngx_locations + 128];
+    snprintf(locations, sizeof locations,
+             "%s    location = /upload { proxy_pass http://127.0.0.1:%d; }\n", ngx_locations, port);
+    if (!(skip_nginx && *skip_nginx) && ngx_start(&ngx, locations)) {
         char html[300];
         snprintf(html, sizeof html, "%s/html", ngx.dir);
         ngx_write_file(html, "small.txt", "small file\n", 11);
@@ -1824,6 +1942,7 @@ int main(void)
         cmocka_unit_test(test_redirects),
         cmocka_unit_test(test_gzip),
         cmocka_unit_test(test_streaming),
+        cmocka_unit_test(test_producer_pause),
         cmocka_unit_test(test_failures),
         cmocka_unit_test(test_socket_registration_fails),
         cmocka_unit_test(test_registration_fails_cancel_sibling),
