@@ -1,9 +1,12 @@
 /** @file squall/coro.h
  * Stackful coroutines.
  *
- * Each coroutine runs on its own stack, mmap'ed with a PROT_NONE guard page below it and
- * pooled per thread for reuse.  Switching is a hand-written register swap on x86-64 and
- * aarch64 (ucontext elsewhere).  Overflowing a stack ends the process with the message
+ * Each coroutine runs on its own stack, mmap'ed with a 32 KiB PROT_NONE guard region below it
+ * and pooled per thread for reuse (a single frame larger than the guard could step over it:
+ * keep buffers of that size off coroutine stacks).  Switching is a hand-written register swap
+ * on x86-64 and aarch64 (ucontext elsewhere) of the callee-saved registers only: the
+ * floating-point environment (rounding mode, exception masks) is the thread's, shared by its
+ * coroutines, so a coroutine that changes it (fesetround) restores it before it suspends.  Overflowing a stack ends the process with the message
  * "squall: coroutine stack overflow", never with silent corruption: the SIGSEGV/SIGBUS
  * handler runs on an alternate signal stack, is re-installed when a loop starts running
  * (and about once a second while it runs) if another handler replaced it, and passes
