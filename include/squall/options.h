@@ -71,7 +71,8 @@ void sq_options_free(sq_options *o);
  *  choices or whose default is not an index of them); -EEXIST (the name is taken, "help"
  *  and "config" included); -ENOMEM. */
 int sq_options_add(sq_options *o, const sq_option *opt);
-/** Declare squall's logging options, applied as soon as they are parsed:
+/** Declare squall's logging options, applied when the parse that sets them succeeds (a
+ *  failed sq_options_parse() or sq_options_parse_file() changes no logging setting):
  *  `--logging=debug|info|warning|error|none` (sq_log_set_level; default info),
  *  `--log-color=auto|on|off` (coloured levels on stderr; auto: when it is a terminal) and
  *  `--log-format=text|combined|json` (the access-log line, sq_log_set_access_format).

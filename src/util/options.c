@@ -17,7 +17,8 @@ typedef struct opt {
     sq_option o;
     char *def;  /* the default, as --help shows it */
     bool set;   /* given on the command line or in a file */
-    void (*apply)(struct opt *op); /* built-in options act when parsed */
+    bool pending;                  /* set by the parse under way, to be applied when it succeeds */
+    void (*apply)(struct opt *op); /* built-in options act once a parse succeeded */
 } opt;
 
 struct sq_options {
@@ -28,7 +29,6 @@ struct sq_options {
     size_t nstrings, capstrings;
     const char **args; /* positional arguments of the last parse */
     size_t nargs;
-    bool parsing_file;
 };
 
 static const char *const log_levels[] = {"debug", "info", "warning", "error", "none", NULL};
@@ -285,8 +285,20 @@ static int set_value(sq_options *o, opt *op, const char *v, size_t len, const ch
     }
     }
     op->set = true;
-    if (op->apply) op->apply(op);
+    if (op->apply) op->pending = true;
     return 0;
+}
+
+/* The end of a parse: the built-in options it set act only if it all succeeded, so that a
+ * bad value later on the line has no side effect (Tornado runs its parse callbacks last). */
+static int settle(sq_options *o, int rc)
+{
+    for (size_t i = 0; i < o->n; i++) {
+        opt *op = &o->opts[i];
+        if (op->pending && rc == 0) op->apply(op);
+        op->pending = false;
+    }
+    return rc;
 }
 
 static int add_arg(sq_options *o, const char *a, size_t *cap)
@@ -307,9 +319,8 @@ static bool is_space(char c)
     return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
-int sq_options_parse_file(sq_options *o, const char *path, char *err, size_t errlen)
+static int parse_file(sq_options *o, const char *path, char *err, size_t errlen)
 {
-    if (!o || !path) return -EINVAL;
     FILE *f = fopen(path, "re");
     if (!f) {
         int e = errno;
@@ -376,6 +387,12 @@ int sq_options_parse_file(sq_options *o, const char *path, char *err, size_t err
     return rc;
 }
 
+int sq_options_parse_file(sq_options *o, const char *path, char *err, size_t errlen)
+{
+    if (!o || !path) return -EINVAL;
+    return settle(o, parse_file(o, path, err, errlen));
+}
+
 /* `--name` (no '=') of an option whose value is the next argument, whatever it looks like */
 static bool value_follows(sq_options *o, const char *a)
 {
@@ -386,9 +403,8 @@ static bool value_follows(sq_options *o, const char *a)
     return op && op->o.type != SQ_OPT_BOOL;
 }
 
-int sq_options_parse(sq_options *o, int argc, char **argv, char *err, size_t errlen)
+static int parse_line(sq_options *o, int argc, char **argv, char *err, size_t errlen)
 {
-    if (!o || argc < 0 || (argc && !argv)) return -EINVAL;
     free(o->args);
     o->args = NULL;
     o->nargs = 0;
@@ -416,7 +432,7 @@ int sq_options_parse(sq_options *o, int argc, char **argv, char *err, size_t err
             i++;
         }
         if (path) {
-            int rc = sq_options_parse_file(o, path, err, errlen);
+            int rc = parse_file(o, path, err, errlen);
             if (rc < 0) return rc;
         }
     }
@@ -469,6 +485,12 @@ int sq_options_parse(sq_options *o, int argc, char **argv, char *err, size_t err
         if (rc < 0) return rc;
     }
     return 0;
+}
+
+int sq_options_parse(sq_options *o, int argc, char **argv, char *err, size_t errlen)
+{
+    if (!o || argc < 0 || (argc && !argv)) return -EINVAL;
+    return settle(o, parse_line(o, argc, argv, err, errlen));
 }
 
 void sq_options_help(const sq_options *o, FILE *f)

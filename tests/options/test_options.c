@@ -1,5 +1,6 @@
 /* squall/options.h: typed options from the command line and config files. */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -267,6 +268,52 @@ static void test_help_and_logging(void **state)
     sq_options_free(o);
 }
 
+/* A failed parse has no side effect on logging: the logging options act only once the whole
+ * line (or file) parsed, as Tornado runs its parse callbacks at the end. */
+static void test_logging_applied_after_parse(void **state)
+{
+    vals v;
+    sq_options *o = make(&v);
+    assert_int_equal(sq_options_add_logging(o), 0);
+    int level = sq_log_get_level(), fmt = sq_log_get_access_format();
+    sq_log_set_level(SQ_LOG_ERROR);
+    char err[128];
+    assert_int_equal(
+        parse(o, err, sizeof err, "--logging=debug", "--log-format=json", "--port=abc", NULL),
+        -EINVAL);
+    assert_string_equal(err, "--port: not an integer: 'abc'");
+    assert_int_equal(sq_log_get_level(), SQ_LOG_ERROR);
+    assert_int_equal(sq_log_get_access_format(), fmt);
+    /* the same for a config file that fails on a later line */
+    char path[] = "/tmp/sq_opts_logXXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char *text = "logging = debug\nport = abc\n";
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    assert_int_equal(sq_options_parse_file(o, path, err, sizeof err), -EINVAL);
+    assert_int_equal(sq_log_get_level(), SQ_LOG_ERROR);
+    char cfg[64];
+    snprintf(cfg, sizeof cfg, "--config=%s", path);
+    assert_int_equal(parse(o, err, sizeof err, cfg, NULL), -EINVAL);
+    assert_int_equal(sq_log_get_level(), SQ_LOG_ERROR);
+    unlink(path);
+    /* a good line applies them, the config file's too */
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    text = "logging = warning\n";
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    assert_int_equal(parse(o, err, sizeof err, cfg, "--port=1", NULL), 0);
+    assert_int_equal(sq_log_get_level(), SQ_LOG_WARNING);
+    assert_int_equal(parse(o, err, sizeof err, cfg, "--logging=debug", NULL), 0);
+    assert_int_equal(sq_log_get_level(), SQ_LOG_DEBUG);
+    unlink(path);
+    sq_log_set_level(level);
+    sq_log_set_access_format(fmt);
+    sq_options_free(o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -274,6 +321,7 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_config_file),
         cmocka_unit_test(test_help_and_logging),
+        cmocka_unit_test(test_logging_applied_after_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
