@@ -194,6 +194,17 @@ static const char *type_name(const sq_option *op)
     }
 }
 
+/* Write an enum's choices separated by `sep`, all of them however many; the width written. */
+static int put_choices(FILE *f, const char *const *choices, const char *sep)
+{
+    int w = 0;
+    for (int k = 0; choices[k]; k++) {
+        int r = fprintf(f, "%s%s", k ? sep : "", choices[k]);
+        if (r > 0) w += r;
+    }
+    return w;
+}
+
 static int keep_string(sq_options *o, const char *v, size_t len, const char **out)
 {
     if (o->nstrings == o->capstrings) {
@@ -272,12 +283,17 @@ static int set_value(sq_options *o, opt *op, const char *v, size_t len, const ch
         for (; d->choices[i]; i++)
             if (!strcasecmp(buf, d->choices[i])) break;
         if (!d->choices[i]) {
-            char list[256] = "";
-            for (int k = 0; d->choices[k]; k++) {
-                strncat(list, k ? ", " : "", sizeof list - strlen(list) - 1);
-                strncat(list, d->choices[k], sizeof list - strlen(list) - 1);
+            char *list = NULL;
+            size_t n = 0;
+            FILE *f = open_memstream(&list, &n);
+            if (!f) return -ENOMEM;
+            put_choices(f, d->choices, ", ");
+            if (fclose(f) != 0) {
+                free(list);
+                return -ENOMEM;
             }
             seterr(err, errlen, "%s--%s: '%s' is not one of %s", where, d->name, buf, list);
+            free(list);
             return -EINVAL;
         }
         *(int *)d->value = i;
@@ -510,24 +526,18 @@ void sq_options_help(const sq_options *o, FILE *f)
         for (size_t i = g; i < o->n; i++) {
             const sq_option *d = &o->opts[i].o;
             if (strcmp(d->group ? d->group : "Options", group)) continue;
-            char head[160], meta[96];
-            if (d->type == SQ_OPT_ENUM && !d->metavar) {
-                meta[0] = '\0';
-                for (int k = 0; d->choices[k]; k++) {
-                    strncat(meta, k ? "|" : "", sizeof meta - strlen(meta) - 1);
-                    strncat(meta, d->choices[k], sizeof meta - strlen(meta) - 1);
-                }
-            } else {
-                snprintf(meta, sizeof meta, "%s", d->metavar ? d->metavar : type_name(d));
-            }
+            /* the head straight to f, whole however long, then the help in its column */
+            int w;
             if (d->type == SQ_OPT_BOOL)
-                snprintf(head, sizeof head, "--%s, --no-%s", d->name, d->name);
+                w = fprintf(f, "  --%s, --no-%s", d->name, d->name);
+            else if (d->type == SQ_OPT_ENUM && !d->metavar)
+                w = fprintf(f, "  --%s=", d->name) + put_choices(f, d->choices, "|");
             else
-                snprintf(head, sizeof head, "--%s=%s", d->name, meta);
-            if (strlen(head) > 32)
-                fprintf(f, "  %s\n  %-32s %s", head, "", d->help ? d->help : "");
+                w = fprintf(f, "  --%s=%s", d->name, d->metavar ? d->metavar : type_name(d));
+            if (w > 2 + 32)
+                fprintf(f, "\n  %-32s %s", "", d->help ? d->help : "");
             else
-                fprintf(f, "  %-32s %s", head, d->help ? d->help : "");
+                fprintf(f, "%*s %s", 2 + 32 - w, "", d->help ? d->help : "");
             if (o->opts[i].def[0]) /* an empty string default says nothing */
                 fprintf(f, " (default: %s)", o->opts[i].def);
             fputc('\n', f);

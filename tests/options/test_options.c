@@ -314,6 +314,45 @@ static void test_logging_applied_after_parse(void **state)
     sq_options_free(o);
 }
 
+/* Every choice of an enum is listed, however long the list: in --help and in the error. */
+static void test_long_enum_choices(void **state)
+{
+    static const char *const many[] = {"alpha-choice",   "bravo-choice",    "charlie-choice",
+                                       "delta-choice",   "echo-choice",     "foxtrot-choice",
+                                       "golf-choice",    "hotel-choice",    "india-choice",
+                                       "juliett-choice", "kilo-choice",     "lima-choice",
+                                       "mike-choice",    "november-choice", "oscar-choice",
+                                       "papa-choice",    "quebec-choice",   "romeo-choice",
+                                       "sierra-choice",  "tango-choice",    NULL};
+    int which = 0;
+    sq_options *o = sq_options_new("prog", NULL);
+    assert_int_equal(sq_options_add(o, &(sq_option){.name = "which",
+                                                    .type = SQ_OPT_ENUM,
+                                                    .value = &which,
+                                                    .choices = many,
+                                                    .help = "pick one"}),
+                     0);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    sq_options_help(o, f);
+    fclose(f);
+    char want[512] = "--which=";
+    for (int k = 0; many[k]; k++) {
+        if (k) strcat(want, "|");
+        strcat(want, many[k]);
+    }
+    if (!strstr(text, want)) fail_msg("help lacks '%s':\n%s", want, text);
+    assert_non_null(strstr(text, "pick one (default: alpha-choice)"));
+    free(text);
+    char err[1024];
+    assert_int_equal(parse(o, err, sizeof err, "--which=zulu", NULL), -EINVAL);
+    assert_non_null(strstr(err, "'zulu' is not one of alpha-choice, bravo-choice"));
+    assert_non_null(strstr(err, "sierra-choice, tango-choice"));
+    sq_options_free(o);
+    (void)state;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -322,6 +361,7 @@ int main(void)
         cmocka_unit_test(test_config_file),
         cmocka_unit_test(test_help_and_logging),
         cmocka_unit_test(test_logging_applied_after_parse),
+        cmocka_unit_test(test_long_enum_choices),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
