@@ -85,6 +85,7 @@ struct sq_loop {
     uint64_t fault_check_ns;     /* when the stack-overflow handler was last re-asserted */
     struct sq__at_free *at_free; /* sq__loop_at_free hooks, newest first */
     bool freeing;                /* inside sq_loop_free: nothing new may attach to it */
+    bool closed; /* sq_loop_free's last round: no new callback or timer (under ts_lock) */
     struct sq__remote *remote;   /* work out on other threads, to come back (sq__loop_remote_add) */
 
     /* timers (loop.c): the later ones in a hierarchical wheel of SQ__WHEEL_LEVELS x 64 slots

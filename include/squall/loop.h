@@ -105,8 +105,12 @@ sq_loop *sq_loop_new(const sq_loop_options *opts);
  * one still unfinished after a few rounds is discarded (its stack unmapped; what only it
  * referenced leaks).  Executor jobs of this loop not started yet are cancelled; the free
  * waits for those running to return (logged if that takes over a second), since their
- * results come back through the loop.  Pending sq_calls and sleep/timeout futures are freed,
- * watchers and timers dropped; futures of this loop must not be used afterwards.  The
+ * results come back through the loop.  Callbacks queued meanwhile (either queue) run too,
+ * for a bounded number of rounds; then the loop closes: sq_add_callback(),
+ * sq_add_callback_threadsafe() and sq_call_later() are refused (SQ_ELOOPCLOSED, NULL; the
+ * caller keeps what it offered), timers are not armed, and one last pass runs what was
+ * accepted, so nothing queued is dropped.  Pending sq_calls and sleep/timeout futures are
+ * freed, watchers and timers dropped; futures of this loop must not be used afterwards.  The
  * thread's last loop also releases its pool of idle coroutine stacks (thread exit does in
  * any case). */
 void sq_loop_free(sq_loop *loop);
@@ -170,7 +174,8 @@ bool sq_timer_active(const sq_timer *t);
 /** A handle from sq_call_later()/sq_call_at(), valid until its callback has started or it
  * has been cancelled, whichever comes first. */
 typedef struct sq_call sq_call;
-/** Run fn(arg) once after `delay` seconds (Tornado's call_later).  NULL on -ENOMEM. */
+/** Run fn(arg) once after `delay` seconds (Tornado's call_later).  NULL on -ENOMEM, or with
+ * errno ESHUTDOWN once sq_loop_free() has closed the loop. */
 sq_call *sq_call_later(sq_loop *loop, double delay, sq_callback_fn fn, void *arg);
 /** Run fn(arg) once at loop time `when` (Tornado's call_at). */
 sq_call *sq_call_at(sq_loop *loop, double when, sq_callback_fn fn, void *arg);
@@ -179,11 +184,13 @@ void sq_call_cancel(sq_call *call);
 
 /* --- callbacks ------------------------------------------------------------------------ */
 
-/** Run fn(arg) on the next loop iteration, in FIFO order.  Returns 0 or -ENOMEM. */
+/** Run fn(arg) on the next loop iteration, in FIFO order.  Returns 0, -ENOMEM, or
+ * SQ_ELOOPCLOSED once sq_loop_free() has closed the loop (fn will not run). */
 int sq_add_callback(sq_loop *loop, sq_callback_fn fn, void *arg);
 /** The same, callable from ANY thread (the only such call): queues fn(arg) under a lock and
  * wakes the loop through an eventfd.  Every callback queued is run exactly once, on the
- * loop thread.  Returns 0 or -ENOMEM. */
+ * loop thread.  Returns 0, -ENOMEM, or SQ_ELOOPCLOSED when sq_loop_free() has closed the
+ * loop (a call after the free returns is a use after free). */
 int sq_add_callback_threadsafe(sq_loop *loop, sq_callback_fn fn, void *arg);
 
 /* --- periodic callbacks --------------------------------------------------------------- */

@@ -102,6 +102,7 @@ static sq__cb cbq_pop(sq__cbq *q)
 
 int sq_add_callback(sq_loop *loop, sq_callback_fn fn, void *arg)
 {
+    if (loop->closed) return SQ_ELOOPCLOSED;
     return cbq_push(&loop->callbacks, fn, arg);
 }
 
@@ -110,6 +111,10 @@ int sq_add_callback(sq_loop *loop, sq_callback_fn fn, void *arg)
 int sq_add_callback_threadsafe(sq_loop *loop, sq_callback_fn fn, void *arg)
 {
     pthread_mutex_lock(&loop->ts_lock);
+    if (loop->closed) { /* it would never run: the caller keeps what arg holds */
+        pthread_mutex_unlock(&loop->ts_lock);
+        return SQ_ELOOPCLOSED;
+    }
     if (loop->ts_len == loop->ts_cap) {
         size_t ncap = loop->ts_cap ? loop->ts_cap * 2 : 64;
         sq__cb *n = realloc(loop->ts_items, ncap * sizeof *n);
@@ -218,14 +223,30 @@ fail:
     return NULL;
 }
 
-/* One bounded pass for teardown: callbacks and ready coroutines, no IO and no timers. */
-static void teardown_pass(sq_loop *loop)
+/* One bounded pass for teardown: callbacks of both queues and ready coroutines, no IO and
+ * no timers. */
+static void teardown_pass(sq_loop *loop, bool coros)
 {
     for (size_t n = loop->callbacks.len; n > 0 && loop->callbacks.len; n--) {
         sq__cb cb = cbq_pop(&loop->callbacks);
         cb.fn(cb.arg);
     }
-    sq__coro_run_ready(loop);
+    (void)ts_run_batch(loop);
+    if (coros) sq__coro_run_ready(loop);
+}
+
+/* Rounds of teardown passes, each first cancelling what suspended coroutines await (so that
+ * they return and free what they hold, as asyncio.run does), until nothing is left to run;
+ * bounded, for cleanup code that awaits or callbacks that queue more. */
+static void teardown_rounds(sq_loop *loop)
+{
+    for (int i = 0; i < 16; i++) {
+        size_t woken = sq__coro_cancel_waits(loop);
+        if (!woken && !loop->ready_head && !loop->callbacks.len &&
+            !atomic_load_explicit(&loop->ts_signaled, memory_order_acquire))
+            break;
+        teardown_pass(loop, true);
+    }
 }
 
 struct sq__at_free {
@@ -330,17 +351,21 @@ void sq_loop_free(sq_loop *loop)
         sq_loop_run_once(loop, false);
     for (int i = 0; i < 64 && ts_run_batch(loop); i++) {
     }
-    /* Coroutines still suspended: cancel what each awaits, so that it returns and frees what
-     * it holds (asyncio.run does the same).  A few rounds, for cleanup code that awaits;
-     * those that still do not finish are discarded, their stacks unmapped. */
+    /* Coroutines still suspended: cancel what each awaits, a few rounds (teardown_rounds);
+     * again for what the executor's last results queued.  Then the loop closes: callbacks
+     * and timers are refused from here on (SQ_ELOOPCLOSED, NULL), so that the last pass runs
+     * every callback accepted and nothing queued is lost with the loop (neither by cleanup
+     * code nor by a dispose function below).  Coroutines that still do not finish are
+     * discarded, their stacks unmapped. */
     loop->in_pass = true;
     loop->pass_block = false; /* teardown: no extra rounds of ready coroutines */
-    for (int i = 0; i < 16; i++) {
-        size_t woken = sq__coro_cancel_waits(loop);
-        if (!woken && !loop->ready_head && !loop->callbacks.len) break;
-        teardown_pass(loop);
-    }
+    teardown_rounds(loop);
     remote_drain(loop);
+    teardown_rounds(loop);
+    pthread_mutex_lock(&loop->ts_lock);
+    loop->closed = true;
+    pthread_mutex_unlock(&loop->ts_lock);
+    teardown_pass(loop, false);
     sq__coro_discard_all(loop);
     loop->in_pass = false;
     sq__signal_loop_closed(loop);
@@ -860,6 +885,10 @@ static void timer_unlink(sq_loop *loop, sq_timer *t)
 
 static void timer_link(sq_loop *loop, sq_timer *t)
 {
+    if (loop->closed) { /* armed during sq_loop_free's last round: it would never fire */
+        t->heap_index = SIZE_MAX;
+        return;
+    }
     t->seq = loop->timer_seq++;
     struct sq__heap_ent e = {t->deadline, t};
     if (e.deadline >> SQ__TICK_SHIFT >= loop->wheel_tick) {
@@ -1137,6 +1166,10 @@ static void call_fire(sq_loop *loop, sq_timer *t)
 
 static sq_call *call_new(sq_loop *loop, sq_callback_fn fn, void *arg)
 {
+    if (loop->closed) {
+        errno = ESHUTDOWN;
+        return NULL;
+    }
     sq_call *c = call_pooled(loop);
     if (!c && !(c = slab_carve(loop, &loop->call_carver, sizeof *c))) return NULL;
     sq_timer_init(loop, &c->timer, call_fire, arg);
