@@ -188,6 +188,24 @@ static bool text_ok(sq__ws_rx *rx, size_t from)
     return rx->utf8 != SQ__UTF8_BAD;
 }
 
+/* The peer ended its deflate stream (BFINAL, allowed by RFC 7692 7.2.3.3): start a new one.
+ * With context takeover the next data may still refer to what came before (the receiver
+ * keeps its LZ77 window, 7.2.2), so the window is carried over into the new stream; zlib's
+ * reset alone would forget it.  0 or -ENOMEM. */
+static int stream_restart(sq__ws_rx *rx)
+{
+    z_stream *z = rx->z;
+    if (rx->inflate_no_ctx) return inflateReset(z) == Z_OK ? 0 : -ENOMEM;
+    uInt n = 0;
+    Bytef *win = malloc(1u << 15); /* rare: not on the (maybe coroutine) stack */
+    if (!win) return -ENOMEM;
+    int r = inflateGetDictionary(z, win, &n);
+    if (r == Z_OK) r = inflateReset(z);
+    if (r == Z_OK && n) r = inflateSetDictionary(z, win, n);
+    free(win);
+    return r == Z_OK ? 0 : -ENOMEM;
+}
+
 /* Inflate `len` bytes into the message; the output never grows past max + 1 before the
  * size check, so a bomb costs at most max_message_size.  0 or a close code. */
 static unsigned inflate_in(sq__ws_rx *rx, const uint8_t *data, size_t len, bool tail)
@@ -205,6 +223,12 @@ static unsigned inflate_in(sq__ws_rx *rx, const uint8_t *data, size_t len, bool 
         }
         rx->z = z;
     }
+    /* The message's data ended its stream on the last byte: the RFC wants a 0x00 after the
+     * final block, which the tail completes into an empty stored block, but zlib's Z_FINISH
+     * alone leaves it out; then the tail would be garbage at the start of the new stream. */
+    bool ended = rx->inflate_ended;
+    rx->inflate_ended = false;
+    if (tail && ended) return 0;
     z_stream *z = rx->z;
     z->next_in = (Bytef *)data;
     z->avail_in = (uInt)len;
@@ -225,7 +249,8 @@ static unsigned inflate_in(sq__ws_rx *rx, const uint8_t *data, size_t len, bool 
         if (rx->msg.len > rx->max) return SQ_WS_CLOSE_TOO_BIG;
         if (r == Z_STREAM_END) {
             /* a final block: what follows starts a new stream (the tail is dropped) */
-            inflateReset(z);
+            if (stream_restart(rx) < 0) return SQ_WS_CLOSE_INTERNAL_ERROR;
+            rx->inflate_ended = z->avail_in == 0;
             if (tail || z->avail_in == 0) return 0;
             continue;
         }

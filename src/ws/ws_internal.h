@@ -84,6 +84,7 @@ typedef struct sq__ws_rx {
     bool deflate; /* permessage-deflate negotiated */
     bool inflate_no_ctx;
     uint8_t inflate_bits; /* the peer's negotiated window (inflate always uses 15) */
+    bool inflate_ended;   /* the peer's deflate stream ended with the input fed so far */
     /* frame state */
     uint8_t hdr[14];
     uint8_t hlen, hneed;

@@ -353,6 +353,72 @@ static void test_rfc7692_examples(void **st)
     (void)st;
 }
 
+/* A peer that ends its deflate stream in a message (BFINAL, e.g. zlib's Z_FINISH): the next
+ * message starts a new stream, and with context takeover it may still refer back to what
+ * the earlier messages held (RFC 7692 7.2.2: the receiver keeps its LZ77 window). */
+static size_t deflate_final(const char *text, const char *dict, uint8_t *out, size_t cap)
+{
+    z_stream z = {0};
+    assert_int_equal(deflateInit2(&z, 9, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY), Z_OK);
+    if (dict)
+        assert_int_equal(deflateSetDictionary(&z, (const Bytef *)dict, (uInt)strlen(dict)), Z_OK);
+    z.next_in = (Bytef *)text;
+    z.avail_in = (uInt)strlen(text);
+    z.next_out = out;
+    z.avail_out = (uInt)cap;
+    assert_int_equal(deflate(&z, Z_FINISH), Z_STREAM_END);
+    size_t n = cap - z.avail_out;
+    deflateEnd(&z);
+    return n;
+}
+
+static void test_deflate_final_block(void **st)
+{
+    static const char *const msgs[] = {"Hello, hello, hello", "Hello, hello, hello again",
+                                       "hello, hello"};
+    uint8_t in[512];
+    size_t len = 0;
+    char seen[64] = "";
+    for (size_t i = 0; i < 3; i++) {
+        uint8_t z[128];
+        /* each a stream of its own with BFINAL set, the later ones drawing on the earlier text;
+         * the first two followed by the 0x00 the RFC asks for (the start of an empty stored
+         * block, which the receiver's 00 00 ff ff completes), the last without it, as zlib's
+         * Z_FINISH alone leaves it */
+        size_t n = deflate_final(msgs[i], i ? seen : NULL, z, sizeof z - 1);
+        if (i < 2) z[n++] = 0x00;
+        strcat(seen, msgs[i]);
+        assert_true(n < 126);
+        in[len++] = 0xc1; /* FIN, RSV1, text */
+        in[len++] = (uint8_t)n;
+        memcpy(in + len, z, n);
+        len += n;
+    }
+    /* the RFC's own example (7.2.3.3): BFINAL then an empty stored block's first byte */
+    static const uint8_t rfc[] = {0xc1, 0x08, 0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00};
+    memcpy(in + len, rfc, sizeof rfc);
+    len += sizeof rfc;
+    for (size_t step = 0; step <= 3; step++) {
+        sq__ws_rx rx;
+        ev_rec ev[8];
+        sq__ws_rx_init(&rx, true, 0);
+        rx.deflate = true;
+        size_t n = run(&rx, in, len, step, ev, 8);
+        for (size_t i = 0; i < n; i++)
+            if (ev[i].ev != SQ__WS_EV_MESSAGE)
+                fail_msg("step %zu: event %zu is %d (code %u)", step, i, ev[i].ev, ev[i].code);
+        assert_int_equal(n, 4);
+        for (size_t i = 0; i < 3; i++) {
+            assert_int_equal(ev[i].len, strlen(msgs[i]));
+            assert_memory_equal(ev[i].data, msgs[i], ev[i].len);
+        }
+        assert_int_equal(ev[3].len, 5);
+        assert_memory_equal(ev[3].data, "Hello", 5);
+        sq__ws_rx_free(&rx);
+    }
+    (void)st;
+}
+
 static void test_deflate_bomb(void **st)
 {
     /* 8 MiB of zeros compress to a few KiB; the limit is 64 KiB */
@@ -612,6 +678,7 @@ int main(void)
         cmocka_unit_test(test_lengths_and_encoder),
         cmocka_unit_test(test_bad_frames),
         cmocka_unit_test(test_rfc7692_examples),
+        cmocka_unit_test(test_deflate_final_block),
         cmocka_unit_test(test_deflate_bomb),
         cmocka_unit_test(test_negotiation),
         cmocka_unit_test(test_ping_inside_compressed_fragments),
