@@ -3,7 +3,9 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/resource.h>
 #include <string.h>
 #include <unistd.h>
@@ -12,20 +14,27 @@
 
 #define NSIG_MAX 65
 
+/* The table is the process's, and loops on several threads add and remove signals: it
+ * changes (with the sigaction that goes with it) and is read under table_lock.  The handler
+ * itself takes no lock: it reads only write_fds, lock-free atomics (async-signal-safe). */
+static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct {
     sq_loop *loop;
     sq_signal_cb cb;
     void *arg;
     struct sigaction old;
 } handlers[NSIG_MAX];
-static volatile sig_atomic_t write_fds[NSIG_MAX];
+static atomic_int write_fds[NSIG_MAX];
 
 static void on_signal(int signum)
 {
     int saved = errno;
-    if (signum > 0 && signum < NSIG_MAX && write_fds[signum] > 0) {
+    int fd = signum > 0 && signum < NSIG_MAX
+                 ? atomic_load_explicit(&write_fds[signum], memory_order_relaxed)
+                 : 0;
+    if (fd > 0) {
         unsigned char b = (unsigned char)signum;
-        ssize_t r = write(write_fds[signum], &b, 1);
+        ssize_t r = write(fd, &b, 1);
         (void)r; /* a full pipe already holds a wake-up */
     }
     errno = saved;
@@ -38,8 +47,13 @@ static void sig_read_cb(sq_loop *loop, sq_io *io, unsigned events)
     while ((n = read(loop->sig_pipe[0], buf, sizeof buf)) > 0) {
         for (ssize_t i = 0; i < n; i++) {
             int s = buf[i];
-            if (s < NSIG_MAX && handlers[s].loop == loop && handlers[s].cb)
-                handlers[s].cb(loop, s, handlers[s].arg);
+            if (s >= NSIG_MAX) continue;
+            pthread_mutex_lock(&table_lock);
+            bool ours = handlers[s].loop == loop;
+            sq_signal_cb cb = handlers[s].cb;
+            void *arg = handlers[s].arg;
+            pthread_mutex_unlock(&table_lock);
+            if (ours && cb) cb(loop, s, arg); /* unlocked: it may add or remove signals */
         }
     }
 }
@@ -58,9 +72,8 @@ static int ensure_pipe(sq_loop *loop)
     return r;
 }
 
-int sq_signal_add(sq_loop *loop, int signum, sq_signal_cb cb, void *arg)
+static int signal_add_locked(sq_loop *loop, int signum, sq_signal_cb cb, void *arg)
 {
-    if (signum <= 0 || signum >= NSIG_MAX || signum == SIGKILL || signum == SIGSTOP) return -EINVAL;
     if (handlers[signum].loop && handlers[signum].loop != loop) return -EBUSY;
     int r = ensure_pipe(loop);
     if (r < 0) return r;
@@ -68,7 +81,7 @@ int sq_signal_add(sq_loop *loop, int signum, sq_signal_cb cb, void *arg)
     handlers[signum].loop = loop;
     handlers[signum].cb = cb;
     handlers[signum].arg = arg;
-    write_fds[signum] = loop->sig_pipe[1];
+    atomic_store_explicit(&write_fds[signum], loop->sig_pipe[1], memory_order_relaxed);
     if (had) return 0;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -77,26 +90,45 @@ int sq_signal_add(sq_loop *loop, int signum, sq_signal_cb cb, void *arg)
     sigemptyset(&sa.sa_mask);
     if (sigaction(signum, &sa, &handlers[signum].old) < 0) {
         handlers[signum].loop = NULL;
-        write_fds[signum] = 0;
+        atomic_store_explicit(&write_fds[signum], 0, memory_order_relaxed);
         return -errno;
     }
     return 0;
 }
 
-int sq_signal_remove(sq_loop *loop, int signum)
+int sq_signal_add(sq_loop *loop, int signum, sq_signal_cb cb, void *arg)
 {
-    if (signum <= 0 || signum >= NSIG_MAX || handlers[signum].loop != loop) return -ENOENT;
+    if (signum <= 0 || signum >= NSIG_MAX || signum == SIGKILL || signum == SIGSTOP) return -EINVAL;
+    pthread_mutex_lock(&table_lock);
+    int r = signal_add_locked(loop, signum, cb, arg);
+    pthread_mutex_unlock(&table_lock);
+    return r;
+}
+
+static void signal_remove_locked(int signum)
+{
     sigaction(signum, &handlers[signum].old, NULL);
-    write_fds[signum] = 0;
+    atomic_store_explicit(&write_fds[signum], 0, memory_order_relaxed);
     handlers[signum].loop = NULL;
     handlers[signum].cb = NULL;
-    return 0;
+}
+
+int sq_signal_remove(sq_loop *loop, int signum)
+{
+    if (signum <= 0 || signum >= NSIG_MAX) return -ENOENT;
+    pthread_mutex_lock(&table_lock);
+    bool ours = handlers[signum].loop == loop;
+    if (ours) signal_remove_locked(signum);
+    pthread_mutex_unlock(&table_lock);
+    return ours ? 0 : -ENOENT;
 }
 
 void sq__signal_loop_closed(sq_loop *loop)
 {
+    pthread_mutex_lock(&table_lock);
     for (int s = 1; s < NSIG_MAX; s++)
-        if (handlers[s].loop == loop) sq_signal_remove(loop, s);
+        if (handlers[s].loop == loop) signal_remove_locked(s);
+    pthread_mutex_unlock(&table_lock);
     if (loop->sig_pipe[0] >= 0) {
         sq_io_stop(loop, &loop->sig_io);
         close(loop->sig_pipe[0]);
