@@ -647,6 +647,35 @@ static void test_client_window_8(void **st)
     (void)st;
 }
 
+/* sq_ws_free on an open client connection: what was queued goes out, then a close frame with
+ * 1000 (websocket.h: "Close (if open, with 1000) without waiting"), then the socket closes. */
+static void test_free_sends_close(void **st)
+{
+    sq_loop *loop = sq_loop_new(NULL);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    sq_ws *ws = sq__ws_new(loop, sv[0], NULL, NULL);
+    assert_non_null(ws);
+    assert_int_equal(sq_ws_send(ws, "hi", 2, false), 0);
+    sq_ws_free(ws);
+    for (int i = 0; i < 3; i++) sq_loop_run_once(loop, false);
+    uint8_t f[64];
+    size_t got = 0;
+    ssize_t r;
+    while ((r = read(sv[1], f + got, sizeof f - got)) > 0) got += (size_t)r;
+    assert_int_equal(r, 0);       /* then EOF */
+    assert_int_equal(got, 8 + 8); /* text "hi", then close 1000: each 2 + mask 4 + payload */
+    assert_int_equal(f[0], 0x81);
+    assert_int_equal(f[1], 0x82);
+    assert_int_equal(f[8], 0x88);
+    assert_int_equal(f[9], 0x82);
+    assert_int_equal(f[14] ^ f[10], 0x03);
+    assert_int_equal(f[15] ^ f[11], 0xe8);
+    close(sv[1]);
+    sq_loop_free(loop);
+    (void)st;
+}
+
 /* A forked child does not repeat its parent's masks and keys. */
 static void test_rand_after_fork(void **st)
 {
@@ -685,6 +714,7 @@ int main(void)
         cmocka_unit_test(test_no_limit),
         cmocka_unit_test(test_rand_after_fork),
         cmocka_unit_test(test_client_window_8),
+        cmocka_unit_test(test_free_sends_close),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
