@@ -1,7 +1,9 @@
 /* libFuzzer target: Cookie headers, signed cookie values, Set-Cookie formatting, HTTP dates.
  *
  * Input layout: [flags] [bytes].  The bytes are parsed as a Cookie header (flags bit 0: tiny
- * limits): every cookie has a token name and both name and value are slices of the input.
+ * limits): every cookie has a token name that is a slice of the input, and a value that is
+ * one too, or the unquoting of one in double quotes (no longer, and holding a ';' only if
+ * the input has a backslash: \073).
  * They are verified as a signed value: never accepted unless they are exactly a value we
  * signed.  They are used as (pos, byte) edits of a signed value: the result verifies only if
  * it is the original.  They are formatted as a Set-Cookie value, domain and path: accepted
@@ -49,8 +51,11 @@ static void check_cookie_header(const char *s, size_t len, bool tiny)
             for (size_t k = 0; k < it->name_len; k++) CHECK(is_tchar((unsigned char)it->name[k]));
             CHECK(memmem(s, len, it->name, it->name_len));
             CHECK(it->value[it->value_len] == 0);
-            CHECK(!it->value_len || memmem(s, len, it->value, it->value_len));
-            CHECK(!memchr(it->value, ';', it->value_len));
+            /* an unquoted value is shorter than the quoted one it came from */
+            bool quoted = memchr(s, '"', len) != NULL, escaped = memchr(s, '\\', len) != NULL;
+            CHECK(!it->value_len || memmem(s, len, it->value, it->value_len) || quoted);
+            CHECK(it->value_len + (quoted ? 2 : 0) <= len);
+            CHECK(!memchr(it->value, ';', it->value_len) || escaped);
         }
     }
     sq_args_free(&a);

@@ -115,9 +115,11 @@ int sq_parse_multipart(const char *body, size_t len, const char *boundary, size_
 /* --- cookies ----------------------------------------------------------------------------- */
 
 /** Parse a Cookie request header ("a=1; b=2") into `out` (values are not percent-decoded;
- * surrounding double quotes are removed).  Lenient like browsers: pairs without '=' and
- * invalid names are skipped, never an error.  Returns the number of cookies added, or
- * -E2BIG past limits->max_args. */
+ * a value in double quotes is unquoted like Tornado's parse_cookie: the quotes go, a
+ * backslash escapes the next character and a backslash before three octal digits (the first
+ * 0-3) is that byte, so `a="x\"y\073"` is `x"y;`).
+ * Lenient like browsers: pairs without '=' and invalid names are skipped, never an error.
+ * Returns the number of cookies added, or -E2BIG past limits->max_args (-ENOMEM). */
 int sq_parse_cookie_header(const char *s, size_t len, sq_args *out, const sq_form_limits *limits);
 
 /** Attributes of a Set-Cookie header; zeroed: a session cookie for path "/". */

@@ -23,10 +23,39 @@ static bool is_ows(char c)
 
 /* --- the Cookie header ---------------------------------------------------------------------- */
 
+static bool is_octal(char c, char max)
+{
+    return c >= '0' && c <= max;
+}
+
+/* The inside of a quoted value unescaped into dst (room for len bytes) the way Python's
+ * http.cookies quoted it and Tornado's parse_cookie (_unquote_cookie) reads it back:
+ * "\ooo" (first digit 0-3) is an octal byte, a backslash before any other character but a
+ * newline stands for that character, and anything else is kept.  Returns the length. */
+static size_t unquote_cookie(char *dst, const char *src, size_t len)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (src[i] == '\\' && len - i >= 4 && is_octal(src[i + 1], '3') &&
+            is_octal(src[i + 2], '7') && is_octal(src[i + 3], '7')) {
+            dst[o++] =
+                (char)((src[i + 1] - '0') << 6 | (src[i + 2] - '0') << 3 | (src[i + 3] - '0'));
+            i += 3;
+        } else if (src[i] == '\\' && len - i >= 2 && src[i + 1] != '\n') {
+            dst[o++] = src[++i];
+        } else {
+            dst[o++] = src[i];
+        }
+    }
+    return o;
+}
+
 int sq_parse_cookie_header(const char *s, size_t len, sq_args *out, const sq_form_limits *limits)
 {
     sq_form_limits lim = sq__form_limits(limits);
     size_t start_len = out->len, added = 0, i = 0;
+    char *buf = NULL; /* an unquoted value */
+    int r = 0;
     while (i < len) {
         const char *pair = s + i;
         const char *semi = memchr(pair, ';', len - i);
@@ -43,19 +72,30 @@ int sq_parse_cookie_header(const char *s, size_t len, sq_args *out, const sq_for
         bool ok = nlen > 0;
         for (size_t k = 0; k < nlen && ok; k++) ok = sq__is_tchar((unsigned char)n[k]);
         if (!ok) continue;
-        if (vlen >= 2 && v[0] == '"' && v[vlen - 1] == '"') v++, vlen -= 2;
         if (added == lim.max_args) {
-            sq__args_truncate(out, start_len);
-            return -E2BIG;
+            r = -E2BIG;
+            goto fail;
         }
-        int r = sq_args_add(out, n, nlen, v, vlen);
-        if (r < 0) {
-            sq__args_truncate(out, start_len);
-            return r;
+        if (vlen >= 2 && v[0] == '"' && v[vlen - 1] == '"') {
+            char *nb = realloc(buf, vlen);
+            if (!nb) {
+                r = -ENOMEM;
+                goto fail;
+            }
+            buf = nb;
+            vlen = unquote_cookie(buf, v + 1, vlen - 2);
+            v = buf;
         }
+        r = sq_args_add(out, n, nlen, v, vlen);
+        if (r < 0) goto fail;
         added++;
     }
+    free(buf);
     return (int)added;
+fail:
+    free(buf);
+    sq__args_truncate(out, start_len);
+    return r;
 }
 
 /* --- Set-Cookie ------------------------------------------------------------------------------ */

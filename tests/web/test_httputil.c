@@ -517,6 +517,14 @@ static const cookie_case cookie_cases[] = {
     {"tok!#$%&'*+-.^_`|~=v", 1, {{"tok!#$%&'*+-.^_`|~", "v"}}},
     {";;;", 0},
     {"\t x=\ty\t", 1, {{"x", "y"}}},
+    /* quoted values are unquoted like Tornado's parse_cookie (_unquote_cookie): backslash
+     * escapes one character, \ooo (first digit 0-3) is an octal byte */
+    {"a=\"x\\\"y\\073z\"; b=\"\\\\q\"; c=\"\\12\"",
+     3,
+     {{"a", "x\"y;z"}, {"b", "\\q"}, {"c", "12"}}},
+    {"d=\"\\400\"; e=\"abc\\\"; f=x\\\"y; g=\"\\101\\102\"",
+     4,
+     {{"d", "400"}, {"e", "abc\\"}, {"f", "x\\\"y"}, {"g", "AB"}}},
 };
 
 static void test_parse_cookie_header(void **state)
