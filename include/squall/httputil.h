@@ -178,9 +178,9 @@ ssize_t sq_verify_cookie_value(char *dst, size_t dstlen, const char *secret, con
 /** IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") into dst (at least 30 bytes); times
  * outside the years 1-9999 are clamped into them. */
 void sq_http_date(char dst[30], time_t t);
-/** Parse an HTTP date (IMF-fixdate, and the obsolete RFC 850 and asctime forms; names are
- * matched case-insensitively, the weekday is not checked, RFC 850's two-digit years 70-99
- * are 19xx and 00-69 20xx).  Returns 0 and sets *out, or -EINVAL. */
+/** Parse an HTTP date (IMF-fixdate, and the obsolete RFC 850 and asctime forms; names and
+ * "GMT" are matched case-insensitively, the weekday is not checked, RFC 850's two-digit
+ * years 70-99 are 19xx and 00-69 20xx).  Returns 0 and sets *out, or -EINVAL. */
 int sq_parse_http_date(const char *s, size_t len, time_t *out);
 
 #ifdef __cplusplus

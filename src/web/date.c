@@ -82,10 +82,12 @@ typedef struct cur {
     bool ok;
 } cur;
 
+/* Case-insensitive like the names (only " GMT" has letters): Python's parsedate, which
+ * Tornado reads If-Modified-Since with, takes "gmt" too. */
 static void lit(cur *c, const char *l)
 {
     size_t n = strlen(l);
-    if (c->ok && c->len - c->i >= n && memcmp(c->s + c->i, l, n) == 0)
+    if (c->ok && c->len - c->i >= n && strncasecmp(c->s + c->i, l, n) == 0)
         c->i += n;
     else
         c->ok = false;

@@ -838,6 +838,9 @@ static const date_case date_cases[] = {
     {"Sun Nov 06 08:49:37 1994", 0, 784111777},
     {"  Sun, 06 Nov 1994 08:49:37 GMT\t", 0, 784111777},
     {"sun, 06 nov 1994 08:49:37 GMT", 0, 784111777},
+    {"sun, 06 nov 1994 08:49:37 gmt", 0, 784111777}, /* like Python's parsedate */
+    {"SUNDAY, 06-NOV-94 08:49:37 Gmt", 0, 784111777},
+    {"sun nov  6 08:49:37 1994", 0, 784111777},
     {"Mon, 06 Nov 1994 08:49:37 GMT", 0, 784111777}, /* the weekday is not checked */
     {"Thursday, 01-Jan-70 00:00:00 GMT", 0, 0},
     {"Saturday, 01-Jan-00 00:00:00 GMT", 0, 946684800},
