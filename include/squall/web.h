@@ -244,7 +244,9 @@ int sq_writef(sq_handler *h, const char *fmt, ...) __attribute__((format(printf,
 /** Write `s` with < > & " ' replaced by HTML entities (Tornado's xhtml_escape). */
 int sq_write_escaped(sq_handler *h, const char *s);
 /** Serialize a jansson value (void * to keep jansson out of this header; pass a json_t *),
- * set Content-Type: application/json, and drop the reference (it steals it).  0, or -EINVAL
+ * set Content-Type: application/json, and drop the reference (it steals it).  The bytes are
+ * json_dumps(JSON_COMPACT | JSON_ENCODE_ANY)'s but for "</", written "<\/" as Tornado's
+ * json_encode does, so that JSON put in a `<script>` cannot end it.  0, or -EINVAL
  * (NULL, or a string jansson will not write: not UTF-8), -ENOMEM, -EALREADY. */
 int sq_write_json(sq_handler *h, void *json);
 /** Write JSON straight from a jansson json_pack() format and its arguments, without building

@@ -222,4 +222,21 @@ static inline sq_loop *wt_loop(void)
 
 #define WT_GET(path) "GET " path " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
 
+/* jansson's output (malloc'ed, NULL passes through) as squall writes JSON: "</" as "<\\/"
+ * (Tornado's json_encode), so that it cannot close a <script> it is put in. */
+static inline char *wt_script_safe(char *json)
+{
+    if (!json) return NULL;
+    size_t n = strlen(json), k = 0;
+    char *out = malloc(2 * n + 1);
+    assert_non_null(out);
+    for (size_t i = 0; i < n; i++) {
+        if (json[i] == '/' && i && json[i - 1] == '<') out[k++] = '\\';
+        out[k++] = json[i];
+    }
+    out[k] = 0;
+    free(json);
+    return out;
+}
+
 #endif
