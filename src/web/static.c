@@ -122,14 +122,18 @@ int sq__if_none_match(const sq_http_request *req, const char *etag)
     return r;
 }
 
+/* A range position: 1*DIGIT, saturated at UINT64_MAX rather than refused.  Past any file
+ * size either way, a huge one keeps its meaning (RFC 9110 14.1.2: a last-pos or suffix at
+ * or past the length is the end, a first-pos there is unsatisfiable) where refusing it
+ * would drop the Range header and send the whole file as a 200. */
 static bool parse_u64(const char **pp, const char *end, uint64_t *out)
 {
     const char *p = *pp;
     uint64_t v = 0;
     if (p >= end || *p < '0' || *p > '9') return false;
     for (; p < end && *p >= '0' && *p <= '9'; p++) {
-        if (v > (UINT64_MAX - 9) / 10) return false;
-        v = v * 10 + (uint64_t)(*p - '0');
+        unsigned d = (unsigned)(*p - '0');
+        v = v > (UINT64_MAX - d) / 10 ? UINT64_MAX : v * 10 + d;
     }
     *pp = p;
     *out = v;
