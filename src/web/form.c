@@ -314,9 +314,12 @@ char *sq_xhtml_unescape(const char *s)
             if (!done && len >= 2 && name[0] == '#') {
                 bool hex = name[1] == 'x' || name[1] == 'X';
                 const char *d = name + 1 + hex;
-                char *end;
-                unsigned long cp = strtoul(d, &end, hex ? 16 : 10);
-                size_t k = end == semi && end > d ? put_utf8(o, cp) : 0;
+                char *end = NULL;
+                unsigned long cp = 0;
+                /* digits only: strtoul would also take blanks and a sign before them */
+                if (hex ? sq__hexval((unsigned char)*d) >= 0 : (*d >= '0' && *d <= '9'))
+                    cp = strtoul(d, &end, hex ? 16 : 10);
+                size_t k = end == semi ? put_utf8(o, cp) : 0;
                 if (k) o += k, done = true;
             }
             if (done) {

@@ -89,6 +89,11 @@ static void test_strings(void **state)
     u = sq_xhtml_unescape("&#233;t&#xE9; &apos;&unknown; & &#0; &#x110000; &amp");
     assert_string_equal(u, "\xc3\xa9t\xc3\xa9 '&unknown; & &#0; &#x110000; &amp");
     free(u);
+    /* a character reference is '#', an optional 'x' and digits: no blank or sign before
+     * them (strtoul would take them), as Tornado's &(#?)(\w+?); */
+    u = sq_xhtml_unescape("&# 65; &#+65; &#x 41; &#x+41; &#\t65; &#x-41; &#65;");
+    assert_string_equal(u, "&# 65; &#+65; &#x 41; &#x+41; &#\t65; &#x-41; A");
+    free(u);
     const char *args[] = {"q", "a b&c", "page", "2", NULL};
     char *c = sq_url_concat("http://x/search", args);
     assert_string_equal(c, "http://x/search?q=a+b%26c&page=2");
