@@ -301,8 +301,10 @@ char *sq_xhtml_unescape(const char *s)
     char *out = malloc(strlen(s) + 1), *o = out; /* never longer than the input */
     if (!out) return NULL;
     for (const char *p = s; *p;) {
-        const char *semi = *p == '&' ? strchr(p, ';') : NULL;
-        if (semi && semi - p <= 10) {
+        /* a reference is short: look for its ';' near the '&' only, not to the end of the
+         * string for every '&' (quadratic) */
+        const char *semi = *p == '&' ? memchr(p, ';', strnlen(p, 11)) : NULL;
+        if (semi) {
             size_t len = (size_t)(semi - p - 1);
             const char *name = p + 1;
             bool done = false;

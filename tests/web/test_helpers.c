@@ -94,6 +94,21 @@ static void test_strings(void **state)
     u = sq_xhtml_unescape("&# 65; &#+65; &#x 41; &#x+41; &#\t65; &#x-41; &#65;");
     assert_string_equal(u, "&# 65; &#+65; &#x 41; &#x+41; &#\t65; &#x-41; A");
     free(u);
+    /* many '&' and no ';': linear time (each '&' used to scan to the end for a ';') */
+    size_t big = (size_t)1 << 20;
+    char *amps = malloc(big + 2);
+    assert_non_null(amps);
+    memset(amps, '&', big);
+    memcpy(amps + big, ";", 2);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    u = sq_xhtml_unescape(amps);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    assert_string_equal(u, amps);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    if (secs > 2.0) fail_msg("1 MiB of '&' took %.1f s", secs);
+    free(u);
+    free(amps);
     const char *args[] = {"q", "a b&c", "page", "2", NULL};
     char *c = sq_url_concat("http://x/search", args);
     assert_string_equal(c, "http://x/search?q=a+b%26c&page=2");
