@@ -37,8 +37,7 @@
 #define H2_RESETS_RATE  33           /* … and per second after that (nginx/h2o-like) */
 #define H2_MAP_MIN      (16u * 1024) /* nghttp2 buffers this big get pages of their own … */
 #define H2_MAPS         4            /* … this many at a time per session (more: the heap) */
-#define H2_LINGER       2.0          /* s at most lingering without the peer taking a byte … */
-#define H2_LINGER_TICK  0.05         /* … checking this often whether it took them all */
+#define H2_LINGER_TICK  0.05         /* lingering: checking this often whether the peer took all */
 
 typedef struct sq__h2_stream sq__h2_stream;
 
@@ -1084,10 +1083,10 @@ static void h2_send_now(sq__h2 *h2);
 /* Both sides are done (after a GOAWAY).  Closing while the end of the responses is still in
  * the kernel's buffer, with bytes of the peer unread or still coming (its WINDOW_UPDATEs and
  * PINGs, a request that crossed the GOAWAY), sends a reset instead, and the kernel drops
- * what it had not sent: the responses arrive cut short.  So, as HTTP/1.1's lingering close
- * and nginx's: our side is shut (the peer reads to its end), the input drained, and the
- * connection closed once the peer closed or acknowledged everything (or took nothing for
- * H2_LINGER). */
+ * what it had not sent: the responses arrive cut short.  So HTTP/1.1's lingering close
+ * (sq__http_linger: our side shut, the input drained, SQ__HTTP_LINGER_MAX bytes at most),
+ * closed once the peer closed or acknowledged everything (or took nothing for
+ * SQ__HTTP_LINGER_SECONDS). */
 static void h2_close(sq__h2 *h2)
 {
     sq_http_conn *c = h2->c;
@@ -1095,26 +1094,8 @@ static void h2_close(sq__h2 *h2)
         sq__http_conn_close(c, 0);
         return;
     }
-    c->lingering = true;
-    c->rpaused = false;
-    h2->linger_until = sq_loop_now_ns(h2->loop) + sq__sec_to_ns(H2_LINGER);
-    sq__tp_shutdown(c->io.fd, c->tp);
-    sq__http_arm(c, SQ__T_LINGER, H2_LINGER_TICK);
-    sq__http_update_io(c);
-}
-
-/* Lingering: what the peer still sends is read and dropped until its end. */
-static void h2_drain(sq_http_conn *c)
-{
-    uint8_t buf[H2_READ_BUF];
-    for (int i = 0; i < H2_READS_MAX && !c->closed; i++) {
-        ssize_t n = sq__tp_read(c->io.fd, c->tp, buf, sizeof buf);
-        if (n > 0) continue;
-        if (n == -EAGAIN) return;
-        if (n == 0) c->peer_eof = true;
-        sq__http_conn_close(c, n == 0 ? 0 : (int)n);
-        return;
-    }
+    h2->linger_until = sq_loop_now_ns(h2->loop) + sq__sec_to_ns(SQ__HTTP_LINGER_SECONDS);
+    sq__http_linger(c, H2_LINGER_TICK);
 }
 
 static void send_cb(void *arg)
@@ -1233,7 +1214,7 @@ void sq__h2_io(sq_http_conn *c, unsigned events)
         if (c->closed) return;
     }
     if (c->lingering) {
-        if (events & (SQ_READ | SQ_HUP | SQ_ERROR)) h2_drain(c);
+        if (events & (SQ_READ | SQ_HUP | SQ_ERROR)) sq__http_linger_drain(c);
         return;
     }
     h2->in_io = true;
@@ -1273,7 +1254,8 @@ void sq__h2_timeout(sq_http_conn *c, unsigned kind)
     if (kind == SQ__T_LINGER) {
         int left = sq__tp_unacked(c->io.fd);
         uint64_t now = sq_loop_now_ns(h2->loop);
-        if (left < h2->linger_unacked) h2->linger_until = now + sq__sec_to_ns(H2_LINGER);
+        if (left < h2->linger_unacked)
+            h2->linger_until = now + sq__sec_to_ns(SQ__HTTP_LINGER_SECONDS);
         h2->linger_unacked = left;
         if (!left || now >= h2->linger_until)
             sq__http_conn_close(c, 0);

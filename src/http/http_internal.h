@@ -221,7 +221,7 @@ struct sq_http_conn {
     sq__tp *tp;          /* the transport: NULL for a plain socket */
     uint64_t since;      /* parked: loop time (ns) it was parked (or accepted) */
     uint16_t parsed;     /* bytes of a->rbuf + rpos the parser already saw (a hint: may be less);
-                            while lingering, the KiB drained */
+                            while lingering (both protocols), the KiB drained */
     int16_t error;       /* the error that closed the connection (errno or a squall code) */
     unsigned char tkind; /* what the timer measures */
     unsigned char peer_family; /* AF_INET, AF_INET6 (peer_addr) or AF_UNIX */
@@ -365,6 +365,17 @@ void sq__http_req_free_buffers(struct sq__http_req *r);
 void sq__http_arm(sq_http_conn *c, unsigned kind, double seconds);
 /* Register the events the connection's state calls for. */
 void sq__http_update_io(sq_http_conn *c);
+/* The lingering close, HTTP/1.1's and HTTP/2's (as nginx's lingering_close): the responses
+ * are out, our side is shut, and what the peer still sends is read and dropped, so that the
+ * close does not reset the connection under the end of the responses.  It lasts
+ * SQ__HTTP_LINGER_SECONDS (HTTP/2: without the peer taking a byte) and SQ__HTTP_LINGER_MAX
+ * bytes drained at most.  sq__http_linger() starts it (the connection's timer armed for
+ * `seconds`: its T_LINGER); sq__http_linger_drain() reads and drops, and closes the
+ * connection at the peer's end, an error or the byte cap. */
+#define SQ__HTTP_LINGER_SECONDS 2.0
+#define SQ__HTTP_LINGER_MAX     (4u << 20)
+void sq__http_linger(sq_http_conn *c, double seconds);
+void sq__http_linger_drain(sq_http_conn *c);
 /* The peer's address as text (48 bytes), X-Real-Ip and friends applied to a request. */
 void sq__http_format_peer(const sq_http_conn *c, char *dst);
 /* r->pub.remote_ip: c's peer, formatted unless r already holds it. */

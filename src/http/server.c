@@ -34,9 +34,6 @@ enum {
     T_HANDSHAKE = SQ__T_HANDSHAKE,
 };
 
-#define LINGER_SECONDS   2.0
-#define LINGER_MAX_BYTES (4u << 20) /* input drained before an error close, at most */
-
 static void conn_io(sq_loop *loop, sq_io *io, unsigned events);
 static void conn_timeout(sq_loop *loop, sq_timer *t);
 static void conn_process(sq_http_conn *c);
@@ -1034,6 +1031,41 @@ void sq__http_update_io(sq_http_conn *c)
     update_io(c);
 }
 
+void sq__http_linger(sq_http_conn *c, double seconds)
+{
+    sq__tp_shutdown(c->io.fd, c->tp);
+    c->lingering = true;
+    c->discarding = false;
+    c->rpaused = false;
+    c->parsed = 0; /* counts the KiB drained from now on */
+    arm(c, T_LINGER, seconds);
+    update_io(c);
+}
+
+void sq__http_linger_drain(sq_http_conn *c)
+{
+    uint8_t buf[16 * 1024];
+    size_t got = 0;
+    int e = -EAGAIN;
+    for (int i = 0; i < 8; i++) { /* at most this much per event: others get their turn */
+        ssize_t n = sq__tp_read(c->io.fd, c->tp, buf, sizeof buf);
+        if (n <= 0) {
+            e = (int)n;
+            break;
+        }
+        got += (size_t)n;
+    }
+    size_t kib = c->parsed + (got + 1023) / 1024;
+    c->parsed = kib > UINT16_MAX ? UINT16_MAX : (uint16_t)kib;
+    if (e == -EAGAIN && kib < SQ__HTTP_LINGER_MAX / 1024) return;
+    if (e == 0) c->peer_eof = true;
+    if (e == -EAGAIN) /* a peer that would send forever: dropped, as at the deadline */
+        sq_log(SQ_LOG_DEBUG,
+               "http: lingering: the peer sent %u KiB more after the response: closing",
+               SQ__HTTP_LINGER_MAX / 1024);
+    sq__http_conn_close(c, e == -EAGAIN ? 0 : e);
+}
+
 SQ__HOT static void update_io(sq_http_conn *c)
 {
     if (c->closed) return;
@@ -1109,13 +1141,7 @@ SQ__HOT static void conn_after(sq_http_conn *c)
             sq__http_conn_close(c, 0);
             return;
         }
-        if (c->tkind != T_LINGER) {
-            sq__tp_shutdown(c->io.fd, c->tp);
-            c->lingering = true;
-            c->discarding = false;
-            c->parsed = 0; /* counts the bytes drained from now on */
-            arm(c, T_LINGER, LINGER_SECONDS);
-        }
+        if (c->tkind != T_LINGER) sq__http_linger(c, SQ__HTTP_LINGER_SECONDS);
     } else if (!sq__http_req_active(c) && !c->close_after) {
         /* (not while a coroutine that yielded goes on with the pipeline: it is no slow head) */
         if ((c->a->rlen > c->a->rpos && !c->a->coro) || c->discarding) {
@@ -1156,20 +1182,15 @@ static void on_readable(sq_http_conn *c)
 {
     bool got = false;
     for (int i = 0; i < 8 && !c->closed; i++) {
+        if (c->lingering) { /* (maybe since the last input: an error response) */
+            sq__http_linger_drain(c);
+            return;
+        }
         size_t space = read_space(c);
         if (!space) break;
         ssize_t n = sq__tp_read(c->io.fd, c->tp, c->a->rbuf + c->a->rlen, space);
         if (n > 0) {
             got = true;
-            if (c->lingering) { /* draining before close: for 2 s and 4 MiB at most */
-                size_t kib = c->parsed + ((size_t)n + 1023) / 1024;
-                c->parsed = kib > UINT16_MAX ? UINT16_MAX : (uint16_t)kib;
-                if (kib >= LINGER_MAX_BYTES / 1024) {
-                    sq__http_conn_close(c, 0);
-                    return;
-                }
-                continue;
-            }
             c->a->rlen += (size_t)n;
             if ((size_t)n < space) break;
             if (sq__http_req_active(c) || c->discarding) {
