@@ -57,6 +57,7 @@ struct sq__h2 {
     sq_coro *start[H2_START_BATCH]; /* handlers the last read started, run after it */
     unsigned nstart;
     bool goaway;            /* GOAWAY sent: close once the streams are done */
+    int32_t last_sid;       /* the last stream the peer opened that we took */
     uint64_t linger_until;  /* lingering before the close (c->lingering): until then at most */
     int linger_unacked;     /* what the peer had not acknowledged at the last look */
     sq__h2_map maps[H2_MAPS]; /* nghttp2's buffers on pages of their own (h2_map) */
@@ -791,6 +792,8 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, voi
     }
     sq__h2_stream *st = stream_new(h2, frame->hd.stream_id);
     if (!st) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
+    /* (the peer's stream ids only grow) */
+    h2->last_sid = frame->hd.stream_id;
     nghttp2_session_set_stream_user_data(ng, frame->hd.stream_id, st);
     h2->nopen++;
     h2->nheads++; /* until the header block is complete: header_timeout */
@@ -1176,20 +1179,35 @@ static void fatal(sq__h2 *h2, ssize_t rv)
 {
     sq_http_conn *c = h2->c;
     sq_log(SQ_LOG_DEBUG, "http2: closing a connection: %s", nghttp2_strerror((int)rv));
-    /* nghttp2 queued a GOAWAY with the reason: try to send it, then close */
+    /* nghttp2 queued no GOAWAY for these errors, and its session may no longer be used but to
+     * free it (h2->goaway: nothing calls it any more).  So the GOAWAY with the reason
+     * (RFC 9113 5.4.1) is made here, after the whole frames already in the output, and goes
+     * out through the lingering close: closed at once, with the peer's bytes unread, the
+     * connection would be reset under it. */
     h2->goaway = true;
     if (h2->send_call) {
         sq_call_cancel(h2->send_call);
         h2->send_call = NULL;
     }
-    const uint8_t *data;
-    ssize_t n;
-    while ((n = nghttp2_session_mem_send(h2->ng, &data)) > 0) {
-        sq__http_out_acquire(c);
-        if (sq__buf_append(&c->a->out, data, (size_t)n) < 0) break;
+    uint32_t code = rv == NGHTTP2_ERR_FLOODED || rv == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS
+                        ? NGHTTP2_ENHANCE_YOUR_CALM
+                    : rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC ? NGHTTP2_PROTOCOL_ERROR
+                                                         : NGHTTP2_INTERNAL_ERROR;
+    uint8_t f[17] = {0, 0, 8, NGHTTP2_GOAWAY}; /* length 8, no flags, stream 0 */
+    for (int i = 0; i < 4; i++) {
+        f[9 + i] = (uint8_t)((uint32_t)h2->last_sid >> (24 - 8 * i));
+        f[13 + i] = (uint8_t)(code >> (24 - 8 * i));
     }
-    if (sq__http_out_pending(c)) sq__http_conn_write(c);
-    sq__http_conn_close(c, rv == NGHTTP2_ERR_FLOODED ? -EMSGSIZE : -EPROTO);
+    sq__http_out_acquire(c);
+    if (sq__buf_append(&c->a->out, f, sizeof f) == 0) sq__http_conn_write(c);
+    if (c->closed) return;
+    /* a peer that does not take the output now (a flood: it is not reading), or handlers
+     * still running: no waiting for it */
+    if (sq__http_out_pending(c) || h2->ncoros) {
+        sq__http_conn_close(c, rv == NGHTTP2_ERR_FLOODED ? -EMSGSIZE : -EPROTO);
+        return;
+    }
+    h2_close(h2);
 }
 
 /* Run the handlers the last read started, still inside the IO callback (h2->in_io): what

@@ -190,7 +190,7 @@ class Conn:
     back every DATA byte at once (WINDOW_UPDATE)."""
 
     def __init__(self, port, tls=False, settings=None, rcvbuf=None, auto_window=True,
-                 auto_ack=True, timeout=10):
+                 auto_ack=True, timeout=10, preface=PREFACE):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -215,7 +215,7 @@ class Conn:
         self.conn_window, self.stream_window, self.init_window = 65535, {}, 65535
         self.next_sid = 1
         self._hb = None  # (sid, flags, block) of a header block awaiting CONTINUATION
-        self.send(PREFACE + settings_frame(settings))
+        self.send(preface + settings_frame(settings))  # (preface: a wrong one on purpose)
 
     def send(self, data):
         self.sock.sendall(data)
