@@ -219,7 +219,14 @@ ssize_t sq_http_read_body_chunk(sq_http_request *req, const char **data);
 /* --- response ------------------------------------------------------------------------------ */
 
 /** Status code and reason (NULL: the standard phrase).  -EINVAL for a code outside
- * 100-599 or a reason with a control byte (CR, LF …); -EALREADY once headers were sent. */
+ * 100-599 or a reason with a control byte (CR, LF …); -EALREADY once headers were sent.
+ * A 1xx is an interim response, never a final one, so -EINVAL for 100-199 (unlike Tornado,
+ * whose set_status takes them and leaves the client waiting for a final response), except
+ * 101 Switching Protocols on an HTTP/1.1 request that asked for an upgrade (Connection:
+ * upgrade and an Upgrade header), to be followed by sq_http_detach_connection or
+ * sq_http_detach_stream; a handler that returns without detaching sends that 101, and the
+ * connection is closed after it.  100 Continue is sent by the server itself
+ * (sq_http_read_body); HTTP/2 has no 101. */
 int sq_http_set_status(sq_http_request *req, int code, const char *reason);
 /** The response status set so far (200 unless changed). */
 int sq_http_get_status(const sq_http_request *req);

@@ -163,6 +163,7 @@ typedef struct sq__http_req {
     bool active;  /* between the head being parsed and the response being done */
     bool is_head; /* HEAD request */
     bool expect_continue;
+    bool upgrade; /* an HTTP/1.1 request asking for another protocol (Connection: upgrade) */
     bool continue_sent;
     bool body_read; /* sq_http_read_body returned the whole body */
     bool streaming; /* sq_http_read_body_chunk in use */

@@ -259,6 +259,11 @@ int sq_http_set_status(sq_http_request *req, int code, const char *reason)
 {
     sq__http_req *r = (sq__http_req *)req;
     if (code < 100 || code > 599) return -EINVAL;
+    /* a 1xx is interim, never the final response: sent as one, the client waits on for its
+     * final response (or, after a 101 it did not ask for, reads what follows as another
+     * protocol).  101 answers an upgrade request, before sq_http_detach_connection/_stream;
+     * HTTP/2 has no 101 (RFC 9113 8.6); 100 Continue is the server's own (read_body). */
+    if (code < 200 && (code != 101 || r->h2 || !r->upgrade)) return -EINVAL;
     if (reason && value_len(reason) < 0) return -EINVAL;
     if (r->rflags & (RESP_HEAD_SENT | RESP_FINISHED)) return -EALREADY;
     if (reason) {

@@ -818,6 +818,7 @@ SQ__HOT static int parse_next(sq_http_conn *c)
     r->detached = false;
     r->is_head = h.method_len == 4 && !memcmp(h.method, "HEAD", 4);
     r->expect_continue = h.expect_continue;
+    r->upgrade = h.upgrade;
     r->continue_sent = false;
     r->body_read = false;
     r->streaming = false;
@@ -887,6 +888,9 @@ SQ__HOT static void request_complete(sq_http_conn *c)
     r->active = false;
     sq__inflate_free(r);
     if (c->closed) return;
+    /* a 101 the handler did not follow with a detach: the client now speaks the protocol it
+     * asked for, this connection has no more HTTP in it */
+    if (r->status == 101) c->close_after = true;
     if (c->close_after) {
         /* unread input (the body, pipelined requests): drain it before closing, since
          * closing with unread bytes sends an RST that can destroy the response in flight */

@@ -512,6 +512,52 @@ static void test_pipelined_before_fin(void **state)
     run_with_client(NULL, sleepy_handler, NULL, half_close_client, NULL, 10);
 }
 
+/* /status?c=N: sq_http_set_status(N), then "rc=<its return>" as the body (none for a 101
+ * that was accepted: it has no body) */
+static void status_handler(sq_http_request *req, void *arg)
+{
+    (void)arg;
+    int code = (int)strtol(req->query.ptr + 2, NULL, 10);
+    int rc = sq_http_set_status(req, code, NULL);
+    if (rc == 0 && code == 101) return; /* an upgrade the handler does not take: no detach */
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "rc=%d", rc);
+    sq_http_write(req, buf, (size_t)n);
+}
+
+static void status_1xx_client(harness *h)
+{
+    cl c;
+    CHECK(h, cl_open(&c, h->port) == 0);
+    /* a 1xx is no final response: the client would wait for one (or, for a 101 it never
+     * asked for, take the next responses for another protocol) */
+    static const int codes[] = {101, 100, 102, 103, 199};
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        char rq[128], what[64];
+        snprintf(rq, sizeof rq, "GET /status?c=%d HTTP/1.1\r\nHost: x\r\n\r\n", codes[i]);
+        snprintf(what, sizeof what, "set_status(%d) refused", codes[i]);
+        CHECK(h, cl_sends(&c, rq) == 0);
+        expect(h, &c, 200, "rc=-22", what);
+    }
+    cl_close(&c);
+    /* a request that asked for an upgrade: 101 is accepted (the step before
+     * sq_http_detach_connection); a handler that then returns without detaching sends the
+     * 101 and the connection closes (it cannot go on as HTTP after it) */
+    CHECK(h, cl_open(&c, h->port) == 0);
+    CHECK(h, cl_sends(&c, "GET /status?c=101 HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+                          "Upgrade: x-test\r\n\r\n") == 0);
+    while (!memmem(c.buf, c.len, "\r\n\r\n", 4) && cl_fill(&c) > 0) continue;
+    CHECK(h, c.len >= 12 && !memcmp(c.buf, "HTTP/1.1 101", 12));
+    CHECK(h, cl_eof(&c));
+    cl_close(&c);
+}
+
+static void test_status_1xx(void **state)
+{
+    (void)state;
+    run_with_client(NULL, status_handler, NULL, status_1xx_client, NULL, 10);
+}
+
 int main(void)
 {
     (void)run_cmd;
@@ -526,6 +572,7 @@ int main(void)
         cmocka_unit_test(test_peer_v4_mapped),
         cmocka_unit_test(test_flush_call_then_idle),
         cmocka_unit_test(test_pipelined_before_fin),
+        cmocka_unit_test(test_status_1xx),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
