@@ -96,7 +96,11 @@ typedef struct sq_http_settings {
     const char *server_name; /**< Server header; NULL: "squall", "": no Server header; any
                                 length; CR or LF: sq_http_server_new fails with EINVAL */
     bool reuseport;          /**< SO_REUSEPORT on listening sockets (sq_fork_processes) */
-    bool access_log;         /**< one line per request through sq_log (see squall/web.h) */
+    /** One line per request through sq_log (see squall/web.h), also for the requests the
+     * server answers itself, as nginx does: a head the parser refused (400, 414, 431), the
+     * header timeout's 408, plain HTTP on the TLS port; their request line is logged when
+     * it came whole, else "-". */
+    bool access_log;
     /** HTTPS (Tornado's ssl_options): every connection starts with a TLS handshake, which
      * must complete within tls_handshake_timeout (0: header_timeout).  The server keeps a
      * reference to the context.  Requests then say protocol "https"; a plain-HTTP request

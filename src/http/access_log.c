@@ -88,30 +88,36 @@ static sq_str header(const sq_http_request *req, const char *name)
     return v.ptr ? v : (sq_str){"", 0};
 }
 
-void sq__http_access_log(const sq__http_req *r)
+/* One line's fields.  method, uri and version come from the client: escaped on output
+ * (the text format prints the method as it is: a token, checked by the parser or by
+ * request_line()). */
+typedef struct entry {
+    int status, level;
+    sq_str method, uri, version; /* {NULL, 0}: no request line ("-") */
+    const char *remote;
+    uint64_t bytes;
+    double ms;
+    sq_str ref, ua;
+    bool h2;
+} entry;
+
+static void emit(const entry *e)
 {
-    int st = r->status;
-    int level = st < 400 ? SQ_LOG_INFO : st < 500 ? SQ_LOG_WARNING : SQ_LOG_ERROR;
-    if (!sq__log_enabled(level)) return;
-    const sq_http_request *q = &r->pub;
-    /* The real clock: the loop's cached one would hide a handler that blocked the loop. */
-    double ms = ((double)sq__mono_ns() / 1e9 - q->start_time) * 1000.0;
     line l = {.len = 0};
     l.buf[0] = '\0';
+    bool known = e->method.ptr != NULL;
     int fmt = sq_log_get_access_format();
     if (fmt == SQ_ACCESS_LOG_TEXT) {
-        putf(&l, "%d %.*s ", st, (int)q->method.len, q->method.ptr);
-        put_nginx(&l, q->uri.ptr, q->uri.len);
-        putf(&l, " (%s) %.2fms%s", r->remote_ip, ms, r->h2 ? " h2" : "");
-        sq__log_line(level, l.buf);
+        if (known) {
+            putf(&l, "%d %.*s ", e->status, (int)e->method.len, e->method.ptr);
+            put_nginx(&l, e->uri.ptr, e->uri.len);
+        } else {
+            putf(&l, "%d - -", e->status);
+        }
+        putf(&l, " (%s) %.2fms%s", e->remote, e->ms, e->h2 ? " h2" : "");
+        sq__log_line(e->level, l.buf);
         return;
     }
-    char version[16];
-    if (q->version_major == 2)
-        snprintf(version, sizeof version, "HTTP/2.0");
-    else
-        snprintf(version, sizeof version, "HTTP/1.%d", q->version_minor);
-    sq_str ref = header(q, "Referer"), ua = header(q, "User-Agent");
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     struct tm tm;
@@ -119,29 +125,106 @@ void sq__http_access_log(const sq__http_req *r)
     char date[40];
     if (fmt == SQ_ACCESS_LOG_COMBINED) {
         strftime(date, sizeof date, "%d/%b/%Y:%H:%M:%S +0000", &tm);
-        putf(&l, "%s - - [%s] \"", r->remote_ip, date);
-        put_nginx(&l, q->method.ptr, q->method.len);
-        put(&l, " ", 1);
-        put_nginx(&l, q->uri.ptr, q->uri.len);
-        putf(&l, " %s\" %d %llu \"", version, st, (unsigned long long)r->body_sent);
-        put_nginx(&l, ref.ptr, ref.len);
+        putf(&l, "%s - - [%s] \"", e->remote, date);
+        if (known) {
+            put_nginx(&l, e->method.ptr, e->method.len);
+            put(&l, " ", 1);
+            put_nginx(&l, e->uri.ptr, e->uri.len);
+            put(&l, " ", 1);
+            put_nginx(&l, e->version.ptr, e->version.len);
+        } else {
+            put(&l, "-", 1); /* nginx's "$request" when there was none */
+        }
+        putf(&l, "\" %d %llu \"", e->status, (unsigned long long)e->bytes);
+        put_nginx(&l, e->ref.ptr, e->ref.len);
         put(&l, "\" \"", 3);
-        put_nginx(&l, ua.ptr, ua.len);
+        put_nginx(&l, e->ua.ptr, e->ua.len);
         put(&l, "\"", 1);
     } else {
+        static const sq_str none = {"-", 1};
         strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
         putf(&l, "{\"time\":\"%s.%03ldZ\",\"remote\":", date, ts.tv_nsec / 1000000);
-        put_json(&l, r->remote_ip, strlen(r->remote_ip));
+        put_json(&l, e->remote, strlen(e->remote));
+        sq_str m = known ? e->method : none, u = known ? e->uri : none,
+               v = known ? e->version : none;
         put(&l, ",\"method\":", 10);
-        put_json(&l, q->method.ptr, q->method.len);
+        put_json(&l, m.ptr, m.len);
         put(&l, ",\"uri\":", 7);
-        put_json(&l, q->uri.ptr, q->uri.len);
-        putf(&l, ",\"version\":\"%s\",\"status\":%d,\"bytes\":%llu,\"duration_ms\":%.3f,\"referer\":",
-             version, st, (unsigned long long)r->body_sent, ms);
-        put_json(&l, ref.ptr, ref.len);
+        put_json(&l, u.ptr, u.len);
+        put(&l, ",\"version\":", 11);
+        put_json(&l, v.ptr, v.len);
+        putf(&l, ",\"status\":%d,\"bytes\":%llu,\"duration_ms\":%.3f,\"referer\":", e->status,
+             (unsigned long long)e->bytes, e->ms);
+        put_json(&l, e->ref.ptr, e->ref.len);
         put(&l, ",\"user_agent\":", 14);
-        put_json(&l, ua.ptr, ua.len);
+        put_json(&l, e->ua.ptr, e->ua.len);
         put(&l, "}", 1);
     }
-    sq__log_line(level, l.buf);
+    sq__log_line(e->level, l.buf);
+}
+
+static int level_of(int status)
+{
+    return status < 400 ? SQ_LOG_INFO : status < 500 ? SQ_LOG_WARNING : SQ_LOG_ERROR;
+}
+
+void sq__http_access_log(const sq__http_req *r)
+{
+    entry e = {.status = r->status, .level = level_of(r->status)};
+    if (!sq__log_enabled(e.level)) return;
+    const sq_http_request *q = &r->pub;
+    char version[16];
+    if (q->version_major == 2)
+        snprintf(version, sizeof version, "HTTP/2.0");
+    else
+        snprintf(version, sizeof version, "HTTP/1.%d", q->version_minor);
+    e.method = q->method;
+    e.uri = q->uri;
+    e.version = (sq_str){version, strlen(version)};
+    e.remote = r->remote_ip;
+    e.bytes = r->body_sent;
+    /* The real clock: the loop's cached one would hide a handler that blocked the loop. */
+    e.ms = ((double)sq__mono_ns() / 1e9 - q->start_time) * 1000.0;
+    e.ref = header(q, "Referer");
+    e.ua = header(q, "User-Agent");
+    e.h2 = r->h2;
+    emit(&e);
+}
+
+/* The request line at the start of a head the server refused, if it came whole and is one
+ * ("METHOD SP target SP HTTP/d.d", the method a token, the target without spaces or
+ * control bytes). */
+static bool request_line(const char *p, size_t n, entry *e)
+{
+    const char *eol = memchr(p, '\n', n);
+    if (!eol) return false;
+    size_t len = (size_t)(eol - p);
+    if (len && p[len - 1] == '\r') len--;
+    const char *sp1 = memchr(p, ' ', len);
+    if (!sp1 || sp1 == p || len - (size_t)(sp1 - p) < 10) return false;
+    const char *v = p + len - 8, *sp2 = v - 1;
+    if (*sp2 != ' ' || sp2 <= sp1 + 1 || memcmp(v, "HTTP/", 5) || v[5] < '0' || v[5] > '9' ||
+        v[6] != '.' || v[7] < '0' || v[7] > '9')
+        return false;
+    for (const char *s = p; s < sp1; s++)
+        if (!sq__http_tchar[(unsigned char)*s]) return false;
+    for (const char *s = sp1 + 1; s < sp2; s++)
+        if ((unsigned char)*s <= ' ' || *s == 0x7f) return false;
+    e->method = (sq_str){p, (size_t)(sp1 - p)};
+    e->uri = (sq_str){sp1 + 1, (size_t)(sp2 - sp1 - 1)};
+    e->version = (sq_str){v, 8};
+    return true;
+}
+
+void sq__http_access_log_refused(const sq_http_conn *c, int status, size_t bytes)
+{
+    entry e = {.status = status, .level = level_of(status), .bytes = bytes};
+    if (!sq__log_enabled(e.level)) return;
+    char ip[48];
+    sq__http_format_peer(c, ip);
+    e.remote = ip;
+    if (c->a->rbuf && c->a->rlen > c->a->rpos)
+        request_line(c->a->rbuf + c->a->rpos, c->a->rlen - c->a->rpos, &e);
+    e.ref = e.ua = (sq_str){"", 0}; /* (the headers were not taken) */
+    emit(&e);
 }

@@ -281,6 +281,10 @@ void sq__http_resp_reset(sq__http_req *r);
 /* One access-log line for a finished request, in the format sq_log_set_access_format chose
  * (HTTP/1.x and HTTP/2 alike). */
 void sq__http_access_log(const sq__http_req *r);
+/* The line for a response the server made without a request it took (sq__http_error_text:
+ * a head the parser refused, the header timeout's 408 …): the status, `bytes` of body, and
+ * the request line when the buffered head starts with a whole one, else "-". */
+void sq__http_access_log_refused(const sq_http_conn *c, int status, size_t bytes);
 /* Append the response (head and buffered body) to c->a->out, and mark it finished. */
 int sq__http_resp_finish(sq_http_conn *c, sq__http_req *r);
 /* Append the head for a chunked response and the body so far as a chunk. */

@@ -737,6 +737,9 @@ void sq__http_error_text(sq_http_conn *c, int status, const char *text)
         sq__buf_append(o, first, (size_t)fn);
         sq__buf_append(o, common, cn);
         sq__buf_append(o, tail, (size_t)tn);
+        /* no request reaches request_complete's log line: logged here, as nginx does */
+        if (c->srv->s.access_log)
+            sq__http_access_log_refused(c, status, text ? strlen(text) : strlen(reason) + 5);
     }
     c->close_after = true;
 }

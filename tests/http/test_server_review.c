@@ -558,6 +558,75 @@ static void test_status_1xx(void **state)
     run_with_client(NULL, status_handler, NULL, status_1xx_client, NULL, 10);
 }
 
+/* The access log's lines, captured (the server logs on the loop's thread, checked after). */
+static char g_log[16384];
+static size_t g_log_len;
+
+static void capture_log(int level, const char *msg, void *arg)
+{
+    (void)level;
+    (void)arg;
+    int n = snprintf(g_log + g_log_len, sizeof g_log - g_log_len, "%s\n", msg);
+    if (n > 0 && (size_t)n < sizeof g_log - g_log_len) g_log_len += (size_t)n;
+}
+
+static void refused_client(harness *h)
+{
+    static const struct {
+        const char *send;
+        int status;
+    } cases[] = {
+        {"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n", 200},
+        {"GET /bad-header HTTP/1.1\r\nHost: x\r\nno colon\r\n\r\n", 400},
+        {"GET /too-long-", 414}, /* (the line is made longer below) */
+        {"GET /many-headers HTTP/1.1\r\nHost: x\r\nX-Big: ", 431},
+        {"GET /slow HTTP/1.1\r\nHost: x\r\n", 408}, /* and then nothing: header_timeout */
+        {"\x16\x03\x01 garbage\r\n\r\n", 400},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cl c;
+        CHECK(h, cl_open(&c, h->port) == 0);
+        CHECK(h, cl_sends(&c, cases[i].send) == 0);
+        if (cases[i].status == 414 || cases[i].status == 431) {
+            char fill[2048]; /* past max_request_line; and max_header_size */
+            memset(fill, 'a', sizeof fill);
+            CHECK(h, cl_send(&c, fill, cases[i].status == 414 ? 1024 : 2048) == 0);
+            CHECK(h, cl_sends(&c, cases[i].status == 414 ? " HTTP/1.1\r\n\r\n" : "\r\n\r\n") == 0);
+        }
+        resp r;
+        int got = cl_response(&c, &r, false) == 0 ? r.status : -1;
+        if (got != cases[i].status && !h->failures++)
+            snprintf(h->failmsg, sizeof h->failmsg, "case %zu: %d, not %d", i, got,
+                     cases[i].status);
+        resp_free(&r);
+        cl_close(&c);
+    }
+}
+
+/* Requests the server refuses before a handler runs (the parser's 400, 414, 431; the header
+ * timeout's 408) are in the access log, as nginx and Tornado log them: the status, the
+ * request line when it was whole, else "-". */
+static void test_access_log_refused(void **state)
+{
+    (void)state;
+    sq_http_settings s = {.access_log = true,
+                          .max_request_line = 512,
+                          .max_header_size = 1536,
+                          .header_timeout = 0.3};
+    g_log_len = 0;
+    g_log[0] = 0;
+    sq_log_set_handler(capture_log, NULL);
+    run_with_client(&s, sleepy_handler, NULL, refused_client, NULL, 10);
+    sq_log_set_handler(NULL, NULL);
+    static const char *const want[] = {
+        "200 GET /ok (127.0.0.1)",   "400 GET /bad-header (127.0.0.1)",
+        "414 GET /too-long-aaaa",    "431 GET /many-headers (127.0.0.1)",
+        "408 GET /slow (127.0.0.1)", "400 - - (127.0.0.1)",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (!strstr(g_log, want[i])) fail_msg("no \"%s\" in the access log:\n%s", want[i], g_log);
+}
+
 int main(void)
 {
     (void)run_cmd;
@@ -573,6 +642,7 @@ int main(void)
         cmocka_unit_test(test_flush_call_then_idle),
         cmocka_unit_test(test_pipelined_before_fin),
         cmocka_unit_test(test_status_1xx),
+        cmocka_unit_test(test_access_log_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
