@@ -20,6 +20,7 @@ CAP = 4 << 20
 JUNK = u.frame(0xF0, 0, 0, b"j" * 16384) * 4
 
 srv = u.start("h2srv", {"H2SRV_SHUTDOWN": "30", "H2SRV_DEBUG": "1"})
+term = False
 try:
     c = u.Conn(srv.port, rcvbuf=4096, auto_window=False,
                settings={u.S_INITIAL_WINDOW_SIZE: 16 << 20})
@@ -31,7 +32,6 @@ try:
     cut = None
     t0 = time.monotonic()
     next_read = t0
-    term = False
     while time.monotonic() - t0 < 15:
         try:
             if time.monotonic() >= next_read:  # a slow reader: 1 KiB every 0.1 s
@@ -59,6 +59,11 @@ try:
           f"shutdown's deadline is 30 s)")
     c.close()
 finally:
+    if term:  # it is stopping already: a second SIGTERM could land after its handler is gone
+        try:
+            srv.wait(30)
+        except Exception:
+            pass
     log = u.stop(srv)
 check(f"sent {CAP >> 10} KiB more after the response" in log,
       "by the lingering close's byte cap (the server's debug log says so)")
