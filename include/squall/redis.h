@@ -103,7 +103,8 @@ typedef struct sq_redis_options {
  *  (when a password is given) and SELECT (when db != 0) are sent, and again after every
  *  reconnect.  `opts` is copied.
  *  @return a future resolving with the client, owned by the future until taken (the taker
- *  frees it with sq_redis_free()); it fails with -EINVAL (a bad URL), -ECONNREFUSED,
+ *  frees it with sq_redis_free()); it fails with -EINVAL (a bad URL), -ENAMETOOLONG (a unix
+ *  socket path longer than sockaddr_un takes, 107 bytes on Linux), -ECONNREFUSED,
  *  -ETIMEDOUT (connect_timeout passed), SQ_ERESOLVE, SQ_ETLS, SQ_EREDIS (AUTH or SELECT
  *  refused; logged) or another socket error.  Cancelling it stops the attempt.  NULL on
  *  -ENOMEM. */
@@ -163,7 +164,8 @@ typedef void (*sq_redis_message_cb)(sq_redis_sub *s, const char *channel, size_t
  *  no_reconnect; after every (re)connect it subscribes to every channel and pattern it
  *  holds, and calls on_state(true) once the server has confirmed them all.
  *  @return the subscriber (free it with sq_redis_sub_free()), or NULL with *err (if
- *  non-NULL) set to -EINVAL (a bad URL, cb NULL) or -ENOMEM. */
+ *  non-NULL) set to -EINVAL (a bad URL, cb NULL), -ENAMETOOLONG (as for
+ *  sq_redis_connect_future) or -ENOMEM. */
 sq_redis_sub *sq_redis_sub_new(sq_loop *loop, const char *url, const sq_redis_options *opts,
                                sq_redis_message_cb cb, void *arg, int *err);
 /** Subscribe to `channel` (kept across reconnects; sent now if connected, else at the next

@@ -27,6 +27,7 @@
 #include "squall/stream.h"
 
 #define READ_CHUNK 65536
+#define SUN_PATH_SIZE sizeof(((struct sockaddr_un *)0)->sun_path) /* with its NUL */
 #define OUT_KEEP   (1u << 20) /* an idle output buffer larger than this is given back */
 /* Replies (or messages) dispatched between two yields to the loop: one read can hold thousands
  * of pipelined replies, and parsing them all at once would hold every other connection and
@@ -283,7 +284,7 @@ static int establish(sq_redis *r)
     int e;
     {
         /* TCP (happy eyeballs) or a unix socket: the stream layer's one way of connecting */
-        char unix_host[256];
+        char unix_host[SUN_PATH_SIZE + 8]; /* "unix:" + path */
         const char *host = r->host;
         if (r->path) {
             snprintf(unix_host, sizeof unix_host, "unix:%s", r->path);
@@ -649,6 +650,8 @@ static int parse_url(sq_redis *r, const char *url)
     if (is_unix) {
         if (main_len == 0 || p[0] != '/') return -EINVAL;
         if (!(r->path = decode(p, main_len))) return -ENOMEM;
+        /* refused here, not at each connect: a subscriber would retry it forever */
+        if (strlen(r->path) >= SUN_PATH_SIZE) return -ENAMETOOLONG;
         return query ? parse_query(r, query) : 0;
     }
     size_t auth_len = strcspn(p, "/?#");
@@ -731,6 +734,9 @@ static sq_redis *redis_new(sq_loop *loop, const char *url, const sq_redis_option
     if (e == 0 && !(r->reader = redisReaderCreate())) e = -ENOMEM;
     if (e < 0) {
         if (e == -EINVAL) sq_log(SQ_LOG_WARNING, "redis: bad URL: %s", url ? url : "(null)");
+        if (e == -ENAMETOOLONG)
+            sq_log(SQ_LOG_WARNING, "redis: unix socket path longer than %zu bytes: %s",
+                   SUN_PATH_SIZE - 1, url);
         redis_destroy(r);
         *err = e;
         return NULL;

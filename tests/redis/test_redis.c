@@ -1300,6 +1300,41 @@ static void test_tls(void **state)
     srv_stop(&s);
 }
 
+/* --- replies the parser refuses, big replies, a frozen server, long socket paths -------------- */
+
+/* A unix socket path longer than sockaddr_un takes is refused at once, by the subscriber
+ * (which otherwise retries in the background forever) as by the command client. */
+static void *long_path_coro(void *arg)
+{
+    (void)arg;
+    char url[400] = "unix:///tmp/";
+    size_t n = strlen(url);
+    memset(url + n, 'x', 300);
+    url[n + 300] = 0;
+    sub_state ms = {0};
+    int e = 0;
+    assert_null(sq_redis_sub_new(sq_loop_current(), url, NULL, on_msg, &ms, &e));
+    assert_int_equal(e, -ENAMETOOLONG);
+    assert_null(sq_redis_connect(url, NULL, &e));
+    assert_int_equal(e, -ENAMETOOLONG);
+    /* sun_path holds 108 bytes with the NUL: "/tmp/" and 103 more is one too many */
+    url[n + 103] = 0;
+    assert_null(sq_redis_connect(url, NULL, &e));
+    assert_int_equal(e, -ENAMETOOLONG);
+    url[n + 102] = 0; /* fits: tried, and not there */
+    assert_null(sq_redis_connect(url, NULL, &e));
+    assert_int_equal(e, -ENOENT);
+    return NULL;
+}
+
+static void test_unix_path_too_long(void **state)
+{
+    (void)state;
+    sq_log_set_level(SQ_LOG_ERROR);
+    run(long_path_coro, NULL, 10);
+    sq_log_set_level(SQ_LOG_INFO);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "sub-child") == 0) return sub_child(argv[2]);
@@ -1321,6 +1356,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_cmd_in_own_callback),
         cmocka_unit_test(test_subscribe_refused_channel),
         cmocka_unit_test(test_loop_freed_under_clients),
+        cmocka_unit_test(test_unix_path_too_long),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
