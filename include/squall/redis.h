@@ -28,7 +28,7 @@
  * sending AUTH and SELECT again each time.  While it is down, commands fail at once with
  * -ENOTCONN — nothing is queued for later, so nothing is silently replayed; on_state says
  * when it is back.  Commands pending when the connection drops fail with -ECONNRESET (or
- * the socket's own error).
+ * the socket's own error; -ETIMEDOUT when socket_timeout gave a silent server up).
  *
  * Do not send SUBSCRIBE, MONITOR or other commands that change the reply protocol on an
  * sq_redis: pub/sub lives on a connection of its own, sq_redis_sub.
@@ -83,6 +83,15 @@ typedef struct sq_redis sq_redis;
 typedef struct sq_redis_options {
     double connect_timeout; /**< s for TCP + TLS + AUTH + SELECT; 0: 5 s */
     double command_timeout; /**< s a command may wait for its reply (-ETIMEDOUT); 0: none */
+    /** s the connection may stay silent while commands wait for replies (redis-py's
+     *  socket_timeout): when nothing at all arrives for this long, the server is taken for
+     *  dead (frozen, or its host gone without a reset), every pending command fails with
+     *  -ETIMEDOUT and the client reconnects.  0 (the default): never, so a frozen server
+     *  holds pending commands until the kernel gives the connection up, which may be never.
+     *  Set it above the longest blocking command used (BLPOP, XREAD BLOCK, WAIT …): one
+     *  blocked longer resets the connection.  Command clients only: a subscriber's
+     *  connection is silent by design. */
+    double socket_timeout;
     bool no_reconnect;      /**< stay down once the connection drops (default: reconnect) */
     double reconnect_min;   /**< first backoff; 0: 0.1 s (doubles up to reconnect_max) */
     double reconnect_max;   /**< 0: 2 s */
@@ -99,7 +108,8 @@ typedef struct sq_redis_options {
 /** Connect to `url` — redis://[[user]:password@]host[:port][/db] (port 6379, db 0 by
  *  default; host a name, an IPv4 address or [IPv6]), rediss://… (TLS, the certificate
  *  checked against host), or unix:///path/to/socket — each optionally followed by
- *  ?db=N&password=…&user=… (user and password may be %-encoded).  After connecting, AUTH
+ *  ?db=N&password=…&user=… (user and password may be %-encoded) and connect_timeout=,
+ *  command_timeout=, socket_timeout= in seconds (overriding `opts`).  After connecting, AUTH
  *  (when a password is given) and SELECT (when db != 0) are sent, and again after every
  *  reconnect.  `opts` is copied.
  *  @return a future resolving with the client, owned by the future until taken (the taker
@@ -127,11 +137,12 @@ bool sq_redis_connected(const sq_redis *r);
  *  @return a future resolving with the reply (status 0), or failing with SQ_EREDIS (an
  *  error reply, still carried as the value), -ENOTCONN (disconnected: at once),
  *  -ECONNRESET or the socket's error (the connection dropped), -ECANCELED (the client was
- *  freed), -ETIMEDOUT (command_timeout), -EINVAL (a bad format, r NULL).  For a timeout on
- *  one command, wrap it: sq_with_timeout(sq_redis_cmd_future(…), seconds).  A timeout (or
- *  cancelling the future) does not withdraw the command from the server, which answers the
- *  connection's commands in order: its late reply is discarded and later commands keep
- *  their own replies.  NULL on -ENOMEM. */
+ *  freed), -ETIMEDOUT (command_timeout, or socket_timeout reset the connection), -EINVAL (a
+ *  bad format, r NULL).  For a timeout on one command, wrap it:
+ *  sq_with_timeout(sq_redis_cmd_future(…), seconds).  Such a timeout (command_timeout too,
+ *  or cancelling the future) does not withdraw the command from the server, which answers
+ *  the connection's commands in order: its late reply is discarded and later commands keep
+ *  their own replies.  Only socket_timeout gives the connection up.  NULL on -ENOMEM. */
 sq_future *sq_redis_cmd_future(sq_redis *r, const char *fmt, ...);
 /** The same with an argument vector: argv[i] is lens[i] bytes (binary-safe), or a C string
  *  when lens is NULL.  Errors and ownership as sq_redis_cmd_future(). */

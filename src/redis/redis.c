@@ -4,7 +4,8 @@
  * connects, authenticates, then reads replies and hands them out — to the pending command
  * futures in FIFO order, or to the message callback — until the connection drops, and then
  * reconnects with backoff.  Everything that coroutine waits for goes through wait_on(), so
- * sq_redis_free and the connect timer can interrupt it by cancelling one future.
+ * sq_redis_free and the deadline timer (connect_timeout, socket_timeout) can interrupt it by
+ * cancelling one future.
  *
  * Lifetime: the struct is reference counted — one reference for the user (held by the
  * connect future until someone takes the client), one for the coroutine, one per scheduled
@@ -62,7 +63,8 @@ struct sq_redis {
     redisReader *reader;
     sq_future *wait;        /* what the coroutine awaits now (our reference) */
     sq_future *connect_fut; /* the first connect's future, until resolved */
-    sq_timer connect_timer;
+    /* connect_timeout while establishing; socket_timeout while commands wait for replies */
+    sq_timer deadline;
 
     sq_future **q; /* pending commands, FIFO ring */
     size_t qhead, qlen, qcap;
@@ -87,7 +89,7 @@ static void redis_destroy(sq_redis *r)
 {
     if (r->stream) sq_stream_free(r->stream);
     if (r->reader) redisReaderFree(r->reader);
-    sq_timer_stop(&r->connect_timer);
+    sq_timer_stop(&r->deadline);
     for (size_t i = 0; i < r->nsubs; i++) free(r->subs[i].name);
     free(r->subs);
     free(r->q);
@@ -216,11 +218,25 @@ static int64_t wait_on(sq_redis *r, sq_future *f, void **value)
     return st;
 }
 
-static void connect_timer_fired(sq_loop *loop, sq_timer *t)
+static void deadline_fired(sq_loop *loop, sq_timer *t)
 {
     sq_redis *r = t->data;
     r->timed_out = true;
     if (r->wait) sq_future_cancel(r->wait);
+}
+
+/* While commands wait for replies, a connection that delivers nothing for socket_timeout is
+ * given up (a frozen or unreachable server is otherwise never noticed: the kernel keeps
+ * the connection open).  Called when a command is queued and whenever bytes arrive: the
+ * clock starts when something is first awaited and restarts with every read, so a big reply
+ * still arriving is not cut short. */
+static void watch_replies(sq_redis *r, bool progress)
+{
+    if (r->opts.socket_timeout <= 0) return;
+    if (!r->qlen)
+        sq_timer_stop(&r->deadline);
+    else if (progress || !sq_timer_active(&r->deadline))
+        sq_timer_start(&r->deadline, r->opts.socket_timeout, 0);
 }
 
 /* The next reply, reading as much as needed.  0 and *out, or a negative error. */
@@ -240,6 +256,7 @@ static int read_reply(sq_redis *r, redisReply **out)
         int64_t n = wait_on(r, sq_stream_read_bytes_future(r->stream, READ_CHUNK, true), &data);
         if (n < 0) return (int)n;
         if (redisReaderFeed(r->reader, data, (size_t)n) != REDIS_OK) return -ENOMEM;
+        if (r->writable) watch_replies(r, true); /* (during the handshake connect_timeout rules) */
     }
 }
 
@@ -279,7 +296,7 @@ static int establish(sq_redis *r)
 {
     double timeout = r->opts.connect_timeout;
     r->timed_out = false;
-    sq_timer_start(&r->connect_timer, timeout, 0);
+    sq_timer_start(&r->deadline, timeout, 0);
     sq_stream *s = NULL;
     int e;
     {
@@ -331,7 +348,7 @@ static int establish(sq_redis *r)
         const char *argv[2] = {"SELECT", db};
         e = handshake_cmd(r, "SELECT", 2, argv);
     }
-    sq_timer_stop(&r->connect_timer);
+    sq_timer_stop(&r->deadline);
     if (r->closing)
         e = -ECANCELED;
     else if (e < 0 && r->timed_out)
@@ -467,13 +484,15 @@ static int serve(sq_redis *r)
     unsigned batch = 0;
     while (!r->closing) {
         redisReply *rep = NULL;
-        int e = read_reply(r, &rep);
-        if (e < 0) return e;
+        int e = r->timed_out ? -ETIMEDOUT : read_reply(r, &rep);
+        if (e < 0) return r->timed_out ? -ETIMEDOUT : e; /* the deadline cancels the read */
         if (r->is_sub) {
             dispatch_sub(r, rep);
             freeReplyObject(rep);
         } else if ((e = dispatch_cmd(r, rep)) < 0) {
             return e;
+        } else {
+            watch_replies(r, false); /* nothing left to wait for: stop the clock */
         }
         if (++batch == REPLY_BATCH) { /* let the loop run the rest (sq_redis_free may run) */
             batch = 0;
@@ -487,6 +506,8 @@ static void going_down(sq_redis *r, int e)
 {
     bool was_up = r->up;
     r->up = r->writable = false;
+    sq_timer_stop(&r->deadline);
+    r->timed_out = false;
     r->confirm_left = 0;
     int err = e;
     if (e == SQ_ECLOSED || e == 0) {
@@ -595,6 +616,19 @@ static int parse_int(const char *s, size_t n, int max, int *out)
     return 0;
 }
 
+/* A duration in seconds (a decimal number, not negative) into *out. */
+static int parse_seconds(const char *s, size_t n, double *out)
+{
+    char buf[32], *end;
+    if (n == 0 || n >= sizeof buf) return -EINVAL;
+    memcpy(buf, s, n);
+    buf[n] = 0;
+    double v = strtod(buf, &end);
+    if (*end || !(v >= 0) || v > 1e9) return -EINVAL; /* (NaN fails v >= 0) */
+    *out = v;
+    return 0;
+}
+
 static int replace(char **field, const char *s, size_t n)
 {
     free(*field);
@@ -617,6 +651,12 @@ static int parse_query(sq_redis *r, const char *q)
                 e = replace(&r->password, v, vl);
             else if (kl == 4 && !memcmp(q, "user", 4))
                 e = replace(&r->user, v, vl);
+            else if (kl == 15 && !memcmp(q, "connect_timeout", 15))
+                e = parse_seconds(v, vl, &r->opts.connect_timeout);
+            else if (kl == 15 && !memcmp(q, "command_timeout", 15))
+                e = parse_seconds(v, vl, &r->opts.command_timeout);
+            else if (kl == 14 && !memcmp(q, "socket_timeout", 14))
+                e = parse_seconds(v, vl, &r->opts.socket_timeout);
             if (e < 0) return e;
             if (r->password && !*r->password) { /* none, as in redis://:@host */
                 free(r->password);
@@ -718,13 +758,13 @@ static sq_redis *redis_new(sq_loop *loop, const char *url, const sq_redis_option
     r->loop = loop;
     r->refs = 1;
     if (opts) r->opts = *opts;
+    sq_timer_init(loop, &r->deadline, deadline_fired, r);
+    int e = parse_url(r, url); /* (its timeouts override opts; 0 takes the default too) */
     if (r->opts.connect_timeout <= 0) r->opts.connect_timeout = SQ_REDIS_DEFAULT_CONNECT_TIMEOUT;
     if (r->opts.reconnect_min <= 0) r->opts.reconnect_min = SQ_REDIS_DEFAULT_RECONNECT_MIN;
     if (r->opts.reconnect_max <= 0) r->opts.reconnect_max = SQ_REDIS_DEFAULT_RECONNECT_MAX;
     if (r->opts.reconnect_max < r->opts.reconnect_min)
         r->opts.reconnect_max = r->opts.reconnect_min;
-    sq_timer_init(loop, &r->connect_timer, connect_timer_fired, r);
-    int e = parse_url(r, url);
     if (e == 0 && r->tls) {
         if (r->opts.tls)
             r->tls_ctx = sq_tls_context_ref(r->opts.tls);
@@ -800,7 +840,7 @@ void sq_redis_free(sq_redis *r)
     r->up = r->writable = false;
     fail_pending(r, -ECANCELED);
     r->outlen = 0;
-    sq_timer_stop(&r->connect_timer);
+    sq_timer_stop(&r->deadline);
     if (r->wait) sq_future_cancel(r->wait); /* the coroutine wakes up and leaves */
     redis_release(r);
 }
@@ -831,6 +871,7 @@ static sq_future *submit(sq_redis *r, char *cmd, int len)
         r->qlen--; /* take back the entry just pushed */
         sq_future_release(r->q[(r->qhead + r->qlen) % r->qcap]);
     }
+    if (e == 0) watch_replies(r, false);
     if (cmd) redisFreeCommand(cmd);
     if (e < 0) {
         sq_future_set_error(f, e);

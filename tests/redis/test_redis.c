@@ -1302,6 +1302,64 @@ static void test_tls(void **state)
 
 /* --- replies the parser refuses, big replies, a frozen server, long socket paths -------------- */
 
+/* A server that stops answering (SIGSTOP: the kernel keeps its connections open) with
+ * socket_timeout set, in the options or in the URL: the pending commands fail with
+ * -ETIMEDOUT, the connection is given up and made again once the server is back. */
+static void *frozen_coro(void *arg)
+{
+    redis_srv *s = arg;
+    states cs = {0}, us = {0};
+    sq_redis_options o = {
+        .socket_timeout = 0.3, .reconnect_min = 0.05, .on_state = on_state, .state_arg = &cs};
+    sq_redis *r = connect_ok(url_of(s, NULL), &o);
+    sq_redis_options uo = {.reconnect_min = 0.05, .on_state = on_state, .state_arg = &us};
+    sq_redis *u = connect_ok(url_of(s, "?socket_timeout=0.3"), &uo);
+    int e;
+    expect_str(ok(r, sq_redis_cmd(r, &e, "PING"), &e), SQ_REDIS_REPLY_STATUS, "PONG");
+    sq_sleep(0.5); /* idle longer than the timeout: nothing is awaited, nothing is reset */
+    assert_int_equal(cs.downs, 0);
+    expect_str(ok(u, sq_redis_cmd(u, &e, "PING"), &e), SQ_REDIS_REPLY_STATUS, "PONG");
+    kill(s->pid, SIGSTOP);
+    sq_future *f[3], *g = sq_redis_cmd_future(u, "PING");
+    for (int i = 0; i < 3; i++) f[i] = sq_redis_cmd_future(r, "PING");
+    double t0 = sq_test_now();
+    for (int i = 0; i < 3; i++) assert_int_equal(sq_await(f[i], NULL), -ETIMEDOUT);
+    assert_int_equal(sq_await(g, NULL), -ETIMEDOUT);
+    double took = sq_test_now() - t0;
+    print_message("commands to a frozen server failed after %.0f ms\n", took * 1e3);
+    assert_true(took >= 0.2 && took < 3);
+    /* the silent connection is given up, not kept with commands piling up on it */
+    WAIT_FOR(cs.downs == 1 && us.downs == 1, 3);
+    assert_int_equal(cs.downs, 1);
+    assert_int_equal(us.downs, 1);
+    kill(s->pid, SIGCONT);
+    WAIT_FOR(cs.ups == 2 && us.ups == 2, 10);
+    assert_int_equal(cs.ups, 2);
+    assert_int_equal(us.ups, 2);
+    expect_str(ok(r, sq_redis_cmd(r, &e, "PING"), &e), SQ_REDIS_REPLY_STATUS, "PONG");
+    expect_str(ok(u, sq_redis_cmd(u, &e, "PING"), &e), SQ_REDIS_REPLY_STATUS, "PONG");
+    sq_redis_free(r);
+    sq_redis_free(u);
+    /* a bad timeout in the URL is a bad URL */
+    assert_null(sq_redis_connect(url_of(s, "?socket_timeout=soon"), NULL, &e));
+    assert_int_equal(e, -EINVAL);
+    assert_null(sq_redis_connect(url_of(s, "?connect_timeout=-1"), NULL, &e));
+    assert_int_equal(e, -EINVAL);
+    return NULL;
+}
+
+static void test_frozen_server(void **state)
+{
+    NEED_REDIS();
+    redis_srv s;
+    srv_start(&s, false, NULL);
+    sq_log_set_level(SQ_LOG_ERROR);
+    run(frozen_coro, &s, 60);
+    sq_log_set_level(SQ_LOG_INFO);
+    kill(s.pid, SIGCONT);
+    srv_stop(&s);
+}
+
 /* A unix socket path longer than sockaddr_un takes is refused at once, by the subscriber
  * (which otherwise retries in the background forever) as by the command client. */
 static void *long_path_coro(void *arg)
@@ -1356,6 +1414,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_cmd_in_own_callback),
         cmocka_unit_test(test_subscribe_refused_channel),
         cmocka_unit_test(test_loop_freed_under_clients),
+        cmocka_unit_test(test_frozen_server),
         cmocka_unit_test(test_unix_path_too_long),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
