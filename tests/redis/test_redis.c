@@ -1302,6 +1302,113 @@ static void test_tls(void **state)
 
 /* --- replies the parser refuses, big replies, a frozen server, long socket paths -------------- */
 
+/* "return {{…{1}…}}" with `depth` tables: a reply of `depth` nested arrays. */
+static const char *nested_script(int depth)
+{
+    static char buf[64];
+    int n = snprintf(buf, sizeof buf, "return ");
+    for (int i = 0; i < depth; i++) buf[n++] = '{';
+    buf[n++] = '1';
+    for (int i = 0; i < depth; i++) buf[n++] = '}';
+    buf[n] = 0;
+    return buf;
+}
+
+/* A reply nested deeper than hiredis's reader takes (Debian's 0.14 keeps a stack of 9 read
+ * tasks: 8 nested arrays and their element; hiredis 1.x grows its stack): that command fails
+ * with -EPROTO, so do the commands pipelined behind it, and the client reconnects (no hang,
+ * no crash). */
+static void *deep_coro(void *arg)
+{
+    redis_srv *s = arg;
+    states cs = {0};
+    sq_redis *r = connect_ok(
+        url_of(s, NULL),
+        &(sq_redis_options){.on_state = on_state, .state_arg = &cs, .reconnect_min = 0.05});
+    int e;
+    /* as deep as the reader goes */
+    sq_redis_reply *top = ok(r, sq_redis_cmd(r, &e, "EVAL %s 0", nested_script(8)), &e);
+    const sq_redis_reply *rep = top;
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(rep->type, SQ_REDIS_REPLY_ARRAY);
+        assert_int_equal(rep->elements, 1);
+        rep = rep->element[0];
+    }
+    assert_int_equal(rep->type, SQ_REDIS_REPLY_INTEGER);
+    sq_redis_reply_free(top);
+    /* one level deeper, with a command pipelined behind it */
+    sq_future *deep = sq_redis_cmd_future(r, "EVAL %s 0", nested_script(9));
+    sq_future *behind = sq_redis_cmd_future(r, "PING");
+    void *v = NULL;
+    int64_t st = sq_await(deep, &v);
+    print_message("a reply 9 levels deep: %s\n", sq_strerror((int)st));
+    if (st == 0) { /* a newer hiredis */
+        sq_redis_reply_free(v);
+        assert_int_equal(sq_await(behind, NULL), 0);
+        sq_redis_free(r);
+        return NULL;
+    }
+    assert_int_equal(st, -EPROTO);
+    assert_true(sq_await(behind, NULL) < 0);
+    WAIT_FOR(cs.ups == 2, 5);
+    assert_int_equal(cs.downs, 1);
+    assert_int_equal(cs.ups, 2);
+    expect_str(ok(r, sq_redis_cmd(r, &e, "PING"), &e), SQ_REDIS_REPLY_STATUS, "PONG");
+    sq_redis_free(r);
+    return NULL;
+}
+
+static void test_deep_reply(void **state)
+{
+    NEED_REDIS();
+    redis_srv s;
+    srv_start(&s, false, NULL);
+    sq_log_set_level(SQ_LOG_ERROR);
+    run(deep_coro, &s, 30);
+    sq_log_set_level(SQ_LOG_INFO);
+    srv_stop(&s);
+}
+
+/* A 32 MiB value written and read back in a bounded time.  (hiredis grows its buffers 1 MiB
+ * at a time past the first MiB: with glibc's realloc (mremap) that stays linear, ~50 ms for
+ * this GET in a release build; under ASan, whose realloc copies, it is quadratic, ~0.4 s
+ * here and seconds for 128 MiB, which is why the value is not bigger.) */
+static void *big_coro(void *arg)
+{
+    redis_srv *s = arg;
+    sq_redis *r = connect_ok(url_of(s, NULL), NULL);
+    size_t n = 32u << 20;
+    char *big = malloc(n);
+    assert_non_null(big);
+    for (size_t i = 0; i < 26; i++) big[i] = (char)('a' + i);
+    for (size_t k = 26; k < n; k *= 2) memcpy(big + k, big, k < n - k ? k : n - k);
+    int e;
+    double t0 = sq_test_now();
+    expect_str(ok(r, sq_redis_cmd(r, &e, "SET big %b", big, n), &e), SQ_REDIS_REPLY_STATUS, "OK");
+    double t1 = sq_test_now();
+    sq_redis_reply *rep = ok(r, sq_redis_cmd(r, &e, "GET big"), &e);
+    double t2 = sq_test_now();
+    print_message("SET of 32 MiB: %.0f ms, GET: %.0f ms\n", (t1 - t0) * 1e3, (t2 - t1) * 1e3);
+    assert_int_equal(rep->type, SQ_REDIS_REPLY_STRING);
+    assert_int_equal(rep->len, n);
+    assert_memory_equal(rep->str, big, n);
+    sq_redis_reply_free(rep);
+    free(big);
+    /* generous: sanitizers, a shared machine */
+    assert_true(t2 - t1 < 5);
+    sq_redis_free(r);
+    return NULL;
+}
+
+static void test_big_reply(void **state)
+{
+    NEED_REDIS();
+    redis_srv s;
+    srv_start(&s, false, NULL);
+    run(big_coro, &s, 60);
+    srv_stop(&s);
+}
+
 /* A server that stops answering (SIGSTOP: the kernel keeps its connections open) with
  * socket_timeout set, in the options or in the URL: the pending commands fail with
  * -ETIMEDOUT, the connection is given up and made again once the server is back. */
@@ -1414,6 +1521,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_cmd_in_own_callback),
         cmocka_unit_test(test_subscribe_refused_channel),
         cmocka_unit_test(test_loop_freed_under_clients),
+        cmocka_unit_test(test_deep_reply),
+        cmocka_unit_test(test_big_reply),
         cmocka_unit_test(test_frozen_server),
         cmocka_unit_test(test_unix_path_too_long),
     };
