@@ -1500,6 +1500,70 @@ static void test_unix_path_too_long(void **state)
     sq_log_set_level(SQ_LOG_INFO);
 }
 
+/* The reconnect backoff starts again from reconnect_min after a successful connect: a long
+ * outage grows it to reconnect_max, and the next drop must not wait that long.  The "server"
+ * is a bare listener (a client without AUTH or SELECT sends nothing to connect). */
+static int listen_on(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0), one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(fd, 8), 0);
+    return fd;
+}
+
+/* Accept the client's connection (bounded wait). */
+static int accept_one(int lfd)
+{
+    int c = -1;
+    for (int i = 0; i < 500 && c < 0; i++)
+        if ((c = accept(lfd, NULL, NULL)) < 0) sq_sleep(0.01);
+    assert_true(c >= 0);
+    return c;
+}
+
+static void *backoff_coro(void *arg)
+{
+    (void)arg;
+    int port = free_port(), lfd = listen_on(port);
+    char url[64];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
+    states cs = {0};
+    sq_redis *r = connect_ok(url, &(sq_redis_options){.reconnect_min = 0.02,
+                                                      .reconnect_max = 0.64,
+                                                      .on_state = on_state,
+                                                      .state_arg = &cs});
+    close(accept_one(lfd));
+    close(lfd); /* a long outage: 0.02 + 0.04 + … reaches 0.64 */
+    WAIT_FOR(cs.downs == 1, 5);
+    sq_sleep(1.5);
+    lfd = listen_on(port);
+    WAIT_FOR(cs.ups == 2, 5);
+    assert_int_equal(cs.ups, 2);
+    /* connected: the next drop is retried after reconnect_min again, not 0.64 s */
+    double t0 = sq_test_now();
+    close(accept_one(lfd));
+    WAIT_FOR(cs.ups == 3, 5);
+    double took = sq_test_now() - t0;
+    print_message("reconnected %.0f ms after a drop that followed a long outage\n", took * 1e3);
+    assert_int_equal(cs.ups, 3);
+    assert_true(took < 0.4);
+    sq_redis_free(r);
+    close(lfd);
+    return NULL;
+}
+
+static void test_backoff_reset(void **state)
+{
+    (void)state;
+    sq_log_set_level(SQ_LOG_ERROR);
+    run(backoff_coro, NULL, 30);
+    sq_log_set_level(SQ_LOG_INFO);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "sub-child") == 0) return sub_child(argv[2]);
@@ -1525,6 +1589,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_big_reply),
         cmocka_unit_test(test_frozen_server),
         cmocka_unit_test(test_unix_path_too_long),
+        cmocka_unit_test(test_backoff_reset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
