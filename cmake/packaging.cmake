@@ -48,7 +48,7 @@ else()
 endif()
 
 # libsquall-dev: the library of the same version, and the -dev packages squall.pc
-# (Requires.private) and squallConfig.cmake (find_dependency, pkg_check_modules) need.
+# (Requires, Requires.private) and squallConfig.cmake (find_dependency, pkg_check_modules) need.
 set(CPACK_DEBIAN_DEV_PACKAGE_NAME libsquall-dev)
 set(CPACK_DEBIAN_DEV_PACKAGE_SECTION libdevel)
 set(CPACK_DEBIAN_DEV_PACKAGE_DEPENDS

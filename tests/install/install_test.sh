@@ -64,10 +64,42 @@ flags=$(pkg-config --cflags --libs squall) || fail "pkg-config squall"
 cc -std=c11 -Wall -Wextra -Werror -o "$tmp/hello-pc" "$src/examples/hello.c" $flags \
   -Wl,-rpath,"$libdir" || fail "cc with pkg-config flags ($flags)"
 serve "$tmp/hello-pc" "pkg-config build"
+# A program that calls jansson itself, as the README's template example does
+# (sq_render(h, "page.html", json_pack(...))): squall's API takes json_t, so
+# `pkg-config --libs squall` alone must link it.
+cat >"$tmp/tmpl.c" <<'C'
+#include <squall.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+int main(void)
+{
+    static const char src[] = "Hello, {{ user }}";
+    char err[256], *out;
+    size_t len;
+    sq_templates *t = sq_templates_new(NULL, NULL);
+    sq_template *tpl = t ? sq_template_compile(t, "t", src, sizeof src - 1, err, sizeof err) : NULL;
+    json_t *ctx = json_pack("{s:s}", "user", "<ann>");
+    if (!tpl || !ctx || sq_template_render(tpl, ctx, &out, &len, err, sizeof err) < 0) return 1;
+    puts(out);
+    free(out);
+    json_decref(ctx);
+    sq_template_free(tpl);
+    sq_templates_free(t);
+    return 0;
+}
+C
+# shellcheck disable=SC2086
+cc -std=c11 -Wall -Wextra -Werror -o "$tmp/tmpl-pc" "$tmp/tmpl.c" $flags -Wl,-rpath,"$libdir" \
+  || fail "a program calling jansson (json_pack) does not link with only the pkg-config flags ($flags)"
+out=$("$tmp/tmpl-pc") || fail "the jansson program failed"
+[ "$out" = "Hello, &lt;ann&gt;" ] || fail "the jansson program printed '$out'"
+echo "ok   a program calling jansson links with \$(pkg-config --libs squall) alone"
 # and libsquall.a, with its dependencies as the shared libraries they are on Debian (their
-# list is squall.pc's Requires.private; `pkg-config --static` would want every static
-# library libcurl was built with)
-deps=$(sed -n 's/^Requires.private: //p' "$libdir/pkgconfig/squall.pc")
+# list is squall.pc's Requires and Requires.private; `pkg-config --static` would want every
+# static library libcurl was built with)
+deps=$(sed -n 's/^Requires\(.private\)\?: //p' "$libdir/pkgconfig/squall.pc" | tr '\n' ' ')
 # shellcheck disable=SC2086
 cc -std=c11 -o "$tmp/hello-static" "$src/examples/hello.c" -I"$prefix/include" \
   "$libdir/libsquall.a" $(pkg-config --libs $deps) -lpthread -lm \
