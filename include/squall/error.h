@@ -61,7 +61,10 @@ void sq_log_set_color(int mode);
 /** The colour mode (SQ_LOG_COLOR_AUTO, _ON or _OFF). */
 int sq_log_get_color(void);
 
-/** Formats of the HTTP servers' access log (one line per request, see sq_http_settings). */
+/** Formats of the HTTP servers' access log (one line per request, see sq_http_settings).
+ *  The line is a message of sq_log (level INFO, WARNING for 4xx, ERROR for 5xx): the
+ *  default handler writes it behind its "squall: INFO: " prefix, a handler installed with
+ *  sq_log_set_handler receives the line alone (e.g. the bare JSON object). */
 enum {
     SQ_ACCESS_LOG_TEXT,     /**< `200 GET /path (127.0.0.1) 0.12ms` (the default) */
     SQ_ACCESS_LOG_COMBINED, /**< Apache/nginx combined: `ip - - [date] "GET /p HTTP/1.1" 200

@@ -184,14 +184,17 @@ int sq_http_server_add_sockets(sq_http_server *srv, const int *fds, int n);
 /** The port of the first listening socket. */
 int sq_http_server_port(const sq_http_server *srv);
 /** Graceful shutdown: stop accepting, close idle connections, let requests in flight finish
- * for up to `deadline` seconds, then close the rest.  The future resolves when every
- * connection is gone.  The caller owns it. */
+ * for up to `deadline` seconds, then close the rest.  WebSockets upgraded from the server
+ * are sent a close with 1001 (going away) and count as connections until their peers
+ * answer (or the deadline drops them).  The future resolves when every connection is gone.
+ * The caller owns it. */
 sq_future *sq_http_server_shutdown(sq_http_server *srv, double deadline);
-/** Close everything now and free the server (after shutdown, or at exit).  Handlers still
+/** Close everything now and free the server (after shutdown, or at exit); open WebSockets
+ * are dropped without a close frame (their on_close sees 1006).  Handlers still
  * suspended run on when woken, on a closed connection (writes fail with SQ_ECLOSED); the
  * loop must run until they return for their memory to be freed. */
 void sq_http_server_free(sq_http_server *srv);
-/** Connections currently open. */
+/** HTTP connections currently open (the WebSockets upgraded from them no longer count). */
 size_t sq_http_server_connections(const sq_http_server *srv);
 /** Called when the server trims its memory after a burst (settings.memory_trim_delay), with
  * the connections still open (upgraded ones included), before the heap is trimmed: free
