@@ -193,7 +193,11 @@ const char *sq_path_arg(sq_handler *h, size_t i);
 const char *sq_path_kwarg(sq_handler *h, const char *name);
 
 /** Query and body arguments (url-encoded or multipart; body values come after the query's),
- * last value wins; `def` if absent.  Uploaded files are not arguments (sq_get_file). */
+ * last value wins; `def` if absent.  Uploaded files are not arguments (sq_get_file).  As in
+ * Tornado, the control bytes 0x00-0x08 and 0x0e-0x1f of a value (a %00 above all) are
+ * replaced by spaces, so the string is the whole value; unlike Tornado's default
+ * (strip=True), leading and trailing whitespace is kept.  The same holds for every
+ * sq_get_*argument* call below. */
 const char *sq_get_argument(sq_handler *h, const char *name, const char *def);
 /** Every value of `name`, up to `max` into `out`; returns how many there are. */
 size_t sq_get_arguments(sq_handler *h, const char *name, const char **out, size_t max);

@@ -1330,6 +1330,27 @@ const char *sq_path_kwarg(sq_handler *h, const char *name)
 
 /* --- arguments ---------------------------------------------------------------------------- */
 
+/* The getters hand out C strings: a decoded %00 would end a value early ("admin%00x" read
+ * as "admin") with nothing to tell.  As Tornado's get_argument does, the control bytes
+ * 0x00-0x08 and 0x0e-0x1f of argument values become spaces (tab, LF, VT, FF, CR stay);
+ * uploaded files keep their bytes (sq_get_file has their length). */
+static void args_as_text(sq_args *a)
+{
+    for (size_t i = 0; i < a->len; i++) {
+        if (a->items[i].filename) continue;
+        char *v = a->items[i].value;
+        for (size_t j = 0; j < a->items[i].value_len; j++)
+            if ((unsigned char)v[j] < 0x20 && (v[j] < '\t' || v[j] > '\r')) v[j] = ' ';
+    }
+}
+
+/* Whether argument `a` is called `name`: the whole name, so that one with a NUL in it
+ * ("v%00x") is not taken for its prefix. */
+static bool arg_named(const sq_arg *a, const char *name)
+{
+    return strcmp(a->name, name) == 0 && a->name_len == strlen(name);
+}
+
 static void parse_query(sq_handler *h)
 {
     if (h->q_parsed) return;
@@ -1339,6 +1360,7 @@ static void parse_query(sq_handler *h)
         int rc =
             sq_parse_qs(h->req->query.ptr, h->req->query.len, &h->qargs, &h->app->settings.form);
         if (rc < 0) sq_log(SQ_LOG_WARNING, "web: invalid query string: %s", sq_strerror(rc));
+        args_as_text(&h->qargs);
     }
 }
 
@@ -1395,13 +1417,14 @@ static void parse_body_args(sq_handler *h)
             rc = sq_parse_multipart(body.ptr, body.len, b, blen, &h->bargs, &h->app->settings.form);
     }
     if (rc < 0) sq_log(SQ_LOG_WARNING, "web: invalid form body: %s", sq_strerror(rc));
+    args_as_text(&h->bargs);
 }
 
 /* The last non-file value for name in a, or NULL. */
 static const char *args_last(const sq_args *a, const char *name)
 {
     for (size_t i = a->len; i-- > 0;)
-        if (!a->items[i].filename && strcmp(a->items[i].name, name) == 0) return a->items[i].value;
+        if (!a->items[i].filename && arg_named(&a->items[i], name)) return a->items[i].value;
     return NULL;
 }
 
@@ -1409,7 +1432,7 @@ static size_t args_collect(const sq_args *a, const char *name, const char **out,
                            size_t n)
 {
     for (size_t i = 0; i < a->len; i++) {
-        if (a->items[i].filename || strcmp(a->items[i].name, name) != 0) continue;
+        if (a->items[i].filename || !arg_named(&a->items[i], name)) continue;
         if (n < max) out[n] = a->items[i].value;
         n++;
     }
@@ -1492,7 +1515,7 @@ const sq_arg *sq_get_file(sq_handler *h, const char *name)
 {
     parse_body_args(h);
     for (size_t i = h->bargs.len; i-- > 0;)
-        if (h->bargs.items[i].filename && strcmp(h->bargs.items[i].name, name) == 0)
+        if (h->bargs.items[i].filename && arg_named(&h->bargs.items[i], name))
             return &h->bargs.items[i];
     return NULL;
 }

@@ -43,6 +43,13 @@ static void redirect_post(sq_handler *h)
     if (sq_redirect_status(h, "done?x=1", st) == -EINVAL) sq_write(h, "not a redirect status");
 }
 
+/* The value as the handler sees it, and how many "v" the query has. */
+static void ctl_any(sq_handler *h)
+{
+    const char *v[4];
+    sq_writef(h, "[%s] %zu", sq_get_argument(h, "v", "-"), sq_get_query_arguments(h, "v", v, 4));
+}
+
 static void defaults(sq_handler *h)
 {
     sq_set_header(h, "X-Frame-Options", "DENY");
@@ -169,10 +176,41 @@ static void test_helpers(void **state)
     sq_loop_free(loop);
 }
 
+/* An argument with a control byte, %00 above all: as Tornado's get_argument does, the bytes
+ * 0x00-0x08 and 0x0e-0x1f of a value become spaces (tab, CR, LF … stay), so a C string holds
+ * the whole value instead of ending at the first NUL ("admin%00x" must not read as "admin"),
+ * and a name with a NUL in it is another name, not its prefix. */
+static void test_control_bytes(void **state)
+{
+    sq_loop *loop = wt_loop();
+    static const sq_handler_class ctl = {.get = ctl_any, .post = ctl_any};
+    const sq_route routes[] = {{"/ctl", &ctl, NULL, NULL}, {NULL, NULL, NULL, NULL}};
+    sq_app *app = sq_app_new(routes, &(sq_app_settings){.no_access_log = true});
+    assert_non_null(app);
+    wt_run run = {
+        .n = 4,
+        .reqs = {
+            WT_GET("/ctl?v=admin%00x%01y%1fz%09t"), WT_GET("/ctl?v=ok&v%00evil=bad"),
+            "POST /ctl HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            "Content-Length: 9\r\nConnection: close\r\n\r\nv=a%00%0b",
+            "POST /ctl HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=B\r\n"
+            "Content-Length: 61\r\nConnection: close\r\n\r\n"
+            "--B\r\nContent-Disposition: form-data; name=\"v\"\r\n\r\nm\x01n\r\n--B--\r\n"}};
+    wt_serve(loop, app, &run);
+    assert_string_equal(run.resp[0].body, "[admin x y z\tt] 1");
+    assert_string_equal(run.resp[1].body, "[ok] 1");
+    assert_string_equal(run.resp[2].body,
+                        "[a \v] 0"); /* 0x0b (vertical tab) stays, as in Tornado */
+    assert_string_equal(run.resp[3].body, "[m n] 0");
+    wt_free(&run);
+    sq_app_free(app);
+    sq_loop_free(loop);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_helpers),
-                                       cmocka_unit_test(test_defaults_and_clear),
-                                       cmocka_unit_test(test_strings)};
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_helpers), cmocka_unit_test(test_control_bytes),
+        cmocka_unit_test(test_defaults_and_clear), cmocka_unit_test(test_strings)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
