@@ -187,7 +187,9 @@ void *sq_handler_state(sq_handler *h);
 /** The route's init_arg. */
 void *sq_handler_init_arg(sq_handler *h);
 /** Path groups, percent-decoded: the i-th capturing group (from 0; named groups count too)
- * and named groups by name.  NULL when absent or when the group did not participate. */
+ * and named groups by name.  NULL when absent or when the group did not participate.  A
+ * group that decodes to a NUL byte (%00) is answered 400 before any method runs (nginx
+ * refuses it too), so the string is always the whole group. */
 const char *sq_path_arg(sq_handler *h, size_t i);
 /** The named group `name`, percent-decoded; NULL when absent. */
 const char *sq_path_kwarg(sq_handler *h, const char *name);

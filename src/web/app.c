@@ -1178,6 +1178,7 @@ SQ__HOT static void dispatch(sq_http_request *req, void *arg)
     h->cls =
         route ? route->cls
               : (app->settings.default_handler ? app->settings.default_handler : &not_found_class);
+    bool nul_in_path = false;
     if (cr && cr->ngroups) {
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(app->md);
         h->nargs = cr->ngroups;
@@ -1201,6 +1202,7 @@ SQ__HOT static void dispatch(sq_http_request *req, void *arg)
                 d[dl] = '\0';
             h->args[g] = d;
             h->arg_lens[g] = (size_t)dl;
+            if (memchr(d, '\0', (size_t)dl)) nul_in_path = true;
         }
     }
     const sq_handler_class *c = h->cls;
@@ -1213,6 +1215,9 @@ SQ__HOT static void dispatch(sq_http_request *req, void *arg)
     if (c->set_default_headers) c->set_default_headers(h);
     if (c->initialize) c->initialize(h);
     if (c->on_connection_close) sq_http_on_connection_close(req, conn_closed, h);
+    /* A path group holding a decoded %00 would reach the method as a C string cut short
+     * ("/files/a%00b" as "a"): refused as nginx refuses a NUL in a URI. */
+    if (nul_in_path && !h->finished) sq_send_error(h, 400, "NUL byte (%00) in the path");
     /* As in Tornado, a method runs only after its whole body arrived and was well formed:
      * a malformed chunked body gets 400, an oversized one 413, a client that leaves
      * mid-body nothing; in each case no method (and no prepare) runs.  Streaming classes

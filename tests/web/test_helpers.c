@@ -50,6 +50,11 @@ static void ctl_any(sq_handler *h)
     sq_writef(h, "[%s] %zu", sq_get_argument(h, "v", "-"), sq_get_query_arguments(h, "v", v, 4));
 }
 
+static void path_get(sq_handler *h)
+{
+    sq_writef(h, "[%s]", sq_path_arg(h, 0));
+}
+
 static void defaults(sq_handler *h)
 {
     sq_set_header(h, "X-Frame-Options", "DENY");
@@ -207,10 +212,32 @@ static void test_control_bytes(void **state)
     sq_loop_free(loop);
 }
 
+/* A path group is a C string too: one that decodes to a NUL is refused with 400 (as nginx
+ * refuses %00 in a URI) rather than handed to the method cut short ("a%00b" as "a"). */
+static void test_nul_in_path(void **state)
+{
+    sq_loop *loop = wt_loop();
+    static const sq_handler_class path = {.get = path_get};
+    const sq_route routes[] = {{"/p/(.*)", &path, NULL, NULL}, {NULL, NULL, NULL, NULL}};
+    sq_app *app = sq_app_new(routes, &(sq_app_settings){.no_access_log = true});
+    assert_non_null(app);
+    wt_run run = {.n = 3, .reqs = {WT_GET("/p/a%00b"), WT_GET("/p/a%20b%01"), WT_GET("/p/%00")}};
+    wt_serve(loop, app, &run);
+    assert_int_equal(run.resp[0].status, 400);
+    assert_null(strstr(run.resp[0].body, "[a]"));
+    assert_int_equal(run.resp[1].status, 200);
+    assert_string_equal(run.resp[1].body, "[a b\x01]"); /* other bytes are the path's own */
+    assert_int_equal(run.resp[2].status, 400);
+    wt_free(&run);
+    sq_app_free(app);
+    sq_loop_free(loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_helpers), cmocka_unit_test(test_control_bytes),
-        cmocka_unit_test(test_defaults_and_clear), cmocka_unit_test(test_strings)};
+        cmocka_unit_test(test_nul_in_path), cmocka_unit_test(test_defaults_and_clear),
+        cmocka_unit_test(test_strings)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
