@@ -135,12 +135,22 @@ typedef struct parser {
     bool autoescape; /* at the point being parsed: a block's body keeps it (it is lexical) */
     int tdepth; /* templates compiled around this one (extends, include) */
     int edepth; /* expression nesting, bounded (the parser recurses) */
+    /* the last position worked out: the next one is found from there (from the start of
+     * the source every time, a long template took time quadratic in its length) */
+    const char *pos_at;
+    int pos_line, pos_col;
 } parser;
 
-static void pos_of(const parser *ps, const char *at, int *line, int *col)
+static void pos_of(parser *ps, const char *at, int *line, int *col)
 {
-    int l = 1, c = 1;
-    for (const char *q = ps->src; q < at && q < ps->end; q++) {
+    if (!ps->pos_at) {
+        ps->pos_at = ps->src;
+        ps->pos_line = ps->pos_col = 1;
+    }
+    if (at > ps->end) at = ps->end;
+    const char *q = ps->pos_at;
+    int l = ps->pos_line, c = ps->pos_col;
+    for (; q < at; q++) {
         if (*q == '\n') {
             l++;
             c = 1;
@@ -148,8 +158,19 @@ static void pos_of(const parser *ps, const char *at, int *line, int *col)
             c++;
         }
     }
-    *line = l;
-    *col = c;
+    if (q > at) { /* back (a binary operator's node is made after its right side is parsed) */
+        bool lines = false;
+        for (; q > at; q--, c--)
+            if (q[-1] == '\n') l--, lines = true;
+        if (lines) { /* on an earlier line: its column from that line's start */
+            const char *bol = at;
+            while (bol > ps->src && bol[-1] != '\n') bol--;
+            c = (int)(at - bol) + 1;
+        }
+    }
+    ps->pos_at = at;
+    ps->pos_line = *line = l;
+    ps->pos_col = *col = c;
 }
 
 static void fail(parser *ps, const char *at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

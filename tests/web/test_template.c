@@ -214,6 +214,37 @@ static void test_errors(void **state)
     sq_templates_free(t);
 }
 
+/* A long template compiles in time linear in its size (positions for messages are not
+ * found by rescanning the source from its start for every node). */
+static void test_long_template(void **state)
+{
+    sq_templates *t = sq_templates_new(dir, NULL);
+    enum { LINES = 40000 };
+    struct {
+        char *ptr;
+        size_t len;
+    } src = {malloc(2000000), 0};
+    assert_non_null(src.ptr);
+#define APPEND(s) (memcpy(src.ptr + src.len, (s), strlen(s)), src.len += strlen(s))
+    for (int i = 0; i < LINES; i++) APPEND("<p>{{ n + 1 }}</p>\n");
+    APPEND("{{ 1 + }}");
+    char err[256] = "";
+    double t0 = sq_test_now();
+    assert_null(sq_template_compile(t, "big.html", src.ptr, src.len, err, sizeof err));
+    double took = sq_test_now() - t0;
+    assert_string_equal(err, "big.html:40001:8: an expression is missing");
+    src.len -= 9;
+    t0 = sq_test_now();
+    sq_template *tpl = sq_template_compile(t, "big.html", src.ptr, src.len, err, sizeof err);
+    took += sq_test_now() - t0;
+    assert_non_null(tpl);
+    sq_template_free(tpl);
+    if (took > 5) fail_msg("compiling %d lines twice took %.1f s", LINES, took);
+#undef APPEND
+    free(src.ptr);
+    sq_templates_free(t);
+}
+
 static json_t *shout(json_t *v, json_t *const *args, size_t nargs, void *arg, bool *safe,
                      const char **err)
 {
@@ -318,7 +349,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_expressions), cmocka_unit_test(test_tags),
         cmocka_unit_test(test_inheritance), cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_c_filters_and_reload),
+        cmocka_unit_test(test_c_filters_and_reload), cmocka_unit_test(test_long_template),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
