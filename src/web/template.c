@@ -309,6 +309,16 @@ static json_t *str_literal(tok t)
 static expr *parse_expr(parser *ps);
 static const filter_def *find_filter(sq_templates *t, const char *name, size_t len);
 
+/* One more level of expression nesting at `at`: false (and failed) beyond the bound.  Chains
+ * (a + b + c, x|f|g, a.b.c) count too: they build trees as deep as they are long, and
+ * rendering and freeing a tree recurse on its depth. */
+static bool deeper(parser *ps, const char *at)
+{
+    if (++ps->edepth <= MAX_EXPR_DEPTH) return true;
+    fail(ps, at, "an expression nested too deep");
+    return false;
+}
+
 static expr *parse_primary(parser *ps)
 {
     tok t = next(ps);
@@ -365,8 +375,10 @@ static expr *parse_primary(parser *ps)
 
 static expr *parse_postfix(parser *ps, expr *e)
 {
+    int depth = ps->edepth;
     while (e && !ps->failed) {
         tok t = peek(ps);
+        if ((is(t, ".") || is(t, "[")) && !deeper(ps, t.s)) break;
         if (is(t, ".")) {
             next(ps);
             tok n = next(ps);
@@ -398,13 +410,15 @@ static expr *parse_postfix(parser *ps, expr *e)
             break;
         }
     }
+    ps->edepth = depth;
     return e;
 }
 
 static expr *parse_filters(parser *ps, expr *e)
 {
+    int depth = ps->edepth;
     while (e && !ps->failed && is(peek(ps), "|")) {
-        next(ps);
+        if (!deeper(ps, next(ps).s)) break;
         tok n = next(ps);
         if (n.kind != T_NAME) {
             fail(ps, n.s, "a filter name is expected after '|'");
@@ -430,6 +444,7 @@ static expr *parse_filters(parser *ps, expr *e)
             }
         }
     }
+    ps->edepth = depth;
     return e;
 }
 
@@ -438,8 +453,8 @@ static expr *parse_unary(parser *ps)
     tok t = peek(ps);
     if (is(t, "-")) {
         next(ps);
-        if (++ps->edepth > MAX_EXPR_DEPTH) {
-            fail(ps, t.s, "an expression nested too deep");
+        if (!deeper(ps, t.s)) {
+            ps->edepth--;
             return NULL;
         }
         expr *e = mk(ps, E_NEG, t.s);
@@ -468,46 +483,57 @@ static expr *binary(parser *ps, int kind, int op, const char *at, expr *a, expr 
 
 static expr *parse_mul(parser *ps)
 {
+    int depth = ps->edepth;
     expr *e = parse_unary(ps);
     for (;;) {
         tok t = peek(ps);
         int op = is(t, "*") ? OP_MUL : is(t, "//") ? OP_FDIV : is(t, "/") ? OP_DIV : is(t, "%") ? OP_MOD : -1;
-        if (op < 0 || ps->failed) return e;
+        if (op < 0 || ps->failed || !deeper(ps, t.s)) break;
         next(ps);
         e = binary(ps, E_ARITH, op, t.s, e, parse_unary(ps));
     }
+    ps->edepth = depth;
+    return e;
 }
 
 static expr *parse_add(parser *ps)
 {
+    int depth = ps->edepth;
     expr *e = parse_mul(ps);
     for (;;) {
         tok t = peek(ps);
         int op = is(t, "+") ? OP_ADD : is(t, "-") ? OP_SUB : -1;
-        if (op < 0 || ps->failed) return e;
+        if (op < 0 || ps->failed || !deeper(ps, t.s)) break;
         next(ps);
         e = binary(ps, E_ARITH, op, t.s, e, parse_mul(ps));
     }
+    ps->edepth = depth;
+    return e;
 }
 
 static expr *parse_concat(parser *ps)
 {
+    int depth = ps->edepth;
     expr *e = parse_add(ps);
     while (!ps->failed && is(peek(ps), "~")) {
         tok t = next(ps);
+        if (!deeper(ps, t.s)) break;
         e = binary(ps, E_CONCAT, 0, t.s, e, parse_add(ps));
     }
+    ps->edepth = depth;
     return e;
 }
 
 static expr *parse_cmp(parser *ps)
 {
+    int depth = ps->edepth;
     expr *e = parse_concat(ps);
     for (;;) {
         tok t = peek(ps);
         int op = is(t, "==") ? OP_EQ : is(t, "!=") ? OP_NE : is(t, "<=") ? OP_LE : is(t, ">=") ? OP_GE
                : is(t, "<") ? OP_LT : is(t, ">") ? OP_GT : -1;
-        if (ps->failed) return e;
+        if (ps->failed) break;
+        if ((op >= 0 || is(t, "in") || is(t, "not")) && !deeper(ps, t.s)) break;
         if (op >= 0) {
             next(ps);
             e = binary(ps, E_CMP, op, t.s, e, parse_concat(ps));
@@ -519,13 +545,15 @@ static expr *parse_cmp(parser *ps)
             next(ps);
             if (!take(ps, "in")) {
                 ps->p = save;
-                return e;
+                break;
             }
             e = binary(ps, E_NOTIN, 0, t.s, e, parse_concat(ps));
         } else {
-            return e;
+            break;
         }
     }
+    ps->edepth = depth;
+    return e;
 }
 
 static expr *parse_not(parser *ps)
@@ -533,8 +561,8 @@ static expr *parse_not(parser *ps)
     tok t = peek(ps);
     if (is(t, "not")) {
         next(ps);
-        if (++ps->edepth > MAX_EXPR_DEPTH) {
-            fail(ps, t.s, "an expression nested too deep");
+        if (!deeper(ps, t.s)) {
+            ps->edepth--;
             return NULL;
         }
         expr *e = mk(ps, E_NOT, t.s);
@@ -547,21 +575,27 @@ static expr *parse_not(parser *ps)
 
 static expr *parse_and(parser *ps)
 {
+    int depth = ps->edepth;
     expr *e = parse_not(ps);
     while (!ps->failed && is(peek(ps), "and")) {
         tok t = next(ps);
+        if (!deeper(ps, t.s)) break;
         e = binary(ps, E_AND, 0, t.s, e, parse_not(ps));
     }
+    ps->edepth = depth;
     return e;
 }
 
 static expr *parse_or(parser *ps)
 {
+    int depth = ps->edepth;
     expr *e = parse_and(ps);
     while (!ps->failed && is(peek(ps), "or")) {
         tok t = next(ps);
+        if (!deeper(ps, t.s)) break;
         e = binary(ps, E_OR, 0, t.s, e, parse_and(ps));
     }
+    ps->edepth = depth;
     return e;
 }
 
@@ -569,8 +603,7 @@ static expr *parse_expr_inner(parser *ps);
 
 static expr *parse_expr(parser *ps)
 {
-    if (++ps->edepth > MAX_EXPR_DEPTH) {
-        fail(ps, ps->p, "an expression nested too deep");
+    if (!deeper(ps, ps->p)) {
         ps->edepth--;
         return NULL;
     }

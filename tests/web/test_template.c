@@ -245,6 +245,49 @@ static void test_long_template(void **state)
     sq_templates_free(t);
 }
 
+/* An expression too deep for the recursive parser, renderer and destructor is a compile
+ * error, not a stack overflow (on a coroutine's stack, at that). */
+static void test_deep_expressions(void **state)
+{
+    sq_templates *t = sq_templates_new(dir, NULL);
+    struct {
+        char *ptr;
+        size_t len;
+    } src = {malloc(2000000), 0};
+    assert_non_null(src.ptr);
+    char err[256];
+    sq_template *tpl;
+#define APPEND(s) (memcpy(src.ptr + src.len, (s), strlen(s)), src.len += strlen(s))
+    /* chains of operators, filters, attributes and items build trees as deep as they are
+     * long: beyond the bound, an error at compile time */
+    static const char *const links[] = {"|e", ".a", " + 1", "[0]", " ~ 'x'", " and n", " == 1"};
+    for (size_t k = 0; k < sizeof links / sizeof links[0]; k++) {
+        src.len = 0;
+        APPEND("{{ n");
+        for (int i = 0; i < 100000; i++) APPEND(links[k]);
+        APPEND(" }}");
+        err[0] = '\0';
+        tpl = sq_template_compile(t, "deep.html", src.ptr, src.len, err, sizeof err);
+        if (tpl) { /* (what used to happen: a stack overflow in here) */
+            char *out;
+            if (sq_template_render(tpl, NULL, &out, NULL, err, sizeof err) == 0) free(out);
+            sq_template_free(tpl);
+            fail_msg("%s chained: compiled", links[k]);
+        }
+        if (!strstr(err, "nested too deep")) fail_msg("%s chained: %s", links[k], err);
+    }
+#undef APPEND
+    free(src.ptr);
+    /* a long chain within the bound still works */
+    const char *got =
+        render(t,
+               "{{ n + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 "
+               "+ 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 }}",
+               "{\"n\": 1}");
+    assert_string_equal(got, "35");
+    sq_templates_free(t);
+}
+
 static json_t *shout(json_t *v, json_t *const *args, size_t nargs, void *arg, bool *safe,
                      const char **err)
 {
@@ -347,9 +390,10 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && !strcmp(argv[1], "render")) return render_mode(argc, argv);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_expressions), cmocka_unit_test(test_tags),
-        cmocka_unit_test(test_inheritance), cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_expressions),          cmocka_unit_test(test_tags),
+        cmocka_unit_test(test_inheritance),          cmocka_unit_test(test_errors),
         cmocka_unit_test(test_c_filters_and_reload), cmocka_unit_test(test_long_template),
+        cmocka_unit_test(test_deep_expressions),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
