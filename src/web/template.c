@@ -710,6 +710,8 @@ static piece lex(parser *ps, lexer *lx)
             const char *we = ie;
             while (we > w && is_space_c(we[-1])) we--;
             if (we - w == 3 && !strncmp(w, "raw", 3)) {
+                /* `{% raw -%}` strips the start of the text; `{% endraw -%}` what follows */
+                bool strip_start = lx->strip_next;
                 const char *r = lx->p, *text = r;
                 while (r + 1 < lx->end) {
                     if (r[0] == '{' && r[1] == '%') {
@@ -724,7 +726,7 @@ static piece lex(parser *ps, lexer *lx)
                             while (y + 1 < lx->end && !(y[0] == '%' && y[1] == '}')) y++;
                             lx->strip_next = y > x && y[-1] == '-';
                             lx->p = y + 2 < lx->end ? y + 2 : lx->end;
-                            if (lx->strip_next)
+                            if (strip_start)
                                 while (text < te && is_space_c(*text)) text++;
                             return (piece){0, text, te, q};
                         }

@@ -119,6 +119,10 @@ static void test_tags(void **state)
         {"<{{- ' x ' -}}>", "< x >"},
         {"line\n{% if true %}\nyes\n{% endif %}\nend\n", "line\n\nyes\n\nend"},
         {"{% raw %}{{ not a tag }} {% if %}{% endraw %}", "{{ not a tag }} {% if %}"},
+        /* whitespace control on raw's own tags, as Jinja2 */
+        {"{% raw -%}  x  {%- endraw %}|", "x|"},
+        {"{% raw %}  x  {% endraw -%}  y", "  x  y"},
+        {"a  {%- raw %} x {% endraw %}  b", "a x   b"},
         {"{{ html }}{% autoescape false %}{{ html }}{% endautoescape %}", "&lt;i&gt;<i>"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
