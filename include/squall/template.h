@@ -25,7 +25,8 @@
  *   `int`, and C filters registered with sq_templates_add_filter().
  * - Tags: `if`/`elif`/`else`/`endif`; `for x in list` (and `for k, v in object|items`) with
  *   `loop.index`, `loop.index0`, `loop.revindex`, `loop.first`, `loop.last`, `loop.length`
- *   and a `{% else %}` for an empty list; `set`; `include "name"` (a template may include
+ *   and a `{% else %}` for an empty list; `set` (local to the loop body, block or included
+ *   template it is in, as in Jinja2); `include "name"` (a template may include
  *   itself, under a condition: a tree, up to 32 deep); `extends "name"` with
  *   `block`/`endblock` (and `super()` inside a block); `raw`/`endraw`; comments `{# … #}`;
  *   whitespace control `{%-`, `-%}`, `{{-`, `-}}`; a newline right after a tag is kept, as in

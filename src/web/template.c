@@ -2119,7 +2119,9 @@ static void render_block(rctx *r, const char *name, int level)
              * written, not as around the {% block %} tag of the parent rendering it. */
             bool save_esc = r->autoescape;
             r->autoescape = t->blocks[k]->flag;
+            size_t mark = r->nvars; /* a `set` in a block is the block's own, as in Jinja2 */
             render_nodes(r, t->blocks[k]->body);
+            pop_vars(r, mark);
             r->autoescape = save_esc;
             r->block = save_b;
             r->block_level = save_l;
@@ -2245,9 +2247,13 @@ static void render_nodes(rctx *r, const node *n)
             const char *save_b = r->block;
             bool save_esc = r->autoescape; /* the included template escapes as its own */
             r->autoescape = !t->loader->opts.no_autoescape;
+            /* the included template sees the includer's variables, but what it sets stays
+             * its own (Jinja2's scoping): they are dropped when it is done */
+            size_t mark = r->nvars;
             r->depth++;
             render_template(r, t);
             r->depth--;
+            pop_vars(r, mark);
             r->autoescape = save_esc;
             memcpy(r->chain, save_chain, sizeof save_chain);
             r->nchain = save_n;

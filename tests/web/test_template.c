@@ -159,6 +159,14 @@ static void test_inheritance(void **state)
                              "<footer>2026</footer>");
     free(out);
     json_decref(ctx);
+    /* what an included template or a block sets is its own (Jinja2's scoping): it does not
+     * change the includer's variables, nor outlive the block */
+    put_file("setter.html", "{% set x = 'inner' %}[{{ x }}]");
+    assert_string_equal(render(t,
+                               "{% set x = 'outer' %}{% include 'setter.html' %}{{ x }}|"
+                               "{% block b %}{% set y = 1 %}{{ y }}{% endblock %}[{{ y }}]",
+                               "{}"),
+                        "[inner]outer|1[]");
     sq_templates_free(t);
 }
 
