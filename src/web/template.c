@@ -1624,7 +1624,7 @@ static val builtin_filter(rctx *r, const expr *e, val v, json_t **args, size_t n
             n = json_array_size(j);
         } else if (json_is_object(j)) {
             n = json_object_size(j);
-        } else {
+        } else if (j) { /* undefined: 0, as Jinja2's Undefined has */
             rfail(r, e, -EINVAL, "length of %s", type_name(j));
             return res;
         }

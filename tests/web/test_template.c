@@ -72,6 +72,7 @@ static void test_expressions(void **state)
         {"{{ name | safe }}", "<Ann & 'Bob'>"},
         {"{{ user.name }} {{ user['name'] }} {{ rows[1].id }} {{ rows[-1]['id'] }}", "ann ann 2 2"},
         {"{{ missing }}|{{ missing.deeper }}|{{ user.nope }}", "||"},
+        {"{{ missing | length }}|{{ user.nope | count }}", "0|0"},
         {"{{ n + 1 }} {{ n - 10 }} {{ n * 2 }} {{ n / 2 }} {{ n // 2 }} {{ n % 4 }} {{ -n }}",
          "8 -3 14 3.5 3 3 -7"},
         {"{{ x }} {{ x * 2 }} {{ 0.1 + 0.2 }} {{ 10 / 5 }}", "1.5 3.0 0.30000000000000004 2.0"},
