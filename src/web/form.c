@@ -279,8 +279,7 @@ char *sq_xhtml_escape(const char *s)
     return out;
 }
 
-/* code point cp as UTF-8 into o; returns the bytes written (0: not a valid scalar value) */
-static size_t put_utf8(char *o, unsigned long cp)
+size_t sq__put_utf8(char *o, unsigned long cp)
 {
     if (cp == 0 || (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) return 0;
     if (cp < 0x80) return o[0] = (char)cp, 1;
@@ -321,7 +320,7 @@ char *sq_xhtml_unescape(const char *s)
                 /* digits only: strtoul would also take blanks and a sign before them */
                 if (hex ? sq__hexval((unsigned char)*d) >= 0 : (*d >= '0' && *d <= '9'))
                     cp = strtoul(d, &end, hex ? 16 : 10);
-                size_t k = end == semi ? put_utf8(o, cp) : 0;
+                size_t k = end == semi ? sq__put_utf8(o, cp) : 0;
                 if (k) o += k, done = true;
             }
             if (done) {

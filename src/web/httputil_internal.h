@@ -23,5 +23,8 @@ size_t sq__url_escape_path(char *dst, size_t dstlen, const char *src, size_t len
 bool sq__is_tchar(unsigned char c);
 /* Hex digit value or -1. */
 int sq__hexval(unsigned char c);
+/* Code point cp as UTF-8 into o (room for 4 bytes); returns the bytes written (0: NUL, or
+ * not a Unicode scalar value). */
+size_t sq__put_utf8(char *o, unsigned long cp);
 
 #endif

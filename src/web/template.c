@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "httputil_internal.h"
 #include "internal.h"
 #include "squall/template.h"
 
@@ -287,22 +288,60 @@ static expr *mk(parser *ps, int kind, const char *at)
     return e;
 }
 
-static json_t *str_literal(tok t)
+/* A string literal's value.  Jinja2 reads escapes as Python does: \\ \' \" \a \b \f \n \r
+ * \t \v, \ooo (octal), \xhh, \uhhhh, \Uhhhhhhhh, a backslash-newline joins the lines, and a
+ * backslash before anything else stays ('C:\dir').  NULL with *why on a bad escape. */
+static json_t *str_literal(tok t, const char **why)
 {
+    static const char named[] = "\\'\"abfnrtv", value[] = "\\'\"\a\b\f\n\r\t\v";
     sq__buf b = {0};
-    for (size_t i = 1; i + 1 < t.len; i++) {
-        char c = t.s[i];
-        if (c == '\\' && i + 2 < t.len) {
-            char d = t.s[++i];
-            c = d == 'n' ? '\n' : d == 't' ? '\t' : d == 'r' ? '\r' : d;
+    const char *s = t.s + 1, *end = t.s + t.len - 1;
+    int rc = 0;
+    *why = NULL;
+    while (s < end && !rc && !*why) {
+        if (*s != '\\' || s + 1 >= end) {
+            rc = sq__buf_append(&b, s++, 1);
+            continue;
         }
-        if (sq__buf_append(&b, &c, 1) < 0) {
-            sq__buf_free(&b);
-            return NULL;
+        char d = s[1], u[4];
+        s += 2;
+        const char *n = d ? strchr(named, d) : NULL;
+        int digits = d == 'x' ? 2 : d == 'u' ? 4 : d == 'U' ? 8 : 0;
+        unsigned long cp = 0;
+        if (n) {
+            rc = sq__buf_append(&b, &value[n - named], 1);
+        } else if (d == '\n') {
+            /* a backslash-newline continues the line: nothing */
+        } else if (digits) {
+            for (int i = 0; i < digits; i++, s++) {
+                int h = s < end ? sq__hexval((unsigned char)*s) : -1;
+                if (h < 0) {
+                    *why = "a \\x, \\u or \\U escape without all its hex digits";
+                    break;
+                }
+                cp = cp * 16 + (unsigned long)h;
+            }
+        } else if (d >= '0' && d <= '7') {
+            cp = (unsigned long)(d - '0');
+            for (int i = 0; i < 2 && s < end && *s >= '0' && *s <= '7'; i++)
+                cp = cp * 8 + (unsigned long)(*s++ - '0');
+            digits = 1;
+        } else {
+            rc = sq__buf_append(&b, s - 2, 2);
+        }
+        if (digits && !*why) {
+            size_t k = sq__put_utf8(u, cp);
+            if (cp == 0)
+                rc = sq__buf_append(&b, "", 1);
+            else if (k)
+                rc = sq__buf_append(&b, u, k);
+            else
+                *why = "an escape that is not a Unicode character";
         }
     }
-    json_t *j = json_stringn(b.ptr ? b.ptr : "", b.len);
+    json_t *j = !rc && !*why ? json_stringn(b.ptr ? b.ptr : "", b.len) : NULL;
     sq__buf_free(&b);
+    if (!j && !*why) *why = rc ? "out of memory" : "a string that is not UTF-8";
     return j;
 }
 
@@ -329,7 +368,8 @@ static expr *parse_primary(parser *ps)
             return NULL;
         }
         e = mk(ps, E_LIT, t.s);
-        if (e && !(e->lit = str_literal(t))) fail(ps, t.s, "a string that is not UTF-8");
+        const char *why;
+        if (e && !(e->lit = str_literal(t, &why))) fail(ps, t.s, "%s", why);
     } else if (t.kind == T_INT || t.kind == T_FLOAT) {
         char num[64];
         size_t n = 0;
@@ -872,9 +912,11 @@ static node *parse_tag(parser *ps, lexer *lx, piece pc, int depth)
             fail(ps, s.s, "'include' takes a template name in quotes");
             return n;
         }
-        json_t *j = str_literal(s);
+        const char *why;
+        json_t *j = str_literal(s, &why);
         n->name = j ? strdup(json_string_value(j)) : NULL;
         json_decref(j);
+        if (!j) fail(ps, s.s, "%s", why);
         tag_done(ps);
         /* compiled now, so that a missing template is a compile-time error; but not one being
          * compiled around this one: that include is recursive (a tree), found at render time */
@@ -933,9 +975,11 @@ static node *parse_tag(parser *ps, lexer *lx, piece pc, int depth)
             fail(ps, at, "a second 'extends'");
             return NULL;
         }
-        json_t *j = str_literal(s);
+        const char *why;
+        json_t *j = str_literal(s, &why);
         ps->tpl->parent = j ? strdup(json_string_value(j)) : NULL;
         json_decref(j);
+        if (!j) fail(ps, s.s, "%s", why);
         tag_done(ps);
         char e2[256] = "";
         if (ps->tpl->parent && !load(ps->loader, ps->tpl->parent, e2, sizeof e2, ps->tdepth + 1))

@@ -72,6 +72,10 @@ static void test_expressions(void **state)
         {"{{ name | safe }}", "<Ann & 'Bob'>"},
         {"{{ user.name }} {{ user['name'] }} {{ rows[1].id }} {{ rows[-1]['id'] }}", "ann ann 2 2"},
         {"{{ missing }}|{{ missing.deeper }}|{{ user.nope }}", "||"},
+        /* escapes in literals as Jinja2 (Python) reads them; an unknown one keeps its '\\' */
+        {"{{ '\\d' }}|{{ 'C:\\\\dir' }}|{{ '\\x41\\x7e' }}|{{ '\\u00e9\\U0001F600' }}|"
+         "{{ '\\101\\0' | length }}|{{ 'a\\\nb' }}|{{ \"\\\"q\\\" \\'s\\'\" }}|{{ 'tab\\there' }}",
+         "\\d|C:\\dir|A~|\u00e9\U0001F600|2|ab|&#34;q&#34; &#39;s&#39;|tab\there"},
         {"{{ missing | length }}|{{ user.nope | count }}", "0|0"},
         {"{{ n + 1 }} {{ n - 10 }} {{ n * 2 }} {{ n / 2 }} {{ n // 2 }} {{ n % 4 }} {{ -n }}",
          "8 -3 14 3.5 3 3 -7"},
@@ -189,6 +193,8 @@ static void test_errors(void **state)
         {"{% for x in %}{% endfor %}", "ERROR t.html:1:13: an expression is missing"},
         {"\n\n  {{ 'a' + 1 }}", "ERROR t.html:3:10: cannot add string and number"},
         {"{{ 1 // 0 }}", "ERROR t.html:1:6: division by zero"},
+        {"{{ 'a\\x4' }}", "ERROR t.html:1:4: a \\x, \\u or \\U escape without all its hex digits"},
+        {"{{ '\\ud800' }}", "ERROR t.html:1:4: an escape that is not a Unicode character"},
         {"{{ 1 < 'a' }}", "ERROR t.html:1:6: cannot compare number and string"},
         {"{% for x in 5 %}{% endfor %}", "ERROR t.html:1:13: cannot loop over number"},
     };
