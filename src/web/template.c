@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
 #include <pthread.h>
 #include <limits.h>
 #include <math.h>
@@ -1454,14 +1455,41 @@ static int to_text(const json_t *j, sq__buf *b)
                 return sq__buf_append(b, num, (size_t)(q - num));
             }
         }
-        /* Python's repr: the shortest that reads back.  %.15g strips trailing zeros, so when
-         * it reads back nothing shorter exists; only 16 and 17 digits remain to try. */
-        for (int p = 15; p <= 17; p++) {
-            n = snprintf(num, sizeof num, "%.*g", p, d);
-            if (strtod(num, NULL) == d) break;
+        /* Python's repr: the shortest digits that read back.  With trailing zeros dropped,
+         * 15 significant digits read back when anything shorter does; only 16 and 17
+         * remain to try (subnormals, with fewer bits, from 1 up).  Then positional for exponents
+         * from -4 to 15, else d.ddde+XX: %g would switch at its precision instead (1e+15,
+         * 12345678901234568.0). */
+        for (int p = ad < DBL_MIN ? 1 : 15;; p++) {
+            snprintf(num, sizeof num, "%.*e", p - 1, d);
+            if (p == 17 || strtod(num, NULL) == d) break;
         }
-        if (!strpbrk(num, ".eEn")) n += snprintf(num + n, sizeof num - (size_t)n, ".0");
-        return sq__buf_append(b, num, (size_t)n);
+        const char *ex = strchr(num, 'e');
+        if (!ex) return sq__buf_append(b, num, strlen(num)); /* inf, nan */
+        int x = atoi(ex + 1);
+        bool neg = num[0] == '-';
+        char digits[24], txt[64], *o = txt;
+        for (const char *q = num + neg; q < ex; q++)
+            if (isdigit((unsigned char)*q)) digits[n++] = *q;
+        while (n > 1 && digits[n - 1] == '0') n--;
+        if (neg) *o++ = '-';
+        if (x < -4 || x >= 16) {
+            *o++ = digits[0];
+            if (n > 1) *o++ = '.';
+            for (int i = 1; i < n; i++) *o++ = digits[i];
+            o += snprintf(o, 8, "e%c%02d", x < 0 ? '-' : '+', abs(x));
+        } else if (x < 0) { /* 0.000ddd */
+            *o++ = '0';
+            *o++ = '.';
+            for (int i = 0; i < -x - 1; i++) *o++ = '0';
+            for (int i = 0; i < n; i++) *o++ = digits[i];
+        } else { /* ddd.ddd, at least one digit after the point */
+            for (int i = 0; i <= x; i++) *o++ = i < n ? digits[i] : '0';
+            *o++ = '.';
+            for (int i = x + 1; i < n; i++) *o++ = digits[i];
+            if (n <= x + 1) *o++ = '0';
+        }
+        return sq__buf_append(b, txt, (size_t)(o - txt));
     }
     case JSON_TRUE: return sq__buf_append(b, "True", 4);
     case JSON_FALSE: return sq__buf_append(b, "False", 5);
