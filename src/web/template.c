@@ -304,7 +304,7 @@ static json_t *str_literal(tok t, const char **why)
             rc = sq__buf_append(&b, s++, 1);
             continue;
         }
-        char d = s[1], u[4];
+        char d = s[1];
         s += 2;
         const char *n = d ? strchr(named, d) : NULL;
         int digits = d == 'x' ? 2 : d == 'u' ? 4 : d == 'U' ? 8 : 0;
@@ -331,13 +331,13 @@ static json_t *str_literal(tok t, const char **why)
             rc = sq__buf_append(&b, s - 2, 2);
         }
         if (digits && !*why) {
-            size_t k = sq__put_utf8(u, cp);
-            if (cp == 0)
+            if (cp == 0) {
                 rc = sq__buf_append(&b, "", 1);
-            else if (k)
-                rc = sq__buf_append(&b, u, k);
-            else
-                *why = "an escape that is not a Unicode character";
+            } else if (!(rc = sq__buf_reserve(&b, 4))) { /* encoded in place */
+                size_t k = sq__put_utf8(b.ptr + b.len, cp);
+                b.len += k;
+                if (!k) *why = "an escape that is not a Unicode character";
+            }
         }
     }
     json_t *j = !rc && !*why ? json_stringn(b.ptr ? b.ptr : "", b.len) : NULL;
