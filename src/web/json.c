@@ -26,14 +26,16 @@
 #include "internal.h"
 #include "web/web_internal.h"
 
-/* Is s[0..n) printable ASCII without '"' and '\\', bytes that go into JSON as they are?
- * Eight at a time: a word flags a byte below 0x20, from 0x7f up, or equal to '"' or '\\';
+/* Is s[0..n) printable ASCII without '"', '\\' and '<', bytes that go into JSON as they
+ * are ('<' for the "</" escape)?
+ * Eight at a time: a word flags a byte below 0x20, from 0x7f up, or equal to '"', '\\' or '<';
  * a flag is set only where such a byte is, or above one (the borrow), so "any" is exact. */
 static bool json_plain(const char *s, size_t n)
 {
     const uint64_t ones = 0x0101010101010101ull, highs = ones << 7;
 #define EQ(x, c) ((((x) ^ (ones * (c))) - ones) & ~((x) ^ (ones * (c))))
-#define BAD(x)   ((((x)-ones * 0x20) & ~(x)) | (x) | EQ(x, 0x7f) | EQ(x, '"') | EQ(x, '\\'))
+#define BAD(x)                                                                                     \
+    ((((x)-ones * 0x20) & ~(x)) | (x) | EQ(x, 0x7f) | EQ(x, '"') | EQ(x, '\\') | EQ(x, '<'))
     uint64_t m = 0, x;
     size_t i = 0;
     if (n >= 8) {
@@ -58,7 +60,7 @@ static bool json_plain(const char *s, size_t n)
 #undef BAD
     for (; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') return false;
+        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<') return false;
     }
     return true;
 }
@@ -117,7 +119,7 @@ static int put_string(sq__buf *b, const char *s, size_t n)
             i += k;
             continue;
         }
-        if (c >= 0x20 && c != '"' && c != '\\') {
+        if (c >= 0x20 && c != '"' && c != '\\' && !(c == '/' && i && in[i - 1] == '<')) {
             i++;
             continue;
         }
@@ -126,6 +128,7 @@ static int put_string(sq__buf *b, const char *s, size_t n)
         switch (c) {
         case '"':
         case '\\':
+        case '/': /* after '<': Tornado's "<\/" */
             break;
         case '\b':
             esc[1] = 'b';
@@ -246,7 +249,7 @@ static int dump_out(const char *buf, size_t size, void *data)
 
 /* "</" in b[from..) as "<\/" (Tornado's json_encode).  A '<' is only ever inside a string
  * and no escape ends with it, so every "</" is one in a string, where "\/" reads as '/'.
- * Done on the output, whichever writer made it (the fast paths or jansson's dump). */
+ * For what jansson's dump wrote; put_string writes the escape itself. */
 static int escape_script_end(sq__buf *b, size_t from)
 {
     size_t n = 0;
@@ -279,9 +282,8 @@ int sq__json_dump(sq__buf *b, void *json)
         if (json_dump_callback(json, dump_out, &d, JSON_COMPACT | JSON_ENCODE_ANY))
             rc = d.oom ? -ENOMEM : -EINVAL; /* else a string jansson will not write (bad UTF-8) */
         else
-            rc = 0;
+            rc = escape_script_end(b, before); /* (put_string escapes what json_fast writes) */
     }
-    if (!rc) rc = escape_script_end(b, before);
     if (rc) b->len = before;
     return rc;
 }
@@ -615,7 +617,6 @@ int sq__json_vpack(sq__buf *b, const char *fmt, va_list ap)
     }
     va_end(aq);
     if (s.keys != s.keys_inline) free(s.keys);
-    if (!s.err) s.err = escape_script_end(b, before); /* ('o' values' were already) */
     if (s.err) {
         b->len = before;
         if (s.err == -EINVAL)
