@@ -89,9 +89,18 @@ typedef struct sq_redis_options {
      *  -ETIMEDOUT and the client reconnects.  0 (the default): never, so a frozen server
      *  holds pending commands until the kernel gives the connection up, which may be never.
      *  Set it above the longest blocking command used (BLPOP, XREAD BLOCK, WAIT …): one
-     *  blocked longer resets the connection.  Command clients only: a subscriber's
-     *  connection is silent by design. */
+     *  blocked longer resets the connection.  On a subscriber, whose connection is silent
+     *  by design, it only bounds the wait for a health check's reply (below). */
     double socket_timeout;
+    /** Subscribers (redis-py's health_check_interval): s the subscriber's connection may
+     *  stay silent before a PING checks it (its reply is consumed, never passed to the
+     *  message callback).  When nothing at all arrives within socket_timeout of the PING
+     *  (or, without one, within this interval), the server is taken for dead (frozen, or a
+     *  path that drops everything): the connection is given up (on_state(false), logged),
+     *  then made again with the usual backoff and every channel and pattern subscribed
+     *  again.  0 (the default): never, so such a server is never noticed and the subscriber
+     *  silently stops receiving.  Ignored by command clients (see socket_timeout). */
+    double health_check_interval;
     bool no_reconnect;      /**< stay down once the connection drops (default: reconnect) */
     double reconnect_min;   /**< first backoff; 0: 0.1 s (doubles up to reconnect_max) */
     double reconnect_max;   /**< 0: 2 s */
@@ -109,7 +118,8 @@ typedef struct sq_redis_options {
  *  default; host a name, an IPv4 address or [IPv6]), rediss://… (TLS, the certificate
  *  checked against host), or unix:///path/to/socket — each optionally followed by
  *  ?db=N&password=…&user=… (user and password may be %-encoded) and connect_timeout=,
- *  command_timeout=, socket_timeout= in seconds (overriding `opts`).  After connecting, AUTH
+ *  command_timeout=, socket_timeout=, health_check_interval= in seconds (overriding
+ *  `opts`).  After connecting, AUTH
  *  (when a password is given) and SELECT (when db != 0) are sent, and again after every
  *  reconnect.  `opts` is copied.
  *  @return a future resolving with the client, owned by the future until taken (the taker
@@ -173,7 +183,9 @@ typedef void (*sq_redis_message_cb)(sq_redis_sub *s, const char *channel, size_t
  *  is then the subscriber's connection, compare it with sq_redis_sub_conn()).  It connects
  *  in the background and keeps reconnecting with backoff (the first connect too) unless
  *  no_reconnect; after every (re)connect it subscribes to every channel and pattern it
- *  holds, and calls on_state(true) once the server has confirmed them all.
+ *  holds, and calls on_state(true) once the server has confirmed them all.  A server that
+ *  stops answering without closing the connection is noticed only with
+ *  opts->health_check_interval (or ?health_check_interval= in the URL).
  *  @return the subscriber (free it with sq_redis_sub_free()), or NULL with *err (if
  *  non-NULL) set to -EINVAL (a bad URL, cb NULL), -ENAMETOOLONG (as for
  *  sq_redis_connect_future) or -ENOMEM. */

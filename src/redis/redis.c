@@ -4,8 +4,8 @@
  * connects, authenticates, then reads replies and hands them out — to the pending command
  * futures in FIFO order, or to the message callback — until the connection drops, and then
  * reconnects with backoff.  Everything that coroutine waits for goes through wait_on(), so
- * sq_redis_free and the deadline timer (connect_timeout, socket_timeout) can interrupt it by
- * cancelling one future.
+ * sq_redis_free and the deadline timer (connect_timeout, socket_timeout, a subscriber's
+ * health check) can interrupt it by cancelling one future.
  *
  * Lifetime: the struct is reference counted — one reference for the user (held by the
  * connect future until someone takes the client), one for the coroutine, one per scheduled
@@ -49,6 +49,7 @@ struct sq_redis {
     bool writable; /* connected and authenticated: output may be sent */
     bool timed_out;
     bool flush_scheduled;
+    bool ping_out; /* a subscriber's health check PING awaits its reply */
     /* from the URL */
     char *host;
     char *path; /* unix socket */
@@ -63,7 +64,8 @@ struct sq_redis {
     redisReader *reader;
     sq_future *wait;        /* what the coroutine awaits now (our reference) */
     sq_future *connect_fut; /* the first connect's future, until resolved */
-    /* connect_timeout while establishing; socket_timeout while commands wait for replies */
+    /* connect_timeout while establishing; socket_timeout while commands wait for replies;
+     * on a subscriber, health_check_interval (then the bound on the PING's reply) */
     sq_timer deadline;
 
     sq_future **q; /* pending commands, FIFO ring */
@@ -199,6 +201,22 @@ static int out_append(sq_redis *r, const char *cmd, size_t len)
     return 0;
 }
 
+/* One command, formatted: written at once (direct: the handshake, before anything else may
+ * go out) or queued for this iteration's write. */
+static int send_argv(sq_redis *r, bool direct, int argc, const char **argv, const size_t *lens)
+{
+    char *cmd = NULL;
+    int len = redisFormatCommandArgv(&cmd, argc, argv, lens);
+    if (len < 0) return -ENOMEM;
+    int e = 0;
+    if (direct)
+        sq_future_release(sq_stream_write_future(r->stream, cmd, (size_t)len));
+    else
+        e = out_append(r, cmd, (size_t)len);
+    redisFreeCommand(cmd);
+    return e;
+}
+
 /* --- what the coroutine waits on ---------------------------------------------------------- */
 
 static int64_t wait_on(sq_redis *r, sq_future *f, void **value)
@@ -218,9 +236,28 @@ static int64_t wait_on(sq_redis *r, sq_future *f, void **value)
     return st;
 }
 
+/* A subscriber's connection is silent by design, so a server that froze (or a path that
+ * drops everything without a reset) would never be noticed and the subscriber would stop
+ * receiving for good.  With health_check_interval, a PING goes out once the connection has
+ * been silent that long; silent for the bound after it too, the connection is given up.
+ * Called when the subscriber starts serving and whenever bytes or the PING's reply arrive. */
+static void watch_health(sq_redis *r)
+{
+    double interval = r->opts.health_check_interval;
+    if (interval <= 0) return;
+    double bound = r->opts.socket_timeout > 0 ? r->opts.socket_timeout : interval;
+    sq_timer_start(&r->deadline, r->ping_out ? bound : interval, 0);
+}
+
 static void deadline_fired(sq_loop *loop, sq_timer *t)
 {
     sq_redis *r = t->data;
+    if (r->is_sub && r->writable && !r->ping_out) { /* silent for the interval: check it */
+        const char *argv[1] = {"PING"};
+        if (send_argv(r, false, 1, argv, NULL) == 0) r->ping_out = true;
+        watch_health(r); /* (out of memory: try again after another interval) */
+        return;
+    }
     r->timed_out = true;
     if (r->wait) sq_future_cancel(r->wait);
 }
@@ -256,25 +293,15 @@ static int read_reply(sq_redis *r, redisReply **out)
         int64_t n = wait_on(r, sq_stream_read_bytes_future(r->stream, READ_CHUNK, true), &data);
         if (n < 0) return (int)n;
         if (redisReaderFeed(r->reader, data, (size_t)n) != REDIS_OK) return -ENOMEM;
-        if (r->writable) watch_replies(r, true); /* (during the handshake connect_timeout rules) */
+        /* (during the handshake connect_timeout rules) */
+        if (r->writable && r->is_sub)
+            watch_health(r);
+        else if (r->writable)
+            watch_replies(r, true);
     }
 }
 
 /* --- connecting ------------------------------------------------------------------------------ */
-
-static int send_argv(sq_redis *r, bool direct, int argc, const char **argv, const size_t *lens)
-{
-    char *cmd = NULL;
-    int len = redisFormatCommandArgv(&cmd, argc, argv, lens);
-    if (len < 0) return -ENOMEM;
-    int e = 0;
-    if (direct)
-        sq_future_release(sq_stream_write_future(r->stream, cmd, (size_t)len));
-    else
-        e = out_append(r, cmd, (size_t)len);
-    redisFreeCommand(cmd);
-    return e;
-}
 
 /* One handshake command: send it, read its reply; an error reply is SQ_EREDIS. */
 static int handshake_cmd(sq_redis *r, const char *what, int argc, const char **argv)
@@ -415,8 +442,21 @@ static bool have_sub(const sq_redis *r, const char *name, size_t len, bool patte
     return false;
 }
 
+/* The health check's reply: ["pong", ""] once subscribed, +PONG while subscribed to nothing. */
+static bool is_pong(const redisReply *rep)
+{
+    if (rep->type == REDIS_REPLY_STATUS) return rep->len == 4 && !strncasecmp(rep->str, "PONG", 4);
+    return rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 &&
+           reply_is(rep->element[0], "pong");
+}
+
 static void dispatch_sub(sq_redis *r, redisReply *rep)
 {
+    if (r->ping_out && is_pong(rep)) { /* consumed here, never a message */
+        r->ping_out = false;
+        watch_health(r);
+        return;
+    }
     if (rep->type == REDIS_REPLY_ERROR) {
         /* a channel the server refused (an ACL's NOPERM): the others still count */
         sq_log(SQ_LOG_WARNING, "redis: subscriber: %.*s", (int)rep->len, rep->str);
@@ -478,6 +518,7 @@ static int serve(sq_redis *r)
     if (r->is_sub) {
         int e = resubscribe(r);
         if (e < 0) return e;
+        watch_health(r); /* (also covers a server that freezes before confirming) */
     } else {
         set_up(r);
     }
@@ -508,6 +549,7 @@ static void going_down(sq_redis *r, int e)
     r->up = r->writable = false;
     sq_timer_stop(&r->deadline);
     r->timed_out = false;
+    r->ping_out = false;
     r->confirm_left = 0;
     int err = e;
     if (e == SQ_ECLOSED || e == 0) {
@@ -657,6 +699,8 @@ static int parse_query(sq_redis *r, const char *q)
                 e = parse_seconds(v, vl, &r->opts.command_timeout);
             else if (kl == 14 && !memcmp(q, "socket_timeout", 14))
                 e = parse_seconds(v, vl, &r->opts.socket_timeout);
+            else if (kl == 21 && !memcmp(q, "health_check_interval", 21))
+                e = parse_seconds(v, vl, &r->opts.health_check_interval);
             if (e < 0) return e;
             if (r->password && !*r->password) { /* none, as in redis://:@host */
                 free(r->password);

@@ -1,8 +1,9 @@
 /* The Redis client against a real redis-server started by the test on an ephemeral
  * loopback port (or a unix socket) in a temporary directory: commands, binary safety,
  * pipelining with the loop still serving, error replies, refused connects, pub/sub across
- * two processes, reconnect after the server is killed, AUTH/SELECT, timeouts, and every
- * way of freeing a client early.  Skipped when redis-server is not installed. */
+ * two processes, reconnect after the server is killed, AUTH/SELECT, timeouts, a frozen
+ * server noticed (socket_timeout, a subscriber's health check), and every way of freeing a
+ * client early.  Skipped when redis-server is not installed. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -1467,6 +1468,103 @@ static void test_frozen_server(void **state)
     srv_stop(&s);
 }
 
+/* How many subscriber connections the server saw PING last (CLIENT LIST's cmd=). */
+static int pinging_subscribers(sq_redis *r)
+{
+    int e, n = 0;
+    sq_redis_reply *rep = ok(r, sq_redis_cmd(r, &e, "CLIENT LIST TYPE pubsub"), &e);
+    for (const char *p = rep->str; (p = strstr(p, " cmd=ping")); p++) n++;
+    sq_redis_reply_free(rep);
+    return n;
+}
+
+/* Subscribers with health_check_interval (in the options, or in the URL): while the server
+ * is healthy they PING when idle, their callbacks see only messages (never the pongs) and
+ * they stay up; once the server freezes (SIGSTOP: the kernel keeps the connections open, so
+ * without the check nothing is ever noticed) they give the connection up within a bound,
+ * and after SIGCONT they reconnect, subscribe again and receive what is published. */
+static void *health_coro(void *arg)
+{
+    redis_srv *s = arg;
+    sq_loop *loop = sq_loop_current();
+    states ss = {0}, us = {0};
+    sub_state am = {.target = -1}, bm = {.target = -1};
+    int e;
+    sq_redis_options so = {.health_check_interval = 0.2,
+                           .reconnect_min = 0.05,
+                           .on_state = on_state,
+                           .state_arg = &ss};
+    sq_redis_sub *a = sq_redis_sub_new(loop, url_of(s, NULL), &so, on_msg, &am, &e);
+    assert_non_null(a);
+    sq_redis_options uo = {.reconnect_min = 0.05, .on_state = on_state, .state_arg = &us};
+    sq_redis_sub *b =
+        sq_redis_sub_new(loop, url_of(s, "?health_check_interval=0.2"), &uo, on_msg, &bm, &e);
+    assert_non_null(b);
+    assert_int_equal(sq_redis_subscribe(a, "chat"), 0);
+    assert_int_equal(sq_redis_subscribe(b, "chat"), 0);
+    sq_redis *pub = connect_ok(url_of(s, NULL), NULL);
+    WAIT_FOR(ss.ups == 1 && us.ups == 1, 5);
+    assert_int_equal(ss.ups, 1);
+    assert_int_equal(us.ups, 1);
+
+    /* healthy and idle for several intervals: PINGs go out, the pongs reach no callback */
+    sq_sleep(1.0);
+    assert_int_equal(pinging_subscribers(pub), 2);
+    assert_int_equal(ss.downs + us.downs, 0);
+    char m[8] = "m0\0!";
+    expect_int(ok(pub, sq_redis_cmd(pub, &e, "PUBLISH chat %b", m, (size_t)4), &e), 2);
+    WAIT_FOR(am.count == 1 && bm.count == 1, 5);
+    assert_int_equal(am.count, 1);
+    assert_int_equal(bm.count, 1);
+    assert_int_equal(am.bad + bm.bad, 0); /* a pong delivered would be a bad message */
+
+    /* frozen: noticed within interval + bound (0.4 s), well under 2 s */
+    kill(s->pid, SIGSTOP);
+    double t0 = sq_test_now();
+    WAIT_FOR(ss.downs == 1 && us.downs == 1, 5);
+    double took = sq_test_now() - t0;
+    print_message("a frozen server noticed by idle subscribers after %.0f ms\n", took * 1e3);
+    assert_int_equal(ss.downs, 1);
+    assert_int_equal(us.downs, 1);
+    assert_true(took < 2);
+    assert_false(sq_redis_sub_connected(a));
+
+    /* back: both reconnect, subscribe again, and receive what is published next */
+    kill(s->pid, SIGCONT);
+    WAIT_FOR(ss.ups == 2 && us.ups == 2, 10);
+    assert_int_equal(ss.ups, 2);
+    assert_int_equal(us.ups, 2);
+    m[1] = '1';
+    expect_int(ok(pub, sq_redis_cmd(pub, &e, "PUBLISH chat %b", m, (size_t)4), &e), 2);
+    WAIT_FOR(am.count == 2 && bm.count == 2, 5);
+    assert_int_equal(am.count, 2);
+    assert_int_equal(bm.count, 2);
+    assert_int_equal(am.bad + bm.bad, 0);
+    assert_int_equal(ss.downs + us.downs, 2); /* and stays up, still checked */
+    sq_sleep(0.5);
+    assert_int_equal(ss.downs + us.downs, 2);
+    sq_redis_sub_free(a);
+    sq_redis_sub_free(b);
+    sq_redis_free(pub);
+    /* a bad interval in the URL is a bad URL */
+    assert_null(
+        sq_redis_sub_new(loop, url_of(s, "?health_check_interval=-1"), NULL, on_msg, &am, &e));
+    assert_int_equal(e, -EINVAL);
+    return NULL;
+}
+
+static void test_subscriber_health_check(void **state)
+{
+    NEED_REDIS();
+    redis_srv s;
+    srv_start(&s, false, NULL);
+    sq_log_set_level(SQ_LOG_ERROR);
+    run(health_coro, &s, 60);
+    sq_log_set_level(SQ_LOG_INFO);
+    kill(s.pid, SIGCONT); /* (if a check failed while it was stopped) */
+    srv_stop(&s);
+}
+
 /* A unix socket path longer than sockaddr_un takes is refused at once, by the subscriber
  * (which otherwise retries in the background forever) as by the command client. */
 static void *long_path_coro(void *arg)
@@ -1588,6 +1686,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_deep_reply),
         cmocka_unit_test(test_big_reply),
         cmocka_unit_test(test_frozen_server),
+        cmocka_unit_test(test_subscriber_health_check),
         cmocka_unit_test(test_unix_path_too_long),
         cmocka_unit_test(test_backoff_reset),
     };
