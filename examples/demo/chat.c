@@ -379,7 +379,8 @@ static void chat_redis_state(sq_redis *r, bool up, void *arg)
  * retried every second until Redis answers, so the demo may start before Redis. */
 static void *chat_connect_redis(void *arg)
 {
-    sq_redis_options o = {.on_state = chat_redis_state};
+    /* (no blocking commands here: a reply 10 s late means a frozen server) */
+    sq_redis_options o = {.on_state = chat_redis_state, .socket_timeout = 10.0};
     for (unsigned tries = 0; !chat.redis_closing; tries++) {
         int err;
         sq_redis *r = sq_redis_connect(chat.redis_url, &o, &err);
@@ -403,7 +404,10 @@ static void *chat_connect_redis(void *arg)
 
 int demo_chat_use_redis(sq_loop *loop, const char *url)
 {
-    sq_redis_options o = {.on_state = chat_redis_state};
+    /* A Redis that froze would otherwise leave the room deaf to the other processes for
+     * good, the subscriber's connection being silent by design: PING after 5 s of silence
+     * and reconnect if that gets no answer (the URL's ?health_check_interval= wins). */
+    sq_redis_options o = {.on_state = chat_redis_state, .health_check_interval = 5.0};
     int err = 0;
     chat.loop = loop;
     chat.redis_url = strdup(url);
