@@ -21,7 +21,8 @@
  *   missing key is undefined: it prints as "" and is false (Jinja2's default).  One
  *   expression nests at most 64 deep, each parenthesis, bracket, unary operator and each
  *   link of a chain (`a + b + c`, `x|f|g`, `a.b.c`) counted.
- * - Filters: `escape`/`e`, `safe`, `url`/`urlencode`, `json`/`tojson`, `upper`, `lower`,
+ * - Filters: `escape`/`e`, `safe`, `url`/`urlencode`, `json`/`tojson` (Jinja2's bytes: sorted keys,
+ *   ASCII, `< > & '` as `\u` escapes), `upper`, `lower`,
  *   `default(x)`/`d(x)`, `length`/`count`, `join(sep)`, `trim`, `first`, `last`, `string`,
  *   `int`, and C filters registered with sq_templates_add_filter().
  * - Tags: `if`/`elif`/`else`/`endif`; `for x in list` (and `for k, v in object|items`) with

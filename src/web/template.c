@@ -1395,6 +1395,19 @@ static char *put_int(char *p, long long v)
 /* Python's str() of a value, appended to b. */
 static int to_text(const json_t *j, sq__buf *b);
 
+/* The code point at s (n > 0 bytes left) and its length in *k.  jansson's strings are valid
+ * UTF-8 (json_stringn checks), so only the lead byte says how long a character is. */
+static unsigned long utf8_at(const char *s, size_t n, size_t *k)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t len = u[0] < 0x80 ? 1 : u[0] < 0xe0 ? 2 : u[0] < 0xf0 ? 3 : 4;
+    if (len > n) len = 1; /* (not from jansson: taken a byte at a time) */
+    unsigned long cp = len == 1 ? u[0] : u[0] & (0x7f >> len);
+    for (size_t i = 1; i < len; i++) cp = cp << 6 | (u[i] & 0x3f);
+    *k = len;
+    return cp;
+}
+
 static int repr_text(const json_t *j, sq__buf *b)
 {
     if (json_is_string(j)) {
@@ -1650,6 +1663,106 @@ static void url_quote(sq__buf *b, const char *s, size_t n)
     }
 }
 
+/* s as a JSON string the way Jinja2's tojson writes it: Python's json.dumps (ASCII only,
+ * lowercase \u escapes, a surrogate pair above U+FFFF), then < > & ' escaped too, so that
+ * the text is safe in HTML and in a <script>. */
+static int tojson_string(const char *s, size_t n, sq__buf *b)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (sq__buf_append(b, "\"", 1) < 0) return -ENOMEM;
+    size_t run = 0, i = 0;
+    while (i < n) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' &&
+            c != '\'') {
+            i++;
+            continue;
+        }
+        if (sq__buf_append(b, s + run, i - run) < 0) return -ENOMEM;
+        size_t k;
+        unsigned long cp = utf8_at(s + i, n - i, &k);
+        char esc[12];
+        size_t el = 2;
+        esc[0] = '\\';
+        const char *named = cp && cp < 0x80 ? strchr("\"\\\b\f\n\r\t", (int)cp) : NULL;
+        if (named) {
+            esc[1] = "\"\\bfnrt"[named - "\"\\\b\f\n\r\t"];
+        } else {
+            unsigned long units[2] = {cp, 0};
+            int nu = 1;
+            if (cp > 0xffff) { /* UTF-16, as Python writes it */
+                units[0] = 0xd800 + ((cp - 0x10000) >> 10);
+                units[1] = 0xdc00 + ((cp - 0x10000) & 0x3ff);
+                nu = 2;
+            }
+            el = 0;
+            for (int u = 0; u < nu; u++) {
+                esc[el++] = '\\';
+                esc[el++] = 'u';
+                for (int sh = 12; sh >= 0; sh -= 4) esc[el++] = hex[(units[u] >> sh) & 15];
+            }
+        }
+        if (sq__buf_append(b, esc, el) < 0) return -ENOMEM;
+        run = i += k;
+    }
+    if (sq__buf_append(b, s + run, n - run) < 0) return -ENOMEM;
+    return sq__buf_append(b, "\"", 1);
+}
+
+static int key_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Jinja2's tojson: json.dumps(sort_keys=True) (", " and ": " between items, floats as
+ * Python's repr), HTML-safe.  Undefined is written as null.  -EINVAL nested deeper than
+ * jansson itself would load; -ENOMEM. */
+static int tojson(const json_t *j, sq__buf *b, int depth)
+{
+    if (depth > 2048) return -EINVAL;
+    switch (j ? json_typeof(j) : JSON_NULL) {
+    case JSON_STRING:
+        return tojson_string(json_string_value(j), json_string_length(j), b);
+    case JSON_INTEGER:
+    case JSON_REAL:
+        return to_text(j, b); /* json.dumps writes float.__repr__ */
+    case JSON_TRUE:
+        return sq__buf_append(b, "true", 4);
+    case JSON_FALSE:
+        return sq__buf_append(b, "false", 5);
+    case JSON_NULL:
+        return sq__buf_append(b, "null", 4);
+    case JSON_ARRAY: {
+        if (sq__buf_append(b, "[", 1) < 0) return -ENOMEM;
+        for (size_t i = 0; i < json_array_size(j); i++) {
+            int rc = i ? sq__buf_append(b, ", ", 2) : 0;
+            if (rc < 0 || (rc = tojson(json_array_get(j, i), b, depth + 1)) < 0) return rc;
+        }
+        return sq__buf_append(b, "]", 1);
+    }
+    case JSON_OBJECT: {
+        /* sorted as Python sorts str keys, by code point: UTF-8's byte order is the same */
+        size_t n = json_object_size(j), i = 0;
+        const char **keys = malloc((n ? n : 1) * sizeof *keys);
+        if (!keys) return -ENOMEM;
+        const char *k;
+        json_t *v;
+        json_object_foreach((json_t *)j, k, v) keys[i++] = k;
+        qsort(keys, n, sizeof *keys, key_cmp);
+        int rc = sq__buf_append(b, "{", 1);
+        for (i = 0; i < n && rc >= 0; i++) {
+            if (i) rc = sq__buf_append(b, ", ", 2);
+            if (rc >= 0) rc = tojson_string(keys[i], strlen(keys[i]), b);
+            if (rc >= 0) rc = sq__buf_append(b, ": ", 2);
+            if (rc >= 0) rc = tojson(json_object_get(j, keys[i]), b, depth + 1);
+        }
+        free(keys);
+        return rc < 0 ? rc : sq__buf_append(b, "}", 1);
+    }
+    }
+    return 0;
+}
+
 /* Built-in filters.  Return the new value (references), or set r->failed. */
 static val builtin_filter(rctx *r, const expr *e, val v, json_t **args, size_t nargs)
 {
@@ -1708,18 +1821,7 @@ static val builtin_filter(rctx *r, const expr *e, val v, json_t **args, size_t n
         res = mkval(json_stringn(q.ptr ? q.ptr : "", q.len));
         sq__buf_free(&q);
     } else if (!strcmp(f, "json") || !strcmp(f, "tojson")) {
-        char *s = j ? json_dumps(j, JSON_ENCODE_ANY | JSON_SORT_KEYS | JSON_ENSURE_ASCII | JSON_INDENT(0))
-                    : strdup("null");
-        if (s) { /* one line, Python's separators, then HTML-safe as Jinja2's tojson */
-            for (const char *p = s; *p; p++) {
-                if (*p == '\n') continue;
-                const char *rep = *p == '<' ? "\\u003c" : *p == '>' ? "\\u003e" : *p == '&' ? "\\u0026"
-                                : *p == '\'' ? "\\u0027" : NULL;
-                if (rep) sq__buf_append(&b, rep, 6);
-                else sq__buf_append(&b, p, 1);
-            }
-            free(s);
-        }
+        if (tojson(j, &b, 0) < 0) rfail(r, e, -EINVAL, "%s: a value nested too deep", f);
         res = (val){json_stringn(b.ptr ? b.ptr : "", b.len), true, true};
     } else if (!strcmp(f, "join")) {
         const char *sep = nargs && json_is_string(args[0]) ? json_string_value(args[0]) : "";

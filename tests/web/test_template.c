@@ -60,6 +60,24 @@ static const char *render(sq_templates *t, const char *src, const char *ctx_json
     return result;
 }
 
+typedef struct tcase {
+    const char *src, *want;
+} tcase;
+
+/* Every case of a table (the expected text is Jinja2 3.1's); all mismatches are listed. */
+static void check_cases(sq_templates *t, const tcase *cases, size_t n, const char *ctx)
+{
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *got = render(t, cases[i].src, ctx);
+        if (strcmp(got, cases[i].want)) {
+            print_error("%s\n  got:  %s\n  want: %s\n", cases[i].src, got, cases[i].want);
+            bad++;
+        }
+    }
+    if (bad) fail_msg("%d of %zu cases differ", bad, n);
+}
+
 static void test_expressions(void **state)
 {
     sq_templates *t = sq_templates_new(dir, NULL);
@@ -385,6 +403,24 @@ static void test_c_filters_and_reload(void **state)
     sq_templates_free(t);
 }
 
+/* tojson as Jinja2's: Python's json.dumps (", " and ": ", sorted keys, ASCII with lowercase
+ * \u escapes, floats as repr) made HTML-safe (< > & ' as \u escapes). */
+static void test_tojson(void **state)
+{
+    sq_templates *t = sq_templates_new(dir, NULL);
+    static const tcase cases[] = {
+        {"{{ '<\u00e9>\\u2028\\U0001F600\\x7f\\x01\\n\\t\"\\\\&\\'' | tojson }}",
+         "\"\\u003c\\u00e9\\u003e\\u2028\\ud83d\\ude00\\u007f\\u0001\\n\\t\\\"\\\\\\u0026\\u0027"
+         "\""},
+        {"{{ [0.1, 1e16, 1.5e-7, 1e300, 3.0, -0.0, 12345678901234567890e0] | tojson }}",
+         "[0.1, 1e+16, 1.5e-07, 1e+300, 3.0, -0.0, 1.2345678901234567e+19]"},
+        {"{{ o | tojson }}", "{\"a\": [1, null, true], \"b\": \"x\", \"\\u00e9\": {}}"},
+    };
+    check_cases(t, cases, sizeof cases / sizeof cases[0],
+                "{\"o\": {\"b\": \"x\", \"\u00e9\": {}, \"a\": [1, null, true]}}");
+    sq_templates_free(t);
+}
+
 static int render_mode(int argc, char **argv)
 {
     if (argc != 5) return 2;
@@ -414,10 +450,21 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && !strcmp(argv[1], "render")) return render_mode(argc, argv);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_expressions),          cmocka_unit_test(test_tags),
-        cmocka_unit_test(test_inheritance),          cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_c_filters_and_reload), cmocka_unit_test(test_long_template),
+        cmocka_unit_test(test_expressions),
+        cmocka_unit_test(test_tags),
+        cmocka_unit_test(test_inheritance),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_c_filters_and_reload),
+        cmocka_unit_test(test_long_template),
         cmocka_unit_test(test_deep_expressions),
+        cmocka_unit_test(test_tojson),
+       
+       
+       
+       
+       
+       
+       
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
