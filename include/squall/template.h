@@ -24,7 +24,9 @@
  * - Filters: `escape`/`e`, `safe`, `url`/`urlencode`, `json`/`tojson` (Jinja2's bytes: sorted keys,
  *   ASCII, `< > & '` as `\u` escapes), `upper`, `lower`,
  *   `default(x)`/`d(x)`, `length`/`count`, `join(sep)`, `trim`, `first`, `last`, `string`,
- *   `int`, and C filters registered with sq_templates_add_filter().
+ *   `int`/`int(default)` (Jinja2's: Python's int() of a string, else int(float()), else
+ *   the default, 0; beyond 64 bits, the end of the range), and C filters registered
+ *   with sq_templates_add_filter().
  * - Tags: `if`/`elif`/`else`/`endif`; `for x in list` (and `for k, v in object|items`) with
  *   `loop.index`, `loop.index0`, `loop.revindex`, `loop.first`, `loop.last`, `loop.length`
  *   and a `{% else %}` for an empty list; `set` (local to the loop body, block or included

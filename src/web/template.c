@@ -1763,6 +1763,71 @@ static int tojson(const json_t *j, sq__buf *b, int depth)
     return 0;
 }
 
+/* s[0..n) without the '_' that Python allows between two digits of a number, NUL-ended in
+ * *out (malloc'd).  -EINVAL for a '_' elsewhere (1__0, _1, 1_.5), -ENOMEM. */
+static int strip_underscores(const char *s, size_t n, char **out)
+{
+    char *t = malloc(n + 1), *o = t;
+    if (!t) return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '_') {
+            *o++ = s[i];
+        } else if (!i || i + 1 == n || !isdigit((unsigned char)s[i - 1]) ||
+                   !isdigit((unsigned char)s[i + 1])) {
+            free(t);
+            return -EINVAL;
+        }
+    }
+    *o = '\0';
+    *out = t;
+    return 0;
+}
+
+/* Python's int() of a float: toward zero.  1, 0 for NaN (Jinja2's |int takes the default).
+ * Beyond 64 bits (Python has big integers, squall's values are jansson's) it stops at the
+ * end of the range, as |int always has here (web/test_web_semantics): a C cast is undefined. */
+static int int_of_double(double d, long long *v)
+{
+    if (isnan(d)) return 0;
+    *v = d >= 0x1p63 ? LLONG_MAX : d < -0x1p63 ? LLONG_MIN : (long long)d; /* -2^63 fits */
+    return 1;
+}
+
+/* Python's int(s), else int(float(s)) (Jinja2's |int of a string): spaces around, a sign,
+ * digits with '_' between them; for float(), a point, an exponent, inf or nan.  1 with *v,
+ * 0 for text that is not a number, -ENOMEM.  Beyond 64 bits, the end of the range (as for
+ * a float). */
+static int int_of_text(const char *s, size_t n, long long *v)
+{
+    while (n && isspace((unsigned char)*s)) s++, n--;
+    while (n && isspace((unsigned char)s[n - 1])) n--;
+    char *t;
+    int rc = strip_underscores(s, n, &t);
+    if (rc < 0) return rc == -EINVAL ? 0 : rc;
+    static const char digits[] = "0123456789";
+    const char *p = t + (*t == '+' || *t == '-');
+    size_t whole = strspn(p, digits), frac = 0;
+    const char *q = p + whole;
+    if (whole && !*q) { /* int() */
+        *v = strtoll(t, NULL, 10); /* (it stops at the end of the range) */
+        rc = 1;
+    } else { /* float(): no hex, unlike strtod */
+        if (*q == '.') q++, frac = strspn(q, digits), q += frac;
+        bool ok = whole + frac > 0;
+        if (ok && (*q == 'e' || *q == 'E')) {
+            q += 1 + (q[1] == '+' || q[1] == '-');
+            size_t ex = strspn(q, digits);
+            ok = ex > 0;
+            q += ex;
+        }
+        ok = (ok && !*q) || !strcasecmp(p, "inf") || !strcasecmp(p, "infinity") ||
+             !strcasecmp(p, "nan");
+        rc = ok ? int_of_double(strtod(t, NULL), v) : 0;
+    }
+    free(t);
+    return rc;
+}
+
 /* Built-in filters.  Return the new value (references), or set r->failed. */
 static val builtin_filter(rctx *r, const expr *e, val v, json_t **args, size_t nargs)
 {
@@ -1834,17 +1899,24 @@ static val builtin_filter(rctx *r, const expr *e, val v, json_t **args, size_t n
         size_t n = json_array_size(j);
         res = mkval(n ? json_incref(json_array_get(j, f[0] == 'f' ? 0 : n - 1)) : NULL);
     } else if (!strcmp(f, "int")) {
-        json_int_t x = 0;
-        if (json_is_integer(j)) x = json_integer_value(j);
-        else if (json_is_real(j)) { /* NaN and the infinities: Jinja2's default, 0 */
-            double d = json_real_value(j);
-            x = !isfinite(d)   ? 0
-                : d >= 9.2e18  ? INT64_MAX
-                : d <= -9.2e18 ? INT64_MIN
-                               : (json_int_t)d;
-        } else if (json_is_string(j))
-            x = strtoll(json_string_value(j), NULL, 10);
-        res = mkval(json_integer(x));
+        /* Jinja2's do_int: int(value), else int(float(value)), else the default */
+        long long x = 0;
+        int rc = 0; /* 1: x is the value; 0: not a number; -ENOMEM */
+        if (json_is_integer(j)) {
+            x = json_integer_value(j), rc = 1;
+        } else if (json_is_boolean(j)) {
+            x = json_is_true(j), rc = 1;
+        } else if (json_is_real(j)) {
+            rc = int_of_double(json_real_value(j), &x);
+        } else if (json_is_string(j)) {
+            rc = int_of_text(json_string_value(j), json_string_length(j), &x);
+        }
+        if (rc < 0)
+            r->failed = rc;
+        else if (rc)
+            res = mkval(json_integer(x));
+        else
+            res = mkval(nargs && args[0] ? json_incref(args[0]) : json_integer(0));
     } else if (!strcmp(f, "items")) {
         json_t *list = json_array();
         const char *k;

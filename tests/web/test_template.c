@@ -421,6 +421,25 @@ static void test_tojson(void **state)
     sq_templates_free(t);
 }
 
+/* |int as Jinja2's: Python's int() of a string (else int(float())), else the default. */
+static void test_int_filter(void **state)
+{
+    sq_templates *t = sq_templates_new(dir, NULL);
+    static const tcase cases[] = {
+        {"{{ '12abc'|int }}|{{ true|int }}|{{ false|int }}|{{ ' 12\\n'|int }}|{{ '1_000'|int }}|"
+         "{{ '12.7'|int }}|{{ '-3'|int }}|{{ '+3'|int }}|{{ ''|int }}|{{ none|int }}|{{ '1e3'|int "
+         "}}|"
+         "{{ 'abc'|int(5) }}|{{ '0x1A'|int }}|{{ '1__0'|int }}|{{ '_1'|int }}|{{ '-2.5e1'|int }}|"
+         "{{ 'nan'|int }}|{{ [1]|int }}|{{ 7.9|int }}",
+         "0|1|0|12|1000|12|-3|3|0|0|1000|5|0|0|0|-25|0|0|7"},
+        /* beyond 64 bits, the end of the range, as for a float (web/test_web_semantics) */
+        {"{{ '99999999999999999999'|int }}|{{ '-1e30'|int }}",
+         "9223372036854775807|-9223372036854775808"},
+    };
+    check_cases(t, cases, sizeof cases / sizeof cases[0], "{}");
+    sq_templates_free(t);
+}
+
 static int render_mode(int argc, char **argv)
 {
     if (argc != 5) return 2;
@@ -458,7 +477,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_long_template),
         cmocka_unit_test(test_deep_expressions),
         cmocka_unit_test(test_tojson),
-       
+        cmocka_unit_test(test_int_filter),
        
        
        
