@@ -23,7 +23,8 @@
  *   link of a chain (`a + b + c`, `x|f|g`, `a.b.c`) counted.
  * - Filters: `escape`/`e`, `safe`, `url`/`urlencode`, `json`/`tojson` (Jinja2's bytes: sorted keys,
  *   ASCII, `< > & '` as `\u` escapes), `upper`, `lower`,
- *   `default(x)`/`d(x)`, `length`/`count`, `join(sep)`, `trim`, `first`, `last`, `string`,
+ *   `default(x)`/`d(x)`, `length`/`count`, `join(sep)`, `trim`, `first`, `last` (of a
+ *   list, a string's characters, an object's keys), `string`,
  *   `int`/`int(default)` (Jinja2's: Python's int() of a string, else int(float()), else
  *   the default, 0; beyond 64 bits, the end of the range), and C filters registered
  *   with sq_templates_add_filter().

@@ -1896,8 +1896,22 @@ static val builtin_filter(rctx *r, const expr *e, val v, json_t **args, size_t n
         }
         res = mkval(json_stringn(b.ptr ? b.ptr : "", b.len));
     } else if (!strcmp(f, "first") || !strcmp(f, "last")) {
-        size_t n = json_array_size(j);
-        res = mkval(n ? json_incref(json_array_get(j, f[0] == 'f' ? 0 : n - 1)) : NULL);
+        bool first = f[0] == 'f';
+        if (json_is_string(j) && json_string_length(j)) { /* a character, not a byte */
+            const char *s = json_string_value(j);
+            size_t n = json_string_length(j), at = 0, k;
+            if (!first) /* back to the lead byte of the last character */
+                for (at = n - 1; at && ((unsigned char)s[at] & 0xc0) == 0x80;) at--;
+            utf8_at(s + at, n - at, &k);
+            res = mkval(json_stringn(s + at, k));              /* a str: Markup iterates as str */
+        } else if (json_is_object(j) && json_object_size(j)) { /* Python iterates a dict's keys */
+            void *it = json_object_iter(j), *nx;
+            while (!first && (nx = json_object_iter_next(j, it))) it = nx;
+            res = mkval(json_string(json_object_iter_key(it)));
+        } else {
+            size_t n = json_array_size(j);
+            res = mkval(n ? json_incref(json_array_get(j, first ? 0 : n - 1)) : NULL);
+        }
     } else if (!strcmp(f, "int")) {
         /* Jinja2's do_int: int(value), else int(float(value)), else the default */
         long long x = 0;

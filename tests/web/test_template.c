@@ -440,6 +440,22 @@ static void test_int_filter(void **state)
     sq_templates_free(t);
 }
 
+/* |first and |last of a string: its first and last character (UTF-8, not a byte); of an
+ * object, its first and last key. */
+static void test_first_last(void **state)
+{
+    sq_templates *t = sq_templates_new(dir, NULL);
+    static const tcase cases[] = {
+        {"{{ 'h\u00e9llo'|first }}|{{ 'h\u00e9ll\u00f6'|last }}|{{ ''|first }}|{{ "
+         "'\U0001F600x'|first }}|"
+         "{{ 'x\U0001F600'|last }}|{{ '<'|first }}|{{ o|first }}|{{ o|last }}|{{ l|first }}",
+         "h|\u00f6||\U0001F600|\U0001F600|&lt;|k|j|"},
+    };
+    check_cases(t, cases, sizeof cases / sizeof cases[0],
+                "{\"o\": {\"k\": 1, \"j\": 2}, \"l\": []}");
+    sq_templates_free(t);
+}
+
 static int render_mode(int argc, char **argv)
 {
     if (argc != 5) return 2;
@@ -478,7 +494,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_deep_expressions),
         cmocka_unit_test(test_tojson),
         cmocka_unit_test(test_int_filter),
-       
+        cmocka_unit_test(test_first_last),
        
        
        
