@@ -35,7 +35,8 @@
  *   itself, under a condition: a tree, up to 32 deep); `extends "name"` with
  *   `block`/`endblock` (and `super()` inside a block); `raw`/`endraw`; comments `{# … #}`;
  *   whitespace control `{%-`, `-%}`, `{{-`, `-}}`; a newline right after a tag is kept, as in
- *   Jinja2's defaults.
+ *   Jinja2's defaults, which squall's also follows in reading "\r\n" and "\r" as "\n" and
+ *   dropping one newline at the end of the source.
  *
  * Templates are compiled once into a tree and cached by name in their loader; with `debug`
  * a changed file is compiled again.  Errors say where: "page.html:3:14: unknown filter

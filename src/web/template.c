@@ -1066,6 +1066,23 @@ static sq_template *compile(sq_templates *t, const char *name, const char *src, 
         return NULL;
     }
     tpl->loader = t;
+    /* Jinja2 reads "\r\n" and a lone "\r" as "\n" everywhere (text, raw, string literals;
+     * its default newline_sequence writes "\n"): a copy of the source with them turned */
+    char *lf = NULL;
+    if (memchr(src, '\r', len)) {
+        if (!(lf = malloc(len ? len : 1))) {
+            sq_template_free(tpl);
+            if (err && errlen) snprintf(err, errlen, "out of memory");
+            return NULL;
+        }
+        size_t n = 0;
+        for (size_t i = 0; i < len; i++) {
+            if (src[i] == '\r' && i + 1 < len && src[i + 1] == '\n') continue;
+            lf[n++] = src[i] == '\r' ? '\n' : src[i];
+        }
+        src = lf;
+        len = n;
+    }
     /* Jinja2's default keep_trailing_newline=False: one final newline is dropped */
     if (len && src[len - 1] == '\n') len--;
     parser ps = {.loader = t,
@@ -1081,6 +1098,7 @@ static sq_template *compile(sq_templates *t, const char *name, const char *src, 
     t->compiling[t->ncompiling++] = tpl->name; /* depth <= MAX_DEPTH: room for it */
     tpl->root = parse_nodes(&ps, &lx, NULL, stop, sizeof stop, 0);
     t->ncompiling--;
+    free(lf); /* (the nodes hold copies of their text) */
     if (ps.failed) {
         sq_template_free(tpl);
         return NULL;

@@ -456,6 +456,21 @@ static void test_first_last(void **state)
     sq_templates_free(t);
 }
 
+/* Windows line endings: Jinja2's default Environment reads "\r\n" and "\r" as "\n"
+ * (newline_sequence), then drops one final newline (keep_trailing_newline=False). */
+static void test_line_endings(void **state)
+{
+    sq_templates *t = sq_templates_new(dir, NULL);
+    static const tcase cases[] = {
+        {"a\r\n{% if true %}\r\nb\r\n{% endif %}\r\nc\rd\r\n", "a\n\nb\n\nc\nd"},
+        {"x\r\n\r\n", "x\n"},
+        {"{{ 'p\r\nq' }}|{% raw %}r\r\ns{% endraw %}|{# c\r\n #}", "p\nq|r\ns|"},
+        {"a\r\n\r\n{{ 1 + }}", "ERROR t.html:3:8: an expression is missing"},
+    };
+    check_cases(t, cases, sizeof cases / sizeof cases[0], "{}");
+    sq_templates_free(t);
+}
+
 static int render_mode(int argc, char **argv)
 {
     if (argc != 5) return 2;
@@ -495,7 +510,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_tojson),
         cmocka_unit_test(test_int_filter),
         cmocka_unit_test(test_first_last),
-       
+        cmocka_unit_test(test_line_endings),
        
        
        
