@@ -15,9 +15,11 @@
  * - `{{ expr }}` prints, HTML-escaped unless autoescape is off (per loader, or per template
  *   region with `{% autoescape false %}…{% endautoescape %}`); `| safe` marks trusted HTML.
  * - Expressions: literals ('text', "text" with Python's backslash escapes, 12, 1.5,
- *   true/false/none — also True/False/None), names, `a.b`, `a[0]`, `a["key"]`, `a[i]`,
- *   `+ - * / // %` on numbers (`~` joins as strings), comparisons `== != < <= > >=`, `in`,
- *   `not in`, `and`, `or`, `not`, parentheses, `x if cond else y`.  An unknown name or
+ *   true/false/none — also True/False/None; a number beyond a 64-bit integer or a double, as
+ *   a literal or a result, is an error where Jinja2 has big integers and inf), names, `a.b`,
+ *   `a[0]`, `a["key"]`, `a[i]`, `+ - * / // %` on numbers (`~` joins as strings),
+ *   comparisons `== != < <= > >=`, `in`, `not in`, `and`, `or`, `not`, parentheses,
+ *   `x if cond else y`.  An unknown name or
  *   missing key is undefined: it prints as "" and is false (Jinja2's default).  One
  *   expression nests at most 64 deep, each parenthesis, bracket, unary operator and each
  *   link of a chain (`a + b + c`, `x|f|g`, `a.b.c`) counted.

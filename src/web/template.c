@@ -219,10 +219,11 @@ static tok peek(parser *ps)
         const char *q = p;
         bool fl = false;
         while (q < ps->tend && (isdigit((unsigned char)*q) || *q == '_')) q++;
+        /* '_' between digits in every part, as Python and Jinja2 allow (checked when read) */
         if (q + 1 < ps->tend && *q == '.' && isdigit((unsigned char)q[1])) {
             fl = true;
             q++;
-            while (q < ps->tend && isdigit((unsigned char)*q)) q++;
+            while (q < ps->tend && (isdigit((unsigned char)*q) || *q == '_')) q++;
         }
         if (q < ps->tend && (*q == 'e' || *q == 'E')) {
             const char *r = q + 1;
@@ -230,7 +231,7 @@ static tok peek(parser *ps)
             if (r < ps->tend && isdigit((unsigned char)*r)) {
                 fl = true;
                 q = r;
-                while (q < ps->tend && isdigit((unsigned char)*q)) q++;
+                while (q < ps->tend && (isdigit((unsigned char)*q) || *q == '_')) q++;
             }
         }
         t = (tok){fl ? T_FLOAT : T_INT, p, (size_t)(q - p)};
@@ -287,6 +288,26 @@ static expr *mk(parser *ps, int kind, const char *at)
     e->intish = -1;
     pos_of(ps, at, &e->line, &e->col);
     return e;
+}
+
+/* s[0..n) without the '_' that Python allows between two digits of a number, NUL-ended in
+ * *out (malloc'd).  -EINVAL for a '_' elsewhere (1__0, _1, 1_.5), -ENOMEM. */
+static int strip_underscores(const char *s, size_t n, char **out)
+{
+    char *t = malloc(n + 1), *o = t;
+    if (!t) return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '_') {
+            *o++ = s[i];
+        } else if (!i || i + 1 == n || !isdigit((unsigned char)s[i - 1]) ||
+                   !isdigit((unsigned char)s[i + 1])) {
+            free(t);
+            return -EINVAL;
+        }
+    }
+    *o = '\0';
+    *out = t;
+    return 0;
 }
 
 /* A string literal's value.  Jinja2 reads escapes as Python does: \\ \' \" \a \b \f \n \r
@@ -372,13 +393,25 @@ static expr *parse_primary(parser *ps)
         const char *why;
         if (e && !(e->lit = str_literal(t, &why))) fail(ps, t.s, "%s", why);
     } else if (t.kind == T_INT || t.kind == T_FLOAT) {
-        char num[64];
-        size_t n = 0;
-        for (size_t i = 0; i < t.len && n < sizeof num - 1; i++)
-            if (t.s[i] != '_') num[n++] = t.s[i];
-        num[n] = '\0';
+        char *num; /* the whole literal, however long: not cut to a buffer's size */
+        int rc = strip_underscores(t.s, t.len, &num);
+        if (rc < 0) {
+            fail(ps, t.s, rc == -ENOMEM ? "out of memory" : "a '_' that is not between two digits");
+            return NULL;
+        }
+        errno = 0;
+        double d = t.kind == T_FLOAT ? strtod(num, NULL) : 0;
+        long long i = t.kind == T_INT ? strtoll(num, NULL, 10) : 0;
+        bool big = t.kind == T_INT ? errno == ERANGE : isinf(d); /* (an underflow reads as 0.0) */
+        free(num);
+        /* Jinja2 would print a big integer or inf; squall's numbers are jansson's, 64-bit
+         * integers and finite doubles: an error here, not a clamped or vanished value */
+        if (big) {
+            fail(ps, t.s, "a number too large");
+            return NULL;
+        }
         e = mk(ps, E_LIT, t.s);
-        if (e) e->lit = t.kind == T_INT ? json_integer(strtoll(num, NULL, 10)) : json_real(strtod(num, NULL));
+        if (e) e->lit = t.kind == T_INT ? json_integer(i) : json_real(d);
     } else if (t.kind == T_NAME) {
         if (is(t, "true") || is(t, "True")) {
             if ((e = mk(ps, E_LIT, t.s))) e->lit = json_true();
@@ -1781,26 +1814,6 @@ static int tojson(const json_t *j, sq__buf *b, int depth)
     return 0;
 }
 
-/* s[0..n) without the '_' that Python allows between two digits of a number, NUL-ended in
- * *out (malloc'd).  -EINVAL for a '_' elsewhere (1__0, _1, 1_.5), -ENOMEM. */
-static int strip_underscores(const char *s, size_t n, char **out)
-{
-    char *t = malloc(n + 1), *o = t;
-    if (!t) return -ENOMEM;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] != '_') {
-            *o++ = s[i];
-        } else if (!i || i + 1 == n || !isdigit((unsigned char)s[i - 1]) ||
-                   !isdigit((unsigned char)s[i + 1])) {
-            free(t);
-            return -EINVAL;
-        }
-    }
-    *o = '\0';
-    *out = t;
-    return 0;
-}
-
 /* Python's int() of a float: toward zero.  1, 0 for NaN (Jinja2's |int takes the default).
  * Beyond 64 bits (Python has big integers, squall's values are jansson's) it stops at the
  * end of the range, as |int always has here (web/test_web_semantics): a C cast is undefined. */
@@ -2045,6 +2058,11 @@ static val arith(rctx *r, const expr *e, json_t *a, json_t *b)
     case OP_DIV: z = x / y; break;
     case OP_FDIV: z = floor(x / y); break;
     case OP_MOD: z = fmod(x, y); if (z != 0 && ((z < 0) != (y < 0))) z += y; break;
+    }
+    if (!isfinite(z)) { /* Python's inf: a jansson real cannot hold it (it made no value) */
+        static const char *const syms[] = {"", "", "", "", "", "", "+", "-", "*", "/", "//", "%"};
+        rfail(r, e, -EINVAL, "a number too large (the result of '%s')", syms[e->op]);
+        return mkval(NULL);
     }
     return mkval(json_real(z));
 }

@@ -471,6 +471,27 @@ static void test_line_endings(void **state)
     sq_templates_free(t);
 }
 
+/* Numbers a literal or an operation cannot hold: an error saying where, not a wrong value. */
+static void test_number_limits(void **state)
+{
+    sq_templates *t = sq_templates_new(dir, NULL);
+    static const tcase cases[] = {
+        {"{{ 99999999999999999999 }}", "ERROR t.html:1:4: a number too large"},
+        {"{{ 9223372036854775807 }}|{{ -9223372036854775807 - 1 }}",
+         "9223372036854775807|-9223372036854775808"},
+        {"{{ 1e400 }}", "ERROR t.html:1:4: a number too large"},
+        /* longer than any fixed buffer: read whole, not cut */
+        {"{{ 0.000000000000000000000000000000000000000000000000000000000000000000001 }}", "1e-69"},
+        {"{{ 1_000_000.000_000_000_000_000_000_000_000_000_000_000_000_000_000_000_000_000_5 }}",
+         "1000000.0"},
+        {"{{ 1__0 }}", "ERROR t.html:1:4: a '_' that is not between two digits"},
+        {"{{ 1e300 * 1e10 }}", "ERROR t.html:1:10: a number too large (the result of '*')"},
+        {"{{ -1e300 - 1e308 * 10 }}", "ERROR t.html:1:19: a number too large (the result of '*')"},
+    };
+    check_cases(t, cases, sizeof cases / sizeof cases[0], "{}");
+    sq_templates_free(t);
+}
+
 static int render_mode(int argc, char **argv)
 {
     if (argc != 5) return 2;
@@ -511,7 +532,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_int_filter),
         cmocka_unit_test(test_first_last),
         cmocka_unit_test(test_line_endings),
-       
+        cmocka_unit_test(test_number_limits),
        
        
        
