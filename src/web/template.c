@@ -1459,6 +1459,28 @@ static unsigned long utf8_at(const char *s, size_t n, size_t *k)
     return cp;
 }
 
+/* Whether Python's repr() shows code point cp as it is (str.isprintable): not the C0 and C1
+ * controls, nor the categories Cf, Co, Zl, Zp and Zs other than ' ' (the ranges below, from
+ * Python 3.11's unicodedata).  Unassigned code points (Cn), which Python escapes too, are
+ * shown: telling them needs the whole Unicode table. */
+static bool printable(unsigned long cp)
+{
+    static const unsigned long hidden[][2] = {
+        {0xa0, 0xa0},       {0xad, 0xad},       {0x600, 0x605},       {0x61c, 0x61c},
+        {0x6dd, 0x6dd},     {0x70f, 0x70f},     {0x890, 0x891},       {0x8e2, 0x8e2},
+        {0x1680, 0x1680},   {0x180e, 0x180e},   {0x2000, 0x200f},     {0x2028, 0x202f},
+        {0x205f, 0x2064},   {0x2066, 0x206f},   {0x3000, 0x3000},     {0xd800, 0xf8ff},
+        {0xfeff, 0xfeff},   {0xfff9, 0xfffb},   {0x110bd, 0x110bd},   {0x110cd, 0x110cd},
+        {0x13430, 0x13438}, {0x1bca0, 0x1bca3}, {0x1d173, 0x1d17a},   {0xe0001, 0xe0001},
+        {0xe0020, 0xe007f}, {0xf0000, 0xffffd}, {0x100000, 0x10fffd},
+    };
+    if (cp < 0x7f) return cp >= 0x20;
+    if (cp < 0xa0) return false;
+    for (size_t i = 0; i < sizeof hidden / sizeof hidden[0] && hidden[i][0] <= cp; i++)
+        if (cp <= hidden[i][1]) return false;
+    return true;
+}
+
 static int repr_text(const json_t *j, sq__buf *b)
 {
     if (json_is_string(j)) {
@@ -1467,11 +1489,21 @@ static int repr_text(const json_t *j, sq__buf *b)
         bool dq = memchr(s, '\'', n) && !memchr(s, '"', n);
         char q = dq ? '"' : '\'';
         if (sq__buf_append(b, &q, 1) < 0) return -ENOMEM;
-        for (size_t i = 0; i < n; i++) {
-            if (s[i] == q || s[i] == '\\') {
-                if (sq__buf_append(b, "\\", 1) < 0) return -ENOMEM;
-            }
-            if (sq__buf_append(b, s + i, 1) < 0) return -ENOMEM;
+        for (size_t i = 0, k; i < n; i += k) {
+            unsigned long cp = utf8_at(s + i, n - i, &k);
+            char esc[12];
+            int el = 0;
+            if (cp == (unsigned char)q || cp == '\\')
+                el = snprintf(esc, sizeof esc, "\\%c", (char)cp);
+            else if (cp == '\t' || cp == '\n' || cp == '\r')
+                el = snprintf(esc, sizeof esc, "\\%c", cp == '\t' ? 't' : cp == '\n' ? 'n' : 'r');
+            else if (!printable(cp)) /* Python's \xhh, \uhhhh, \Uhhhhhhhh */
+                el = snprintf(esc, sizeof esc,
+                              cp < 0x100     ? "\\x%02lx"
+                              : cp < 0x10000 ? "\\u%04lx"
+                                             : "\\U%08lx",
+                              cp);
+            if (sq__buf_append(b, el ? esc : s + i, el ? (size_t)el : k) < 0) return -ENOMEM;
         }
         return sq__buf_append(b, &q, 1);
     }

@@ -492,6 +492,23 @@ static void test_number_limits(void **state)
     sq_templates_free(t);
 }
 
+/* Strings inside a printed list or object: Python's repr, as Jinja2 prints them. */
+static void test_repr(void **state)
+{
+    sq_templates *t = sq_templates_new(dir, NULL);
+    static const tcase cases[] = {
+        {"{{ ['a\\nb', \"it's\", 'a\\'b\"c', '\\t\\x01\\x7f\\\\\u00e9', '\\r'] }}",
+         "[&#39;a\\nb&#39;, &#34;it&#39;s&#34;, &#39;a\\&#39;b&#34;c&#39;, "
+         "&#39;\\t\\x01\\x7f\\\\\u00e9&#39;, "
+         "&#39;\\r&#39;]"},
+        {"{{ ['\\u2028 \\xa0 \\xad \u00e9 \U0001F600 \\U000e0001 \\U0010fffd \\ufeff'] }}",
+         "[&#39;\\u2028 \\xa0 \\xad \u00e9 \U0001F600 \\U000e0001 \\U0010fffd \\ufeff&#39;]"},
+        {"{{ d }}", "{&#39;k\\n&#39;: [&#39;\\x1b&#39;]}"},
+    };
+    check_cases(t, cases, sizeof cases / sizeof cases[0], "{\"d\": {\"k\\n\": [\"\\u001b\"]}}");
+    sq_templates_free(t);
+}
+
 static int render_mode(int argc, char **argv)
 {
     if (argc != 5) return 2;
@@ -533,7 +550,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_first_last),
         cmocka_unit_test(test_line_endings),
         cmocka_unit_test(test_number_limits),
-       
+        cmocka_unit_test(test_repr),
        
        
     };
