@@ -56,7 +56,8 @@ typedef struct node {
     expr *e;
     char *name, *name2; /* for: the loop variables; set: the name; block: its name */
     struct node *body, *els, *next;
-    bool flag; /* autoescape: on or off; block: whether its body autoescapes where it is written */
+    bool flag; /* autoescape: on or off; block: whether its body autoescapes where it is written;
+                * if: an elif (the only node of its if's els), walked in a loop, not recursion */
 } node;
 
 struct filter_def {
@@ -117,7 +118,12 @@ static void nodes_free(node *n)
         free(n->name2);
         expr_free(n->e);
         nodes_free(n->body);
-        nodes_free(n->els);
+        if (n->els && n->els->kind == N_IF && n->els->flag) { /* an elif chain: in this loop */
+            n->els->next = next;
+            next = n->els;
+        } else {
+            nodes_free(n->els);
+        }
         free(n);
         n = next;
     }
@@ -880,21 +886,25 @@ static node *parse_tag(parser *ps, lexer *lx, piece pc, int depth)
     tag_name(ps, pc, &t);
     const char *at = pc.at;
     char stop[16];
-    if (tag_is(t, "if") || tag_is(t, "elif")) {
-        node *n = new_node(ps, N_IF, at);
-        if (!n) return NULL;
-        n->e = parse_expr(ps);
-        tag_done(ps);
+    if (tag_is(t, "if")) {
+        node *n = new_node(ps, N_IF, at), *cur = n;
         static const char *const stops[] = {"elif", "else", "endif", NULL};
-        n->body = parse_nodes(ps, lx, stops, stop, sizeof stop, depth + 1);
-        if (ps->failed) return n;
-        if (!strcmp(stop, "elif")) {
-            /* the elif tag is parsed as an if nested in the else branch; it takes the endif */
-            n->els = parse_tag(ps, lx, (piece){2, ps->p, ps->tend, ps->p}, depth + 1);
-            if (!ps->failed) snprintf(stop, sizeof stop, "endif");
-        } else if (!strcmp(stop, "else")) {
+        while (cur) {
+            cur->e = parse_expr(ps);
+            tag_done(ps);
+            cur->body = parse_nodes(ps, lx, stops, stop, sizeof stop, depth + 1);
+            if (ps->failed || strcmp(stop, "elif")) break;
+            /* an elif is an if in the else branch, flagged: a chain of any length is one
+             * level of nesting, and rendering and freeing walk it in a loop (Jinja2 has no
+             * bound on it); parse_nodes left the tag's inside at its name */
+            node *el = new_node(ps, N_IF, ps->p);
+            next(ps);
+            if (el) el->flag = true;
+            cur = cur->els = el;
+        }
+        if (!ps->failed && !strcmp(stop, "else")) {
             static const char *const end[] = {"endif", NULL};
-            n->els = parse_nodes(ps, lx, end, stop, sizeof stop, depth + 1);
+            cur->els = parse_nodes(ps, lx, end, stop, sizeof stop, depth + 1);
         }
         if (!ps->failed && strcmp(stop, "endif")) fail(ps, at, "'if' without 'endif'");
         return n;
@@ -2482,13 +2492,18 @@ static void render_nodes(rctx *r, const node *n)
         switch (n->kind) {
         case N_TEXT: case N_OUT: break; /* (above) */
         case N_IF: {
-            bool t;
-            if (!bool_of(r, n->e, &t)) {
-                val v = eval(r, n->e);
-                t = truthy(v.j);
-                vfree(v);
+            const node *c = n, *b;
+            for (;;) { /* along an elif chain, in this loop */
+                bool t;
+                if (!bool_of(r, c->e, &t)) {
+                    val v = eval(r, c->e);
+                    t = truthy(v.j);
+                    vfree(v);
+                }
+                b = t ? c->body : c->els;
+                if (t || !b || b->kind != N_IF || !b->flag || r->failed) break;
+                c = b;
             }
-            const node *b = t ? n->body : n->els;
             if (b && b->kind == N_TEXT && !b->next) /* {% if … %}, {% endif %}: no call */
                 out(r, b->text, b->len);
             else

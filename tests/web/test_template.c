@@ -509,6 +509,29 @@ static void test_repr(void **state)
     sq_templates_free(t);
 }
 
+/* An elif chain is not nesting: any length compiles, and renders (and is freed) without
+ * recursing once per elif. */
+static void test_long_elif_chain(void **state)
+{
+    sq_templates *t = sq_templates_new(dir, NULL);
+    enum { N = 20000 };
+    char *src = malloc((size_t)N * 40 + 64), *p = src;
+    assert_non_null(src);
+    p += sprintf(p, "{%% if n == 0 %%}0");
+    for (int i = 1; i < N; i++) p += sprintf(p, "{%% elif n == %d %%}%d", i, i);
+    p += sprintf(p, "{%% else %%}none{%% endif %%}");
+    char want[16];
+    for (int n = 0; n <= N; n += N / 4) {
+        char ctx[32];
+        snprintf(ctx, sizeof ctx, "{\"n\": %d}", n == N ? N - 1 : n);
+        snprintf(want, sizeof want, "%d", n == N ? N - 1 : n);
+        assert_string_equal(render(t, src, ctx), want);
+    }
+    assert_string_equal(render(t, src, "{\"n\": -1}"), "none");
+    free(src);
+    sq_templates_free(t);
+}
+
 static int render_mode(int argc, char **argv)
 {
     if (argc != 5) return 2;
@@ -551,7 +574,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_line_endings),
         cmocka_unit_test(test_number_limits),
         cmocka_unit_test(test_repr),
-       
+        cmocka_unit_test(test_long_elif_chain),
        
     };
     return cmocka_run_group_tests(tests, setup, teardown);
