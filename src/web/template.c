@@ -798,14 +798,28 @@ static piece lex(parser *ps, lexer *lx)
                         const char *x = r + 2;
                         if (x < lx->end && *x == '-') x++;
                         while (x < lx->end && is_space_c(*x)) x++;
-                        if (lx->end - x >= 6 && !strncmp(x, "endraw", 6)) {
+                        const char *y = x + 6; /* the name whole: not "endrawx" */
+                        if (lx->end - x >= 6 && !strncmp(x, "endraw", 6) &&
+                            (y == lx->end || !(isalnum((unsigned char)*y) || *y == '_'))) {
                             const char *te = r;
                             if (r[2] == '-')
                                 while (te > text && is_space_c(te[-1])) te--;
-                            const char *y = x + 6;
-                            while (y + 1 < lx->end && !(y[0] == '%' && y[1] == '}')) y++;
-                            lx->strip_next = y > x && y[-1] == '-';
-                            lx->p = y + 2 < lx->end ? y + 2 : lx->end;
+                            /* then only spaces, a '-', and the "%}" that ends the tag */
+                            while (y < lx->end && is_space_c(*y)) y++;
+                            lx->strip_next = y < lx->end && *y == '-';
+                            y += lx->strip_next;
+                            if (y + 1 >= lx->end || y[0] != '%' || y[1] != '}') {
+                                const char *z = y;
+                                while (z < lx->end && !is_space_c(*z) && *z != '%' && *z != '-')
+                                    z++;
+                                if (y + 1 >= lx->end || z == y)
+                                    fail(ps, r, "unclosed '{%%'");
+                                else
+                                    fail(ps, y, "unexpected '%.*s' at the end of the tag",
+                                         (int)(z - y), y);
+                                return (piece){-1, lx->end, lx->end, r};
+                            }
+                            lx->p = y + 2;
                             if (strip_start)
                                 while (text < te && is_space_c(*text)) text++;
                             return (piece){0, text, te, q};

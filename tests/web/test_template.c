@@ -532,6 +532,19 @@ static void test_long_elif_chain(void **state)
     sq_templates_free(t);
 }
 
+/* raw's end tag: the name whole, then only "%}" (with a '-'): else an error, as in Jinja2 */
+static void test_tag_errors(void **state)
+{
+    sq_templates *t = sq_templates_new(dir, NULL);
+    static const tcase cases[] = {
+        {"{% raw %}x{% endraw", "ERROR t.html:1:11: unclosed '{%'"},
+        {"{% raw %}x{% endraw x %}", "ERROR t.html:1:21: unexpected 'x' at the end of the tag"},
+        {"{% raw %}x{% endrawx %}y{% endraw %}", "x{% endrawx %}y"},
+    };
+    check_cases(t, cases, sizeof cases / sizeof cases[0], "{}");
+    sq_templates_free(t);
+}
+
 static int render_mode(int argc, char **argv)
 {
     if (argc != 5) return 2;
@@ -575,7 +588,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_number_limits),
         cmocka_unit_test(test_repr),
         cmocka_unit_test(test_long_elif_chain),
-       
+        cmocka_unit_test(test_tag_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
