@@ -865,12 +865,14 @@ static bool tag_is(tok t, const char *s)
     return t.kind == T_NAME && strlen(s) == t.len && !memcmp(t.s, s, t.len);
 }
 
-static void add_block(parser *ps, node *n)
+/* Block n, whose tag starts at `at`, into the template's list: a second one of a name is an
+ * error where it is. */
+static void add_block(parser *ps, node *n, const char *at)
 {
     sq_template *tpl = ps->tpl;
     for (size_t i = 0; i < tpl->nblocks; i++)
         if (!strcmp(tpl->blocks[i]->name, n->name)) {
-            fail(ps, ps->src, "block '%s' defined twice", n->name);
+            fail(ps, at, "block '%s' defined twice", n->name);
             return;
         }
     node **b = realloc(tpl->blocks, (tpl->nblocks + 1) * sizeof *b);
@@ -1001,7 +1003,7 @@ static node *parse_tag(parser *ps, lexer *lx, piece pc, int depth)
         static const char *const stops[] = {"endblock", NULL};
         n->body = parse_nodes(ps, lx, stops, stop, sizeof stop, depth + 1);
         if (!ps->failed && strcmp(stop, "endblock")) fail(ps, at, "'block' without 'endblock'");
-        if (!ps->failed && n->name) add_block(ps, n);
+        if (!ps->failed && n->name) add_block(ps, n, at);
         return n;
     }
     if (tag_is(t, "autoescape")) {

@@ -220,6 +220,8 @@ static void test_errors(void **state)
         {"{{ '\\ud800' }}", "ERROR t.html:1:4: an escape that is not a Unicode character"},
         {"{{ 1 < 'a' }}", "ERROR t.html:1:6: cannot compare number and string"},
         {"{% for x in 5 %}{% endfor %}", "ERROR t.html:1:13: cannot loop over number"},
+        {"{% block a %}{% endblock %}\n{% block a %}{% endblock %}",
+         "ERROR t.html:2:1: block 'a' defined twice"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *got = render(t, cases[i].src, "{}");
