@@ -24,7 +24,7 @@
  *   expression nests at most 64 deep, each parenthesis, bracket, unary operator and each
  *   link of a chain (`a + b + c`, `x|f|g`, `a.b.c`) counted.
  * - Filters: `escape`/`e`, `safe`, `url`/`urlencode`, `json`/`tojson` (Jinja2's bytes: sorted keys,
- *   ASCII, `< > & '` as `\u` escapes), `upper`, `lower`,
+ *   ASCII, `< > & '` as `\\u` escapes), `upper`, `lower`,
  *   `default(x)`/`d(x)`, `length`/`count`, `join(sep)`, `trim`, `first`, `last` (of a
  *   list, a string's characters, an object's keys), `string`,
  *   `int`/`int(default)` (Jinja2's: Python's int() of a string, else int(float()), else
