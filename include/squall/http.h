@@ -74,7 +74,12 @@ typedef struct sq_http_settings {
      * even though each gap is shorter than body_timeout.  0: default; negative: no bound. */
     double body_min_rate;
     /** Pending output that made no progress (the client stopped reading) for this long
-     * closes the connection, whatever other deadline it has.  0: default; negative: none. */
+     * closes the connection, whatever other deadline it has.  Over HTTP/2 the same holds
+     * when the client keeps the connection's flow-control window shut; a stream whose own
+     * window it keeps shut this long (reading the other streams meanwhile) is reset
+     * (RST_STREAM CANCEL) instead: that stream's writes (sq_http_flush, sq_http_sendfile)
+     * fail with -ETIMEDOUT and the connection and its other streams go on.  0: default;
+     * negative: none. */
     double write_timeout;
     /** Backpressure: while more than this many bytes of output wait for the client, the
      * connection reads and parses no further request and sq_http_flush suspends; both

@@ -51,7 +51,7 @@ struct sq__h2 {
     unsigned max_streams;   /* SETTINGS_MAX_CONCURRENT_STREAMS */
     unsigned ncoros;        /* streams whose handler still runs (or is detached) */
     unsigned out_streams;   /* streams with response bytes waiting for the peer's window */
-    uint64_t progress_ns;   /* when the last DATA bytes were taken */
+    uint64_t progress_ns;   /* when the last DATA bytes were taken (by any stream) */
     bool in_io;             /* inside the IO callback: it sends when it is done */
     sq_call *send_call;     /* a send at the end of this loop pass (the streams' output) */
     sq_coro *start[H2_START_BATCH]; /* handlers the last read started, run after it */
@@ -84,6 +84,8 @@ struct sq__h2_stream {
     bool done;        /* stream_complete ran (the response is over for us) */
     bool holding;     /* inside its on_close callback: not freed under it */
     int in_error;
+    int out_error;        /* the write timeout reset it (-ETIMEDOUT): its writes fail so */
+    uint64_t progress_ns; /* counted_out: when its output last moved (or began to wait) */
     sq__buf hb; /* the header block: name\0value\0 pairs, pseudo-headers first */
     uint32_t *hoff; /* offsets in hb of each regular header's name (its value follows) */
     size_t nh, hcap;
@@ -348,7 +350,7 @@ static ssize_t data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
     if (n) {
         memcpy(buf, st->out.ptr + st->out_off, n);
         st->out_off += n;
-        h2->progress_ns = sq_loop_now_ns(h2->loop);
+        st->progress_ns = h2->progress_ns = sq_loop_now_ns(h2->loop);
         if (st->out_off == st->out.len) {
             st->out_off = st->out.len = 0;
             if (st->out.cap > SQ__HTTP_BUF_KEEP) sq__buf_free(&st->out);
@@ -376,6 +378,7 @@ static void count_out(sq__h2_stream *st)
 {
     if (st->counted_out) return;
     st->counted_out = true;
+    st->progress_ns = sq_loop_now_ns(st->h2->loop);
     st->h2->out_streams++;
 }
 
@@ -541,24 +544,22 @@ static int suspend_for(sq__h2_stream *st, bool writes, double seconds)
 static int stream_error(const sq__h2_stream *st)
 {
     if (st->h2->c->closed) return st->h2->c->error ? st->h2->c->error : SQ_ECLOSED;
-    return SQ_ECLOSED; /* reset by the peer */
+    if (st->out_error) return st->out_error; /* reset by the write timeout (h2_stall) */
+    return SQ_ECLOSED;                       /* reset by the peer */
 }
 
-/* Wait until the stream's output is below the high-water mark. */
+/* Wait until the stream's output is below the high-water mark.  No deadline of its own: the
+ * connection's stall timer (h2_stall) resets a stream whose output does not move for
+ * write_timeout, which wakes this wait to -ETIMEDOUT. */
 static int wait_window(sq__h2_stream *st)
 {
     sq__h2 *h2 = st->h2;
-    while (st->open && !h2->c->closed && st->out.len - st->out_off > high_water(h2)) {
-        int e = suspend_for(st, true, h2->c->srv->s.write_timeout);
-        if (e == -ETIMEDOUT) {
-            /* the peer left its window shut: this stream is given up */
-            nghttp2_submit_rst_stream(h2->ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
-            h2_send(h2);
-            return -ETIMEDOUT;
-        }
+    while (st->open && !h2->c->closed && !st->out_error &&
+           st->out.len - st->out_off > high_water(h2)) {
+        int e = suspend_for(st, true, 0);
         if (e < 0) return e;
     }
-    return st->open && !h2->c->closed ? 0 : stream_error(st);
+    return st->open && !h2->c->closed && !st->out_error ? 0 : stream_error(st);
 }
 
 int sq__h2_flush(sq__http_req *r)
@@ -1064,10 +1065,18 @@ static void h2_arm(sq__h2 *h2)
     if (c->closed || !c->srv) return;
     if (sq__http_out_pending(c)) return; /* conn_write keeps the write deadline */
     if (h2->out_streams) {
-        /* data waits for the peer's window: it must move within write_timeout */
+        /* data waits for the peer's window: each stream's must move within write_timeout
+         * (h2_stall), the timer set for the first of them to run out */
         if (c->tkind != SQ__T_STALL) {
-            h2->progress_ns = sq_loop_now_ns(h2->loop);
-            sq__http_arm(c, SQ__T_STALL, c->srv->s.write_timeout);
+            uint64_t first = UINT64_MAX;
+            for (sq__h2_stream *st = h2->streams; st; st = st->next)
+                if (st->counted_out && !st->out_error && st->progress_ns < first)
+                    first = st->progress_ns;
+            if (first == UINT64_MAX) return; /* only streams being reset */
+            uint64_t now = sq_loop_now_ns(h2->loop);
+            double left = c->srv->s.write_timeout - (double)(now - first) / 1e9;
+            if (c->srv->s.write_timeout > 0) /* (negative: no deadline) */
+                sq__http_arm(c, SQ__T_STALL, left > 1e-3 ? left : 1e-3);
         }
     } else if (h2->nheads) {
         /* a header block begun and not finished (a slow or stalled client): header_timeout
@@ -1266,6 +1275,42 @@ void sq__h2_io(sq_http_conn *c, unsigned events)
     h2_send_now(h2); /* what the frames read call for (SETTINGS ack, WINDOW_UPDATE …) */
 }
 
+/* The write timeout of the streams whose output waits for the peer's window.  A stream whose
+ * own window the peer kept shut for write_timeout (while it may well read the others) is
+ * reset, CANCEL, and its handler's writes fail with -ETIMEDOUT, as an HTTP/1.1 write timeout
+ * fails them; the connection and its other streams go on.  One whose own window is open
+ * waits for the connection's: once no stream at all moved for write_timeout, the connection
+ * is closed, as HTTP/1.1's write timeout closes it. */
+static void h2_stall(sq__h2 *h2)
+{
+    sq_http_conn *c = h2->c;
+    uint64_t now = sq_loop_now_ns(h2->loop);
+    uint64_t limit = sq__sec_to_ns(c->srv->s.write_timeout);
+    for (sq__h2_stream *st = h2->streams; st; st = st->next) {
+        if (!st->counted_out || st->out_error || now - st->progress_ns < limit) continue;
+        if (nghttp2_session_get_stream_remote_window_size(h2->ng, st->id) > 0) {
+            if (now - h2->progress_ns < limit) {
+                /* the connection moved since (other streams took its window): this one
+                 * waits on it, from then on */
+                st->progress_ns = h2->progress_ns;
+                continue;
+            }
+            sq_log(SQ_LOG_DEBUG,
+                   "http2: the peer kept the connection's window shut for %g s: closing",
+                   c->srv->s.write_timeout);
+            c->abort_close = true;
+            sq__http_conn_close(c, -ETIMEDOUT);
+            return;
+        }
+        sq_log(SQ_LOG_DEBUG, "http2: the peer kept stream %d's window shut for %g s: reset",
+               (int)st->id, c->srv->s.write_timeout);
+        st->out_error = -ETIMEDOUT;
+        nghttp2_submit_rst_stream(h2->ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
+        wake(st);
+    }
+    h2_send(h2);
+}
+
 void sq__h2_timeout(sq_http_conn *c, unsigned kind)
 {
     sq__h2 *h2 = c->a->h2;
@@ -1282,17 +1327,8 @@ void sq__h2_timeout(sq_http_conn *c, unsigned kind)
         return;
     }
     if (kind == SQ__T_STALL && h2->out_streams) {
-        uint64_t now = sq_loop_now_ns(h2->loop);
-        uint64_t limit = sq__sec_to_ns(c->srv->s.write_timeout);
-        if (now - h2->progress_ns < limit) { /* moved since: wait for the rest of the time */
-            sq__http_arm(c, SQ__T_STALL, (double)(h2->progress_ns + limit - now) / 1e9);
-            return;
-        }
-        sq_log(SQ_LOG_DEBUG, "http2: the peer kept its window shut for %g s: closing",
-               c->srv->s.write_timeout);
-        c->abort_close = true;
-        sq__http_conn_close(c, -ETIMEDOUT);
-        return;
+        h2_stall(h2);
+        if (c->closed) return;
     }
     if (kind == SQ__T_IDLE && !h2->nopen && !h2->ncoros) {
         sq__h2_goaway(c);
