@@ -11,10 +11,12 @@
  * such requests; headers, status and body buffering are shared with HTTP/1.1.
  *
  * Memory stays bounded: a response body waits in its stream's buffer only up to the write
- * high-water mark (the handler suspends above it, as with HTTP/1.1); request bodies are
- * credited back to the peer's window only as the handler takes them; nothing is read while
- * the output is above the high-water mark; nghttp2 bounds queued control frames (PING and
- * SETTINGS floods), CONTINUATION frames and stream resets (rapid reset). */
+ * high-water mark (the handler suspends above it, as with HTTP/1.1); a request body waits
+ * in its stream's buffer only up to the stream's window (H2_WINDOW), credited back as the
+ * handler takes it (the connection's window as the bytes arrive, so that an unread body
+ * holds back its own stream only); nothing is read while the output is above the
+ * high-water mark; nghttp2 bounds queued control frames (PING and SETTINGS floods),
+ * CONTINUATION frames and stream resets (rapid reset). */
 #define _GNU_SOURCE
 #include <nghttp2/nghttp2.h>
 #include <stdio.h>
@@ -622,16 +624,15 @@ int sq__h2_sendfile(sq__http_req *r, int fd, off_t offset, size_t len)
 
 /* --- request bodies ------------------------------------------------------------------------ */
 
-/* Give `n` received bytes back to the peer's window. */
+/* Give `n` received bytes the handler took back to the stream's window (the connection's
+ * had them back on arrival: on_data_chunk). */
 static void consume(sq__h2_stream *st, size_t n)
 {
     if (!n) return;
     if (n > st->unconsumed) n = st->unconsumed;
     st->unconsumed -= n;
-    if (st->open)
-        nghttp2_session_consume(st->h2->ng, st->id, n);
-    else
-        nghttp2_session_consume_connection(st->h2->ng, n);
+    if (!st->open) return;
+    nghttp2_session_consume_stream(st->h2->ng, st->id, n);
     h2_send(st->h2);
 }
 
@@ -902,6 +903,11 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
         return 0;
     }
     st->r.body_total += len;
+    /* Buffered: the connection's window has the bytes back at once, the stream's only as
+     * the handler takes them (consume), as nginx and h2o do.  A handler that does not read
+     * holds back its own stream, its buffer bounded by the stream's window, never the
+     * uploads of the connection's other streams. */
+    nghttp2_session_consume_connection(ng, len);
     st->unconsumed += len;
     if (st->r.want_whole) consume(st, len); /* reading it all: keep the window open */
     wake(st);
@@ -947,10 +953,7 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
     st->open = false;
     h2->nopen--;
     head_done(st);
-    if (st->unconsumed) { /* what was never read still counts against the connection */
-        nghttp2_session_consume_connection(ng, st->unconsumed);
-        st->unconsumed = 0;
-    }
+    st->unconsumed = 0; /* (the connection's window had it back on arrival) */
     if (st->counted_out) {
         st->counted_out = false;
         h2->out_streams--;
@@ -1439,7 +1442,7 @@ int sq__h2_start(sq_http_conn *c, const char *data, size_t len)
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
     nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
-    nghttp2_option_set_no_auto_window_update(opt, 1); /* credited as the handler reads */
+    nghttp2_option_set_no_auto_window_update(opt, 1); /* streams: as the handler reads */
     nghttp2_option_set_max_settings(opt, 32);
     nghttp2_option_set_max_outbound_ack(opt, 1000);   /* PING/SETTINGS floods */
     nghttp2_option_set_max_continuations(opt, 8);     /* CONTINUATION floods */
@@ -1460,8 +1463,8 @@ int sq__h2_start(sq_http_conn *c, const char *data, size_t len)
         {NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 0},
     };
     nghttp2_submit_settings(h2->ng, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]);
-    /* the connection's receive window: room for several uploads at once (each stream's
-     * bytes are credited back as its handler takes them) */
+    /* the connection's receive window: room for several uploads at once (credited back as
+     * the bytes arrive; each stream's as its handler takes them) */
     nghttp2_session_set_local_window_size(h2->ng, NGHTTP2_FLAG_NONE, 0, H2_CONN_WINDOW);
     if (c->a->req) { /* a pooled HTTP/1.1 request object: streams bring their own */
         sq__http_req_free(c->a->req);

@@ -1,5 +1,5 @@
 """HTTP/2 flow control per stream against tests/http2/h2_test_server: one stream held back by
-its peer holds back that stream only, never the connection's other streams.
+its peer or its handler holds back that stream only, never the connection's other streams.
 
   stall    write_timeout 1 s.  The client grants no stream-level window (SETTINGS
            INITIAL_WINDOW_SIZE 4096, no WINDOW_UPDATE for those streams) to two downloads:
@@ -10,6 +10,11 @@ its peer holds back that stream only, never the connection's other streams.
            flush fails with ETIMEDOUT, and the upload is answered on the same connection,
            which goes on serving: only a connection-level stall closes the connection
            (attacks.py zero_window)
+  upload   four streams upload to /sleepread (handlers that do not read for 8 s) their whole
+           stream windows, 1 MiB in all, as much as the connection's receive window; a fifth
+           stream's 200 KB upload to /echo must still complete: the connection window is
+           credited as bytes are buffered per stream, and only the streams whose handlers do
+           not read stay held back (their stream windows not credited)
 """
 import os
 import struct
@@ -64,13 +69,55 @@ def stall(proc):
           "the waiting handler's flush failed with ETIMEDOUT")
 
 
-ENV = {"stall": {"H2SRV_WRITE_TIMEOUT": "1"}}
+def fill(c, sid, n, deadline):
+    """n bytes of DATA on sid, within the windows, without END_STREAM; bytes sent."""
+    end, sent = time.monotonic() + deadline, 0
+    while sent < n and time.monotonic() < end and not c.eof and sid not in c.resets:
+        k = min(n - sent, 16384, c.conn_window, c.stream_window.get(sid, 0))
+        if k <= 0:
+            c.pump(0.1)
+            continue
+        c.send(frame(DATA, 0, sid, b"b" * k))
+        c.conn_window -= k
+        c.stream_window[sid] -= k
+        sent += k
+        c.pump(0)
+    return sent
+
+
+def upload(proc):
+    c = Conn(proc.port)
+    # the server's SETTINGS (stream windows of 256 KiB) and its connection window (1 MiB)
+    c.pump(5, until=lambda: c.server_settings and c.conn_window > 65535)
+    win, conn_win = c.init_window, c.conn_window
+    check(win == 256 << 10 and conn_win == 1 << 20,
+          f"stream windows {win}, connection window {conn_win}")
+    blockers = [c.request("/sleepread", "POST", end_stream=False) for _ in range(4)]
+    sent = [fill(c, s, win, 5) for s in blockers]
+    check(sent == [win] * 4, f"four unread uploads filled their stream windows ({sent})")
+    c.pump(0.5)
+    sid = c.request("/echo", "POST", end_stream=False)
+    body = os.urandom(200000)
+    t0 = time.monotonic()
+    whole = c.send_body(sid, body, deadline=5)
+    c.pump(5, until=lambda: sid in c.ended or sid in c.resets or c.eof)
+    dt = time.monotonic() - t0
+    check(whole and c.status.get(sid) == 200 and bytes(c.body.get(sid, b"")) == body,
+          f"a fifth stream's 200 KB upload echoed beside them in {dt:.2f} s (sent whole "
+          f"{whole}, status {c.status.get(sid)}, {len(c.body.get(sid, b''))} bytes back)")
+    check(all(c.stream_window.get(s) == 0 for s in blockers),
+          f"the unread streams stay held back by their own windows "
+          f"({[c.stream_window.get(s) for s in blockers]})")
+    c.close()
+
+
+ENV = {"stall": {"H2SRV_WRITE_TIMEOUT": "1"}, "upload": {}}
 
 
 def main():
     proc = u.start("h2srv", env_extra=dict(ENV[CASE], H2SRV_DEBUG="1"))
     try:
-        {"stall": stall}[CASE](proc)
+        {"stall": stall, "upload": upload}[CASE](proc)
     finally:
         log = u.stop(proc)
     if u.failures:
