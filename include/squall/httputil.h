@@ -145,30 +145,39 @@ typedef struct sq_cookie_options {
 ssize_t sq_format_set_cookie(char *dst, size_t dstlen, const char *name, const char *value,
                              const sq_cookie_options *opts);
 
-/** Signed cookies: value|timestamp|HMAC-SHA256(secret, name|value|timestamp), with the value
- * base64url-encoded (unpadded), the timestamp in decimal seconds (now > 0) and the MAC in
- * lowercase hex; name must be a token and secret non-empty.  sq_sign_cookie_value writes a
- * NUL-terminated signed value (returns its length, or the length needed, snprintf-style;
- * -EINVAL on bad arguments).
+/** Signed cookies, in Tornado's version 2 format (create_signed_value(secret, name, value,
+ * version=2, key_version=…), byte for byte), so that a Tornado app with the same secret reads
+ * them and squall reads Tornado's:
+ *   "2|" "<n>:<key version>|" "<n>:<timestamp>|" "<n>:<name>|" "<n>:<base64 value>|" <MAC>
+ * where each <n> is the decimal length of the field after it, the timestamp is in decimal
+ * seconds (now > 0), the value is standard padded base64 and the MAC is the lowercase hex
+ * HMAC-SHA256(secret, everything before it).  name must be a token and secret non-empty.
+ * sq_sign_cookie_value writes a NUL-terminated signed value with key version 0 (what Tornado
+ * writes with a single secret); it returns its length, or the length needed, snprintf-style
+ * (-EINVAL on bad arguments).
  * sq_verify_cookie_value checks the signature in constant time and the age (max_age_days;
  * <= 0 means 31) against `now` and writes the decoded value to dst (NUL-terminated).
  * Returns the value's length, or -EINVAL for a tampered/malformed value, -ETIMEDOUT when
  * expired (or dated in the future by more than a day), -E2BIG if dst is too small. */
 ssize_t sq_sign_cookie_value(char *dst, size_t dstlen, const char *secret, const char *name,
                              const char *value, size_t value_len, time_t now);
-/** sq_sign_cookie_value() with a key version (Tornado's key_version): the value starts with
- *  "k<version>|", which the MAC covers, so that the verifier can pick the secret of that
+/** sq_sign_cookie_value() with a key version (Tornado's key_version), written in the key
+ *  version field, which the MAC covers, so that the verifier can pick the secret of that
  *  version with sq_cookie_value_key_version() — secrets rotate without invalidating the
- *  cookies signed before.  key_version < 0: no version (sq_sign_cookie_value()). */
+ *  cookies signed before.  key_version < 0 writes 0, as sq_sign_cookie_value(). */
 ssize_t sq_sign_cookie_value_kv(char *dst, size_t dstlen, const char *secret, int key_version,
                                 const char *name, const char *value, size_t value_len, time_t now);
 /** The key version a signed value names (not yet verified: pick the secret with it, then
- *  sq_verify_cookie_value()), or -1 when it names none or is malformed. */
+ *  sq_verify_cookie_value()): the key version field of Tornado's format (0 when signed
+ *  without one), the "k<version>|" prefix of squall's former format, or -1 for a value of
+ *  the former format without a version, or a malformed one.  Which secret a version means is
+ *  the caller's choice; sq_get_signed_cookie()'s rule is under sq_app_settings.cookie_secrets. */
 int sq_cookie_value_key_version(const char *signed_value, size_t len);
-/** Check a value made by sq_sign_cookie_value() (or _kv) with the same secret and name, at most max_age_days
- * old, and copy the original value into dst (NUL-terminated).  Returns its length or the errors
- * above.  A value Tornado signed (its version 2, "2|1:0|10:<ts>|…", from set_signed_cookie
- * with the same secret) verifies too, so that the two can share a cookie. */
+/** Check a value made by sq_sign_cookie_value() (or _kv), or by Tornado's set_signed_cookie,
+ * with the same secret and name, at most max_age_days old, and copy the original value into
+ * dst (NUL-terminated).  Returns its length or the errors above.  Values in squall's former
+ * format (["k<version>|"] base64url(value) "|" timestamp "|" hex HMAC-SHA256(secret, name "|"
+ * all before it), written before squall wrote Tornado's) still verify until they expire. */
 ssize_t sq_verify_cookie_value(char *dst, size_t dstlen, const char *secret, const char *name,
                                const char *signed_value, size_t len, double max_age_days,
                                time_t now);

@@ -103,7 +103,11 @@ typedef struct sq_app_settings {
      *  are signed with the secret of `cookie_key_version` and carry that version; a cookie
      *  is verified with the secret of the version it carries, so a secret can be rotated
      *  (add the new one, make it current, drop the old one a max age later) without logging
-     *  everyone out.  Cookies without a version are still verified with cookie_secret. */
+     *  everyone out.  A cookie of version 0 — what an app with cookie_secret alone writes,
+     *  squall or Tornado — is verified with the key of version 0 if there is one (as
+     *  Tornado's dict), else with cookie_secret; so keep cookie_secret a max age after
+     *  adding cookie_secrets, or give its secret version 0.  Without cookie_secrets,
+     *  cookie_secret verifies every cookie whatever version it names (as Tornado's str). */
     const sq_cookie_secret *cookie_secrets;
     int cookie_key_version; /**< the version of cookie_secrets new cookies are signed with */
     bool no_access_log;                      /**< the access log is on by default */
@@ -233,11 +237,14 @@ int sq_set_cookie(sq_handler *h, const char *name, const char *value,
 /** Expire a cookie (Set-Cookie with Max-Age=0 and a past date). */
 int sq_clear_cookie(sq_handler *h, const char *name, const sq_cookie_options *opts);
 /** A cookie signed with the app's cookie_secret (or the cookie_secrets entry of the version
- *  it carries), at most max_age_days old (<= 0: 31 days); a tampered, expired or unknown-key
- *  cookie reads as NULL. */
+ *  it carries: the rule is under sq_app_settings.cookie_secrets), at most max_age_days old
+ *  (<= 0: 31 days); a tampered, expired or unknown-key cookie reads as NULL.  Tornado's
+ *  signed cookies (set_signed_cookie with the same secret) read too, and so do squall's of
+ *  its former format until they expire. */
 const char *sq_get_signed_cookie(sq_handler *h, const char *name, double max_age_days);
 /** Set a cookie signed with the app's current key (cookie_secrets[cookie_key_version], else
- *  cookie_secret); -EINVAL without one. */
+ *  cookie_secret and version 0), in Tornado's format (sq_sign_cookie_value()), so that a
+ *  Tornado app with the same secret reads it with get_signed_cookie; -EINVAL without one. */
 int sq_set_signed_cookie(sq_handler *h, const char *name, const char *value,
                          const sq_cookie_options *opts);
 

@@ -1623,15 +1623,19 @@ static const char *secret_or_log(sq_handler *h)
     return s && *s ? s : NULL;
 }
 
-/* The secret a signed value was made with: that of the key version it carries, else the
- * unversioned cookie_secret. */
+/* The secret a signed value was made with, as Tornado's get_signed_cookie picks it: without
+ * cookie_secrets (Tornado's str secret) cookie_secret, whatever version the value names;
+ * with them (Tornado's dict) the one of the value's version.  Version 0 is what a single
+ * secret writes, so with no key of that version it is cookie_secret's: the cookies of an app
+ * that had only cookie_secret keep working once it adds cookie_secrets.  A value of squall's
+ * former format without a version is cookie_secret's too. */
 static const char *verifying_secret(const sq_app *app, const char *v, size_t len)
 {
     int kv = sq_cookie_value_key_version(v, len);
-    if (kv < 0 || !app->cookie_secrets) return app->cookie_secret; /* Tornado's "1:0" too */
-    for (size_t i = 0; app->cookie_secrets && app->cookie_secrets[i].secret; i++)
+    if (kv < 0 || !app->cookie_secrets) return app->cookie_secret;
+    for (size_t i = 0; app->cookie_secrets[i].secret; i++)
         if (app->cookie_secrets[i].version == kv) return app->cookie_secrets[i].secret;
-    return NULL; /* a retired key: the cookie is no longer valid */
+    return kv == 0 ? app->cookie_secret : NULL; /* else a retired key: no longer valid */
 }
 
 const char *sq_get_signed_cookie(sq_handler *h, const char *name, double max_age_days)
@@ -1653,7 +1657,7 @@ int sq_set_signed_cookie(sq_handler *h, const char *name, const char *value,
 {
     const char *secret = secret_or_log(h);
     if (!secret) return -EINVAL;
-    int kv = h->app->cookie_secrets ? h->app->settings.cookie_key_version : -1;
+    int kv = h->app->cookie_secrets ? h->app->settings.cookie_key_version : 0; /* as Tornado */
     if (!value) value = "";
     size_t vlen = strlen(value);
     time_t now = time(NULL);

@@ -1,7 +1,6 @@
 /* Cookies: the Cookie request header (lenient, like browsers), Set-Cookie values (strict:
- * refuse rather than mangle) and squall's signed cookie values
- * (base64url(value) "|" timestamp "|" hex HMAC-SHA256 over name "|" base64url(value) "|"
- * timestamp). */
+ * refuse rather than mangle) and signed cookie values (written in Tornado's version 2 format;
+ * read in it and in squall's former one). */
 #define _GNU_SOURCE /* memmem, memrchr */
 #include <errno.h>
 #include <limits.h>
@@ -184,36 +183,6 @@ ssize_t sq_format_set_cookie(char *dst, size_t dstlen, const char *name, const c
 
 /* --- signed values --------------------------------------------------------------------------- */
 
-static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-/* Unpadded base64url of src into dst (room for b64_len(len) bytes). */
-static size_t b64_len(size_t len)
-{
-    return len / 3 * 4 + (len % 3 ? len % 3 + 1 : 0);
-}
-
-static void b64_encode(char *dst, const unsigned char *src, size_t len)
-{
-    size_t o = 0, i = 0;
-    for (; i + 3 <= len; i += 3) {
-        uint32_t v = (uint32_t)src[i] << 16 | (uint32_t)src[i + 1] << 8 | src[i + 2];
-        dst[o++] = b64url[v >> 18];
-        dst[o++] = b64url[v >> 12 & 63];
-        dst[o++] = b64url[v >> 6 & 63];
-        dst[o++] = b64url[v & 63];
-    }
-    if (len - i == 1) {
-        uint32_t v = (uint32_t)src[i] << 16;
-        dst[o++] = b64url[v >> 18];
-        dst[o++] = b64url[v >> 12 & 63];
-    } else if (len - i == 2) {
-        uint32_t v = (uint32_t)src[i] << 16 | (uint32_t)src[i + 1] << 8;
-        dst[o++] = b64url[v >> 18];
-        dst[o++] = b64url[v >> 12 & 63];
-        dst[o++] = b64url[v >> 6 & 63];
-    }
-}
-
 static int b64_val(unsigned char c)
 {
     if (c >= 'A' && c <= 'Z') return c - 'A';
@@ -266,7 +235,8 @@ static int hmac_hex(char hex[SIG_HEX], const char *secret, const char *msg, size
     return 0;
 }
 
-/* Hex HMAC-SHA256(secret, name "|" payload) into hex[SIG_HEX]; payload is "b64|ts". */
+/* The MAC of squall's former format: hex HMAC-SHA256(secret, name "|" payload) into
+ * hex[SIG_HEX]; payload is ["k<version>|"] "b64url|ts". */
 static int sign(char hex[SIG_HEX], const char *secret, const char *name, const char *payload,
                 size_t plen)
 {
@@ -290,34 +260,30 @@ static bool bad_secret_or_name(const char *secret, const char *name)
     return false;
 }
 
-/* "k<version>|": the optional first field of a value signed with a versioned key */
-static int kv_prefix(char *dst, int key_version)
-{
-    return key_version < 0 ? 0 : sprintf(dst, "k%d|", key_version);
-}
-
 ssize_t sq_sign_cookie_value_kv(char *dst, size_t dstlen, const char *secret, int key_version,
                                 const char *name, const char *value, size_t value_len, time_t now)
 {
     if (bad_secret_or_name(secret, name) || (!value && value_len) || now <= 0 ||
-        value_len > (SIZE_MAX - 96) / 2)
+        value_len > (size_t)INT_MAX / 4 * 3) /* EVP_EncodeBlock's int */
         return -EINVAL;
-    char kv[16];
-    int kvlen = kv_prefix(kv, key_version);
-    char ts[24];
+    /* Tornado's create_signed_value(version=2) writes key_version or 0: a single secret's */
+    char kv[16], ts[24];
+    int kvlen = snprintf(kv, sizeof kv, "%d", key_version < 0 ? 0 : key_version);
     int tslen = snprintf(ts, sizeof ts, "%lld", (long long)now);
-    size_t blen = b64_len(value_len);
-    size_t plen = (size_t)kvlen + blen + 1 + (size_t)tslen;
-    size_t total = plen + 1 + SIG_HEX;
+    size_t blen = (value_len + 2) / 3 * 4; /* padded standard base64, as Python's b64encode */
+    static const char fields[] = "2|%d:%s|%d:%s|%zu:%s|%zu:"; /* all but the value's bytes */
+    int hlen = snprintf(NULL, 0, fields, kvlen, kv, tslen, ts, strlen(name), name, blen);
+    if (hlen < 0) return -EINVAL;
+    size_t signed_len = (size_t)hlen + blen + 1;
+    size_t total = signed_len + SIG_HEX;
     char *buf = malloc(total + 1);
     if (!buf) return -ENOMEM;
-    memcpy(buf, kv, (size_t)kvlen);
-    b64_encode(buf + kvlen, (const unsigned char *)value, value_len);
-    buf[kvlen + blen] = '|';
-    memcpy(buf + kvlen + blen + 1, ts, (size_t)tslen);
-    buf[plen] = '|';
-    /* the MAC covers the key version too: it cannot be swapped for a weaker key's */
-    int r = sign(buf + plen + 1, secret, name, buf, plen);
+    snprintf(buf, total + 1, fields, kvlen, kv, tslen, ts, strlen(name), name, blen);
+    EVP_EncodeBlock((unsigned char *)buf + hlen, (const unsigned char *)(value ? value : ""),
+                    (int)value_len);
+    buf[signed_len - 1] = '|';
+    /* the MAC covers every field, the key version too: it cannot be swapped for another */
+    int r = hmac_hex(buf + signed_len, secret, buf, signed_len);
     if (r < 0) {
         free(buf);
         return r;
@@ -338,10 +304,10 @@ ssize_t sq_sign_cookie_value(char *dst, size_t dstlen, const char *secret, const
     return sq_sign_cookie_value_kv(dst, dstlen, secret, -1, name, value, value_len, now);
 }
 
-/* --- Tornado's version 2 signed values ---------------------------------------------------
+/* --- reading Tornado's version 2 signed values -------------------------------------------
  * "2|" then four fields, each "<length>:<bytes>|": key version, timestamp, name and value
  * (standard base64), then the hex HMAC-SHA256 of everything before it (create_signed_value).
- * Read so that a cookie a Tornado app signed with the same secret verifies here. */
+ * What sq_sign_cookie_value_kv() writes, and what a Tornado app with the same secret does. */
 
 typedef struct tv2 {
     const char *f[4]; /* key version, timestamp, name, value */
@@ -367,13 +333,14 @@ static bool parse_tv2(const char *v, size_t len, tv2 *t)
     return len - i == SIG_HEX;
 }
 
-/* Decimal digits of a field (no sign, no leading zero, at most 18 digits) or -1. */
+/* Decimal digits of a field (no sign, no leading zero, at most LLONG_MAX: any time_t the
+ * signer takes) or -1. */
 static long long tv2_num(const char *s, size_t n)
 {
-    if (n == 0 || n > 18 || (s[0] == '0' && n > 1)) return -1;
+    if (n == 0 || n > 19 || (s[0] == '0' && n > 1)) return -1;
     long long x = 0;
     for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9') return -1;
+        if (s[i] < '0' || s[i] > '9' || x > (LLONG_MAX - (s[i] - '0')) / 10) return -1;
         x = x * 10 + (s[i] - '0');
     }
     return x;
@@ -395,6 +362,9 @@ static ssize_t b64std_decode(char *dst, const char *src, size_t len)
     free(tmp);
     return n;
 }
+
+/* --- reading squall's former format: ["k<version>|"] base64url "|" ts "|" hex HMAC-SHA256
+ * over name "|" and the rest; signed before squall wrote Tornado's and valid until they expire */
 
 /* The "k<digits>|" field of a versioned value: its version, or -1 when the value has none
  * (b64 never holds '|', so an unversioned "b64|ts|sig" has exactly two bars). */

@@ -2,13 +2,16 @@
 gzip bodies (decompress_request: inflated, a bomb 413, junk 400); http.client checks
 host-based routing by Host header, the redirect class (301 + Location, not followed), the
 fallback (any method, PROPFIND included) and signed cookies across a key rotation — the
-server restarted with key 1, then keys 1+2 (2 current), then key 2 only."""
+server restarted with key 1, then keys 1+2 (2 current), then key 2 only — which real Tornado
+(decode_signed_value / create_signed_value, Debian's python3-tornado) reads and writes too."""
 import gzip
 import http.client
 import os
 import subprocess
 import sys
 import tempfile
+
+from tornado.web import create_signed_value, decode_signed_value
 
 sys.path.insert(0, os.path.dirname(__file__))
 import demo_util as u  # noqa: E402
@@ -83,9 +86,35 @@ for m in ("GET", "DELETE", "PROPFIND"):
     st, _, body = s.req(m, "/raw/x")
     check(st == 200 and body == f"raw {m} /raw/x", f"fallback: {m} reaches the plain handler")
 
+
+
+def tornado_reads(secret, cookie):
+    """What a Tornado app with this cookie_secret (str or {version: str}) reads from it."""
+    v = decode_signed_value(secret, "who", cookie.partition("=")[2])
+    return v.decode() if v is not None else None
+
+
 st, r, body = s.req("GET", "/c?set=alice")
 cookie = r.getheader("Set-Cookie").split(";")[0]
-check(cookie.startswith("who=k1|"), f"signed with key 1: {cookie[:20]}…")
+check(cookie.startswith("who=2|1:1|"), f"signed with key 1 in Tornado's format: {cookie[:20]}…")
+check(tornado_reads({1: "first-secret"}, cookie) == "alice",
+      "Tornado with cookie_secret={1: …} reads squall's key-1 cookie")
+check(tornado_reads({1: "other-secret"}, cookie) is None and tornado_reads({2: "first-secret"}, cookie) is None,
+      "Tornado with another key 1, or without key 1, does not")
+tv = create_signed_value({1: "first-secret"}, "who", "tornado-1", version=2, key_version=1).decode()
+st, r, body = s.req("GET", "/c", headers={"Cookie": "who=" + tv})
+check(body == "tornado-1", f"squall reads Tornado's key-1 cookie: {body}")
+s.stop()
+
+s = Server("--legacy=single-secret")
+st, r, body = s.req("GET", "/c?set=una")
+one = r.getheader("Set-Cookie").split(";")[0]
+check(one.startswith("who=2|1:0|") and tornado_reads("single-secret", one) == "una",
+      f"a single cookie_secret: Tornado with the same str secret reads it ({one[:20]}…)")
+check(tornado_reads("other-secret", one) is None, "Tornado with another secret does not")
+tv = create_signed_value("single-secret", "who", "tornado-0", version=2).decode()
+st, r, body = s.req("GET", "/c", headers={"Cookie": "who=" + tv})
+check(body == "tornado-0", f"squall reads Tornado's cookie of a str secret: {body}")
 s.stop()
 
 s = Server("--keys=1:first-secret,2:second-secret", "--current=2")
@@ -93,8 +122,10 @@ st, r, body = s.req("GET", "/c", headers={"Cookie": cookie})
 check(body == "alice", "keys 1+2, 2 current: the key-1 cookie still reads")
 st, r, body = s.req("GET", "/c?set=bob", headers={"Cookie": cookie})
 cookie2 = r.getheader("Set-Cookie").split(";")[0]
-check(cookie2.startswith("who=k2|"), "new cookies are signed with key 2")
-tampered = cookie2.replace("who=k2|", "who=k1|", 1)
+check(cookie2.startswith("who=2|1:2|"), "new cookies are signed with key 2")
+check(tornado_reads({1: "first-secret", 2: "second-secret"}, cookie2) == "bob",
+      "Tornado with the same two keys reads it")
+tampered = cookie2.replace("who=2|1:2|", "who=2|1:1|", 1)
 st, r, body = s.req("GET", "/c", headers={"Cookie": tampered})
 check(body == "(none)", "a key version swapped by the client fails the MAC")
 s.stop()
@@ -104,6 +135,13 @@ st, r, body = s.req("GET", "/c", headers={"Cookie": cookie})
 check(body == "(none)", "key 1 retired: its cookie no longer reads")
 st, r, body = s.req("GET", "/c", headers={"Cookie": cookie2})
 check(body == "bob", "the key-2 cookie reads")
+st, r, body = s.req("GET", "/c", headers={"Cookie": one})
+check(body == "(none)", "a version-0 cookie without a key 0 or cookie_secret does not")
+s.stop()
+
+s = Server("--keys=2:second-secret", "--current=2", "--legacy=single-secret")
+st, r, body = s.req("GET", "/c", headers={"Cookie": one})
+check(body == "una", "cookie_secrets added, cookie_secret kept: the single secret's cookie reads")
 s.stop()
 
 u.finish()

@@ -644,8 +644,9 @@ static void test_signed_cookie_round_trip(void **state)
     }
     /* the shortest signed value (empty value, one-digit time) and the longest time */
     ssize_t n = sq_sign_cookie_value(s, sizeof s, SECRET, "sid", "", 0, 5);
-    assert_int_equal(n, 67);
-    assert_int_equal(sq_verify_cookie_value(v, sizeof v, SECRET, "sid", s, 67, 0, 5), 0);
+    assert_string_equal(s, "2|1:0|1:5|3:sid|0:|"
+                           "6cb57accacfd3102d9ee2fa1cddeedb7eb20983f559e31b0910469b51721a2d4");
+    assert_int_equal(sq_verify_cookie_value(v, sizeof v, SECRET, "sid", s, (size_t)n, 0, 5), 0);
     n = sq_sign_cookie_value(s, sizeof s, SECRET, "sid", R("x"), INT64_MAX);
     assert_int_equal(sq_verify_cookie_value(v, sizeof v, SECRET, "sid", s, (size_t)n, 0, INT64_MAX),
                      1);
@@ -745,30 +746,19 @@ static void test_signed_cookie_expiry(void **state)
     }
 }
 
-/* Values Tornado's create_signed_value made (version 2, secret SECRET, clock NOW) verify. */
-static void test_signed_cookie_from_tornado(void **state)
+typedef struct signed_case {
+    const char *signed_value, *value;
+    size_t len;
+    int key_version;
+} signed_case;
+
+/* Each signed value (secret SECRET, name "sid", clock NOW) names its key version, verifies
+ * into its value, and fails with another name or secret, once expired, with any byte
+ * changed and when truncated. */
+static void check_signed_cases(const signed_case *cases, size_t ncases)
 {
-    (void)state;
-    static const struct {
-        const char *signed_value, *value;
-        size_t len;
-        int key_version;
-    } cases[] = {
-        {"2|1:0|10:1700000000|3:sid|20:dXNlcj00MjthZG1pbj0w|"
-         "6e7d3d59fc39df0039ecfabc98ba0e57d33ce54fcb8e2250683f52a0f917c1ba",
-         R("user=42;admin=0"), 0},
-        {"2|1:0|10:1700000000|3:sid|0:|"
-         "41b2261cfc8254f655715143f0baaec75d348f5116baa7bc3a7a8808e7bec9d6",
-         R(""), 0},
-        {"2|1:0|10:1700000000|3:sid|8://4+Pw==|"
-         "5f5b1d622d594c8ba783b5fcccc009e3051ae11795e0f75472bc5e545d8b371a",
-         R("\xff\xfe>?"), 0},
-        {"2|1:5|10:1700000000|3:sid|4:djU=|" /* key_version=5 */
-         "2dd84f10d1fe88ad230ead00504df158bbbc9cf88401b8d78e30d32233a80fc8",
-         R("v5"), 5},
-    };
     char v[64], t[256];
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    for (size_t i = 0; i < ncases; i++) {
         const char *s = cases[i].signed_value;
         size_t n = strlen(s);
         assert_int_equal(sq_cookie_value_key_version(s, n), cases[i].key_version);
@@ -791,6 +781,65 @@ static void test_signed_cookie_from_tornado(void **state)
                              -EINVAL);
         }
     }
+}
+
+/* Values Tornado's create_signed_value made (version 2, secret SECRET, clock NOW) verify, and
+ * squall signs the same value into the same bytes, so that Tornado reads squall's too. */
+static void test_signed_cookie_from_tornado(void **state)
+{
+    (void)state;
+    static const signed_case cases[] = {
+        {"2|1:0|10:1700000000|3:sid|20:dXNlcj00MjthZG1pbj0w|"
+         "6e7d3d59fc39df0039ecfabc98ba0e57d33ce54fcb8e2250683f52a0f917c1ba",
+         R("user=42;admin=0"), 0},
+        {"2|1:0|10:1700000000|3:sid|0:|"
+         "41b2261cfc8254f655715143f0baaec75d348f5116baa7bc3a7a8808e7bec9d6",
+         R(""), 0},
+        {"2|1:0|10:1700000000|3:sid|8://4+Pw==|"
+         "5f5b1d622d594c8ba783b5fcccc009e3051ae11795e0f75472bc5e545d8b371a",
+         R("\xff\xfe>?"), 0},
+        {"2|1:5|10:1700000000|3:sid|4:djU=|" /* key_version=5 */
+         "2dd84f10d1fe88ad230ead00504df158bbbc9cf88401b8d78e30d32233a80fc8",
+         R("v5"), 5},
+    };
+    check_signed_cases(cases, sizeof cases / sizeof *cases);
+    char t[256];
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const char *s = cases[i].signed_value;
+        ssize_t n = (ssize_t)strlen(s);
+        assert_int_equal(sq_sign_cookie_value_kv(t, sizeof t, SECRET, cases[i].key_version, "sid",
+                                                 cases[i].value, cases[i].len, NOW),
+                         n);
+        assert_string_equal(t, s);
+        if (cases[i].key_version == 0) { /* no version: what Tornado's str secret writes */
+            assert_int_equal(
+                sq_sign_cookie_value(t, sizeof t, SECRET, "sid", cases[i].value, cases[i].len, NOW),
+                n);
+            assert_string_equal(t, s);
+            assert_int_equal(sq_sign_cookie_value_kv(t, sizeof t, SECRET, -1, "sid", cases[i].value,
+                                                     cases[i].len, NOW),
+                             n);
+            assert_string_equal(t, s);
+        }
+    }
+}
+
+/* Values squall signed before it wrote Tornado's format ("[k<version>|]b64url|ts|hexsig",
+ * secret SECRET, clock NOW) still verify until they expire. */
+static void test_signed_cookie_old_format(void **state)
+{
+    (void)state;
+    static const signed_case cases[] = {
+        {"dXNlcj00MjthZG1pbj0w|1700000000|"
+         "7070b29148c387e8e7405cfcc1b9cf6e2e36806053b6db5c78d1875d5bbfce80",
+         R("user=42;admin=0"), -1},
+        {"|1700000000|bf08f4edd4183b6a19aa4724a6260e20d2a6c093ba7ca156bf429284044f8778", R(""), -1},
+        {"__4-Pw|1700000000|486e9905547e4deef95bf9b148332d0d2352db202a63ca4d9b930b626d87b11e",
+         R("\xff\xfe>?"), -1},
+        {"k5|djU|1700000000|34f05df09ba0a428607b66252c3e9fbb357d5f066f4985e5f41c19ad41ccec2c",
+         R("v5"), 5},
+    };
+    check_signed_cases(cases, sizeof cases / sizeof *cases);
 }
 
 /* --- dates --------------------------------------------------------------------------------- */
@@ -947,6 +996,7 @@ int main(void)
         cmocka_unit_test(test_signed_cookie_tampering),
         cmocka_unit_test(test_signed_cookie_expiry),
         cmocka_unit_test(test_signed_cookie_from_tornado),
+        cmocka_unit_test(test_signed_cookie_old_format),
         cmocka_unit_test(test_http_date_format),
         cmocka_unit_test(test_parse_http_date),
         cmocka_unit_test(test_http_date_round_trip),

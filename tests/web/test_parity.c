@@ -194,7 +194,7 @@ static void test_cookie_key_versions(void **state)
     /* signed with key 1: the value names its version */
     assert_int_equal(sc_run_with(v1, 1, NULL, &s), 0);
     assert_string_equal(s.body, "(none)"); /* set now, read from the next request on */
-    assert_true(strncmp(s.got, "k1|", 3) == 0);
+    assert_true(strncmp(s.got, "2|1:1|", 6) == 0); /* Tornado's version 2, key_version=1 */
     assert_int_equal(sq_cookie_value_key_version(s.got, strlen(s.got)), 1);
     char k1_cookie[600];
     snprintf(k1_cookie, sizeof k1_cookie, "who=%s", s.got);
@@ -206,7 +206,7 @@ static void test_cookie_key_versions(void **state)
     assert_string_equal(s2.body, "alice");
     struct sc_run s3 = {.query = "/c?set=bob"};
     assert_int_equal(sc_run_with(v12, 2, NULL, &s3), 0);
-    assert_true(strncmp(s3.got, "k2|", 3) == 0);
+    assert_true(strncmp(s3.got, "2|1:2|", 6) == 0);
     char k2_cookie[600];
     snprintf(k2_cookie, sizeof k2_cookie, "who=%s", s3.got);
 
@@ -222,7 +222,7 @@ static void test_cookie_key_versions(void **state)
 
     /* a version swapped by the client breaks the MAC (k1's secret is still known here) */
     struct sc_run s6 = {.query = "/c"};
-    snprintf(s6.cookie, sizeof s6.cookie, "who=k1|%s", s3.got + 3);
+    snprintf(s6.cookie, sizeof s6.cookie, "who=2|1:1|%s", s3.got + 6);
     assert_int_equal(sc_run_with(v12, 2, NULL, &s6), 0);
     assert_string_equal(s6.body, "(none)");
 
@@ -230,12 +230,61 @@ static void test_cookie_key_versions(void **state)
      * versioned keys, as long as cookie_secret stays */
     struct sc_run s7 = {.query = "/c?set=carol"};
     assert_int_equal(sc_run_with(NULL, 0, "old single secret", &s7), 0);
-    assert_true(strncmp(s7.got, "k", 1) != 0 || strchr(s7.got, '|') - s7.got > 10);
-    assert_int_equal(sq_cookie_value_key_version(s7.got, strlen(s7.got)), -1);
+    assert_true(strncmp(s7.got, "2|1:0|", 6) == 0); /* what Tornado's str secret writes */
+    assert_int_equal(sq_cookie_value_key_version(s7.got, strlen(s7.got)), 0);
     struct sc_run s8 = {.query = "/c"};
     snprintf(s8.cookie, sizeof s8.cookie, "who=%s", s7.got);
     assert_int_equal(sc_run_with(v2, 2, "old single secret", &s8), 0);
     assert_string_equal(s8.body, "carol");
+
+    struct sc_run s8b = {.query = "/c"}; /* without cookie_secret it has no key */
+    snprintf(s8b.cookie, sizeof s8b.cookie, "who=%s", s7.got);
+    assert_int_equal(sc_run_with(v2, 2, NULL, &s8b), 0);
+    assert_string_equal(s8b.body, "(none)");
+
+    /* Which secret a key version means, as Tornado's get_signed_cookie: with cookie_secrets
+     * (Tornado's dict) the entry of that version, and for version 0 (which a single secret
+     * writes) cookie_secret if no entry has it; with cookie_secret alone (Tornado's str) that
+     * secret, whatever the version.  Values from Tornado (create_signed_value, clock
+     * 1700000000) and squall's former format, so days=36500. */
+    const sq_cookie_secret v02[] = {{0, "zero secret"}, {2, "second secret"}, {0, NULL}};
+    /* create_signed_value({1: "first secret"}, "who", "gina", key_version=1) */
+    const char *gina = "2|1:1|10:1700000000|3:who|8:Z2luYQ==|"
+                       "21a088199e03ce9da4528f1893f659d1faa1e2852f37df94a04f4a1d7b09f869";
+    /* create_signed_value("old single secret", "who", "hank") */
+    const char *hank = "2|1:0|10:1700000000|3:who|8:aGFuaw==|"
+                       "f9ef77afba12b8a69677ed606e9a0c6eb233b39a3e99f57e0790a42d7c96a19d";
+    /* create_signed_value({0: "zero secret"}, "who", "ivy", key_version=0) */
+    const char *ivy = "2|1:0|10:1700000000|3:who|4:aXZ5|"
+                      "08fb9b82eeb6048e436640646f3b580ee441faf9d84ef3dda7692a979611c4ea";
+    /* create_signed_value("old single secret", "who", "jack", key_version=7) */
+    const char *jack = "2|1:7|10:1700000000|3:who|8:amFjaw==|"
+                       "c58d1aa57aa5b5d9f0d1fee307c0af07bc54672815dadfeafd50eb5f35a6ac43";
+    /* squall's former format: key 1 "first secret", and unversioned "old single secret" */
+    const char *erin = "k1|ZXJpbg|1700000000|"
+                       "7ff044d6822abffb9127d026aa3d5e0a828604d92075003d163c1a96572a6da2";
+    const char *frank = "ZnJhbms|1700000000|"
+                        "5587fbc4020863e5ba2816902f88411722d074bcd9fbd2c5879cb461a8b95b7e";
+    const char *single = "old single secret";
+    const struct {
+        const sq_cookie_secret *keys;
+        const char *legacy, *cookie, *want;
+    } kcases[] =
+        {
+            {v12, NULL, gina, "gina"},     {v2, NULL, gina, "(none)"},
+            {NULL, single, hank, "hank"},  {v2, single, hank, "hank"},
+            {v02, single, hank, "(none)"}, /* a version-0 key takes cookie_secret's place */
+            {v02, single, ivy, "ivy"},     {NULL, single, jack, "jack"},
+            {v2, single, jack, "(none)"},  {v12, NULL, erin, "erin"},
+            {v2, single, frank, "frank"},  {NULL, single, frank, "frank"},
+        };
+    for (size_t i = 0; i < sizeof kcases / sizeof *kcases; i++) {
+        struct sc_run sk = {.query = "/c?days=36500"};
+        snprintf(sk.cookie, sizeof sk.cookie, "who=%s", kcases[i].cookie);
+        assert_int_equal(sc_run_with(kcases[i].keys, 2, kcases[i].legacy, &sk), 0);
+        if (strcmp(sk.body, kcases[i].want))
+            fail_msg("key case %zu: read %s, want %s", i, sk.body, kcases[i].want);
+    }
 
     /* max age: a 40-day-old key-2 cookie is refused at 31 days, read at 60 */
     char old[400];

@@ -2,7 +2,8 @@
 browser: a same-site form post (cookie + the page's hidden token) passes; a cross-site one
 (the browser sends the cookie, but the attacker's page cannot read the token) is refused with
 403, as are a wrong token and a token without its cookie; the X-XSRFToken header works;
-`authenticated` redirects GET to /login?next=… and the login flow sets a signed cookie."""
+`authenticated` redirects GET to /login?next=… and the login flow sets a signed cookie, which
+a Tornado app with the same cookie_secret reads (and whose signed cookie logs in here)."""
 import http.client
 import os
 import re
@@ -11,6 +12,8 @@ import sys
 import tempfile
 import time
 import urllib.parse
+
+from tornado.web import create_signed_value, decode_signed_value
 
 sys.path.insert(0, os.path.dirname(__file__))
 import demo_util as u  # noqa: E402
@@ -130,6 +133,13 @@ try:
           f"login with the token: {st} to {h.get('location')}, a signed user cookie")
     st, h, html = b.request("GET", "/secret")
     check(st == 200 and "Hello, ann" in html, f"GET /secret as ann: {st}")
+    demo_secret = "squall-demo-secret-do-not-use-in-production"  # examples/demo.c
+    check(decode_signed_value(demo_secret, "user", b.cookies["user"]) == b"ann",
+          f"Tornado with the demo's cookie_secret reads the user cookie: {b.cookies['user'][:24]}…")
+    tb = Browser(port)
+    tb.cookies["user"] = create_signed_value(demo_secret, "user", "tom").decode()
+    st, h, text = tb.request("GET", "/secret")
+    check(st == 200 and "Hello, tom" in text, f"a user cookie Tornado signed logs in: {st}")
     forged = Browser(port)
     forged.cookies = dict(b.cookies)
     v = b.cookies["user"]
