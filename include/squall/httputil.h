@@ -148,8 +148,8 @@ ssize_t sq_format_set_cookie(char *dst, size_t dstlen, const char *name, const c
 /** Signed cookies, in Tornado's version 2 format (create_signed_value(secret, name, value,
  * version=2, key_version=…), byte for byte), so that a Tornado app with the same secret reads
  * them and squall reads Tornado's:
- *   "2|" "<n>:<key version>|" "<n>:<timestamp>|" "<n>:<name>|" "<n>:<base64 value>|" <MAC>
- * where each <n> is the decimal length of the field after it, the timestamp is in decimal
+ *   `"2|" "N:key_version|" "N:timestamp|" "N:name|" "N:base64_value|" MAC`
+ * where each N is the decimal length of the field after it, the timestamp is in decimal
  * seconds (now > 0), the value is standard padded base64 and the MAC is the lowercase hex
  * HMAC-SHA256(secret, everything before it).  name must be a token and secret non-empty.
  * sq_sign_cookie_value writes a NUL-terminated signed value with key version 0 (what Tornado
