@@ -33,6 +33,10 @@
 #define H2_FILE_CHUNK  (64u * 1024) /* sq_http_sendfile reads the file this much at a time */
 #define H2_WINDOW      (256u * 1024) /* each stream's receive window */
 #define H2_CONN_WINDOW (1u << 20)    /* the connection's */
+/* Request-body bytes a connection's streams may hold unread before the connection's window
+ * stops being credited on arrival: the bound on what a peer can make one connection buffer
+ * (this + H2_CONN_WINDOW), which streams x H2_WINDOW (32 MiB at 128 streams) is not. */
+#define H2_UNREAD_MAX   (4u << 20)
 #define H2_POOL_BUF    (16u * 1024)  /* a finished stream is kept for reuse with buffers up to this */
 #define H2_START_BATCH 32            /* handlers started inline after one read (more: woken) */
 #define H2_RESETS_BURST 200          /* stream resets allowed at once … */
@@ -52,6 +56,8 @@ struct sq__h2 {
     unsigned nheads;        /* streams whose header block is not complete yet */
     unsigned max_streams;   /* SETTINGS_MAX_CONCURRENT_STREAMS */
     unsigned ncoros;        /* streams whose handler still runs (or is detached) */
+    size_t unread;          /* request-body bytes buffered in streams, not taken yet */
+    size_t conn_owed;       /* received, not yet credited back to the connection's window */
     unsigned out_streams;   /* streams with response bytes waiting for the peer's window */
     uint64_t progress_ns;   /* when the last DATA bytes were taken (by any stream) */
     bool in_io;             /* inside the IO callback: it sends when it is done */
@@ -624,16 +630,28 @@ int sq__h2_sendfile(sq__http_req *r, int fd, off_t offset, size_t len)
 
 /* --- request bodies ------------------------------------------------------------------------ */
 
+/* The connection's window gets back what arrived, as nginx and h2o credit it, unless the
+ * streams already hold H2_UNREAD_MAX unread: then only as handlers take their bytes. */
+static void conn_credit(sq__h2 *h2)
+{
+    if (!h2->conn_owed || h2->unread > H2_UNREAD_MAX) return;
+    nghttp2_session_consume_connection(h2->ng, h2->conn_owed);
+    h2->conn_owed = 0;
+}
+
 /* Give `n` received bytes the handler took back to the stream's window (the connection's
- * had them back on arrival: on_data_chunk). */
+ * had them back on arrival, or gets them now: conn_credit). */
 static void consume(sq__h2_stream *st, size_t n)
 {
     if (!n) return;
     if (n > st->unconsumed) n = st->unconsumed;
     st->unconsumed -= n;
-    if (!st->open) return;
-    nghttp2_session_consume_stream(st->h2->ng, st->id, n);
-    h2_send(st->h2);
+    sq__h2 *h2 = st->h2;
+    h2->unread -= n;
+    bool owed = h2->conn_owed != 0;
+    conn_credit(h2);
+    if (st->open) nghttp2_session_consume_stream(h2->ng, st->id, n);
+    if (st->open || (owed && !h2->conn_owed)) h2_send(h2);
 }
 
 /* Wait for body bytes: body_timeout, cut to what is left of the whole body's deadline
@@ -903,12 +921,14 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
         return 0;
     }
     st->r.body_total += len;
-    /* Buffered: the connection's window has the bytes back at once, the stream's only as
-     * the handler takes them (consume), as nginx and h2o do.  A handler that does not read
-     * holds back its own stream, its buffer bounded by the stream's window, never the
-     * uploads of the connection's other streams. */
-    nghttp2_session_consume_connection(ng, len);
+    /* Buffered: the connection's window has the bytes back at once (up to H2_UNREAD_MAX
+     * unread in all), the stream's only as the handler takes them (consume), as nginx and
+     * h2o do.  A handler that does not read holds back its own stream, its buffer bounded
+     * by the stream's window, never the uploads of the connection's other streams. */
     st->unconsumed += len;
+    h2->unread += len;
+    h2->conn_owed += len;
+    conn_credit(h2);
     if (st->r.want_whole) consume(st, len); /* reading it all: keep the window open */
     wake(st);
     return 0;
@@ -953,7 +973,9 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
     st->open = false;
     h2->nopen--;
     head_done(st);
-    st->unconsumed = 0; /* (the connection's window had it back on arrival) */
+    h2->unread -= st->unconsumed; /* never to be read: it no longer counts */
+    st->unconsumed = 0;
+    conn_credit(h2);
     if (st->counted_out) {
         st->counted_out = false;
         h2->out_streams--;

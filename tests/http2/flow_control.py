@@ -15,6 +15,10 @@ its peer or its handler holds back that stream only, never the connection's othe
            stream's 200 KB upload to /echo must still complete: the connection window is
            credited as bytes are buffered per stream, and only the streams whose handlers do
            not read stay held back (their stream windows not credited)
+  cap      forty streams upload to /sleepread as much as their windows allow (10 MiB in
+           all): the connection window is credited on arrival only while the streams hold
+           at most 4 MiB unread (H2_UNREAD_MAX), so the peer gets to send at most that and
+           the 1 MiB connection window, not forty stream windows' worth
 """
 import os
 import struct
@@ -111,13 +115,28 @@ def upload(proc):
     c.close()
 
 
-ENV = {"stall": {"H2SRV_WRITE_TIMEOUT": "1"}, "upload": {}}
+def cap(proc):
+    c = Conn(proc.port)
+    c.pump(5, until=lambda: c.server_settings and c.conn_window > 65535)
+    win = c.init_window
+    streams = [c.request("/sleepread", "POST", end_stream=False) for _ in range(40)]
+    sent = sum(fill(c, s, win, 0.15) for s in streams)
+    c.pump(0.5)  # any window the server still had to give
+    sent += sum(fill(c, s, c.stream_window.get(s, 0), 0.1) for s in streams)
+    check((4 << 20) <= sent <= (5 << 20) + (256 << 10),
+          f"the peer could make the connection buffer {sent >> 10} KiB of unread uploads "
+          f"(forty stream windows: {40 * win >> 10} KiB; the bound: 4 MiB + the 1 MiB window)")
+    check(not c.eof and not c.error, "the connection stays open")
+    c.close()
+
+
+ENV = {"stall": {"H2SRV_WRITE_TIMEOUT": "1"}, "upload": {}, "cap": {}}
 
 
 def main():
     proc = u.start("h2srv", env_extra=dict(ENV[CASE], H2SRV_DEBUG="1"))
     try:
-        {"stall": stall, "upload": upload}[CASE](proc)
+        {"stall": stall, "upload": upload, "cap": cap}[CASE](proc)
     finally:
         log = u.stop(proc)
     if u.failures:
