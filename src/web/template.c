@@ -528,7 +528,9 @@ static expr *parse_filters(parser *ps, expr *e)
     return e;
 }
 
-static expr *parse_unary(parser *ps)
+/* A unary minus binds tighter than filters, as in Jinja2's parser: `-3|abs` is (-3)|abs, and
+ * the filters after `-x` apply to the negation, the innermost minus' operand taking none. */
+static expr *parse_unary_nofilter(parser *ps)
 {
     tok t = peek(ps);
     if (is(t, "-")) {
@@ -538,13 +540,16 @@ static expr *parse_unary(parser *ps)
             return NULL;
         }
         expr *e = mk(ps, E_NEG, t.s);
-        if (e) e->a = parse_unary(ps);
+        if (e) e->a = parse_unary_nofilter(ps);
         ps->edepth--;
         return e;
     }
-    expr *e = parse_primary(ps);
-    e = parse_postfix(ps, e);
-    return parse_filters(ps, e);
+    return parse_postfix(ps, parse_primary(ps));
+}
+
+static expr *parse_unary(parser *ps)
+{
+    return parse_filters(ps, parse_unary_nofilter(ps));
 }
 
 static expr *binary(parser *ps, int kind, int op, const char *at, expr *a, expr *b)

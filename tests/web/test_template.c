@@ -104,11 +104,15 @@ static void test_expressions(void **state)
          "1000000000000000.0 -1500000000000000.0 1234567890123456.8 1e+16 1.2345678901234568e+16 "
          "1e+17 1e-05 1.5e-07 123456789012345.6 0.0001 5e-324"},
         {"{{ 'a' ~ n ~ 'b' }} {{ 'x' + 'y' }}", "a7b xy"},
-        {"{{ n > 5 and n < 10 }} {{ not t }} {{ n == 7.0 }} {{ 'a' in 'cat' }} {{ 3 not in [1, 2] }}",
+        {"{{ n > 5 and n < 10 }} {{ not t }} {{ n == 7.0 }} {{ 'a' in 'cat' }} {{ 3 not in [1, 2] "
+         "}}",
          "True False True True True"},
-        {"{{ 'yes' if n > 5 else 'no' }} {{ missing or 'fallback' }} {{ none }}", "yes fallback None"},
-        {"{{ name | upper }} {{ user.name | upper | lower }}", "&lt;ANN &amp; &#39;BOB&#39;&gt; ann"},
-        {"{{ missing | default('d') }} {{ user.name | d('x') }} {{ '' | default('e', true) }}", "d ann e"},
+        {"{{ 'yes' if n > 5 else 'no' }} {{ missing or 'fallback' }} {{ none }}",
+         "yes fallback None"},
+        {"{{ name | upper }} {{ user.name | upper | lower }}",
+         "&lt;ANN &amp; &#39;BOB&#39;&gt; ann"},
+        {"{{ missing | default('d') }} {{ user.name | d('x') }} {{ '' | default('e', true) }}",
+         "d ann e"},
         {"{{ user.tags | length }} {{ name | length }} {{ user.tags | join(', ') }}", "2 13 a, b"},
         {"{{ 'a b&c/d' | url }}", "a%20b%26c/d"},
         {"{{ user | json }}", "{\"name\": \"ann\", \"tags\": [\"a\", \"b\"]}"},
@@ -116,6 +120,10 @@ static void test_expressions(void **state)
         {"{{ '<b>' | e | e }} {{ '  x ' | trim }} {{ rows | first }} {{ user.tags | last }}",
          "&lt;b&gt; x {&#39;id&#39;: 1} b"},
         {"{{ [1, 'two', none, true] }}", "[1, &#39;two&#39;, None, True]"},
+        /* a unary minus binds tighter than a filter, as in Jinja2: (-x)|f, not -(x|f) */
+        {"{{ -3|string|length }} {{ -1.5|string }} {{ -n|string }} {{ - x|string|length }} {{ "
+         "-(n|string|length) }}",
+         "2 -1.5 -7 4 -1"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *got = render(t, cases[i].src, ctx);
