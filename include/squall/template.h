@@ -19,7 +19,8 @@
  *   a literal or a result, is an error where Jinja2 has big integers and inf), names, `a.b`,
  *   `a[0]`, `a["key"]`, `a[i]`, `+ - * / // %` on numbers (`~` joins as strings),
  *   comparisons `== != < <= > >=`, `in`, `not in`, `and`, `or`, `not`, parentheses,
- *   `x if cond else y`.  An unknown name or
+ *   `x if cond else y`; a unary minus binds tighter than a filter (`-3|abs` is 3, as
+ *   in Jinja2).  An unknown name or
  *   missing key is undefined: it prints as "" and is false (Jinja2's default).  One
  *   expression nests at most 64 deep, each parenthesis, bracket, unary operator and each
  *   link of a chain (`a + b + c`, `x|f|g`, `a.b.c`) counted.
@@ -29,7 +30,24 @@
  *   list, a string's characters, an object's keys), `string`,
  *   `int`/`int(default)` (Jinja2's: Python's int() of a string, else int(float()), else
  *   the default, 0; beyond 64 bits, the end of the range), and C filters registered
- *   with sq_templates_add_filter().
+ *   with sq_templates_add_filter().  Also Jinja2 3.1's (web/template_jinja2 compares
+ *   their bytes), arguments in Jinja2's order:
+ *   `float(default=0.0)`, `abs`, `round(precision=0, method='common'|'ceil'|'floor')`
+ *   (an integer stays one with 'common', as Python's round(); ties to even),
+ *   `replace(old, new, count)`, `capitalize`, `title`, `center(width=80)`,
+ *   `truncate(length=255, killwords=false, end='...', leeway=5)` (in characters),
+ *   `wordcount`, `reverse`, `list`, `sort(reverse=false, case_sensitive=false, attribute)`,
+ *   `unique(case_sensitive=false, attribute)`, `min`/`max(case_sensitive=false, attribute)`,
+ *   `sum(attribute, start=0)` (Python 3.11's: left to right).  An attribute is a key or
+ *   a dotted path ("user.age", "0").  Where they differ from Jinja2:
+ *   - arguments are positional only: no `name=value` (write `sort(false, false, 'age')`);
+ *   - upper, lower, capitalize, title and case-insensitive comparisons change ASCII letters
+ *     only ("été"|upper is "éTé"); wordcount takes non-ASCII characters for letters except
+ *     common punctuation, symbols, spaces and combining accents (Python has all of Unicode);
+ *   - reverse and unique give a list (Jinja2 an iterator, which prints as its repr);
+ *   - sort, min and max order numbers and strings, not lists;
+ *   - numbers beyond 64-bit integers or doubles (Python's big integers, inf and nan:
+ *     "inf"|float) and a filter's text beyond 64 MiB are errors.
  * - Tags: `if`/`elif`/`else`/`endif`; `for x in list` (and `for k, v in object|items`) with
  *   `loop.index`, `loop.index0`, `loop.revindex`, `loop.first`, `loop.last`, `loop.length`
  *   and a `{% else %}` for an empty list; `set` (local to the loop body, block or included

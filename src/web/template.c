@@ -1887,43 +1887,710 @@ static int int_of_double(double d, long long *v)
     return 1;
 }
 
+/* s[0..n) as Python's int() and float() read it: spaces around dropped, then '_' between
+ * digits (strip_underscores).  1 with *t (malloc'd), 0 for a misplaced '_', -ENOMEM. */
+static int number_text(const char *s, size_t n, char **t)
+{
+    while (n && isspace((unsigned char)*s)) s++, n--;
+    while (n && isspace((unsigned char)s[n - 1])) n--;
+    int rc = strip_underscores(s, n, t);
+    return rc < 0 ? (rc == -EINVAL ? 0 : rc) : 1;
+}
+
+/* Whether t (from number_text) is what Python's float() takes: a sign, digits with a point,
+ * an exponent; or inf, infinity, nan.  No hex, unlike strtod. */
+static bool float_syntax(const char *t)
+{
+    static const char digits[] = "0123456789";
+    const char *p = t + (*t == '+' || *t == '-');
+    size_t whole = strspn(p, digits), frac = 0;
+    const char *q = p + whole;
+    if (*q == '.') q++, frac = strspn(q, digits), q += frac;
+    bool ok = whole + frac > 0;
+    if (ok && (*q == 'e' || *q == 'E')) {
+        q += 1 + (q[1] == '+' || q[1] == '-');
+        size_t ex = strspn(q, digits);
+        ok = ex > 0;
+        q += ex;
+    }
+    return (ok && !*q) || !strcasecmp(p, "inf") || !strcasecmp(p, "infinity") ||
+           !strcasecmp(p, "nan");
+}
+
 /* Python's int(s), else int(float(s)) (Jinja2's |int of a string): spaces around, a sign,
  * digits with '_' between them; for float(), a point, an exponent, inf or nan.  1 with *v,
  * 0 for text that is not a number, -ENOMEM.  Beyond 64 bits, the end of the range (as for
  * a float). */
 static int int_of_text(const char *s, size_t n, long long *v)
 {
-    while (n && isspace((unsigned char)*s)) s++, n--;
-    while (n && isspace((unsigned char)s[n - 1])) n--;
     char *t;
-    int rc = strip_underscores(s, n, &t);
-    if (rc < 0) return rc == -EINVAL ? 0 : rc;
-    static const char digits[] = "0123456789";
+    int rc = number_text(s, n, &t);
+    if (rc <= 0) return rc;
     const char *p = t + (*t == '+' || *t == '-');
-    size_t whole = strspn(p, digits), frac = 0;
-    const char *q = p + whole;
-    if (whole && !*q) { /* int() */
-        *v = strtoll(t, NULL, 10); /* (it stops at the end of the range) */
-        rc = 1;
-    } else { /* float(): no hex, unlike strtod */
-        if (*q == '.') q++, frac = strspn(q, digits), q += frac;
-        bool ok = whole + frac > 0;
-        if (ok && (*q == 'e' || *q == 'E')) {
-            q += 1 + (q[1] == '+' || q[1] == '-');
-            size_t ex = strspn(q, digits);
-            ok = ex > 0;
-            q += ex;
-        }
-        ok = (ok && !*q) || !strcasecmp(p, "inf") || !strcasecmp(p, "infinity") ||
-             !strcasecmp(p, "nan");
-        rc = ok ? int_of_double(strtod(t, NULL), v) : 0;
-    }
+    size_t whole = strspn(p, "0123456789");
+    /* int(), which strtoll stops at the end of the range; else float() */
+    if (whole && !p[whole])
+        *v = strtoll(t, NULL, 10);
+    else
+        rc = float_syntax(t) ? int_of_double(strtod(t, NULL), v) : 0;
     free(t);
     return rc;
 }
 
+/* Python's float(s) (Jinja2's |float of a string): 1 with *d, 0 for text that is not a
+ * number, -ENOMEM. */
+static int float_of_text(const char *s, size_t n, double *d)
+{
+    char *t;
+    int rc = number_text(s, n, &t);
+    if (rc <= 0) return rc;
+    rc = float_syntax(t);
+    if (rc) *d = strtod(t, NULL);
+    free(t);
+    return rc;
+}
+
+/* --- Jinja2's filters on numbers, text and lists ------------------------------------------- */
+
+/* A filter's text result is at most this long: beyond it an error, not gigabytes (a chain of
+ * `replace("", …)` multiplies the length at each link). */
+#define MAX_FILTER_TEXT ((size_t)64 << 20)
+
+/* j as a Python number, a bool being an int: 'i' with *i, 'f' with *d, 0 for anything else. */
+static int py_number(const json_t *j, long long *i, double *d)
+{
+    if (json_is_integer(j)) return *i = (long long)json_integer_value(j), 'i';
+    if (json_is_boolean(j)) return *i = json_is_true(j), 'i';
+    if (json_is_real(j)) return *d = json_real_value(j), 'f';
+    return 0;
+}
+
+/* A float result.  jansson's numbers hold no inf or nan, where Python's floats do. */
+static val real_val(rctx *r, const expr *e, double d)
+{
+    json_t *j = isfinite(d) ? json_real(d) : NULL;
+    if (!j && !r->failed) rfail(r, e, -EINVAL, "%s: a number too large (inf or nan)", e->name);
+    return mkval(j);
+}
+
+/* Argument i as a Python int (a precision, a count, a width): dflt when not given; false (and
+ * the render failed) for anything but an integer or a bool, which Python refuses too. */
+static bool int_arg(rctx *r, const expr *e, json_t *const *args, size_t nargs, size_t i,
+                    long long dflt, long long *v)
+{
+    double d;
+    if (i >= nargs) return *v = dflt, true;
+    if (py_number(args[i], v, &d) == 'i') return true;
+    rfail(r, e, -EINVAL, "%s: argument %zu must be an integer, not %s", e->name, i + 1,
+          type_name(args[i]));
+    return false;
+}
+
+static char ascii_upper(char c)
+{
+    return c >= 'a' && c <= 'z' ? (char)(c - 'a' + 'A') : c;
+}
+
+static char ascii_lower(char c)
+{
+    return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+}
+
+/* Python's str.isspace() of a code point: what \s matches in a str pattern. */
+static bool py_space(unsigned long cp)
+{
+    return (cp >= 9 && cp <= 13) || (cp >= 0x1c && cp <= 0x20) || cp == 0x85 || cp == 0xa0 ||
+           cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200a) || cp == 0x2028 || cp == 0x2029 ||
+           cp == 0x202f || cp == 0x205f || cp == 0x3000;
+}
+
+/* Whether \w matches cp in a str pattern (letters, digits and numbers of every script, '_').
+ * Outside ASCII this knows the whitespace, the Latin-1 signs, combining accents, general
+ * punctuation, arrows and shapes, CJK and fullwidth punctuation and emoji as not word
+ * characters, and takes the rest as letters: the whole Unicode table is not here. */
+static bool py_word(unsigned long cp)
+{
+    static const unsigned long other[][2] = {
+        {0x80, 0xa9},       {0xab, 0xb1},     {0xb4, 0xb4},     {0xb6, 0xb8},     {0xbb, 0xbb},
+        {0xbf, 0xbf},       {0xd7, 0xd7},     {0xf7, 0xf7},     {0x300, 0x36f},   {0x2000, 0x206f},
+        {0x20a0, 0x20ff},   {0x2190, 0x245f}, {0x2500, 0x27bf}, {0x3000, 0x3004}, {0x3008, 0x3020},
+        {0xfe30, 0xfe4f},   {0xff01, 0xff0f}, {0xff1a, 0xff20}, {0xff3b, 0xff40}, {0xff5b, 0xff65},
+        {0x1f000, 0x1faff},
+    };
+    if (cp < 0x80) return isalnum((int)cp) || cp == '_';
+    if (py_space(cp)) return false;
+    for (size_t i = 0; i < sizeof other / sizeof other[0] && other[i][0] <= cp; i++)
+        if (cp <= other[i][1]) return false;
+    return true;
+}
+
+/* s as Jinja2's title (a word's first character upper, the rest lower; words begin after
+ * whitespace and "-({[<") or capitalize (the first character upper, the rest lower), in place.
+ * Cases are ASCII's, as upper and lower have them. */
+static void recase(char *s, size_t n, bool title)
+{
+    bool start = true;
+    for (size_t i = 0, k; i < n; i += k) {
+        unsigned long cp = utf8_at(s + i, n - i, &k);
+        if (k == 1) s[i] = start ? ascii_upper(s[i]) : ascii_lower(s[i]);
+        start = title && (py_space(cp) || (cp && cp < 0x80 && strchr("-({[<", (int)cp)));
+    }
+}
+
+/* Characters (code points) in s[0..n). */
+static size_t utf8_count(const char *s, size_t n)
+{
+    size_t c = 0;
+    for (size_t i = 0; i < n; i++) c += ((unsigned char)s[i] & 0xc0) != 0x80;
+    return c;
+}
+
+/* The byte offset of character `at` of s[0..n) (n past the end). */
+static size_t utf8_offset(const char *s, size_t n, size_t at)
+{
+    size_t i = 0;
+    for (size_t k; at && i < n; at--) utf8_at(s + i, n - i, &k), i += k;
+    return i;
+}
+
+/* s escaped for HTML: Markup's escape() of a str. */
+static json_t *escaped_string(const char *s, size_t n)
+{
+    rctx tmp = {.failed = 0};
+    out_escaped(&tmp, s, n);
+    json_t *j = json_stringn(tmp.out.ptr ? tmp.out.ptr : "", tmp.out.len);
+    sq__buf_free(&tmp.out);
+    return j;
+}
+
+/* The text of a filter's result, or a failed render beyond MAX_FILTER_TEXT or out of memory. */
+static val text_val(rctx *r, const expr *e, sq__buf *b, bool safe)
+{
+    if (b->len > MAX_FILTER_TEXT) {
+        rfail(r, e, -EINVAL, "%s: a result longer than %zu MiB", e->name, MAX_FILTER_TEXT >> 20);
+        return mkval(NULL);
+    }
+    json_t *j = json_stringn(b->ptr ? b->ptr : "", b->len);
+    if (!j) r->failed = -ENOMEM;
+    return (val){j, safe, true};
+}
+
+/* Python's list(j) as a new array: a list's items, a string's characters, an object's keys;
+ * undefined (Jinja2's Undefined iterates as empty), an empty list.  NULL (the render failed)
+ * for what Python cannot iterate. */
+static json_t *py_list(rctx *r, const expr *e, json_t *j)
+{
+    json_t *l;
+    if (json_is_array(j)) {
+        l = json_copy(j); /* shallow */
+    } else if (j && !json_is_string(j) && !json_is_object(j)) {
+        rfail(r, e, -EINVAL, "%s: %s is not iterable", e->name, type_name(j));
+        return NULL;
+    } else if ((l = json_array()) && json_is_string(j)) {
+        const char *s = json_string_value(j);
+        size_t n = json_string_length(j);
+        for (size_t i = 0, k; i < n; i += k) {
+            utf8_at(s + i, n - i, &k);
+            json_array_append_new(l, json_stringn(s + i, k));
+        }
+    } else if (l && j) {
+        const char *k;
+        json_t *x;
+        json_object_foreach(j, k, x) json_array_append_new(l, json_string(k));
+    }
+    if (!l) r->failed = -ENOMEM;
+    return l;
+}
+
+/* x's part named by Jinja2's attribute= argument (borrowed; NULL: undefined): "a.b.0" is
+ * x["a"]["b"][0], an integer an index. */
+static json_t *attr_of(json_t *x, const json_t *attr)
+{
+    if (json_is_integer(attr)) return item(x, (json_t *)attr);
+    const char *p = json_string_value(attr), *end = p + json_string_length(attr);
+    for (const char *dot; x; p = dot + 1) {
+        dot = memchr(p, '.', (size_t)(end - p));
+        if (!dot) dot = end;
+        size_t len = (size_t)(dot - p);
+        if (len && strspn(p, "0123456789") >= len) {
+            long long i = strtoll(p, NULL, 10);
+            x = json_is_array(x) ? json_array_get(x, (size_t)i) : NULL;
+        } else {
+            x = json_is_object(x) ? json_object_getn(x, p, len) : NULL;
+        }
+        if (dot == end) break;
+    }
+    return x;
+}
+
+/* An item and the key Jinja2's sort, unique, min and max order or tell it by. */
+typedef struct keyed {
+    json_t *item, *key; /* borrowed from the list; key a reference */
+    size_t at;
+} keyed;
+
+/* The items of j (as py_list) with their keys: the part `attr` names (none: the item), and a
+ * string lowercased unless case_sensitive (ASCII's cases).  NULL with the render failed, or
+ * with *n 0 for no items; *list owns the items. */
+static keyed *keyed_items(rctx *r, const expr *e, json_t *j, json_t *attr, bool cs, json_t **list,
+                          size_t *n)
+{
+    *n = 0;
+    if (attr && !json_is_null(attr) && !json_is_string(attr) && !json_is_integer(attr)) {
+        rfail(r, e, -EINVAL, "%s: an attribute is a string or an integer, not %s", e->name,
+              type_name(attr));
+        return NULL;
+    }
+    if (json_is_null(attr)) attr = NULL;
+    if (!(*list = py_list(r, e, j))) return NULL;
+    size_t cnt = json_array_size(*list);
+    keyed *k = calloc(cnt ? cnt : 1, sizeof *k);
+    if (!k) {
+        r->failed = -ENOMEM;
+        return NULL;
+    }
+    for (size_t i = 0; i < cnt; i++) {
+        json_t *x = json_array_get(*list, i), *key = attr ? attr_of(x, attr) : x;
+        k[i] = (keyed){x, json_incref(key), i};
+        size_t len = json_string_length(key);
+        char *low = !cs && json_is_string(key) ? malloc(len + 1) : NULL;
+        if (low) {
+            for (size_t c = 0; c < len; c++) low[c] = ascii_lower(json_string_value(key)[c]);
+            json_decref(k[i].key);
+            k[i].key = json_stringn(low, len);
+            free(low);
+        }
+    }
+    *n = cnt;
+    return k;
+}
+
+static void keyed_free(keyed *k, size_t n, json_t *list)
+{
+    for (size_t i = 0; k && i < n; i++) json_decref(k[i].key);
+    free(k);
+    json_decref(list);
+}
+
+/* Whether the keys can be ordered as Python orders them (numbers, bools among them, with
+ * numbers; strings with strings); else the render fails as Python's '<' would.  sort's keys
+ * may all be undefined (a missing attribute): Jinja2 compares them as lists, [U] == [U]. */
+static bool orderable(rctx *r, const expr *e, const keyed *k, size_t n)
+{
+    size_t undefined = 0;
+    for (size_t i = 0; i < n; i++) undefined += !k[i].key;
+    if (e->name[0] == 's' && undefined == n) return true;
+    for (size_t i = 0; i < n; i++) {
+        long long iv;
+        double d;
+        bool num = py_number(k[i].key, &iv, &d), str = json_is_string(k[i].key);
+        bool same = num ? py_number(k[0].key, &iv, &d) : str && json_is_string(k[0].key);
+        if (n > 1 && (!same || (!num && !str))) {
+            rfail(r, e, -EINVAL, "%s: cannot compare %s and %s", e->name, type_name(k[0].key),
+                  type_name(k[i ? i : 1].key));
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Python's order of two orderable keys: -1, 0, 1 (strings by code point: UTF-8's bytes). */
+static int key_order(const json_t *a, const json_t *b)
+{
+    long long x, y;
+    double dx, dy;
+    if (!a || !b) return 0; /* undefined (equal) */
+    int ka = py_number(a, &x, &dx), kb = py_number(b, &y, &dy);
+    if (ka == 'i' && kb == 'i') return (x > y) - (x < y);
+    if (ka) {
+        if (ka == 'i') dx = (double)x;
+        if (kb == 'i') dy = (double)y;
+        return (dx > dy) - (dx < dy);
+    }
+    size_t la = json_string_length(a), lb = json_string_length(b);
+    int c = memcmp(json_string_value(a), json_string_value(b), la < lb ? la : lb);
+    return c ? (c > 0) - (c < 0) : (la > lb) - (la < lb);
+}
+
+/* sorted()'s order: by key (reversed on request), equal keys as they came (stable). */
+static int keyed_cmp(const void *pa, const void *pb, void *reverse)
+{
+    const keyed *a = pa, *b = pb;
+    int c = key_order(a->key, b->key);
+    if (*(const bool *)reverse) c = -c;
+    return c ? c : (a->at > b->at) - (a->at < b->at);
+}
+
+/* sort(reverse, case_sensitive, attribute), unique(case_sensitive, attribute),
+ * min/max(case_sensitive, attribute). */
+static val order_filter(rctx *r, const expr *e, json_t *j, json_t *const *args, size_t nargs)
+{
+    const char *f = e->name;
+    bool sort = f[0] == 's', uniq = f[0] == 'u';
+    size_t a0 = sort; /* sort's first argument is reverse */
+    bool reverse = sort && nargs && truthy(args[0]);
+    bool cs = nargs > a0 && truthy(args[a0]);
+    json_t *list = NULL;
+    size_t n;
+    keyed *k = keyed_items(r, e, j, nargs > a0 + 1 ? args[a0 + 1] : NULL, cs, &list, &n);
+    val res = mkval(NULL);
+    if (!k) {
+        json_decref(list);
+        return res;
+    }
+    if (uniq) {
+        json_t *out = json_array();
+        size_t kept = 0;
+        for (size_t i = 0; out && i < n; i++) {
+            if (json_is_array(k[i].key) || json_is_object(k[i].key)) {
+                rfail(r, e, -EINVAL, "unique: unhashable %s", type_name(k[i].key));
+                break;
+            }
+            size_t s = 0;
+            while (s < kept && !equal(k[s].key, k[i].key)) s++;
+            if (s < kept) continue;
+            json_array_append(out, k[i].item);
+            keyed t = k[kept]; /* the kept keys first */
+            k[kept++] = k[i];
+            k[i] = t;
+        }
+        if (r->failed) json_decref(out);
+        res = mkval(r->failed ? NULL : out);
+    } else if (orderable(r, e, k, n)) {
+        if (sort) {
+            qsort_r(k, n, sizeof *k, keyed_cmp, &reverse);
+            json_t *out = json_array();
+            for (size_t i = 0; out && i < n; i++) json_array_append(out, k[i].item);
+            res = mkval(out);
+        } else if (n) { /* min, max: the first of the least (greatest); none: undefined */
+            size_t best = 0;
+            for (size_t i = 1; i < n; i++)
+                if (key_order(k[i].key, k[best].key) == (f[1] == 'i' ? -1 : 1)) best = i;
+            res = mkval(json_incref(k[best].item));
+        }
+    }
+    keyed_free(k, n, list);
+    return res;
+}
+
+/* sum(attribute, start) as Python 3.11's sum(): integers exactly, and from the first float
+ * on, floats added left to right (3.12 compensates their rounding). */
+static val sum_filter(rctx *r, const expr *e, json_t *j, json_t *const *args, size_t nargs)
+{
+    long long is = 0, iv;
+    double fs = 0, d;
+    int kind = nargs > 1 ? py_number(args[1], &is, &fs) : 'i';
+    if (!kind) {
+        rfail(r, e, -EINVAL, "sum: cannot add number and %s", type_name(args[1]));
+        return mkval(NULL);
+    }
+    json_t *list = NULL;
+    size_t n;
+    keyed *k = keyed_items(r, e, j, nargs ? args[0] : NULL, true, &list, &n);
+    for (size_t i = 0; k && i < n && !r->failed; i++) {
+        int ki = py_number(k[i].key, &iv, &d);
+        if (!ki)
+            rfail(r, e, -EINVAL, "sum: cannot add number and %s", type_name(k[i].key));
+        else if (kind == 'f')
+            fs += ki == 'i' ? (double)iv : d;
+        else if (ki == 'f')
+            fs = (double)is + d, kind = 'f';
+        else if (__builtin_add_overflow(is, iv, &is))
+            rfail(r, e, -EINVAL, "sum: a number too large");
+    }
+    keyed_free(k, n, list);
+    if (r->failed) return mkval(NULL);
+    return kind == 'f' ? real_val(r, e, fs) : mkval(json_integer(is));
+}
+
+/* Python's round(x, p) of a float: the decimal correctly rounded, ties to even (what
+ * _Py_dg_dtoa gives), read back. */
+static double round_common(double d, long long p)
+{
+    char buf[900];
+    if (p > 323 || d == 0) return d; /* (Python's bounds: beyond them, x or 0.0 * x) */
+    if (p < -308) return 0.0 * d;
+    if (p >= 0) {
+        snprintf(buf, sizeof buf, "%.*f", (int)p, d);
+        return strtod(buf, NULL);
+    }
+    snprintf(buf, sizeof buf, "%.16e", d);
+    long long keep = atoi(strchr(buf, 'e') + 1) + 1 + p; /* significant digits kept */
+    if (keep > 0) {
+        snprintf(buf, sizeof buf, "%.*e", (int)keep - 1, d);
+        return strtod(buf, NULL);
+    }
+    if (keep < 0) return copysign(0.0, d); /* below half the unit */
+    /* the unit's order: up beyond half of it, exactly half to even (0) */
+    snprintf(buf, sizeof buf, "%.800e", fabs(d)); /* every digit a double has */
+    bool up = buf[0] > '5' || (buf[0] == '5' && strspn(buf + 2, "0") < strcspn(buf + 2, "e"));
+    snprintf(buf, sizeof buf, "1e%lld", -p);
+    return up ? copysign(strtod(buf, NULL), d) : copysign(0.0, d);
+}
+
+/* round(precision=0, method='common'): Jinja2's, Python's round() for 'common' (an integer
+ * stays one), math.ceil or math.floor of x * 10**p, over 10**p, for the others. */
+static val round_filter(rctx *r, const expr *e, json_t *j, json_t *const *args, size_t nargs)
+{
+    const char *m = nargs < 2                 ? "common"
+                    : json_is_string(args[1]) ? json_string_value(args[1])
+                                              : "";
+    long long p, iv;
+    double d;
+    if (strcmp(m, "common") && strcmp(m, "ceil") && strcmp(m, "floor")) {
+        rfail(r, e, -EINVAL, "round: the method must be common, ceil or floor");
+        return mkval(NULL);
+    }
+    if (!int_arg(r, e, args, nargs, 0, 0, &p)) return mkval(NULL);
+    int kind = py_number(j, &iv, &d);
+    if (!kind) {
+        rfail(r, e, -EINVAL, "round of %s", type_name(j));
+        return mkval(NULL);
+    }
+    if (m[1] != 'o') {
+        double x = kind == 'i' ? (double)iv : d, scale = pow(10, (double)p);
+        x *= scale;
+        return real_val(r, e, (m[0] == 'c' ? ceil(x) : floor(x)) / scale);
+    }
+    if (kind == 'f') return real_val(r, e, round_common(d, p));
+    if (p >= 0) return mkval(json_integer(iv));
+    /* an int to a multiple of 10**-p, ties to even, as int.__round__ */
+    unsigned long long mag = iv < 0 ? 0ULL - (unsigned long long)iv : (unsigned long long)iv, q = 0;
+    if (p >= -19) {
+        unsigned long long unit = 1;
+        for (long long i = 0; i < -p; i++) unit *= 10;
+        q = mag / unit;
+        unsigned long long rem = mag % unit;
+        q += rem > unit / 2 || (rem == unit / 2 && (q & 1));
+        if (__builtin_mul_overflow(q, unit, &q) || q > (iv < 0 ? 1ULL << 63 : LLONG_MAX)) {
+            rfail(r, e, -EINVAL, "round: a number too large");
+            return mkval(NULL);
+        }
+    }
+    return mkval(json_integer(iv < 0 ? (json_int_t)(0ULL - q) : (json_int_t)q));
+}
+
+/* replace(old, new, count): Jinja2's, Python's str.replace(); with autoescape and a safe
+ * (Markup) value, old or new, the others are escaped first and the result is safe. */
+static val replace_filter(rctx *r, const expr *e, val v, const val *argv, size_t nargs)
+{
+    long long count = -1;
+    if (nargs < 2) {
+        rfail(r, e, -EINVAL, "replace: needs the old and the new text");
+        return mkval(NULL);
+    }
+    if (nargs > 2 && !json_is_null(argv[2].j)) {
+        json_t *c[3] = {argv[0].j, argv[1].j, argv[2].j};
+        if (!int_arg(r, e, c, 3, 2, -1, &count)) return mkval(NULL);
+    }
+    /* value, old, new: what is not safe is escaped when the result is (Markup.replace) */
+    bool safe = r->autoescape && (v.safe || argv[0].safe || argv[1].safe);
+    bool esc[3] = {safe && !v.safe, safe && !argv[0].safe, safe && !argv[1].safe};
+    json_t *t[3] = {NULL, NULL, NULL};
+    const json_t *src[3] = {v.j, argv[0].j, argv[1].j};
+    for (int i = 0; i < 3; i++) {
+        sq__buf b = {0};
+        if (src[i]) to_text(src[i], &b);
+        t[i] = esc[i] ? escaped_string(b.ptr ? b.ptr : "", b.len)
+                      : json_stringn(b.ptr ? b.ptr : "", b.len);
+        sq__buf_free(&b);
+    }
+    val res = mkval(NULL);
+    if (t[0] && t[1] && t[2]) {
+        const char *s = json_string_value(t[0]), *old = json_string_value(t[1]),
+                   *rep = json_string_value(t[2]);
+        size_t n = json_string_length(t[0]), on = json_string_length(t[1]),
+               rn = json_string_length(t[2]), i = 0, k;
+        sq__buf b = {0};
+        while (i <= n && b.len <= MAX_FILTER_TEXT) {
+            const char *hit = !count ? NULL : on ? memmem(s + i, n - i, old, on) : s + i;
+            if (!hit) break;
+            sq__buf_append(&b, s + i, (size_t)(hit - s) - i);
+            sq__buf_append(&b, rep, rn);
+            count -= count > 0;
+            i = (size_t)(hit - s) + on;
+            if (!on && i < n) { /* "" matches before each character and at the end */
+                utf8_at(s + i, n - i, &k);
+                sq__buf_append(&b, s + i, k);
+                i += k;
+            } else if (!on) {
+                i = n + 1;
+            }
+        }
+        if (i < n) sq__buf_append(&b, s + i, n - i);
+        res = text_val(r, e, &b, safe);
+        sq__buf_free(&b);
+    } else {
+        r->failed = -ENOMEM;
+    }
+    for (int i = 0; i < 3; i++) json_decref(t[i]);
+    return res;
+}
+
+/* truncate(length=255, killwords=False, end='...', leeway=5): Jinja2's, on characters. */
+static val truncate_filter(rctx *r, const expr *e, val v, const val *argv, size_t nargs)
+{
+    json_t *a[4] = {NULL, NULL, NULL, NULL}, *j = v.j;
+    for (size_t i = 0; i < nargs && i < 4; i++) a[i] = argv[i].j;
+    long long length, leeway;
+    /* leeway=None is the policy's 5: as if not given */
+    if (!int_arg(r, e, a, nargs, 0, 255, &length) ||
+        !int_arg(r, e, a, nargs > 3 && json_is_null(a[3]) ? 3 : nargs, 3, 5, &leeway))
+        return mkval(NULL);
+    if (nargs > 2 && !json_is_string(a[2])) {
+        rfail(r, e, -EINVAL, "truncate: the end is a string, not %s", type_name(a[2]));
+        return mkval(NULL);
+    }
+    const char *end = nargs > 2 ? json_string_value(a[2]) : "...";
+    size_t endn = nargs > 2 ? json_string_length(a[2]) : 3, endc = utf8_count(end, endn);
+    if (length < (long long)endc || leeway < 0) {
+        rfail(r, e, -EINVAL, "truncate: expected %s >= %lld, got %lld",
+              leeway < 0 ? "leeway" : "length", leeway < 0 ? 0 : (long long)endc,
+              leeway < 0 ? leeway : length);
+        return mkval(NULL);
+    }
+    size_t have;                /* Python's len() */
+    if (!j) return mkval(NULL); /* Undefined: len() 0, returned as it is */
+    if (json_is_string(j))
+        have = utf8_count(json_string_value(j), json_string_length(j));
+    else if (json_is_array(j) || json_is_object(j))
+        have = json_is_array(j) ? json_array_size(j) : json_object_size(j);
+    else {
+        rfail(r, e, -EINVAL, "truncate of %s", type_name(j));
+        return mkval(NULL);
+    }
+    if ((long long)have <= length ||
+        have - (unsigned long long)length <= (unsigned long long)leeway)
+        return (val){json_incref(j), v.safe, true};
+    if (!json_is_string(j)) { /* a slice of it + '...': Python's TypeError */
+        rfail(r, e, -EINVAL, "truncate of a %s longer than the length", type_name(j));
+        return mkval(NULL);
+    }
+    const char *s = json_string_value(j);
+    size_t n = json_string_length(j), cut = utf8_offset(s, n, (size_t)length - endc);
+    if (nargs < 2 || !truthy(a[1])) { /* rsplit(" ", 1)[0]: back to the last space */
+        const char *sp = memrchr(s, ' ', cut);
+        if (sp) cut = (size_t)(sp - s);
+    }
+    sq__buf b = {0};
+    sq__buf_append(&b, s, cut);
+    json_t *endj = v.safe && !(nargs > 2 && argv[2].safe) ? escaped_string(end, endn) : NULL;
+    if (endj) /* Markup + str escapes the str */
+        sq__buf_append(&b, json_string_value(endj), json_string_length(endj));
+    else
+        sq__buf_append(&b, end, endn);
+    json_decref(endj);
+    val res = text_val(r, e, &b, v.safe);
+    sq__buf_free(&b);
+    return res;
+}
+
+/* float(default=0.0), abs, title, capitalize, wordcount, center(width=80), reverse, list,
+ * replace, truncate, round, sum and the ordering filters.  Undefined is NULL, a failure sets
+ * r->failed (through rfail). */
+static val more_filter(rctx *r, const expr *e, val v, const val *argv, size_t nargs)
+{
+    const char *f = e->name;
+    json_t *j = v.j, *args[8];
+    for (size_t i = 0; i < nargs; i++) args[i] = argv[i].j;
+    long long iv;
+    double d;
+    int kind = py_number(j, &iv, &d);
+    sq__buf b = {0};
+    val res = mkval(NULL);
+    if (!strcmp(f, "float")) {
+        if (!j) {
+            rfail(r, e, -EINVAL, "float of undefined"); /* Undefined.__float__ raises */
+            return res;
+        }
+        int rc = kind ? 1
+                 : json_is_string(j)
+                     ? float_of_text(json_string_value(j), json_string_length(j), &d)
+                     : 0;
+        if (rc < 0)
+            r->failed = rc;
+        else if (rc)
+            res = real_val(r, e, kind == 'i' ? (double)iv : d);
+        else
+            res = nargs ? mkval(json_incref(args[0])) : mkval(json_real(0));
+    } else if (!strcmp(f, "abs")) {
+        if (!kind)
+            rfail(r, e, -EINVAL, "abs of %s", type_name(j));
+        else if (kind == 'i' && iv == LLONG_MIN) /* Python's is a big integer */
+            rfail(r, e, -EINVAL, "abs: a number too large");
+        else
+            res = mkval(kind == 'i' ? json_integer(llabs(iv)) : json_real(fabs(d)));
+    } else if (!strcmp(f, "round")) {
+        res = round_filter(r, e, j, args, nargs);
+    } else if (!strcmp(f, "replace")) {
+        res = replace_filter(r, e, v, argv, nargs);
+    } else if (!strcmp(f, "truncate")) {
+        res = truncate_filter(r, e, v, argv, nargs);
+    } else if (!strcmp(f, "title") || !strcmp(f, "capitalize") || !strcmp(f, "wordcount") ||
+               !strcmp(f, "center")) {
+        if (j) to_text(j, &b);
+        if (f[0] == 'w') {
+            size_t words = 0;
+            bool in = false;
+            for (size_t i = 0, k; i < b.len; i += k) {
+                bool w = py_word(utf8_at(b.ptr + i, b.len - i, &k));
+                words += w && !in;
+                in = w;
+            }
+            res = mkval(json_integer((json_int_t)words));
+        } else if (f[0] == 'c' && f[1] == 'e') { /* Python's str.center: the odd space left */
+            long long width;
+            size_t have = utf8_count(b.ptr ? b.ptr : "", b.len);
+            if (!int_arg(r, e, args, nargs, 0, 80, &width)) {
+            } else if (width > (long long)have && (unsigned long long)width > MAX_FILTER_TEXT) {
+                rfail(r, e, -EINVAL, "center: a width beyond %zu MiB", MAX_FILTER_TEXT >> 20);
+            } else {
+                size_t marg = width > (long long)have ? (size_t)width - have : 0,
+                       left = marg / 2 + (marg & (size_t)width & 1);
+                sq__buf c = {0};
+                if (sq__buf_reserve(&c, marg + b.len + 1) == 0) {
+                    memset(c.ptr, ' ', marg + b.len);
+                    if (b.len) memcpy(c.ptr + left, b.ptr, b.len);
+                    c.len = marg + b.len;
+                }
+                res = text_val(r, e, &c, v.safe);
+                sq__buf_free(&c);
+            }
+        } else { /* title returns a str (a join), capitalize keeps Markup */
+            recase(b.ptr, b.len, f[0] == 't');
+            res = text_val(r, e, &b, f[0] == 'c' && v.safe);
+        }
+    } else if (!strcmp(f, "reverse") && json_is_string(j)) { /* value[::-1] */
+        const char *s = json_string_value(j);
+        size_t n = json_string_length(j);
+        if (sq__buf_reserve(&b, n + 1) == 0) {
+            for (size_t i = 0, k; i < n; i += k) {
+                utf8_at(s + i, n - i, &k);
+                memcpy(b.ptr + n - i - k, s + i, k);
+            }
+            b.len = n;
+        }
+        res = text_val(r, e, &b, v.safe);
+    } else if (!strcmp(f, "reverse") || !strcmp(f, "list")) {
+        json_t *l = py_list(r, e, j);
+        for (size_t i = 0, n = json_array_size(l); f[0] == 'r' && i < n / 2; i++) {
+            json_t *x = json_incref(json_array_get(l, i));
+            json_array_set(l, i, json_array_get(l, n - 1 - i));
+            json_array_set_new(l, n - 1 - i, x);
+        }
+        res = mkval(l);
+    } else if (!strcmp(f, "sum")) {
+        res = sum_filter(r, e, j, args, nargs);
+    } else {
+        res = order_filter(r, e, j, args, nargs);
+    }
+    sq__buf_free(&b);
+    return res;
+}
+
 /* Built-in filters.  Return the new value (references), or set r->failed. */
-static val builtin_filter(rctx *r, const expr *e, val v, json_t **args, size_t nargs)
+static val builtin_filter(rctx *r, const expr *e, val v, const val *argv, json_t **args,
+                          size_t nargs)
 {
     const char *f = e->name;
     json_t *j = v.j;
@@ -1934,17 +2601,14 @@ static val builtin_filter(rctx *r, const expr *e, val v, json_t **args, size_t n
     } else if (!strcmp(f, "escape") || !strcmp(f, "e")) {
         if (v.safe) return (val){json_incref(j), true, true};
         if (j && to_text(j, &b) == 0) {
-            rctx tmp = {.failed = 0};
-            out_escaped(&tmp, b.ptr ? b.ptr : "", b.len);
-            res = (val){json_stringn(tmp.out.ptr ? tmp.out.ptr : "", tmp.out.len), true, true};
-            sq__buf_free(&tmp.out);
+            res = (val){escaped_string(b.ptr ? b.ptr : "", b.len), true, true};
         } else {
             res = (val){json_string(""), true, true};
         }
     } else if (!strcmp(f, "upper") || !strcmp(f, "lower")) {
         if (j) to_text(j, &b);
         for (size_t i = 0; i < b.len; i++)
-            b.ptr[i] = (char)(f[0] == 'u' ? toupper((unsigned char)b.ptr[i]) : tolower((unsigned char)b.ptr[i]));
+            b.ptr[i] = f[0] == 'u' ? ascii_upper(b.ptr[i]) : ascii_lower(b.ptr[i]);
         res = (val){json_stringn(b.ptr ? b.ptr : "", b.len), v.safe, true};
     } else if (!strcmp(f, "trim")) {
         if (j) to_text(j, &b);
@@ -1962,8 +2626,7 @@ static val builtin_filter(rctx *r, const expr *e, val v, json_t **args, size_t n
     } else if (!strcmp(f, "length") || !strcmp(f, "count")) {
         size_t n = 0;
         if (json_is_string(j)) {
-            const char *s = json_string_value(j);
-            for (size_t i = 0; i < json_string_length(j); i++) n += ((unsigned char)s[i] & 0xC0) != 0x80;
+            n = utf8_count(json_string_value(j), json_string_length(j));
         } else if (json_is_array(j)) {
             n = json_array_size(j);
         } else if (json_is_object(j)) {
@@ -2032,6 +2695,8 @@ static val builtin_filter(rctx *r, const expr *e, val v, json_t **args, size_t n
         if (json_is_object(j))
             json_object_foreach(j, k, x) json_array_append_new(list, json_pack("[s,O]", k, x));
         res = mkval(list);
+    } else {
+        res = more_filter(r, e, v, argv, nargs);
     }
     sq__buf_free(&b);
     return res;
@@ -2056,7 +2721,7 @@ static val call_filter(rctx *r, const expr *e)
             res.safe = safe;
             if (msg) rfail(r, e, -EINVAL, "%s: %s", e->name, msg);
         } else {
-            res = builtin_filter(r, e, v, args, n);
+            res = builtin_filter(r, e, v, argv, args, n);
         }
     }
     vfree(v);
@@ -2702,10 +3367,12 @@ int sq__template_render_globals(sq_template *tpl, json_t *ctx, json_t *safe_glob
     return 0;
 }
 
-static const char *const builtin_names[] = {"safe", "escape", "e", "upper", "lower", "trim",
-                                            "string", "default", "d", "length", "count", "url",
-                                            "urlencode", "json", "tojson", "join", "first",
-                                            "last", "int", "items", NULL};
+static const char *const builtin_names[] = {
+    "safe",       "escape", "e",        "upper",     "lower",     "trim",    "string", "default",
+    "d",          "length", "count",    "url",       "urlencode", "json",    "tojson", "join",
+    "first",      "last",   "int",      "items",     "float",     "abs",     "round",  "replace",
+    "capitalize", "title",  "truncate", "wordcount", "center",    "reverse", "list",   "sum",
+    "sort",       "unique", "min",      "max",       NULL};
 static const filter_def builtins[] = {{.name = NULL}};
 
 static const filter_def *find_filter(sq_templates *t, const char *name, size_t len)
