@@ -818,7 +818,8 @@ SQ__HOT static int parse_next(sq_http_conn *c)
     r->detached = false;
     r->is_head = h.method_len == 4 && !memcmp(h.method, "HEAD", 4);
     r->expect_continue = h.expect_continue;
-    r->upgrade = h.upgrade;
+    /* HTTP/1.0 has no 1xx, so no 101: its Upgrade is ignored (RFC 9110 7.8) */
+    r->upgrade = h.upgrade && h.version_minor >= 1;
     r->continue_sent = false;
     r->body_read = false;
     r->streaming = false;

@@ -550,6 +550,15 @@ static void status_1xx_client(harness *h)
     CHECK(h, c.len >= 12 && !memcmp(c.buf, "HTTP/1.1 101", 12));
     CHECK(h, cl_eof(&c));
     cl_close(&c);
+    /* the same from HTTP/1.0, which has no 1xx: a server ignores its Upgrade (RFC 9110
+     * 7.8, 15.2), so 101 is refused as for any request */
+    CHECK(h, cl_open(&c, h->port) == 0);
+    CHECK(h, cl_sends(&c, "GET /status?c=101 HTTP/1.0\r\nHost: x\r\nConnection: Upgrade\r\n"
+                          "Upgrade: x-test\r\n\r\n") == 0);
+    while (!memmem(c.buf, c.len, "rc=", 3) && cl_fill(&c) > 0) continue;
+    CHECK(h, c.len >= 12 && !memcmp(c.buf, "HTTP/1.1 200", 12));
+    CHECK(h, memmem(c.buf, c.len, "rc=-22", 6) != NULL);
+    cl_close(&c);
 }
 
 static void test_status_1xx(void **state)
