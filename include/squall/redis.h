@@ -117,11 +117,11 @@ typedef struct sq_redis_options {
 /** Connect to `url` — redis://[[user]:password@]host[:port][/db] (port 6379, db 0 by
  *  default; host a name, an IPv4 address or [IPv6]), rediss://… (TLS, the certificate
  *  checked against host), or unix:///path/to/socket — each optionally followed by
- *  ?db=N&password=…&user=… (user and password may be %-encoded) and connect_timeout=,
- *  command_timeout=, socket_timeout=, health_check_interval= in seconds (overriding
- *  `opts`).  After connecting, AUTH
- *  (when a password is given) and SELECT (when db != 0) are sent, and again after every
- *  reconnect.  `opts` is copied.
+ *  ?db=N&password=…&user=… (user, password and a unix path may be %-encoded; a %00, which
+ *  would cut them short, makes a bad URL) and connect_timeout=, command_timeout=,
+ *  socket_timeout=, health_check_interval= in seconds (overriding `opts`).  After
+ *  connecting, AUTH (when a password is given) and SELECT (when db != 0) are sent, and
+ *  again after every reconnect.  `opts` is copied.
  *  @return a future resolving with the client, owned by the future until taken (the taker
  *  frees it with sq_redis_free()); it fails with -EINVAL (a bad URL), -ENAMETOOLONG (a unix
  *  socket path longer than sockaddr_un takes, 107 bytes on Linux), -ECONNREFUSED,

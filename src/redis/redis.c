@@ -628,21 +628,24 @@ static int hexval(char c)
     return -1;
 }
 
-/* A %-decoded copy of s[0..n). */
-static char *decode(const char *s, size_t n)
+/* *out: a %-decoded copy of s[0..n) (the caller frees the old one).  -EINVAL for a %00,
+ * which would end the C string there: the rest of a path or password silently dropped. */
+static int decode(char **out, const char *s, size_t n)
 {
     char *d = malloc(n + 1), *p = d;
-    if (!d) return NULL;
+    *out = d;
+    if (!d) return -ENOMEM;
     for (size_t i = 0; i < n; i++) {
         if (s[i] == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-            *p++ = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+            *p = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+            if (!*p++) return -EINVAL;
             i += 2;
         } else {
             *p++ = s[i];
         }
     }
     *p = 0;
-    return d;
+    return 0;
 }
 
 static int parse_int(const char *s, size_t n, int max, int *out)
@@ -674,8 +677,7 @@ static int parse_seconds(const char *s, size_t n, double *out)
 static int replace(char **field, const char *s, size_t n)
 {
     free(*field);
-    *field = decode(s, n);
-    return *field ? 0 : -ENOMEM;
+    return decode(field, s, n);
 }
 
 static int parse_query(sq_redis *r, const char *q)
@@ -733,7 +735,8 @@ static int parse_url(sq_redis *r, const char *url)
     const char *query = p[main_len] == '?' ? p + main_len + 1 : NULL;
     if (is_unix) {
         if (main_len == 0 || p[0] != '/') return -EINVAL;
-        if (!(r->path = decode(p, main_len))) return -ENOMEM;
+        int e = decode(&r->path, p, main_len);
+        if (e < 0) return e;
         /* refused here, not at each connect: a subscriber would retry it forever */
         if (strlen(r->path) >= SUN_PATH_SIZE) return -ENAMETOOLONG;
         return query ? parse_query(r, query) : 0;
@@ -775,7 +778,8 @@ static int parse_url(sq_redis *r, const char *url)
         if (colon) port = colon + 1;
     }
     if (hl == 0) return -EINVAL;
-    if (!(r->host = decode(h, hl))) return -ENOMEM;
+    int e = decode(&r->host, h, hl);
+    if (e < 0) return e;
     r->port = 6379;
     if (port && parse_int(port, (size_t)(hend - port), 65535, &r->port) < 0) return -EINVAL;
     if (r->port == 0) return -EINVAL;

@@ -1587,6 +1587,15 @@ static void *long_path_coro(void *arg)
     url[n + 102] = 0; /* fits: tried, and not there */
     assert_null(sq_redis_connect(url, NULL, &e));
     assert_int_equal(e, -ENOENT);
+    /* a %00 would cut the path (or a password) short, making another name of it: a bad
+     * URL, however long the rest */
+    memcpy(url + n, "sq-nul%00", 9);
+    assert_null(sq_redis_connect(url, NULL, &e));
+    assert_int_equal(e, -EINVAL);
+    assert_null(sq_redis_sub_new(sq_loop_current(), url, NULL, on_msg, &ms, &e));
+    assert_int_equal(e, -EINVAL);
+    assert_null(sq_redis_connect("redis://:pass%00word@127.0.0.1:1/", NULL, &e));
+    assert_int_equal(e, -EINVAL);
     return NULL;
 }
 
