@@ -87,7 +87,9 @@ int64_t sq_await(sq_future *f, void **value);
 int sq_gather(sq_future **fs, size_t n, void **values, int64_t *statuses);
 /** A future that resolves like f, or with -ETIMEDOUT after `seconds` — in which case f is
  * cancelled.  An owned value moves from f to the returned future (with its free function).
- * CONSUMES f; the caller owns the returned future.  NULL on -ENOMEM. */
+ * CONSUMES f; the caller owns the returned future.  NULL on -ENOMEM; a timeout that cannot
+ * be armed fails the returned future at once: -ENOMEM, or -ESHUTDOWN once sq_loop_free()
+ * has closed the loop (f is released then, not cancelled). */
 sq_future *sq_with_timeout(sq_future *f, double seconds);
 /** A future resolved with status 0 after `seconds`; cancelling it drops the timer. */
 sq_future *sq_sleep_future(sq_loop *loop, double seconds);

@@ -1,4 +1,5 @@
 /* Futures, await, gather, timeouts and sleep. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -410,13 +411,15 @@ sq_future *sq_with_timeout(sq_future *f, double seconds)
     st->inner = f;
     st->outer = sq_future_retain(out);
     st->timer = sq_call_later(f->loop, seconds, timeout_fired, st);
+    /* no timer: out of memory, or the loop closed by sq_loop_free (ESHUTDOWN) */
+    int err = st->timer || errno != ESHUTDOWN ? -ENOMEM : -ESHUTDOWN;
     if (st->timer) sq__call_set_dispose(st->timer, timeout_dispose);
     sq_future_set_cancel_hook(out, timeout_outer_cancelled, st);
     if (!st->timer || sq_future_add_done_callback(f, timeout_inner_done, st) < 0) {
         /* Without its timer or its callback the timeout would silently not apply. */
         sq_call_cancel(st->timer);
         sq_future_set_cancel_hook(out, NULL, NULL);
-        sq_future_set_error(out, -ENOMEM);
+        sq_future_set_error(out, err);
         timeout_finish(st);
     }
     return out;

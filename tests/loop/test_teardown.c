@@ -255,8 +255,15 @@ static void dispose_queue(void *arg)
     void *p = malloc(16);
     assert_int_equal(sq_add_callback(dispose_loop, late_cb, p), SQ_ELOOPCLOSED);
     assert_int_equal(sq_add_callback_threadsafe(dispose_loop, late_cb, p), SQ_ELOOPCLOSED);
+    errno = 0;
     assert_null(sq_call_later(dispose_loop, 5.0, late_cb, p));
+    assert_int_equal(errno, ESHUTDOWN);
     free(p);
+    /* a timeout that cannot be armed fails its future with that reason, not -ENOMEM */
+    sq_future *t = sq_with_timeout(sq_future_new(dispose_loop), 5.0);
+    assert_non_null(t);
+    assert_int_equal(sq_future_status(t), -ESHUTDOWN);
+    sq_future_release(t);
     sq_timer_init(dispose_loop, &late_timer, late_timer_cb, NULL);
     sq_timer_start(&late_timer, 5.0, 0);
     assert_false(sq_timer_active(&late_timer));
