@@ -2197,8 +2197,8 @@ static bool orderable(rctx *r, const expr *e, const keyed *k, size_t n)
 /* Python's order of two orderable keys: -1, 0, 1 (strings by code point: UTF-8's bytes). */
 static int key_order(const json_t *a, const json_t *b)
 {
-    long long x, y;
-    double dx, dy;
+    long long x = 0, y = 0;
+    double dx = 0, dy = 0;
     if (!a || !b) return 0; /* undefined (equal) */
     int ka = py_number(a, &x, &dx), kb = py_number(b, &y, &dy);
     if (ka == 'i' && kb == 'i') return (x > y) - (x < y);
