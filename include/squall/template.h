@@ -29,7 +29,8 @@
  *   `default(x)`/`d(x)`, `length`/`count`, `join(sep)`, `trim`, `first`, `last` (of a
  *   list, a string's characters, an object's keys), `string`,
  *   `int`/`int(default)` (Jinja2's: Python's int() of a string, else int(float()), else
- *   the default, 0; beyond 64 bits, the end of the range), and C filters registered
+ *   the default, 0, also for an infinity or NaN; beyond 64 bits, the end of the range),
+ *   and C filters registered
  *   with sq_templates_add_filter().  Also Jinja2 3.1's (web/template_jinja2 compares
  *   their bytes), arguments in Jinja2's order:
  *   `float(default=0.0)`, `abs`, `round(precision=0, method='common'|'ceil'|'floor')`

@@ -1877,12 +1877,13 @@ static int tojson(const json_t *j, sq__buf *b, int depth)
     return 0;
 }
 
-/* Python's int() of a float: toward zero.  1, 0 for NaN (Jinja2's |int takes the default).
- * Beyond 64 bits (Python has big integers, squall's values are jansson's) it stops at the
+/* Python's int() of a float: toward zero.  1, 0 for NaN and the infinities (int() raises
+ * ValueError and OverflowError, and Jinja2's |int takes the default for both).  A finite
+ * value beyond 64 bits (Python has big integers, squall's values are jansson's) stops at the
  * end of the range, as |int always has here (web/test_web_semantics): a C cast is undefined. */
 static int int_of_double(double d, long long *v)
 {
-    if (isnan(d)) return 0;
+    if (!isfinite(d)) return 0;
     *v = d >= 0x1p63 ? LLONG_MAX : d < -0x1p63 ? LLONG_MIN : (long long)d; /* -2^63 fits */
     return 1;
 }
@@ -1919,8 +1920,8 @@ static bool float_syntax(const char *t)
 
 /* Python's int(s), else int(float(s)) (Jinja2's |int of a string): spaces around, a sign,
  * digits with '_' between them; for float(), a point, an exponent, inf or nan.  1 with *v,
- * 0 for text that is not a number, -ENOMEM.  Beyond 64 bits, the end of the range (as for
- * a float). */
+ * 0 for text that is not a number or is infinite or NaN, -ENOMEM.  Beyond 64 bits, the end
+ * of the range (as for a float). */
 static int int_of_text(const char *s, size_t n, long long *v)
 {
     char *t;

@@ -445,6 +445,9 @@ static void test_int_filter(void **state)
         /* beyond 64 bits, the end of the range, as for a float (web/test_web_semantics) */
         {"{{ '99999999999999999999'|int }}|{{ '-1e30'|int }}",
          "9223372036854775807|-9223372036854775808"},
+        /* an infinity is no integer: Python's int(float('inf')) raises OverflowError, which
+         * do_int answers with the default */
+        {"{{ 'inf'|int }}|{{ '-Infinity'|int(4) }}|{{ '1e400'|int(9) }}", "0|4|9"},
     };
     check_cases(t, cases, sizeof cases / sizeof cases[0], "{}");
     sq_templates_free(t);
