@@ -798,6 +798,10 @@ static piece lex(parser *ps, lexer *lx)
                 /* `{% raw -%}` strips the start of the text; `{% endraw -%}` what follows */
                 bool strip_start = lx->strip_next;
                 const char *r = lx->p, *text = r;
+                /* An "endraw" tag that does not close (nothing after it, or more than a '-'
+                 * before its "%}") is text, as Jinja2's raw pattern reads on to the next
+                 * one; if none follows, the first such tag is what is reported. */
+                const char *bad = NULL, *bad_tag = NULL, *bad_end = NULL;
                 while (r + 1 < lx->end) {
                     if (r[0] == '{' && r[1] == '%') {
                         const char *x = r + 2;
@@ -814,15 +818,14 @@ static piece lex(parser *ps, lexer *lx)
                             lx->strip_next = y < lx->end && *y == '-';
                             y += lx->strip_next;
                             if (y + 1 >= lx->end || y[0] != '%' || y[1] != '}') {
-                                const char *z = y;
-                                while (z < lx->end && !is_space_c(*z) && *z != '%' && *z != '-')
-                                    z++;
-                                if (y + 1 >= lx->end || z == y)
-                                    fail(ps, r, "unclosed '{%%'");
-                                else
-                                    fail(ps, y, "unexpected '%.*s' at the end of the tag",
-                                         (int)(z - y), y);
-                                return (piece){-1, lx->end, lx->end, r};
+                                if (!bad) {
+                                    const char *z = y;
+                                    while (z < lx->end && !is_space_c(*z) && *z != '%' && *z != '-')
+                                        z++;
+                                    bad = y, bad_tag = r, bad_end = z;
+                                }
+                                r++;
+                                continue;
                             }
                             lx->p = y + 2;
                             if (strip_start)
@@ -832,8 +835,14 @@ static piece lex(parser *ps, lexer *lx)
                     }
                     r++;
                 }
-                fail(ps, q, "'raw' without 'endraw'");
-                return (piece){-1, lx->end, lx->end, q};
+                if (!bad)
+                    fail(ps, q, "'raw' without 'endraw'");
+                else if (bad + 1 >= lx->end || bad_end == bad)
+                    fail(ps, bad_tag, "unclosed '{%%'");
+                else
+                    fail(ps, bad, "unexpected '%.*s' at the end of the tag", (int)(bad_end - bad),
+                         bad);
+                return (piece){-1, lx->end, lx->end, bad ? bad_tag : q};
             }
         }
         return (piece){kind == '{' ? 1 : 2, in, ie, q};

@@ -553,6 +553,12 @@ static void test_tag_errors(void **state)
         {"{% raw %}x{% endraw", "ERROR t.html:1:11: unclosed '{%'"},
         {"{% raw %}x{% endraw x %}", "ERROR t.html:1:21: unexpected 'x' at the end of the tag"},
         {"{% raw %}x{% endrawx %}y{% endraw %}", "x{% endrawx %}y"},
+        /* a malformed end tag is text when a proper one follows (Jinja2's raw regex) */
+        {"{% raw %}x{% endraw x %}y{% endraw %}", "x{% endraw x %}y"},
+        {"{% raw %}x{% endraw{% endraw %}", "x{% endraw"},
+        {"{% raw %}x{%- endraw - %}y{%- endraw -%} z", "x{%- endraw - %}yz"},
+        {"{% raw %}x{% endraw x %}y{% endraw",
+         "ERROR t.html:1:21: unexpected 'x' at the end of the tag"},
     };
     check_cases(t, cases, sizeof cases / sizeof cases[0], "{}");
     sq_templates_free(t);
