@@ -120,8 +120,9 @@ void sq_template_free(sq_template *tpl);
 /** Render with `ctx` (a JSON object, borrowed; NULL: empty).  *out gets the text (malloc'd,
  *  NUL-terminated; the caller frees it) and *len its length.
  *  @return 0, or -EINVAL with err describing a render-time error (a filter's, a bad
- *  operand: "page.html:7:12: cannot add string and number"), -ELOOP (extends/include nested
- *  deeper than 32), -ENOMEM. */
+ *  operand: "page.html:7:12: cannot add string and number"; a list or object written as
+ *  text or by tojson with lists and objects nested more than 128 deep, as Python stops at
+ *  its recursion limit), -ELOOP (extends/include nested deeper than 32), -ENOMEM. */
 int sq_template_render(sq_template *tpl, json_t *ctx, char **out, size_t *len, char *err,
                        size_t errlen);
 

@@ -24,6 +24,11 @@
 
 #define MAX_DEPTH 32 /* extends + include nesting */
 #define MAX_EXPR_DEPTH 64 /* parentheses, brackets, unary operators inside one expression */
+/* Lists and objects inside one another that a value may have to be printed (str, tojson):
+ * the writers recurse on it, on a coroutine's stack (a request's JSON body nests up to 2048
+ * deep, which overran the default 256 KiB); Python's own repr and json.dumps stop at its
+ * recursion limit too */
+#define MAX_VALUE_DEPTH 128
 
 /* --- the tree ----------------------------------------------------------------------------- */
 
@@ -1483,8 +1488,14 @@ static char *put_int(char *p, long long v)
     return sq__put_u64(p, v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v);
 }
 
-/* Python's str() of a value, appended to b. */
-static int to_text(const json_t *j, sq__buf *b);
+/* Python's str() of a value, appended to b, `depth` levels inside the value printed.  0,
+ * -EINVAL nested deeper than MAX_VALUE_DEPTH, -ENOMEM. */
+static int to_text_at(const json_t *j, sq__buf *b, int depth);
+
+static int to_text(const json_t *j, sq__buf *b)
+{
+    return to_text_at(j, b, 0);
+}
 
 /* The code point at s (n > 0 bytes left) and its length in *k.  jansson's strings are valid
  * UTF-8 (json_stringn checks), so only the lead byte says how long a character is. */
@@ -1521,7 +1532,7 @@ static bool printable(unsigned long cp)
     return true;
 }
 
-static int repr_text(const json_t *j, sq__buf *b)
+static int repr_text(const json_t *j, sq__buf *b, int depth)
 {
     if (json_is_string(j)) {
         const char *s = json_string_value(j);
@@ -1547,10 +1558,10 @@ static int repr_text(const json_t *j, sq__buf *b)
         }
         return sq__buf_append(b, &q, 1);
     }
-    return to_text(j, b);
+    return to_text_at(j, b, depth);
 }
 
-static int to_text(const json_t *j, sq__buf *b)
+static int to_text_at(const json_t *j, sq__buf *b, int depth)
 {
     char num[64];
     switch (json_typeof(j)) {
@@ -1631,29 +1642,46 @@ static int to_text(const json_t *j, sq__buf *b)
     case JSON_FALSE: return sq__buf_append(b, "False", 5);
     case JSON_NULL: return sq__buf_append(b, "None", 4);
     case JSON_ARRAY: {
+        if (depth >= MAX_VALUE_DEPTH) return -EINVAL;
         if (sq__buf_append(b, "[", 1) < 0) return -ENOMEM;
-        for (size_t i = 0; i < json_array_size(j); i++)
-            if ((i && sq__buf_append(b, ", ", 2) < 0) || repr_text(json_array_get(j, i), b) < 0)
-                return -ENOMEM;
+        for (size_t i = 0; i < json_array_size(j); i++) {
+            int rc = i ? sq__buf_append(b, ", ", 2) : 0;
+            if (rc < 0 || (rc = repr_text(json_array_get(j, i), b, depth + 1)) < 0) return rc;
+        }
         return sq__buf_append(b, "]", 1);
     }
     case JSON_OBJECT: {
+        if (depth >= MAX_VALUE_DEPTH) return -EINVAL;
         if (sq__buf_append(b, "{", 1) < 0) return -ENOMEM;
         const char *k;
         json_t *v;
         bool first = true;
         json_object_foreach((json_t *)j, k, v) {
             json_t *ks = json_string(k);
-            int e = (!first && sq__buf_append(b, ", ", 2) < 0) || !ks || repr_text(ks, b) < 0 ||
-                    sq__buf_append(b, ": ", 2) < 0 || repr_text(v, b) < 0;
+            int rc = !first ? sq__buf_append(b, ", ", 2) : 0;
+            if (rc >= 0 && !ks) rc = -ENOMEM;
+            if (rc >= 0) rc = repr_text(ks, b, depth + 1);
+            if (rc >= 0) rc = sq__buf_append(b, ": ", 2);
+            if (rc >= 0) rc = repr_text(v, b, depth + 1);
             json_decref(ks);
-            if (e) return -ENOMEM;
+            if (rc < 0) return rc;
             first = false;
         }
         return sq__buf_append(b, "}", 1);
     }
     }
     return 0;
+}
+
+/* to_text for the renderer: a value it cannot write fails the render, rather than
+ * leaving its text cut short. */
+static void text_of(rctx *r, const expr *e, const json_t *j, sq__buf *b)
+{
+    int rc = j ? to_text(j, b) : 0;
+    if (rc == -EINVAL)
+        rfail(r, e, rc, "a value nested deeper than %d", MAX_VALUE_DEPTH);
+    else if (rc < 0 && !r->failed)
+        r->failed = rc;
 }
 
 static inline bool truthy(const json_t *j)
@@ -1839,10 +1867,10 @@ static int key_cmp(const void *a, const void *b)
 
 /* Jinja2's tojson: json.dumps(sort_keys=True) (", " and ": " between items, floats as
  * Python's repr), HTML-safe.  Undefined is written as null.  -EINVAL nested deeper than
- * jansson itself would load; -ENOMEM. */
+ * MAX_VALUE_DEPTH; -ENOMEM. */
 static int tojson(const json_t *j, sq__buf *b, int depth)
 {
-    if (depth > 2048) return -EINVAL;
+    if ((json_is_array(j) || json_is_object(j)) && depth >= MAX_VALUE_DEPTH) return -EINVAL;
     switch (j ? json_typeof(j) : JSON_NULL) {
     case JSON_STRING:
         return tojson_string(json_string_value(j), json_string_length(j), b);
@@ -2400,13 +2428,13 @@ static val replace_filter(rctx *r, const expr *e, val v, const val *argv, size_t
     const json_t *src[3] = {v.j, argv[0].j, argv[1].j};
     for (int i = 0; i < 3; i++) {
         sq__buf b = {0};
-        if (src[i]) to_text(src[i], &b);
+        text_of(r, e, src[i], &b);
         t[i] = esc[i] ? escaped_string(b.ptr ? b.ptr : "", b.len)
                       : json_stringn(b.ptr ? b.ptr : "", b.len);
         sq__buf_free(&b);
     }
     val res = mkval(NULL);
-    if (t[0] && t[1] && t[2]) {
+    if (t[0] && t[1] && t[2] && !r->failed) {
         const char *s = json_string_value(t[0]), *old = json_string_value(t[1]),
                    *rep = json_string_value(t[2]);
         size_t n = json_string_length(t[0]), on = json_string_length(t[1]),
@@ -2430,7 +2458,7 @@ static val replace_filter(rctx *r, const expr *e, val v, const val *argv, size_t
         if (i < n) sq__buf_append(&b, s + i, n - i);
         res = text_val(r, e, &b, safe);
         sq__buf_free(&b);
-    } else {
+    } else if (!r->failed) {
         r->failed = -ENOMEM;
     }
     for (int i = 0; i < 3; i++) json_decref(t[i]);
@@ -2538,7 +2566,7 @@ static val more_filter(rctx *r, const expr *e, val v, const val *argv, size_t na
         res = truncate_filter(r, e, v, argv, nargs);
     } else if (!strcmp(f, "title") || !strcmp(f, "capitalize") || !strcmp(f, "wordcount") ||
                !strcmp(f, "center")) {
-        if (j) to_text(j, &b);
+        text_of(r, e, j, &b);
         if (f[0] == 'w') {
             size_t words = 0;
             bool in = false;
@@ -2610,24 +2638,25 @@ static val builtin_filter(rctx *r, const expr *e, val v, const val *argv, json_t
         res = (val){json_incref(j), true, true};
     } else if (!strcmp(f, "escape") || !strcmp(f, "e")) {
         if (v.safe) return (val){json_incref(j), true, true};
-        if (j && to_text(j, &b) == 0) {
+        text_of(r, e, j, &b);
+        if (j && !r->failed) {
             res = (val){escaped_string(b.ptr ? b.ptr : "", b.len), true, true};
         } else {
             res = (val){json_string(""), true, true};
         }
     } else if (!strcmp(f, "upper") || !strcmp(f, "lower")) {
-        if (j) to_text(j, &b);
+        text_of(r, e, j, &b);
         for (size_t i = 0; i < b.len; i++)
             b.ptr[i] = f[0] == 'u' ? ascii_upper(b.ptr[i]) : ascii_lower(b.ptr[i]);
         res = (val){json_stringn(b.ptr ? b.ptr : "", b.len), v.safe, true};
     } else if (!strcmp(f, "trim")) {
-        if (j) to_text(j, &b);
+        text_of(r, e, j, &b);
         size_t s = 0, n = b.len;
         while (s < n && isspace((unsigned char)b.ptr[s])) s++;
         while (n > s && isspace((unsigned char)b.ptr[n - 1])) n--;
         res = (val){json_stringn(b.ptr ? b.ptr + s : "", n - s), v.safe, true};
     } else if (!strcmp(f, "string")) {
-        if (j) to_text(j, &b);
+        text_of(r, e, j, &b);
         res = (val){json_stringn(b.ptr ? b.ptr : "", b.len), v.safe, true};
     } else if (!strcmp(f, "default") || !strcmp(f, "d")) {
         bool use = !j || (nargs > 1 && json_is_true(args[1]) && !truthy(j));
@@ -2647,19 +2676,23 @@ static val builtin_filter(rctx *r, const expr *e, val v, const val *argv, json_t
         }
         res = mkval(json_integer((json_int_t)n));
     } else if (!strcmp(f, "url") || !strcmp(f, "urlencode")) {
-        if (j) to_text(j, &b);
+        text_of(r, e, j, &b);
         sq__buf q = {0};
         url_quote(&q, b.ptr ? b.ptr : "", b.len);
         res = mkval(json_stringn(q.ptr ? q.ptr : "", q.len));
         sq__buf_free(&q);
     } else if (!strcmp(f, "json") || !strcmp(f, "tojson")) {
-        if (tojson(j, &b, 0) < 0) rfail(r, e, -EINVAL, "%s: a value nested too deep", f);
+        int rc = tojson(j, &b, 0);
+        if (rc == -EINVAL)
+            rfail(r, e, rc, "%s: a value nested deeper than %d", f, MAX_VALUE_DEPTH);
+        else if (rc < 0)
+            r->failed = rc;
         res = (val){json_stringn(b.ptr ? b.ptr : "", b.len), true, true};
     } else if (!strcmp(f, "join")) {
         const char *sep = nargs && json_is_string(args[0]) ? json_string_value(args[0]) : "";
         for (size_t i = 0; json_is_array(j) && i < json_array_size(j); i++) {
             if (i) sq__buf_append(&b, sep, strlen(sep));
-            to_text(json_array_get(j, i), &b);
+            text_of(r, e, json_array_get(j, i), &b);
         }
         res = mkval(json_stringn(b.ptr ? b.ptr : "", b.len));
     } else if (!strcmp(f, "first") || !strcmp(f, "last")) {
@@ -3035,8 +3068,8 @@ static val eval(rctx *r, const expr *e)
                 res = arith(r, e, a.j, b.j);
             } else if (e->kind == E_CONCAT) {
                 sq__buf s = {0};
-                if (a.j) to_text(a.j, &s);
-                if (b.j) to_text(b.j, &s);
+                text_of(r, e, a.j, &s);
+                text_of(r, e, b.j, &s);
                 res = mkval(json_stringn(s.ptr ? s.ptr : "", s.len));
                 sq__buf_free(&s);
             } else {
@@ -3104,7 +3137,7 @@ static void pop_vars(rctx *r, size_t to)
     }
 }
 
-static void print(rctx *r, val v)
+static void print(rctx *r, const expr *e, val v)
 {
     if (!v.j) return;
     if (json_is_string(v.j)) {
@@ -3122,11 +3155,11 @@ static void print(rctx *r, val v)
     }
     if (!json_is_array(v.j) && !json_is_object(v.j)) {
         /* numbers, True, False, None: nothing to escape, written in place */
-        if (!r->failed && to_text(v.j, &r->out) < 0) r->failed = -ENOMEM;
+        if (!r->failed) text_of(r, e, v.j, &r->out);
         return;
     }
     sq__buf b = {0};
-    if (to_text(v.j, &b) < 0) r->failed = -ENOMEM;
+    text_of(r, e, v.j, &b);
     if (r->autoescape && !v.safe)
         out_escaped(r, b.ptr ? b.ptr : "", b.len);
     else
@@ -3180,7 +3213,7 @@ static void render_nodes(rctx *r, const node *n)
                 if (room(r, 24)) r->out.len = (size_t)(put_int(r->out.ptr + r->out.len, i) - r->out.ptr);
             } else {
                 val v = eval(r, n->e);
-                print(r, v);
+                print(r, n->e, v);
                 vfree(v);
             }
             continue;

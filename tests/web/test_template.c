@@ -590,6 +590,56 @@ static void test_more_filters(void **state)
     sq_templates_free(t);
 }
 
+/* A value nested as deep as a request's JSON body may be (jansson loads 2048 levels) printed
+ * in a handler's coroutine: an error, not a stack overrun; as deep as real data goes, its
+ * text.  (Jinja2 stops at Python's recursion limit.) */
+typedef struct deep_case {
+    sq_templates *t;
+    const char *src, *ctx;
+    const char *got;
+} deep_case;
+
+static void *render_task(void *arg)
+{
+    deep_case *c = arg;
+    c->got = render(c->t, c->src, c->ctx);
+    return NULL;
+}
+
+static void test_deep_values(void **state)
+{
+    sq_templates *t = sq_templates_new(dir, NULL);
+    sq_loop *loop = sq_loop_new(NULL);
+    assert_non_null(loop);
+    /* x: 2047 lists inside one another; and 128 levels (64 objects holding a list) */
+    char *deep = malloc(8 + 2 * 2047 + 2), *ok = malloc(8 + 64 * 10 + 2), *p = deep;
+    assert_true(deep && ok);
+    p += sprintf(p, "{\"x\": ");
+    for (int i = 0; i < 2047; i++) *p++ = '[';
+    for (int i = 0; i < 2047; i++) *p++ = ']';
+    strcpy(p, "}");
+    p = ok + sprintf(ok, "{\"x\": ");
+    for (int i = 0; i < 64; i++) p += sprintf(p, "{\"k\": [");
+    for (int i = 0; i < 64; i++) p += sprintf(p, "]}");
+    strcpy(p, "}");
+    static const char *const srcs[] = {
+        "{{ x }}",       "{{ x|tojson }}", "{{ x|string }}",           "{{ [x]|join }}",
+        "{{ 'a' ~ x }}", "{{ x|title }}",  "{{ x|replace('a', 'b') }}"};
+    for (size_t i = 0; i < sizeof srcs / sizeof srcs[0]; i++) {
+        deep_case c = {t, srcs[i], deep, NULL};
+        sq_test_run_coro(loop, render_task, &c, 30);
+        if (!strstr(c.got, "ERROR t.html:1:") || !strstr(c.got, "a value nested deeper than 128"))
+            fail_msg("%s: %.200s", srcs[i], c.got);
+        c = (deep_case){t, srcs[i], ok, NULL};
+        sq_test_run_coro(loop, render_task, &c, 30);
+        if (!strncmp(c.got, "ERROR", 5)) fail_msg("%s (128 levels): %s", srcs[i], c.got);
+    }
+    free(deep);
+    free(ok);
+    sq_loop_free(loop);
+    sq_templates_free(t);
+}
+
 static int render_mode(int argc, char **argv)
 {
     if (argc != 5) return 2;
@@ -638,6 +688,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_long_elif_chain),
         cmocka_unit_test(test_tag_errors),
         cmocka_unit_test(test_more_filters),
+        cmocka_unit_test(test_deep_values),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
