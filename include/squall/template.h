@@ -14,7 +14,8 @@
  *
  * - `{{ expr }}` prints, HTML-escaped unless autoescape is off (per loader, or per template
  *   region with `{% autoescape false %}…{% endautoescape %}`); `| safe` marks trusted HTML.
- * - Expressions: literals ('text', "text" with Python's backslash escapes, 12, 1.5,
+ * - Expressions: literals ('text', "text" with Python's backslash escapes but `\\N{name}`,
+ *   an error, 12, 1.5,
  *   true/false/none — also True/False/None; a number beyond a 64-bit integer or a double, as
  *   a literal or a result, is an error where Jinja2 has big integers and inf), names, `a.b`,
  *   `a[0]`, `a["key"]`, `a[i]`, `+ - * / // %` on numbers (`~` joins as strings),

@@ -323,7 +323,8 @@ static int strip_underscores(const char *s, size_t n, char **out)
 
 /* A string literal's value.  Jinja2 reads escapes as Python does: \\ \' \" \a \b \f \n \r
  * \t \v, \ooo (octal), \xhh, \uhhhh, \Uhhhhhhhh, a backslash-newline joins the lines, and a
- * backslash before anything else stays ('C:\dir').  NULL with *why on a bad escape. */
+ * backslash before anything else stays ('C:\dir').  NULL with *why on a bad escape (and on
+ * \N{name}, which needs Unicode's names). */
 static json_t *str_literal(tok t, const char **why)
 {
     static const char named[] = "\\'\"abfnrtv", value[] = "\\'\"\a\b\f\n\r\t\v";
@@ -354,6 +355,10 @@ static json_t *str_literal(tok t, const char **why)
                 }
                 cp = cp * 16 + (unsigned long)h;
             }
+        } else if (d == 'N') {
+            /* Python's \N{name}: Jinja2 writes the named character (or fails); without
+             * Unicode's name table, an error rather than the escape's text */
+            *why = "a \\N{...} escape (Unicode character names are not supported)";
         } else if (d >= '0' && d <= '7') {
             cp = (unsigned long)(d - '0');
             for (int i = 0; i < 2 && s < end && *s >= '0' && *s <= '7'; i++)
