@@ -631,12 +631,14 @@ int sq__h2_sendfile(sq__http_req *r, int fd, off_t offset, size_t len)
 /* --- request bodies ------------------------------------------------------------------------ */
 
 /* The connection's window gets back what arrived, as nginx and h2o credit it, unless the
- * streams already hold H2_UNREAD_MAX unread: then only as handlers take their bytes. */
-static void conn_credit(sq__h2 *h2)
+ * streams already hold H2_UNREAD_MAX unread: then only as handlers take their bytes.  True
+ * when it credited something. */
+static bool conn_credit(sq__h2 *h2)
 {
-    if (!h2->conn_owed || h2->unread > H2_UNREAD_MAX) return;
+    if (!h2->conn_owed || h2->unread > H2_UNREAD_MAX) return false;
     nghttp2_session_consume_connection(h2->ng, h2->conn_owed);
     h2->conn_owed = 0;
+    return true;
 }
 
 /* Give `n` received bytes the handler took back to the stream's window (the connection's
@@ -648,10 +650,9 @@ static void consume(sq__h2_stream *st, size_t n)
     st->unconsumed -= n;
     sq__h2 *h2 = st->h2;
     h2->unread -= n;
-    bool owed = h2->conn_owed != 0;
-    conn_credit(h2);
+    bool credited = conn_credit(h2);
     if (st->open) nghttp2_session_consume_stream(h2->ng, st->id, n);
-    if (st->open || (owed && !h2->conn_owed)) h2_send(h2);
+    if (st->open || credited) h2_send(h2); /* the WINDOW_UPDATEs */
 }
 
 /* Wait for body bytes: body_timeout, cut to what is left of the whole body's deadline

@@ -2415,17 +2415,16 @@ static val round_filter(rctx *r, const expr *e, json_t *j, json_t *const *args, 
 
 /* replace(old, new, count): Jinja2's, Python's str.replace(); with autoescape and a safe
  * (Markup) value, old or new, the others are escaped first and the result is safe. */
-static val replace_filter(rctx *r, const expr *e, val v, const val *argv, size_t nargs)
+static val replace_filter(rctx *r, const expr *e, val v, const val *argv, json_t *const *args,
+                          size_t nargs)
 {
     long long count = -1;
     if (nargs < 2) {
         rfail(r, e, -EINVAL, "replace: needs the old and the new text");
         return mkval(NULL);
     }
-    if (nargs > 2 && !json_is_null(argv[2].j)) {
-        json_t *c[3] = {argv[0].j, argv[1].j, argv[2].j};
-        if (!int_arg(r, e, c, 3, 2, -1, &count)) return mkval(NULL);
-    }
+    if (nargs > 2 && !json_is_null(args[2]) && !int_arg(r, e, args, nargs, 2, -1, &count))
+        return mkval(NULL);
     /* value, old, new: what is not safe is escaped when the result is (Markup.replace) */
     bool safe = r->autoescape && (v.safe || argv[0].safe || argv[1].safe);
     bool esc[3] = {safe && !v.safe, safe && !argv[0].safe, safe && !argv[1].safe};
@@ -2471,10 +2470,10 @@ static val replace_filter(rctx *r, const expr *e, val v, const val *argv, size_t
 }
 
 /* truncate(length=255, killwords=False, end='...', leeway=5): Jinja2's, on characters. */
-static val truncate_filter(rctx *r, const expr *e, val v, const val *argv, size_t nargs)
+static val truncate_filter(rctx *r, const expr *e, val v, const val *argv, json_t *const *a,
+                           size_t nargs)
 {
-    json_t *a[4] = {NULL, NULL, NULL, NULL}, *j = v.j;
-    for (size_t i = 0; i < nargs && i < 4; i++) a[i] = argv[i].j;
+    json_t *j = v.j;
     long long length, leeway;
     /* leeway=None is the policy's 5: as if not given */
     if (!int_arg(r, e, a, nargs, 0, 255, &length) ||
@@ -2531,11 +2530,11 @@ static val truncate_filter(rctx *r, const expr *e, val v, const val *argv, size_
 /* float(default=0.0), abs, title, capitalize, wordcount, center(width=80), reverse, list,
  * replace, truncate, round, sum and the ordering filters.  Undefined is NULL, a failure sets
  * r->failed (through rfail). */
-static val more_filter(rctx *r, const expr *e, val v, const val *argv, size_t nargs)
+static val more_filter(rctx *r, const expr *e, val v, const val *argv, json_t *const *args,
+                       size_t nargs)
 {
     const char *f = e->name;
-    json_t *j = v.j, *args[8];
-    for (size_t i = 0; i < nargs; i++) args[i] = argv[i].j;
+    json_t *j = v.j;
     long long iv;
     double d;
     int kind = py_number(j, &iv, &d);
@@ -2566,9 +2565,9 @@ static val more_filter(rctx *r, const expr *e, val v, const val *argv, size_t na
     } else if (!strcmp(f, "round")) {
         res = round_filter(r, e, j, args, nargs);
     } else if (!strcmp(f, "replace")) {
-        res = replace_filter(r, e, v, argv, nargs);
+        res = replace_filter(r, e, v, argv, args, nargs);
     } else if (!strcmp(f, "truncate")) {
-        res = truncate_filter(r, e, v, argv, nargs);
+        res = truncate_filter(r, e, v, argv, args, nargs);
     } else if (!strcmp(f, "title") || !strcmp(f, "capitalize") || !strcmp(f, "wordcount") ||
                !strcmp(f, "center")) {
         text_of(r, e, j, &b);
@@ -2744,7 +2743,7 @@ static val builtin_filter(rctx *r, const expr *e, val v, const val *argv, json_t
             json_object_foreach(j, k, x) json_array_append_new(list, json_pack("[s,O]", k, x));
         res = mkval(list);
     } else {
-        res = more_filter(r, e, v, argv, nargs);
+        res = more_filter(r, e, v, argv, args, nargs);
     }
     sq__buf_free(&b);
     return res;
